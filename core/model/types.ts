@@ -1,0 +1,289 @@
+// The virtual topology, in the spirit of MidoNet's NSDB model (see ../shared/reference/midonet-model.md).
+// Every object is a plain JSON document with a string `id`; references are ids. The store keeps them,
+// the topology service validates them, the agent realizes them in the kernel.
+
+/** Free-form key/value settings carried by most objects (orchestrator labels, driver options). */
+export type Options = Record<string, string>;
+
+export interface Tenant {
+  id: string;
+  name: string;
+  /** Bumped by every bridge create/update in the tenant, so concurrent writers that check subnet overlap conflict. */
+  generation: number;
+}
+
+export interface Subnet {
+  /** IPv4 or IPv6 network in CIDR form, e.g. "10.1.0.0/24" or "fd00:1::/64". */
+  cidr: string;
+  /** Gateway address inside `cidr`; defaults to the first usable address. Empty string: no gateway. */
+  gateway?: string;
+  /** Addresses never handed out (beyond network, gateway and broadcast). */
+  reserved?: string[];
+  /** Optional allocation range inside `cidr` (Docker's --ip-range). */
+  range?: string;
+  /** Prefix length of the per-host IPAM blocks; default /26 (IPv4) and /122 (IPv6), never shorter than `cidr`. */
+  blockPrefix?: number;
+}
+
+export interface Bridge {
+  id: string;
+  tenantId: string;
+  name: string;
+  /** VXLAN network identifier used on the underlay (MidoNet's tunnel key). Unique cluster-wide. */
+  tunnelKey: number;
+  subnets: Subnet[];
+  /** MTU of workload interfaces; when absent the agent derives it from the underlay minus encapsulation. */
+  mtu?: number;
+  /** No route to the outside (Docker --internal). */
+  internal?: boolean;
+  adminStateUp: boolean;
+  inboundFilterId?: string;
+  outboundFilterId?: string;
+  options: Options;
+  labels: Options;
+}
+
+export interface Router {
+  id: string;
+  tenantId: string;
+  name: string;
+  adminStateUp: boolean;
+  inboundFilterId?: string;
+  outboundFilterId?: string;
+  loadBalancerId?: string;
+  /** Source-NAT workload traffic leaving the overlay on the sending host (default true). */
+  snat: boolean;
+  options: Options;
+}
+
+/** Who asked for a port: the adapter and the orchestrator's identity of the workload and its interface. */
+export interface PortOwner {
+  orchestrator: 'cni' | 'docker' | 'mesos' | 'kubernetes' | 'cli' | 'api';
+  workloadId: string;
+  ifname: string;
+}
+
+export interface Port {
+  id: string;
+  tenantId: string;
+  /** Bridge ports carry workloads (or link a router); router ports carry the router's address on a bridge. */
+  type: 'bridge' | 'router';
+  bridgeId?: string;
+  routerId?: string;
+  mac: string;
+  /** Bridge ports: workload addresses without prefix. Router ports: addresses in CIDR form (gateway/len). */
+  ips: string[];
+  /** Interior link: a router port is peered with a bridge port on the bridge it serves. */
+  peerId?: string;
+  /** Binding: the host and local interface name this port is bound to (MidoNet's HostInterfacePort). */
+  hostId?: string;
+  interfaceName?: string;
+  owner?: PortOwner;
+  adminStateUp: boolean;
+  /** Operational state written by the agent that realizes the binding. */
+  status: 'up' | 'down' | 'unknown';
+  /** Anti-spoofing: the workload may only send with its own MAC and IPs. */
+  portSecurity: boolean;
+  inboundFilterId?: string;
+  outboundFilterId?: string;
+  portGroupIds: string[];
+  options: Options;
+}
+
+export interface TunnelZone {
+  id: string;
+  name: string;
+  type: 'vxlan';
+}
+
+export interface TunnelZoneMembership {
+  zoneId: string;
+  /** This host's underlay address inside that zone. */
+  ip: string;
+}
+
+export interface Host {
+  id: string;
+  name: string;
+  /** Underlay addresses the host can be reached on. */
+  addresses: string[];
+  tunnelZones: TunnelZoneMembership[];
+  /** UDP port of the VXLAN overlay on this host. */
+  tunnelPort: number;
+  /** Underlay MTU as measured by the agent. */
+  underlayMtu?: number;
+  version?: string;
+}
+
+export interface Route {
+  id: string;
+  routerId: string;
+  dst: string;
+  src?: string;
+  nextHop: 'port' | 'blackhole' | 'reject' | 'local';
+  nextHopPortId?: string;
+  nextHopGateway?: string;
+  weight: number;
+}
+
+export interface Chain {
+  id: string;
+  tenantId?: string;
+  name: string;
+}
+
+export interface PortRange { start: number; end: number }
+
+export interface Condition {
+  inPortIds?: string[];
+  outPortIds?: string[];
+  portGroupSrc?: string;
+  portGroupDst?: string;
+  ipAddrGroupSrc?: string;
+  ipAddrGroupDst?: string;
+  /** 0x0800, 0x86dd, 0x0806 */
+  ethertype?: number;
+  nwProto?: number;
+  nwSrc?: string;
+  nwDst?: string;
+  tpSrc?: PortRange;
+  tpDst?: PortRange;
+  /** Connection tracking: match only the packets of flows started in the forward direction, or their replies. */
+  matchForwardFlow?: boolean;
+  matchReturnFlow?: boolean;
+  invNwSrc?: boolean;
+  invNwDst?: boolean;
+}
+
+export interface NatTarget {
+  addressFrom: string;
+  addressTo: string;
+  portFrom: number;
+  portTo: number;
+}
+
+export type RuleAction =
+  | 'accept' | 'drop' | 'reject' | 'jump' | 'return' | 'continue'
+  | 'snat' | 'dnat' | 'rev_snat' | 'rev_dnat';
+
+export interface Rule {
+  id: string;
+  chainId: string;
+  /** Rules of a chain are evaluated in ascending position. */
+  position: number;
+  condition: Condition;
+  action: RuleAction;
+  jumpChainId?: string;
+  natTargets?: NatTarget[];
+  /** Recorded in flow traces to say which rule allowed or dropped a packet. */
+  description?: string;
+}
+
+export interface PortGroup {
+  id: string;
+  tenantId: string;
+  name: string;
+  stateful: boolean;
+}
+
+export interface IpAddrGroup {
+  id: string;
+  tenantId: string;
+  name: string;
+  addresses: string[];
+}
+
+export interface LoadBalancer {
+  id: string;
+  routerId: string;
+  adminStateUp: boolean;
+}
+
+export interface Pool {
+  id: string;
+  loadBalancerId: string;
+  protocol: 'tcp' | 'udp';
+  lbMethod: 'round_robin' | 'random';
+  healthMonitorId?: string;
+  adminStateUp: boolean;
+}
+
+export interface PoolMember {
+  id: string;
+  poolId: string;
+  address: string;
+  port: number;
+  weight: number;
+  adminStateUp: boolean;
+  status: 'up' | 'down' | 'unknown';
+}
+
+export interface Vip {
+  id: string;
+  poolId: string;
+  address: string;
+  port: number;
+  protocol: 'tcp' | 'udp';
+  sessionPersistence?: 'source_ip';
+}
+
+export interface HealthMonitor {
+  id: string;
+  type: 'tcp' | 'http';
+  delay: number;
+  timeout: number;
+  maxRetries: number;
+  adminStateUp: boolean;
+}
+
+/** One address handed out from an IPAM block, with the workload interface that holds it. */
+export interface Allocation {
+  owner: string;
+  ifname: string;
+  hostId?: string;
+  /** Epoch milliseconds. */
+  at: number;
+}
+
+/**
+ * A block of a bridge subnet (Calico's block affinity): a host claims blocks and allocates from them without
+ * contending with other hosts; blocks of hosts that are gone are reclaimed.
+ */
+export interface IpamBlock {
+  id: string;
+  bridgeId: string;
+  /** The subnet this block belongs to. */
+  subnet: string;
+  cidr: string;
+  /** Host with affinity to this block; absent when the block is free for any host to claim. */
+  hostId?: string;
+  allocations: Record<string, Allocation>;
+}
+
+/** Every kind of object the store holds, by its kind name. */
+export interface Models {
+  Tenant: Tenant;
+  Bridge: Bridge;
+  Router: Router;
+  Port: Port;
+  Host: Host;
+  TunnelZone: TunnelZone;
+  Route: Route;
+  Chain: Chain;
+  Rule: Rule;
+  PortGroup: PortGroup;
+  IpAddrGroup: IpAddrGroup;
+  LoadBalancer: LoadBalancer;
+  Pool: Pool;
+  PoolMember: PoolMember;
+  Vip: Vip;
+  HealthMonitor: HealthMonitor;
+  IpamBlock: IpamBlock;
+}
+
+export type Kind = keyof Models;
+
+export const KINDS: readonly Kind[] = [
+  'Tenant', 'Bridge', 'Router', 'Port', 'Host', 'TunnelZone', 'Route', 'Chain', 'Rule', 'PortGroup',
+  'IpAddrGroup', 'LoadBalancer', 'Pool', 'PoolMember', 'Vip', 'HealthMonitor', 'IpamBlock',
+];
