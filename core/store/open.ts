@@ -1,0 +1,21 @@
+// Picks a store backend by URL scheme: `file:` for one host, `zk://` for a cluster.
+import { StoreError, type Store } from './store.js';
+import type { FileStoreOptions } from './file.js';
+import { redactUrl } from './validate.js';
+
+export interface OpenStoreOptions {
+  file?: FileStoreOptions;
+}
+
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
+  if (typeof url !== 'string') throw new StoreError('Invalid', 'store URL must be a string');
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  switch (scheme) {
+    case 'file': {
+      const { FileStore } = await import('./file.js');
+      return FileStore.open(url, options.file);
+    }
+    default:
+      throw new StoreError('Invalid', `unsupported store URL ${JSON.stringify(redactUrl(url))}: expected file:/path or zk://host:port/root`);
+  }
+}

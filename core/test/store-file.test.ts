@@ -1,0 +1,154 @@
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
+import { FileStore, fileUrlToDir } from '../store/file.js';
+import { openStore } from '../store/open.js';
+import { StoreError } from '../store/store.js';
+import { registerStoreConformance, tenant, waitFor } from './store-conformance.js';
+
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bees-store-'));
+  t.teardown(() => fsp.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+registerStoreConformance(test, 'file', async (t, options) => {
+  const dir = await tempDir(t);
+  const store = await FileStore.open(`file:${dir}`, { watchRetention: options?.retention });
+  t.teardown(() => store.close());
+  return store;
+});
+
+test('file: URL forms', (t) => {
+  t.is(fileUrlToDir('file:/var/lib/bees'), '/var/lib/bees');
+  t.is(fileUrlToDir('file:///var/lib/bees'), '/var/lib/bees');
+  t.is(fileUrlToDir('file://localhost/var/lib/b%20s'), '/var/lib/b s');
+  t.is(fileUrlToDir('file:rel/dir'), path.resolve('rel/dir'));
+  for (const bad of ['file:', 'file://otherhost/x', 'http://x', 'file:%zz']) {
+    t.is(t.throws(() => fileUrlToDir(bad), { instanceOf: StoreError })?.code, 'Invalid', bad);
+  }
+});
+
+test('file: openStore picks the backend by scheme and refuses unknown ones', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(`file://${dir}`);
+  t.teardown(() => s.close());
+  t.true(s instanceof FileStore);
+  t.is(s.url, `file://${dir}`);
+  const err = await t.throwsAsync(openStore('etcd://x:1/'), { instanceOf: StoreError });
+  t.is(err?.code, 'Invalid');
+});
+
+test('file: state survives close and reopen, including across compaction', async (t) => {
+  const dir = await tempDir(t);
+  let s = await FileStore.open(`file:${dir}`, { compactBytes: 2000 });
+  const ids = Array.from({ length: 60 }, () => randomUUID());
+  for (const id of ids) await s.create('Tenant', tenant(id));
+  await s.update('Tenant', tenant(ids[0], 3), 1);
+  await s.delete('Tenant', ids[1]!);
+  const seq = await s.lastSeq();
+  await s.putEphemeral('h/1', 1);
+  await s.close();
+  t.true((await fsp.stat(path.join(dir, 'snapshot.json'))).size > 0, 'compaction wrote a snapshot');
+  t.true((await fsp.stat(path.join(dir, 'journal'))).size < 4000, 'compaction truncated the journal');
+  s = await FileStore.open(`file:${dir}`);
+  t.teardown(() => s.close());
+  t.is(await s.lastSeq(), seq);
+  t.is((await s.list('Tenant')).length, 59);
+  t.deepEqual(await s.get('Tenant', ids[0]!), { value: tenant(ids[0], 3), version: 2 });
+  t.is(await s.get('Tenant', ids[1]!), undefined);
+  t.deepEqual(await s.listEphemeral(''), {}, 'ephemerals die with their process');
+  t.is(await s.create('Tenant', tenant()), 1);
+  t.is(await s.lastSeq(), seq + 1, 'seq continues after reopen');
+});
+
+test('file: a torn or corrupt journal tail is dropped, and later writes survive', async (t) => {
+  const dir = await tempDir(t);
+  let s = await FileStore.open(`file:${dir}`);
+  const a = tenant();
+  await s.create('Tenant', a);
+  await s.close();
+  const journal = path.join(dir, 'journal');
+  const good = await fsp.readFile(journal, 'utf8');
+  // A corrupt record (bad checksum) followed by a torn one.
+  const bogus = good.replace(a.id, randomUUID());
+  await fsp.writeFile(journal, good + bogus + good.slice(0, 20));
+  s = await FileStore.open(`file:${dir}`);
+  t.is((await s.list('Tenant')).length, 1);
+  t.is(await s.lastSeq(), 1);
+  const b = tenant();
+  await s.create('Tenant', b);
+  await s.close();
+  s = await FileStore.open(`file:${dir}`);
+  t.teardown(() => s.close());
+  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id).sort(), [a.id, b.id].sort());
+  t.is(await s.lastSeq(), 2);
+});
+
+function startChild(script: string, dir: string): { child: ChildProcess; lines: string[]; exited: Promise<unknown> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(fixtures, script), dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts);
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  return { child, lines, exited };
+}
+
+test('file: kill -9 in the middle of a write burst loses no acknowledged commit and half-applies none', async (t) => {
+  const dir = await tempDir(t);
+  const { child, lines, exited } = startChild('store-file-writer.ts', dir);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  await waitFor(() => lines.length > 1500, 'a burst of acknowledged commits', 60_000);
+  child.kill('SIGKILL');
+  await exited;
+  const acked = lines.filter((l) => l.startsWith('ack ')).map((l) => l.slice(4));
+  t.log(`${acked.length} commits acknowledged before the kill`);
+  // The dead writer's lock is stale and is taken over.
+  const s = await FileStore.open(`file:${dir}`);
+  t.teardown(() => s.close());
+  const tenants = new Set((await s.list('Tenant')).map((v) => v.value.id));
+  const bridges = new Set((await s.list('Bridge')).map((v) => v.value.id));
+  for (const id of acked) t.true(tenants.has(id), `acknowledged ${id} is present`);
+  t.deepEqual(tenants, bridges, 'every commit is whole: each Tenant has its Bridge and vice versa');
+  t.is(await s.lastSeq(), tenants.size * 2, 'one change per object: nothing applied twice or lost from the count');
+  t.true(tenants.size >= acked.length);
+});
+
+test('file: a second process opening a locked directory gets a clear error; a stale lock is taken over', async (t) => {
+  const dir = await tempDir(t);
+  const holder = startChild('store-file-holder.ts', dir);
+  t.teardown(() => {
+    if (holder.child.exitCode === null) holder.child.kill('SIGKILL');
+  });
+  await waitFor(() => holder.lines.includes('ready'), 'holder ready', 30_000);
+  const err = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
+  t.is(err?.code, 'Unavailable');
+  t.regex(err!.message, new RegExp(`in use by process ${holder.child.pid}`));
+  holder.child.stdin!.end();
+  await holder.exited;
+  t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a clean close removes the lock');
+
+  // A lock left by a process that no longer exists.
+  const dead = spawn('true');
+  await new Promise((r) => dead.once('exit', r));
+  await fsp.writeFile(path.join(dir, 'lock'), `${dead.pid}\n`);
+  const s = await FileStore.open(`file:${dir}`);
+  t.is((await fsp.readFile(path.join(dir, 'lock'), 'utf8')).trim(), String(process.pid));
+  const again = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
+  t.is(again?.code, 'Unavailable', 'the same process cannot open it twice either');
+  await s.close();
+});
