@@ -97,7 +97,7 @@ test('static requests are honoured or refused with the reason', async (t) => {
   t.is(r[0]!.address, '10.40.0.77');
   t.is(r[1]!.family, 6); // the other family is still allocated dynamically
   t.deepEqual(await ipam.allocate(br, 'w1', 'eth0', { requested: ['10.40.0.77'] }), r); // idempotent
-  const refuse = async (requested: string, code: string, message: RegExp) => {
+  const refuse = async (requested: string, code: TopologyError['code'], message: RegExp) => {
     const err = await t.throwsAsync(ipam.allocate(br, `x-${requested}`, 'eth0', { requested: [requested] }), { instanceOf: TopologyError, message });
     t.is(err!.code, code, requested);
   };
