@@ -228,3 +228,28 @@ test('bad arguments are refused clearly', async (t) => {
   await t.throwsAsync(ipam.allocate(br, 'w', 'eth0', { requested: ['10.70.0.5', '10.70.0.6'] }), { message: /more than one IPv4 address requested/ });
   await t.throwsAsync(ipam.reserveAddress(br, '10.71.0.1', 'x'), { message: /outside every subnet/ });
 });
+
+test('many hosts racing in one process on the file store: every address once, exactly the usable count', async (t) => {
+  const store = await fileStore(t);
+  const br = bridge({ cidr: '10.80.0.0/24' });
+  const hosts = ['h1', 'h2', 'h3', 'h4', 'h4', 'h5', 'h6', 'h6'].map((h) => new Ipam(store, h));
+  const got = await Promise.all(hosts.map(async (ipam, i) => {
+    const mine: string[] = [];
+    for (let n = 0; ; n++) {
+      try {
+        mine.push((await ipam.allocate(br, `w${i}-${n}`, 'eth0'))[0]!.address);
+      } catch (err) {
+        t.is((err as TopologyError).code, 'exhausted', (err as Error).message);
+        return mine;
+      }
+    }
+  }));
+  const all = got.flat();
+  t.is(all.length, 253);
+  t.is(new Set(all).size, 253);
+  t.is((await hosts[0]!.allocations(br.id)).length, 253);
+  await Promise.all(hosts.map((ipam, i) => Promise.all(got[i]!.map((_, n) => ipam.release(br.id, `w${i}-${n}`)))));
+  t.deepEqual(await hosts[0]!.allocations(br.id), []);
+  await hosts[0]!.reclaimBlocks(new Set());
+  t.deepEqual(await blocks(store, br.id), []);
+});
