@@ -1,0 +1,100 @@
+// The plugin's only effect: JSON over HTTP on the agent's unix socket (core/workload/types.ts). No framework:
+// under Bun (the shipped executable) fetch() speaks unix sockets natively and starts in a few ms; under Node
+// (tests, `tsx`) we fall back to node:http, loaded only then.
+import type {
+  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
+} from '../../core/workload/types.js';
+
+/** The agent answered with an error body (HTTP 4xx/5xx). */
+export class AgentError extends Error {
+  constructor(readonly status: number, readonly body: WorkloadErrorBody) {
+    super(body.error);
+    this.name = 'AgentError';
+  }
+}
+
+/** Nobody (or something that is not the agent) is at the socket. */
+export class AgentUnreachable extends Error {
+  constructor(readonly socket: string, readonly reason: string) {
+    super(`cannot reach the bees agent at ${socket}: ${reason}`);
+    this.name = 'AgentUnreachable';
+  }
+}
+
+/** The agent answered, but not with the workload API's JSON. */
+export class AgentProtocolError extends Error {
+  override name = 'AgentProtocolError';
+}
+
+interface RawResponse { status: number; text: string }
+
+declare const Bun: unknown; // present only in the Bun runtime
+
+async function viaFetch(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
+  const init = { method, body, headers: body ? { 'content-type': 'application/json' } : {}, unix: socket, signal: AbortSignal.timeout(timeoutMs) };
+  // `unix` is Bun's extension to RequestInit.
+  const res = await fetch(`http://localhost${path}`, init as RequestInit);
+  return { status: res.status, text: await res.text() };
+}
+
+async function viaNodeHttp(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, path, method, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function describe(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err.code) {
+    case 'ENOENT': return 'no such socket (is the agent running?)';
+    case 'ECONNREFUSED': case 'ConnectionRefused': return 'connection refused (is the agent running?)';
+    case 'EACCES': return 'permission denied (the plugin must run as root)';
+    case 'ETIMEDOUT': return err.message;
+  }
+  if (err.name === 'TimeoutError') return 'timed out waiting for the agent';
+  return err.message ?? String(e);
+}
+
+export class AgentClient {
+  constructor(readonly socket: string, readonly timeoutMs = 30_000) {}
+
+  private async call<T>(method: 'GET' | 'POST', path: string, payload?: unknown): Promise<T> {
+    const body = payload === undefined ? undefined : JSON.stringify(payload);
+    let raw: RawResponse;
+    try {
+      raw = typeof Bun !== 'undefined'
+        ? await viaFetch(this.socket, method, path, body, this.timeoutMs)
+        : await viaNodeHttp(this.socket, method, path, body, this.timeoutMs);
+    } catch (e) {
+      throw new AgentUnreachable(this.socket, describe(e));
+    }
+    let parsed: unknown;
+    try {
+      parsed = raw.text === '' ? {} : JSON.parse(raw.text);
+    } catch {
+      throw new AgentProtocolError(`the agent at ${this.socket} answered ${method} ${path} with HTTP ${raw.status} and a body that is not JSON: ${raw.text.slice(0, 200)}`);
+    }
+    if (raw.status >= 400) {
+      const b = parsed as Partial<WorkloadErrorBody>;
+      const errBody: WorkloadErrorBody = { error: typeof b.error === 'string' ? b.error : `HTTP ${raw.status}`, code: b.code ?? (raw.status === 404 ? 'not_found' : raw.status >= 500 ? 'internal' : 'invalid') };
+      if (typeof b.field === 'string') errBody.field = b.field;
+      throw new AgentError(raw.status, errBody);
+    }
+    return parsed as T;
+  }
+
+  attach(req: AttachRequest): Promise<AttachResult> { return this.call('POST', '/v1/attach', req); }
+  detach(req: DetachRequest): Promise<Record<string, never>> { return this.call('POST', '/v1/detach', req); }
+  check(req: CheckRequest): Promise<CheckResult> { return this.call('POST', '/v1/check', req); }
+  gc(req: GcRequest): Promise<GcResult> { return this.call('POST', '/v1/gc', req); }
+  status(): Promise<StatusResult> { return this.call('GET', '/v1/status'); }
+}
