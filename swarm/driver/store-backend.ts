@@ -1,0 +1,117 @@
+// DockerBackend over the core's topology service and IPAM on a store the driver opens itself, with endpoints
+// attached through the agent's workload socket. Used until the agent's REST API client serves the same calls.
+import type { Bridge, Options } from '../../core/model/types.js';
+import { Ipam } from '../../core/ipam/ipam.js';
+import { TopologyError } from '../../core/topology/errors.js';
+import { Topology } from '../../core/topology/service.js';
+import type { AttachRequest, AttachResult, DetachRequest } from '../../core/workload/types.js';
+import type { BridgeSpec, DockerBackend } from './backend.js';
+import type { WorkloadClient } from './workload-client.js';
+
+export class StoreBackend implements DockerBackend {
+  constructor(
+    private readonly topology: Topology,
+    private readonly ipam: Ipam,
+    private readonly workload: WorkloadClient,
+  ) {}
+
+  async getBridge(id: string): Promise<Bridge | undefined> {
+    try {
+      return await this.topology.get('Bridge', id);
+    } catch (err) {
+      if (err instanceof TopologyError && err.code === 'not_found') return undefined;
+      throw err;
+    }
+  }
+
+  listBridges(): Promise<Bridge[]> {
+    return this.topology.list('Bridge');
+  }
+
+  async ensureBridge(spec: BridgeSpec): Promise<Bridge> {
+    const existing = await this.getBridge(spec.id);
+    if (existing) return existing;
+    const input: Record<string, unknown> = {
+      id: spec.id, tenant: spec.tenant, name: spec.name, subnets: spec.subnets, internal: spec.internal,
+      labels: spec.labels, options: spec.options,
+    };
+    if (spec.mtu !== undefined) input.mtu = spec.mtu;
+    if (spec.tunnelKey !== undefined) input.tunnelKey = spec.tunnelKey;
+    let bridge: Bridge;
+    try {
+      bridge = await this.topology.create('Bridge', input);
+    } catch (err) {
+      // Another host of the swarm made it first.
+      const again = await this.getBridge(spec.id);
+      if (again) return again;
+      throw err;
+    }
+    if (spec.router && bridge.subnets.some((s) => s.gateway !== '')) {
+      try {
+        const router = await this.ensureRouter(spec.tenant, spec.router);
+        await this.topology.attachRouter(router.id, bridge.id);
+      } catch (err) {
+        await this.topology.delete('Bridge', bridge.id).catch(() => undefined);
+        throw err;
+      }
+    }
+    return bridge;
+  }
+
+  private async ensureRouter(tenant: string, name: string) {
+    const found = await this.topology.findRouter(tenant, name);
+    if (found) return found;
+    try {
+      return await this.topology.create('Router', { tenant, name });
+    } catch (err) {
+      const again = await this.topology.findRouter(tenant, name);
+      if (again) return again;
+      throw err;
+    }
+  }
+
+  async setBridgeLabels(id: string, labels: Options): Promise<void> {
+    const bridge = await this.getBridge(id);
+    if (!bridge) return;
+    await this.topology.update('Bridge', id, { labels: { ...bridge.labels, ...labels } });
+  }
+
+  async deleteBridge(id: string): Promise<void> {
+    try {
+      await this.topology.delete('Bridge', id);
+    } catch (err) {
+      if (err instanceof TopologyError && err.code === 'not_found') return;
+      throw err;
+    }
+  }
+
+  async workloadPorts(bridgeId: string): Promise<number> {
+    return (await this.topology.list('Port', { bridgeId })).filter((p) => !p.peerId).length;
+  }
+
+  async allocateAddress(bridgeId: string, owner: string, family: 4 | 6, requested?: string): Promise<string> {
+    const bridge = await this.topology.get('Bridge', bridgeId);
+    // One reservation per request (the IPAM answers a repeated owner+ifname with what it holds already): the
+    // interface name only has to be unique for the owner.
+    const ifname = `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    if (requested) return (await this.ipam.reserveAddress(bridge, requested, owner, ifname)).address;
+    const [got] = await this.ipam.allocate(bridge, owner, ifname, { families: [family] });
+    return got!.address;
+  }
+
+  async releaseAddress(bridgeId: string, address: string, owner?: string): Promise<void> {
+    if (owner !== undefined) {
+      const held = (await this.ipam.allocations(bridgeId)).find((a) => a.address === address);
+      if (!held || held.owner !== owner) return;
+    }
+    await this.ipam.releaseAddress(bridgeId, address);
+  }
+
+  attach(req: AttachRequest): Promise<AttachResult> {
+    return this.workload.attach(req);
+  }
+
+  detach(req: DetachRequest): Promise<void> {
+    return this.workload.detach(req);
+  }
+}
