@@ -326,6 +326,12 @@ export class Ipam {
       const got = await this.takeFrom(bridge, plan, blocks.filter((b) => b.value.subnet === plan.text), blocks, owner, ifname);
       if (got) return this.resultOf(plan, got);
     }
+    // A store may answer list() from a cache that lags other hosts' writes (ZooKeeper's follower does): before
+    // saying "full", read each block afresh; a block that moved on (an address released) means look again.
+    for (const b of blocks.filter((x) => plans.some((p) => p.text === x.value.subnet))) {
+      const now = await this.store.get('IpamBlock', b.value.id);
+      if (now?.version !== b.version) throw new StoreError('Conflict', `block ${b.value.cidr} changed while reading`, 'IpamBlock', b.value.id);
+    }
     const full = plans.map((plan) => {
       const inUse = blocks.filter((b) => b.value.subnet === plan.text).reduce((n, b) => n + Object.keys(b.value.allocations).length, 0);
       return `subnet ${plan.text} of bridge "${bridge.name}" is full (${inUse} addresses in use)`;
