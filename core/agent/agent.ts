@@ -1,0 +1,140 @@
+// The per-host agent: registers its Host, keeps a liveness record, serves the REST API and the workload API, and
+// reconciles the kernel to the part of the topology this host needs.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Host } from '../model/types.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { Topology } from '../topology/service.js';
+import { TopologyError } from '../topology/errors.js';
+import { Ipam } from '../ipam/ipam.js';
+import { LinuxDatapath } from '../datapath/linux-datapath.js';
+import { detectUnderlay } from '../datapath/underlay.js';
+import { buildApi, listen } from '../api/server.js';
+import { HOST_LIVENESS_PREFIX } from '../api/paths.js';
+import { TopologyCache } from './cache.js';
+import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identity.js';
+import { Reconciler } from './reconciler.js';
+import { Workloads } from './workloads.js';
+import { buildWorkloadServer } from './workload-server.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/bees';
+export const DEFAULT_RUN_DIR = '/run/bees';
+export const DEFAULT_TUNNEL_ZONE = 'default';
+
+export interface AgentOptions {
+  store: string;
+  hostId?: string;
+  hostName?: string;
+  underlayIp?: string;
+  tunnelPort?: number;
+  /** REST API endpoint (unix:PATH or tcp://HOST:PORT); default unix:<runDir>/api.sock. */
+  listen?: string;
+  /** Workload API socket; default <runDir>/workload.sock. */
+  workloadSocket?: string;
+  token?: string;
+  stateDir?: string;
+  runDir?: string;
+  /** Periodic full reconcile, milliseconds. */
+  resyncMs?: number;
+  /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
+  routerNsPrefix?: string;
+  log?: (msg: string) => void;
+}
+
+export class Agent {
+  store!: Store;
+  topology!: Topology;
+  cache!: TopologyCache;
+  reconciler!: Reconciler;
+  workloads!: Workloads;
+  hostId!: string;
+  apiEndpoint = '';
+  workloadEndpoint = '';
+  private api: FastifyInstance | undefined;
+  private workloadApi: FastifyInstance | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private storeReady = false;
+  private readonly log: (msg: string) => void;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
+    const runDir = o.runDir ?? DEFAULT_RUN_DIR;
+    mkdirSync(runDir, { recursive: true });
+    this.hostId = loadOrCreateHostId(stateDir, o.hostId);
+    const underlay = o.underlayIp ? underlayOfAddress(o.underlayIp) : await detectUnderlay();
+    const tunnelPort = o.tunnelPort ?? 6677;
+    this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
+
+    this.store = await openStore(o.store);
+    this.storeReady = true;
+    this.topology = new Topology(this.store);
+    await this.register(underlay.ip, underlay.mtu, tunnelPort, o.hostName ?? defaultHostName());
+    await this.store.putEphemeral(`${HOST_LIVENESS_PREFIX}${this.hostId}`, { hostId: this.hostId, pid: process.pid, since: Date.now() });
+
+    this.cache = new TopologyCache(this.store);
+    await this.cache.start();
+    const datapath = new LinuxDatapath({
+      underlayIp: underlay.ip, tunnelPort, underlayMtu: underlay.mtu,
+      ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
+    });
+    this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
+    this.cache.on('changed', () => this.reconciler.trigger());
+    // The first pass converges what a previous run left: healthy state is kept as it is.
+    await this.reconciler.runOnce();
+    this.resync = setInterval(() => this.reconciler.trigger(0), o.resyncMs ?? 30_000);
+    this.resync.unref();
+
+    const ipam = new Ipam(this.store, this.hostId);
+    this.workloads = new Workloads({
+      hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, datapath, reconciler: this.reconciler,
+      storeUrl: this.store.url,
+      ready: () => (this.storeReady ? { ready: true } : { ready: false, reason: 'the store is not reachable' }),
+    });
+    this.workloadApi = buildWorkloadServer(this.workloads);
+    this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
+    this.api = buildApi({ topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}) });
+    this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
+    this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
+  }
+
+  /** Create or refresh this host's Host object and its tunnel-zone membership. */
+  private async register(ip: string, mtu: number, tunnelPort: number, name: string): Promise<void> {
+    let zone = (await this.topology.list('TunnelZone', { name: DEFAULT_TUNNEL_ZONE }))[0];
+    if (!zone) {
+      try {
+        zone = await this.topology.create('TunnelZone', { name: DEFAULT_TUNNEL_ZONE, type: 'vxlan' });
+      } catch (e) {
+        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+        zone = (await this.topology.list('TunnelZone', { name: DEFAULT_TUNNEL_ZONE }))[0];
+      }
+    }
+    const desired: Omit<Host, 'id'> = {
+      name, addresses: [ip], tunnelZones: zone ? [{ zoneId: zone.id, ip }] : [], tunnelPort, underlayMtu: mtu,
+    };
+    try {
+      const current = await this.topology.get('Host', this.hostId);
+      if (JSON.stringify({ ...current, id: undefined }) !== JSON.stringify({ ...desired, id: undefined })) {
+        await this.topology.update('Host', this.hostId, desired);
+      }
+    } catch (e) {
+      if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+      await this.topology.create('Host', { id: this.hostId, ...desired });
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.resync) clearInterval(this.resync);
+    this.reconciler?.stop();
+    this.cache?.stop();
+    await this.api?.close().catch(() => undefined);
+    await this.workloadApi?.close().catch(() => undefined);
+    await this.store?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,114 @@
+// The agent's local copy of the topology, kept current from the store's ordered change stream (list, then watch
+// from the sequence number seen before listing: a change racing the list is applied twice, harmlessly, since
+// applying a change is idempotent). Reads on the packet-plumbing path never go to the store.
+import { EventEmitter } from 'node:events';
+import type { Kind, Models } from '../model/types.js';
+import type { Change, Store } from '../store/store.js';
+import { StoreError } from '../store/store.js';
+
+/** Kinds the agent realizes; the rest stay in the store only. */
+export const CACHED_KINDS = ['Tenant', 'Bridge', 'Router', 'Port', 'Host', 'Route', 'TunnelZone'] as const;
+export type CachedKind = (typeof CACHED_KINDS)[number];
+
+export class TopologyCache extends EventEmitter {
+  private readonly maps = new Map<Kind, Map<string, unknown>>();
+  private readonly versions = new Map<string, number>();
+  private stopWatch: (() => void) | undefined;
+  private lastSeq = 0;
+  private stopped = false;
+
+  constructor(private readonly store: Store) {
+    super();
+    for (const k of CACHED_KINDS) this.maps.set(k, new Map());
+  }
+
+  async start(): Promise<void> {
+    await this.resync();
+  }
+
+  /** Full relist; used at start and when the change stream cannot be resumed. */
+  private async resync(): Promise<void> {
+    this.stopWatch?.();
+    const seq = await this.store.lastSeq();
+    for (const kind of CACHED_KINDS) {
+      const items = await this.store.list(kind);
+      const map = new Map<string, unknown>();
+      for (const { value, version } of items) {
+        map.set((value as { id: string }).id, value);
+        this.versions.set(`${kind}/${(value as { id: string }).id}`, version);
+      }
+      this.maps.set(kind, map);
+    }
+    this.lastSeq = seq;
+    this.stopWatch = await this.store.watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS] })
+      .catch(async (err: unknown) => {
+        // The changes since `seq` were trimmed between our read and the watch: list again.
+        if (err instanceof StoreError && err.code === 'Gone' && !this.stopped) {
+          await this.resync();
+          return this.stopWatch ?? (() => undefined);
+        }
+        throw err;
+      });
+    this.emit('changed', { kind: undefined, id: undefined });
+  }
+
+  private apply(c: Change): void {
+    if (c.seq <= this.lastSeq && c.seq !== 0) return;
+    this.lastSeq = c.seq;
+    const map = this.maps.get(c.kind);
+    if (!map) return;
+    const key = `${c.kind}/${c.id}`;
+    if (c.type === 'delete') {
+      map.delete(c.id);
+      this.versions.delete(key);
+    } else {
+      map.set(c.id, c.value);
+      this.versions.set(key, c.version);
+    }
+    this.emit('changed', { kind: c.kind, id: c.id, type: c.type });
+  }
+
+  get<K extends CachedKind>(kind: K, id: string): Models[K] | undefined {
+    return this.maps.get(kind)?.get(id) as Models[K] | undefined;
+  }
+
+  list<K extends CachedKind>(kind: K): Models[K][] {
+    return [...(this.maps.get(kind)?.values() ?? [])] as Models[K][];
+  }
+
+  portsOfBridge(bridgeId: string): Models['Port'][] {
+    return this.list('Port').filter((p) => p.bridgeId === bridgeId);
+  }
+
+  portsOfRouter(routerId: string): Models['Port'][] {
+    return this.list('Port').filter((p) => p.routerId === routerId);
+  }
+
+  /** Resolves once the cache has seen a change at least as new as `seq` (read-your-writes for the agent). */
+  async waitForSeq(seq: number, timeoutMs = 5000): Promise<void> {
+    if (this.lastSeq >= seq) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('changed', check);
+        reject(new Error(`topology cache did not reach change ${seq} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const check = (): void => {
+        if (this.lastSeq >= seq) {
+          clearTimeout(timer);
+          this.off('changed', check);
+          resolve();
+        }
+      };
+      this.on('changed', check);
+    });
+  }
+
+  get seq(): number {
+    return this.lastSeq;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stopWatch?.();
+  }
+}

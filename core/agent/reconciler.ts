@@ -1,0 +1,249 @@
+// Level-triggered reconciliation: from the cached topology, compute what this host's kernel must hold (virtual
+// bridges with their remote ports, router instances with their legs and neighbours) and converge the datapath to
+// it. Runs after every relevant change (coalesced) and periodically; converging healthy state changes nothing, so
+// a restarted agent picks up where the old one left without disturbing traffic.
+import type { Bridge, Host, Port, Router } from '../model/types.js';
+import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterRoute } from '../datapath/types.js';
+import { parseCidr } from '../net/ip.js';
+import type { TopologyCache } from './cache.js';
+
+/** What the reconciler needs of a datapath (LinuxDatapath implements it). */
+export interface HostDatapath {
+  ensureBridge(b: DesiredBridge): Promise<void>;
+  removeBridge(vni: number): Promise<void>;
+  plug(p: PlugSpec): Promise<PlugResult>;
+  unplug(hostIfname: string): Promise<void>;
+  checkPlug(p: PlugSpec): Promise<string[]>;
+  ensureRouter(r: DesiredRouter): Promise<void>;
+  removeRouter(id: string): Promise<void>;
+  inventory(): Promise<Inventory>;
+  sweep(desired: Partial<Inventory>): Promise<void>;
+}
+
+export interface HostPlan {
+  bridges: Map<string, DesiredBridge>;
+  routers: Map<string, DesiredRouter>;
+  /** Host-side interface names of the ports bound here. */
+  plugs: Set<string>;
+}
+
+/** The underlay address a host is reached on for tunnels. */
+export function tunnelIpOf(host: Host | undefined): string | undefined {
+  if (!host) return undefined;
+  return host.tunnelZones[0]?.ip ?? host.addresses[0];
+}
+
+export function bareIp(ipOrCidr: string): string {
+  const slash = ipOrCidr.indexOf('/');
+  return slash < 0 ? ipOrCidr : ipOrCidr.slice(0, slash);
+}
+
+export class Reconciler {
+  private running: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Errors of the last pass, for `status`. */
+  lastError: string | undefined;
+  passes = 0;
+
+  constructor(
+    private readonly hostId: string,
+    private readonly cache: TopologyCache,
+    private readonly datapath: HostDatapath,
+    private readonly underlayMtu: number,
+    private readonly log: (msg: string) => void = () => undefined,
+  ) {}
+
+  /** Compute the desired state of this host from the cache. Pure: no I/O. */
+  plan(): HostPlan {
+    const cache = this.cache;
+    const me = this.hostId;
+    const ports = cache.list('Port');
+    const portsById = new Map(ports.map((p) => [p.id, p]));
+    const byBridge = new Map<string, Port[]>();
+    for (const p of ports) {
+      if (p.type !== 'bridge' || !p.bridgeId) continue;
+      let list = byBridge.get(p.bridgeId);
+      if (!list) byBridge.set(p.bridgeId, (list = []));
+      list.push(p);
+    }
+    const local = ports.filter((p) => p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName);
+
+    // Routers serving bridges with local ports, and through them every bridge those routers join: traffic routed
+    // here towards a bridge without local ports still leaves from here, straight to the destination host.
+    const routerIds = new Set<string>();
+    const bridgeIds = new Set(local.map((p) => p.bridgeId!));
+    for (const bid of [...bridgeIds]) {
+      for (const bp of byBridge.get(bid) ?? []) {
+        const rp = bp.peerId ? portsById.get(bp.peerId) : undefined;
+        if (rp?.type === 'router' && rp.routerId && cache.get('Router', rp.routerId)?.adminStateUp !== false) routerIds.add(rp.routerId);
+      }
+    }
+    const routerPorts = new Map<string, Port[]>();
+    for (const p of ports) {
+      if (p.type !== 'router' || !p.routerId || !routerIds.has(p.routerId)) continue;
+      let list = routerPorts.get(p.routerId);
+      if (!list) routerPorts.set(p.routerId, (list = []));
+      list.push(p);
+      const peer = p.peerId ? portsById.get(p.peerId) : undefined;
+      if (peer?.bridgeId) bridgeIds.add(peer.bridgeId);
+    }
+
+    const bridges = new Map<string, DesiredBridge>();
+    for (const bid of bridgeIds) {
+      const bridge = cache.get('Bridge', bid);
+      if (!bridge || !bridge.adminStateUp) continue;
+      bridges.set(bid, this.desiredBridge(bridge, byBridge.get(bid) ?? [], portsById));
+    }
+
+    const routers = new Map<string, DesiredRouter>();
+    for (const rid of routerIds) {
+      const router = cache.get('Router', rid);
+      if (!router) continue;
+      const r = this.desiredRouter(router, routerPorts.get(rid) ?? [], portsById, byBridge);
+      if (r.legs.length > 0) routers.set(rid, r);
+    }
+    return { bridges, routers, plugs: new Set(local.map((p) => p.interfaceName!)) };
+  }
+
+  private desiredBridge(bridge: Bridge, ports: Port[], portsById: Map<string, Port>): DesiredBridge {
+    const me = this.hostId;
+    const remotes: DesiredBridge['remotes'] = [];
+    const flood = new Set<string>();
+    const gateways: NonNullable<DesiredBridge['gateways']> = [];
+    for (const p of ports) {
+      const peer = p.peerId ? portsById.get(p.peerId) : undefined;
+      if (peer?.type === 'router') {
+        for (const cidr of peer.ips) gateways.push({ ip: bareIp(cidr), mac: peer.mac });
+        continue;
+      }
+      if (!p.hostId || p.hostId === me || !p.interfaceName) continue;
+      const hostIp = tunnelIpOf(this.cache.get('Host', p.hostId));
+      if (!hostIp) continue;
+      remotes.push({ mac: p.mac, ips: p.ips.map(bareIp), hostIp });
+      flood.add(hostIp);
+    }
+    const mtu = bridge.mtu ?? this.underlayMtu - 50;
+    return { vni: bridge.tunnelKey, mtu, remotes, floodHosts: [...flood].sort(), gateways };
+  }
+
+  private desiredRouter(router: Router, rports: Port[], portsById: Map<string, Port>, byBridge: Map<string, Port[]>): DesiredRouter {
+    const legs: DesiredRouter['legs'] = [];
+    const neighbours: NonNullable<DesiredRouter['neighbours']> = [];
+    const legByPort = new Map<string, number>();
+    const subnets: string[] = [];
+    let internal = false;
+    for (const rp of rports) {
+      const peer = rp.peerId ? portsById.get(rp.peerId) : undefined;
+      const bridge = peer?.bridgeId ? this.cache.get('Bridge', peer.bridgeId) : undefined;
+      if (!bridge || !bridge.adminStateUp) continue;
+      legs.push({ vni: bridge.tunnelKey, mac: rp.mac, addresses: rp.ips });
+      legByPort.set(rp.id, bridge.tunnelKey);
+      internal ||= bridge.internal === true;
+      for (const s of bridge.subnets) subnets.push(s.cidr);
+      for (const p of byBridge.get(bridge.id) ?? []) {
+        if (p.peerId || !p.hostId) continue;
+        for (const ip of p.ips) neighbours.push({ ip: bareIp(ip), mac: p.mac, vni: bridge.tunnelKey });
+      }
+    }
+    const routes: RouterRoute[] = [];
+    for (const r of this.cache.list('Route')) {
+      if (r.routerId !== router.id) continue;
+      if (r.nextHop === 'blackhole' || r.nextHop === 'reject') {
+        routes.push({ dst: r.dst, type: r.nextHop });
+        continue;
+      }
+      if (r.nextHop !== 'port' || !r.nextHopPortId) continue;
+      const vni = legByPort.get(r.nextHopPortId);
+      if (vni === undefined) continue;
+      // Routes to a leg's own subnet are connected routes the kernel already has.
+      if (!r.nextHopGateway && isConnected(r.dst, portsById.get(r.nextHopPortId))) continue;
+      routes.push(r.nextHopGateway ? { dst: r.dst, via: r.nextHopGateway, vni } : { dst: r.dst, vni });
+    }
+    return {
+      id: router.id,
+      legs,
+      routes,
+      neighbours,
+      snat: router.snat && !internal,
+      hostReachable: internal ? [] : subnets,
+    };
+  }
+
+  /** Ask for a pass soon; passes never overlap and requests during a pass coalesce into one more pass. */
+  trigger(delayMs = 20): void {
+    if (this.stopped) return;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runOnce();
+    }, delayMs);
+  }
+
+  /** One converge pass; resolves when this host matches the topology as cached now. */
+  async runOnce(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.converge();
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async converge(): Promise<void> {
+    const plan = this.plan();
+    const errors: string[] = [];
+    for (const b of plan.bridges.values()) {
+      await this.datapath.ensureBridge(b).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
+    }
+    for (const r of plan.routers.values()) {
+      await this.datapath.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
+    }
+    // Remove what we created earlier and no longer need; plugs are removed only by detach/gc or when their port
+    // is gone from the topology, never because of a transient cache state at start.
+    if (errors.length === 0) {
+      await this.datapath
+        .sweep({ bridges: [...plan.bridges.values()].map((b) => b.vni), routers: [...plan.routers.keys()], plugs: [...plan.plugs] })
+        .catch((e: Error) => errors.push(`sweep: ${e.message}`));
+    }
+    this.passes++;
+    this.lastError = errors.length ? errors.join('; ') : undefined;
+    if (errors.length) this.log(`reconcile: ${this.lastError}`);
+  }
+
+  /** Make one bridge exist locally right now (attach needs it before plugging). */
+  async ensureBridgeNow(bridge: Bridge): Promise<void> {
+    const plan = this.plan();
+    const desired = plan.bridges.get(bridge.id) ?? this.desiredBridge(bridge, this.cache.portsOfBridge(bridge.id), new Map(this.cache.list('Port').map((p) => [p.id, p])));
+    await this.datapath.ensureBridge(desired);
+    for (const r of plan.routers.values()) {
+      if (r.legs.some((l) => l.vni === bridge.tunnelKey)) await this.datapath.ensureRouter(r);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+function isConnected(dst: string, routerPort: Port | undefined): boolean {
+  if (!routerPort) return false;
+  try {
+    const d = parseCidr(dst, 'dst');
+    return routerPort.ips.some((cidr) => {
+      const leg = parseCidr(cidr, 'ip');
+      return leg.family === d.family && leg.prefix === d.prefix && leg.network === d.network;
+    });
+  } catch {
+    return false;
+  }
+}

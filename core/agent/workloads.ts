@@ -1,0 +1,345 @@
+// The workload API's logic: attach a workload interface to a virtual port, detach it, check it, collect what no
+// valid attachment holds. Every adapter (CNI, Docker, Mesos, Kubernetes, the CLI) ends up here.
+//
+// An attachment is keyed by (orchestrator, workload id, interface name) on one bridge; its port id is derived from
+// that key (UUIDv5), so repeating an attach finds the same port, the same addresses and the same interface.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import type { Bridge, Port, PortOwner } from '../model/types.js';
+import { macFor, workloadPortId } from '../model/ids.js';
+import { contains, isMac, normalizeMac, parseCidr, parseIp } from '../net/ip.js';
+import { subnetGateway, type Ipam, type IpamResult } from '../ipam/ipam.js';
+import type { Topology } from '../topology/service.js';
+import { DEFAULT_TENANT } from '../topology/service.js';
+import { TopologyError } from '../topology/errors.js';
+import type {
+  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadRef,
+} from '../workload/types.js';
+import type { PlugSpec } from '../datapath/types.js';
+import type { TopologyCache } from './cache.js';
+import type { HostDatapath, Reconciler } from './reconciler.js';
+import { bareIp } from './reconciler.js';
+
+const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
+const IFNAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
+
+export interface WorkloadDeps {
+  hostId: string;
+  topology: Topology;
+  ipam: Ipam;
+  cache: TopologyCache;
+  datapath: HostDatapath;
+  reconciler: Reconciler;
+  storeUrl: string;
+  /** Name of the router a bridge with a gateway is attached to when it has none ("none" disables). */
+  defaultRouter?: string;
+  ready: () => { ready: boolean; reason?: string };
+}
+
+/** The IPAM owner key of a workload: one namespace per orchestrator, so ids of two orchestrators never collide. */
+export function ownerKey(ref: Pick<WorkloadRef, 'orchestrator' | 'workloadId'>): string {
+  return `${ref.orchestrator}:${ref.workloadId}`;
+}
+
+/** Host end of a port's veth: stable per port, at most 15 characters. */
+export function hostIfnameOf(portId: string): string {
+  return `bv${createHash('sha1').update(portId).digest('hex').slice(0, 11)}`;
+}
+
+export class Workloads {
+  /** One operation at a time per attachment key: the runtime may retry while we are still working. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly d: WorkloadDeps) {}
+
+  async attach(req: AttachRequest): Promise<AttachResult> {
+    validateRef(req);
+    if (!req.hostSideOnly) {
+      if (typeof req.netns !== 'string' || req.netns === '') throw invalid('netns is required', 'netns');
+      if (!existsSync(req.netns)) throw invalid(`netns ${req.netns} does not exist`, 'netns');
+    }
+    if (typeof req.network !== 'string' || req.network === '') throw invalid('network is required', 'network');
+    if (req.mac !== undefined && !isMac(req.mac)) throw invalid(`mac ${JSON.stringify(req.mac)} is not a MAC address`, 'mac');
+    const requested = (req.ips ?? []).map((ip, i) => requestedIp(ip, `ips[${i}]`));
+    const bridge = await this.resolveBridge(req);
+    const portId = workloadPortId(bridge.id, ownerKey(req), req.ifname);
+    return this.serialised(portId, () => this.attachLocked(req, bridge, portId, requested));
+  }
+
+  private async attachLocked(req: AttachRequest, bridge: Bridge, portId: string, requested: string[]): Promise<AttachResult> {
+    const { topology, ipam, hostId } = this.d;
+    await this.ensureGateway(bridge);
+    const hostIfname = hostIfnameOf(portId);
+    const owner = ownerKey(req);
+    let existing: Port | undefined;
+    try {
+      existing = await topology.get('Port', portId);
+    } catch (e) {
+      if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+    }
+    let addresses: IpamResult[] = [];
+    let created = false;
+    try {
+      addresses = await ipam.allocate(bridge, owner, req.ifname, requested.length ? { requested } : {});
+      const mac = req.mac ? normalizeMac(req.mac) : existing?.mac ?? macFor(portId);
+      const ips = addresses.map((a) => a.address);
+      const labels = { ...(req.labels ?? {}) };
+      if (!existing) {
+        await topology.create('Port', {
+          id: portId, tenantId: bridge.tenantId, type: 'bridge', bridgeId: bridge.id, mac, ips,
+          hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
+          adminStateUp: true, status: 'down', portSecurity: true, portGroupIds: [], options: labels,
+        });
+        created = true;
+      } else if (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname || existing.ips.join() !== ips.join()) {
+        // Re-binding (the workload moved here, or an earlier attach stopped half-way): the port follows it.
+        await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels });
+      }
+      const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
+      await this.d.reconciler.ensureBridgeNow(bridge);
+      const plugged = await this.d.datapath.plug(spec);
+      this.d.reconciler.trigger();
+      void topology.update('Port', portId, { status: 'up' }).catch(() => undefined);
+      return this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
+    } catch (err) {
+      // Leave nothing half-made: a failed attach is followed by a detach anyway, but an operator running
+      // `bees attach` by hand should not have to.
+      if (created || !existing) {
+        await this.d.datapath.unplug(hostIfname).catch(() => undefined);
+        if (created) await topology.delete('Port', portId).catch(() => undefined);
+        await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private plugSpec(req: AttachRequest, bridge: Bridge, hostIfname: string, mac: string, addresses: IpamResult[]): PlugSpec {
+    const gateways = bridge.internal ? [] : addresses.flatMap((a) => (a.gateway ? [a.gateway] : []));
+    return {
+      vni: bridge.tunnelKey,
+      netns: req.netns ?? '',
+      ifname: req.ifname,
+      hostIfname,
+      mac,
+      ips: addresses.map((a) => `${a.address}/${a.prefixLength}`),
+      gateways,
+      mtu: this.mtuOf(bridge),
+      portSecurity: true,
+      hostSideOnly: req.hostSideOnly === true,
+    };
+  }
+
+  private mtuOf(bridge: Bridge): number {
+    const plan = this.d.reconciler.plan().bridges.get(bridge.id);
+    return bridge.mtu ?? plan?.mtu ?? 1450;
+  }
+
+  private result(bridge: Bridge, portId: string, req: AttachRequest, spec: PlugSpec, hostIfname: string, addresses: IpamResult[]): AttachResult {
+    const routes = (spec.gateways ?? []).map((gw) => ({ dst: parseIp(gw).family === 4 ? '0.0.0.0/0' : '::/0', gw }));
+    return {
+      portId,
+      bridgeId: bridge.id,
+      tenantId: bridge.tenantId,
+      interface: { name: req.ifname, mac: spec.mac, mtu: spec.mtu ?? 1450, sandbox: req.netns ?? '' },
+      hostInterface: { name: hostIfname, mac: '' },
+      ips: addresses.map((a) => ({ address: `${a.address}/${a.prefixLength}`, ...(a.gateway && !bridge.internal ? { gateway: a.gateway } : {}), family: a.family })),
+      routes,
+      mtu: spec.mtu ?? 1450,
+    };
+  }
+
+  async detach(req: DetachRequest): Promise<void> {
+    validateRef(req);
+    const ports = await this.portsOf(req);
+    for (const port of ports) {
+      await this.serialised(port.id, () => this.detachPort(port));
+    }
+    // Addresses held without a port (an attach that died before creating it) are still freed.
+    const owner = ownerKey(req);
+    for (const b of this.d.cache.list('Bridge')) {
+      await this.d.ipam.release(b.id, owner, req.ifname).catch(() => undefined);
+    }
+  }
+
+  private async detachPort(port: Port): Promise<void> {
+    if (port.interfaceName) await this.d.datapath.unplug(port.interfaceName);
+    try {
+      await this.d.topology.delete('Port', port.id);
+    } catch (e) {
+      if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+    }
+    if (port.owner && port.bridgeId) await this.d.ipam.release(port.bridgeId, ownerKey(port.owner), port.owner.ifname);
+    this.d.reconciler.trigger();
+  }
+
+  /** Ports of this workload interface bound to this host (on the named network, when given). */
+  private async portsOf(ref: WorkloadRef & { network?: string; tenant?: string }): Promise<Port[]> {
+    if (ref.network) {
+      const bridge = await this.d.topology.findBridge(ref.tenant ?? DEFAULT_TENANT, ref.network);
+      if (bridge) {
+        const id = workloadPortId(bridge.id, ownerKey(ref), ref.ifname);
+        try {
+          return [await this.d.topology.get('Port', id)];
+        } catch {
+          return [];
+        }
+      }
+    }
+    const ports = await this.d.topology.list('Port', { hostId: this.d.hostId });
+    return ports.filter((p) => p.owner && p.owner.orchestrator === ref.orchestrator && p.owner.workloadId === ref.workloadId && p.owner.ifname === ref.ifname);
+  }
+
+  async check(req: CheckRequest): Promise<CheckResult> {
+    validateRef(req);
+    const ports = await this.portsOf(req);
+    if (ports.length === 0) return { ok: false, problems: [`no attachment of ${ownerKey(req)} ${req.ifname} on this host`] };
+    const problems: string[] = [];
+    for (const port of ports) {
+      const bridge = this.d.cache.get('Bridge', port.bridgeId ?? '') ?? (await this.d.topology.get('Bridge', port.bridgeId!));
+      if (port.hostId !== this.d.hostId) problems.push(`port ${port.id} is bound to host ${port.hostId ?? 'none'}, not this host`);
+      const held = (await this.d.ipam.allocations(bridge.id)).filter((a) => a.owner === ownerKey(req) && a.ifname === req.ifname).map((a) => a.address);
+      for (const ip of port.ips) if (!held.includes(bareIp(ip))) problems.push(`address ${ip} is no longer reserved for ${ownerKey(req)}`);
+      const addresses = addressesOf(bridge, port.ips);
+      const spec = this.plugSpec({ ...req, network: bridge.id, tenant: undefined }, bridge, port.interfaceName ?? hostIfnameOf(port.id), port.mac, addresses);
+      problems.push(...(await this.d.datapath.checkPlug(spec)));
+    }
+    return { ok: problems.length === 0, problems };
+  }
+
+  async gc(req: GcRequest): Promise<GcResult> {
+    if (!ORCHESTRATORS.includes(req.orchestrator)) throw invalid(`orchestrator must be one of ${ORCHESTRATORS.join(', ')}`, 'orchestrator');
+    if (!Array.isArray(req.valid)) throw invalid('valid must be a list of {workloadId, ifname}', 'valid');
+    const valid = new Set(req.valid.map((v) => `${v.workloadId}\0${v.ifname}`));
+    let bridgeFilter: string | undefined;
+    if (req.network) {
+      const b = await this.d.topology.findBridge(req.tenant ?? DEFAULT_TENANT, req.network);
+      if (!b) return { removed: [] };
+      bridgeFilter = b.id;
+    }
+    const removed: WorkloadRef[] = [];
+    const ports = await this.d.topology.list('Port', { hostId: this.d.hostId });
+    for (const p of ports) {
+      if (!p.owner || p.owner.orchestrator !== req.orchestrator) continue;
+      if (bridgeFilter && p.bridgeId !== bridgeFilter) continue;
+      if (valid.has(`${p.owner.workloadId}\0${p.owner.ifname}`)) continue;
+      await this.serialised(p.id, () => this.detachPort(p));
+      removed.push({ ...p.owner });
+    }
+    // Addresses of this host's workloads that no port and no valid attachment explains.
+    const prefix = `${req.orchestrator}:`;
+    const freed = await this.d.ipam.gc((owner, ifname, hostId) => {
+      if (!owner.startsWith(prefix) || hostId !== this.d.hostId) return true;
+      return valid.has(`${owner.slice(prefix.length)}\0${ifname}`);
+    }, bridgeFilter);
+    for (const f of freed) {
+      const workloadId = f.owner.slice(prefix.length);
+      if (!removed.some((r) => r.workloadId === workloadId && r.ifname === f.ifname)) removed.push({ orchestrator: req.orchestrator, workloadId, ifname: f.ifname });
+    }
+    return { removed };
+  }
+
+  status(): StatusResult {
+    const r = this.d.ready();
+    return { ready: r.ready, hostId: this.d.hostId, store: this.d.storeUrl, ...(r.reason ? { reason: r.reason } : {}) };
+  }
+
+  private async resolveBridge(req: AttachRequest): Promise<Bridge> {
+    const tenant = req.tenant ?? DEFAULT_TENANT;
+    if (typeof tenant !== 'string' || tenant === '') throw invalid('tenant must be a non-empty string', 'tenant');
+    let bridge = await this.d.topology.findBridge(tenant, req.network);
+    if (!bridge && req.create) {
+      const t = await this.d.topology.ensureTenant(tenant);
+      try {
+        bridge = await this.d.topology.create('Bridge', {
+          tenantId: t.id, name: req.network, subnets: req.create.subnets, ...(req.create.mtu ? { mtu: req.create.mtu } : {}),
+        });
+      } catch (e) {
+        // Another host created it first.
+        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+        bridge = await this.d.topology.findBridge(tenant, req.network);
+      }
+    }
+    if (!bridge) throw new TopologyError('not_found', `network '${req.network}' not found in tenant '${tenant}'`, 'network');
+    return bridge;
+  }
+
+  /**
+   * A bridge with a gateway needs a router to answer it: attach the tenant's default router on first use
+   * (idempotent: ids are stable, a concurrent attach by another host conflicts harmlessly).
+   */
+  private async ensureGateway(bridge: Bridge): Promise<void> {
+    const routerName = bridge.options.router ?? this.d.defaultRouter ?? 'default';
+    if (routerName === 'none' || bridge.subnets.every((s) => s.gateway === '')) return;
+    const ports = this.d.cache.portsOfBridge(bridge.id);
+    if (ports.some((p) => p.peerId && this.d.cache.get('Port', p.peerId)?.type === 'router')) return;
+    const tenant = this.d.cache.get('Tenant', bridge.tenantId);
+    const tenantName = tenant?.name ?? (await this.d.topology.get('Tenant', bridge.tenantId)).name;
+    let router = await this.d.topology.findRouter(tenantName, routerName);
+    if (!router) {
+      try {
+        router = await this.d.topology.create('Router', { tenantId: bridge.tenantId, name: routerName });
+      } catch (e) {
+        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+        router = await this.d.topology.findRouter(tenantName, routerName);
+      }
+    }
+    if (!router) throw new TopologyError('unavailable', `could not create router '${routerName}' for network ${bridge.name}`);
+    try {
+      await this.d.topology.attachRouter(router.id, bridge.id);
+    } catch (e) {
+      if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+    }
+  }
+
+  private async serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.locks.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(key) === next) this.locks.delete(key);
+    }
+  }
+}
+
+function invalid(message: string, field: string): TopologyError {
+  return new TopologyError('invalid', message, field);
+}
+
+function validateRef(ref: WorkloadRef): void {
+  if (!ORCHESTRATORS.includes(ref.orchestrator)) throw invalid(`orchestrator must be one of ${ORCHESTRATORS.join(', ')}`, 'orchestrator');
+  if (typeof ref.workloadId !== 'string' || ref.workloadId === '') throw invalid('workloadId is required', 'workloadId');
+  if (typeof ref.ifname !== 'string' || !IFNAME_RE.test(ref.ifname)) {
+    throw invalid(`ifname ${JSON.stringify(ref.ifname)} is not a valid interface name (1-15 characters, no '/' or spaces)`, 'ifname');
+  }
+}
+
+/** A requested address: a plain IP, or a CIDR whose host part is the address. */
+function requestedIp(text: unknown, field: string): string {
+  if (typeof text !== 'string') throw invalid(`${field} must be a string`, field);
+  try {
+    if (text.includes('/')) {
+      parseCidr(text, field);
+      return bareIp(text);
+    }
+    parseIp(text, field);
+    return text;
+  } catch (e) {
+    throw invalid((e as Error).message, field);
+  }
+}
+
+/** The IPAM view of addresses a port already holds: prefix and gateway from the bridge subnet containing each. */
+function addressesOf(bridge: Bridge, ips: string[]): IpamResult[] {
+  const out: IpamResult[] = [];
+  for (const ip of ips.map(bareIp)) {
+    const addr = parseIp(ip);
+    const subnet = bridge.subnets.find((s) => contains(s.cidr, addr));
+    if (!subnet) continue;
+    const cidr = parseCidr(subnet.cidr);
+    const gateway = subnetGateway(subnet);
+    out.push({ address: ip, prefixLength: cidr.prefix, subnet: subnet.cidr, family: addr.family, ...(gateway ? { gateway } : {}) });
+  }
+  return out;
+}
