@@ -1,0 +1,165 @@
+// The REST surface as one table: every route with its JSON schemas and handler. The server registers it with
+// fastify and the OpenAPI document is generated from it, so the two cannot drift apart.
+import { SCHEMAS, fieldsOf, idSchema, type JsonSchema } from '../model/schema.js';
+import { KINDS, type Kind } from '../model/types.js';
+import type { Store } from '../store/store.js';
+import { LIST_FILTER_KEYS, type ListFilter, type Topology } from '../topology/service.js';
+import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
+
+export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+
+export interface RouteInput {
+  params: Record<string, string>;
+  query: Record<string, string>;
+  body: unknown;
+}
+
+export interface ApiRoute {
+  method: Method;
+  /** fastify form, ":id" for parameters */
+  url: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  schema: { params?: JsonSchema; querystring?: JsonSchema; body?: JsonSchema };
+  /** Success status and the schema of its body (none for 204). */
+  success: { status: number; schema?: JsonSchema; description: string };
+  handler(input: RouteInput): Promise<unknown>;
+}
+
+export interface RouteContext {
+  topology: Topology;
+  store: Store;
+  version: string;
+}
+
+const idParams: JsonSchema = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } };
+const errorRef = { $ref: '#/components/schemas/Error' };
+export const ERROR_SCHEMA: JsonSchema = {
+  type: 'object', required: ['error', 'message'],
+  properties: { error: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' }, id: { type: 'string' } },
+};
+export { errorRef };
+
+function filterSchema(kind: Kind): JsonSchema {
+  const fields = new Set(fieldsOf(kind));
+  const properties: Record<string, JsonSchema> = {};
+  for (const key of LIST_FILTER_KEYS) if (fields.has(key)) properties[key] = { type: 'string', minLength: 1, maxLength: 256 };
+  return { type: 'object', additionalProperties: false, properties };
+}
+
+function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
+  const base = `/v1/${KIND_PATHS[kind]}`;
+  const object = { $ref: `#/components/schemas/${kind}` };
+  const { topology } = ctx;
+  return [
+    {
+      method: 'GET', url: base, operationId: `list${kind}`, summary: `List ${kind} objects (filters: equality on fields)`, tag: kind,
+      schema: { querystring: filterSchema(kind) },
+      success: { status: 200, schema: { type: 'array', items: object }, description: `${kind} objects` },
+      handler: ({ query }) => topology.list(kind, query as ListFilter),
+    },
+    {
+      method: 'POST', url: base, operationId: `create${kind}`, summary: `Create a ${kind}`, tag: kind,
+      schema: { body: SCHEMAS[kind].create },
+      success: { status: 201, schema: object, description: `The created ${kind}` },
+      handler: ({ body }) => topology.create(kind, body),
+    },
+    {
+      method: 'GET', url: `${base}/:id`, operationId: `get${kind}`, summary: `Get a ${kind}`, tag: kind,
+      schema: { params: idParams },
+      success: { status: 200, schema: object, description: `The ${kind}` },
+      handler: ({ params }) => topology.get(kind, params.id!),
+    },
+    {
+      method: 'PATCH', url: `${base}/:id`, operationId: `update${kind}`, summary: `Update a ${kind} (merge patch: null clears a field)`, tag: kind,
+      schema: { params: idParams, body: SCHEMAS[kind].patch },
+      success: { status: 200, schema: object, description: `The updated ${kind}` },
+      handler: ({ params, body }) => topology.update(kind, params.id!, body),
+    },
+    {
+      method: 'DELETE', url: `${base}/:id`, operationId: `delete${kind}`, summary: `Delete a ${kind} (409 while referenced)`, tag: kind,
+      schema: { params: idParams },
+      success: { status: 204, description: 'Deleted' },
+      handler: async ({ params }) => { await topology.delete(kind, params.id!); },
+    },
+  ];
+}
+
+export function apiRoutes(ctx: RouteContext): ApiRoute[] {
+  const { topology, store } = ctx;
+  const linkBody: JsonSchema = {
+    type: 'object', additionalProperties: false, required: ['bridgeId'],
+    properties: { bridgeId: idSchema, address: { type: 'string', minLength: 4, maxLength: 68, description: 'Router address in CIDR form' } },
+  };
+  return [
+    ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
+    {
+      method: 'POST', url: '/v1/routers/:id/attach', operationId: 'attachRouter', tag: 'Router',
+      summary: 'Link a router to a bridge: router port with the gateway address, peered bridge port, routes to the bridge subnets',
+      schema: { params: idParams, body: linkBody },
+      success: {
+        status: 200, description: 'The two ports of the link',
+        schema: { type: 'object', properties: { routerPort: { $ref: '#/components/schemas/Port' }, bridgePort: { $ref: '#/components/schemas/Port' } } },
+      },
+      handler: ({ params, body }) => {
+        const b = body as { bridgeId: string; address?: string };
+        return topology.attachRouter(params.id!, b.bridgeId, b.address === undefined ? {} : { address: b.address });
+      },
+    },
+    {
+      method: 'POST', url: '/v1/routers/:id/detach', operationId: 'detachRouter', tag: 'Router',
+      summary: 'Remove the link between a router and a bridge',
+      schema: { params: idParams, body: { ...linkBody, properties: { bridgeId: idSchema } } },
+      success: { status: 204, description: 'Detached' },
+      handler: async ({ params, body }) => { await topology.detachRouter(params.id!, (body as { bridgeId: string }).bridgeId); },
+    },
+    {
+      method: 'GET', url: '/v1/liveness/hosts', operationId: 'hostLiveness', tag: 'Host',
+      summary: 'Live hosts: the ephemeral records agents hold in the store, by host id',
+      schema: {},
+      success: { status: 200, description: 'host id -> record', schema: { type: 'object', additionalProperties: true } },
+      handler: async () => {
+        const records = await store.listEphemeral(HOST_LIVENESS_PREFIX);
+        return Object.fromEntries(Object.entries(records).map(([k, v]) => [k.slice(HOST_LIVENESS_PREFIX.length), v]));
+      },
+    },
+    {
+      method: 'GET', url: '/v1/status', operationId: 'status', tag: 'Status',
+      summary: 'Store URL, whether it answers, and object counts',
+      schema: {},
+      success: {
+        status: 200, description: 'Status',
+        schema: {
+          type: 'object',
+          properties: {
+            store: { type: 'string' }, reachable: { type: 'boolean' }, error: { type: 'string' }, lastSeq: { type: 'integer' },
+            counts: { type: 'object', additionalProperties: { type: 'integer' } }, version: { type: 'string' },
+          },
+        },
+      },
+      handler: () => status(ctx),
+    },
+  ];
+}
+
+async function status(ctx: RouteContext): Promise<ApiStatus> {
+  const out: ApiStatus = { store: ctx.store.url, reachable: false, counts: {}, version: ctx.version };
+  try {
+    out.lastSeq = await withTimeout(ctx.store.lastSeq(), 5000);
+    const counted = await withTimeout(Promise.all(KINDS.map(async (k) => [k, (await ctx.topology.list(k)).length] as const)), 5000);
+    for (const [k, n] of counted) out.counts[k] = n;
+    out.reachable = true;
+  } catch (err) {
+    out.error = (err as Error).message;
+  }
+  return out;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
+  ]);
+}

@@ -1,0 +1,155 @@
+// The REST API: fastify over the topology service. Every route declares its schemas (see routes.ts); every client
+// mistake is a 4xx whose message names the field, never a 500; TCP listeners may demand a bearer token, the unix
+// socket is protected by its file mode instead.
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import type { Store } from '../store/store.js';
+import { TopologyError, httpStatusOf } from '../topology/errors.js';
+import { describeAjvError, strictAjv } from '../topology/shape.js';
+import type { Topology } from '../topology/service.js';
+import { openApiDocument } from './openapi.js';
+import type { ApiErrorBody } from './paths.js';
+import { apiRoutes } from './routes.js';
+
+export interface ApiOptions {
+  topology: Topology;
+  store: Store;
+  /** Bearer token demanded on TCP connections (never on the unix socket). */
+  token?: string;
+  /** More routes (e.g. the agent's), registered after the topology routes. */
+  extraRoutes?: (app: FastifyInstance) => void;
+  /** Largest accepted body (default 1 MiB). */
+  bodyLimit?: number;
+  /** fastify logging (default off; 500s are always written to stderr). */
+  logger?: boolean;
+  version?: string;
+}
+
+export const API_VERSION = '0.1.0';
+
+function sameToken(given: string, want: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function errorBody(error: string, message: string, field?: string, id?: string): ApiErrorBody {
+  return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
+}
+
+const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
+
+export function buildApi(opts: ApiOptions): FastifyInstance {
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
+    // Keep-alive clients must not hold a closing server open.
+    forceCloseConnections: true });
+  // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
+  // Query strings and path parameters are text by nature: coerce them to the declared types.
+  const bodyAjv = strictAjv();
+  const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+  app.setSchemaErrorFormatter((errors, dataVar) => {
+    const part = PART_NAMES[dataVar] ?? dataVar;
+    const { message, field } = describeAjvError(errors[0] as ErrorObject);
+    const err = new TopologyError('invalid', part === 'body' ? message : `${part}: ${message}`, field || undefined);
+    return err;
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    // Unix-socket peers have no remote address: the socket's file mode is their access control.
+    const overTcp = typeof req.socket.remoteAddress === 'string';
+    if (!opts.token || !overTcp) return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    if (!m || !sameToken(m[1]!.trim(), opts.token)) {
+      reply.code(401).header('www-authenticate', 'Bearer').send(errorBody('unauthorized', 'missing or wrong bearer token'));
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | TopologyError | Error, req, reply) => {
+    if (err instanceof TopologyError) {
+      const id = (err as TopologyError & { existingId?: string }).existingId;
+      return reply.code(httpStatusOf(err.code)).send(errorBody(err.code, err.message, err.field, id));
+    }
+    const status = (err as FastifyError).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      const code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : 'invalid';
+      return reply.code(status).send(errorBody(code, err.message));
+    }
+    process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  const routes = apiRoutes({ topology: opts.topology, store: opts.store, version: opts.version ?? API_VERSION });
+  for (const r of routes) {
+    app.route({
+      method: r.method,
+      url: r.url,
+      schema: r.schema,
+      handler: async (req, reply) => {
+        const result = await r.handler({
+          params: (req.params ?? {}) as Record<string, string>,
+          query: (req.query ?? {}) as Record<string, string>,
+          body: req.body,
+        });
+        reply.code(r.success.status);
+        if (r.success.status === 204) return reply.send();
+        return result;
+      },
+    });
+  }
+  const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: !!opts.token });
+  app.get('/openapi.json', async () => doc);
+  opts.extraRoutes?.(app);
+  return app;
+}
+
+/**
+ * Listens on `unix:/path` (mode 0600, a stale socket file replaced, a live one refused) or `tcp://host:port`.
+ * Returns the endpoint actually bound (the port filled in for tcp://host:0).
+ */
+export async function listen(app: FastifyInstance, endpoint: string): Promise<string> {
+  if (endpoint.startsWith('unix:')) {
+    const file = endpoint.slice('unix:'.length);
+    if (!file) throw new Error(`listen: ${endpoint}: no socket path`);
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+    if (await exists(file)) {
+      if (await answers(file)) throw new Error(`listen: ${file} is in use by another server`);
+      await rm(file, { force: true });
+    }
+    await app.listen({ path: file });
+    await chmod(file, 0o600);
+    return `unix:${file}`;
+  }
+  const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
+  if (!m) throw new Error(`listen: ${JSON.stringify(endpoint)} is neither unix:/path nor tcp://host:port`);
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  await app.listen({ host, port: Number(m[2]) });
+  const addr = app.server.address() as net.AddressInfo;
+  return `tcp://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function answers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(file);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
