@@ -1,4 +1,5 @@
 // Shared test fixtures: temp dirs, namespaces and reference-plugin conflists, all removed in t.teardown.
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,4 +48,17 @@ export async function referenceConflist(t: ExecutionContext, cniVersion: string)
     ],
   });
   return { text, bridge, subnet: cidr, dataDir, name };
+}
+
+let built: Promise<string> | undefined;
+
+/** Builds the shipped plugin executable (bun --compile) once per test process: tests run what users run. */
+export function buildPlugin(): Promise<string> {
+  built ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cnibin-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    await sh(join(process.cwd(), 'node_modules/.bin/bun'), ['build', '--compile', '--minify', join(process.cwd(), 'cni/plugin/main.ts'), '--outfile', join(dir, 'midonet')]);
+    return dir;
+  })();
+  return built;
 }
