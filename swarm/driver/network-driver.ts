@@ -1,6 +1,7 @@
 // NetworkDriver.*: libnetwork's network/endpoint lifecycle translated into bridges (topology) and workload
 // attachments (agent). The driver remembers nothing: a bridge is found from the Docker network id (stable id),
 // a port from (docker, endpoint id, ifname), so a restarted driver carries on where it stopped.
+import { plugPeerName } from '../../core/datapath/names.js';
 import { tenantId, workloadPortId } from '../../core/model/ids.js';
 import type { Bridge } from '../../core/model/types.js';
 import type { AttachRequest, AttachResult, PortMapping } from '../../core/workload/types.js';
@@ -159,7 +160,8 @@ export class NetworkDriver {
 
   async endpointOperInfo(req: EndpointRequest): Promise<object> {
     const bridge = await this.bridgeOf(req.NetworkID);
-    return { Value: { bridge: bridge.id, port: workloadPortId(bridge.id, req.EndpointID, IFNAME) } };
+    // The agent keys ports by "<orchestrator>:<workload id>" (core/agent/workloads.ts ownerKey).
+    return { Value: { bridge: bridge.id, port: workloadPortId(bridge.id, `docker:${req.EndpointID}`, IFNAME) } };
   }
 
   async deleteEndpoint(req: EndpointRequest): Promise<object> {
@@ -176,7 +178,8 @@ export class NetworkDriver {
     // Attach is idempotent: this finds the port CreateEndpoint made (and re-creates its veth if it is gone).
     const result = await this.backend.attach(this.attachRequest(bridge, req.EndpointID));
     const res: JoinResponse = {
-      InterfaceName: { SrcName: result.hostInterface.name, DstPrefix: DST_PREFIX },
+      // hostSideOnly leaves the workload end of the veth in the host namespace under the peer name of the host end.
+      InterfaceName: { SrcName: plugPeerName(result.hostInterface.name), DstPrefix: DST_PREFIX },
       StaticRoutes: staticRoutesOf(result),
     };
     if (bridge.internal) {
