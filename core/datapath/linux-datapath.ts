@@ -1,0 +1,133 @@
+// The Linux datapath: what the per-host agent calls to make the kernel carry the virtual topology. Every method
+// takes desired state and converges (tolerating what already exists), and only ever touches objects of ours:
+// links named bb-/bx-/bv/bp/bl/bu…, the `bees` nft tables, and router namespaces under our prefix.
+import { readdirSync } from 'node:fs';
+import { familyOf } from './addresses.js';
+import { ensureBridge, removeBridge } from './bridge.js';
+import { ipBatch, nftApply, runJson } from './exec.js';
+import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
+import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
+import { checkPlug, plug, unplug } from './plug.js';
+import { ensureRouter, NETNS_DIR, removeRouter, type RouterContext } from './router.js';
+import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec } from './types.js';
+
+export const DEFAULT_TUNNEL_PORT = 6677;
+
+interface LinkJson { ifname: string; linkinfo?: { info_kind?: string } }
+
+export class LinuxDatapath {
+  private readonly ctx: RouterContext;
+
+  constructor(opts: DatapathOptions) {
+    familyOf(opts.underlayIp, 'underlay address');
+    const tunnelPort = opts.tunnelPort ?? DEFAULT_TUNNEL_PORT;
+    if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535) throw new Error(`invalid tunnel port ${tunnelPort}`);
+    const underlayMtu = opts.underlayMtu ?? 1500;
+    if (!Number.isInteger(underlayMtu) || underlayMtu < 626) throw new Error(`invalid underlay MTU ${underlayMtu}`);
+    const prefix = opts.routerNsPrefix ?? 'br-';
+    if (!/^[A-Za-z0-9_.-]{1,40}$/.test(prefix)) throw new Error(`invalid router namespace prefix "${prefix}"`);
+    this.ctx = { netns: opts.hostNetns, underlayIp: opts.underlayIp, tunnelPort, underlayMtu, routerNsPrefix: prefix };
+  }
+
+  /** MTU given to a bridge and its ports when the model sets none. */
+  get defaultMtu(): number {
+    return this.ctx.underlayMtu - 50;
+  }
+
+  ensureBridge(b: DesiredBridge): Promise<void> {
+    return ensureBridge(this.ctx, b);
+  }
+
+  removeBridge(vni: number): Promise<void> {
+    return removeBridge(this.ctx, vni);
+  }
+
+  plug(p: PlugSpec): Promise<PlugResult> {
+    return plug(this.ctx, p);
+  }
+
+  unplug(hostIfname: string): Promise<void> {
+    return unplug(this.ctx, hostIfname);
+  }
+
+  checkPlug(p: PlugSpec): Promise<string[]> {
+    return checkPlug(this.ctx, p);
+  }
+
+  ensureRouter(r: DesiredRouter): Promise<void> {
+    return ensureRouter(this.ctx, r);
+  }
+
+  removeRouter(id: string): Promise<void> {
+    return removeRouter(this.ctx, id);
+  }
+
+  /** What of ours exists on this host. */
+  async inventory(): Promise<Inventory> {
+    const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
+    const bridges: number[] = [];
+    const plugs: string[] = [];
+    for (const l of links) {
+      const kind = l.linkinfo?.info_kind;
+      const vni = vniOfBridgeName(l.ifname);
+      if (vni !== undefined && kind === 'bridge') bridges.push(vni);
+      if (kind === 'veth' && isPlugName(l.ifname)) plugs.push(l.ifname);
+    }
+    return { bridges: bridges.sort((a, b) => a - b), plugs: plugs.sort(), routers: this.routerIds() };
+  }
+
+  private routerIds(): string[] {
+    const p = this.ctx.routerNsPrefix;
+    let names: string[] = [];
+    try {
+      names = readdirSync(NETNS_DIR);
+    } catch {
+      return [];
+    }
+    return names.filter((n) => n.startsWith(p) && n.length > p.length).map((n) => n.slice(p.length)).sort();
+  }
+
+  /** Remove whatever of ours is not in `desired`: routers, plugs (and their nft chains), bridges, stray links. */
+  async sweep(desired: Partial<Inventory>): Promise<void> {
+    const keepRouters = new Set(desired.routers ?? []);
+    const keepPlugs = new Set(desired.plugs ?? []);
+    const keepBridges = new Set(desired.bridges ?? []);
+    for (const id of this.routerIds()) if (!keepRouters.has(id)) await this.removeRouter(id);
+    const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
+    const del: string[] = [];
+    const nft: string[] = [];
+    for (const l of links) {
+      const n = l.ifname;
+      const kind = l.linkinfo?.info_kind;
+      if (kind === 'veth' && isPlugName(n) && !keepPlugs.has(n)) {
+        del.push(`link del ${n}`);
+        nft.push(removePortScript(n));
+      } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
+          !links.some((x) => x.ifname === `bv${n.slice(2)}`)) {
+        del.push(`link del ${n}`);
+      } else if (kind === 'bridge' && n.startsWith(BRIDGE_PREFIX)) {
+        const vni = vniOfBridgeName(n);
+        if (vni !== undefined && !keepBridges.has(vni)) {
+          del.push(`link del ${n}`);
+          nft.push(removeTunnelScript(vni, vxlanName(vni)));
+        }
+      } else if (kind === 'vxlan' && n.startsWith('bx-')) {
+        const vni = parseInt(n.slice(3), 16);
+        if (!keepBridges.has(vni)) del.push(`link del ${n}`);
+      } else if (kind === 'veth' && (n.startsWith(LEG_PREFIX) || n.startsWith(UPLINK_PREFIX)) && keepRouters.size === 0) {
+        // Router ends whose namespace is gone already vanished with it; these are strays of a crash.
+        del.push(`link del ${n}`);
+      }
+    }
+    await ipBatch(this.ctx.netns, del, 'could not remove stale links');
+    await nftApply(this.ctx.netns, nft.join(''), 'could not remove stale nft chains');
+    // The tables go when nothing of ours needs them.
+    const left = await this.inventory();
+    if (left.plugs.length === 0 && left.bridges.length === 0) {
+      await nftApply(this.ctx.netns, deleteTableScript(), `could not delete table bridge ${NFT_TABLE}`);
+    }
+    if (left.routers.length === 0) {
+      await nftApply(this.ctx.netns, 'add table ip bees\ndelete table ip bees\n', 'could not delete table ip bees');
+    }
+  }
+}

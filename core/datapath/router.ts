@@ -1,0 +1,240 @@
+// A distributed virtual router instance on this host: a network namespace with one leg into each local virtual
+// bridge of the router. Every host gives the legs the same gateway IPs and MAC (anycast gateway), so traffic
+// between bridges is routed on the host where it enters and then tunnelled straight to the destination host.
+// The router never resolves addresses (it has permanent neighbours for every port of its bridges), and reaches
+// the outside through an uplink veth to the host namespace, where it is masqueraded.
+import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
+import type { HostContext } from './bridge.js';
+import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson, systemTool } from './exec.js';
+import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
+import type { DesiredRouter } from './types.js';
+
+export const NETNS_DIR = '/run/netns';
+/** Uplinks get a /30 of this range per router: .1 in the router, .2 on the host. */
+const UPLINK_NET = '169.254.0.0/16';
+/** Slot holding 169.254.169.254 (cloud metadata), never used. */
+const METADATA_SLOT = (169 * 256 + 252) / 4;
+const SLOTS = 16384;
+
+interface AddrJson {
+  ifname: string;
+  mtu?: number;
+  flags?: string[];
+  address?: string;
+  master?: string;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+interface NeighJson { dst: string; dev: string; lladdr?: string; state?: string[] }
+interface RouteJson { dst: string; gateway?: string; dev?: string; protocol?: string; type?: string }
+
+export interface RouterContext extends HostContext { routerNsPrefix: string }
+
+const slotAddr = (slot: number, host: 1 | 2): string => {
+  const n = slot * 4 + host;
+  return `169.254.${n >> 8}.${n & 255}`;
+};
+const slotOf = (ip: string): number | undefined => {
+  const m = /^169\.254\.(\d+)\.(\d+)$/.exec(ip);
+  return m ? (Number(m[1]) * 256 + Number(m[2])) >> 2 : undefined;
+};
+
+function checkId(id: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(id ?? '')) throw new Error(`invalid router id "${id}"`);
+}
+
+/** Route destinations as `ip -j route` prints them, so desired and present routes compare. */
+function normDst(dst: string): string {
+  if (dst === 'default' || dst === '0.0.0.0/0' || dst === '::/0') return 'default';
+  const m = /^(.*)\/(32|128)$/.exec(dst);
+  if (m && ((m[2] === '32' && familyOf(m[1]!) === 4) || (m[2] === '128' && familyOf(m[1]!) === 6))) return m[1]!;
+  return dst;
+}
+
+async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
+  try {
+    return await p;
+  } catch (e) {
+    if (isGone(e)) return [];
+    throw e;
+  }
+}
+
+export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promise<void> {
+  checkId(r.id);
+  const ns = routerNsName(ctx.routerNsPrefix, r.id);
+  const nsPath = `${NETNS_DIR}/${ns}`;
+  const what = `router ${r.id}`;
+  // Validate everything before touching the kernel.
+  const legs = r.legs.map((l) => {
+    checkVni(l.vni);
+    l.addresses.forEach((a) => parseCidr(a, `gateway address of ${what} on ${l.vni}`));
+    return { ...l, mac: normalizeMac(l.mac), host: legName(r.id, l.vni), inner: routerLegName(l.vni) };
+  });
+  if (new Set(legs.map((l) => l.vni)).size !== legs.length) throw new Error(`${what}: two legs on one bridge`);
+  const legOf = (vni: number, ctxt: string): string => {
+    const l = legs.find((x) => x.vni === vni);
+    if (!l) throw new Error(`${what}: ${ctxt} refers to bridge ${vni}, which has no leg`);
+    return l.inner;
+  };
+  const routes = (r.routes ?? []).map((rt) => {
+    checkDestination(rt.dst);
+    if (rt.via) familyOf(rt.via, `next hop of route ${rt.dst}`);
+    if (!rt.via && rt.vni === undefined && !rt.type) throw new Error(`${what}: route ${rt.dst} needs a next hop or a leg`);
+    return { ...rt, dev: rt.vni !== undefined ? legOf(rt.vni, `route ${rt.dst}`) : undefined };
+  });
+  const neighbours = (r.neighbours ?? []).map((n) => {
+    familyOf(n.ip, `neighbour of ${what}`);
+    return { ip: n.ip, mac: normalizeMac(n.mac), dev: legOf(n.vni, `neighbour ${n.ip}`) };
+  });
+  const hostReachable = r.hostReachable ?? [];
+  hostReachable.forEach((c) => parseCidr(c, `host-reachable subnet of ${what}`));
+  const snat = r.snat ?? false;
+  const needUplink = snat || hostReachable.length > 0;
+
+  if (!existsSync(nsPath)) {
+    await run(['ip', 'netns', 'add', ns], { context: `${what}: could not create namespace ${ns}` }).catch((e) => {
+      if (!/File exists/.test(String(e))) throw e;
+    });
+  }
+  const [hostAddrs, hostRoutes, nsAddrs, nsNeigh, nsRoutes4, nsRoutes6] = await Promise.all([
+    runJson<AddrJson[]>(ctx.netns, ['ip', '-d', '-j', 'addr', 'show'], `${what}: could not read host interfaces`),
+    runJson<RouteJson[]>(ctx.netns, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read host routes`),
+    runJson<AddrJson[]>(nsPath, ['ip', '-j', 'addr', 'show'], `${what}: could not read ${ns}`),
+    readOr(runJson<NeighJson[]>(nsPath, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'], `${what}: could not read neighbours`)),
+    runJson<RouteJson[]>(nsPath, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
+    runJson<RouteJson[]>(nsPath, ['ip', '-6', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
+  ]);
+  const host: string[] = [];
+  const inner: string[] = ['link set dev lo up'];
+  const fdb: string[] = [];
+  const hostHas = new Set(hostAddrs.map((a) => a.ifname));
+  const nsLinks = new Map(nsAddrs.map((a) => [a.ifname, a]));
+
+  // Legs.
+  for (const l of legs) {
+    if (!hostHas.has(l.host) || !nsLinks.has(l.inner)) {
+      if (hostHas.has(l.host)) host.push(`link del ${l.host}`);
+      if (nsLinks.has(l.inner)) inner.unshift(`link del ${l.inner}`);
+      host.push(`link add ${l.host} type veth peer name ${l.inner} address ${l.mac} netns ${nsPath}`);
+    }
+    const brLink = hostAddrs.find((a) => a.ifname === bridgeName(l.vni));
+    if (!brLink) throw new Error(`${what}: bridge ${bridgeName(l.vni)} does not exist on this host (ensureBridge first)`);
+    host.push(`link set dev ${l.host} mtu ${brLink.mtu}`);
+    inner.push(`link set dev ${l.inner} mtu ${brLink.mtu}`);
+    host.push(`link set dev ${l.host} addrgenmode none`, `link set dev ${l.host} master ${bridgeName(l.vni)}`, `link set dev ${l.host} up`);
+    // The gateway MAC is local on every host: pin it to the leg so nothing floods it.
+    fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
+    inner.push(`link set dev ${l.inner} address ${l.mac}`, `link set dev ${l.inner} up`);
+    const have = nsLinks.get(l.inner)?.addr_info?.filter((a) => a.scope !== 'link') ?? [];
+    const want = new Set(l.addresses.map((a) => { const c = parseCidr(a); return `${c.ip}/${c.prefix}`; }));
+    for (const a of have) if (!want.has(`${a.local}/${a.prefixlen}`)) inner.push(`addr del ${a.local}/${a.prefixlen} dev ${l.inner}`);
+    for (const a of l.addresses) inner.push(`addr replace ${a} dev ${l.inner}${parseCidr(a).family === 6 ? ' nodad' : ''}`);
+  }
+  for (const name of nsLinks.keys()) {
+    if (name.startsWith('l-') && !legs.some((l) => l.inner === name)) inner.unshift(`link del ${name}`);
+  }
+
+  // Uplink.
+  const up = uplinkName(r.id);
+  let slot: number | undefined;
+  const hostUp = hostAddrs.find((a) => a.ifname === up);
+  if (needUplink) {
+    slot = hostUp?.addr_info?.map((a) => slotOf(a.local)).find((s) => s !== undefined);
+    if (slot === undefined) {
+      const used = new Set(hostAddrs.filter((a) => a.ifname.startsWith(UPLINK_PREFIX))
+        .flatMap((a) => a.addr_info ?? []).map((a) => slotOf(a.local)));
+      const start = parseInt(createHash('sha1').update(r.id).digest('hex').slice(0, 8), 16) % SLOTS;
+      for (let i = 0; i < SLOTS && slot === undefined; i++) {
+        const s = (start + i) % SLOTS;
+        if (s !== 0 && s !== METADATA_SLOT && !used.has(s)) slot = s;
+      }
+      if (slot === undefined) throw new Error(`${what}: no free uplink address in ${UPLINK_NET}`);
+    }
+    const rip = slotAddr(slot, 1);
+    const hip = slotAddr(slot, 2);
+    if (!hostUp || !nsLinks.has(ROUTER_UPLINK)) {
+      if (hostUp) host.push(`link del ${up}`);
+      host.push(`link add ${up} type veth peer name ${ROUTER_UPLINK} netns ${nsPath}`);
+    }
+    host.push(`link set dev ${up} addrgenmode none`, `addr replace ${hip}/30 dev ${up}`, `link set dev ${up} up`);
+    const wantHost = new Set(hostReachable.map(normDst));
+    for (const rt of hostRoutes) {
+      if (rt.dev === up && rt.protocol !== 'kernel' && !wantHost.has(rt.dst)) host.push(`route del ${rt.dst} dev ${up}`);
+    }
+    for (const c of hostReachable) host.push(`route replace ${c} via ${rip} dev ${up}`);
+    inner.push(`addr replace ${rip}/30 dev ${ROUTER_UPLINK}`, `link set dev ${ROUTER_UPLINK} up`, `route replace default via ${hip} dev ${ROUTER_UPLINK}`);
+  } else if (hostUp) {
+    host.push(`link del ${up}`);
+  }
+
+  // Neighbours: permanent, from the topology.
+  const wantNeigh = new Map(neighbours.map((n) => [`${n.ip}|${n.dev}`, n]));
+  for (const n of nsNeigh) {
+    if (n.dev?.startsWith('l-') && !wantNeigh.has(`${n.dst}|${n.dev}`)) inner.push(`neigh del ${n.dst} dev ${n.dev}`);
+  }
+  for (const n of neighbours) {
+    const have = nsNeigh.find((x) => x.dst === n.ip && x.dev === n.dev);
+    if (!have || have.lladdr !== n.mac) inner.push(`neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud permanent`);
+  }
+
+  // Routes from the model; everything else not installed by the kernel is stale.
+  const wantRoutes = new Set(routes.map((rt) => `${familyOf(rt.dst === 'default' ? (rt.via ?? '0.0.0.0') : rt.dst.split('/')[0]!)}|${normDst(rt.dst)}`));
+  if (needUplink) wantRoutes.add('4|default');
+  for (const [fam, list] of [[4, nsRoutes4], [6, nsRoutes6]] as const) {
+    for (const rt of list) {
+      if (rt.protocol === 'kernel' || rt.type === 'multicast' || rt.type === 'local') continue;
+      if (fam === 6 && rt.dst.startsWith('fe80')) continue;
+      if (!wantRoutes.has(`${fam}|${rt.dst}`)) {
+        const dst = rt.dst === 'default' ? (fam === 4 ? '0.0.0.0/0' : '::/0') : rt.dst;
+        inner.push(`route del ${rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''}${dst}`);
+      }
+    }
+  }
+  for (const rt of routes) {
+    const fam = rt.dst === 'default' ? (rt.via ? familyOf(rt.via) : 4) : familyOf(rt.dst.split('/')[0]!);
+    const dst = rt.dst === 'default' ? (fam === 4 ? '0.0.0.0/0' : '::/0') : rt.dst;
+    if (rt.type === 'blackhole') inner.push(`route replace blackhole ${dst}`);
+    else if (rt.type === 'reject') inner.push(`route replace prohibit ${dst}`);
+    else inner.push(`route replace ${dst}${rt.via ? ` via ${rt.via}` : ''}${rt.dev ? ` dev ${rt.dev}` : ''}`);
+  }
+
+  await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
+  const sysctl = `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0`;
+  const nat = snat
+    ? `add table ip bees\nadd chain ip bees post { type nat hook postrouting priority 100; }\nflush chain ip bees post\n` +
+      `add rule ip bees post oifname "${ROUTER_UPLINK}" masquerade\n`
+    : 'add table ip bees\ndelete table ip bees\n';
+  await Promise.all([
+    ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
+    bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
+    run(inNetns(nsPath, ['sh', '-c', `${sysctl} && ${systemTool('nft')} -f -`]), { input: nat, context: `${what}: could not set forwarding/NAT in ${ns}` }),
+    snat ? run(inNetns(ctx.netns, ['sh', '-c', `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 && ${systemTool('nft')} -f -`]),
+      { input: hostNatScript(), context: `${what}: could not set up masquerading on the host` }) : Promise.resolve(''),
+  ]);
+}
+
+/** Host-side masquerade of router uplink traffic leaving towards anything but another router. */
+export function hostNatScript(): string {
+  return 'add table ip bees\nadd chain ip bees post { type nat hook postrouting priority 100; }\nflush chain ip bees post\n' +
+    `add rule ip bees post ip saddr ${UPLINK_NET} oifname != "${UPLINK_PREFIX}*" masquerade\n`;
+}
+
+/** Remove the router instance: its namespace (legs and uplink go with it). */
+export async function removeRouter(ctx: RouterContext, id: string): Promise<void> {
+  checkId(id);
+  const ns = routerNsName(ctx.routerNsPrefix, id);
+  // Deleting the host ends first avoids relying on namespace teardown timing for name reuse.
+  const hostEnds = [uplinkName(id)];
+  const legs = await runJson<AddrJson[]>(ctx.netns, ['ip', '-j', 'link', 'show'], `router ${id}: could not read host links`);
+  const inNs = existsSync(`${NETNS_DIR}/${ns}`)
+    ? await runJson<AddrJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`) : [];
+  for (const l of inNs) if (l.ifname.startsWith('l-')) hostEnds.push(legName(id, parseInt(l.ifname.slice(2), 16)));
+  const del = hostEnds.filter((n) => legs.some((l) => l.ifname === n)).map((n) => `link del ${n}`);
+  await ipBatch(ctx.netns, del, `router ${id}: could not delete its legs`);
+  await run(['ip', 'netns', 'del', ns], { context: `router ${id}: could not delete namespace ${ns}` }).catch((e) => {
+    if (!isGone(e)) throw e;
+  });
+}

@@ -1,0 +1,111 @@
+// The datapath's contract with the agent: desired state in, converged kernel out.
+
+export interface DatapathOptions {
+  /** This host's address on the underlay: the VXLAN source address. */
+  underlayIp: string;
+  /** UDP port of the VXLAN overlay (MidoNet's vxlan_overlay_udp_port); default 6677. */
+  tunnelPort?: number;
+  /** MTU of the underlay; virtual networks get 50 bytes less unless told otherwise. Default 1500. */
+  underlayMtu?: number;
+  /**
+   * Network namespace (path) standing for the host's root namespace. Tests run several "hosts" as namespaces on
+   * one machine; the agent leaves it unset.
+   */
+  hostNetns?: string;
+  /**
+   * Prefix of the named network namespaces (/run/netns) holding router instances; default "br-". Namespace names
+   * are machine-wide, so several simulated hosts on one machine need distinct prefixes.
+   */
+  routerNsPrefix?: string;
+}
+
+/** Where a remote port lives: FDB (MAC -> host) and ARP/ND suppression (IPs -> MAC) entries. */
+export interface RemotePort {
+  mac: string;
+  /** Plain IPs, no prefix. */
+  ips: string[];
+  /** Underlay address of the host the port is bound to. */
+  hostIp: string;
+}
+
+export interface GatewayAddress { ip: string; mac: string }
+
+export interface DesiredBridge {
+  /** Tunnel key of the virtual bridge. */
+  vni: number;
+  /** MTU of the bridge and its ports; default underlay MTU - 50. */
+  mtu?: number;
+  /** Every port of the bridge bound to another host. */
+  remotes: RemotePort[];
+  /** Underlay addresses of the other hosts with ports on the bridge: broadcast and unknown unicast go to each. */
+  floodHosts: string[];
+  /** The anycast gateway addresses of routers on this bridge (kept off the tunnel). */
+  gateways?: GatewayAddress[];
+}
+
+export interface PlugRoute { dst: string; gw?: string }
+
+export interface PlugSpec {
+  vni: number;
+  /** Path of the workload's network namespace; may be empty with hostSideOnly. */
+  netns: string;
+  /** Interface name inside the workload. */
+  ifname: string;
+  /** Host-side name; default derived from (netns, ifname). */
+  hostIfname?: string;
+  mac: string;
+  /** CIDR form, e.g. 10.1.0.5/24. */
+  ips: string[];
+  /** Default gateways, at most one per family. */
+  gateways?: string[];
+  routes?: PlugRoute[];
+  mtu?: number;
+  portSecurity?: boolean;
+  /** Create both veth ends in the host namespace; the caller moves the peer (libnetwork). */
+  hostSideOnly?: boolean;
+}
+
+export interface PlugResult {
+  hostIfname: string;
+  mac: string;
+  /** With hostSideOnly: the peer left in the host namespace for the caller to move. */
+  peerIfname?: string;
+}
+
+export interface RouterLeg {
+  vni: number;
+  /** The anycast gateway MAC: the same on every host. */
+  mac: string;
+  /** CIDR form: gateway/prefix of each subnet of the bridge. */
+  addresses: string[];
+}
+
+export interface RouterRoute {
+  dst: string;
+  /** Next-hop address. */
+  via?: string;
+  /** Leg (bridge) the route leaves by; needed when `via` is absent (on-link). */
+  vni?: number;
+  /** Drop (MidoNet BLACKHOLE) or reject (REJECT). */
+  type?: 'blackhole' | 'reject';
+}
+
+export interface RouterNeighbour { ip: string; mac: string; vni: number }
+
+export interface DesiredRouter {
+  id: string;
+  legs: RouterLeg[];
+  routes?: RouterRoute[];
+  /** Every port of the router's bridges (local and remote), so the router never ARPs. */
+  neighbours?: RouterNeighbour[];
+  /** Source-NAT traffic leaving towards the host/outside (needs an uplink). */
+  snat?: boolean;
+  /** Subnets the host namespace routes to through this router (those not colliding on this host). */
+  hostReachable?: string[];
+}
+
+export interface Inventory {
+  bridges: number[];
+  plugs: string[];
+  routers: string[];
+}

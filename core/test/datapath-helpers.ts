@@ -1,0 +1,70 @@
+// Shared by the datapath tests: a harness with one LinuxDatapath per host, and the topology arithmetic the agent
+// would do (which host needs which remote ports), kept deliberately simple.
+import { randomBytes } from 'node:crypto';
+import type { ExecutionContext } from 'ava';
+import { LinuxDatapath } from '../datapath/index.js';
+import type { DesiredBridge, GatewayAddress, PlugSpec } from '../datapath/index.js';
+import { Harness, type HarnessHost } from '../../e2e/harness/index.js';
+
+export interface Cluster {
+  h: Harness;
+  dp: Map<string, LinuxDatapath>;
+}
+
+export async function cluster(t: ExecutionContext, hosts = 3): Promise<Cluster> {
+  const h = await Harness.create({ hosts });
+  t.teardown(() => h.destroy());
+  const dp = new Map(h.hosts.map((x) => [x.name, new LinuxDatapath({
+    underlayIp: x.underlayIp, hostNetns: x.netns, routerNsPrefix: x.routerNsPrefix,
+  })]));
+  return { h, dp };
+}
+
+export const randomVni = (): number => 0x100000 + randomBytes(2).readUInt16BE();
+
+let macSeq = 0;
+export function mac(): string {
+  const b = randomBytes(4);
+  return `02:${(macSeq++ & 0xff).toString(16).padStart(2, '0')}:${[...b].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+}
+
+/** A workload port as the agent would know it. */
+export interface TestPort {
+  host: HarnessHost;
+  vni: number;
+  mac: string;
+  /** CIDR form. */
+  ips: string[];
+  gateways?: string[];
+  portSecurity?: boolean;
+  netns?: string;
+  hostIfname?: string;
+}
+
+/** Desired state of bridge `vni` on `host`, given every port of the cluster. */
+export function desiredBridge(host: HarnessHost, vni: number, ports: TestPort[], gateways: GatewayAddress[] = []): DesiredBridge {
+  const on = ports.filter((p) => p.vni === vni);
+  const remote = on.filter((p) => p.host.name !== host.name);
+  return {
+    vni,
+    remotes: remote.map((p) => ({ mac: p.mac, ips: p.ips.map((c) => c.split('/')[0]!), hostIp: p.host.underlayIp })),
+    floodHosts: [...new Set(remote.map((p) => p.host.underlayIp))],
+    gateways,
+  };
+}
+
+/** Create the workload namespaces and plug every port; bridges must exist. */
+export async function plugAll(c: Cluster, ports: TestPort[]): Promise<void> {
+  for (const p of ports) {
+    p.netns ??= await c.h.addWorkload(p.host, `w${randomBytes(3).toString('hex')}`);
+    const r = await c.dp.get(p.host.name)!.plug(spec(p));
+    p.hostIfname = r.hostIfname;
+  }
+}
+
+export function spec(p: TestPort): PlugSpec {
+  return { vni: p.vni, netns: p.netns!, ifname: 'eth0', mac: p.mac, ips: p.ips, gateways: p.gateways, portSecurity: p.portSecurity };
+}
+
+export const ipOf = (p: TestPort, family: 4 | 6 = 4): string =>
+  p.ips.map((c) => c.split('/')[0]!).find((ip) => (family === 4) === !ip.includes(':'))!;
