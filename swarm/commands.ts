@@ -3,37 +3,29 @@
 //   bees docker install [--socket P] [--spec-dir D] [--name N] [--uninstall]
 //   bees docker plugin build --out DIR [--store URL]
 import { parseArgs } from 'node:util';
+import { CliError, type Command, type CommandModule } from '../core/cli/command.js';
 import { DRIVER_USAGE, runDriver } from './driver/main.js';
 import { installLegacy, uninstallLegacy } from './install/legacy.js';
 import { buildManagedPlugin } from './install/managed.js';
 
-export interface Command {
-  /** Words after `bees`, e.g. ['docker', 'install']. */
-  name: string[];
-  summary: string;
-  usage: string;
-  /** Exit code. */
-  run(argv: string[]): Promise<number>;
-}
-
-function fail(message: string, usage: string): number {
-  process.stderr.write(`${message}\n${usage}\n`);
-  return 2;
+function fail(message: string, usage: string): never {
+  throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!.replace(/^usage: /, '')}`, 2);
 }
 
 export const dockerDriverCommand: Command = {
-  name: ['docker', 'driver'],
+  name: 'docker driver',
+  rawArgs: true,
   summary: 'Run the Docker network + IPAM plugin (driver "midonet")',
   usage: DRIVER_USAGE,
-  run: runDriver,
+  run: (args) => runDriver(args),
 };
 
 const INSTALL_USAGE = 'usage: bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
 export const dockerInstallCommand: Command = {
-  name: ['docker', 'install'],
+  name: 'docker install',
   summary: 'Make dockerd discover the driver as a legacy plugin',
   usage: INSTALL_USAGE,
-  async run(argv) {
+  async run(argv, io) {
     let values;
     try {
       ({ values } = parseArgs({
@@ -49,21 +41,21 @@ export const dockerInstallCommand: Command = {
       ...(values.name ? { name: values.name } : {}),
     };
     if (values.uninstall) {
-      process.stdout.write((await uninstallLegacy(opts)) ? 'removed\n' : 'nothing to remove\n');
+      io.out((await uninstallLegacy(opts)) ? 'removed\n' : 'nothing to remove\n');
       return 0;
     }
     const file = await installLegacy(opts);
-    process.stdout.write(file ? `wrote ${file}\n` : 'the driver socket is where dockerd looks already; nothing to write\n');
+    io.out(file ? `wrote ${file}\n` : 'the driver socket is where dockerd looks already; nothing to write\n');
     return 0;
   },
 };
 
 const BUILD_USAGE = 'usage: bees docker plugin build --out DIR [--store URL]\n  then: docker plugin create midonet DIR && docker plugin enable midonet';
 export const dockerPluginBuildCommand: Command = {
-  name: ['docker', 'plugin', 'build'],
+  name: 'docker plugin build',
   summary: 'Assemble a managed (v2) Docker plugin directory from local files',
   usage: BUILD_USAGE,
-  async run(argv) {
+  async run(argv, io) {
     let values;
     try {
       ({ values } = parseArgs({ args: argv, strict: true, options: { out: { type: 'string' }, store: { type: 'string' } } }));
@@ -72,9 +64,10 @@ export const dockerPluginBuildCommand: Command = {
     }
     if (!values.out) return fail('--out is required', BUILD_USAGE);
     const dir = await buildManagedPlugin({ out: values.out, ...(values.store ? { store: values.store } : {}) });
-    process.stdout.write(`${dir}\n`);
+    io.out(`${dir}\n`);
     return 0;
   },
 };
 
 export const commands: Command[] = [dockerDriverCommand, dockerInstallCommand, dockerPluginBuildCommand];
+export const dockerCommands: CommandModule = { commands };
