@@ -1,0 +1,48 @@
+// `bees api`: serves the REST API on a store until SIGTERM/SIGINT.
+import { CliError, parse, type Command } from './command.js';
+
+const api: Command = {
+  name: 'api',
+  summary: 'Run the topology REST API on a store',
+  usage: `bees api --store URL --listen unix:PATH|tcp://HOST:PORT [--token T]
+  --store URL     file:/var/lib/bees/store or zk://host:port/root
+  --listen EP     where to serve; a unix socket gets mode 0600 and needs no token
+  --token T       bearer token demanded on TCP (default $BEES_TOKEN)
+  --log           log every request (fastify/pino JSON on stdout)`,
+  async run(args, io) {
+    const { values } = parse(api, args, { store: { type: 'string' }, listen: { type: 'string' }, log: { type: 'boolean' } }, { min: 0, max: 0 });
+    if (!values.store) throw new CliError('api: --store URL is required', 2);
+    if (!values.listen) throw new CliError('api: --listen unix:PATH|tcp://HOST:PORT is required', 2);
+    const token = values.token ?? io.env.BEES_TOKEN;
+    // Heavy modules load only when this command runs.
+    const { openStore } = await import('../store/open.js');
+    const { Topology } = await import('../topology/service.js');
+    const { buildApi, listen } = await import('../api/server.js');
+    const store = await openStore(values.store);
+    const app = buildApi({ topology: new Topology(store), store, ...(token ? { token } : {}), logger: !!values.log });
+    let where: string;
+    try {
+      where = await listen(app, values.listen);
+    } catch (err) {
+      await app.close();
+      await store.close();
+      throw new CliError((err as Error).message);
+    }
+    if (values.listen.startsWith('tcp:') && !token) io.err('bees api: warning: TCP listener without --token: anyone who can connect can change the topology\n');
+    io.err(`bees api: listening on ${where} (store ${store.url})\n`);
+    process.on('unhandledRejection', (err) => io.err(`bees api: unhandled: ${(err as Error)?.stack ?? String(err)}\n`));
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        io.err(`bees api: ${sig}, stopping\n`);
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    await app.close();
+    await store.close();
+    return 0;
+  },
+};
+
+export const commands = [api];

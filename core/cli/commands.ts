@@ -1,0 +1,13 @@
+// Every `bees` command module. Adding commands is one line here: a module exporting `commands: Command[]`.
+// Modules are loaded lazily, and must import heavy things (fastify, the store, the agent) inside run(), so
+// `bees net ls` stays quick.
+import type { CommandModule } from './command.js';
+
+export const commandModules: Array<() => Promise<CommandModule>> = [
+  () => import('./api.js'),
+  () => import('./net.js'),
+  () => import('./router.js'),
+  () => import('./port.js'),
+  () => import('./host.js'),
+  () => import('./status.js'),
+];
