@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { bridgeId, tenantId } from '../model/ids.js';
 import { openStore } from '../store/open.js';
-import { TopologyError } from '../topology/errors.js';
+import { TopologyError, type TopologyErrorCode } from '../topology/errors.js';
 import { CLUSTER_LOCK_ID, Topology } from '../topology/service.js';
 
 async function fresh(t: ExecutionContext): Promise<Topology> {
@@ -19,7 +19,7 @@ async function fresh(t: ExecutionContext): Promise<Topology> {
 }
 
 /** Asserts the promise rejects with a TopologyError of that code (and field, when given). */
-async function rejects(t: ExecutionContext, p: Promise<unknown>, code: string, field?: string): Promise<TopologyError> {
+async function rejects(t: ExecutionContext, p: Promise<unknown>, code: TopologyErrorCode, field?: string): Promise<TopologyError> {
   const err = await t.throwsAsync(p, { instanceOf: TopologyError });
   t.is(err!.code, code, err!.message);
   if (field !== undefined) t.is(err!.field, field, err!.message);
