@@ -1,10 +1,12 @@
 // Picks a store backend by URL scheme: `file:` for one host, `zk://` for a cluster.
 import { StoreError, type Store } from './store.js';
 import type { FileStoreOptions } from './file.js';
+import type { ZooKeeperStoreOptions } from './zookeeper.js';
 import { redactUrl } from './validate.js';
 
 export interface OpenStoreOptions {
   file?: FileStoreOptions;
+  zookeeper?: ZooKeeperStoreOptions;
 }
 
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
@@ -14,6 +16,10 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     case 'file': {
       const { FileStore } = await import('./file.js');
       return FileStore.open(url, options.file);
+    }
+    case 'zk': {
+      const { ZooKeeperStore } = await import('./zookeeper.js');
+      return ZooKeeperStore.open(url, options.zookeeper);
     }
     default:
       throw new StoreError('Invalid', `unsupported store URL ${JSON.stringify(redactUrl(url))}: expected file:/path or zk://host:port/root`);
