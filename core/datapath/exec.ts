@@ -75,13 +75,28 @@ export function inNetns(netns: string | undefined, argv: string[]): string[] {
 /** Run an `ip -batch` script (one command per line) inside `netns`. Empty scripts cost nothing. */
 export async function ipBatch(netns: string | undefined, lines: string[], context: string): Promise<void> {
   if (lines.length === 0) return;
-  await run(inNetns(netns, ['ip', '-batch', '-']), { input: lines.join('\n') + '\n', context });
+  await batch(netns, 'ip', lines, context);
+}
+
+/** Run a batch; on failure, name the command that failed (the tool only gives its line number). */
+async function batch(netns: string | undefined, tool: string, lines: string[], context: string): Promise<void> {
+  try {
+    await run(inNetns(netns, [tool, '-batch', '-']), { input: lines.join('\n') + '\n', context });
+  } catch (e) {
+    const m = e instanceof CommandError ? /Command failed -:(\d+)/.exec(e.stderr) : null;
+    const line = m ? lines[Number(m[1]) - 1] : undefined;
+    if (e instanceof CommandError && line !== undefined) {
+      const why = e.stderr.split('\n').filter((l) => !l.startsWith('Command failed')).join('; ');
+      throw new CommandError(`${context}: "${line}": ${why}`, e.argv, e.exitCode, e.stderr);
+    }
+    throw e;
+  }
 }
 
 /** Run a `bridge -batch` script inside `netns`. */
 export async function bridgeBatch(netns: string | undefined, lines: string[], context: string): Promise<void> {
   if (lines.length === 0) return;
-  await run(inNetns(netns, ['bridge', '-batch', '-']), { input: lines.join('\n') + '\n', context });
+  await batch(netns, 'bridge', lines, context);
 }
 
 /** Apply an nft script atomically inside `netns`. */

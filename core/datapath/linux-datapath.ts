@@ -6,7 +6,7 @@ import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, nftApply, runJson } from './exec.js';
 import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
-import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
+import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, type RouterContext } from './router.js';
 import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec } from './types.js';
@@ -89,7 +89,9 @@ export class LinuxDatapath {
 
   /** Remove whatever of ours is not in `desired`: routers, plugs (and their nft chains), bridges, stray links. */
   async sweep(desired: Partial<Inventory>): Promise<void> {
-    const keepRouters = new Set(desired.routers ?? []);
+    // Callers name routers by topology id; namespaces carry a shortened form of it.
+    const p = this.ctx.routerNsPrefix;
+    const keepRouters = new Set((desired.routers ?? []).flatMap((id) => [id, routerNsName(p, id).slice(p.length)]));
     const keepPlugs = new Set(desired.plugs ?? []);
     const keepBridges = new Set(desired.bridges ?? []);
     for (const id of this.routerIds()) if (!keepRouters.has(id)) await this.removeRouter(id);

@@ -46,8 +46,8 @@ export const plugName = (netns: string, ifname: string): string => `${PLUG_PREFI
 export const plugPeerName = (hostIfname: string): string => `${PLUG_PEER_PREFIX}${hostIfname.slice(PLUG_PREFIX.length)}`;
 export const legName = (routerId: string, vni: number): string => `${LEG_PREFIX}${shortHash(routerId, String(vni))}`;
 export const uplinkName = (routerId: string): string => `${UPLINK_PREFIX}${shortHash(routerId)}`;
-/** The namespace of a router instance on this host. */
-export const routerNsName = (prefix: string, routerId: string): string => `${prefix}${routerId.replace(/-/g, '').slice(0, 12)}`;
+/** The namespace of a router instance on this host: the whole id, so inventory can give ids back. */
+export const routerNsName = (prefix: string, routerId: string): string => `${prefix}${routerId}`;
 
 export function isPlugName(name: string): boolean {
   return name.startsWith(PLUG_PREFIX) && name.length > PLUG_PREFIX.length;

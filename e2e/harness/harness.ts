@@ -194,9 +194,9 @@ export class Harness {
     const id = `c${randomBytes(3).toString('hex')}`;
     const script = [
       'add table bridge e2e',
-      'add chain bridge e2e fwd { type filter hook forward priority 0; policy accept; }',
+      'add chain bridge e2e watch { type filter hook forward priority 0; policy accept; }',
       `add counter bridge e2e ${id}`,
-      `add rule bridge e2e fwd ${match} counter name ${id}`,
+      `add rule bridge e2e watch ${match} counter name ${id}`,
     ].join('\n') + '\n';
     await mustExec(nsArgv(`/run/netns/${this.underlayNs}`, ['nft', '-f', '-']), script);
     return async () => {

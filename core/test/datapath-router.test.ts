@@ -1,0 +1,156 @@
+// Distributed routing, tenant isolation, external access and anti-spoofing on three namespace hosts.
+import test from 'ava';
+import type { DesiredRouter, GatewayAddress } from '../datapath/index.js';
+import { OUTSIDE_IP } from '../../e2e/harness/index.js';
+import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
+
+interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
+
+function net(third: number, octet2 = 60): Net {
+  return { vni: randomVni(), v4: `10.${octet2}.${third}.0/24`, v6: `fd00:${octet2}:${third}::/64`, gw4: `10.${octet2}.${third}.1`,
+    gw6: `fd00:${octet2}:${third}::1`, gwMac: mac() };
+}
+
+function port(c: Cluster, host: string, n: Net, last: number, portSecurity = false): TestPort {
+  const ips = [n.v4.replace(/0\/24$/, `${last}/24`)];
+  if (n.v6) ips.push(n.v6.replace(/::\/64$/, `::${last}/64`));
+  return { host: c.h.host(host), vni: n.vni, mac: mac(), ips, gateways: [n.gw4, ...(n.gw6 ? [n.gw6] : [])], portSecurity };
+}
+
+const gateways = (n: Net): GatewayAddress[] => [{ ip: n.gw4, mac: n.gwMac }, ...(n.gw6 ? [{ ip: n.gw6, mac: n.gwMac }] : [])];
+
+function router(id: string, nets: Net[], ports: TestPort[], extra: Partial<DesiredRouter> = {}): DesiredRouter {
+  return {
+    id,
+    legs: nets.map((n) => ({ vni: n.vni, mac: n.gwMac, addresses: [`${n.gw4}/24`, ...(n.gw6 ? [`${n.gw6}/64`] : [])] })),
+    neighbours: ports.filter((p) => nets.some((n) => n.vni === p.vni))
+      .flatMap((p) => p.ips.map((c) => ({ ip: c.split('/')[0]!, mac: p.mac, vni: p.vni }))),
+    ...extra,
+  };
+}
+
+/** Bridges on every host (all hosts take part), ports plugged, a router instance on every host. */
+async function topology(c: Cluster, nets: Net[], ports: TestPort[], routers: DesiredRouter[]): Promise<void> {
+  for (const host of c.h.hosts) {
+    for (const n of nets) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, n.vni, ports, gateways(n)));
+  }
+  await plugAll(c, ports);
+  for (const host of c.h.hosts) for (const r of routers) await c.dp.get(host.name)!.ensureRouter(r);
+}
+
+async function teardownAll(c: Cluster, ports: TestPort[], nets: Net[], routers: DesiredRouter[]): Promise<void> {
+  for (const p of ports) await c.dp.get(p.host.name)!.unplug(p.hostIfname!);
+  for (const host of c.h.hosts) {
+    const dp = c.dp.get(host.name)!;
+    for (const r of routers) await dp.removeRouter(r.id);
+    for (const n of nets) await dp.removeBridge(n.vni);
+    await dp.sweep({});
+  }
+}
+
+test.serial('a distributed router joins two bridges: cross-host cross-bridge traffic is routed locally and crosses the underlay once', async (t) => {
+  const c = await cluster(t);
+  const a = net(1);
+  const b = net(2);
+  const ports = [port(c, 'h1', a, 10), port(c, 'h3', b, 30), port(c, 'h1', b, 11)];
+  const r = router('00000000-0000-4000-8000-0000000000a1', [a, b], ports, { snat: true, hostReachable: [a.v4, b.v4] });
+  await topology(c, [a, b], ports, [r]);
+  const [wa1, wb3, wb1] = ports as [TestPort, TestPort, TestPort];
+
+  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3)), 'h1/A -> h3/B over IPv4');
+  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3, 6)), 'h1/A -> h3/B over IPv6');
+  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb1)), 'h1/A -> h1/B (same host)');
+  t.true(await c.h.pingEventually(wa1.netns!, b.gw4), 'the gateway answers');
+
+  // Count VXLAN packets of a recognisable size: 1000 B payload + 8 ICMP + 20 IP + 14 Ethernet + 8 VXLAN + 8 UDP + 20 IP.
+  const h1 = c.h.host('h1').underlayIp;
+  const h2 = c.h.host('h2').underlayIp;
+  const h3 = c.h.host('h3').underlayIp;
+  const there = await c.h.underlayCounter(`ip saddr ${h1} ip daddr ${h3} udp dport 6677 ip length 1078`);
+  const back = await c.h.underlayCounter(`ip saddr ${h3} ip daddr ${h1} udp dport 6677 ip length 1078`);
+  const viaH2 = await c.h.underlayCounter(`ip daddr ${h2} udp dport 6677 ip length 1078`);
+  t.true(await c.h.ping(wa1.netns!, ipOf(wb3), { count: 5, size: 1000 }));
+  t.is(await there(), 5, 'each request crossed the underlay exactly once, straight to h3');
+  t.is(await back(), 5, 'each reply crossed once, routed on h3');
+  t.is(await viaH2(), 0, 'nothing hairpinned through another host');
+
+  // External access (SNAT in the router, masquerade on the host) and the host reaching its local workloads.
+  t.true(await c.h.pingEventually(wa1.netns!, OUTSIDE_IP), 'workload reaches the outside');
+  t.true(await c.h.pingEventually(wb3.netns!, OUTSIDE_IP), 'workload on h3 reaches the outside');
+  t.true(await c.h.pingEventually(c.h.host('h1').netns, ipOf(wa1)), 'host h1 reaches its local workload');
+
+  // Convergence: a second ensureRouter is a no-op; dropping the route to the host removes it.
+  await c.dp.get('h1')!.ensureRouter(r);
+  await c.dp.get('h1')!.ensureRouter({ ...r, hostReachable: [b.v4] });
+  const routes = await c.h.exec(c.h.host('h1'), ['ip', 'route', 'show', a.v4]);
+  t.is(routes.stdout.trim(), '', 'host route to A removed');
+  t.true(await c.h.ping(wa1.netns!, OUTSIDE_IP));
+  t.deepEqual((await c.dp.get('h1')!.inventory()).routers, [r.id]);
+
+  await teardownAll(c, ports, [a, b], [r]);
+  t.deepEqual(await c.h.allLeaks(), {});
+});
+
+test.serial('two tenants with identical subnets are isolated, and both reach the outside', async (t) => {
+  const c = await cluster(t);
+  const x = { ...net(5, 70), v6: undefined, gw6: undefined };
+  const y = { ...net(5, 70), v6: undefined, gw6: undefined }; // same subnet, same gateway IP, other VNI
+  const px = [port(c, 'h1', x, 2), port(c, 'h2', x, 3)];
+  const py = [port(c, 'h1', y, 3), port(c, 'h2', y, 4)];
+  const ports = [...px, ...py];
+  const rx = router('00000000-0000-4000-8000-0000000000b1', [x], ports, { snat: true });
+  const ry = router('00000000-0000-4000-8000-0000000000b2', [y], ports, { snat: true });
+  await topology(c, [x, y], ports, [rx, ry]);
+
+  t.true(await c.h.pingEventually(px[0]!.netns!, '10.70.5.3'), 'X reaches its own 10.70.5.3');
+  const n = await c.h.exec(px[0]!.netns!, ['ip', '-j', 'neigh', 'show', '10.70.5.3']);
+  t.is((JSON.parse(n.stdout) as { lladdr: string }[])[0]?.lladdr, px[1]!.mac, "and it is X's workload, not Y's");
+  t.false(await c.h.ping(px[0]!.netns!, '10.70.5.4'), "X does not reach Y's 10.70.5.4");
+  t.true(await c.h.pingEventually(py[1]!.netns!, '10.70.5.3'), 'Y reaches its own 10.70.5.3');
+  t.true(await c.h.pingEventually(px[1]!.netns!, OUTSIDE_IP), 'X reaches the outside');
+  t.true(await c.h.pingEventually(py[1]!.netns!, OUTSIDE_IP), 'Y reaches the outside');
+
+  await teardownAll(c, ports, [x, y], [rx, ry]);
+  t.deepEqual(await c.h.allLeaks(), {});
+});
+
+test.serial('port security drops spoofed source MAC and IP, and removing a port removes exactly its rules', async (t) => {
+  const c = await cluster(t, 2);
+  const a = { ...net(9, 80), gw6: undefined, v6: undefined };
+  const ports = [port(c, 'h1', a, 2, true), port(c, 'h2', a, 3, true), port(c, 'h1', a, 4, true)];
+  for (const host of c.h.hosts) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, a.vni, ports));
+  await plugAll(c, ports);
+  const [w1, w2, w3] = ports as [TestPort, TestPort, TestPort];
+  t.true(await c.h.pingEventually(w1.netns!, ipOf(w2)), 'legitimate traffic passes');
+
+  // Spoofed source IP: a second address the port does not own.
+  await c.h.exec(w1.netns!, ['ip', 'addr', 'add', '10.80.9.99/24', 'dev', 'eth0']);
+  t.false(await c.h.ping(w1.netns!, ipOf(w2), { count: 2, timeoutSec: 1 }).then(async () =>
+    c.h.exec(w1.netns!, ['ping', '-c', '2', '-W', '1', '-I', '10.80.9.99', ipOf(w2)]).then((r) => r.code === 0)),
+  'spoofed source IP dropped');
+  t.false((await c.h.exec(w1.netns!, ['ping', '-c', '2', '-W', '1', '-I', '10.80.9.99', ipOf(w3)])).code === 0, 'also towards a local port');
+  await c.h.exec(w1.netns!, ['ip', 'addr', 'del', '10.80.9.99/24', 'dev', 'eth0']);
+  t.true(await c.h.pingEventually(w1.netns!, ipOf(w2)));
+
+  // Spoofed source MAC.
+  await c.h.exec(w1.netns!, ['ip', 'link', 'set', 'dev', 'eth0', 'address', mac()]);
+  await c.h.exec(w1.netns!, ['ip', 'neigh', 'flush', 'all']);
+  t.false(await c.h.ping(w1.netns!, ipOf(w2), { count: 2, timeoutSec: 1 }), 'spoofed source MAC dropped');
+  t.false(await c.h.ping(w1.netns!, ipOf(w3), { count: 2, timeoutSec: 1 }), 'also towards a local port');
+  t.true((await c.dp.get('h1')!.checkPlug({ vni: a.vni, netns: w1.netns!, ifname: 'eth0', mac: w1.mac, ips: w1.ips, portSecurity: true }))
+    .some((p) => p.includes('MAC')), 'checkPlug notices the MAC change');
+
+  // Removing w1 removes its chain only: w3 keeps its protection.
+  await c.dp.get('h1')!.unplug(w1.hostIfname!);
+  const rules = await c.h.exec(c.h.host('h1'), ['nft', 'list', 'table', 'bridge', 'bees']);
+  t.false(rules.stdout.includes(w1.hostIfname!));
+  t.true(rules.stdout.includes(w3.hostIfname!));
+  t.true(rules.stdout.includes(w3.mac));
+
+  for (const p of [w2, w3]) await c.dp.get(p.host.name)!.unplug(p.hostIfname!);
+  for (const host of c.h.hosts) {
+    await c.dp.get(host.name)!.removeBridge(a.vni);
+    await c.dp.get(host.name)!.sweep({});
+  }
+  t.deepEqual(await c.h.allLeaks(), {});
+});
