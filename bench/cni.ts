@@ -1,0 +1,114 @@
+// CNI ADD/DEL latency as a runtime sees it: each call is one plugin process driven by the harness (cni/harness),
+// in real network namespaces, serial and 20-way concurrent. The reference is Debian's bridge + host-local.
+// Our plugin joins as one more `Subject` once the agent serves the workload API (see `subjects`).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseNetworkConfig } from '../cni/harness/config.js';
+import { CniHarness } from '../cni/harness/libcni.js';
+import { createNetns, sh, type Netns } from '../cni/harness/netns.js';
+import type { NetworkConfigList } from '../cni/harness/types.js';
+import { percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+
+/** One thing to measure: a conflist and the directories its plugins come from. */
+export interface Subject {
+  label: string;
+  pluginDirs: string[];
+  list: NetworkConfigList;
+  cleanup(): Promise<void>;
+}
+
+interface Latencies { add: number[]; del: number[] }
+
+async function referenceSubject(work: string): Promise<Subject> {
+  const suffix = Math.random().toString(16).slice(2, 8);
+  const bridge = `bnb${suffix}`;
+  const list = parseNetworkConfig(JSON.stringify({
+    cniVersion: '1.0.0', name: `bench-${suffix}`,
+    plugins: [{ type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', subnet: '10.250.0.0/16', dataDir: join(work, 'hostlocal') } }],
+  }));
+  return { label: 'bridge + host-local', pluginDirs: ['/usr/lib/cni'], list, cleanup: () => sh('ip', ['link', 'del', bridge]).then(() => undefined, () => undefined) };
+}
+
+/** ADD then DEL for each namespace, `concurrency` containers at a time. */
+async function measure(s: Subject, namespaces: Netns[], concurrency: number, cacheDir: string): Promise<Latencies> {
+  const h = new CniHarness({ pluginDirs: s.pluginDirs, cacheDir });
+  const out: Latencies = { add: [], del: [] };
+  const rts = namespaces.map((ns, i) => ({ containerId: `bench${i}${ns.name.slice(-6)}`, netns: ns.path, ifname: 'eth0' }));
+  for (let i = 0; i < rts.length; i += concurrency) {
+    const batch = rts.slice(i, i + concurrency);
+    out.add.push(...(await Promise.all(batch.map((rt) => timed(() => h.addNetworkList(s.list, rt))))));
+  }
+  for (let i = 0; i < rts.length; i += concurrency) {
+    const batch = rts.slice(i, i + concurrency);
+    out.del.push(...(await Promise.all(batch.map((rt) => timed(() => h.delNetworkList(s.list, rt))))));
+  }
+  return out;
+}
+
+const stats = (xs: number[]) => ({ p50: Math.round(percentile(xs, 50) * 10) / 10, p99: Math.round(percentile(xs, 99) * 10) / 10 });
+
+/** Our plugin (binary in `binDir`) in front of an agent serving the workload API on `agentSocket`. */
+export function midonetSubject(binDir: string, agentSocket: string, subnet = '10.251.0.0/16'): Subject {
+  const suffix = Math.random().toString(16).slice(2, 8);
+  const list = parseNetworkConfig(JSON.stringify({
+    cniVersion: '1.0.0', name: `bench-mn-${suffix}`,
+    plugins: [{ type: 'midonet', agentSocket, network: `bench-${suffix}`, subnet }],
+  }));
+  return { label: 'midonet', pluginDirs: [binDir], list, cleanup: async () => undefined };
+}
+
+/**
+ * The plugins measured besides the reference. Ours joins when an agent is reachable: the lead wires the agent
+ * start here (then: `return [midonetSubject(join(process.cwd(), 'dist/cni'), socket)]`).
+ */
+async function subjects(_work: string): Promise<Subject[]> {
+  return [];
+}
+
+export async function run(ctx: BenchContext): Promise<BenchSection> {
+  const work = await mkdtemp(join(tmpdir(), 'bench-cni-'));
+  const n = Math.max(4, Math.round(40 * ctx.scale));
+  const namespaces: Netns[] = [];
+  const all: Subject[] = [];
+  try {
+    for (let i = 0; i < n; i++) namespaces.push(await createNetns('bcni'));
+    const reference = await referenceSubject(work);
+    all.push(reference);
+    const ours = await subjects(work);
+    all.push(...ours);
+    const results = new Map<string, Record<'serial' | 'concurrent', Latencies>>();
+    for (const s of all) {
+      ctx.progress(`cni: ${s.label}, ${n} containers serial`);
+      const serial = await measure(s, namespaces, 1, join(work, `cache-${results.size}-s`));
+      ctx.progress(`cni: ${s.label}, ${n} containers 20-way concurrent`);
+      const concurrent = await measure(s, namespaces, 20, join(work, `cache-${results.size}-c`));
+      results.set(s.label, { serial, concurrent });
+    }
+    const ref = results.get(reference.label)!;
+    const rows: BenchRow[] = [];
+    for (const mode of ['serial', 'concurrent'] as const) {
+      for (const op of ['add', 'del'] as const) {
+        const name = `CNI ${op.toUpperCase()} ${mode === 'serial' ? 'serial' : '20-way concurrent'}`;
+        const refStats = stats(ref[mode][op]);
+        if (ours.length === 0) {
+          rows.push({ name, ours: {}, reference: refStats, unit: 'ms', note: `reference only: ${reference.label}; midonet joins once the agent serves the workload API` });
+          continue;
+        }
+        for (const s of ours) {
+          const o = stats(results.get(s.label)![mode][op]);
+          rows.push({ name: `${name} (${s.label})`, ours: o, reference: refStats, ratio: Math.round((o.p50 / refStats.p50) * 100) / 100, unit: 'ms', note: 'ratio = ours p50 / reference p50; lower is better' });
+        }
+      }
+    }
+    return {
+      title: 'CNI plugin latency',
+      method: `${n} containers, each its own network namespace; ADD then DEL of every container through cni/harness (one plugin process per call, as libcni runs it), serial and in batches of 20. Reference: ${reference.label} (containernetworking-plugins ${'1.1.1'}), spec 1.0.0. Latency per call chain in ms.`,
+      rows,
+    };
+  } finally {
+    for (const s of all) await s.cleanup();
+    for (const ns of namespaces) await ns.remove();
+    await rm(work, { recursive: true, force: true });
+  }
+}
