@@ -137,7 +137,7 @@ export class NetworkDriver {
     for (const a of given) await this.backend.releaseAddress(bridge.id, stripPrefix(a), IPAM_OWNER);
     let result: AttachResult;
     try {
-      result = await this.backend.attach(attach);
+      result = await this.attachAfterHandover(attach);
     } catch (err) {
       // Put the reservations back, so Docker's ReleaseAddress finds things as it left them.
       for (const a of given) {
@@ -156,6 +156,22 @@ export class NetworkDriver {
         ...(v6 ? { AddressIPv6: v6.address } : {}),
       },
     };
+  }
+
+  /**
+   * The agent reads IPAM blocks through its own store client, which may not have seen our release yet: while it
+   * still names the reservation as the holder, ask again for a short while.
+   */
+  private async attachAfterHandover(req: AttachRequest): Promise<AttachResult> {
+    const deadline = Date.now() + 5000;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        return await this.backend.attach(req);
+      } catch (err) {
+        if (!(err instanceof Error && err.message.includes(IPAM_OWNER)) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   async endpointOperInfo(req: EndpointRequest): Promise<object> {

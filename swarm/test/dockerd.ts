@@ -29,8 +29,9 @@ export async function startDockerd(opts: { extraArgs?: string[]; netns?: string 
     '--storage-driver', 'vfs', '--bridge', 'none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
     '--userland-proxy=false', ...(opts.extraArgs ?? []),
   ];
-  const cmd = opts.netns ? 'ip' : 'dockerd';
-  const argv = opts.netns ? ['netns', 'exec', opts.netns, 'dockerd', ...args] : args;
+  // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts dockerd needs.
+  const cmd = opts.netns ? 'nsenter' : 'dockerd';
+  const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, 'dockerd', ...args] : args;
   const child: ChildProcess = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
   let log = '';
   child.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
