@@ -116,7 +116,7 @@ export class Ipam {
     try {
       for (const family of families) {
         const r = await retryRaces(`allocating an IPv${family} address on bridge "${bridge.name}"`, async () => {
-          const blocks = await this.blocksOf(bridge.id);
+          const blocks = await this.blocksOf(bridge.id, false);
           const mine = this.held(blocks, plans, family, owner, ifname);
           const want = requested.get(family);
           if (mine) {
@@ -158,7 +158,7 @@ export class Ipam {
       const plan = plans.find((p) => contains(p.cidr, ip));
       if (!plan) throw new TopologyError('invalid', `address: ${formatIp(ip)} is outside every subnet of bridge "${bridge.name}" (${plans.map((p) => p.text).join(', ') || 'none'})`, 'address');
       return retryRaces(`reserving ${formatIp(ip)} on bridge "${bridge.name}"`, async () => {
-        const blocks = await this.blocksOf(bridge.id);
+        const blocks = await this.blocksOf(bridge.id, false);
         const text = formatIp(ip);
         const holder = blocks.find((b) => contains(b.value.cidr, ip))?.value.allocations[text];
         if (holder && holder.owner === owner && holder.ifname === ifname) return this.resultOf(plan, text);
@@ -268,9 +268,17 @@ export class Ipam {
     return bridge.subnets.map((s, i) => new SubnetPlan(bridge.id, s, `subnets[${i}]`));
   }
 
-  private async blocksOf(bridgeId?: string): Promise<Block[]> {
+  /**
+   * The bridge's blocks (every bridge's when omitted). list() may answer from a cache that lags other hosts'
+   * writes; allocation tolerates that (every write is compare-and-set), but release, gc and reports want what
+   * is there now, so `fresh` re-reads each block listed.
+   */
+  private async blocksOf(bridgeId?: string, fresh = true): Promise<Block[]> {
     const all = await this.store.list('IpamBlock');
-    return bridgeId === undefined ? all : all.filter((b) => b.value.bridgeId === bridgeId);
+    const mine = bridgeId === undefined ? all : all.filter((b) => b.value.bridgeId === bridgeId);
+    if (!fresh) return mine;
+    const now = await Promise.all(mine.map((b) => this.store.get('IpamBlock', b.value.id)));
+    return now.filter((b): b is Block => b !== undefined);
   }
 
   private resultOf(plan: SubnetPlan, address: string): IpamResult {

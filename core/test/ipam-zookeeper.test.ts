@@ -110,7 +110,9 @@ async function concurrentHosts(t: ExecutionContext, hostIds: string[]): Promise<
   const released = (await Promise.all(workers.map((w) => w.next()))).flatMap((r) => r.released as string[]);
   t.deepEqual(released.sort(), [...byAddress.keys()].sort());
   t.deepEqual(await observer.allocations(br.id), []);
-  const blocks = (await store.list('IpamBlock')).filter((b) => b.value.bridgeId === br.id);
+  // list() may lag other clients' writes; the blocks themselves are read afresh.
+  const listed = (await store.list('IpamBlock')).filter((b) => b.value.bridgeId === br.id);
+  const blocks = (await Promise.all(listed.map((b) => store.get('IpamBlock', b.value.id)))).filter((b) => b !== undefined);
   t.true(blocks.length > 0 && blocks.length <= 4, `blocks: ${blocks.map((b) => b.value.cidr).join(' ')}`);
   for (const b of blocks) t.deepEqual(b.value.allocations, {}, b.value.cidr);
   // Every host is gone: their empty blocks are deleted.
