@@ -85,6 +85,8 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   // Remote MACs are programmed; learning on the tunnel port would let routed frames (source = anycast gateway
   // MAC) move the gateway away from the local router leg.
   ip.push(`link set dev ${vx} type bridge_slave learning off`);
+  // Keep bridged frames out of iptables (br_netfilter): Docker's FORWARD policy DROP would otherwise drop them.
+  ip.push(`link set dev ${br} type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0`);
   ip.push(`link set dev ${br} mtu ${mtu}`, `link set dev ${vx} mtu ${mtu}`);
   ip.push(`link set dev ${br} up`, `link set dev ${vx} up`);
 
