@@ -88,12 +88,12 @@ export class Agent {
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
-    this.resync = setInterval(() => this.reconciler.trigger(0), o.resyncMs ?? 30_000);
+    this.resync = setInterval(() => this.reconciler.trigger(0, true), o.resyncMs ?? 30_000);
     this.resync.unref();
 
     const ipam = new Ipam(this.store, this.hostId);
     this.workloads = new Workloads({
-      hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, datapath, reconciler: this.reconciler,
+      hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, reconciler: this.reconciler,
       storeUrl: this.store.url,
       ready: () => (this.storeReady ? { ready: true } : { ready: false, reason: 'the store is not reachable' }),
     });

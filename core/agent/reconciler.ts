@@ -6,6 +6,8 @@ import type { Bridge, Host, Port, Router } from '../model/types.js';
 import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { TopologyCache } from './cache.js';
+import { KeyedMutex, SharedExclusiveLock } from './locks.js';
+import { TopologyError } from '../topology/errors.js';
 
 /** What the reconciler needs of a datapath (LinuxDatapath implements it). */
 export interface HostDatapath {
@@ -46,6 +48,16 @@ export class Reconciler {
   /** Errors of the last pass, for `status`. */
   lastError: string | undefined;
   passes = 0;
+  private readonly lock = new SharedExclusiveLock();
+  private readonly keyed = new KeyedMutex();
+  /** Ports being plugged whose creation the cache has not seen yet: their bridge and veth are desired anyway. */
+  private readonly pins = new Map<string, { bridgeId: string; hostIfname: string }>();
+  /**
+   * What was last converged, per bridge and router, as JSON: a pass skips objects whose desired state has not
+   * changed since, so a pass after one port's change costs one kernel update, not one per object. A forced pass
+   * (the periodic resync) ignores it and re-reads the kernel, repairing anything changed behind our back.
+   */
+  private readonly applied = new Map<string, string>();
 
   constructor(
     private readonly hostId: string,
@@ -69,11 +81,16 @@ export class Reconciler {
       list.push(p);
     }
     const local = ports.filter((p) => p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName);
+    const pinnedPlugs: string[] = [];
+    for (const [portId, pin] of this.pins) {
+      if (portsById.get(portId)?.hostId === me) this.pins.delete(portId);
+      else pinnedPlugs.push(pin.hostIfname);
+    }
 
     // Routers serving bridges with local ports, and through them every bridge those routers join: traffic routed
     // here towards a bridge without local ports still leaves from here, straight to the destination host.
     const routerIds = new Set<string>();
-    const bridgeIds = new Set(local.map((p) => p.bridgeId!));
+    const bridgeIds = new Set([...local.map((p) => p.bridgeId!), ...[...this.pins.values()].map((p) => p.bridgeId)]);
     for (const bid of [...bridgeIds]) {
       for (const bp of byBridge.get(bid) ?? []) {
         const rp = bp.peerId ? portsById.get(bp.peerId) : undefined;
@@ -104,7 +121,7 @@ export class Reconciler {
       const r = this.desiredRouter(router, routerPorts.get(rid) ?? [], portsById, byBridge);
       if (r.legs.length > 0) routers.set(rid, r);
     }
-    return { bridges, routers, plugs: new Set(local.map((p) => p.interfaceName!)) };
+    return { bridges, routers, plugs: new Set([...local.map((p) => p.interfaceName!), ...pinnedPlugs]) };
   }
 
   private desiredBridge(bridge: Bridge, ports: Port[], portsById: Map<string, Port>): DesiredBridge {
@@ -141,7 +158,8 @@ export class Reconciler {
       legs.push({ vni: bridge.tunnelKey, mac: rp.mac, addresses: rp.ips });
       legByPort.set(rp.id, bridge.tunnelKey);
       internal ||= bridge.internal === true;
-      for (const s of bridge.subnets) subnets.push(s.cidr);
+      // The uplink to the host is IPv4 link-local: the host reaches IPv4 workloads (probes, published ports).
+      for (const s of bridge.subnets) if (!s.cidr.includes(':')) subnets.push(s.cidr);
       for (const p of byBridge.get(bridge.id) ?? []) {
         if (p.peerId || !p.hostId) continue;
         for (const ip of p.ips) neighbours.push({ ip: bareIp(ip), mac: p.mac, vni: bridge.tunnelKey });
@@ -172,8 +190,9 @@ export class Reconciler {
   }
 
   /** Ask for a pass soon; passes never overlap and requests during a pass coalesce into one more pass. */
-  trigger(delayMs = 20): void {
+  trigger(delayMs = 20, force = false): void {
     if (this.stopped) return;
+    if (force) this.applied.clear();
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -198,14 +217,18 @@ export class Reconciler {
     return this.running;
   }
 
-  private async converge(): Promise<void> {
+  private converge(): Promise<void> {
+    return this.lock.runExclusive(() => this.convergeNow());
+  }
+
+  private async convergeNow(): Promise<void> {
     const plan = this.plan();
     const errors: string[] = [];
     for (const b of plan.bridges.values()) {
-      await this.datapath.ensureBridge(b).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
+      await this.ensureBridge(b).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
     }
     for (const r of plan.routers.values()) {
-      await this.datapath.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
+      await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
     }
     // Remove what we created earlier and no longer need; plugs are removed only by detach/gc or when their port
     // is gone from the topology, never because of a transient cache state at start.
@@ -219,14 +242,58 @@ export class Reconciler {
     if (errors.length) this.log(`reconcile: ${this.lastError}`);
   }
 
-  /** Make one bridge exist locally right now (attach needs it before plugging). */
-  async ensureBridgeNow(bridge: Bridge): Promise<void> {
-    const plan = this.plan();
-    const desired = plan.bridges.get(bridge.id) ?? this.desiredBridge(bridge, this.cache.portsOfBridge(bridge.id), new Map(this.cache.list('Port').map((p) => [p.id, p])));
-    await this.datapath.ensureBridge(desired);
-    for (const r of plan.routers.values()) {
-      if (r.legs.some((l) => l.vni === bridge.tunnelKey)) await this.datapath.ensureRouter(r);
+  /**
+   * Plug a workload now (attach cannot wait for the next pass): its bridge and the routers on it are converged
+   * first, then the veth is made. Runs alongside other plugs, never during a sweep.
+   */
+  async plugPort(portId: string, bridge: Bridge, spec: PlugSpec): Promise<PlugResult> {
+    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '' });
+    try {
+      return await this.lock.runShared(async () => {
+        const plan = this.plan();
+        const desired = plan.bridges.get(bridge.id);
+        if (!desired) throw new TopologyError('conflict', `network ${bridge.name} is administratively down`, 'network');
+        await this.ensureBridge(desired);
+        // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
+        // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
+        for (const r of plan.routers.values()) {
+          if (r.legs.some((l) => l.vni === bridge.tunnelKey) && !this.applied.has(`router/${r.id}`)) await this.ensureRouter(r);
+        }
+        this.trigger();
+        return this.datapath.plug(spec);
+      });
+    } catch (err) {
+      this.pins.delete(portId);
+      throw err;
     }
+  }
+
+  private ensureBridge(b: DesiredBridge): Promise<void> {
+    return this.converged(`bridge/${b.vni}`, b, () => this.datapath.ensureBridge(b));
+  }
+
+  private ensureRouter(r: DesiredRouter): Promise<void> {
+    return this.converged(`router/${r.id}`, r, () => this.datapath.ensureRouter(r));
+  }
+
+  /** Run `apply` unless `desired` is what was last applied under `key`; one apply per key at a time. */
+  private converged(key: string, desired: unknown, apply: () => Promise<void>): Promise<void> {
+    return this.keyed.run(key, async () => {
+      const json = JSON.stringify(desired);
+      if (this.applied.get(key) === json) return;
+      this.applied.delete(key);
+      await apply();
+      this.applied.set(key, json);
+    });
+  }
+
+  async unplugPort(portId: string, hostIfname: string): Promise<void> {
+    this.pins.delete(portId);
+    await this.lock.runShared(() => this.datapath.unplug(hostIfname));
+  }
+
+  checkPlug(spec: PlugSpec): Promise<string[]> {
+    return this.lock.runShared(() => this.datapath.checkPlug(spec));
   }
 
   stop(): void {

@@ -17,8 +17,9 @@ import type {
 } from '../workload/types.js';
 import type { PlugSpec } from '../datapath/types.js';
 import type { TopologyCache } from './cache.js';
-import type { HostDatapath, Reconciler } from './reconciler.js';
+import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
+import { KeyedMutex } from './locks.js';
 
 const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
 const IFNAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
@@ -28,7 +29,6 @@ export interface WorkloadDeps {
   topology: Topology;
   ipam: Ipam;
   cache: TopologyCache;
-  datapath: HostDatapath;
   reconciler: Reconciler;
   storeUrl: string;
   /** Name of the router a bridge with a gateway is attached to when it has none ("none" disables). */
@@ -48,7 +48,7 @@ export function hostIfnameOf(portId: string): string {
 
 export class Workloads {
   /** One operation at a time per attachment key: the runtime may retry while we are still working. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
 
   constructor(private readonly d: WorkloadDeps) {}
 
@@ -86,7 +86,7 @@ export class Workloads {
       const labels = { ...(req.labels ?? {}) };
       if (!existing) {
         await topology.create('Port', {
-          id: portId, tenantId: bridge.tenantId, type: 'bridge', bridgeId: bridge.id, mac, ips,
+          id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
           hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
           adminStateUp: true, status: 'down', portSecurity: true, portGroupIds: [], options: labels,
         });
@@ -96,8 +96,7 @@ export class Workloads {
         await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels });
       }
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
-      await this.d.reconciler.ensureBridgeNow(bridge);
-      const plugged = await this.d.datapath.plug(spec);
+      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec);
       this.d.reconciler.trigger();
       void topology.update('Port', portId, { status: 'up' }).catch(() => undefined);
       return this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
@@ -105,7 +104,7 @@ export class Workloads {
       // Leave nothing half-made: a failed attach is followed by a detach anyway, but an operator running
       // `bees attach` by hand should not have to.
       if (created || !existing) {
-        await this.d.datapath.unplug(hostIfname).catch(() => undefined);
+        await this.d.reconciler.unplugPort(portId, hostIfname).catch(() => undefined);
         if (created) await topology.delete('Port', portId).catch(() => undefined);
         await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);
       }
@@ -162,7 +161,7 @@ export class Workloads {
   }
 
   private async detachPort(port: Port): Promise<void> {
-    if (port.interfaceName) await this.d.datapath.unplug(port.interfaceName);
+    if (port.interfaceName) await this.d.reconciler.unplugPort(port.id, port.interfaceName);
     try {
       await this.d.topology.delete('Port', port.id);
     } catch (e) {
@@ -201,7 +200,7 @@ export class Workloads {
       for (const ip of port.ips) if (!held.includes(bareIp(ip))) problems.push(`address ${ip} is no longer reserved for ${ownerKey(req)}`);
       const addresses = addressesOf(bridge, port.ips);
       const spec = this.plugSpec({ ...req, network: bridge.id, tenant: undefined }, bridge, port.interfaceName ?? hostIfnameOf(port.id), port.mac, addresses);
-      problems.push(...(await this.d.datapath.checkPlug(spec)));
+      problems.push(...(await this.d.reconciler.checkPlug(spec)));
     }
     return { ok: problems.length === 0, problems };
   }
@@ -291,15 +290,8 @@ export class Workloads {
     }
   }
 
-  private async serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.locks.set(key, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(key) === next) this.locks.delete(key);
-    }
+  private serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(key, fn);
   }
 }
 

@@ -10,4 +10,5 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./port.js'),
   () => import('./host.js'),
   () => import('./status.js'),
+  () => import('../agent/commands.js'),
 ];

@@ -1,0 +1,67 @@
+// `bees agent`: run the per-host agent in the foreground until SIGINT/SIGTERM.
+import { parseArgs } from 'node:util';
+import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
+
+export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port 6677]
+           [--listen unix:PATH|tcp://HOST:PORT] [--token T] [--workload-socket PATH]
+           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]`;
+
+export function agentOptionsFrom(argv: string[]): AgentOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      store: { type: 'string' },
+      'host-id': { type: 'string' },
+      'host-name': { type: 'string' },
+      'underlay-ip': { type: 'string' },
+      'tunnel-port': { type: 'string' },
+      listen: { type: 'string' },
+      token: { type: 'string' },
+      'workload-socket': { type: 'string' },
+      'state-dir': { type: 'string' },
+      'run-dir': { type: 'string' },
+      'router-ns-prefix': { type: 'string' },
+    },
+  });
+  const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
+  const store = values.store ?? process.env.BEES_STORE ?? `file:${stateDir}/store`;
+  let tunnelPort: number | undefined;
+  if (values['tunnel-port'] !== undefined) {
+    tunnelPort = Number(values['tunnel-port']);
+    if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535) throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
+  }
+  return {
+    store,
+    stateDir,
+    runDir: values['run-dir'] ?? DEFAULT_RUN_DIR,
+    ...(values['host-id'] ? { hostId: values['host-id'] } : {}),
+    ...(values['host-name'] ? { hostName: values['host-name'] } : {}),
+    ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
+    ...(tunnelPort ? { tunnelPort } : {}),
+    ...(values.listen ? { listen: values.listen } : {}),
+    ...(values.token ? { token: values.token } : {}),
+    ...(values['workload-socket'] ? { workloadSocket: values['workload-socket'] } : {}),
+    ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
+  };
+}
+
+/** Start an agent and keep it running; resolves when it has stopped after a signal. */
+export async function runAgentUntilSignal(opts: AgentOptions, onReady?: (agent: Agent) => Promise<void> | void): Promise<void> {
+  const agent = new Agent(opts);
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`bees-agent: ${sig}, stopping (the datapath stays up)\n`);
+      void agent.stop().finally(resolve);
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+  await agent.start();
+  await onReady?.(agent);
+  await stopped;
+}
