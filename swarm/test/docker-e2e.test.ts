@@ -2,53 +2,14 @@
 // dockerd of the test's own in the same namespace. `docker network create -d <driver> --ipam-driver <driver>`,
 // two containers ping each other and the gateway, `docker network rm` leaves nothing behind.
 import test from 'ava';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
-import { loadOrCreateHostId } from '../../core/agent/identity.js';
-import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
-import { Harness } from '../../e2e/harness/index.js';
-import { startDriver } from '../driver/daemon.js';
 import { bridgeIdOf } from '../driver/network-options.js';
-import { WorkloadClient } from '../driver/workload-client.js';
-import { startDockerd, BUSYBOX_IMAGE } from './dockerd.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-async function eventually<T>(fn: () => Promise<T | undefined>, withinMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { BUSYBOX_IMAGE } from './dockerd.js';
+import { eventually, startSingleHost } from './single-host.js';
 
 test('docker network create / run / ping / rm through the midonet driver and IPAM', async (t) => {
-  const zk = await ZooKeeperServer.start({ clientPortAddress: '0.0.0.0' });
-  t.teardown(() => zk.stop());
-  const harness = await Harness.create({ hosts: 1 });
-  t.teardown(() => harness.destroy());
-  const h = harness.hosts[0]!;
-  const root = `/bees-docker-${randomBytes(3).toString('hex')}`;
-  const workloadSocket = join(h.stateDir, 'run', 'workload.sock');
-  harness.spawn(h, [
-    process.execPath, '--import', 'tsx', join(ROOT, 'swarm/test/agent-proc.ts'),
-    '--store', `zk://${harness.rootIp}:${zk.port}${root}`, '--state-dir', h.stateDir, '--run-dir', join(h.stateDir, 'run'),
-    '--underlay-ip', h.underlayIp, '--router-ns-prefix', h.routerNsPrefix, '--listen', `unix:${join(h.stateDir, 'run', 'api.sock')}`,
-  ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
-  const client = new WorkloadClient(workloadSocket);
-  await eventually(async () => ((await client.status()).ready ? true : undefined), 60_000, 'agent ready');
-
-  const name = `mn${randomBytes(3).toString('hex')}`;
-  const dockerd = await startDockerd({ netns: h.nsName });
-  t.teardown(() => dockerd.stop());
-  const driver = await startDriver({
-    socket: `/run/docker/plugins/${name}.sock`, store: `zk://127.0.0.1:${zk.port}${root}`, workloadSocket,
-    dockerSocket: dockerd.socket, hostId: loadOrCreateHostId(h.stateDir), stateDir: h.stateDir, scope: 'local',
-  });
-  t.teardown(() => driver.close());
+  const env = await startSingleHost();
+  t.teardown(() => env.close());
+  const { harness, host: h, dockerd, driver, name } = env;
   const { docker } = dockerd;
 
   const netId = await docker(['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.77.0.0/24', '-o', 'mtu=1400', 'net1']);
