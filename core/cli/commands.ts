@@ -11,4 +11,6 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./host.js'),
   () => import('./status.js'),
   () => import('../agent/commands.js'),
+  () => import('../../cni/install.js'),
+  () => import('../../mesos/config.js'),
 ];
