@@ -1,0 +1,192 @@
+// An agent cluster for e2e suites, benchmarks and the demo: the multi-host harness, one real ZooKeeper in the
+// root namespace (reached by hosts at harness.rootIp), and one real `bees agent` process per host, each with its
+// own state and run directories, and clients of its REST API and workload API over their unix sockets.
+// Reused by the overlay, CNI and Docker suites: anything adapter-specific stays out of here.
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../../core/api/client.js';
+import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
+import { WorkloadClient } from '../../core/workload/client.js';
+import type { AttachRequest, AttachResult } from '../../core/workload/types.js';
+import { Harness, type HarnessHost } from '../harness/index.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface ClusterOptions {
+  hosts?: number;
+  underlayMtu?: number;
+  /**
+   * ZooKeeper tick in ms. Sessions are bounded to [2, 20] ticks, so the tick bounds how long a dead agent's
+   * liveness record survives: 200 ms caps the agent's 10 s session at 4 s. Default 200.
+   */
+  zkTickMs?: number;
+  /** Extra flags for every agent. */
+  agentArgs?: string[];
+  /** Progress lines for a person watching (the demo, benchmarks). */
+  progress?: (msg: string) => void;
+  /** Milliseconds to wait for each agent to answer ready. Default 90 s (20 agents start slowly on 2 cores). */
+  readyTimeoutMs?: number;
+}
+
+export interface ClusterHost {
+  host: HarnessHost;
+  hostId: string;
+  runDir: string;
+  workloads: WorkloadClient;
+  api: ApiClient;
+  /** The running agent process (undefined while killed). */
+  agent: ChildProcess | undefined;
+}
+
+export interface Workload {
+  name: string;
+  workloadId: string;
+  /** Network namespace path. */
+  netns: string;
+  on: ClusterHost;
+  result: AttachResult;
+  /** First address of each family, no prefix. */
+  ip4?: string;
+  ip6?: string;
+}
+
+export async function eventually<T>(fn: () => Promise<T | undefined | false>, withinMs: number, what: string, stepMs = 100): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs} ms: ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export class Cluster {
+  readonly hosts: ClusterHost[] = [];
+  private readonly attached: Workload[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly harness: Harness,
+    readonly zk: ZooKeeperServer,
+    /** Store URL as hosts see it. */
+    readonly storeUrl: string,
+    private readonly opts: ClusterOptions,
+  ) {}
+
+  static async start(opts: ClusterOptions = {}): Promise<Cluster> {
+    const say = opts.progress ?? (() => undefined);
+    say('starting ZooKeeper');
+    const zk = await ZooKeeperServer.start({ clientPortAddress: '0.0.0.0', tickTime: opts.zkTickMs ?? 200, heapMb: 128 });
+    let harness: Harness | undefined;
+    try {
+      say(`building ${opts.hosts ?? 3} hosts (network namespaces on an underlay bridge, MTU ${opts.underlayMtu ?? 1500})`);
+      harness = await Harness.create({ hosts: opts.hosts ?? 3, ...(opts.underlayMtu ? { underlayMtu: opts.underlayMtu } : {}) });
+      const storeUrl = `zk://${harness.rootIp}:${zk.port}/bees-${randomBytes(3).toString('hex')}`;
+      const c = new Cluster(harness, zk, storeUrl, opts);
+      for (const host of harness.hosts) {
+        const runDir = join(host.stateDir, 'run');
+        c.hosts.push({
+          host, hostId: randomUUID(), runDir, agent: undefined,
+          workloads: new WorkloadClient(join(runDir, 'workload.sock'), 60_000),
+          api: new ApiClient(`unix:${join(runDir, 'api.sock')}`),
+        });
+      }
+      say(`starting ${c.hosts.length} agents`);
+      // Agents register concurrently; a few at a time keeps 20 of them from starving each other on 2 cores.
+      for (let i = 0; i < c.hosts.length; i += 4) await Promise.all(c.hosts.slice(i, i + 4).map((h) => c.startAgent(h)));
+      say('agents ready');
+      return c;
+    } catch (e) {
+      await harness?.destroy();
+      await zk.cleanup();
+      throw e;
+    }
+  }
+
+  host(i: number): ClusterHost {
+    const h = this.hosts[i];
+    if (!h) throw new Error(`no cluster host ${i} (have ${this.hosts.length})`);
+    return h;
+  }
+
+  /** Start (or restart) the agent of a host and wait until its workload API says ready. */
+  async startAgent(h: ClusterHost): Promise<void> {
+    if (h.agent && h.agent.exitCode === null && h.agent.signalCode === null) throw new Error(`agent of ${h.host.name} is running`);
+    h.agent = this.harness.spawn(h.host, [
+      process.execPath, '--import', 'tsx', join(ROOT, 'core/cli/main.ts'), 'agent',
+      '--store', this.storeUrl, '--host-id', h.hostId, '--host-name', `${this.harness.tag}-${h.host.name}`,
+      '--state-dir', h.host.stateDir, '--run-dir', h.runDir, '--underlay-ip', h.host.underlayIp,
+      '--router-ns-prefix', h.host.routerNsPrefix, ...(this.opts.agentArgs ?? []),
+    ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
+    const proc = h.agent;
+    await eventually(async () => {
+      if (proc.exitCode !== null) throw new Error(`agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`);
+      return (await h.workloads.status()).ready;
+    }, this.opts.readyTimeoutMs ?? 90_000, `agent of ${h.host.name} ready`, 200);
+  }
+
+  /** SIGKILL a host's agent (the datapath stays as it was) and wait for it to be gone. */
+  async killAgent(h: ClusterHost): Promise<void> {
+    const p = h.agent;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once('exit', r));
+    // The harness runs it under nsenter in a group of its own: kill the whole group, as a crash would.
+    process.kill(-p.pid!, 'SIGKILL');
+    await gone;
+    h.agent = undefined;
+  }
+
+  /**
+   * Create a workload namespace on host `on` and attach it through that host's workload API. The attach is
+   * retried briefly while another host's write (a network created a moment ago) has not reached this agent yet.
+   */
+  async attach(on: ClusterHost, name: string, req: Omit<AttachRequest, 'orchestrator' | 'workloadId' | 'ifname' | 'netns'> & Partial<AttachRequest>): Promise<Workload> {
+    const netns = await this.harness.addWorkload(on.host, name);
+    const workloadId = req.workloadId ?? `${this.harness.tag}-${name}`;
+    const full: AttachRequest = { orchestrator: 'cli', workloadId, ifname: 'eth0', netns, ...req };
+    try {
+      const result = await eventually(() => on.workloads.attach(full), 15_000, `attach ${name} on ${on.host.name}`, 200);
+      const ip = (f: 4 | 6) => result.ips.find((x) => x.family === f)?.address.split('/')[0];
+      const w: Workload = { name, workloadId, netns, on, result, ...(ip(4) ? { ip4: ip(4)! } : {}), ...(ip(6) ? { ip6: ip(6)! } : {}) };
+      this.attached.push(w);
+      return w;
+    } catch (e) {
+      await this.harness.removeWorkload(netns);
+      throw e;
+    }
+  }
+
+  /** Detach through the workload API and delete the namespace. */
+  async detach(w: Workload): Promise<void> {
+    await w.on.workloads.detach({ orchestrator: 'cli', workloadId: w.workloadId, ifname: 'eth0' });
+    await this.harness.removeWorkload(w.netns);
+    this.attached.splice(this.attached.indexOf(w), 1);
+  }
+
+  /** Ping from a namespace (workload or host), IPv6 addresses included. */
+  async ping(from: string | HarnessHost, ip: string, opts: { count?: number; timeoutSec?: number } = {}): Promise<boolean> {
+    return this.harness.ping(from, ip, opts);
+  }
+
+  /** ping until one reply, for up to `withinMs`. */
+  pingEventually(from: string | HarnessHost, ip: string, withinMs = 10_000): Promise<boolean> {
+    return this.harness.pingEventually(from, ip, withinMs);
+  }
+
+  /** Stop the agents, detach nothing (the harness's namespaces go with it), remove ZooKeeper. Safe twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.harness.destroy();
+    await this.zk.cleanup();
+  }
+}
+
+export const startCluster = (opts: ClusterOptions = {}): Promise<Cluster> => Cluster.start(opts);

@@ -1,0 +1,29 @@
+// Deliverable 1 and 4 of the overlay: workloads on three hosts on one network reach each other over IPv4 and IPv6
+// through real agents and real ZooKeeper; a workload reaches the outside; each host reaches its local workloads.
+import test from 'ava';
+import { startCluster } from '../lib/cluster.js';
+
+test('three hosts, one network: every workload reaches every other over IPv4 and IPv6, the outside, and its host reaches it', async (t) => {
+  const c = await startCluster({ hosts: 3 });
+  t.teardown(() => c.close());
+  const create = { subnets: [{ cidr: '10.31.0.0/24' }, { cidr: 'fd00:31::/64' }] };
+  const ws = [];
+  for (const [i, h] of c.hosts.entries()) ws.push(await c.attach(h, `w${i + 1}`, { network: 'net1', create }));
+  for (const w of ws) {
+    t.truthy(w.ip4, `${w.name} has an IPv4 address`);
+    t.truthy(w.ip6, `${w.name} has an IPv6 address`);
+  }
+  for (const a of ws) {
+    for (const b of ws) {
+      if (a === b) continue;
+      t.true(await c.pingEventually(a.netns, b.ip4!), `${a.name} -> ${b.name} ${b.ip4}`);
+      t.true(await c.pingEventually(a.netns, b.ip6!), `${a.name} -> ${b.name} ${b.ip6}`);
+    }
+  }
+  // A workload on another network's subnet that nothing routes to is not reachable: the pings above can fail.
+  t.false(await c.ping(ws[0]!.netns, '10.32.0.9', { timeoutSec: 1 }));
+  for (const w of ws) {
+    t.true(await c.pingEventually(w.netns, c.harness.outsideIp), `${w.name} reaches the outside`);
+    t.true(await c.pingEventually(w.on.host, w.ip4!), `${w.on.host.name} reaches its workload ${w.name}`);
+  }
+});
