@@ -38,6 +38,8 @@ export interface AgentOptions {
   runDir?: string;
   /** Periodic full reconcile, milliseconds. */
   resyncMs?: number;
+  /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
+  reclaimMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
   log?: (msg: string) => void;
@@ -55,6 +57,7 @@ export class Agent {
   private api: FastifyInstance | undefined;
   private workloadApi: FastifyInstance | undefined;
   private resync: NodeJS.Timeout | undefined;
+  private reclaim: NodeJS.Timeout | undefined;
   private storeReady = false;
   private readonly log: (msg: string) => void;
 
@@ -92,6 +95,8 @@ export class Agent {
     this.resync.unref();
 
     const ipam = new Ipam(this.store, this.hostId);
+    this.reclaim = setInterval(() => void this.reclaimBlocks(ipam), o.reclaimMs ?? 300_000);
+    this.reclaim.unref();
     this.workloads = new Workloads({
       hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, reconciler: this.reconciler,
       storeUrl: this.store.url,
@@ -129,8 +134,24 @@ export class Agent {
     }
   }
 
+  /**
+   * Blocks of hosts that are gone go back to the pool (empty ones are deleted, others lose their affinity; their
+   * addresses stay until a gc proves them unowned). One agent does it: the live host with the lowest id.
+   */
+  async reclaimBlocks(ipam: Ipam): Promise<void> {
+    try {
+      const live = new Set(Object.keys(await this.store.listEphemeral(HOST_LIVENESS_PREFIX)).map((k) => k.slice(HOST_LIVENESS_PREFIX.length)));
+      if ([...live].sort()[0] !== this.hostId) return;
+      const reclaimed = await ipam.reclaimBlocks(live);
+      if (reclaimed.length) this.log(`reclaimed ${reclaimed.length} IPAM block(s) of hosts that are gone`);
+    } catch (e) {
+      this.log(`block reclaim: ${(e as Error).message}`);
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.resync) clearInterval(this.resync);
+    if (this.reclaim) clearInterval(this.reclaim);
     this.reconciler?.stop();
     this.cache?.stop();
     await this.api?.close().catch(() => undefined);
