@@ -80,3 +80,120 @@ test('zk: two clients see each other\'s writes and conflict on versions', async 
   await waitFor(() => listed.length === 1, 'list');
   t.is((await a.list('Tenant'))[0]?.version, 2);
 });
+
+test('zk: a ZooKeeper restart in the middle of a write burst loses no acknowledged write and applies none twice', async (t) => {
+  const own = await ZooKeeperServer.start();
+  t.teardown(() => own.cleanup());
+  const url = `zk://${own.connectString}/bees-restart`;
+  const s = await ZooKeeperStore.open(url, { sessionTimeoutMs: 10_000, opTimeoutMs: 30_000 });
+  t.teardown(() => s.close());
+  const log: Change[] = [];
+  t.teardown(await s.watch((c) => log.push(c), { fromSeq: 0 }));
+  const writers = 4;
+  for (let w = 0; w < writers; w++) await s.create('Tenant', tenant(`counter-${w}`));
+  const acked: string[][] = Array.from({ length: writers }, () => []);
+  let stop = false;
+  const loop = async (w: number) => {
+    for (let i = 0; !stop; i++) {
+      const id = `item-${w}-${i}`;
+      // The counter's version check would fail (Conflict) if an earlier attempt of this same commit had landed
+      // and been applied again.
+      await s.commit([
+        { op: 'create', kind: 'Tenant', value: tenant(id) },
+        { op: 'update', kind: 'Tenant', value: tenant(`counter-${w}`, i + 1), version: i + 1 },
+      ]);
+      acked[w]!.push(id);
+    }
+  };
+  const running = Promise.all(Array.from({ length: writers }, (_, w) => loop(w)));
+  await waitFor(() => acked.flat().length > 100, 'writes before the restart', 30_000);
+  await own.kill();
+  await new Promise((r) => setTimeout(r, 500));
+  await own.launch();
+  const after = acked.flat().length;
+  await waitFor(() => acked.flat().length > after + 100, 'writes after the restart', 60_000);
+  stop = true;
+  await running; // any error (Conflict, Exists, Unavailable) would fail the test here
+  const total = acked.flat().length;
+  t.log(`${total} commits acknowledged, ${after} before the restart`);
+  for (let w = 0; w < writers; w++) {
+    const counter = (await s.get('Tenant', `counter-${w}`))!;
+    t.is(counter.value.generation, acked[w]!.length, `counter ${w} counts each acknowledged commit once`);
+    t.is(counter.version, acked[w]!.length + 1);
+  }
+  const items = (await s.list('Tenant')).filter((v) => v.value.id.startsWith('item-'));
+  t.is(items.length, total);
+  await waitFor(() => log.filter((c) => c.id.startsWith('item-')).length >= total, 'the change log', 30_000);
+  const creates = log.filter((c) => c.id.startsWith('item-'));
+  t.is(creates.length, total, 'each write appears in the change log exactly once');
+  t.is(new Set(creates.map((c) => c.id)).size, total);
+  for (let i = 1; i < log.length; i++) t.true(log[i]!.seq > log[i - 1]!.seq);
+});
+
+test('zk: an expired session loses its ephemerals, others see it, and the client re-creates them', async (t) => {
+  const { open } = await openFresh(t, { sessionTimeoutMs: 2000 });
+  const a = await open();
+  const b = await open();
+  const key = `hosts/${randomUUID()}`;
+  await a.putEphemeral(key, { up: true });
+  const views: Record<string, unknown>[] = [];
+  t.teardown(await b.watchEphemeral('hosts/', (r) => views.push(r)));
+  await waitFor(() => key in (views.at(-1) ?? {}), 'b sees the record');
+  const before = a.sessionId();
+  let renewed = false;
+  a.onSession = () => (renewed = true);
+  // Take a's session over with a second client and close it: the server ends the session. a reconnects on its
+  // own after a short delay and may win the session back before the close lands, so try a few times.
+  for (let attempt = 0; attempt < 5 && !views.some((v) => !(key in v)); attempt++) {
+    const { sessionId, sessionPassword } = a.sessionCredentials();
+    const thief = zookeeper.createClient(zk.connectString, { sessionTimeout: 2000, sessionId, sessionPassword } as never);
+    await new Promise<void>((resolve) => {
+      thief.once('connected', () => resolve());
+      thief.connect();
+    });
+    thief.close();
+    await waitFor(() => views.some((v) => !(key in v)), 'b sees the record go', 5_000).catch(() => {});
+  }
+  t.true(views.some((v) => !(key in v)), 'b saw the record go');
+  await waitFor(() => renewed, 'a gets a new session', 20_000);
+  t.not(a.sessionId(), before);
+  await waitFor(() => key in (views.at(-1) ?? {}), 'b sees the record come back', 20_000);
+  t.deepEqual((await b.listEphemeral('hosts/'))[key], { up: true });
+  // The store keeps working on the new session.
+  t.is(await a.create('Tenant', tenant()), 1);
+});
+
+test('zk: writes fail with Unavailable when ZooKeeper is unreachable, and work again after', async (t) => {
+  const own = await ZooKeeperServer.start();
+  t.teardown(() => own.cleanup());
+  const s = await ZooKeeperStore.open(`zk://${own.connectString}/bees-down`, { sessionTimeoutMs: 4000, opTimeoutMs: 2000 });
+  t.teardown(() => s.close());
+  await own.stop();
+  const started = Date.now();
+  const err = await t.throwsAsync(s.create('Tenant', tenant()), { instanceOf: StoreError });
+  t.is(err?.code, 'Unavailable');
+  t.true(Date.now() - started < 10_000, 'bounded in time');
+  await own.launch();
+  t.is(await s.create('Tenant', tenant()), 1);
+});
+
+test('zk: a 3-server ensemble keeps serving after losing one member', async (t) => {
+  const { ZooKeeperEnsemble } = await import('../testing/zookeeper.js');
+  const ens = await ZooKeeperEnsemble.start(3);
+  t.teardown(() => ens.cleanup());
+  const s = await ZooKeeperStore.open(`zk://${ens.connectString}/bees`, { sessionTimeoutMs: 6000, opTimeoutMs: 30_000 });
+  t.teardown(() => s.close());
+  const ids: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const id = randomUUID();
+    await s.create('Tenant', tenant(id));
+    ids.push(id);
+  }
+  await ens.stopMember(0);
+  for (let i = 0; i < 10; i++) {
+    const id = randomUUID();
+    await s.create('Tenant', tenant(id));
+    ids.push(id);
+  }
+  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id).sort(), ids.sort());
+});
