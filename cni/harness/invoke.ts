@@ -33,10 +33,12 @@ export function pluginEnv(command: string, dirs: string[], rt?: RuntimeConf): Re
   return env;
 }
 
-function run(path: string, env: Record<string, string>, stdin: string): Promise<InvokeOutput> {
+function run(path: string, env: Record<string, string>, stdin: string, hostNetns?: string): Promise<InvokeOutput> {
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const child = spawn(path, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // A runtime runs its plugins in the host's namespace: with hostNetns set, that is a test host's namespace.
+    const [cmd, args] = hostNetns ? ['nsenter', [`--net=${hostNetns}`, '--', path]] : [path, []];
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -54,11 +56,11 @@ function run(path: string, env: Record<string, string>, stdin: string): Promise<
 }
 
 /** Runs one plugin command; returns the parsed stdout (undefined when empty) or throws PluginError. */
-export async function invokePlugin(path: string, command: string, env: Record<string, string>, conf: unknown): Promise<unknown> {
+export async function invokePlugin(path: string, command: string, env: Record<string, string>, conf: unknown, hostNetns?: string): Promise<unknown> {
   let res: InvokeOutput | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      res = await run(path, env, JSON.stringify(conf));
+      res = await run(path, env, JSON.stringify(conf), hostNetns);
       break;
     } catch (e) {
       // libcni retries "text file busy": the binary may still be being written by an installer.

@@ -17,6 +17,8 @@ export interface HarnessOptions {
   cacheDir: string;
   /** Check every ADD result against its version's format (default true). */
   strictResults?: boolean;
+  /** Run plugins inside this network namespace (a test host's), as a runtime on that host would. */
+  hostNetns?: string;
 }
 
 export class CniHarness {
@@ -32,7 +34,7 @@ export class CniHarness {
     const path = await findPlugin(plugin.type, this.opts.pluginDirs);
     const env = pluginEnv(command, this.opts.pluginDirs, rt);
     this.trace.push({ plugin: plugin.type, command, conf, env });
-    return invokePlugin(path, command, env, conf);
+    return invokePlugin(path, command, env, conf, this.opts.hostNetns);
   }
 
   /** ADD each plugin in order, each getting the previous one's result; caches and returns the last result. */

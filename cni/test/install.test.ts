@@ -1,5 +1,5 @@
 // `bees cni install` leaves a working installation: the conflist it writes, run by the harness from the
-// directories it wrote, attaches a container (through the STAND-IN agent; see standin-agent.ts).
+// directories it wrote, attaches a container through the real agent (on an e2e harness host).
 import test from 'ava';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,8 +8,9 @@ import { loadNetworkConfig } from '../harness/config.js';
 import { CniHarness } from '../harness/libcni.js';
 import { addrsIn, randomSuffix } from '../harness/netns.js';
 import { commands } from '../install.js';
-import { buildPlugin, netns, randomSubnet, tempDir } from './helpers.js';
-import { startStandInAgent } from './standin-agent.js';
+import type { Port } from '../../core/model/types.js';
+import { buildPlugin, randomSubnet, tempDir } from './helpers.js';
+import { startAgents, workloadVeths } from './real-agent.js';
 
 const cmd = commands[0]!;
 
@@ -21,8 +22,9 @@ function io(): Io & { stdout: string[] } {
 test('install writes the binary and a midonet→portmap conflist that works as installed', async (t) => {
   const bin = await buildPlugin();
   const [binDir, confDir] = [await tempDir(t, 'bin'), await tempDir(t, 'conf')];
-  const agent = await startStandInAgent(await tempDir(t, 'agent'));
-  t.teardown(() => agent.close());
+  const cluster = await startAgents(1);
+  t.teardown(() => cluster.close());
+  const agent = cluster.agents[0]!;
   const subnet = randomSubnet();
   const out = io();
   t.is(await cmd.run(['--bin-dir', binDir, '--conf-dir', confDir, '--binary', join(bin, 'midonet'), '--network', 'pods', '--subnet', subnet.cidr, '--agent-socket', agent.socket, '--json'], out), 0);
@@ -34,15 +36,21 @@ test('install writes the binary and a midonet→portmap conflist that works as i
   t.deepEqual(written.plugins.map((p) => p.type), ['midonet', 'portmap']);
 
   const list = await loadNetworkConfig(report.conflist);
-  const h = new CniHarness({ pluginDirs: [binDir], cacheDir: await tempDir(t, 'cache') });
+  const h = new CniHarness({ pluginDirs: [binDir], cacheDir: await tempDir(t, 'cache'), hostNetns: agent.host.netns });
   t.deepEqual(await h.validateNetworkList(list), []);
-  const ns = await netns(t);
-  const rt = { containerId: `c${randomSuffix(6)}`, netns: ns.path, ifname: 'eth0', capabilityArgs: { portMappings: [{ hostPort: 20000 + Math.floor(Math.random() * 1000), containerPort: 80, protocol: 'tcp' }] } };
+  const nsPath = await cluster.harness.addWorkload(agent.host, 'pod');
+  const hostPort = 20000 + Math.floor(Math.random() * 1000);
+  const rt = { containerId: `c${randomSuffix(6)}`, netns: nsPath, ifname: 'eth0', capabilityArgs: { portMappings: [{ hostPort, containerPort: 80, protocol: 'tcp' }] } };
   t.teardown(() => h.delNetworkList(list, rt).catch(() => undefined));
   await h.addNetworkList(list, rt);
-  t.truthy((await addrsIn(ns.name)).find((l) => l.ifname === 'eth0'));
-  t.like(agent.requests.find((r) => r.path === '/v1/attach')!.body as object, { network: 'pods', tenant: 'default' });
+  const eth0 = (await addrsIn(nsPath.replace('/run/netns/', ''))).find((l) => l.ifname === 'eth0');
+  t.true(eth0!.addr_info.some((a) => a.local.startsWith(subnet.base)));
+  const [port] = (await agent.api<Port[]>('/v1/ports')).filter((p) => p.owner?.workloadId === rt.containerId);
+  const bridges = await agent.api<{ id: string; name: string }[]>('/v1/bridges');
+  t.is(bridges.find((b) => b.id === port!.bridgeId)?.name, 'pods');
+  t.regex((await cluster.harness.exec(agent.host, ['iptables-save', '-t', 'nat'])).stdout, new RegExp(`--dport ${hostPort} `), 'portmap published the port');
   await h.delNetworkList(list, rt);
+  t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
 });
 
 test('install refuses a bad subnet and a missing binary, and can leave portmap out', async (t) => {

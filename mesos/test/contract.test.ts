@@ -1,14 +1,14 @@
 // The Mesos contract: the plugin invoked exactly as the network/cni isolator invokes it (env, stdin with the
 // injected network_info, no CNI_ARGS, no prevResult, DEL without a netns), with the config `bees mesos config`
-// writes. The agent side is the CNI tests' STAND-IN agent (cni/test/standin-agent.ts), not the real agent.
+// writes, against the real agent (on an e2e harness host, file store): what it made is read from its REST API.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AttachRequest, DetachRequest } from '../../core/workload/types.js';
+import type { IpamBlock, Port } from '../../core/model/types.js';
 import { addrsIn, randomSuffix } from '../../cni/harness/netns.js';
-import { buildPlugin, netns, randomSubnet, tempDir } from '../../cni/test/helpers.js';
-import { startStandInAgent } from '../../cni/test/standin-agent.js';
+import { buildPlugin, randomSubnet, tempDir } from '../../cni/test/helpers.js';
+import { startAgents, workloadVeths } from '../../cni/test/real-agent.js';
 import { commands } from '../config.js';
 
 function isolatorRun(bin: string, env: Record<string, string>, stdin: string): Promise<{ status: number | null; stdout: string }> {
@@ -25,8 +25,9 @@ function isolatorRun(bin: string, env: Record<string, string>, stdin: string): P
 
 test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected network_info', async (t) => {
   const bin = await buildPlugin();
-  const agent = await startStandInAgent(await tempDir(t, 'agent'));
-  t.teardown(() => agent.close());
+  const cluster = await startAgents(1);
+  t.teardown(() => cluster.close());
+  const agent = cluster.agents[0]!;
   const out = await tempDir(t, 'mesos');
   const subnet = randomSubnet();
   const io = { out: () => undefined, err: () => undefined, env: {} };
@@ -47,7 +48,8 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
       port_mappings: [{ host_port: 31000, container_port: 8080, protocol: 'tcp' }],
     } } },
   });
-  const ns = await netns(t);
+  const nsPath = await cluster.harness.addWorkload(agent.host, 'task');
+  const ns = { path: nsPath, name: nsPath.replace('/run/netns/', '') };
   const containerId = `mesos-${randomSuffix(8)}`;
   const add = await isolatorRun(bin, { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0', CNI_NETNS: ns.path }, injected);
   t.is(add.status, 0, add.stdout);
@@ -55,16 +57,23 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
   const result = JSON.parse(add.stdout) as { cniVersion: string; ip4: { ip: string; gateway: string } };
   t.is(result.cniVersion, '0.2.0');
   t.is(result.ip4.ip, `${subnet.base}.40/24`);
-  const req = agent.requests.find((r) => r.path === '/v1/attach')!.body as AttachRequest;
-  t.like(req, { orchestrator: 'mesos', workloadId: containerId, ifname: 'eth0', tenant: 'team-a', network: 'frontend', ips: [`${subnet.base}.40`], labels: { 'mesos.app': 'web' } });
-  t.deepEqual(req.portMappings, [{ hostPort: 31000, containerPort: 8080, protocol: 'tcp' }]);
-  t.truthy((await addrsIn(ns.name)).find((l) => l.ifname === 'eth0'));
+  const ports = async () => (await agent.api<Port[]>('/v1/ports')).filter((p) => p.owner?.workloadId === containerId);
+  const [port] = await ports();
+  t.like(port, { owner: { orchestrator: 'mesos', workloadId: containerId, ifname: 'eth0' }, options: { 'mesos.app': 'web' } });
+  t.deepEqual(port!.ips.map((ip) => ip.split('/')[0]), [`${subnet.base}.40`]);
+  const bridges = await agent.api<{ id: string; name: string; tenantId: string }[]>('/v1/bridges');
+  t.is(bridges.find((b) => b.id === port!.bridgeId)?.name, 'frontend', 'network_info chose the network');
+  const tenants = await agent.api<{ id: string; name: string }[]>('/v1/tenants');
+  t.is(tenants.find((x) => x.id === bridges.find((b) => b.id === port!.bridgeId)?.tenantId)?.name, 'team-a', 'and the tenant');
+  t.truthy((await addrsIn(ns.name)).find((l) => l.ifname === 'eth0' && l.addr_info.some((a) => a.local === `${subnet.base}.40`)));
 
   // After an agent reboot the isolator sends DEL without CNI_NETNS; twice is fine too.
   for (let i = 0; i < 2; i++) {
     const del = await isolatorRun(bin, { CNI_COMMAND: 'DEL', CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0' }, injected);
     t.is(del.status, 0, del.stdout);
   }
-  t.like(agent.requests.find((r) => r.path === '/v1/detach')!.body as DetachRequest, { orchestrator: 'mesos', workloadId: containerId, tenant: 'team-a', network: 'frontend' });
-  t.is(agent.attachments.size, 0);
+  t.deepEqual(await ports(), []);
+  const held = (await agent.api<IpamBlock[]>('/v1/ipam-blocks')).flatMap((b) => Object.values(b.allocations)).filter((a) => a.owner === `mesos:${containerId}`);
+  t.deepEqual(held, []);
+  t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
 });
