@@ -84,26 +84,30 @@ export class Workloads {
       const mac = req.mac ? normalizeMac(req.mac) : existing?.mac ?? macFor(portId);
       const ips = addresses.map((a) => a.address);
       const labels = { ...(req.labels ?? {}) };
+      // Plug first, then record the port already up: one store write on the attach path instead of two. The
+      // reconciler pins the new veth and its bridge until its cache sees the port, so no sweep removes them.
+      const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
+      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec);
       if (!existing) {
         await topology.create('Port', {
           id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
           hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
-          adminStateUp: true, status: 'down', portSecurity: true, portGroupIds: [], options: labels,
+          adminStateUp: true, status: 'up', portSecurity: true, portGroupIds: [], options: labels,
         });
         created = true;
-      } else if (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname || existing.ips.join() !== ips.join()) {
+      } else if (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname ||
+          existing.ips.join() !== ips.join() || existing.status !== 'up') {
         // Re-binding (the workload moved here, or an earlier attach stopped half-way): the port follows it.
-        await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels });
+        await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels, status: 'up' });
       }
-      const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
-      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec);
       this.d.reconciler.trigger();
-      void topology.update('Port', portId, { status: 'up' }).catch(() => undefined);
-      return this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
+      const result = this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
+      if (plugged.peerIfname) result.peerInterface = plugged.peerIfname;
+      return result;
     } catch (err) {
       // Leave nothing half-made: a failed attach is followed by a detach anyway, but an operator running
       // `bees attach` by hand should not have to.
-      if (created || !existing) {
+      if (!existing) {
         await this.d.reconciler.unplugPort(portId, hostIfname).catch(() => undefined);
         if (created) await topology.delete('Port', portId).catch(() => undefined);
         await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);

@@ -78,6 +78,8 @@ export interface AttachResult {
   interface: { name: string; mac: string; mtu: number; sandbox: string };
   /** The host end of the veth. */
   hostInterface: { name: string; mac: string };
+  /** With hostSideOnly: the workload end, left in the host namespace for the caller to move and rename. */
+  peerInterface?: string;
   ips: AttachedIp[];
   routes: AttachedRoute[];
   dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
