@@ -24,7 +24,8 @@ function bees(args: string[], env: Record<string, string> = {}): Promise<Run> {
 }
 
 async function waitFor(file: string, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  // Generous: a loaded CI machine takes seconds to start node with tsx.
+  for (let i = 0; i < 1200; i++) {
     if (child.exitCode !== null) throw new Error(`bees api exited: ${log()}`);
     try {
       await stat(file);
