@@ -127,7 +127,9 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     host.push(`link set dev ${l.host} addrgenmode none`, `link set dev ${l.host} master ${bridgeName(l.vni)}`, `link set dev ${l.host} up`);
     // The gateway MAC is local on every host: pin it to the leg so nothing floods it.
     fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
-    inner.push(`link set dev ${l.inner} address ${l.mac}`, `link set dev ${l.inner} up`);
+    // Setting a MAC (even the same one) flushes the leg's neighbours, permanent ones included: only when it differs.
+    if (nsLinks.get(l.inner)?.address !== l.mac) inner.push(`link set dev ${l.inner} address ${l.mac}`);
+    inner.push(`link set dev ${l.inner} up`);
     const have = nsLinks.get(l.inner)?.addr_info?.filter((a) => a.scope !== 'link') ?? [];
     const want = new Set(l.addresses.map((a) => { const c = parseCidr(a); return `${c.ip}/${c.prefix}`; }));
     for (const a of have) if (!want.has(`${a.local}/${a.prefixlen}`)) inner.push(`addr del ${a.local}/${a.prefixlen} dev ${l.inner}`);
