@@ -236,6 +236,9 @@ export class Reconciler {
       await this.datapath
         .sweep({ bridges: [...plan.bridges.values()].map((b) => b.vni), routers: [...plan.routers.keys()], plugs: [...plan.plugs] })
         .catch((e: Error) => errors.push(`sweep: ${e.message}`));
+      // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
+      const kept = new Set([...[...plan.bridges.values()].map((b) => `bridge/${b.vni}`), ...[...plan.routers.keys()].map((id) => `router/${id}`)]);
+      for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
     }
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
@@ -257,7 +260,10 @@ export class Reconciler {
         // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
         // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
         for (const r of plan.routers.values()) {
-          if (r.legs.some((l) => l.vni === bridge.tunnelKey) && !this.applied.has(`router/${r.id}`)) await this.ensureRouter(r);
+          if (!r.legs.some((l) => l.vni === bridge.tunnelKey) || this.applied.has(`router/${r.id}`)) continue;
+          // The router's other legs hang on their own bridges, which must exist here first.
+          for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
+          await this.ensureRouter(r);
         }
         this.trigger();
         return this.datapath.plug(spec);
