@@ -13,9 +13,11 @@ import type { Topology } from '../topology/service.js';
 import { DEFAULT_TENANT } from '../topology/service.js';
 import { TopologyError } from '../topology/errors.js';
 import type {
-  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadRef,
+  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, PortMapping, StatusResult,
+  WorkloadRef,
 } from '../workload/types.js';
 import type { PlugSpec } from '../datapath/types.js';
+import { PortMapError, publishPorts, unpublishPorts } from '../datapath/portmap.js';
 import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
@@ -100,6 +102,8 @@ export class Workloads {
         // Re-binding (the workload moved here, or an earlier attach stopped half-way): the port follows it.
         await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels, status: 'up' });
       }
+      // Present: the port's published host ports become exactly these ([] unpublishes); absent: left as they are.
+      if (req.portMappings !== undefined) await this.publish(portId, req.portMappings, addresses);
       this.d.reconciler.trigger();
       const result = this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
       if (plugged.peerIfname) result.peerInterface = plugged.peerIfname;
@@ -113,6 +117,20 @@ export class Workloads {
         await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);
       }
       throw err;
+    }
+  }
+
+  private async publish(portId: string, mappings: PortMapping[], addresses: IpamResult[]): Promise<void> {
+    if (!Array.isArray(mappings)) throw invalid('portMappings must be a list', 'portMappings');
+    const ip = addresses.find((a) => a.family === 4)?.address;
+    if (mappings.length > 0 && !ip) throw invalid('portMappings need an IPv4 address on the port', 'portMappings');
+    try {
+      await publishPorts(undefined, portId, mappings.map((m) => ({
+        protocol: m.protocol, hostPort: m.hostPort, port: m.containerPort, ip: ip!, ...(m.hostIP ? { hostIP: m.hostIP } : {}),
+      })));
+    } catch (e) {
+      if (e instanceof PortMapError) throw new TopologyError(e.kind, e.message, 'portMappings');
+      throw e;
     }
   }
 
@@ -165,6 +183,7 @@ export class Workloads {
   }
 
   private async detachPort(port: Port): Promise<void> {
+    await unpublishPorts(undefined, port.id);
     if (port.interfaceName) await this.d.reconciler.unplugPort(port.id, port.interfaceName);
     try {
       await this.d.topology.delete('Port', port.id);

@@ -1,0 +1,126 @@
+// Host port publishing (`docker run -p`, CNI portMappings): a host port is DNATed to a workload's address and
+// port. Everything lives in one table of its own, `ip bees-portmap`: two nat maps (any local address, or one host
+// address) looked up by the prerouting hook (traffic from other hosts) and the output hook (the host itself).
+// Each map element carries its port id as comment, so a port's mappings are replaced or removed exactly, and the
+// table goes when its last element does. Replies need no SNAT: the workload's gateway routes them back through
+// the host (router uplink), where conntrack undoes the DNAT.
+import { CommandError, inNetns, nftApply, run } from './exec.js';
+
+export const PORTMAP_TABLE = 'bees-portmap';
+
+export interface PublishedPort {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  hostPort: number;
+  /** Only traffic to this host address (IPv4); any local address when absent. */
+  hostIP?: string;
+  /** The workload's IPv4 address. */
+  ip: string;
+  port: number;
+}
+
+/** A mapping refused before anything changed: malformed (`invalid`) or its host port taken (`conflict`). */
+export class PortMapError extends Error {
+  constructor(readonly kind: 'invalid' | 'conflict', message: string) {
+    super(message);
+    this.name = 'PortMapError';
+  }
+}
+
+const T = `ip ${PORTMAP_TABLE}`;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const OWNER = /^[A-Za-z0-9-]{1,64}$/;
+
+function skeleton(): string {
+  const lookups = [
+    'fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @addr',
+    'fib daddr type local dnat ip to meta l4proto . th dport map @any',
+  ];
+  return [
+    `add table ${T}`,
+    `add map ${T} any { type inet_proto . inet_service : ipv4_addr . inet_service; }`,
+    `add map ${T} addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }`,
+    `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
+    // The chains are rebuilt each time: `add rule` is not idempotent.
+    `flush chain ${T} prerouting`,
+    `flush chain ${T} output`,
+    ...lookups.flatMap((l) => [`add rule ${T} prerouting ${l}`, `add rule ${T} output ${l}`]),
+  ].join('\n');
+}
+
+function check(m: PublishedPort): void {
+  const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
+  if (!['tcp', 'udp', 'sctp'].includes(m.protocol)) throw new PortMapError('invalid', `port mapping: protocol ${JSON.stringify(m.protocol)} is not tcp, udp or sctp`);
+  if (!port(m.hostPort) || !port(m.port)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}->${m.port}: ports must be 1-65535`);
+  if (!IPV4.test(m.ip)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
+  if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && !IPV4.test(m.hostIP)) {
+    throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: host IP ${JSON.stringify(m.hostIP)} is not IPv4`);
+  }
+}
+
+type Elem = { map: 'any' | 'addr'; key: string; owner: string | undefined };
+
+/** Every element of both maps, with its owner (the comment). */
+async function elements(netns: string | undefined): Promise<Elem[] | undefined> {
+  let text: string;
+  try {
+    text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', 'ip', PORTMAP_TABLE]), { context: 'read port mappings' });
+  } catch (e) {
+    if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) return undefined;
+    throw e;
+  }
+  // nft's JSON: {nftables: [{map: {name, elem: [[{elem: {val: {concat: [...]}, comment}}, target], …]}}]}
+  type NftElem = [{ elem?: { val: { concat: (string | number)[] }; comment?: string }; concat?: (string | number)[] }, unknown];
+  const doc = JSON.parse(text) as { nftables: { map?: { name: string; elem?: NftElem[] } }[] };
+  const out: Elem[] = [];
+  for (const item of doc.nftables) {
+    const m = item.map;
+    if (!m || (m.name !== 'any' && m.name !== 'addr')) continue;
+    for (const [k] of m.elem ?? []) {
+      const parts = k.elem?.val.concat ?? k.concat ?? [];
+      out.push({ map: m.name, key: parts.join(' . '), owner: k.elem?.comment });
+    }
+  }
+  return out;
+}
+
+/**
+ * Make `owner`'s published ports exactly `mappings` (an empty list unpublishes). A host port held by another
+ * owner is refused, and nothing changes.
+ */
+export async function publishPorts(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
+  if (!OWNER.test(owner)) throw new PortMapError('invalid', `port mapping owner ${JSON.stringify(owner)}: letters, digits and - only`);
+  mappings.forEach(check);
+  const current = (await elements(netns)) ?? [];
+  const mine = current.filter((e) => e.owner === owner);
+  if (mappings.length === 0 && mine.length === 0) return;
+  const lines = [skeleton(), ...mine.map((e) => `delete element ${T} ${e.map} { ${e.key} }`)];
+  for (const m of mappings) {
+    const anyAddr = m.hostIP === undefined || m.hostIP === '0.0.0.0';
+    const key = anyAddr ? `${m.protocol} . ${m.hostPort}` : `${m.hostIP} . ${m.protocol} . ${m.hostPort}`;
+    const taken = current.find((e) => e.owner !== owner && e.map === (anyAddr ? 'any' : 'addr') && e.key === key);
+    if (taken) throw new PortMapError('conflict', `host port ${m.protocol}/${m.hostPort}${anyAddr ? '' : ` on ${m.hostIP}`} is already published by ${taken.owner ?? 'someone else'}`);
+    // `create` fails on a key someone added meanwhile, where `add` would keep theirs silently.
+    lines.push(`create element ${T} ${anyAddr ? 'any' : 'addr'} { ${key} comment "${owner}" : ${m.ip} . ${m.port} }`);
+  }
+  await nftApply(netns, `${lines.join('\n')}\n`, `publish ports of ${owner}`);
+  if (mappings.length === 0) await dropIfEmpty(netns);
+}
+
+/** Remove every published port of `owner` (nothing published: nothing to do). */
+export function unpublishPorts(netns: string | undefined, owner: string): Promise<void> {
+  return publishPorts(netns, owner, []);
+}
+
+/** The owner's published ports as "proto/hostPort" keys, for checks and tests. */
+export async function publishedPorts(netns: string | undefined, owner: string): Promise<string[]> {
+  return ((await elements(netns)) ?? []).filter((e) => e.owner === owner).map((e) => e.key);
+}
+
+async function dropIfEmpty(netns: string | undefined): Promise<void> {
+  const left = await elements(netns);
+  if (left && left.length === 0) {
+    // A publish racing this delete is safe: its script starts by adding the table back.
+    await nftApply(netns, `delete table ${T}\n`, 'remove the empty port mapping table').catch(() => undefined);
+  }
+}
