@@ -1,6 +1,6 @@
 // CNI ADD/DEL latency as a runtime sees it: each call is one plugin process driven by the harness (cni/harness),
 // in real network namespaces, serial and 20-way concurrent. The reference is Debian's bridge + host-local.
-// Our plugin joins as one more `Subject` once the agent serves the workload API (see `subjects`).
+// Ours: the built midonet executable in front of a real agent (file store) on an e2e harness host.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,12 +58,13 @@ export function midonetSubject(binDir: string, agentSocket: string, subnet = '10
   return { label: 'midonet', pluginDirs: [binDir], list, cleanup: async () => undefined };
 }
 
-/**
- * The plugins measured besides the reference. Ours joins when an agent is reachable: the lead wires the agent
- * start here (then: `return [midonetSubject(join(process.cwd(), 'dist/cni'), socket)]`).
- */
+/** The plugins measured besides the reference: ours, built as shipped, against a real agent started for the run. */
 async function subjects(_work: string): Promise<Subject[]> {
-  return [];
+  const [{ buildPlugin }, { startAgents }] = await Promise.all([import('../cni/test/helpers.js'), import('../cni/test/real-agent.js')]);
+  const bin = await buildPlugin();
+  const cluster = await startAgents(1);
+  const s = midonetSubject(bin, cluster.agents[0]!.socket);
+  return [{ ...s, label: 'midonet + real agent', cleanup: () => cluster.close() }];
 }
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {
