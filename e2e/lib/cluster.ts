@@ -4,6 +4,7 @@
 // Reused by the overlay, CNI and Docker suites: anything adapter-specific stays out of here.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../../core/api/client.js';
@@ -178,6 +179,25 @@ export class Cluster {
   /** ping until one reply, for up to `withinMs`. */
   pingEventually(from: string | HarnessHost, ip: string, withinMs = 10_000): Promise<boolean> {
     return this.harness.pingEventually(from, ip, withinMs);
+  }
+
+  /** The agent's log so far (for failure messages). */
+  agentLog(h: ClusterHost): string {
+    try {
+      return readFileSync(join(h.host.stateDir, 'agent.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /**
+   * For ava: when the test has failed, log every agent's log before the cluster goes. Register it after the
+   * cluster's own teardown (teardowns run last-registered first).
+   */
+  logAgentsOnFailure(t: { readonly passed: boolean; log(...values: unknown[]): void; teardown(fn: () => void): void }): void {
+    t.teardown(() => {
+      if (!t.passed) for (const h of this.hosts) t.log(`agent log of ${h.host.name}:\n${this.agentLog(h)}`);
+    });
   }
 
   /** Stop the agents, detach nothing (the harness's namespaces go with it), remove ZooKeeper. Safe twice. */

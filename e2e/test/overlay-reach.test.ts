@@ -6,6 +6,7 @@ import { startCluster } from '../lib/cluster.js';
 test('three hosts, one network: every workload reaches every other over IPv4 and IPv6, the outside, and its host reaches it', async (t) => {
   const c = await startCluster({ hosts: 3 });
   t.teardown(() => c.close());
+  c.logAgentsOnFailure(t);
   const create = { subnets: [{ cidr: '10.31.0.0/24' }, { cidr: 'fd00:31::/64' }] };
   const ws = [];
   for (const [i, h] of c.hosts.entries()) ws.push(await c.attach(h, `w${i + 1}`, { network: 'net1', create }));

@@ -1,0 +1,63 @@
+// A deeper leak snapshot than the harness's per-host one: besides a host's links, addresses, routes, programmed
+// neighbours, FDB and nft tables, it holds every nft rule, set and map element of the host (per-port anti-spoofing
+// lives in rules, not tables) and the same for each of the host's router namespaces (routes, permanent neighbours
+// and NAT for workloads live there). Comparing a snapshot from before a workload came with one from after it
+// left proves nothing made for it remains.
+import { readdirSync } from 'node:fs';
+import { execArgv, nsArgv, snapshotNetns } from '../harness/index.js';
+import type { Harness, HarnessHost } from '../harness/index.js';
+
+/** nft ruleset of a namespace, one line per rule/element, without counters (they move with traffic). */
+async function rulesetLines(netns: string): Promise<string[]> {
+  const r = await execArgv(nsArgv(netns, ['nft', 'list', 'ruleset']));
+  if (r.code !== 0) return [];
+  const out: string[] = [];
+  let scope = '';
+  for (const raw of r.stdout.split('\n')) {
+    const line = raw.trim().replace(/counter packets \d+ bytes \d+/g, 'counter');
+    if (!line || line === '}') continue;
+    if (/^(table|chain|set|map) /.test(line)) scope = line.replace(/ \{$/, '') + (line.startsWith('table') ? '' : ` in ${scope.split(' in ').pop()}`);
+    out.push(`nft ${scope}: ${line}`);
+  }
+  return out;
+}
+
+function routerNamespaces(host: HarnessHost): string[] {
+  try {
+    return readdirSync('/run/netns').filter((n) => n.startsWith(host.routerNsPrefix)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Everything kernel-side a host holds, including its router namespaces' insides, as sorted strings. */
+export async function deepSnapshot(host: HarnessHost): Promise<string[]> {
+  const lines = [...(await snapshotNetns(host.netns)), ...(await rulesetLines(host.netns))];
+  for (const ns of routerNamespaces(host)) {
+    const path = `/run/netns/${ns}`;
+    lines.push(`namespace ${ns}`);
+    for (const x of [...(await snapshotNetns(path)), ...(await rulesetLines(path))]) lines.push(`${ns}: ${x}`);
+  }
+  // IPv6 link-local addresses and their routes are the kernel's, and differ for every new interface.
+  return [...new Set(lines)].filter((l) => !/fe80::/.test(l)).sort();
+}
+
+/** Deep snapshots of every host, keyed by host name. */
+export async function clusterSnapshot(harness: Harness): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const h of harness.hosts) out[h.name] = await deepSnapshot(h);
+  return out;
+}
+
+/** Lines in `after` not in `before` and the reverse, per host; empty when equal. */
+export function snapshotDiff(before: Record<string, string[]>, after: Record<string, string[]>): Record<string, { added: string[]; removed: string[] }> {
+  const out: Record<string, { added: string[]; removed: string[] }> = {};
+  for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const b = new Set(before[name] ?? []);
+    const a = new Set(after[name] ?? []);
+    const added = [...a].filter((x) => !b.has(x));
+    const removed = [...b].filter((x) => !a.has(x));
+    if (added.length || removed.length) out[name] = { added, removed };
+  }
+  return out;
+}
