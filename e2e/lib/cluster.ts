@@ -2,7 +2,7 @@
 // root namespace (reached by hosts at harness.rootIp), and one real `bees agent` process per host, each with its
 // own state and run directories, and clients of its REST API and workload API over their unix sockets.
 // Reused by the overlay, CNI and Docker suites: anything adapter-specific stays out of here.
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { ApiClient } from '../../core/api/client.js';
 import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
 import { WorkloadClient } from '../../core/workload/client.js';
 import type { AttachRequest, AttachResult } from '../../core/workload/types.js';
-import { Harness, type HarnessHost } from '../harness/index.js';
+import { Harness, nsArgv, type HarnessHost } from '../harness/index.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -71,6 +71,7 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false>, wi
 export class Cluster {
   readonly hosts: ClusterHost[] = [];
   private readonly attached: Workload[] = [];
+  private readonly helpers = new Set<ChildProcess>();
   private closed = false;
 
   private constructor(
@@ -181,6 +182,34 @@ export class Cluster {
     return this.harness.pingEventually(from, ip, withinMs);
   }
 
+  /**
+   * A helper process in a namespace (an iperf3 server…) whose output is discarded; killed by stop or close.
+   * Resolves once `ready` (polled) holds.
+   */
+  async helper(netns: string, argv: string[], ready?: () => Promise<boolean>): Promise<{ stop(): void }> {
+    const [cmd, ...rest] = nsArgv(netns, argv);
+    const p = spawn(cmd!, rest, { stdio: 'ignore' });
+    p.on('error', () => undefined);
+    this.helpers.add(p);
+    p.once('exit', () => this.helpers.delete(p));
+    const stop = () => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); };
+    if (ready) {
+      try {
+        await eventually(async () => (p.exitCode !== null ? Promise.reject(new Error(`${argv[0]} exited`)) : ready()), 10_000, `${argv[0]} ready in ${netns}`);
+      } catch (e) {
+        stop();
+        throw e;
+      }
+    }
+    return { stop };
+  }
+
+  /** An iperf3 server on port 5201 in the namespace. */
+  iperfServer(netns: string): Promise<{ stop(): void }> {
+    return this.helper(netns, ['iperf3', '-s', '-p', '5201'], async () =>
+      (await this.harness.exec(netns, ['sh', '-c', 'ss -ltn | grep -q ":5201 "'])).code === 0);
+  }
+
   /** The agent's log so far (for failure messages). */
   agentLog(h: ClusterHost): string {
     try {
@@ -204,6 +233,7 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const p of this.helpers) p.kill('SIGKILL');
     await this.harness.destroy();
     await this.zk.cleanup();
   }
