@@ -1,24 +1,15 @@
-// CLI commands of the Docker adapter, for the registry in core/cli/commands.ts:
-//   bees docker driver [...]              run the plugin (see swarm/driver/main.ts)
+// CLI commands of the Docker adapter, for the registry in core/cli/commands.ts. The plugin itself runs inside
+// the agent (`bees agent --docker-plugin …`, `bees up`); these commands install it:
 //   bees docker install [--socket P] [--spec-dir D] [--name N] [--uninstall]
-//   bees docker plugin build --out DIR [--store URL]
+//   bees docker plugin build --out DIR [--run-dir DIR]
 import { parseArgs } from 'node:util';
 import { CliError, type Command, type CommandModule } from '../core/cli/command.js';
-import { DRIVER_USAGE, runDriver } from './driver/main.js';
 import { installLegacy, uninstallLegacy } from './install/legacy.js';
 import { buildManagedPlugin } from './install/managed.js';
 
 function fail(message: string, usage: string): never {
   throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!.replace(/^usage: /, '')}`, 2);
 }
-
-export const dockerDriverCommand: Command = {
-  name: 'docker driver',
-  rawArgs: true,
-  summary: 'Run the Docker network + IPAM plugin (driver "midonet")',
-  usage: DRIVER_USAGE,
-  run: (args) => runDriver(args),
-};
 
 const INSTALL_USAGE = 'usage: bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
 export const dockerInstallCommand: Command = {
@@ -50,7 +41,9 @@ export const dockerInstallCommand: Command = {
   },
 };
 
-const BUILD_USAGE = 'usage: bees docker plugin build --out DIR [--store URL]\n  then: docker plugin create midonet DIR && docker plugin enable midonet';
+const BUILD_USAGE = `usage: bees docker plugin build --out DIR [--run-dir DIR]
+  --run-dir DIR   the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin.sock there
+  then, on every node: docker plugin create midonet DIR && docker plugin enable midonet`;
 export const dockerPluginBuildCommand: Command = {
   name: 'docker plugin build',
   summary: 'Assemble a managed (v2) Docker plugin directory from local files',
@@ -58,16 +51,16 @@ export const dockerPluginBuildCommand: Command = {
   async run(argv, io) {
     let values;
     try {
-      ({ values } = parseArgs({ args: argv, strict: true, options: { out: { type: 'string' }, store: { type: 'string' } } }));
+      ({ values } = parseArgs({ args: argv, strict: true, options: { out: { type: 'string' }, 'run-dir': { type: 'string' } } }));
     } catch (err) {
       return fail((err as Error).message, BUILD_USAGE);
     }
     if (!values.out) return fail('--out is required', BUILD_USAGE);
-    const dir = await buildManagedPlugin({ out: values.out, ...(values.store ? { store: values.store } : {}) });
+    const dir = await buildManagedPlugin({ out: values.out, ...(values['run-dir'] ? { beesRunDir: values['run-dir'] } : {}) });
     io.out(`${dir}\n`);
     return 0;
   },
 };
 
-export const commands: Command[] = [dockerDriverCommand, dockerInstallCommand, dockerPluginBuildCommand];
-export const dockerCommands: CommandModule = { commands };
+export const commands: Command[] = [dockerInstallCommand, dockerPluginBuildCommand];
+export default { commands } satisfies CommandModule;

@@ -42,7 +42,16 @@ export interface AgentOptions {
   reclaimMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
+  /**
+   * Services hosted in the agent process once its APIs are up (the Docker plugin): they share the agent's store
+   * client, topology view and workload logic instead of opening a store of their own. Closed first on stop.
+   */
+  extraServices?: ((agent: Agent) => Promise<AgentService>)[];
   log?: (msg: string) => void;
+}
+
+export interface AgentService {
+  close(): Promise<void>;
 }
 
 export class Agent {
@@ -51,6 +60,7 @@ export class Agent {
   cache!: TopologyCache;
   reconciler!: Reconciler;
   workloads!: Workloads;
+  ipam!: Ipam;
   hostId!: string;
   apiEndpoint = '';
   workloadEndpoint = '';
@@ -58,6 +68,7 @@ export class Agent {
   private workloadApi: FastifyInstance | undefined;
   private resync: NodeJS.Timeout | undefined;
   private reclaim: NodeJS.Timeout | undefined;
+  private readonly services: AgentService[] = [];
   private storeReady = false;
   private readonly log: (msg: string) => void;
 
@@ -95,6 +106,7 @@ export class Agent {
     this.resync.unref();
 
     const ipam = new Ipam(this.store, this.hostId);
+    this.ipam = ipam;
     this.reclaim = setInterval(() => void this.reclaimBlocks(ipam), o.reclaimMs ?? 300_000);
     this.reclaim.unref();
     this.workloads = new Workloads({
@@ -102,6 +114,8 @@ export class Agent {
       storeUrl: this.store.url,
       ready: () => (this.storeReady ? { ready: true } : { ready: false, reason: 'the store is not reachable' }),
     });
+    // Before the workload API answers: its readiness then covers the hosted services too.
+    for (const start of o.extraServices ?? []) this.services.push(await start(this));
     this.workloadApi = buildWorkloadServer(this.workloads);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     this.api = buildApi({ topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}) });
@@ -152,6 +166,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.resync) clearInterval(this.resync);
     if (this.reclaim) clearInterval(this.reclaim);
+    for (const s of this.services.splice(0).reverse()) await s.close().catch(() => undefined);
     this.reconciler?.stop();
     this.cache?.stop();
     await this.api?.close().catch(() => undefined);

@@ -1,14 +1,21 @@
 // `bees agent`: run the per-host agent in the foreground until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
+import { dockerPluginConfigOf, startDockerPlugin } from '../../swarm/driver/daemon.js';
 import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
 
 export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port 6677]
            [--listen unix:PATH|tcp://HOST:PORT] [--token T] [--workload-socket PATH]
-           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]`;
+           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]
+           [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]`;
+
+/** `--docker-plugin` may come without a value (then: the socket where dockerd discovers legacy plugins). */
+function withOptionalValues(argv: string[]): string[] {
+  return argv.flatMap((a, i) => (a === '--docker-plugin' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')) ? [a, ''] : [a]));
+}
 
 export function agentOptionsFrom(argv: string[]): AgentOptions {
   const { values } = parseArgs({
-    args: argv,
+    args: withOptionalValues(argv),
     strict: true,
     allowPositionals: false,
     options: {
@@ -23,6 +30,9 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
       'state-dir': { type: 'string' },
       'run-dir': { type: 'string' },
       'router-ns-prefix': { type: 'string' },
+      'docker-plugin': { type: 'string' },
+      'docker-scope': { type: 'string' },
+      'docker-host': { type: 'string' },
     },
   });
   const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
@@ -32,10 +42,14 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     tunnelPort = Number(values['tunnel-port']);
     if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535) throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
   }
+  const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
+  // The Docker libnetwork plugin, hosted in this process (swarm/driver/daemon.ts).
+  const docker = dockerPluginConfigOf({ plugin: values['docker-plugin'], scope: values['docker-scope'], host: values['docker-host'] }, runDir);
   return {
     store,
     stateDir,
-    runDir: values['run-dir'] ?? DEFAULT_RUN_DIR,
+    runDir,
+    ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}),
     ...(values['host-id'] ? { hostId: values['host-id'] } : {}),
     ...(values['host-name'] ? { hostName: values['host-name'] } : {}),
     ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),

@@ -13,4 +13,5 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('../agent/commands.js'),
   () => import('../../cni/install.js'),
   () => import('../../mesos/config.js'),
+  () => import('../../swarm/commands.js'),
 ];

@@ -1,6 +1,6 @@
 // What the Docker driver needs from MidoNet Bees, and nothing more. The driver holds no state of its own:
 // every fact it must remember across restarts is written here, on bridges (labels/options) and ports.
-// Implementations: agent-backend.ts (the agent's REST and workload sockets, the normal deployment).
+// Implementation: agent-backend.ts (inside the agent process).
 import type { Bridge, Options, Subnet } from '../../core/model/types.js';
 import type { AttachRequest, AttachResult, DetachRequest } from '../../core/workload/types.js';
 

@@ -1,83 +1,95 @@
-// Assembles the Docker plugin in one visible place: backend, IPAM driver, network driver, HTTP server.
+// Assembles the Docker plugin in one visible place, inside the agent process: backend, IPAM driver, network
+// driver, HTTP server. The agent starts it when run with `--docker-plugin` (core/agent/run.ts).
+import { isAbsolute, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { loadOrCreateHostId } from '../../core/agent/identity.js';
-import { Ipam } from '../../core/ipam/ipam.js';
-import { openStore } from '../../core/store/open.js';
-import type { Store } from '../../core/store/store.js';
-import { DEFAULT_TENANT, Topology } from '../../core/topology/service.js';
+import { DEFAULT_TENANT } from '../../core/topology/service.js';
+import { AgentBackend, type AgentParts } from './agent-backend.js';
 import { IpamDriver } from './ipam-driver.js';
 import { NetworkDriver } from './network-driver.js';
+import { DEFAULT_PLUGIN_SOCKET } from './plugin-name.js';
 import { buildServer, listenUnix } from './server.js';
-import { StoreBackend } from './store-backend.js';
-import { DEFAULT_WORKLOAD_SOCKET, WorkloadClient } from './workload-client.js';
 
-export const PLUGIN_NAME = 'midonet';
-export const DEFAULT_PLUGIN_SOCKET = `/run/docker/plugins/${PLUGIN_NAME}.sock`;
 
-export interface DriverConfig {
-  /** Where the plugin listens (dockerd discovers /run/docker/plugins/<name>.sock). */
+export interface DockerPluginConfig {
+  /** Where the plugin listens. */
   socket: string;
-  /** Topology store URL (file:/… or zk://…). */
-  store: string;
-  workloadSocket: string;
+  /** libnetwork scope: a standalone dockerd refuses networks of global-scope drivers, swarm needs global. */
+  scope: 'local' | 'global';
   /** Engine API socket, to record network names on bridges; "" to skip. */
   dockerSocket: string;
-  /** This host's id (the agent's), for IPAM block affinity; read from stateDir when absent. */
-  hostId?: string;
-  stateDir: string;
   tenant: string;
   router: string;
-  scope: 'local' | 'global';
   log: boolean;
 }
 
-export const DEFAULTS: DriverConfig = {
+export const PLUGIN_DEFAULTS: DockerPluginConfig = {
   socket: DEFAULT_PLUGIN_SOCKET,
-  store: process.env.BEES_STORE ?? 'file:/var/lib/bees/store',
-  workloadSocket: DEFAULT_WORKLOAD_SOCKET,
+  scope: 'local',
   dockerSocket: '/var/run/docker.sock',
-  stateDir: '/var/lib/bees',
   tenant: DEFAULT_TENANT,
   router: 'default',
-  scope: 'global',
   log: false,
 };
 
-export interface RunningDriver {
+export interface RunningPlugin {
   app: FastifyInstance;
   network: NetworkDriver;
   ipam: IpamDriver;
-  store: Store;
+  socket: string;
   close(): Promise<void>;
 }
 
-export async function startDriver(partial: Partial<DriverConfig> = {}): Promise<RunningDriver> {
-  const config: DriverConfig = { ...DEFAULTS, ...partial };
-  const store = await openStore(config.store);
-  try {
-    const hostId = config.hostId ?? loadOrCreateHostId(config.stateDir);
-    const backend = new StoreBackend(new Topology(store), new Ipam(store, hostId), new WorkloadClient(config.workloadSocket));
-    const ipam = new IpamDriver(backend, {
-      tenant: config.tenant,
-      v4Pool: { base: '10.200.0.0/16', prefix: 24 },
-      v6Pool: { base: 'fd00:bee5::/48', prefix: 64 },
-    });
-    const network = new NetworkDriver(backend, {
-      tenant: config.tenant, router: config.router, scope: config.scope,
-      ...(config.dockerSocket ? { dockerSocket: config.dockerSocket } : {}),
-    }, ipam);
-    const app = buildServer({ network, ipam, log: config.log });
-    await listenUnix(app, config.socket);
-    return {
-      app, network, ipam, store,
-      async close() {
-        await network.close();
-        await app.close();
-        await store.close();
-      },
-    };
-  } catch (err) {
-    await store.close().catch(() => undefined);
-    throw err;
+export async function startDockerPlugin(agent: AgentParts, partial: Partial<DockerPluginConfig> = {}): Promise<RunningPlugin> {
+  const config: DockerPluginConfig = { ...PLUGIN_DEFAULTS, ...partial };
+  const backend = new AgentBackend(agent);
+  const ipam = new IpamDriver(backend, {
+    tenant: config.tenant,
+    v4Pool: { base: '10.200.0.0/16', prefix: 24 },
+    v6Pool: { base: 'fd00:bee5::/48', prefix: 64 },
+  });
+  const network = new NetworkDriver(backend, {
+    tenant: config.tenant, router: config.router, scope: config.scope,
+    ...(config.dockerSocket ? { dockerSocket: config.dockerSocket } : {}),
+  }, ipam);
+  const app = buildServer({ network, ipam, log: config.log });
+  await listenUnix(app, config.socket);
+  return {
+    app, network, ipam, socket: config.socket,
+    async close() {
+      await network.close();
+      await app.close();
+    },
+  };
+}
+
+/**
+ * The agent's `--docker-*` flags: `--docker-plugin [unix:PATH]` (a relative PATH is inside the agent's run
+ * directory; no PATH: where dockerd discovers legacy plugins), `--docker-scope local|global` (default local),
+ * `--docker-host unix://PATH` (the engine API, for network names; relative: in the run directory). Undefined when
+ * the plugin is not asked for.
+ */
+export function dockerPluginConfigOf(
+  flags: { plugin?: string; scope?: string; host?: string },
+  runDir: string,
+): Partial<DockerPluginConfig> | undefined {
+  if (flags.plugin === undefined) {
+    if (flags.scope !== undefined || flags.host !== undefined) throw new Error('--docker-scope and --docker-host need --docker-plugin');
+    return undefined;
   }
+  const out: Partial<DockerPluginConfig> = {};
+  if (flags.plugin !== '') {
+    if (!flags.plugin.startsWith('unix:') || flags.plugin.length <= 5) throw new Error(`--docker-plugin takes unix:PATH, got '${flags.plugin}'`);
+    const path = flags.plugin.slice(5);
+    out.socket = isAbsolute(path) ? path : join(runDir, path);
+  }
+  if (flags.scope !== undefined) {
+    if (flags.scope !== 'local' && flags.scope !== 'global') throw new Error(`--docker-scope must be local or global, got '${flags.scope}'`);
+    out.scope = flags.scope;
+  }
+  if (flags.host !== undefined) {
+    if (!/^unix:\/\/./.test(flags.host)) throw new Error(`--docker-host takes unix://PATH, got '${flags.host}'`);
+    const path = flags.host.slice('unix://'.length);
+    out.dockerSocket = isAbsolute(path) ? path : join(runDir, path);
+  }
+  return out;
 }

@@ -1,7 +1,6 @@
 // NetworkDriver.*: libnetwork's network/endpoint lifecycle translated into bridges (topology) and workload
 // attachments (agent). The driver remembers nothing: a bridge is found from the Docker network id (stable id),
 // a port from (docker, endpoint id, ifname), so a restarted driver carries on where it stopped.
-import { plugPeerName } from '../../core/datapath/names.js';
 import { tenantId, workloadPortId } from '../../core/model/ids.js';
 import type { Bridge } from '../../core/model/types.js';
 import type { AttachRequest, AttachResult, PortMapping } from '../../core/workload/types.js';
@@ -137,7 +136,7 @@ export class NetworkDriver {
     for (const a of given) await this.backend.releaseAddress(bridge.id, stripPrefix(a), IPAM_OWNER);
     let result: AttachResult;
     try {
-      result = await this.attachAfterHandover(attach);
+      result = await this.backend.attach(attach);
     } catch (err) {
       // Put the reservations back, so Docker's ReleaseAddress finds things as it left them.
       for (const a of given) {
@@ -156,22 +155,6 @@ export class NetworkDriver {
         ...(v6 ? { AddressIPv6: v6.address } : {}),
       },
     };
-  }
-
-  /**
-   * The agent reads IPAM blocks through its own store client, which may not have seen our release yet: while it
-   * still names the reservation as the holder, ask again for a short while.
-   */
-  private async attachAfterHandover(req: AttachRequest): Promise<AttachResult> {
-    const deadline = Date.now() + 5000;
-    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
-      try {
-        return await this.backend.attach(req);
-      } catch (err) {
-        if (!(err instanceof Error && err.message.includes(IPAM_OWNER)) || Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
   }
 
   async endpointOperInfo(req: EndpointRequest): Promise<object> {
@@ -193,9 +176,10 @@ export class NetworkDriver {
     const bridge = await this.bridgeOf(req.NetworkID);
     // Attach is idempotent: this finds the port CreateEndpoint made (and re-creates its veth if it is gone).
     const result = await this.backend.attach(this.attachRequest(bridge, req.EndpointID));
+    // hostSideOnly leaves the workload end of the veth in the host namespace for libnetwork to move and rename.
+    if (!result.peerInterface) throw new DriverError(`the agent returned no workload interface for endpoint ${req.EndpointID}`);
     const res: JoinResponse = {
-      // hostSideOnly leaves the workload end of the veth in the host namespace under the peer name of the host end.
-      InterfaceName: { SrcName: plugPeerName(result.hostInterface.name), DstPrefix: DST_PREFIX },
+      InterfaceName: { SrcName: result.peerInterface, DstPrefix: DST_PREFIX },
       StaticRoutes: staticRoutesOf(result),
     };
     if (bridge.internal) {

@@ -3,7 +3,7 @@
 // When the driver listens elsewhere, a spec file holding its unix:// address points dockerd at it.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DEFAULT_PLUGIN_SOCKET, PLUGIN_NAME } from '../driver/daemon.js';
+import { DEFAULT_PLUGIN_SOCKET, PLUGIN_NAME } from '../driver/plugin-name.js';
 
 export interface LegacyInstall {
   /** Socket the driver listens on. */

@@ -14,15 +14,17 @@ export interface Dockerd {
   socket: string;
   /** Run the docker CLI against this daemon; rejects with stderr on failure. */
   docker(args: string[], timeoutMs?: number): Promise<string>;
+  /** Stop the daemon (containers left as they are: with --live-restore they keep running) and start it again. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export const BUSYBOX_IMAGE = 'bb:latest';
 
-export async function startDockerd(opts: { extraArgs?: string[]; netns?: string } = {}): Promise<Dockerd> {
+export async function startDockerd(opts: { extraArgs?: string[]; netns?: string; socket?: string } = {}): Promise<Dockerd> {
   // Short paths: unix socket paths are limited to 108 bytes and containerd nests sockets under exec-root.
   const dir = await mkdtemp(join(tmpdir(), 'bd-'));
-  const socket = join(dir, 'd.sock');
+  const socket = opts.socket ?? join(dir, 'd.sock');
   const host = `unix://${socket}`;
   const args = [
     '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '-H', host, '--pidfile', join(dir, 'pid'),
@@ -32,9 +34,21 @@ export async function startDockerd(opts: { extraArgs?: string[]; netns?: string 
   // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts dockerd needs.
   const cmd = opts.netns ? 'nsenter' : 'dockerd';
   const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, 'dockerd', ...args] : args;
-  const child: ChildProcess = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
   let log = '';
-  child.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+  const launch = (): ChildProcess => {
+    const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
+    c.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+    return c;
+  };
+  let child = launch();
+  const terminate = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 20_000);
+      child.once('exit', () => { clearTimeout(timer); resolve(); });
+    });
+  };
   const docker = async (a: string[], timeoutMs = 120_000): Promise<string> => {
     try {
       const { stdout } = await exec('docker', ['-H', host, ...a], { timeout: timeoutMs, maxBuffer: 8 << 20 });
@@ -48,36 +62,34 @@ export async function startDockerd(opts: { extraArgs?: string[]; netns?: string 
     if (child.exitCode === null) {
       // Containers first, so their namespaces and veths go with them.
       await docker(['ps', '-aq']).then((ids) => (ids ? docker(['rm', '-f', ...ids.split('\n')]) : '')).catch(() => undefined);
-      child.kill('SIGTERM');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 20_000);
-        child.once('exit', () => { clearTimeout(timer); resolve(); });
-      });
+      await terminate();
     }
     // vfs layers and netns mounts may remain mounted under the roots.
     await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`dockerd exited ${child.exitCode}: ${log.slice(-3000)}`);
+  const answering = async () => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`dockerd exited ${child.exitCode}: ${log.slice(-3000)}`);
+      if (await docker(['version', '--format', '{{.Server.Version}}'], 5000).then(() => true, () => false)) return;
+      if (Date.now() > deadline) throw new Error(`dockerd did not answer within 60 s: ${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
     }
-    if (await docker(['version', '--format', '{{.Server.Version}}'], 5000).then(() => true, () => false)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`dockerd did not answer within 60 s: ${log.slice(-3000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  };
+  const restart = async () => {
+    await terminate();
+    child = launch();
+    await answering();
+  };
   try {
+    await answering();
     await importBusybox(dir, docker);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { dir, host, socket, docker, stop };
+  return { dir, host, socket, docker, restart, stop };
 }
 
 async function importBusybox(dir: string, docker: Dockerd['docker']): Promise<void> {

@@ -1,33 +1,29 @@
-// The plugin protocol against a real topology (file store, topology service, IPAM), straight to the socket:
-// what dockerd sends, malformed calls that must change nothing, and the IPAM/network lifecycle.
-import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The plugin protocol against the real thing, straight to the socket: the plugin hosted by a real agent (store in
+// real ZooKeeper, harness host), called the way dockerd calls it. What dockerd sends, malformed calls that must
+// change nothing, and the IPAM/network/endpoint lifecycle. One agent serves the three tests, one after the other.
+import anyTest, { type TestFn } from 'ava';
 import { randomId } from '../../core/model/ids.js';
-import { startDriver, type RunningDriver } from '../driver/daemon.js';
 import { bridgeIdOf } from '../driver/network-options.js';
 import { callPlugin } from './plugin-http.js';
+import { startSingleHost, type SingleHost } from './single-host.js';
 
-interface Ctx { dir: string; socket: string; driver: RunningDriver }
+const test = anyTest as TestFn<{ env: SingleHost }>;
 
-async function setup(t: { teardown(fn: () => Promise<void>): void }): Promise<Ctx> {
-  const dir = await mkdtemp(join(tmpdir(), 'bees-swarm-'));
-  const socket = join(dir, 'midonet.sock');
-  const driver = await startDriver({
-    socket, store: `file:${join(dir, 'store')}`, workloadSocket: join(dir, 'no-agent.sock'), dockerSocket: '',
-    hostId: randomId(), stateDir: dir,
-  });
-  t.teardown(async () => {
-    await driver.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { dir, socket, driver };
+test.before(async (t) => {
+  t.context.env = await startSingleHost({ dockerd: false });
+});
+test.after.always(async (t) => {
+  await t.context.env?.close();
+});
+
+async function setup(t: { context: { env: SingleHost } }) {
+  const { socket, store } = t.context.env;
+  return { socket, driver: { store } };
 }
 
 const netId = () => randomId().replace(/-/g, '') + randomId().replace(/-/g, '').slice(0, 32);
 
-test('handshake and capabilities answer empty bodies of any content type', async (t) => {
+test.serial('handshake and capabilities answer empty bodies of any content type', async (t) => {
   const { socket } = await setup(t);
   for (const ct of [null, 'application/vnd.docker.plugins.v1.2+json', 'application/json', 'text/plain']) {
     const r = await callPlugin(socket, 'Plugin.Activate', undefined, ct);
@@ -35,7 +31,7 @@ test('handshake and capabilities answer empty bodies of any content type', async
     t.deepEqual(r.body, { Implements: ['NetworkDriver', 'IpamDriver'] });
     t.regex(r.contentType ?? '', /application\/vnd\.docker\.plugins\.v1\.\d\+json/);
   }
-  t.deepEqual((await callPlugin(socket, 'NetworkDriver.GetCapabilities', undefined)).body, { Scope: 'global', ConnectivityScope: 'global' });
+  t.deepEqual((await callPlugin(socket, 'NetworkDriver.GetCapabilities', undefined)).body, { Scope: 'local', ConnectivityScope: 'local' });
   t.deepEqual((await callPlugin(socket, 'IpamDriver.GetCapabilities', '')).body, { RequiresMACAddress: false, RequiresRequestReplay: false });
   t.deepEqual((await callPlugin(socket, 'IpamDriver.GetDefaultAddressSpaces', 'null')).body, {
     LocalDefaultAddressSpace: 'MidonetLocal', GlobalDefaultAddressSpace: 'MidonetGlobal',
@@ -43,7 +39,7 @@ test('handshake and capabilities answer empty bodies of any content type', async
   t.deepEqual((await callPlugin(socket, 'NetworkDriver.DiscoverNew', { DiscoveryType: 1, DiscoveryData: { Address: '10.0.0.1', self: true } })).body, {});
 });
 
-test('malformed calls are answered 4xx with Err/Error and change nothing', async (t) => {
+test.serial('malformed calls are answered 4xx with Err/Error and change nothing', async (t) => {
   const { socket, driver } = await setup(t);
   const id = netId();
   const pool = { AddressSpace: 'MidonetLocal', Pool: '10.9.0.0/24', Gateway: '10.9.0.1/24' };
@@ -77,7 +73,7 @@ test('malformed calls are answered 4xx with Err/Error and change nothing', async
   t.deepEqual(await driver.store.list('IpamBlock'), []);
 });
 
-test('well-formed but wrong calls are application errors (HTTP 200, Err/Error) and change nothing', async (t) => {
+test.serial('well-formed but wrong calls are application errors (HTTP 200, Err/Error) and change nothing', async (t) => {
   const { socket, driver } = await setup(t);
   const v4 = [{ AddressSpace: 'MidonetLocal', Pool: '10.9.0.0/24', Gateway: '10.9.0.1/24' }];
   const opts = (o: Record<string, string>) => ({ 'com.docker.network.generic': o });
@@ -109,7 +105,7 @@ test('well-formed but wrong calls are application errors (HTTP 200, Err/Error) a
   t.deepEqual(await driver.store.list('IpamBlock'), []);
 });
 
-test('IPAM and network lifecycle: pool, gateway, bridge, addresses, deletion leaves nothing', async (t) => {
+test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, deletion leaves nothing', async (t) => {
   const { socket, driver } = await setup(t);
   const call = async (m: string, b: unknown) => {
     const r = await callPlugin(socket, m, b);
@@ -164,11 +160,27 @@ test('IPAM and network lifecycle: pool, gateway, bridge, addresses, deletion lea
   const taken = await callPlugin(socket, 'IpamDriver.RequestAddress', { PoolID: poolAcme.PoolID, Address: '10.200.0.77' });
   t.truthy(taken.body.Error, 'an address is handed out once');
 
-  // No agent here: CreateEndpoint fails, and the reservation it took over is put back.
-  const ep = await callPlugin(socket, 'NetworkDriver.CreateEndpoint', { NetworkID: id, EndpointID: 'ep1', Interface: { Address: '10.200.0.77/24' } });
-  t.regex(String(ep.body.Err), /agent/);
+  // A failing endpoint (a MAC that is no MAC) puts the reservation it took over back.
+  const bad = await callPlugin(socket, 'NetworkDriver.CreateEndpoint', {
+    NetworkID: id, EndpointID: 'ep0', Interface: { Address: '10.200.0.77/24', MacAddress: 'not-a-mac' },
+  });
+  t.regex(String(bad.body.Err), /mac/);
   const again77 = await callPlugin(socket, 'IpamDriver.RequestAddress', { PoolID: poolAcme.PoolID, Address: '10.200.0.77' });
   t.truthy(again77.body.Error, 'still reserved after the failed endpoint');
+  // The endpoint takes its address over from the IPAM reservation; Join hands libnetwork the workload end.
+  t.deepEqual(await call('NetworkDriver.CreateEndpoint', { NetworkID: id, EndpointID: 'ep1', Interface: { Address: '10.200.0.77/24' } }), {});
+  const port = (await driver.store.list('Port')).find((p) => p.value.owner?.workloadId === 'ep1')?.value;
+  t.deepEqual(port?.ips, ['10.200.0.77']);
+  const join = await call('NetworkDriver.Join', { NetworkID: id, EndpointID: 'ep1', SandboxKey: '/var/run/docker/netns/x' });
+  t.is((join.InterfaceName as { DstPrefix: string }).DstPrefix, 'eth');
+  t.is(join.Gateway, '10.200.0.1');
+  const src = (join.InterfaceName as { SrcName: string }).SrcName;
+  t.regex((await t.context.env.cluster.harness.exec(t.context.env.host.host, ['ip', 'link', 'show', src])).stdout, /mtu 1400/);
+  await call('NetworkDriver.Leave', { NetworkID: id, EndpointID: 'ep1' });
+  t.deepEqual(await call('NetworkDriver.DeleteNetwork', { NetworkID: id }), {}, 'refused silently while an endpoint remains');
+  t.truthy(await driver.store.get('Bridge', bridgeIdOf(id)));
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: id, EndpointID: 'ep1' });
+  t.false((await driver.store.list('Port')).some((p) => p.value.owner?.workloadId === 'ep1'));
 
   await call('IpamDriver.ReleaseAddress', { PoolID: poolAcme.PoolID, Address: a1.Address });
   await call('IpamDriver.ReleaseAddress', { PoolID: poolAcme.PoolID, Address: '10.200.0.77/24' });

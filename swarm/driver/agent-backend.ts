@@ -1,19 +1,30 @@
-// DockerBackend over the core's topology service and IPAM on a store the driver opens itself, with endpoints
-// attached through the agent's workload socket. Used until the agent's REST API client serves the same calls.
+// DockerBackend inside the agent process: the agent's own topology service, IPAM and workload logic, on the
+// agent's store client. One client per host means the driver's writes and the agent's view never race, and the
+// embedded (single-process) file store works too.
+import type { Ipam } from '../../core/ipam/ipam.js';
 import type { Bridge, Options } from '../../core/model/types.js';
-import { Ipam } from '../../core/ipam/ipam.js';
 import { TopologyError } from '../../core/topology/errors.js';
-import { Topology } from '../../core/topology/service.js';
+import type { Topology } from '../../core/topology/service.js';
 import type { AttachRequest, AttachResult, DetachRequest } from '../../core/workload/types.js';
 import type { BridgeSpec, DockerBackend } from './backend.js';
-import type { WorkloadClient } from './workload-client.js';
 
-export class StoreBackend implements DockerBackend {
-  constructor(
-    private readonly topology: Topology,
-    private readonly ipam: Ipam,
-    private readonly workload: WorkloadClient,
-  ) {}
+/** What the backend uses of the agent (core/agent/agent.ts exposes these). */
+export interface AgentParts {
+  topology: Topology;
+  ipam: Ipam;
+  workloads: { attach(req: AttachRequest): Promise<AttachResult>; detach(req: DetachRequest): Promise<void> };
+}
+
+export class AgentBackend implements DockerBackend {
+  constructor(private readonly agent: AgentParts) {}
+
+  private get topology(): Topology {
+    return this.agent.topology;
+  }
+
+  private get ipam(): Ipam {
+    return this.agent.ipam;
+  }
 
   async getBridge(id: string): Promise<Bridge | undefined> {
     try {
@@ -108,10 +119,10 @@ export class StoreBackend implements DockerBackend {
   }
 
   attach(req: AttachRequest): Promise<AttachResult> {
-    return this.workload.attach(req);
+    return this.agent.workloads.attach(req);
   }
 
   detach(req: DetachRequest): Promise<void> {
-    return this.workload.detach(req);
+    return this.agent.workloads.detach(req);
   }
 }
