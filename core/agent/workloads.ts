@@ -175,10 +175,13 @@ export class Workloads {
     for (const port of ports) {
       await this.serialised(port.id, () => this.detachPort(port));
     }
-    // Addresses held without a port (an attach that died before creating it) are still freed.
+    // Addresses held without a port (an attach that died before recording it) are still freed: on the named
+    // network, or on every network when the port is unknown.
+    if (ports.length > 0) return;
     const owner = ownerKey(req);
-    for (const b of this.d.cache.list('Bridge')) {
-      await this.d.ipam.release(b.id, owner, req.ifname).catch(() => undefined);
+    const named = req.network ? await this.d.topology.findBridge(req.tenant ?? DEFAULT_TENANT, req.network) : undefined;
+    for (const b of named ? [named] : this.d.cache.list('Bridge')) {
+      await this.d.ipam.release(b.id, owner, req.ifname);
     }
   }
 
