@@ -30,16 +30,9 @@ export class TopologyCache extends EventEmitter {
   private async resync(): Promise<void> {
     this.stopWatch?.();
     const seq = await this.store.lastSeq();
-    for (const kind of CACHED_KINDS) {
-      const items = await this.store.list(kind);
-      const map = new Map<string, unknown>();
-      for (const { value, version } of items) {
-        map.set((value as { id: string }).id, value);
-        this.versions.set(`${kind}/${(value as { id: string }).id}`, version);
-      }
-      this.maps.set(kind, map);
-    }
-    this.lastSeq = seq;
+    // Watch before listing: starting the watch brings the store's view up to `seq`, whereas a list on its own may
+    // lag other hosts' writes (the ZooKeeper store's list serves its log follower), and a change it missed would
+    // never come. Changes delivered while we list are in the lists or newer than them.
     this.stopWatch = await this.store.watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS] })
       .catch(async (err: unknown) => {
         // The changes since `seq` were trimmed between our read and the watch: list again.
@@ -49,6 +42,16 @@ export class TopologyCache extends EventEmitter {
         }
         throw err;
       });
+    for (const kind of CACHED_KINDS) {
+      const items = await this.store.list(kind);
+      const map = new Map<string, unknown>();
+      for (const { value, version } of items) {
+        map.set((value as { id: string }).id, value);
+        this.versions.set(`${kind}/${(value as { id: string }).id}`, version);
+      }
+      this.maps.set(kind, map);
+    }
+    this.lastSeq = Math.max(this.lastSeq, seq);
     this.emit('changed', { kind: undefined, id: undefined });
   }
 
