@@ -21,6 +21,12 @@ export interface ZooKeeperOptions {
   tickTime?: number;
   /** JVM heap limit in MiB. Default 256. */
   heapMb?: number;
+  /**
+   * fsync the transaction log before acknowledging (ZooKeeper's forceSync). Default true. Tests that kill the
+   * server process (not the machine) may turn it off: the page cache survives, and a busy shared disk no longer
+   * stalls the server for seconds.
+   */
+  forceSync?: boolean;
   /** How long to wait for the server to answer. Default 60 s. */
   startTimeoutMs?: number;
 }
@@ -124,6 +130,7 @@ export class ZooKeeperServer {
       `clientPort=${this.port}`,
       `clientPortAddress=${this.options.clientPortAddress ?? '127.0.0.1'}`,
       'maxClientCnxns=0',
+      `forceSync=${this.options.forceSync === false ? 'no' : 'yes'}`,
       'admin.enableServer=false',
       '4lw.commands.whitelist=*',
       // Keep the disk small in long benchmarks.
