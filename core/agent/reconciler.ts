@@ -58,6 +58,9 @@ export class Reconciler {
    * (the periodic resync) ignores it and re-reads the kernel, repairing anything changed behind our back.
    */
   private readonly applied = new Map<string, string>();
+  /** Bridges and routers present after the last sweep; undefined until the first one. */
+  private swept: Set<string> | undefined;
+  private sweepDue = true;
 
   constructor(
     private readonly hostId: string,
@@ -192,7 +195,10 @@ export class Reconciler {
   /** Ask for a pass soon; passes never overlap and requests during a pass coalesce into one more pass. */
   trigger(delayMs = 20, force = false): void {
     if (this.stopped) return;
-    if (force) this.applied.clear();
+    if (force) {
+      this.applied.clear();
+      this.sweepDue = true;
+    }
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -217,28 +223,39 @@ export class Reconciler {
     return this.running;
   }
 
-  private converge(): Promise<void> {
-    return this.lock.runExclusive(() => this.convergeNow());
-  }
-
-  private async convergeNow(): Promise<void> {
+  /**
+   * Creating and updating run beside attaches (per-object locks keep two writers of one object apart); removal
+   * runs alone, and only when the plan lost a bridge or router since the last sweep, or when a full resync asks.
+   * A pass after a port change therefore never holds up attaches on this host.
+   */
+  private async converge(): Promise<void> {
     const plan = this.plan();
     const errors: string[] = [];
-    for (const b of plan.bridges.values()) {
-      await this.ensureBridge(b).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
-    }
-    for (const r of plan.routers.values()) {
-      await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
-    }
-    // Remove what we created earlier and no longer need; plugs are removed only by detach/gc or when their port
-    // is gone from the topology, never because of a transient cache state at start.
-    if (errors.length === 0) {
-      await this.datapath
-        .sweep({ bridges: [...plan.bridges.values()].map((b) => b.vni), routers: [...plan.routers.keys()], plugs: [...plan.plugs] })
-        .catch((e: Error) => errors.push(`sweep: ${e.message}`));
-      // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
-      const kept = new Set([...[...plan.bridges.values()].map((b) => `bridge/${b.vni}`), ...[...plan.routers.keys()].map((id) => `router/${id}`)]);
-      for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
+    await this.lock.runShared(async () => {
+      for (const b of plan.bridges.values()) {
+        await this.ensureBridge(b).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
+      }
+      for (const r of plan.routers.values()) {
+        await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
+      }
+    });
+    const lost = this.swept === undefined || [...this.swept].some((k) => !keysOf(plan).has(k));
+    if (errors.length === 0 && (lost || this.sweepDue)) {
+      await this.lock.runExclusive(async () => {
+        // Plugs are removed by detach and gc (and stray ones by the forced resync's sweep), never because of a
+        // transient cache state; pins keep plugs whose port the cache has not seen yet.
+        const now = this.plan();
+        this.sweepDue = false;
+        await this.datapath
+          .sweep({ bridges: [...now.bridges.values()].map((b) => b.vni), routers: [...now.routers.keys()], plugs: [...now.plugs] })
+          .catch((e: Error) => errors.push(`sweep: ${e.message}`));
+        // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
+        const kept = keysOf(now);
+        for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
+        this.swept = errors.length === 0 ? kept : undefined;
+      });
+    } else if (errors.length === 0) {
+      this.swept = keysOf(plan);
     }
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
@@ -306,6 +323,11 @@ export class Reconciler {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
   }
+}
+
+/** Keys of the bridges and routers a plan holds (what a sweep would keep). */
+function keysOf(plan: HostPlan): Set<string> {
+  return new Set([...[...plan.bridges.values()].map((b) => `bridge/${b.vni}`), ...[...plan.routers.keys()].map((id) => `router/${id}`)]);
 }
 
 function isConnected(dst: string, routerPort: Port | undefined): boolean {
