@@ -14,4 +14,5 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('../../cni/install.js'),
   () => import('../../mesos/config.js'),
   () => import('../../swarm/commands.js'),
+  () => import('../demo/commands.js'),
 ];
