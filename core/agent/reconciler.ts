@@ -66,7 +66,7 @@ export class Reconciler {
     private readonly hostId: string,
     private readonly cache: TopologyCache,
     private readonly datapath: HostDatapath,
-    private readonly underlayMtu: number,
+    readonly underlayMtu: number,
     private readonly log: (msg: string) => void = () => undefined,
   ) {}
 

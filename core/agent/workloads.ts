@@ -151,8 +151,8 @@ export class Workloads {
   }
 
   private mtuOf(bridge: Bridge): number {
-    const plan = this.d.reconciler.plan().bridges.get(bridge.id);
-    return bridge.mtu ?? plan?.mtu ?? 1450;
+    // The first workload of a bridge on this host comes before the bridge is in the plan: same rule as the plan.
+    return bridge.mtu ?? this.d.reconciler.plan().bridges.get(bridge.id)?.mtu ?? this.d.reconciler.underlayMtu - 50;
   }
 
   private result(bridge: Bridge, portId: string, req: AttachRequest, spec: PlugSpec, hostIfname: string, addresses: IpamResult[]): AttachResult {
