@@ -28,3 +28,17 @@ test('three hosts, one network: every workload reaches every other over IPv4 and
     t.true(await c.pingEventually(w.on.host, w.ip4!), `${w.on.host.name} reaches its workload ${w.name}`);
   }
 });
+
+test('on a jumbo-frame underlay, workloads get its MTU less the VXLAN overhead and full-size frames cross hosts', async (t) => {
+  const c = await startCluster({ hosts: 2, underlayMtu: 9000 });
+  t.teardown(() => c.close());
+  c.logAgentsOnFailure(t);
+  const w1 = await c.attach(c.host(0), 'j1', { network: 'jumbo', create: { subnets: [{ cidr: '10.33.0.0/24' }] } });
+  const w2 = await c.attach(c.host(1), 'j2', { network: 'jumbo' });
+  t.is(w1.result.mtu, 8950, 'the first workload of a host too');
+  t.is(w2.result.mtu, 8950);
+  t.regex((await c.harness.exec(w1.netns, ['ip', 'link', 'show', 'eth0'])).stdout, /mtu 8950/);
+  t.true(await c.pingEventually(w1.netns, w2.ip4!));
+  const full = await c.harness.exec(w1.netns, ['ping', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(8950 - 28), w2.ip4!]);
+  t.is(full.code, 0, full.stdout + full.stderr);
+});
