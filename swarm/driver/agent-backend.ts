@@ -110,9 +110,16 @@ export class AgentBackend implements DockerBackend {
     return got!.address;
   }
 
-  async releaseAddress(bridgeId: string, address: string, owner?: string): Promise<void> {
+  async releaseAddress(bridgeId: string, address: string, owner?: string, awaitMs = 0): Promise<void> {
     if (owner !== undefined) {
-      const held = (await this.ipam.allocations(bridgeId)).find((a) => a.address === address);
+      // The IPAM lists blocks from the store's change-log cache: a block another host made a moment ago (the swarm
+      // manager reserving a task's address) may not be listed here yet.
+      const deadline = Date.now() + awaitMs;
+      let held = (await this.ipam.allocations(bridgeId)).find((a) => a.address === address);
+      for (let delay = 20; !held && Date.now() < deadline; delay = Math.min(delay * 2, 250)) {
+        await new Promise((r) => setTimeout(r, delay));
+        held = (await this.ipam.allocations(bridgeId)).find((a) => a.address === address);
+      }
       if (!held || held.owner !== owner) return;
     }
     await this.ipam.releaseAddress(bridgeId, address);

@@ -32,8 +32,11 @@ export interface DockerBackend {
   workloadPorts(bridgeId: string): Promise<number>;
   /** Hand out one address of the bridge (`requested`, or any free one of `family`) to `owner`; returns the plain IP. */
   allocateAddress(bridgeId: string, owner: string, family: 4 | 6, requested?: string): Promise<string>;
-  /** Give an address back, only if `owner` (when given) is who holds it. Not allocated: no error. */
-  releaseAddress(bridgeId: string, address: string, owner?: string): Promise<void>;
+  /**
+   * Give an address back, only if `owner` (when given) is who holds it. Not allocated: no error. `awaitMs`: the
+   * address is known to be allocated (another host may have just done it): wait that long for it to be visible.
+   */
+  releaseAddress(bridgeId: string, address: string, owner?: string, awaitMs?: number): Promise<void>;
   attach(req: AttachRequest): Promise<AttachResult>;
   detach(req: DetachRequest): Promise<void>;
 }

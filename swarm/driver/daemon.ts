@@ -46,6 +46,7 @@ export async function startDockerPlugin(agent: AgentParts, partial: Partial<Dock
     tenant: config.tenant,
     v4Pool: { base: '10.200.0.0/16', prefix: 24 },
     v6Pool: { base: 'fd00:bee5::/48', prefix: 64 },
+    swarm: config.scope === 'global',
   });
   const network = new NetworkDriver(backend, {
     tenant: config.tenant, router: config.router, scope: config.scope,

@@ -2,6 +2,7 @@
 // (future) bridge; its id says which (pool-id.ts). Addresses are allocated in the topology's IPAM under a
 // reservation owner until CreateEndpoint hands them to the endpoint's port.
 import { tenantId } from '../../core/model/ids.js';
+import { TopologyError } from '../../core/topology/errors.js';
 import type { Bridge } from '../../core/model/types.js';
 import type { DockerBackend } from './backend.js';
 import { DriverError, IPAM_OWNER } from './backend.js';
@@ -17,6 +18,11 @@ export interface IpamDriverConfig {
   /** Where pools are carved from when Docker asks for "any pool": [v4 base, v4 block prefix]. */
   v4Pool: { base: string; prefix: number };
   v6Pool: { base: string; prefix: number };
+  /**
+   * Swarm: the manager reserves each task's address, then the task's node asks for the same address again. A
+   * request for an address held by a reservation is then granted (the endpoint takes the address over).
+   */
+  swarm?: boolean;
 }
 
 /** A pool handed out by RequestPool that no bridge has yet; forgotten after this long. */
@@ -126,7 +132,14 @@ export class IpamDriver {
       if (wanted) return { Address: `${wanted}/${prefix}`, Data: {} };
       throw new DriverError(`pool ${ref.cidr} has no midonet network: the midonet IPAM driver serves networks of the midonet driver`);
     }
-    const ip = await this.backend.allocateAddress(bridge.id, IPAM_OWNER, parseCidr(ref.cidr)!.family, wanted || undefined);
+    let ip: string;
+    try {
+      ip = await this.backend.allocateAddress(bridge.id, IPAM_OWNER, parseCidr(ref.cidr)!.family, wanted || undefined);
+    } catch (err) {
+      const reserved = err instanceof TopologyError && err.code === 'conflict' && err.message.includes(`in use by ${IPAM_OWNER} `);
+      if (!(wanted && this.config.swarm && reserved)) throw err;
+      ip = wanted;
+    }
     return { Address: `${ip}/${prefix}`, Data: {} };
   }
 

@@ -84,9 +84,19 @@ export class NetworkDriver {
     void job.finally(() => this.nameLookups.delete(job));
   }
 
-  /** Swarm manager: check the network can be made before the swarm records it; nodes create it. */
+  /**
+   * Swarm manager, once per swarm network: the manager allocates task (and VIP) addresses from our IPAM before
+   * any node calls CreateNetwork, so the bridge is made here. Swarm passes the user's `-o` options flat, not
+   * nested as CreateNetwork's, and no `--internal`/`--ipv6` flags: a swarm network's bridge is never internal.
+   */
   async allocateNetwork(req: CreateNetworkRequest): Promise<object> {
-    bridgeSpecOf(req, this.config, () => undefined);
+    const flat: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.Options ?? {})) {
+      if (typeof v !== 'string') throw new DriverError(`option ${k}: value must be a string`);
+      flat[k] = v;
+    }
+    const ipv6 = (req.IPv6Data ?? []).length > 0;
+    await this.createNetwork({ ...req, Options: { [Label.generic]: flat, ...(ipv6 ? { [Label.enableIPv6]: true } : {}) } });
     return { Options: {} };
   }
 
@@ -133,10 +143,10 @@ export class NetworkDriver {
     if (given.length > 0) attach.ips = given;
     if (iface.MacAddress) attach.mac = iface.MacAddress;
     // Addresses from our IPAM are held by a reservation until now; the port takes them over.
-    for (const a of given) await this.backend.releaseAddress(bridge.id, stripPrefix(a), IPAM_OWNER);
+    for (const a of given) await this.backend.releaseAddress(bridge.id, stripPrefix(a), IPAM_OWNER, 5000);
     let result: AttachResult;
     try {
-      result = await this.backend.attach(attach);
+      result = await this.attachAfterHandover(attach);
     } catch (err) {
       // Put the reservations back, so Docker's ReleaseAddress finds things as it left them.
       for (const a of given) {
@@ -155,6 +165,23 @@ export class NetworkDriver {
         ...(v6 ? { AddressIPv6: v6.address } : {}),
       },
     };
+  }
+
+  /**
+   * The IPAM lists blocks from the store's change-log cache, which may not show our release yet (nor, in a swarm,
+   * the reservation the manager's agent made): while it still names the reservation as the holder, ask again for
+   * a short while.
+   */
+  private async attachAfterHandover(req: AttachRequest): Promise<AttachResult> {
+    const deadline = Date.now() + 5000;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        return await this.backend.attach(req);
+      } catch (err) {
+        if (!(err instanceof Error && err.message.includes(IPAM_OWNER)) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   async endpointOperInfo(req: EndpointRequest): Promise<object> {

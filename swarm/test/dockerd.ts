@@ -17,6 +17,8 @@ export interface Dockerd {
   /** Stop the daemon (containers left as they are: with --live-restore they keep running) and start it again. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** The daemon's last log lines, for failure messages. */
+  log(): string;
 }
 
 export const BUSYBOX_IMAGE = 'bb:latest';
@@ -89,7 +91,7 @@ export async function startDockerd(opts: { extraArgs?: string[]; netns?: string;
     await stop();
     throw err;
   }
-  return { dir, host, socket, docker, restart, stop };
+  return { dir, host, socket, docker, restart, stop, log: () => log };
 }
 
 async function importBusybox(dir: string, docker: Dockerd['docker']): Promise<void> {
