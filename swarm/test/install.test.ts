@@ -59,7 +59,20 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   t.truthy((await store.list('Bridge')).find((b) => b.value.labels['docker.network.id'] === id));
   await d.docker(['run', '-d', '--name', 'pc', '--network', 'pnet', BUSYBOX_IMAGE, 'sleep', '600']);
   t.true(await eventually(async () => d.docker(['exec', 'pc', 'ping', '-c', '1', '-W', '2', '10.82.0.1']).then(() => true, () => undefined), 15_000, 'container pings its gateway'));
-  await d.docker(['rm', '-f', 'pc']);
+  const ipOf = (c: string) => d.docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c]);
+  const ip = await ipOf('pc');
+
+  // The plugin restarts under a running container: it held nothing, so nothing is lost or made twice.
+  await d.docker(['plugin', 'disable', '-f', name]);
+  await d.docker(['plugin', 'enable', name]);
+  t.is(await ipOf('pc'), ip);
+  t.true(await d.docker(['exec', 'pc', 'ping', '-c', '1', '-W', '2', '10.82.0.1']).then(() => true, () => false), 'the datapath never depended on the plugin');
+  await d.docker(['run', '-d', '--name', 'pd', '--network', 'pnet', BUSYBOX_IMAGE, 'sleep', '600']);
+  t.true(await eventually(async () => d.docker(['exec', 'pd', 'ping', '-c', '1', '-W', '2', ip]).then(() => true, () => undefined), 15_000, 'a new container reaches the old one'));
+  const dockerPorts = async () => (await store.list('Port')).filter((p) => p.value.owner?.orchestrator === 'docker').length;
+  t.is(await eventually(async () => ((await dockerPorts()) === 2 ? 2 : undefined), 5000, 'two ports').catch(dockerPorts), 2);
+
+  await d.docker(['rm', '-f', 'pc', 'pd']);
   await d.docker(['network', 'rm', 'pnet']);
   t.deepEqual(await store.list('Bridge'), []);
 });
