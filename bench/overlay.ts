@@ -10,15 +10,6 @@ import { median, percentile, timed, type BenchContext, type BenchRow, type Bench
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const stats = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), n: xs.length });
 
-/** Gbit/s received by one single-stream iperf3 run. */
-export async function iperf(c: Cluster, from: string, to: string, seconds: number): Promise<number> {
-  const r = await c.harness.exec(from, ['iperf3', '-c', to, '-p', '5201', '-t', String(seconds), '-J']);
-  const j = JSON.parse(r.stdout || '{}') as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
-  const bps = j.end?.sum_received?.bits_per_second;
-  if (!bps) throw new Error(`iperf3 ${from} -> ${to} failed: ${j.error ?? r.stderr}`);
-  return bps / 1e9;
-}
-
 async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
   const runs = Math.max(2, Math.round(4 * ctx.scale));
   const seconds = Math.max(2, Math.round(4 * ctx.scale));
@@ -34,8 +25,8 @@ async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
     const overlay: number[] = [];
     const underlay: number[] = [];
     for (let i = 0; i < runs; i++) {
-      overlay.push(await iperf(c, w1.netns, w2.ip4!, seconds));
-      underlay.push(await iperf(c, h1.host.netns, h2.host.underlayIp, seconds));
+      overlay.push(await c.iperf(w1.netns, w2.ip4!, seconds));
+      underlay.push(await c.iperf(h1.host.netns, h2.host.underlayIp, seconds));
     }
     const o = median(overlay);
     const u = median(underlay);

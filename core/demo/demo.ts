@@ -2,7 +2,6 @@
 // agent per host), two tenants with the same subnet, and live proof of cross-host ping, throughput and isolation.
 // Everything it makes is removed at the end, on failure and on Ctrl-C.
 import { startCluster, type Cluster, type Workload } from '../../e2e/lib/cluster.js';
-import { iperf } from '../../bench/overlay.js';
 
 export interface DemoCheck {
   check: string;
@@ -86,7 +85,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     let server: { stop(): void } | undefined;
     try {
       server = await c.iperfServer(a2.netns);
-      const gbps = await iperf(c, a1.netns, a2.ip4!, seconds);
+      const gbps = await c.iperf(a1.netns, a2.ip4!, seconds);
       add({ check: 'throughput over the overlay', from: where(a1), to: where(a2), expected: '> 0', result: `${gbps.toFixed(2)} Gbit/s`, ok: gbps > 0 });
     } catch (e) {
       add({ check: 'throughput over the overlay', from: where(a1), to: where(a2), expected: '> 0', result: (e as Error).message, ok: false });

@@ -210,6 +210,18 @@ export class Cluster {
       (await this.harness.exec(netns, ['sh', '-c', 'ss -ltn | grep -q ":5201 "'])).code === 0);
   }
 
+  /** Gbit/s received in one single-stream iperf3 run from a namespace to an iperf3 server at `to`. */
+  async iperf(from: string, to: string, seconds: number): Promise<number> {
+    const r = await this.harness.exec(from, ['iperf3', '-c', to, '-p', '5201', '-t', String(seconds), '-J']);
+    let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string } = {};
+    try {
+      j = JSON.parse(r.stdout || '{}') as typeof j;
+    } catch { /* reported below with stderr */ }
+    const bps = j.end?.sum_received?.bits_per_second;
+    if (!bps) throw new Error(`iperf3 to ${to} failed: ${j.error ?? (r.stderr.trim() || `exit ${r.code}`)}`);
+    return bps / 1e9;
+  }
+
   /** The agent's log so far (for failure messages). */
   agentLog(h: ClusterHost): string {
     try {
