@@ -5,7 +5,7 @@
 // destroy() removes everything carrying the tag, whatever state a failed test left.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diff, namespacesWithPrefix, snapshotNetns } from './leaks.js';
@@ -138,12 +138,17 @@ export class Harness {
   /** Start a long-running process inside a host; its output goes to `<stateDir>/<logName>.log`. Killed by destroy(). */
   spawn(target: HarnessHost | string, argv: string[], opts: { logName?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
     const dir = typeof target === 'string' ? this.baseDir : target.stateDir;
-    const log = createWriteStream(join(dir, `${opts.logName ?? 'process'}.log`), { flags: 'a' });
-    const child = spawn(nsArgv(this.path(target), argv)[0]!, nsArgv(this.path(target), argv).slice(1), {
-      stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: opts.env ?? process.env,
-    });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    // The child writes its log itself (no pipes through this process): output after the test process's streams
+    // are gone cannot crash it, and the log survives a crash of the test.
+    const fd = openSync(join(dir, `${opts.logName ?? 'process'}.log`), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(nsArgv(this.path(target), argv)[0]!, nsArgv(this.path(target), argv).slice(1), {
+        stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env,
+      });
+    } finally {
+      closeSync(fd);
+    }
     this.procs.add(child);
     child.on('exit', () => this.procs.delete(child));
     return child;
