@@ -4,50 +4,19 @@
 // a service of three replicas spread over the hosts whose tasks reach each other across hosts; scaling down frees
 // the addresses of the tasks removed.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Ipam } from '../../core/ipam/ipam.js';
 import { randomId } from '../../core/model/ids.js';
 import { openStore } from '../../core/store/open.js';
-import { Cluster, eventually } from '../../e2e/lib/cluster.js';
+import { eventually } from '../../e2e/lib/cluster.js';
 import { bridgeIdOf } from '../driver/network-options.js';
-import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
-import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
-import { BUSYBOX_IMAGE, startDockerd, type Dockerd } from './dockerd.js';
+import { BUSYBOX_IMAGE } from './dockerd.js';
+import { startSwarm } from './swarm-cluster.js';
 
 test('a swarm service on a midonet network: replicas on three hosts reach each other, scaling down frees addresses', async (t) => {
-  const cluster = await Cluster.start({
-    hosts: 3,
-    agentArgs: ['--docker-plugin', `unix:${AGENT_PLUGIN_SOCKET_NAME}`, '--docker-scope', 'global', '--docker-host', 'unix://docker.sock'],
-  });
-  t.teardown(() => cluster.close());
-  const dir = await mkdtemp(join(tmpdir(), 'bees-swarm-plugin-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const [pluginDir, daemons] = await Promise.all([
-    buildManagedPlugin({ out: join(dir, 'plugin') }),
-    Promise.all(cluster.hosts.map((h) => startDockerd({ netns: h.host.nsName, socket: join(h.runDir, 'docker.sock') }))),
-  ]);
-  t.teardown(async () => {
-    await Promise.all(daemons.map((d) => d.stop()));
-  });
-  const [manager, ...workers] = daemons as [Dockerd, ...Dockerd[]];
-
-  const plugin = `bees-test/mn${randomBytes(3).toString('hex')}:latest`;
-  await Promise.all(daemons.map(async (d, i) => {
-    await d.docker(['plugin', 'create', plugin, pluginDir]);
-    await d.docker(['plugin', 'set', plugin, `${RUN_MOUNT}.source=${cluster.host(i).runDir}`]);
-    await d.docker(['plugin', 'enable', plugin]);
-  }));
-
-  const ip0 = cluster.host(0).host.underlayIp;
-  await manager.docker(['swarm', 'init', '--advertise-addr', ip0, '--listen-addr', `${ip0}:2377`]);
-  const token = await manager.docker(['swarm', 'join-token', '-q', 'worker']);
-  await Promise.all(workers.map((d, i) => {
-    const ip = cluster.host(i + 1).host.underlayIp;
-    return d.docker(['swarm', 'join', '--token', token, '--advertise-addr', ip, '--listen-addr', `${ip}:2377`, `${ip0}:2377`]);
-  }));
+  const swarm = await startSwarm(3);
+  t.teardown(() => swarm.close());
+  const { cluster, daemons, manager, plugin } = swarm;
   t.is(await manager.docker(['info', '-f', '{{.Swarm.Nodes}}']), '3');
 
   const netId = await manager.docker(['network', 'create', '-d', plugin, '--ipam-driver', plugin, '--subnet', '10.91.0.0/24', '--attachable', 'snet']);
