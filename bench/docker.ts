@@ -1,12 +1,37 @@
 // Docker: how long `docker run -d --network NET` takes until the container runs (its network is set up before
-// the process starts), on a midonet network (driver + IPAM) against Docker's own bridge driver, same daemon, same run.
-import { percentile, type BenchContext, type BenchSection, type BenchRow } from './report.js';
-import { BUSYBOX_IMAGE } from '../swarm/test/dockerd.js';
+// the process starts), on a midonet network (driver + IPAM) against Docker's own bridge driver, same daemon, same
+// run; and container-to-container TCP throughput across two hosts of a swarm (iperf3), midonet against Docker's
+// overlay driver (or the underlay itself when the overlay driver does not work here).
+import { spawn } from 'node:child_process';
+import { execArgv } from '../e2e/harness/shell.js';
+import { percentile, median, type BenchContext, type BenchSection, type BenchRow } from './report.js';
+import { BUSYBOX_IMAGE, type Dockerd } from '../swarm/test/dockerd.js';
 import { startSingleHost } from '../swarm/test/single-host.js';
+import { startSwarm } from '../swarm/test/swarm-cluster.js';
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {
+  const rows = [await startToRunning(ctx)];
+  let method = '';
+  try {
+    const t = await throughput(ctx);
+    rows.push(t.row);
+    method = t.method;
+  } catch (e) {
+    ctx.progress(`docker: throughput not measured: ${(e as Error).message}`);
+  }
+  return {
+    title: 'Docker libnetwork driver',
+    method: `Start to running: one dockerd (vfs storage, --iptables=false) in a harness host namespace whose bees agent `
+      + '(store in ZooKeeper) serves the plugin; busybox containers started and removed one at a time on a midonet '
+      + 'network (driver + IPAM) and on a Docker bridge network, interleaved, after one warm-up each; one resident '
+      + `container keeps each network present on the host. ${method}`,
+    rows,
+  };
+}
+
+async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
   const n = Math.max(3, Math.round(15 * ctx.scale));
-  ctx.progress('docker: starting ZooKeeper, an agent, a dockerd and the midonet driver');
+  ctx.progress('docker: starting ZooKeeper, an agent serving the midonet plugin, and a dockerd');
   const env = await startSingleHost();
   try {
     const { docker } = env.dockerd;
@@ -33,19 +58,84 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     const stats = (s: number[]) => ({ p50: percentile(s, 50), p90: percentile(s, 90), max: Math.max(...s) });
     const ours = stats(samples.mnet);
     const reference = stats(samples.bnet);
-    const row: BenchRow = {
-      name: 'docker run -d --network (start to running)',
+    return {
+      name: `docker run -d --network (start to running, n=${n})`,
       ours, reference, ratio: ours.p50 / reference.p50, unit: 'ms',
       note: 'ratio = midonet p50 / bridge p50; lower is better. The whole `docker run -d` CLI round trip is timed.',
     };
-    return {
-      title: 'Docker libnetwork driver',
-      method: `One dockerd (vfs storage, --iptables=false) in a harness host namespace with a bees agent (store in ZooKeeper); `
-        + `${n} containers (busybox) started and removed one at a time on a midonet network (driver + IPAM) and on a `
-        + 'Docker bridge network, interleaved, after one warm-up each; one resident container keeps each network present on the host.',
-      rows: [row],
-    };
   } finally {
     await env.close();
+  }
+}
+
+/** One iperf3 run from namespace `from` to a one-off server in namespace `to` at `ip`; Gbit/s received. */
+async function iperf(from: string, to: string, ip: string, seconds: number): Promise<number> {
+  const server = spawn('nsenter', [`--net=${to}`, '/usr/bin/iperf3', '-s', '-1'], { stdio: 'ignore' });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const r = await execArgv(['nsenter', `--net=${from}`, '/usr/bin/iperf3', '-c', ip, '-t', String(seconds), '-J'], undefined, (seconds + 20) * 1000);
+      // -J reports failures (server not listening yet) in the JSON, sometimes with exit code 0.
+      let bps: number | undefined;
+      try {
+        bps = (JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received?.bits_per_second;
+      } catch {
+        bps = undefined;
+      }
+      if (r.code === 0 && bps) return bps / 1e9;
+      if (attempt >= 20) throw new Error(`iperf3 to ${ip}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  } finally {
+    server.kill();
+  }
+}
+
+async function throughput(ctx: BenchContext): Promise<{ row: BenchRow; method: string }> {
+  const runs = Math.max(2, Math.round(5 * ctx.scale));
+  const seconds = 3;
+  ctx.progress('docker: starting a two-host swarm (agents, dockerds, managed plugin)');
+  const swarm = await startSwarm(2);
+  try {
+    const { manager, daemons, plugin, cluster } = swarm;
+    const [d0, d1] = daemons as [Dockerd, Dockerd];
+    await manager.docker(['network', 'create', '-d', plugin, '--ipam-driver', plugin, '--subnet', '10.93.0.0/24', '--attachable', 'mswarm']);
+    const overlay = await manager.docker(['network', 'create', '-d', 'overlay', '--subnet', '10.94.0.0/24', '--attachable', 'oswarm'])
+      .then(() => true, () => false);
+    // A pair of containers per network, one on each host; iperf3 runs in their namespaces from the host.
+    const pair = async (net: string) => {
+      const ns = async (d: Dockerd, name: string) => {
+        await d.docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
+        const [pid, ip] = (await d.docker(['inspect', '-f', '{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])).split(' ');
+        return { netns: `/proc/${pid}/ns/net`, ip: ip! };
+      };
+      return { a: await ns(d0, `${net}-a`), b: await ns(d1, `${net}-b`) };
+    };
+    const ours = await pair('mswarm');
+    let reference = overlay ? await pair('oswarm').catch(() => undefined) : undefined;
+    if (reference && !(await iperf(reference.a.netns, reference.b.netns, reference.b.ip, 1).then(() => true, () => false))) reference = undefined;
+    const h0 = cluster.host(0).host;
+    const h1 = cluster.host(1).host;
+    const ref = reference ?? { a: { netns: h0.netns, ip: h0.underlayIp }, b: { netns: h1.netns, ip: h1.underlayIp } };
+    const samples = { ours: [] as number[], ref: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      samples.ours.push(await iperf(ours.a.netns, ours.b.netns, ours.b.ip, seconds));
+      samples.ref.push(await iperf(ref.a.netns, ref.b.netns, ref.b.ip, seconds));
+      ctx.progress(`docker: throughput ${i + 1}/${runs}`);
+    }
+    const what = reference ? "Docker's overlay driver" : 'the underlay (host to host; the overlay driver did not work here)';
+    return {
+      row: {
+        name: `container to container across hosts, TCP (iperf3, ${seconds} s x ${runs})`,
+        ours: { p50: median(samples.ours), max: Math.max(...samples.ours) },
+        reference: { p50: median(samples.ref), max: Math.max(...samples.ref) },
+        ratio: median(samples.ours) / median(samples.ref), unit: 'Gbit/s',
+        note: `reference: ${what}; ratio = midonet / reference, higher is better.`,
+      },
+      method: `Throughput: a two-host swarm (one agent and one dockerd per harness host, the managed plugin on both), one `
+        + `container per host on an attachable midonet network and on the reference, single-stream iperf3 run in the `
+        + `containers' namespaces, interleaved.`,
+    };
+  } finally {
+    await swarm.close();
   }
 }

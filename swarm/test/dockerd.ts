@@ -61,11 +61,15 @@ export async function startDockerd(opts: { extraArgs?: string[]; netns?: string;
     }
   };
   const stop = async () => {
+    let plugins: string[] = [];
     if (child.exitCode === null) {
       // Containers first, so their namespaces and veths go with them.
       await docker(['ps', '-aq']).then((ids) => (ids ? docker(['rm', '-f', ...ids.split('\n')]) : '')).catch(() => undefined);
+      plugins = await docker(['plugin', 'ls', '-q', '--no-trunc']).then((ids) => ids.split('\n').filter(Boolean), () => []);
       await terminate();
     }
+    // Managed plugins' sockets live in /run/docker/plugins/<id>, outside the daemon's own roots.
+    for (const id of plugins) await rm(join('/run/docker/plugins', id), { recursive: true, force: true });
     // vfs layers and netns mounts may remain mounted under the roots.
     await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
