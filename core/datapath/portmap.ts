@@ -60,13 +60,23 @@ function check(m: PublishedPort): void {
 
 type Elem = { map: 'any' | 'addr'; key: string; owner: string | undefined };
 
+/**
+ * Namespaces where this process saw no table and has published nothing since: unpublishing there (every detach)
+ * costs no `nft` spawn. Only this module writes the table, and one agent serves one namespace.
+ */
+const noTable = new Set<string>();
+
 /** Every element of both maps, with its owner (the comment). */
 async function elements(netns: string | undefined): Promise<Elem[] | undefined> {
+  if (noTable.has(netns ?? '')) return undefined;
   let text: string;
   try {
     text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', 'ip', PORTMAP_TABLE]), { context: 'read port mappings' });
   } catch (e) {
-    if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) return undefined;
+    if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) {
+      noTable.add(netns ?? '');
+      return undefined;
+    }
     throw e;
   }
   // nft's JSON: {nftables: [{map: {name, elem: [[{elem: {val: {concat: [...]}, comment}}, target], …]}}]}
@@ -88,7 +98,17 @@ async function elements(netns: string | undefined): Promise<Elem[] | undefined> 
  * Make `owner`'s published ports exactly `mappings` (an empty list unpublishes). A host port held by another
  * owner is refused, and nothing changes.
  */
-export async function publishPorts(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
+export function publishPorts(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
+  // One change at a time: a check-then-act of one owner (is the key free? is the table empty?) must not
+  // interleave with another's.
+  const next = queue.then(() => publishNow(netns, owner, mappings));
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+
+async function publishNow(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
   if (!OWNER.test(owner)) throw new PortMapError('invalid', `port mapping owner ${JSON.stringify(owner)}: letters, digits and - only`);
   mappings.forEach(check);
   const current = (await elements(netns)) ?? [];
@@ -103,6 +123,7 @@ export async function publishPorts(netns: string | undefined, owner: string, map
     // `create` fails on a key someone added meanwhile, where `add` would keep theirs silently.
     lines.push(`create element ${T} ${anyAddr ? 'any' : 'addr'} { ${key} comment "${owner}" : ${m.ip} . ${m.port} }`);
   }
+  noTable.delete(netns ?? '');
   await nftApply(netns, `${lines.join('\n')}\n`, `publish ports of ${owner}`);
   if (mappings.length === 0) await dropIfEmpty(netns);
 }
@@ -120,7 +141,6 @@ export async function publishedPorts(netns: string | undefined, owner: string): 
 async function dropIfEmpty(netns: string | undefined): Promise<void> {
   const left = await elements(netns);
   if (left && left.length === 0) {
-    // A publish racing this delete is safe: its script starts by adding the table back.
-    await nftApply(netns, `delete table ${T}\n`, 'remove the empty port mapping table').catch(() => undefined);
+    await nftApply(netns, `delete table ${T}\n`, 'remove the empty port mapping table').then(() => noTable.add(netns ?? ''), () => undefined);
   }
 }
