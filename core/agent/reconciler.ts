@@ -2,12 +2,14 @@
 // bridges with their remote ports, router instances with their legs and neighbours) and converge the datapath to
 // it. Runs after every relevant change (coalesced) and periodically; converging healthy state changes nothing, so
 // a restarted agent picks up where the old one left without disturbing traffic.
+import { performance } from 'node:perf_hooks';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
-import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterRoute } from '../datapath/types.js';
+import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { TopologyCache } from './cache.js';
 import { KeyedMutex, SharedExclusiveLock } from './locks.js';
 import { TopologyError } from '../topology/errors.js';
+import { traceLine, type Trace } from './trace.js';
 
 /** What the reconciler needs of a datapath (LinuxDatapath implements it). */
 export interface HostDatapath {
@@ -17,6 +19,8 @@ export interface HostDatapath {
   unplug(hostIfname: string): Promise<void>;
   checkPlug(p: PlugSpec): Promise<string[]>;
   ensureRouter(r: DesiredRouter): Promise<void>;
+  /** Optional fast path: change only the permanent neighbours of a router ensureRouter has set up. */
+  setRouterNeighbours?(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void>;
   removeRouter(id: string): Promise<void>;
   inventory(): Promise<Inventory>;
   sweep(desired: Partial<Inventory>): Promise<void>;
@@ -266,14 +270,17 @@ export class Reconciler {
    * Plug a workload now (attach cannot wait for the next pass): its bridge and the routers on it are converged
    * first, then the veth is made. Runs alongside other plugs, never during a sweep.
    */
-  async plugPort(portId: string, bridge: Bridge, spec: PlugSpec): Promise<PlugResult> {
+  async plugPort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace): Promise<PlugResult> {
     this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '' });
+    const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
+    const waited = performance.now();
     try {
       return await this.lock.runShared(async () => {
-        const plan = this.plan();
+        if (tr) tr.mark('lockWait', performance.now() - waited);
+        const plan = await phase('plan', async () => this.plan());
         const desired = plan.bridges.get(bridge.id);
         if (!desired) throw new TopologyError('conflict', `network ${bridge.name} is administratively down`, 'network');
-        await this.ensureBridge(desired);
+        await phase('ensureBridge', () => this.ensureBridge(desired));
         // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
         // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
         for (const r of plan.routers.values()) {
@@ -283,7 +290,7 @@ export class Reconciler {
           await this.ensureRouter(r);
         }
         this.trigger();
-        return this.datapath.plug(spec);
+        return phase('dpPlug', () => this.datapath.plug(spec));
       });
     } catch (err) {
       this.pins.delete(portId);
@@ -296,16 +303,36 @@ export class Reconciler {
   }
 
   private ensureRouter(r: DesiredRouter): Promise<void> {
-    return this.converged(`router/${r.id}`, r, () => this.datapath.ensureRouter(r));
+    return this.converged(`router/${r.id}`, r, async (prevJson) => {
+      // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
+      // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
+      const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
+      if (prev && this.datapath.setRouterNeighbours && sameButNeighbours(prev, r)) {
+        const key = (n: RouterNeighbour): string => `${n.ip}|${n.vni}`;
+        const was = new Map((prev.neighbours ?? []).map((n) => [key(n), n]));
+        const now = new Map((r.neighbours ?? []).map((n) => [key(n), n]));
+        const add = [...now.values()].filter((n) => was.get(key(n))?.mac !== n.mac);
+        const remove = [...was.values()].filter((n) => !now.has(key(n)));
+        await this.datapath.setRouterNeighbours(r.id, add, remove);
+        return;
+      }
+      await this.datapath.ensureRouter(r);
+    });
   }
 
-  /** Run `apply` unless `desired` is what was last applied under `key`; one apply per key at a time. */
-  private converged(key: string, desired: unknown, apply: () => Promise<void>): Promise<void> {
+  /**
+   * Run `apply` unless `desired` is what was last applied under `key`; one apply per key at a time. `apply` is
+   * given what was last applied (JSON), so it can change only the difference.
+   */
+  private converged(key: string, desired: unknown, apply: (prevJson: string | undefined) => Promise<void>): Promise<void> {
     return this.keyed.run(key, async () => {
       const json = JSON.stringify(desired);
-      if (this.applied.get(key) === json) return;
+      const prevJson = this.applied.get(key);
+      if (prevJson === json) return;
       this.applied.delete(key);
-      await apply();
+      const t0 = performance.now();
+      await apply(prevJson);
+      traceLine(`converge ${key} ${(performance.now() - t0).toFixed(1)}`);
       this.applied.set(key, json);
     });
   }
@@ -323,6 +350,11 @@ export class Reconciler {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
   }
+}
+
+/** Two router states differ at most in their neighbours. */
+function sameButNeighbours(a: DesiredRouter, b: DesiredRouter): boolean {
+  return JSON.stringify({ ...a, neighbours: [] }) === JSON.stringify({ ...b, neighbours: [] });
 }
 
 /** Keys of the bridges and routers a plan holds (what a sweep would keep). */

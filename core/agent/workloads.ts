@@ -22,6 +22,7 @@ import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
 import { KeyedMutex } from './locks.js';
+import { startTrace, type Trace } from './trace.js';
 
 const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
 const IFNAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
@@ -63,39 +64,47 @@ export class Workloads {
     if (typeof req.network !== 'string' || req.network === '') throw invalid('network is required', 'network');
     if (req.mac !== undefined && !isMac(req.mac)) throw invalid(`mac ${JSON.stringify(req.mac)} is not a MAC address`, 'mac');
     const requested = (req.ips ?? []).map((ip, i) => requestedIp(ip, `ips[${i}]`));
-    const bridge = await this.resolveBridge(req);
-    const portId = workloadPortId(bridge.id, ownerKey(req), req.ifname);
-    return this.serialised(portId, () => this.attachLocked(req, bridge, portId, requested));
+    const tr = startTrace(`attach ${ownerKey(req)}`);
+    try {
+      const bridge = await tr.phase('resolve', () => this.resolveBridge(req));
+      const portId = workloadPortId(bridge.id, ownerKey(req), req.ifname);
+      const r = await this.serialised(portId, () => this.attachLocked(req, bridge, portId, requested, tr));
+      tr.end();
+      return r;
+    } catch (e) {
+      tr.end('failed');
+      throw e;
+    }
   }
 
-  private async attachLocked(req: AttachRequest, bridge: Bridge, portId: string, requested: string[]): Promise<AttachResult> {
+  private async attachLocked(req: AttachRequest, bridge: Bridge, portId: string, requested: string[], tr: Trace): Promise<AttachResult> {
     const { topology, ipam, hostId } = this.d;
-    await this.ensureGateway(bridge);
+    await tr.phase('gateway', () => this.ensureGateway(bridge));
     const hostIfname = hostIfnameOf(portId);
     const owner = ownerKey(req);
     let existing: Port | undefined;
     try {
-      existing = await topology.get('Port', portId);
+      existing = await tr.phase('getPort', () => topology.get('Port', portId));
     } catch (e) {
       if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
     }
     let addresses: IpamResult[] = [];
     let created = false;
     try {
-      addresses = await ipam.allocate(bridge, owner, req.ifname, requested.length ? { requested } : {});
+      addresses = await tr.phase('ipam', () => ipam.allocate(bridge, owner, req.ifname, requested.length ? { requested } : {}));
       const mac = req.mac ? normalizeMac(req.mac) : existing?.mac ?? macFor(portId);
       const ips = addresses.map((a) => a.address);
       const labels = { ...(req.labels ?? {}) };
       // Plug first, then record the port already up: one store write on the attach path instead of two. The
       // reconciler pins the new veth and its bridge until its cache sees the port, so no sweep removes them.
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
-      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec);
+      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec, tr);
       if (!existing) {
-        await topology.create('Port', {
+        await tr.phase('createPort', () => topology.create('Port', {
           id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
           hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
           adminStateUp: true, status: 'up', portSecurity: true, portGroupIds: [], options: labels,
-        });
+        }));
         created = true;
       } else if (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname ||
           existing.ips.join() !== ips.join() || existing.status !== 'up') {
@@ -171,9 +180,20 @@ export class Workloads {
 
   async detach(req: DetachRequest): Promise<void> {
     validateRef(req);
-    const ports = await this.portsOf(req);
+    const tr = startTrace(`detach ${ownerKey(req)}`);
+    try {
+      await this.detachTraced(req, tr);
+      tr.end();
+    } catch (e) {
+      tr.end('failed');
+      throw e;
+    }
+  }
+
+  private async detachTraced(req: DetachRequest, tr: Trace): Promise<void> {
+    const ports = await tr.phase('portsOf', () => this.portsOf(req));
     for (const port of ports) {
-      await this.serialised(port.id, () => this.detachPort(port));
+      await this.serialised(port.id, () => this.detachPort(port, tr));
     }
     // Addresses held without a port (an attach that died before recording it) are still freed: on the named
     // network, or on every network when the port is unknown.
@@ -185,15 +205,16 @@ export class Workloads {
     }
   }
 
-  private async detachPort(port: Port): Promise<void> {
-    await unpublishPorts(undefined, port.id);
-    if (port.interfaceName) await this.d.reconciler.unplugPort(port.id, port.interfaceName);
+  private async detachPort(port: Port, tr?: Trace): Promise<void> {
+    const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
+    await phase('unpublish', () => unpublishPorts(undefined, port.id));
+    if (port.interfaceName) await phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!));
     try {
-      await this.d.topology.delete('Port', port.id);
+      await phase('deletePort', () => this.d.topology.delete('Port', port.id));
     } catch (e) {
       if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
     }
-    if (port.owner && port.bridgeId) await this.d.ipam.release(port.bridgeId, ownerKey(port.owner), port.owner.ifname);
+    if (port.owner && port.bridgeId) await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
     this.d.reconciler.trigger();
   }
 

@@ -8,8 +8,8 @@ import { ipBatch, nftApply, runJson } from './exec.js';
 import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
 import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
-import { ensureRouter, NETNS_DIR, removeRouter, type RouterContext } from './router.js';
-import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec } from './types.js';
+import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
+import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from './types.js';
 
 export const DEFAULT_TUNNEL_PORT = 6677;
 
@@ -60,6 +60,10 @@ export class LinuxDatapath {
 
   removeRouter(id: string): Promise<void> {
     return removeRouter(this.ctx, id);
+  }
+
+  setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
+    return setRouterNeighbours(this.ctx, id, add, remove);
   }
 
   /** What of ours exists on this host. */

@@ -9,7 +9,7 @@ import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson, systemTool } from './exec.js';
 import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
-import type { DesiredRouter } from './types.js';
+import type { DesiredRouter, RouterNeighbour } from './types.js';
 
 export const NETNS_DIR = '/run/netns';
 /** Uplinks get a /30 of this range per router: .1 in the router, .2 on the host. */
@@ -60,6 +60,28 @@ async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
     if (isGone(e)) return [];
     throw e;
   }
+}
+
+/**
+ * Only the permanent neighbours of a router already in place change (a workload came or went on one of its
+ * bridges): one batch in its namespace instead of a full ensureRouter (which reads and rewrites everything).
+ * Removing an entry that is not there is not an error (flush).
+ */
+export async function setRouterNeighbours(ctx: RouterContext, id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
+  checkId(id);
+  const nsPath = `${NETNS_DIR}/${routerNsName(ctx.routerNsPrefix, id)}`;
+  const lines: string[] = [];
+  for (const n of remove) {
+    familyOf(n.ip, `neighbour of router ${id}`);
+    checkVni(n.vni);
+    lines.push(`neigh flush to ${n.ip} dev ${routerLegName(n.vni)} nud permanent`);
+  }
+  for (const n of add) {
+    familyOf(n.ip, `neighbour of router ${id}`);
+    checkVni(n.vni);
+    lines.push(`neigh replace ${n.ip} lladdr ${normalizeMac(n.mac)} dev ${routerLegName(n.vni)} nud permanent`);
+  }
+  await ipBatch(nsPath, lines, `router ${id}: could not update neighbours`);
 }
 
 export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promise<void> {

@@ -2,6 +2,7 @@
 import test from 'ava';
 import type { DesiredRouter, GatewayAddress } from '../datapath/index.js';
 import { OUTSIDE_IP } from '../../e2e/harness/index.js';
+import { routerNsName } from '../datapath/names.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
 interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
@@ -86,6 +87,19 @@ test.serial('a distributed router joins two bridges: cross-host cross-bridge tra
   t.is(routes.stdout.trim(), '', 'host route to A removed');
   t.true(await c.h.ping(wa1.netns!, OUTSIDE_IP));
   t.deepEqual((await c.dp.get('h1')!.inventory()).routers, [r.id]);
+
+  // Neighbours alone change in one batch: gone ones are flushed (also ones already absent), new ones added.
+  const ns = routerNsName(c.h.host('h1').routerNsPrefix, r.id);
+  const permanent = async (): Promise<string[]> => {
+    const out = await c.h.exec(c.h.host('h1'), ['ip', '-n', ns, '-j', 'neigh', 'show', 'nud', 'permanent']);
+    return (JSON.parse(out.stdout || '[]') as { dst: string; lladdr: string }[]).map((n) => `${n.dst} ${n.lladdr}`).sort();
+  };
+  const gone = r.neighbours!.filter((n) => n.mac === wb3.mac);
+  const extra = { ip: b.v4.replace(/0\/24$/, '77'), mac: mac(), vni: b.vni };
+  await c.dp.get('h1')!.setRouterNeighbours(r.id, [extra], [...gone, { ip: b.v4.replace(/0\/24$/, '78'), mac: mac(), vni: b.vni }]);
+  const expected = [...r.neighbours!.filter((n) => n.mac !== wb3.mac), extra].map((n) => `${n.ip} ${n.mac}`).sort();
+  t.deepEqual(await permanent(), expected);
+  await c.dp.get('h1')!.ensureRouter(r);
 
   await teardownAll(c, ports, [a, b], [r]);
   t.deepEqual(await c.h.allLeaks(), {});
