@@ -95,19 +95,25 @@ export class Workloads {
       const mac = req.mac ? normalizeMac(req.mac) : existing?.mac ?? macFor(portId);
       const ips = addresses.map((a) => a.address);
       const labels = { ...(req.labels ?? {}) };
-      // Plug first, then record the port already up: one store write on the attach path instead of two. The
-      // reconciler pins the new veth and its bridge until its cache sees the port, so no sweep removes them.
+      // The port is recorded already up: one store write on the attach path instead of two. The reconciler pins
+      // the new veth and its bridge until its cache sees the port, so no sweep removes them.
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
-      const plugged = await this.d.reconciler.plugPort(portId, bridge, spec, tr);
-      if (!existing) {
-        await tr.phase('createPort', () => topology.create('Port', {
-          id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
-          hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
-          adminStateUp: true, status: 'up', portSecurity: true, portGroupIds: [], options: labels,
-        }));
-        created = true;
-      } else if (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname ||
-          existing.ips.join() !== ips.join() || existing.status !== 'up') {
+      // A new port is recorded while the interface is made (the store write and the processes overlap); attach
+      // returns once both are done, and a failure of either undoes both below.
+      const record = existing ? Promise.resolve() : tr.phase('createPort', () => topology.create('Port', {
+        id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
+        hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
+        adminStateUp: true, status: 'up', portSecurity: true, portGroupIds: [], options: labels,
+      })).then(() => { created = true; });
+      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr), record]);
+      if (p.status === 'rejected') {
+        await record.catch(() => undefined);
+        throw p.reason;
+      }
+      if (r.status === 'rejected') throw r.reason;
+      const plugged = p.value;
+      if (existing && (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname ||
+          existing.ips.join() !== ips.join() || existing.status !== 'up')) {
         // Re-binding (the workload moved here, or an earlier attach stopped half-way): the port follows it.
         await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels, status: 'up' });
       }
@@ -207,8 +213,11 @@ export class Workloads {
 
   private async detachPort(port: Port, tr?: Trace): Promise<void> {
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
-    await phase('unpublish', () => unpublishPorts(undefined, port.id));
-    if (port.interfaceName) await phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!));
+    // Published ports and the interface are separate kernel objects: removed side by side.
+    await Promise.all([
+      phase('unpublish', () => unpublishPorts(undefined, port.id)),
+      port.interfaceName ? phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
+    ]);
     try {
       await phase('deletePort', () => this.d.topology.delete('Port', port.id));
     } catch (e) {
