@@ -62,7 +62,10 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   // a new container can start.
   await cluster.killAgent(host);
   t.true(await ping('ca', ipB), 'the datapath runs without the agent');
-  await cluster.startAgent(host);
+  await cluster.startAgent(host).catch((e: Error) => {
+    t.log(cluster.agentLog(host).slice(-4000));
+    throw e;
+  });
   t.is(await ipOf('ca'), ipA);
   t.true(await reaches('ca', ipB, 'a pings b after the agent restart'));
   await run('cc');
