@@ -43,8 +43,9 @@ export interface AgentOptions {
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
   /**
-   * Services hosted in the agent process once its APIs are up (the Docker plugin): they share the agent's store
-   * client, topology view and workload logic instead of opening a store of their own. Closed first on stop.
+   * Services hosted in the agent process (the Docker plugin), started before its APIs answer: they share the
+   * agent's store client, topology view and workload logic instead of opening a store of their own. Closed first
+   * on stop.
    */
   extraServices?: ((agent: Agent) => Promise<AgentService>)[];
   log?: (msg: string) => void;
