@@ -1,83 +1,50 @@
-// The little address arithmetic libnetwork's words need: CIDR checks, overlap, "first usable", next block.
-import ipaddr from 'ipaddr.js';
+// libnetwork's address words (pools, sub-pools, "first usable", next free block) over the project's IP module,
+// in the forgiving form the driver wants: a malformed value is `undefined`/`false`, never a throw.
+import * as ip from '../../core/net/ip.js';
 
-export type Cidr = { addr: ipaddr.IPv4 | ipaddr.IPv6; prefix: number; family: 4 | 6 };
+export type Cidr = { address: string; prefix: number; family: 4 | 6 };
 
 /** Parse "10.1.0.0/24"; undefined if it is not a CIDR. */
 export function parseCidr(s: string): Cidr | undefined {
-  try {
-    const [addr, prefix] = ipaddr.parseCIDR(s);
-    return { addr, prefix, family: addr.kind() === 'ipv4' ? 4 : 6 };
-  } catch {
-    return undefined;
-  }
+  if (!ip.isCidr(s)) return undefined;
+  const c = ip.parseCidr(s);
+  return { address: ip.formatIp({ family: c.family, value: c.address }), prefix: c.prefix, family: c.family };
 }
 
 export function isIp(s: string): boolean {
-  return ipaddr.isValid(s) && !s.includes('/');
+  return ip.isIp(s);
 }
 
-export function familyOf(ip: string): 4 | 6 {
-  return ipaddr.parse(ip).kind() === 'ipv4' ? 4 : 6;
-}
-
-function toBig(a: ipaddr.IPv4 | ipaddr.IPv6): bigint {
-  return a.toByteArray().reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
-}
-
-function fromBig(n: bigint, family: 4 | 6): string {
-  const len = family === 4 ? 4 : 16;
-  const bytes: number[] = [];
-  for (let i = 0; i < len; i++) {
-    bytes.unshift(Number(n & 0xffn));
-    n >>= 8n;
-  }
-  return ipaddr.fromByteArray(bytes).toString();
-}
-
-function bits(c: Cidr): number {
-  return c.family === 4 ? 32 : 128;
+export function familyOf(addr: string): 4 | 6 {
+  return ip.parseIp(addr).family;
 }
 
 /** The canonical network form: "10.1.0.7/24" -> "10.1.0.0/24". */
 export function networkOf(c: Cidr): string {
-  const size = BigInt(bits(c) - c.prefix);
-  const base = (toBig(c.addr) >> size) << size;
-  return `${fromBig(base, c.family)}/${c.prefix}`;
+  return ip.canonicalCidr(`${c.address}/${c.prefix}`);
 }
 
-export function contains(cidr: string, ip: string): boolean {
-  const c = parseCidr(cidr);
-  if (!c || !ipaddr.isValid(ip)) return false;
-  const a = ipaddr.parse(ip);
-  return a.kind() === c.addr.kind() && a.match([c.addr, c.prefix] as [ipaddr.IPv4 | ipaddr.IPv6, number]);
+export function contains(cidr: string, addr: string): boolean {
+  return ip.isCidr(cidr) && ip.isIp(addr) && ip.contains(cidr, addr);
 }
 
 export function overlaps(a: string, b: string): boolean {
-  const ca = parseCidr(a);
-  const cb = parseCidr(b);
-  if (!ca || !cb || ca.family !== cb.family) return false;
-  // Two aligned blocks overlap exactly when one holds the other's first address.
-  return contains(a, stripPrefix(networkOf(cb))) || contains(b, stripPrefix(networkOf(ca)));
+  return ip.isCidr(a) && ip.isCidr(b) && ip.overlaps(a, b);
 }
 
 /** The first host address of a subnet (the conventional gateway), e.g. 10.1.0.1 for 10.1.0.0/24. */
 export function firstUsable(cidr: string): string {
-  const c = parseCidr(cidr);
-  if (!c) throw new Error(`not a CIDR: ${cidr}`);
-  const size = BigInt(bits(c) - c.prefix);
-  const base = (toBig(c.addr) >> size) << size;
-  return fromBig(size === 0n ? base : base + 1n, c.family);
+  return ip.formatIp(ip.firstUsable(cidr));
 }
 
 /** The `index`-th block of length `prefix` inside `within`, or undefined past the end. */
 export function nthBlock(within: string, prefix: number, index: number): string | undefined {
-  const c = parseCidr(within);
-  if (!c || prefix < c.prefix || prefix > bits(c)) return undefined;
-  if (BigInt(index) >= 1n << BigInt(prefix - c.prefix)) return undefined;
-  const size = BigInt(bits(c) - prefix);
-  const base = (toBig(c.addr) >> BigInt(bits(c) - c.prefix)) << BigInt(bits(c) - c.prefix);
-  return `${fromBig(base + (BigInt(index) << size), c.family)}/${prefix}`;
+  if (!ip.isCidr(within)) return undefined;
+  const c = ip.parseCidr(within);
+  const bits = ip.bitsOf(c.family);
+  if (prefix < c.prefix || prefix > bits || BigInt(index) >= 1n << BigInt(prefix - c.prefix)) return undefined;
+  const value = c.network + (BigInt(index) << BigInt(bits - prefix));
+  return `${ip.formatIp({ family: c.family, value })}/${prefix}`;
 }
 
 /** "10.1.0.5/24" -> "10.1.0.5"; a plain IP is returned as it is. */

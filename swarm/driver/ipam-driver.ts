@@ -79,7 +79,7 @@ export class IpamDriver {
     let range: string | undefined;
     if (sub) {
       const s = parseCidr(sub);
-      if (!s || s.family !== family || s.prefix < parseCidr(cidr)!.prefix || !contains(cidr, s.addr.toString())) {
+      if (!s || s.family !== family || s.prefix < parseCidr(cidr)!.prefix || !contains(cidr, s.address)) {
         throw new DriverError(`sub-pool ${JSON.stringify(sub)} is not a CIDR inside ${cidr}`);
       }
       range = networkOf(s);
