@@ -101,7 +101,10 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
     ['cni', bridge.id, h2.hostId], ['cni', bridge.id, h2.hostId], ['docker', bridge.id, h1.hostId],
   ].sort());
 
-  // 4. All three pairs, both directions.
+  // 4. All three pairs, both directions. Docker<->podman and Docker<->CRI cross the underlay in VXLAN (UDP 6677)
+  // both ways: counted on the underlay bridge, so a path that bypassed the overlay would show.
+  const vxlan = (from: typeof h1, to: typeof h1) => harness.underlayCounter(`ip saddr ${from.host.underlayIp} ip daddr ${to.host.underlayIp} udp dport 6677`);
+  const [there, back] = [await vxlan(h1, h2), await vxlan(h2, h1)];
   const pingFrom: Record<string, (ip: string) => Promise<boolean>> = {
     docker: (ip) => docker(['exec', 'dk', 'ping', '-c', '1', '-W', '1', ip]).then(() => true, () => false),
     podman: (ip) => podman.run(['exec', 'pm', 'ping', '-c', '1', '-W', '1', ip]).then(() => true, () => false),
@@ -115,6 +118,8 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
       t.true(ok, `${from} -> ${to} (${ipOf[to]})`);
     }
   }
+
+  t.true((await there()) > 0 && (await back()) > 0, 'the cross-host pings went over VXLAN both ways');
 
   // 5. Tear down through each orchestrator; the Docker network goes last (it holds the bridge).
   await podman.run(['rm', '-f', '-t', '0', 'pm']);
