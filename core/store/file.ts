@@ -6,6 +6,7 @@
 //   lock            the owner's pid
 //   snapshot.json   {"seq": N, "objects": {Kind: {id: [version, json]}}} — state after change N
 //   journal         lines "<crc32 hex> <json>", each {"changes": Change-like[]} of one commit, in seq order
+import { deliver, type StoredChange, type Watcher } from './watcher.js';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +14,6 @@ import { crc32 } from 'node:zlib';
 import type { Kind, Models } from '../model/types.js';
 import {
   StoreError,
-  type Change,
   type ChangeHandler,
   type EphemeralHandler,
   type Op,
@@ -37,22 +37,7 @@ interface Entry {
   json: string;
 }
 
-/** A change as journalled: the value stays JSON text until a watcher needs it. */
-interface StoredChange {
-  seq: number;
-  kind: Kind;
-  id: string;
-  type: Change['type'];
-  version: number;
-  json?: string;
-}
 
-interface Watcher {
-  handler: ChangeHandler;
-  kinds?: ReadonlySet<Kind>;
-  /** The last seq this watcher has been given; it never sees one twice. */
-  cursor: number;
-}
 
 interface PendingCommit {
   line: string;
@@ -493,16 +478,7 @@ export class FileStore implements Store {
   }
 
   private deliverOne(w: Watcher, c: StoredChange): void {
-    if (c.seq <= w.cursor) return;
-    w.cursor = c.seq;
-    if (w.kinds && !w.kinds.has(c.kind)) return;
-    const change: Change = { seq: c.seq, kind: c.kind, id: c.id, type: c.type, version: c.version };
-    if (c.json !== undefined) change.value = JSON.parse(c.json);
-    try {
-      w.handler(change);
-    } catch (err) {
-      process.emitWarning(`bees file store: a watch handler threw: ${(err as Error).stack ?? err}`);
-    }
+    deliver(w, c, 'file');
   }
 
   async watch(handler: ChangeHandler, options: WatchOptions = {}): Promise<() => void> {

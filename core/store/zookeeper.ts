@@ -8,6 +8,7 @@
 //                        presence proves the first attempt committed, so a retry never applies a write twice
 //   meta/trimmed         the highest Change.seq removed from the log (resuming before it is 'Gone')
 //   ephemeral/<key>      EPHEMERAL znodes, key percent-encoded (so '/' fits in one name)
+import { deliver, type StoredChange as BaseChange, type Watcher } from './watcher.js';
 import { randomUUID } from 'node:crypto';
 import zookeeper, { type Client, type Stat } from 'node-zookeeper-client';
 import { KINDS, type Kind, type Models } from '../model/types.js';
@@ -99,13 +100,7 @@ function parseLogName(name: string): LogName | undefined {
   return m ? { name, tx: Number(m[2]) + 1, count: Number(m[1]) } : undefined;
 }
 
-interface StoredChange {
-  seq: number;
-  kind: Kind;
-  id: string;
-  type: Change['type'];
-  version: number;
-  json?: string;
+interface StoredChange extends BaseChange {
   zxid: bigint;
 }
 
@@ -115,11 +110,6 @@ interface CacheEntry {
   zxid: bigint;
 }
 
-interface Watcher {
-  handler: ChangeHandler;
-  kinds?: ReadonlySet<Kind>;
-  cursor: number;
-}
 
 // `any`: node-zookeeper-client callbacks pass differently shaped results (and Exception objects) per call;
 // each caller states the type it expects.
@@ -674,16 +664,7 @@ export class ZooKeeperStore implements Store {
   }
 
   private deliverOne(w: Watcher, c: StoredChange): void {
-    if (c.seq <= w.cursor) return;
-    w.cursor = c.seq;
-    if (w.kinds && !w.kinds.has(c.kind)) return;
-    const change: Change = { seq: c.seq, kind: c.kind, id: c.id, type: c.type, version: c.version };
-    if (c.json !== undefined) change.value = JSON.parse(c.json);
-    try {
-      w.handler(change);
-    } catch (err) {
-      process.emitWarning(`bees zk store: a watch handler threw: ${(err as Error).stack ?? err}`);
-    }
+    deliver(w, c, 'zk');
   }
 
   async watch(handler: ChangeHandler, options: WatchOptions = {}): Promise<() => void> {
