@@ -189,6 +189,8 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
       if (rt.dev === up && rt.protocol !== 'kernel' && !wantHost.has(rt.dst)) host.push(`route del ${rt.dst} dev ${up}`);
     }
     for (const c of hostReachable) host.push(`route replace ${c} via ${rip} dev ${up}`);
+    // The uplink is IPv4 only: no IPv6 link-local address, so the kernel adds no multicast state to it later.
+    inner.push(`link set dev ${ROUTER_UPLINK} addrgenmode none`);
     inner.push(`addr replace ${rip}/30 dev ${ROUTER_UPLINK}`, `link set dev ${ROUTER_UPLINK} up`, `route replace default via ${hip} dev ${ROUTER_UPLINK}`);
   } else if (hostUp) {
     host.push(`link del ${up}`);
