@@ -490,6 +490,16 @@ export class ZooKeeperStore implements Store {
     return this.trimmedSeq();
   }
 
+  /**
+   * Catch up with every change committed by any client before the call, so the reads that follow see them
+   * (ZooKeeper's own `sync` in spirit; a client always sees its own writes without it). One log listing: for
+   * tests and tools asserting on another process's writes, not for hot paths.
+   */
+  async sync(): Promise<void> {
+    const head = await this.lastSeq();
+    if (head > 0) await this.syncFollower(Math.max(this.ownTx, Math.floor(head / SEQ_STRIDE)));
+  }
+
   private async trimmedSeq(): Promise<number> {
     const [data] = await this.read<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/meta/trimmed`, cb));
     return Number(data.toString()) || 0;

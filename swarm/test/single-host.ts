@@ -6,6 +6,7 @@ import { rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { openStore } from '../../core/store/open.js';
 import type { Store } from '../../core/store/store.js';
+import { ZooKeeperStore } from '../../core/store/zookeeper.js';
 import { Cluster, type ClusterHost } from '../../e2e/lib/cluster.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 
@@ -43,7 +44,7 @@ export async function startSingleHost(opts: SingleHostOptions = {}): Promise<Sin
   const socket = isAbsolute(given) ? given : join(cluster.host(0).runDir, given);
   try {
     const host = cluster.host(0);
-    const store = await openStore(cluster.storeUrl);
+    const store = syncedReads(await openStore(cluster.storeUrl));
     const dockerd = opts.dockerd === false ? undefined
       : await startDockerd({ netns: host.host.nsName, socket: join(host.runDir, 'docker.sock'), extraArgs: ['--live-restore'] });
     return {
@@ -62,3 +63,25 @@ export async function startSingleHost(opts: SingleHostOptions = {}): Promise<Sin
     throw err;
   }
 }
+
+/**
+ * The test's client is not the agent's: its list() may lag the agent's writes by a moment. Every read first catches
+ * up with everything committed before it (ZooKeeperStore.sync), so assertions see what the plugin has done.
+ */
+export function syncedReads(store: Store): Store {
+  const zk = store instanceof ZooKeeperStore ? store : undefined;
+  if (!zk) return store;
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (prop !== 'get' && prop !== 'list') return fn.bind(target);
+      return async (...args: unknown[]) => {
+        await zk.sync();
+        return fn.apply(target, args);
+      };
+    },
+  });
+}
+

@@ -12,6 +12,7 @@ import { eventually } from '../../e2e/lib/cluster.js';
 import { bridgeIdOf } from '../driver/network-options.js';
 import { BUSYBOX_IMAGE } from './dockerd.js';
 import { startSwarm } from './swarm-cluster.js';
+import { syncedReads } from './single-host.js';
 
 test('a swarm service on a midonet network: replicas on three hosts reach each other, scaling down frees addresses', async (t) => {
   const swarm = await startSwarm(3);
@@ -49,7 +50,7 @@ test('a swarm service on a midonet network: replicas on three hosts reach each o
   }
 
   // Scaling down: the tasks removed give their ports and addresses back.
-  const store = await openStore(cluster.storeUrl);
+  const store = syncedReads(await openStore(cluster.storeUrl));
   t.teardown(() => store.close());
   const ipam = new Ipam(store, randomId());
   const bridgeId = bridgeIdOf(netId);
