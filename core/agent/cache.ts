@@ -83,33 +83,6 @@ export class TopologyCache extends EventEmitter {
     return this.list('Port').filter((p) => p.bridgeId === bridgeId);
   }
 
-  portsOfRouter(routerId: string): Models['Port'][] {
-    return this.list('Port').filter((p) => p.routerId === routerId);
-  }
-
-  /** Resolves once the cache has seen a change at least as new as `seq` (read-your-writes for the agent). */
-  async waitForSeq(seq: number, timeoutMs = 5000): Promise<void> {
-    if (this.lastSeq >= seq) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.off('changed', check);
-        reject(new Error(`topology cache did not reach change ${seq} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const check = (): void => {
-        if (this.lastSeq >= seq) {
-          clearTimeout(timer);
-          this.off('changed', check);
-          resolve();
-        }
-      };
-      this.on('changed', check);
-    });
-  }
-
-  get seq(): number {
-    return this.lastSeq;
-  }
-
   stop(): void {
     this.stopped = true;
     this.stopWatch?.();
