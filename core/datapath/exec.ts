@@ -1,8 +1,11 @@
-// Process execution for the datapath. Every kernel change goes through `ip -batch`, `bridge -batch` or `nft -f`
-// so that one workload attach costs a handful of spawns, not one per netlink operation. Spawns are counted so the
-// per-attach cost can be measured (and asserted) by tests and benchmarks.
+// Process execution for the datapath, and nftables. Per-workload changes talk to the kernel in-process (netlink/,
+// nft-lib.ts); what runs once per network still goes through `ip -batch` or `bridge -batch`, so that it costs a
+// spawn per batch, not one per netlink operation. Spawns are counted so the per-attach cost can be measured (and
+// asserted) by tests and benchmarks.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { KernelError } from './netlink/libc.js';
+import { NftError, runNft, whyUnavailable } from './nft-lib.js';
 
 const SYSTEM_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 const resolved = new Map<string, string>();
@@ -99,10 +102,33 @@ export async function bridgeBatch(netns: string | undefined, lines: string[], co
   await batch(netns, 'bridge', lines, context);
 }
 
-/** Apply an nft script atomically inside `netns`. */
+let warnedNoLibrary = false;
+
+/** libnftables when it loads; otherwise false, said once on stderr (the `nft` command then does the work). */
+function nftLibrary(): boolean {
+  const why = whyUnavailable();
+  if (why === undefined) return true;
+  if (!warnedNoLibrary) {
+    warnedNoLibrary = true;
+    process.stderr.write(`bees datapath: libnftables unavailable (${why}); running the nft command instead\n`);
+  }
+  return false;
+}
+
+/**
+ * Apply an nft script atomically inside `netns`: in-process through libnftables. Fails with
+ * "<context>: <nft's own error text>".
+ */
 export async function nftApply(netns: string | undefined, script: string, context: string): Promise<void> {
   if (!script.trim()) return;
-  await run(inNetns(netns, ['nft', '-f', '-']), { input: script, context });
+  if (nftLibrary()) runNft(netns, script, context);
+  else await run(inNetns(netns, ['nft', '-f', '-']), { input: script, context });
+}
+
+/** Run a read-only nft command (e.g. `list chain bridge bees p-x`) inside `netns`; resolves with its output. */
+export async function nftQuery(netns: string | undefined, command: string, context: string): Promise<string> {
+  if (nftLibrary()) return runNft(netns, command, context);
+  return run(inNetns(netns, ['nft', ...command.split(/\s+/)]), { context });
 }
 
 /** Run a JSON-printing command (ip -j …) inside `netns` and parse its output. */
@@ -117,8 +143,12 @@ export async function runJson<T>(netns: string | undefined, argv: string[], cont
   }
 }
 
+/** ENODEV (no such interface), ENOENT (no such namespace file or object), ESRCH (no such route/neighbour). */
+const GONE_ERRNOS = new Set(['ENODEV', 'ENOENT', 'ESRCH']);
+
 /** True when an error only says the object is already gone (so a removal has nothing to do). */
 export function isGone(e: unknown): boolean {
-  const s = e instanceof CommandError ? e.stderr : String(e);
-  return /Cannot find device|does not exist|No such file or directory|No such process|Cannot open network namespace/i.test(s);
+  if (e instanceof KernelError) return GONE_ERRNOS.has(e.code);
+  const s = e instanceof CommandError ? e.stderr : e instanceof NftError ? e.nftMessage : String(e);
+  return /Cannot find device|does not exist|No such file or directory|No such process|No such device|Cannot open network namespace/i.test(s);
 }

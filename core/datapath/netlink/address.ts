@@ -1,0 +1,70 @@
+// Interface addresses (RTM_*ADDR, linux/if_addr.h).
+import { parseCidr } from '../addresses.js';
+import { ipBytes, ipText, parseAttrs, u32Attr, attr } from './attributes.js';
+import { NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
+
+const RTM_NEWADDR = 20;
+const RTM_GETADDR = 22;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_FLAGS = 8;
+export const IFA_F_NODAD = 0x02;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+export interface Address {
+  family: 4 | 6;
+  ip: string;
+  prefix: number;
+  index: number;
+  /** IFA_F_* flags. */
+  flags: number;
+  scope: number;
+}
+
+const afOf = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
+
+/** struct ifaddrmsg. */
+function ifaddrmsg(family: number, prefix: number, index: number): Buffer {
+  const b = Buffer.alloc(8);
+  b[0] = family;
+  b[1] = prefix;
+  b.writeUInt32LE(index, 4);
+  return b;
+}
+
+/** Addresses of link `index`, both families. */
+export async function listAddresses(s: NetlinkSocket, index: number): Promise<Address[]> {
+  const out: Address[] = [];
+  for (const r of s.dump(RTM_GETADDR, ifaddrmsg(0, 0, index), `list addresses of link #${index}`)) {
+    if (r.type !== RTM_NEWADDR || r.body.readUInt32LE(4) !== index) continue;
+    const a = parseAttrs(r.body, 8);
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on point-to-point links.
+    const ip = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
+    if (!ip) continue;
+    out.push({
+      family: r.body[0] === AF_INET ? 4 : 6,
+      ip: ipText(ip),
+      prefix: r.body[1]!,
+      index,
+      flags: a.get(IFA_FLAGS)?.readUInt32LE(0) ?? r.body[2]!,
+      scope: r.body[3]!,
+    });
+  }
+  return out;
+}
+
+/** Add `cidr` (address/prefix) to link `index`, or update it if present. */
+export async function replaceAddress(s: NetlinkSocket, index: number, cidr: string, opts: { nodad?: boolean } = {}): Promise<void> {
+  const c = parseCidr(cidr);
+  const ip = ipBytes(c.ip);
+  const flags = opts.nodad ? IFA_F_NODAD : 0;
+  const body = Buffer.concat([
+    ifaddrmsg(afOf(c.family), c.prefix, index),
+    attr(IFA_LOCAL, ip),
+    attr(IFA_ADDRESS, ip),
+    ...(flags ? [u32Attr(IFA_FLAGS, flags)] : []),
+  ]);
+  body[2] = flags & 0xff;
+  s.ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, body, `replace address ${cidr} on link #${index}`);
+}

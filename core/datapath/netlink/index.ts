@@ -1,0 +1,8 @@
+// An rtnetlink client in-process (koffi → libc): the datapath's way to change links, addresses and routes,
+// in any network namespace, without spawning `ip`.
+export { KernelError } from './libc.js';
+export { NetlinkSocket } from './socket.js';
+export { inNamespace, openNamespace, openSocket, withNetlink } from './netns.js';
+export { createVeth, deleteLink, getLink, setLink, IFF_UP, type Link, type LinkChange, type LinkRef, type VethSpec } from './link.js';
+export { listAddresses, replaceAddress, IFA_F_NODAD, type Address } from './address.js';
+export { canonicalDestination, listRoutes, replaceRoute, type Route, type RouteSpec } from './route.js';

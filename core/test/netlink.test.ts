@@ -1,0 +1,151 @@
+// The in-process kernel client (core/datapath/netlink, nft-lib.ts) against the real kernel: every change is
+// read back through the `ip`/`nft` commands, each test in fresh namespaces of its own, and the test process
+// must end in the namespace it started in.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import {
+  createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress, replaceRoute,
+  setLink, withNetlink,
+} from '../datapath/netlink/index.js';
+import { NftError, runNft } from '../datapath/nft-lib.js';
+import { isGone, nftApply } from '../datapath/exec.js';
+
+const IP = '/usr/sbin/ip';
+const NFT = '/usr/sbin/nft';
+const startInode = statSync('/proc/self/ns/net').ino;
+
+function ip(ns: string, ...args: string[]): unknown {
+  return JSON.parse(execFileSync(IP, ['-n', ns, '-j', ...args]).toString() || '[]');
+}
+
+/** A fresh named namespace, deleted when the test ends however it ends. */
+function namespace(t: ExecutionContext): { name: string; path: string } {
+  const name = `nlt-${randomBytes(4).toString('hex')}`;
+  execFileSync(IP, ['netns', 'add', name]);
+  t.teardown(() => { execFileSync(IP, ['netns', 'del', name]); });
+  return { name, path: `/run/netns/${name}` };
+}
+
+interface LinkJson { ifname: string; address: string; mtu: number; flags: string[]; master?: string; linkinfo?: { info_kind: string } }
+interface AddrJson { addr_info: { local: string; prefixlen: number; family: string; nodad?: boolean }[] }
+interface RouteJson { dst: string; gateway?: string; dev: string; scope?: string }
+
+test('a veth is born with its peer inside another namespace under its final name, MAC and MTU', async (t) => {
+  const a = namespace(t);
+  const b = namespace(t);
+  await withNetlink(a.path, async (s) => {
+    await createVeth(s, { name: 'bvtest0', mtu: 1450, peer: { name: 'eth0', mac: '02:aa:bb:cc:dd:01', mtu: 1450, netns: b.path } });
+    await setLink(s, 'bvtest0', { noIpv6AddrGen: true });
+    await setLink(s, 'bvtest0', { up: true });
+    const l = await getLink(s, 'bvtest0');
+    t.like(l, { name: 'bvtest0', mtu: 1450, up: true, kind: 'veth' });
+    t.is(await getLink(s, 'eth0'), undefined, 'the peer is not in the host namespace');
+  });
+  const host = (ip(a.name, '-d', 'link', 'show', 'bvtest0') as (LinkJson & { addrgenmode?: string; linkinfo: unknown })[])[0]!;
+  t.true(host.flags.includes('UP'));
+  t.is(host.mtu, 1450);
+  t.regex(execFileSync(IP, ['-n', a.name, '-d', 'link', 'show', 'bvtest0']).toString(), /addrgenmode none/);
+  const peer = (ip(b.name, 'link', 'show', 'eth0') as LinkJson[])[0]!;
+  t.is(peer.address, '02:aa:bb:cc:dd:01');
+  t.is(peer.mtu, 1450);
+  t.false(peer.flags.includes('UP'));
+});
+
+test('a bridge port: master set and read back; deleting twice says "gone"; a duplicate name gives the kernel\'s words', async (t) => {
+  const a = namespace(t);
+  execFileSync(IP, ['-n', a.name, 'link', 'add', 'br0', 'type', 'bridge']);
+  await withNetlink(a.path, async (s) => {
+    await createVeth(s, { name: 'v0', peer: { name: 'v0p' } });
+    const br = (await getLink(s, 'br0'))!;
+    await setLink(s, 'v0', { master: br.index, up: true });
+    t.is((await getLink(s, 'v0'))?.masterIndex, br.index);
+    t.is((ip(a.name, 'link', 'show', 'v0') as LinkJson[])[0]?.master, 'br0');
+
+    const dup = await t.throwsAsync(createVeth(s, { name: 'v0', peer: { name: 'v9' } }), { message: /create veth v0 \(peer v9\): File exists/ });
+    t.true(dup instanceof KernelError && dup.code === 'EEXIST');
+    t.false(isGone(dup));
+    const bad = await t.throwsAsync(setLink(s, 'nosuch0', { up: true }), { message: /nosuch0.*No such device/ });
+    t.true(isGone(bad), 'a missing device is "gone" to callers');
+
+    t.is(await deleteLink(s, 'v0'), 'deleted');
+    t.is(await deleteLink(s, 'v0'), 'gone');
+    t.is(await deleteLink(s, 'v0p'), 'gone', 'the peer went with it');
+  });
+  t.deepEqual((ip(a.name, 'link', 'show', 'type', 'veth') as LinkJson[]).map((l) => l.ifname), []);
+});
+
+test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently and read back', async (t) => {
+  const a = namespace(t);
+  const b = namespace(t);
+  await withNetlink(a.path, async (s) => {
+    await createVeth(s, { name: 'h0', peer: { name: 'eth0', netns: b.path } });
+    await setLink(s, 'h0', { up: true });
+  });
+  const seen = await withNetlink(b.path, async (s) => {
+    const l = (await getLink(s, 'eth0'))!;
+    await setLink(s, l.index, { up: true });
+    for (let i = 0; i < 2; i++) { // twice: replace converges, never "File exists"
+      await replaceAddress(s, l.index, '10.7.0.5/24');
+      await replaceAddress(s, l.index, 'fd00:7::5/64', { nodad: true });
+      await replaceRoute(s, { dst: 'default', gateway: '10.7.0.1', oif: l.index });
+      await replaceRoute(s, { dst: 'default', gateway: 'fd00:7::1', oif: l.index });
+      await replaceRoute(s, { dst: '10.8.0.0/16', gateway: '10.7.0.254', oif: l.index });
+      await replaceRoute(s, { dst: '10.9.1.1', oif: l.index });
+      await replaceRoute(s, { dst: 'fd00:9::/64', oif: l.index });
+    }
+    return { addrs: await listAddresses(s, l.index), routes: await listRoutes(s), index: l.index };
+  });
+  const addrs = (ip(b.name, 'addr', 'show', 'dev', 'eth0') as AddrJson[])[0]!.addr_info;
+  t.true(addrs.some((x) => x.local === '10.7.0.5' && x.prefixlen === 24));
+  t.true(addrs.some((x) => x.local === 'fd00:7::5' && x.prefixlen === 64 && x.nodad === true), JSON.stringify(addrs));
+  t.true(seen.addrs.some((x) => x.ip === '10.7.0.5' && x.prefix === 24 && x.family === 4));
+  t.true(seen.addrs.some((x) => x.ip === 'fd00:7::5' && x.prefix === 64 && x.family === 6));
+
+  const v4 = ip(b.name, 'route', 'show', 'table', 'main') as RouteJson[];
+  const v6 = ip(b.name, '-6', 'route', 'show', 'table', 'main') as RouteJson[];
+  t.true(v4.some((r) => r.dst === 'default' && r.gateway === '10.7.0.1'));
+  t.true(v4.some((r) => r.dst === '10.8.0.0/16' && r.gateway === '10.7.0.254'));
+  t.true(v4.some((r) => r.dst === '10.9.1.1' && !r.gateway && r.scope === 'link'));
+  t.true(v6.some((r) => r.dst === 'default' && r.gateway === 'fd00:7::1'));
+  t.true(v6.some((r) => r.dst === 'fd00:9::/64' && !r.gateway));
+  t.is(v4.filter((r) => r.dst === 'default').length, 1, 'replace did not add a second default route');
+  const want = [
+    { dst: '0.0.0.0/0', gateway: '10.7.0.1' }, { dst: '10.8.0.0/16', gateway: '10.7.0.254' }, { dst: '10.9.1.1/32' },
+    { dst: '::/0', gateway: 'fd00:7::1' }, { dst: 'fd00:9::/64' },
+  ];
+  for (const w of want) {
+    t.true(seen.routes.some((r) => r.dst === w.dst && r.gateway === w.gateway && r.oif === seen.index), `listRoutes has ${JSON.stringify(w)}`);
+  }
+  await t.throwsAsync(withNetlink(b.path, (s) => replaceRoute(s, { dst: '10.10.0.0/16', gateway: '192.0.2.1', oif: seen.index })),
+    { message: /replace route 10\.10\.0\.0\/16 via 192\.0\.2\.1.*Network is unreachable/ });
+});
+
+test('a missing namespace is a clear, "gone" error', async (t) => {
+  const e = await t.throwsAsync(withNetlink('/run/netns/nlt-does-not-exist', (s) => getLink(s, 'lo')),
+    { message: /network namespace \/run\/netns\/nlt-does-not-exist: No such file or directory/ });
+  t.true(isGone(e));
+});
+
+test('nftables scripts run in-process inside a namespace, and a bad script is a clear error', async (t) => {
+  const a = namespace(t);
+  const table = `t${randomBytes(3).toString('hex')}`;
+  runNft(a.path, `add table inet ${table}\nadd chain inet ${table} c { type filter hook input priority 0; }\nadd rule inet ${table} c tcp dport 4242 drop\n`, 'apply');
+  const listed = execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString();
+  t.regex(listed, new RegExp(`table inet ${table}[\\s\\S]*tcp dport 4242 drop`));
+  t.false(execFileSync(NFT, ['list', 'tables']).toString().includes(table), 'not in the test process\'s own namespace');
+  t.regex(runNft(a.path, `list table inet ${table}`, 'list'), /tcp dport 4242 drop/);
+
+  const syntax = t.throws(() => runNft(a.path, 'add tabel inet x\n', 'could not frob'), { message: /^could not frob: Error: syntax error/ });
+  t.true(syntax instanceof NftError);
+  await t.throwsAsync(nftApply(a.path, 'add rule inet nosuch c drop\n', 'could not add the rule'),
+    { message: /^could not add the rule: Error: .*No such file or directory/ });
+  // A failed transaction changed nothing.
+  t.is(execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString(), listed);
+});
+
+test.after.always('the test process is still in the namespace it started in', (t) => {
+  t.is(statSync('/proc/self/ns/net').ino, startInode);
+  t.is(statSync('/proc/thread-self/ns/net').ino, startInode);
+});
