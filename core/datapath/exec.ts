@@ -121,7 +121,7 @@ function nftLibrary(): boolean {
  */
 export async function nftApply(netns: string | undefined, script: string, context: string): Promise<void> {
   if (!script.trim()) return;
-  if (nftLibrary()) runNft(netns, script, context);
+  if (nftLibrary()) await runNft(netns, script, context);
   else await run(inNetns(netns, ['nft', '-f', '-']), { input: script, context });
 }
 

@@ -1,8 +1,11 @@
 // nftables in-process: libnftables (the library behind the `nft` command, Debian's libnftables1) bound through
 // koffi. A script runs as one atomic transaction exactly as `nft -f -` would run it, minus the process.
-// libnftables talks to the kernel over a netlink socket of the namespace it was in when that socket was opened,
-// so a script for another namespace runs with the thread inside it (inNamespace), context creation included.
+// libnftables opens its netlink socket in nft_ctx_new (tested: a context created inside a namespace changes that
+// namespace's ruleset whichever thread runs it later), so the context is created with the thread inside the
+// target namespace (inNamespace) and the script runs on a libuv pool thread: a transaction can wait for RCU grace
+// periods in the kernel (~10 ms when it touches an existing chain), and the event loop goes on meanwhile.
 import koffi from 'koffi';
+import { onPoolThread } from './netlink/libc.js';
 import { inNamespace } from './netlink/netns.js';
 
 const NFT_CTX_DEFAULT = 0;
@@ -12,7 +15,7 @@ interface Nftables {
   ctxNew(flags: number): unknown;
   bufferOutput(ctx: unknown): number;
   bufferError(ctx: unknown): number;
-  run(ctx: unknown, script: string): number;
+  run: { (ctx: unknown, script: string): number; async: (...args: unknown[]) => void };
   output(ctx: unknown): string | null;
   error(ctx: unknown): string | null;
   free(ctx: unknown): void;
@@ -59,23 +62,21 @@ export class NftError extends Error {
  * Run an nft script (commands separated by newlines) in the namespace at `netns` (current when undefined);
  * returns what nft would print (listings). Throws NftError "<context>: <nft's error text>" on failure.
  */
-export function runNft(netns: string | undefined, script: string, context: string): string {
+export async function runNft(netns: string | undefined, script: string, context: string): Promise<string> {
   const n = nftables();
   if (!n) throw new Error(`${context}: libnftables unavailable: ${loadError?.message}`);
-  return inNamespace(netns, () => {
-    const ctx = n.ctxNew(NFT_CTX_DEFAULT);
-    if (!ctx) throw new Error(`${context}: nft_ctx_new failed`);
-    try {
-      n.bufferOutput(ctx);
-      n.bufferError(ctx);
-      const rc = n.run(ctx, script);
-      if (rc !== 0) {
-        const why = (n.error(ctx) ?? '').trim() || `nft_run_cmd_from_buffer returned ${rc}`;
-        throw new NftError(`${context}: ${why}`, why);
-      }
-      return n.output(ctx) ?? '';
-    } finally {
-      n.free(ctx);
+  const ctx = inNamespace(netns, () => n.ctxNew(NFT_CTX_DEFAULT));
+  if (!ctx) throw new Error(`${context}: nft_ctx_new failed`);
+  try {
+    n.bufferOutput(ctx);
+    n.bufferError(ctx);
+    const rc = await onPoolThread<number>(n.run, [ctx, script]);
+    if (rc !== 0) {
+      const why = (n.error(ctx) ?? '').trim() || `nft_run_cmd_from_buffer returned ${rc}`;
+      throw new NftError(`${context}: ${why}`, why);
     }
-  });
+    return n.output(ctx) ?? '';
+  } finally {
+    n.free(ctx);
+  }
 }

@@ -1,10 +1,16 @@
 // Plugging a workload into a virtual bridge: a veth whose peer is created directly inside the workload's
-// namespace under its final name (no rename dance), configured there in one `ip -batch`, with the port's
-// anti-spoofing chain installed in parallel. Three spawns per attach.
+// namespace under its final name, MAC and MTU (no rename dance), configured there, with the port's anti-spoofing
+// chain installed beside it. All of it in-process (rtnetlink sockets opened in each namespace, libnftables): no
+// spawn per attach, detach or check.
+import { canonicalIp } from '../net/ip.js';
 import { familyOf, normalizeMac, parseCidr, checkDestination } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { bridgeMtu } from './bridge.js';
-import { CommandError, ipBatch, isGone, nftApply, run, runJson, inNetns } from './exec.js';
+import { isGone, nftApply, nftQuery } from './exec.js';
+import {
+  canonicalDestination, createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress,
+  replaceRoute, setLink, withNetlink, type NetlinkSocket, type Route,
+} from './netlink/index.js';
 import { portSecurityScript, removePortScript } from './filter-table.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
@@ -35,18 +41,49 @@ function validate(ctx: HostContext, p: PlugSpec): Checked {
   return { ...p, hostIfname, mac: normalizeMac(p.mac), mtu };
 }
 
-/** Lines configuring the workload side, run inside its namespace. */
-function workloadLines(p: Checked): string[] {
-  const l = ['link set dev lo up', `link set dev ${p.ifname} up`];
-  // No DAD: ND never crosses the tunnel (the VXLAN device answers it), so DAD could not detect a duplicate
-  // anyway, and it would hold the address tentative for a second or more.
-  for (const c of p.ips) l.push(`addr replace ${c} dev ${p.ifname}${parseCidr(c).family === 6 ? ' nodad' : ''}`);
-  for (const g of p.gateways ?? []) l.push(`route replace ${familyOf(g) === 4 ? '0.0.0.0/0' : '::/0'} via ${g} dev ${p.ifname}`);
-  for (const r of p.routes ?? []) {
-    const dst = r.dst === 'default' ? (r.gw && familyOf(r.gw) === 6 ? '::/0' : '0.0.0.0/0') : r.dst;
-    l.push(`route replace ${dst}${r.gw ? ` via ${r.gw}` : ''} dev ${p.ifname}`);
+/** Configure the workload side, inside its namespace: loopback and the interface up, addresses, routes. */
+async function configureWorkload(p: Checked): Promise<void> {
+  await withNetlink(p.netns, async (s) => {
+    const link = await getLink(s, p.ifname);
+    if (!link) throw new Error(`${p.ifname} did not appear in ${p.netns}`);
+    await setLink(s, 'lo', { up: true });
+    await setLink(s, link.index, { up: true });
+    // No DAD: ND never crosses the tunnel (the VXLAN device answers it), so DAD could not detect a duplicate
+    // anyway, and it would hold the address tentative for a second or more.
+    for (const c of p.ips) await replaceAddress(s, link.index, c, { nodad: parseCidr(c).family === 6 });
+    for (const g of p.gateways ?? []) await replaceRoute(s, { dst: 'default', gateway: g, oif: link.index });
+    for (const r of p.routes ?? []) await replaceRoute(s, { dst: r.dst, gateway: r.gw, oif: link.index });
+  });
+}
+
+/** Wrap what went wrong in the words of the step that failed. */
+async function step<T>(context: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw new Error(`${context}: ${(e as Error).message}`, { cause: e });
   }
-  return l;
+}
+
+/** The host side: the veth pair (its peer born in the workload), no IPv6 autoconfiguration, a port of `br`, up. */
+async function createHostSide(ctx: HostContext, p: Checked, br: string, peer: string): Promise<void> {
+  await withNetlink(ctx.netns, async (s) => {
+    const bridge = await getLink(s, br);
+    if (!bridge) throw new Error(`bridge ${br} does not exist`);
+    const netns = p.hostSideOnly ? undefined : p.netns;
+    const veth = { name: p.hostIfname, mtu: p.mtu, peer: { name: peer, mac: p.mac, mtu: p.mtu, netns } };
+    try {
+      await createVeth(s, veth);
+    } catch (e) {
+      // Level-triggered: a leftover from an earlier attempt is replaced (its peer in the workload goes with it).
+      if (!(e instanceof KernelError && e.code === 'EEXIST')) throw e;
+      await deleteLink(s, p.hostIfname);
+      await createVeth(s, veth);
+    }
+    // Before it goes up, so the kernel never gives it a link-local address.
+    await setLink(s, p.hostIfname, { noIpv6AddrGen: true });
+    await setLink(s, p.hostIfname, { master: bridge.index, up: true });
+  });
 }
 
 export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult> {
@@ -54,31 +91,20 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   const br = bridgeName(p.vni);
   const host = p.hostIfname;
   const peer = p.hostSideOnly ? plugPeerName(host) : p.ifname;
-  const where = p.hostSideOnly ? '' : ` netns ${p.netns}`;
-  const hostLines = [
-    `link add ${host} mtu ${p.mtu} type veth peer name ${peer} address ${p.mac} mtu ${p.mtu}${where}`,
-    `link set dev ${host} addrgenmode none`,
-    `link set dev ${host} master ${br}`,
-    `link set dev ${host} up`,
-  ];
-  const createHost = async (): Promise<void> => {
-    try {
-      await ipBatch(ctx.netns, hostLines, `could not create ${host} (peer ${peer}${where ? ` in ${p.netns}` : ''}) on ${br}`);
-    } catch (e) {
-      // Level-triggered: a leftover from an earlier attempt is replaced (its peer in the workload goes with it).
-      if (!(e instanceof CommandError && /File exists/.test(e.stderr))) throw e;
-      await ipBatch(ctx.netns, [`link del ${host}`, ...hostLines], `could not recreate ${host} on ${br}`);
-    }
-  };
+  const where = p.hostSideOnly ? '' : ` in ${p.netns}`;
   const security = p.portSecurity
     ? nftApply(ctx.netns, portSecurityScript({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }),
       `could not install port security for ${host}`)
     : nftApply(ctx.netns, removePortScript(host), `could not clear port security of ${host}`);
-  const [h, s] = await Promise.allSettled([createHost(), security]);
+  const link = async (): Promise<void> => {
+    await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
+    if (!p.hostSideOnly) await step(`could not configure ${p.ifname} in ${p.netns}`, () => configureWorkload(p));
+  };
+  // The nft transaction and the links proceed side by side (each waits in the kernel on a pool thread).
+  const [h, s] = await Promise.allSettled([link(), security]);
   try {
     if (h.status === 'rejected') throw h.reason;
     if (s.status === 'rejected') throw s.reason;
-    if (!p.hostSideOnly) await ipBatch(p.netns, workloadLines(p), `could not configure ${p.ifname} in ${p.netns}`);
   } catch (e) {
     await unplug(ctx, host).catch(() => undefined);
     throw e;
@@ -89,63 +115,52 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
 /** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chain. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!IFNAME.test(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
-  const del = ipBatch(ctx.netns, [`link del ${hostIfname}`], `could not delete ${hostIfname}`).catch((e) => {
-    if (!isGone(e)) throw e;
-  });
+  const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, (s) => deleteLink(s, hostIfname)));
   await Promise.all([del, nftApply(ctx.netns, removePortScript(hostIfname), `could not remove port security of ${hostIfname}`)]);
 }
-
-interface AddrJson { ifname: string; mtu: number; operstate: string; address: string; master?: string; flags: string[];
-  addr_info: { local: string; prefixlen: number; family: string }[] }
-interface RouteJson { dst: string; gateway?: string; dev?: string }
 
 /** What is wrong with a plug, compared with its spec; [] when healthy. */
 export async function checkPlug(ctx: HostContext, spec: PlugSpec): Promise<string[]> {
   const p = validate(ctx, spec);
   const problems: string[] = [];
   const br = bridgeName(p.vni);
-  const hostSide = await runJson<AddrJson[]>(ctx.netns, ['ip', '-j', 'link', 'show', 'dev', p.hostIfname], `could not read ${p.hostIfname}`)
-    .catch((e) => { if (isGone(e)) return []; throw e; });
-  const h = hostSide[0];
-  if (!h) problems.push(`host interface ${p.hostIfname} is missing`);
-  else {
-    if (h.master !== br) problems.push(`${p.hostIfname} is not a port of ${br}`);
-    if (!h.flags.includes('UP')) problems.push(`${p.hostIfname} is down`);
-  }
+  await withNetlink(ctx.netns, async (s) => {
+    const h = await getLink(s, p.hostIfname);
+    if (!h) return problems.push(`host interface ${p.hostIfname} is missing`);
+    const bridge = await getLink(s, br);
+    if (!bridge || h.masterIndex !== bridge.index) problems.push(`${p.hostIfname} is not a port of ${br}`);
+    if (!h.up) problems.push(`${p.hostIfname} is down`);
+  });
   if (p.portSecurity) {
-    const chain = await run(inNetns(ctx.netns, ['nft', 'list', 'chain', 'bridge', 'bees', `p-${p.hostIfname}`]), { context: 'nft' })
-      .catch(() => '');
+    const chain = await nftQuery(ctx.netns, `list chain bridge bees p-${p.hostIfname}`, 'nft').catch(() => '');
     if (!chain.includes(p.mac)) problems.push(`port security of ${p.hostIfname} is not installed`);
   }
   if (p.hostSideOnly) return problems;
-  let wl: AddrJson[] = [];
-  let routes: RouteJson[] = [];
   try {
-    [wl, routes] = await Promise.all([
-      runJson<AddrJson[]>(p.netns, ['ip', '-j', 'addr', 'show', 'dev', p.ifname], `could not read ${p.ifname} in ${p.netns}`),
-      runJson<RouteJson[]>(p.netns, ['ip', '-j', 'route', 'show', 'table', 'main'], `could not read routes in ${p.netns}`)
-        .then(async (v4) => [...v4, ...await runJson<RouteJson[]>(p.netns, ['ip', '-6', '-j', 'route', 'show', 'table', 'main'], 'routes')]),
-    ]);
+    problems.push(...await withNetlink(p.netns, (s) => checkWorkload(s, p)));
   } catch (e) {
     problems.push(isGone(e) ? `${p.ifname} is missing in ${p.netns}` : (e as Error).message);
-    return problems;
   }
-  const w = wl[0];
-  if (!w) return [...problems, `${p.ifname} is missing in ${p.netns}`];
-  if (w.address !== p.mac) problems.push(`${p.ifname} has MAC ${w.address}, expected ${p.mac}`);
+  return problems;
+}
+
+/** The workload side of checkPlug, read through a socket in the workload's namespace. */
+async function checkWorkload(s: NetlinkSocket, p: Checked): Promise<string[]> {
+  const w = await getLink(s, p.ifname);
+  if (!w) return [`${p.ifname} is missing in ${p.netns}`];
+  const problems: string[] = [];
+  if (w.mac !== p.mac) problems.push(`${p.ifname} has MAC ${w.mac}, expected ${p.mac}`);
   if (w.mtu !== p.mtu) problems.push(`${p.ifname} has MTU ${w.mtu}, expected ${p.mtu}`);
-  if (!w.flags.includes('UP')) problems.push(`${p.ifname} is down`);
+  if (!w.up) problems.push(`${p.ifname} is down`);
+  const addrs = await listAddresses(s, w.index);
   for (const c of p.ips) {
     const { ip, prefix } = parseCidr(c);
-    if (!w.addr_info.some((a) => a.local === ip && a.prefixlen === prefix)) problems.push(`${p.ifname} lacks address ${c}`);
+    if (!addrs.some((a) => a.ip === canonicalIp(ip) && a.prefix === prefix)) problems.push(`${p.ifname} lacks address ${c}`);
   }
-  for (const g of p.gateways ?? []) {
-    if (!routes.some((r) => r.dst === 'default' && r.gateway === g)) problems.push(`no default route via ${g}`);
-  }
-  for (const r of p.routes ?? []) {
-    if (!routes.some((x) => (x.dst === r.dst || (r.dst === 'default' && x.dst === 'default')) && x.gateway === r.gw)) {
-      problems.push(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing`);
-    }
-  }
+  const routes = await listRoutes(s);
+  const has = (dst: string, gw: string | undefined): boolean => routes.some((r: Route) => r.oif === w.index
+    && r.dst === canonicalDestination(dst, gw && familyOf(gw) === 6 ? 6 : 4) && r.gateway === (gw && canonicalIp(gw)));
+  for (const g of p.gateways ?? []) if (!has('default', g)) problems.push(`no default route via ${g}`);
+  for (const r of p.routes ?? []) if (!has(r.dst, r.gw)) problems.push(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing`);
   return problems;
 }

@@ -131,13 +131,13 @@ test('a missing namespace is a clear, "gone" error', async (t) => {
 test('nftables scripts run in-process inside a namespace, and a bad script is a clear error', async (t) => {
   const a = namespace(t);
   const table = `t${randomBytes(3).toString('hex')}`;
-  runNft(a.path, `add table inet ${table}\nadd chain inet ${table} c { type filter hook input priority 0; }\nadd rule inet ${table} c tcp dport 4242 drop\n`, 'apply');
+  await runNft(a.path, `add table inet ${table}\nadd chain inet ${table} c { type filter hook input priority 0; }\nadd rule inet ${table} c tcp dport 4242 drop\n`, 'apply');
   const listed = execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString();
   t.regex(listed, new RegExp(`table inet ${table}[\\s\\S]*tcp dport 4242 drop`));
   t.false(execFileSync(NFT, ['list', 'tables']).toString().includes(table), 'not in the test process\'s own namespace');
-  t.regex(runNft(a.path, `list table inet ${table}`, 'list'), /tcp dport 4242 drop/);
+  t.regex(await runNft(a.path, `list table inet ${table}`, 'list'), /tcp dport 4242 drop/);
 
-  const syntax = t.throws(() => runNft(a.path, 'add tabel inet x\n', 'could not frob'), { message: /^could not frob: Error: syntax error/ });
+  const syntax = await t.throwsAsync(runNft(a.path, 'add tabel inet x\n', 'could not frob'), { message: /^could not frob: Error: syntax error/ });
   t.true(syntax instanceof NftError);
   await t.throwsAsync(nftApply(a.path, 'add rule inet nosuch c drop\n', 'could not add the rule'),
     { message: /^could not add the rule: Error: .*No such file or directory/ });

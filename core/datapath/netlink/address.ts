@@ -36,7 +36,7 @@ function ifaddrmsg(family: number, prefix: number, index: number): Buffer {
 /** Addresses of link `index`, both families. */
 export async function listAddresses(s: NetlinkSocket, index: number): Promise<Address[]> {
   const out: Address[] = [];
-  for (const r of s.dump(RTM_GETADDR, ifaddrmsg(0, 0, index), `list addresses of link #${index}`)) {
+  for (const r of await s.dump(RTM_GETADDR, ifaddrmsg(0, 0, index), `list addresses of link #${index}`)) {
     if (r.type !== RTM_NEWADDR || r.body.readUInt32LE(4) !== index) continue;
     const a = parseAttrs(r.body, 8);
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on point-to-point links.
@@ -66,5 +66,5 @@ export async function replaceAddress(s: NetlinkSocket, index: number, cidr: stri
     ...(flags ? [u32Attr(IFA_FLAGS, flags)] : []),
   ]);
   body[2] = flags & 0xff;
-  s.ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, body, `replace address ${cidr} on link #${index}`);
+  await s.ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, body, `replace address ${cidr} on link #${index}`);
 }

@@ -9,6 +9,8 @@ export interface Libc {
   bind(fd: number, addr: Buffer, len: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
+  /** sendto on a libuv pool thread: the kernel runs a netlink request inside the sender's sendto(). */
+  sendtoAsync(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): Promise<number>;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
@@ -20,17 +22,26 @@ let bound: Libc | undefined;
 export function libc(): Libc {
   if (bound) return bound;
   const lib = koffi.load('libc.so.6');
+  const sendto = lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)');
   bound = {
     socket: lib.func('int socket(int, int, int)'),
     bind: lib.func('int bind(int, const void *, uint32_t)'),
     setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
-    sendto: lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)'),
+    sendto,
+    sendtoAsync: (...args: unknown[]) => onPoolThread<number>(sendto, args),
     recv: lib.func('intptr_t recv(int, _Out_ void *, size_t, int)'),
     close: lib.func('int close(int)'),
     setns: lib.func('int setns(int, int)'),
     strerror: lib.func('const char *strerror(int)'),
   } as Libc;
   return bound;
+}
+
+/** A koffi function run by its `.async` form on a libuv pool thread, as a promise. */
+export function onPoolThread<T>(f: { async: (...args: unknown[]) => void }, args: unknown[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    f.async(...args, (err: unknown, result: T) => (err ? reject(err as Error) : resolve(result)));
+  });
 }
 
 /** errno of the last failed call on this thread. */

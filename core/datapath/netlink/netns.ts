@@ -63,6 +63,6 @@ export async function withNetlink<T>(path: string | undefined, fn: (s: NetlinkSo
   try {
     return await fn(s);
   } finally {
-    s.close();
+    await s.close();
   }
 }

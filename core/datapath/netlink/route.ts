@@ -75,7 +75,7 @@ export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void
     ...(r.gateway ? [attr(RTA_GATEWAY, ipBytes(r.gateway))] : []),
     u32Attr(RTA_OIF, r.oif),
   ]);
-  s.ack(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body,
+  await s.ack(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body,
     `replace route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev #${r.oif}`);
 }
 
@@ -83,7 +83,7 @@ export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void
 export async function listRoutes(s: NetlinkSocket, family?: 4 | 6): Promise<Route[]> {
   const out: Route[] = [];
   for (const fam of family ? [family] : [4, 6] as const) {
-    for (const r of s.dump(RTM_GETROUTE, rtmsg(fam === 4 ? AF_INET : AF_INET6, 0, 0), `list IPv${fam} routes`)) {
+    for (const r of await s.dump(RTM_GETROUTE, rtmsg(fam === 4 ? AF_INET : AF_INET6, 0, 0), `list IPv${fam} routes`)) {
       if (r.type !== RTM_NEWROUTE) continue;
       const a = parseAttrs(r.body, 12);
       const table = a.get(RTA_TABLE)?.readUInt32LE(0) ?? r.body[4]!;

@@ -1,7 +1,8 @@
 // An rtnetlink socket (linux/netlink.h, linux/rtnetlink.h): requests out, replies, acknowledgements and kernel
-// errors in. Everything is synchronous: the kernel answers a route-netlink request before sendto() returns, so a
-// request is one send and one or two receives, microseconds each, without yielding to the event loop (which is
-// also what makes opening the socket inside another namespace safe, see netns.ts).
+// errors in. The kernel carries out a route-netlink request inside the sender's sendto() and has queued every
+// reply before it returns. Most requests take microseconds, but some wait for RCU grace periods (deleting a veth:
+// ~30 ms), so sendto runs on a libuv pool thread and the event loop (and other kernel work) goes on meanwhile;
+// the replies are then read without blocking. One request at a time per socket.
 import { readString, parseAttrs } from './attributes.js';
 import { KernelError, lastErrno, libc } from './libc.js';
 
@@ -75,30 +76,41 @@ export class NetlinkSocket {
     return new NetlinkSocket(fd);
   }
 
-  close(): void {
+  /** Close once the requests queued so far are done. */
+  async close(): Promise<void> {
     if (this.closed) return;
+    await this.queue;
     this.closed = true;
     libc().close(this.fd);
   }
 
-  /** Send a request that changes something; returns when the kernel acknowledged it, throws its error otherwise. */
-  ack(type: number, flags: number, body: Buffer, operation: string): void {
-    this.exchange(type, flags | NLM_F_ACK, body, operation);
+  /** Send a request that changes something; resolves when the kernel acknowledged it, rejects with its error. */
+  async ack(type: number, flags: number, body: Buffer, operation: string): Promise<void> {
+    await this.exchange(type, flags | NLM_F_ACK, body, operation);
   }
 
   /** A GET of one object: its reply. */
-  get(type: number, body: Buffer, operation: string): Reply {
-    const r = this.exchange(type, NLM_F_ACK, body, operation);
+  async get(type: number, body: Buffer, operation: string): Promise<Reply> {
+    const r = await this.exchange(type, NLM_F_ACK, body, operation);
     if (!r[0]) throw new Error(`${operation}: the kernel sent no reply`);
     return r[0];
   }
 
   /** A dump: every reply message until NLMSG_DONE. */
-  dump(type: number, body: Buffer, operation: string): Reply[] {
+  dump(type: number, body: Buffer, operation: string): Promise<Reply[]> {
     return this.exchange(type, NLM_F_DUMP, body, operation);
   }
 
-  private exchange(type: number, flags: number, body: Buffer, operation: string): Reply[] {
+  /** Requests queue behind each other: replies are matched to the one request in flight. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private exchange(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {
+    const next = this.queue.then(() => this.exchangeNow(type, flags, body, operation));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async exchangeNow(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {
     if (this.closed) throw new Error(`${operation}: netlink socket already closed`);
     const seq = this.seq = (this.seq + 1) & 0x7fffffff;
     const msg = Buffer.alloc(NLMSG_HDRLEN + body.length);
@@ -109,9 +121,13 @@ export class NetlinkSocket {
     body.copy(msg, NLMSG_HDRLEN);
     const c = libc();
     const addr = sockaddrNl();
-    for (;;) {
-      if (c.sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) break;
-      if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());
+    // errno of a call made on a pool thread is not readable here; a failed send (ENOBUFS, EINTR) is retried once
+    // synchronously to learn why.
+    if (await c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12) < 0) {
+      for (;;) {
+        if (c.sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) break;
+        if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());
+      }
     }
     const replies: Reply[] = [];
     const dump = (flags & NLM_F_DUMP) === NLM_F_DUMP;
