@@ -23,6 +23,7 @@ import {
   type Versioned,
   type WatchOptions,
 } from './store.js';
+import { watchConnection } from './zk-watchdog.js';
 import { checkId, checkKind, checkOps, encodeValue, opId, redactUrl } from './validate.js';
 
 const { CreateMode, Exception } = zookeeper;
@@ -135,6 +136,7 @@ export class ZooKeeperStore implements Store {
   private client!: Client;
   private connected = false;
   private connectWaiters: (() => void)[] = [];
+  private stopWatchdog: (() => void) | undefined;
   private closed = false;
   private readonly sessionTimeoutMs: number;
   private readonly opTimeoutMs: number;
@@ -158,6 +160,9 @@ export class ZooKeeperStore implements Store {
   private followWaiters: { tx: number; resolve: () => void }[] = [];
   /** Newest log entry this client wrote, so its own list() sees its own writes. */
   private ownTx = -1;
+  /** Connections the watchdog reset (a hung handshake or a silent server); for diagnostics and metrics. */
+  connectionResets = 0;
+  onConnectionReset: ((why: string) => void) | undefined;
   /** Notified when a new session replaces an expired one (tests and diagnostics). */
   onSession: ((sessionId: string) => void) | undefined;
 
@@ -197,6 +202,16 @@ export class ZooKeeperStore implements Store {
     const client = zookeeper.createClient(this.hosts, { sessionTimeout: this.sessionTimeoutMs, spinDelay: 200, retries: 0 });
     this.client = client;
     this.connected = false;
+    this.stopWatchdog?.();
+    // As the Java client: a handshake gets the session timeout shared among the servers, at least 2 s.
+    const servers = this.hosts.split(',').length;
+    this.stopWatchdog = watchConnection(client, {
+      handshakeMs: Math.max(2000, Math.floor(this.sessionTimeoutMs / servers)),
+      onReset: (why) => {
+        this.connectionResets++;
+        this.onConnectionReset?.(why);
+      },
+    });
     client.on('state', (state) => {
       if (this.client !== client || this.closed) return;
       if (state === zookeeper.State.SYNC_CONNECTED) {
@@ -867,6 +882,7 @@ export class ZooKeeperStore implements Store {
     this.ephemeralViews.clear();
     this.followWake?.();
     for (const w of this.connectWaiters.splice(0)) w();
+    this.stopWatchdog?.();
     // Closing the session removes our ephemeral records at once (not after the session timeout).
     const c = this.client;
     await new Promise<void>((resolve) => {

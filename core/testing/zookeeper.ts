@@ -4,12 +4,15 @@
 // A JVM outlives the Node process that started it unless something kills it, so every server has a watchdog
 // (`sh` reading our pipe) that kills it with SIGKILL when this process dies, however it dies.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { createWriteStream, existsSync, promises as fsp } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-const CLASSPATH = '/etc/zookeeper/conf:/usr/share/java/zookeeper.jar';
+// slf4j-simple (Debian's libslf4j-java) gives the server a log on stderr, kept in zookeeper.log: without a
+// binding ZooKeeper logs nothing, and a test that fails on a server's behaviour has no trace to read.
+const SLF4J_SIMPLE = '/usr/share/java/slf4j-simple.jar';
+const CLASSPATH = ['/etc/zookeeper/conf', '/usr/share/java/zookeeper.jar', ...(existsSync(SLF4J_SIMPLE) ? [SLF4J_SIMPLE] : [])].join(':');
 const MAIN = 'org.apache.zookeeper.server.quorum.QuorumPeerMain';
 
 export interface ZooKeeperOptions {
