@@ -68,9 +68,11 @@ export function parseZkUrl(url: string): ZkTarget {
 type ZkError = Error & { code?: number; getCode?: () => number };
 const codeOf = (err: unknown): number | undefined => (err as ZkError | undefined)?.getCode?.() ?? (err as ZkError | undefined)?.code;
 class CallTimeout extends Error {}
+/** A call abandoned because its client (session) was replaced: its outcome is unknown, as after a connection loss. */
+class ClientReplaced extends Error {}
 /** Errors after which a write's outcome is unknown or the connection must be waited for. */
 function isConnectionError(err: unknown): boolean {
-  if (err instanceof CallTimeout) return true;
+  if (err instanceof CallTimeout || err instanceof ClientReplaced) return true;
   const c = codeOf(err);
   return c === Exception.CONNECTION_LOSS || c === Exception.SESSION_EXPIRED || c === Exception.OPERATION_TIMEOUT;
 }
@@ -116,16 +118,25 @@ interface CacheEntry {
 // each caller states the type it expects.
 type Callback = (err: any, ...rest: any[]) => void;
 
-/** Promisified calls on whichever ZooKeeper client (session) is current. */
-function call<T>(fn: (cb: Callback) => void, timeoutMs: number): Promise<T> {
-  // `any`: node-zookeeper-client callbacks pass differently shaped results per call; each caller types its own.
+/**
+ * One promisified call, bounded in time, and abortable through `inflight`: the library never answers calls still
+ * queued when its client is closed or replaced, and a caller must not wait out its whole timeout for them.
+ */
+function call<T>(fn: (cb: Callback) => void, timeoutMs: number, inflight: Set<(e: Error) => void>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CallTimeout(`ZooKeeper did not answer in ${timeoutMs} ms`)), timeoutMs);
-    fn((err, ...rest) => {
+    let done = false;
+    const finish = (err: unknown, value?: T) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      inflight.delete(abort);
       if (err) reject(err);
-      else resolve((rest.length <= 1 ? rest[0] : rest) as T);
-    });
+      else resolve(value as T);
+    };
+    const abort = (e: Error) => finish(e);
+    const timer = setTimeout(() => finish(new CallTimeout(`ZooKeeper did not answer in ${timeoutMs} ms`)), timeoutMs);
+    inflight.add(abort);
+    fn((err, ...rest) => finish(err, (rest.length <= 1 ? rest[0] : rest) as T));
   });
 }
 
@@ -137,6 +148,8 @@ export class ZooKeeperStore implements Store {
   private connected = false;
   private connectWaiters: (() => void)[] = [];
   private stopWatchdog: (() => void) | undefined;
+  /** Abort functions of the calls awaiting an answer from the current client. */
+  private readonly inflight = new Set<(e: Error) => void>();
   private closed = false;
   private readonly sessionTimeoutMs: number;
   private readonly opTimeoutMs: number;
@@ -157,7 +170,7 @@ export class ZooKeeperStore implements Store {
   private readonly cache = new Map<Kind, Map<string, CacheEntry>>();
   private ring: StoredChange[] = [];
   private readonly watchers = new Set<Watcher>();
-  private followWaiters: { tx: number; resolve: () => void }[] = [];
+  private followWaiters: { tx: number; resolve: () => void; fail: (e: Error) => void }[] = [];
   /** Newest log entry this client wrote, so its own list() sees its own writes. */
   private ownTx = -1;
   /** Connections the watchdog reset (a hung handshake or a silent server); for diagnostics and metrics. */
@@ -225,6 +238,7 @@ export class ZooKeeperStore implements Store {
         this.connected = false;
       } else if (state === zookeeper.State.EXPIRED) {
         this.connected = false;
+        for (const abort of [...this.inflight]) abort(new ClientReplaced('the ZooKeeper session expired'));
         client.close();
         this.newSession();
         void this.afterNewSession();
@@ -285,7 +299,7 @@ export class ZooKeeperStore implements Store {
   private zk<T>(fn: (c: Client, cb: Callback) => void, timeoutMs = this.opTimeoutMs): Promise<T> {
     // `any`: see call().
     const c = this.client;
-    return call<T>((cb) => fn(c, cb), timeoutMs);
+    return call<T>((cb) => fn(c, cb), timeoutMs, this.inflight);
   }
 
   /** Retries a read across connection losses until the deadline; reads are safe to repeat. */
@@ -386,7 +400,7 @@ export class ZooKeeperStore implements Store {
           tx.create(`${this.root}/log/n${plan.changes.length}_`, payload, CreateMode.PERSISTENT_SEQUENTIAL);
           tx.create(marker, Buffer.alloc(0), CreateMode.PERSISTENT);
         }
-        const results = await call<{ path?: string }[]>((cb) => tx.commit(cb), Math.max(1, deadline - Date.now()));
+        const results = await call<{ path?: string }[]>((cb) => tx.commit(cb), Math.max(1, deadline - Date.now()), this.inflight);
         if (logIndex >= 0) {
           const name = parseLogName(results[logIndex]!.path!.split('/').pop()!);
           if (name) this.ownTx = Math.max(this.ownTx, name.tx);
@@ -540,7 +554,7 @@ export class ZooKeeperStore implements Store {
         // The watermark moves first (same multi), so nobody resumes into a hole unnoticed.
         tx.setData(`${this.root}/meta/trimmed`, Buffer.from(String(mark)), stat.version);
         for (const n of batch) tx.remove(`${this.root}/log/${n.name}`, -1);
-        await call((cb) => tx.commit(cb), this.opTimeoutMs);
+        await call((cb) => tx.commit(cb), this.opTimeoutMs, this.inflight);
       }
       const markers = await this.zk<string[]>((c, cb) => c.getChildren(`${this.root}/tx`, (e: unknown, ch: string[]) => cb(e, ch)));
       const cutoff = Date.now() - this.markerTtlMs;
@@ -572,15 +586,22 @@ export class ZooKeeperStore implements Store {
     if (this.cursorTx >= tx && this.cursorTx >= 0) return;
     const deadline = Date.now() + this.opTimeoutMs;
     await new Promise<void>((resolve, reject) => {
-      const w = { tx, resolve };
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        this.followWaiters = this.followWaiters.filter((x) => x !== w);
+        reject(e);
+      };
+      const w = {
+        tx,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        fail,
+      };
       // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
       this.followWaiters.push(w);
-      setTimeout(() => {
-        if (this.followWaiters.includes(w)) {
-          this.followWaiters = this.followWaiters.filter((x) => x !== w);
-          reject(this.closed ? new StoreError('Closed', `store ${this.url} is closed`) : new StoreError('Unavailable', `ZooKeeper ${this.hosts} did not answer in time`));
-        }
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(() => fail(new StoreError('Unavailable', `ZooKeeper ${this.hosts} did not answer in time`)), Math.max(0, deadline - Date.now()));
     });
   }
 
@@ -883,6 +904,9 @@ export class ZooKeeperStore implements Store {
     this.followWake?.();
     for (const w of this.connectWaiters.splice(0)) w();
     this.stopWatchdog?.();
+    const closedError = new StoreError('Closed', `store ${this.url} is closed`);
+    for (const abort of [...this.inflight]) abort(closedError);
+    for (const w of [...this.followWaiters]) w.fail(closedError);
     // Closing the session removes our ephemeral records at once (not after the session timeout).
     const c = this.client;
     await new Promise<void>((resolve) => {
