@@ -4,7 +4,7 @@
 // itself (`proxy`), so address resolution never crosses the underlay.
 import { familyOf, normalizeMac } from './addresses.js';
 import { bridgeBatch, ipBatch, isGone, nftApply, runJson } from './exec.js';
-import { removeTunnelScript, tunnelFilterScript } from './filter-table.js';
+import { ensureSkeleton, removeTunnelScript, tunnelFilterScript } from './filter-table.js';
 import { bridgeName, checkVni, vxlanName } from './names.js';
 import type { DesiredBridge } from './types.js';
 
@@ -136,7 +136,8 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   await ipBatch(ctx.netns, ip, `could not set up ${br}/${vx}`);
   await Promise.all([
     bridgeBatch(ctx.netns, fdbLines, `could not program the FDB of ${vx}`),
-    nftApply(ctx.netns, tunnelFilterScript(b.vni, vx, b.gateways ?? []), `could not install the tunnel filter of ${vx}`),
+    ensureSkeleton(ctx.netns).then(() =>
+      nftApply(ctx.netns, tunnelFilterScript(b.vni, vx, b.gateways ?? []), `could not install the tunnel filter of ${vx}`)),
   ]);
 }
 

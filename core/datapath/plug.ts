@@ -11,7 +11,7 @@ import {
   canonicalDestination, createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress,
   replaceRoute, setLink, withNetlink, type NetlinkSocket, type Route,
 } from './netlink/index.js';
-import { portSecurityScript, removePortScript } from './filter-table.js';
+import { ensureSkeleton, portSecurityScript, removePortScript } from './filter-table.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -93,8 +93,8 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   const peer = p.hostSideOnly ? plugPeerName(host) : p.ifname;
   const where = p.hostSideOnly ? '' : ` in ${p.netns}`;
   const security = p.portSecurity
-    ? nftApply(ctx.netns, portSecurityScript({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }),
-      `could not install port security for ${host}`)
+    ? ensureSkeleton(ctx.netns).then(() => nftApply(ctx.netns, portSecurityScript({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }),
+      `could not install port security for ${host}`))
     : nftApply(ctx.netns, removePortScript(host), `could not clear port security of ${host}`);
   const link = async (): Promise<void> => {
     await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
