@@ -1,10 +1,18 @@
 // `npm run bench`: run every area's benchmark in turn and write bench/results.md (and results.json).
-// BENCH_SCALE scales the sizes (default 1); BENCH_ONLY=store,ipam runs a subset.
-import { writeFileSync } from 'node:fs';
+// BENCH_SCALE scales the sizes (default 1); BENCH_ONLY=store,ipam runs a subset and keeps the other areas'
+// sections from the previous results, each labelled with when and at what scale it was measured.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg } from 'node:os';
 import type { BenchContext, BenchSection } from './report.js';
+
+/** A section as stored: which area produced it, when, at what scale. */
+interface StoredSection extends BenchSection {
+  area: string;
+  measuredAt: string;
+  scale: number;
+}
 
 const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker'] as const;
 
@@ -13,17 +21,17 @@ function fmt(values: Record<string, number> | undefined): string {
   return Object.entries(values).map(([k, v]) => `${k} ${Number.isFinite(v) ? +v.toFixed(v < 10 ? 2 : 1) : v}`).join(', ');
 }
 
-function markdown(sections: BenchSection[], failures: string[]): string {
+function markdown(sections: StoredSection[], failures: string[]): string {
   const lines = [
     '# Benchmark results',
     '',
-    `Measured ${new Date().toISOString()} by \`npm run bench\` on ${cpus().length} cores (load average at the end ` +
+    `Written ${new Date().toISOString()} by \`npm run bench\` on ${cpus().length} cores (load average at the end ` +
       `${loadavg().map((x) => x.toFixed(1)).join(' ')}). Ours and the reference run in the same process, interleaved; ` +
       'compare ratios, not absolute times (a shared machine).',
     '',
   ];
   for (const s of sections) {
-    lines.push(`## ${s.title}`, '', s.method, '', '| measurement | ours | reference | ratio | unit | note |', '|---|---|---|---|---|---|');
+    lines.push(`## ${s.title}`, '', `_Measured ${s.measuredAt}, BENCH_SCALE=${s.scale}._ ${s.method}`, '', '| measurement | ours | reference | ratio | unit | note |', '|---|---|---|---|---|---|');
     for (const r of s.rows) {
       lines.push(`| ${r.name} | ${fmt(r.ours)} | ${fmt(r.reference)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2)} | ${r.unit} | ${r.note ?? ''} |`);
     }
@@ -33,18 +41,29 @@ function markdown(sections: BenchSection[], failures: string[]): string {
   return lines.join('\n');
 }
 
+/** Sections of an earlier run that says which area each came from (older files do not: they are dropped). */
+function previousSections(file: string): StoredSection[] {
+  if (!existsSync(file)) return [];
+  try {
+    const old = JSON.parse(readFileSync(file, 'utf8')) as { sections?: Partial<StoredSection>[] };
+    return (old.sections ?? []).filter((s): s is StoredSection => typeof s.area === 'string' && typeof s.measuredAt === 'string');
+  } catch {
+    return [];
+  }
+}
+
 async function main(): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? '1');
   const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
   const ctx: BenchContext = { scale, progress: (m) => process.stderr.write(`bench: ${m}\n`) };
-  const sections: BenchSection[] = [];
+  const sections: StoredSection[] = [];
   const failures: string[] = [];
   for (const area of AREAS) {
     if (only && !only.includes(area)) continue;
     ctx.progress(`${area}: starting`);
     try {
       const mod = (await import(`./${area}.js`)) as { run(ctx: BenchContext): Promise<BenchSection> };
-      sections.push(await mod.run(ctx));
+      sections.push({ area, measuredAt: new Date().toISOString(), scale, ...(await mod.run(ctx)) });
       ctx.progress(`${area}: done`);
     } catch (err) {
       const why = `${area}: ${(err as Error).message.split('\n')[0]}`;
@@ -53,8 +72,10 @@ async function main(): Promise<void> {
     }
   }
   const dir = dirname(fileURLToPath(import.meta.url));
-  writeFileSync(join(dir, 'results.md'), markdown(sections, failures));
-  writeFileSync(join(dir, 'results.json'), JSON.stringify({ at: new Date().toISOString(), scale, sections, failures }, null, 2) + '\n');
+  const all = only ? [...previousSections(join(dir, 'results.json')).filter((s) => !only.includes(s.area)), ...sections] : sections;
+  all.sort((a, b) => AREAS.indexOf(a.area as (typeof AREAS)[number]) - AREAS.indexOf(b.area as (typeof AREAS)[number]));
+  writeFileSync(join(dir, 'results.md'), markdown(all, failures));
+  writeFileSync(join(dir, 'results.json'), JSON.stringify({ at: new Date().toISOString(), sections: all, failures }, null, 2) + '\n');
   ctx.progress(`wrote ${join(dir, 'results.md')}`);
   if (failures.length) process.exitCode = 1;
 }
