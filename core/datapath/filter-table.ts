@@ -2,7 +2,7 @@
 // that keeps anycast-gateway traffic off the tunnels. One chain per port/tunnel, reached through a verdict map
 // keyed by interface name, so adding or removing a port touches exactly its own chain and map element, and the
 // whole change is one atomic `nft -f` transaction.
-import { eui64LinkLocal, familyOf, normalizeMac, solicitedNode } from './addresses.js';
+import { eui64LinkLocal, familyOf, ipv6Groups, normalizeMac, solicitedNode } from './addresses.js';
 import { nftApply, nftQuery } from './exec.js';
 import { NFT_TABLE, portChain, tunnelChain } from './names.js';
 
@@ -54,6 +54,9 @@ export interface PortSecuritySpec {
 
 const set = (items: string[]): string => `{ ${items.join(', ')} }`;
 
+/** An IPv6 address as the 128-bit integer nft compares raw payload with. */
+const ipv6Hex = (ip: string): string => `0x${ipv6Groups(ip).map((g) => g.toString(16).padStart(4, '0')).join('')}`;
+
 /** Install or replace the anti-spoofing chain of one port. */
 export function portSecurityScript(p: PortSecuritySpec): string {
   const mac = normalizeMac(p.mac);
@@ -79,6 +82,16 @@ export function portSecurityScript(p: PortSecuritySpec): string {
   // Link-local (EUI-64 of the port's MAC) for neighbour discovery; :: only for ICMPv6 (DAD, MLD).
   lines.push(r(`ether type ip6 ip6 saddr != ${set([...v6, eui64LinkLocal(mac), '::'])} drop`));
   lines.push(r('ether type ip6 ip6 saddr :: meta l4proto != ipv6-icmp drop'));
+  // A neighbour advertisement names its target in the payload, not in the source address: without this, a
+  // workload could claim a neighbour's IPv6 address (the ND twin of the ARP rule above). nft 1.0 has no keyword
+  // for the target, so it is matched raw: 16 bytes at offset 8 of the ICMPv6 header.
+  const targets = [...v6, eui64LinkLocal(mac)].map(ipv6Hex);
+  lines.push(r(`ether type ip6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert @th,64,128 != ${set(targets)} drop`));
+  // Only the virtual router advertises routes and redirects, and only the agent's IPAM hands out addresses: a
+  // workload acting as a router or a DHCP server would hijack its neighbours' traffic.
+  lines.push(r('ether type ip6 meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-redirect } drop'));
+  lines.push(r('ether type ip udp sport 67 drop'));
+  lines.push(r('ether type ip6 udp sport 547 drop'));
   lines.push(`add element ${T} ports { "${p.hostIfname}" : jump ${c} }`);
   return header() + lines.join('\n') + '\n';
 }

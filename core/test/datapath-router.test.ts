@@ -3,6 +3,10 @@ import test from 'ava';
 import type { DesiredRouter, GatewayAddress } from '../datapath/index.js';
 import { OUTSIDE_IP } from '../../e2e/harness/index.js';
 import { routerNsName } from '../datapath/names.js';
+import { ipv6Groups } from '../datapath/addresses.js';
+import { getLink } from '../datapath/netlink/link.js';
+import { libc } from '../datapath/netlink/libc.js';
+import { inNamespace, withNetlink } from '../datapath/netlink/netns.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
 interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
@@ -166,5 +170,62 @@ test.serial('port security drops spoofed source MAC and IP, and removing a port 
     await c.dp.get(host.name)!.removeBridge(a.vni);
     await c.dp.get(host.name)!.sweep({});
   }
+  t.deepEqual(await c.h.allLeaks(), {});
+});
+
+/**
+ * Send one unsolicited, overriding neighbour advertisement for `target` with link-layer address `mac` to all nodes,
+ * from inside `netns`, through a raw ICMPv6 socket (the kernel fills in the checksum and the source address).
+ */
+async function sendNeighbourAdvert(netns: string, ifname: string, target: string, mac: string): Promise<void> {
+  const ifindex = (await withNetlink(netns, (s) => getLink(s, ifname)))!.index;
+  const addr16 = (ip: string) => Buffer.from(ipv6Groups(ip).flatMap((g) => [g >> 8, g & 255]));
+  const na = Buffer.concat([
+    Buffer.from([136, 0, 0, 0, 0x20, 0, 0, 0]), // type NA, code, checksum (kernel), flags: Override
+    addr16(target),
+    Buffer.from([2, 1]), Buffer.from(mac.split(':').map((x) => parseInt(x, 16))), // target link-layer address option
+  ]);
+  const sin6 = Buffer.alloc(28);
+  sin6.writeUInt16LE(10, 0); // AF_INET6
+  addr16('ff02::1').copy(sin6, 8);
+  sin6.writeUInt32LE(ifindex, 24);
+  const int = (v: number) => { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; };
+  const c = libc();
+  const fd = inNamespace(netns, () => c.socket(10, 3, 58)); // AF_INET6, SOCK_RAW, IPPROTO_ICMPV6
+  if (fd < 0) throw new Error('raw ICMPv6 socket refused');
+  try {
+    c.setsockopt(fd, 41, 18, int(255), 4); // IPV6_MULTICAST_HOPS: ND requires hop limit 255
+    c.setsockopt(fd, 41, 17, int(ifindex), 4); // IPV6_MULTICAST_IF
+    if (c.sendto(fd, na, na.length, 0, sin6, sin6.length) !== na.length) throw new Error('sendto failed');
+  } finally {
+    c.close(fd);
+  }
+}
+
+test.serial('port security: a workload cannot claim a neighbour\'s IPv6 address with a neighbour advertisement', async (t) => {
+  const c = await cluster(t, 1);
+  const n = { ...net(7, 81), gw6: undefined };
+  const ports = [port(c, 'h1', n, 2, true), port(c, 'h1', n, 3, true), port(c, 'h1', n, 4, true)];
+  await c.dp.get('h1')!.ensureBridge(desiredBridge(c.h.host('h1'), n.vni, ports));
+  await plugAll(c, ports);
+  const [attacker, observer, victim] = ports as [TestPort, TestPort, TestPort];
+  const v6 = (p: TestPort) => p.ips[1]!.split('/')[0]!;
+  const lladdrSeen = async (): Promise<string | undefined> => {
+    const r = await c.h.exec(observer.netns!, ['ip', '-6', '-j', 'neigh', 'show', v6(victim), 'dev', 'eth0']);
+    return (JSON.parse(r.stdout || '[]') as { lladdr?: string }[])[0]?.lladdr;
+  };
+  t.true(await c.h.pingEventually(observer.netns!, v6(victim)), 'the observer reaches the victim over IPv6');
+  t.is(await lladdrSeen(), victim.mac);
+  // A kernel announcing an address it took would use that address as the source, which port security drops
+  // anyway; a crafted advertisement sent from the attacker's own link-local address, naming the victim's address
+  // as its target with the override flag, is what the target rule is for.
+  await sendNeighbourAdvert(attacker.netns!, 'eth0', v6(victim), attacker.mac);
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(await lladdrSeen(), victim.mac, 'the observer still resolves the victim to the victim');
+  t.true(await c.h.pingEventually(observer.netns!, v6(victim)));
+
+  for (const p of ports) await c.dp.get('h1')!.unplug(p.hostIfname!);
+  await c.dp.get('h1')!.removeBridge(n.vni);
+  await c.dp.get('h1')!.sweep({});
   t.deepEqual(await c.h.allLeaks(), {});
 });
