@@ -1,9 +1,12 @@
-// The plugin's only effect: JSON over HTTP on the agent's unix socket (core/workload/types.ts). No framework:
-// under Bun (the shipped executable) fetch() speaks unix sockets natively and starts in a few ms; under Node
-// (tests, `tsx`) we fall back to node:http, loaded only then.
+// The workload API's client over HTTP on the agent's unix socket (core/workload/types.ts), and the errors every
+// WorkloadApi implementation fails with. The shipped plugin does not use it (the CNI logic runs inside the agent,
+// see cni/README.md); it serves tools and tests that drive the workload API from another process.
+import { request } from 'node:http';
 import type {
   AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
 } from '../../core/workload/types.js';
+import type { WorkloadApi } from './commands.js';
+import { DEFAULT_AGENT_TIMEOUT_MS } from './protocol.js';
 
 /** The agent answered with an error body (HTTP 4xx/5xx). */
 export class AgentError extends Error {
@@ -28,19 +31,9 @@ export class AgentProtocolError extends Error {
 
 interface RawResponse { status: number; text: string }
 
-declare const Bun: unknown; // present only in the Bun runtime
-
-async function viaFetch(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
-  const init = { method, body, headers: body ? { 'content-type': 'application/json' } : {}, unix: socket, signal: AbortSignal.timeout(timeoutMs) };
-  // `unix` is Bun's extension to RequestInit.
-  const res = await fetch(`http://localhost${path}`, init as RequestInit);
-  return { status: res.status, text: await res.text() };
-}
-
-async function viaNodeHttp(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
-  const http = await import('node:http');
+function httpCall(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path, method, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}, timeout: timeoutMs }, (res) => {
+    const req = request({ socketPath: socket, path, method, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
@@ -56,7 +49,7 @@ function describe(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   switch (err.code) {
     case 'ENOENT': return 'no such socket (is the agent running?)';
-    case 'ECONNREFUSED': case 'ConnectionRefused': return 'connection refused (is the agent running?)';
+    case 'ECONNREFUSED': return 'connection refused (is the agent running?)';
     case 'EACCES': return 'permission denied (the plugin must run as root)';
     case 'ETIMEDOUT': return err.message;
   }
@@ -64,16 +57,14 @@ function describe(e: unknown): string {
   return err.message ?? String(e);
 }
 
-export class AgentClient {
-  constructor(readonly socket: string, readonly timeoutMs = 30_000) {}
+export class AgentClient implements WorkloadApi {
+  constructor(readonly socket: string, readonly timeoutMs = DEFAULT_AGENT_TIMEOUT_MS) {}
 
   private async call<T>(method: 'GET' | 'POST', path: string, payload?: unknown): Promise<T> {
     const body = payload === undefined ? undefined : JSON.stringify(payload);
     let raw: RawResponse;
     try {
-      raw = typeof Bun !== 'undefined'
-        ? await viaFetch(this.socket, method, path, body, this.timeoutMs)
-        : await viaNodeHttp(this.socket, method, path, body, this.timeoutMs);
+      raw = await httpCall(this.socket, method, path, body, this.timeoutMs);
     } catch (e) {
       throw new AgentUnreachable(this.socket, describe(e));
     }

@@ -1,8 +1,8 @@
 // The six CNI commands, each a translation of one workload API call. Kernel work is the agent's; here we only
 // decide what to ask for and how to say the answer in CNI's words.
 import type { PortOwner } from '../../core/model/types.js';
-import type { AttachRequest, AttachResult } from '../../core/workload/types.js';
-import { AgentClient, AgentError, AgentProtocolError, AgentUnreachable } from './agent-client.js';
+import type { AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, StatusResult } from '../../core/workload/types.js';
+import { AgentError, AgentProtocolError, AgentUnreachable } from './agent-client.js';
 import { checkMac, decodeConfig, type DecodedConfig, type MidonetNetConf } from './config.js';
 import type { CniEnv } from './env.js';
 import { CniError, Code } from './errors.js';
@@ -43,8 +43,17 @@ function owner(cfg: DecodedConfig): PortOwner['orchestrator'] {
   return cfg.mesos ? 'mesos' : 'cni';
 }
 
-function client(cfg: DecodedConfig): AgentClient {
-  return new AgentClient(cfg.agentSocket, cfg.agentTimeoutMs);
+/**
+ * What the commands need of the agent: the workload API (core/workload/types.ts). Implemented over HTTP by
+ * AgentClient and in-process, inside the agent, by core/agent/workload-server.ts; both fail with AgentError
+ * (the agent's error body), AgentUnreachable or AgentProtocolError.
+ */
+export interface WorkloadApi {
+  attach(req: AttachRequest): Promise<AttachResult>;
+  detach(req: DetachRequest): Promise<unknown>;
+  check(req: CheckRequest): Promise<CheckResult>;
+  gc(req: GcRequest): Promise<unknown>;
+  status(): Promise<StatusResult>;
 }
 
 function checkAttachResult(a: unknown): asserts a is AttachResult {
@@ -54,7 +63,7 @@ function checkAttachResult(a: unknown): asserts a is AttachResult {
   }
 }
 
-export async function cmdAdd(env: CniEnv, conf: MidonetNetConf): Promise<Record<string, unknown>> {
+export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<Record<string, unknown>> {
   const cfg = decodeConfig(conf);
   const prev = cfg.prevResult !== undefined ? fromAnyVersion(cfg.prevResult) : undefined;
   const ips = [...cfg.ips, ...(env.args.ips ?? [])];
@@ -81,7 +90,7 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf): Promise<Record<
   if (cfg.bandwidth && Object.keys(cfg.bandwidth).length) req.bandwidth = cfg.bandwidth;
   let attached: AttachResult;
   try {
-    const a: unknown = await client(cfg).attach(req);
+    const a: unknown = await api.attach(req);
     checkAttachResult(a);
     attached = a;
   } catch (e) {
@@ -93,10 +102,10 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf): Promise<Record<
   return toVersion(amend(prev, ours), cfg.cniVersion);
 }
 
-export async function cmdDel(env: CniEnv, conf: MidonetNetConf): Promise<void> {
+export async function cmdDel(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   try {
-    await client(cfg).detach({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, tenant: cfg.tenant, network: cfg.network, ...(env.netns ? { netns: env.netns } : {}) });
+    await api.detach({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, tenant: cfg.tenant, network: cfg.network, ...(env.netns ? { netns: env.netns } : {}) });
   } catch (e) {
     // DEL must succeed when there is nothing left to delete (repeated DEL, ADD that never happened).
     if (e instanceof AgentError && e.body.code === 'not_found') return;
@@ -104,7 +113,7 @@ export async function cmdDel(env: CniEnv, conf: MidonetNetConf): Promise<void> {
   }
 }
 
-export async function cmdCheck(env: CniEnv, conf: MidonetNetConf): Promise<void> {
+export async function cmdCheck(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   requireAtLeast(cfg, 'CHECK', '0.4.0');
   if (cfg.prevResult === undefined) throw new CniError(Code.invalidConfig, 'CHECK needs prevResult (the result of ADD); none was given');
@@ -115,7 +124,7 @@ export async function cmdCheck(env: CniEnv, conf: MidonetNetConf): Promise<void>
   else if (!prev.ips.some((ip) => ip.interface === idx)) problems.push(`prevResult has no address on ${env.ifname}`);
   let agentProblems: string[] = [];
   try {
-    const r = await client(cfg).check({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, netns: env.netns, tenant: cfg.tenant, network: cfg.network });
+    const r = await api.check({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, netns: env.netns, tenant: cfg.tenant, network: cfg.network });
     if (!r.ok) agentProblems = Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
   } catch (e) {
     throw toCniError(e, 'CHECK');
@@ -144,23 +153,23 @@ function validAttachments(conf: MidonetNetConf): Attachment[] {
   return [...seen.values()];
 }
 
-export async function cmdGc(_env: CniEnv, conf: MidonetNetConf): Promise<void> {
+export async function cmdGc(_env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   requireAtLeast(cfg, 'GC', '1.1.0');
   const valid = validAttachments(conf).map((a) => ({ workloadId: a.containerID, ifname: a.ifname }));
   try {
-    await client(cfg).gc({ orchestrator: 'cni', valid, tenant: cfg.tenant, network: cfg.network });
+    await api.gc({ orchestrator: 'cni', valid, tenant: cfg.tenant, network: cfg.network });
   } catch (e) {
     throw toCniError(e, 'GC');
   }
 }
 
-export async function cmdStatus(_env: CniEnv, conf: MidonetNetConf): Promise<void> {
+export async function cmdStatus(_env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   requireAtLeast(cfg, 'STATUS', '1.1.0');
   let s;
   try {
-    s = await client(cfg).status();
+    s = await api.status();
   } catch (e) {
     throw toCniError(e, 'STATUS');
   }

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import type { Bandwidth, PortMapping } from '../../core/workload/types.js';
 import { CniError, Code } from './errors.js';
+import { DEFAULT_AGENT_TIMEOUT_MS } from './protocol.js';
 import { requireVersion, type CniVersion } from './versions.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/bees/workload.sock';
@@ -164,7 +165,7 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
   let tenant = str('tenant', conf.tenant, 'default');
   let network = str('network', conf.network, conf.name);
   const agentSocket = str('agentSocket', conf.agentSocket, DEFAULT_AGENT_SOCKET);
-  let agentTimeoutMs = 30_000;
+  let agentTimeoutMs = DEFAULT_AGENT_TIMEOUT_MS;
   if (conf.agentTimeoutMs !== undefined) {
     if (typeof conf.agentTimeoutMs !== 'number' || !(conf.agentTimeoutMs > 0)) throw invalid('agentTimeoutMs', conf.agentTimeoutMs, 'must be a positive number of milliseconds');
     agentTimeoutMs = conf.agentTimeoutMs;

@@ -58,7 +58,7 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
 }
 
 /** Reads and validates the environment for `command`; every missing or malformed variable is named in one error. */
-export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
+export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const command = env.CNI_COMMAND ?? '';
   if (!COMMANDS.includes(command as Command)) {
     throw new CniError(Code.badEnv, command === '' ? 'CNI_COMMAND is not set' : `CNI_COMMAND ${JSON.stringify(command)} is not one of ${COMMANDS.join(', ')}`);
@@ -91,7 +91,11 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
 
 const NSFS_MAGIC = 0x6e736673;
 
-/** A netns path must be a network namespace (nsfs), and not the one the plugin runs in: that would be the host's. */
+/**
+ * A netns path must be a network namespace (nsfs), and not the host's. This runs inside the agent (cni/plugin/run.ts),
+ * so "our own" namespace is the agent's, which is the host's namespace the shim and the runtime run in: the same
+ * meaning the check had when it ran in the plugin process. (CNI_NETNS_OVERRIDE=1 in the agent's environment lifts it.)
+ */
 function checkNetns(netns: string): void {
   let st;
   try {
@@ -111,7 +115,7 @@ function checkNetns(netns: string): void {
   try {
     const own = statSync('/proc/self/ns/net');
     if (own.ino === st.ino && own.dev === st.dev && process.env.CNI_NETNS_OVERRIDE !== '1') {
-      throw new CniError(Code.badEnv, `CNI_NETNS ${netns} is the plugin's own (host) network namespace; refusing to configure the host`);
+      throw new CniError(Code.badEnv, `CNI_NETNS ${netns} is the agent's own (host) network namespace; refusing to configure the host`);
     }
   } catch (e) {
     if (e instanceof CniError) throw e;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { HarnessHost } from '../../e2e/harness/index.js';
 import { createNetns, randomSuffix, sh, type Netns } from '../harness/netns.js';
+import { buildShim } from '../shim/build.js';
 
 export const REFERENCE_DIR = '/usr/lib/cni';
 
@@ -54,12 +55,12 @@ export async function referenceConflist(t: ExecutionContext, cniVersion: string)
 
 let built: Promise<string> | undefined;
 
-/** Builds the shipped plugin executable (bun --compile) once per test process: tests run what users run. */
+/** Builds the shipped plugin executable (the C shim, as `npm run build:cni` does) once per test process: tests run what users run. */
 export function buildPlugin(): Promise<string> {
   built ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cnibin-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    await sh(join(process.cwd(), 'node_modules/.bin/bun'), ['build', '--compile', '--minify', join(process.cwd(), 'cni/plugin/main.ts'), '--outfile', join(dir, 'midonet')]);
+    await buildShim(join(dir, 'midonet'));
     return dir;
   })();
   return built;

@@ -1,9 +1,14 @@
 // The workload API on the agent's root-only unix socket (see core/workload/types.ts for the protocol). Adapters
 // hold no store credentials: whoever can reach this socket can plumb workloads on this host, nothing more.
+import { unescape as percentDecode } from 'node:querystring';
+import { Ajv, type ErrorObject } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { AgentError } from '../../cni/plugin/agent-client.js';
+import { CNI_ENV_VARS, CNI_PATH_ROUTE, EXIT_CODE_HEADER, MAX_STDIN_BYTES, headerOf } from '../../cni/plugin/protocol.js';
+import { runCni, type WorkloadApi } from '../../cni/plugin/run.js';
 import { TopologyError, httpStatusOf } from '../topology/errors.js';
 import { StoreError } from '../store/store.js';
-import type { WorkloadErrorBody } from '../workload/types.js';
+import type { AttachRequest, CheckRequest, DetachRequest, GcRequest, WorkloadErrorBody } from '../workload/types.js';
 import type { Workloads } from './workloads.js';
 
 const ref = {
@@ -94,6 +99,57 @@ function errorOf(err: unknown): { status: number; body: WorkloadErrorBody } {
   return { status: 500, body: { error: (err as Error)?.message ?? String(err), code: 'internal' } };
 }
 
+const checkSchema = { ...detachSchema, required: ['orchestrator', 'workloadId', 'ifname'] } as const;
+
+/**
+ * The workload API called in-process by the agent-hosted CNI logic: the same body schemas (checked by an Ajv with
+ * Fastify's default options, so coercion and stripping match the HTTP routes), the same Workloads calls, and the
+ * same errorOf mapping, thrown as the AgentError the HTTP client would have thrown for that answer.
+ */
+export class InProcessWorkloadApi implements WorkloadApi {
+  private readonly ajv = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: false });
+  private readonly valid = {
+    attach: this.ajv.compile(attachSchema), detach: this.ajv.compile(detachSchema), check: this.ajv.compile(checkSchema), gc: this.ajv.compile(gcSchema),
+  };
+
+  constructor(private readonly workloads: Workloads) {}
+
+  private async call<T>(schema: keyof InProcessWorkloadApi['valid'] | undefined, body: unknown, fn: () => Promise<T>): Promise<T> {
+    try {
+      if (schema) {
+        const v = this.valid[schema];
+        if (!v(body)) {
+          // Fastify's schemaErrorFormatter words, status 400: what errorOf makes of a failed route validation.
+          const text = (v.errors ?? []).map((e: ErrorObject) => `body${e.instancePath} ${e.message ?? 'is invalid'}`).join(', ');
+          throw Object.assign(new Error(text), { statusCode: 400 });
+        }
+      }
+      return await fn();
+    } catch (e) {
+      const { status, body: errBody } = errorOf(e);
+      if (status >= 500) process.stderr.write(`workload api (cni): ${(e as Error)?.stack ?? String(e)}\n`);
+      throw new AgentError(status, errBody);
+    }
+  }
+
+  attach(req: AttachRequest) { return this.call('attach', req, () => this.workloads.attach(req)); }
+  detach(req: DetachRequest) { return this.call('detach', req, async () => { await this.workloads.detach(req); return {}; }); }
+  check(req: CheckRequest) { return this.call('check', req, () => this.workloads.check(req)); }
+  gc(req: GcRequest) { return this.call('gc', req, () => this.workloads.gc(req)); }
+  status() { return this.call(undefined, undefined, async () => this.workloads.status()); }
+}
+
+/** The CNI environment from the shim's headers: percent-encoded values, an absent header is an unset variable. */
+function cniEnvOf(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of CNI_ENV_VARS) {
+    const h = headers[headerOf(name)];
+    // querystring.unescape never throws: a malformed escape or invalid UTF-8 stays visible for parseEnv to refuse.
+    if (typeof h === 'string') env[name] = percentDecode(h);
+  }
+  return env;
+}
+
 export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 256 * 1024 });
   app.setErrorHandler((err, _req, reply) => {
@@ -109,9 +165,21 @@ export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
     await workloads.detach(req.body as never);
     return {};
   });
-  app.post('/v1/check', { schema: { body: { ...detachSchema, required: ['orchestrator', 'workloadId', 'ifname'] } } }, async (req) =>
+  app.post('/v1/check', { schema: { body: checkSchema } }, async (req) =>
     workloads.check(req.body as never));
   app.post('/v1/gc', { schema: { body: gcSchema } }, async (req) => workloads.gc(req.body as never));
   app.get('/v1/status', async () => workloads.status());
+  // The `midonet` CNI shim's one call (cni/README.md): body = the plugin's stdin as is, whatever its content type;
+  // answer = what the plugin prints, and its exit status in a header. Own scope: its body parser takes anything.
+  const api = new InProcessWorkloadApi(workloads);
+  void app.register(async (cni) => {
+    cni.removeAllContentTypeParsers();
+    cni.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_STDIN_BYTES }, (_req, body, done) => done(null, body));
+    cni.post(CNI_PATH_ROUTE, { bodyLimit: MAX_STDIN_BYTES }, async (req, reply) => {
+      const stdin = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
+      const out = await runCni(cniEnvOf(req.headers), stdin, api);
+      return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(out.stdout);
+    });
+  });
   return app;
 }
