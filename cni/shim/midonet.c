@@ -250,9 +250,11 @@ static void scan_config(const char *in, size_t n, struct config *c) {
         if (!cut && !strcmp(key, "cniVersion") && v < s.end && *v == '"') {
             if (string(&s, &c->version, &c->version_len, NULL, 0, NULL)) return;
         } else if (!cut && !strcmp(key, "agentSocket") && v < s.end && *v == '"') {
+            char path[sizeof c->socket];
             int long_path = 0;
-            if (string(&s, NULL, NULL, c->socket, sizeof c->socket, &long_path)) return;
-            c->socket_too_long = long_path || strlen(c->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path);
+            if (string(&s, NULL, NULL, path, sizeof path, &long_path)) return; /* a cut-off string is no path */
+            memcpy(c->socket, path, sizeof path);
+            c->socket_too_long = long_path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path);
         } else {
             if (value(&s)) return;
             if (!cut && !strcmp(key, "agentTimeoutMs") && (*v == '-' || (*v >= '0' && *v <= '9'))) c->timeout_ms = strtod((const char *)v, NULL);

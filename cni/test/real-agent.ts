@@ -103,6 +103,11 @@ export async function startAgents(hosts = 1): Promise<AgentCluster> {
         async start() {
           a.proc = harness.spawn(host, argv, { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
           await waitReady(a.socket, a.proc);
+          // The REST API socket opens just after the workload socket: wait for it too, tests read it at once.
+          for (const deadline = Date.now() + 10_000; !(await httpGet(a.apiSocket, '/v1/ports').then(() => true, () => false));) {
+            if (Date.now() > deadline) throw new Error(`the agent's API at ${a.apiSocket} did not open`);
+            await new Promise((res) => setTimeout(res, 50));
+          }
         },
       };
       return a;
