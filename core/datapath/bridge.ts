@@ -5,6 +5,8 @@
 import { familyOf, normalizeMac } from './addresses.js';
 import { bridgeBatch, ipBatch, isGone, nftApply, runJson } from './exec.js';
 import { ensureSkeleton, removeTunnelScript, tunnelFilterScript } from './filter-table.js';
+import { announce } from './announce.js';
+import { getLink, withNetlink } from './netlink/index.js';
 import { bridgeName, checkVni, vxlanName } from './names.js';
 import type { DesiredBridge } from './types.js';
 
@@ -97,9 +99,14 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   for (const n of haveNeigh) {
     if (!wantNeigh.has(n.dst)) ip.push(`neigh del ${n.dst} dev ${vx}`);
   }
+  // Remote IPv4 addresses that appear or move to another MAC are announced on the local bridge on their owner's
+  // behalf: the owner's own gratuitous ARP cannot cross, because the VXLAN device's ARP proxy consumes every ARP
+  // frame. Local workloads holding an old MAC for a reused address then update at once.
+  const arrivedV4: { ip: string; mac: string }[] = [];
   for (const [a, mac] of wantNeigh) {
     const have = haveNeigh.find((n) => n.dst === a);
     if (!have || have.lladdr !== mac || !have.state?.includes('PERMANENT')) ip.push(`neigh replace ${a} lladdr ${mac} dev ${vx} nud permanent`);
+    if ((!have || have.lladdr !== mac) && familyOf(a) === 4) arrivedV4.push({ ip: a, mac });
   }
 
   // FDB: unicast per remote MAC (vxlan `self` entry: where to tunnel; bridge `master` entry: forward to the
@@ -139,6 +146,14 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
     ensureSkeleton(ctx.netns).then(() =>
       nftApply(ctx.netns, tunnelFilterScript(b.vni, vx, b.gateways ?? []), `could not install the tunnel filter of ${vx}`)),
   ]);
+  if (arrivedV4.length) {
+    const index = await withNetlink(ctx.netns, async (s) => (await getLink(s, br))?.index);
+    if (index !== undefined) {
+      for (const { ip: a, mac } of arrivedV4) {
+        for (const why of announce(ctx.netns, index, mac, [a])) process.emitWarning(`bridge ${br}: ${why}`);
+      }
+    }
+  }
 }
 
 /** Remove the bridge and its tunnel; ports still enslaved are released (their veths stay until unplugged). */

@@ -5,6 +5,7 @@
 import { canonicalIp } from '../net/ip.js';
 import { familyOf, normalizeMac, parseCidr, checkDestination } from './addresses.js';
 import type { HostContext } from './bridge.js';
+import { announceWhenUp } from './announce.js';
 import { bridgeMtu } from './bridge.js';
 import { isGone, nftApply, nftQuery } from './exec.js';
 import {
@@ -42,8 +43,8 @@ function validate(ctx: HostContext, p: PlugSpec): Checked {
 }
 
 /** Configure the workload side, inside its namespace: loopback and the interface up, addresses, routes. */
-async function configureWorkload(p: Checked): Promise<void> {
-  await withNetlink(p.netns, async (s) => {
+async function configureWorkload(p: Checked): Promise<number> {
+  return withNetlink(p.netns, async (s) => {
     const link = await getLink(s, p.ifname);
     if (!link) throw new Error(`${p.ifname} did not appear in ${p.netns}`);
     await setLink(s, 'lo', { up: true });
@@ -53,6 +54,7 @@ async function configureWorkload(p: Checked): Promise<void> {
     for (const c of p.ips) await replaceAddress(s, link.index, c, { nodad: parseCidr(c).family === 6 });
     for (const g of p.gateways ?? []) await replaceRoute(s, { dst: 'default', gateway: g, oif: link.index });
     for (const r of p.routes ?? []) await replaceRoute(s, { dst: r.dst, gateway: r.gw, oif: link.index });
+    return link.index;
   });
 }
 
@@ -96,9 +98,10 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
     ? ensureSkeleton(ctx.netns).then(() => nftApply(ctx.netns, portSecurityScript({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }),
       `could not install port security for ${host}`))
     : nftApply(ctx.netns, removePortScript(host), `could not clear port security of ${host}`);
+  let ifindex: number | undefined;
   const link = async (): Promise<void> => {
     await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
-    if (!p.hostSideOnly) await step(`could not configure ${p.ifname} in ${p.netns}`, () => configureWorkload(p));
+    if (!p.hostSideOnly) ifindex = await step(`could not configure ${p.ifname} in ${p.netns}`, () => configureWorkload(p));
   };
   // The nft transaction and the links proceed side by side (each waits in the kernel on a pool thread).
   const [h, s] = await Promise.allSettled([link(), security]);
@@ -108,6 +111,11 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   } catch (e) {
     await unplug(ctx, host).catch(() => undefined);
     throw e;
+  }
+  // Last, once port security admits them, in the background: neighbours holding an old MAC for a reused
+  // address learn the new one.
+  if (ifindex !== undefined && p.netns) {
+    void announceWhenUp(p.netns, ifindex, p.mac, p.ips.map((c) => parseCidr(c).ip), (why) => process.emitWarning(`plug ${host}: ${why}`));
   }
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }

@@ -86,3 +86,54 @@ test.serial('plug rejects bad input with a clear error and leaves nothing behind
   await dp.sweep({});
   t.deepEqual(await c.h.allLeaks(), {});
 });
+
+test.serial('a reused address is announced on plug: neighbours switch to the new MAC without a lost packet', async (t) => {
+  const c = await cluster(t, 2);
+  const vni = randomVni();
+  const ips = ['10.52.0.7/24', 'fd00:52::7/64'];
+  // One observer on the workload's host, one across the tunnel.
+  const near: TestPort = { host: c.h.host('h1'), vni, mac: mac(), ips: ['10.52.0.2/24', 'fd00:52::2/64'], portSecurity: true };
+  const far: TestPort = { host: c.h.host('h2'), vni, mac: mac(), ips: ['10.52.0.3/24', 'fd00:52::3/64'], portSecurity: true };
+  const old: TestPort = { host: c.h.host('h1'), vni, mac: mac(), ips, portSecurity: true };
+  const successor: TestPort = { ...old, mac: mac(), netns: undefined, hostIfname: undefined };
+  const dp = (p: TestPort) => c.dp.get(p.host.name)!;
+  const plug = async (p: TestPort) => {
+    p.netns = await c.h.addWorkload(p.host, `w${randomVni().toString(16)}`);
+    p.hostIfname = (await dp(p).plug(spec(p))).hostIfname;
+  };
+  for (const host of c.h.hosts) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, vni, [near, far, old]));
+  for (const p of [near, far, old]) await plug(p);
+  const seen = async (o: TestPort, family: 4 | 6): Promise<string | undefined> => {
+    const r = await c.h.exec(o.netns!, ['ip', `-${family}`, '-j', 'neigh', 'show', ipOf(old, family), 'dev', 'eth0']);
+    return (JSON.parse(r.stdout || '[]') as { lladdr?: string }[])[0]?.lladdr;
+  };
+  for (const o of [near, far]) {
+    for (const f of [4, 6] as const) {
+      t.true(await c.h.pingEventually(o.netns!, ipOf(old, f)));
+      t.is(await seen(o, f), old.mac);
+    }
+  }
+
+  // The workload is replaced: same addresses, new MAC, and the observers send nothing meanwhile.
+  await dp(old).unplug(old.hostIfname!);
+  for (const host of c.h.hosts) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, vni, [near, far, successor]));
+  await plug(successor);
+  // The workload announces itself once its interface is up (the kernel's link watcher may take up to a second):
+  // that reaches the local observer, and the remote one over IPv6. IPv4 across hosts comes from the remote
+  // host's bridge, announcing the address that moved (the VXLAN device's ARP proxy consumes every ARP frame).
+  const expected: [TestPort, 4 | 6][] = [[near, 4], [near, 6], [far, 4], [far, 6]];
+  const deadline = Date.now() + 3000;
+  const updated = async () => (await Promise.all(expected.map(([o, f]) => seen(o, f)))).every((m) => m === successor.mac);
+  while (Date.now() < deadline && !(await updated())) await new Promise((r) => setTimeout(r, 50));
+  for (const [o, f] of expected) t.is(await seen(o, f), successor.mac, `IPv${f} entry of the ${o === near ? 'local' : 'remote'} observer`);
+  for (const [o, f] of expected) {
+    t.true(await c.h.ping(o.netns!, ipOf(successor, f), { count: 1, timeoutSec: 1 }), `the first IPv${f} packet arrives`);
+  }
+
+  for (const p of [near, far, successor]) await dp(p).unplug(p.hostIfname!);
+  for (const host of c.h.hosts) {
+    await c.dp.get(host.name)!.removeBridge(vni);
+    await c.dp.get(host.name)!.sweep({});
+  }
+  t.deepEqual(await c.h.allLeaks(), {});
+});
