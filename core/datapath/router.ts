@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson, systemTool } from './exec.js';
+import { getLink, withNetlink } from './netlink/index.js';
+import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
 import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
 import type { DesiredRouter, RouterNeighbour } from './types.js';
 
@@ -64,24 +66,36 @@ async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
 
 /**
  * Only the permanent neighbours of a router already in place change (a workload came or went on one of its
- * bridges): one batch in its namespace instead of a full ensureRouter (which reads and rewrites everything).
- * Removing an entry that is not there is not an error (flush).
+ * bridges): a few netlink requests in its namespace, no process, instead of a full ensureRouter (which reads and
+ * rewrites everything). This runs for every attach and detach on a routed network. Removing an entry that is not
+ * there is not an error.
  */
 export async function setRouterNeighbours(ctx: RouterContext, id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
   checkId(id);
+  for (const n of [...remove, ...add]) {
+    familyOf(n.ip, `neighbour of router ${id}`);
+    checkVni(n.vni);
+  }
+  if (add.length === 0 && remove.length === 0) return;
   const nsPath = `${NETNS_DIR}/${routerNsName(ctx.routerNsPrefix, id)}`;
-  const lines: string[] = [];
-  for (const n of remove) {
-    familyOf(n.ip, `neighbour of router ${id}`);
-    checkVni(n.vni);
-    lines.push(`neigh flush to ${n.ip} dev ${routerLegName(n.vni)} nud permanent`);
+  try {
+    await withNetlink(nsPath, async (s) => {
+      const legs = new Map<number, number>();
+      const leg = async (vni: number): Promise<number> => {
+        let index = legs.get(vni);
+        if (index === undefined) {
+          index = (await getLink(s, routerLegName(vni)))?.index;
+          if (index === undefined) throw new Error(`no leg ${routerLegName(vni)} on bridge ${vni}`);
+          legs.set(vni, index);
+        }
+        return index;
+      };
+      for (const n of remove) await deleteNeighbour(s, await leg(n.vni), n.ip);
+      for (const n of add) await replaceNeighbour(s, await leg(n.vni), n.ip, normalizeMac(n.mac));
+    });
+  } catch (e) {
+    throw new Error(`router ${id}: could not update neighbours: ${(e as Error).message}`, { cause: e });
   }
-  for (const n of add) {
-    familyOf(n.ip, `neighbour of router ${id}`);
-    checkVni(n.vni);
-    lines.push(`neigh replace ${n.ip} lladdr ${normalizeMac(n.mac)} dev ${routerLegName(n.vni)} nud permanent`);
-  }
-  await ipBatch(nsPath, lines, `router ${id}: could not update neighbours`);
 }
 
 export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promise<void> {

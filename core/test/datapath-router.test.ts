@@ -1,6 +1,6 @@
 // Distributed routing, tenant isolation, external access and anti-spoofing on three namespace hosts.
 import test from 'ava';
-import type { DesiredRouter, GatewayAddress } from '../datapath/index.js';
+import { spawnCounter, type DesiredRouter, type GatewayAddress } from '../datapath/index.js';
 import { OUTSIDE_IP } from '../../e2e/harness/index.js';
 import { routerNsName } from '../datapath/names.js';
 import { ipv6Groups } from '../datapath/addresses.js';
@@ -92,7 +92,8 @@ test.serial('a distributed router joins two bridges: cross-host cross-bridge tra
   t.true(await c.h.ping(wa1.netns!, OUTSIDE_IP));
   t.deepEqual((await c.dp.get('h1')!.inventory()).routers, [r.id]);
 
-  // Neighbours alone change in one batch: gone ones are flushed (also ones already absent), new ones added.
+  // Neighbours alone change (every attach and detach does this) in-process: gone ones are removed (also ones
+  // already absent), new ones added, and no process is started.
   const ns = routerNsName(c.h.host('h1').routerNsPrefix, r.id);
   const permanent = async (): Promise<string[]> => {
     const out = await c.h.exec(c.h.host('h1'), ['ip', '-n', ns, '-j', 'neigh', 'show', 'nud', 'permanent']);
@@ -100,7 +101,9 @@ test.serial('a distributed router joins two bridges: cross-host cross-bridge tra
   };
   const gone = r.neighbours!.filter((n) => n.mac === wb3.mac);
   const extra = { ip: b.v4.replace(/0\/24$/, '77'), mac: mac(), vni: b.vni };
+  const spawnsBefore = spawnCounter.count;
   await c.dp.get('h1')!.setRouterNeighbours(r.id, [extra], [...gone, { ip: b.v4.replace(/0\/24$/, '78'), mac: mac(), vni: b.vni }]);
+  t.is(spawnCounter.count, spawnsBefore, 'setRouterNeighbours spawned a process');
   const expected = [...r.neighbours!.filter((n) => n.mac !== wb3.mac), extra].map((n) => `${n.ip} ${n.mac}`).sort();
   t.deepEqual(await permanent(), expected);
   await c.dp.get('h1')!.ensureRouter(r);
