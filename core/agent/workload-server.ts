@@ -6,6 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { AgentError } from '../../cni/plugin/agent-client.js';
 import { CNI_ENV_VARS, CNI_PATH_ROUTE, EXIT_CODE_HEADER, MAX_STDIN_BYTES, headerOf } from '../../cni/plugin/protocol.js';
 import { runCni, type WorkloadApi } from '../../cni/plugin/run.js';
+import { traceLine } from './trace.js';
 import { TopologyError, httpStatusOf } from '../topology/errors.js';
 import { StoreError } from '../store/store.js';
 import type { AttachRequest, CheckRequest, DetachRequest, GcRequest, WorkloadErrorBody } from '../workload/types.js';
@@ -172,12 +173,16 @@ export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
   // The `midonet` CNI shim's one call (cni/README.md): body = the plugin's stdin as is, whatever its content type;
   // answer = what the plugin prints, and its exit status in a header. Own scope: its body parser takes anything.
   const api = new InProcessWorkloadApi(workloads);
+
   void app.register(async (cni) => {
     cni.removeAllContentTypeParsers();
     cni.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_STDIN_BYTES }, (_req, body, done) => done(null, body));
     cni.post(CNI_PATH_ROUTE, { bodyLimit: MAX_STDIN_BYTES }, async (req, reply) => {
       const stdin = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
-      const out = await runCni(cniEnvOf(req.headers), stdin, api);
+      const started = performance.now();
+      const env = cniEnvOf(req.headers);
+      const out = await runCni(env, stdin, api);
+      traceLine(`cni ${env.CNI_COMMAND ?? '?'} exit=${out.exitCode} ${(performance.now() - started).toFixed(1)}`);
       return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(out.stdout);
     });
   });
