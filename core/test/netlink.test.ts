@@ -10,7 +10,7 @@ import {
   setLink, withNetlink,
 } from '../datapath/netlink/index.js';
 import { NftError, runNft } from '../datapath/nft-lib.js';
-import { isGone, nftApply } from '../datapath/exec.js';
+import { isGone, nftApply, nftTransactionCounter } from '../datapath/exec.js';
 
 const IP = '/usr/sbin/ip';
 const NFT = '/usr/sbin/nft';
@@ -143,6 +143,28 @@ test('nftables scripts run in-process inside a namespace, and a bad script is a 
     { message: /^could not add the rule: Error: .*No such file or directory/ });
   // A failed transaction changed nothing.
   t.is(execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString(), listed);
+});
+
+test('concurrent nft transactions on one namespace are merged, and one bad part fails alone', async (t) => {
+  const a = namespace(t);
+  const table = `m${randomBytes(3).toString('hex')}`;
+  await nftApply(a.path, `add table inet ${table}\n`, 'table');
+  const chains = Array.from({ length: 12 }, (_, i) => `c${i}`);
+  const results = await Promise.allSettled([
+    ...chains.map((c) => nftApply(a.path, `add chain inet ${table} ${c}\nadd rule inet ${table} ${c} tcp dport ${1000 + Number(c.slice(1))} drop\n`, `chain ${c}`)),
+    nftApply(a.path, `add rule inet ${table} nosuch drop\n`, 'the bad one'),
+  ]);
+  t.deepEqual(results.slice(0, -1).map((r) => r.status), chains.map(() => 'fulfilled'));
+  const bad = results.at(-1)!;
+  t.is(bad.status, 'rejected');
+  t.regex(String((bad as PromiseRejectedResult).reason.message), /^the bad one: /);
+  const listed = execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'table', 'inet', table]).toString();
+  for (const c of chains) t.regex(listed, new RegExp(`chain ${c} \\{[\\s\\S]*?tcp dport ${1000 + Number(c.slice(1))} drop`));
+  // Removals arriving together: the first goes alone, the other eleven in one merged transaction.
+  const before = nftTransactionCounter.count;
+  await Promise.all(chains.map((c) => nftApply(a.path, `flush chain inet ${table} ${c}\ndelete chain inet ${table} ${c}\n`, `remove ${c}`)));
+  t.notRegex(execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'table', 'inet', table]).toString(), /chain/);
+  t.is(nftTransactionCounter.count - before, 2);
 });
 
 test.after.always('the test process is still in the namespace it started in', (t) => {
