@@ -106,7 +106,9 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   for (const [a, mac] of wantNeigh) {
     const have = haveNeigh.find((n) => n.dst === a);
     if (!have || have.lladdr !== mac || !have.state?.includes('PERMANENT')) ip.push(`neigh replace ${a} lladdr ${mac} dev ${vx} nud permanent`);
-    if ((!have || have.lladdr !== mac) && familyOf(a) === 4) arrivedV4.push({ ip: a, mac });
+    // Not for a device just made (the bridge's first set-up, or the agent's after a reboot): nothing local can hold
+    // an entry for these yet, and a host with many remote ports would flood its workloads for nothing.
+    if (!vxFresh && (!have || have.lladdr !== mac) && familyOf(a) === 4) arrivedV4.push({ ip: a, mac });
   }
 
   // FDB: unicast per remote MAC (vxlan `self` entry: where to tunnel; bridge `master` entry: forward to the
