@@ -17,6 +17,7 @@ import { TopologyCache } from './cache.js';
 import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identity.js';
 import { Reconciler } from './reconciler.js';
 import { Workloads } from './workloads.js';
+import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer } from './workload-server.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
@@ -61,6 +62,7 @@ export class Agent {
   cache!: TopologyCache;
   reconciler!: Reconciler;
   workloads!: Workloads;
+  metrics!: AgentMetrics;
   ipam!: Ipam;
   hostId!: string;
   apiEndpoint = '';
@@ -115,11 +117,23 @@ export class Agent {
       storeUrl: this.store.url,
       ready: () => (this.storeReady ? { ready: true } : { ready: false, reason: 'the store is not reachable' }),
     });
+    this.metrics = new AgentMetrics({
+      localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
+      storeUp: () => (this.storeReady ? 1 : 0),
+      storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
+    });
+    this.metrics.instrument(this.workloads);
     // Before the workload API answers: its readiness then covers the hosted services too.
     for (const start of o.extraServices ?? []) this.services.push(await start(this));
     this.workloadApi = buildWorkloadServer(this.workloads);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
-    this.api = buildApi({ topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}) });
+    const metrics = this.metrics;
+    this.api = buildApi({
+      topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}),
+      extraRoutes: (app) => {
+        app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+      },
+    });
     this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
     this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
   }
