@@ -1,6 +1,6 @@
 // Interface addresses (RTM_*ADDR, linux/if_addr.h).
 import { parseCidr } from '../addresses.js';
-import { ipBytes, ipText, parseAttrs, u32Attr, attr } from './attributes.js';
+import { AF_INET, addressFamily, ipBytes, ipText, parseAttrs, u32Attr, attr } from './attributes.js';
 import { NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
 const RTM_NEWADDR = 20;
@@ -9,8 +9,6 @@ const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const IFA_FLAGS = 8;
 export const IFA_F_NODAD = 0x02;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 export interface Address {
   family: 4 | 6;
@@ -21,8 +19,6 @@ export interface Address {
   flags: number;
   scope: number;
 }
-
-const afOf = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
 
 /** struct ifaddrmsg. */
 function ifaddrmsg(family: number, prefix: number, index: number): Buffer {
@@ -60,7 +56,7 @@ export async function replaceAddress(s: NetlinkSocket, index: number, cidr: stri
   const ip = ipBytes(c.ip);
   const flags = opts.nodad ? IFA_F_NODAD : 0;
   const body = Buffer.concat([
-    ifaddrmsg(afOf(c.family), c.prefix, index),
+    ifaddrmsg(addressFamily(c.family), c.prefix, index),
     attr(IFA_LOCAL, ip),
     attr(IFA_ADDRESS, ip),
     ...(flags ? [u32Attr(IFA_FLAGS, flags)] : []),

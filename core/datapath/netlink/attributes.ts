@@ -67,6 +67,11 @@ export function ipText(b: Buffer): string {
   return formatIp({ family: b.length === 4 ? 4 : 6, value: v });
 }
 
+/** Address family numbers (linux/socket.h), as netlink messages and sockets carry them. */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const addressFamily = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
+
 export function macBytes(mac: string): Buffer {
   const parts = mac.split(':');
   if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`invalid MAC address "${mac}"`);

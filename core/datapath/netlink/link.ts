@@ -1,7 +1,7 @@
 // Network interfaces (RTM_*LINK, linux/if_link.h, linux/veth.h): read one, create a veth pair, change flags,
 // master and IPv6 address generation, delete. A link is named either by index or by name: the kernel looks a name
 // up itself (IFLA_IFNAME with index 0), which saves a round trip per change.
-import { attr, macBytes, macText, nested, parseAttrs, readString, strAttr, u32Attr, u8Attr } from './attributes.js';
+import { AF_INET6, attr, macBytes, macText, nested, parseAttrs, readString, strAttr, u32Attr, u8Attr } from './attributes.js';
 import { closeSync } from 'node:fs';
 import { KernelError } from './libc.js';
 import { openNamespace } from './netns.js';
@@ -25,7 +25,6 @@ const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
 const IFLA_INET6_ADDR_GEN_MODE = 8;
 const IN6_ADDR_GEN_MODE_NONE = 1;
-const AF_INET6 = 10;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const ENODEV = 19;
 

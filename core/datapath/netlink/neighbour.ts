@@ -1,7 +1,7 @@
 // Neighbour entries (RTM_*NEIGH, linux/neighbour.h): the permanent IP → MAC entries a router instance holds for
 // every port of its bridges, so it never resolves addresses on the overlay.
 import { familyOf } from '../addresses.js';
-import { attr, ipBytes, macBytes } from './attributes.js';
+import { addressFamily, attr, ipBytes, macBytes } from './attributes.js';
 import { KernelError, NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
 const RTM_NEWNEIGH = 28;
@@ -9,8 +9,6 @@ const RTM_DELNEIGH = 29;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
 const NUD_PERMANENT = 0x80;
-const AF_INET = 2;
-const AF_INET6 = 10;
 const ENOENT = 2;
 
 /** struct ndmsg: family, ifindex, state, flags, type. */
@@ -22,7 +20,7 @@ function ndmsg(family: number, index: number, state = 0): Buffer {
   return b;
 }
 
-const afOf = (ip: string): number => (familyOf(ip, 'neighbour address') === 4 ? AF_INET : AF_INET6);
+const afOf = (ip: string): number => addressFamily(familyOf(ip, 'neighbour address'));
 
 /** Add or update the permanent entry `ip` → `mac` on link `index`. */
 export async function replaceNeighbour(s: NetlinkSocket, index: number, ip: string, mac: string): Promise<void> {

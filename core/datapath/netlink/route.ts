@@ -1,7 +1,7 @@
 // Routes of the main table (RTM_*ROUTE, linux/rtnetlink.h): replace one, list them.
 import { canonicalIp } from '../../net/ip.js';
 import { familyOf, parseCidr } from '../addresses.js';
-import { attr, ipBytes, ipText, parseAttrs, u32Attr } from './attributes.js';
+import { addressFamily, attr, ipBytes, ipText, parseAttrs, u32Attr } from './attributes.js';
 import { NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
 const RTM_NEWROUTE = 24;
@@ -16,8 +16,6 @@ const RTPROT_BOOT = 3;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
 const RTN_UNICAST = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 export interface Route {
   family: 4 | 6;
@@ -70,7 +68,7 @@ export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void
   // Like `ip route`: an IPv4 route without a gateway is on-link (link scope); IPv6 routes are always universe.
   const scope = family === 4 && !r.gateway ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
   const body = Buffer.concat([
-    rtmsg(family === 4 ? AF_INET : AF_INET6, dst.prefix, scope),
+    rtmsg(addressFamily(family), dst.prefix, scope),
     ...(dst.prefix > 0 ? [attr(RTA_DST, ipBytes(dst.ip))] : []),
     ...(r.gateway ? [attr(RTA_GATEWAY, ipBytes(r.gateway))] : []),
     u32Attr(RTA_OIF, r.oif),
@@ -83,7 +81,7 @@ export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void
 export async function listRoutes(s: NetlinkSocket, family?: 4 | 6): Promise<Route[]> {
   const out: Route[] = [];
   for (const fam of family ? [family] : [4, 6] as const) {
-    for (const r of await s.dump(RTM_GETROUTE, rtmsg(fam === 4 ? AF_INET : AF_INET6, 0, 0), `list IPv${fam} routes`)) {
+    for (const r of await s.dump(RTM_GETROUTE, rtmsg(addressFamily(fam), 0, 0), `list IPv${fam} routes`)) {
       if (r.type !== RTM_NEWROUTE) continue;
       const a = parseAttrs(r.body, 12);
       const table = a.get(RTA_TABLE)?.readUInt32LE(0) ?? r.body[4]!;
