@@ -151,9 +151,7 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   if (arrivedV4.length) {
     const index = await withNetlink(ctx.netns, async (s) => (await getLink(s, br))?.index);
     if (index !== undefined) {
-      for (const { ip: a, mac } of arrivedV4) {
-        for (const why of announce(ctx.netns, index, mac, [a])) process.emitWarning(`bridge ${br}: ${why}`);
-      }
+      for (const why of announce(ctx.netns, index, arrivedV4)) process.emitWarning(`bridge ${br}: ${why}`);
     }
   }
 }

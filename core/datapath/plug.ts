@@ -115,7 +115,7 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   // Last, once port security admits them, in the background: neighbours holding an old MAC for a reused
   // address learn the new one.
   if (ifindex !== undefined && p.netns) {
-    void announceWhenUp(p.netns, ifindex, p.mac, p.ips.map((c) => parseCidr(c).ip), (why) => process.emitWarning(`plug ${host}: ${why}`));
+    void announceWhenUp(p.netns, ifindex, p.ips.map((c) => ({ ip: parseCidr(c).ip, mac: p.mac })), (why) => process.emitWarning(`plug ${host}: ${why}`));
   }
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }

@@ -3,10 +3,9 @@ import test from 'ava';
 import { spawnCounter, type DesiredRouter, type GatewayAddress } from '../datapath/index.js';
 import { OUTSIDE_IP } from '../../e2e/harness/index.js';
 import { routerNsName } from '../datapath/names.js';
-import { ipv6Groups } from '../datapath/addresses.js';
+import { announce } from '../datapath/announce.js';
 import { getLink } from '../datapath/netlink/link.js';
-import { libc } from '../datapath/netlink/libc.js';
-import { inNamespace, withNetlink } from '../datapath/netlink/netns.js';
+import { withNetlink } from '../datapath/netlink/netns.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
 interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
@@ -176,35 +175,6 @@ test.serial('port security drops spoofed source MAC and IP, and removing a port 
   t.deepEqual(await c.h.allLeaks(), {});
 });
 
-/**
- * Send one unsolicited, overriding neighbour advertisement for `target` with link-layer address `mac` to all nodes,
- * from inside `netns`, through a raw ICMPv6 socket (the kernel fills in the checksum and the source address).
- */
-async function sendNeighbourAdvert(netns: string, ifname: string, target: string, mac: string): Promise<void> {
-  const ifindex = (await withNetlink(netns, (s) => getLink(s, ifname)))!.index;
-  const addr16 = (ip: string) => Buffer.from(ipv6Groups(ip).flatMap((g) => [g >> 8, g & 255]));
-  const na = Buffer.concat([
-    Buffer.from([136, 0, 0, 0, 0x20, 0, 0, 0]), // type NA, code, checksum (kernel), flags: Override
-    addr16(target),
-    Buffer.from([2, 1]), Buffer.from(mac.split(':').map((x) => parseInt(x, 16))), // target link-layer address option
-  ]);
-  const sin6 = Buffer.alloc(28);
-  sin6.writeUInt16LE(10, 0); // AF_INET6
-  addr16('ff02::1').copy(sin6, 8);
-  sin6.writeUInt32LE(ifindex, 24);
-  const int = (v: number) => { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; };
-  const c = libc();
-  const fd = inNamespace(netns, () => c.socket(10, 3, 58)); // AF_INET6, SOCK_RAW, IPPROTO_ICMPV6
-  if (fd < 0) throw new Error('raw ICMPv6 socket refused');
-  try {
-    c.setsockopt(fd, 41, 18, int(255), 4); // IPV6_MULTICAST_HOPS: ND requires hop limit 255
-    c.setsockopt(fd, 41, 17, int(ifindex), 4); // IPV6_MULTICAST_IF
-    if (c.sendto(fd, na, na.length, 0, sin6, sin6.length) !== na.length) throw new Error('sendto failed');
-  } finally {
-    c.close(fd);
-  }
-}
-
 test.serial('port security: a workload cannot claim a neighbour\'s IPv6 address with a neighbour advertisement', async (t) => {
   const c = await cluster(t, 1);
   const n = { ...net(7, 81), gw6: undefined };
@@ -219,10 +189,14 @@ test.serial('port security: a workload cannot claim a neighbour\'s IPv6 address 
   };
   t.true(await c.h.pingEventually(observer.netns!, v6(victim)), 'the observer reaches the victim over IPv6');
   t.is(await lladdrSeen(), victim.mac);
+  // Let the victim's own announcements after its plug (at link up and 300 ms later) pass first: one arriving
+  // after the attack would put its MAC back and hide a missing rule.
+  await new Promise((r) => setTimeout(r, 1000));
   // A kernel announcing an address it took would use that address as the source, which port security drops
-  // anyway; a crafted advertisement sent from the attacker's own link-local address, naming the victim's address
-  // as its target with the override flag, is what the target rule is for.
-  await sendNeighbourAdvert(attacker.netns!, 'eth0', v6(victim), attacker.mac);
+  // anyway; an advertisement sent from the attacker's own address naming the victim's address as its target, with
+  // the override flag (the datapath's own announcer, pointed at the wrong address), is what the target rule is for.
+  const ifindex = (await withNetlink(attacker.netns!, (s) => getLink(s, 'eth0')))!.index;
+  t.deepEqual(announce(attacker.netns!, ifindex, [{ ip: v6(victim), mac: attacker.mac }]), []);
   await new Promise((r) => setTimeout(r, 300));
   t.is(await lladdrSeen(), victim.mac, 'the observer still resolves the victim to the victim');
   t.true(await c.h.pingEventually(observer.netns!, v6(victim)));
