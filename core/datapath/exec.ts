@@ -141,7 +141,7 @@ const nftQueues = new Map<string, PendingNft[]>();
 function applyMerged(netns: string | undefined, script: string, context: string): Promise<void> {
   const key = netns ?? '';
   const queue = nftQueues.get(key);
-  const done = new Promise<void>((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const item = { script, context, resolve, reject };
     if (queue) queue.push(item);
     else {
@@ -149,7 +149,6 @@ function applyMerged(netns: string | undefined, script: string, context: string)
       void drainNft(netns, key);
     }
   });
-  return done;
 }
 
 async function drainNft(netns: string | undefined, key: string): Promise<void> {

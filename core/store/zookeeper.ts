@@ -270,11 +270,6 @@ export class ZooKeeperStore implements Store {
     return this.client.getSessionId().toString('hex');
   }
 
-  /** The current session's id and password, as a second client needs them to take the session over. */
-  sessionCredentials(): { sessionId: Buffer; sessionPassword: Buffer } {
-    return { sessionId: this.client.getSessionId(), sessionPassword: this.client.getSessionPassword() };
-  }
-
   private waitConnected(deadline: number): Promise<void> {
     if (this.closed) return Promise.reject(new StoreError('Closed', `store ${this.url} is closed`));
     if (this.connected) return Promise.resolve();
