@@ -8,7 +8,7 @@ import { parseNetworkConfig } from '../cni/harness/config.js';
 import { CniHarness } from '../cni/harness/libcni.js';
 import { createNetns, sh, type Netns } from '../cni/harness/netns.js';
 import type { NetworkConfigList } from '../cni/harness/types.js';
-import { percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+import { median, pairedRatio, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 /** One thing to measure: a conflist and the directories its plugins come from. */
 export interface Subject {
@@ -74,10 +74,6 @@ type Op = 'add' | 'del';
 /** Per subject, mode and op: one {p50, p99} per round. */
 type PerRound = Map<string, Record<Mode, Record<Op, { p50: number; p99: number }[]>>>;
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {
@@ -96,7 +92,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     let runs = 0;
     for (let round = 1; round <= ROUNDS; round++) {
       for (const mode of ['serial', 'concurrent'] as const) {
-        for (const s of all) {
+        // The side going first alternates between rounds, so drift does not always favour one.
+        for (const s of round % 2 ? all : [...all].reverse()) {
           ctx.progress(`cni: round ${round}/${ROUNDS}, ${s.label}, ${n} containers ${mode === 'serial' ? 'serial' : '20-way concurrent'}`);
           const lat = await measure(s, namespaces, mode === 'serial' ? 1 : 20, join(work, `cache-${runs++}`));
           for (const op of ['add', 'del'] as const) perRound.get(s.label)![mode][op].push(stats(lat[op]));
@@ -114,17 +111,20 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         const refStats = summary(reference.label, mode, op);
         for (const s of ours) {
           const o = summary(s.label, mode, op);
-          const perRoundRatios = perRound.get(s.label)![mode][op].map((r, i) => (r.p50 / perRound.get(reference.label)![mode][op][i]!.p50).toFixed(2));
+          const paired = pairedRatio(perRound.get(s.label)![mode][op].map((r) => r.p50), perRound.get(reference.label)![mode][op].map((r) => r.p50));
           rows.push({
-            name: `${name} (${s.label})`, ours: o, reference: refStats, ratio: Math.round((o.p50 / refStats.p50) * 100) / 100, unit: 'ms',
-            note: `median over ${ROUNDS} rounds of each round's p50/p99; ratio = ours p50 / reference p50 (per round: ${perRoundRatios.join(', ')}); lower is better`,
+            name: `${name} (${s.label})`, ours: o, reference: refStats, ...paired, unit: 'ms',
+            compares: `like for like: p50 of one ${op.toUpperCase()} call chain as libcni runs it (a plugin process per call), ` +
+              `bees (static shim + agent) ÷ ${reference.label}; lower is better`,
+            note: `figures: medians over ${ROUNDS} rounds of each round's p50/p99`,
           });
         }
       }
     }
     return {
       title: 'CNI plugin latency',
-      method: `${n} containers, each its own network namespace; ADD then DEL of every container through cni/harness (one plugin process per call, as libcni runs it), serial and in batches of 20. ${ROUNDS} rounds, each measuring the reference and then ours back to back (serial, then concurrent); figures are medians across rounds of the per-round p50 and p99. Reference: ${reference.label} (containernetworking-plugins 1.1.1), spec 1.0.0. Ours: the static C shim (cni/shim) forwarding to a real agent (file store) that runs the CNI logic. Latency per call chain in ms.`,
+      columns: ['bees', reference.label],
+      method: `${n} containers, each its own network namespace; ADD then DEL of every container through cni/harness (one plugin process per call, as libcni runs it), serial and in batches of 20. ${ROUNDS} interleaved rounds, each measuring both sides back to back (serial, then concurrent), the side going first alternating; figures are medians across rounds of the per-round p50 and p99. Reference: ${reference.label} (containernetworking-plugins 1.1.1), spec 1.0.0. Ours: the static C shim (cni/shim) forwarding to a real agent (file store) that runs the CNI logic. Latency per call chain in ms.`,
       rows,
     };
   } finally {

@@ -4,7 +4,7 @@
 // overlay driver (or the underlay itself when the overlay driver does not work here).
 import { spawn } from 'node:child_process';
 import { execArgv } from '../e2e/harness/shell.js';
-import { percentile, median, type BenchContext, type BenchSection, type BenchRow } from './report.js';
+import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, type BenchContext, type BenchSection, type BenchRow } from './report.js';
 import { BUSYBOX_IMAGE, type Dockerd } from '../swarm/test/dockerd.js';
 import { startSingleHost } from '../swarm/test/single-host.js';
 import { startSwarm } from '../swarm/test/swarm-cluster.js';
@@ -23,11 +23,15 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     title: 'Docker libnetwork driver',
     method: `Start to running: one dockerd (vfs storage, --iptables=false) in a harness host namespace whose bees agent `
       + '(store in ZooKeeper) serves the plugin; busybox containers started and removed one at a time on a midonet '
-      + 'network (driver + IPAM) and on a Docker bridge network, interleaved, after one warm-up each; one resident '
+      + `network (driver + IPAM) and on a Docker bridge network, in ${ROUNDS} interleaved rounds (which network goes `
+      + 'first alternates), after one warm-up each; one resident '
       + `container keeps each network present on the host. ${method}`,
     rows,
   };
 }
+
+/** Interleaved rounds of every comparison. */
+const ROUNDS = 3;
 
 async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
   const n = Math.max(3, Math.round(15 * ctx.scale));
@@ -40,28 +44,40 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
     // A resident container on each network: the host's bridge of each network stays up between runs, as on a
     // host in use (the first attachment of a network to a host also builds its bridge, which is not measured here).
     for (const net of ['mnet', 'bnet']) await docker(['run', '-d', '--name', `${net}-resident`, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
-    const samples: Record<'mnet' | 'bnet', number[]> = { mnet: [], bnet: [] };
-    // Interleaved, so drift of the shared machine weighs on both alike; one warm-up each, not counted.
-    for (let i = -1; i < n; i++) {
-      for (const net of ['mnet', 'bnet'] as const) {
-        const name = `${net}${i + 1}`;
-        const start = process.hrtime.bigint();
-        await docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '600']);
-        const ms = Number(process.hrtime.bigint() - start) / 1e6;
-        if (i >= 0) samples[net].push(ms);
-        await docker(['rm', '-f', name]);
+    // Interleaved rounds: within a round the network going first alternates per container, so drift of the shared
+    // machine weighs on both alike; one warm-up each, not counted.
+    const rounds: Record<'mnet' | 'bnet', number[]>[] = [];
+    let started = 0;
+    const once = async (net: 'mnet' | 'bnet', count: boolean, into: Record<'mnet' | 'bnet', number[]>) => {
+      const name = `${net}${started++}`;
+      const start = process.hrtime.bigint();
+      await docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '600']);
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      if (count) into[net].push(ms);
+      await docker(['rm', '-f', name]);
+    };
+    const warm = { mnet: [] as number[], bnet: [] as number[] };
+    await once('mnet', false, warm);
+    await once('bnet', false, warm);
+    const perRound = Math.max(1, Math.ceil(n / ROUNDS));
+    for (let r = 0; r < ROUNDS; r++) {
+      const samples = { mnet: [] as number[], bnet: [] as number[] };
+      for (let i = 0; i < perRound; i++) {
+        const order = (r + i) % 2 ? (['bnet', 'mnet'] as const) : (['mnet', 'bnet'] as const);
+        for (const net of order) await once(net, true, samples);
       }
-      if (i >= 0 && i % 5 === 0) ctx.progress(`docker: ${i + 1}/${n}`);
+      rounds.push(samples);
+      ctx.progress(`docker: round ${r + 1}/${ROUNDS}`);
     }
     await docker(['rm', '-f', 'mnet-resident', 'bnet-resident']);
     await docker(['network', 'rm', 'mnet', 'bnet']);
     const stats = (s: number[]) => ({ p50: percentile(s, 50), p90: percentile(s, 90), max: Math.max(...s) });
-    const ours = stats(samples.mnet);
-    const reference = stats(samples.bnet);
     return {
-      name: `docker run -d --network (start to running, n=${n})`,
-      ours, reference, ratio: ours.p50 / reference.p50, unit: 'ms',
-      note: 'ratio = midonet p50 / bridge p50; lower is better. The whole `docker run -d` CLI round trip is timed.',
+      name: `docker run -d --network (start to running, ${ROUNDS} rounds of ${perRound})`,
+      ours: stats(rounds.flatMap((x) => x.mnet)), reference: stats(rounds.flatMap((x) => x.bnet)),
+      ...pairedRatio(rounds.map((x) => median(x.mnet)), rounds.map((x) => median(x.bnet))), unit: 'ms',
+      compares: 'whole `docker run -d` CLI round trip on one dockerd: a network of the midonet driver + IPAM ÷ a network ' +
+        'of Docker\'s bridge driver (per-round p50s); lower is better',
     };
   } finally {
     await env.close();
@@ -91,7 +107,7 @@ async function iperf(from: string, to: string, ip: string, seconds: number): Pro
 }
 
 async function throughput(ctx: BenchContext): Promise<{ row: BenchRow; method: string }> {
-  const runs = Math.max(2, Math.round(5 * ctx.scale));
+  const runs = Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale));
   const seconds = 3;
   ctx.progress('docker: starting a two-host swarm (agents, dockerds, managed plugin)');
   const swarm = await startSwarm(2);
@@ -116,24 +132,23 @@ async function throughput(ctx: BenchContext): Promise<{ row: BenchRow; method: s
     const h0 = cluster.host(0).host;
     const h1 = cluster.host(1).host;
     const ref = reference ?? { a: { netns: h0.netns, ip: h0.underlayIp }, b: { netns: h1.netns, ip: h1.underlayIp } };
-    const samples = { ours: [] as number[], ref: [] as number[] };
-    for (let i = 0; i < runs; i++) {
-      samples.ours.push(await iperf(ours.a.netns, ours.b.netns, ours.b.ip, seconds));
-      samples.ref.push(await iperf(ref.a.netns, ref.b.netns, ref.b.ip, seconds));
-      ctx.progress(`docker: throughput ${i + 1}/${runs}`);
-    }
+    const { a: oursRuns, b: refRuns } = await interleavedRounds(
+      runs,
+      async (r) => { ctx.progress(`docker: throughput round ${r + 1}/${runs}`); return iperf(ours.a.netns, ours.b.netns, ours.b.ip, seconds); },
+      () => iperf(ref.a.netns, ref.b.netns, ref.b.ip, seconds),
+    );
     const what = reference ? "Docker's overlay driver" : 'the underlay (host to host; the overlay driver did not work here)';
     return {
       row: {
         name: `container to container across hosts, TCP (iperf3, ${seconds} s x ${runs})`,
-        ours: { p50: median(samples.ours), max: Math.max(...samples.ours) },
-        reference: { p50: median(samples.ref), max: Math.max(...samples.ref) },
-        ratio: median(samples.ours) / median(samples.ref), unit: 'Gbit/s',
-        note: `reference: ${what}; ratio = midonet / reference, higher is better.`,
+        ours: { p50: median(oursRuns), max: Math.max(...oursRuns) },
+        reference: { p50: median(refRuns), max: Math.max(...refRuns) },
+        ...pairedRatio(oursRuns, refRuns), unit: 'Gbit/s',
+        compares: `single-stream TCP between containers on two swarm hosts: midonet network ÷ ${what}; higher is better`,
       },
       method: `Throughput: a two-host swarm (one agent and one dockerd per harness host, the managed plugin on both), one `
         + `container per host on an attachable midonet network and on the reference, single-stream iperf3 run in the `
-        + `containers' namespaces, interleaved.`,
+        + `containers' namespaces, in interleaved rounds (the side going first alternates).`,
     };
   } finally {
     await swarm.close();

@@ -5,15 +5,15 @@
 // - convergence: from the start of an attach on host A until a workload on host B gets an echo reply from it, at
 //   3 hosts and at 20 (20 agents on a 2-core machine: the figure includes their contention).
 import { startCluster, type Cluster, type Workload } from '../e2e/lib/cluster.js';
-import { median, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const stats = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), n: xs.length });
 
 async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
-  const runs = Math.max(2, Math.round(4 * ctx.scale));
+  const runs = Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale));
   const seconds = Math.max(2, Math.round(4 * ctx.scale));
-  ctx.progress(`overlay: throughput at underlay MTU ${mtu}: 2 hosts, ${runs} runs of ${seconds} s each side`);
+  ctx.progress(`overlay: throughput at underlay MTU ${mtu}: 2 hosts, ${runs} interleaved rounds of ${seconds} s each side`);
   const c = await startCluster({ hosts: 2, underlayMtu: mtu });
   try {
     const [h1, h2] = c.hosts as [Cluster['hosts'][0], Cluster['hosts'][0]];
@@ -22,20 +22,17 @@ async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
     if (!(await c.pingEventually(w1.netns, w2.ip4!))) throw new Error('workloads do not reach each other');
     await c.iperfServer(w2.netns);
     await c.iperfServer(h2.host.netns);
-    const overlay: number[] = [];
-    const underlay: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      overlay.push(await c.iperf(w1.netns, w2.ip4!, seconds));
-      underlay.push(await c.iperf(h1.host.netns, h2.host.underlayIp, seconds));
-    }
-    const o = median(overlay);
-    const u = median(underlay);
+    const { a: overlay, b: underlay } = await interleavedRounds(
+      runs,
+      () => c.iperf(w1.netns, w2.ip4!, seconds),
+      () => c.iperf(h1.host.netns, h2.host.underlayIp, seconds),
+    );
+    const spread = (xs: number[]) => ({ median: round(median(xs), 2), min: round(Math.min(...xs), 2), max: round(Math.max(...xs), 2) });
     return {
       name: `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})`, unit: 'Gbit/s',
-      ours: { median: round(o, 2), min: round(Math.min(...overlay), 2), max: round(Math.max(...overlay), 2) },
-      reference: { median: round(u, 2), min: round(Math.min(...underlay), 2), max: round(Math.max(...underlay), 2) },
-      ratio: round(o / u, 2),
-      note: 'ours = workload to workload over the overlay; reference = host to host on the same underlay; higher is better',
+      ours: spread(overlay), reference: spread(underlay), ...pairedRatio(overlay, underlay),
+      compares: 'the overlay\'s cost: workload to workload across hosts over VXLAN ÷ host to host on the same underlay ' +
+        '(not another product); higher is better',
     };
   } finally {
     await c.close();
@@ -90,7 +87,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   return {
     title: 'Overlay (agents, VXLAN datapath)',
     method: 'Harness hosts (network namespaces on a veth/bridge underlay), one real bees agent per host on one real ZooKeeper. '
-      + 'Throughput: iperf3 single TCP stream, workload-to-workload and host-to-host alternating, medians. '
+      + 'Throughput: iperf3 single TCP stream, workload-to-workload and host-to-host in interleaved rounds (the side going first alternates), medians. '
       + 'Attach: time of the workload API call (veth, addresses, port security, store writes). Convergence: from the start '
       + 'of the attach on host A to the first echo reply at a workload on host B (ping every 10 ms); every host holds a workload of the network.',
     rows,

@@ -1,23 +1,33 @@
-// Shared shape of every benchmark: each area module (bench/<area>.ts) exports `run(ctx)` that measures our
-// implementation side by side with the reference in the same run and returns a section for bench/results.md.
+import { cpus, loadavg } from 'node:os';
+
+// Shared shape of every benchmark: each area module (bench/<area>.ts) exports `run(ctx)` that measures a subject
+// beside its baseline in the same run and returns a section for bench/results.md. Every comparison says what it
+// really compares (`compares`) and comes from interleaved rounds whose per-round ratios are reported, so a reader
+// sees the spread of a noisy shared machine instead of one lucky number.
 
 export interface BenchRow {
   /** What was measured, e.g. "CNI ADD serial". */
   name: string;
-  /** Ours, e.g. { p50: 12.1, p99: 30.2 } in `unit`. */
+  /** The subject (column A), e.g. { p50: 12.1, p99: 30.2 } in `unit`. */
   ours: Record<string, number>;
-  /** The reference measured in the same run, when there is one. */
+  /** The baseline (column B) measured in the same run, when there is one. */
   reference?: Record<string, number>;
-  /** ours / reference for the headline figure (what "better" means is said in `note`). */
+  /** Headline ratio A ÷ B: the median of `roundRatios`. */
   ratio?: number;
+  /** A ÷ B in each interleaved round; required with a ratio, at least MIN_ROUNDS of them. */
+  roundRatios?: number[];
+  /** What the two columns really are, e.g. "bees shim + agent vs bridge + host-local, both exec'd per call". */
+  compares?: string;
   unit: string;
   note?: string;
 }
 
 export interface BenchSection {
   title: string;
-  /** How it was measured: tools, sizes, repetitions. */
+  /** How it was measured: tools, sizes, repetitions, and whether the two sides were interleaved. */
   method: string;
+  /** Headings of the two value columns (default: ours, reference). */
+  columns?: [string, string];
   rows: BenchRow[];
 }
 
@@ -27,6 +37,9 @@ export interface BenchContext {
   /** Report progress of a long run to the person watching. */
   progress(message: string): void;
 }
+
+/** Fewest interleaved rounds a ratio may come from. */
+export const MIN_ROUNDS = 3;
 
 export function percentile(samples: number[], p: number): number {
   if (samples.length === 0) return NaN;
@@ -45,3 +58,89 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
   await fn();
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
+
+/**
+ * Runs `rounds` rounds of the pair, alternating which side goes first (A B, B A, A B, …) so that drift of a shared
+ * machine (load arriving, caches warming) does not always favour the same side. Returns each side's result per round.
+ */
+export async function interleavedRounds<T>(
+  rounds: number,
+  a: (round: number) => Promise<T>,
+  b: (round: number) => Promise<T>,
+): Promise<{ a: T[]; b: T[] }> {
+  const out: { a: T[]; b: T[] } = { a: [], b: [] };
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      out.a.push(await a(r));
+      out.b.push(await b(r));
+    } else {
+      out.b.push(await b(r));
+      out.a.push(await a(r));
+    }
+  }
+  return out;
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+/** The per-round ratios A ÷ B of paired figures, and their median as the headline ratio. */
+export function pairedRatio(a: number[], b: number[]): { ratio: number; roundRatios: number[] } {
+  if (a.length !== b.length || a.length === 0) throw new Error(`paired ratio needs rounds on both sides (${a.length} vs ${b.length})`);
+  const roundRatios = a.map((x, i) => round2(x / b[i]!));
+  return { ratio: round2(median(roundRatios)), roundRatios };
+}
+
+/** Refuses a section whose comparisons do not say what they compare or do not come from enough rounds. */
+export function checkSection(s: BenchSection): void {
+  for (const r of s.rows) {
+    if (r.ratio === undefined) continue;
+    if (!r.compares) throw new Error(`${s.title}: row '${r.name}' has a ratio but does not say what it compares`);
+    if (!r.reference) throw new Error(`${s.title}: row '${r.name}' has a ratio but no baseline figures`);
+    if ((r.roundRatios?.length ?? 0) < MIN_ROUNDS) {
+      throw new Error(`${s.title}: row '${r.name}' has a ratio from ${r.roundRatios?.length ?? 0} rounds (at least ${MIN_ROUNDS} interleaved rounds)`);
+    }
+  }
+}
+
+/** "1.36 (1.29–1.62)": the spread of the rounds beside the headline. */
+export function spreadOf(r: BenchRow): string {
+  if (!r.roundRatios?.length) return '—';
+  return `${Math.min(...r.roundRatios).toFixed(2)}–${Math.max(...r.roundRatios).toFixed(2)} (${r.roundRatios.length} rounds)`;
+}
+
+/** A section as stored: which area produced it, when, at what scale. */
+export interface StoredSection extends BenchSection {
+  area: string;
+  measuredAt: string;
+  scale: number;
+}
+
+function fmt(values: Record<string, number> | undefined): string {
+  if (!values) return '—';
+  return Object.entries(values).map(([k, v]) => `${k} ${Number.isFinite(v) ? +v.toFixed(v < 10 ? 2 : 1) : v}`).join(', ');
+}
+
+export function markdown(sections: StoredSection[], failures: string[]): string {
+  const lines = [
+    '# Benchmark results',
+    '',
+    `Written ${new Date().toISOString()} by \`npm run bench\` on ${cpus().length} cores (load average at the end ` +
+      `${loadavg().map((x) => x.toFixed(1)).join(' ')}). Each section says how its two sides were run; every ratio is ` +
+      'the median of interleaved rounds (the side going first alternates), with the spread of the rounds beside it, ' +
+      'and says what it really compares. Compare ratios, not absolute times (a shared machine).',
+    '',
+  ];
+  for (const s of sections) {
+    const [a, b] = s.columns ?? ['ours', 'reference'];
+    lines.push(`## ${s.title}`, '', `_Measured ${s.measuredAt}, BENCH_SCALE=${s.scale}._ ${s.method}`, '',
+      `| measurement | ${a} | ${b} | ratio | rounds (min–max) | unit | what the ratio compares |`, '|---|---|---|---|---|---|---|');
+    for (const r of s.rows) {
+      const what = [r.compares, r.note].filter(Boolean).join('. ');
+      lines.push(`| ${r.name} | ${fmt(r.ours)} | ${fmt(r.reference)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2)} | ${spreadOf(r)} | ${r.unit} | ${what} |`);
+    }
+    lines.push('');
+  }
+  if (failures.length) lines.push('## Not measured in this run', '', ...failures.map((f) => `- ${f}`), '');
+  return lines.join('\n');
+}
+

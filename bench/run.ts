@@ -4,42 +4,9 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpus, loadavg } from 'node:os';
-import type { BenchContext, BenchSection } from './report.js';
-
-/** A section as stored: which area produced it, when, at what scale. */
-interface StoredSection extends BenchSection {
-  area: string;
-  measuredAt: string;
-  scale: number;
-}
+import { checkSection, markdown, type BenchContext, type BenchSection, type StoredSection } from './report.js';
 
 const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker'] as const;
-
-function fmt(values: Record<string, number> | undefined): string {
-  if (!values) return '—';
-  return Object.entries(values).map(([k, v]) => `${k} ${Number.isFinite(v) ? +v.toFixed(v < 10 ? 2 : 1) : v}`).join(', ');
-}
-
-function markdown(sections: StoredSection[], failures: string[]): string {
-  const lines = [
-    '# Benchmark results',
-    '',
-    `Written ${new Date().toISOString()} by \`npm run bench\` on ${cpus().length} cores (load average at the end ` +
-      `${loadavg().map((x) => x.toFixed(1)).join(' ')}). Ours and the reference run in the same process, interleaved; ` +
-      'compare ratios, not absolute times (a shared machine).',
-    '',
-  ];
-  for (const s of sections) {
-    lines.push(`## ${s.title}`, '', `_Measured ${s.measuredAt}, BENCH_SCALE=${s.scale}._ ${s.method}`, '', '| measurement | ours | reference | ratio | unit | note |', '|---|---|---|---|---|---|');
-    for (const r of s.rows) {
-      lines.push(`| ${r.name} | ${fmt(r.ours)} | ${fmt(r.reference)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2)} | ${r.unit} | ${r.note ?? ''} |`);
-    }
-    lines.push('');
-  }
-  if (failures.length) lines.push('## Not measured in this run', '', ...failures.map((f) => `- ${f}`), '');
-  return lines.join('\n');
-}
 
 /** Sections of an earlier run that says which area each came from (older files do not: they are dropped). */
 function previousSections(file: string): StoredSection[] {
@@ -63,7 +30,10 @@ async function main(): Promise<void> {
     ctx.progress(`${area}: starting`);
     try {
       const mod = (await import(`./${area}.js`)) as { run(ctx: BenchContext): Promise<BenchSection> };
-      sections.push({ area, measuredAt: new Date().toISOString(), scale, ...(await mod.run(ctx)) });
+      const section = await mod.run(ctx);
+      // A comparison that does not say what it compares, or comes from one round, is not reported as one.
+      checkSection(section);
+      sections.push({ area, measuredAt: new Date().toISOString(), scale, ...section });
       ctx.progress(`${area}: done`);
     } catch (err) {
       const why = `${area}: ${(err as Error).message.split('\n')[0]}`;
