@@ -126,6 +126,14 @@ export function ensureHostFirewall(netns: string | undefined, opts: { recheck?: 
   });
 }
 
+/**
+ * Before the first bridge or router of the process. A failure (a host table iptables cannot read) does not stop
+ * the bridge: the sweep's recheck retries it and reports the error.
+ */
+export function prepareHostFirewall(netns: string | undefined): Promise<void> {
+  return ensureHostFirewall(netns).catch(() => undefined);
+}
+
 /** Remove our chain and our jump (nothing of ours needs them any more); the rest of the table is left as it is. */
 export function removeHostFirewall(netns: string | undefined): Promise<void> {
   return serial(async () => {

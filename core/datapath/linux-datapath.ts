@@ -6,7 +6,7 @@ import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, nftApply, runJson } from './exec.js';
 import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
-import { ensureHostFirewall, removeHostFirewall } from './host-firewall.js';
+import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
@@ -36,7 +36,7 @@ export class LinuxDatapath {
   }
 
   async ensureBridge(b: DesiredBridge): Promise<void> {
-    await ensureHostFirewall(this.ctx.netns);
+    await prepareHostFirewall(this.ctx.netns);
     return ensureBridge(this.ctx, b);
   }
 
@@ -57,7 +57,7 @@ export class LinuxDatapath {
   }
 
   async ensureRouter(r: DesiredRouter): Promise<void> {
-    await ensureHostFirewall(this.ctx.netns);
+    await prepareHostFirewall(this.ctx.netns);
     return ensureRouter(this.ctx, r);
   }
 
