@@ -87,8 +87,9 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   // Remote MACs are programmed; learning on the tunnel port would let routed frames (source = anycast gateway
   // MAC) move the gateway away from the local router leg.
   ip.push(`link set dev ${vx} type bridge_slave learning off`);
-  // Keep bridged frames out of iptables (br_netfilter): Docker's FORWARD policy DROP would otherwise drop them.
-  ip.push(`link set dev ${br} type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0`);
+  // Bridged frames go through the IP hooks (br_netfilter) on purpose, whatever the host's sysctls say: stateful
+  // policy needs their conntrack. The host firewall lets them through FORWARD (host-firewall.ts; README).
+  ip.push(`link set dev ${br} type bridge nf_call_iptables 1 nf_call_ip6tables 1`);
   ip.push(`link set dev ${br} mtu ${mtu}`, `link set dev ${vx} mtu ${mtu}`);
   ip.push(`link set dev ${br} up`, `link set dev ${vx} up`);
 

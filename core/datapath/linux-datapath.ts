@@ -6,6 +6,7 @@ import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, nftApply, runJson } from './exec.js';
 import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
+import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
@@ -34,7 +35,8 @@ export class LinuxDatapath {
     return this.ctx.underlayMtu - 50;
   }
 
-  ensureBridge(b: DesiredBridge): Promise<void> {
+  async ensureBridge(b: DesiredBridge): Promise<void> {
+    await prepareHostFirewall(this.ctx.netns);
     return ensureBridge(this.ctx, b);
   }
 
@@ -54,7 +56,8 @@ export class LinuxDatapath {
     return checkPlug(this.ctx, p);
   }
 
-  ensureRouter(r: DesiredRouter): Promise<void> {
+  async ensureRouter(r: DesiredRouter): Promise<void> {
+    await prepareHostFirewall(this.ctx.netns);
     return ensureRouter(this.ctx, r);
   }
 
@@ -135,5 +138,9 @@ export class LinuxDatapath {
     if (left.routers.length === 0) {
       await nftApply(this.ctx.netns, 'add table ip bees\ndelete table ip bees\n', 'could not delete table ip bees');
     }
+    // The host firewall's FORWARD chain of ours (host-firewall.ts): re-checked on every sweep (firewall reloads and
+    // Docker restarts can remove it), gone with the last bridge and router.
+    if (left.bridges.length > 0 || left.routers.length > 0) await ensureHostFirewall(this.ctx.netns, { recheck: true });
+    else await removeHostFirewall(this.ctx.netns);
   }
 }

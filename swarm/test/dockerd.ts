@@ -23,15 +23,27 @@ export interface Dockerd {
 
 export const BUSYBOX_IMAGE = 'bb:latest';
 
-export async function startDockerd(opts: { extraArgs?: string[]; netns?: string; socket?: string } = {}): Promise<Dockerd> {
+export interface DockerdOptions {
+  extraArgs?: string[];
+  netns?: string;
+  socket?: string;
+  /**
+   * Docker's own networking as shipped (docker0, iptables and ip6tables chains, FORWARD policy DROP when it turns
+   * forwarding on, userland proxy) instead of none of it: for tests of bees on a host Docker firewalls.
+   */
+  stock?: boolean;
+}
+
+export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> {
   // Short paths: unix socket paths are limited to 108 bytes and containerd nests sockets under exec-root.
   const dir = await mkdtemp(join(tmpdir(), 'bd-'));
   const socket = opts.socket ?? join(dir, 'd.sock');
   const host = `unix://${socket}`;
   const args = [
     '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '-H', host, '--pidfile', join(dir, 'pid'),
-    '--storage-driver', 'vfs', '--bridge', 'none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
-    '--userland-proxy=false', ...(opts.extraArgs ?? []),
+    '--storage-driver', 'vfs',
+    ...(opts.stock ? [] : ['--bridge', 'none', '--iptables=false', '--ip-masq=false', '--ip6tables=false', '--userland-proxy=false']),
+    ...(opts.extraArgs ?? []),
   ];
   // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts dockerd needs.
   const cmd = opts.netns ? 'nsenter' : 'dockerd';

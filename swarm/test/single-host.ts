@@ -31,6 +31,8 @@ export interface SingleHostOptions {
   dockerd?: boolean;
   /** The agent's plugin socket: absolute, or relative to its run directory (default: the legacy socket of `name`). */
   socket?: string;
+  /** A dockerd with Docker's own networking and iptables rules as shipped (dockerd.ts `stock`). */
+  stockDockerd?: boolean;
 }
 
 export async function startSingleHost(opts: SingleHostOptions = {}): Promise<SingleHost> {
@@ -46,7 +48,7 @@ export async function startSingleHost(opts: SingleHostOptions = {}): Promise<Sin
     const host = cluster.host(0);
     const store = syncedReads(await openStore(cluster.storeUrl));
     const dockerd = opts.dockerd === false ? undefined
-      : await startDockerd({ netns: host.host.nsName, socket: join(host.runDir, 'docker.sock'), extraArgs: ['--live-restore'] });
+      : await startDockerd({ netns: host.host.nsName, socket: join(host.runDir, 'docker.sock'), extraArgs: ['--live-restore'], ...(opts.stockDockerd ? { stock: true } : {}) });
     return {
       cluster, host, dockerd: dockerd!, name, socket, store,
       async close() {
