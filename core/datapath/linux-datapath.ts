@@ -1,12 +1,13 @@
 // The Linux datapath: what the per-host agent calls to make the kernel carry the virtual topology. Every method
 // takes desired state and converges (tolerating what already exists), and only ever touches objects of ours:
-// links named bb-/bx-/bv/bp/bl/bu…, the `bees` nft tables, and router namespaces under our prefix.
+// links named bb-/bx-/bv/bp/bl/bu…, the nft tables of nft/tables.ts that carry our comment, and router namespaces
+// under our prefix.
 import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
-import { ipBatch, nftApply, runJson } from './exec.js';
-import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
-import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
+import { ipBatch, runJson } from './exec.js';
+import { dropHostMasquerade, dropTable, HOST_BRIDGE, nftApply, removePortSecurityScript, removeTunnelFilterScript } from './nft/index.js';
+import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
 import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from './types.js';
@@ -107,7 +108,7 @@ export class LinuxDatapath {
       const kind = l.linkinfo?.info_kind;
       if (kind === 'veth' && isPlugName(n) && !keepPlugs.has(n)) {
         del.push(`link del ${n}`);
-        nft.push(removePortScript(n));
+        nft.push(removePortSecurityScript(n));
       } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
           !links.some((x) => x.ifname === `bv${n.slice(2)}`)) {
         del.push(`link del ${n}`);
@@ -115,7 +116,7 @@ export class LinuxDatapath {
         const vni = vniOfBridgeName(n);
         if (vni !== undefined && !keepBridges.has(vni)) {
           del.push(`link del ${n}`);
-          nft.push(removeTunnelScript(vni, vxlanName(vni)));
+          nft.push(removeTunnelFilterScript(vxlanName(vni)));
         }
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);
@@ -127,13 +128,9 @@ export class LinuxDatapath {
     }
     await ipBatch(this.ctx.netns, del, 'could not remove stale links');
     await nftApply(this.ctx.netns, nft.join(''), 'could not remove stale nft chains');
-    // The tables go when nothing of ours needs them.
+    // The tables go when nothing of ours needs them (and only if they carry our comment).
     const left = await this.inventory();
-    if (left.plugs.length === 0 && left.bridges.length === 0) {
-      await nftApply(this.ctx.netns, deleteTableScript(), `could not delete table bridge ${NFT_TABLE}`);
-    }
-    if (left.routers.length === 0) {
-      await nftApply(this.ctx.netns, 'add table ip bees\ndelete table ip bees\n', 'could not delete table ip bees');
-    }
+    if (left.plugs.length === 0 && left.bridges.length === 0) await dropTable(this.ctx.netns, HOST_BRIDGE);
+    if (left.routers.length === 0) await dropHostMasquerade(this.ctx.netns);
   }
 }
