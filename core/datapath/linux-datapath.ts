@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, runJson } from './exec.js';
-import { dropHostMasquerade, dropTable, HOST_BRIDGE, nftApply, removePortSecurityScript, removeTunnelFilterScript } from './nft/index.js';
+import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE } from './nft/index.js';
 import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
@@ -102,13 +102,14 @@ export class LinuxDatapath {
     for (const id of this.routerIds()) if (!keepRouters.has(id)) await this.removeRouter(id);
     const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
     const del: string[] = [];
+    /** Devices whose nft chains go with them. */
     const nft: string[] = [];
     for (const l of links) {
       const n = l.ifname;
       const kind = l.linkinfo?.info_kind;
       if (kind === 'veth' && isPlugName(n) && !keepPlugs.has(n)) {
         del.push(`link del ${n}`);
-        nft.push(removePortSecurityScript(n));
+        nft.push(n);
       } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
           !links.some((x) => x.ifname === `bv${n.slice(2)}`)) {
         del.push(`link del ${n}`);
@@ -116,7 +117,7 @@ export class LinuxDatapath {
         const vni = vniOfBridgeName(n);
         if (vni !== undefined && !keepBridges.has(vni)) {
           del.push(`link del ${n}`);
-          nft.push(removeTunnelFilterScript(vxlanName(vni)));
+          nft.push(vxlanName(vni));
         }
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);
@@ -127,7 +128,7 @@ export class LinuxDatapath {
       }
     }
     await ipBatch(this.ctx.netns, del, 'could not remove stale links');
-    await nftApply(this.ctx.netns, nft.join(''), 'could not remove stale nft chains');
+    await forgetDevices(this.ctx.netns, nft, 'could not remove stale nft chains');
     // The tables go when nothing of ours needs them (and only if they carry our comment).
     const left = await this.inventory();
     if (left.plugs.length === 0 && left.bridges.length === 0) await dropTable(this.ctx.netns, HOST_BRIDGE);

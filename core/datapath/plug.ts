@@ -12,7 +12,7 @@ import {
   canonicalDestination, createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress,
   replaceRoute, setLink, withNetlink, type NetlinkSocket, type Route,
 } from './netlink/index.js';
-import { hasPortSecurity, installPortSecurity, removePortSecurity } from './nft/index.js';
+import { forgetDevices, hasPortSecurity, installPortSecurity, removePortSecurity } from './nft/index.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -119,11 +119,11 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }
 
-/** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its port-security chain. */
+/** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!IFNAME.test(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
   const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, (s) => deleteLink(s, hostIfname)));
-  await Promise.all([del, removePortSecurity(ctx.netns, hostIfname, `could not remove port security of ${hostIfname}`)]);
+  await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }
 
 /** What is wrong with a plug, compared with its spec; [] when healthy. */

@@ -7,8 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { LinuxDatapath } from '../datapath/index.js';
 import {
-  applyStageChain, dropTable, FROM_PORT, HOST_BRIDGE, HOST_NAT, installPortSecurity, listStageChain, nftApply,
-  nftTransactionCounter, removeStageChainScript,
+  applyStageChain, dropTable, FROM_PORT, HOST_BRIDGE, HOST_NAT, installPortSecurity, listStageChain, nftTransactionCounter,
 } from '../datapath/nft/index.js';
 import { cluster, desiredBridge, mac, randomVni, spec, type TestPort } from './datapath-helpers.js';
 
@@ -44,8 +43,11 @@ test.serial('another feature\'s rules for a port survive re-plugging and replaci
   const base = await c.h.exec(host, [NFT, 'list', 'chain', HOST_BRIDGE.family, HOST_BRIDGE.name, FROM_PORT.base]);
   t.regex(base.stdout, /hook forward priority 10;/);
 
-  await nftApply(host.netns, removeStageChainScript(FROM_PORT, port), 'remove test feature');
+  // Unplugging removes the port's chains of every feature, this one's too.
   await dp.unplug(port);
+  t.is(await listStageChain(host.netns, FROM_PORT, port), '');
+  const chains = await c.h.exec(host, [NFT, 'list', 'chains', HOST_BRIDGE.family]);
+  t.false(chains.stdout.includes(port), chains.stdout);
   await dp.removeBridge(vni);
   await dp.sweep({});
   t.deepEqual(await c.h.allLeaks(), {});

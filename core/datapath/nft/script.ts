@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { isGone } from '../exec.js';
 import { nftApply, nftQuery } from './apply.js';
-import { OWNER_COMMENT, type BaseChain, type Stage, type Table } from './tables.js';
+import { OWNER_COMMENT, STAGES, type BaseChain, type Stage, type Table } from './tables.js';
 
 /** `<family> <name>`, as nft commands name the table. */
 export const ref = (t: Table): string => `${t.family} ${t.name}`;
@@ -108,6 +108,39 @@ export async function applyStageChain(netns: string | undefined, s: Stage, ifnam
 /** One device's chain of a stage as nft lists it, or '' when absent. */
 export function listStageChain(netns: string | undefined, s: Stage, ifname: string): Promise<string> {
   return nftQuery(netns, `list chain ${ref(s.table)} ${stageChain(s, ifname)}`, 'nft').catch(() => '');
+}
+
+/** Chain names per table (`<family> <name>`) in a `list chains` output. */
+function chainsByTable(listing: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  let current: Set<string> | undefined;
+  for (const line of listing.split('\n')) {
+    const table = /^table (\S+ \S+) \{/.exec(line);
+    if (table) out.set(table[1]!, (current = new Set()));
+    const chain = /^\s+chain (\S+) \{/.exec(line);
+    if (chain && current) current.add(chain[1]!.replace(/^"|"$/g, ''));
+  }
+  return out;
+}
+
+/**
+ * Remove every stage chain (and map element) that any feature holds for these devices, in one transaction: what
+ * a port or tunnel leaves behind when it goes, without the caller knowing which features it had. One `list chains`
+ * tells which exist, so nothing is created to be deleted, and a namespace without our tables costs no transaction.
+ */
+export async function forgetDevices(netns: string | undefined, ifnames: readonly string[], context: string): Promise<void> {
+  if (ifnames.length === 0) return;
+  const families = [...new Set(STAGES.map((s) => s.table.family))];
+  const scripts: string[] = [];
+  for (const family of families) {
+    const listing = await nftQuery(netns, `list chains ${family}`, 'nft').catch(() => '');
+    const chains = chainsByTable(listing);
+    for (const s of STAGES.filter((x) => x.table.family === family)) {
+      const have = chains.get(ref(s.table));
+      for (const d of ifnames) if (have?.has(stageChain(s, d))) scripts.push(removeStageChainScript(s, d));
+    }
+  }
+  await nftApply(netns, scripts.join(''), context);
 }
 
 /** Whether a `list table` output is of a table we created: its comment is ours. */

@@ -91,6 +91,9 @@ export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'fro
 /** MidoNet's port outbound filter: frames going to the port. */
 export const TO_PORT: Stage = { table: HOST_BRIDGE, base: 'st-to', map: 'to-port', chainPrefix: 'tp-' };
 
+/** Every per-device stage: removing a device removes its chain in each of these (whatever feature made it). */
+export const STAGES: readonly Stage[] = [PORT_SECURITY, TUNNEL_FILTER, FROM_PORT, TO_PORT];
+
 /** Host namespace, routed: masquerade of router uplink traffic leaving the host (router-snat.ts). */
 export const HOST_NAT: Table = {
   family: 'ip',
