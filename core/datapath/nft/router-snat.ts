@@ -2,13 +2,16 @@
 // (to the uplink's host-side address) and in the host namespace (to the host's address on its way out), each in a
 // base chain this feature owns in its `ip bees` table (ROUTER_NAT, HOST_NAT).
 import { nftApply } from './apply.js';
-import { baseChainScript, dropTable } from './script.js';
+import { baseChainScript, deleteTableScript, dropTable } from './script.js';
 import { HOST_NAT, ROUTER_NAT } from './tables.js';
 
-/** In the router namespace at `nsPath`: masquerade what leaves through `uplink`, or no NAT at all. */
-export async function setRouterSnat(nsPath: string, uplink: string, snat: boolean, context: string): Promise<void> {
-  if (snat) await nftApply(nsPath, baseChainScript(ROUTER_NAT, 'post', [`oifname "${uplink}" masquerade`]), context);
-  else await dropTable(nsPath, ROUTER_NAT);
+/**
+ * In the router namespace at `nsPath`: masquerade what leaves through `uplink`, or no NAT at all. The namespace is
+ * ours, so the table goes even without our comment (one made before tables carried it).
+ */
+export function setRouterSnat(nsPath: string, uplink: string, snat: boolean, context: string): Promise<void> {
+  const script = snat ? baseChainScript(ROUTER_NAT, 'post', [`oifname "${uplink}" masquerade`]) : deleteTableScript(ROUTER_NAT);
+  return nftApply(nsPath, script, context);
 }
 
 /**

@@ -143,6 +143,12 @@ export async function forgetDevices(netns: string | undefined, ifnames: readonly
   await nftApply(netns, scripts.join(''), context);
 }
 
+/**
+ * Delete table `t` without asking whose it is (a no-op when absent): only for a namespace that is wholly ours (a
+ * router instance's), where any table of that name is one we made, with or without the comment.
+ */
+export const deleteTableScript = (t: Table): string => `add table ${ref(t)}\ndelete table ${ref(t)}\n`;
+
 /** Whether a `list table` output is of a table we created: its comment is ours. */
 export function ownedListing(listing: string): boolean {
   const head = listing.split('\n').slice(0, 3).join('\n');
