@@ -60,7 +60,8 @@ export function baseChainComplete(c: BaseChain, listing: string): boolean {
 export async function ensureBaseChain(netns: string | undefined, t: Table, name: string): Promise<void> {
   const c = baseChain(t, name);
   const listing = await nftQuery(netns, `list chain ${ref(t)} ${c.name}`, 'nft').catch(() => '');
-  if (!baseChainComplete(c, listing)) await nftApply(netns, baseChainScript(t, name), `could not install chain ${c.name} of table ${ref(t)}`);
+  if (baseChainComplete(c, listing)) return;
+  await nftApply(netns, baseChainScript(t, name), `could not install chain ${c.name} of table ${ref(t)}`);
 }
 
 /** Name of a device's chain in a stage. */
@@ -100,7 +101,9 @@ export function removeStageChainScript(s: Stage, ifname: string): string {
 }
 
 /** Install (or replace) a device's chain of a stage, its base chain first when missing. */
-export async function applyStageChain(netns: string | undefined, s: Stage, ifname: string, rules: readonly string[], context: string): Promise<void> {
+export async function applyStageChain(
+  netns: string | undefined, s: Stage, ifname: string, rules: readonly string[], context: string,
+): Promise<void> {
   await ensureBaseChain(netns, s.table, s.base);
   await nftApply(netns, stageChainScript(s, ifname, rules), context);
 }

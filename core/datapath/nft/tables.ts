@@ -66,7 +66,10 @@ export const HOST_BRIDGE: Table = {
   namespace: 'host',
   baseChains: [
     // Port chains only drop or return, so a frame leaving a workload is also checked against the tunnel filter.
-    { name: 'forward', type: 'filter', hook: 'forward', priority: -10, rules: ['iifname vmap @ports', 'oifname vmap @tunnels'], maps: ['ports', 'tunnels'] },
+    {
+      name: 'forward', type: 'filter', hook: 'forward', priority: -10,
+      rules: ['iifname vmap @ports', 'oifname vmap @tunnels'], maps: ['ports', 'tunnels'],
+    },
     { name: 'st-from', type: 'filter', hook: 'forward', priority: 10, rules: ['iifname vmap @from-port'], maps: ['from-port'] },
     { name: 'st-bin', type: 'filter', hook: 'forward', priority: 11, rules: ['iifname vmap @bridge-in'], maps: ['bridge-in'] },
     { name: 'st-bout', type: 'filter', hook: 'forward', priority: 12, rules: ['oifname vmap @bridge-out'], maps: ['bridge-out'] },

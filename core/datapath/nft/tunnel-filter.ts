@@ -32,7 +32,8 @@ export function tunnelFilterRules(gateways: Gateway[]): string[] {
 }
 
 export function installTunnelFilter(netns: string | undefined, vxlanIfname: string, gateways: Gateway[]): Promise<void> {
-  return applyStageChain(netns, TUNNEL_FILTER, vxlanIfname, tunnelFilterRules(gateways), `could not install the tunnel filter of ${vxlanIfname}`);
+  const context = `could not install the tunnel filter of ${vxlanIfname}`;
+  return applyStageChain(netns, TUNNEL_FILTER, vxlanIfname, tunnelFilterRules(gateways), context);
 }
 
 export const removeTunnelFilterScript = (vxlanIfname: string): string => removeStageChainScript(TUNNEL_FILTER, vxlanIfname);
