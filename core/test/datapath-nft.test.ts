@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { LinuxDatapath } from '../datapath/index.js';
 import {
-  applyStageChain, dropTable, FROM_PORT, HOST_BRIDGE, HOST_NAT, installPortSecurity, listStageChain, nftTransactionCounter,
+  applyStageChain, dropTable, FROM_PORT, HOST_BRIDGE, HOST_NAT, installPortSecurity, listStageChain, nftTransactionCounter, stageChain,
 } from '../datapath/nft/index.js';
 import { cluster, desiredBridge, mac, randomVni, spec, type TestPort } from './datapath-helpers.js';
 
@@ -38,7 +38,7 @@ test.serial('another feature\'s rules for a port survive re-plugging and replaci
   t.deepEqual(await dp.checkPlug(spec(p)), []);
   t.true(await hasMarker(), 'replacing port security flushed the other feature\'s chain');
   const map = await c.h.exec(host, [NFT, 'list', 'map', HOST_BRIDGE.family, HOST_BRIDGE.name, FROM_PORT.map]);
-  t.true(map.stdout.includes(`"${port}" : jump ${FROM_PORT.chainPrefix}${port}`), map.stdout);
+  t.true(map.stdout.includes(`"${port}" : jump ${stageChain(FROM_PORT, port)}`), map.stdout);
   // The stage's base chain sits at its declared priority.
   const base = await c.h.exec(host, [NFT, 'list', 'chain', HOST_BRIDGE.family, HOST_BRIDGE.name, FROM_PORT.base]);
   t.regex(base.stdout, /hook forward priority 10;/);

@@ -1,4 +1,4 @@
-// Port security: anti-spoofing of a workload port, one chain per port (`ps-<port>`) in the PORT_SECURITY stage of
+// Port security: anti-spoofing of a workload port, one chain per port (`p-<port>`) in the PORT_SECURITY stage of
 // `table bridge bees`. Replacing it on a re-plug flushes that chain only; other features' chains for the same port
 // (their own stages) are untouched.
 import { eui64LinkLocal, familyOf, ipv6Groups, normalizeMac } from '../addresses.js';

@@ -65,7 +65,7 @@ export async function ensureBaseChain(netns: string | undefined, t: Table, name:
 }
 
 /** Name of a device's chain in a stage. */
-export const stageChain = (s: Stage, ifname: string): string => `${s.chainPrefix}${ifname}`;
+export const stageChain = (s: Stage, ifname: string): string => s.chain(ifname);
 
 /** The map and the base chain a stage's scripts refer to (creating them adds nothing that exists). */
 const stageHeader = (s: Stage): string => header(s.table, baseChain(s.table, s.base).maps);

@@ -11,6 +11,8 @@
 // tables of the policy work (`inet bees-ct`, `ip bees-lb`, `inet bees-r`, /work/shared/reference/chains-lb.md §2.2):
 // each is one more declaration here.
 
+import { VXLAN_PREFIX } from '../names.js';
+
 export const OWNER_COMMENT = 'managed by bees';
 
 export type Family = 'bridge' | 'ip' | 'ip6' | 'inet';
@@ -42,15 +44,17 @@ export interface Table {
 }
 
 /**
- * Per-device chains of one feature: the device's chain `<chainPrefix><ifname>` is reached through the element
- * `"<ifname>" : jump <chain>` of `map`, which base chain `base` looks up. Each feature has its own map and prefix,
- * so replacing one feature's rules for a port (flush of its own chain) never touches another feature's.
+ * Per-device chains of one feature: the device's chain `chain(ifname)` is reached through the element
+ * `"<ifname>" : jump <chain>` of `map`, which base chain `base` looks up. Each feature has its own map and chain
+ * names, so replacing one feature's rules for a port (flush of its own chain) never touches another feature's.
+ * Names stay as earlier agents made them (`p-`, `t-`): a map element cannot be re-added pointing elsewhere ("File
+ * exists"), so a renamed chain would fail every re-plug of a port made before an upgrade.
  */
 export interface Stage {
   table: Table;
   base: string;
   map: string;
-  chainPrefix: string;
+  chain: (ifname: string) => string;
 }
 
 const IFNAME_VERDICT = 'ifname : verdict';
@@ -86,13 +90,15 @@ export const HOST_BRIDGE: Table = {
 };
 
 /** Anti-spoofing of a workload port (port-security.ts). */
-export const PORT_SECURITY: Stage = { table: HOST_BRIDGE, base: 'forward', map: 'ports', chainPrefix: 'ps-' };
+export const PORT_SECURITY: Stage = { table: HOST_BRIDGE, base: 'forward', map: 'ports', chain: (port) => `p-${port}` };
 /** What must not cross a bridge's VXLAN port (tunnel-filter.ts). */
-export const TUNNEL_FILTER: Stage = { table: HOST_BRIDGE, base: 'forward', map: 'tunnels', chainPrefix: 't-' };
+export const TUNNEL_FILTER: Stage = {
+  table: HOST_BRIDGE, base: 'forward', map: 'tunnels', chain: (vxlan) => `t-${vxlan.slice(VXLAN_PREFIX.length)}`,
+};
 /** MidoNet's port inbound filter, for the policy feature (chains-lb.md §2.4): frames coming from the port. */
-export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'from-port', chainPrefix: 'fp-' };
+export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'from-port', chain: (port) => `fp-${port}` };
 /** MidoNet's port outbound filter: frames going to the port. */
-export const TO_PORT: Stage = { table: HOST_BRIDGE, base: 'st-to', map: 'to-port', chainPrefix: 'tp-' };
+export const TO_PORT: Stage = { table: HOST_BRIDGE, base: 'st-to', map: 'to-port', chain: (port) => `tp-${port}` };
 
 /** Every per-device stage: removing a device removes its chain in each of these (whatever feature made it). */
 export const STAGES: readonly Stage[] = [PORT_SECURITY, TUNNEL_FILTER, FROM_PORT, TO_PORT];

@@ -1,4 +1,4 @@
-// The filter on a bridge's VXLAN port, one chain per tunnel device (`t-bx-<vni>`) in the TUNNEL_FILTER stage of
+// The filter on a bridge's VXLAN port, one chain per tunnel device (`t-<vni hex>`) in the TUNNEL_FILTER stage of
 // `table bridge bees`.
 import { familyOf, normalizeMac, solicitedNode } from '../addresses.js';
 import { nftApply } from './apply.js';
