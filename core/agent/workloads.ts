@@ -17,7 +17,7 @@ import type {
   WorkloadRef,
 } from '../workload/types.js';
 import type { PlugSpec } from '../datapath/types.js';
-import { PortMapError, publishPorts, unpublishPorts } from '../datapath/portmap.js';
+import { PortMapError, publishPorts, unpublishPorts } from '../datapath/nft/index.js';
 import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';

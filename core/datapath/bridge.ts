@@ -3,8 +3,8 @@
 // traffic to every host with ports on the bridge, and neighbour entries let the VXLAN device answer ARP/ND
 // itself (`proxy`), so address resolution never crosses the underlay.
 import { familyOf, normalizeMac } from './addresses.js';
-import { bridgeBatch, ipBatch, isGone, nftApply, runJson } from './exec.js';
-import { ensureSkeleton, removeTunnelScript, tunnelFilterScript } from './filter-table.js';
+import { bridgeBatch, ipBatch, isGone, runJson } from './exec.js';
+import { installTunnelFilter, removeTunnelFilter } from './nft/index.js';
 import { announce } from './announce.js';
 import { getLink, withNetlink } from './netlink/index.js';
 import { bridgeName, checkVni, vxlanName } from './names.js';
@@ -146,8 +146,7 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   await ipBatch(ctx.netns, ip, `could not set up ${br}/${vx}`);
   await Promise.all([
     bridgeBatch(ctx.netns, fdbLines, `could not program the FDB of ${vx}`),
-    ensureSkeleton(ctx.netns).then(() =>
-      nftApply(ctx.netns, tunnelFilterScript(b.vni, vx, b.gateways ?? []), `could not install the tunnel filter of ${vx}`)),
+    installTunnelFilter(ctx.netns, vx, b.gateways ?? []),
   ]);
   if (arrivedV4.length) {
     const index = await withNetlink(ctx.netns, async (s) => (await getLink(s, br))?.index);
@@ -169,5 +168,5 @@ export async function removeBridge(ctx: HostContext, vni: number): Promise<void>
       if (!isGone(e)) throw e;
     }
   };
-  await Promise.all([del(vx), del(br), nftApply(ctx.netns, removeTunnelScript(vni, vx), `could not remove the tunnel filter of ${vx}`)]);
+  await Promise.all([del(vx), del(br), removeTunnelFilter(ctx.netns, vx)]);
 }

@@ -1,13 +1,14 @@
 // The Linux datapath: what the per-host agent calls to make the kernel carry the virtual topology. Every method
 // takes desired state and converges (tolerating what already exists), and only ever touches objects of ours:
-// links named bb-/bx-/bv/bp/bl/bu…, the `bees` nft tables, and router namespaces under our prefix.
+// links named bb-/bx-/bv/bp/bl/bu…, the nft tables of nft/tables.ts that carry our comment, and router namespaces
+// under our prefix.
 import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
 import { ensureBridge, removeBridge } from './bridge.js';
-import { ipBatch, nftApply, runJson } from './exec.js';
-import { deleteTableScript, removePortScript, removeTunnelScript } from './filter-table.js';
+import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
-import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, NFT_TABLE, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
+import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE } from './nft/index.js';
+import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
 import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from './types.js';
@@ -104,13 +105,14 @@ export class LinuxDatapath {
     for (const id of this.routerIds()) if (!keepRouters.has(id)) await this.removeRouter(id);
     const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
     const del: string[] = [];
+    /** Devices whose nft chains go with them. */
     const nft: string[] = [];
     for (const l of links) {
       const n = l.ifname;
       const kind = l.linkinfo?.info_kind;
       if (kind === 'veth' && isPlugName(n) && !keepPlugs.has(n)) {
         del.push(`link del ${n}`);
-        nft.push(removePortScript(n));
+        nft.push(n);
       } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
           !links.some((x) => x.ifname === `bv${n.slice(2)}`)) {
         del.push(`link del ${n}`);
@@ -118,7 +120,7 @@ export class LinuxDatapath {
         const vni = vniOfBridgeName(n);
         if (vni !== undefined && !keepBridges.has(vni)) {
           del.push(`link del ${n}`);
-          nft.push(removeTunnelScript(vni, vxlanName(vni)));
+          nft.push(vxlanName(vni));
         }
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);
@@ -129,15 +131,11 @@ export class LinuxDatapath {
       }
     }
     await ipBatch(this.ctx.netns, del, 'could not remove stale links');
-    await nftApply(this.ctx.netns, nft.join(''), 'could not remove stale nft chains');
-    // The tables go when nothing of ours needs them.
+    await forgetDevices(this.ctx.netns, nft, 'could not remove stale nft chains');
+    // The tables go when nothing of ours needs them (and only if they carry our comment).
     const left = await this.inventory();
-    if (left.plugs.length === 0 && left.bridges.length === 0) {
-      await nftApply(this.ctx.netns, deleteTableScript(), `could not delete table bridge ${NFT_TABLE}`);
-    }
-    if (left.routers.length === 0) {
-      await nftApply(this.ctx.netns, 'add table ip bees\ndelete table ip bees\n', 'could not delete table ip bees');
-    }
+    if (left.plugs.length === 0 && left.bridges.length === 0) await dropTable(this.ctx.netns, HOST_BRIDGE);
+    if (left.routers.length === 0) await dropHostMasquerade(this.ctx.netns);
     // The host firewall's FORWARD chain of ours (host-firewall.ts): re-checked on every sweep (firewall reloads and
     // Docker restarts can remove it), gone with the last bridge and router.
     if (left.bridges.length > 0 || left.routers.length > 0) await ensureHostFirewall(this.ctx.netns, { recheck: true });

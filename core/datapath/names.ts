@@ -14,8 +14,6 @@ export const LEG_PREFIX = 'bl';
 export const UPLINK_PREFIX = 'bu';
 /** Router-namespace end of the uplink. */
 export const ROUTER_UPLINK = 'up0';
-/** nft table of ours: `bridge` family in the host namespace (port security, tunnel filter). */
-export const NFT_TABLE = 'bees';
 
 export const MAX_VNI = 0xffffff;
 
@@ -52,7 +50,3 @@ export const routerNsName = (prefix: string, routerId: string): string => `${pre
 export function isPlugName(name: string): boolean {
   return name.startsWith(PLUG_PREFIX) && name.length > PLUG_PREFIX.length;
 }
-
-/** nft chain names of one port and one tunnel. */
-export const portChain = (hostIfname: string): string => `p-${hostIfname}`;
-export const tunnelChain = (vni: number): string => `t-${hex(vni)}`;

@@ -7,12 +7,12 @@ import { familyOf, normalizeMac, parseCidr, checkDestination } from './addresses
 import type { HostContext } from './bridge.js';
 import { announceWhenUp } from './announce.js';
 import { bridgeMtu } from './bridge.js';
-import { isGone, nftApply, nftQuery } from './exec.js';
+import { isGone } from './exec.js';
 import {
   canonicalDestination, createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress,
   replaceRoute, setLink, withNetlink, type NetlinkSocket, type Route,
 } from './netlink/index.js';
-import { ensureSkeleton, portSecurityScript, removePortScript } from './filter-table.js';
+import { forgetDevices, hasPortSecurity, installPortSecurity, removePortSecurity } from './nft/index.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -95,9 +95,8 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   const peer = p.hostSideOnly ? plugPeerName(host) : p.ifname;
   const where = p.hostSideOnly ? '' : ` in ${p.netns}`;
   const security = p.portSecurity
-    ? ensureSkeleton(ctx.netns).then(() => nftApply(ctx.netns, portSecurityScript({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }),
-      `could not install port security for ${host}`))
-    : nftApply(ctx.netns, removePortScript(host), `could not clear port security of ${host}`);
+    ? installPortSecurity(ctx.netns, { hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) })
+    : removePortSecurity(ctx.netns, host, `could not clear port security of ${host}`);
   let ifindex: number | undefined;
   const link = async (): Promise<void> => {
     await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
@@ -120,11 +119,11 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }
 
-/** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chain. */
+/** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!IFNAME.test(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
   const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, (s) => deleteLink(s, hostIfname)));
-  await Promise.all([del, nftApply(ctx.netns, removePortScript(hostIfname), `could not remove port security of ${hostIfname}`)]);
+  await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }
 
 /** What is wrong with a plug, compared with its spec; [] when healthy. */
@@ -140,8 +139,7 @@ export async function checkPlug(ctx: HostContext, spec: PlugSpec): Promise<strin
     if (!h.up) problems.push(`${p.hostIfname} is down`);
   });
   if (p.portSecurity) {
-    const chain = await nftQuery(ctx.netns, `list chain bridge bees p-${p.hostIfname}`, 'nft').catch(() => '');
-    if (!chain.includes(p.mac)) problems.push(`port security of ${p.hostIfname} is not installed`);
+    if (!await hasPortSecurity(ctx.netns, p.hostIfname, p.mac)) problems.push(`port security of ${p.hostIfname} is not installed`);
   }
   if (p.hostSideOnly) return problems;
   try {

@@ -7,9 +7,10 @@ import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
 import type { HostContext } from './bridge.js';
-import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson, systemTool } from './exec.js';
+import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
 import { getLink, withNetlink } from './netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
+import { setHostMasquerade, setRouterSnat } from './nft/index.js';
 import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
 import type { DesiredRouter, RouterNeighbour } from './types.js';
 
@@ -242,24 +243,15 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   }
 
   await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
-  const sysctl = `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0`;
-  const nat = snat
-    ? `add table ip bees\nadd chain ip bees post { type nat hook postrouting priority 100; }\nflush chain ip bees post\n` +
-      `add rule ip bees post oifname "${ROUTER_UPLINK}" masquerade\n`
-    : 'add table ip bees\ndelete table ip bees\n';
+  const sysctl = ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0'];
   await Promise.all([
     ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
-    run(inNetns(nsPath, ['sh', '-c', `${sysctl} && ${systemTool('nft')} -f -`]), { input: nat, context: `${what}: could not set forwarding/NAT in ${ns}` }),
-    snat ? run(inNetns(ctx.netns, ['sh', '-c', `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 && ${systemTool('nft')} -f -`]),
-      { input: hostNatScript(), context: `${what}: could not set up masquerading on the host` }) : Promise.resolve(''),
+    run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
+    setRouterSnat(nsPath, ROUTER_UPLINK, snat, `${what}: could not set NAT in ${ns}`),
+    snat ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), { context: `${what}: could not enable forwarding on the host` })
+      .then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`)) : undefined,
   ]);
-}
-
-/** Host-side masquerade of router uplink traffic leaving towards anything but another router. */
-export function hostNatScript(): string {
-  return 'add table ip bees\nadd chain ip bees post { type nat hook postrouting priority 100; }\nflush chain ip bees post\n' +
-    `add rule ip bees post ip saddr ${UPLINK_NET} oifname != "${UPLINK_PREFIX}*" masquerade\n`;
 }
 
 /** Remove the router instance: its namespace (legs and uplink go with it). */

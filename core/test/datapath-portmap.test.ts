@@ -5,7 +5,7 @@ import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { PortMapError, publishedPorts, publishPorts, unpublishPorts } from '../datapath/portmap.js';
+import { PortMapError, publishedPorts, publishPorts, unpublishPorts } from '../datapath/nft/index.js';
 
 const exec = promisify(execFile);
 const sh = (cmd: string) => exec('sh', ['-c', cmd]);

@@ -1,4 +1,4 @@
-// The in-process kernel client (core/datapath/netlink, nft-lib.ts) against the real kernel: every change is
+// The in-process kernel client (core/datapath/netlink, nft/lib.ts) against the real kernel: every change is
 // read back through the `ip`/`nft` commands, each test in fresh namespaces of its own, and the test process
 // must end in the namespace it started in.
 import test, { type ExecutionContext } from 'ava';
@@ -9,8 +9,9 @@ import {
   createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress, replaceRoute,
   setLink, withNetlink,
 } from '../datapath/netlink/index.js';
-import { NftError, runNft } from '../datapath/nft-lib.js';
-import { isGone, nftApply, nftTransactionCounter } from '../datapath/exec.js';
+import { NftError, runNft } from '../datapath/nft/lib.js';
+import { nftApply, nftTransactionCounter } from '../datapath/nft/index.js';
+import { isGone } from '../datapath/exec.js';
 
 const IP = '/usr/sbin/ip';
 const NFT = '/usr/sbin/nft';

@@ -1,12 +1,13 @@
 // Host port publishing (`docker run -p`, CNI portMappings): a host port is DNATed to a workload's address and
-// port. Everything lives in one table of its own, `ip bees-portmap`: two nat maps (any local address, or one host
-// address) looked up by the prerouting hook (traffic from other hosts) and the output hook (the host itself).
+// port. Everything lives in one table of its own (HOST_PORTMAP in tables.ts): two nat maps (any local address, or
+// one host address) looked up by the prerouting hook (traffic from other hosts) and the output hook (the host).
 // Each map element carries its port id as comment, so a port's mappings are replaced or removed exactly, and the
 // table goes when its last element does. Replies need no SNAT: the workload's gateway routes them back through
 // the host (router uplink), where conntrack undoes the DNAT.
-import { CommandError, inNetns, nftApply, run } from './exec.js';
-
-export const PORTMAP_TABLE = 'bees-portmap';
+import { CommandError, inNetns, run } from '../exec.js';
+import { nftApply } from './apply.js';
+import { baseChainScript, dropTable, ref } from './script.js';
+import { HOST_PORTMAP } from './tables.js';
 
 export interface PublishedPort {
   protocol: 'tcp' | 'udp' | 'sctp';
@@ -26,27 +27,12 @@ export class PortMapError extends Error {
   }
 }
 
-const T = `ip ${PORTMAP_TABLE}`;
+const T = ref(HOST_PORTMAP);
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const OWNER = /^[A-Za-z0-9-]{1,64}$/;
 
-function skeleton(): string {
-  const lookups = [
-    'fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @addr',
-    'fib daddr type local dnat ip to meta l4proto . th dport map @any',
-  ];
-  return [
-    `add table ${T}`,
-    `add map ${T} any { type inet_proto . inet_service : ipv4_addr . inet_service; }`,
-    `add map ${T} addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }`,
-    `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
-    `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
-    // The chains are rebuilt each time: `add rule` is not idempotent.
-    `flush chain ${T} prerouting`,
-    `flush chain ${T} output`,
-    ...lookups.flatMap((l) => [`add rule ${T} prerouting ${l}`, `add rule ${T} output ${l}`]),
-  ].join('\n');
-}
+/** The table, its maps and both lookup chains, rebuilt in each publishing transaction (as before: rare). */
+const skeleton = (): string => HOST_PORTMAP.baseChains.map((c) => baseChainScript(HOST_PORTMAP, c.name)).join('');
 
 function check(m: PublishedPort): void {
   const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
@@ -71,7 +57,7 @@ async function elements(netns: string | undefined): Promise<Elem[] | undefined> 
   if (noTable.has(netns ?? '')) return undefined;
   let text: string;
   try {
-    text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', 'ip', PORTMAP_TABLE]), { context: 'read port mappings' });
+    text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', HOST_PORTMAP.family, HOST_PORTMAP.name]), { context: 'read port mappings' });
   } catch (e) {
     if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) {
       noTable.add(netns ?? '');
@@ -114,7 +100,7 @@ async function publishNow(netns: string | undefined, owner: string, mappings: Pu
   const current = (await elements(netns)) ?? [];
   const mine = current.filter((e) => e.owner === owner);
   if (mappings.length === 0 && mine.length === 0) return;
-  const lines = [skeleton(), ...mine.map((e) => `delete element ${T} ${e.map} { ${e.key} }`)];
+  const lines = [skeleton().trimEnd(), ...mine.map((e) => `delete element ${T} ${e.map} { ${e.key} }`)];
   for (const m of mappings) {
     const anyAddr = m.hostIP === undefined || m.hostIP === '0.0.0.0';
     const key = anyAddr ? `${m.protocol} . ${m.hostPort}` : `${m.hostIP} . ${m.protocol} . ${m.hostPort}`;
@@ -141,6 +127,6 @@ export async function publishedPorts(netns: string | undefined, owner: string): 
 async function dropIfEmpty(netns: string | undefined): Promise<void> {
   const left = await elements(netns);
   if (left && left.length === 0) {
-    await nftApply(netns, `delete table ${T}\n`, 'remove the empty port mapping table').then(() => noTable.add(netns ?? ''), () => undefined);
+    await dropTable(netns, HOST_PORTMAP).then(() => noTable.add(netns ?? ''), () => undefined);
   }
 }

@@ -5,8 +5,8 @@
 // target namespace (inNamespace) and the script runs on a libuv pool thread: a transaction can wait for RCU grace
 // periods in the kernel (~10 ms when it touches an existing chain), and the event loop goes on meanwhile.
 import koffi from 'koffi';
-import { onPoolThread } from './netlink/libc.js';
-import { inNamespace } from './netlink/netns.js';
+import { onPoolThread } from '../netlink/libc.js';
+import { inNamespace } from '../netlink/netns.js';
 
 const NFT_CTX_DEFAULT = 0;
 const LIBRARY = 'libnftables.so.1';

@@ -1,0 +1,147 @@
+// The registry of every nftables table the agent creates: one declaration per table (family, name, namespace, base
+// chains with hook and priority, the maps it owns), and the per-device stages features hang their chains on. No
+// other file spells a table name: scripts are built from these declarations (script.ts), so a sweep can find
+// exactly our tables and a new feature sees where its chains would sit among the others'.
+//
+// Ownership: every table is created with the comment OWNER_COMMENT (nftables keeps a table's comment from its
+// creation on; a later `add table … { comment }` does not change it). Sweeps delete a table only when it is in this
+// registry and carries that comment, so a table of the same name made by someone else is left alone.
+//
+// Room for a host firewall (Docker's FORWARD DROP / br_netfilter, core/datapath/host-firewall.ts) and for the next
+// tables of the policy work (`inet bees-ct`, `ip bees-lb`, `inet bees-r`, /work/shared/reference/chains-lb.md §2.2):
+// each is one more declaration here.
+
+import { VXLAN_PREFIX } from '../names.js';
+
+export const OWNER_COMMENT = 'managed by bees';
+
+export type Family = 'bridge' | 'ip' | 'ip6' | 'inet';
+export type Hook = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+
+/** A chain the kernel enters from a hook. Lower priority runs first; `accept` ends one base chain, not the hook. */
+export interface BaseChain {
+  name: string;
+  type: 'filter' | 'nat';
+  hook: Hook;
+  priority: number;
+  /**
+   * Its fixed rules (map lookups), installed when the chain is missing or incomplete, never rewritten otherwise.
+   * Absent: the chain belongs to one feature, which writes its rules itself.
+   */
+  rules?: readonly string[];
+  /** The maps its rules look up (created with it). */
+  maps?: readonly string[];
+}
+
+export interface Table {
+  family: Family;
+  name: string;
+  /** Which namespace holds it: the host's (the agent's hostNetns) or each router instance's. */
+  namespace: 'host' | 'router';
+  baseChains: readonly BaseChain[];
+  /** Map name → nft type. */
+  maps: Readonly<Record<string, string>>;
+}
+
+/**
+ * Per-device chains of one feature: the device's chain `chain(ifname)` is reached through the element
+ * `"<ifname>" : jump <chain>` of `map`, which base chain `base` looks up. Each feature has its own map and chain
+ * names, so replacing one feature's rules for a port (flush of its own chain) never touches another feature's.
+ * Names stay as earlier agents made them (`p-`, `t-`): a map element cannot be re-added pointing elsewhere ("File
+ * exists"), so a renamed chain would fail every re-plug of a port made before an upgrade.
+ */
+export interface Stage {
+  table: Table;
+  base: string;
+  map: string;
+  chain: (ifname: string) => string;
+}
+
+const IFNAME_VERDICT = 'ifname : verdict';
+
+/**
+ * Host namespace, bridged frames (`iifname`/`oifname` are the bridge ports): port security and the tunnel filters
+ * at -10 (before the default filter priority), and the policy stages of chains-lb.md §2.4 at +10…+13, declared so
+ * that their priorities are fixed here, installed only once a feature uses them.
+ */
+export const HOST_BRIDGE: Table = {
+  family: 'bridge',
+  name: 'bees',
+  namespace: 'host',
+  baseChains: [
+    // Port chains only drop or return, so a frame leaving a workload is also checked against the tunnel filter.
+    {
+      name: 'forward', type: 'filter', hook: 'forward', priority: -10,
+      rules: ['iifname vmap @ports', 'oifname vmap @tunnels'], maps: ['ports', 'tunnels'],
+    },
+    { name: 'st-from', type: 'filter', hook: 'forward', priority: 10, rules: ['iifname vmap @from-port'], maps: ['from-port'] },
+    { name: 'st-bin', type: 'filter', hook: 'forward', priority: 11, rules: ['iifname vmap @bridge-in'], maps: ['bridge-in'] },
+    { name: 'st-bout', type: 'filter', hook: 'forward', priority: 12, rules: ['oifname vmap @bridge-out'], maps: ['bridge-out'] },
+    { name: 'st-to', type: 'filter', hook: 'forward', priority: 13, rules: ['oifname vmap @to-port'], maps: ['to-port'] },
+  ],
+  maps: {
+    ports: IFNAME_VERDICT,
+    tunnels: IFNAME_VERDICT,
+    'from-port': IFNAME_VERDICT,
+    'bridge-in': IFNAME_VERDICT,
+    'bridge-out': IFNAME_VERDICT,
+    'to-port': IFNAME_VERDICT,
+  },
+};
+
+/** Anti-spoofing of a workload port (port-security.ts). */
+export const PORT_SECURITY: Stage = { table: HOST_BRIDGE, base: 'forward', map: 'ports', chain: (port) => `p-${port}` };
+/** What must not cross a bridge's VXLAN port (tunnel-filter.ts). */
+export const TUNNEL_FILTER: Stage = {
+  table: HOST_BRIDGE, base: 'forward', map: 'tunnels', chain: (vxlan) => `t-${vxlan.slice(VXLAN_PREFIX.length)}`,
+};
+/** MidoNet's port inbound filter, for the policy feature (chains-lb.md §2.4): frames coming from the port. */
+export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'from-port', chain: (port) => `fp-${port}` };
+/** MidoNet's port outbound filter: frames going to the port. */
+export const TO_PORT: Stage = { table: HOST_BRIDGE, base: 'st-to', map: 'to-port', chain: (port) => `tp-${port}` };
+
+/** Every per-device stage: removing a device removes its chain in each of these (whatever feature made it). */
+export const STAGES: readonly Stage[] = [PORT_SECURITY, TUNNEL_FILTER, FROM_PORT, TO_PORT];
+
+/** Host namespace, routed: masquerade of router uplink traffic leaving the host (router-snat.ts). */
+export const HOST_NAT: Table = {
+  family: 'ip',
+  name: 'bees',
+  namespace: 'host',
+  baseChains: [{ name: 'post', type: 'nat', hook: 'postrouting', priority: 100 }],
+  maps: {},
+};
+
+/** Each router namespace: SNAT of what leaves through the uplink (router-snat.ts). */
+export const ROUTER_NAT: Table = {
+  family: 'ip',
+  name: 'bees',
+  namespace: 'router',
+  baseChains: [{ name: 'post', type: 'nat', hook: 'postrouting', priority: 100 }],
+  maps: {},
+};
+
+/**
+ * Host namespace, routed: published host ports (port-publishing.ts), looked up for traffic from other hosts
+ * (prerouting, dstnat) and from the host itself (output).
+ */
+const PORTMAP_LOOKUPS = [
+  'fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @addr',
+  'fib daddr type local dnat ip to meta l4proto . th dport map @any',
+];
+export const HOST_PORTMAP: Table = {
+  family: 'ip',
+  name: 'bees-portmap',
+  namespace: 'host',
+  baseChains: [
+    { name: 'prerouting', type: 'nat', hook: 'prerouting', priority: -100, rules: PORTMAP_LOOKUPS, maps: ['any', 'addr'] },
+    { name: 'output', type: 'nat', hook: 'output', priority: -100, rules: PORTMAP_LOOKUPS, maps: ['any', 'addr'] },
+  ],
+  maps: {
+    any: 'inet_proto . inet_service : ipv4_addr . inet_service',
+    addr: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service',
+  },
+};
+
+/** Every table of ours, for sweeps and documentation. */
+export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP];
