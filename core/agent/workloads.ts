@@ -21,7 +21,7 @@ import { PortMapError, publishPorts, unpublishPorts } from '../datapath/portmap.
 import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
-import { KeyedMutex } from './locks.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 import { startTrace, type Trace } from './trace.js';
 
 const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];

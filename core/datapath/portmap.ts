@@ -5,6 +5,7 @@
 // table goes when its last element does. Replies need no SNAT: the workload's gateway routes them back through
 // the host (router uplink), where conntrack undoes the DNAT.
 import { CommandError, inNetns, nftApply, run } from './exec.js';
+import { Mutex } from '../util/keyed-mutex.js';
 
 export const PORTMAP_TABLE = 'bees-portmap';
 
@@ -101,12 +102,10 @@ async function elements(netns: string | undefined): Promise<Elem[] | undefined> 
 export function publishPorts(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
   // One change at a time: a check-then-act of one owner (is the key free? is the table empty?) must not
   // interleave with another's.
-  const next = queue.then(() => publishNow(netns, owner, mappings));
-  queue = next.catch(() => undefined);
-  return next;
+  return changes.run(() => publishNow(netns, owner, mappings));
 }
 
-let queue: Promise<unknown> = Promise.resolve();
+const changes = new Mutex();
 
 async function publishNow(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
   if (!OWNER.test(owner)) throw new PortMapError('invalid', `port mapping owner ${JSON.stringify(owner)}: letters, digits and - only`);
