@@ -6,6 +6,7 @@
 // the host (router uplink), where conntrack undoes the DNAT.
 import { CommandError, inNetns, nftApply, run } from './exec.js';
 import { Mutex } from '../util/keyed-mutex.js';
+import { ipFamily } from '../net/ip.js';
 
 export const PORTMAP_TABLE = 'bees-portmap';
 
@@ -28,7 +29,6 @@ export class PortMapError extends Error {
 }
 
 const T = `ip ${PORTMAP_TABLE}`;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const OWNER = /^[A-Za-z0-9-]{1,64}$/;
 
 function skeleton(): string {
@@ -53,8 +53,8 @@ function check(m: PublishedPort): void {
   const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
   if (!['tcp', 'udp', 'sctp'].includes(m.protocol)) throw new PortMapError('invalid', `port mapping: protocol ${JSON.stringify(m.protocol)} is not tcp, udp or sctp`);
   if (!port(m.hostPort) || !port(m.port)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}->${m.port}: ports must be 1-65535`);
-  if (!IPV4.test(m.ip)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
-  if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && !IPV4.test(m.hostIP)) {
+  if (ipFamily(m.ip) !== 4) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
+  if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && ipFamily(m.hostIP) !== 4) {
     throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: host IP ${JSON.stringify(m.hostIP)} is not IPv4`);
   }
 }
