@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CliError, parse, printJson, type Command } from '../core/cli/command.js';
-import { isCidr } from './plugin/config.js';
+import { isCidr } from '../core/net/ip.js';
 
 const run = promisify(execFile);
 

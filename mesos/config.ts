@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CliError, parse, printJson, type Command } from '../core/cli/command.js';
-import { isCidr } from '../cni/plugin/config.js';
+import { isCidr } from '../core/net/ip.js';
 
 export interface MesosConfigOptions {
   out: string;

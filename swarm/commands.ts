@@ -1,11 +1,12 @@
 // CLI commands of the Docker adapter, for the registry in core/cli/commands.ts. The plugin itself runs inside
 // the agent (`bees agent --docker-plugin …`, `bees up`); these commands install it:
 //   bees docker install [--socket P] [--spec-dir D] [--name N] [--uninstall]
-//   bees docker plugin build --out DIR [--run-dir DIR]
+//   bees docker plugin build --out DIR [--run-dir DIR] [--install NAME [--docker-host unix://PATH]]
 import { parseArgs } from 'node:util';
 import { CliError, type Command, type CommandModule } from '../core/cli/command.js';
 import { installLegacy, uninstallLegacy } from './install/legacy.js';
 import { buildManagedPlugin } from './install/managed.js';
+import { DEFAULT_DOCKER_SOCKET, dockerClient, installManagedPlugin } from './install/plugin-lifecycle.js';
 
 function fail(message: string, usage: string): never {
   throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!.replace(/^usage: /, '')}`, 2);
@@ -41,9 +42,11 @@ export const dockerInstallCommand: Command = {
   },
 };
 
-const BUILD_USAGE = `usage: bees docker plugin build --out DIR [--run-dir DIR]
-  --run-dir DIR   the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin.sock there
-  then, on every node: docker plugin create midonet DIR && docker plugin enable midonet`;
+const BUILD_USAGE = `usage: bees docker plugin build --out DIR [--run-dir DIR] [--install NAME [--docker-host unix://PATH]]
+  --run-dir DIR       the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin.sock there
+  --install NAME      also create and enable the plugin as NAME in this host's dockerd (engine API, no docker CLI)
+  --docker-host HOST  the daemon's socket (default unix://${DEFAULT_DOCKER_SOCKET})
+  without --install, on every node: docker plugin create midonet DIR && docker plugin enable midonet`;
 export const dockerPluginBuildCommand: Command = {
   name: 'docker plugin build',
   summary: 'Assemble a managed (v2) Docker plugin directory from local files',
@@ -51,13 +54,23 @@ export const dockerPluginBuildCommand: Command = {
   async run(argv, io) {
     let values;
     try {
-      ({ values } = parseArgs({ args: argv, strict: true, options: { out: { type: 'string' }, 'run-dir': { type: 'string' } } }));
+      ({ values } = parseArgs({
+        args: argv, strict: true,
+        options: { out: { type: 'string' }, 'run-dir': { type: 'string' }, install: { type: 'string' }, 'docker-host': { type: 'string' } },
+      }));
     } catch (err) {
       return fail((err as Error).message, BUILD_USAGE);
     }
     if (!values.out) return fail('--out is required', BUILD_USAGE);
+    const host = values['docker-host'];
+    if (host !== undefined && !values.install) return fail('--docker-host needs --install', BUILD_USAGE);
+    if (host !== undefined && !/^unix:\/\/./.test(host)) return fail(`--docker-host takes unix://PATH, got '${host}'`, BUILD_USAGE);
     const dir = await buildManagedPlugin({ out: values.out, ...(values['run-dir'] ? { beesRunDir: values['run-dir'] } : {}) });
     io.out(`${dir}\n`);
+    if (values.install) {
+      await installManagedPlugin(dockerClient(host), { name: values.install, dir });
+      io.out(`plugin ${values.install} enabled\n`);
+    }
     return 0;
   },
 };

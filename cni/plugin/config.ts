@@ -1,6 +1,6 @@
 // The plugin's network configuration: every key a user may write, decoded and checked once, in one place.
 // Keys we do not know are left alone (the spec asks plugins to pass unknown keys through).
-import { isIP } from 'node:net';
+import { isCidr, isIp, isMac, normalizeMac } from '../../core/net/ip.js';
 import type { Bandwidth, PortMapping } from '../../core/workload/types.js';
 import { CniError, Code } from './errors.js';
 import { DEFAULT_AGENT_TIMEOUT_MS } from './protocol.js';
@@ -74,26 +74,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** "10.1.0.0/24" with a valid address and a prefix within the family's length. */
-export function isCidr(s: unknown): s is string {
-  if (typeof s !== 'string') return false;
-  const slash = s.indexOf('/');
-  if (slash < 0) return false;
-  const fam = isIP(s.slice(0, slash));
-  const prefix = s.slice(slash + 1);
-  if (fam === 0 || !/^\d{1,3}$/.test(prefix)) return false;
-  return Number(prefix) <= (fam === 4 ? 32 : 128);
-}
-
 /** A static address: a plain IP or a CIDR. */
 function checkIp(key: string, v: unknown): string {
-  if (typeof v === 'string' && (isIP(v) !== 0 || isCidr(v))) return v;
+  if (isIp(v) || isCidr(v)) return v;
   throw invalid(key, v, 'not an IP address or CIDR');
 }
 
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 export function checkMac(key: string, v: unknown): string {
-  if (typeof v === 'string' && MAC.test(v)) return v.toLowerCase();
+  if (isMac(v)) return normalizeMac(v);
   throw invalid(key, v, 'not a MAC address (aa:bb:cc:dd:ee:ff)');
 }
 

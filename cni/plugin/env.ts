@@ -1,5 +1,6 @@
 // The CNI execution environment (SPEC "Parameters"): CNI_COMMAND and friends, and CNI_ARGS' K=V pairs.
 import { statSync, statfsSync } from 'node:fs';
+import { IFNAME_RULES, validIfname } from '../../core/net/ifname.js';
 import { CniError, Code } from './errors.js';
 
 export type Command = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
@@ -28,8 +29,6 @@ export interface CniEnv {
 }
 
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
-// Linux IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are refused by the kernel or make no sense.
-const IFNAME = /^[^\s/:]{1,15}$/;
 
 export function parseCniArgs(raw: string | undefined): CniArgs {
   const pairs = new Map<string, string>();
@@ -73,7 +72,7 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
     if (containerId === '') problems.push('CNI_CONTAINERID is not set');
     else if (!CONTAINER_ID.test(containerId)) problems.push(`CNI_CONTAINERID ${JSON.stringify(containerId)} must match ${CONTAINER_ID.source}`);
     if (ifname === '') problems.push('CNI_IFNAME is not set');
-    else if (!IFNAME.test(ifname)) problems.push(`CNI_IFNAME ${JSON.stringify(ifname)} is not a usable interface name (1-15 characters, no whitespace, "/" or ":")`);
+    else if (!validIfname(ifname)) problems.push(`CNI_IFNAME ${JSON.stringify(ifname)} is not a usable interface name (${IFNAME_RULES})`);
     // DEL may come without a netns (the runtime lost it, e.g. after a reboot).
     if (cmd !== 'DEL' && netns === '') problems.push('CNI_NETNS is not set');
   }

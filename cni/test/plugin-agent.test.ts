@@ -9,6 +9,7 @@ import { CniHarness, PluginError } from '../harness/libcni.js';
 import { addrsIn, randomSuffix, sh } from '../harness/netns.js';
 import type { RuntimeConf } from '../harness/types.js';
 import type { IpamBlock } from '../../core/model/types.js';
+import { WorkloadApiError, WorkloadClient } from '../../core/workload/client.js';
 import { buildPlugin, REFERENCE_DIR, randomSubnet, tempDir } from './helpers.js';
 import { startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
 
@@ -215,6 +216,31 @@ test.serial('agent refusals become CNI codes: address taken 102, full subnet 101
   const missing = await t.throwsAsync(h.addNetworkList(nowhere, rts[6]!), { instanceOf: PluginError });
   t.like(missing, { plugin: 'midonet', code: 7 });
   t.regex(missing!.msg, /not found/);
+});
+
+test.serial('an interface name the kernel refuses is refused at the edge, before any address is allocated', async (t) => {
+  const { h, subnet } = await setup(t);
+  const { path } = await workload(t);
+  const network = `n-${randomSuffix()}`;
+  const client = new WorkloadClient(agent.socket, 30_000);
+  // The workload API: 400 naming the field, for each of the kernel's rules (':' used to pass here and fail in
+  // the kernel after IPAM had run).
+  for (const ifname of ['eth:0', 'eth/0', 'eth 0', '.', 'éééééééé']) {
+    const workloadId = `bad${randomSuffix(6)}`;
+    const err = await t.throwsAsync(client.attach({
+      orchestrator: 'cni', workloadId, ifname, network, netns: path, create: { subnets: [{ cidr: `${subnet.base}.0/24` }] },
+    }), { instanceOf: WorkloadApiError });
+    t.like(err, { status: 400, code: 'invalid', field: 'ifname' }, ifname);
+    t.regex(err!.message, /not a valid interface name/);
+    t.deepEqual(await heldBy(workloadId), [], `no address held for ${JSON.stringify(ifname)}`);
+    t.deepEqual(await portsOf(workloadId), [], `no port for ${JSON.stringify(ifname)}`);
+  }
+  // The CNI plugin: code 4 (invalid environment variables), same rules.
+  const list = parseNetworkConfig(JSON.stringify({ cniVersion: '1.0.0', name: `mn-${randomSuffix()}`, plugins: [{ type: 'midonet', agentSocket: agent.socket, network, subnet: `${subnet.base}.0/24` }] }));
+  const containerId = `bad${randomSuffix(6)}`;
+  const cni = await t.throwsAsync(h.addNetworkList(list, { containerId, netns: path, ifname: 'eth:0' }), { instanceOf: PluginError });
+  t.like(cni, { plugin: 'midonet', code: 4 });
+  t.deepEqual(await heldBy(containerId), []);
 });
 
 test.serial('STATUS at 1.1.0: ready passes; with the agent down it is code 50, and ADD is code 11', async (t) => {

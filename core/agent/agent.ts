@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Host } from '../model/types.js';
+import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { Topology } from '../topology/service.js';
@@ -86,7 +87,7 @@ export class Agent {
     mkdirSync(runDir, { recursive: true });
     this.hostId = loadOrCreateHostId(stateDir, o.hostId);
     const underlay = o.underlayIp ? underlayOfAddress(o.underlayIp) : await detectUnderlay();
-    const tunnelPort = o.tunnelPort ?? 6677;
+    const tunnelPort = o.tunnelPort ?? DEFAULT_TUNNEL_PORT;
     this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
 
     this.store = await openStore(o.store);

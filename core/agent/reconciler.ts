@@ -7,7 +7,8 @@ import type { Bridge, Host, Port, Router } from '../model/types.js';
 import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { TopologyCache } from './cache.js';
-import { KeyedMutex, SharedExclusiveLock } from './locks.js';
+import { SharedExclusiveLock } from './locks.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
 

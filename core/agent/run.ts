@@ -1,9 +1,10 @@
 // `bees agent`: run the per-host agent in the foreground until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { dockerPluginConfigOf, startDockerPlugin } from '../../swarm/driver/daemon.js';
+import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
 
-export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port 6677]
+export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port ${DEFAULT_TUNNEL_PORT}]
            [--listen unix:PATH|tcp://HOST:PORT] [--token T] [--workload-socket PATH]
            [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]
            [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]`;

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import type { Bridge, Port, PortOwner } from '../model/types.js';
 import { macFor, workloadPortId } from '../model/ids.js';
 import { contains, isMac, normalizeMac, parseCidr, parseIp } from '../net/ip.js';
+import { IFNAME_RULES, ifnameProblem } from '../net/ifname.js';
 import { subnetGateway, type Ipam, type IpamResult } from '../ipam/ipam.js';
 import type { Topology } from '../topology/service.js';
 import { DEFAULT_TENANT } from '../topology/service.js';
@@ -21,11 +22,10 @@ import { PortMapError, publishPorts, unpublishPorts } from '../datapath/nft/inde
 import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
-import { KeyedMutex } from './locks.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 import { startTrace, type Trace } from './trace.js';
 
 const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
-const IFNAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
 
 export interface WorkloadDeps {
   hostId: string;
@@ -358,9 +358,8 @@ function invalid(message: string, field: string): TopologyError {
 function validateRef(ref: WorkloadRef): void {
   if (!ORCHESTRATORS.includes(ref.orchestrator)) throw invalid(`orchestrator must be one of ${ORCHESTRATORS.join(', ')}`, 'orchestrator');
   if (typeof ref.workloadId !== 'string' || ref.workloadId === '') throw invalid('workloadId is required', 'workloadId');
-  if (typeof ref.ifname !== 'string' || !IFNAME_RE.test(ref.ifname)) {
-    throw invalid(`ifname ${JSON.stringify(ref.ifname)} is not a valid interface name (1-15 characters, no '/' or spaces)`, 'ifname');
-  }
+  const problem = ifnameProblem(ref.ifname);
+  if (problem) throw invalid(`ifname ${JSON.stringify(ref.ifname)} is not a valid interface name (${problem}; ${IFNAME_RULES})`, 'ifname');
 }
 
 /** A requested address: a plain IP, or a CIDR whose host part is the address. */

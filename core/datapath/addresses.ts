@@ -1,22 +1,25 @@
-// Address arithmetic the datapath needs: CIDR parsing with clear errors, MAC checks, and the IPv6 addresses a
-// workload legitimately sends from besides its own (EUI-64 link-local) or solicits (solicited-node multicast).
-import { isIP } from 'node:net';
+// Address words the datapath needs, over core/net (the project's one parser of addresses, CIDRs and MACs): the
+// datapath's error wording ("invalid <what> ..."), and the IPv6 addresses a workload legitimately sends from
+// besides its own (EUI-64 link-local) or solicits (solicited-node multicast).
+import { AddressError, formatIp, ipFamily, isUnicastMac, normalizeMac as normalize, parseCidr as parse, parseIp } from '../net/ip.js';
 
+/** An interface address: the address as given (canonical text) and its prefix length. */
 export interface Cidr { ip: string; prefix: number; family: 4 | 6 }
 
 export function parseCidr(cidr: string, what = 'address'): Cidr {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
-  const fam = m ? isIP(m[1]!) : 0;
-  if (!m || fam === 0) throw new Error(`invalid ${what} "${cidr}": expected CIDR like 10.1.0.5/24 or fd00::5/64`);
-  const prefix = Number(m[2]);
-  if (prefix > (fam === 4 ? 32 : 128)) throw new Error(`invalid ${what} "${cidr}": prefix /${prefix} too long`);
-  return { ip: m[1]!, prefix, family: fam as 4 | 6 };
+  try {
+    const c = parse(cidr);
+    return { ip: formatIp({ family: c.family, value: c.address }), prefix: c.prefix, family: c.family };
+  } catch (e) {
+    if (e instanceof AddressError) throw new Error(`invalid ${what}: ${e.message}`);
+    throw e;
+  }
 }
 
 export function familyOf(ip: string, what = 'IP address'): 4 | 6 {
-  const f = isIP(ip);
+  const f = ipFamily(ip);
   if (f === 0) throw new Error(`invalid ${what} "${ip}"`);
-  return f as 4 | 6;
+  return f;
 }
 
 /** Accepts a route destination: CIDR, bare IP, or "default". */
@@ -26,10 +29,15 @@ export function checkDestination(dst: string): void {
   else familyOf(dst, 'route destination');
 }
 
+/** The lower-case colon form of a unicast MAC; a port's address cannot be multicast. */
 export function normalizeMac(mac: string): string {
-  const m = mac.trim().toLowerCase();
-  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(m)) throw new Error(`invalid MAC address "${mac}"`);
-  if (parseInt(m.slice(0, 2), 16) & 1) throw new Error(`invalid MAC address "${mac}": multicast bit set`);
+  let m: string;
+  try {
+    m = normalize(typeof mac === 'string' ? mac.trim() : mac);
+  } catch {
+    throw new Error(`invalid MAC address "${mac}"`);
+  }
+  if (!isUnicastMac(m)) throw new Error(`invalid MAC address "${mac}": multicast bit set`);
   return m;
 }
 
@@ -42,21 +50,12 @@ export function randomMac(): string {
 
 /** The 8 groups of an IPv6 address as numbers. */
 export function ipv6Groups(ip: string): number[] {
-  let s = ip.toLowerCase();
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const o = v4[1]!.split('.').map(Number);
-    s = s.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const fill = tail === undefined ? [] : Array(8 - h.length - t.length).fill('0');
-  return [...h, ...fill, ...t].map((g) => parseInt(g, 16));
+  const v = parseIp(ip).value;
+  return Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(112 - 16 * i)) & 0xffffn));
 }
 
 export function formatIpv6(groups: number[]): string {
-  return groups.map((g) => g.toString(16)).join(':').replace(/(^|:)0(:0)+(:|$)/, '::').replace(/:::+/, '::');
+  return formatIp({ family: 6, value: groups.reduce((v, g) => (v << 16n) | BigInt(g), 0n) });
 }
 
 /** The link-local address the kernel derives from a MAC (addr_gen_mode eui64, the default). */

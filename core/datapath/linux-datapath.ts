@@ -11,9 +11,8 @@ import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE } from './nft
 import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
+import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from './types.js';
-
-export const DEFAULT_TUNNEL_PORT = 6677;
 
 interface LinkJson { ifname: string; linkinfo?: { info_kind?: string } }
 

@@ -3,6 +3,7 @@
 // chain installed beside it. All of it in-process (rtnetlink sockets opened in each namespace, libnftables): no
 // spawn per attach, detach or check.
 import { canonicalIp } from '../net/ip.js';
+import { IFNAME_RULES, ifnameProblem, validIfname } from '../net/ifname.js';
 import { familyOf, normalizeMac, parseCidr, checkDestination } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { announceWhenUp } from './announce.js';
@@ -16,17 +17,16 @@ import { forgetDevices, hasPortSecurity, installPortSecurity, removePortSecurity
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
-
 interface Checked extends PlugSpec { hostIfname: string; mac: string; mtu: number }
 
 function validate(ctx: HostContext, p: PlugSpec): Checked {
   checkVni(p.vni);
-  if (!IFNAME.test(p.ifname ?? '')) throw new Error(`invalid interface name "${p.ifname}"`);
+  const problem = ifnameProblem(p.ifname);
+  if (problem) throw new Error(`invalid interface name "${p.ifname}": ${problem} (${IFNAME_RULES})`);
   if (!p.hostSideOnly && !p.netns) throw new Error(`plug ${p.ifname}: a network namespace path is required`);
   if (p.netns && /\s/.test(p.netns)) throw new Error(`invalid network namespace path "${p.netns}"`);
   const hostIfname = p.hostIfname ?? plugName(p.netns, p.ifname);
-  if (!IFNAME.test(hostIfname) || !isPlugName(hostIfname)) {
+  if (!validIfname(hostIfname) || !isPlugName(hostIfname)) {
     throw new Error(`invalid host interface name "${hostIfname}": must start with "bv" and fit 15 characters`);
   }
   p.ips.forEach((c) => parseCidr(c, `address of ${p.ifname}`));
@@ -121,7 +121,7 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
 
 /** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
-  if (!IFNAME.test(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
+  if (!validIfname(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
   const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, (s) => deleteLink(s, hostIfname)));
   await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }

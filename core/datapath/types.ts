@@ -3,7 +3,7 @@
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
   underlayIp: string;
-  /** UDP port of the VXLAN overlay (MidoNet's vxlan_overlay_udp_port); default 6677. */
+  /** UDP port of the VXLAN overlay (MidoNet's vxlan_overlay_udp_port); default DEFAULT_TUNNEL_PORT (core/model/defaults.ts). */
   tunnelPort?: number;
   /** MTU of the underlay; virtual networks get 50 bytes less unless told otherwise. Default 1500. */
   underlayMtu?: number;

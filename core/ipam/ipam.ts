@@ -9,6 +9,7 @@ import { StoreError, type Store, type Versioned } from '../store/store.js';
 import { TopologyError } from '../topology/errors.js';
 import { retryRaces, type RetryOptions } from './retry.js';
 import { blockId, SubnetPlan } from './subnet-plan.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 
 export { DEFAULT_BLOCK_PREFIX, subnetGateway, blockId } from './subnet-plan.js';
 
@@ -66,7 +67,7 @@ function checkName(field: string, value: unknown, allowEmpty: boolean): asserts 
 
 export class Ipam {
   /** Per owner+interface queue: two requests of one process for the same interface never race each other. */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedMutex();
 
   constructor(
     private readonly store: Store,
@@ -406,13 +407,6 @@ export class Ipam {
   }
 
   private serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return run;
+    return this.queues.run(key, fn);
   }
 }

@@ -5,6 +5,7 @@ import {
   isUnicastMac, lastAddress, lastUsable, networkAddress, normalizeMac, nthAddress, overlaps, parseCidr, parseIp,
   parseNetwork, prefixLength, splitCidr, usableCount,
 } from '../net/ip.js';
+import * as dp from '../datapath/addresses.js';
 
 test('parses and canonicalises IPv4 and IPv6', (t) => {
   t.deepEqual(parseIp('10.1.2.3'), { family: 4, value: 0x0a010203n });
@@ -124,4 +125,18 @@ test('MAC validation and normalisation', (t) => {
   t.true(isUnicastMac('02:be:00:00:00:01'));
   t.false(isUnicastMac('ff:ff:ff:ff:ff:ff'));
   t.false(isUnicastMac('01:00:5e:00:00:01'));
+});
+
+test("the datapath's address words are core/net's parsing with the datapath's wording", (t) => {
+  t.deepEqual(dp.parseCidr('FD00:0:0:0:0:0:0:5/64'), { ip: 'fd00::5', prefix: 64, family: 6 });
+  t.throws(() => dp.parseCidr('10.1.0.300/24'), { message: /^invalid address: .*"10\.1\.0\.300" is not an IPv4 or IPv6 address/ });
+  t.throws(() => dp.parseCidr('10.1.0.3/33', 'route destination'), { message: /^invalid route destination: .*prefix length "33"/ });
+  t.is(dp.familyOf('fd00::1'), 6);
+  t.throws(() => dp.familyOf('10.0.0.256', 'gateway'), { message: 'invalid gateway "10.0.0.256"' });
+  t.is(dp.normalizeMac(' 0A:58:0A:00:00:77 '), '0a:58:0a:00:00:77');
+  t.throws(() => dp.normalizeMac('zz'), { message: 'invalid MAC address "zz"' });
+  t.throws(() => dp.normalizeMac('01:00:5e:00:00:01'), { message: /multicast bit set/ });
+  t.is(dp.eui64LinkLocal('02:00:00:00:00:01'), 'fe80::ff:fe00:1');
+  t.is(dp.solicitedNode('fd00::1:2:3'), 'ff02::1:ff02:3');
+  t.deepEqual(dp.ipv6Groups('fd00::1:2:3'), [0xfd00, 0, 0, 0, 0, 1, 2, 3]);
 });

@@ -3,6 +3,8 @@
 import test from 'ava';
 import { agentOptionsFrom } from '../../core/agent/run.js';
 import { dockerPluginConfigOf } from '../driver/daemon.js';
+import { dockerPluginBuildCommand } from '../commands.js';
+import type { Io } from '../../core/cli/command.js';
 
 test('docker plugin flags', (t) => {
   t.is(dockerPluginConfigOf({}, '/run/bees'), undefined);
@@ -26,4 +28,10 @@ test('bees agent takes --docker-plugin with or without a value', (t) => {
   t.is(agentOptionsFrom(['--docker-plugin', '--docker-scope', 'global']).extraServices?.length, 1);
   t.is(agentOptionsFrom(['--docker-plugin', 'unix:p.sock', '--run-dir', '/tmp/r']).extraServices?.length, 1);
   t.throws(() => agentOptionsFrom(['--docker-scope', 'global']), { message: /need --docker-plugin/ });
+});
+
+test('bees docker plugin build: --docker-host needs --install and takes unix://PATH, refused before building', async (t) => {
+  const io: Io = { out: () => undefined, err: () => undefined, env: {} };
+  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--docker-host', 'unix:///d.sock'], io), { message: /--docker-host needs --install/ });
+  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--install', 'x', '--docker-host', '/d.sock'], io), { message: /--docker-host takes unix:\/\/PATH/ });
 });

@@ -1,6 +1,6 @@
 // Installation both ways against a real dockerd and a real agent hosting the plugin: the legacy spec file dockerd
 // discovers, and the managed (v2) plugin (a stateless proxy to the agent's socket) built from local files, created
-// and enabled with `docker plugin`, then used for a network whose container reaches its gateway.
+// and enabled through the engine API, then used for a network whose container reaches its gateway.
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { installLegacy, uninstallLegacy } from '../install/legacy.js';
 import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
+import { disablePlugin, dockerClient, enablePlugin, installManagedPlugin, pluginEnabled, removePlugin } from '../install/plugin-lifecycle.js';
 import { BUSYBOX_IMAGE } from './dockerd.js';
 import { eventually, startSingleHost } from './single-host.js';
 
@@ -45,16 +46,18 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   t.deepEqual(config.linux.capabilities, [], 'the proxy needs no privilege');
   t.deepEqual(config.mounts.map((m: { destination: string }) => m.destination), ['/run/bees']);
 
+  // Installed through the engine API (dockerode), as `bees docker plugin build --install` does.
   const name = `bees-test/midonet${env.name}:latest`;
-  await d.docker(['plugin', 'create', name, out]);
+  const api = dockerClient(d.host);
   t.teardown(async () => {
-    await d.docker(['plugin', 'disable', '-f', name]).catch(() => undefined);
-    await d.docker(['plugin', 'rm', '-f', name]).catch(() => undefined);
+    await disablePlugin(api, name, true).catch(() => undefined);
+    await removePlugin(api, name);
   });
   // Each test host has its own agent run directory; on a real host the default /run/bees is right.
-  await d.docker(['plugin', 'set', name, `${RUN_MOUNT}.source=${host.runDir}`]);
-  await d.docker(['plugin', 'enable', name]);
-  t.is(await d.docker(['plugin', 'inspect', '-f', '{{.Enabled}}', name]), 'true');
+  await installManagedPlugin(api, { name, dir: out, runDir: host.runDir });
+  t.true(await pluginEnabled(api, name));
+  t.is(await d.docker(['plugin', 'inspect', '-f', `{{.Enabled}} {{range .Settings.Mounts}}{{if eq .Name "${RUN_MOUNT}"}}{{.Source}}{{end}}{{end}}`, name]), `true ${host.runDir}`, 'the CLI sees what the API made');
+  await t.throwsAsync(installManagedPlugin(api, { name, dir: out }), { message: /^create plugin .* from .*: .*already exists/ });
   const id = await d.docker(['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.82.0.0/24', 'pnet']);
   t.truthy((await store.list('Bridge')).find((b) => b.value.labels['docker.network.id'] === id));
   await d.docker(['run', '-d', '--name', 'pc', '--network', 'pnet', BUSYBOX_IMAGE, 'sleep', '600']);
@@ -63,8 +66,10 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   const ip = await ipOf('pc');
 
   // The plugin restarts under a running container: it held nothing, so nothing is lost or made twice.
-  await d.docker(['plugin', 'disable', '-f', name]);
-  await d.docker(['plugin', 'enable', name]);
+  await t.throwsAsync(disablePlugin(api, name), { message: /in use/ }, 'a plugin in use is only disabled by force');
+  await disablePlugin(api, name, true);
+  t.false(await pluginEnabled(api, name));
+  await enablePlugin(api, name);
   t.is(await ipOf('pc'), ip);
   t.true(await d.docker(['exec', 'pc', 'ping', '-c', '1', '-W', '2', '10.82.0.1']).then(() => true, () => false), 'the datapath never depended on the plugin');
   await d.docker(['run', '-d', '--name', 'pd', '--network', 'pnet', BUSYBOX_IMAGE, 'sleep', '600']);
@@ -75,4 +80,8 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   await d.docker(['rm', '-f', 'pc', 'pd']);
   await d.docker(['network', 'rm', 'pnet']);
   t.deepEqual(await store.list('Bridge'), []);
+  await disablePlugin(api, name);
+  await removePlugin(api, name);
+  t.is(await d.docker(['plugin', 'ls', '-q']), '', 'removed');
+  await removePlugin(api, name);
 });

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from '../../e2e/lib/cluster.js';
 import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
-import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
+import { buildManagedPlugin } from '../install/managed.js';
+import { dockerClient, installManagedPlugin } from '../install/plugin-lifecycle.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 
 export interface Swarm {
@@ -42,9 +43,7 @@ export async function startSwarm(hosts: number): Promise<Swarm> {
     ]);
     const plugin = `bees-test/mn${randomBytes(3).toString('hex')}:latest`;
     await Promise.all(daemons.map(async (d, i) => {
-      await d.docker(['plugin', 'create', plugin, pluginDir as string]);
-      await d.docker(['plugin', 'set', plugin, `${RUN_MOUNT}.source=${cluster.host(i).runDir}`]);
-      await d.docker(['plugin', 'enable', plugin]);
+      await installManagedPlugin(dockerClient(d.host), { name: plugin, dir: pluginDir as string, runDir: cluster.host(i).runDir });
     }));
     const [manager, ...workers] = daemons as [Dockerd, ...Dockerd[]];
     const ip0 = cluster.host(0).host.underlayIp;

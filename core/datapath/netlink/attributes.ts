@@ -1,7 +1,7 @@
 // Netlink attributes (struct nlattr, linux/netlink.h): a 4-byte header (length, type) then the payload, padded to
 // 4 bytes. Nested attributes are attributes whose payload is a run of attributes. Also the encodings of the
 // values we put in them (addresses, MACs, strings).
-import { formatIp, parseIp } from '../../net/ip.js';
+import { formatIp, isMac, normalizeMac, parseIp } from '../../net/ip.js';
 
 const NLA_HDRLEN = 4;
 /** The high bits of nla_type are flags (nested, network byte order), not part of the type. */
@@ -73,9 +73,8 @@ export const AF_INET6 = 10;
 export const addressFamily = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
 
 export function macBytes(mac: string): Buffer {
-  const parts = mac.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`invalid MAC address "${mac}"`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+  if (!isMac(mac)) throw new Error(`invalid MAC address "${mac}"`);
+  return Buffer.from(normalizeMac(mac).split(':').map((p) => parseInt(p, 16)));
 }
 
 export const macText = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');

@@ -5,6 +5,7 @@
 // the replies are then read without blocking. One request at a time per socket.
 import { readString, parseAttrs } from './attributes.js';
 import { KernelError, lastErrno, libc } from './libc.js';
+import { Mutex } from '../../util/keyed-mutex.js';
 
 export { KernelError };
 
@@ -79,7 +80,7 @@ export class NetlinkSocket {
   /** Close once the requests queued so far are done. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.queue;
+    await this.queue.idle();
     this.closed = true;
     libc().close(this.fd);
   }
@@ -102,12 +103,10 @@ export class NetlinkSocket {
   }
 
   /** Requests queue behind each other: replies are matched to the one request in flight. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new Mutex();
 
   private exchange(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {
-    const next = this.queue.then(() => this.exchangeNow(type, flags, body, operation));
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(() => this.exchangeNow(type, flags, body, operation));
   }
 
   private async exchangeNow(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {

@@ -5,6 +5,8 @@
 // table goes when its last element does. Replies need no SNAT: the workload's gateway routes them back through
 // the host (router uplink), where conntrack undoes the DNAT.
 import { CommandError, inNetns, run } from '../exec.js';
+import { ipFamily } from '../../net/ip.js';
+import { Mutex } from '../../util/keyed-mutex.js';
 import { nftApply } from './apply.js';
 import { baseChainScript, dropTable, ref } from './script.js';
 import { HOST_PORTMAP } from './tables.js';
@@ -28,7 +30,6 @@ export class PortMapError extends Error {
 }
 
 const T = ref(HOST_PORTMAP);
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const OWNER = /^[A-Za-z0-9-]{1,64}$/;
 
 /** The table, its maps and both lookup chains, rebuilt in each publishing transaction (as before: rare). */
@@ -38,8 +39,8 @@ function check(m: PublishedPort): void {
   const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
   if (!['tcp', 'udp', 'sctp'].includes(m.protocol)) throw new PortMapError('invalid', `port mapping: protocol ${JSON.stringify(m.protocol)} is not tcp, udp or sctp`);
   if (!port(m.hostPort) || !port(m.port)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}->${m.port}: ports must be 1-65535`);
-  if (!IPV4.test(m.ip)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
-  if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && !IPV4.test(m.hostIP)) {
+  if (ipFamily(m.ip) !== 4) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
+  if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && ipFamily(m.hostIP) !== 4) {
     throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: host IP ${JSON.stringify(m.hostIP)} is not IPv4`);
   }
 }
@@ -87,12 +88,10 @@ async function elements(netns: string | undefined): Promise<Elem[] | undefined> 
 export function publishPorts(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
   // One change at a time: a check-then-act of one owner (is the key free? is the table empty?) must not
   // interleave with another's.
-  const next = queue.then(() => publishNow(netns, owner, mappings));
-  queue = next.catch(() => undefined);
-  return next;
+  return changes.run(() => publishNow(netns, owner, mappings));
 }
 
-let queue: Promise<unknown> = Promise.resolve();
+const changes = new Mutex();
 
 async function publishNow(netns: string | undefined, owner: string, mappings: PublishedPort[]): Promise<void> {
   if (!OWNER.test(owner)) throw new PortMapError('invalid', `port mapping owner ${JSON.stringify(owner)}: letters, digits and - only`);
