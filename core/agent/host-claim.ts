@@ -4,12 +4,13 @@
 // anything else, and refuses to start while another agent holds it.
 //
 // A record held by a dead agent (crash, kill -9) lingers until its store session expires. It is provably stale
-// when it names this machine's current boot and a process that no longer exists: then it is taken over at once.
-// A record from another boot (another machine, or this one before a reboot) cannot be judged from here: it is
-// given the store's session timeout to vanish, as a dead owner's record does, and a record that outlives that is
-// a live agent.
+// when it names this machine's current boot, our pid namespace and a process that no longer exists: then it is
+// taken over at once. A record from another boot (another machine, or this one before a reboot) or another pid
+// namespace (an agent in a container, whose pids mean nothing here) cannot be judged from here: it is given the
+// store's session timeout to vanish, as a dead owner's record does, and a record that outlives that is a live
+// agent.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { HOST_LIVENESS_PREFIX } from '../api/paths.js';
 import type { Store } from '../store/store.js';
@@ -21,6 +22,8 @@ export interface LivenessRecord {
   since: number;
   /** The kernel's boot id: tells this machine's current boot from any other. */
   boot?: string;
+  /** The pid namespace `pid` is in (its /proc/self/ns/pid link). */
+  pidns?: string;
   /** Random per agent instance: tells two agents of one process (tests) apart. */
   instance?: string;
   hostname?: string;
@@ -44,6 +47,14 @@ export function bootId(): string | undefined {
   }
 }
 
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -58,7 +69,7 @@ type Verdict = 'free' | 'stale' | 'live' | 'unknown';
 function judge(rec: Partial<LivenessRecord> | undefined, me: LivenessRecord): Verdict {
   if (!rec) return 'free';
   if (rec.instance !== undefined && rec.instance === me.instance) return 'free';
-  if (rec.boot === undefined || rec.boot !== me.boot || typeof rec.pid !== 'number') return 'unknown';
+  if (rec.boot === undefined || rec.boot !== me.boot || rec.pidns !== me.pidns || typeof rec.pid !== 'number') return 'unknown';
   return pidAlive(rec.pid) ? 'live' : 'stale';
 }
 
@@ -78,7 +89,10 @@ export async function claimHostId(
 ): Promise<LivenessRecord> {
   const key = `${HOST_LIVENESS_PREFIX}${hostId}`;
   const boot = bootId();
-  const me: LivenessRecord = { hostId, pid: process.pid, since: Date.now(), instance: randomUUID(), hostname: hostname(), ...(boot ? { boot } : {}) };
+  const pidns = pidNamespace();
+  const me: LivenessRecord = {
+    hostId, pid: process.pid, since: Date.now(), instance: randomUUID(), hostname: hostname(), ...(boot ? { boot } : {}), ...(pidns ? { pidns } : {}),
+  };
   const deadline = Date.now() + (opts.waitMs ?? DEFAULT_CLAIM_WAIT_MS);
   let waiting = false;
   for (;;) {

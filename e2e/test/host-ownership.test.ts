@@ -4,6 +4,7 @@
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootId } from '../../core/agent/host-claim.js';
@@ -139,7 +140,8 @@ test('a second agent with a live host id refuses to start and changes nothing; g
   // A record of this boot whose process is dead is a crashed agent's: taken over at once.
   await store.removeEphemeral(`hosts/${other}`);
   const dead = randomUUID();
-  await store.putEphemeral(`hosts/${dead}`, { hostId: dead, pid: 2 ** 22 + 1, since: Date.now(), boot: bootId(), hostname: 'crashed' });
+  const pidns = readlinkSync('/proc/self/ns/pid');
+  await store.putEphemeral(`hosts/${dead}`, { hostId: dead, pid: 2 ** 22 + 1, since: Date.now(), boot: bootId(), pidns, hostname: 'crashed' });
   const successor = spawnAgent(c, h2, c.storeUrl, dead);
   t.teardown(() => stopAgent(successor));
   await ready(h2, successor);
