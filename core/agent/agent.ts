@@ -14,6 +14,8 @@ import { LinuxDatapath } from '../datapath/linux-datapath.js';
 import { detectUnderlay } from '../datapath/underlay.js';
 import { buildApi, listen } from '../api/server.js';
 import { HOST_LIVENESS_PREFIX } from '../api/paths.js';
+import { claimHostId } from './host-claim.js';
+import { INVENTORY_FILE, LocalInventory, OwnedDatapath } from './inventory.js';
 import { TopologyCache } from './cache.js';
 import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identity.js';
 import { Reconciler } from './reconciler.js';
@@ -44,6 +46,8 @@ export interface AgentOptions {
   reclaimMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
+  /** How long a liveness record of this host id from another machine may take to expire before start is refused. */
+  hostClaimWaitMs?: number;
   /**
    * Services hosted in the agent process (the Docker plugin), started before its APIs answer: they share the
    * agent's store client, topology view and workload logic instead of opening a store of their own. Closed first
@@ -93,15 +97,31 @@ export class Agent {
     this.store = await openStore(o.store);
     this.storeReady = true;
     this.topology = new Topology(this.store);
+    // Before anything is written: a second agent with this host id (a cloned machine) must change nothing.
+    try {
+      await claimHostId(this.store, this.hostId, {
+        log: this.log, stateDir,
+        ...(o.hostClaimWaitMs !== undefined ? { waitMs: o.hostClaimWaitMs } : {}),
+      });
+    } catch (e) {
+      await this.store.close().catch(() => undefined);
+      throw e;
+    }
+    // A store that does not know this host (first start, a wiped store) cannot vouch for anything made earlier.
+    const inventory = new LocalInventory(join(stateDir, INVENTORY_FILE), { host: this.hostId, store: this.store.url });
+    if (!(await this.store.get('Host', this.hostId))) {
+      const n = inventory.quarantine(`made before ${new Date().toISOString()}, when the store did not know this host`);
+      if (n > 0) this.log(`the store ${this.store.url} does not know host ${this.hostId} (first start, or an empty or wrong store): ${n} datapath object(s) of earlier runs will NOT be swept`);
+    }
     await this.register(underlay.ip, underlay.mtu, tunnelPort, o.hostName ?? defaultHostName());
-    await this.store.putEphemeral(`${HOST_LIVENESS_PREFIX}${this.hostId}`, { hostId: this.hostId, pid: process.pid, since: Date.now() });
 
     this.cache = new TopologyCache(this.store);
     await this.cache.start();
-    const datapath = new LinuxDatapath({
+    // The datapath sweeps only what this agent recorded making, for this host and this store.
+    const datapath = new OwnedDatapath(new LinuxDatapath({
       underlayIp: underlay.ip, tunnelPort, underlayMtu: underlay.mtu,
       ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
-    });
+    }), inventory, this.log);
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.

@@ -8,7 +8,9 @@ import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE } from './nft/index.js';
-import { BRIDGE_PREFIX, isPlugName, LEG_PREFIX, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, vniOfBridgeName, vxlanName } from './names.js';
+import {
+  BRIDGE_PREFIX, isPlugName, LEG_PREFIX, legName, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, uplinkName, vniOfBridgeName, vxlanName,
+} from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
@@ -94,14 +96,28 @@ export class LinuxDatapath {
     return names.filter((n) => n.startsWith(p) && n.length > p.length).map((n) => n.slice(p.length)).sort();
   }
 
-  /** Remove whatever of ours is not in `desired`: routers, plugs (and their nft chains), bridges, stray links. */
-  async sweep(desired: Partial<Inventory>): Promise<void> {
+  /**
+   * Remove whatever of ours is not in `desired`: routers, plugs (and their nft chains), bridges, stray links. With
+   * `owned`, only objects listed there are candidates: a name with our prefix proves nothing (the agent passes
+   * what its local inventory says it made, core/agent/inventory.ts); without it, everything named like ours is.
+   */
+  async sweep(desired: Partial<Inventory>, owned?: Partial<Inventory>): Promise<void> {
     // Callers name routers by topology id; namespaces carry a shortened form of it.
     const p = this.ctx.routerNsPrefix;
-    const keepRouters = new Set((desired.routers ?? []).flatMap((id) => [id, routerNsName(p, id).slice(p.length)]));
+    const nsIds = (ids: string[]): Set<string> => new Set(ids.flatMap((id) => [id, routerNsName(p, id).slice(p.length)]));
+    const keepRouters = nsIds(desired.routers ?? []);
     const keepPlugs = new Set(desired.plugs ?? []);
     const keepBridges = new Set(desired.bridges ?? []);
-    for (const id of this.routerIds()) if (!keepRouters.has(id)) await this.removeRouter(id);
+    const ownedRouters = owned ? nsIds(owned.routers ?? []) : undefined;
+    const ownedPlugs = owned ? new Set(owned.plugs ?? []) : undefined;
+    const ownedBridges = owned ? new Set(owned.bridges ?? []) : undefined;
+    // Host ends of router legs and uplinks are named by a hash of the router id: strays of owned routers only.
+    const ownedRouterEnds = owned
+      ? new Set((owned.routers ?? []).flatMap((id) => [uplinkName(id), ...[...(ownedBridges ?? [])].map((vni) => legName(id, vni))]))
+      : undefined;
+    const mayPlug = (n: string): boolean => !ownedPlugs || ownedPlugs.has(n);
+    const mayBridge = (vni: number): boolean => !ownedBridges || ownedBridges.has(vni);
+    for (const id of this.routerIds()) if (!keepRouters.has(id) && (!ownedRouters || ownedRouters.has(id))) await this.removeRouter(id);
     const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
     const del: string[] = [];
     /** Devices whose nft chains go with them. */
@@ -110,21 +126,23 @@ export class LinuxDatapath {
       const n = l.ifname;
       const kind = l.linkinfo?.info_kind;
       if (kind === 'veth' && isPlugName(n) && !keepPlugs.has(n)) {
+        if (!mayPlug(n)) continue;
         del.push(`link del ${n}`);
         nft.push(n);
       } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
-          !links.some((x) => x.ifname === `bv${n.slice(2)}`)) {
+          !links.some((x) => x.ifname === `bv${n.slice(2)}`) && mayPlug(`bv${n.slice(2)}`)) {
         del.push(`link del ${n}`);
       } else if (kind === 'bridge' && n.startsWith(BRIDGE_PREFIX)) {
         const vni = vniOfBridgeName(n);
-        if (vni !== undefined && !keepBridges.has(vni)) {
+        if (vni !== undefined && !keepBridges.has(vni) && mayBridge(vni)) {
           del.push(`link del ${n}`);
           nft.push(vxlanName(vni));
         }
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);
-        if (!keepBridges.has(vni)) del.push(`link del ${n}`);
-      } else if (kind === 'veth' && (n.startsWith(LEG_PREFIX) || n.startsWith(UPLINK_PREFIX)) && keepRouters.size === 0) {
+        if (!keepBridges.has(vni) && mayBridge(vni)) del.push(`link del ${n}`);
+      } else if (kind === 'veth' && (n.startsWith(LEG_PREFIX) || n.startsWith(UPLINK_PREFIX)) && keepRouters.size === 0 &&
+          (!ownedRouterEnds || ownedRouterEnds.has(n))) {
         // Router ends whose namespace is gone already vanished with it; these are strays of a crash.
         del.push(`link del ${n}`);
       }

@@ -2,6 +2,13 @@
 // transactions (one checksummed JSON line each, fsync'ed before the commit resolves) and a periodic snapshot.
 // One process owns a directory at a time, guarded by a lock file that names the owner's pid.
 //
+// Faults. A crash mid-write leaves a torn record at the very end of the journal: it was never acknowledged, so
+// it is dropped on load. A damaged record followed by intact ones is not a torn write but damage to acknowledged
+// history: load refuses with the file and byte offset instead of dropping what follows. When the disk refuses a
+// write (ENOSPC, EIO), the failed batch is truncated away and undone in memory before its commits are rejected,
+// so a commit reported as failed never reappears, reads keep answering from the durable state, `degraded` says
+// why, and the next commit tries the disk again.
+//
 // Directory layout:
 //   lock            the owner's pid
 //   snapshot.json   {"seq": N, "objects": {Kind: {id: [version, json]}}} — state after change N
@@ -39,9 +46,18 @@ interface Entry {
 
 
 
+/** How to undo one applied change: the entry it replaced (undefined: there was none). */
+interface Undo {
+  kind: Kind;
+  id: string;
+  prev: Entry | undefined;
+}
+
 interface PendingCommit {
   line: string;
   changes: StoredChange[];
+  /** In apply order; undone in reverse when the commit fails to reach the disk. */
+  undo: Undo[];
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -79,17 +95,34 @@ function encodeLine(payload: string): string {
   return `${crc32(payload).toString(16).padStart(8, '0')} ${payload}\n`;
 }
 
-/** Decodes one journal line; undefined when torn or corrupt. */
-function decodeLine(line: string): StoredChange[] | undefined {
-  if (line.length < 10 || line[8] !== ' ') return undefined;
+/** Decodes one journal line: its changes, or why it is not a record. */
+function decodeLine(line: string): StoredChange[] | string {
+  if (line.length < 10 || line[8] !== ' ') return 'not a record';
   const payload = line.slice(9);
-  if (crc32(payload).toString(16).padStart(8, '0') !== line.slice(0, 8)) return undefined;
+  if (crc32(payload).toString(16).padStart(8, '0') !== line.slice(0, 8)) return 'checksum mismatch';
   try {
     const rec = JSON.parse(payload) as { changes?: unknown };
-    return Array.isArray(rec.changes) ? (rec.changes as StoredChange[]) : undefined;
+    return Array.isArray(rec.changes) ? (rec.changes as StoredChange[]) : 'record without changes';
   } catch {
-    return undefined;
+    return 'bad JSON';
   }
+}
+
+/** Counts the intact records in `buf` (newline-terminated lines that decode). */
+function intactRecords(buf: Buffer, from: number): number {
+  let n = 0;
+  for (let at = from; at < buf.length; ) {
+    const nl = buf.indexOf(0x0a, at);
+    if (nl < 0) break;
+    if (typeof decodeLine(buf.toString('utf8', at, nl)) !== 'string') n++;
+    at = nl + 1;
+  }
+  return n;
+}
+
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -168,8 +201,14 @@ export class FileStore implements Store {
   private journal!: FileHandle;
   private journalBytes = 0;
   private closed = false;
-  /** Set when the disk refused a write: memory may be ahead of disk, so nothing more is accepted. */
+  /** Commits applied in memory but not yet durable (the batch being written, then the queue), in apply order. */
+  private notDurable: PendingCommit[] = [];
+  /** Set when a failed write could not be rolled back on disk: no more writes until the store is reopened. */
   private failure: Error | undefined;
+  /** Why writes are failing (the disk refused the last one), or undefined while the store is healthy. */
+  private degradedReason: string | undefined;
+  /** True while a failed batch is being truncated away: commits then are refused, not queued. */
+  private recovering = false;
   private readonly compactBytes: number;
   private readonly retention: number;
 
@@ -203,7 +242,10 @@ export class FileStore implements Store {
     return store;
   }
 
-  /** Replays snapshot then journal; drops a torn or corrupt journal tail (a commit that was never acknowledged). */
+  /**
+   * Replays snapshot then journal. A bad record with nothing intact after it is a torn write (a commit never
+   * acknowledged) and is truncated; one with intact records after it is damage, and load refuses.
+   */
   private async load(): Promise<void> {
     await fsp.rm(path.join(this.dir, `${SNAPSHOT}.tmp`), { force: true });
     let snapText: string | undefined;
@@ -236,17 +278,35 @@ export class FileStore implements Store {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     let good = 0;
+    let record = 0;
     while (good < buf.length) {
       const nl = buf.indexOf(0x0a, good);
       if (nl < 0) break; // a torn last line
       const changes = decodeLine(buf.toString('utf8', good, nl));
-      if (!changes) break;
+      if (typeof changes === 'string') {
+        const after = intactRecords(buf, nl + 1);
+        if (after === 0) break; // a torn tail
+        throw new StoreError(
+          'Unavailable',
+          `journal ${journalPath} is corrupt at byte offset ${good} (record ${record + 1}: ${changes}) with ${after} ` +
+            `intact record(s) after it; refusing to drop them. Repair or restore the file; truncating it to ${good} ` +
+            `bytes discards the damaged record and everything after it`,
+        );
+      }
       for (const c of changes) {
         if (c.seq <= this.appliedSeq) continue; // already in the snapshot (crash between snapshot and truncate)
+        if (c.seq !== this.appliedSeq + 1) {
+          throw new StoreError(
+            'Unavailable',
+            `journal ${journalPath} skips from seq ${this.appliedSeq} to ${c.seq} at byte offset ${good} (record ${record + 1}): ` +
+              'changes are missing',
+          );
+        }
         this.applyChange(c);
         this.remember(c);
       }
       good = nl + 1;
+      record++;
     }
     this.durableSeq = this.appliedSeq;
     this.journal = await fsp.open(journalPath, 'a');
@@ -267,11 +327,36 @@ export class FileStore implements Store {
     return map;
   }
 
-  private applyChange(c: StoredChange): void {
+  /** Applies a change to memory; returns how to undo it. */
+  private applyChange(c: StoredChange): Undo {
     const map = this.kindMap(c.kind);
+    const prev = map.get(c.id);
     if (c.type === 'delete') map.delete(c.id);
     else map.set(c.id, { version: c.version, json: c.json! });
     this.appliedSeq = c.seq;
+    return { kind: c.kind, id: c.id, prev };
+  }
+
+  /** Undoes every commit not yet on disk, newest first, so memory is the durable state again. */
+  private rollBackNotDurable(): PendingCommit[] {
+    const undone = this.notDurable;
+    this.notDurable = [];
+    this.pending = [];
+    for (let i = undone.length - 1; i >= 0; i--) {
+      const u = undone[i]!.undo;
+      for (let j = u.length - 1; j >= 0; j--) {
+        const { kind, id, prev } = u[j]!;
+        if (prev) this.kindMap(kind).set(id, prev);
+        else this.kindMap(kind).delete(id);
+      }
+    }
+    this.appliedSeq = this.durableSeq;
+    return undone;
+  }
+
+  /** Why writes fail right now (the disk refused the last one), or undefined when the store is healthy. */
+  get degraded(): string | undefined {
+    return this.failure ? `store ${this.dir} is read-only until reopened: ${this.failure.message}` : this.degradedReason;
   }
 
   private remember(c: StoredChange): void {
@@ -284,9 +369,15 @@ export class FileStore implements Store {
     }
   }
 
+  /** Reads need only an open store: memory always holds the durable state, even after a failed write. */
   private live(): void {
     if (this.closed) throw new StoreError('Closed', `store ${this.url} is closed`);
+  }
+
+  private writable(): void {
+    this.live();
     if (this.failure) throw new StoreError('Unavailable', `store ${this.url} failed writing to disk: ${this.failure.message}`);
+    if (this.recovering) throw new StoreError('Unavailable', `store ${this.url} cannot write: ${this.degradedReason}`);
   }
 
   async get<K extends Kind>(kind: K, id: string): Promise<Versioned<Models[K]> | undefined> {
@@ -307,14 +398,16 @@ export class FileStore implements Store {
 
   commit(ops: Op[]): Promise<number[]> {
     try {
-      this.live();
+      this.writable();
       checkOps(ops);
       const { versions, changes } = this.stage(ops);
       if (changes.length === 0) return Promise.resolve(versions);
-      for (const c of changes) this.applyChange(c);
+      const undo = changes.map((c) => this.applyChange(c));
       const line = encodeLine(JSON.stringify({ changes }));
       return new Promise<number[]>((resolve, reject) => {
-        this.pending.push({ line, changes, resolve: () => resolve(versions), reject });
+        const p: PendingCommit = { line, changes, undo, resolve: () => resolve(versions), reject };
+        this.pending.push(p);
+        this.notDurable.push(p);
         this.kick();
       });
     } catch (err) {
@@ -391,18 +484,18 @@ export class FileStore implements Store {
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
-        const text = batch.map((p) => p.line).join('');
+        const bytes = Buffer.from(batch.map((p) => p.line).join(''));
         try {
-          await this.journal.write(text);
+          // write(2) may write part of the buffer (a nearly full disk): loop until all of it is written or it fails.
+          for (let off = 0; off < bytes.length; ) off += (await this.journal.write(bytes, off)).bytesWritten;
           await this.journal.datasync();
         } catch (err) {
-          this.failure = err as Error;
-          const e = new StoreError('Unavailable', `journal write failed in ${this.dir}: ${(err as Error).message}`);
-          for (const p of [...batch, ...this.pending]) p.reject(e);
-          this.pending = [];
+          await this.writeFailed(err as Error);
           return;
         }
-        this.journalBytes += Buffer.byteLength(text);
+        this.journalBytes += bytes.length;
+        this.notDurable.splice(0, batch.length);
+        this.degradedReason = undefined;
         for (const p of batch) {
           for (const c of p.changes) {
             this.remember(c);
@@ -427,25 +520,64 @@ export class FileStore implements Store {
   }
 
   /**
+   * A batch failed to reach the disk: undo it (and everything queued behind it, applied on top of it) in memory,
+   * cut whatever part of it was written off the journal, then reject the commits. Rejecting only after the
+   * truncate is durable is what makes "failed" final: a restart cannot replay the batch.
+   */
+  private async writeFailed(err: Error): Promise<void> {
+    const why = isDiskFull(err) ? `disk full writing the journal in ${this.dir}` : `journal write failed in ${this.dir}`;
+    const e = new StoreError('Unavailable', `${why}: ${err.message}; the commit was not applied`);
+    this.degradedReason = `${why}: ${err.message}`;
+    this.recovering = true;
+    const undone = this.rollBackNotDurable();
+    try {
+      await this.journal.truncate(this.journalBytes);
+      await this.journal.sync();
+    } catch (cut) {
+      // The failed batch may still be on disk and replayed by the next open: refuse writes until then.
+      this.failure = new Error(`${err.message}; then could not cut the failed write off ${JOURNAL}: ${(cut as Error).message}`);
+    } finally {
+      this.recovering = false;
+    }
+    for (const p of undone) p.reject(e);
+  }
+
+  /**
    * Writes the in-memory state to a new snapshot and empties the journal. Memory may be ahead of disk (commits
    * queued for the next batch): they land in the snapshot whole (each commit is applied in one tick), and their
    * journal lines, written later, are skipped on replay because their seq is not above the snapshot's.
    */
-  async compact(): Promise<void> {
+  private async compact(): Promise<void> {
     const objects: Record<string, Record<string, [number, string]>> = {};
     for (const [kind, map] of this.objects) {
       const byId: Record<string, [number, string]> = {};
       for (const [id, e] of map) byId[id] = [e.version, e.json];
       objects[kind] = byId;
     }
-    const text = JSON.stringify({ seq: this.appliedSeq, objects });
+    // Only durable state goes into the snapshot: a commit still queued may yet fail, and must not come back
+    // from the snapshot after a restart. Undo the queued commits on the copy, newest first.
+    for (let i = this.notDurable.length - 1; i >= 0; i--) {
+      const u = this.notDurable[i]!.undo;
+      for (let j = u.length - 1; j >= 0; j--) {
+        const { kind, id, prev } = u[j]!;
+        const byId = (objects[kind] ??= {});
+        if (prev) byId[id] = [prev.version, prev.json];
+        else delete byId[id];
+      }
+    }
+    const text = JSON.stringify({ seq: this.durableSeq, objects });
     const tmp = path.join(this.dir, `${SNAPSHOT}.tmp`);
-    const fh = await fsp.open(tmp, 'w');
     try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      const fh = await fsp.open(tmp, 'w');
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }); // a half snapshot only takes space a full disk needs
+      throw err;
     }
     await fsp.rename(tmp, path.join(this.dir, SNAPSHOT));
     await fsyncDir(this.dir);

@@ -92,6 +92,113 @@ test('file: a torn or corrupt journal tail is dropped, and later writes survive'
   t.is(await s.lastSeq(), 2);
 });
 
+test('file: a corrupt record in the middle of the journal stops the store, naming file and offset', async (t) => {
+  const dir = await tempDir(t);
+  let s = await FileStore.open(`file:${dir}`);
+  const a = tenant();
+  const b = tenant();
+  await s.create('Tenant', a);
+  await s.create('Tenant', b);
+  await s.close();
+  const journal = path.join(dir, 'journal');
+  const text = await fsp.readFile(journal, 'utf8');
+  const first = text.slice(0, text.indexOf('\n') + 1);
+  // Damage the first record (one flipped character): the second, acknowledged, must not be dropped silently.
+  const damaged = first.replace(a.id.slice(0, 8), b.id.slice(0, 8)) + text.slice(first.length);
+  await fsp.writeFile(journal, damaged);
+  const err = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
+  t.is(err?.code, 'Unavailable');
+  t.true(err!.message.includes(journal), err!.message);
+  t.regex(err!.message, /corrupt at byte offset 0 \(record 1: checksum mismatch\) with 1 intact record/);
+  t.is(await fsp.readFile(journal, 'utf8'), damaged, 'the journal is left as found');
+  t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a refused open leaves no lock');
+
+  // A record missing altogether (a gap in the seqs) is damage too.
+  await fsp.writeFile(journal, text.slice(first.length));
+  const gap = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
+  t.regex(gap!.message, /skips from seq 0 to 2 at byte offset 0/);
+
+  // The same damage in the last record is a torn write: dropped, and the store opens.
+  await fsp.writeFile(journal, first + text.slice(first.length).replace(b.id.slice(0, 8), a.id.slice(0, 8)));
+  s = await FileStore.open(`file:${dir}`);
+  t.teardown(() => s.close());
+  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id), [a.id]);
+});
+
+/** A tmpfs of `size` mounted on a fresh directory, unmounted at teardown. */
+async function smallDisk(t: ExecutionContext, size: string): Promise<string> {
+  const dir = await tempDir(t);
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
+  t.teardown(() => execFileSync('umount', ['-l', dir]));
+  return dir;
+}
+
+/** Writes `file` until the filesystem refuses (ENOSPC). */
+async function fillDisk(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'w');
+  const chunk = Buffer.alloc(4096, 0x78);
+  try {
+    for (;;) await fh.write(chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+test('file: disk full: reads keep working, writes fail clearly, degraded says so, a failed commit never reappears', async (t) => {
+  const disk = await smallDisk(t, '1m');
+  const dir = path.join(disk, 'store');
+  let s = await FileStore.open(`file:${dir}`);
+  const a = tenant();
+  await s.create('Tenant', a);
+  t.is(s.degraded, undefined);
+  const journal = path.join(dir, 'journal');
+  const before = (await fsp.stat(journal)).size;
+  const seen: string[] = [];
+  await s.watch((c) => seen.push(c.id));
+
+  await fillDisk(path.join(disk, 'filler'));
+  // One commit larger than what is left of the journal's last page, so part of it is written before ENOSPC.
+  const many = Array.from({ length: 100 }, () => tenant());
+  const err = await t.throwsAsync(s.commit(many.map((value) => ({ op: 'create' as const, kind: 'Tenant' as const, value }))), {
+    instanceOf: StoreError,
+  });
+  t.is(err?.code, 'Unavailable');
+  t.regex(err!.message, /disk full writing the journal in .*ENOSPC.*not applied/);
+  t.regex(s.degraded ?? '', /disk full/);
+  t.is((await fsp.stat(journal)).size, before, 'the part of the failed record that was written is cut off');
+  // Reads answer from the durable state: the failed commit is not visible, the earlier one is.
+  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id), [a.id]);
+  t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 });
+  t.is(await s.get('Tenant', many[0]!.id), undefined);
+  t.is(await s.lastSeq(), 1);
+  t.deepEqual(seen, [], 'watchers never saw the failed commit');
+  // Two commits queued together while full both fail, and neither leaves a trace (each is larger than a page
+  // too: a small one still fits in the journal's last page).
+  const creates = () => Array.from({ length: 100 }, () => ({ op: 'create' as const, kind: 'Tenant' as const, value: tenant() }));
+  const q1 = s.commit([{ op: 'update', kind: 'Tenant', value: tenant(a.id, 1) }, ...creates()]);
+  const q2 = s.commit(creates());
+  await t.throwsAsync(q1, { instanceOf: StoreError });
+  await t.throwsAsync(q2, { instanceOf: StoreError });
+  t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 });
+
+  // Space comes back: the next commit goes through and the store is healthy again.
+  await fsp.rm(path.join(disk, 'filler'));
+  const b = tenant();
+  await s.create('Tenant', b);
+  t.is(s.degraded, undefined);
+  t.deepEqual(seen, [b.id]);
+  await s.close();
+
+  s = await FileStore.open(`file:${dir}`);
+  t.teardown(() => s.close());
+  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id).sort(), [a.id, b.id].sort(), 'after a restart too');
+  t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 });
+  t.is(await s.lastSeq(), 2);
+});
+
 function startChild(script: string, dir: string): { child: ChildProcess; lines: string[]; exited: Promise<unknown> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(fixtures, script), dir], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];

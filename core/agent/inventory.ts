@@ -1,0 +1,233 @@
+// What this agent can prove it made on this host. Names alone prove nothing: a veth called `bv0…` may be anybody's,
+// and an agent started against an empty or wrong store (a typo in the zk root, a wiped file store) sees a topology
+// that lacks everything the host runs. So the agent keeps a local inventory in its state directory: every bridge,
+// plug and router it creates, recorded before the kernel object exists, with the host id and the store it was made
+// for. A sweep removes only inventory entries of this host and this store; anything else is left alone and
+// reported, however much it looks like ours.
+//
+// "This store" is its URL (credentials removed): a typo in the zk root names another store. A store at the same URL
+// that does not know this host (wiped, or recreated) cannot vouch for what was made for its predecessor either: the
+// agent then quarantines every entry made for that URL before it registers. Any change of URL (another server list)
+// only makes earlier objects unsweepable: a leak to clean by hand, never a teardown. The file needs no fsync: the
+// kernel objects it describes do not survive a reboot either.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { plugName } from '../datapath/names.js';
+import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from '../datapath/types.js';
+import type { HostDatapath } from './reconciler.js';
+
+export const INVENTORY_FILE = 'datapath-inventory.json';
+
+/** Who an object was made for. */
+interface Owner {
+  host: string;
+  store: string;
+}
+
+interface InventoryFile {
+  version: 1;
+  objects: Record<string, Owner>;
+}
+
+const bridgeKey = (vni: number): string => `bridge/${vni}`;
+const plugKey = (ifname: string): string => `plug/${ifname}`;
+const routerKey = (id: string): string => `router/${id}`;
+
+export class LocalInventory {
+  private objects: Record<string, Owner> = {};
+
+  constructor(
+    readonly file: string,
+    private readonly me: Owner,
+  ) {
+    let text: string | undefined;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text === undefined) return;
+    try {
+      const parsed = JSON.parse(text) as Partial<InventoryFile>;
+      if (parsed.version !== 1 || typeof parsed.objects !== 'object' || parsed.objects === null) throw new Error('unknown format');
+      this.objects = parsed.objects;
+    } catch (err) {
+      // Starting without it would be safe (nothing unproven is swept) but would forget what it vouched for
+      // silently: the operator decides.
+      throw new Error(`local datapath inventory ${file} is unreadable (${(err as Error).message}); move it aside to start without it`);
+    }
+  }
+
+  private save(): void {
+    mkdirSync(dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, objects: this.objects } satisfies InventoryFile));
+    renameSync(tmp, this.file);
+  }
+
+  /** Record an object as made by this agent for this store (before making it: a crash then leaves no orphan). */
+  claim(key: string): void {
+    const o = this.objects[key];
+    if (o && o.host === this.me.host && o.store === this.me.store) return;
+    this.objects[key] = { ...this.me };
+    this.save();
+  }
+
+  /** Retag this store's entries so they are never swept under it again; returns how many there were. */
+  quarantine(why: string): number {
+    let n = 0;
+    for (const o of Object.values(this.objects)) {
+      if (o.store !== this.me.store) continue;
+      o.store = `${o.store} (${why})`;
+      n++;
+    }
+    if (n > 0) this.save();
+    return n;
+  }
+
+  forget(key: string): void {
+    if (!(key in this.objects)) return;
+    delete this.objects[key];
+    this.save();
+  }
+
+  /** Entries made by this host for this store: what a sweep may remove. */
+  mine(): Inventory {
+    return this.select((o) => o.host === this.me.host && o.store === this.me.store);
+  }
+
+  /** Entries made for another store or by another host id: never swept while this agent runs against this store. */
+  others(): Inventory {
+    return this.select((o) => !(o.host === this.me.host && o.store === this.me.store));
+  }
+
+  /** Drop entries whose kernel object no longer exists (removed, or gone with a reboot). */
+  retainOnly(present: Inventory): void {
+    const keep = new Set([...present.bridges.map(bridgeKey), ...present.plugs.map(plugKey), ...present.routers.map(routerKey)]);
+    let changed = false;
+    for (const key of Object.keys(this.objects)) {
+      if (!keep.has(key)) {
+        delete this.objects[key];
+        changed = true;
+      }
+    }
+    if (changed) this.save();
+  }
+
+  private select(pred: (o: Owner) => boolean): Inventory {
+    const out: Inventory = { bridges: [], plugs: [], routers: [] };
+    for (const [key, o] of Object.entries(this.objects)) {
+      if (!pred(o)) continue;
+      const slash = key.indexOf('/');
+      const kind = key.slice(0, slash);
+      const name = key.slice(slash + 1);
+      if (kind === 'bridge') out.bridges.push(Number(name));
+      else if (kind === 'plug') out.plugs.push(name);
+      else if (kind === 'router') out.routers.push(name);
+    }
+    return out;
+  }
+}
+
+/** A datapath whose sweep is limited to a set of objects (LinuxDatapath). */
+export interface SweepableDatapath extends HostDatapath {
+  sweep(desired: Partial<Inventory>, owned?: Partial<Inventory>): Promise<void>;
+}
+
+/**
+ * The agent's datapath: records what it makes in the local inventory and sweeps only that. Router ids in the
+ * kernel inventory may be the shortened namespace form; the inner sweep matches both.
+ */
+export class OwnedDatapath implements HostDatapath {
+  /** What was last reported as left alone, so a resync every 30 s does not repeat it. */
+  private reported = '';
+
+  constructor(
+    private readonly inner: SweepableDatapath,
+    private readonly inv: LocalInventory,
+    private readonly log: (msg: string) => void,
+  ) {
+    const fast = inner.setRouterNeighbours?.bind(inner);
+    if (fast) this.setRouterNeighbours = fast;
+  }
+
+  async ensureBridge(b: DesiredBridge): Promise<void> {
+    this.inv.claim(bridgeKey(b.vni));
+    await this.inner.ensureBridge(b);
+  }
+
+  async removeBridge(vni: number): Promise<void> {
+    await this.inner.removeBridge(vni);
+    this.inv.forget(bridgeKey(vni));
+  }
+
+  async plug(p: PlugSpec): Promise<PlugResult> {
+    const name = p.hostIfname ?? plugName(p.netns, p.ifname);
+    this.inv.claim(plugKey(name));
+    const r = await this.inner.plug(p);
+    if (r.hostIfname !== name) this.inv.claim(plugKey(r.hostIfname));
+    return r;
+  }
+
+  async unplug(hostIfname: string): Promise<void> {
+    await this.inner.unplug(hostIfname);
+    this.inv.forget(plugKey(hostIfname));
+  }
+
+  checkPlug(p: PlugSpec): Promise<string[]> {
+    return this.inner.checkPlug(p);
+  }
+
+  async ensureRouter(r: DesiredRouter): Promise<void> {
+    this.inv.claim(routerKey(r.id));
+    await this.inner.ensureRouter(r);
+  }
+
+  /** Present when the inner datapath has the fast path (the reconciler checks for it). */
+  readonly setRouterNeighbours?: (id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) => Promise<void>;
+
+  async removeRouter(id: string): Promise<void> {
+    await this.inner.removeRouter(id);
+    this.inv.forget(routerKey(id));
+  }
+
+  inventory(): Promise<Inventory> {
+    return this.inner.inventory();
+  }
+
+  async sweep(desired: Partial<Inventory>): Promise<void> {
+    const mine = this.inv.mine();
+    await this.inner.sweep(desired, mine);
+    const left = await this.inner.inventory();
+    this.reportLeftAlone(left, desired, mine);
+    // Router namespaces are listed by their (possibly shortened) namespace suffix; keep entries under both forms.
+    this.inv.retainOnly({ ...left, routers: [...left.routers, ...mine.routers.filter((id) => left.routers.some((r) => id.startsWith(r)))] });
+  }
+
+  /** Say once, loudly, what looks like ours but is not provably ours (and therefore stays). */
+  private reportLeftAlone(left: Inventory, desired: Partial<Inventory>, mine: Inventory): void {
+    const others = this.inv.others();
+    const keep = {
+      bridges: new Set([...(desired.bridges ?? []), ...mine.bridges]),
+      plugs: new Set([...(desired.plugs ?? []), ...mine.plugs]),
+      routers: [...(desired.routers ?? []), ...mine.routers],
+    };
+    const foreign = [
+      ...left.bridges.filter((v) => !keep.bridges.has(v)).map((v) => `bridge vni ${v}`),
+      ...left.plugs.filter((n) => !keep.plugs.has(n)).map((n) => `link ${n}`),
+      ...left.routers.filter((r) => !keep.routers.some((id) => id.startsWith(r))).map((r) => `router ${r}`),
+    ];
+    const inherited = others.bridges.length + others.plugs.length + others.routers.length;
+    const text = foreign.length === 0 ? '' : `${foreign.join(', ')}`;
+    if (text === this.reported) return;
+    this.reported = text;
+    if (text === '') return;
+    this.log(
+      `NOT sweeping ${foreign.length} datapath object(s) that this agent cannot prove it made for this store: ${text}` +
+        (inherited > 0
+          ? ` (${inherited} were made by an earlier run for another store or host id: is the store URL right? an empty or ` +
+            'wrong store must not tear down a live datapath; remove them by hand if they are really stale)'
+          : ' (not in the local inventory: foreign, or made before ownership was recorded)'),
+    );
+  }
+}
