@@ -16,6 +16,7 @@ import {
   StoreError,
   type ChangeHandler,
   type EphemeralHandler,
+  type StoreHealth,
   type Op,
   type Store,
   type Versioned,
@@ -170,6 +171,7 @@ export class FileStore implements Store {
   private closed = false;
   /** Set when the disk refused a write: memory may be ahead of disk, so nothing more is accepted. */
   private failure: Error | undefined;
+  private readonly healthListeners = new Set<(health: StoreHealth) => void>();
   private readonly compactBytes: number;
   private readonly retention: number;
 
@@ -397,6 +399,7 @@ export class FileStore implements Store {
           await this.journal.datasync();
         } catch (err) {
           this.failure = err as Error;
+          for (const l of [...this.healthListeners]) l(this.health());
           const e = new StoreError('Unavailable', `journal write failed in ${this.dir}: ${(err as Error).message}`);
           for (const p of [...batch, ...this.pending]) p.reject(e);
           this.pending = [];
@@ -520,6 +523,16 @@ export class FileStore implements Store {
   async watchEphemeral(prefix: string, handler: EphemeralHandler): Promise<() => void> {
     this.live();
     return this.ephemerals.watch(prefix, handler);
+  }
+
+  /** Up unless the disk refused a write (the store then refuses everything until reopened). */
+  health(): StoreHealth {
+    return this.failure ? { up: false, reason: `store ${this.url} failed writing to disk: ${this.failure.message}` } : { up: true };
+  }
+
+  onHealth(listener: (health: StoreHealth) => void): () => void {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
   }
 
   async close(): Promise<void> {
