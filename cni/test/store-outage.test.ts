@@ -1,7 +1,9 @@
 // The store going away under a real agent (ZooKeeper through a TCP relay): the ZooKeeper server stopped, and a
 // partition (the relay cut). Through the real plugin: STATUS fails (code 50) while the store is unreachable, ADD
 // fails fast (code 11) leaving no interface, port or address, DEL still removes the kernel side, and once the
-// store is back the release reaches it; the agent's readiness, the REST status and bees_store_up follow.
+// store is back the release reaches it; the agent's readiness, the REST status and bees_store_up follow. And no
+// silent gap: an agent partitioned while others write past the change log's retention relists once healed, so its
+// kernel state (the FDB of remote ports) converges.
 import test, { type ExecutionContext } from 'ava';
 import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +11,10 @@ import { parseNetworkConfig } from '../harness/config.js';
 import { CniHarness, PluginError } from '../harness/libcni.js';
 import { addrsIn, randomSuffix } from '../harness/netns.js';
 import type { IpamBlock } from '../../core/model/types.js';
+import { AgentClient } from '../plugin/agent-client.js';
+import { ZooKeeperStore } from '../../core/store/zookeeper.js';
 import { TcpProxy } from '../../core/testing/tcp-proxy.js';
+import { Topology } from '../../core/topology/service.js';
 import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
 import { buildPlugin, REFERENCE_DIR, randomSubnet, tempDir } from './helpers.js';
 import { startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
@@ -18,6 +23,7 @@ let zk: ZooKeeperServer;
 let proxy: TcpProxy;
 let cluster: AgentCluster;
 let agent: HostAgent;
+const zkRoot = `/bees-outage-${randomBytes(3).toString('hex')}`;
 
 test.before(async () => {
   await buildPlugin();
@@ -25,7 +31,7 @@ test.before(async () => {
   cluster = await startAgents(1, {
     store: async (harness) => {
       proxy = await TcpProxy.start({ host: '127.0.0.1', port: zk.port }, harness.rootIp);
-      return `zk://${proxy.address}/bees-outage-${randomBytes(3).toString('hex')}`;
+      return `zk://${proxy.address}${zkRoot}`;
     },
   });
   agent = cluster.agents[0]!;
@@ -130,4 +136,48 @@ test.serial('ZooKeeper server stopped: STATUS 50, ADD 11 within 3 s leaving noth
 
 test.serial('partition through the relay: STATUS 50, ADD 11 within 3 s leaving nothing, DEL unplugs, release after heal', async (t) => {
   await outage(t, () => proxy.cut(), () => proxy.restore());
+});
+
+/** MACs in the agent host's FDB (every device). */
+async function fdbMacs(): Promise<Set<string>> {
+  const r = await cluster.harness.exec(agent.host, ['bridge', '-j', 'fdb', 'show']);
+  return new Set((JSON.parse(r.stdout || '[]') as { mac: string }[]).map((f) => f.mac));
+}
+
+test.serial('a partitioned agent that fell behind the log retention relists once healed: its FDB converges', async (t) => {
+  // Another writer of the same tree, keeping only 2 log entries: it trims behind the agent while it is away.
+  const writer = await ZooKeeperStore.open(`zk://${zk.connectString}${zkRoot}`, { retention: 2, sessionTimeoutMs: 4000 });
+  t.teardown(() => writer.close());
+  const topo = new Topology(writer);
+  const client = new AgentClient(agent.socket);
+  const netns = await cluster.harness.addWorkload(agent.host, `g${randomSuffix()}`);
+  t.teardown(() => cluster.harness.removeWorkload(netns).catch(() => undefined));
+  const network = `gap-${randomSuffix()}`;
+  const local = await client.attach({ orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0', network, netns, create: { subnets: [{ cidr: randomSubnet().cidr }] } });
+  t.teardown(() => client.detach({ orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0' }).catch(() => undefined));
+  // A remote host with ports on the same bridge: the agent sends their MACs to it (FDB).
+  const hostId = `gap-host-${randomSuffix()}`;
+  await topo.create('Host', { id: hostId, name: hostId, addresses: ['192.0.2.77'], tunnelZones: [], tunnelPort: 6677, underlayMtu: 1500 });
+  const remote = (mac: string) => topo.create('Port', {
+    type: 'bridge', bridgeId: local.bridgeId, mac, ips: [], hostId, interfaceName: 'bvremote', adminStateUp: true, status: 'up',
+    portSecurity: true, portGroupIds: [], options: {},
+  });
+  const gone = await remote('0a:58:c0:00:02:01');
+  await until('the remote MAC is in the FDB', async () => (await fdbMacs()).has('0a:58:c0:00:02:01'));
+
+  await proxy.cut();
+  t.teardown(() => proxy.restore());
+  await until('the agent sees the partition', async () => !(await client.status()).ready, 15_000);
+  await topo.delete('Port', gone.id);
+  await remote('0a:58:c0:00:02:02');
+  // Enough further transactions that the log holds nothing the agent has seen.
+  for (let i = 0; i < 6; i++) await topo.create('Tenant', { name: `gap-churn-${randomSuffix()}` });
+  await new Promise((r) => setTimeout(r, 500)); // the writer trims in the background after each commit
+  await proxy.restore();
+
+  await until('the FDB converges', async () => {
+    const macs = await fdbMacs();
+    return macs.has('0a:58:c0:00:02:02') && !macs.has('0a:58:c0:00:02:01');
+  }, 30_000);
+  t.pass();
 });
