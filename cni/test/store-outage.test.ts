@@ -73,7 +73,9 @@ async function heldBy(workloadId: string): Promise<string[]> {
 }
 
 async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () => Promise<void>): Promise<void> {
-  const h = new CniHarness({ pluginDirs: [await buildPlugin(), REFERENCE_DIR], cacheDir: await tempDir(t, 'cache'), hostNetns: agent.host.netns });
+  const h = new CniHarness({
+    pluginDirs: [await buildPlugin(), REFERENCE_DIR], cacheDir: await tempDir(t, 'cache'), hostNetns: agent.host.netns,
+  });
   const subnet = randomSubnet();
   const list = parseNetworkConfig(JSON.stringify({
     cniVersion: '1.1.0', name: `mn-${randomSuffix()}`,
@@ -93,7 +95,8 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   await fault();
   t.teardown(heal);
   // The agent sees its ZooKeeper connection drop: STATUS, readiness, bees status and the metric follow.
-  await until('STATUS fails', async () => (await h.getStatusNetworkList(list).then(() => false, (e: unknown) => e instanceof PluginError && e.code === 50)), 15_000);
+  const statusCode = () => h.getStatusNetworkList(list).then(() => 0, (e: unknown) => (e instanceof PluginError ? e.code : -1));
+  await until('STATUS fails', async () => (await statusCode()) === 50, 15_000);
   t.is(await metric('bees_store_up'), 0);
   const st = await agent.api<{ reachable: boolean; error?: string }>('/v1/status');
   t.false(st.reachable);
@@ -116,10 +119,11 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   t.false((await addrsIn(before.netns.replace('/run/netns/', ''))).some((l) => l.ifname === 'eth0'));
 
   await heal();
-  await until('STATUS passes again', async () => (await h.getStatusNetworkList(list).then(() => true, () => false)), 60_000);
+  await until('STATUS passes again', async () => (await statusCode()) === 0, 60_000);
   t.is(await metric('bees_store_up'), 1);
   // The release queued while the store was away reaches it; the failed ADD recorded nothing.
-  await until('the detached port leaves the store', async () => (await portsOf(before.containerId)).length === 0 && (await heldBy(before.containerId)).length === 0, 30_000);
+  const released = async () => (await portsOf(before.containerId)).length === 0 && (await heldBy(before.containerId)).length === 0;
+  await until('the detached port leaves the store', released, 30_000);
   t.deepEqual(await portsOf(during.containerId), []);
   t.deepEqual(await heldBy(during.containerId), []);
   // And the agent works again.
@@ -153,7 +157,9 @@ test.serial('a partitioned agent that fell behind the log retention relists once
   const netns = await cluster.harness.addWorkload(agent.host, `g${randomSuffix()}`);
   t.teardown(() => cluster.harness.removeWorkload(netns).catch(() => undefined));
   const network = `gap-${randomSuffix()}`;
-  const local = await client.attach({ orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0', network, netns, create: { subnets: [{ cidr: randomSubnet().cidr }] } });
+  const local = await client.attach({
+    orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0', network, netns, create: { subnets: [{ cidr: randomSubnet().cidr }] },
+  });
   t.teardown(() => client.detach({ orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0' }).catch(() => undefined));
   // A remote host with ports on the same bridge: the agent sends their MACs to it (FDB).
   const hostId = `gap-host-${randomSuffix()}`;

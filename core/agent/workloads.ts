@@ -264,7 +264,9 @@ export class Workloads {
       }));
     }
     // Unknown to the cache (an attach that died before recording its port): the whole detach, store side only.
-    if (ports.length === 0) this.defer(`addresses of ${owner} ${req.ifname}`, () => this.detachTraced(req, startTrace(`detach ${owner} (replayed)`)));
+    if (ports.length === 0) {
+      this.defer(`addresses of ${owner} ${req.ifname}`, () => this.detachTraced(req, startTrace(`detach ${owner} (replayed)`)));
+    }
   }
 
   private defer(what: string, run: () => Promise<void>): void {
