@@ -59,9 +59,10 @@ async function waitReady(socket: string, proc: ChildProcess, withinMs = 60_000):
 
 /**
  * `hosts` harness hosts, each with a real agent. One host: a file store in its state dir. Several: one real
- * ZooKeeper (on the harness's root address) shared by all, under a random root.
+ * ZooKeeper (on the harness's root address) shared by all, under a random root. `opts.store` gives the store URL
+ * instead (a test's own ZooKeeper, or a relay in front of it), once the harness exists.
  */
-export async function startAgents(hosts = 1): Promise<AgentCluster> {
+export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) => Promise<string> } = {}): Promise<AgentCluster> {
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
   const close = async (): Promise<void> => {
@@ -71,16 +72,17 @@ export async function startAgents(hosts = 1): Promise<AgentCluster> {
   };
   try {
     let zk: ZooKeeperServer | undefined;
-    if (hosts > 1) {
+    if (hosts > 1 && !opts.store) {
       zk = await ZooKeeperServer.start({ clientPortAddress: '0.0.0.0' });
       closers.push(() => zk!.stop());
     }
     const harness = await Harness.create({ hosts });
     closers.push(() => harness.destroy());
     const zkRoot = `/bees-cni-${randomBytes(3).toString('hex')}`;
+    const given = opts.store ? await opts.store(harness) : undefined;
     const agents = harness.hosts.map((host): HostAgent => {
       const run = join(host.stateDir, 'run');
-      const store = zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`;
+      const store = given ?? (zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`);
       const argv = [
         process.execPath, '--import', 'tsx', join(ROOT, 'core/cli/main.ts'), 'agent', '--store', store,
         '--state-dir', host.stateDir, '--run-dir', run, '--underlay-ip', host.underlayIp, '--router-ns-prefix', host.routerNsPrefix,

@@ -77,7 +77,7 @@ export class Agent {
   private resync: NodeJS.Timeout | undefined;
   private reclaim: NodeJS.Timeout | undefined;
   private readonly services: AgentService[] = [];
-  private storeReady = false;
+  private stopHealth: (() => void) | undefined;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -95,7 +95,6 @@ export class Agent {
     this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
 
     this.store = await openStore(o.store);
-    this.storeReady = true;
     this.topology = new Topology(this.store);
     // Before anything is written: a second agent with this host id (a cloned machine) must change nothing.
     try {
@@ -136,11 +135,18 @@ export class Agent {
     this.workloads = new Workloads({
       hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, reconciler: this.reconciler,
       storeUrl: this.store.url,
-      ready: () => (this.storeReady ? { ready: true } : { ready: false, reason: 'the store is not reachable' }),
+      ready: () => {
+        const h = this.store.health();
+        return h.up ? { ready: true } : { ready: false, reason: h.reason ?? 'the store is not reachable' };
+      },
+    });
+    this.stopHealth = this.store.onHealth((h) => {
+      this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`);
+      if (h.up) void this.workloads.flushPending();
     });
     this.metrics = new AgentMetrics({
       localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
-      storeUp: () => (this.storeReady ? 1 : 0),
+      storeUp: () => (this.store.health().up ? 1 : 0),
       storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
     });
     this.metrics.instrument(this.workloads);
@@ -203,6 +209,8 @@ export class Agent {
     if (this.resync) clearInterval(this.resync);
     if (this.reclaim) clearInterval(this.reclaim);
     for (const s of this.services.splice(0).reverse()) await s.close().catch(() => undefined);
+    this.stopHealth?.();
+    this.workloads?.stop();
     this.reconciler?.stop();
     this.cache?.stop();
     await this.api?.close().catch(() => undefined);

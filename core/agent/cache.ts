@@ -16,6 +16,8 @@ export class TopologyCache extends EventEmitter {
   private stopWatch: (() => void) | undefined;
   private lastSeq = 0;
   private stopped = false;
+  /** Relists after the store reported a gap in the change stream (tests and diagnostics). */
+  gaps = 0;
 
   constructor(private readonly store: Store) {
     super();
@@ -33,7 +35,19 @@ export class TopologyCache extends EventEmitter {
     // Watch before listing: starting the watch brings the store's view up to `seq`, whereas a list on its own may
     // lag other hosts' writes (the ZooKeeper store's list serves its log follower), and a change it missed would
     // never come. Changes delivered while we list are in the lists or newer than them.
-    this.stopWatch = await this.store.watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS] })
+    const onGap = () => {
+      // The store lost changes to this stream (we fell behind its log's retention): relist.
+      if (this.stopped) return;
+      this.gaps++;
+      const relist = (): void => {
+        this.resync().catch((err: unknown) => {
+          process.emitWarning(`bees agent: relisting the topology after a gap failed, retrying: ${(err as Error).message}`);
+          if (!this.stopped) setTimeout(relist, 1000).unref();
+        });
+      };
+      relist();
+    };
+    this.stopWatch = await this.store.watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS], onGap })
       .catch(async (err: unknown) => {
         // The changes since `seq` were trimmed between our read and the watch: list again.
         if (err instanceof StoreError && err.code === 'Gone' && !this.stopped) {

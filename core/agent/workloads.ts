@@ -52,6 +52,10 @@ export function hostIfnameOf(portId: string): string {
 export class Workloads {
   /** One operation at a time per attachment key: the runtime may retry while we are still working. */
   private readonly locks = new KeyedMutex();
+  /** Store-side halves of detaches done while the store was unreachable, replayed once it is back. */
+  private pending: { what: string; run: () => Promise<void> }[] = [];
+  private flushing: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly d: WorkloadDeps) {}
 
@@ -64,6 +68,9 @@ export class Workloads {
     if (typeof req.network !== 'string' || req.network === '') throw invalid('network is required', 'network');
     if (req.mac !== undefined && !isMac(req.mac)) throw invalid(`mac ${JSON.stringify(req.mac)} is not a MAC address`, 'mac');
     const requested = (req.ips ?? []).map((ip, i) => requestedIp(ip, `ips[${i}]`));
+    // Fail at once rather than after the store's timeouts, with nothing made: the runtime retries later.
+    const health = this.d.ready();
+    if (!health.ready) throw new TopologyError('unavailable', `cannot attach now: ${health.reason ?? 'the agent is not ready'}`);
     const tr = startTrace(`attach ${ownerKey(req)}`);
     try {
       const bridge = await tr.phase('resolve', () => this.resolveBridge(req));
@@ -197,6 +204,7 @@ export class Workloads {
   }
 
   private async detachTraced(req: DetachRequest, tr: Trace): Promise<void> {
+    if (!this.d.ready().ready) return this.detachOffline(req, tr);
     const ports = await tr.phase('portsOf', () => this.portsOf(req));
     for (const port of ports) {
       await this.serialised(port.id, () => this.detachPort(port, tr));
@@ -225,6 +233,75 @@ export class Workloads {
     }
     if (port.owner && port.bridgeId) await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
     this.d.reconciler.trigger();
+  }
+
+  /**
+   * Detach while the store is unreachable: the kernel side goes now (the runtime is tearing the sandbox down and
+   * must not be held), found through the agent's cache; the store side (port record, addresses) is queued and
+   * replayed when the store is back.
+   */
+  private async detachOffline(req: DetachRequest, tr: Trace): Promise<void> {
+    const owner = ownerKey(req);
+    const bridges = req.network ? new Set(this.d.cache.list('Bridge').filter((b) => b.name === req.network).map((b) => b.id)) : undefined;
+    const ports = this.d.cache.list('Port').filter((p) =>
+      p.hostId === this.d.hostId && p.owner && ownerKey(p.owner) === owner && p.owner.ifname === req.ifname &&
+      (!bridges || bridges.size === 0 || bridges.has(p.bridgeId ?? '')));
+    for (const port of ports) {
+      await this.serialised(port.id, async () => {
+        await Promise.all([
+          tr.phase('unpublish', () => unpublishPorts(undefined, port.id)),
+          port.interfaceName ? tr.phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
+        ]);
+      });
+      this.defer(`port ${port.id} of ${owner}`, () => this.serialised(port.id, async () => {
+        try {
+          await this.d.topology.delete('Port', port.id);
+        } catch (e) {
+          if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+        }
+        if (port.bridgeId) await this.d.ipam.release(port.bridgeId, owner, req.ifname);
+        this.d.reconciler.trigger();
+      }));
+    }
+    // Unknown to the cache (an attach that died before recording its port): the whole detach, store side only.
+    if (ports.length === 0) {
+      this.defer(`addresses of ${owner} ${req.ifname}`, () => this.detachTraced(req, startTrace(`detach ${owner} (replayed)`)));
+    }
+  }
+
+  private defer(what: string, run: () => Promise<void>): void {
+    this.pending.push({ what, run });
+  }
+
+  /** Store-side work queued by detaches while the store was down. */
+  pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /** Replays the queued store-side work (call when the store is back); retries while some of it fails. */
+  flushPending(): Promise<void> {
+    this.flushing ??= (async () => {
+      clearTimeout(this.retryTimer);
+      while (this.pending.length > 0 && this.d.ready().ready) {
+        const next = this.pending[0]!;
+        try {
+          await next.run();
+          this.pending.shift();
+        } catch (e) {
+          process.emitWarning(`bees agent: replaying the release of ${next.what} failed, will retry: ${(e as Error).message}`);
+          this.retryTimer = setTimeout(() => void this.flushPending(), 1000);
+          this.retryTimer.unref();
+          return;
+        }
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  stop(): void {
+    clearTimeout(this.retryTimer);
   }
 
   /** Ports of this workload interface bound to this host (on the named network, when given). */

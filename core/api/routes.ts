@@ -145,6 +145,12 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
 
 async function status(ctx: RouteContext): Promise<ApiStatus> {
   const out: ApiStatus = { store: ctx.store.url, reachable: false, counts: {}, version: ctx.version };
+  // The store client knows its connection is down: say so now instead of waiting out the timeouts below.
+  const health = ctx.store.health();
+  if (!health.up) {
+    out.error = health.reason ?? 'the store is not reachable';
+    return out;
+  }
   try {
     out.lastSeq = await withTimeout(ctx.store.lastSeq(), 5000);
     const counted = await withTimeout(Promise.all(KINDS.map(async (k) => [k, (await ctx.topology.list(k)).length] as const)), 5000);

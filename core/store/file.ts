@@ -23,6 +23,7 @@ import {
   StoreError,
   type ChangeHandler,
   type EphemeralHandler,
+  type StoreHealth,
   type Op,
   type Store,
   type Versioned,
@@ -209,6 +210,7 @@ export class FileStore implements Store {
   private degradedReason: string | undefined;
   /** True while a failed batch is being truncated away: commits then are refused, not queued. */
   private recovering = false;
+  private readonly healthListeners = new Set<(health: StoreHealth) => void>();
   private readonly compactBytes: number;
   private readonly retention: number;
 
@@ -491,11 +493,15 @@ export class FileStore implements Store {
           await this.journal.datasync();
         } catch (err) {
           await this.writeFailed(err as Error);
+          this.healthChanged();
           return;
         }
         this.journalBytes += bytes.length;
         this.notDurable.splice(0, batch.length);
-        this.degradedReason = undefined;
+        if (this.degradedReason !== undefined) {
+          this.degradedReason = undefined;
+          this.healthChanged();
+        }
         for (const p of batch) {
           for (const c of p.changes) {
             this.remember(c);
@@ -652,6 +658,22 @@ export class FileStore implements Store {
   async watchEphemeral(prefix: string, handler: EphemeralHandler): Promise<() => void> {
     this.live();
     return this.ephemerals.watch(prefix, handler);
+  }
+
+  /** Down while writes fail (the disk refused the last one; reads still answer): `degraded` says why. */
+  health(): StoreHealth {
+    const why = this.degraded;
+    return why === undefined ? { up: true } : { up: false, reason: why };
+  }
+
+  private healthChanged(): void {
+    const h = this.health();
+    for (const l of [...this.healthListeners]) l(h);
+  }
+
+  onHealth(listener: (health: StoreHealth) => void): () => void {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
   }
 
   async close(): Promise<void> {

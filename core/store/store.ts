@@ -60,6 +60,17 @@ export interface WatchOptions {
   fromSeq?: number;
   /** Only changes of these kinds. */
   kinds?: Kind[];
+  /**
+   * Called when this client fell behind the change log's retention (a long disconnection) and changes were lost
+   * to the stream: the watcher must relist to see the current state. Changes after the gap keep coming.
+   */
+  onGap?: () => void;
+}
+
+/** Whether the store can serve reads and writes now; `reason` says why not. */
+export interface StoreHealth {
+  up: boolean;
+  reason?: string;
 }
 
 export interface Store {
@@ -95,6 +106,11 @@ export interface Store {
   listEphemeral(prefix: string): Promise<Record<string, unknown>>;
   /** Called with the full set under `prefix` now and after every change of it. */
   watchEphemeral(prefix: string, handler: EphemeralHandler): Promise<() => void>;
+
+  /** Reachability now: the ZooKeeper connection state, the file store's last write. */
+  health(): StoreHealth;
+  /** Called with the new health on every change of it; the returned function stops the calls. */
+  onHealth(listener: (health: StoreHealth) => void): () => void;
 
   close(): Promise<void>;
 }

@@ -18,6 +18,8 @@ export interface Watcher {
   kinds?: ReadonlySet<Kind>;
   /** The last seq this watcher has been given; it never sees one twice. */
   cursor: number;
+  /** Told when changes were lost to this watcher (the client fell behind the log's retention). */
+  onGap?: (() => void) | undefined;
 }
 
 /** Give `c` to `w` unless it has seen it; a throwing handler is reported, never breaks the stream. */

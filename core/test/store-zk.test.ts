@@ -17,8 +17,9 @@ test.after.always(async () => {
 });
 
 /** Deletes a whole subtree (removeRecursive exists in the library but not in its type definitions). */
-async function removeTree(root: string): Promise<void> {
+async function removeTree(root: string, auth?: string): Promise<void> {
   const c = zookeeper.createClient(zk.connectString) as zookeeper.Client & { removeRecursive(p: string, v: number, cb: () => void): void };
+  if (auth) c.addAuthInfo('digest', Buffer.from(auth));
   c.connect();
   await new Promise<void>((resolve) => c.removeRecursive(root, -1, () => resolve()));
   c.close();
@@ -171,6 +172,99 @@ test.serial('zk: an expired session loses its ephemerals, others see it, and the
   t.deepEqual((await b.listEphemeral('hosts/'))[key], { up: true });
   // The store keeps working on the new session.
   t.is(await a.create('Tenant', tenant()), 1);
+});
+
+test('zk: a request ZooKeeper refuses as malformed (BadArguments) is Invalid, not Unavailable', async (t) => {
+  const { open } = await openFresh(t);
+  const s = await open();
+  // Valid for the store's id check, refused by ZooKeeper's path rules (U+007F-U+009F are not allowed in names).
+  const err = await t.throwsAsync(s.create('Tenant', tenant('bad\u007fid')), { instanceOf: StoreError });
+  t.is(err?.code, 'Invalid');
+});
+
+test('zk: with credentials in the URL, the tree is only readable and writable with them', async (t) => {
+  const root = `/bees-test-${randomUUID().slice(0, 8)}`;
+  const auth = 'bees:s3cret';
+  const url = `zk://${auth}@${zk.connectString}${root}`;
+  const s = await ZooKeeperStore.open(url, { sessionTimeoutMs: 4000, opTimeoutMs: 5000 });
+  t.teardown(async () => {
+    await s.close();
+    await removeTree(root, auth);
+  });
+  t.false(s.url.includes('s3cret'), 'the password never shows in the store URL');
+  const id = randomUUID();
+  await s.create('Tenant', tenant(id));
+  await s.putEphemeral('hosts/h1', { up: true });
+
+  // A second client with the same credentials shares the tree.
+  const same = await ZooKeeperStore.open(url, { sessionTimeoutMs: 4000, opTimeoutMs: 5000 });
+  t.teardown(() => same.close());
+  t.is((await same.get('Tenant', id))?.version, 1);
+  t.is(await same.update('Tenant', { ...tenant(id), generation: 1 }, 1), 2);
+  t.deepEqual(await same.listEphemeral('hosts/'), { 'hosts/h1': { up: true } });
+
+  // Without them (or with others), the store does not open, and a raw client can neither read nor write.
+  for (const other of [`zk://${zk.connectString}${root}`, `zk://bees:wrong@${zk.connectString}${root}`]) {
+    const refused = await t.throwsAsync(ZooKeeperStore.open(other, { sessionTimeoutMs: 4000, opTimeoutMs: 5000 }), { instanceOf: StoreError });
+    t.regex(refused?.message ?? '', /denied access/);
+  }
+  const raw = zookeeper.createClient(zk.connectString);
+  raw.connect();
+  t.teardown(() => raw.close());
+  const codeOf = (fn: (cb: (e: unknown) => void) => void) => new Promise<number | undefined>((resolve) => fn((e) => resolve((e as { code?: number } | null)?.code)));
+  const NO_AUTH = zookeeper.Exception.NO_AUTH;
+  t.is(await codeOf((cb) => raw.getData(`${root}/models/Tenant/${id}`, cb)), NO_AUTH, 'read an object');
+  t.is(await codeOf((cb) => raw.getChildren(`${root}/models/Tenant`, cb)), NO_AUTH, 'list objects');
+  t.is(await codeOf((cb) => raw.setData(`${root}/models/Tenant/${id}`, Buffer.from('{}'), -1, cb)), NO_AUTH, 'overwrite an object');
+  t.is(await codeOf((cb) => raw.create(`${root}/models/Tenant/intruder`, Buffer.from('{}'), cb)), NO_AUTH, 'create an object');
+  t.is(await codeOf((cb) => raw.remove(`${root}/models/Tenant/${id}`, -1, cb)), NO_AUTH, 'delete an object');
+  t.is(await codeOf((cb) => raw.getData(`${root}/ephemeral/${encodeURIComponent('hosts/h1')}`, cb)), NO_AUTH, 'read a liveness record');
+  t.is((await s.get('Tenant', id))?.version, 2, 'the object is as its owners left it');
+});
+
+test.serial('zk: a client that falls behind the log retention tells its watchers (onGap) and lists the current state', async (t) => {
+  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: zk.port });
+  t.teardown(() => proxy.close());
+  const root = `/bees-test-${randomUUID().slice(0, 8)}`;
+  const a = await ZooKeeperStore.open(`zk://${proxy.address}${root}`, { sessionTimeoutMs: 4000, opTimeoutMs: 15_000 });
+  t.teardown(() => a.close());
+  const b = await ZooKeeperStore.open(`zk://${zk.connectString}${root}`, { sessionTimeoutMs: 4000, opTimeoutMs: 15_000, retention: 2 });
+  t.teardown(async () => {
+    await b.close();
+    await removeTree(root);
+  });
+  const kept = tenant();
+  const dropped = tenant();
+  await b.create('Tenant', kept);
+  await b.create('Tenant', dropped);
+  const seen: Change[] = [];
+  let gaps = 0;
+  t.teardown(await a.watch((c) => seen.push(c), { onGap: () => gaps++ }));
+  await a.sync();
+  t.is((await a.list('Tenant')).length, 2);
+
+  await proxy.cut();
+  await waitFor(() => !a.health().up, 'a sees the partition');
+  t.regex(a.health().reason ?? '', /disconnected/);
+  await b.delete('Tenant', dropped.id);
+  const added = tenant();
+  await b.create('Tenant', added);
+  for (let i = 0; i < 5; i++) await b.create('Tenant', tenant());
+  await new Promise((r) => setTimeout(r, 300)); // b trims in the background after each commit
+  await proxy.restore();
+
+  await waitFor(() => gaps === 1, 'a tells its watcher about the gap', 30_000);
+  t.true(a.health().up);
+  t.is(a.gaps, 1);
+  t.false(seen.some((c) => c.id === dropped.id), 'the delete was lost to the stream: only the gap tells');
+  const ids = new Set((await a.list('Tenant')).map((v) => v.value.id));
+  t.true(ids.has(kept.id) && ids.has(added.id) && !ids.has(dropped.id), 'a lists the current state');
+  t.is(ids.size, 7);
+  // The stream goes on after the gap.
+  const later = tenant();
+  await b.create('Tenant', later);
+  await waitFor(() => seen.some((c) => c.id === later.id), 'a sees later changes');
+  t.is(gaps, 1);
 });
 
 // Failure tests start servers of their own or break connections on purpose: one at a time (serial tests run before

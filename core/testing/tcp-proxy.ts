@@ -14,21 +14,22 @@ export class TcpProxy {
   private constructor(
     private readonly target: { host: string; port: number },
     readonly port: number,
+    private readonly host: string,
   ) {}
 
-  /** Listens on an ephemeral loopback port and relays every connection to target. */
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+  /** Listens on an ephemeral port of `host` (loopback by default) and relays every connection to target. */
+  static async start(target: { host: string; port: number }, host = '127.0.0.1'): Promise<TcpProxy> {
     const probe = net.createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => probe.listen(0, host, resolve));
     const port = (probe.address() as net.AddressInfo).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const proxy = new TcpProxy(target, port);
+    const proxy = new TcpProxy(target, port, host);
     await proxy.restore();
     return proxy;
   }
 
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.host}:${this.port}`;
   }
 
   private accept(client: net.Socket): void {
@@ -55,7 +56,7 @@ export class TcpProxy {
     const server = net.createServer((c) => this.accept(c));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
+      server.listen(this.port, this.host, () => resolve());
     });
     this.server = server;
   }

@@ -1,0 +1,260 @@
+// The change-log follower: a local cache of every object plus the recent changes, kept by reading the change log;
+// it serves list() and fans changes out to watch() handlers. A client that falls behind the log's retention (a long
+// disconnection) reloads every object and tells its watchers they missed changes (onGap), so they relist.
+import zookeeper, { type Stat } from 'node-zookeeper-client';
+import { KINDS, type Kind, type Models } from '../../model/types.js';
+import { StoreError, type Change, type ChangeHandler, type Versioned, type WatchOptions } from '../store.js';
+import { checkKind } from '../validate.js';
+import { deliver, type Watcher } from '../watcher.js';
+import { SEQ_STRIDE, childrenCb, logEntries, modelPath, trimmedSeq, zxidOf, type StoredChange } from './log.js';
+import { codeOf, sleep, type ZkSession } from './session.js';
+
+const { Exception } = zookeeper;
+
+interface CacheEntry {
+  version: number;
+  json: string;
+  zxid: bigint;
+}
+
+export class Follower {
+  private following: Promise<void> | undefined;
+  private followDirty = false;
+  private followWake: (() => void) | undefined;
+  private cursorTx = -1;
+  private readonly cache = new Map<Kind, Map<string, CacheEntry>>();
+  private ring: StoredChange[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private followWaiters: { tx: number; resolve: () => void; fail: (e: Error) => void }[] = [];
+  /** How many times this client fell behind the retention and reloaded (tests and diagnostics). */
+  gaps = 0;
+
+  constructor(
+    private readonly s: ZkSession,
+    private readonly root: string,
+    private readonly retention: number,
+    private readonly url: string,
+  ) {}
+
+  kick(): void {
+    this.followDirty = true;
+    this.followWake?.();
+  }
+
+  /** The objects of `kind` as of log entry `tx` (at least). */
+  async list<K extends Kind>(kind: K, tx: number): Promise<Versioned<Models[K]>[]> {
+    await this.sync(tx);
+    const out: Versioned<Models[K]>[] = [];
+    for (const e of this.cache.get(kind)?.values() ?? []) out.push({ value: JSON.parse(e.json) as Models[K], version: e.version });
+    return out;
+  }
+
+  /** Starts following the log (once) and waits until it has processed log entry `tx`. */
+  async sync(tx: number): Promise<void> {
+    if (!this.following) {
+      this.following = this.follow();
+      this.following.catch(() => {});
+    }
+    if (this.cursorTx >= tx && this.cursorTx >= 0) return;
+    const deadline = Date.now() + this.s.options.opTimeoutMs;
+    await new Promise<void>((resolve, reject) => {
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        this.followWaiters = this.followWaiters.filter((x) => x !== w);
+        reject(e);
+      };
+      const w = {
+        tx,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        fail,
+      };
+      // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
+      this.followWaiters.push(w);
+      const timer = setTimeout(() => fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`)), Math.max(0, deadline - Date.now()));
+    });
+  }
+
+  private async follow(): Promise<void> {
+    const s = this.s;
+    this.followDirty = true;
+    let loaded = false;
+    while (!s.closed) {
+      if (!this.followDirty) {
+        await new Promise<void>((r) => (this.followWake = r));
+        this.followWake = undefined;
+        continue;
+      }
+      this.followDirty = false;
+      try {
+        await s.waitConnected(Number.POSITIVE_INFINITY);
+        const children = await logEntries(s, this.root, false, () => this.kick());
+        if (!loaded) {
+          // Start: everything up to the newest entry comes from the objects themselves.
+          this.cursorTx = children.at(-1)?.tx ?? 0;
+          await this.loadAll();
+          loaded = true;
+        }
+        const fresh = children.filter((n) => n.tx > this.cursorTx);
+        if (fresh.length > 0 && Math.floor((await trimmedSeq(s, this.root)) / SEQ_STRIDE) > this.cursorTx) {
+          // We fell behind the retention (a long disconnection): reload the objects, and tell the watchers, whose
+          // stream now has a hole, so they relist.
+          process.emitWarning(`bees zk store: change log trimmed past this client's position; reloading ${this.url}`);
+          this.cursorTx = children.at(-1)!.tx;
+          await this.loadAll();
+          this.gaps++;
+          // Nothing older than the reload may be replayed to a new watcher as if it were contiguous.
+          this.ring = [];
+          this.releaseWaiters();
+          for (const w of [...this.watchers]) this.tellGap(w);
+          continue;
+        }
+        // Fetch in parallel (one round trip's latency), apply in order.
+        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
+        datas.forEach((p) => p.catch(() => {}));
+        for (let i = 0; i < fresh.length; i++) {
+          const [data, stat] = await datas[i]!;
+          const rec = JSON.parse(data.toString('utf8')) as { changes: Omit<StoredChange, 'seq' | 'zxid' | 'json'>[] & { value?: unknown }[] };
+          const zxid = zxidOf(stat.czxid);
+          const changes = rec.changes.map((c, j) => ({
+            seq: fresh[i]!.tx * SEQ_STRIDE + j,
+            kind: c.kind,
+            id: c.id,
+            type: c.type,
+            version: c.version,
+            json: c.type === 'delete' ? undefined : JSON.stringify((c as { value?: unknown }).value),
+            zxid,
+          }));
+          for (const c of changes) this.applyToCache(c);
+          this.cursorTx = fresh[i]!.tx;
+          for (const c of changes) this.remember(c);
+          for (const w of this.watchers) for (const c of changes) deliver(w, c, 'zk');
+        }
+        this.releaseWaiters();
+      } catch (err) {
+        if (s.closed) return;
+        if (process.env.BEES_STORE_DEBUG) console.error('follower', err);
+        this.followDirty = true;
+        // NO_NODE: an entry trimmed under us; the trimmed-watermark check handles it next round, at once.
+        if (codeOf(err) !== Exception.NO_NODE) await sleep(200);
+      }
+    }
+  }
+
+  private tellGap(w: Watcher): void {
+    // Changes up to the reload are covered by relisting: the stream goes on after it.
+    w.cursor = Math.max(w.cursor, this.cursorTx * SEQ_STRIDE + SEQ_STRIDE - 1);
+    if (!w.onGap) {
+      process.emitWarning(`bees zk store: a watcher without onGap missed changes trimmed from the log of ${this.url}`);
+      return;
+    }
+    try {
+      w.onGap();
+    } catch (err) {
+      process.emitWarning(`bees zk store: a gap handler threw: ${(err as Error).stack ?? err}`);
+    }
+  }
+
+  private releaseWaiters(): void {
+    const ready = this.followWaiters.filter((w) => this.cursorTx >= w.tx);
+    this.followWaiters = this.followWaiters.filter((w) => this.cursorTx < w.tx);
+    for (const w of ready) w.resolve();
+  }
+
+  /** Reads every object; entries of the log replayed afterwards apply only if newer (by zxid) than what was read. */
+  private async loadAll(): Promise<void> {
+    const s = this.s;
+    for (const kind of KINDS) {
+      const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
+      const map = new Map<string, CacheEntry>();
+      const reads = ids.map((id) =>
+        s.zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb)).then(
+          ([data, stat]) => map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) }),
+          (err) => {
+            if (codeOf(err) !== Exception.NO_NODE) throw err;
+          },
+        ),
+      );
+      await Promise.all(reads);
+      this.cache.set(kind, map);
+    }
+  }
+
+  private applyToCache(c: StoredChange): void {
+    let map = this.cache.get(c.kind);
+    if (!map) this.cache.set(c.kind, (map = new Map()));
+    const cur = map.get(c.id);
+    if (cur && cur.zxid >= c.zxid) return; // the object as read is already newer
+    if (c.type === 'delete') map.delete(c.id);
+    else map.set(c.id, { version: c.version, json: c.json!, zxid: c.zxid });
+  }
+
+  private remember(c: StoredChange): void {
+    this.ring.push(c);
+    if (this.ring.length > 2 * Math.min(this.retention * 4, 100_000)) this.ring = this.ring.slice(this.ring.length / 2);
+  }
+
+  /** The newest Change.seq in the log (the trimmed watermark when the log is empty). */
+  async lastSeq(): Promise<number> {
+    const children = await logEntries(this.s, this.root, true).catch((err) => {
+      throw this.s.unavailable(err);
+    });
+    const best = children.at(-1);
+    if (best) return best.tx * SEQ_STRIDE + best.count - 1;
+    return trimmedSeq(this.s, this.root);
+  }
+
+  async watch(handler: ChangeHandler, options: WatchOptions, ownTx: number): Promise<() => void> {
+    const s = this.s;
+    if (typeof handler !== 'function') throw new StoreError('Invalid', 'watch needs a handler function');
+    for (const k of options.kinds ?? []) checkKind(k);
+    if (options.fromSeq !== undefined && (!Number.isSafeInteger(options.fromSeq) || options.fromSeq < 0)) {
+      throw new StoreError('Invalid', `bad fromSeq ${JSON.stringify(options.fromSeq)}`);
+    }
+    if (options.onGap !== undefined && typeof options.onGap !== 'function') throw new StoreError('Invalid', 'onGap must be a function');
+    const last = await this.lastSeq();
+    await this.sync(Math.max(ownTx, Math.floor(last / SEQ_STRIDE)));
+    const w: Watcher = { handler, kinds: options.kinds ? new Set(options.kinds) : undefined, cursor: options.fromSeq ?? last, onGap: options.onGap };
+    if (w.cursor > last) throw new StoreError('Gone', `fromSeq ${w.cursor} is ahead of this store (last seq ${last}): it was reset or is another store`);
+    // Older than what this client has seen: read the backlog from ZooKeeper's log.
+    for (;;) {
+      const ringStart = this.ring[0]?.seq ?? (this.cursorTx + 1) * SEQ_STRIDE;
+      if (w.cursor >= ringStart - 1 || w.cursor >= this.cursorTx * SEQ_STRIDE + SEQ_STRIDE - 1) break;
+      if (w.cursor < (await trimmedSeq(s, this.root))) {
+        throw new StoreError('Gone', `changes after seq ${w.cursor} are no longer retained`);
+      }
+      const children = (await logEntries(s, this.root, true)).filter(
+        (n) => n.tx * SEQ_STRIDE + n.count - 1 > w.cursor && n.tx * SEQ_STRIDE < ringStart,
+      );
+      for (const n of children) {
+        let got: [Buffer, Stat];
+        try {
+          got = await s.read<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb));
+        } catch (err) {
+          if (codeOf(err) === Exception.NO_NODE) throw new StoreError('Gone', `changes after seq ${w.cursor} are no longer retained`);
+          throw err;
+        }
+        const rec = JSON.parse(got[0].toString('utf8')) as { changes: { kind: Kind; id: string; type: Change['type']; version: number; value?: unknown }[] };
+        rec.changes.forEach((c, j) =>
+          deliver(w, { seq: n.tx * SEQ_STRIDE + j, kind: c.kind, id: c.id, type: c.type, version: c.version, json: c.value === undefined ? undefined : JSON.stringify(c.value) }, 'zk'),
+        );
+      }
+      if (children.length === 0) w.cursor = Math.max(w.cursor, ringStart - 1);
+    }
+    // The rest from the ring, and registration, in one tick: nothing can slip between them.
+    for (const c of this.ring) deliver(w, c, 'zk');
+    this.watchers.add(w);
+    return () => {
+      this.watchers.delete(w);
+    };
+  }
+
+  close(): void {
+    this.watchers.clear();
+    this.followWake?.();
+    const closedError = new StoreError('Closed', `store ${this.url} is closed`);
+    for (const w of [...this.followWaiters]) w.fail(closedError);
+  }
+}
