@@ -122,7 +122,9 @@ function desiredBridge(view: TopologyView, facts: LocalFacts, bridge: Bridge, po
 }
 
 /** A router instance: a leg per bridge it is linked to, a neighbour per port on those bridges, its routes. */
-function desiredRouter(view: TopologyView, router: Router, rports: Port[], portsById: Map<string, Port>, byBridge: Map<string, Port[]>): DesiredRouter {
+function desiredRouter(
+  view: TopologyView, router: Router, rports: Port[], portsById: Map<string, Port>, byBridge: Map<string, Port[]>,
+): DesiredRouter {
   const legs: DesiredRouter['legs'] = [];
   const neighbours: NonNullable<DesiredRouter['neighbours']> = [];
   const legByPort = new Map<string, number>();
@@ -171,7 +173,9 @@ function desiredRouter(view: TopologyView, router: Router, rports: Port[], ports
  * neighbour entries to add (new or with a changed MAC) and remove; undefined when the whole router must be
  * re-applied. A workload coming or going changes only the neighbours, and a full apply rewrites the namespace.
  */
-export function neighbourDelta(prev: DesiredRouter | undefined, next: DesiredRouter): { add: RouterNeighbour[]; remove: RouterNeighbour[] } | undefined {
+export function neighbourDelta(
+  prev: DesiredRouter | undefined, next: DesiredRouter,
+): { add: RouterNeighbour[]; remove: RouterNeighbour[] } | undefined {
   if (!prev || !sameButNeighbours(prev, next)) return undefined;
   const key = (n: RouterNeighbour): string => `${n.ip}|${n.vni}`;
   const was = new Map((prev.neighbours ?? []).map((n) => [key(n), n]));

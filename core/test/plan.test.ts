@@ -35,7 +35,9 @@ class Recorder implements Datapath {
     return [];
   }
   ensureRouter(r: DesiredRouter) { return this.record('ensureRouter', r); }
-  setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) { return this.record('setRouterNeighbours', { id, add, remove }); }
+  setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) {
+    return this.record('setRouterNeighbours', { id, add, remove });
+  }
   removeRouter(id: string) { return this.record('removeRouter', id); }
   async inventory(): Promise<Inventory> {
     return { bridges: [], plugs: [], routers: [] };
@@ -68,7 +70,9 @@ async function world(t: ExecutionContext): Promise<World> {
   const store = await openStore(`file:${dir}`);
   const topo = new Topology(store);
   const host = (name: string, ip: string) => topo.create('Host', { name, addresses: [ip] });
-  const hosts = { a: await host('a', '192.0.2.1'), b: await host('b', '192.0.2.2'), c: await host('c', '192.0.2.3'), d: await host('d', '192.0.2.4') };
+  const hosts = {
+    a: await host('a', '192.0.2.1'), b: await host('b', '192.0.2.2'), c: await host('c', '192.0.2.3'), d: await host('d', '192.0.2.4'),
+  };
   const blue = await topo.create('Bridge', { name: 'blue', subnets: [{ cidr: '10.1.0.0/24' }] });
   const green = await topo.create('Bridge', { name: 'green', subnets: [{ cidr: '10.2.0.0/24' }] });
   const red = await topo.create('Bridge', { name: 'red', subnets: [{ cidr: '10.3.0.0/24' }] });
@@ -160,7 +164,8 @@ test('a router is planned where it serves local ports, with a leg per bridge and
   const w = await world(t);
   const onA = planFor(w, w.hosts.a).routers.get(w.r.id)!;
   t.truthy(onA);
-  t.deepEqual(onA.legs.map((l) => [l.vni, l.addresses]).sort(), [[w.blue.tunnelKey, ['10.1.0.1/24']], [w.green.tunnelKey, ['10.2.0.1/24']]]);
+  const legs = onA.legs.map((l) => [l.vni, l.addresses]).sort();
+  t.deepEqual(legs, [[w.blue.tunnelKey, ['10.1.0.1/24']], [w.green.tunnelKey, ['10.2.0.1/24']]]);
   t.deepEqual(onA.neighbours?.map((n) => n.ip).sort(), ['10.1.0.10', '10.1.0.20', '10.2.0.30']);
   // Connected routes are the kernel's own: the link routes to the legs' subnets are not repeated.
   t.deepEqual(onA.routes, []);
@@ -171,7 +176,8 @@ test('a router is planned where it serves local ports, with a leg per bridge and
   const lone = await w.topo.create('Host', { name: 'e', addresses: ['192.0.2.5'] });
   await w.topo.create('Port', { bridgeId: w.red.id, hostId: lone.id, interfaceName: 'bp-e1', ips: ['10.3.0.50'] });
   await w.topo.create('Route', { routerId: w.r.id, dst: '0.0.0.0/0', nextHop: 'blackhole' });
-  await cacheUntil(w.cache, () => w.cache.list('Route').some((r) => r.nextHop === 'blackhole') && w.cache.list('Port').some((p) => p.hostId === lone.id));
+  await cacheUntil(w.cache, () => w.cache.list('Route').some((r) => r.nextHop === 'blackhole'));
+  await cacheUntil(w.cache, () => w.cache.list('Port').some((p) => p.hostId === lone.id));
   const onE = planHost(w.cache, { hostId: lone.id, underlayMtu: MTU });
   t.deepEqual([...onE.bridges.keys()], [w.red.id]);
   t.is(onE.routers.size, 0);
@@ -201,7 +207,8 @@ test('tenants are isolated: another tenant\'s ports, bridges and routers never e
   t.not(b.bridges.get(other.id)!.vni, b.bridges.get(w.blue.id)!.vni);
   t.deepEqual(b.bridges.get(other.id)!.remotes, []);
   t.deepEqual(b.routers.get(ro.id)!.legs.map((l) => l.vni), [other.tunnelKey]);
-  t.deepEqual(b.routers.get(ro.id)!.neighbours?.map((n) => n.mac), [(await w.topo.list('Port', { bridgeId: other.id })).find((p) => p.interfaceName === 'bp-x1')!.mac]);
+  const x1 = (await w.topo.list('Port', { bridgeId: other.id })).find((p) => p.interfaceName === 'bp-x1')!;
+  t.deepEqual(b.routers.get(ro.id)!.neighbours?.map((n) => n.mac), [x1.mac]);
 });
 
 test('a plug under way (pinned) brings its bridge before the cache shows its port', (t) => {
@@ -215,7 +222,9 @@ test('neighbourDelta: only neighbours changed gives the entries to add and remov
   const base: DesiredRouter = { id: 'r', legs: [{ vni: 1, mac: '02:00:00:00:00:01', addresses: ['10.1.0.1/24'] }], routes: [], neighbours: [
     { ip: '10.1.0.10', mac: '02:00:00:00:00:0a', vni: 1 }, { ip: '10.1.0.20', mac: '02:00:00:00:00:14', vni: 1 },
   ] };
-  const next: DesiredRouter = { ...base, neighbours: [{ ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 }, { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 }] };
+  const next: DesiredRouter = { ...base, neighbours: [
+    { ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 }, { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 },
+  ] };
   t.deepEqual(neighbourDelta(base, next), {
     add: [{ ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 }, { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 }],
     remove: [{ ip: '10.1.0.20', mac: '02:00:00:00:00:14', vni: 1 }],

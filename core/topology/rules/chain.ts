@@ -15,7 +15,8 @@ export const ruleRule: KindRule<'Rule'> = {
   async fill(d, tx) {
     const chainId = given(d, 'chainId');
     // Appended to its chain unless placed.
-    const position = d.position ?? Math.max(0, ...(await tx.list('Rule')).filter((r) => r.value.chainId === chainId).map((r) => r.value.position)) + 1;
+    const taken = (await tx.list('Rule')).filter((r) => r.value.chainId === chainId).map((r) => r.value.position);
+    const position = d.position ?? Math.max(0, ...taken) + 1;
     return { ...d, id: d.id ?? randomId(), chainId, action: given(d, 'action'), condition: d.condition ?? {}, position };
   },
   validate: validateRule,

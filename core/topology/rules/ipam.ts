@@ -10,7 +10,8 @@ export const ipamBlockRule: KindRule<'IpamBlock'> = {
   fill(d) {
     const bridgeId = given(d, 'bridgeId');
     const cidr = given(d, 'cidr');
-    return { ...d, id: d.id ?? stableId('IpamBlock', bridgeId, cidr), bridgeId, subnet: given(d, 'subnet'), cidr, allocations: d.allocations ?? {} };
+    const id = d.id ?? stableId('IpamBlock', bridgeId, cidr);
+    return { ...d, id, bridgeId, subnet: given(d, 'subnet'), cidr, allocations: d.allocations ?? {} };
   },
   validate: validateIpamBlock,
 };

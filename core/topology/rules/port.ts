@@ -11,7 +11,8 @@ import type { KindRule } from './rule.js';
 export const portRule: KindRule<'Port'> = {
   fill(d) {
     const type = d.type ?? (d.routerId !== undefined && d.bridgeId === undefined ? 'router' : 'bridge');
-    const id = d.id ?? (d.owner && typeof d.bridgeId === 'string' ? workloadPortId(d.bridgeId, d.owner.workloadId, d.owner.ifname) : randomId());
+    const owner = d.owner;
+    const id = d.id ?? (owner && typeof d.bridgeId === 'string' ? workloadPortId(d.bridgeId, owner.workloadId, owner.ifname) : randomId());
     return {
       ...d, type, id, mac: d.mac ?? macFor(id), ips: d.ips ?? [], adminStateUp: d.adminStateUp ?? true, status: d.status ?? 'unknown',
       portSecurity: d.portSecurity ?? type === 'bridge', portGroupIds: d.portGroupIds ?? [], options: d.options ?? {},
