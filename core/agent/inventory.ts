@@ -13,8 +13,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { plugName } from '../datapath/names.js';
-import type { DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from '../datapath/types.js';
-import type { HostDatapath } from './reconciler.js';
+import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from '../datapath/types.js';
 
 export const INVENTORY_FILE = 'datapath-inventory.json';
 
@@ -130,7 +129,7 @@ export class LocalInventory {
 }
 
 /** A datapath whose sweep is limited to a set of objects (LinuxDatapath). */
-export interface SweepableDatapath extends HostDatapath {
+export interface SweepableDatapath extends Datapath {
   sweep(desired: Partial<Inventory>, owned?: Partial<Inventory>): Promise<void>;
 }
 
@@ -138,7 +137,7 @@ export interface SweepableDatapath extends HostDatapath {
  * The agent's datapath: records what it makes in the local inventory and sweeps only that. Router ids in the
  * kernel inventory may be the shortened namespace form; the inner sweep matches both.
  */
-export class OwnedDatapath implements HostDatapath {
+export class OwnedDatapath implements Datapath {
   /** What was last reported as left alone, so a resync every 30 s does not repeat it. */
   private reported = '';
 

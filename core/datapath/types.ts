@@ -109,3 +109,22 @@ export interface Inventory {
   plugs: string[];
   routers: string[];
 }
+
+/**
+ * What the agent's reconciler drives: desired state in, converged kernel out. LinuxDatapath implements it; each
+ * method converges (tolerating what already exists) and touches only objects of ours.
+ */
+export interface Datapath {
+  ensureBridge(b: DesiredBridge): Promise<void>;
+  removeBridge(vni: number): Promise<void>;
+  plug(p: PlugSpec): Promise<PlugResult>;
+  unplug(hostIfname: string): Promise<void>;
+  checkPlug(p: PlugSpec): Promise<string[]>;
+  ensureRouter(r: DesiredRouter): Promise<void>;
+  /** Optional fast path: change only the permanent neighbours of a router ensureRouter has set up. */
+  setRouterNeighbours?(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void>;
+  removeRouter(id: string): Promise<void>;
+  inventory(): Promise<Inventory>;
+  /** Removes every object of ours that `desired` does not name. */
+  sweep(desired: Partial<Inventory>): Promise<void>;
+}

@@ -1,0 +1,209 @@
+// Planning: what this host's kernel must hold, computed from a snapshot of the topology and a few local facts
+// (this host's id, its underlay MTU, the plugs under way). Pure: no I/O, no clock, no state kept between calls, so
+// it is tested on its own (core/test/plan.test.ts) and the reconciler only carries the plan out.
+//
+// A host realizes a virtual bridge only where it serves: where a port of it is bound here, or where a router that
+// serves a local port has a leg on it (traffic routed here towards that bridge leaves from here, straight to the
+// destination host). Routers are realized on every host that has local ports on one of their bridges.
+import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
+import type { DesiredBridge, DesiredRouter, RouterNeighbour, RouterRoute } from '../datapath/types.js';
+import { parseCidr } from '../net/ip.js';
+import type { CachedKind } from './cache.js';
+
+/** The topology as the agent's cache holds it (TopologyCache is one). */
+export interface TopologyView {
+  get<K extends CachedKind>(kind: K, id: string): Models[K] | undefined;
+  list<K extends CachedKind>(kind: K): Models[K][];
+}
+
+/** A workload port being plugged here whose creation the cache has not seen yet. */
+export interface Pin {
+  bridgeId: string;
+  hostIfname: string;
+}
+
+export interface LocalFacts {
+  hostId: string;
+  /** MTU of this host's underlay: a bridge without its own MTU gets 50 bytes less (the VXLAN overhead). */
+  underlayMtu: number;
+  /** Plugs under way: their bridge and veth are desired even before the cache shows their port. */
+  pins?: Iterable<Pin>;
+}
+
+export interface HostPlan {
+  bridges: Map<string, DesiredBridge>;
+  routers: Map<string, DesiredRouter>;
+  /** Host-side interface names of the ports bound here. */
+  plugs: Set<string>;
+}
+
+/** The underlay address a host is reached on for tunnels. */
+export function tunnelIpOf(host: Host | undefined): string | undefined {
+  if (!host) return undefined;
+  return host.tunnelZones[0]?.ip ?? host.addresses[0];
+}
+
+export function bareIp(ipOrCidr: string): string {
+  const slash = ipOrCidr.indexOf('/');
+  return slash < 0 ? ipOrCidr : ipOrCidr.slice(0, slash);
+}
+
+/** The desired state of host `facts.hostId` for the topology `view`. */
+export function planHost(view: TopologyView, facts: LocalFacts): HostPlan {
+  const me = facts.hostId;
+  const pins = [...(facts.pins ?? [])];
+  const ports = view.list('Port');
+  const portsById = new Map(ports.map((p) => [p.id, p]));
+  const byBridge = new Map<string, Port[]>();
+  for (const p of ports) {
+    if (p.type !== 'bridge' || !p.bridgeId) continue;
+    let list = byBridge.get(p.bridgeId);
+    if (!list) byBridge.set(p.bridgeId, (list = []));
+    list.push(p);
+  }
+  const local = ports.filter((p) => p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName);
+
+  // Routers serving bridges with local ports, and through them every bridge those routers join: traffic routed
+  // here towards a bridge without local ports still leaves from here, straight to the destination host.
+  const routerIds = new Set<string>();
+  const bridgeIds = new Set([...local.map((p) => p.bridgeId!), ...pins.map((p) => p.bridgeId)]);
+  for (const bid of [...bridgeIds]) {
+    for (const bp of byBridge.get(bid) ?? []) {
+      const rp = bp.peerId ? portsById.get(bp.peerId) : undefined;
+      if (rp?.type === 'router' && rp.routerId && view.get('Router', rp.routerId)?.adminStateUp !== false) routerIds.add(rp.routerId);
+    }
+  }
+  const routerPorts = new Map<string, Port[]>();
+  for (const p of ports) {
+    if (p.type !== 'router' || !p.routerId || !routerIds.has(p.routerId)) continue;
+    let list = routerPorts.get(p.routerId);
+    if (!list) routerPorts.set(p.routerId, (list = []));
+    list.push(p);
+    const peer = p.peerId ? portsById.get(p.peerId) : undefined;
+    if (peer?.bridgeId) bridgeIds.add(peer.bridgeId);
+  }
+
+  const bridges = new Map<string, DesiredBridge>();
+  for (const bid of bridgeIds) {
+    const bridge = view.get('Bridge', bid);
+    if (!bridge || !bridge.adminStateUp) continue;
+    bridges.set(bid, desiredBridge(view, facts, bridge, byBridge.get(bid) ?? [], portsById));
+  }
+
+  const routers = new Map<string, DesiredRouter>();
+  for (const rid of routerIds) {
+    const router = view.get('Router', rid);
+    if (!router) continue;
+    const r = desiredRouter(view, router, routerPorts.get(rid) ?? [], portsById, byBridge);
+    if (r.legs.length > 0) routers.set(rid, r);
+  }
+  return { bridges, routers, plugs: new Set([...local.map((p) => p.interfaceName!), ...pins.map((p) => p.hostIfname)]) };
+}
+
+/** A bridge as this host holds it: an FDB entry per remote port, a flood entry per other host, router gateways. */
+function desiredBridge(view: TopologyView, facts: LocalFacts, bridge: Bridge, ports: Port[], portsById: Map<string, Port>): DesiredBridge {
+  const remotes: DesiredBridge['remotes'] = [];
+  const flood = new Set<string>();
+  const gateways: NonNullable<DesiredBridge['gateways']> = [];
+  for (const p of ports) {
+    const peer = p.peerId ? portsById.get(p.peerId) : undefined;
+    if (peer?.type === 'router') {
+      for (const cidr of peer.ips) gateways.push({ ip: bareIp(cidr), mac: peer.mac });
+      continue;
+    }
+    if (!p.hostId || p.hostId === facts.hostId || !p.interfaceName) continue;
+    const hostIp = tunnelIpOf(view.get('Host', p.hostId));
+    if (!hostIp) continue;
+    remotes.push({ mac: p.mac, ips: p.ips.map(bareIp), hostIp });
+    flood.add(hostIp);
+  }
+  const mtu = bridge.mtu ?? facts.underlayMtu - 50;
+  return { vni: bridge.tunnelKey, mtu, remotes, floodHosts: [...flood].sort(), gateways };
+}
+
+/** A router instance: a leg per bridge it is linked to, a neighbour per port on those bridges, its routes. */
+function desiredRouter(
+  view: TopologyView, router: Router, rports: Port[], portsById: Map<string, Port>, byBridge: Map<string, Port[]>,
+): DesiredRouter {
+  const legs: DesiredRouter['legs'] = [];
+  const neighbours: NonNullable<DesiredRouter['neighbours']> = [];
+  const legByPort = new Map<string, number>();
+  const subnets: string[] = [];
+  let internal = false;
+  for (const rp of rports) {
+    const peer = rp.peerId ? portsById.get(rp.peerId) : undefined;
+    const bridge = peer?.bridgeId ? view.get('Bridge', peer.bridgeId) : undefined;
+    if (!bridge || !bridge.adminStateUp) continue;
+    legs.push({ vni: bridge.tunnelKey, mac: rp.mac, addresses: rp.ips });
+    legByPort.set(rp.id, bridge.tunnelKey);
+    internal ||= bridge.internal === true;
+    // The uplink to the host is IPv4 link-local: the host reaches IPv4 workloads (probes, published ports).
+    for (const s of bridge.subnets) if (!s.cidr.includes(':')) subnets.push(s.cidr);
+    for (const p of byBridge.get(bridge.id) ?? []) {
+      if (p.peerId || !p.hostId) continue;
+      for (const ip of p.ips) neighbours.push({ ip: bareIp(ip), mac: p.mac, vni: bridge.tunnelKey });
+    }
+  }
+  const routes: RouterRoute[] = [];
+  for (const r of view.list('Route')) {
+    if (r.routerId !== router.id) continue;
+    if (r.nextHop === 'blackhole' || r.nextHop === 'reject') {
+      routes.push({ dst: r.dst, type: r.nextHop });
+      continue;
+    }
+    if (r.nextHop !== 'port' || !r.nextHopPortId) continue;
+    const vni = legByPort.get(r.nextHopPortId);
+    if (vni === undefined) continue;
+    // Routes to a leg's own subnet are connected routes the kernel already has.
+    if (!r.nextHopGateway && isConnected(r.dst, portsById.get(r.nextHopPortId))) continue;
+    routes.push(r.nextHopGateway ? { dst: r.dst, via: r.nextHopGateway, vni } : { dst: r.dst, vni });
+  }
+  return {
+    id: router.id,
+    legs,
+    routes,
+    neighbours,
+    snat: router.snat && !internal,
+    hostReachable: internal ? [] : subnets,
+  };
+}
+
+/**
+ * How to bring a router from `prev` (what was last applied) to `next`: when only its neighbours differ, the
+ * neighbour entries to add (new or with a changed MAC) and remove; undefined when the whole router must be
+ * re-applied. A workload coming or going changes only the neighbours, and a full apply rewrites the namespace.
+ */
+export function neighbourDelta(
+  prev: DesiredRouter | undefined, next: DesiredRouter,
+): { add: RouterNeighbour[]; remove: RouterNeighbour[] } | undefined {
+  if (!prev || !sameButNeighbours(prev, next)) return undefined;
+  const key = (n: RouterNeighbour): string => `${n.ip}|${n.vni}`;
+  const was = new Map((prev.neighbours ?? []).map((n) => [key(n), n]));
+  const now = new Map((next.neighbours ?? []).map((n) => [key(n), n]));
+  const add = [...now.values()].filter((n) => was.get(key(n))?.mac !== n.mac);
+  const remove = [...was.values()].filter((n) => !now.has(key(n)));
+  return { add, remove };
+}
+
+/** Two router states differ at most in their neighbours. */
+function sameButNeighbours(a: DesiredRouter, b: DesiredRouter): boolean {
+  return JSON.stringify({ ...a, neighbours: [] }) === JSON.stringify({ ...b, neighbours: [] });
+}
+
+/** Keys of the bridges and routers a plan holds (what a sweep would keep). */
+export function keysOf(plan: HostPlan): Set<string> {
+  return new Set([...[...plan.bridges.values()].map((b) => `bridge/${b.vni}`), ...[...plan.routers.keys()].map((id) => `router/${id}`)]);
+}
+
+function isConnected(dst: string, routerPort: Port | undefined): boolean {
+  if (!routerPort) return false;
+  try {
+    const d = parseCidr(dst, 'dst');
+    return routerPort.ips.some((cidr) => {
+      const leg = parseCidr(cidr, 'ip');
+      return leg.family === d.family && leg.prefix === d.prefix && leg.network === d.network;
+    });
+  } catch {
+    return false;
+  }
+}
