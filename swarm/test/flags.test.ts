@@ -1,7 +1,10 @@
 // The agent's --docker-* flags: where the plugin listens, its scope, the engine socket; bad values are refused
 // with a message naming the flag.
 import test from 'ava';
+import { join, relative } from 'node:path';
 import { agentOptionsFrom } from '../../core/agent/run.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
+import { pluginConfig } from '../install/managed.js';
 import { dockerPluginConfigOf } from '../driver/daemon.js';
 
 test('docker plugin flags', (t) => {
@@ -26,4 +29,15 @@ test('bees agent takes --docker-plugin with or without a value', (t) => {
   t.is(agentOptionsFrom(['--docker-plugin', '--docker-scope', 'global']).extraServices?.length, 1);
   t.is(agentOptionsFrom(['--docker-plugin', 'unix:p.sock', '--run-dir', '/tmp/r']).extraServices?.length, 1);
   t.throws(() => agentOptionsFrom(['--docker-scope', 'global']), { message: /need --docker-plugin/ });
+});
+
+test('the managed plugin mounts the directory of its agent socket only, not the run directory', (t) => {
+  const config = pluginConfig({ out: '/x', beesRunDir: '/run/bees' }) as {
+    mounts: { source: string; destination: string }[]; env: { name: string; value: string }[];
+  };
+  t.deepEqual(config.mounts.map((m) => m.source), [`/run/bees/${AGENT_PLUGIN_SOCKET_DIR}`]);
+  // The proxy's socket, seen through the mount, is the one the agent serves at AGENT_PLUGIN_SOCKET_NAME.
+  const inside = config.env.find((e) => e.name === 'BEES_AGENT_SOCKET')!.value;
+  const mount = config.mounts[0]!;
+  t.is(join(mount.source, relative(mount.destination, inside)), join('/run/bees', AGENT_PLUGIN_SOCKET_NAME));
 });

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { installLegacy, uninstallLegacy } from '../install/legacy.js';
 import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
 import { BUSYBOX_IMAGE } from './dockerd.js';
@@ -52,7 +52,7 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
     await d.docker(['plugin', 'rm', '-f', name]).catch(() => undefined);
   });
   // Each test host has its own agent run directory; on a real host the default /run/bees is right.
-  await d.docker(['plugin', 'set', name, `${RUN_MOUNT}.source=${host.runDir}`]);
+  await d.docker(['plugin', 'set', name, `${RUN_MOUNT}.source=${join(host.runDir, AGENT_PLUGIN_SOCKET_DIR)}`]);
   await d.docker(['plugin', 'enable', name]);
   t.is(await d.docker(['plugin', 'inspect', '-f', '{{.Enabled}}', name]), 'true');
   const id = await d.docker(['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.82.0.0/24', 'pnet']);

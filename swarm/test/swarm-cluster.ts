@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from '../../e2e/lib/cluster.js';
-import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 
@@ -43,7 +43,7 @@ export async function startSwarm(hosts: number): Promise<Swarm> {
     const plugin = `bees-test/mn${randomBytes(3).toString('hex')}:latest`;
     await Promise.all(daemons.map(async (d, i) => {
       await d.docker(['plugin', 'create', plugin, pluginDir as string]);
-      await d.docker(['plugin', 'set', plugin, `${RUN_MOUNT}.source=${cluster.host(i).runDir}`]);
+      await d.docker(['plugin', 'set', plugin, `${RUN_MOUNT}.source=${join(cluster.host(i).runDir, AGENT_PLUGIN_SOCKET_DIR)}`]);
       await d.docker(['plugin', 'enable', plugin]);
     }));
     const [manager, ...workers] = daemons as [Dockerd, ...Dockerd[]];
