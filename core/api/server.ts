@@ -83,7 +83,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   if (opts.token !== undefined && opts.token === opts.readToken) throw new Error('the read-only token must differ from the full token');
   const base = { logger: opts.logger ?? false, bodyLimit: opts.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
     // Keep-alive clients must not hold a closing server open.
-    forceCloseConnections: true };
+    forceCloseConnections: true,
+    // Ids may be 256 characters (idSchema), percent-encoded in a path up to three times that; fastify's default of
+    // 100 answered 414 for an object the API had just created.
+    routerOptions: { maxParamLength: 1024 } };
   // The https variant has its own overload; the app is used the same way afterwards.
   const app = (opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base)) as unknown as FastifyInstance;
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };

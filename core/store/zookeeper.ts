@@ -316,6 +316,8 @@ export class ZooKeeperStore implements Store {
 
   private unavailable(err: unknown): StoreError {
     if (err instanceof StoreError) return err;
+    // ZooKeeper refusing a path or an argument is the caller's mistake (a 400), not an outage (a 503).
+    if (codeOf(err) === Exception.BAD_ARGUMENTS) return new StoreError('Invalid', `ZooKeeper refused the request: ${(err as Error).message}`);
     return new StoreError('Unavailable', `ZooKeeper ${this.hosts}: ${(err as Error).message}`);
   }
 
