@@ -173,6 +173,30 @@ test.serial('midonet chains after other plugins: prevResult is kept and our inte
   t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
 });
 
+test.serial('the bandwidth capability shapes the port the agent made: tbf on the host veth, an ifb for egress; DEL removes both', async (t) => {
+  const { h, subnet } = await setup(t);
+  const list = parseNetworkConfig(JSON.stringify({
+    cniVersion: '1.0.0', name: `mn-${randomSuffix()}`,
+    plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr, capabilities: { bandwidth: true } }],
+  }));
+  const ns = await workload(t);
+  const rt: RuntimeConf = { containerId: `bw${randomSuffix(6)}`, netns: ns.path, ifname: 'eth0', capabilityArgs: { bandwidth: { ingressRate: 8_000_000, ingressBurst: 80_000, egressRate: 4_000_000, egressBurst: 80_000 } } };
+  t.teardown(() => h.delNetworkList(list, rt).catch(() => undefined));
+  const r = (await h.addNetworkList(list, rt)) as { interfaces: { name: string; sandbox?: string }[] };
+  const hostIf = r.interfaces.find((i) => i.name.startsWith('bv') && !i.sandbox)!.name;
+  const ifb = `bw${hostIf.slice(2)}`;
+  t.regex((await cluster.harness.exec(agent.host, ['tc', 'qdisc', 'show', 'dev', hostIf])).stdout, /tbf .*rate 8Mbit/);
+  t.regex((await cluster.harness.exec(agent.host, ['tc', 'qdisc', 'show', 'dev', ifb])).stdout, /tbf .*rate 4Mbit/);
+  await h.delNetworkList(list, rt);
+  t.not((await cluster.harness.exec(agent.host, ['ip', 'link', 'show', 'dev', ifb])).code, 0, 'the ifb went with the port');
+  t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
+  // A rate without its burst is the runtime's mistake, refused before anything is made.
+  const bad: RuntimeConf = { ...rt, containerId: `bw${randomSuffix(6)}`, capabilityArgs: { bandwidth: { ingressRate: 8_000_000 } } };
+  const err = await t.throwsAsync(h.addNetworkList(list, bad));
+  t.regex(err!.message, /ingressBurst/);
+  t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
+});
+
 test.serial('GC at 1.1.0: the agent keeps only the valid attachments and frees the rest', async (t) => {
   const { h, subnet } = await setup(t);
   const list = parseNetworkConfig(JSON.stringify({ cniVersion: '1.1.0', name: `mn-${randomSuffix()}`, plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }] }));

@@ -38,6 +38,9 @@ export interface AgentOptions {
   /** Workload API socket; default <runDir>/workload.sock. */
   workloadSocket?: string;
   token?: string;
+  /** REST API: a token that may only read (GETs, /metrics); TLS certificate and key (PEM). */
+  readToken?: string;
+  tls?: { cert: string | Buffer; key: string | Buffer };
   stateDir?: string;
   runDir?: string;
   /** Periodic full reconcile, milliseconds. */
@@ -157,6 +160,7 @@ export class Agent {
     const metrics = this.metrics;
     this.api = buildApi({
       topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}),
+      ...(o.readToken ? { readToken: o.readToken } : {}), ...(o.tls ? { tls: o.tls } : {}),
       extraRoutes: (app) => {
         app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
       },

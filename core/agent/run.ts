@@ -2,10 +2,12 @@
 import { parseArgs } from 'node:util';
 import { dockerPluginConfigOf, startDockerPlugin } from '../../swarm/driver/daemon.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
+import { serverSecrets, TOKEN_ON_ARGV } from '../api/credentials.js';
 import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
 
 export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port ${DEFAULT_TUNNEL_PORT}]
-           [--listen unix:PATH|tcp://HOST:PORT] [--token T] [--workload-socket PATH]
+           [--listen unix:PATH|tcp://HOST:PORT] [--token-file FILE] [--read-token-file FILE]
+           [--tls-cert FILE --tls-key FILE] [--workload-socket PATH]
            [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]
            [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]`;
 
@@ -26,7 +28,12 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
       'underlay-ip': { type: 'string' },
       'tunnel-port': { type: 'string' },
       listen: { type: 'string' },
+      // Declared only to refuse it with a reason instead of "unknown option".
       token: { type: 'string' },
+      'token-file': { type: 'string' },
+      'read-token-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'workload-socket': { type: 'string' },
       'state-dir': { type: 'string' },
       'run-dir': { type: 'string' },
@@ -36,6 +43,8 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
       'docker-host': { type: 'string' },
     },
   });
+  if (values.token !== undefined) throw new Error(TOKEN_ON_ARGV);
+  const secrets = serverSecrets({ tokenFile: values['token-file'], readTokenFile: values['read-token-file'], tlsCert: values['tls-cert'], tlsKey: values['tls-key'] }, process.env);
   const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
   const store = values.store ?? process.env.BEES_STORE ?? `file:${stateDir}/store`;
   let tunnelPort: number | undefined;
@@ -56,7 +65,7 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
     ...(tunnelPort ? { tunnelPort } : {}),
     ...(values.listen ? { listen: values.listen } : {}),
-    ...(values.token ? { token: values.token } : {}),
+    ...secrets,
     ...(values['workload-socket'] ? { workloadSocket: values['workload-socket'] } : {}),
     ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
   };

@@ -18,6 +18,7 @@ import type {
   WorkloadRef,
 } from '../workload/types.js';
 import type { PlugSpec } from '../datapath/types.js';
+import { checkBandwidth } from '../datapath/bandwidth.js';
 import { PortMapError, publishPorts, unpublishPorts } from '../datapath/nft/index.js';
 import type { TopologyCache } from './cache.js';
 import type { Reconciler } from './reconciler.js';
@@ -67,6 +68,13 @@ export class Workloads {
     }
     if (typeof req.network !== 'string' || req.network === '') throw invalid('network is required', 'network');
     if (req.mac !== undefined && !isMac(req.mac)) throw invalid(`mac ${JSON.stringify(req.mac)} is not a MAC address`, 'mac');
+    if (req.bandwidth) {
+      try {
+        checkBandwidth(req.bandwidth, 'attach');
+      } catch (e) {
+        throw invalid((e as Error).message, 'bandwidth');
+      }
+    }
     const requested = (req.ips ?? []).map((ip, i) => requestedIp(ip, `ips[${i}]`));
     // Fail at once rather than after the store's timeouts, with nothing made: the runtime retries later.
     const health = this.d.ready();
@@ -169,6 +177,7 @@ export class Workloads {
       mtu: this.mtuOf(bridge),
       portSecurity: true,
       hostSideOnly: req.hostSideOnly === true,
+      ...(req.bandwidth ? { bandwidth: req.bandwidth } : {}),
     };
   }
 

@@ -1,6 +1,7 @@
-// A small typed client of the REST API, over a unix socket or TCP (with a bearer token). Used by the CLI and the
-// agent. Errors come back as ApiError, a TopologyError carrying the HTTP status, so callers branch on `code`.
+// A small typed client of the REST API, over a unix socket, TCP or HTTPS (with a bearer token). Used by the CLI and
+// the agent. Errors come back as ApiError, a TopologyError carrying the HTTP status, so callers branch on `code`.
 import http from 'node:http';
+import https from 'node:https';
 import type { Kind, Models, Port } from '../model/types.js';
 import { TopologyError, type TopologyErrorCode } from '../topology/errors.js';
 import type { ListFilter } from '../topology/service.js';
@@ -31,11 +32,13 @@ function codeOf(status: number): TopologyErrorCode {
 
 export interface ApiClientOptions {
   token?: string;
+  /** CA certificate(s) (PEM) to trust for an https:// endpoint, instead of the system store. */
+  ca?: string | Buffer;
   /** Per-request timeout in ms (default 30 s). */
   timeoutMs?: number;
 }
 
-type Target = { socketPath: string } | { host: string; port: number };
+type Target = { socketPath: string } | { host: string; port: number; tls: boolean };
 
 function parseEndpoint(endpoint: string): Target {
   if (endpoint.startsWith('unix:')) {
@@ -43,9 +46,9 @@ function parseEndpoint(endpoint: string): Target {
     if (!socketPath) throw new TopologyError('invalid', `API endpoint ${endpoint}: no socket path`);
     return { socketPath };
   }
-  const m = /^(?:tcp|http):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
-  if (!m) throw new TopologyError('invalid', `API endpoint ${JSON.stringify(endpoint)} is neither unix:/path nor tcp://host:port`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  const m = /^(tcp|http|https):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
+  if (!m) throw new TopologyError('invalid', `API endpoint ${JSON.stringify(endpoint)} is neither unix:/path, tcp://host:port nor https://host:port`);
+  return { host: m[2]!.replace(/^\[|\]$/g, ''), port: Number(m[3]), tls: m[1] === 'https' };
 }
 
 export class ApiClient {
@@ -65,7 +68,9 @@ export class ApiClient {
     }
     if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
     return new Promise<T>((resolve, reject) => {
-      const req = http.request({ ...this.target, method, path, headers, timeout: this.opts.timeoutMs ?? 30_000 }, (res) => {
+      const t = this.target;
+      const common = { method, path, headers, timeout: this.opts.timeoutMs ?? 30_000 };
+      const onResponse = (res: http.IncomingMessage): void => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
@@ -84,7 +89,10 @@ export class ApiClient {
             ? (e.error as TopologyErrorCode) : codeOf(status);
           reject(new ApiError(code, e.message ?? `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`, status, e.field, e.id));
         });
-      });
+      };
+      const req = 'socketPath' in t ? http.request({ ...common, socketPath: t.socketPath }, onResponse)
+        : t.tls ? https.request({ ...common, host: t.host, port: t.port, ...(this.opts.ca ? { ca: this.opts.ca } : {}) }, onResponse)
+          : http.request({ ...common, host: t.host, port: t.port }, onResponse);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.opts.timeoutMs ?? 30_000} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
         const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is the API running?' : err.message;

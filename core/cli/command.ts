@@ -2,6 +2,7 @@
 // (option parsing with the common flags, tables for people, JSON for scripts, one-line errors).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient, DEFAULT_API } from '../api/client.js';
+import { clientSecrets, ENV, TOKEN_ON_ARGV } from '../api/credentials.js';
 
 /** Where a command writes, and its environment (so tests and embedding need no real process). */
 export interface Io {
@@ -41,14 +42,19 @@ export type Options = NonNullable<ParseArgsConfig['options']>;
 /** Flags every API-talking command accepts. */
 export const COMMON_OPTIONS = {
   api: { type: 'string' },
+  // Declared only to refuse it with a reason (TOKEN_ON_ARGV) instead of "unknown option".
   token: { type: 'string' },
+  'token-file': { type: 'string' },
+  ca: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies Options;
 
 export const COMMON_USAGE = `Common options:
-  --api unix:PATH|tcp://HOST:PORT   API endpoint (default $BEES_API or ${DEFAULT_API})
-  --token T                         bearer token for a TCP endpoint (default $BEES_TOKEN)
+  --api unix:PATH|tcp://HOST:PORT|https://HOST:PORT
+                                    API endpoint (default $BEES_API or ${DEFAULT_API})
+  --token-file FILE                 bearer token for a TCP endpoint (default $${ENV.token})
+  --ca FILE                         CA certificate for an https endpoint (default $${ENV.ca})
   --json                            machine-readable output`;
 
 /** parseArgs with the common options; a bad flag is a usage error naming it. */
@@ -59,6 +65,7 @@ export function parse<O extends Options>(cmd: Command, args: string[], options: 
   } catch (err) {
     throw new CliError(`${cmd.name}: ${(err as Error).message.split('\n')[0]}\nusage: ${cmd.usage.split('\n')[0]}`, 2);
   }
+  if ((parsed.values as { token?: string }).token !== undefined) throw new CliError(`${cmd.name}: ${TOKEN_ON_ARGV}`, 2);
   const n = parsed.positionals.length;
   if (n < positionals.min || n > positionals.max) {
     const what = n < positionals.min ? 'missing argument' : `unexpected argument '${parsed.positionals[positionals.max]}'`;
@@ -68,11 +75,10 @@ export function parse<O extends Options>(cmd: Command, args: string[], options: 
 }
 
 /** The API client for the endpoint named by --api, $BEES_API or the default socket. */
-export function apiClient(values: { api?: string; token?: string }, io: Io): ApiClient {
+export function apiClient(values: { api?: string; 'token-file'?: string; ca?: string }, io: Io): ApiClient {
   const endpoint = values.api ?? io.env.BEES_API ?? DEFAULT_API;
-  const token = values.token ?? io.env.BEES_TOKEN;
   try {
-    return new ApiClient(endpoint, token ? { token } : {});
+    return new ApiClient(endpoint, clientSecrets({ tokenFile: values['token-file'], ca: values.ca }, io.env));
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }

@@ -7,6 +7,7 @@ import { IFNAME_RULES, ifnameProblem, validIfname } from '../net/ifname.js';
 import { familyOf, normalizeMac, parseCidr, checkDestination } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { announceWhenUp } from './announce.js';
+import { applyBandwidth, checkBandwidth, ifbName, shapes } from './bandwidth.js';
 import { bridgeMtu } from './bridge.js';
 import { isGone } from './exec.js';
 import {
@@ -37,6 +38,7 @@ function validate(ctx: HostContext, p: PlugSpec): Checked {
     checkDestination(r.dst);
     if (r.gw) familyOf(r.gw, `gateway of route ${r.dst}`);
   }
+  if (p.bandwidth) checkBandwidth(p.bandwidth, `plug ${p.ifname}`);
   const mtu = p.mtu ?? bridgeMtu(ctx, undefined);
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new Error(`plug ${p.ifname}: invalid MTU ${mtu}`);
   return { ...p, hostIfname, mac: normalizeMac(p.mac), mtu };
@@ -100,6 +102,7 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   let ifindex: number | undefined;
   const link = async (): Promise<void> => {
     await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
+    if (shapes(p.bandwidth)) await step(`could not shape ${host}`, () => applyBandwidth(ctx.netns, host, p.bandwidth!));
     if (!p.hostSideOnly) ifindex = await step(`could not configure ${p.ifname} in ${p.netns}`, () => configureWorkload(p));
   };
   // The nft transaction and the links proceed side by side (each waits in the kernel on a pool thread).
@@ -119,10 +122,13 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }
 
-/** Remove a plug: the veth (its peer goes with it, namespace or not) and exactly its nft chains, of every feature. */
+/** Remove a plug: the veth (its peer goes with it, namespace or not), its ifb if shaped, and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!validIfname(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
-  const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, (s) => deleteLink(s, hostIfname)));
+  const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, async (s) => {
+    await deleteLink(s, hostIfname);
+    await deleteLink(s, ifbName(hostIfname));
+  }));
   await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }
 

@@ -1,4 +1,5 @@
 // The datapath's contract with the agent: desired state in, converged kernel out.
+import type { Bandwidth } from './bandwidth.js';
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -63,6 +64,8 @@ export interface PlugSpec {
   portSecurity?: boolean;
   /** Create both veth ends in the host namespace; the caller moves the peer (libnetwork). */
   hostSideOnly?: boolean;
+  /** Shape the port (bandwidth.ts); absent: unshaped. */
+  bandwidth?: Bandwidth;
 }
 
 export interface PlugResult {

@@ -12,10 +12,24 @@ export type JsonSchema = Record<string, unknown>;
 
 // ------------------------------------------------------------------------------------------- fragments
 
-/** Ids are store keys: no slash or control characters (core/store/validate.ts checkId says the same). */
+/**
+ * Ids are store keys, znode names and journal keys: printable ASCII without '/', and not '.' or '..'. ZooKeeper
+ * refuses more than control characters (U+007F-U+009F, surrogates, most private use, U+FFF0-U+FFFF), so the API
+ * refuses every non-ASCII character rather than keep a copy of ZooKeeper's list (core/store/validate.ts checkId
+ * is the store's own, looser check).
+ */
 export const idSchema: JsonSchema = {
-  type: 'string', minLength: 1, maxLength: 256, pattern: '^[^/\\u0000-\\u001f]+$',
+  type: 'string', minLength: 1, maxLength: 256, pattern: '^(?!\\.\\.?$)[\\x21-\\x2e\\x30-\\x7e]+$',
   description: 'Object id (usually a UUID)',
+};
+/**
+ * Linux interface names (dev_valid_name): at most 15 bytes, not '.' or '..', no '/', ':' or whitespace; no '%'
+ * either (the kernel reads it as a template, "eth%d", and refuses any other). ASCII only, so 15 characters are
+ * 15 bytes.
+ */
+const ifnameSchema: JsonSchema = {
+  type: 'string', minLength: 1, maxLength: 15, pattern: '^(?!\\.\\.?$)[\\x21-\\x24\\x26-\\x2e\\x30-\\x39\\x3b-\\x7e]+$',
+  description: 'Linux interface name',
 };
 /** Names users type: Docker's network-name alphabet plus '@' and '+' (orchestrator-derived names). */
 export const nameSchema: JsonSchema = {
@@ -115,10 +129,10 @@ const SPECS: Record<Kind, KindSpec> = {
     fields: {
       id: idSchema, tenantId: idSchema, type: strEnum('bridge', 'router'), bridgeId: idSchema, routerId: idSchema,
       mac: macSchema, ips: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 68 } }, peerId: idSchema,
-      hostId: idSchema, interfaceName: { type: 'string', minLength: 1, maxLength: 15, pattern: '^[^/\\s:]+$' },
+      hostId: idSchema, interfaceName: ifnameSchema,
       owner: obj({
         orchestrator: strEnum('cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'),
-        workloadId: { type: 'string', minLength: 1, maxLength: 512 }, ifname: { type: 'string', minLength: 1, maxLength: 64 },
+        workloadId: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }, ifname: ifnameSchema,
       }, ['orchestrator', 'workloadId', 'ifname']),
       adminStateUp: boolSchema, status: strEnum('up', 'down', 'unknown'), portSecurity: boolSchema,
       inboundFilterId: idSchema, outboundFilterId: idSchema, portGroupIds: ids(), options: optionsSchema,
@@ -128,7 +142,7 @@ const SPECS: Record<Kind, KindSpec> = {
   },
   Host: {
     fields: {
-      id: idSchema, name: { type: 'string', minLength: 1, maxLength: 253 }, addresses: { type: 'array', maxItems: 64, items: ipSchema },
+      id: idSchema, name: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[^\\u0000-\\u001f\\u007f/]+$' }, addresses: { type: 'array', maxItems: 64, items: ipSchema },
       tunnelZones: { type: 'array', maxItems: 64, items: obj({ zoneId: idSchema, ip: ipSchema }, ['zoneId', 'ip']) },
       tunnelPort: portNumber, underlayMtu: { type: 'integer', minimum: 68, maximum: 65535 },
       version: { type: 'string', maxLength: 128 },

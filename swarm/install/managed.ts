@@ -1,24 +1,24 @@
 // `bees docker plugin build --out DIR`: a managed (v2) Docker plugin made from local files only, for
 // `docker plugin create NAME DIR` and `docker plugin enable NAME`. Its rootfs holds one program, a socket proxy
 // (plugin-proxy.ts compiled by bun, plus the shared libraries it links) forwarding dockerd's calls to the agent's
-// plugin socket through a bind mount of the agent's run directory. The plugin itself holds no state.
+// plugin socket through a bind mount of the directory holding that socket alone. The plugin itself holds no state.
 import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { AGENT_PLUGIN_SOCKET_NAME, PLUGIN_NAME } from '../driver/plugin-name.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME, PLUGIN_NAME } from '../driver/plugin-name.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const EXE = '/usr/bin/bees-plugin-proxy';
-/** Name of the mount of the agent's run directory: `docker plugin set NAME bees-run.source=/other/dir`. */
+/** Name of the mount of the agent's plugin-socket directory: `docker plugin set NAME bees-run.source=/other/run/docker-plugin`. */
 export const RUN_MOUNT = 'bees-run';
 
 export interface ManagedBuild {
   out: string;
-  /** The agent's run directory on the host (it serves `docker-plugin.sock` there with --docker-plugin unix:docker-plugin.sock). */
+  /** The agent's run directory on the host (it serves its plugin socket there with --docker-plugin unix:docker-plugin/agent.sock). */
   beesRunDir: string;
 }
 
@@ -32,14 +32,16 @@ export function pluginConfig(b: ManagedBuild): object {
     workdir: '/',
     env: [
       { name: 'BEES_PLUGIN_SOCKET', description: 'where dockerd calls the plugin', value: `/run/docker/plugins/${PLUGIN_NAME}.sock` },
-      { name: 'BEES_AGENT_SOCKET', description: "the agent's plugin socket", value: `/run/bees/${AGENT_PLUGIN_SOCKET_NAME}` },
+      { name: 'BEES_AGENT_SOCKET', description: "the agent's plugin socket", value: `/run/bees/${basename(AGENT_PLUGIN_SOCKET_NAME)}` },
     ],
     interface: { types: ['docker.networkdriver/1.0', 'docker.ipamdriver/1.0'], socket: `${PLUGIN_NAME}.sock` },
     // Only unix sockets cross the plugin's boundary: no network, no capabilities.
     network: { type: 'none' },
     linux: { capabilities: [] },
+    // The directory of the agent's plugin socket only, not the run directory: the REST and workload sockets there
+    // would let the plugin change the topology and attach workloads.
     mounts: [{
-      name: RUN_MOUNT, description: "the bees agent's run directory", source: b.beesRunDir, destination: '/run/bees',
+      name: RUN_MOUNT, description: "the directory of the bees agent's plugin socket", source: join(b.beesRunDir, AGENT_PLUGIN_SOCKET_DIR), destination: '/run/bees',
       type: 'bind', options: ['rbind'], settable: ['source'],
     }],
   };

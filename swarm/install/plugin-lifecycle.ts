@@ -1,8 +1,10 @@
 // A managed (v2) plugin's life in dockerd, through the engine API (dockerode): create it from the directory
 // `bees docker plugin build` made, point its run-directory mount at the agent's, enable, disable, remove. What
 // `docker plugin create/set/enable/disable/rm` do, without needing the docker CLI on the host.
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
+import { AGENT_PLUGIN_SOCKET_DIR } from '../driver/plugin-name.js';
 import { RUN_MOUNT } from './managed.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -41,7 +43,10 @@ export interface ManagedInstall {
   runDir?: string;
 }
 
-/** `docker plugin create NAME DIR`, `docker plugin set NAME bees-run.source=RUNDIR`, `docker plugin enable NAME`. */
+/**
+ * `docker plugin create NAME DIR`, `docker plugin set NAME bees-run.source=RUNDIR/docker-plugin`, `docker plugin enable
+ * NAME`: the plugin sees only the directory of the agent's plugin socket, not the rest of the run directory.
+ */
 export async function installManagedPlugin(docker: Docker, p: ManagedInstall): Promise<void> {
   const ctx = pack(p.dir);
   try {
@@ -56,7 +61,7 @@ export async function installManagedPlugin(docker: Docker, p: ManagedInstall): P
   }
   const plugin = pluginOf(docker, p.name);
   if (p.runDir) {
-    await plugin.configure({ _body: [`${RUN_MOUNT}.source=${p.runDir}`] }).catch((e: unknown) => {
+    await plugin.configure({ _body: [`${RUN_MOUNT}.source=${join(p.runDir, AGENT_PLUGIN_SOCKET_DIR)}`] }).catch((e: unknown) => {
       throw explain(`set ${RUN_MOUNT}.source of plugin ${p.name}`, e);
     });
   }

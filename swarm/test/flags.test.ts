@@ -1,7 +1,10 @@
 // The agent's --docker-* flags: where the plugin listens, its scope, the engine socket; bad values are refused
 // with a message naming the flag.
 import test from 'ava';
+import { join, relative } from 'node:path';
 import { agentOptionsFrom } from '../../core/agent/run.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
+import { pluginConfig } from '../install/managed.js';
 import { dockerPluginConfigOf } from '../driver/daemon.js';
 import { dockerPluginBuildCommand } from '../commands.js';
 import type { Io } from '../../core/cli/command.js';
@@ -34,4 +37,15 @@ test('bees docker plugin build: --docker-host needs --install and takes unix://P
   const io: Io = { out: () => undefined, err: () => undefined, env: {} };
   await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--docker-host', 'unix:///d.sock'], io), { message: /--docker-host needs --install/ });
   await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--install', 'x', '--docker-host', '/d.sock'], io), { message: /--docker-host takes unix:\/\/PATH/ });
+});
+
+test('the managed plugin mounts the directory of its agent socket only, not the run directory', (t) => {
+  const config = pluginConfig({ out: '/x', beesRunDir: '/run/bees' }) as {
+    mounts: { source: string; destination: string }[]; env: { name: string; value: string }[];
+  };
+  t.deepEqual(config.mounts.map((m) => m.source), [`/run/bees/${AGENT_PLUGIN_SOCKET_DIR}`]);
+  // The proxy's socket, seen through the mount, is the one the agent serves at AGENT_PLUGIN_SOCKET_NAME.
+  const inside = config.env.find((e) => e.name === 'BEES_AGENT_SOCKET')!.value;
+  const mount = config.mounts[0]!;
+  t.is(join(mount.source, relative(mount.destination, inside)), join('/run/bees', AGENT_PLUGIN_SOCKET_NAME));
 });

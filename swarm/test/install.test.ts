@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
+import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { installLegacy, uninstallLegacy } from '../install/legacy.js';
 import { buildManagedPlugin, RUN_MOUNT } from '../install/managed.js';
 import { disablePlugin, dockerClient, enablePlugin, installManagedPlugin, pluginEnabled, removePlugin } from '../install/plugin-lifecycle.js';
@@ -56,7 +56,7 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   // Each test host has its own agent run directory; on a real host the default /run/bees is right.
   await installManagedPlugin(api, { name, dir: out, runDir: host.runDir });
   t.true(await pluginEnabled(api, name));
-  t.is(await d.docker(['plugin', 'inspect', '-f', `{{.Enabled}} {{range .Settings.Mounts}}{{if eq .Name "${RUN_MOUNT}"}}{{.Source}}{{end}}{{end}}`, name]), `true ${host.runDir}`, 'the CLI sees what the API made');
+  t.is(await d.docker(['plugin', 'inspect', '-f', `{{.Enabled}} {{range .Settings.Mounts}}{{if eq .Name "${RUN_MOUNT}"}}{{.Source}}{{end}}{{end}}`, name]), `true ${join(host.runDir, AGENT_PLUGIN_SOCKET_DIR)}`, 'the CLI sees what the API made');
   await t.throwsAsync(installManagedPlugin(api, { name, dir: out }), { message: /^create plugin .* from .*: .*already exists/ });
   const id = await d.docker(['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.82.0.0/24', 'pnet']);
   t.truthy((await store.list('Bridge')).find((b) => b.value.labels['docker.network.id'] === id));
