@@ -6,12 +6,11 @@ import test from 'ava';
 import type { Chain, IpAddrGroup } from '../model/types.js';
 import { bridgeName } from '../datapath/names.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
-import { applyChains, bindStage, bridgeZoneScript, ensureConntrack } from '../datapath/nft/policy.js';
-import { addrGroupElements, addrGroupSet, compileChain, type CompileContext } from '../policy/compile.js';
+import { addrGroupScript, applyChains, bindStage, bridgeZoneScript, ensureConntrack } from '../datapath/nft/policy.js';
+import { compileChain, type CompileContext } from '../policy/compile.js';
 import {
   ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyRule, type PolicyView,
 } from '../policy/simulate.js';
-import { replaceSetScript } from '../datapath/nft/policy.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type TestPort } from './datapath-helpers.js';
 
 // One process per workload: TCP listeners on 80 and 8080, a UDP echo on 5353 and 7777.
@@ -108,8 +107,7 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   await ensureConntrack(ns);
   await nftApply(ns, bridgeZoneScript(bridgeName(vni), 7), 'zone');
   await applyChains(ns, chains.map((x) => compileChain(x.id, rules, ctx)));
-  const els = addrGroupElements(group);
-  await nftApply(ns, replaceSetScript({ name: addrGroupSet(group.id, 4), type: 'ipv4_addr', interval: true }, els.v4), 'group');
+  await nftApply(ns, addrGroupScript(group), 'group');
   await bindStage(ns, 'port-outbound', A.hostIfname!, 'to-a');
   await bindStage(ns, 'port-outbound', B.hostIfname!, 'to-b');
   await bindStage(ns, 'port-inbound', D.hostIfname!, 'from-d');

@@ -7,8 +7,9 @@
 // transaction; attaching or detaching an interface touches only its stage chain and map element; group membership
 // is set elements. Not wired into the agent yet: every function here is callable on its own (and from tests), and
 // the *Script builders let a caller fold them into a plug's transaction.
+import type { IpAddrGroup } from '../../model/types.js';
 import type { CompiledChain, MarkBits, SetDecl } from '../../policy/compile.js';
-import { DEFAULT_MARKS, chainName } from '../../policy/compile.js';
+import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
 import type { StageName } from '../../policy/simulate.js';
 import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
@@ -144,6 +145,18 @@ export function replaceSetScript(s: SetDecl, elements: readonly string[]): strin
   const lines = [setDecl(s), `flush set ${t} ${s.name}`];
   if (elements.length) lines.push(`add element ${t} ${s.name} { ${elements.join(', ')} }`);
   return header(HOST_BRIDGE) + lines.join('\n') + '\n';
+}
+
+/** Both sets of an address group (IPv4, IPv6) replaced by its current addresses, one script. */
+export function addrGroupScript(g: Pick<IpAddrGroup, 'id' | 'addresses'>): string {
+  const { v4, v6 } = addrGroupElements(g);
+  return replaceSetScript({ name: addrGroupSet(g.id, 4), type: 'ipv4_addr', interval: true }, v4)
+    + replaceSetScript({ name: addrGroupSet(g.id, 6), type: 'ipv6_addr', interval: true }, v6);
+}
+
+/** A port group's set: the MACs of its member ports (port security makes a MAC name its port). */
+export function portGroupScript(groupId: string, memberMacs: readonly string[]): string {
+  return replaceSetScript({ name: portGroupSet(groupId), type: 'ether_addr' }, memberMacs.map((m) => m.toLowerCase()));
 }
 
 /** Add or delete single elements of a set (a group member joining or leaving). */
