@@ -175,3 +175,73 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   t.true(await c.h.ping(C.netns!, ipOf(A), { timeoutSec: 1 }), 'the new rule holds for the next packet');
   t.is(await nftQuery(ns, 'list chain bridge bees c-to-b', 'nft'), before, 'another chain was not rewritten (its counters kept)');
 });
+
+// Receive one UDP datagram on port argv[1] within argv[2] seconds (exit 0), after optionally sending one to
+// argv[3]:argv[4] from that port; send-only when argv[2] is 0.
+const UDP_PEER = `
+import socket, sys
+port, wait = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port))
+if len(sys.argv) > 3:
+    s.sendto(b'x', (sys.argv[3], int(sys.argv[4])))
+if wait == 0:
+    sys.exit(0)
+s.settimeout(wait)
+try:
+    s.recvfrom(100)
+except OSError:
+    sys.exit(1)
+`;
+
+test.serial('conntrack zones per bridge: a connection on one bridge is no return flow on another with the same addresses', async (t) => {
+  t.timeout(120_000);
+  const c = await cluster(t, 1);
+  const host = c.h.hosts[0]!;
+  const dp = c.dp.get(host.name)!;
+  const [x, y] = [randomVni(), randomVni() + 1];
+  // Two tenants, identical subnets and addresses.
+  const mk = (vni: number, last: number): TestPort => ({ host, vni, mac: mac(), ips: [`10.78.0.${last}/24`], portSecurity: true });
+  const [A1, B1, A2, B2] = [mk(x, 2), mk(x, 3), mk(y, 2), mk(y, 3)];
+  const all = [A1, B1, A2, B2];
+  await dp.ensureBridge(desiredBridge(host, x, all));
+  await dp.ensureBridge(desiredBridge(host, y, all));
+  await plugAll(c, all);
+  const ns = host.netns;
+  await ensureConntrack(ns);
+  await nftApply(ns, bridgeZoneScript(bridgeName(x), 101) + bridgeZoneScript(bridgeName(y), 102), 'zones');
+  // A2 accepts replies only (and ARP).
+  const rules: PolicyRule[] = [
+    { id: 'arp', chainId: 'to-a2', position: 1, action: 'accept', condition: { ethertype: ETH_ARP } },
+    { id: 'ret', chainId: 'to-a2', position: 2, action: 'accept', condition: { matchReturnFlow: true } },
+    { id: 'end', chainId: 'to-a2', position: 3, action: 'drop', condition: {} },
+  ];
+  const view: PolicyView = {
+    chains: [{ id: 'to-a2', name: 'to-a2' }], rules, ipAddrGroups: [],
+    ports: [{ id: 'a2', portGroupIds: [], adminStateUp: true, outboundFilterId: 'to-a2' }, { id: 'b2', portGroupIds: [], adminStateUp: true }],
+  };
+  await applyChains(ns, [compileChain('to-a2', rules, { macOf: () => undefined, chainExists: () => true })]);
+  await bindStage(ns, 'port-outbound', A2.hostIfname!, 'to-a2');
+  const udp = (p: TestPort, args: (string | number)[]) => c.h.exec(p.netns!, ['python3', '-c', UDP_PEER, ...args.map(String)]).then((r) => r.code === 0);
+
+  // On bridge X, A1:5000 → B1:5353 is delivered (no filters there): conntrack now holds that connection.
+  const b1 = udp(B1, [5353, 3]);
+  await new Promise((res) => setTimeout(res, 300));
+  t.true(await udp(A1, [5000, 0, ipOf(B1), 5353]));
+  t.true(await b1, 'B1 got the datagram');
+
+  // On bridge Y, B2:5353 → A2:5000 has the reply tuple of X's connection. It is not a reply on Y.
+  const unsolicited = { srcIp: ipOf(B2), dstIp: ipOf(A2), proto: PROTO_UDP, srcPort: 5353, dstPort: 5000, inPortId: 'b2', outPortId: 'a2' };
+  t.false(simulateExchange(view, { id: 'y' }, unsolicited).delivered);
+  const a2 = udp(A2, [5000, 2]);
+  await new Promise((res) => setTimeout(res, 300));
+  await udp(B2, [5353, 0, ipOf(A2), 5000]);
+  t.false(await a2, 'the kernel took it for a reply of the other tenant\'s connection');
+
+  // Control: once A2 itself sent to B2:5353, the same datagram is a return flow and passes.
+  const request = { ...unsolicited, srcIp: ipOf(A2), dstIp: ipOf(B2), srcPort: 5000, dstPort: 5353, inPortId: 'a2', outPortId: 'b2' };
+  t.true(simulateExchange(view, { id: 'y' }, request).delivered);
+  const a2again = udp(A2, [5000, 3, ipOf(B2), 5353]);
+  await new Promise((res) => setTimeout(res, 500));
+  await udp(B2, [5353, 0, ipOf(A2), 5000]);
+  t.true(await a2again, 'a real reply on Y passes');
+});
