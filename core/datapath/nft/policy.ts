@@ -1,0 +1,185 @@
+// MidoNet chains in the kernel (../../../shared/reference/chains-lb.md §2.3–2.8): compiled chains `c-<chainId>` in
+// `table bridge bees`, reached from the four policy stages (port inbound = from-port, bridge inbound, bridge
+// outbound, port outbound = to-port) by a per-interface chain holding one `goto`; conntrack per bridge in its own
+// zone and the return-flow mark bit from `table inet bees-ct`; groups as named sets.
+//
+// Incremental by construction: a chain change is `add chain; flush chain; add rule…` of that chain only, in one
+// transaction; attaching or detaching an interface touches only its stage chain and map element; group membership
+// is set elements. Not wired into the agent yet: every function here is callable on its own (and from tests), and
+// the *Script builders let a caller fold them into a plug's transaction.
+import type { IpAddrGroup } from '../../model/types.js';
+import type { CompiledChain, MarkBits, SetDecl } from '../../policy/compile.js';
+import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
+import type { StageName } from '../../policy/simulate.js';
+import { nftApply, nftQuery } from './apply.js';
+import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
+import { FROM_PORT, HOST_BRIDGE, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
+
+// The bridge stages are declared here until the registry (tables.ts) takes them; their base chains and maps are
+// already declared there. For the lead: add BRIDGE_IN/BRIDGE_OUT to STAGES so forgetDevices removes them too.
+export const BRIDGE_IN: Stage = { table: HOST_BRIDGE, base: 'st-bin', map: 'bridge-in', chain: (i) => `bi-${i}` };
+export const BRIDGE_OUT: Stage = { table: HOST_BRIDGE, base: 'st-bout', map: 'bridge-out', chain: (i) => `bo-${i}` };
+
+/** Which nft stage carries each of MidoNet's filters of a bridged packet. */
+export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
+  'port-inbound': FROM_PORT,
+  'bridge-inbound': BRIDGE_IN,
+  'bridge-outbound': BRIDGE_OUT,
+  'port-outbound': TO_PORT,
+};
+
+/**
+ * `table inet bees-ct` (host namespace): the conntrack zone of each bridge (bridged frames reach the inet hooks
+ * through br_netfilter with iif = the bridge), and the return-flow mark bit the bridge stages read. Declared here
+ * (not in the registry yet: its map needs `typeof`, which the registry's `type` strings cannot say).
+ */
+export const HOST_CT: Table = {
+  family: 'inet',
+  name: 'bees-ct',
+  namespace: 'host',
+  baseChains: [
+    { name: 'raw', type: 'filter', hook: 'prerouting', priority: -300 },
+    { name: 'tag-forward', type: 'filter', hook: 'forward', priority: 0 },
+    { name: 'tag-clear', type: 'filter', hook: 'postrouting', priority: 300 },
+  ],
+  maps: {},
+};
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+/** Marks the installed version of the conntrack table, so an unchanged one is not re-flushed (RCU wait). */
+const ctVersion = (m: MarkBits): string => `bees:ct:1:${hex(m.returnFlow)}`;
+
+export function conntrackScript(marks: MarkBits = DEFAULT_MARKS): string {
+  const t = ref(HOST_CT);
+  const ret = hex(marks.returnFlow);
+  const keep = hex(~marks.returnFlow >>> 0);
+  const chain = (name: string, rules: string[]): string[] => {
+    const c = HOST_CT.baseChains.find((b) => b.name === name)!;
+    return [
+      `add chain ${t} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy accept; }`,
+      `flush chain ${t} ${c.name}`,
+      ...rules.map((r) => `add rule ${t} ${c.name} ${r}`),
+    ];
+  };
+  return [
+    `add table ${t} { comment "${OWNER_COMMENT}"; }`,
+    `add map ${t} zones { typeof iifname : ct zone; }`,
+    // Before conntrack (-200): a bridge's frames meet only that bridge's connections (tenants may reuse addresses).
+    ...chain('raw', ['ct zone set iifname map @zones']),
+    // After br_netfilter's IP FORWARD pass, before the bridge stages at +10: MidoNet's "return flow" is a reply,
+    // or a packet related to a delivered connection (ICMP errors), chains-lb.md §2.3.
+    ...chain('tag-forward', [
+      `ct direction reply ct state established meta mark set meta mark or ${ret}`,
+      `ct state related meta mark set meta mark or ${ret}`,
+    ]),
+    // Only our bit is cleared, so nothing of ours leaks into fwmark routing of the tunnel or underlay.
+    ...chain('tag-clear', [`meta mark set meta mark and ${keep} comment "${ctVersion(marks)}"`]),
+    '',
+  ].join('\n');
+}
+
+/** Install `table inet bees-ct` unless this version of it is in place. */
+export async function ensureConntrack(netns: string | undefined, marks: MarkBits = DEFAULT_MARKS): Promise<void> {
+  const listing = await nftQuery(netns, `list table ${ref(HOST_CT)}`, 'nft').catch(() => '');
+  if (listing.includes(ctVersion(marks))) return;
+  await nftApply(netns, conntrackScript(marks), `could not install table ${ref(HOST_CT)}`);
+}
+
+/** Give bridge `bridgeIfname` (`bb-…`) its own conntrack zone (1–65535, allocated by the caller). */
+export function bridgeZoneScript(bridgeIfname: string, zone: number): string {
+  if (!Number.isInteger(zone) || zone < 1 || zone > 0xffff) throw new Error(`conntrack zone ${zone} is not in 1–65535`);
+  const t = ref(HOST_CT);
+  // add, delete, add: replaces a previous zone whatever it was, and is no error when there was none.
+  return [
+    `add element ${t} zones { "${bridgeIfname}" : ${zone} }`,
+    `delete element ${t} zones { "${bridgeIfname}" }`,
+    `add element ${t} zones { "${bridgeIfname}" : ${zone} }`,
+    '',
+  ].join('\n');
+}
+
+export const removeBridgeZoneScript = (bridgeIfname: string): string => {
+  const t = ref(HOST_CT);
+  return `add element ${t} zones { "${bridgeIfname}" : 1 }\ndelete element ${t} zones { "${bridgeIfname}" }\n`;
+};
+
+const setDecl = (s: SetDecl): string =>
+  `add set ${ref(HOST_BRIDGE)} ${s.name} { type ${s.type};${s.interval ? ' flags interval;' : ''} }`;
+
+/**
+ * Install or replace compiled chains, one transaction: their sets (created empty when missing), the chains they
+ * jump to (created empty when missing, so the order among `chains` does not matter), then each chain flushed and
+ * rewritten. Nothing else in the table is touched.
+ */
+export function chainsScript(chains: readonly CompiledChain[]): string {
+  const t = ref(HOST_BRIDGE);
+  const lines: string[] = [];
+  const sets = new Map<string, SetDecl>();
+  for (const c of chains) for (const s of c.sets) sets.set(s.name, s);
+  for (const s of sets.values()) lines.push(setDecl(s));
+  const exist = new Set<string>();
+  for (const c of chains) for (const n of [c.name, ...c.jumps.map(chainName)]) exist.add(n);
+  for (const n of exist) lines.push(`add chain ${t} ${n}`);
+  for (const c of chains) {
+    lines.push(`flush chain ${t} ${c.name}`);
+    for (const r of c.rules) lines.push(`add rule ${t} ${c.name} ${r}`);
+  }
+  return header(HOST_BRIDGE) + lines.join('\n') + '\n';
+}
+
+export async function applyChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<void> {
+  if (chains.length === 0) return;
+  await nftApply(netns, chainsScript(chains), `could not install chains ${chains.map((c) => c.chainId).join(', ')}`);
+}
+
+/** Remove a compiled chain (it must no longer be referenced by a stage or a jump). */
+export function removeChainScript(chainId: string): string {
+  const t = ref(HOST_BRIDGE);
+  const n = chainName(chainId);
+  return `add chain ${t} ${n}\nflush chain ${t} ${n}\ndelete chain ${t} ${n}\n`;
+}
+
+/** Replace a set's elements (one transaction); for a single member change prefer setElementsScript. */
+export function replaceSetScript(s: SetDecl, elements: readonly string[]): string {
+  const t = ref(HOST_BRIDGE);
+  const lines = [setDecl(s), `flush set ${t} ${s.name}`];
+  if (elements.length) lines.push(`add element ${t} ${s.name} { ${elements.join(', ')} }`);
+  return header(HOST_BRIDGE) + lines.join('\n') + '\n';
+}
+
+/** Both sets of an address group (IPv4, IPv6) replaced by its current addresses, one script. */
+export function addrGroupScript(g: Pick<IpAddrGroup, 'id' | 'addresses'>): string {
+  const { v4, v6 } = addrGroupElements(g);
+  return replaceSetScript({ name: addrGroupSet(g.id, 4), type: 'ipv4_addr', interval: true }, v4)
+    + replaceSetScript({ name: addrGroupSet(g.id, 6), type: 'ipv6_addr', interval: true }, v6);
+}
+
+/** A port group's set: the MACs of its member ports (port security makes a MAC name its port). */
+export function portGroupScript(groupId: string, memberMacs: readonly string[]): string {
+  return replaceSetScript({ name: portGroupSet(groupId), type: 'ether_addr' }, memberMacs.map((m) => m.toLowerCase()));
+}
+
+/** Add or delete single elements of a set (a group member joining or leaving). */
+export function setElementsScript(s: SetDecl, op: 'add' | 'delete', elements: readonly string[]): string {
+  if (elements.length === 0) return '';
+  return header(HOST_BRIDGE) + `${setDecl(s)}\n${op} element ${ref(HOST_BRIDGE)} ${s.name} { ${elements.join(', ')} }\n`;
+}
+
+/**
+ * Point one stage of interface `ifname` at chain `chainId`: its stage chain holds `goto c-<chainId>` (created
+ * empty when missing), reached by its map element. Rebinding flushes only that stage chain.
+ */
+export function bindScript(stage: StageName, ifname: string, chainId: string): string {
+  const s = POLICY_STAGE[stage];
+  return `add chain ${ref(HOST_BRIDGE)} ${chainName(chainId)}\n` + stageChainScript(s, ifname, [`goto ${chainName(chainId)}`]);
+}
+
+export const unbindScript = (stage: StageName, ifname: string): string => removeStageChainScript(POLICY_STAGE[stage], ifname);
+
+/** Bind (chainId) or unbind (undefined) a stage of an interface, its base chain installed first when missing. */
+export async function bindStage(netns: string | undefined, stage: StageName, ifname: string, chainId: string | undefined): Promise<void> {
+  const s = POLICY_STAGE[stage];
+  await ensureBaseChain(netns, s.table, s.base);
+  await nftApply(netns, chainId === undefined ? unbindScript(stage, ifname) : bindScript(stage, ifname, chainId),
+    `could not ${chainId === undefined ? 'unbind' : 'bind'} the ${stage} filter of ${ifname}`);
+}

@@ -1,0 +1,201 @@
+// MidoNet chains compiled to nftables rules for the bridge and port stages of `table bridge bees`
+// (../shared/reference/chains-lb.md §2.4–2.7). Pure: model in, rule texts out; core/datapath/nft/policy.ts applies
+// them. simulate.ts is the oracle the kernel test compares these rules against.
+//
+// How MidoNet's semantics map (chains-lb.md §2.4, §2.6):
+// - a chain is `c-<chainId>`, reached from a stage with `goto`, so falling off it, or `return` at its top, ends the
+//   stage's base chain with policy accept = MidoNet's "falls off the top-level chain = ACCEPT"; `accept` ends that
+//   stage only and the next stage still runs, as MidoNet's next device's filter does;
+// - `jump` is nft `jump` (a `return` in the target resumes after it); a missing target compiles to nothing
+//   (MidoNet: CONTINUE); `reject` is `drop` (no reject in bridge tables; MidoNet drops on bridges too);
+// - a condition is a conjunction of terms; a term MidoNet matches that nft cannot say in one expression (an
+//   inverted address also matches non-IP frames) is a list of disjoint alternatives, and the rule is expanded into
+//   one nft rule per combination. Disjoint: at most one expansion matches a packet, so even `jump` runs once;
+// - return flow is a mark bit set by `table inet bees-ct` from conntrack (policy.ts), forward flow its absence;
+// - ports are named by MAC (`ether saddr`/`daddr`): port security makes it sound, and it is the same on every
+//   host; a port group is the set of its members' MACs, an address group two address sets (v4, v6);
+// - fragments: br_netfilter defragments before the +10 stages, so `nonheader` never matches and the rest match
+//   whole packets (chains-lb.md §2.5).
+import type { IpAddrGroup } from '../model/types.js';
+import { isCidr, isIp } from '../net/ip.js';
+import {
+  ETH_IPV4, ETH_IPV6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, defaultFragmentPolicy, type PolicyCondition, type PolicyRule,
+} from './simulate.js';
+
+export class CompileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CompileError';
+  }
+}
+
+/** skb->mark bits of `table inet bees-ct` (configurable: other users of the mark must not collide). */
+export interface MarkBits { returnFlow: number }
+export const DEFAULT_MARKS: MarkBits = { returnFlow: 0x80000000 };
+
+export interface CompileContext {
+  /** MAC of a port, for in/out port conditions; undefined: unknown port (refused). */
+  macOf(portId: string): string | undefined;
+  /** Whether a chain exists (a jump to a missing one compiles to nothing). */
+  chainExists(chainId: string): boolean;
+  marks?: MarkBits;
+}
+
+export const chainName = (chainId: string): string => `c-${chainId}`;
+export const portGroupSet = (groupId: string): string => `pg-${groupId}`;
+export const addrGroupSet = (groupId: string, family: 4 | 6): string => `iag-${groupId}-v${family}`;
+
+/** The nft sets a chain's rules refer to, with their types. */
+export interface SetDecl { name: string; type: string; interval?: boolean }
+
+/** Expansions beyond this are refused rather than silently blown up. */
+const MAX_EXPANSION = 32;
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+const portSet = (items: string[]): string => (items.length === 1 ? items[0]! : `{ ${items.join(', ')} }`);
+const range = (r: { start: number; end: number }): string => (r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`);
+
+function isV6(addr: string): boolean {
+  return addr.includes(':');
+}
+
+/**
+ * What an alternative requires of the frame's network protocol: IPv4, IPv6, not IPv4, not IPv6, neither. An
+ * expansion whose alternatives contradict each other can never match and is dropped (nft refuses some of them,
+ * e.g. `ip daddr … ip6 daddr …`, with "conflicting protocols").
+ */
+type Fam = '4' | '6' | '!4' | '!6' | '!ip';
+interface Alt { text: string; fam?: Fam }
+/** One nft match per alternative; a term holds one or more disjoint alternatives. */
+type Term = Alt[];
+
+const CONFLICTS: Record<Fam, readonly Fam[]> = {
+  '4': ['6', '!4', '!ip'], '6': ['4', '!6', '!ip'], '!4': ['4'], '!6': ['6'], '!ip': ['4', '6'],
+};
+const alt = (text: string, fam?: Fam): Alt => ({ text, fam });
+const one = (text: string, fam?: Fam): Term => [alt(text, fam)];
+
+/** An address condition: MidoNet matches "has an IP source in the subnet"; inverted, also every non-IP frame. */
+function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean): Term {
+  if (!isCidr(cidr) && !isIp(cidr)) throw new CompileError(`invalid address ${cidr}`);
+  const v6 = isV6(cidr);
+  const fam = v6 ? 'ip6' : 'ip';
+  if (!inv) return one(`${fam} ${dir} ${cidr}`, v6 ? '6' : '4');
+  return [alt(`ether type != ${fam}`, v6 ? '!6' : '!4'), alt(`${fam} ${dir} != ${cidr}`, v6 ? '6' : '4')];
+}
+
+function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<string, SetDecl>, ruleId: string): Term[] | null {
+  if (defaultFragmentPolicy(c) === 'nonheader') return null; // defragmented before our stages: never matches
+  const marks = ctx.marks ?? DEFAULT_MARKS;
+  const terms: Term[] = [];
+  const not = (inv?: boolean) => (inv ? '!= ' : '');
+  if (c.matchForwardFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == 0`));
+  if (c.matchReturnFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == ${hex(marks.returnFlow)}`));
+  for (const [field, dir, inv] of [['portGroupSrc', 'saddr', c.invPortGroupSrc], ['portGroupDst', 'daddr', c.invPortGroupDst]] as const) {
+    const g = c[field];
+    if (g === undefined) continue;
+    const s = portGroupSet(g);
+    sets.set(s, { name: s, type: 'ether_addr' });
+    terms.push(one(`ether ${dir} ${not(inv)}@${s}`));
+  }
+  for (const [ids, dir, inv] of [[c.inPortIds, 'saddr', c.invInPorts], [c.outPortIds, 'daddr', c.invOutPorts]] as const) {
+    if (!ids?.length) continue;
+    const macs = ids.map((id) => {
+      const m = ctx.macOf(id);
+      if (!m) throw new CompileError(`rule ${ruleId}: port ${id} is unknown`);
+      return m.toLowerCase();
+    });
+    terms.push(one(`ether ${dir} ${not(inv)}${portSet([...new Set(macs)])}`));
+  }
+  if (c.ethertype !== undefined) {
+    const f = c.ethertype === ETH_IPV4 ? '4' : c.ethertype === ETH_IPV6 ? '6' : undefined;
+    terms.push(one(`ether type ${not(c.invEthertype)}${hex(c.ethertype)}`, f && (c.invEthertype ? `!${f}` : f)));
+  }
+  if (c.nwProto !== undefined) terms.push(one(`meta l4proto ${not(c.invNwProto)}${c.nwProto}`));
+  if (c.nwSrc !== undefined) terms.push(addressTerm('saddr', c.nwSrc, c.invNwSrc));
+  if (c.nwDst !== undefined) terms.push(addressTerm('daddr', c.nwDst, c.invNwDst));
+  if (c.tpSrc || c.tpDst) {
+    // MidoNet's "a range matches a packet without ports" would need alternatives over every protocol; a range is
+    // compiled only next to the protocol it is about.
+    if (c.nwProto === undefined || c.invNwProto) throw new CompileError(`rule ${ruleId}: a port range needs a (non-inverted) nwProto`);
+    const icmp = c.nwProto === PROTO_ICMP ? 'icmp' : c.nwProto === PROTO_ICMPV6 ? 'icmpv6' : undefined;
+    const ported = [PROTO_TCP, PROTO_UDP, PROTO_SCTP].includes(c.nwProto);
+    if (!icmp && !ported) throw new CompileError(`rule ${ruleId}: protocol ${c.nwProto} has no ports`);
+    // ICMP: type in the source-port slot, code in the destination-port slot (MidoNet's flow match).
+    const f: Fam | undefined = icmp === 'icmp' ? '4' : icmp ? '6' : undefined;
+    if (c.tpSrc) terms.push(one(icmp ? `${icmp} type ${not(c.invTpSrc)}${range(c.tpSrc)}` : `th sport ${not(c.invTpSrc)}${range(c.tpSrc)}`, f));
+    if (c.tpDst) terms.push(one(icmp ? `${icmp} code ${not(c.invTpDst)}${range(c.tpDst)}` : `th dport ${not(c.invTpDst)}${range(c.tpDst)}`, f));
+  }
+  for (const [g, dir, inv] of [[c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc], [c.ipAddrGroupDst, 'daddr', c.invIpAddrGroupDst]] as const) {
+    if (g === undefined) continue;
+    const v4 = addrGroupSet(g, 4);
+    const v6 = addrGroupSet(g, 6);
+    // Interval sets hold prefixes as well as addresses (our groups accept CIDRs; MidoNet's held addresses only).
+    sets.set(v4, { name: v4, type: 'ipv4_addr', interval: true });
+    sets.set(v6, { name: v6, type: 'ipv6_addr', interval: true });
+    terms.push(inv
+      ? [alt('ether type != { ip, ip6 }', '!ip'), alt(`ip ${dir} != @${v4}`, '4'), alt(`ip6 ${dir} != @${v6}`, '6')]
+      : [alt(`ip ${dir} @${v4}`, '4'), alt(`ip6 ${dir} @${v6}`, '6')]);
+  }
+  return terms;
+}
+
+function expand(terms: Term[], ruleId: string): string[] {
+  let out: { text: string; fams: Fam[] }[] = [{ text: '', fams: [] }];
+  for (const t of terms) {
+    out = out.flatMap((prefix) => t
+      .filter((a) => !a.fam || !prefix.fams.some((f) => CONFLICTS[a.fam!].includes(f)))
+      .map((a) => ({ text: prefix.text ? `${prefix.text} ${a.text}` : a.text, fams: a.fam ? [...prefix.fams, a.fam] : prefix.fams })));
+    if (out.length > MAX_EXPANSION) throw new CompileError(`rule ${ruleId}: condition expands to more than ${MAX_EXPANSION} nft rules`);
+  }
+  return out.map((x) => x.text);
+}
+
+function verdictOf(rule: PolicyRule, ctx: CompileContext): string | null {
+  switch (rule.action) {
+    case 'accept': return 'accept';
+    case 'drop': case 'reject': return 'drop';
+    case 'return': return 'return';
+    case 'continue': return '';
+    case 'jump':
+      if (!rule.jumpChainId || !ctx.chainExists(rule.jumpChainId)) return null;
+      return `jump ${chainName(rule.jumpChainId)}`;
+    case 'rev_snat': case 'rev_dnat':
+      return null; // applies only with a reverse binding, which bridge stages never have (simulate.ts agrees)
+    default:
+      throw new CompileError(`rule ${rule.id}: ${rule.action} is not supported on bridge or port filters`);
+  }
+}
+
+export interface CompiledChain {
+  chainId: string;
+  name: string;
+  /** Rule texts for `add rule … <name> <text>`, in order. */
+  rules: string[];
+  /** Sets the rules look up (created empty if missing; their elements come from the groups). */
+  sets: SetDecl[];
+  /** Chains this one jumps to (they must exist in the same transaction). */
+  jumps: string[];
+}
+
+/** Compile one chain: its rules sorted by position, each with a counter and `comment "r=<rule id>"`. */
+export function compileChain(chainId: string, rules: readonly PolicyRule[], ctx: CompileContext): CompiledChain {
+  const sets = new Map<string, SetDecl>();
+  const out: string[] = [];
+  const jumps = new Set<string>();
+  for (const rule of [...rules].filter((r) => r.chainId === chainId).sort((a, b) => a.position - b.position)) {
+    const verdict = verdictOf(rule, ctx);
+    if (verdict === null) continue;
+    const terms = conditionTerms(rule.condition, ctx, sets, rule.id);
+    if (terms === null) continue;
+    if (rule.action === 'jump') jumps.add(rule.jumpChainId!);
+    const tail = ['counter', verdict, `comment "r=${rule.id}"`].filter(Boolean).join(' ');
+    for (const match of expand(terms, rule.id)) out.push(match ? `${match} ${tail}` : tail);
+  }
+  return { chainId, name: chainName(chainId), rules: out, sets: [...sets.values()], jumps: [...jumps] };
+}
+
+/** Elements of an address group's sets, by family. */
+export function addrGroupElements(g: Pick<IpAddrGroup, 'addresses'>): { v4: string[]; v6: string[] } {
+  return { v4: g.addresses.filter((a) => !isV6(a)), v6: g.addresses.filter(isV6) };
+}
