@@ -3,17 +3,17 @@
 // socket is protected by its file mode instead.
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
-import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
+import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { TopologyError, httpStatusOf } from '../topology/errors.js';
+import { TopologyError } from '../topology/errors.js';
 import { describeAjvError, strictAjv } from '../topology/shape.js';
 import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
+
+export { listen } from './listen.js';
 
 export interface ApiOptions {
   topology: Topology;
@@ -71,14 +71,12 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.setErrorHandler((err: FastifyError | TopologyError | Error, req, reply) => {
-    if (err instanceof TopologyError) {
+    const { kind, status, message, field } = classify(err);
+    if (kind !== 'internal') {
       const id = (err as TopologyError & { existingId?: string }).existingId;
-      return reply.code(httpStatusOf(err.code)).send(errorBody(err.code, err.message, err.field, id));
-    }
-    const status = (err as FastifyError).statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      const code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : 'invalid';
-      return reply.code(status).send(errorBody(code, err.message));
+      // The framework's own refusals keep their status; two have names of their own in this API's bodies.
+      const error = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : kind;
+      return reply.code(status).send(errorBody(error, message, field, id));
     }
     process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
     return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
@@ -110,46 +108,4 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   app.get('/openapi.json', async () => doc);
   opts.extraRoutes?.(app);
   return app;
-}
-
-/**
- * Listens on `unix:/path` (mode 0600, a stale socket file replaced, a live one refused) or `tcp://host:port`.
- * Returns the endpoint actually bound (the port filled in for tcp://host:0).
- */
-export async function listen(app: FastifyInstance, endpoint: string): Promise<string> {
-  if (endpoint.startsWith('unix:')) {
-    const file = endpoint.slice('unix:'.length);
-    if (!file) throw new Error(`listen: ${endpoint}: no socket path`);
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-    if (await exists(file)) {
-      if (await answers(file)) throw new Error(`listen: ${file} is in use by another server`);
-      await rm(file, { force: true });
-    }
-    await app.listen({ path: file });
-    await chmod(file, 0o600);
-    return `unix:${file}`;
-  }
-  const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
-  if (!m) throw new Error(`listen: ${JSON.stringify(endpoint)} is neither unix:/path nor tcp://host:port`);
-  const host = m[1]!.replace(/^\[|\]$/g, '');
-  await app.listen({ host, port: Number(m[2]) });
-  const addr = app.server.address() as net.AddressInfo;
-  return `tcp://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function answers(file: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(file);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }

@@ -1,7 +1,7 @@
 // The agent's --docker-* flags: where the plugin listens, its scope, the engine socket; bad values are refused
 // with a message naming the flag.
 import test from 'ava';
-import { agentOptionsFrom } from '../../core/agent/run.js';
+import { agentOptionsFrom } from '../../app/agent-options.js';
 import { dockerPluginConfigOf } from '../driver/daemon.js';
 
 test('docker plugin flags', (t) => {
