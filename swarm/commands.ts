@@ -8,10 +8,10 @@ import { installLegacy, uninstallLegacy } from './install/legacy.js';
 import { buildManagedPlugin } from './install/managed.js';
 
 function fail(message: string, usage: string): never {
-  throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!.replace(/^usage: /, '')}`, 2);
+  throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!}`, 2);
 }
 
-const INSTALL_USAGE = 'usage: bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
+const INSTALL_USAGE = 'bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
 export const dockerInstallCommand: Command = {
   name: 'docker install',
   summary: 'Make dockerd discover the driver as a legacy plugin',
@@ -41,7 +41,7 @@ export const dockerInstallCommand: Command = {
   },
 };
 
-const BUILD_USAGE = `usage: bees docker plugin build --out DIR [--run-dir DIR]
+const BUILD_USAGE = `bees docker plugin build --out DIR [--run-dir DIR]
   --run-dir DIR   the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin.sock there
   then, on every node: docker plugin create midonet DIR && docker plugin enable midonet`;
 export const dockerPluginBuildCommand: Command = {

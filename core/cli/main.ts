@@ -68,7 +68,8 @@ export async function main(argv: string[], io: Io, modules: CommandModules = cor
     }
     // Before run(), for every command, rawArgs ones too: `bees up --help` must not start an agent.
     if (asksForHelp(found.rest)) {
-      io.out(help(found.cmd) + `\n${COMMON_USAGE}\n`);
+      // Commands with their own flags (rawArgs) take none of the common ones.
+      io.out(found.cmd.rawArgs ? help(found.cmd) : help(found.cmd) + `\n${COMMON_USAGE}\n`);
       return 0;
     }
     return (await found.cmd.run(found.rest, io)) ?? 0;
