@@ -128,10 +128,13 @@ export class Cluster {
       '--router-ns-prefix', h.host.routerNsPrefix, ...(this.opts.agentArgs ?? []),
     ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
     const proc = h.agent;
+    // An agent that exited will not become ready: say so at once (eventually() would retry past a throw).
+    let exited: string | undefined;
     await eventually(async () => {
-      if (proc.exitCode !== null) throw new Error(`agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`);
-      return (await h.workloads.status()).ready;
+      if (proc.exitCode !== null) exited = `agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`;
+      return exited !== undefined || (await h.workloads.status()).ready;
     }, this.opts.readyTimeoutMs ?? 90_000, `agent of ${h.host.name} ready`, 200);
+    if (exited) throw new Error(exited);
   }
 
   /** SIGKILL a host's agent (the datapath stays as it was) and wait for it to be gone. */
