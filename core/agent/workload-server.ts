@@ -1,14 +1,9 @@
 // The workload API on the agent's root-only unix socket (see core/workload/types.ts for the protocol). Adapters
 // hold no store credentials: whoever can reach this socket can plumb workloads on this host, nothing more.
-import { unescape as percentDecode } from 'node:querystring';
 import { Ajv, type ErrorObject } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { AgentError } from '../../cni/plugin/agent-client.js';
-import { CNI_ENV_VARS, CNI_PATH_ROUTE, EXIT_CODE_HEADER, MAX_STDIN_BYTES, headerOf } from '../../cni/plugin/protocol.js';
-import { runCni, type WorkloadApi } from '../../cni/plugin/run.js';
-import { traceLine } from './trace.js';
-import { TopologyError, httpStatusOf } from '../topology/errors.js';
-import { StoreError } from '../store/store.js';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { classify } from '../errors.js';
+import { AgentError, type WorkloadApi } from '../workload/api.js';
 import type { AttachRequest, CheckRequest, DetachRequest, GcRequest, WorkloadErrorBody } from '../workload/types.js';
 import type { Workloads } from './workloads.js';
 
@@ -85,20 +80,17 @@ const gcSchema = {
   },
 } as const;
 
+/** The workload API's answer to a failure: the status of its kind (core/errors.ts) and the body with that kind. */
 function errorOf(err: unknown): { status: number; body: WorkloadErrorBody } {
-  if (err instanceof TopologyError) {
-    return { status: httpStatusOf(err.code), body: { error: err.message, code: err.code, ...(err.field ? { field: err.field } : {}) } };
-  }
-  if (err instanceof StoreError) {
-    const code = err.code === 'Unavailable' || err.code === 'Closed' ? 'unavailable' : err.code === 'NotFound' ? 'not_found' : 'conflict';
-    return { status: code === 'unavailable' ? 503 : code === 'not_found' ? 404 : 409, body: { error: err.message, code } };
-  }
-  const fe = err as FastifyError;
-  if (fe && typeof fe.statusCode === 'number' && fe.statusCode < 500) {
-    return { status: fe.statusCode, body: { error: fe.message, code: 'invalid' } };
-  }
-  return { status: 500, body: { error: (err as Error)?.message ?? String(err), code: 'internal' } };
+  const { kind, status, message, field } = classify(err);
+  return { status, body: { error: message, code: kind, ...(field ? { field } : {}) } };
 }
+
+/**
+ * Routes an adapter adds to the workload server (the CNI shim's `POST /v1/cni`), registered as a fastify plugin
+ * in a scope of their own, with the in-process workload API to call.
+ */
+export type WorkloadRoutes = (app: FastifyInstance, api: WorkloadApi) => Promise<void>;
 
 const checkSchema = { ...detachSchema, required: ['orchestrator', 'workloadId', 'ifname'] } as const;
 
@@ -140,18 +132,7 @@ export class InProcessWorkloadApi implements WorkloadApi {
   status() { return this.call(undefined, undefined, async () => this.workloads.status()); }
 }
 
-/** The CNI environment from the shim's headers: percent-encoded values, an absent header is an unset variable. */
-function cniEnvOf(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of CNI_ENV_VARS) {
-    const h = headers[headerOf(name)];
-    // querystring.unescape never throws: a malformed escape or invalid UTF-8 stays visible for parseEnv to refuse.
-    if (typeof h === 'string') env[name] = percentDecode(h);
-  }
-  return env;
-}
-
-export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
+export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadRoutes[] = []): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 256 * 1024 });
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = errorOf(err);
@@ -170,21 +151,7 @@ export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
     workloads.check(req.body as never));
   app.post('/v1/gc', { schema: { body: gcSchema } }, async (req) => workloads.gc(req.body as never));
   app.get('/v1/status', async () => workloads.status());
-  // The `midonet` CNI shim's one call (cni/README.md): body = the plugin's stdin as is, whatever its content type;
-  // answer = what the plugin prints, and its exit status in a header. Own scope: its body parser takes anything.
   const api = new InProcessWorkloadApi(workloads);
-
-  void app.register(async (cni) => {
-    cni.removeAllContentTypeParsers();
-    cni.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_STDIN_BYTES }, (_req, body, done) => done(null, body));
-    cni.post(CNI_PATH_ROUTE, { bodyLimit: MAX_STDIN_BYTES }, async (req, reply) => {
-      const stdin = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
-      const started = performance.now();
-      const env = cniEnvOf(req.headers);
-      const out = await runCni(env, stdin, api);
-      traceLine(`cni ${env.CNI_COMMAND ?? '?'} exit=${out.exitCode} ${(performance.now() - started).toFixed(1)}`);
-      return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(out.stdout);
-    });
-  });
+  for (const routes of extraRoutes) void app.register(async (scope) => routes(scope, api));
   return app;
 }

@@ -6,7 +6,11 @@
 //   POST /v1/gc      GcRequest      -> GcResult
 //   GET  /v1/status                 -> StatusResult
 // Errors: HTTP 4xx/5xx with WorkloadErrorBody.
+import type { ErrorKind } from '../errors.js';
 import type { PortOwner } from '../model/types.js';
+
+/** The network every adapter puts workloads on when none is named (`bees up` creates it). */
+export const DEFAULT_NETWORK = 'default';
 
 export interface PortMapping {
   hostPort: number;
@@ -128,8 +132,8 @@ export interface StatusResult {
 
 export interface WorkloadErrorBody {
   error: string;
-  /** Machine-readable: 'invalid' (4xx, caller's fault), 'not_found', 'conflict', 'exhausted', 'unavailable'. */
-  code: 'invalid' | 'not_found' | 'conflict' | 'exhausted' | 'unavailable' | 'internal';
+  /** Machine-readable: a kind of core/errors.ts ('invalid' is the caller's fault, 'internal' ours). */
+  code: ErrorKind;
   /** The offending field, when there is one. */
   field?: string;
 }

@@ -2,9 +2,8 @@
 // whatever their content type says (Docker sends application/vnd.docker.plugins.v1.2+json) and may be empty.
 // Malformed calls get HTTP 400 before any handler runs; failures of a well-formed call are answered the way
 // libnetwork reads them: HTTP 200 with {"Err": …} (network) or {"Error": …} (IPAM).
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { isErrorKind } from '../../core/errors.js';
 import { TopologyError } from '../../core/topology/errors.js';
 import { DriverError } from './backend.js';
 import type { IpamDriver } from './ipam-driver.js';
@@ -30,9 +29,9 @@ function familyOfUrl(url: string): Family {
 /** Errors that are the answer to a well-formed call (bad option, unknown network, pool exhausted…). */
 function isApplicationError(err: unknown): boolean {
   if (err instanceof DriverError || err instanceof TopologyError) return true;
-  // Errors relayed from the agent's APIs carry the code of core's error contract.
-  const code = err instanceof Error ? (err as unknown as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && ['invalid', 'not_found', 'conflict', 'exhausted', 'unavailable'].includes(code);
+  // Errors relayed from the agent's APIs carry a kind of core/errors.ts: all but 'internal' answer the call.
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return isErrorKind(code) && code !== 'internal';
 }
 
 export interface DriverServerOptions {
@@ -124,12 +123,4 @@ export function buildServer(opts: DriverServerOptions): FastifyInstance {
     route(`${IPAM}.ReleaseAddress`, schemas.releaseAddress, (b) => i.releaseAddress(b));
   }
   return app;
-}
-
-/** Listen on a unix socket (replacing a stale one), readable by root only. */
-export async function listenUnix(app: FastifyInstance, socketPath: string): Promise<void> {
-  await mkdir(dirname(socketPath), { recursive: true });
-  await rm(socketPath, { force: true });
-  await app.listen({ path: socketPath });
-  await chmod(socketPath, 0o600);
 }
