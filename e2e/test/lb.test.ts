@@ -5,7 +5,9 @@ import test from 'ava';
 import { applyLoadBalancers, type LbHostSpec } from '../../core/datapath/nft/lb.js';
 import { LB_ROUTE_TABLE_BASE } from '../../core/datapath/nft/lb.js';
 import type { LbMember, LbVip } from '../../core/lb/compile.js';
-import { startCluster, type Cluster, type Workload } from '../lib/cluster.js';
+import { HealthChecker, withHealth } from '../../core/lb/health.js';
+import { execFileSync } from 'node:child_process';
+import { eventually, startCluster, type Cluster, type Workload } from '../lib/cluster.js';
 
 const SERVER = `
 import socketserver,sys,threading
@@ -57,7 +59,7 @@ function byMember(results: Record<string, number>[]): Record<string, number> {
   return out;
 }
 
-test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP after a member change', async (t) => {
+test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP after a member change, health monitors', async (t) => {
   const c = await startCluster({ hosts: 3 });
   t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
@@ -68,10 +70,10 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
     members.push(await c.attach(h, `m${i + 1}`, { network: 'svc', create }));
     clients.push(await c.attach(h, `c${i + 1}`, { network: 'svc' }));
   }
-  for (const m of members) {
-    await c.helper(m.netns, ['python3', '-c', SERVER, m.name],
-      async () => (await c.harness.exec(m.netns, ['sh', '-c', 'ss -ltn | grep -q ":8080 "'])).code === 0);
-  }
+  const servers = new Map<Workload, { stop(): void }>();
+  const serve = async (m: Workload) => servers.set(m, await c.helper(m.netns, ['python3', '-c', SERVER, m.name],
+      async () => (await c.harness.exec(m.netns, ['sh', '-c', 'ss -ltn | grep -q ":8080 "'])).code === 0));
+  for (const m of members) await serve(m);
   const gateway = clients[0]!.result.ips[0]!.gateway!;
   t.true(await c.pingEventually(clients[0]!.netns, gateway));
   const gatewayMac = (JSON.parse((await c.harness.exec(clients[0]!.netns, ['ip', '-j', 'neigh', 'show', gateway])).stdout) as { lladdr: string }[])[0]!.lladdr;
@@ -158,4 +160,39 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
   t.is(after.m3 ?? 0, 0, `removed member got no new connection: ${JSON.stringify(after)}`);
   t.is((after.m1 ?? 0) + (after.m2 ?? 0), 150, 'the others took them all');
   t.is((await udp(c, clients[0]!, UDP, 40000)).split(' ')[0], stay, 'UDP flow moved to the remaining member');
+
+  // Health monitors: each host checks its own members (TCP connect from its router instance, which holds the
+  // gateway address on the bridge) every second, down after 2 failures. The test carries statuses to every host
+  // (the agent would write PoolMember.status to the store). m2's server is killed: it must leave rotation within two
+  // intervals (plus up to 2 s for the probe and the apply on three hosts), and come back once it listens again.
+  const removed = [vip('web', WEIGHTED, 'tcp', [member(0, 1), member(1, 2)]), ...base.slice(1, 3), vip('dns', UDP, 'udp', [member(stay === 'm2' ? 1 : 2, 1)])];
+  const monitor = { delay: 1, timeout: 1, maxRetries: 2 };
+  const routerNs = (h: typeof c.hosts[0]) => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n')
+    .map((l) => l.split(' ')[0]!).find((n) => n.startsWith(h.host.routerNsPrefix));
+  const status = new Map<string, 'up' | 'down'>();
+  const changes: { member: string; status: string; at: number }[] = [];
+  const checkers = c.hosts.map((h) => {
+    const ns = routerNs(h);
+    if (!ns) throw new Error(`no router namespace on ${h.host.name}`);
+    const ch = new HealthChecker(monitor, async (id, st) => {
+      status.set(id, st);
+      await apply(withHealth(removed, (m) => status.get(m)));
+      changes.push({ member: id, status: st, at: Date.now() });
+    });
+    ch.set(members.filter((m) => m.on === h).map((m) => ({ memberId: m.name, address: m.ip4!, port: 8080, netns: `/run/netns/${ns}` })));
+    ch.start();
+    return ch;
+  });
+  t.teardown(() => { for (const ch of checkers) ch.stop(); });
+  await eventually(async () => status.size === 3 && [...status.values()].every((s) => s === 'up'), 10_000, 'every member up');
+  const killedAt = Date.now();
+  servers.get(members[1]!)!.stop();
+  const down = await eventually(async () => changes.find((x) => x.member === 'm2' && x.status === 'down'), 10_000, 'm2 down');
+  t.log(`m2 out of rotation on every host ${down.at - killedAt} ms after its server was killed (interval ${monitor.delay} s)`);
+  t.true(down.at - killedAt <= 2 * monitor.delay * 1000 + 2000, `out within two intervals: ${down.at - killedAt} ms`);
+  t.deepEqual(await tcp(c, clients[0]!, WEIGHTED, 60), { [`m1 ${clients[0]!.ip4}`]: 60 }, 'only the healthy member answers');
+  await serve(members[1]!);
+  await eventually(async () => status.get('m2') === 'up', 10_000, 'm2 up again');
+  const back = byMember([await tcp(c, clients[0]!, WEIGHTED, 60)]);
+  t.true((back.m2 ?? 0) > 0 && (back.m1 ?? 0) + (back.m2 ?? 0) === 60, `m2 back in rotation: ${JSON.stringify(back)}`);
 });
