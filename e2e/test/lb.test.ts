@@ -7,7 +7,7 @@ import { LB_ROUTE_TABLE_BASE } from '../../core/datapath/nft/lb.js';
 import type { LbMember, LbVip } from '../../core/lb/compile.js';
 import { HealthChecker, withHealth } from '../../core/lb/health.js';
 import { execFileSync } from 'node:child_process';
-import { eventually, startCluster, type Cluster, type Workload } from '../lib/cluster.js';
+import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 
 const SERVER = `
 import socketserver,sys,threading
