@@ -1,10 +1,13 @@
 // The workload API on the agent's root-only unix socket (see core/workload/types.ts for the protocol). Adapters
 // hold no store credentials: whoever can reach this socket can plumb workloads on this host, nothing more.
 import { Ajv, type ErrorObject } from 'ajv';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { classify } from '../errors.js';
 import { AgentError, type WorkloadApi } from '../workload/api.js';
-import type { AttachRequest, CheckRequest, DetachRequest, GcRequest, WorkloadErrorBody } from '../workload/types.js';
+import type {
+  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
+} from '../workload/types.js';
 import type { Workloads } from './workloads.js';
 
 const ref = {
@@ -80,6 +83,86 @@ const gcSchema = {
   },
 } as const;
 
+// Response schemas: fastify serialises each answer from its schema (fast-json-stringify), so a field that is not
+// listed here never reaches a client. They list every field of the result types in core/workload/types.ts, which
+// the CNI plugin, the Docker driver and the CLI read.
+const attachResultSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['portId', 'bridgeId', 'tenantId', 'interface', 'hostInterface', 'ips', 'routes', 'mtu'],
+  properties: {
+    portId: { type: 'string' },
+    bridgeId: { type: 'string' },
+    tenantId: { type: 'string' },
+    interface: {
+      type: 'object', additionalProperties: false, required: ['name', 'mac', 'mtu', 'sandbox'],
+      properties: { name: { type: 'string' }, mac: { type: 'string' }, mtu: { type: 'integer' }, sandbox: { type: 'string' } },
+    },
+    hostInterface: {
+      type: 'object', additionalProperties: false, required: ['name', 'mac'], properties: { name: { type: 'string' }, mac: { type: 'string' } },
+    },
+    peerInterface: { type: 'string' },
+    ips: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['address', 'family'],
+        properties: { address: { type: 'string' }, gateway: { type: 'string' }, family: { type: 'integer', enum: [4, 6] } },
+      },
+    },
+    routes: {
+      type: 'array',
+      items: { type: 'object', additionalProperties: false, required: ['dst'], properties: { dst: { type: 'string' }, gw: { type: 'string' } } },
+    },
+    dns: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        nameservers: { type: 'array', items: { type: 'string' } }, domain: { type: 'string' },
+        search: { type: 'array', items: { type: 'string' } }, options: { type: 'array', items: { type: 'string' } },
+      },
+    },
+    mtu: { type: 'integer' },
+  },
+} as const;
+
+const emptyResultSchema = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+const checkResultSchema = {
+  type: 'object', additionalProperties: false, required: ['ok', 'problems'],
+  properties: { ok: { type: 'boolean' }, problems: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+const gcResultSchema = {
+  type: 'object', additionalProperties: false, required: ['removed'],
+  properties: {
+    removed: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['orchestrator', 'workloadId', 'ifname'],
+        properties: { orchestrator: ref.orchestrator, workloadId: { type: 'string' }, ifname: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+const statusResultSchema = {
+  type: 'object', additionalProperties: false, required: ['ready', 'hostId', 'store'],
+  properties: { ready: { type: 'boolean' }, hostId: { type: 'string' }, store: { type: 'string' }, reason: { type: 'string' } },
+} as const;
+
+/** The type json-schema-to-ts reads from a schema: what fastify's type provider gives a handler. */
+type FromSchema<S> = (JsonSchemaToTsProvider & { schema: S })['validator'];
+/** Compiles only when A and B are each assignable to the other. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+// The protocol's types (core/workload/types.ts, read by every client) and the schemas the server checks and
+// serialises with must say the same thing: each line fails to compile when the two drift apart.
+const agree: [
+  Same<FromSchema<typeof attachSchema>, AttachRequest>, Same<FromSchema<typeof detachSchema>, DetachRequest>,
+  Same<FromSchema<typeof checkSchema>, CheckRequest>, Same<FromSchema<typeof gcSchema>, GcRequest>,
+  Same<FromSchema<typeof attachResultSchema>, AttachResult>, Same<FromSchema<typeof checkResultSchema>, CheckResult>,
+  Same<FromSchema<typeof gcResultSchema>, GcResult>, Same<FromSchema<typeof statusResultSchema>, StatusResult>,
+] = [true, true, true, true, true, true, true, true];
+void agree;
+
 /** The workload API's answer to a failure: the status of its kind (core/errors.ts) and the body with that kind. */
 function errorOf(err: unknown): { status: number; body: WorkloadErrorBody } {
   const { kind, status, message, field } = classify(err);
@@ -142,15 +225,17 @@ export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadR
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no such workload API call: ${req.method} ${req.url}`, code: 'not_found' } satisfies WorkloadErrorBody);
   });
-  app.post('/v1/attach', { schema: { body: attachSchema } }, async (req) => workloads.attach(req.body as never));
-  app.post('/v1/detach', { schema: { body: detachSchema } }, async (req) => {
-    await workloads.detach(req.body as never);
+  // Bodies and answers typed from the schemas: the handlers get what validation let through, and must return
+  // what the response schema serialises.
+  const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
+  typed.post('/v1/attach', { schema: { body: attachSchema, response: { 200: attachResultSchema } } }, async (req) => workloads.attach(req.body));
+  typed.post('/v1/detach', { schema: { body: detachSchema, response: { 200: emptyResultSchema } } }, async (req) => {
+    await workloads.detach(req.body);
     return {};
   });
-  app.post('/v1/check', { schema: { body: checkSchema } }, async (req) =>
-    workloads.check(req.body as never));
-  app.post('/v1/gc', { schema: { body: gcSchema } }, async (req) => workloads.gc(req.body as never));
-  app.get('/v1/status', async () => workloads.status());
+  typed.post('/v1/check', { schema: { body: checkSchema, response: { 200: checkResultSchema } } }, async (req) => workloads.check(req.body));
+  typed.post('/v1/gc', { schema: { body: gcSchema, response: { 200: gcResultSchema } } }, async (req) => workloads.gc(req.body));
+  typed.get('/v1/status', { schema: { response: { 200: statusResultSchema } } }, async () => workloads.status());
   const api = new InProcessWorkloadApi(workloads);
   for (const routes of extraRoutes) void app.register(async (scope) => routes(scope, api));
   return app;

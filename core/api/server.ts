@@ -8,6 +8,8 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { TopologyError } from '../topology/errors.js';
+import { SCHEMAS } from '../model/schema.js';
+import { KINDS } from '../model/types.js';
 import { describeAjvError, strictAjv } from '../topology/shape.js';
 import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
@@ -131,11 +133,15 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   const routes = apiRoutes({ topology: opts.topology, store: opts.store, version: opts.version ?? API_VERSION });
+  // Success bodies are serialised from the route's success schema, so an answer carries the documented fields and
+  // nothing else. The table's schemas point at the model objects the OpenAPI way (#/components/schemas/Kind): each
+  // response schema carries those components for the pointers to resolve inside it.
+  const components = { schemas: Object.fromEntries(KINDS.map((k) => [k, SCHEMAS[k].object])) };
   for (const r of routes) {
     app.route({
       method: r.method,
       url: r.url,
-      schema: r.schema,
+      schema: { ...r.schema, ...(r.success.schema ? { response: { [r.success.status]: { ...r.success.schema, components } } } : {}) },
       handler: async (req, reply) => {
         const result = await r.handler({
           params: (req.params ?? {}) as Record<string, string>,

@@ -46,8 +46,11 @@ export interface NetworkSelector {
 }
 
 export interface AttachRequest extends WorkloadRef, NetworkSelector {
-  /** Network namespace path of the workload (/proc/PID/ns/net, /run/netns/NAME…). */
-  netns: string;
+  /**
+   * Network namespace path of the workload (/proc/PID/ns/net, /run/netns/NAME…). Optional in the schema: the
+   * agent answers its absence with an 'invalid' naming the field unless hostSideOnly is set.
+   */
+  netns?: string;
   /** Requested static addresses (plain IPs, or CIDRs whose prefix must match the subnet). */
   ips?: string[];
   mac?: string;
@@ -98,7 +101,8 @@ export interface DetachRequest extends WorkloadRef {
 }
 
 export interface CheckRequest extends WorkloadRef {
-  netns: string;
+  /** Optional in the schema, which has always let a check without it through. */
+  netns?: string;
   network?: string;
   tenant?: string;
 }
