@@ -103,5 +103,21 @@ const k8sProbe: Command = {
   },
 };
 
-export const commands: Command[] = [imageBuild, k8sAgent, k8sProbe];
+const installCni: Command = {
+  name: 'k8s install-cni',
+  summary: 'Install the midonet CNI shim into a bin dir (the DaemonSet\'s init container; the agent writes the conflist)',
+  usage: `bees k8s install-cni [--bin-dir DIR] [--binary PATH]
+  --bin-dir DIR  the host's CNI bin dir as mounted (default /opt/cni/bin)
+  --binary PATH  the shim (default $BEES_CNI_BINARY, set in the image)`,
+  async run(args, io) {
+    const { values } = parse(installCni, args, { 'bin-dir': { type: 'string' }, binary: { type: 'string' } }, { min: 0, max: 0 });
+    const binary = values.binary ?? io.env.BEES_CNI_BINARY;
+    if (!binary) throw new CliError('k8s install-cni: --binary PATH or $BEES_CNI_BINARY is required', 2);
+    const { installShim } = await import('./node/install-cni.js');
+    const dest = await installShim(resolve(binary), resolve(values['bin-dir'] ?? '/opt/cni/bin'));
+    io.out(`installed ${dest}\n`);
+  },
+};
+
+export const commands: Command[] = [imageBuild, k8sAgent, k8sProbe, installCni];
 export default { commands } satisfies CommandModule;
