@@ -4,7 +4,7 @@
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -39,7 +39,9 @@ async function layerListing(): Promise<string[]> {
 
 test('the image holds node, the built project, production modules only, the shim and the datapath tools', async (t) => {
   const files = new Set((await layerListing()).map((f) => f.replace(/^\.\//, '').replace(/\/$/, '')));
-  for (const f of ['usr/bin/node', 'usr/bin/bees', 'opt/bees/dist/cni/midonet', 'opt/bees/dist/core/cli/main.js', 'opt/bees/node_modules/fastify/package.json',
+  // The entry point is wherever package.json's bin says (the CLI's home may move).
+  const bin = (JSON.parse(await readFile(join(projectRoot(), 'package.json'), 'utf8')) as { bin: { bees: string } }).bin.bees;
+  for (const f of ['usr/bin/node', 'usr/bin/bees', 'opt/bees/dist/cni/midonet', `opt/bees/${bin.replace(/^(\.\/)?/, '')}`, 'opt/bees/node_modules/fastify/package.json',
     'usr/sbin/ip', 'usr/sbin/nft', 'usr/sbin/iptables', 'usr/lib64/ld-linux-x86-64.so.2', 'usr/lib/x86_64-linux-gnu/libc.so.6']) {
     t.true(files.has(f), `${f} in the image`);
   }
