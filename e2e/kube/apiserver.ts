@@ -51,6 +51,8 @@ interface Watcher {
   labels: Requirement[];
   fields: FieldRequirement[];
   res: ServerResponse;
+  /** Fault injection: a stalled watch stays open but receives nothing, like a half-dead TCP connection. */
+  stalled: boolean;
   close(): void;
 }
 
@@ -59,6 +61,8 @@ export interface ApiServerOptions {
   historyLimit?: number;
   /** Interval of BOOKMARK events on watches that asked for them. Default 1000 ms (kube-apiserver: about 1 min). */
   bookmarkIntervalMs?: number;
+  /** A deleted namespace stays Terminating this long before it and its content go. Default 200 ms. */
+  namespaceDeletionDelayMs?: number;
   /** Watches without timeoutSeconds are closed after this. Default 30 min, like --min-request-timeout. */
   defaultWatchTimeoutSeconds?: number;
 }
@@ -100,6 +104,7 @@ export class ApiServer {
   private historyLimit: number;
   private readonly bookmarkIntervalMs: number;
   private readonly defaultWatchTimeout: number;
+  private readonly namespaceDeletionDelayMs: number;
   private nextClusterIp = 1;
   /** Every request as "METHOD path?query", for tests that assert on the wire. */
   readonly requests: string[] = [];
@@ -109,6 +114,7 @@ export class ApiServer {
     this.historyLimit = opts.historyLimit ?? 1000;
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.defaultWatchTimeout = opts.defaultWatchTimeoutSeconds ?? 1800;
+    this.namespaceDeletionDelayMs = opts.namespaceDeletionDelayMs ?? 200;
     this.app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -140,6 +146,11 @@ export class ApiServer {
   setHistoryLimit(n: number): void {
     this.historyLimit = n;
     this.trimHistory();
+  }
+
+  /** Stop sending to every open watch without closing it (a half-dead connection); closeWatches() ends them. */
+  stallWatches(): void {
+    for (const w of this.watchers) w.stalled = true;
   }
 
   /** End every open watch stream cleanly, as kube-apiserver does at its request timeout. */
@@ -200,8 +211,12 @@ export class ApiServer {
     const meta = obj.metadata;
     if (!meta.name && meta.generateName) meta.name = meta.generateName + randomUUID().slice(0, 5);
     if (!meta.name) throw invalid(k, '', [{ reason: 'FieldValueRequired', message: 'name or generateName is required', field: 'metadata.name' }]);
-    if (k.namespaced && !this.objects.has(keyOf(namespaceKind, undefined, ns!))) {
-      throw new StatusError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+    if (k.namespaced) {
+      const nsObj = this.objects.get(keyOf(namespaceKind, undefined, ns!));
+      if (!nsObj) throw new StatusError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+      if (nsObj.metadata.deletionTimestamp) {
+        throw new StatusError(403, 'Forbidden', `${resourceName(k)} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
+      }
     }
     const key = keyOf(k, ns, meta.name);
     if (this.objects.has(key)) {
@@ -275,20 +290,37 @@ export class ApiServer {
       return this.commit(k, key, 'MODIFIED', next, cur);
     }
     if (k === namespaceKind) {
-      // No namespace controller: the namespace's objects go at once (kube-apiserver does it asynchronously).
-      for (const [okey, o] of [...this.objects]) {
-        if (o.metadata.namespace === name) {
-          const ok = kinds.find((x) => okey.startsWith(`${x.group}/${x.plural}/`))!;
-          this.objects.delete(okey);
-          this.record(ok, 'DELETED', o);
-        }
-      }
+      // As with the namespace controller: the namespace turns Terminating at once, its content and then the
+      // namespace itself go a little later (after namespaceDeletionDelayMs).
+      if (cur.metadata.deletionTimestamp) return clone(cur);
+      const next = clone(cur);
+      next.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      next.status = { phase: 'Terminating' };
+      const out = this.commit(k, key, 'MODIFIED', next, cur);
+      const timer = setTimeout(() => this.finishNamespace(name), this.namespaceDeletionDelayMs);
+      timer.unref();
+      return out;
     }
     this.objects.delete(key);
     return this.record(k, 'DELETED', cur);
   }
 
   // ---- internals ----
+
+  private finishNamespace(name: string): void {
+    for (const [okey, o] of [...this.objects]) {
+      if (o.metadata.namespace === name) {
+        const ok = kinds.find((x) => okey.startsWith(`${x.group}/${x.plural}/`))!;
+        this.objects.delete(okey);
+        this.record(ok, 'DELETED', o);
+      }
+    }
+    const key = keyOf(namespaceKind, undefined, name);
+    const ns = this.objects.get(key);
+    if (!ns) return;
+    this.objects.delete(key);
+    this.record(namespaceKind, 'DELETED', ns);
+  }
 
   /** Decode as kube-apiserver does: kind/apiVersion must match the URL, unknown fields refused when strict, schema checked. */
   private admit(k: Kind, ns: string | undefined, body: Obj, strict: boolean): Obj {
@@ -348,13 +380,15 @@ export class ApiServer {
   private defaults(k: Kind, obj: KObj): void {
     if (obj.spec === undefined && (k.kind === 'Pod' || k.kind === 'Service')) obj.spec = {};
     const spec = obj.spec as Obj | undefined;
+    // Status is the controllers' to write: create drops it, except for Nodes, which the kubelet registers whole.
+    if (k.status && k.kind !== 'Node') delete obj.status;
     switch (k.kind) {
       case 'Namespace':
         obj.metadata.labels = { ...obj.metadata.labels, 'kubernetes.io/metadata.name': obj.metadata.name };
         obj.status = { phase: 'Active' };
         break;
       case 'Pod':
-        obj.status = { phase: 'Pending', ...(obj.status as Obj | undefined) };
+        obj.status = { phase: 'Pending' };
         break;
       case 'Service': {
         spec!.type ??= 'ClusterIP';
@@ -368,7 +402,7 @@ export class ApiServer {
           p.protocol ??= 'TCP';
           p.targetPort ??= p.port;
         }
-        obj.status ??= { loadBalancer: {} };
+        obj.status = { loadBalancer: {} };
         break;
       }
     }
@@ -397,7 +431,7 @@ export class ApiServer {
 
   /** What a watcher sees of one event, with the cacher's selector transitions. */
   private deliver(w: Watcher, ev: HistoryEvent): void {
-    if (ev.kind !== w.kind) return;
+    if (ev.kind !== w.kind || w.stalled) return;
     if (w.namespace !== undefined && ev.object.metadata.namespace !== w.namespace) return;
     const matches = (o: KObj | undefined): boolean =>
       o !== undefined && matchLabels(w.labels, o.metadata.labels) && matchFields(w.fields, o);
@@ -592,6 +626,7 @@ export class ApiServer {
       labels,
       fields,
       res,
+      stalled: false,
       close: () => {
         if (!this.watchers.delete(w)) return;
         clearTimeout(timer);
