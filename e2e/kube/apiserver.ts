@@ -305,6 +305,22 @@ export class ApiServer {
     return this.record(k, 'DELETED', cur);
   }
 
+  /** POST pods/{name}/binding, as the scheduler does: sets spec.nodeName once. */
+  bind(ns: string, name: string, binding: Obj): Obj {
+    const k = this.kindFor('v1', 'Pod');
+    const pod = this.get(k, ns, name);
+    const node = (binding.target as { name?: string } | undefined)?.name;
+    if (!node) throw invalid(k, name, [{ reason: 'FieldValueRequired', message: 'Required value', field: 'target.name' }]);
+    const spec = pod.spec as Obj;
+    if (spec.nodeName) throw new StatusError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`);
+    if (pod.metadata.deletionTimestamp) throw new StatusError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`);
+    const key = keyOf(k, ns, name);
+    const next = clone(pod);
+    (next.spec as Obj).nodeName = node;
+    this.commit(k, key, 'MODIFIED', next, pod);
+    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+  }
+
   // ---- internals ----
 
   private finishNamespace(name: string): void {
@@ -511,7 +527,8 @@ export class ApiServer {
     if (!k) throw notFoundPath();
     const name = rest[1];
     const sub = rest[2];
-    if (rest.length > 3 || (sub !== undefined && !(sub === 'status' && k.status))) throw notFoundPath();
+    const binding = sub === 'binding' && k.kind === 'Pod';
+    if (rest.length > 3 || (sub !== undefined && !(sub === 'status' && k.status) && !binding)) throw notFoundPath();
     if (k.namespaced && name !== undefined && ns === undefined) throw notFoundPath();
     const strict = q.get('fieldValidation') === 'Strict';
     const dryRun = q.has('dryRun');
@@ -526,6 +543,7 @@ export class ApiServer {
         }
         return { body: this.listResponse(k, ns, q) };
       case 'POST':
+        if (binding) return { code: 201, body: this.bind(ns!, name, body()) };
         if (name !== undefined) throw methodNotAllowed();
         if (dryRun) return { code: 201, body: this.admit(k, ns, body(), strict) };
         return { code: 201, body: this.create(k, ns, body(), strict) };
@@ -732,6 +750,7 @@ function apiResourceList(group: string, version: string): Obj {
       verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
       ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
     });
+    if (k.kind === 'Pod') resources.push({ name: 'pods/binding', singularName: '', namespaced: true, kind: 'Binding', verbs: ['create'] });
     if (k.status) {
       resources.push({ name: `${k.plural}/status`, singularName: '', namespaced: k.namespaced, kind: k.kind, verbs: ['get', 'patch', 'update'] });
     }
