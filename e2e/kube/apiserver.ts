@@ -4,12 +4,14 @@
 // apply with validation on. It is NOT a Kubernetes API server: no admission, no RBAC, no field ownership in
 // server-side apply, no garbage collector. See e2e/kube/README.md for what it does and does not do.
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import YAML from 'yaml';
 import { apiVersionOf, kinds, schemaErrors, unknownFields, type Kind } from './kinds.js';
 import { jsonMergePatch, strategicMergePatch } from './merge.js';
+import type { TestPki } from './pki.js';
 import {
   matchFields,
   matchLabels,
@@ -63,6 +65,10 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** A deleted namespace stays Terminating this long before it and its content go. Default 200 ms. */
   namespaceDeletionDelayMs?: number;
+  /** Serve HTTPS with this certificate (see makeTestPki); default plain HTTP. */
+  tls?: TestPki;
+  /** Require `Authorization: Bearer <token>`, else 401; default: any or none. Kubeconfigs carry this token. */
+  token?: string;
   /** Watches without timeoutSeconds are closed after this. Default 30 min, like --min-request-timeout. */
   defaultWatchTimeoutSeconds?: number;
 }
@@ -106,6 +112,9 @@ export class ApiServer {
   private readonly defaultWatchTimeout: number;
   private readonly namespaceDeletionDelayMs: number;
   private nextClusterIp = 1;
+  private readonly tls?: TestPki;
+  private readonly token: string;
+  private readonly requireToken: boolean;
   /** Every request as "METHOD path?query", for tests that assert on the wire. */
   readonly requests: string[] = [];
   url = '';
@@ -115,7 +124,13 @@ export class ApiServer {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.defaultWatchTimeout = opts.defaultWatchTimeoutSeconds ?? 1800;
     this.namespaceDeletionDelayMs = opts.namespaceDeletionDelayMs ?? 200;
-    this.app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+    this.tls = opts.tls;
+    this.token = opts.token ?? 'bees-test-token';
+    this.requireToken = opts.token !== undefined;
+    // The https variant of Fastify's instance type differs only in the server class; handlers use the common part.
+    this.app = (opts.tls
+      ? Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, https: { key: opts.tls.key, cert: opts.tls.cert } })
+      : Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 })) as unknown as FastifyInstance;
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     this.app.all('/*', (req, reply) => this.handle(req, reply));
@@ -163,8 +178,16 @@ export class ApiServer {
     return YAML.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'bees-test', cluster: { server: this.url } }],
-      users: [{ name: 'bees-test', user: { token: 'bees-test-token' } }],
+      clusters: [
+        {
+          name: 'bees-test',
+          cluster: {
+            server: this.url,
+            ...(this.tls ? { 'certificate-authority-data': Buffer.from(this.tls.ca).toString('base64') } : {}),
+          },
+        },
+      ],
+      users: [{ name: 'bees-test', user: { token: this.token } }],
       contexts: [{ name: 'bees-test', context: { cluster: 'bees-test', user: 'bees-test', namespace } }],
       'current-context': 'bees-test',
       preferences: {},
@@ -173,6 +196,21 @@ export class ApiServer {
 
   async writeKubeconfig(path: string, namespace = 'default'): Promise<void> {
     await writeFile(path, this.kubeconfig(namespace), { mode: 0o600 });
+  }
+
+  /**
+   * Write what a pod's service account mount holds under `${prefix}/var/run/secrets/kubernetes.io/serviceaccount/`
+   * and return the environment the kubelet would set, for client-node's loadFromCluster(prefix). HTTPS only.
+   */
+  async writeServiceAccount(prefix: string, namespace = 'default'): Promise<{ KUBERNETES_SERVICE_HOST: string; KUBERNETES_SERVICE_PORT: string }> {
+    if (!this.tls) throw new Error('in-cluster config needs the server to run with tls');
+    const dir = join(prefix, 'var/run/secrets/kubernetes.io/serviceaccount');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'token'), this.token);
+    await writeFile(join(dir, 'ca.crt'), this.tls.ca);
+    await writeFile(join(dir, 'namespace'), namespace);
+    const u = new URL(this.url);
+    return { KUBERNETES_SERVICE_HOST: u.hostname, KUBERNETES_SERVICE_PORT: u.port };
   }
 
   // ---- store API, also used directly by tests and controllers in-process ----
@@ -478,6 +516,9 @@ export class ApiServer {
     const url = new URL(req.url, 'http://x');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     try {
+      if (this.requireToken && req.headers.authorization !== `Bearer ${this.token}`) {
+        throw new StatusError(401, 'Unauthorized', 'Unauthorized');
+      }
       const answer = this.route(req, url, reply);
       if (answer === undefined) return; // streaming (watch)
       reply.code(answer.code ?? 200).type('application/json').send(JSON.stringify(answer.body));

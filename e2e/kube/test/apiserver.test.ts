@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { ApiServer, type ApiServerOptions } from '../apiserver.js';
 import { kinds } from '../kinds.js';
+import { makeTestPki } from '../pki.js';
 
 const run = promisify(execFile);
 const ns = kinds.find((k) => k.kind === 'Namespace')!;
@@ -385,4 +386,43 @@ test('optimistic concurrency: a replace with a stale resourceVersion is 409 Conf
   t.deepEqual(node.status!.conditions!.map((c) => `${c.type}=${c.status}`), ['Ready=False', 'NetworkUnavailable=False']);
   await e.core.patchNode({ name: 'n1', body: { status: { conditions: [] }, metadata: { labels: { a: 'b' } } } }, sm);
   t.is((await e.core.readNode({ name: 'n1' })).status!.conditions!.length, 2, 'the main resource does not write status');
+});
+
+test('over HTTPS with a required token: kubectl verifies the CA, client-node loadFromCluster works, no token is 401', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bees-kubeapi-tls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const server = new ApiServer({ tls: await makeTestPki(dir), token: 'sekret' });
+  await server.start();
+  t.teardown(() => server.stop());
+  t.regex(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  server.create(ns, undefined, { metadata: { name: 'default' } });
+
+  const kubeconfig = join(dir, 'kubeconfig');
+  await server.writeKubeconfig(kubeconfig);
+  const r = await run('kubectl', ['get', 'ns', 'default', '-o', 'name'], { env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dir } });
+  t.is(r.stdout.trim(), 'namespace/default');
+
+  // The in-cluster path: service account files plus KUBERNETES_SERVICE_HOST/PORT, as the kubelet provides.
+  Object.assign(process.env, await server.writeServiceAccount(join(dir, 'pod'), 'default'));
+  const kc = new k8s.KubeConfig();
+  kc.loadFromCluster(join(dir, 'pod'));
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  t.deepEqual((await core.listNamespace()).items.map((n) => n.metadata!.name), ['default']);
+  const informer = k8s.makeInformer(kc, '/api/v1/namespaces/default/configmaps', () => core.listNamespacedConfigMap({ namespace: 'default' }));
+  const added: string[] = [];
+  informer.on('add', (o) => added.push(o.metadata!.name!));
+  await informer.start();
+  t.teardown(() => void informer.stop());
+  await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'over-tls' } } });
+  await eventually('the watch event over TLS', () => added.includes('over-tls'));
+
+  const anon = new k8s.KubeConfig();
+  anon.loadFromOptions({
+    clusters: [{ name: 'c', server: server.url, skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  const denied = await t.throwsAsync(anon.makeApiClient(k8s.CoreV1Api).listNamespace());
+  t.is((denied as k8s.ApiException<string>).code, 401);
 });
