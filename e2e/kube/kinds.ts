@@ -11,6 +11,9 @@ import * as discovery from 'kubernetes-models/discovery.k8s.io/v1';
 import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import * as coordination from 'kubernetes-models/coordination.k8s.io/v1';
 import * as rbac from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import * as batch from 'kubernetes-models/batch/v1';
+import * as policy from 'kubernetes-models/policy/v1';
+import * as scheduling from 'kubernetes-models/scheduling.k8s.io/v1';
 
 /** A kubernetes-models class: constructed from a plain object, validate() throws on schema errors. */
 type ModelClass = new (data: Record<string, unknown>) => { validate(): void };
@@ -65,9 +68,13 @@ export const kinds: Kind[] = [
   kind('', 'v1', 'Secret', 'secrets', true, [], false, core.Secret),
   kind('', 'v1', 'Endpoints', 'endpoints', true, ['ep'], false, core.Endpoints),
   kind('', 'v1', 'Event', 'events', true, ['ev'], false, core.Event, 'CoreV1Event'),
+  kind('', 'v1', 'PersistentVolumeClaim', 'persistentvolumeclaims', true, ['pvc'], true, core.PersistentVolumeClaim),
   kind('apps', 'v1', 'DaemonSet', 'daemonsets', true, ['ds'], true, apps.DaemonSet),
   kind('apps', 'v1', 'Deployment', 'deployments', true, ['deploy'], true, apps.Deployment),
   kind('apps', 'v1', 'StatefulSet', 'statefulsets', true, ['sts'], true, apps.StatefulSet),
+  kind('batch', 'v1', 'Job', 'jobs', true, [], true, batch.Job),
+  kind('policy', 'v1', 'PodDisruptionBudget', 'poddisruptionbudgets', true, ['pdb'], true, policy.PodDisruptionBudget),
+  kind('scheduling.k8s.io', 'v1', 'PriorityClass', 'priorityclasses', false, ['pc'], false, scheduling.PriorityClass),
   kind('discovery.k8s.io', 'v1', 'EndpointSlice', 'endpointslices', true, [], false, discovery.EndpointSlice),
   kind('networking.k8s.io', 'v1', 'NetworkPolicy', 'networkpolicies', true, ['netpol'], false, networking.NetworkPolicy),
   kind('coordination.k8s.io', 'v1', 'Lease', 'leases', true, [], false, coordination.Lease),

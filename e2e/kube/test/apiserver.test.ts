@@ -163,6 +163,31 @@ metadata: {name: zk, namespace: bees-system}
 spec:
   selector: {app: zk}
   ports: [{name: client, port: 2181}]
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: bees-node-critical}
+value: 1000000
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: zk, namespace: bees-system}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app: zk}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: bees-cleanup, namespace: bees-system}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: cleanup
+        image: bees:dev
+        args: [k8s, uninstall]
 `;
 
 test('kubectl applies a multi-document manifest with validation on, re-applies a change, gets and describes', async (t) => {
@@ -173,12 +198,13 @@ test('kubectl applies a multi-document manifest with validation on, re-applies a
   t.is(r.code, 0, r.stderr);
   for (const what of ['namespace/bees-system', 'serviceaccount/bees', 'clusterrole.rbac.authorization.k8s.io/bees',
     'clusterrolebinding.rbac.authorization.k8s.io/bees', 'configmap/bees-config', 'daemonset.apps/bees-agent',
-    'deployment.apps/bees-controller', 'statefulset.apps/zk', 'service/zk']) {
+    'deployment.apps/bees-controller', 'statefulset.apps/zk', 'service/zk',
+    'priorityclass.scheduling.k8s.io/bees-node-critical', 'poddisruptionbudget.policy/zk', 'job.batch/bees-cleanup']) {
     t.true(r.stdout.includes(`${what} created`), `${what} created: ${r.stdout}`);
   }
   // kubectl found fieldValidation in the OpenAPI v3 paths, so it left validation to the server, with Strict.
   const creates = e.server.requests.filter((q) => q.startsWith('POST '));
-  t.is(creates.length, 9);
+  t.is(creates.length, 12);
   t.true(creates.every((q) => q.includes('fieldValidation=Strict')), creates.join('\n'));
 
   // A change: client-side apply sends a strategic merge patch; the env list merges by name.
