@@ -9,5 +9,6 @@ export const commandModules: CommandModules = [
   () => import('../cni/install.js'),
   () => import('../mesos/config.js'),
   () => import('../swarm/commands.js'),
+  () => import('../kubernetes/commands.js'),
   () => import('./demo/commands.js'),
 ];

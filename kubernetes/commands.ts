@@ -66,7 +66,8 @@ const k8sAgent: Command = {
     for (const c of cidrs) if (!isCidr(c)) throw new CliError(`k8s agent: --pod-cidr '${c}' is not a CIDR`, 2);
     const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
     if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)) throw new CliError(`k8s agent: --mtu '${values.mtu}' must be an integer between 576 and 65535`, 2);
-    const { agentOptionsFrom, runAgentUntilSignal } = await import('../core/agent/run.js');
+    // The agent as `bees agent` composes it (app/agent-options.ts: with the CNI shim's route, which pods need).
+    const [{ runAgentUntilSignal }, { agentOptionsFrom }] = await Promise.all([import('../core/agent/run.js'), import('../app/agent-options.js')]);
     let opts;
     try {
       opts = agentOptionsFrom(agentArgs);
