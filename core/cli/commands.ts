@@ -10,6 +10,8 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./port.js'),
   () => import('./host.js'),
   () => import('./status.js'),
+  () => import('./policy.js'),
+  () => import('./sg.js'),
   () => import('../agent/commands.js'),
   () => import('../../cni/install.js'),
   () => import('../../mesos/config.js'),
