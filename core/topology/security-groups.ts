@@ -139,6 +139,7 @@ async function dropPortChains(tx: Tx, portId: string): Promise<void> {
 
 /** The address sets of these security groups, from their members (ports in `override` as given, or gone). */
 async function syncAddresses(tx: Tx, groupIds: Set<string>, override: Map<string, Port | undefined>): Promise<void> {
+  if (groupIds.size === 0) return; // most port writes: no group, nothing to read
   const ports = (await tx.list('Port')).map((p) => p.value).filter((p) => !override.has(p.id));
   for (const p of override.values()) if (p) ports.push(p);
   for (const g of groupIds) {
