@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openStore } from '../store/open.js';
+import { compileChain } from '../policy/compile.js';
 import { PROTO_TCP, PROTO_UDP, simulateBridged, simulateExchange, type Packet, type PolicyView } from '../policy/simulate.js';
 import { TopologyError } from '../topology/errors.js';
 import { SecurityGroups } from '../topology/security-groups.js';
@@ -71,6 +72,13 @@ test('groups compile to chains that allow what the rules say, return flows, and 
   t.is(verdict({ ...tcpTo(b, a, 0), proto: undefined, srcIp: undefined, dstIp: undefined, ethertype: 0x0806 }), 'accept', 'ARP passes');
   t.is(verdict(tcpTo(a, c, 9)), 'accept', 'a port with no group keeps today\'s behaviour');
   t.is((await topo.get('Port', c.id)).inboundFilterId, undefined);
+
+  // The kernel compiler takes every chain of the layout (what the agent will load).
+  const chainIds = new Set(view.chains.map((ch) => ch.id));
+  for (const ch of view.chains) {
+    const out = compileChain(ch.id, view.rules, { macOf: () => undefined, chainExists: (id) => chainIds.has(id) });
+    t.is(out.rules.length, view.rules.filter((r) => r.chainId === ch.id).length, ch.name);
+  }
 
   // Removing the rule takes the allow away.
   await sgs.removeRule(web.id, http.id);
