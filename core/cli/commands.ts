@@ -10,5 +10,7 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./port.js'),
   () => import('./host.js'),
   () => import('./status.js'),
+  () => import('./policy.js'),
+  () => import('./sg.js'),
   () => import('../agent/commands.js'),
 ];
