@@ -61,14 +61,15 @@ const up: Command = {
         ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
         ...(docker ? { extraServices: [(a) => startDockerPlugin(a)] } : {}),
       },
-      async (a) => {
+      async (a, interrupted) => {
         const net = await ensureDefaultNetwork(a, {
           name: values.network ?? DEFAULT_NETWORK, subnet: values.subnet ?? '10.244.0.0/16', subnet6: values.subnet6 ?? 'fd00:bee::/64',
         });
         io.out(`bees: agent ready on host ${a.hostId}; network '${net.name}' (${net.subnets.map((s) => s.cidr).join(', ')})\n`);
         io.out(`bees: API ${a.apiEndpoint}, workload API ${a.workloadEndpoint}\n`);
         if (docker) io.out('bees: Docker driver "midonet" on /run/docker/plugins/midonet.sock (docker network create -d midonet --ipam-driver midonet …)\n');
-        if (!values['no-demo']) await localDemo(a, net.name, io);
+        if (!values['no-demo']) await localDemo(a, net.name, io, interrupted);
+        if (interrupted.aborted) return;
         io.out('bees: serving; Ctrl-C stops the agent (workloads keep their network)\n');
       },
     );

@@ -56,21 +56,32 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
   };
 }
 
-/** Start an agent and keep it running; resolves when it has stopped after a signal. */
-export async function runAgentUntilSignal(opts: AgentOptions, onReady?: (agent: Agent) => Promise<void> | void): Promise<void> {
+/**
+ * Start an agent and keep it running; resolves when it has stopped after a signal. `onReady` gets an AbortSignal
+ * that fires on SIGINT/SIGTERM: the agent is stopped only once `onReady` has settled, so whatever it made (the
+ * `bees up` demo's workloads) is cleaned up through a live agent instead of being left behind.
+ */
+export async function runAgentUntilSignal(
+  opts: AgentOptions,
+  onReady?: (agent: Agent, signal: AbortSignal) => Promise<void> | void,
+): Promise<void> {
   const agent = new Agent(opts);
+  const interrupted = new AbortController();
+  let ready: Promise<void> = Promise.resolve();
   let stopping = false;
   const stopped = new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       if (stopping) return;
       stopping = true;
+      interrupted.abort(new Error(sig));
       process.stderr.write(`bees-agent: ${sig}, stopping (the datapath stays up)\n`);
-      void agent.stop().finally(resolve);
+      void ready.catch(() => undefined).then(() => agent.stop()).finally(resolve);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
   await agent.start();
-  await onReady?.(agent);
+  if (!interrupted.signal.aborted) ready = Promise.resolve(onReady?.(agent, interrupted.signal));
+  await ready;
   await stopped;
 }

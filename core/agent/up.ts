@@ -36,8 +36,11 @@ async function ping(netns: string | undefined, ip: string): Promise<string> {
   }
 }
 
-/** Two workloads on `network`, pinging each other, the gateway and from the host; then removed. */
-export async function localDemo(agent: Agent, network: string, io: Io): Promise<boolean> {
+/**
+ * Two workloads on `network`, pinging each other, the gateway and from the host; then removed. `signal` (Ctrl-C)
+ * cuts the demo short between steps; its workloads are removed all the same.
+ */
+export async function localDemo(agent: Agent, network: string, io: Io, signal?: AbortSignal): Promise<boolean> {
   const names = [`bees-demo-a-${process.pid}`, `bees-demo-b-${process.pid}`];
   io.out('bees: demo: attaching two workloads to the default network…\n');
   const rows: string[][] = [];
@@ -45,6 +48,7 @@ export async function localDemo(agent: Agent, network: string, io: Io): Promise<
   try {
     const results = [];
     for (const n of names) {
+      signal?.throwIfAborted();
       await run('ip', ['netns', 'add', n]);
       results.push(await agent.workloads.attach({ orchestrator: 'cli', workloadId: n, ifname: 'eth0', netns: `/run/netns/${n}`, network }));
     }
@@ -55,12 +59,17 @@ export async function localDemo(agent: Agent, network: string, io: Io): Promise<
     const v4 = a.ips.find((i) => i.family === 4);
     if (v4) checks.push(['host -> workload', undefined, v4.address.split('/')[0]!]);
     for (const [what, ns, ip] of checks) {
+      signal?.throwIfAborted();
       const res = await ping(ns, ip);
       ok &&= res.startsWith('ok');
       rows.push([what, ip, res]);
       io.out(`bees: demo: ${what} ${ip}: ${res}\n`);
     }
     io.out(table(['CHECK', 'ADDRESS', 'RESULT'], rows));
+  } catch (e) {
+    if (!signal?.aborted) throw e;
+    io.out('bees: demo: interrupted\n');
+    ok = false;
   } finally {
     for (const n of names) {
       await agent.workloads.detach({ orchestrator: 'cli', workloadId: n, ifname: 'eth0' }).catch(() => undefined);

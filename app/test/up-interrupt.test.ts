@@ -1,0 +1,60 @@
+// `bees up` stopped with Ctrl-C while its demo runs: the demo's workloads (two network namespaces, their ports and
+// addresses) are removed through the still-running agent before it stops. It used to stop the agent at once and
+// leave the namespaces behind. Runs the real entry point in a harness host namespace, on a file store of its own.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beesArgv } from '../../testbed/bees-entry.js';
+import { Harness } from '../../testbed/harness.js';
+import { openStore } from '../../core/store/open.js';
+
+test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanly', async (t) => {
+  // `bees up` names its router namespace from the default network's router id: the same on every run, and machine
+  // wide (/run/netns). It stays when the agent stops (the datapath outlives the agent); this test removes it.
+  const before = new Set(readdirSync('/run/netns'));
+  const h = await Harness.create({ hosts: 1 });
+  const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
+  try {
+    const host = h.hosts[0]!;
+    const child = spawn('ip', ['netns', 'exec', host.nsName, ...beesArgv(), 'up', '--state-dir', stateDir, '--no-docker',
+      '--underlay-ip', host.underlayIp, '--subnet', '10.77.0.0/24', '--subnet6', 'fd00:77::/64'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // `ip netns exec` execs the command: the child's pid is the agent's, which names the demo's namespaces.
+    const demoNs = [`bees-demo-a-${child.pid}`, `bees-demo-b-${child.pid}`];
+    const deadline = Date.now() + 120_000;
+    // Interrupt once the demo has made its workloads and is probing them.
+    while (!/bees: demo: .* -> /.test(out)) {
+      if (Date.now() > deadline || child.exitCode !== null) t.fail(`the demo never started probing:\n${out}`);
+      if (child.exitCode !== null || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    t.true(demoNs.every((n) => existsSync(`/run/netns/${n}`)), 'the demo namespaces exist while it runs');
+    child.kill('SIGINT');
+    const code = await exited;
+    t.is(code, 0, out);
+    t.regex(out, /bees: demo: workloads removed/);
+    t.deepEqual(demoNs.filter((n) => existsSync(`/run/netns/${n}`)), [], 'no demo namespace left behind');
+    // Their ports went through the agent: no veth of a workload is left in the host namespace.
+    const links = execFileSync('ip', ['-n', host.nsName, '-o', 'link', 'show']).toString();
+    t.notRegex(links, /: bv[0-9a-f]+@/, links);
+    // …and their ports and addresses left the store (a detach through a stopped agent could not release them).
+    const store = await openStore(`file:${stateDir}/store`);
+    try {
+      t.deepEqual((await store.list('Port')).map((p) => p.value.id), [], 'no demo port left in the store');
+      const held = (await store.list('IpamBlock')).flatMap((b) => Object.values(b.value.allocations));
+      t.deepEqual(held, [], 'no address left allocated');
+    } finally {
+      await store.close();
+    }
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+    await h.destroy();
+    for (const n of readdirSync('/run/netns')) if (n.startsWith('br-') && !before.has(n)) execFileSync('ip', ['netns', 'del', n]);
+  }
+});
