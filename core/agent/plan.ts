@@ -9,6 +9,8 @@ import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
 import type { DesiredBridge, DesiredRouter, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
+import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import type { PolicyRule, StageName } from '../policy/simulate.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
 export interface TopologyView {
@@ -20,6 +22,8 @@ export interface TopologyView {
 export interface Pin {
   bridgeId: string;
   hostIfname: string;
+  /** The port being plugged: its filters apply from the plug on when the cache knows it already (a re-plug). */
+  portId?: string;
 }
 
 export interface LocalFacts {
@@ -206,4 +210,125 @@ function isConnected(dst: string, routerPort: Port | undefined): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The chains, groups and conntrack zones this host's ports need (chains-lb.md §2.3–2.7): every filter of a local
+ * port and of its bridge bound on the port's interface, the compiled chains they reach (with every chain jumped
+ * to), the group sets those chains look up, and a conntrack zone per bridge realized here.
+ */
+export interface HostPolicy {
+  /** Compiled chains by chain id: the transitive closure of the chains bound here. */
+  chains: Map<string, CompiledChain>;
+  /** Local interface → stage → chain id (a stage without a filter is absent). */
+  bindings: Map<string, Partial<Record<StageName, string>>>;
+  /** Group sets the chains refer to: declaration and elements (sorted). */
+  sets: Map<string, { decl: SetDecl; elements: string[] }>;
+  /** Bridge VNI → conntrack zone. */
+  zones: Map<number, number>;
+  /** Chains that could not be compiled, with why (they are bound to nothing: the port's traffic is dropped). */
+  errors: string[];
+}
+
+/**
+ * The conntrack zone of a bridge: from its VNI, so every host agrees without coordination and a restarted agent
+ * finds the zones it set. Zones are 16-bit and VNIs 24-bit: VNIs 65535 apart share a zone (then their tenants
+ * must not reuse addresses); the topology allocates tunnel keys from 1 upwards, so that is far off.
+ */
+export function zoneOf(vni: number): number {
+  return ((vni - 1) % 0xffff) + 1;
+}
+
+/** The chain a compile failure is bound to instead: drops everything, so a broken policy fails closed. */
+export const BROKEN_CHAIN = 'broken';
+
+/** The policy of host `facts.hostId` for the topology `view` (pure, like planHost). */
+export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Iterable<DesiredBridge> = []): HostPolicy {
+  const me = facts.hostId;
+  const ports = view.list('Port');
+  const portsById = new Map(ports.map((p) => [p.id, p]));
+  const chains = new Map(view.list('Chain').map((c) => [c.id, c]));
+  const rules = view.list('Rule') as PolicyRule[];
+  const rulesByChain = new Map<string, PolicyRule[]>();
+  for (const r of rules) {
+    let list = rulesByChain.get(r.chainId);
+    if (!list) rulesByChain.set(r.chainId, (list = []));
+    list.push(r);
+  }
+  const bindings = new Map<string, Partial<Record<StageName, string>>>();
+  const bind = (ifname: string, bridgeId: string, port: Port | undefined): void => {
+    const bridge = view.get('Bridge', bridgeId);
+    const b: Partial<Record<StageName, string>> = {};
+    const set = (stage: StageName, id: string | undefined): void => {
+      if (id !== undefined) b[stage] = id;
+    };
+    set('port-inbound', port?.inboundFilterId);
+    set('bridge-inbound', bridge?.inboundFilterId);
+    set('bridge-outbound', bridge?.outboundFilterId);
+    set('port-outbound', port?.outboundFilterId);
+    if (Object.keys(b).length) bindings.set(ifname, b);
+  };
+  for (const p of ports) {
+    if (p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName) bind(p.interfaceName, p.bridgeId, p);
+  }
+  for (const pin of facts.pins ?? []) {
+    if (bindings.has(pin.hostIfname) || !pin.hostIfname) continue;
+    const port = pin.portId ? portsById.get(pin.portId) : undefined;
+    bind(pin.hostIfname, pin.bridgeId, port?.bridgeId === pin.bridgeId ? port : undefined);
+  }
+
+  // Closure of the bound chains over jumps; a bound chain that is missing is bound as an empty one (accept).
+  const needed = new Set<string>();
+  const queue = [...bindings.values()].flatMap((b) => Object.values(b));
+  while (queue.length) {
+    const id = queue.pop()!;
+    if (needed.has(id)) continue;
+    needed.add(id);
+    for (const r of rulesByChain.get(id) ?? []) {
+      if (r.action === 'jump' && r.jumpChainId && chains.has(r.jumpChainId)) queue.push(r.jumpChainId);
+    }
+  }
+  const ctx: CompileContext = {
+    macOf: (id) => portsById.get(id)?.mac,
+    chainExists: (id) => chains.has(id),
+  };
+  const compiled = new Map<string, CompiledChain>();
+  const errors: string[] = [];
+  for (const id of [...needed].sort()) {
+    try {
+      compiled.set(id, compileChain(id, rulesByChain.get(id) ?? [], ctx));
+    } catch (e) {
+      // Fail closed: the chain drops everything (its counter says so) until its rules compile again.
+      errors.push(`chain ${id}: ${(e as Error).message}`);
+      compiled.set(id, { chainId: id, name: chainName(id), rules: [`counter drop comment "r=${BROKEN_CHAIN}"`], sets: [], jumps: [] });
+    }
+  }
+
+  const sets = new Map<string, { decl: SetDecl; elements: string[] }>();
+  for (const c of compiled.values()) {
+    for (const decl of c.sets) {
+      if (sets.has(decl.name)) continue;
+      sets.set(decl.name, { decl, elements: setElements(view, decl.name, ports) });
+    }
+  }
+  const zones = new Map<number, number>();
+  for (const b of bridges) zones.set(b.vni, zoneOf(b.vni));
+  return { chains: compiled, bindings, sets, zones, errors };
+}
+
+/** Elements of a group set named as compile.ts names them: a port group's member MACs, an address group's addresses. */
+function setElements(view: TopologyView, name: string, ports: readonly Port[]): string[] {
+  const pg = /^pg-(.+)$/.exec(name);
+  if (pg) {
+    const id = pg[1]!;
+    return [...new Set(ports.filter((p) => p.portGroupIds?.includes(id)).map((p) => p.mac.toLowerCase()))].sort();
+  }
+  const ag = /^iag-(.+)-v([46])$/.exec(name);
+  if (ag) {
+    const g = view.get('IpAddrGroup', ag[1]!);
+    if (!g) return [];
+    const { v4, v6 } = addrGroupElements(g);
+    return [...(ag[2] === '4' ? v4 : v6)].sort();
+  }
+  return [];
 }

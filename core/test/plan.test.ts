@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
-import { keysOf, neighbourDelta, planHost, type HostPlan } from '../agent/plan.js';
+import { keysOf, neighbourDelta, planHost, planPolicy, zoneOf, type HostPlan } from '../agent/plan.js';
 import { Reconciler } from '../agent/reconciler.js';
 import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, RouterNeighbour } from '../datapath/types.js';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
@@ -268,4 +268,67 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   t.deepEqual(keysOf(rec.plan()), new Set());
   await rec.runOnce();
   t.deepEqual(dp.take('sweep'), [{ bridges: [], routers: [], plugs: [] }]);
+});
+
+// Policy planning (plan.ts planPolicy): what chains, sets and zones a host's ports need.
+
+test('policy: a host binds its local ports\' and their bridge\'s filters, and compiles the jump closure only', async (t) => {
+  const w = await world(t);
+  const inbound = await w.topo.create('Chain', { name: 'in' });
+  const jumped = await w.topo.create('Chain', { name: 'jumped' });
+  const unrelated = await w.topo.create('Chain', { name: 'unrelated' });
+  const bridgeOut = await w.topo.create('Chain', { name: 'bout' });
+  const ag = await w.topo.create('IpAddrGroup', { tenantId: w.blue.tenantId, name: 'web', addresses: ['10.9.0.1', '10.9.1.0/24', 'fd00::1'] });
+  const pg = await w.topo.create('PortGroup', { tenantId: w.blue.tenantId, name: 'g', stateful: false });
+  await w.topo.create('Rule', { chainId: inbound.id, position: 1, action: 'jump', jumpChainId: jumped.id, condition: {} });
+  await w.topo.create('Rule', { chainId: jumped.id, position: 1, action: 'accept', condition: { ipAddrGroupDst: ag.id } });
+  await w.topo.create('Rule', { chainId: jumped.id, position: 2, action: 'drop', condition: { portGroupSrc: pg.id } });
+  await w.topo.create('Rule', { chainId: unrelated.id, position: 1, action: 'drop', condition: {} });
+  await w.topo.update('Port', w.ports.a1!.id, { inboundFilterId: inbound.id });
+  await w.topo.update('Port', w.ports.b1!.id, { portGroupIds: [pg.id] });
+  await w.topo.update('Bridge', w.blue.id, { outboundFilterId: bridgeOut.id });
+  await cacheUntil(w.cache, () => w.cache.list('Rule').length === 4 && w.cache.get('Bridge', w.blue.id)?.outboundFilterId === bridgeOut.id
+    && w.cache.get('Port', w.ports.b1!.id)?.portGroupIds.length === 1 && w.cache.get('Port', w.ports.a1!.id)?.inboundFilterId === inbound.id);
+
+  const facts = { hostId: w.hosts.a.id, underlayMtu: MTU };
+  const a = planPolicy(w.cache, facts, planHost(w.cache, facts).bridges.values());
+  t.deepEqual(Object.fromEntries(a.bindings), { 'bp-a1': { 'port-inbound': inbound.id, 'bridge-outbound': bridgeOut.id } });
+  t.deepEqual([...a.chains.keys()].sort(), [inbound.id, jumped.id, bridgeOut.id].sort());
+  t.deepEqual(a.chains.get(inbound.id)!.jumps, [jumped.id]);
+  t.deepEqual(a.sets.get(`iag-${ag.id}-v4`)!.elements, ['10.9.0.1', '10.9.1.0/24']);
+  t.deepEqual(a.sets.get(`iag-${ag.id}-v6`)!.elements, ['fd00::1']);
+  // The port group's set holds its members' MACs wherever they are bound (b1 is on host b).
+  t.deepEqual(a.sets.get(`pg-${pg.id}`)!.elements, [w.ports.b1!.mac.toLowerCase()]);
+  // One zone per bridge realized here, derived from the VNI (the same on every host).
+  t.deepEqual([...a.zones.keys()].sort(), [w.blue.tunnelKey, w.green.tunnelKey].sort());
+  t.is(a.zones.get(w.blue.tunnelKey), zoneOf(w.blue.tunnelKey));
+  t.deepEqual(a.errors, []);
+
+  // Host b: the bridge's filter only (its port has none); host d: nothing.
+  const bf = { hostId: w.hosts.b.id, underlayMtu: MTU };
+  const b = planPolicy(w.cache, bf, planHost(w.cache, bf).bridges.values());
+  t.deepEqual(Object.fromEntries(b.bindings), { 'bp-b1': { 'bridge-outbound': bridgeOut.id } });
+  t.deepEqual([...b.chains.keys()], [bridgeOut.id]);
+  const d = planPolicy(w.cache, { hostId: w.hosts.d.id, underlayMtu: MTU });
+  t.is(d.chains.size + d.bindings.size + d.sets.size + d.zones.size, 0);
+});
+
+test('policy: a plug under way gets its bridge\'s filters before the cache shows its port; a broken chain fails closed', async (t) => {
+  const w = await world(t);
+  const c = await w.topo.create('Chain', { name: 'bin' });
+  // A port range without a protocol is MidoNet's, but the compiler refuses it.
+  await w.topo.create('Rule', { chainId: c.id, position: 1, action: 'accept', condition: { tpDst: { start: 80, end: 80 } } });
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c.id && w.cache.list('Rule').length === 1);
+  const p = planPolicy(w.cache, { hostId: w.hosts.d.id, underlayMtu: MTU, pins: [{ bridgeId: w.red.id, hostIfname: 'bv-new', portId: 'x' }] });
+  t.deepEqual(Object.fromEntries(p.bindings), { 'bv-new': { 'bridge-inbound': c.id } });
+  t.is(p.errors.length, 1);
+  t.deepEqual(p.chains.get(c.id)!.rules, ['counter drop comment "r=broken"']);
+});
+
+test('policy: zones are 1–65535 and distinct for VNIs less than 65535 apart', (t) => {
+  t.is(zoneOf(1), 1);
+  t.is(zoneOf(65535), 65535);
+  t.is(zoneOf(65536), 1);
+  t.not(zoneOf(100), zoneOf(101));
 });

@@ -13,12 +13,9 @@ import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet
 import type { StageName } from '../../policy/simulate.js';
 import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
-import { FROM_PORT, HOST_BRIDGE, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
+import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage } from './tables.js';
 
-// The bridge stages are declared here until the registry (tables.ts) takes them; their base chains and maps are
-// already declared there. For the lead: add BRIDGE_IN/BRIDGE_OUT to STAGES so forgetDevices removes them too.
-export const BRIDGE_IN: Stage = { table: HOST_BRIDGE, base: 'st-bin', map: 'bridge-in', chain: (i) => `bi-${i}` };
-export const BRIDGE_OUT: Stage = { table: HOST_BRIDGE, base: 'st-bout', map: 'bridge-out', chain: (i) => `bo-${i}` };
+export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
 
 /** Which nft stage carries each of MidoNet's filters of a bridged packet. */
 export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
@@ -26,23 +23,6 @@ export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
   'bridge-inbound': BRIDGE_IN,
   'bridge-outbound': BRIDGE_OUT,
   'port-outbound': TO_PORT,
-};
-
-/**
- * `table inet bees-ct` (host namespace): the conntrack zone of each bridge (bridged frames reach the inet hooks
- * through br_netfilter with iif = the bridge), and the return-flow mark bit the bridge stages read. Declared here
- * (not in the registry yet: its map needs `typeof`, which the registry's `type` strings cannot say).
- */
-export const HOST_CT: Table = {
-  family: 'inet',
-  name: 'bees-ct',
-  namespace: 'host',
-  baseChains: [
-    { name: 'raw', type: 'filter', hook: 'prerouting', priority: -300 },
-    { name: 'tag-forward', type: 'filter', hook: 'forward', priority: 0 },
-    { name: 'tag-clear', type: 'filter', hook: 'postrouting', priority: 300 },
-  ],
-  maps: {},
 };
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
