@@ -6,11 +6,11 @@
 // serves a local port has a leg on it (traffic routed here towards that bridge leaves from here, straight to the
 // destination host). Routers are realized on every host that has local ports on one of their bridges.
 import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
-import type { DesiredBridge, DesiredRouter, RouterNeighbour, RouterRoute } from '../datapath/types.js';
+import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
-import type { PolicyRule, StageName } from '../policy/simulate.js';
+import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
 export interface TopologyView {
@@ -332,3 +332,50 @@ function setElements(view: TopologyView, name: string, ports: readonly Port[]): 
   }
   return [];
 }
+
+/**
+ * What to change in the kernel to go from policy `prev` (last applied; undefined: unknown, so everything is
+ * written whole) to `next`: only the chains whose rules changed, only the set elements that changed, only the
+ * bindings that moved, zones of bridges come and gone, then chains and sets nothing needs any more.
+ */
+export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): PolicyChange {
+  const change: PolicyChange = { zones: [], sets: [], chains: [], bindings: [], removeChains: [], removeSets: [] };
+  // Zones only where policy is in use: a host without filters keeps no conntrack table.
+  const zonesOf = (p: HostPolicy | undefined): Map<number, number> => (p && p.bindings.size ? p.zones : new Map());
+  const pz = zonesOf(prev);
+  const nz = zonesOf(next);
+  for (const [vni, zone] of nz) if (pz.get(vni) !== zone || !prev) change.zones.push({ vni, zone });
+  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null });
+  for (const [name, s] of next.sets) {
+    const was = prev?.sets.get(name);
+    if (!was) {
+      change.sets.push({ decl: s.decl, elements: s.elements });
+      continue;
+    }
+    const before = new Set(was.elements);
+    const after = new Set(s.elements);
+    const add = s.elements.filter((e) => !before.has(e));
+    const remove = was.elements.filter((e) => !after.has(e));
+    if (add.length || remove.length) change.sets.push({ decl: s.decl, add, remove });
+  }
+  for (const [id, c] of next.chains) {
+    const was = prev?.chains.get(id);
+    if (!was || JSON.stringify(was) !== JSON.stringify(c)) change.chains.push(c);
+  }
+  const stagesOf = (p: HostPolicy | undefined, ifname: string) => p?.bindings.get(ifname) ?? {};
+  const ifnames = new Set([...next.bindings.keys(), ...(prev?.bindings.keys() ?? [])]);
+  for (const ifname of [...ifnames].sort()) {
+    const was = stagesOf(prev, ifname);
+    const now = stagesOf(next, ifname);
+    for (const stage of STAGE_ORDER) {
+      if (now[stage] !== undefined && (!prev || now[stage] !== was[stage])) change.bindings.push({ ifname, stage, chainId: now[stage]! });
+      else if (now[stage] === undefined && was[stage] !== undefined) change.bindings.push({ ifname, stage, chainId: null });
+    }
+  }
+  for (const id of prev?.chains.keys() ?? []) if (!next.chains.has(id)) change.removeChains.push(id);
+  for (const name of prev?.sets.keys() ?? []) if (!next.sets.has(name)) change.removeSets.push(name);
+  return change;
+}
+
+export const emptyChange = (c: PolicyChange): boolean =>
+  c.zones.length + c.sets.length + c.chains.length + c.bindings.length + c.removeChains.length + c.removeSets.length === 0;

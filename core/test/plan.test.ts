@@ -9,7 +9,7 @@ import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
 import { keysOf, neighbourDelta, planHost, planPolicy, zoneOf, type HostPlan } from '../agent/plan.js';
 import { Reconciler } from '../agent/reconciler.js';
-import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, RouterNeighbour } from '../datapath/types.js';
+import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
 import { openStore } from '../store/open.js';
 import { Topology } from '../topology/service.js';
@@ -39,6 +39,7 @@ class Recorder implements Datapath {
     return this.record('setRouterNeighbours', { id, add, remove });
   }
   removeRouter(id: string) { return this.record('removeRouter', id); }
+  applyPolicy(c: PolicyChange) { return this.record('applyPolicy', c); }
   async inventory(): Promise<Inventory> {
     return { bridges: [], plugs: [], routers: [] };
   }
@@ -331,4 +332,52 @@ test('policy: zones are 1–65535 and distinct for VNIs less than 65535 apart', 
   t.is(zoneOf(65535), 65535);
   t.is(zoneOf(65536), 1);
   t.not(zoneOf(100), zoneOf(101));
+});
+
+test('policy: the reconciler binds a plug\'s filters before the plug, then changes only what changed', async (t) => {
+  const w = await world(t);
+  const c1 = await w.topo.create('Chain', { name: 'bin' });
+  const c2 = await w.topo.create('Chain', { name: 'other' });
+  const pg = await w.topo.create('PortGroup', { tenantId: w.blue.tenantId, name: 'g', stateful: false });
+  const r1 = await w.topo.create('Rule', { chainId: c1.id, position: 1, action: 'drop', condition: { portGroupSrc: pg.id } });
+  await w.topo.create('Rule', { chainId: c2.id, position: 1, action: 'drop', condition: {} });
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c1.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c1.id && w.cache.list('Rule').length === 2);
+  const dp = new Recorder();
+  // Host d has no ports: the plug is the first thing of this host.
+  const rec = new Reconciler(w.hosts.d.id, w.cache, dp, MTU);
+  t.teardown(() => rec.stop());
+  await rec.plugPort('new', w.red, { vni: w.red.tunnelKey, netns: '/x', ifname: 'eth0', hostIfname: 'bv-new', mac: '02:00:00:00:00:09', ips: [] });
+  const ops = dp.calls.map((c) => c.op);
+  t.true(ops.indexOf('applyPolicy') >= 0 && ops.indexOf('applyPolicy') < ops.indexOf('plug'), ops.join());
+  const first = dp.calls.find((c) => c.op === 'applyPolicy')!.arg as PolicyChange;
+  t.deepEqual(first.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c1.id }]);
+  t.deepEqual(first.chains.map((c) => c.chainId), [c1.id]);
+  t.deepEqual(first.zones, [{ vni: w.red.tunnelKey, zone: zoneOf(w.red.tunnelKey) }]);
+  dp.calls.length = 0;
+  await rec.runOnce();
+  t.deepEqual(dp.take('applyPolicy'), []);
+
+  // A group member joins: one element added, no chain rewritten.
+  await w.topo.update('Port', w.ports.c2!.id, { portGroupIds: [pg.id] });
+  await cacheUntil(w.cache, () => w.cache.get('Port', w.ports.c2!.id)?.portGroupIds.length === 1);
+  await rec.runOnce();
+  const joined = dp.take('applyPolicy') as PolicyChange[];
+  t.is(joined.length, 1);
+  t.deepEqual(joined[0]!.sets, [{ decl: { name: `pg-${pg.id}`, type: 'ether_addr' }, add: [w.ports.c2!.mac.toLowerCase()], remove: [] }]);
+  t.deepEqual(joined[0]!.chains, []);
+
+  // A rule change rewrites that chain only; rebinding the bridge to another chain removes the old one and its set.
+  await w.topo.update('Rule', r1.id, { action: 'accept' });
+  await cacheUntil(w.cache, () => w.cache.get('Rule', r1.id)?.action === 'accept');
+  await rec.runOnce();
+  const changed = dp.take('applyPolicy') as PolicyChange[];
+  t.deepEqual(changed.map((c) => [c.chains.map((x) => x.chainId), c.bindings.length, c.sets.length]), [[[c1.id], 0, 0]]);
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c2.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c2.id);
+  await rec.runOnce();
+  const moved = (dp.take('applyPolicy') as PolicyChange[])[0]!;
+  t.deepEqual(moved.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c2.id }]);
+  t.deepEqual(moved.removeChains, [c1.id]);
+  t.deepEqual(moved.removeSets, [`pg-${pg.id}`]);
 });

@@ -13,6 +13,8 @@ import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet
 import type { StageName } from '../../policy/simulate.js';
 import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
+import { bridgeName } from '../names.js';
+import type { PolicyChange } from '../types.js';
 import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage } from './tables.js';
 
 export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
@@ -162,4 +164,39 @@ export async function bindStage(netns: string | undefined, stage: StageName, ifn
   await ensureBaseChain(netns, s.table, s.base);
   await nftApply(netns, chainId === undefined ? unbindScript(stage, ifname) : bindScript(stage, ifname, chainId),
     `could not ${chainId === undefined ? 'unbind' : 'bind'} the ${stage} filter of ${ifname}`);
+}
+
+/**
+ * One transaction for a policy change (the agent's reconciler computes it, core/agent/plan.ts policyDelta): zones,
+ * sets, chains, bindings, then removals. The conntrack table and the stage base chains are installed first when a
+ * change needs them and they are missing.
+ */
+export async function applyPolicyChange(netns: string | undefined, c: PolicyChange): Promise<void> {
+  if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
+  const stages = new Set(c.bindings.filter((b) => b.chainId !== null).map((b) => b.stage));
+  for (const st of stages) await ensureBaseChain(netns, POLICY_STAGE[st].table, POLICY_STAGE[st].base);
+  const t = ref(HOST_BRIDGE);
+  const parts: string[] = [header(HOST_BRIDGE)];
+  for (const z of c.zones) {
+    parts.push(z.zone === null ? removeBridgeZoneScript(bridgeName(z.vni)) : bridgeZoneScript(bridgeName(z.vni), z.zone));
+  }
+  for (const s of c.sets) {
+    if (s.elements) parts.push(replaceSetScript(s.decl, s.elements));
+    else {
+      // Deleting an element that is absent fails the transaction: add it first (a no-op when present).
+      parts.push(setElementsScript(s.decl, 'add', [...(s.add ?? []), ...(s.remove ?? [])]));
+      parts.push(setElementsScript(s.decl, 'delete', s.remove ?? []));
+    }
+  }
+  if (c.chains.length) parts.push(chainsScript(c.chains));
+  for (const b of c.bindings) parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId));
+  for (const id of c.removeChains) parts.push(removeChainScript(id));
+  for (const name of c.removeSets) parts.push(`add set ${t} ${name} { type ether_addr; }\ndelete set ${t} ${name}\n`.replace(/type ether_addr/, setTypeOf(name)));
+  await nftApply(netns, parts.join(''), 'could not apply the policy');
+}
+
+/** The type of a group set from its name (compile.ts names them). */
+function setTypeOf(name: string): string {
+  if (name.startsWith('pg-')) return 'type ether_addr';
+  return name.endsWith('-v6') ? 'type ipv6_addr; flags interval' : 'type ipv4_addr; flags interval';
 }
