@@ -10,6 +10,7 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./port.js'),
   () => import('./host.js'),
   () => import('./status.js'),
+  () => import('./trace.js'),
   () => import('../agent/commands.js'),
   () => import('../../cni/install.js'),
   () => import('../../mesos/config.js'),
