@@ -5,8 +5,8 @@
 //
 // Incremental by construction: a chain change is `add chain; flush chain; add rule…` of that chain only, in one
 // transaction; attaching or detaching an interface touches only its stage chain and map element; group membership
-// is set elements. Not wired into the agent yet: every function here is callable on its own (and from tests), and
-// the *Script builders let a caller fold them into a plug's transaction.
+// is set elements. The agent drives it through applyPolicyChange (the reconciler's diff, core/agent/plan.ts); every
+// function is callable on its own too (core/test/policy-kernel.test.ts).
 import type { IpAddrGroup } from '../../model/types.js';
 import type { CompiledChain, MarkBits, SetDecl } from '../../policy/compile.js';
 import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
