@@ -2,6 +2,7 @@
 import test from 'ava';
 import type { Bridge, Chain, Port, Rule } from '../model/types.js';
 import { formatTrace, TraceError, traceTopology, type TraceTopology } from '../policy/trace.js';
+import { parseRuleCounters } from '../datapath/nft/policy.js';
 
 const port = (id: string, bridgeId: string, ip: string, mac: string, extra: Partial<Port> = {}): Port => ({
   id, tenantId: 't', type: 'bridge', bridgeId, mac, ips: [ip], adminStateUp: true, status: 'up', portSecurity: true,
@@ -59,4 +60,21 @@ test('trace: addresses reused across tenants resolve through the other end, ambi
   t.throws(() => traceTopology(topo(), { src: 'nobody', dst: 'b' }), { message: /no port, workload address or workload id "nobody"/ });
   t.throws(() => traceTopology(topo(), { src: 'a', dst: 'y' }), { message: /share no network/ });
   t.throws(() => traceTopology(topo(), { src: 'a', dst: 'b', port: 70000 }), { message: /not in 1–65535/ });
+});
+
+test('rule counters: summed per MidoNet rule over its nft expansions, compiled chains only', (t) => {
+  const listing = `table bridge bees {
+	chain p-bv1 {
+		ether saddr != 02:00:00:00:00:01 counter packets 9 bytes 9 drop comment "r=nope"
+	}
+	chain c-in {
+		meta mark & 0x80000000 == 0x80000000 counter packets 3 bytes 180 accept comment "r=r1"
+		ether type != ip counter packets 1 bytes 60 drop comment "r=r2"
+		ip saddr != 10.0.0.0/8 counter packets 2 bytes 120 drop comment "r=r2"
+	}
+}`;
+  t.deepEqual(parseRuleCounters(listing), [
+    { chainId: 'in', ruleId: 'r1', packets: 3, bytes: 180 },
+    { chainId: 'in', ruleId: 'r2', packets: 3, bytes: 180 },
+  ]);
 });

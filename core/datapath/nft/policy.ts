@@ -200,3 +200,37 @@ function setTypeOf(name: string): string {
   if (name.startsWith('pg-')) return 'type ether_addr';
   return name.endsWith('-v6') ? 'type ipv6_addr; flags interval' : 'type ipv4_addr; flags interval';
 }
+
+/** A compiled rule's counter, summed over its nft rules (one MidoNet rule may expand to several). */
+export interface RuleCounter { chainId: string; ruleId: string; packets: number; bytes: number }
+
+/**
+ * The per-rule counters in a listing of `table bridge bees`: every rule of a compiled chain carries `counter` and
+ * `comment "r=<rule id>"` (compile.ts), so a drop is attributable to the MidoNet rule that made it.
+ */
+export function parseRuleCounters(listing: string): RuleCounter[] {
+  const out = new Map<string, RuleCounter>();
+  let chainId: string | undefined;
+  for (const line of listing.split('\n')) {
+    const chain = /^\s*chain (\S+) \{/.exec(line);
+    if (chain) {
+      chainId = chain[1]!.startsWith('c-') ? chain[1]!.slice(2) : undefined;
+      continue;
+    }
+    if (!chainId) continue;
+    const m = /counter packets (\d+) bytes (\d+).*comment "r=([^"]+)"/.exec(line);
+    if (!m) continue;
+    const key = `${chainId}/${m[3]}`;
+    const c = out.get(key) ?? { chainId, ruleId: m[3]!, packets: 0, bytes: 0 };
+    c.packets += Number(m[1]);
+    c.bytes += Number(m[2]);
+    out.set(key, c);
+  }
+  return [...out.values()];
+}
+
+/** The counters of every compiled rule in force in `netns` ([] without our table). */
+export async function ruleCounters(netns: string | undefined): Promise<RuleCounter[]> {
+  const listing = await nftQuery(netns, `list table ${ref(HOST_BRIDGE)}`, 'nft').catch(() => '');
+  return parseRuleCounters(listing);
+}
