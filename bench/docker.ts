@@ -3,7 +3,7 @@
 // run; and container-to-container TCP throughput across two hosts of a swarm (iperf3), midonet against Docker's
 // overlay driver (or the underlay itself when the overlay driver does not work here).
 import { spawn } from 'node:child_process';
-import { execArgv } from '../e2e/harness/shell.js';
+import { execArgv } from '../e2e/harness/index.js';
 import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, type BenchContext, type BenchSection, type BenchRow } from './report.js';
 import { BUSYBOX_IMAGE, type Dockerd } from '../swarm/test/dockerd.js';
 import { startSingleHost } from '../swarm/test/single-host.js';

@@ -4,7 +4,7 @@
 // - attach latency (workload API call on the agent, p50/p99);
 // - convergence: from the start of an attach on host A until a workload on host B gets an echo reply from it, at
 //   3 hosts and at 20 (20 agents on a 2-core machine: the figure includes their contention).
-import { startCluster, type Cluster, type Workload } from '../e2e/lib/cluster.js';
+import { startCluster, type Cluster, type Workload } from '../testbed/cluster.js';
 import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;

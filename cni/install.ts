@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CliError, parse, printJson, type Command } from '../core/cli/command.js';
 import { isCidr } from '../core/net/ip.js';
+import { DEFAULT_NETWORK } from '../core/workload/types.js';
 
 const run = promisify(execFile);
 
@@ -127,7 +128,7 @@ const cniInstall: Command = {
   --bin-dir DIR        where runtimes find plugins (default ${DEFAULT_BIN_DIR})
   --conf-dir DIR       where runtimes find network configs (default ${DEFAULT_CONF_DIR})
   --binary PATH        the plugin executable to install (default: dist/cni/midonet, or $BEES_CNI_BINARY)
-  --network NAME       virtual network the pods join (default "default")
+  --network NAME       virtual network the pods join (default "${DEFAULT_NETWORK}", the one \`bees up\` creates)
   --tenant NAME        its tenant (default "default")
   --subnet CIDR        create the network with this subnet on first use
   --agent-socket PATH  the agent's workload API socket (default /run/bees/workload.sock)
@@ -142,7 +143,7 @@ const cniInstall: Command = {
       binDir: resolve(values['bin-dir'] ?? DEFAULT_BIN_DIR),
       confDir: resolve(values['conf-dir'] ?? DEFAULT_CONF_DIR),
       binary: values.binary ? resolve(values.binary) : await findBuiltBinary(io.env),
-      network: values.network ?? 'default',
+      network: values.network ?? DEFAULT_NETWORK,
       tenant: values.tenant ?? 'default',
       noPortmap: values['no-portmap'] ?? false,
     };

@@ -5,6 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CliError, parse, printJson, type Command } from '../core/cli/command.js';
 import { isCidr } from '../core/net/ip.js';
+import { DEFAULT_NETWORK } from '../core/workload/types.js';
 
 export interface MesosConfigOptions {
   out: string;
@@ -42,8 +43,9 @@ const mesosConfig: Command = {
   usage: `bees mesos config --out DIR [--name NAME] [--network NAME] [--tenant NAME] [--subnet CIDR]
                   [--plugins-dir DIR] [--agent-socket PATH] [--json]
   --out DIR            where to write net.d/NAME.json, mesos-agent.flags and mesos-agent.env
-  --name NAME          the network name tasks ask for (default "midonet")
-  --network NAME       virtual network (default: NAME)    --tenant NAME   its tenant (default "default")
+  --name NAME          the CNI network name tasks ask for (default "midonet", as \`bees cni install\` names it)
+  --network NAME       virtual network (default "${DEFAULT_NETWORK}", the one \`bees up\` creates)
+  --tenant NAME        its tenant (default "default")
   --subnet CIDR        create the network with this subnet on first use
   --plugins-dir DIR    where the midonet binary is (default /opt/cni/bin; see \`bees cni install\`)`,
   async run(args, io) {
@@ -55,7 +57,7 @@ const mesosConfig: Command = {
     if (values.subnet !== undefined && !isCidr(values.subnet)) throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
     const name = values.name ?? 'midonet';
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new CliError(`--name: '${name}' must start with a letter or digit, then letters, digits, '_', '.', '-'`, 2);
-    const o: MesosConfigOptions = { out: resolve(values.out), name, network: values.network ?? name, tenant: values.tenant ?? 'default', pluginsDir: resolve(values['plugins-dir'] ?? '/opt/cni/bin') };
+    const o: MesosConfigOptions = { out: resolve(values.out), name, network: values.network ?? DEFAULT_NETWORK, tenant: values.tenant ?? 'default', pluginsDir: resolve(values['plugins-dir'] ?? '/opt/cni/bin') };
     if (values.subnet) o.subnet = values.subnet;
     if (values['agent-socket']) o.agentSocket = resolve(values['agent-socket']);
     const written = await writeMesosConfig(o);

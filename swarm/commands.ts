@@ -9,10 +9,10 @@ import { buildManagedPlugin } from './install/managed.js';
 import { DEFAULT_DOCKER_SOCKET, dockerClient, installManagedPlugin } from './install/plugin-lifecycle.js';
 
 function fail(message: string, usage: string): never {
-  throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!.replace(/^usage: /, '')}`, 2);
+  throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!}`, 2);
 }
 
-const INSTALL_USAGE = 'usage: bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
+const INSTALL_USAGE = 'bees docker install [--socket PATH] [--spec-dir DIR] [--name NAME] [--uninstall]';
 export const dockerInstallCommand: Command = {
   name: 'docker install',
   summary: 'Make dockerd discover the driver as a legacy plugin',
@@ -42,11 +42,12 @@ export const dockerInstallCommand: Command = {
   },
 };
 
-const BUILD_USAGE = `usage: bees docker plugin build --out DIR [--run-dir DIR] [--install NAME [--docker-host unix://PATH]]
-  --run-dir DIR       the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin.sock there
+const BUILD_USAGE = `bees docker plugin build --out DIR [--run-dir DIR] [--install NAME [--docker-host unix://PATH]]
+  --run-dir DIR       the agent's run directory (default /run/bees); the agent must serve unix:docker-plugin/agent.sock there
   --install NAME      also create and enable the plugin as NAME in this host's dockerd (engine API, no docker CLI)
   --docker-host HOST  the daemon's socket (default unix://${DEFAULT_DOCKER_SOCKET})
-  without --install, on every node: docker plugin create midonet DIR && docker plugin enable midonet`;
+  without --install, on every node: docker plugin create midonet DIR &&
+    docker plugin set midonet bees-run.source=/run/bees/docker-plugin && docker plugin enable midonet`;
 export const dockerPluginBuildCommand: Command = {
   name: 'docker plugin build',
   summary: 'Assemble a managed (v2) Docker plugin directory from local files',

@@ -1,33 +1,15 @@
-// The workload API's client over HTTP on the agent's unix socket (core/workload/types.ts), and the errors every
-// WorkloadApi implementation fails with. The shipped plugin does not use it (the CNI logic runs inside the agent,
-// see cni/README.md); it serves tools and tests that drive the workload API from another process.
+// The workload API's client over HTTP on the agent's unix socket (core/workload/types.ts); it fails with the
+// errors of core/workload/api.ts, re-exported here for the plugin's code. The shipped plugin does not use it (the
+// CNI logic runs inside the agent, see cni/README.md); it serves tools and tests that drive the workload API from
+// another process.
 import { request } from 'node:http';
 import type {
   AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
 } from '../../core/workload/types.js';
-import type { WorkloadApi } from './commands.js';
+import { AgentError, AgentProtocolError, AgentUnreachable, type WorkloadApi } from '../../core/workload/api.js';
 import { DEFAULT_AGENT_TIMEOUT_MS } from './protocol.js';
 
-/** The agent answered with an error body (HTTP 4xx/5xx). */
-export class AgentError extends Error {
-  constructor(readonly status: number, readonly body: WorkloadErrorBody) {
-    super(body.error);
-    this.name = 'AgentError';
-  }
-}
-
-/** Nobody (or something that is not the agent) is at the socket. */
-export class AgentUnreachable extends Error {
-  constructor(readonly socket: string, readonly reason: string) {
-    super(`cannot reach the bees agent at ${socket}: ${reason}`);
-    this.name = 'AgentUnreachable';
-  }
-}
-
-/** The agent answered, but not with the workload API's JSON. */
-export class AgentProtocolError extends Error {
-  override name = 'AgentProtocolError';
-}
+export { AgentError, AgentProtocolError, AgentUnreachable };
 
 interface RawResponse { status: number; text: string }
 

@@ -1,34 +1,43 @@
 // The six CNI commands, each a translation of one workload API call. Kernel work is the agent's; here we only
 // decide what to ask for and how to say the answer in CNI's words.
 import type { PortOwner } from '../../core/model/types.js';
-import type { AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, StatusResult } from '../../core/workload/types.js';
-import { AgentError, AgentProtocolError, AgentUnreachable } from './agent-client.js';
+import type { ErrorKind } from '../../core/errors.js';
+import { AgentError, AgentProtocolError, AgentUnreachable, type WorkloadApi } from '../../core/workload/api.js';
+import type { AttachRequest, AttachResult } from '../../core/workload/types.js';
 import { checkMac, decodeConfig, type DecodedConfig, type MidonetNetConf } from './config.js';
 import type { CniEnv } from './env.js';
 import { CniError, Code } from './errors.js';
 import { amend, fromAnyVersion, fromAttach, toVersion, type Result } from './result.js';
 import { compareVersions, LATEST, SUPPORTED_VERSIONS } from './versions.js';
 
+export type { WorkloadApi };
+
 type Op = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
+
+/** The CNI code for each kind of core/errors.ts (some depend on the operation). */
+const CNI_CODE_OF_KIND: Record<ErrorKind, (op: Op) => number> = {
+  invalid: () => Code.invalidConfig,
+  // ADD names a network: one that does not exist is a config mistake. Later calls name an attachment.
+  not_found: (op) => (op === 'ADD' ? Code.invalidConfig : Code.unknownContainer),
+  conflict: () => Code.conflict,
+  exhausted: () => Code.addressExhausted,
+  // STATUS asks exactly this ("plugin not available"); the others may succeed later.
+  unavailable: (op) => (op === 'STATUS' ? Code.unavailable : Code.tryAgainLater),
+  internal: () => Code.agentInternal,
+};
 
 /** Turns whatever the agent call threw into a CniError a person can act on. */
 export function toCniError(e: unknown, op: Op): CniError {
   if (e instanceof CniError) return e;
   if (e instanceof AgentUnreachable) {
-    return new CniError(op === 'STATUS' ? Code.unavailable : Code.tryAgainLater, e.message);
+    return new CniError(CNI_CODE_OF_KIND.unavailable(op), e.message);
   }
   if (e instanceof AgentProtocolError) return new CniError(Code.agentProtocol, e.message);
   if (e instanceof AgentError) {
     const field = e.body.field ? ` (field ${e.body.field})` : '';
     const msg = `${op} refused by the bees agent: ${e.body.error}${field}`;
-    switch (e.body.code) {
-      case 'invalid': return new CniError(Code.invalidConfig, msg);
-      case 'not_found': return new CniError(op === 'ADD' ? Code.invalidConfig : Code.unknownContainer, msg);
-      case 'conflict': return new CniError(Code.conflict, msg);
-      case 'exhausted': return new CniError(Code.addressExhausted, msg);
-      case 'unavailable': return new CniError(op === 'STATUS' ? Code.unavailable : Code.tryAgainLater, msg);
-      default: return new CniError(Code.agentInternal, msg);
-    }
+    const code = Object.hasOwn(CNI_CODE_OF_KIND, e.body.code) ? CNI_CODE_OF_KIND[e.body.code](op) : Code.agentInternal;
+    return new CniError(code, msg);
   }
   return new CniError(Code.agentInternal, `${op} failed: ${(e as Error)?.message ?? String(e)}`);
 }
@@ -41,19 +50,6 @@ function requireAtLeast(cfg: DecodedConfig, op: Op, min: string): void {
 
 function owner(cfg: DecodedConfig): PortOwner['orchestrator'] {
   return cfg.mesos ? 'mesos' : 'cni';
-}
-
-/**
- * What the commands need of the agent: the workload API (core/workload/types.ts). Implemented over HTTP by
- * AgentClient and in-process, inside the agent, by core/agent/workload-server.ts; both fail with AgentError
- * (the agent's error body), AgentUnreachable or AgentProtocolError.
- */
-export interface WorkloadApi {
-  attach(req: AttachRequest): Promise<AttachResult>;
-  detach(req: DetachRequest): Promise<unknown>;
-  check(req: CheckRequest): Promise<CheckResult>;
-  gc(req: GcRequest): Promise<unknown>;
-  status(): Promise<StatusResult>;
 }
 
 function checkAttachResult(a: unknown): asserts a is AttachResult {

@@ -1,5 +1,5 @@
 // The midonet plugin (the built executable) through the libcni-like harness at every spec version, against the
-// REAL agent (core/cli/main.ts agent, file store) running in an e2e harness host. The harness runs the plugins in
+// REAL agent (app/main.ts agent, file store) running in an e2e harness host. The harness runs the plugins in
 // that host's namespace, as a runtime there would, so chained reference plugins (portmap, tuning, firewall) act
 // on the host the agent serves. What is asserted is what the agent really did: links and addresses in the
 // namespaces, ports and IPAM allocations in its REST API.

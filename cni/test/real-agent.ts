@@ -1,4 +1,4 @@
-// Fixture: the real bees agent (core/cli/main.ts agent) on one or more e2e harness hosts, each in its own network
+// Fixture: the real bees agent (app/main.ts agent) on one or more e2e harness hosts, each in its own network
 // namespace, on a file store (one host) or a shared ZooKeeper (several). The CNI tests drive it only through its
 // sockets, as the plugin and an operator would: the workload API (workload.sock) and the REST API (api.sock).
 import type { ChildProcess } from 'node:child_process';
@@ -84,7 +84,7 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
       const run = join(host.stateDir, 'run');
       const store = given ?? (zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`);
       const argv = [
-        process.execPath, '--import', 'tsx', join(ROOT, 'core/cli/main.ts'), 'agent', '--store', store,
+        process.execPath, '--import', 'tsx', join(ROOT, 'app/main.ts'), 'agent', '--store', store,
         '--state-dir', host.stateDir, '--run-dir', run, '--underlay-ip', host.underlayIp, '--router-ns-prefix', host.routerNsPrefix,
       ];
       const a: HostAgent = {

@@ -21,7 +21,7 @@ import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identi
 import { Reconciler } from './reconciler.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
-import { buildWorkloadServer } from './workload-server.js';
+import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -57,6 +57,8 @@ export interface AgentOptions {
    * on stop.
    */
   extraServices?: ((agent: Agent) => Promise<AgentService>)[];
+  /** Routes adapters add to the workload server (the CNI shim's call), given the in-process workload API. */
+  workloadRoutes?: WorkloadRoutes[];
   log?: (msg: string) => void;
 }
 
@@ -155,7 +157,7 @@ export class Agent {
     this.metrics.instrument(this.workloads);
     // Before the workload API answers: its readiness then covers the hosted services too.
     for (const start of o.extraServices ?? []) this.services.push(await start(this));
-    this.workloadApi = buildWorkloadServer(this.workloads);
+    this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
     this.api = buildApi({

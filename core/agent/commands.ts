@@ -1,9 +1,8 @@
-// `bees agent`, `bees up`, `bees attach`, `bees detach`: running the per-host agent and using its workload API
-// by hand (MidoNet's `mm-ctl --bind-port`, in spirit).
+// `bees attach`, `bees detach`: using the local agent's workload API by hand (MidoNet's `mm-ctl --bind-port`, in
+// spirit). `bees agent` and `bees up`, which run the agent with its adapters, are app/agent.ts's.
 import { CliError, parse, printJson, table, type Command, type CommandModule, type Io } from '../cli/command.js';
 import { DEFAULT_WORKLOAD_SOCKET, WorkloadClient, WorkloadApiError } from '../workload/client.js';
 import type { AttachResult } from '../workload/types.js';
-import { AGENT_USAGE } from './run.js';
 
 function workloadClient(values: { socket?: string }, io: Io): WorkloadClient {
   return new WorkloadClient(values.socket ?? io.env.BEES_WORKLOAD_SOCKET ?? DEFAULT_WORKLOAD_SOCKET);
@@ -18,65 +17,6 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     throw err;
   }
 }
-
-const agent: Command = {
-  name: 'agent',
-  summary: 'Run the per-host agent (API, workload API, datapath reconciliation)',
-  usage: AGENT_USAGE,
-  rawArgs: true,
-  async run(args) {
-    const { agentOptionsFrom, runAgentUntilSignal } = await import('./run.js');
-    let opts;
-    try {
-      opts = agentOptionsFrom(args);
-    } catch (err) {
-      throw new CliError(`agent: ${(err as Error).message}\nusage: ${AGENT_USAGE.split('\n')[0]}`, 2);
-    }
-    await runAgentUntilSignal(opts);
-  },
-};
-
-const up: Command = {
-  name: 'up',
-  summary: 'Run an agent on this machine on the embedded store, with a default network and a quick demo',
-  usage: `bees up [--state-dir DIR] [--network NAME] [--subnet CIDR] [--subnet6 CIDR] [--no-demo] [--underlay-ip IP]
-       [--docker | --no-docker]
-  Starts the agent on file:<state-dir>/store (default /var/lib/bees), creates the default network (10.244.0.0/16 and
-  fd00:bee::/64 unless given), shows two workloads on it reaching each other, the gateway and the host, then keeps
-  serving the CNI plugin and the Docker driver until interrupted. The Docker driver ("midonet", local scope, on
-  /run/docker/plugins/midonet.sock) is served when /run/docker/plugins exists (dockerd runs here) or --docker.`,
-  rawArgs: true,
-  async run(args, io) {
-    const { values } = parse(up, args, {
-      'state-dir': { type: 'string' }, network: { type: 'string' }, subnet: { type: 'string' }, subnet6: { type: 'string' },
-      'no-demo': { type: 'boolean' }, 'underlay-ip': { type: 'string' }, store: { type: 'string' },
-      docker: { type: 'boolean' }, 'no-docker': { type: 'boolean' },
-    }, { min: 0, max: 0 });
-    if (values.docker && values['no-docker']) throw new CliError('up: --docker and --no-docker contradict each other', 2);
-    const { existsSync } = await import('node:fs');
-    const docker = values.docker || (!values['no-docker'] && existsSync('/run/docker/plugins'));
-    const { runAgentUntilSignal } = await import('./run.js');
-    const { localDemo, ensureDefaultNetwork } = await import('./up.js');
-    const stateDir = values['state-dir'] ?? '/var/lib/bees';
-    await runAgentUntilSignal(
-      {
-        store: values.store ?? `file:${stateDir}/store`, stateDir,
-        ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
-        ...(docker ? { extraServices: [async (a) => (await import('../../swarm/driver/daemon.js')).startDockerPlugin(a)] } : {}),
-      },
-      async (a) => {
-        const net = await ensureDefaultNetwork(a, {
-          name: values.network ?? 'default', subnet: values.subnet ?? '10.244.0.0/16', subnet6: values.subnet6 ?? 'fd00:bee::/64',
-        });
-        io.out(`bees: agent ready on host ${a.hostId}; network '${net.name}' (${net.subnets.map((s) => s.cidr).join(', ')})\n`);
-        io.out(`bees: API ${a.apiEndpoint}, workload API ${a.workloadEndpoint}\n`);
-        if (docker) io.out('bees: Docker driver "midonet" on /run/docker/plugins/midonet.sock (docker network create -d midonet --ipam-driver midonet …)\n');
-        if (!values['no-demo']) await localDemo(a, net.name, io);
-        io.out('bees: serving; Ctrl-C stops the agent (workloads keep their network)\n');
-      },
-    );
-  },
-};
 
 const attach: Command = {
   name: 'attach',
@@ -124,5 +64,5 @@ const detach: Command = {
   },
 };
 
-export const commands: Command[] = [agent, up, attach, detach];
+export const commands: Command[] = [attach, detach];
 export default { commands } satisfies CommandModule;

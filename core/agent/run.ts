@@ -1,50 +1,38 @@
-// `bees agent`: run the per-host agent in the foreground until SIGINT/SIGTERM.
-import { parseArgs } from 'node:util';
-import { dockerPluginConfigOf, startDockerPlugin } from '../../swarm/driver/daemon.js';
-import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
+// `bees agent`: the agent's own flags, and running it in the foreground until SIGINT/SIGTERM. The adapters' flags
+// and what they add to the agent (the CNI route, the Docker plugin) are composed in app/agent-options.ts.
+import type { ParseArgsConfig } from 'node:util';
 import { serverSecrets, TOKEN_ON_ARGV } from '../api/credentials.js';
 import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
 
-export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port ${DEFAULT_TUNNEL_PORT}]
-           [--listen unix:PATH|tcp://HOST:PORT] [--token-file FILE] [--read-token-file FILE]
-           [--tls-cert FILE --tls-key FILE] [--workload-socket PATH]
-           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]
-           [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]`;
+/** The agent's own flags, for parseArgs. */
+export const AGENT_FLAGS = {
+  store: { type: 'string' },
+  'host-id': { type: 'string' },
+  'host-name': { type: 'string' },
+  'underlay-ip': { type: 'string' },
+  'tunnel-port': { type: 'string' },
+  listen: { type: 'string' },
+  // Declared only to refuse it with a reason instead of "unknown option": tokens never come from argv.
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
+  'read-token-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'workload-socket': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'run-dir': { type: 'string' },
+  'router-ns-prefix': { type: 'string' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
 
-/** `--docker-plugin` may come without a value (then: the socket where dockerd discovers legacy plugins). */
-function withOptionalValues(argv: string[]): string[] {
-  return argv.flatMap((a, i) => (a === '--docker-plugin' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')) ? [a, ''] : [a]));
-}
+export type AgentFlagValues = { [K in keyof typeof AGENT_FLAGS]?: string };
 
-export function agentOptionsFrom(argv: string[]): AgentOptions {
-  const { values } = parseArgs({
-    args: withOptionalValues(argv),
-    strict: true,
-    allowPositionals: false,
-    options: {
-      store: { type: 'string' },
-      'host-id': { type: 'string' },
-      'host-name': { type: 'string' },
-      'underlay-ip': { type: 'string' },
-      'tunnel-port': { type: 'string' },
-      listen: { type: 'string' },
-      // Declared only to refuse it with a reason instead of "unknown option".
-      token: { type: 'string' },
-      'token-file': { type: 'string' },
-      'read-token-file': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'workload-socket': { type: 'string' },
-      'state-dir': { type: 'string' },
-      'run-dir': { type: 'string' },
-      'router-ns-prefix': { type: 'string' },
-      'docker-plugin': { type: 'string' },
-      'docker-scope': { type: 'string' },
-      'docker-host': { type: 'string' },
-    },
-  });
+/** AgentOptions from the parsed flags (the store from $BEES_STORE, else the state directory's file store). */
+export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir: string } {
   if (values.token !== undefined) throw new Error(TOKEN_ON_ARGV);
-  const secrets = serverSecrets({ tokenFile: values['token-file'], readTokenFile: values['read-token-file'], tlsCert: values['tls-cert'], tlsKey: values['tls-key'] }, process.env);
+  const secrets = serverSecrets(
+    { tokenFile: values['token-file'], readTokenFile: values['read-token-file'], tlsCert: values['tls-cert'], tlsKey: values['tls-key'] },
+    process.env,
+  );
   const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
   const store = values.store ?? process.env.BEES_STORE ?? `file:${stateDir}/store`;
   let tunnelPort: number | undefined;
@@ -53,13 +41,10 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535) throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
   }
   const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
-  // The Docker libnetwork plugin, hosted in this process (swarm/driver/daemon.ts).
-  const docker = dockerPluginConfigOf({ plugin: values['docker-plugin'], scope: values['docker-scope'], host: values['docker-host'] }, runDir);
   return {
     store,
     stateDir,
     runDir,
-    ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}),
     ...(values['host-id'] ? { hostId: values['host-id'] } : {}),
     ...(values['host-name'] ? { hostName: values['host-name'] } : {}),
     ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),

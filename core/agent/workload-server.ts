@@ -1,15 +1,13 @@
 // The workload API on the agent's root-only unix socket (see core/workload/types.ts for the protocol). Adapters
 // hold no store credentials: whoever can reach this socket can plumb workloads on this host, nothing more.
-import { unescape as percentDecode } from 'node:querystring';
 import { Ajv, type ErrorObject } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { AgentError } from '../../cni/plugin/agent-client.js';
-import { CNI_ENV_VARS, CNI_PATH_ROUTE, EXIT_CODE_HEADER, MAX_STDIN_BYTES, headerOf } from '../../cni/plugin/protocol.js';
-import { runCni, type WorkloadApi } from '../../cni/plugin/run.js';
-import { traceLine } from './trace.js';
-import { TopologyError, httpStatusOf } from '../topology/errors.js';
-import { StoreError } from '../store/store.js';
-import type { AttachRequest, CheckRequest, DetachRequest, GcRequest, WorkloadErrorBody } from '../workload/types.js';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { classify } from '../errors.js';
+import { AgentError, type WorkloadApi } from '../workload/api.js';
+import type {
+  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
+} from '../workload/types.js';
 import type { Workloads } from './workloads.js';
 
 const ref = {
@@ -85,20 +83,97 @@ const gcSchema = {
   },
 } as const;
 
+// Response schemas: fastify serialises each answer from its schema (fast-json-stringify), so a field that is not
+// listed here never reaches a client. They list every field of the result types in core/workload/types.ts, which
+// the CNI plugin, the Docker driver and the CLI read.
+const attachResultSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['portId', 'bridgeId', 'tenantId', 'interface', 'hostInterface', 'ips', 'routes', 'mtu'],
+  properties: {
+    portId: { type: 'string' },
+    bridgeId: { type: 'string' },
+    tenantId: { type: 'string' },
+    interface: {
+      type: 'object', additionalProperties: false, required: ['name', 'mac', 'mtu', 'sandbox'],
+      properties: { name: { type: 'string' }, mac: { type: 'string' }, mtu: { type: 'integer' }, sandbox: { type: 'string' } },
+    },
+    hostInterface: {
+      type: 'object', additionalProperties: false, required: ['name', 'mac'], properties: { name: { type: 'string' }, mac: { type: 'string' } },
+    },
+    peerInterface: { type: 'string' },
+    ips: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['address', 'family'],
+        properties: { address: { type: 'string' }, gateway: { type: 'string' }, family: { type: 'integer', enum: [4, 6] } },
+      },
+    },
+    routes: {
+      type: 'array',
+      items: { type: 'object', additionalProperties: false, required: ['dst'], properties: { dst: { type: 'string' }, gw: { type: 'string' } } },
+    },
+    dns: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        nameservers: { type: 'array', items: { type: 'string' } }, domain: { type: 'string' },
+        search: { type: 'array', items: { type: 'string' } }, options: { type: 'array', items: { type: 'string' } },
+      },
+    },
+    mtu: { type: 'integer' },
+  },
+} as const;
+
+const emptyResultSchema = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+const checkResultSchema = {
+  type: 'object', additionalProperties: false, required: ['ok', 'problems'],
+  properties: { ok: { type: 'boolean' }, problems: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+const gcResultSchema = {
+  type: 'object', additionalProperties: false, required: ['removed'],
+  properties: {
+    removed: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['orchestrator', 'workloadId', 'ifname'],
+        properties: { orchestrator: ref.orchestrator, workloadId: { type: 'string' }, ifname: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+const statusResultSchema = {
+  type: 'object', additionalProperties: false, required: ['ready', 'hostId', 'store'],
+  properties: { ready: { type: 'boolean' }, hostId: { type: 'string' }, store: { type: 'string' }, reason: { type: 'string' } },
+} as const;
+
+/** The type json-schema-to-ts reads from a schema: what fastify's type provider gives a handler. */
+type FromSchema<S> = (JsonSchemaToTsProvider & { schema: S })['validator'];
+/** Compiles only when A and B are each assignable to the other. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+// The protocol's types (core/workload/types.ts, read by every client) and the schemas the server checks and
+// serialises with must say the same thing: each line fails to compile when the two drift apart.
+const agree: [
+  Same<FromSchema<typeof attachSchema>, AttachRequest>, Same<FromSchema<typeof detachSchema>, DetachRequest>,
+  Same<FromSchema<typeof checkSchema>, CheckRequest>, Same<FromSchema<typeof gcSchema>, GcRequest>,
+  Same<FromSchema<typeof attachResultSchema>, AttachResult>, Same<FromSchema<typeof checkResultSchema>, CheckResult>,
+  Same<FromSchema<typeof gcResultSchema>, GcResult>, Same<FromSchema<typeof statusResultSchema>, StatusResult>,
+] = [true, true, true, true, true, true, true, true];
+void agree;
+
+/** The workload API's answer to a failure: the status of its kind (core/errors.ts) and the body with that kind. */
 function errorOf(err: unknown): { status: number; body: WorkloadErrorBody } {
-  if (err instanceof TopologyError) {
-    return { status: httpStatusOf(err.code), body: { error: err.message, code: err.code, ...(err.field ? { field: err.field } : {}) } };
-  }
-  if (err instanceof StoreError) {
-    const code = err.code === 'Unavailable' || err.code === 'Closed' ? 'unavailable' : err.code === 'NotFound' ? 'not_found' : 'conflict';
-    return { status: code === 'unavailable' ? 503 : code === 'not_found' ? 404 : 409, body: { error: err.message, code } };
-  }
-  const fe = err as FastifyError;
-  if (fe && typeof fe.statusCode === 'number' && fe.statusCode < 500) {
-    return { status: fe.statusCode, body: { error: fe.message, code: 'invalid' } };
-  }
-  return { status: 500, body: { error: (err as Error)?.message ?? String(err), code: 'internal' } };
+  const { kind, status, message, field } = classify(err);
+  return { status, body: { error: message, code: kind, ...(field ? { field } : {}) } };
 }
+
+/**
+ * Routes an adapter adds to the workload server (the CNI shim's `POST /v1/cni`), registered as a fastify plugin
+ * in a scope of their own, with the in-process workload API to call.
+ */
+export type WorkloadRoutes = (app: FastifyInstance, api: WorkloadApi) => Promise<void>;
 
 const checkSchema = { ...detachSchema, required: ['orchestrator', 'workloadId', 'ifname'] } as const;
 
@@ -140,18 +215,7 @@ export class InProcessWorkloadApi implements WorkloadApi {
   status() { return this.call(undefined, undefined, async () => this.workloads.status()); }
 }
 
-/** The CNI environment from the shim's headers: percent-encoded values, an absent header is an unset variable. */
-function cniEnvOf(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of CNI_ENV_VARS) {
-    const h = headers[headerOf(name)];
-    // querystring.unescape never throws: a malformed escape or invalid UTF-8 stays visible for parseEnv to refuse.
-    if (typeof h === 'string') env[name] = percentDecode(h);
-  }
-  return env;
-}
-
-export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
+export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadRoutes[] = []): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 256 * 1024 });
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = errorOf(err);
@@ -161,30 +225,18 @@ export function buildWorkloadServer(workloads: Workloads): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no such workload API call: ${req.method} ${req.url}`, code: 'not_found' } satisfies WorkloadErrorBody);
   });
-  app.post('/v1/attach', { schema: { body: attachSchema } }, async (req) => workloads.attach(req.body as never));
-  app.post('/v1/detach', { schema: { body: detachSchema } }, async (req) => {
-    await workloads.detach(req.body as never);
+  // Bodies and answers typed from the schemas: the handlers get what validation let through, and must return
+  // what the response schema serialises.
+  const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
+  typed.post('/v1/attach', { schema: { body: attachSchema, response: { 200: attachResultSchema } } }, async (req) => workloads.attach(req.body));
+  typed.post('/v1/detach', { schema: { body: detachSchema, response: { 200: emptyResultSchema } } }, async (req) => {
+    await workloads.detach(req.body);
     return {};
   });
-  app.post('/v1/check', { schema: { body: checkSchema } }, async (req) =>
-    workloads.check(req.body as never));
-  app.post('/v1/gc', { schema: { body: gcSchema } }, async (req) => workloads.gc(req.body as never));
-  app.get('/v1/status', async () => workloads.status());
-  // The `midonet` CNI shim's one call (cni/README.md): body = the plugin's stdin as is, whatever its content type;
-  // answer = what the plugin prints, and its exit status in a header. Own scope: its body parser takes anything.
+  typed.post('/v1/check', { schema: { body: checkSchema, response: { 200: checkResultSchema } } }, async (req) => workloads.check(req.body));
+  typed.post('/v1/gc', { schema: { body: gcSchema, response: { 200: gcResultSchema } } }, async (req) => workloads.gc(req.body));
+  typed.get('/v1/status', { schema: { response: { 200: statusResultSchema } } }, async () => workloads.status());
   const api = new InProcessWorkloadApi(workloads);
-
-  void app.register(async (cni) => {
-    cni.removeAllContentTypeParsers();
-    cni.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_STDIN_BYTES }, (_req, body, done) => done(null, body));
-    cni.post(CNI_PATH_ROUTE, { bodyLimit: MAX_STDIN_BYTES }, async (req, reply) => {
-      const stdin = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
-      const started = performance.now();
-      const env = cniEnvOf(req.headers);
-      const out = await runCni(env, stdin, api);
-      traceLine(`cni ${env.CNI_COMMAND ?? '?'} exit=${out.exitCode} ${(performance.now() - started).toFixed(1)}`);
-      return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(out.stdout);
-    });
-  });
+  for (const routes of extraRoutes) void app.register(async (scope) => routes(scope, api));
   return app;
 }

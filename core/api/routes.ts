@@ -4,6 +4,7 @@ import { SCHEMAS, fieldsOf, idSchema, type JsonSchema } from '../model/schema.js
 import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type ListFilter, type Topology } from '../topology/service.js';
+import { securityGroupRoutes } from './security-groups.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
 import { TraceError, traceTopology, type TraceRequest, type TraceResult } from '../policy/trace.js';
@@ -96,6 +97,7 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
   };
   return [
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
+    ...securityGroupRoutes(topology),
     {
       method: 'POST', url: '/v1/routers/:id/attach', operationId: 'attachRouter', tag: 'Router',
       summary: 'Link a router to a bridge: router port with the gateway address, peered bridge port, routes to the bridge subnets',

@@ -4,17 +4,21 @@
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
-import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
+import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { TopologyError, httpStatusOf } from '../topology/errors.js';
+import { TopologyError } from '../topology/errors.js';
+import { SCHEMAS } from '../model/schema.js';
+import { KINDS } from '../model/types.js';
 import { describeAjvError, strictAjv } from '../topology/shape.js';
 import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
+
+import { setListenGuard, type ListenGuard as Guard } from './listen.js';
+
+export { isLoopback, listen } from './listen.js';
 
 export interface ApiOptions {
   topology: Topology;
@@ -42,14 +46,6 @@ function sameToken(given: string, want: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** What listen() needs to know about an app: whether it can be exposed beyond this machine. */
-interface Guard {
-  tls: boolean;
-  token: boolean;
-  /** Set by listen(): the unix socket needs no token, anything else (TCP, or not listened yet: inject) does. */
-  unix: boolean;
-}
-const guards = new WeakMap<FastifyInstance, Guard>();
 
 /** Reads methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -90,7 +86,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   // The https variant has its own overload; the app is used the same way afterwards.
   const app = (opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base)) as unknown as FastifyInstance;
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
-  guards.set(app, guard);
+  setListenGuard(app, guard);
   // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
   // Query strings and path parameters are text by nature: coerce them to the declared types.
   const bodyAjv = strictAjv();
@@ -121,14 +117,12 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.setErrorHandler((err: FastifyError | TopologyError | Error, req, reply) => {
-    if (err instanceof TopologyError) {
+    const { kind, status, message, field } = classify(err);
+    if (kind !== 'internal') {
       const id = (err as TopologyError & { existingId?: string }).existingId;
-      return reply.code(httpStatusOf(err.code)).send(errorBody(err.code, err.message, err.field, id));
-    }
-    const status = (err as FastifyError).statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      const code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : status === 404 ? 'not_found' : 'invalid';
-      return reply.code(status).send(errorBody(code, err.message));
+      // The framework's own refusals keep their status; two have names of their own in this API's bodies.
+      const error = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : kind;
+      return reply.code(status).send(errorBody(error, message, field, id));
     }
     process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
     return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
@@ -139,11 +133,15 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   const routes = apiRoutes({ topology: opts.topology, store: opts.store, version: opts.version ?? API_VERSION });
+  // Success bodies are serialised from the route's success schema, so an answer carries the documented fields and
+  // nothing else. The table's schemas point at the model objects the OpenAPI way (#/components/schemas/Kind): each
+  // response schema carries those components for the pointers to resolve inside it.
+  const components = { schemas: Object.fromEntries(KINDS.map((k) => [k, SCHEMAS[k].object])) };
   for (const r of routes) {
     app.route({
       method: r.method,
       url: r.url,
-      schema: r.schema,
+      schema: { ...r.schema, ...(r.success.schema ? { response: { [r.success.status]: { ...r.success.schema, components } } } : {}) },
       handler: async (req, reply) => {
         const result = await r.handler({
           params: (req.params ?? {}) as Record<string, string>,
@@ -160,63 +158,4 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   app.get('/openapi.json', async () => doc);
   opts.extraRoutes?.(app);
   return app;
-}
-
-/** 127.0.0.0/8, ::1 and localhost: a listener there is reachable from this machine only. */
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
-  return !!mapped && mapped[1]!.startsWith('127.');
-}
-
-/**
- * Listens on `unix:/path` (mode 0600, a stale socket file replaced, a live one refused) or `tcp://host:port`
- * (`https://host:port` too, which insists on TLS). A TCP listener beyond loopback is refused unless the app has
- * both TLS and a token: a bearer token in clear text is anyone's who can watch the wire.
- * Returns the endpoint actually bound (the port filled in for port 0; https:// when serving TLS).
- */
-export async function listen(app: FastifyInstance, endpoint: string): Promise<string> {
-  const guard = guards.get(app) ?? { tls: false, token: false, unix: false };
-  if (endpoint.startsWith('unix:')) {
-    guard.unix = true;
-    const file = endpoint.slice('unix:'.length);
-    if (!file) throw new Error(`listen: ${endpoint}: no socket path`);
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-    if (await exists(file)) {
-      if (await answers(file)) throw new Error(`listen: ${file} is in use by another server`);
-      await rm(file, { force: true });
-    }
-    await app.listen({ path: file });
-    await chmod(file, 0o600);
-    return `unix:${file}`;
-  }
-  const m = /^(tcp|https):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
-  if (!m) throw new Error(`listen: ${JSON.stringify(endpoint)} is neither unix:/path nor tcp://host:port`);
-  const host = m[2]!.replace(/^\[|\]$/g, '');
-  if (m[1] === 'https' && !guard.tls) throw new Error(`listen: ${endpoint}: https needs a certificate and key (--tls-cert, --tls-key)`);
-  if (!isLoopback(host) && !(guard.tls && guard.token)) {
-    const missing = [guard.tls ? '' : 'TLS (--tls-cert, --tls-key)', guard.token ? '' : 'a token (--token-file or $BEES_API_TOKEN)'].filter(Boolean).join(' and ');
-    throw new Error(`listen: refusing ${endpoint}: a TCP listener beyond loopback needs TLS and a token; missing ${missing}`);
-  }
-  await app.listen({ host, port: Number(m[3]) });
-  const addr = app.server.address() as net.AddressInfo;
-  return `${guard.tls ? 'https' : 'tcp'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function answers(file: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(file);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }

@@ -18,7 +18,7 @@ export interface Command {
   summary: string;
   /** Synopsis and options, shown by `bees help NAME` and `bees NAME --help`. */
   usage: string;
-  /** Hand every argument to run() untouched (no --help handling), for commands wrapping another tool. */
+  /** Hand every argument to run() untouched, for commands parsing their own flags (--help/-h is still answered first). */
   rawArgs?: boolean;
   /** Exit code (default 0). Throw CliError (or any Error) to fail with a one-line reason. */
   run(args: string[], io: Io): Promise<number | void>;

@@ -1,6 +1,6 @@
-// Every `bees` command module. Adding commands is one line here: a module exporting `commands: Command[]`.
-// Modules are loaded lazily, and must import heavy things (fastify, the store, the agent) inside run(), so
-// `bees net ls` stays quick.
+// Core's `bees` command modules (app/commands.ts adds the adapters'). Adding commands is one line here: a module
+// exporting `commands: Command[]`. Modules are loaded lazily, and must import heavy things (fastify, the store,
+// the agent) inside run(), so `bees net ls` stays quick.
 import type { CommandModule } from './command.js';
 
 export const commandModules: Array<() => Promise<CommandModule>> = [
@@ -10,10 +10,8 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./port.js'),
   () => import('./host.js'),
   () => import('./status.js'),
+  () => import('./policy.js'),
+  () => import('./sg.js'),
   () => import('./trace.js'),
   () => import('../agent/commands.js'),
-  () => import('../../cni/install.js'),
-  () => import('../../mesos/config.js'),
-  () => import('../../swarm/commands.js'),
-  () => import('../demo/commands.js'),
 ];

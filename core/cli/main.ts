@@ -1,12 +1,12 @@
-#!/usr/bin/env node
 // `bees`: finds the command named by the leading words of the arguments and runs it. Errors end as one line,
-// "bees: <reason>", with exit code 1 (2 for usage mistakes).
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { CliError, COMMON_USAGE, type Command, type Io } from './command.js';
-import { commandModules } from './commands.js';
+// "bees: <reason>", with exit code 1 (2 for usage mistakes). The entry point, with the adapters' commands, is
+// app/main.ts; core's own commands are listed in ./commands.ts.
+import { CliError, COMMON_USAGE, type Command, type CommandModule, type Io } from './command.js';
+import { commandModules as coreCommandModules } from './commands.js';
 
-async function loadCommands(): Promise<Command[]> {
+export type CommandModules = Array<() => Promise<CommandModule>>;
+
+async function loadCommands(commandModules: CommandModules): Promise<Command[]> {
   const mods = await Promise.all(commandModules.map((load) => load()));
   return mods.flatMap((m) => m.commands);
 }
@@ -33,9 +33,14 @@ function help(cmd: Command): string {
   return `usage: ${cmd.usage}\n\n${cmd.summary}\n`;
 }
 
-export async function main(argv: string[], io: Io): Promise<number> {
+/** True when the arguments ask for a command's usage: every command answers it and starts nothing. */
+function asksForHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+export async function main(argv: string[], io: Io, modules: CommandModules = coreCommandModules): Promise<number> {
   try {
-    const commands = await loadCommands();
+    const commands = await loadCommands(modules);
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
       io.out(overview(commands));
       return argv.length === 0 ? 2 : 0;
@@ -61,8 +66,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
       }
       throw new CliError(`unknown command '${argv[0]}' (see bees help)`, 2);
     }
-    if (!found.cmd.rawArgs && (found.rest.includes('--help') || found.rest.includes('-h'))) {
-      io.out(help(found.cmd) + `\n${COMMON_USAGE}\n`);
+    // Before run(), for every command, rawArgs ones too: `bees up --help` must not start an agent.
+    if (asksForHelp(found.rest)) {
+      // Commands with their own flags (rawArgs) take none of the common ones.
+      io.out(found.cmd.rawArgs ? help(found.cmd) : help(found.cmd) + `\n${COMMON_USAGE}\n`);
       return 0;
     }
     return (await found.cmd.run(found.rest, io)) ?? 0;
@@ -71,24 +78,4 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.err(`bees: ${message}\n`);
     return err instanceof CliError ? err.exitCode : 1;
   }
-}
-
-// Run when executed, not when imported (tests import main()).
-function isEntry(): boolean {
-  try {
-    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-if (isEntry()) {
-  const io: Io = {
-    out: (s) => process.stdout.write(s),
-    err: (s) => process.stderr.write(s),
-    env: process.env,
-  };
-  main(process.argv.slice(2), io).then((code) => {
-    // Long-running commands (bees api) keep the event loop alive themselves; the others end here.
-    process.exitCode = code;
-  });
 }

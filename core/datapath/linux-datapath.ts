@@ -4,12 +4,13 @@
 // under our prefix.
 import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
+import { IFB_PREFIX } from './bandwidth.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE, HOST_CT } from './nft/index.js';
 import {
-  BRIDGE_PREFIX, isPlugName, LEG_PREFIX, legName, PLUG_PEER_PREFIX, routerNsName, UPLINK_PREFIX, uplinkName, vniOfBridgeName, vxlanName,
+  BRIDGE_PREFIX, isPlugName, LEG_PREFIX, legName, PLUG_PEER_PREFIX, PLUG_PREFIX, routerNsName, UPLINK_PREFIX, uplinkName, vniOfBridgeName, vxlanName,
 } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { applyPolicyChange } from './nft/policy.js';
@@ -136,6 +137,11 @@ export class LinuxDatapath {
         if (!mayPlug(n)) continue;
         del.push(`link del ${n}`);
         nft.push(n);
+      } else if (kind === 'ifb' && n.startsWith(IFB_PREFIX)) {
+        // A shaped plug's ifb (bandwidth.ts): goes with its plug, or as a stray once the plug is gone.
+        const owner = `${PLUG_PREFIX}${n.slice(IFB_PREFIX.length)}`;
+        const plugGoes = !keepPlugs.has(owner) && mayPlug(owner);
+        if (plugGoes) del.push(`link del ${n}`);
       } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
           !links.some((x) => x.ifname === `bv${n.slice(2)}`) && mayPlug(`bv${n.slice(2)}`)) {
         del.push(`link del ${n}`);

@@ -64,12 +64,21 @@ const subnetSchema = obj({
 const portRange = obj({ start: { type: 'integer', minimum: 0, maximum: 65535 }, end: { type: 'integer', minimum: 0, maximum: 65535 } }, ['start', 'end']);
 
 const conditionSchema = obj({
-  inPortIds: ids(), outPortIds: ids(),
-  portGroupSrc: idSchema, portGroupDst: idSchema, ipAddrGroupSrc: idSchema, ipAddrGroupDst: idSchema,
-  ethertype: { type: 'integer', minimum: 0, maximum: 65535 },
-  nwProto: { type: 'integer', minimum: 0, maximum: 255 },
-  nwSrc: cidrSchema, nwDst: cidrSchema, tpSrc: portRange, tpDst: portRange,
-  matchForwardFlow: boolSchema, matchReturnFlow: boolSchema, invNwSrc: boolSchema, invNwDst: boolSchema,
+  conjunctionInv: boolSchema, matchForwardFlow: boolSchema, matchReturnFlow: boolSchema,
+  noVlan: boolSchema, vlan: { type: 'integer', minimum: 0, maximum: 4095 },
+  inPortIds: ids(), invInPorts: boolSchema, outPortIds: ids(), invOutPorts: boolSchema,
+  portGroupSrc: idSchema, invPortGroupSrc: boolSchema, portGroupDst: idSchema, invPortGroupDst: boolSchema,
+  ethertype: { type: 'integer', minimum: 0, maximum: 65535 }, invEthertype: boolSchema,
+  dlSrc: macSchema, dlSrcMask: macSchema, invDlSrc: boolSchema, dlDst: macSchema, dlDstMask: macSchema, invDlDst: boolSchema,
+  nwTos: { type: 'integer', minimum: 0, maximum: 255 }, invNwTos: boolSchema,
+  nwProto: { type: 'integer', minimum: 0, maximum: 255 }, invNwProto: boolSchema,
+  nwSrc: cidrSchema, invNwSrc: boolSchema, nwDst: cidrSchema, invNwDst: boolSchema,
+  tpSrc: portRange, invTpSrc: boolSchema, tpDst: portRange, invTpDst: boolSchema,
+  ipAddrGroupSrc: idSchema, invIpAddrGroupSrc: boolSchema, ipAddrGroupDst: idSchema, invIpAddrGroupDst: boolSchema,
+  traversedDevice: idSchema, invTraversedDevice: boolSchema,
+  icmpDataSrcIp: cidrSchema, invIcmpDataSrcIp: boolSchema, icmpDataDstIp: cidrSchema, invIcmpDataDstIp: boolSchema,
+  matchNwDstRewritten: boolSchema,
+  fragmentPolicy: strEnum('any', 'header', 'nonheader', 'unfragmented'),
 });
 
 const natTarget = obj({
@@ -170,6 +179,7 @@ const SPECS: Record<Kind, KindSpec> = {
       id: idSchema, chainId: idSchema, position: { type: 'integer', minimum: 1, maximum: 1000000 }, condition: conditionSchema,
       action: strEnum('accept', 'drop', 'reject', 'jump', 'return', 'continue', 'snat', 'dnat', 'rev_snat', 'rev_dnat'),
       jumpChainId: idSchema, natTargets: { type: 'array', maxItems: 64, items: natTarget },
+      flowAction: strEnum('accept', 'continue', 'return'),
       description: { type: 'string', maxLength: 1024 },
     },
     required: ['id', 'chainId', 'position', 'condition', 'action'], createRequired: ['chainId', 'action'], immutable: ['chainId'],

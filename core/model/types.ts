@@ -134,25 +134,79 @@ export interface Chain {
 
 export interface PortRange { start: number; end: number }
 
+/**
+ * MidoNet's FragmentPolicy (FragmentPolicy.java): which IP fragments a condition may match at all. It is checked
+ * before anything else and `conjunctionInv` does not invert it. Absent: `header` when the condition has L4 ports,
+ * else `any` (what MidoNet's REST API fills in).
+ */
+export type FragmentPolicy = 'any' | 'header' | 'nonheader' | 'unfragmented';
+
+/** Deepest jump nesting a chain may lead to: nftables allows 16 (NFT_JUMP_STACK_SIZE), the stages use some. */
+export const MAX_JUMP_DEPTH = 12;
+
+/**
+ * A rule's match, MidoNet's Condition (../shared/reference/chains-lb.md §1.2): every present field must match
+ * (each one negated by its `inv…` flag), and `conjunctionInv` negates the whole. Absent fields match anything.
+ * `portGroupSrc` is the groups of the port the packet entered by (for a workload's packet: the exterior port,
+ * MidoNet's sticky `port_group_id` and `in_port_group_id` at once); `portGroupDst` those of its egress port
+ * (`out_port_group_id`).
+ */
 export interface Condition {
-  inPortIds?: string[];
-  outPortIds?: string[];
-  portGroupSrc?: string;
-  portGroupDst?: string;
-  ipAddrGroupSrc?: string;
-  ipAddrGroupDst?: string;
-  /** 0x0800, 0x86dd, 0x0806 */
-  ethertype?: number;
-  nwProto?: number;
-  nwSrc?: string;
-  nwDst?: string;
-  tpSrc?: PortRange;
-  tpDst?: PortRange;
+  /** Negates the conjunction of all fields (not the fragment policy). */
+  conjunctionInv?: boolean;
   /** Connection tracking: match only the packets of flows started in the forward direction, or their replies. */
   matchForwardFlow?: boolean;
   matchReturnFlow?: boolean;
+  /** Untagged frames only; or frames whose outermost VLAN id is `vlan`. */
+  noVlan?: boolean;
+  vlan?: number;
+  inPortIds?: string[];
+  invInPorts?: boolean;
+  outPortIds?: string[];
+  invOutPorts?: boolean;
+  portGroupSrc?: string;
+  invPortGroupSrc?: boolean;
+  portGroupDst?: string;
+  invPortGroupDst?: boolean;
+  /** 0x0800, 0x86dd, 0x0806 */
+  ethertype?: number;
+  invEthertype?: boolean;
+  /** MAC addresses, compared under their mask (`mac & mask == dlSrc & mask`; no mask: exact). */
+  dlSrc?: string;
+  dlSrcMask?: string;
+  invDlSrc?: boolean;
+  dlDst?: string;
+  dlDstMask?: string;
+  invDlDst?: boolean;
+  /** The IP TOS byte (DSCP and ECN). */
+  nwTos?: number;
+  invNwTos?: boolean;
+  nwProto?: number;
+  invNwProto?: boolean;
+  nwSrc?: string;
   invNwSrc?: boolean;
+  nwDst?: string;
   invNwDst?: boolean;
+  /** L4 port ranges; for ICMP the type (tpSrc) and code (tpDst). A range matches a packet without ports. */
+  tpSrc?: PortRange;
+  invTpSrc?: boolean;
+  tpDst?: PortRange;
+  invTpDst?: boolean;
+  ipAddrGroupSrc?: string;
+  invIpAddrGroupSrc?: boolean;
+  ipAddrGroupDst?: string;
+  invIpAddrGroupDst?: boolean;
+  /** A device (bridge, router or port id) the packet has already traversed in this simulation. */
+  traversedDevice?: string;
+  invTraversedDevice?: boolean;
+  /** Inside an ICMP error: the embedded packet's source and destination, as subnets. */
+  icmpDataSrcIp?: string;
+  invIcmpDataSrcIp?: boolean;
+  icmpDataDstIp?: string;
+  invIcmpDataDstIp?: boolean;
+  /** The destination was rewritten (DNAT or reverse SNAT) earlier on the packet's path. */
+  matchNwDstRewritten?: boolean;
+  fragmentPolicy?: FragmentPolicy;
 }
 
 export interface NatTarget {
@@ -166,6 +220,11 @@ export type RuleAction =
   | 'accept' | 'drop' | 'reject' | 'jump' | 'return' | 'continue'
   | 'snat' | 'dnat' | 'rev_snat' | 'rev_dnat';
 
+export const NAT_ACTIONS: readonly RuleAction[] = ['snat', 'dnat', 'rev_snat', 'rev_dnat'];
+
+/** What a NAT rule yields after translating (MidoNet's `flowAction`): the NAT kind is `action`, this is the verdict. */
+export type FlowAction = 'accept' | 'continue' | 'return';
+
 export interface Rule {
   id: string;
   chainId: string;
@@ -175,6 +234,8 @@ export interface Rule {
   action: RuleAction;
   jumpChainId?: string;
   natTargets?: NatTarget[];
+  /** NAT rules only (filled: `accept`). */
+  flowAction?: FlowAction;
   /** Recorded in flow traces to say which rule allowed or dropped a packet. */
   description?: string;
 }

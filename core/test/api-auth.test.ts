@@ -6,7 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { agentOptionsFrom } from '../agent/run.js';
+import { parseArgs } from 'node:util';
+import { AGENT_FLAGS, agentOptionsOf } from '../agent/run.js';
+
+/** The agent's own flags as `bees agent` parses them (app/agent-options.ts adds only the adapters' flags). */
+const agentOptionsFrom = (args: string[]) => agentOptionsOf(parseArgs({ args, options: AGENT_FLAGS, strict: true, allowPositionals: false }).values);
 import { ApiClient, ApiError } from '../api/client.js';
 import { buildApi, listen } from '../api/server.js';
 import { main } from '../cli/main.js';

@@ -1,4 +1,4 @@
-// The real `bees` CLI (node --import tsx core/cli/main.ts) against a real `bees api` process on a unix socket.
+// The real `bees` CLI (node --import tsx app/main.ts) against a real `bees api` process on a unix socket.
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(ROOT, 'core/cli/main.ts');
+const MAIN = path.join(ROOT, 'app/main.ts');
 
 interface Run { code: number; out: string; err: string }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { LinuxDatapath } from '../datapath/index.js';
 import type { DesiredBridge, GatewayAddress, PlugSpec } from '../datapath/index.js';
-import { Harness, type HarnessHost } from '../../e2e/harness/index.js';
+import { Harness, type HarnessHost } from '../../testbed/index.js';
 
 export interface Cluster {
   h: Harness;

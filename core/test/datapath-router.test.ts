@@ -1,7 +1,7 @@
 // Distributed routing, tenant isolation, external access and anti-spoofing on three namespace hosts.
 import test from 'ava';
 import { spawnCounter, type DesiredRouter, type GatewayAddress } from '../datapath/index.js';
-import { OUTSIDE_IP } from '../../e2e/harness/index.js';
+import { OUTSIDE_IP } from '../../testbed/index.js';
 import { routerNsName } from '../datapath/names.js';
 import { announce } from '../datapath/announce.js';
 import { getLink } from '../datapath/netlink/link.js';

@@ -1,7 +1,10 @@
 // Errors of the topology service, shaped so every adapter can answer in its own protocol's form
-// (HTTP status, CNI code, libnetwork Err) without parsing messages.
+// (HTTP status, CNI code, libnetwork Err) without parsing messages: the code is a kind of core/errors.ts.
+import type { RefusalKind } from '../errors.js';
 
-export type TopologyErrorCode = 'invalid' | 'not_found' | 'conflict' | 'exhausted' | 'unavailable';
+export { httpStatusOf } from '../errors.js';
+
+export type TopologyErrorCode = RefusalKind;
 
 export class TopologyError extends Error {
   constructor(
@@ -12,16 +15,5 @@ export class TopologyError extends Error {
   ) {
     super(message);
     this.name = 'TopologyError';
-  }
-}
-
-/** HTTP status for an error code: a client's mistake is never a 500. */
-export function httpStatusOf(code: TopologyErrorCode): number {
-  switch (code) {
-    case 'invalid': return 400;
-    case 'not_found': return 404;
-    case 'conflict': return 409;
-    case 'exhausted': return 409;
-    case 'unavailable': return 503;
   }
 }

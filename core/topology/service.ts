@@ -6,11 +6,13 @@
 // dispatches to them and runs the attempts.
 import { AddressError } from '../net/ip.js';
 import { bridgeId as stableBridgeId, isUuid, routerId as stableRouterId, tenantId as stableTenantId } from '../model/ids.js';
-import type { Bridge, Kind, Models, Router, Tenant } from '../model/types.js';
+import type { Bridge, Kind, Models, Port, Router, Tenant } from '../model/types.js';
 import { StoreError } from '../store/store.js';
 import { TopologyError } from './errors.js';
 import { linkRouter, type RouterLink } from './links.js';
-import { referencesFrom, referencesTo } from './references.js';
+import { referencesTo } from './references.js';
+import { portsGone, syncPortSecurity } from './security-groups.js';
+import { validateWrite } from './write.js';
 import { ruleOf } from './rules/index.js';
 import { existsError, fieldOf, label, type Draft } from './rules/rule.js';
 import { checkShape } from './shape.js';
@@ -168,6 +170,9 @@ export class Topology {
         throw new TopologyError('conflict', `${label(kind, root.value)} is still referenced by ${shown}`, 'id');
       }
       for (const p of plan.values()) tx.writes.push({ op: 'delete', kind: p.kind, id: p.value.id, version: p.version });
+      // A deleted port's security-group chains and addresses go with it.
+      const ports = [...plan.values()].filter((p) => p.kind === 'Port').map((p) => p.value as Port);
+      if (ports.length) await portsGone(tx, ports);
     }, kind);
   }
 
@@ -273,13 +278,17 @@ export class Topology {
 
   /** Semantic checks of a full object about to be written (`prev`: the stored one on update). */
   private async validate<K extends Kind>(kind: K, value: Models[K], tx: Tx, prev: Models[K] | undefined): Promise<void> {
-    for (const ref of referencesFrom(kind)) {
-      if (ref.field === 'peerId') continue; // links are made by attachRouter only
-      for (const id of ref.ids(value)) await tx.need(ref.to, id, ref.field);
-    }
-    await ruleOf(kind).validate?.(value, tx, prev);
+    await validateWrite(kind, value, tx, prev);
+    // A port's security groups are enforced by its filter chains, made or changed in the same transaction.
+    if (kind === 'Port') await syncPortSecurity(tx, value as Port);
+  }
+
+  /** Runs a compound operation (security groups…) as one transaction, re-run on conflicts like every write. */
+  transact<T>(body: (tx: Tx) => Promise<T>, kind: Kind): Promise<T> {
+    return this.attempt(body, kind);
   }
 }
+
 
 function sortKey(o: { id: string }): string {
   const name = fieldOf(o, 'name');

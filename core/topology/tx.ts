@@ -36,7 +36,46 @@ export class Tx {
   async list<K extends Kind>(kind: K): Promise<Versioned<Models[K]>[]> {
     let all = this.lists.get(kind);
     if (!all) this.lists.set(kind, (all = await this.store.list(kind)));
-    return all as Versioned<Models[K]>[];
+    const staged = this.staged.get(kind);
+    if (!staged?.size) return all as Versioned<Models[K]>[];
+    const out = all.filter((v) => !staged.has(v.value.id));
+    for (const v of staged.values()) if (v) out.push(v);
+    return out as Versioned<Models[K]>[];
+  }
+
+  // Writes of a compound operation that later reads of the same attempt must see (kind -> id -> value or gone).
+  private readonly staged = new Map<Kind, Map<string, Versioned<Models[Kind]> | undefined>>();
+
+  private stage(kind: Kind, id: string, v: Versioned<Models[Kind]> | undefined): void {
+    let m = this.staged.get(kind);
+    if (!m) this.staged.set(kind, (m = new Map()));
+    m.set(id, v);
+    this.reads.set(`${kind}/${id}`, v);
+  }
+
+  /**
+   * Writes `value` in this attempt (an update when `version` is given, else a create), visible to the attempt's
+   * later reads and lists; for operations that write several related objects (security groups).
+   */
+  put<K extends Kind>(kind: K, value: Models[K], version?: number): void {
+    const key = `${kind}/${value.id}`;
+    const i = this.writes.findIndex((w) => w.op !== 'delete' && w.op !== 'check' && w.kind === kind && w.value.id === value.id);
+    if (i >= 0) this.writes[i] = { ...this.writes[i]!, value } as Op;
+    else this.writes.push(version === undefined ? { op: 'create', kind, value } : { op: 'update', kind, value, version });
+    this.checks.delete(key);
+    this.stage(kind, value.id, { value, version: version ?? 0 });
+  }
+
+  /** Deletes an object in this attempt (at the version read), hidden from the attempt's later reads and lists. */
+  remove(kind: Kind, id: string, version: number): void {
+    const i = this.writes.findIndex((w) => w.op !== 'delete' && w.op !== 'check' && w.kind === kind && w.value.id === id);
+    if (i >= 0 && this.writes[i]!.op === 'create') this.writes.splice(i, 1);
+    else {
+      if (i >= 0) this.writes.splice(i, 1);
+      this.writes.push({ op: 'delete', kind, id, version });
+    }
+    this.checks.delete(`${kind}/${id}`);
+    this.stage(kind, id, undefined);
   }
 
   /** The referenced object, asserted unchanged at commit; a missing one is the caller's mistake. */

@@ -6,7 +6,11 @@
 //   POST /v1/gc      GcRequest      -> GcResult
 //   GET  /v1/status                 -> StatusResult
 // Errors: HTTP 4xx/5xx with WorkloadErrorBody.
+import type { ErrorKind } from '../errors.js';
 import type { PortOwner } from '../model/types.js';
+
+/** The network every adapter puts workloads on when none is named (`bees up` creates it). */
+export const DEFAULT_NETWORK = 'default';
 
 export interface PortMapping {
   hostPort: number;
@@ -42,8 +46,11 @@ export interface NetworkSelector {
 }
 
 export interface AttachRequest extends WorkloadRef, NetworkSelector {
-  /** Network namespace path of the workload (/proc/PID/ns/net, /run/netns/NAME…). */
-  netns: string;
+  /**
+   * Network namespace path of the workload (/proc/PID/ns/net, /run/netns/NAME…). Optional in the schema: the
+   * agent answers its absence with an 'invalid' naming the field unless hostSideOnly is set.
+   */
+  netns?: string;
   /** Requested static addresses (plain IPs, or CIDRs whose prefix must match the subnet). */
   ips?: string[];
   mac?: string;
@@ -94,7 +101,8 @@ export interface DetachRequest extends WorkloadRef {
 }
 
 export interface CheckRequest extends WorkloadRef {
-  netns: string;
+  /** Optional in the schema, which has always let a check without it through. */
+  netns?: string;
   network?: string;
   tenant?: string;
 }
@@ -128,8 +136,8 @@ export interface StatusResult {
 
 export interface WorkloadErrorBody {
   error: string;
-  /** Machine-readable: 'invalid' (4xx, caller's fault), 'not_found', 'conflict', 'exhausted', 'unavailable'. */
-  code: 'invalid' | 'not_found' | 'conflict' | 'exhausted' | 'unavailable' | 'internal';
+  /** Machine-readable: a kind of core/errors.ts ('invalid' is the caller's fault, 'internal' ours). */
+  code: ErrorKind;
   /** The offending field, when there is one. */
   field?: string;
 }

@@ -1,3 +1,2 @@
-export { Harness, OUTSIDE_IP, type HarnessHost, type HarnessOptions, type AgentCommand } from './harness.js';
-export { execArgv, mustExec, nsArgv, type ExecResult } from './shell.js';
-export { snapshotNetns, namespacesWithPrefix } from './leaks.js';
+// The harness is the testbed library (testbed/), shared with `bees demo`; the e2e suites import it from here.
+export * from '../../testbed/index.js';

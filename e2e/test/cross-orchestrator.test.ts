@@ -20,7 +20,7 @@ import {
 import { BridgeLabel, bridgeIdOf } from '../../swarm/driver/network-options.js';
 import { installLegacy, uninstallLegacy } from '../../swarm/install/legacy.js';
 import { BUSYBOX_IMAGE, startDockerd } from '../../swarm/test/dockerd.js';
-import { eventually, startCluster } from '../lib/cluster.js';
+import { eventually, startCluster } from '../../testbed/cluster.js';
 
 const PLUGIN_SOCKET = 'docker-plugin.sock';
 

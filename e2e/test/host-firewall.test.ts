@@ -3,11 +3,11 @@
 // not even reach each other. Here a stock dockerd (iptables on) runs in each harness host and FORWARD is set to
 // DROP explicitly (IPv4 and IPv6); every path must work, and cleanup must leave the host's tables as they were.
 import test from 'ava';
-import { execArgv } from '../harness/shell.js';
+import { execArgv } from '../../testbed/shell.js';
 import type { HarnessHost } from '../harness/index.js';
 import { BUSYBOX_IMAGE, startDockerd, type Dockerd } from '../../swarm/test/dockerd.js';
 import { startSingleHost } from '../../swarm/test/single-host.js';
-import { eventually, startCluster, type Cluster } from '../lib/cluster.js';
+import { eventually, startCluster, type Cluster } from '../../testbed/cluster.js';
 
 const tables = async (c: Cluster['harness'], h: HarnessHost, tool: 'iptables' | 'ip6tables'): Promise<string> => {
   const r = await c.exec(h, [tool, '-w', '-t', 'filter', '-S']);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { bootId } from '../../core/agent/host-claim.js';
 import { KINDS } from '../../core/model/types.js';
 import { openStore } from '../../core/store/open.js';
-import { eventually, startCluster, type Cluster, type ClusterHost } from '../lib/cluster.js';
+import { eventually, startCluster, type Cluster, type ClusterHost } from '../../testbed/cluster.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -3,7 +3,7 @@
 // entries included). And port security: frames from an address or MAC a port does not own reach no one.
 import test from 'ava';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
-import { eventually, startCluster } from '../lib/cluster.js';
+import { eventually, startCluster } from '../../testbed/cluster.js';
 
 test('detach and gc leave nothing on any host', async (t) => {
   const c = await startCluster({ hosts: 3 });

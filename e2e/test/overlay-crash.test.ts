@@ -3,7 +3,7 @@
 // expires and returns after restart, and the restarted agent converges without removing anything live.
 import test from 'ava';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
-import { eventually, startCluster } from '../lib/cluster.js';
+import { eventually, startCluster } from '../../testbed/cluster.js';
 
 test('kill -9 of an agent during a ping flood: zero loss, liveness goes and returns, restart removes nothing live', async (t) => {
   // A 200 ms tick bounds the agent's session at 4 s, so expiry is seen quickly.

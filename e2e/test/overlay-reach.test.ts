@@ -1,7 +1,7 @@
 // Deliverable 1 and 4 of the overlay: workloads on three hosts on one network reach each other over IPv4 and IPv6
 // through real agents and real ZooKeeper; a workload reaches the outside; each host reaches its local workloads.
 import test from 'ava';
-import { startCluster } from '../lib/cluster.js';
+import { startCluster } from '../../testbed/cluster.js';
 
 test('three hosts, one network: every workload reaches every other over IPv4 and IPv6, the outside, and its host reaches it', async (t) => {
   const c = await startCluster({ hosts: 3 });

@@ -2,7 +2,7 @@
 // cross-network traffic with each packet crossing the underlay once; two tenants with the same subnet are each
 // fully connected inside and cut off from each other.
 import test from 'ava';
-import { startCluster, type Workload } from '../lib/cluster.js';
+import { startCluster, type Workload } from '../../testbed/cluster.js';
 
 test('two networks joined by the tenant router: cross-host, cross-network traffic crosses the underlay once per packet', async (t) => {
   const c = await startCluster({ hosts: 3 });

@@ -8,7 +8,7 @@ import type { Chain, IpAddrGroup, Port, Rule } from '../../core/model/types.js';
 import {
   ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyView,
 } from '../../core/policy/simulate.js';
-import { eventually, startCluster, type Cluster, type Workload } from '../lib/cluster.js';
+import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
 
 // TCP listeners on 80 and 8080, UDP echo on 5353 and 7777.

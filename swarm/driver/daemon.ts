@@ -1,13 +1,15 @@
 // Assembles the Docker plugin in one visible place, inside the agent process: backend, IPAM driver, network
-// driver, HTTP server. The agent starts it when run with `--docker-plugin` (core/agent/run.ts).
+// driver, HTTP server. The agent starts it when run with `--docker-plugin` (composed in app/agent.ts); it listens
+// with core's safe listener (a live server's socket is never taken over).
 import { isAbsolute, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { listenUnix } from '../../core/api/listen.js';
 import { DEFAULT_TENANT } from '../../core/topology/service.js';
 import { AgentBackend, type AgentParts } from './agent-backend.js';
 import { IpamDriver } from './ipam-driver.js';
 import { NetworkDriver } from './network-driver.js';
 import { DEFAULT_PLUGIN_SOCKET } from './plugin-name.js';
-import { buildServer, listenUnix } from './server.js';
+import { buildServer } from './server.js';
 
 
 export interface DockerPluginConfig {

@@ -13,15 +13,18 @@ export interface IpamData {
   /** Gateway in CIDR form ("10.1.0.1/24"). */
   Gateway?: string;
   /** Reserved addresses, name -> CIDR form. */
-  AuxAddresses?: Record<string, string>;
+  AuxAddresses?: Record<string, string> | null;
 }
 
-/** Option values are mostly strings, but libnetwork also puts booleans and the nested generic map here. */
+/**
+ * Option values are mostly strings, but libnetwork also puts booleans and the nested generic map here. The request
+ * schemas accept null for an options map (Go marshals a nil map as null), so the request types say so too.
+ */
 export type DriverOptions = Record<string, unknown>;
 
 export interface CreateNetworkRequest {
   NetworkID: string;
-  Options?: DriverOptions;
+  Options?: DriverOptions | null;
   IPv4Data?: IpamData[] | null;
   IPv6Data?: IpamData[] | null;
 }
@@ -35,7 +38,7 @@ export interface EndpointInterface {
 export interface CreateEndpointRequest {
   NetworkID: string;
   EndpointID: string;
-  Options?: DriverOptions;
+  Options?: DriverOptions | null;
   Interface?: EndpointInterface | null;
 }
 
@@ -43,7 +46,7 @@ export interface JoinRequest {
   NetworkID: string;
   EndpointID: string;
   SandboxKey: string;
-  Options?: DriverOptions;
+  Options?: DriverOptions | null;
 }
 
 export interface StaticRoute {
@@ -64,7 +67,7 @@ export interface JoinResponse {
 export interface EndpointRequest {
   NetworkID: string;
   EndpointID: string;
-  Options?: DriverOptions;
+  Options?: DriverOptions | null;
 }
 
 export interface RequestPoolRequest {

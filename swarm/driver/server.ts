@@ -2,9 +2,9 @@
 // whatever their content type says (Docker sends application/vnd.docker.plugins.v1.2+json) and may be empty.
 // Malformed calls get HTTP 400 before any handler runs; failures of a well-formed call are answered the way
 // libnetwork reads them: HTTP 200 with {"Err": …} (network) or {"Error": …} (IPAM).
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { isErrorKind } from '../../core/errors.js';
 import { TopologyError } from '../../core/topology/errors.js';
 import { DriverError } from './backend.js';
 import type { IpamDriver } from './ipam-driver.js';
@@ -12,6 +12,10 @@ import type { NetworkDriver } from './network-driver.js';
 import { IPAM, NETWORK, schemas } from './protocol.js';
 
 export const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
+
+type Schema = (typeof schemas)[keyof typeof schemas];
+/** The type json-schema-to-ts reads from a schema: what fastify's type provider gives a handler. */
+type FromSchema<S> = (JsonSchemaToTsProvider & { schema: S })['validator'];
 
 type Family = typeof NETWORK | typeof IPAM | 'Plugin';
 
@@ -30,9 +34,9 @@ function familyOfUrl(url: string): Family {
 /** Errors that are the answer to a well-formed call (bad option, unknown network, pool exhausted…). */
 function isApplicationError(err: unknown): boolean {
   if (err instanceof DriverError || err instanceof TopologyError) return true;
-  // Errors relayed from the agent's APIs carry the code of core's error contract.
-  const code = err instanceof Error ? (err as unknown as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && ['invalid', 'not_found', 'conflict', 'exhausted', 'unavailable'].includes(code);
+  // Errors relayed from the agent's APIs carry a kind of core/errors.ts: all but 'internal' answer the call.
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return isErrorKind(code) && code !== 'internal';
 }
 
 export interface DriverServerOptions {
@@ -91,14 +95,20 @@ export function buildServer(opts: DriverServerOptions): FastifyInstance {
   if (opts.ipam) implementsList.push(IPAM);
   app.post('/Plugin.Activate', async () => ({ Implements: implementsList }));
 
-  type Handler = (body: never) => Promise<object> | object;
-  const route = (path: string, schema: object | undefined, handler: Handler) => {
-    app.post(`/${path}`, schema ? { schema: { body: schema } } : {}, async (req) => handler(req.body as never));
+  // Each handler gets the body typed from the schema it was checked against (json-schema-to-ts): a driver method
+  // whose request type asks for more than the schema guarantees does not compile.
+  const route = <S extends Schema>(path: string, schema: S, handler: (body: FromSchema<S>) => Promise<object> | object) => {
+    // The one cast: fastify checked the body against S before this runs, and the type provider cannot carry a type
+    // parameter through its route generics (it leaves FromSchema<S> unresolved and widens it with unknown).
+    app.post(`/${path}`, { schema: { body: schema } }, async (req) => handler(req.body as FromSchema<S>));
+  };
+  const bare = (path: string, handler: () => Promise<object> | object) => {
+    app.post(`/${path}`, async () => handler());
   };
 
   const n = opts.network;
   if (n) {
-    route(`${NETWORK}.GetCapabilities`, undefined, () => n.capabilities());
+    bare(`${NETWORK}.GetCapabilities`, () => n.capabilities());
     route(`${NETWORK}.CreateNetwork`, schemas.createNetwork, (b) => n.createNetwork(b));
     route(`${NETWORK}.AllocateNetwork`, schemas.createNetwork, (b) => n.allocateNetwork(b));
     route(`${NETWORK}.FreeNetwork`, schemas.networkIds, (b) => n.freeNetwork(b));
@@ -116,20 +126,12 @@ export function buildServer(opts: DriverServerOptions): FastifyInstance {
   }
   const i = opts.ipam;
   if (i) {
-    route(`${IPAM}.GetCapabilities`, undefined, () => i.capabilities());
-    route(`${IPAM}.GetDefaultAddressSpaces`, undefined, () => i.defaultAddressSpaces());
+    bare(`${IPAM}.GetCapabilities`, () => i.capabilities());
+    bare(`${IPAM}.GetDefaultAddressSpaces`, () => i.defaultAddressSpaces());
     route(`${IPAM}.RequestPool`, schemas.requestPool, (b) => i.requestPool(b));
     route(`${IPAM}.ReleasePool`, schemas.poolId, (b) => i.releasePool(b));
     route(`${IPAM}.RequestAddress`, schemas.requestAddress, (b) => i.requestAddress(b));
     route(`${IPAM}.ReleaseAddress`, schemas.releaseAddress, (b) => i.releaseAddress(b));
   }
   return app;
-}
-
-/** Listen on a unix socket (replacing a stale one), readable by root only. */
-export async function listenUnix(app: FastifyInstance, socketPath: string): Promise<void> {
-  await mkdir(dirname(socketPath), { recursive: true });
-  await rm(socketPath, { force: true });
-  await app.listen({ path: socketPath });
-  await chmod(socketPath, 0o600);
 }

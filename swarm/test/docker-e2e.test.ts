@@ -4,7 +4,7 @@
 // another machine of the underlay; the agent and dockerd restart under running containers; `docker network rm`
 // leaves nothing behind.
 import test from 'ava';
-import { execArgv } from '../../e2e/harness/shell.js';
+import { execArgv } from '../../e2e/harness/index.js';
 import { bridgeIdOf } from '../driver/network-options.js';
 import { BUSYBOX_IMAGE } from './dockerd.js';
 import { eventually, startSingleHost } from './single-host.js';

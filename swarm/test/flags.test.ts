@@ -2,7 +2,7 @@
 // with a message naming the flag.
 import test from 'ava';
 import { join, relative } from 'node:path';
-import { agentOptionsFrom } from '../../core/agent/run.js';
+import { agentOptionsFrom } from '../../app/agent-options.js';
 import { AGENT_PLUGIN_SOCKET_DIR, AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { pluginConfig } from '../install/managed.js';
 import { dockerPluginConfigOf } from '../driver/daemon.js';

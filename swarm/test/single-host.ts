@@ -1,4 +1,4 @@
-// Fixture: one harness host (e2e/lib/cluster.ts: real agent, store in real ZooKeeper) whose agent serves the
+// Fixture: one harness host (testbed/cluster.ts: real agent, store in real ZooKeeper) whose agent serves the
 // midonet plugin under a unique legacy plugin name, and a dockerd of its own (live-restore, so containers outlive
 // a daemon restart) in the host's namespace. Used by the e2e tests and bench/docker.ts.
 import { randomBytes } from 'node:crypto';
@@ -7,10 +7,10 @@ import { isAbsolute, join } from 'node:path';
 import { openStore } from '../../core/store/open.js';
 import type { Store } from '../../core/store/store.js';
 import { ZooKeeperStore } from '../../core/store/zookeeper.js';
-import { Cluster, type ClusterHost } from '../../e2e/lib/cluster.js';
+import { Cluster, type ClusterHost } from '../../testbed/cluster.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 
-export { eventually } from '../../e2e/lib/cluster.js';
+export { eventually } from '../../testbed/cluster.js';
 
 export interface SingleHost {
   cluster: Cluster;

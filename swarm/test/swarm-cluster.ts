@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from '../../e2e/lib/cluster.js';
+import { Cluster } from '../../testbed/cluster.js';
 import { AGENT_PLUGIN_SOCKET_NAME } from '../driver/plugin-name.js';
 import { buildManagedPlugin } from '../install/managed.js';
 import { dockerClient, installManagedPlugin } from '../install/plugin-lifecycle.js';

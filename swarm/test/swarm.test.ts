@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { Ipam } from '../../core/ipam/ipam.js';
 import { randomId } from '../../core/model/ids.js';
 import { openStore } from '../../core/store/open.js';
-import { eventually } from '../../e2e/lib/cluster.js';
+import { eventually } from '../../testbed/cluster.js';
 import { bridgeIdOf } from '../driver/network-options.js';
 import { BUSYBOX_IMAGE } from './dockerd.js';
 import { startSwarm } from './swarm-cluster.js';

@@ -164,5 +164,21 @@ export const HOST_PORTMAP: Table = {
   },
 };
 
+/**
+ * Host namespace, bridged through br_netfilter: the L4 load balancer (lb.ts, compiled by core/lb/compile.ts). `pre`
+ * DNATs new connections to a VIP coming in on a client bridge (dstnat); `post` SNATs hairpin connections to the
+ * bridge's gateway (srcnat). The feature writes both chains' rules itself.
+ */
+export const HOST_LB: Table = {
+  family: 'ip',
+  name: 'bees-lb',
+  namespace: 'host',
+  baseChains: [
+    { name: 'pre', type: 'nat', hook: 'prerouting', priority: -100 },
+    { name: 'post', type: 'nat', hook: 'postrouting', priority: 100 },
+  ],
+  maps: {},
+};
+
 /** Every table of ours, for sweeps and documentation. */
-export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_CT];
+export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_CT];

@@ -6,14 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ApiClient } from '../../core/api/client.js';
-import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
-import { WorkloadClient } from '../../core/workload/client.js';
-import type { AttachRequest, AttachResult } from '../../core/workload/types.js';
-import { Harness, nsArgv, type HarnessHost } from '../harness/index.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+import { ApiClient } from '../core/api/client.js';
+import { ZooKeeperServer } from '../core/testing/zookeeper.js';
+import { WorkloadClient } from '../core/workload/client.js';
+import type { AttachRequest, AttachResult } from '../core/workload/types.js';
+import { beesArgv } from './bees-entry.js';
+import { Harness, nsArgv, type HarnessHost } from './index.js';
 
 export interface ClusterOptions {
   hosts?: number;
@@ -106,8 +104,10 @@ export class Cluster {
       say('agents ready');
       return c;
     } catch (e) {
-      await harness?.destroy();
+      // The error may point to an agent's log: keep them, and say where.
+      await harness?.destroy({ keepLogs: true });
       await zk.cleanup();
+      if (harness && e instanceof Error) e.message += ` (logs kept in ${harness.baseDir})`;
       throw e;
     }
   }
@@ -122,16 +122,19 @@ export class Cluster {
   async startAgent(h: ClusterHost): Promise<void> {
     if (h.agent && h.agent.exitCode === null && h.agent.signalCode === null) throw new Error(`agent of ${h.host.name} is running`);
     h.agent = this.harness.spawn(h.host, [
-      process.execPath, '--import', 'tsx', join(ROOT, 'core/cli/main.ts'), 'agent',
+      ...beesArgv(), 'agent',
       '--store', this.storeUrl, '--host-id', h.hostId, '--host-name', `${this.harness.tag}-${h.host.name}`,
       '--state-dir', h.host.stateDir, '--run-dir', h.runDir, '--underlay-ip', h.host.underlayIp,
       '--router-ns-prefix', h.host.routerNsPrefix, ...(this.opts.agentArgs ?? []),
     ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
     const proc = h.agent;
+    // An agent that exited will not become ready: say so at once (eventually() would retry past a throw).
+    let exited: string | undefined;
     await eventually(async () => {
-      if (proc.exitCode !== null) throw new Error(`agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`);
-      return (await h.workloads.status()).ready;
+      if (proc.exitCode !== null) exited = `agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`;
+      return exited !== undefined || (await h.workloads.status()).ready;
     }, this.opts.readyTimeoutMs ?? 90_000, `agent of ${h.host.name} ready`, 200);
+    if (exited) throw new Error(exited);
   }
 
   /** SIGKILL a host's agent (the datapath stays as it was) and wait for it to be gone. */
@@ -241,12 +244,15 @@ export class Cluster {
     });
   }
 
-  /** Stop the agents, detach nothing (the harness's namespaces go with it), remove ZooKeeper. Safe twice. */
-  async close(): Promise<void> {
+  /**
+   * Stop the agents, detach nothing (the harness's namespaces go with it), remove ZooKeeper. Safe twice. With
+   * `keepLogs` the agents' logs stay in harness.baseDir (after a failure).
+   */
+  async close(opts: { keepLogs?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.helpers) p.kill('SIGKILL');
-    await this.harness.destroy();
+    await this.harness.destroy(opts);
     await this.zk.cleanup();
   }
 }

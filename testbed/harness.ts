@@ -9,7 +9,7 @@ import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diff, namespacesWithPrefix, snapshotNetns } from './leaks.js';
-import { systemTool } from '../../core/datapath/exec.js';
+import { systemTool } from '../core/datapath/exec.js';
 import { execArgv, mustExec, nsArgv, type ExecResult } from './shell.js';
 
 export interface HarnessHost {
@@ -49,7 +49,8 @@ export class Harness {
   private readonly procs = new Set<ChildProcess>();
   private readonly baselines = new Map<string, Set<string>>();
   private readonly rootLink: string;
-  private readonly baseDir: string;
+  /** Where every host's state directory and every process log is (kept by destroy({ keepLogs: true })). */
+  readonly baseDir: string;
   private destroyed = false;
 
   private constructor(readonly tag: string, octet: number, readonly underlayMtu: number) {
@@ -229,8 +230,11 @@ export class Harness {
     return out;
   }
 
-  /** Kill every process, delete every namespace and link carrying the tag. Safe to call twice. */
-  async destroy(): Promise<void> {
+  /**
+   * Kill every process, delete every namespace and link carrying the tag. Safe to call twice. With `keepLogs` the
+   * state directories stay (in baseDir) with the processes' logs, for a failure message that points to them.
+   */
+  async destroy(opts: { keepLogs?: boolean } = {}): Promise<void> {
     this.destroyed = true;
     const procs = [...this.procs];
     for (const p of procs) killGroup(p, 'SIGTERM');
@@ -242,7 +246,7 @@ export class Harness {
     const namespaces = namespacesWithPrefix(this.tag);
     if (namespaces.length) await execArgv(['ip', '-force', '-batch', '-'], namespaces.map((n) => `netns del ${n}`).join('\n') + '\n');
     await execArgv(['ip', 'link', 'del', this.rootLink]);
-    rmSync(this.baseDir, { recursive: true, force: true });
+    if (!opts.keepLogs) rmSync(this.baseDir, { recursive: true, force: true });
   }
 
   /** After destroy(): whatever carrying the tag is still on the machine (namespaces, root links). */

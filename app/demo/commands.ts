@@ -1,5 +1,5 @@
-// `bees demo`: see core/demo/demo.ts. Heavy modules are imported inside run() so `bees help` stays quick.
-import { CliError, parse, printJson, table, type Command, type CommandModule } from '../cli/command.js';
+// `bees demo`: see app/demo/demo.ts. Heavy modules are imported inside run() so `bees help` stays quick.
+import { CliError, parse, printJson, table, type Command, type CommandModule } from '../../core/cli/command.js';
 
 const demo: Command = {
   name: 'demo',
@@ -28,6 +28,7 @@ const demo: Command = {
       const report = await runDemo({ seconds, signal: ctl.signal, progress: (m) => io.err(`bees: demo: ${m}\n`) });
       if (values.json) printJson(io, report);
       else io.out(table(['CHECK', 'FROM', 'TO', 'EXPECTED', 'RESULT'], report.checks.map((x) => [x.check, x.from, x.to, x.expected, x.ok ? x.result : `${x.result} (UNEXPECTED)`])));
+      if (report.logs) io.err(`bees: demo: a check failed; the agents' logs are in ${report.logs}\n`);
       return report.ok ? 0 : 1;
     } catch (e) {
       if (ctl.signal.aborted) return 130;

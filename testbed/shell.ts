@@ -1,6 +1,6 @@
 // Running commands inside the harness's namespaces.
 import { spawn } from 'node:child_process';
-import { systemTool } from '../../core/datapath/exec.js';
+import { systemTool } from '../core/datapath/exec.js';
 
 export interface ExecResult { code: number; stdout: string; stderr: string }
 

@@ -1,7 +1,8 @@
-// `bees demo`: a 3-host overlay on this machine (the e2e harness's namespaces, a ZooKeeper it starts, one real
+// `bees demo`: a 3-host overlay on this machine (the testbed's namespace hosts, a ZooKeeper it starts, one real
 // agent per host), two tenants with the same subnet, and live proof of cross-host ping, throughput and isolation.
-// Everything it makes is removed at the end, on failure and on Ctrl-C.
-import { startCluster, type Cluster, type Workload } from '../../e2e/lib/cluster.js';
+// Everything it makes is removed at the end, on failure and on Ctrl-C; after a failure the agents' logs stay, and
+// the report says where.
+import { startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 
 export interface DemoCheck {
   check: string;
@@ -19,6 +20,8 @@ export interface DemoReport {
   tenants: { name: string; network: string; subnet: string; workloads: { name: string; host: string; ip: string }[] }[];
   checks: DemoCheck[];
   ok: boolean;
+  /** When a check failed: the directory where the agents' logs were kept. */
+  logs?: string;
 }
 
 export interface DemoOptions {
@@ -45,6 +48,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     if (opts.signal?.aborted) throw new Error('interrupted');
   };
   let cluster: Cluster | undefined;
+  let failed = true;
   const abort = () => void cluster?.close();
   opts.signal?.addEventListener('abort', abort, { once: true });
   try {
@@ -100,7 +104,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       add({ check: 'isolation between tenants', from: where(x), to: `${y.name}@${y.on.host.name} ${y.ip4} (other tenant)`, expected: 'no reply', result: reached ? 'REPLIED' : 'no reply', ok: !reached });
       stop();
     }
+    failed = !checks.every((x) => x.ok);
     return {
+      ...(failed ? { logs: c.harness.baseDir } : {}),
       tag,
       hosts: c.hosts.map((h) => ({ name: h.host.name, hostId: h.hostId, underlayIp: h.host.underlayIp })),
       tenants: [
@@ -113,7 +119,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   } finally {
     opts.signal?.removeEventListener('abort', abort);
     say('cleaning up (agents, namespaces, ZooKeeper)');
-    await cluster?.close();
-    say('clean');
+    // Interrupted: the user asked to stop, nothing to investigate. Failed: keep what the error points to.
+    const keepLogs = failed && !opts.signal?.aborted;
+    await cluster?.close({ keepLogs });
+    say(keepLogs && cluster ? `clean; the agents' logs are kept in ${cluster.harness.baseDir}` : 'clean');
   }
 }

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import type { DemoReport } from '../demo.js';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('../../cli/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../main.ts', import.meta.url));
 const namespaces = () => readdirSync('/run/netns');
 
 test('bees demo --json: cross-host ping, throughput and isolation as expected, then nothing left', async (t) => {

