@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../api/client.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(ROOT, 'core/cli/main.ts');
+const MAIN = path.join(ROOT, 'app/main.ts');
 
 function bees(args: string[], env: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve, reject) => {
