@@ -7,7 +7,9 @@ import type { Change, Store } from '../store/store.js';
 import { StoreError } from '../store/store.js';
 
 /** Kinds the agent realizes; the rest stay in the store only. */
-export const CACHED_KINDS = ['Tenant', 'Bridge', 'Router', 'Port', 'Host', 'Route', 'TunnelZone'] as const;
+export const CACHED_KINDS = [
+  'Tenant', 'Bridge', 'Router', 'Port', 'Host', 'Route', 'TunnelZone', 'Chain', 'Rule', 'PortGroup', 'IpAddrGroup',
+] as const;
 export type CachedKind = (typeof CACHED_KINDS)[number];
 
 export class TopologyCache extends EventEmitter {

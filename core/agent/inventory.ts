@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { plugName } from '../datapath/names.js';
-import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from '../datapath/types.js';
+import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
 
 export const INVENTORY_FILE = 'datapath-inventory.json';
 
@@ -148,7 +148,12 @@ export class OwnedDatapath implements Datapath {
   ) {
     const fast = inner.setRouterNeighbours?.bind(inner);
     if (fast) this.setRouterNeighbours = fast;
+    // Policy lives in tables the sweep drops whole (with the last bridge and plug): nothing to record per object.
+    const policy = inner.applyPolicy?.bind(inner);
+    if (policy) this.applyPolicy = policy;
   }
+
+  readonly applyPolicy?: (change: PolicyChange) => Promise<void>;
 
   async ensureBridge(b: DesiredBridge): Promise<void> {
     this.inv.claim(bridgeKey(b.vni));

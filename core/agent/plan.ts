@@ -6,9 +6,11 @@
 // serves a local port has a leg on it (traffic routed here towards that bridge leaves from here, straight to the
 // destination host). Routers are realized on every host that has local ports on one of their bridges.
 import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
-import type { DesiredBridge, DesiredRouter, RouterNeighbour, RouterRoute } from '../datapath/types.js';
+import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
+import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
 export interface TopologyView {
@@ -20,6 +22,8 @@ export interface TopologyView {
 export interface Pin {
   bridgeId: string;
   hostIfname: string;
+  /** The port being plugged: its filters apply from the plug on when the cache knows it already (a re-plug). */
+  portId?: string;
 }
 
 export interface LocalFacts {
@@ -207,3 +211,171 @@ function isConnected(dst: string, routerPort: Port | undefined): boolean {
     return false;
   }
 }
+
+/**
+ * The chains, groups and conntrack zones this host's ports need (chains-lb.md §2.3–2.7): every filter of a local
+ * port and of its bridge bound on the port's interface, the compiled chains they reach (with every chain jumped
+ * to), the group sets those chains look up, and a conntrack zone per bridge realized here.
+ */
+export interface HostPolicy {
+  /** Compiled chains by chain id: the transitive closure of the chains bound here. */
+  chains: Map<string, CompiledChain>;
+  /** Local interface → stage → chain id (a stage without a filter is absent). */
+  bindings: Map<string, Partial<Record<StageName, string>>>;
+  /** Group sets the chains refer to: declaration and elements (sorted). */
+  sets: Map<string, { decl: SetDecl; elements: string[] }>;
+  /** Bridge VNI → conntrack zone. */
+  zones: Map<number, number>;
+  /** Chains that could not be compiled, with why (they are bound to nothing: the port's traffic is dropped). */
+  errors: string[];
+}
+
+/**
+ * The conntrack zone of a bridge: from its VNI, so every host agrees without coordination and a restarted agent
+ * finds the zones it set. Zones are 16-bit and VNIs 24-bit: VNIs 65535 apart share a zone (then their tenants
+ * must not reuse addresses); the topology allocates tunnel keys from 1 upwards, so that is far off.
+ */
+export function zoneOf(vni: number): number {
+  return ((vni - 1) % 0xffff) + 1;
+}
+
+/** The chain a compile failure is bound to instead: drops everything, so a broken policy fails closed. */
+export const BROKEN_CHAIN = 'broken';
+
+/** The policy of host `facts.hostId` for the topology `view` (pure, like planHost). */
+export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Iterable<DesiredBridge> = []): HostPolicy {
+  const me = facts.hostId;
+  const ports = view.list('Port');
+  const portsById = new Map(ports.map((p) => [p.id, p]));
+  const chains = new Map(view.list('Chain').map((c) => [c.id, c]));
+  const rules = view.list('Rule') as PolicyRule[];
+  const rulesByChain = new Map<string, PolicyRule[]>();
+  for (const r of rules) {
+    let list = rulesByChain.get(r.chainId);
+    if (!list) rulesByChain.set(r.chainId, (list = []));
+    list.push(r);
+  }
+  const bindings = new Map<string, Partial<Record<StageName, string>>>();
+  const bind = (ifname: string, bridgeId: string, port: Port | undefined): void => {
+    const bridge = view.get('Bridge', bridgeId);
+    const b: Partial<Record<StageName, string>> = {};
+    const set = (stage: StageName, id: string | undefined): void => {
+      if (id !== undefined) b[stage] = id;
+    };
+    set('port-inbound', port?.inboundFilterId);
+    set('bridge-inbound', bridge?.inboundFilterId);
+    set('bridge-outbound', bridge?.outboundFilterId);
+    set('port-outbound', port?.outboundFilterId);
+    if (Object.keys(b).length) bindings.set(ifname, b);
+  };
+  for (const p of ports) {
+    if (p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName) bind(p.interfaceName, p.bridgeId, p);
+  }
+  for (const pin of facts.pins ?? []) {
+    if (bindings.has(pin.hostIfname) || !pin.hostIfname) continue;
+    const port = pin.portId ? portsById.get(pin.portId) : undefined;
+    bind(pin.hostIfname, pin.bridgeId, port?.bridgeId === pin.bridgeId ? port : undefined);
+  }
+
+  // Closure of the bound chains over jumps; a bound chain that is missing is bound as an empty one (accept).
+  const needed = new Set<string>();
+  const queue = [...bindings.values()].flatMap((b) => Object.values(b));
+  while (queue.length) {
+    const id = queue.pop()!;
+    if (needed.has(id)) continue;
+    needed.add(id);
+    for (const r of rulesByChain.get(id) ?? []) {
+      if (r.action === 'jump' && r.jumpChainId && chains.has(r.jumpChainId)) queue.push(r.jumpChainId);
+    }
+  }
+  const ctx: CompileContext = {
+    macOf: (id) => portsById.get(id)?.mac,
+    chainExists: (id) => chains.has(id),
+  };
+  const compiled = new Map<string, CompiledChain>();
+  const errors: string[] = [];
+  for (const id of [...needed].sort()) {
+    try {
+      compiled.set(id, compileChain(id, rulesByChain.get(id) ?? [], ctx));
+    } catch (e) {
+      // Fail closed: the chain drops everything (its counter says so) until its rules compile again.
+      errors.push(`chain ${id}: ${(e as Error).message}`);
+      compiled.set(id, { chainId: id, name: chainName(id), rules: [`counter drop comment "r=${BROKEN_CHAIN}"`], sets: [], jumps: [] });
+    }
+  }
+
+  const sets = new Map<string, { decl: SetDecl; elements: string[] }>();
+  for (const c of compiled.values()) {
+    for (const decl of c.sets) {
+      if (sets.has(decl.name)) continue;
+      sets.set(decl.name, { decl, elements: setElements(view, decl.name, ports) });
+    }
+  }
+  const zones = new Map<number, number>();
+  for (const b of bridges) zones.set(b.vni, zoneOf(b.vni));
+  return { chains: compiled, bindings, sets, zones, errors };
+}
+
+/** Elements of a group set named as compile.ts names them: a port group's member MACs, an address group's addresses. */
+function setElements(view: TopologyView, name: string, ports: readonly Port[]): string[] {
+  const pg = /^pg-(.+)$/.exec(name);
+  if (pg) {
+    const id = pg[1]!;
+    return [...new Set(ports.filter((p) => p.portGroupIds?.includes(id)).map((p) => p.mac.toLowerCase()))].sort();
+  }
+  const ag = /^iag-(.+)-v([46])$/.exec(name);
+  if (ag) {
+    const g = view.get('IpAddrGroup', ag[1]!);
+    if (!g) return [];
+    const { v4, v6 } = addrGroupElements(g);
+    return [...(ag[2] === '4' ? v4 : v6)].sort();
+  }
+  return [];
+}
+
+/**
+ * What to change in the kernel to go from policy `prev` (last applied; undefined: unknown, so everything is
+ * written whole) to `next`: only the chains whose rules changed, only the set elements that changed, only the
+ * bindings that moved, zones of bridges come and gone, then chains and sets nothing needs any more.
+ */
+export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): PolicyChange {
+  const change: PolicyChange = { zones: [], sets: [], chains: [], bindings: [], removeChains: [], removeSets: [] };
+  // Zones only where policy is in use: a host without filters keeps no conntrack table.
+  const zonesOf = (p: HostPolicy | undefined): Map<number, number> => (p && p.bindings.size ? p.zones : new Map());
+  const pz = zonesOf(prev);
+  const nz = zonesOf(next);
+  for (const [vni, zone] of nz) if (pz.get(vni) !== zone || !prev) change.zones.push({ vni, zone });
+  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null });
+  for (const [name, s] of next.sets) {
+    const was = prev?.sets.get(name);
+    if (!was) {
+      change.sets.push({ decl: s.decl, elements: s.elements });
+      continue;
+    }
+    const before = new Set(was.elements);
+    const after = new Set(s.elements);
+    const add = s.elements.filter((e) => !before.has(e));
+    const remove = was.elements.filter((e) => !after.has(e));
+    if (add.length || remove.length) change.sets.push({ decl: s.decl, add, remove });
+  }
+  for (const [id, c] of next.chains) {
+    const was = prev?.chains.get(id);
+    if (!was || JSON.stringify(was) !== JSON.stringify(c)) change.chains.push(c);
+  }
+  const stagesOf = (p: HostPolicy | undefined, ifname: string) => p?.bindings.get(ifname) ?? {};
+  const ifnames = new Set([...next.bindings.keys(), ...(prev?.bindings.keys() ?? [])]);
+  for (const ifname of [...ifnames].sort()) {
+    const was = stagesOf(prev, ifname);
+    const now = stagesOf(next, ifname);
+    for (const stage of STAGE_ORDER) {
+      if (now[stage] !== undefined && (!prev || now[stage] !== was[stage])) change.bindings.push({ ifname, stage, chainId: now[stage]! });
+      else if (now[stage] === undefined && was[stage] !== undefined) change.bindings.push({ ifname, stage, chainId: null });
+    }
+  }
+  for (const id of prev?.chains.keys() ?? []) if (!next.chains.has(id)) change.removeChains.push(id);
+  for (const name of prev?.sets.keys() ?? []) if (!next.sets.has(name)) change.removeSets.push(name);
+  return change;
+}
+
+export const emptyChange = (c: PolicyChange): boolean =>
+  c.zones.length + c.sets.length + c.chains.length + c.bindings.length + c.removeChains.length + c.removeSets.length === 0;

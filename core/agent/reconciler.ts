@@ -7,7 +7,9 @@ import type { Bridge } from '../model/types.js';
 import type { Datapath, DesiredBridge, DesiredRouter, PlugResult, PlugSpec } from '../datapath/types.js';
 import { SharedExclusiveLock } from './locks.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
-import { keysOf, neighbourDelta, planHost, type HostPlan, type Pin, type TopologyView } from './plan.js';
+import {
+  emptyChange, keysOf, neighbourDelta, planHost, planPolicy, policyDelta, type HostPlan, type HostPolicy, type Pin, type TopologyView,
+} from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
 
@@ -34,6 +36,8 @@ export class Reconciler {
   /** Bridges and routers present after the last sweep; undefined until the first one. */
   private swept: Set<string> | undefined;
   private sweepDue = true;
+  /** The policy (chains, sets, bindings, zones) last applied; undefined: unknown, the next apply writes it whole. */
+  private policy: HostPolicy | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -56,6 +60,7 @@ export class Reconciler {
     if (this.stopped) return;
     if (force) {
       this.applied.clear();
+      this.policy = undefined;
       this.sweepDue = true;
     }
     if (this.timer) return;
@@ -97,6 +102,7 @@ export class Reconciler {
       for (const r of plan.routers.values()) {
         await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
       }
+      await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
     });
     const lost = this.swept === undefined || [...this.swept].some((k) => !keysOf(plan).has(k));
     if (errors.length === 0 && (lost || this.sweepDue)) {
@@ -110,6 +116,8 @@ export class Reconciler {
           .catch((e: Error) => errors.push(`sweep: ${e.message}`));
         // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
         const kept = keysOf(now);
+        // With nothing left here the sweep dropped our tables, chains and sets with them.
+        if (now.bridges.size === 0 && now.plugs.size === 0) this.policy = undefined;
         for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
         this.swept = errors.length === 0 ? kept : undefined;
       });
@@ -126,7 +134,7 @@ export class Reconciler {
    * first, then the veth is made. Runs alongside other plugs, never during a sweep.
    */
   async plugPort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace): Promise<PlugResult> {
-    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '' });
+    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '', portId });
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
     const waited = performance.now();
     try {
@@ -144,13 +152,46 @@ export class Reconciler {
           for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
           await this.ensureRouter(r);
         }
+        // The port's filters (its own and its bridge's) are bound on its interface name before the interface
+        // exists: its first frame meets them.
+        await phase('policy', () => this.ensurePolicy());
         this.trigger();
         return phase('dpPlug', () => this.datapath.plug(spec));
       });
     } catch (err) {
       this.pins.delete(portId);
+      // A failed plug removed whatever chains it had: they are no longer in force.
+      if (spec.hostIfname) await this.forgetBindings(spec.hostIfname);
       throw err;
     }
+  }
+
+  /**
+   * Bring this host's policy to the plan (core/agent/plan.ts planPolicy) by changing only the difference. Planned
+   * under the policy's own lock, so a pass planned before a plug began can never undo that plug's bindings.
+   */
+  private ensurePolicy(): Promise<void> {
+    const dp = this.datapath;
+    if (!dp.applyPolicy) return Promise.resolve();
+    return this.keyed.run('policy', async () => {
+      const plan = this.plan();
+      const next = planPolicy(this.cache, { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() }, plan.bridges.values());
+      const change = policyDelta(this.policy, next);
+      if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
+      if (emptyChange(change)) return;
+      const t0 = performance.now();
+      this.policy = undefined;
+      await dp.applyPolicy!(change);
+      this.policy = next;
+      traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+    });
+  }
+
+  /** An interface's stage chains went with it (unplug): the next apply must bind it anew, not skip it. */
+  private forgetBindings(ifname: string): Promise<void> {
+    return this.keyed.run('policy', async () => {
+      this.policy?.bindings.delete(ifname);
+    });
   }
 
   private ensureBridge(b: DesiredBridge): Promise<void> {
@@ -191,6 +232,8 @@ export class Reconciler {
   async unplugPort(portId: string, hostIfname: string): Promise<void> {
     this.pins.delete(portId);
     await this.lock.runShared(() => this.datapath.unplug(hostIfname));
+    await this.forgetBindings(hostIfname);
+    this.trigger();
   }
 
   checkPlug(spec: PlugSpec): Promise<string[]> {

@@ -6,6 +6,8 @@ import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type ListFilter, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
+import { TopologyError } from '../topology/errors.js';
+import { TraceError, traceTopology, type TraceRequest, type TraceResult } from '../policy/trace.js';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
@@ -117,6 +119,13 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       handler: async ({ params, body }) => { await topology.detachRouter(params.id!, (body as { bridgeId: string }).bridgeId); },
     },
     {
+      method: 'POST', url: '/v1/trace', operationId: 'trace', tag: 'Trace',
+      summary: 'What the chains do with a packet between two workloads (the simulator over the stored topology)',
+      schema: { body: TRACE_BODY },
+      success: { status: 200, description: 'Every chain and rule met by the request and its reply, and the verdicts', schema: { type: 'object', additionalProperties: true } },
+      handler: ({ body }) => trace(topology, body as TraceRequest),
+    },
+    {
       method: 'GET', url: '/v1/liveness/hosts', operationId: 'hostLiveness', tag: 'Host',
       summary: 'Live hosts: the ephemeral records agents hold in the store, by host id',
       schema: {},
@@ -143,6 +152,29 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       handler: () => status(ctx),
     },
   ];
+}
+
+const TRACE_BODY: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['src', 'dst'],
+  properties: {
+    src: { type: 'string', minLength: 1, maxLength: 200, description: 'Port id, workload address or workload id' },
+    dst: { type: 'string', minLength: 1, maxLength: 200, description: 'Port id, workload address or workload id' },
+    proto: { type: 'string', enum: ['tcp', 'udp', 'icmp'] },
+    port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Destination port (default 80)' },
+    srcPort: { type: 'integer', minimum: 1, maximum: 65535 },
+  },
+};
+
+async function trace(topology: Topology, req: TraceRequest): Promise<TraceResult> {
+  const [ports, bridges, chains, rules, ipAddrGroups] = await Promise.all([
+    topology.list('Port'), topology.list('Bridge'), topology.list('Chain'), topology.list('Rule'), topology.list('IpAddrGroup'),
+  ]);
+  try {
+    return traceTopology({ ports, bridges, chains, rules, ipAddrGroups }, req);
+  } catch (e) {
+    if (e instanceof TraceError) throw new TopologyError('invalid', e.message, e.field);
+    throw e;
+  }
 }
 
 async function status(ctx: RouteContext): Promise<ApiStatus> {

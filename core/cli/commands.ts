@@ -12,5 +12,6 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./status.js'),
   () => import('./policy.js'),
   () => import('./sg.js'),
+  () => import('./trace.js'),
   () => import('../agent/commands.js'),
 ];

@@ -8,14 +8,17 @@ import { IFB_PREFIX } from './bandwidth.js';
 import { ensureBridge, removeBridge } from './bridge.js';
 import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
-import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE } from './nft/index.js';
+import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE, HOST_CT } from './nft/index.js';
 import {
   BRIDGE_PREFIX, isPlugName, LEG_PREFIX, legName, PLUG_PEER_PREFIX, PLUG_PREFIX, routerNsName, UPLINK_PREFIX, uplinkName, vniOfBridgeName, vxlanName,
 } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
+import { applyPolicyChange } from './nft/policy.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
-import type { DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, RouterNeighbour } from './types.js';
+import type {
+  DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, PolicyChange, RouterNeighbour,
+} from './types.js';
 
 interface LinkJson { ifname: string; linkinfo?: { info_kind?: string } }
 
@@ -70,6 +73,10 @@ export class LinuxDatapath {
 
   setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
     return setRouterNeighbours(this.ctx, id, add, remove);
+  }
+
+  applyPolicy(change: PolicyChange): Promise<void> {
+    return applyPolicyChange(this.ctx.netns, change);
   }
 
   /** What of ours exists on this host. */
@@ -157,7 +164,10 @@ export class LinuxDatapath {
     await forgetDevices(this.ctx.netns, nft, 'could not remove stale nft chains');
     // The tables go when nothing of ours needs them (and only if they carry our comment).
     const left = await this.inventory();
-    if (left.plugs.length === 0 && left.bridges.length === 0) await dropTable(this.ctx.netns, HOST_BRIDGE);
+    if (left.plugs.length === 0 && left.bridges.length === 0) {
+      await dropTable(this.ctx.netns, HOST_BRIDGE);
+      await dropTable(this.ctx.netns, HOST_CT);
+    }
     if (left.routers.length === 0) await dropHostMasquerade(this.ctx.netns);
     // The host firewall's FORWARD chain of ours (host-firewall.ts): re-checked on every sweep (firewall reloads and
     // Docker restarts can remove it), gone with the last bridge and router.

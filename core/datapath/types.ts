@@ -1,5 +1,7 @@
 // The datapath's contract with the agent: desired state in, converged kernel out.
 import type { Bandwidth } from './bandwidth.js';
+import type { CompiledChain, SetDecl } from '../policy/compile.js';
+import type { StageName } from '../policy/simulate.js';
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -107,6 +109,22 @@ export interface DesiredRouter {
   hostReachable?: string[];
 }
 
+/**
+ * A change of this host's policy (core/agent/plan.ts: planPolicy, policyDelta), carried out in one transaction in
+ * this order: conntrack zones, sets, chains (each replaced alone), stage bindings, then removals of what nothing
+ * refers to any more.
+ */
+export interface PolicyChange {
+  zones: { vni: number; zone: number | null }[];
+  /** `elements`: the set's whole content (flushed first); else only `add` and `remove`. */
+  sets: { decl: SetDecl; elements?: string[]; add?: string[]; remove?: string[] }[];
+  chains: CompiledChain[];
+  /** A chain id, or null to unbind. */
+  bindings: { ifname: string; stage: StageName; chainId: string | null }[];
+  removeChains: string[];
+  removeSets: string[];
+}
+
 export interface Inventory {
   bridges: number[];
   plugs: string[];
@@ -127,6 +145,8 @@ export interface Datapath {
   /** Optional fast path: change only the permanent neighbours of a router ensureRouter has set up. */
   setRouterNeighbours?(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void>;
   removeRouter(id: string): Promise<void>;
+  /** MidoNet chains in force (core/datapath/nft/policy.ts); absent: this datapath enforces no policy. */
+  applyPolicy?(change: PolicyChange): Promise<void>;
   inventory(): Promise<Inventory>;
   /** Removes every object of ours that `desired` does not name. */
   sweep(desired: Partial<Inventory>): Promise<void>;

@@ -7,9 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
-import { keysOf, neighbourDelta, planHost, type HostPlan } from '../agent/plan.js';
+import { keysOf, neighbourDelta, planHost, planPolicy, zoneOf, type HostPlan } from '../agent/plan.js';
 import { Reconciler } from '../agent/reconciler.js';
-import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, RouterNeighbour } from '../datapath/types.js';
+import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
 import { openStore } from '../store/open.js';
 import { Topology } from '../topology/service.js';
@@ -39,6 +39,7 @@ class Recorder implements Datapath {
     return this.record('setRouterNeighbours', { id, add, remove });
   }
   removeRouter(id: string) { return this.record('removeRouter', id); }
+  applyPolicy(c: PolicyChange) { return this.record('applyPolicy', c); }
   async inventory(): Promise<Inventory> {
     return { bridges: [], plugs: [], routers: [] };
   }
@@ -268,4 +269,115 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   t.deepEqual(keysOf(rec.plan()), new Set());
   await rec.runOnce();
   t.deepEqual(dp.take('sweep'), [{ bridges: [], routers: [], plugs: [] }]);
+});
+
+// Policy planning (plan.ts planPolicy): what chains, sets and zones a host's ports need.
+
+test('policy: a host binds its local ports\' and their bridge\'s filters, and compiles the jump closure only', async (t) => {
+  const w = await world(t);
+  const inbound = await w.topo.create('Chain', { name: 'in' });
+  const jumped = await w.topo.create('Chain', { name: 'jumped' });
+  const unrelated = await w.topo.create('Chain', { name: 'unrelated' });
+  const bridgeOut = await w.topo.create('Chain', { name: 'bout' });
+  const ag = await w.topo.create('IpAddrGroup', { tenantId: w.blue.tenantId, name: 'web', addresses: ['10.9.0.1', '10.9.1.0/24', 'fd00::1'] });
+  const pg = await w.topo.create('PortGroup', { tenantId: w.blue.tenantId, name: 'g', stateful: false });
+  await w.topo.create('Rule', { chainId: inbound.id, position: 1, action: 'jump', jumpChainId: jumped.id, condition: {} });
+  await w.topo.create('Rule', { chainId: jumped.id, position: 1, action: 'accept', condition: { ipAddrGroupDst: ag.id } });
+  await w.topo.create('Rule', { chainId: jumped.id, position: 2, action: 'drop', condition: { portGroupSrc: pg.id } });
+  await w.topo.create('Rule', { chainId: unrelated.id, position: 1, action: 'drop', condition: {} });
+  await w.topo.update('Port', w.ports.a1!.id, { inboundFilterId: inbound.id });
+  await w.topo.update('Port', w.ports.b1!.id, { portGroupIds: [pg.id] });
+  await w.topo.update('Bridge', w.blue.id, { outboundFilterId: bridgeOut.id });
+  await cacheUntil(w.cache, () => w.cache.list('Rule').length === 4 && w.cache.get('Bridge', w.blue.id)?.outboundFilterId === bridgeOut.id
+    && w.cache.get('Port', w.ports.b1!.id)?.portGroupIds.length === 1 && w.cache.get('Port', w.ports.a1!.id)?.inboundFilterId === inbound.id);
+
+  const facts = { hostId: w.hosts.a.id, underlayMtu: MTU };
+  const a = planPolicy(w.cache, facts, planHost(w.cache, facts).bridges.values());
+  t.deepEqual(Object.fromEntries(a.bindings), { 'bp-a1': { 'port-inbound': inbound.id, 'bridge-outbound': bridgeOut.id } });
+  t.deepEqual([...a.chains.keys()].sort(), [inbound.id, jumped.id, bridgeOut.id].sort());
+  t.deepEqual(a.chains.get(inbound.id)!.jumps, [jumped.id]);
+  t.deepEqual(a.sets.get(`iag-${ag.id}-v4`)!.elements, ['10.9.0.1', '10.9.1.0/24']);
+  t.deepEqual(a.sets.get(`iag-${ag.id}-v6`)!.elements, ['fd00::1']);
+  // The port group's set holds its members' MACs wherever they are bound (b1 is on host b).
+  t.deepEqual(a.sets.get(`pg-${pg.id}`)!.elements, [w.ports.b1!.mac.toLowerCase()]);
+  // One zone per bridge realized here, derived from the VNI (the same on every host).
+  t.deepEqual([...a.zones.keys()].sort(), [w.blue.tunnelKey, w.green.tunnelKey].sort());
+  t.is(a.zones.get(w.blue.tunnelKey), zoneOf(w.blue.tunnelKey));
+  t.deepEqual(a.errors, []);
+
+  // Host b: the bridge's filter only (its port has none); host d: nothing.
+  const bf = { hostId: w.hosts.b.id, underlayMtu: MTU };
+  const b = planPolicy(w.cache, bf, planHost(w.cache, bf).bridges.values());
+  t.deepEqual(Object.fromEntries(b.bindings), { 'bp-b1': { 'bridge-outbound': bridgeOut.id } });
+  t.deepEqual([...b.chains.keys()], [bridgeOut.id]);
+  const d = planPolicy(w.cache, { hostId: w.hosts.d.id, underlayMtu: MTU });
+  t.is(d.chains.size + d.bindings.size + d.sets.size + d.zones.size, 0);
+});
+
+test('policy: a plug under way gets its bridge\'s filters before the cache shows its port; a broken chain fails closed', async (t) => {
+  const w = await world(t);
+  const c = await w.topo.create('Chain', { name: 'bin' });
+  // A port range without a protocol is MidoNet's, but the compiler refuses it.
+  await w.topo.create('Rule', { chainId: c.id, position: 1, action: 'accept', condition: { tpDst: { start: 80, end: 80 } } });
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c.id && w.cache.list('Rule').length === 1);
+  const p = planPolicy(w.cache, { hostId: w.hosts.d.id, underlayMtu: MTU, pins: [{ bridgeId: w.red.id, hostIfname: 'bv-new', portId: 'x' }] });
+  t.deepEqual(Object.fromEntries(p.bindings), { 'bv-new': { 'bridge-inbound': c.id } });
+  t.is(p.errors.length, 1);
+  t.deepEqual(p.chains.get(c.id)!.rules, ['counter drop comment "r=broken"']);
+});
+
+test('policy: zones are 1–65535 and distinct for VNIs less than 65535 apart', (t) => {
+  t.is(zoneOf(1), 1);
+  t.is(zoneOf(65535), 65535);
+  t.is(zoneOf(65536), 1);
+  t.not(zoneOf(100), zoneOf(101));
+});
+
+test('policy: the reconciler binds a plug\'s filters before the plug, then changes only what changed', async (t) => {
+  const w = await world(t);
+  const c1 = await w.topo.create('Chain', { name: 'bin' });
+  const c2 = await w.topo.create('Chain', { name: 'other' });
+  const pg = await w.topo.create('PortGroup', { tenantId: w.blue.tenantId, name: 'g', stateful: false });
+  const r1 = await w.topo.create('Rule', { chainId: c1.id, position: 1, action: 'drop', condition: { portGroupSrc: pg.id } });
+  await w.topo.create('Rule', { chainId: c2.id, position: 1, action: 'drop', condition: {} });
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c1.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c1.id && w.cache.list('Rule').length === 2);
+  const dp = new Recorder();
+  // Host d has no ports: the plug is the first thing of this host.
+  const rec = new Reconciler(w.hosts.d.id, w.cache, dp, MTU);
+  t.teardown(() => rec.stop());
+  await rec.plugPort('new', w.red, { vni: w.red.tunnelKey, netns: '/x', ifname: 'eth0', hostIfname: 'bv-new', mac: '02:00:00:00:00:09', ips: [] });
+  const ops = dp.calls.map((c) => c.op);
+  t.true(ops.indexOf('applyPolicy') >= 0 && ops.indexOf('applyPolicy') < ops.indexOf('plug'), ops.join());
+  const first = dp.calls.find((c) => c.op === 'applyPolicy')!.arg as PolicyChange;
+  t.deepEqual(first.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c1.id }]);
+  t.deepEqual(first.chains.map((c) => c.chainId), [c1.id]);
+  t.deepEqual(first.zones, [{ vni: w.red.tunnelKey, zone: zoneOf(w.red.tunnelKey) }]);
+  dp.calls.length = 0;
+  await rec.runOnce();
+  t.deepEqual(dp.take('applyPolicy'), []);
+
+  // A group member joins: one element added, no chain rewritten.
+  await w.topo.update('Port', w.ports.c2!.id, { portGroupIds: [pg.id] });
+  await cacheUntil(w.cache, () => w.cache.get('Port', w.ports.c2!.id)?.portGroupIds.length === 1);
+  await rec.runOnce();
+  const joined = dp.take('applyPolicy') as PolicyChange[];
+  t.is(joined.length, 1);
+  t.deepEqual(joined[0]!.sets, [{ decl: { name: `pg-${pg.id}`, type: 'ether_addr' }, add: [w.ports.c2!.mac.toLowerCase()], remove: [] }]);
+  t.deepEqual(joined[0]!.chains, []);
+
+  // A rule change rewrites that chain only; rebinding the bridge to another chain removes the old one and its set.
+  await w.topo.update('Rule', r1.id, { action: 'accept' });
+  await cacheUntil(w.cache, () => w.cache.get('Rule', r1.id)?.action === 'accept');
+  await rec.runOnce();
+  const changed = dp.take('applyPolicy') as PolicyChange[];
+  t.deepEqual(changed.map((c) => [c.chains.map((x) => x.chainId), c.bindings.length, c.sets.length]), [[[c1.id], 0, 0]]);
+  await w.topo.update('Bridge', w.red.id, { inboundFilterId: c2.id });
+  await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c2.id);
+  await rec.runOnce();
+  const moved = (dp.take('applyPolicy') as PolicyChange[])[0]!;
+  t.deepEqual(moved.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c2.id }]);
+  t.deepEqual(moved.removeChains, [c1.id]);
+  t.deepEqual(moved.removeSets, [`pg-${pg.id}`]);
 });

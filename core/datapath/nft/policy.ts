@@ -5,20 +5,19 @@
 //
 // Incremental by construction: a chain change is `add chain; flush chain; add rule…` of that chain only, in one
 // transaction; attaching or detaching an interface touches only its stage chain and map element; group membership
-// is set elements. Not wired into the agent yet: every function here is callable on its own (and from tests), and
-// the *Script builders let a caller fold them into a plug's transaction.
+// is set elements. The agent drives it through applyPolicyChange (the reconciler's diff, core/agent/plan.ts); every
+// function is callable on its own too (core/test/policy-kernel.test.ts).
 import type { IpAddrGroup } from '../../model/types.js';
 import type { CompiledChain, MarkBits, SetDecl } from '../../policy/compile.js';
 import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
 import type { StageName } from '../../policy/simulate.js';
 import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
-import { FROM_PORT, HOST_BRIDGE, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
+import { bridgeName } from '../names.js';
+import type { PolicyChange } from '../types.js';
+import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage } from './tables.js';
 
-// The bridge stages are declared here until the registry (tables.ts) takes them; their base chains and maps are
-// already declared there. For the lead: add BRIDGE_IN/BRIDGE_OUT to STAGES so forgetDevices removes them too.
-export const BRIDGE_IN: Stage = { table: HOST_BRIDGE, base: 'st-bin', map: 'bridge-in', chain: (i) => `bi-${i}` };
-export const BRIDGE_OUT: Stage = { table: HOST_BRIDGE, base: 'st-bout', map: 'bridge-out', chain: (i) => `bo-${i}` };
+export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
 
 /** Which nft stage carries each of MidoNet's filters of a bridged packet. */
 export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
@@ -26,23 +25,6 @@ export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
   'bridge-inbound': BRIDGE_IN,
   'bridge-outbound': BRIDGE_OUT,
   'port-outbound': TO_PORT,
-};
-
-/**
- * `table inet bees-ct` (host namespace): the conntrack zone of each bridge (bridged frames reach the inet hooks
- * through br_netfilter with iif = the bridge), and the return-flow mark bit the bridge stages read. Declared here
- * (not in the registry yet: its map needs `typeof`, which the registry's `type` strings cannot say).
- */
-export const HOST_CT: Table = {
-  family: 'inet',
-  name: 'bees-ct',
-  namespace: 'host',
-  baseChains: [
-    { name: 'raw', type: 'filter', hook: 'prerouting', priority: -300 },
-    { name: 'tag-forward', type: 'filter', hook: 'forward', priority: 0 },
-    { name: 'tag-clear', type: 'filter', hook: 'postrouting', priority: 300 },
-  ],
-  maps: {},
 };
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -182,4 +164,73 @@ export async function bindStage(netns: string | undefined, stage: StageName, ifn
   await ensureBaseChain(netns, s.table, s.base);
   await nftApply(netns, chainId === undefined ? unbindScript(stage, ifname) : bindScript(stage, ifname, chainId),
     `could not ${chainId === undefined ? 'unbind' : 'bind'} the ${stage} filter of ${ifname}`);
+}
+
+/**
+ * One transaction for a policy change (the agent's reconciler computes it, core/agent/plan.ts policyDelta): zones,
+ * sets, chains, bindings, then removals. The conntrack table and the stage base chains are installed first when a
+ * change needs them and they are missing.
+ */
+export async function applyPolicyChange(netns: string | undefined, c: PolicyChange): Promise<void> {
+  if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
+  const stages = new Set(c.bindings.filter((b) => b.chainId !== null).map((b) => b.stage));
+  for (const st of stages) await ensureBaseChain(netns, POLICY_STAGE[st].table, POLICY_STAGE[st].base);
+  const t = ref(HOST_BRIDGE);
+  const parts: string[] = [header(HOST_BRIDGE)];
+  for (const z of c.zones) {
+    parts.push(z.zone === null ? removeBridgeZoneScript(bridgeName(z.vni)) : bridgeZoneScript(bridgeName(z.vni), z.zone));
+  }
+  for (const s of c.sets) {
+    if (s.elements) parts.push(replaceSetScript(s.decl, s.elements));
+    else {
+      // Deleting an element that is absent fails the transaction: add it first (a no-op when present).
+      parts.push(setElementsScript(s.decl, 'add', [...(s.add ?? []), ...(s.remove ?? [])]));
+      parts.push(setElementsScript(s.decl, 'delete', s.remove ?? []));
+    }
+  }
+  if (c.chains.length) parts.push(chainsScript(c.chains));
+  for (const b of c.bindings) parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId));
+  for (const id of c.removeChains) parts.push(removeChainScript(id));
+  for (const name of c.removeSets) parts.push(`add set ${t} ${name} { type ether_addr; }\ndelete set ${t} ${name}\n`.replace(/type ether_addr/, setTypeOf(name)));
+  await nftApply(netns, parts.join(''), 'could not apply the policy');
+}
+
+/** The type of a group set from its name (compile.ts names them). */
+function setTypeOf(name: string): string {
+  if (name.startsWith('pg-')) return 'type ether_addr';
+  return name.endsWith('-v6') ? 'type ipv6_addr; flags interval' : 'type ipv4_addr; flags interval';
+}
+
+/** A compiled rule's counter, summed over its nft rules (one MidoNet rule may expand to several). */
+export interface RuleCounter { chainId: string; ruleId: string; packets: number; bytes: number }
+
+/**
+ * The per-rule counters in a listing of `table bridge bees`: every rule of a compiled chain carries `counter` and
+ * `comment "r=<rule id>"` (compile.ts), so a drop is attributable to the MidoNet rule that made it.
+ */
+export function parseRuleCounters(listing: string): RuleCounter[] {
+  const out = new Map<string, RuleCounter>();
+  let chainId: string | undefined;
+  for (const line of listing.split('\n')) {
+    const chain = /^\s*chain (\S+) \{/.exec(line);
+    if (chain) {
+      chainId = chain[1]!.startsWith('c-') ? chain[1]!.slice(2) : undefined;
+      continue;
+    }
+    if (!chainId) continue;
+    const m = /counter packets (\d+) bytes (\d+).*comment "r=([^"]+)"/.exec(line);
+    if (!m) continue;
+    const key = `${chainId}/${m[3]}`;
+    const c = out.get(key) ?? { chainId, ruleId: m[3]!, packets: 0, bytes: 0 };
+    c.packets += Number(m[1]);
+    c.bytes += Number(m[2]);
+    out.set(key, c);
+  }
+  return [...out.values()];
+}
+
+/** The counters of every compiled rule in force in `netns` ([] without our table). */
+export async function ruleCounters(netns: string | undefined): Promise<RuleCounter[]> {
+  const listing = await nftQuery(netns, `list table ${ref(HOST_BRIDGE)}`, 'nft').catch(() => '');
+  return parseRuleCounters(listing);
 }

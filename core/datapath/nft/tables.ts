@@ -99,9 +99,30 @@ export const TUNNEL_FILTER: Stage = {
 export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'from-port', chain: (port) => `fp-${port}` };
 /** MidoNet's port outbound filter: frames going to the port. */
 export const TO_PORT: Stage = { table: HOST_BRIDGE, base: 'st-to', map: 'to-port', chain: (port) => `tp-${port}` };
+/** MidoNet's bridge inbound filter, bound per local interface of the bridge: frames entering it there. */
+export const BRIDGE_IN: Stage = { table: HOST_BRIDGE, base: 'st-bin', map: 'bridge-in', chain: (i) => `bi-${i}` };
+/** MidoNet's bridge outbound filter, bound per local interface: frames the bridge sends out there. */
+export const BRIDGE_OUT: Stage = { table: HOST_BRIDGE, base: 'st-bout', map: 'bridge-out', chain: (i) => `bo-${i}` };
 
 /** Every per-device stage: removing a device removes its chain in each of these (whatever feature made it). */
-export const STAGES: readonly Stage[] = [PORT_SECURITY, TUNNEL_FILTER, FROM_PORT, TO_PORT];
+export const STAGES: readonly Stage[] = [PORT_SECURITY, TUNNEL_FILTER, FROM_PORT, BRIDGE_IN, BRIDGE_OUT, TO_PORT];
+
+/**
+ * `table inet bees-ct` (host namespace): the conntrack zone of each bridge (bridged frames reach the inet hooks
+ * through br_netfilter with iif = the bridge), and the return-flow mark bit the bridge stages read (policy.ts
+ * writes its chains: its map needs `typeof`, which the registry's `type` strings cannot say).
+ */
+export const HOST_CT: Table = {
+  family: 'inet',
+  name: 'bees-ct',
+  namespace: 'host',
+  baseChains: [
+    { name: 'raw', type: 'filter', hook: 'prerouting', priority: -300 },
+    { name: 'tag-forward', type: 'filter', hook: 'forward', priority: 0 },
+    { name: 'tag-clear', type: 'filter', hook: 'postrouting', priority: 300 },
+  ],
+  maps: {},
+};
 
 /** Host namespace, routed: masquerade of router uplink traffic leaving the host (router-snat.ts). */
 export const HOST_NAT: Table = {
@@ -160,4 +181,4 @@ export const HOST_LB: Table = {
 };
 
 /** Every table of ours, for sweeps and documentation. */
-export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB];
+export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_CT];
