@@ -36,7 +36,7 @@ export interface FileStoreOptions {
   /** Compact (snapshot + truncate the journal) once the journal grows beyond this many bytes. Default 64 MiB. */
   compactBytes?: number;
   /** How many recent changes are kept in memory for `watch({ fromSeq })`. Default 100 000. */
-  watchRetention?: number;
+  watchRetention?: number | undefined;
 }
 
 /** A stored object: its version and its JSON text (parsing on read hands every caller its own copy). */

@@ -8,7 +8,8 @@ import { getLink } from '../datapath/netlink/link.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
-interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
+// v6/gw6 undefined: an IPv4-only network (tests spread a net and blank them).
+interface Net { vni: number; v4: string; v6?: string | undefined; gw4: string; gw6?: string | undefined; gwMac: string }
 
 function net(third: number, octet2 = 60): Net {
   return { vni: randomVni(), v4: `10.${octet2}.${third}.0/24`, v6: `fd00:${octet2}:${third}::/64`, gw4: `10.${octet2}.${third}.1`,
