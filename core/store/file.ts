@@ -260,7 +260,7 @@ export class FileStore implements Store {
       // The snapshot is renamed into place only once complete and fsync'ed, so a bad one is real damage.
       let snap: { seq: number; objects: Record<string, Record<string, [number, string]>> };
       try {
-        snap = JSON.parse(snapText);
+        snap = JSON.parse(snapText) as typeof snap;
       } catch (err) {
         throw new StoreError('Unavailable', `snapshot ${path.join(this.dir, SNAPSHOT)} is corrupt: ${(err as Error).message}`);
       }

@@ -32,6 +32,6 @@ export function deliver(w: Watcher, c: StoredChange, backend: string): void {
   try {
     w.handler(change);
   } catch (err) {
-    process.emitWarning(`bees ${backend} store: a watch handler threw: ${(err as Error).stack ?? err}`);
+    process.emitWarning(`bees ${backend} store: a watch handler threw: ${(err as Error).stack ?? String(err)}`);
   }
 }
