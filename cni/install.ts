@@ -103,7 +103,7 @@ export async function install(o: InstallOptions): Promise<InstallReport> {
   // The list's version must be one every plugin in it speaks: ask them, take the highest in common.
   let common = await versionsOf(dest);
   if (!o.noPortmap) {
-    let portmap = join(o.binDir, 'portmap');
+    const portmap = join(o.binDir, 'portmap');
     if (!(await exists(portmap))) {
       const found = (await Promise.all(SYSTEM_PLUGIN_DIRS.map(async (d) => ((await exists(join(d, 'portmap'))) ? join(d, 'portmap') : undefined)))).find(Boolean);
       if (!found) throw new CliError(`cni install: portmap is not in ${o.binDir} nor ${SYSTEM_PLUGIN_DIRS.join(', ')} (install containernetworking-plugins, or pass --no-portmap)`);

@@ -14,7 +14,7 @@ async function json<T>(netns: string, argv: string[]): Promise<T[]> {
   const r = await execArgv(nsArgv(netns, argv));
   if (r.code !== 0 || !r.stdout.trim()) return [];
   const v = JSON.parse(r.stdout) as T[] | Tables;
-  return Array.isArray(v) ? v : ((v as Tables).nftables ?? []) as unknown as T[];
+  return Array.isArray(v) ? v : ((v).nftables ?? []) as unknown as T[];
 }
 
 /** Every link, address, route, permanent neighbour, FDB entry and nft table of a namespace. */

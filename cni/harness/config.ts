@@ -24,7 +24,7 @@ export function parseNetworkConfig(text: string): NetworkConfigList {
   if (Array.isArray(raw.plugins)) {
     if (raw.plugins.length === 0) throw new HarnessError(`network ${raw.name}: plugins is empty`);
     raw.plugins.forEach((p: unknown, i) => {
-      if (!isObject(p) || typeof p.type !== 'string' || p.type === '') throw new HarnessError(`network ${raw.name}: plugins[${i}] has no type`);
+      if (!isObject(p) || typeof p.type !== 'string' || p.type === '') throw new HarnessError(`network ${String(raw.name)}: plugins[${i}] has no type`);
     });
     const list: NetworkConfigList = { name: raw.name, cniVersion, plugins: raw.plugins as PluginConf[], source: text };
     if (Array.isArray(raw.cniVersions)) list.cniVersions = raw.cniVersions as string[];

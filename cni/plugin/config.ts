@@ -135,7 +135,7 @@ export function parseJson(stdin: string): MidonetNetConf {
     throw new CniError(Code.decode, `network configuration on stdin is not JSON: ${(e as Error).message}`);
   }
   if (!isObject(parsed)) throw new CniError(Code.decode, 'network configuration on stdin must be a JSON object');
-  return parsed as MidonetNetConf;
+  return parsed;
 }
 
 export function decodeConfig(conf: MidonetNetConf): DecodedConfig {

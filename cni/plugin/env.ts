@@ -43,17 +43,22 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
   if (unknown.length > 0 && !ignoreUnknown) {
     throw new CniError(Code.badEnv, `CNI_ARGS: unknown key ${unknown.map((k) => JSON.stringify(k)).join(', ')} (set IgnoreUnknown=1 to allow)`);
   }
-  const args: CniArgs = {};
+  // An empty value counts as absent; absent keys stay off the result.
   const set = (k: string): string | undefined => (pairs.get(k) || undefined);
-  args.podNamespace = set('K8S_POD_NAMESPACE');
-  args.podName = set('K8S_POD_NAME');
-  args.podUid = set('K8S_POD_UID');
-  args.infraContainerId = set('K8S_POD_INFRA_CONTAINER_ID');
+  const podNamespace = set('K8S_POD_NAMESPACE');
+  const podName = set('K8S_POD_NAME');
+  const podUid = set('K8S_POD_UID');
+  const infraContainerId = set('K8S_POD_INFRA_CONTAINER_ID');
   const ip = set('IP');
-  if (ip) args.ips = ip.split(',').map((s) => s.trim()).filter(Boolean);
-  args.mac = set('MAC');
-  for (const k of Object.keys(args) as (keyof CniArgs)[]) if (args[k] === undefined) delete args[k];
-  return args;
+  const mac = set('MAC');
+  return {
+    ...(podNamespace ? { podNamespace } : {}),
+    ...(podName ? { podName } : {}),
+    ...(podUid ? { podUid } : {}),
+    ...(infraContainerId ? { infraContainerId } : {}),
+    ...(ip ? { ips: ip.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+    ...(mac ? { mac } : {}),
+  };
 }
 
 /** Reads and validates the environment for `command`; every missing or malformed variable is named in one error. */

@@ -24,7 +24,7 @@ export function fromAnyVersion(prev: unknown): Result {
   if (Array.isArray(prev.ips)) {
     out.ips = (prev.ips.filter(isObject) as IpConfig[]).map((ip) => {
       const { version: _v, ...rest } = ip; // 1.x has no "version"; we add it back when printing 0.3/0.4
-      return rest as IpConfig;
+      return rest;
     });
   }
   if (Array.isArray(prev.routes)) out.routes = prev.routes.filter(isObject) as Route[];
@@ -36,7 +36,7 @@ export function fromAnyVersion(prev: unknown): Result {
     out.ips.push(ip);
     if (Array.isArray(legacy.routes)) out.routes.push(...(legacy.routes.filter(isObject) as Route[]));
   }
-  if (isObject(prev.dns)) out.dns = prev.dns as Dns;
+  if (isObject(prev.dns)) out.dns = prev.dns;
   return out;
 }
 

@@ -109,17 +109,17 @@ for (const version of ALL) {
       } else {
         // midonet (first) passes; portmap 1.1.1 then trips on its IPv6 bug (containernetworking/plugins#819).
         const err = await t.throwsAsync(h.checkNetworkList(list, rt), { instanceOf: PluginError });
-        t.is(err!.plugin, 'portmap');
+        t.is(err.plugin, 'portmap');
       }
       // Break what the agent made: CHECK must say so, in midonet's voice, with its own code.
       await sh('ip', ['-n', ns.name, 'addr', 'flush', 'dev', 'eth0']);
       const noAddr = await t.throwsAsync(h.checkNetworkList(list, rt), { instanceOf: PluginError });
       t.like(noAddr, { plugin: 'midonet', code: 104 });
-      t.regex(noAddr!.msg, /eth0 lacks address/);
+      t.regex(noAddr.msg, /eth0 lacks address/);
       await sh('ip', ['-n', ns.name, 'link', 'del', 'eth0']);
       const noLink = await t.throwsAsync(h.checkNetworkList(list, rt), { instanceOf: PluginError });
       t.like(noLink, { plugin: 'midonet', code: 104 });
-      t.regex(noLink!.msg, /eth0 is missing/);
+      t.regex(noLink.msg, /eth0 is missing/);
     }
 
     await h.delNetworkList(list, rt);
@@ -193,7 +193,7 @@ test.serial('the bandwidth capability shapes the port the agent made: tbf on the
   // A rate without its burst is the runtime's mistake, refused before anything is made.
   const bad: RuntimeConf = { ...rt, containerId: `bw${randomSuffix(6)}`, capabilityArgs: { bandwidth: { ingressRate: 8_000_000 } } };
   const err = await t.throwsAsync(h.addNetworkList(list, bad));
-  t.regex(err!.message, /ingressBurst/);
+  t.regex(err.message, /ingressBurst/);
   t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
 });
 
@@ -239,7 +239,7 @@ test.serial('agent refusals become CNI codes: address taken 102, full subnet 101
   const nowhere = parseNetworkConfig(JSON.stringify({ cniVersion: '1.0.0', name: `mn-${randomSuffix()}`, plugins: [{ type: 'midonet', agentSocket: agent.socket }] }));
   const missing = await t.throwsAsync(h.addNetworkList(nowhere, rts[6]!), { instanceOf: PluginError });
   t.like(missing, { plugin: 'midonet', code: 7 });
-  t.regex(missing!.msg, /not found/);
+  t.regex(missing.msg, /not found/);
 });
 
 test.serial('an interface name the kernel refuses is refused at the edge, before any address is allocated', async (t) => {
@@ -255,7 +255,7 @@ test.serial('an interface name the kernel refuses is refused at the edge, before
       orchestrator: 'cni', workloadId, ifname, network, netns: path, create: { subnets: [{ cidr: `${subnet.base}.0/24` }] },
     }), { instanceOf: WorkloadApiError });
     t.like(err, { status: 400, code: 'invalid', field: 'ifname' }, ifname);
-    t.regex(err!.message, /not a valid interface name/);
+    t.regex(err.message, /not a valid interface name/);
     t.deepEqual(await heldBy(workloadId), [], `no address held for ${JSON.stringify(ifname)}`);
     t.deepEqual(await portsOf(workloadId), [], `no port for ${JSON.stringify(ifname)}`);
   }
@@ -275,7 +275,7 @@ test.serial('STATUS at 1.1.0: ready passes; with the agent down it is code 50, a
   t.teardown(() => agent.start());
   const down = await t.throwsAsync(h.getStatusNetworkList(list), { instanceOf: PluginError });
   t.like(down, { plugin: 'midonet', code: 50 });
-  t.regex(down!.msg, /cannot reach the bees agent/);
+  t.regex(down.msg, /cannot reach the bees agent/);
   const ns = await workload(t);
   const add = await t.throwsAsync(h.addNetworkList(list, { containerId: `x${randomSuffix()}`, netns: ns.path, ifname: 'eth0' }), { instanceOf: PluginError });
   t.like(add, { plugin: 'midonet', code: 11 });

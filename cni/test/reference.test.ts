@@ -32,8 +32,8 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0']) {
     t.is(adds[0]!.conf.prevResult, undefined);
     for (const c of adds.slice(1)) t.truthy(c.conf.prevResult);
     // Capability args only reach plugins that declared them; `ips` was declared by none.
-    t.deepEqual(Object.keys((adds[1]!.conf.runtimeConfig ?? {}) as object), ['portMappings']);
-    t.deepEqual(Object.keys((adds[2]!.conf.runtimeConfig ?? {}) as object), ['bandwidth']);
+    t.deepEqual(Object.keys((adds[1]!.conf.runtimeConfig ?? {})), ['portMappings']);
+    t.deepEqual(Object.keys((adds[2]!.conf.runtimeConfig ?? {})), ['bandwidth']);
     t.is(adds[0]!.conf.runtimeConfig, undefined);
     t.false('capabilities' in adds[1]!.conf);
 
@@ -50,8 +50,8 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0']) {
       // portmap 1.1.1 always checks IPv6 rules it never made (containernetworking/plugins#819, fixed later):
       // CHECK reaches it after bridge passed, and fails there for that reason only.
       const err = await t.throwsAsync(h.checkNetworkList(list, rt), { instanceOf: PluginError });
-      t.is(err!.plugin, 'portmap');
-      t.regex(err!.msg, /ipv6/);
+      t.is(err.plugin, 'portmap');
+      t.regex(err.msg, /ipv6/);
       t.deepEqual(h.trace.filter((c) => c.command === 'CHECK').map((c) => c.plugin), ['bridge', 'portmap']);
     }
 
@@ -83,8 +83,8 @@ test.serial('CHECK passes on a healthy chain and fails when the interface lost i
   t.truthy(h.trace.find((c) => c.command === 'CHECK')!.conf.prevResult, 'CHECK carries the cached result');
   await sh('ip', ['-n', ns.name, 'addr', 'del', ipsOf(result)[0]!.address, 'dev', 'eth0']);
   const err = await t.throwsAsync(h.checkNetworkList(list, rt), { instanceOf: PluginError });
-  t.is(err!.plugin, 'bridge');
-  t.regex(err!.msg, /eth0|address|ip/i);
+  t.is(err.plugin, 'bridge');
+  t.regex(err.msg, /eth0|address|ip/i);
 });
 
 test('a single-plugin 0.2.0 config (the Mesos shape) gives an ip4 result', async (t) => {
@@ -118,7 +118,7 @@ test.serial('cniVersions picks the highest version the runtime knows; VERSION an
   t.is((await h.validateNetworkList(newer)).length, 5, 'none of the five plugins speaks 1.1.0');
   const ns = await netns(t);
   const err = await t.throwsAsync(h.addNetworkList(newer, { containerId: `ctr${randomSuffix(6)}`, netns: ns.path, ifname: 'eth0' }), { instanceOf: PluginError });
-  t.is(err!.code, 1, 'incompatible version');
+  t.is(err.code, 1, 'incompatible version');
 });
 
 test.serial('GC deletes cached attachments that are no longer valid, keeps the valid ones', async (t) => {

@@ -16,7 +16,7 @@ export { DEFAULT_BLOCK_PREFIX, subnetGateway, blockId } from './subnet-plan.js';
 export interface IpamResult {
   address: string;
   prefixLength: number;
-  gateway?: string;
+  gateway?: string | undefined;
   /** The subnet's CIDR (canonical). */
   subnet: string;
   family: Family;
@@ -30,7 +30,7 @@ export interface AllocationRecord {
   block: string;
   owner: string;
   ifname: string;
-  hostId?: string;
+  hostId?: string | undefined;
   at: number;
 }
 

@@ -40,9 +40,9 @@ export class SubnetPlan {
   readonly text: string;
   readonly family: Family;
   readonly blockPrefix: number;
-  readonly gateway?: string;
+  readonly gateway?: string | undefined;
   private readonly gatewayValue?: bigint;
-  private readonly broadcastValue?: bigint;
+  private readonly broadcastValue?: bigint | undefined;
   private readonly reservedValues: Set<bigint>;
   private readonly reservedNets: Cidr[];
   readonly range?: Cidr;

@@ -97,7 +97,7 @@ export class EphemeralHub {
     try {
       w.handler(this.list(w.prefix));
     } catch (err) {
-      process.emitWarning(`bees store: an ephemeral watch handler threw: ${(err as Error).stack ?? err}`);
+      process.emitWarning(`bees store: an ephemeral watch handler threw: ${(err as Error).stack ?? String(err)}`);
     }
   }
 }

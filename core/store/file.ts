@@ -36,7 +36,7 @@ export interface FileStoreOptions {
   /** Compact (snapshot + truncate the journal) once the journal grows beyond this many bytes. Default 64 MiB. */
   compactBytes?: number;
   /** How many recent changes are kept in memory for `watch({ fromSeq })`. Default 100 000. */
-  watchRetention?: number;
+  watchRetention?: number | undefined;
 }
 
 /** A stored object: its version and its JSON text (parsing on read hands every caller its own copy). */
@@ -260,7 +260,7 @@ export class FileStore implements Store {
       // The snapshot is renamed into place only once complete and fsync'ed, so a bad one is real damage.
       let snap: { seq: number; objects: Record<string, Record<string, [number, string]>> };
       try {
-        snap = JSON.parse(snapText);
+        snap = JSON.parse(snapText) as typeof snap;
       } catch (err) {
         throw new StoreError('Unavailable', `snapshot ${path.join(this.dir, SNAPSHOT)} is corrupt: ${(err as Error).message}`);
       }

@@ -14,8 +14,8 @@ export interface Versioned<T> {
  */
 export type Op =
   | { op: 'create'; kind: Kind; value: { id: string } }
-  | { op: 'update'; kind: Kind; value: { id: string }; version?: number }
-  | { op: 'delete'; kind: Kind; id: string; version?: number }
+  | { op: 'update'; kind: Kind; value: { id: string }; version?: number | undefined }
+  | { op: 'delete'; kind: Kind; id: string; version?: number | undefined }
   /** Assert that an object exists at this version (or, with version 0, that it does not exist). */
   | { op: 'check'; kind: Kind; id: string; version: number };
 

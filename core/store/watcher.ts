@@ -10,12 +10,12 @@ export interface StoredChange {
   id: string;
   type: Change['type'];
   version: number;
-  json?: string;
+  json?: string | undefined;
 }
 
 export interface Watcher {
   handler: ChangeHandler;
-  kinds?: ReadonlySet<Kind>;
+  kinds?: ReadonlySet<Kind> | undefined;
   /** The last seq this watcher has been given; it never sees one twice. */
   cursor: number;
   /** Told when changes were lost to this watcher (the client fell behind the log's retention). */
@@ -32,6 +32,6 @@ export function deliver(w: Watcher, c: StoredChange, backend: string): void {
   try {
     w.handler(change);
   } catch (err) {
-    process.emitWarning(`bees ${backend} store: a watch handler threw: ${(err as Error).stack ?? err}`);
+    process.emitWarning(`bees ${backend} store: a watch handler threw: ${(err as Error).stack ?? String(err)}`);
   }
 }

@@ -39,7 +39,7 @@ export interface ZooKeeperStoreOptions {
   /** A write that cannot complete in this time fails with 'Unavailable'. Default 20 s. */
   opTimeoutMs?: number;
   /** Change-log entries (transactions) kept for resuming watches. Default 10 000. */
-  retention?: number;
+  retention?: number | undefined;
   /** How long transaction markers are kept (a retry must happen within it). Default 10 min. */
   markerTtlMs?: number;
 }

@@ -75,7 +75,7 @@ test('HTTPS with a certificate: the client trusts it through --ca / the CA optio
   t.is((await api.get('Bridge', b.id)).name, 'tls');
   // Without the CA the self-signed certificate is not trusted: no silent fallback to plain text or to trust.
   const untrusted = await t.throwsAsync(new ApiClient(endpoint, { token: TOKEN }).status(), { instanceOf: ApiError });
-  t.regex(untrusted!.message, /self.signed|certificate/i);
+  t.regex(untrusted.message, /self.signed|certificate/i);
   // Plain HTTP to the TLS port gets nothing useful.
   await t.throwsAsync(new ApiClient(endpoint.replace('https:', 'tcp:'), { token: TOKEN, timeoutMs: 3000 }).status());
 
@@ -132,8 +132,8 @@ test('the read-only token: GETs and /metrics answer, writes are 403 and change n
     () => ro.request('POST', `/v1/routers/x/attach`, { bridgeId: b.id }),
   ]) {
     const e = await t.throwsAsync(attempt(), { instanceOf: ApiError });
-    t.is(e!.status, 403);
-    t.regex(e!.message, /read-only token/);
+    t.is(e.status, 403);
+    t.regex(e.message, /read-only token/);
   }
   t.deepEqual(await snapshot(store), before);
 });

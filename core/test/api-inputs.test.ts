@@ -137,7 +137,7 @@ test('zk: a path ZooKeeper refuses (BadArguments) is Invalid (a 400), not Unavai
   t.teardown(() => store.close());
   for (const id of ['a\u0085b', 'a\ufffeb', 'a\ud800b']) {
     const err = await t.throwsAsync(store.commit([{ op: 'create', kind: 'Tenant', value: { id, name: 'x', generation: 0 } as { id: string } }]));
-    t.is((err as { code?: string }).code, 'Invalid', `${JSON.stringify(id)}: ${err!.message}`);
+    t.is((err as { code?: string }).code, 'Invalid', `${JSON.stringify(id)}: ${err.message}`);
   }
   t.deepEqual(await store.list('Tenant'), []);
 });

@@ -116,10 +116,10 @@ test('CRUD through the client on a unix socket (no token there), socket mode 060
   const patched = await api.update('Bridge', b.id, { mtu: 1400 });
   t.is(patched.mtu, 1400);
   const err = await t.throwsAsync(api.delete('Router', 'missing'), { instanceOf: ApiError });
-  t.is(err!.code, 'not_found');
-  t.is(err!.status, 404);
+  t.is(err.code, 'not_found');
+  t.is(err.status, 404);
   const dup = await t.throwsAsync(api.create('Bridge', { name: 'web' }), { instanceOf: ApiError });
-  t.is(dup!.existingId, b.id);
+  t.is(dup.existingId, b.id);
   await api.detachRouter(r.id, b.id);
   await api.delete('Bridge', b.id);
   const st = await api.status();
@@ -136,7 +136,7 @@ test('CRUD through the client on a unix socket (no token there), socket mode 060
   await app.close();
   await t.throwsAsync(stat(sock));
   const down = await t.throwsAsync(api.status(), { instanceOf: ApiError });
-  t.is(down!.code, 'unavailable');
+  t.is(down.code, 'unavailable');
 });
 
 test('OpenAPI document: every kind and route present, schemas referenced', async (t) => {

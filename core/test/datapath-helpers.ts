@@ -37,8 +37,9 @@ export interface TestPort {
   ips: string[];
   gateways?: string[];
   portSecurity?: boolean;
-  netns?: string;
-  hostIfname?: string;
+  /** Unset again (undefined) when a test replugs the port as a new workload. */
+  netns?: string | undefined;
+  hostIfname?: string | undefined;
 }
 
 /** Desired state of bridge `vni` on `host`, given every port of the cluster. */
@@ -63,7 +64,11 @@ export async function plugAll(c: Cluster, ports: TestPort[]): Promise<void> {
 }
 
 export function spec(p: TestPort): PlugSpec {
-  return { vni: p.vni, netns: p.netns!, ifname: 'eth0', mac: p.mac, ips: p.ips, gateways: p.gateways, portSecurity: p.portSecurity };
+  return {
+    vni: p.vni, netns: p.netns!, ifname: 'eth0', mac: p.mac, ips: p.ips,
+    ...(p.gateways !== undefined ? { gateways: p.gateways } : {}),
+    ...(p.portSecurity !== undefined ? { portSecurity: p.portSecurity } : {}),
+  };
 }
 
 export const ipOf = (p: TestPort, family: 4 | 6 = 4): string =>

@@ -8,7 +8,8 @@ import { getLink } from '../datapath/netlink/link.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
-interface Net { vni: number; v4: string; v6?: string; gw4: string; gw6?: string; gwMac: string }
+// v6/gw6 undefined: an IPv4-only network (tests spread a net and blank them).
+interface Net { vni: number; v4: string; v6?: string | undefined; gw4: string; gw6?: string | undefined; gwMac: string }
 
 function net(third: number, octet2 = 60): Net {
   return { vni: randomVni(), v4: `10.${octet2}.${third}.0/24`, v6: `fd00:${octet2}:${third}::/64`, gw4: `10.${octet2}.${third}.1`,
@@ -225,8 +226,8 @@ test.serial('port security: a workload cannot claim a neighbour\'s IPv6 address 
   // A kernel announcing an address it took would use that address as the source, which port security drops
   // anyway; an advertisement sent from the attacker's own address naming the victim's address as its target, with
   // the override flag (the datapath's own announcer, pointed at the wrong address), is what the target rule is for.
-  const ifindex = (await withNetlink(attacker.netns!, (s) => getLink(s, 'eth0')))!.index;
-  t.deepEqual(announce(attacker.netns!, ifindex, [{ ip: v6(victim), mac: attacker.mac }]), []);
+  const ifindex = (await withNetlink(attacker.netns, (s) => getLink(s, 'eth0')))!.index;
+  t.deepEqual(announce(attacker.netns, ifindex, [{ ip: v6(victim), mac: attacker.mac }]), []);
   await new Promise((r) => setTimeout(r, 300));
   t.is(await lladdrSeen(), victim.mac, 'the observer still resolves the victim to the victim');
   t.true(await c.h.pingEventually(observer.netns!, v6(victim)));

@@ -27,9 +27,9 @@ test('parses and canonicalises IPv4 and IPv6', (t) => {
 test('refuses bad addresses with a message naming the value and field', (t) => {
   for (const bad of ['', '1.2.3', '1.2.3.256', '01.2.3.4', '1.2.3.4 ', '1::2::3', 'g::1', '1.2.3.4/24', 'fe80::1%eth0']) {
     const err = t.throws(() => parseIp(bad, 'ips[0]'), { instanceOf: AddressError });
-    t.true(err!.message.startsWith('ips[0]: '), err!.message);
-    t.true(err!.message.includes(JSON.stringify(bad)), err!.message);
-    t.is(err!.field, 'ips[0]');
+    t.true(err.message.startsWith('ips[0]: '), err.message);
+    t.true(err.message.includes(JSON.stringify(bad)), err.message);
+    t.is(err.field, 'ips[0]');
     t.false(isIp(bad));
   }
   t.throws(() => parseIp(42), { message: /expected an IP address as a string, got 42/ });
@@ -50,7 +50,7 @@ test('parses CIDRs, keeps the written address, refuses host bits where a network
   for (const bad of ['10.0.0.0', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/08', '10.0.0.0/', 'fd00::/129', 'x/24', '10.0.0.0/24/1']) {
     t.false(isCidr(bad), bad);
     const err = t.throws(() => parseCidr(bad), { instanceOf: AddressError });
-    t.true(err!.message.includes(JSON.stringify(bad)), err!.message);
+    t.true(err.message.includes(JSON.stringify(bad)), err.message);
   }
   t.throws(() => parseCidr('10.0.0.0/33'), { message: /prefix length "33" is not a number from 0 to 32/ });
 });

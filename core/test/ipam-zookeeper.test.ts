@@ -41,17 +41,17 @@ function startWorker(t: ExecutionContext, url: string, hostId: string, tag: stri
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   });
   let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const lines: string[] = [];
   const waiters: ((line: string | undefined) => void)[] = [];
-  const rl = createInterface({ input: proc.stdout! });
+  const rl = createInterface({ input: proc.stdout });
   rl.on('line', (line) => (waiters.length > 0 ? waiters.shift()!(line) : lines.push(line)));
   rl.on('close', () => {
     while (waiters.length > 0) waiters.shift()!(undefined);
   });
   return {
     proc,
-    send: (line) => proc.stdin!.write(line + '\n'),
+    send: (line) => proc.stdin.write(line + '\n'),
     next: async () => {
       const line = lines.length > 0 ? lines.shift() : await new Promise<string | undefined>((resolve) => waiters.push(resolve));
       if (line === undefined) throw new Error(`worker ${tag} (${hostId}) ended early: ${stderr.trim().slice(-2000)}`);

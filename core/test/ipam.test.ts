@@ -40,8 +40,8 @@ test('gateway default and subnet plan rules', (t) => {
   t.is(new SubnetPlan('b', { cidr: 'fd00::/64' }).blockPrefix, 122);
   t.is(small.capacity(), 13n); // 16 minus network, gateway, broadcast
   const err = t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.1/24' }, 'subnets[0]'), { instanceOf: TopologyError });
-  t.is(err!.code, 'invalid');
-  t.is(err!.field, 'subnets[0].cidr');
+  t.is(err.code, 'invalid');
+  t.is(err.field, 'subnets[0].cidr');
   t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', gateway: '10.0.1.1' }), { message: /gateway: 10\.0\.1\.1 is not inside 10\.0\.0\.0\/24/ });
   t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', range: '10.0.1.0/25' }), { message: /range: 10\.0\.1\.0\/25 is not inside/ });
   t.throws(() => new SubnetPlan('b', { cidr: 'fd00::/64', blockPrefix: 64 }), { message: /use a prefix of at least \/112/ });
@@ -99,7 +99,7 @@ test('static requests are honoured or refused with the reason', async (t) => {
   t.deepEqual(await ipam.allocate(br, 'w1', 'eth0', { requested: ['10.40.0.77'] }), r); // idempotent
   const refuse = async (requested: string, code: TopologyError['code'], message: RegExp) => {
     const err = await t.throwsAsync(ipam.allocate(br, `x-${requested}`, 'eth0', { requested: [requested] }), { instanceOf: TopologyError, message });
-    t.is(err!.code, code, requested);
+    t.is(err.code, code, requested);
   };
   await refuse('10.41.0.5', 'invalid', /10\.41\.0\.5 is outside every subnet of bridge "br-.*" \(10\.40\.0\.0\/24, fd00:40::\/120\)/);
   await refuse('10.40.0.0', 'invalid', /10\.40\.0\.0 cannot be assigned: it is the network address of 10\.40\.0\.0\/24/);
@@ -130,8 +130,8 @@ test('exhaustion is a clear error; release frees for reuse; release of nothing i
   for (let i = 0; i < 5; i++) got.push((await ipam.allocate(br, `w${i}`, 'eth0'))[0]!.address);
   t.deepEqual(got, ['10.50.0.2', '10.50.0.3', '10.50.0.4', '10.50.0.5', '10.50.0.6']);
   const err = await t.throwsAsync(ipam.allocate(br, 'w5', 'eth0'), { instanceOf: TopologyError });
-  t.is(err!.code, 'exhausted');
-  t.is(err!.message, `subnet 10.50.0.0/29 of bridge "${br.name}" is full (5 addresses in use)`);
+  t.is(err.code, 'exhausted');
+  t.is(err.message, `subnet 10.50.0.0/29 of bridge "${br.name}" is full (5 addresses in use)`);
   t.deepEqual(await ipam.release(br.id, 'w2'), ['10.50.0.4']);
   t.deepEqual(await ipam.release(br.id, 'w2'), []);
   t.deepEqual(await ipam.release(br.id, 'nobody', 'eth0'), []);

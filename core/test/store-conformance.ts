@@ -28,7 +28,7 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_
 async function code(t: ExecutionContext, p: Promise<unknown>, expected: StoreErrorCode, what: string): Promise<StoreError> {
   const err = await t.throwsAsync(p, { instanceOf: StoreError }, what);
   t.is(err?.code, expected, `${what}: ${err?.message}`);
-  return err as StoreError;
+  return err;
 }
 
 export function registerStoreConformance(test: TestFn, name: string, open: StoreFactory): void {
@@ -178,7 +178,7 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     const stop = await s.watch((c) => seen.push(c));
     const ids = Array.from({ length: 30 }, () => randomUUID());
     await Promise.all(ids.map((id) => s.create('Tenant', tenant(id))));
-    await s.update('Tenant', tenant(ids[0]!, 5), 1);
+    await s.update('Tenant', tenant(ids[0], 5), 1);
     await s.delete('Tenant', ids[1]!);
     const last = await s.lastSeq();
     await waitFor(() => seen.length >= 32, 'all changes');
@@ -188,7 +188,7 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     t.is(seen.at(-1)!.seq, last);
     t.deepEqual(new Set(seen.slice(0, 30).map((c) => c.id)), new Set(ids));
     t.true(seen.slice(0, 30).every((c) => c.type === 'create' && c.version === 1 && c.kind === 'Tenant'));
-    t.like(seen[30], { type: 'update', id: ids[0], version: 2, value: tenant(ids[0]!, 5) });
+    t.like(seen[30], { type: 'update', id: ids[0], version: 2, value: tenant(ids[0], 5) });
     t.like(seen[31], { type: 'delete', id: ids[1], version: 1 });
     t.is(seen[31]!.value, undefined);
     stop();

@@ -108,15 +108,15 @@ test('file: a corrupt record in the middle of the journal stops the store, namin
   await fsp.writeFile(journal, damaged);
   const err = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
   t.is(err?.code, 'Unavailable');
-  t.true(err!.message.includes(journal), err!.message);
-  t.regex(err!.message, /corrupt at byte offset 0 \(record 1: checksum mismatch\) with 1 intact record/);
+  t.true(err.message.includes(journal), err.message);
+  t.regex(err.message, /corrupt at byte offset 0 \(record 1: checksum mismatch\) with 1 intact record/);
   t.is(await fsp.readFile(journal, 'utf8'), damaged, 'the journal is left as found');
   t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a refused open leaves no lock');
 
   // A record missing altogether (a gap in the seqs) is damage too.
   await fsp.writeFile(journal, text.slice(first.length));
   const gap = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
-  t.regex(gap!.message, /skips from seq 0 to 2 at byte offset 0/);
+  t.regex(gap.message, /skips from seq 0 to 2 at byte offset 0/);
 
   // The same damage in the last record is a torn write: dropped, and the store opens.
   await fsp.writeFile(journal, first + text.slice(first.length).replace(b.id.slice(0, 8), a.id.slice(0, 8)));
@@ -166,7 +166,7 @@ test('file: disk full: reads keep working, writes fail clearly, degraded says so
     instanceOf: StoreError,
   });
   t.is(err?.code, 'Unavailable');
-  t.regex(err!.message, /disk full writing the journal in .*ENOSPC.*not applied/);
+  t.regex(err.message, /disk full writing the journal in .*ENOSPC.*not applied/);
   t.regex(s.degraded ?? '', /disk full/);
   t.is((await fsp.stat(journal)).size, before, 'the part of the failed record that was written is cut off');
   // Reads answer from the durable state: the failed commit is not visible, the earlier one is.
@@ -203,7 +203,7 @@ function startChild(script: string, dir: string): { child: ChildProcess; lines: 
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(fixtures, script), dir], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   let buf = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     const parts = buf.split('\n');
     buf = parts.pop()!;
@@ -244,7 +244,7 @@ test('file: a second process opening a locked directory gets a clear error; a st
   await waitFor(() => holder.lines.includes('ready'), 'holder ready', 30_000);
   const err = await t.throwsAsync(FileStore.open(`file:${dir}`), { instanceOf: StoreError });
   t.is(err?.code, 'Unavailable');
-  t.regex(err!.message, new RegExp(`in use by process ${holder.child.pid}`));
+  t.regex(err.message, new RegExp(`in use by process ${holder.child.pid}`));
   holder.child.stdin!.end();
   await holder.exited;
   t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a clean close removes the lock');

@@ -21,10 +21,10 @@ async function fresh(t: ExecutionContext): Promise<Topology> {
 /** Asserts the promise rejects with a TopologyError of that code (and field, when given). */
 async function rejects(t: ExecutionContext, p: Promise<unknown>, code: TopologyErrorCode, field?: string): Promise<TopologyError> {
   const err = await t.throwsAsync(p, { instanceOf: TopologyError });
-  t.is(err!.code, code, err!.message);
-  if (field !== undefined) t.is(err!.field, field, err!.message);
-  t.true(err!.message.length > 0);
-  return err!;
+  t.is(err.code, code, err.message);
+  if (field !== undefined) t.is(err.field, field, err.message);
+  t.true(err.message.length > 0);
+  return err;
 }
 
 test('bridge create fills defaults, stable id, tenant, gateway, tunnel key', async (t) => {

@@ -166,8 +166,8 @@ export class ZooKeeperServer {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    proc.stdout!.pipe(log);
-    proc.stderr!.pipe(log);
+    proc.stdout.pipe(log);
+    proc.stderr.pipe(log);
     this.proc = proc;
     this.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
     proc.once('error', () => {}); // surfaced by waitServing timing out with the log path

@@ -72,7 +72,7 @@ export async function startDockerPlugin(agent: AgentParts, partial: Partial<Dock
  * the plugin is not asked for.
  */
 export function dockerPluginConfigOf(
-  flags: { plugin?: string; scope?: string; host?: string },
+  flags: { plugin?: string | undefined; scope?: string | undefined; host?: string | undefined },
   runDir: string,
 ): Partial<DockerPluginConfig> | undefined {
   if (flags.plugin === undefined) {

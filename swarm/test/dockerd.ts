@@ -51,7 +51,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   let log = '';
   const launch = (): ChildProcess => {
     const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
-    c.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+    c.stderr.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
     return c;
   };
   let child = launch();

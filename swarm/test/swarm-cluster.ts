@@ -43,7 +43,7 @@ export async function startSwarm(hosts: number): Promise<Swarm> {
     ]);
     const plugin = `bees-test/mn${randomBytes(3).toString('hex')}:latest`;
     await Promise.all(daemons.map(async (d, i) => {
-      await installManagedPlugin(dockerClient(d.host), { name: plugin, dir: pluginDir as string, runDir: cluster.host(i).runDir });
+      await installManagedPlugin(dockerClient(d.host), { name: plugin, dir: pluginDir, runDir: cluster.host(i).runDir });
     }));
     const [manager, ...workers] = daemons as [Dockerd, ...Dockerd[]];
     const ip0 = cluster.host(0).host.underlayIp;

@@ -129,7 +129,7 @@ export class Committer {
       const k = `${op.kind}\0${id}`;
       const cur = staged.get(k)!; // znode version or null
       const path = modelPath(this.root, op.kind, id);
-      const stale = (v: number) => new StoreError('Conflict', `${op.kind} ${id} is at version ${cur! + 1}, not ${v}`, op.kind, id);
+      const stale = (v: number) => new StoreError('Conflict', `${op.kind} ${id} is at version ${cur + 1}, not ${v}`, op.kind, id);
       switch (op.op) {
         case 'create': {
           if (cur !== null) throw new StoreError('Exists', `${op.kind} ${id} already exists`, op.kind, id);

@@ -154,7 +154,7 @@ export class Ephemerals {
     try {
       v.handler(view);
     } catch (err) {
-      process.emitWarning(`bees zk store: an ephemeral watch handler threw: ${(err as Error).stack ?? err}`);
+      process.emitWarning(`bees zk store: an ephemeral watch handler threw: ${(err as Error).stack ?? String(err)}`);
     }
   }
 

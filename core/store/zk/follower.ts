@@ -113,7 +113,7 @@ export class Follower {
         }
         // Fetch in parallel (one round trip's latency), apply in order.
         const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
-        datas.forEach((p) => p.catch(() => {}));
+        for (const p of datas) p.catch(() => {});
         for (let i = 0; i < fresh.length; i++) {
           const [data, stat] = await datas[i]!;
           const rec = JSON.parse(data.toString('utf8')) as { changes: Omit<StoredChange, 'seq' | 'zxid' | 'json'>[] & { value?: unknown }[] };
@@ -153,7 +153,7 @@ export class Follower {
     try {
       w.onGap();
     } catch (err) {
-      process.emitWarning(`bees zk store: a gap handler threw: ${(err as Error).stack ?? err}`);
+      process.emitWarning(`bees zk store: a gap handler threw: ${(err as Error).stack ?? String(err)}`);
     }
   }
 
@@ -184,7 +184,7 @@ export class Follower {
 
   private applyToCache(c: StoredChange): void {
     let map = this.cache.get(c.kind);
-    if (!map) this.cache.set(c.kind, (map = new Map()));
+    if (!map) this.cache.set(c.kind, (map = new Map<string, CacheEntry>()));
     const cur = map.get(c.id);
     if (cur && cur.zxid >= c.zxid) return; // the object as read is already newer
     if (c.type === 'delete') map.delete(c.id);

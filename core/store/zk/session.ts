@@ -71,6 +71,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // `any`: node-zookeeper-client callbacks pass differently shaped results (and Exception objects) per call;
 // each caller states the type it expects.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the reason is the comment above
 export type Callback = (err: any, ...rest: any[]) => void;
 
 /**
@@ -204,7 +205,7 @@ export class ZkSession {
       try {
         l(this.health());
       } catch (err) {
-        process.emitWarning(`bees zk store: a health listener threw: ${(err as Error).stack ?? err}`);
+        process.emitWarning(`bees zk store: a health listener threw: ${(err as Error).stack ?? String(err)}`);
       }
     }
   }
