@@ -97,7 +97,8 @@ test('OpenAPI lists the security-group routes', async (t) => {
 // ------------------------------------------------------------------------------------------------ the CLI
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(ROOT, 'core/cli/main.ts');
+// The bees entry point with every command (app/main.ts), spawned, not imported: core imports no app code.
+const MAIN = path.join(ROOT, 'app/main.ts');
 
 function bees(args: string[], env: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve, reject) => {

@@ -5,19 +5,17 @@ import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { bootId } from '../../core/agent/host-claim.js';
 import { KINDS } from '../../core/model/types.js';
 import { openStore } from '../../core/store/open.js';
+import { beesArgv } from '../../testbed/bees-entry.js';
 import { eventually, startCluster, type Cluster, type ClusterHost } from '../../testbed/cluster.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** An agent for host `h` as Cluster.startAgent runs it, but against `store` and as `hostId`. */
 function spawnAgent(c: Cluster, h: ClusterHost, store: string, hostId = h.hostId): ChildProcess {
   return c.harness.spawn(h.host, [
-    process.execPath, '--import', 'tsx', join(ROOT, 'core/cli/main.ts'), 'agent',
+    ...beesArgv(), 'agent',
     '--store', store, '--host-id', hostId, '--host-name', `${c.harness.tag}-${h.host.name}`,
     '--state-dir', h.host.stateDir, '--run-dir', h.runDir, '--underlay-ip', h.host.underlayIp,
     '--router-ns-prefix', h.host.routerNsPrefix,
