@@ -341,7 +341,7 @@ export class Workloads {
       const held = (await this.d.ipam.allocations(bridge.id)).filter((a) => a.owner === ownerKey(req) && a.ifname === req.ifname).map((a) => a.address);
       for (const ip of port.ips) if (!held.includes(bareIp(ip))) problems.push(`address ${ip} is no longer reserved for ${ownerKey(req)}`);
       const addresses = addressesOf(bridge, port.ips);
-      const spec = this.plugSpec({ ...req, network: bridge.id, tenant: undefined }, bridge, port.interfaceName ?? hostIfnameOf(port.id), port.mac, addresses);
+      const spec = this.plugSpec(withoutTenant({ ...req, network: bridge.id }), bridge, port.interfaceName ?? hostIfnameOf(port.id), port.mac, addresses);
       problems.push(...(await this.d.reconciler.checkPlug(spec)));
     }
     return { ok: problems.length === 0, problems };
@@ -475,4 +475,10 @@ function addressesOf(bridge: Bridge, ips: string[]): IpamResult[] {
     out.push({ address: ip, prefixLength: cidr.prefix, subnet: subnet.cidr, family: addr.family, ...(gateway ? { gateway } : {}) });
   }
   return out;
+}
+
+/** A request naming its network by id: the tenant it may carry no longer selects anything. */
+function withoutTenant<T extends { tenant?: string }>(req: T): Omit<T, 'tenant'> {
+  const { tenant: _tenant, ...rest } = req;
+  return rest;
 }

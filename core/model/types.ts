@@ -232,7 +232,7 @@ export interface Rule {
   position: number;
   condition: Condition;
   action: RuleAction;
-  jumpChainId?: string;
+  jumpChainId?: string | undefined;
   natTargets?: NatTarget[];
   /** NAT rules only (filled: `accept`). */
   flowAction?: FlowAction;

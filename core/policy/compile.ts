@@ -65,7 +65,7 @@ function isV6(addr: string): boolean {
  * e.g. `ip daddr … ip6 daddr …`, with "conflicting protocols").
  */
 type Fam = '4' | '6' | '!4' | '!6' | '!ip';
-interface Alt { text: string; fam?: Fam }
+interface Alt { text: string; fam?: Fam | undefined }
 /** One nft match per alternative; a term holds one or more disjoint alternatives. */
 type Term = Alt[];
 

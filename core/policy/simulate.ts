@@ -51,24 +51,24 @@ export const PROTO_ICMPV6 = 58;
 
 /** One packet as a device's filters see it. */
 export interface Packet {
-  srcMac?: string;
-  dstMac?: string;
+  srcMac?: string | undefined;
+  dstMac?: string | undefined;
   /** Defaults from the addresses: IPv4 or IPv6. */
-  ethertype?: number;
-  srcIp?: string;
-  dstIp?: string;
-  proto?: number;
-  srcPort?: number;
-  dstPort?: number;
-  icmpType?: number;
-  icmpCode?: number;
+  ethertype?: number | undefined;
+  srcIp?: string | undefined;
+  dstIp?: string | undefined;
+  proto?: number | undefined;
+  srcPort?: number | undefined;
+  dstPort?: number | undefined;
+  icmpType?: number | undefined;
+  icmpCode?: number | undefined;
   /** The current device's ingress and egress port ids (the egress is unknown while flooding). */
-  inPortId?: string;
-  outPortId?: string;
+  inPortId?: string | undefined;
+  outPortId?: string | undefined;
   /** A reply (or related packet) of a connection whose forward packets were delivered (chains-lb.md §1.7). */
-  returnFlow?: boolean;
-  fragment?: 'none' | 'first' | 'later';
-  vlan?: number;
+  returnFlow?: boolean | undefined;
+  fragment?: 'none' | 'first' | 'later' | undefined;
+  vlan?: number | undefined;
 }
 
 /** MidoNet's rule results; `reject` on a bridge or port acts as a drop (chains-lb.md §0.4). */
@@ -83,7 +83,7 @@ export class PolicyError extends Error {
 
 /** Every rule looked at, in order, with whether its condition matched and what came of it. */
 export interface TraceStep {
-  stage?: StageName;
+  stage?: StageName | undefined;
   chainId: string;
   /** Absent for entering a chain (or skipping one already visited). */
   ruleId?: string;
@@ -105,7 +105,7 @@ function ethertypeOf(p: Packet): number | undefined {
 }
 
 /** MidoNet puts the ICMP type in the source-port slot and the code in the destination-port slot. */
-function l4Slots(p: Packet): { src?: number; dst?: number } {
+function l4Slots(p: Packet): { src?: number | undefined; dst?: number | undefined } {
   if (p.proto === PROTO_ICMP || p.proto === PROTO_ICMPV6) return { src: p.icmpType, dst: p.icmpCode };
   if (p.proto === PROTO_TCP || p.proto === PROTO_UDP || p.proto === PROTO_SCTP) return { src: p.srcPort, dst: p.dstPort };
   return {};
@@ -254,8 +254,8 @@ export interface Verdict {
   /** What happens to the packet: `reject` is reported as such but bridges drop it (no reject there). */
   verdict: 'accept' | 'drop' | 'reject';
   /** The stage that decided, when not accepted; with the chain whose rule did. */
-  stage?: StageName;
-  ruleId?: string;
+  stage?: StageName | undefined;
+  ruleId?: string | undefined;
   trace: TraceStep[];
 }
 

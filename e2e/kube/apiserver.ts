@@ -25,8 +25,8 @@ import {
 type Obj = Record<string, unknown>;
 interface Meta {
   name: string;
-  namespace?: string;
-  resourceVersion?: string;
+  namespace?: string | undefined;
+  resourceVersion?: string | undefined;
   uid?: string;
   labels?: Record<string, string>;
   finalizers?: string[];
@@ -44,12 +44,12 @@ interface HistoryEvent {
   kind: Kind;
   type: EventType;
   object: KObj; // state after the event (the last state, for DELETED)
-  previous?: KObj; // state before, for selector transitions
+  previous?: KObj | undefined; // state before, for selector transitions
 }
 
 interface Watcher {
   kind: Kind;
-  namespace?: string;
+  namespace?: string | undefined;
   labels: Requirement[];
   fields: FieldRequirement[];
   res: ServerResponse;
@@ -112,7 +112,7 @@ export class ApiServer {
   private readonly defaultWatchTimeout: number;
   private readonly namespaceDeletionDelayMs: number;
   private nextClusterIp = 1;
-  private readonly tls?: TestPki;
+  private readonly tls?: TestPki | undefined;
   private readonly token: string;
   private readonly requireToken: boolean;
   /** Every request as "METHOD path?query", for tests that assert on the wire. */
@@ -273,7 +273,7 @@ export class ApiServer {
   }
 
   /** PUT: replace, with optimistic concurrency on metadata.resourceVersion. */
-  update(k: Kind, ns: string | undefined, name: string, body: Obj, opts: { subresource?: string; strict?: boolean } = {}): KObj {
+  update(k: Kind, ns: string | undefined, name: string, body: Obj, opts: { subresource?: string | undefined; strict?: boolean } = {}): KObj {
     const cur = this.get(k, ns, name);
     const obj = this.admit(k, ns, body, opts.strict ?? true) as KObj;
     if (obj.metadata.name !== name) {
@@ -288,7 +288,7 @@ export class ApiServer {
   }
 
   /** PATCH: merge, strategic-merge or apply (server-side apply without field ownership). */
-  patch(k: Kind, ns: string | undefined, name: string, type: string, patch: Obj, opts: { subresource?: string; strict?: boolean } = {}): KObj {
+  patch(k: Kind, ns: string | undefined, name: string, type: string, patch: Obj, opts: { subresource?: string | undefined; strict?: boolean } = {}): KObj {
     const key = keyOf(k, ns, name);
     const existing = this.objects.get(key);
     if (type === 'application/apply-patch+yaml') {
@@ -546,25 +546,28 @@ export class ApiServer {
 
     const segs = p.split('/').filter((s) => s !== '');
     let group: string;
+    let version: string;
     let rest: string[];
     if (segs[0] === 'api' && segs[1] === 'v1') {
       group = '';
+      version = 'v1';
       rest = segs.slice(2);
     } else if (segs[0] === 'apis' && segs.length >= 3) {
-      group = segs[1];
+      // segs.length >= 3, so both are present.
+      group = segs[1]!;
+      version = segs[2]!;
       rest = segs.slice(3);
-      if (!kinds.some((k) => k.group === group && k.version === segs[2])) throw notFoundPath();
+      if (!kinds.some((k) => k.group === group && k.version === version)) throw notFoundPath();
     } else throw notFoundPath();
-    const version = group === '' ? 'v1' : segs[2];
     if (rest.length === 0) return { body: apiResourceList(group, version) };
 
     let ns: string | undefined;
     const byPlural = (pl: string): Kind | undefined => kinds.find((k) => k.group === group && k.version === version && k.plural === pl);
-    if (rest[0] === 'namespaces' && rest.length >= 3 && byPlural(rest[2])?.namespaced) {
+    if (rest[0] === 'namespaces' && rest.length >= 3 && byPlural(rest[2]!)?.namespaced) {
       ns = rest[1];
       rest = rest.slice(2);
     }
-    const k = byPlural(rest[0]);
+    const k = byPlural(rest[0]!); // rest is not empty: checked above, and the namespaces branch leaves at least 1
     if (!k) throw notFoundPath();
     const name = rest[1];
     const sub = rest[2];
@@ -584,7 +587,8 @@ export class ApiServer {
         }
         return { body: this.listResponse(k, ns, q) };
       case 'POST':
-        if (binding) return { code: 201, body: this.bind(ns!, name, body()) };
+        // binding means rest[2] is set, so name is too; Pods are namespaced, and the check above makes ns set with name.
+        if (binding) return { code: 201, body: this.bind(ns!, name!, body()) };
         if (name !== undefined) throw methodNotAllowed();
         if (dryRun) return { code: 201, body: this.admit(k, ns, body(), strict) };
         return { code: 201, body: this.create(k, ns, body(), strict) };
@@ -593,7 +597,7 @@ export class ApiServer {
         return { body: this.update(k, ns, name, body(), { subresource: sub, strict }) };
       case 'PATCH': {
         if (name === undefined) throw methodNotAllowed();
-        const type = String(req.headers['content-type'] ?? '').split(';')[0].trim();
+        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim() // split always yields at least one element;
         const existed = this.objects.has(keyOf(k, ns, name));
         const out = this.patch(k, ns, name, type, body(), { subresource: sub, strict: type === 'application/apply-patch+yaml' ? q.get('fieldValidation') !== 'Ignore' : strict });
         return { code: existed ? 200 : 201, body: out };

@@ -80,7 +80,10 @@ export class EndpointSliceController {
       await this.discovery.replaceNamespacedEndpointSlice({
         namespace: cur.metadata!.namespace!,
         name: cur.metadata!.name!,
-        body: { ...want, metadata: { ...want.metadata, resourceVersion: cur.metadata!.resourceVersion } },
+        body: {
+          ...want,
+          metadata: { ...want.metadata, ...(cur.metadata!.resourceVersion !== undefined ? { resourceVersion: cur.metadata!.resourceVersion } : {}) },
+        },
       });
     }
     for (const slice of desired.values()) {

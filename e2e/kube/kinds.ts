@@ -108,13 +108,13 @@ function walk(type: string, value: unknown, path: string, out: string[]): void {
   if (value === null || value === undefined) return;
   const arr = /^Array<(.*)>$/.exec(type);
   if (arr) {
-    if (Array.isArray(value)) value.forEach((v, i) => walk(arr[1], v, `${path}[${i}]`, out));
+    if (Array.isArray(value)) value.forEach((v, i) => walk(arr[1]!, v, `${path}[${i}]`, out));
     return;
   }
   const map = /^\{ \[key: string\]: (.*); \}$/.exec(type);
   if (map) {
     if (typeof value === 'object') {
-      for (const [key, v] of Object.entries(value)) walk(map[1], v, path === '' ? key : `${path}.${key}`, out);
+      for (const [key, v] of Object.entries(value)) walk(map[1]!, v, path === '' ? key : `${path}.${key}`, out);
     }
     return;
   }

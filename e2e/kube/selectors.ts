@@ -29,15 +29,16 @@ export class SelectorError extends Error {}
 
 export function parseLabelSelector(s: string | undefined): Requirement[] {
   if (!s) return [];
+  // The capture groups below are not optional, so they are set whenever the regex matches.
   return splitTop(s).map((term) => {
     let m = /^([^\s!=]+)\s+(in|notin)\s+\((.*)\)$/.exec(term);
-    if (m) return { key: m[1], op: m[2] as 'in' | 'notin', values: m[3].split(',').map((v) => v.trim()) };
+    if (m) return { key: m[1]!, op: m[2] as 'in' | 'notin', values: m[3]!.split(',').map((v) => v.trim()) };
     m = /^([^\s!=]+)\s*(==|=|!=)\s*(.*)$/.exec(term);
-    if (m) return { key: m[1], op: m[2] === '!=' ? '!=' : '=', values: [m[3].trim()] };
+    if (m) return { key: m[1]!, op: m[2] === '!=' ? '!=' : '=', values: [m[3]!.trim()] };
     m = /^!\s*([^\s!=]+)$/.exec(term);
-    if (m) return { key: m[1], op: '!exists', values: [] };
+    if (m) return { key: m[1]!, op: '!exists', values: [] };
     m = /^([^\s!=(),]+)$/.exec(term);
-    if (m) return { key: m[1], op: 'exists', values: [] };
+    if (m) return { key: m[1]!, op: 'exists', values: [] };
     throw new SelectorError(`unable to parse requirement: ${term}`);
   });
 }
@@ -55,10 +56,11 @@ export function matchLabels(reqs: Requirement[], labels: Record<string, string> 
         return has && l[r.key] === r.values[0];
       case '!=':
         return !has || l[r.key] !== r.values[0];
+      // In the next two, l[r.key] is read only when `has` is true.
       case 'in':
-        return has && r.values.includes(l[r.key]);
+        return has && r.values.includes(l[r.key]!);
       case 'notin':
-        return !has || !r.values.includes(l[r.key]);
+        return !has || !r.values.includes(l[r.key]!);
     }
   });
 }
@@ -75,7 +77,8 @@ export function parseFieldSelector(s: string | undefined): FieldRequirement[] {
   return splitTop(s).map((term) => {
     const m = /^([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)$/.exec(term);
     if (!m) throw new SelectorError(`invalid field selector: ${term}`);
-    return { path: m[1].split('.'), equal: m[2] !== '!=', value: m[3] };
+    // All three groups are non-optional, so set on a match.
+    return { path: m[1]!.split('.'), equal: m[2] !== '!=', value: m[3]! };
   });
 }
 

@@ -106,7 +106,7 @@ export interface VethSpec {
     mtu?: number;
     mac?: string;
     /** Path of a network namespace (/run/netns/x): the peer is born there, under its final name. */
-    netns?: string;
+    netns?: string | undefined;
   };
 }
 

@@ -21,7 +21,7 @@ export interface Route {
   family: 4 | 6;
   /** Always CIDR, canonical: "0.0.0.0/0" for a default route, "10.1.0.7/32" for a host route. */
   dst: string;
-  gateway?: string;
+  gateway?: string | undefined;
   /** Output interface index. */
   oif?: number;
   table: number;
@@ -53,7 +53,7 @@ function rtmsg(family: number, dstLen: number, scope: number): Buffer {
 export interface RouteSpec {
   /** "default", a bare IP or a CIDR. */
   dst: string;
-  gateway?: string;
+  gateway?: string | undefined;
   /** Output interface index; without a gateway the route is on-link through it. */
   oif: number;
   /** Needed only for "default" without a gateway. */

@@ -332,7 +332,8 @@ test('watch from an RV streams ADDED/MODIFIED/DELETED; too old an RV is ERROR 41
   t.is(lines[0].object.kind, 'ConfigMap');
   t.is(lines[0].object.metadata.resourceVersion, rv0);
   const rvs = lines.map((l) => Number(l.object.metadata.resourceVersion));
-  t.true(rvs[0] < rvs[1] && rvs[1] < rvs[2], 'RVs increase');
+  // Three lines, as asserted above.
+  t.true(rvs[0]! < rvs[1]! && rvs[1]! < rvs[2]!, 'RVs increase');
   const list = await e.core.listNamespacedConfigMap({ namespace: 'default' });
   t.is(list.metadata!.resourceVersion, String(rvs[2]), 'the list carries the collection RV');
 
