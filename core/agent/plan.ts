@@ -368,7 +368,7 @@ export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): Pol
     const was = stagesOf(prev, ifname);
     const now = stagesOf(next, ifname);
     for (const stage of STAGE_ORDER) {
-      if (now[stage] !== undefined && (!prev || now[stage] !== was[stage])) change.bindings.push({ ifname, stage, chainId: now[stage]! });
+      if (now[stage] !== undefined && (!prev || now[stage] !== was[stage])) change.bindings.push({ ifname, stage, chainId: now[stage] });
       else if (now[stage] === undefined && was[stage] !== undefined) change.bindings.push({ ifname, stage, chainId: null });
     }
   }

@@ -3,7 +3,7 @@
 import { SCHEMAS, fieldsOf, idSchema, type JsonSchema } from '../model/schema.js';
 import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
-import { LIST_FILTER_KEYS, type ListFilter, type Topology } from '../topology/service.js';
+import { LIST_FILTER_KEYS, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
@@ -60,7 +60,7 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       method: 'GET', url: base, operationId: `list${kind}`, summary: `List ${kind} objects (filters: equality on fields)`, tag: kind,
       schema: { querystring: filterSchema(kind) },
       success: { status: 200, schema: { type: 'array', items: object }, description: `${kind} objects` },
-      handler: ({ query }) => topology.list(kind, query as ListFilter),
+      handler: ({ query }) => topology.list(kind, query),
     },
     {
       method: 'POST', url: base, operationId: `create${kind}`, summary: `Create a ${kind}`, tag: kind,

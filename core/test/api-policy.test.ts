@@ -29,9 +29,9 @@ async function serve(t: ExecutionContext) {
 
 async function fails(t: ExecutionContext, p: Promise<unknown>, status: number, field?: string): Promise<ApiError> {
   const err = await t.throwsAsync(p, { instanceOf: ApiError });
-  t.is(err!.status, status, err!.message);
-  if (field !== undefined) t.is(err!.field, field, err!.message);
-  return err!;
+  t.is(err.status, status, err.message);
+  if (field !== undefined) t.is(err.field, field, err.message);
+  return err;
 }
 
 test('security groups over REST: create, rules, attach, detach, delete; bad input is a 4xx naming the field', async (t) => {

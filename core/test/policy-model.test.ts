@@ -20,9 +20,9 @@ async function fresh(t: ExecutionContext): Promise<Topology> {
 
 async function rejects(t: ExecutionContext, p: Promise<unknown>, code: TopologyErrorCode, field?: string): Promise<TopologyError> {
   const err = await t.throwsAsync(p, { instanceOf: TopologyError });
-  t.is(err!.code, code, err!.message);
-  if (field !== undefined) t.is(err!.field, field, err!.message);
-  return err!;
+  t.is(err.code, code, err.message);
+  if (field !== undefined) t.is(err.field, field, err.message);
+  return err;
 }
 
 test('a condition keeps every MidoNet field, canonical', async (t) => {

@@ -123,8 +123,8 @@ test('bad input is a 400 naming the field and writes nothing; deletes refuse whi
   const n = await count();
   const bad = async (input: object, field: string) => {
     const err = await t.throwsAsync(sgs.addRule(g.id, { direction: 'ingress', ethertype: 'ipv4', ...input }), { instanceOf: TopologyError });
-    t.is(err!.code, 'invalid', err!.message);
-    t.is(err!.field, field, err!.message);
+    t.is(err.code, 'invalid', err.message);
+    t.is(err.field, field, err.message);
   };
   await bad({ direction: 'sideways' }, 'direction');
   await bad({ ethertype: 'ipx' }, 'ethertype');
@@ -147,7 +147,7 @@ test('bad input is a 400 naming the field and writes nothing; deletes refuse whi
   const own = await topo.create('Chain', { name: 'mine' });
   const b = await topo.create('Port', { bridgeId: a.bridgeId, ips: ['10.1.0.20'], inboundFilterId: own.id });
   const err = await t.throwsAsync(sgs.attach(g.id, b.id), { instanceOf: TopologyError });
-  t.is(err!.field, 'inboundFilterId');
+  t.is(err.field, 'inboundFilterId');
   t.deepEqual((await topo.get('Port', b.id)).portGroupIds, []);
   await sgs.detach(g.id, a.id);
   await sgs.delete(g.id);

@@ -128,9 +128,9 @@ export class ApiServer {
     this.token = opts.token ?? 'bees-test-token';
     this.requireToken = opts.token !== undefined;
     // The https variant of Fastify's instance type differs only in the server class; handlers use the common part.
-    this.app = (opts.tls
+    this.app = opts.tls
       ? Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, https: { key: opts.tls.key, cert: opts.tls.cert } })
-      : Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 })) as unknown as FastifyInstance;
+      : Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     this.app.all('/*', (req, reply) => this.handle(req, reply));
@@ -414,7 +414,7 @@ export class ApiServer {
     }
     if (subresource === 'status') {
       // /status writes only status.
-      next = { ...cur, status: next.status } as KObj;
+      next = { ...cur, status: next.status };
     } else if (k.status) {
       next.status = cur.status;
       if (next.status === undefined) delete next.status;

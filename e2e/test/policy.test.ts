@@ -4,7 +4,7 @@
 // predicts over the same topology. Then a rule change must be in force on every host within a bound, and removing
 // the workloads must leave nothing behind (the leak snapshot covers every nft table, bees-ct included).
 import test from 'ava';
-import type { Chain, IpAddrGroup, Port, Rule } from '../../core/model/types.js';
+import type { Port, Rule } from '../../core/model/types.js';
 import {
   ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyView,
 } from '../../core/policy/simulate.js';
@@ -57,7 +57,7 @@ async function policyView(c: Cluster): Promise<PolicyView & { portsFull: Port[] 
   const [chains, rules, ipAddrGroups, ports] = await Promise.all([
     api.list('Chain'), api.list('Rule'), api.list('IpAddrGroup'), api.list('Port'),
   ]);
-  return { chains: chains as Chain[], rules: rules as Rule[], ipAddrGroups: ipAddrGroups as IpAddrGroup[], ports, portsFull: ports };
+  return { chains: chains, rules: rules, ipAddrGroups: ipAddrGroups, ports, portsFull: ports };
 }
 
 test('chains in force through the agents: the kernel agrees with the simulator on every cell, rule changes hold fast, nothing leaks', async (t) => {

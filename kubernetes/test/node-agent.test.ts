@@ -83,7 +83,7 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     await exited;
     await t.throwsAsync(beesIn(['k8s', 'probe', '--api', api]));
     const err = await t.throwsAsync(cni.getStatusNetworkList(list), { instanceOf: PluginError });
-    t.is((err as PluginError).code, 50);
+    t.is((err).code, 50);
   } finally {
     if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
     await pod.remove().catch(() => undefined);

@@ -33,14 +33,14 @@ export function libc(): Libc {
     close: lib.func('int close(int)'),
     setns: lib.func('int setns(int, int)'),
     strerror: lib.func('const char *strerror(int)'),
-  } as Libc;
+  };
   return bound;
 }
 
 /** A koffi function run by its `.async` form on a libuv pool thread, as a promise. */
 export function onPoolThread<T>(f: { async: (...args: unknown[]) => void }, args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => {
-    f.async(...args, (err: unknown, result: T) => (err ? reject(err as Error) : resolve(result)));
+    f.async(...args, (err: unknown, result: T) => (err ? reject(err) : resolve(result)));
   });
 }
 

@@ -38,7 +38,7 @@ export function nftables(): Nftables | undefined {
       output: l.func('nft_ctx_get_output_buffer', 'const char *', [ctx]),
       error: l.func('nft_ctx_get_error_buffer', 'const char *', [ctx]),
       free: l.func('nft_ctx_free', 'void', [ctx]),
-    } as Nftables;
+    };
   } catch (e) {
     loadError = e as Error;
   }
