@@ -32,13 +32,16 @@ export default [
       ],
     },
     rules: {
-      'import-x/no-restricted-paths': ['error', {
-        zones: ADAPTERS.map((dir) => ({
-          target: './core',
-          from: `./${dir}`,
-          message: `core/ depends on no adapter: ${dir}/ plugs into core through its public interfaces, and app/ wires them (see core/README.md).`,
-        })),
-      }],
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          zones: ADAPTERS.map((dir) => ({
+            target: './core',
+            from: `./${dir}`,
+            message: `core/ depends on no adapter: ${dir}/ plugs into core through its public interfaces, and app/ wires them (see core/README.md).`,
+          })),
+        },
+      ],
     },
   },
 ];

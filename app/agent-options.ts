@@ -18,8 +18,16 @@ function withOptionalValues(argv: string[]): string[] {
 }
 
 export function agentOptionsFrom(argv: string[]): AgentOptions {
-  const { values } = parseArgs({ args: withOptionalValues(argv), strict: true, allowPositionals: false, options: { ...AGENT_FLAGS, ...DOCKER_FLAGS } });
+  const { values } = parseArgs({
+    args: withOptionalValues(argv),
+    strict: true,
+    allowPositionals: false,
+    options: { ...AGENT_FLAGS, ...DOCKER_FLAGS },
+  });
   const opts = agentOptionsOf(values);
-  const docker = dockerPluginConfigOf({ plugin: values['docker-plugin'], scope: values['docker-scope'], host: values['docker-host'] }, opts.runDir);
+  const docker = dockerPluginConfigOf(
+    { plugin: values['docker-plugin'], scope: values['docker-scope'], host: values['docker-host'] },
+    opts.runDir,
+  );
   return { ...opts, workloadRoutes: [cniRoute], ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}) };
 }

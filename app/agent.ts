@@ -42,11 +42,22 @@ const up: Command = {
   or --docker.`,
   rawArgs: true,
   async run(args, io) {
-    const { values } = parse(up, args, {
-      'state-dir': { type: 'string' }, network: { type: 'string' }, subnet: { type: 'string' }, subnet6: { type: 'string' },
-      'no-demo': { type: 'boolean' }, 'underlay-ip': { type: 'string' }, store: { type: 'string' },
-      docker: { type: 'boolean' }, 'no-docker': { type: 'boolean' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      up,
+      args,
+      {
+        'state-dir': { type: 'string' },
+        network: { type: 'string' },
+        subnet: { type: 'string' },
+        subnet6: { type: 'string' },
+        'no-demo': { type: 'boolean' },
+        'underlay-ip': { type: 'string' },
+        store: { type: 'string' },
+        docker: { type: 'boolean' },
+        'no-docker': { type: 'boolean' },
+      },
+      { min: 0, max: 0 },
+    );
     if (values.docker && values['no-docker']) throw new CliError('up: --docker and --no-docker contradict each other', 2);
     const { existsSync } = await import('node:fs');
     const docker = values.docker || (!values['no-docker'] && existsSync('/run/docker/plugins'));
@@ -57,17 +68,24 @@ const up: Command = {
     const stateDir = values['state-dir'] ?? '/var/lib/bees';
     await runAgentUntilSignal(
       {
-        store: values.store ?? `file:${stateDir}/store`, stateDir, workloadRoutes: [cniRoute],
+        store: values.store ?? `file:${stateDir}/store`,
+        stateDir,
+        workloadRoutes: [cniRoute],
         ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
         ...(docker ? { extraServices: [(a) => startDockerPlugin(a)] } : {}),
       },
       async (a, interrupted) => {
         const net = await ensureDefaultNetwork(a, {
-          name: values.network ?? DEFAULT_NETWORK, subnet: values.subnet ?? '10.244.0.0/16', subnet6: values.subnet6 ?? 'fd00:bee::/64',
+          name: values.network ?? DEFAULT_NETWORK,
+          subnet: values.subnet ?? '10.244.0.0/16',
+          subnet6: values.subnet6 ?? 'fd00:bee::/64',
         });
         io.out(`bees: agent ready on host ${a.hostId}; network '${net.name}' (${net.subnets.map((s) => s.cidr).join(', ')})\n`);
         io.out(`bees: API ${a.apiEndpoint}, workload API ${a.workloadEndpoint}\n`);
-        if (docker) io.out('bees: Docker driver "midonet" on /run/docker/plugins/midonet.sock (docker network create -d midonet --ipam-driver midonet …)\n');
+        if (docker)
+          io.out(
+            'bees: Docker driver "midonet" on /run/docker/plugins/midonet.sock (docker network create -d midonet --ipam-driver midonet …)\n',
+          );
         if (!values['no-demo']) await localDemo(a, net.name, io, interrupted);
         if (interrupted.aborted) return;
         io.out('bees: serving; Ctrl-C stops the agent (workloads keep their network)\n');

@@ -18,16 +18,38 @@ export interface Subject {
   cleanup(): Promise<void>;
 }
 
-interface Latencies { add: number[]; del: number[] }
+interface Latencies {
+  add: number[];
+  del: number[];
+}
 
 async function referenceSubject(work: string): Promise<Subject> {
   const suffix = Math.random().toString(16).slice(2, 8);
   const bridge = `bnb${suffix}`;
-  const list = parseNetworkConfig(JSON.stringify({
-    cniVersion: '1.0.0', name: `bench-${suffix}`,
-    plugins: [{ type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', subnet: '10.250.0.0/16', dataDir: join(work, 'hostlocal') } }],
-  }));
-  return { label: 'bridge + host-local', pluginDirs: ['/usr/lib/cni'], list, cleanup: () => sh('ip', ['link', 'del', bridge]).then(() => undefined, () => undefined) };
+  const list = parseNetworkConfig(
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `bench-${suffix}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge,
+          isGateway: true,
+          ipam: { type: 'host-local', subnet: '10.250.0.0/16', dataDir: join(work, 'hostlocal') },
+        },
+      ],
+    }),
+  );
+  return {
+    label: 'bridge + host-local',
+    pluginDirs: ['/usr/lib/cni'],
+    list,
+    cleanup: () =>
+      sh('ip', ['link', 'del', bridge]).then(
+        () => undefined,
+        () => undefined,
+      ),
+  };
 }
 
 /** ADD then DEL for each namespace, `concurrency` containers at a time. */
@@ -51,10 +73,13 @@ const stats = (xs: number[]) => ({ p50: Math.round(percentile(xs, 50) * 10) / 10
 /** Our plugin (binary in `binDir`) in front of an agent serving the workload API on `agentSocket`. */
 export function midonetSubject(binDir: string, agentSocket: string, subnet = '10.251.0.0/16'): Subject {
   const suffix = Math.random().toString(16).slice(2, 8);
-  const list = parseNetworkConfig(JSON.stringify({
-    cniVersion: '1.0.0', name: `bench-mn-${suffix}`,
-    plugins: [{ type: 'midonet', agentSocket, network: `bench-${suffix}`, subnet }],
-  }));
+  const list = parseNetworkConfig(
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `bench-mn-${suffix}`,
+      plugins: [{ type: 'midonet', agentSocket, network: `bench-${suffix}`, subnet }],
+    }),
+  );
   return { label: 'midonet', pluginDirs: [binDir], list, cleanup: async () => undefined };
 }
 
@@ -111,10 +136,18 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         const refStats = summary(reference.label, mode, op);
         for (const s of ours) {
           const o = summary(s.label, mode, op);
-          const paired = pairedRatio(perRound.get(s.label)![mode][op].map((r) => r.p50), perRound.get(reference.label)![mode][op].map((r) => r.p50));
+          const paired = pairedRatio(
+            perRound.get(s.label)![mode][op].map((r) => r.p50),
+            perRound.get(reference.label)![mode][op].map((r) => r.p50),
+          );
           rows.push({
-            name: `${name} (${s.label})`, ours: o, reference: refStats, ...paired, unit: 'ms',
-            compares: `like for like: p50 of one ${op.toUpperCase()} call chain as libcni runs it (a plugin process per call), ` +
+            name: `${name} (${s.label})`,
+            ours: o,
+            reference: refStats,
+            ...paired,
+            unit: 'ms',
+            compares:
+              `like for like: p50 of one ${op.toUpperCase()} call chain as libcni runs it (a plugin process per call), ` +
               `bees (static shim + agent) ÷ ${reference.label}; lower is better`,
             note: `figures: medians over ${ROUNDS} rounds of each round's p50/p99`,
           });

@@ -4,7 +4,16 @@
 // overlay driver (or the underlay itself when the overlay driver does not work here).
 import { spawn } from 'node:child_process';
 import { execArgv } from '../e2e/harness/index.js';
-import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, type BenchContext, type BenchSection, type BenchRow } from './report.js';
+import {
+  interleavedRounds,
+  median,
+  MIN_ROUNDS,
+  pairedRatio,
+  percentile,
+  type BenchContext,
+  type BenchSection,
+  type BenchRow,
+} from './report.js';
 import { BUSYBOX_IMAGE, type Dockerd } from '../swarm/test/dockerd.js';
 import { startSingleHost } from '../swarm/test/single-host.js';
 import { startSwarm } from '../swarm/test/swarm-cluster.js';
@@ -21,11 +30,12 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   }
   return {
     title: 'Docker libnetwork driver',
-    method: `Start to running: one dockerd (vfs storage, --iptables=false) in a harness host namespace whose bees agent `
-      + '(store in ZooKeeper) serves the plugin; busybox containers started and removed one at a time on a midonet '
-      + `network (driver + IPAM) and on a Docker bridge network, in ${ROUNDS} interleaved rounds (which network goes `
-      + 'first alternates), after one warm-up each; one resident '
-      + `container keeps each network present on the host. ${method}`,
+    method:
+      `Start to running: one dockerd (vfs storage, --iptables=false) in a harness host namespace whose bees agent ` +
+      '(store in ZooKeeper) serves the plugin; busybox containers started and removed one at a time on a midonet ' +
+      `network (driver + IPAM) and on a Docker bridge network, in ${ROUNDS} interleaved rounds (which network goes ` +
+      'first alternates), after one warm-up each; one resident ' +
+      `container keeps each network present on the host. ${method}`,
     rows,
   };
 }
@@ -43,7 +53,8 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
     await docker(['network', 'create', '-d', 'bridge', '--subnet', '10.79.0.0/24', 'bnet']);
     // A resident container on each network: the host's bridge of each network stays up between runs, as on a
     // host in use (the first attachment of a network to a host also builds its bridge, which is not measured here).
-    for (const net of ['mnet', 'bnet']) await docker(['run', '-d', '--name', `${net}-resident`, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
+    for (const net of ['mnet', 'bnet'])
+      await docker(['run', '-d', '--name', `${net}-resident`, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
     // Interleaved rounds: within a round the network going first alternates per container, so drift of the shared
     // machine weighs on both alike; one warm-up each, not counted.
     const rounds: Record<'mnet' | 'bnet', number[]>[] = [];
@@ -74,10 +85,16 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
     const stats = (s: number[]) => ({ p50: percentile(s, 50), p90: percentile(s, 90), max: Math.max(...s) });
     return {
       name: `docker run -d --network (start to running, ${ROUNDS} rounds of ${perRound})`,
-      ours: stats(rounds.flatMap((x) => x.mnet)), reference: stats(rounds.flatMap((x) => x.bnet)),
-      ...pairedRatio(rounds.map((x) => median(x.mnet)), rounds.map((x) => median(x.bnet))), unit: 'ms',
-      compares: 'whole `docker run -d` CLI round trip on one dockerd: a network of the midonet driver + IPAM ÷ a network ' +
-        'of Docker\'s bridge driver (per-round p50s); lower is better',
+      ours: stats(rounds.flatMap((x) => x.mnet)),
+      reference: stats(rounds.flatMap((x) => x.bnet)),
+      ...pairedRatio(
+        rounds.map((x) => median(x.mnet)),
+        rounds.map((x) => median(x.bnet)),
+      ),
+      unit: 'ms',
+      compares:
+        'whole `docker run -d` CLI round trip on one dockerd: a network of the midonet driver + IPAM ÷ a network ' +
+        "of Docker's bridge driver (per-round p50s); lower is better",
     };
   } finally {
     await env.close();
@@ -89,7 +106,11 @@ async function iperf(from: string, to: string, ip: string, seconds: number): Pro
   const server = spawn('nsenter', [`--net=${to}`, '/usr/bin/iperf3', '-s', '-1'], { stdio: 'ignore' });
   try {
     for (let attempt = 0; ; attempt++) {
-      const r = await execArgv(['nsenter', `--net=${from}`, '/usr/bin/iperf3', '-c', ip, '-t', String(seconds), '-J'], undefined, (seconds + 20) * 1000);
+      const r = await execArgv(
+        ['nsenter', `--net=${from}`, '/usr/bin/iperf3', '-c', ip, '-t', String(seconds), '-J'],
+        undefined,
+        (seconds + 20) * 1000,
+      );
       // -J reports failures (server not listening yet) in the JSON, sometimes with exit code 0.
       let bps: number | undefined;
       try {
@@ -114,27 +135,52 @@ async function throughput(ctx: BenchContext): Promise<{ row: BenchRow; method: s
   try {
     const { manager, daemons, plugin, cluster } = swarm;
     const [d0, d1] = daemons as [Dockerd, Dockerd];
-    await manager.docker(['network', 'create', '-d', plugin, '--ipam-driver', plugin, '--subnet', '10.93.0.0/24', '--attachable', 'mswarm']);
-    const overlay = await manager.docker(['network', 'create', '-d', 'overlay', '--subnet', '10.94.0.0/24', '--attachable', 'oswarm'])
-      .then(() => true, () => false);
+    await manager.docker([
+      'network',
+      'create',
+      '-d',
+      plugin,
+      '--ipam-driver',
+      plugin,
+      '--subnet',
+      '10.93.0.0/24',
+      '--attachable',
+      'mswarm',
+    ]);
+    const overlay = await manager.docker(['network', 'create', '-d', 'overlay', '--subnet', '10.94.0.0/24', '--attachable', 'oswarm']).then(
+      () => true,
+      () => false,
+    );
     // A pair of containers per network, one on each host; iperf3 runs in their namespaces from the host.
     const pair = async (net: string) => {
       const ns = async (d: Dockerd, name: string) => {
         await d.docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
-        const [pid, ip] = (await d.docker(['inspect', '-f', '{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])).split(' ');
+        const [pid, ip] = (
+          await d.docker(['inspect', '-f', '{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])
+        ).split(' ');
         return { netns: `/proc/${pid}/ns/net`, ip: ip! };
       };
       return { a: await ns(d0, `${net}-a`), b: await ns(d1, `${net}-b`) };
     };
     const ours = await pair('mswarm');
     let reference = overlay ? await pair('oswarm').catch(() => undefined) : undefined;
-    if (reference && !(await iperf(reference.a.netns, reference.b.netns, reference.b.ip, 1).then(() => true, () => false))) reference = undefined;
+    if (
+      reference &&
+      !(await iperf(reference.a.netns, reference.b.netns, reference.b.ip, 1).then(
+        () => true,
+        () => false,
+      ))
+    )
+      reference = undefined;
     const h0 = cluster.host(0).host;
     const h1 = cluster.host(1).host;
     const ref = reference ?? { a: { netns: h0.netns, ip: h0.underlayIp }, b: { netns: h1.netns, ip: h1.underlayIp } };
     const { a: oursRuns, b: refRuns } = await interleavedRounds(
       runs,
-      async (r) => { ctx.progress(`docker: throughput round ${r + 1}/${runs}`); return iperf(ours.a.netns, ours.b.netns, ours.b.ip, seconds); },
+      async (r) => {
+        ctx.progress(`docker: throughput round ${r + 1}/${runs}`);
+        return iperf(ours.a.netns, ours.b.netns, ours.b.ip, seconds);
+      },
       () => iperf(ref.a.netns, ref.b.netns, ref.b.ip, seconds),
     );
     const what = reference ? "Docker's overlay driver" : 'the underlay (host to host; the overlay driver did not work here)';
@@ -143,12 +189,14 @@ async function throughput(ctx: BenchContext): Promise<{ row: BenchRow; method: s
         name: `container to container across hosts, TCP (iperf3, ${seconds} s x ${runs})`,
         ours: { p50: median(oursRuns), max: Math.max(...oursRuns) },
         reference: { p50: median(refRuns), max: Math.max(...refRuns) },
-        ...pairedRatio(oursRuns, refRuns), unit: 'Gbit/s',
+        ...pairedRatio(oursRuns, refRuns),
+        unit: 'Gbit/s',
         compares: `single-stream TCP between containers on two swarm hosts: midonet network ÷ ${what}; higher is better`,
       },
-      method: `Throughput: a two-host swarm (one agent and one dockerd per harness host, the managed plugin on both), one `
-        + `container per host on an attachable midonet network and on the reference, single-stream iperf3 run in the `
-        + `containers' namespaces, in interleaved rounds (the side going first alternates).`,
+      method:
+        `Throughput: a two-host swarm (one agent and one dockerd per harness host, the managed plugin on both), one ` +
+        `container per host on an attachable midonet network and on the reference, single-stream iperf3 run in the ` +
+        `containers' namespaces, in interleaved rounds (the side going first alternates).`,
     };
   } finally {
     await swarm.close();

@@ -5,7 +5,17 @@
 // - convergence: from the start of an attach on host A until a workload on host B gets an echo reply from it, at
 //   3 hosts and at 20 (20 agents on a 2-core machine: the figure includes their contention).
 import { startCluster, type Cluster, type Workload } from '../testbed/cluster.js';
-import { interleavedRounds, median, MIN_ROUNDS, pairedRatio, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+import {
+  interleavedRounds,
+  median,
+  MIN_ROUNDS,
+  pairedRatio,
+  percentile,
+  timed,
+  type BenchContext,
+  type BenchRow,
+  type BenchSection,
+} from './report.js';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const stats = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), n: xs.length });
@@ -29,9 +39,13 @@ async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
     );
     const spread = (xs: number[]) => ({ median: round(median(xs), 2), min: round(Math.min(...xs), 2), max: round(Math.max(...xs), 2) });
     return {
-      name: `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})`, unit: 'Gbit/s',
-      ours: spread(overlay), reference: spread(underlay), ...pairedRatio(overlay, underlay),
-      compares: 'the overlay\'s cost: workload to workload across hosts over VXLAN ÷ host to host on the same underlay ' +
+      name: `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})`,
+      unit: 'Gbit/s',
+      ours: spread(overlay),
+      reference: spread(underlay),
+      ...pairedRatio(overlay, underlay),
+      compares:
+        "the overlay's cost: workload to workload across hosts over VXLAN ÷ host to host on the same underlay " +
         '(not another product); higher is better',
     };
   } finally {
@@ -54,7 +68,11 @@ async function attachAndConverge(ctx: BenchContext, hosts: number, samples: numb
     for (let i = 0; i < samples; i++) {
       const start = process.hrtime.bigint();
       let w: Workload | undefined;
-      attach.push(await timed(async () => { w = await c.attach(a, `s${i}`, { network: 'cv' }); }));
+      attach.push(
+        await timed(async () => {
+          w = await c.attach(a, `s${i}`, { network: 'cv' });
+        }),
+      );
       // ping sends every 10 ms and exits at the first reply (or after 10 s).
       const r = await c.harness.exec(probe.netns, ['ping', '-n', '-q', '-c', '1', '-i', '0.01', '-w', '10', w!.ip4!]);
       if (r.code !== 0) throw new Error(`workload ${w!.name} never answered from host 2`);
@@ -77,19 +95,24 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   rows.push({ name: 'attach (workload API, 3 hosts)', unit: 'ms', ours: stats(small.attach) });
   rows.push({ name: `attach (workload API, ${bigHosts} hosts)`, unit: 'ms', ours: stats(big.attach) });
   rows.push({
-    name: 'convergence: attach on A until a workload on B gets a reply, 3 hosts', unit: 'ms', ours: stats(small.converge),
+    name: 'convergence: attach on A until a workload on B gets a reply, 3 hosts',
+    unit: 'ms',
+    ours: stats(small.converge),
     note: 'an ARP sent before host B holds the new neighbour entry is dropped by ARP suppression; the kernel retries after 1 s',
   });
   rows.push({
-    name: `convergence: attach on A until a workload on B gets a reply, ${bigHosts} hosts`, unit: 'ms', ours: stats(big.converge),
+    name: `convergence: attach on A until a workload on B gets a reply, ${bigHosts} hosts`,
+    unit: 'ms',
+    ours: stats(big.converge),
     note: `${bigHosts} agents, one ZooKeeper and the traffic share 2 cores`,
   });
   return {
     title: 'Overlay (agents, VXLAN datapath)',
-    method: 'Harness hosts (network namespaces on a veth/bridge underlay), one real bees agent per host on one real ZooKeeper. '
-      + 'Throughput: iperf3 single TCP stream, workload-to-workload and host-to-host in interleaved rounds (the side going first alternates), medians. '
-      + 'Attach: time of the workload API call (veth, addresses, port security, store writes). Convergence: from the start '
-      + 'of the attach on host A to the first echo reply at a workload on host B (ping every 10 ms); every host holds a workload of the network.',
+    method:
+      'Harness hosts (network namespaces on a veth/bridge underlay), one real bees agent per host on one real ZooKeeper. ' +
+      'Throughput: iperf3 single TCP stream, workload-to-workload and host-to-host in interleaved rounds (the side going first alternates), medians. ' +
+      'Attach: time of the workload API call (veth, addresses, port security, store writes). Convergence: from the start ' +
+      'of the attach on host A to the first echo reply at a workload on host B (ping every 10 ms); every host holds a workload of the network.',
     rows,
   };
 }

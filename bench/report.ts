@@ -97,7 +97,9 @@ export function checkSection(s: BenchSection): void {
     if (!r.compares) throw new Error(`${s.title}: row '${r.name}' has a ratio but does not say what it compares`);
     if (!r.reference) throw new Error(`${s.title}: row '${r.name}' has a ratio but no baseline figures`);
     if ((r.roundRatios?.length ?? 0) < MIN_ROUNDS) {
-      throw new Error(`${s.title}: row '${r.name}' has a ratio from ${r.roundRatios?.length ?? 0} rounds (at least ${MIN_ROUNDS} interleaved rounds)`);
+      throw new Error(
+        `${s.title}: row '${r.name}' has a ratio from ${r.roundRatios?.length ?? 0} rounds (at least ${MIN_ROUNDS} interleaved rounds)`,
+      );
     }
   }
 }
@@ -117,7 +119,9 @@ export interface StoredSection extends BenchSection {
 
 function fmt(values: Record<string, number> | undefined): string {
   if (!values) return '—';
-  return Object.entries(values).map(([k, v]) => `${k} ${Number.isFinite(v) ? +v.toFixed(v < 10 ? 2 : 1) : v}`).join(', ');
+  return Object.entries(values)
+    .map(([k, v]) => `${k} ${Number.isFinite(v) ? +v.toFixed(v < 10 ? 2 : 1) : v}`)
+    .join(', ');
 }
 
 export function markdown(sections: StoredSection[], failures: string[]): string {
@@ -125,22 +129,31 @@ export function markdown(sections: StoredSection[], failures: string[]): string 
     '# Benchmark results',
     '',
     `Written ${new Date().toISOString()} by \`npm run bench\` on ${cpus().length} cores (load average at the end ` +
-      `${loadavg().map((x) => x.toFixed(1)).join(' ')}). Each section says how its two sides were run; every ratio is ` +
+      `${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}). Each section says how its two sides were run; every ratio is ` +
       'the median of interleaved rounds (the side going first alternates), with the spread of the rounds beside it, ' +
       'and says what it really compares. Compare ratios, not absolute times (a shared machine).',
     '',
   ];
   for (const s of sections) {
     const [a, b] = s.columns ?? ['ours', 'reference'];
-    lines.push(`## ${s.title}`, '', `_Measured ${s.measuredAt}, BENCH_SCALE=${s.scale}._ ${s.method}`, '',
-      `| measurement | ${a} | ${b} | ratio | rounds (min–max) | unit | what the ratio compares |`, '|---|---|---|---|---|---|---|');
+    lines.push(
+      `## ${s.title}`,
+      '',
+      `_Measured ${s.measuredAt}, BENCH_SCALE=${s.scale}._ ${s.method}`,
+      '',
+      `| measurement | ${a} | ${b} | ratio | rounds (min–max) | unit | what the ratio compares |`,
+      '|---|---|---|---|---|---|---|',
+    );
     for (const r of s.rows) {
       const what = [r.compares, r.note].filter(Boolean).join('. ');
-      lines.push(`| ${r.name} | ${fmt(r.ours)} | ${fmt(r.reference)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2)} | ${spreadOf(r)} | ${r.unit} | ${what} |`);
+      lines.push(
+        `| ${r.name} | ${fmt(r.ours)} | ${fmt(r.reference)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2)} | ${spreadOf(r)} | ${r.unit} | ${what} |`,
+      );
     }
     lines.push('');
   }
   if (failures.length) lines.push('## Not measured in this run', '', ...failures.map((f) => `- ${f}`), '');
   return lines.join('\n');
 }
-

@@ -21,7 +21,9 @@ function previousSections(file: string): StoredSection[] {
 
 async function main(): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? '1');
-  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = process.env.BENCH_ONLY?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const ctx: BenchContext = { scale, progress: (m) => process.stderr.write(`bench: ${m}\n`) };
   const sections: StoredSection[] = [];
   const failures: string[] = [];

@@ -10,7 +10,16 @@ import { FileStore } from '../core/store/file.js';
 import type { Store } from '../core/store/store.js';
 import { ZooKeeperStore } from '../core/store/zookeeper.js';
 import { ZooKeeperServer } from '../core/testing/zookeeper.js';
-import { interleavedRounds, median, pairedRatio, percentile, timed, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+import {
+  interleavedRounds,
+  median,
+  pairedRatio,
+  percentile,
+  timed,
+  type BenchContext,
+  type BenchRow,
+  type BenchSection,
+} from './report.js';
 
 interface Figures {
   opsPerSec: number;
@@ -89,9 +98,13 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           name: `${op}, concurrency ${concurrency}`,
           ours: summary(f),
           reference: summary(z),
-          ...pairedRatio(f.map((x) => x.opsPerSec), z.map((x) => x.opsPerSec)),
+          ...pairedRatio(
+            f.map((x) => x.opsPerSec),
+            z.map((x) => x.opsPerSec),
+          ),
           unit: 'ops/s; p50/p99 in ms',
-          compares: 'two bees backends, not ours vs a reference: embedded file store ops/s ÷ ZooKeeper 3.8 ops/s ' +
+          compares:
+            'two bees backends, not ours vs a reference: embedded file store ops/s ÷ ZooKeeper 3.8 ops/s ' +
             '(higher: the file store is faster); the choice is single host vs cluster, not speed',
         });
       }

@@ -20,7 +20,10 @@ const SYSTEM_PLUGIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 const OUR_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 
 async function exists(p: string): Promise<boolean> {
-  return access(p, constants.X_OK).then(() => true, () => false);
+  return access(p, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The built plugin: $BEES_CNI_BINARY, else dist/cni/midonet of the package this file belongs to. */
@@ -76,9 +79,18 @@ export interface InstallOptions {
   noPortmap: boolean;
 }
 
-export interface InstallReport { binary: string; conflist: string; cniVersion: string; portmap?: string }
+export interface InstallReport {
+  binary: string;
+  conflist: string;
+  cniVersion: string;
+  portmap?: string;
+}
 
-export function buildConflist(o: Pick<InstallOptions, 'network' | 'tenant' | 'subnet' | 'agentSocket'>, cniVersion: string, portmap: boolean): Record<string, unknown> {
+export function buildConflist(
+  o: Pick<InstallOptions, 'network' | 'tenant' | 'subnet' | 'agentSocket'>,
+  cniVersion: string,
+  portmap: boolean,
+): Record<string, unknown> {
   const midonet: Record<string, unknown> = {
     type: 'midonet',
     tenant: o.tenant,
@@ -105,8 +117,13 @@ export async function install(o: InstallOptions): Promise<InstallReport> {
   if (!o.noPortmap) {
     const portmap = join(o.binDir, 'portmap');
     if (!(await exists(portmap))) {
-      const found = (await Promise.all(SYSTEM_PLUGIN_DIRS.map(async (d) => ((await exists(join(d, 'portmap'))) ? join(d, 'portmap') : undefined)))).find(Boolean);
-      if (!found) throw new CliError(`cni install: portmap is not in ${o.binDir} nor ${SYSTEM_PLUGIN_DIRS.join(', ')} (install containernetworking-plugins, or pass --no-portmap)`);
+      const found = (
+        await Promise.all(SYSTEM_PLUGIN_DIRS.map(async (d) => ((await exists(join(d, 'portmap'))) ? join(d, 'portmap') : undefined)))
+      ).find(Boolean);
+      if (!found)
+        throw new CliError(
+          `cni install: portmap is not in ${o.binDir} nor ${SYSTEM_PLUGIN_DIRS.join(', ')} (install containernetworking-plugins, or pass --no-portmap)`,
+        );
       await installFile(found, portmap, 0o755);
     }
     report.portmap = portmap;
@@ -122,7 +139,7 @@ export async function install(o: InstallOptions): Promise<InstallReport> {
 
 const cniInstall: Command = {
   name: 'cni install',
-  summary: 'Install the midonet CNI plugin and a conflist for the local agent\'s network',
+  summary: "Install the midonet CNI plugin and a conflist for the local agent's network",
   usage: `bees cni install [--bin-dir DIR] [--conf-dir DIR] [--binary PATH] [--network NAME] [--tenant NAME]
                  [--subnet CIDR] [--agent-socket PATH] [--no-portmap] [--json]
   --bin-dir DIR        where runtimes find plugins (default ${DEFAULT_BIN_DIR})
@@ -134,11 +151,23 @@ const cniInstall: Command = {
   --agent-socket PATH  the agent's workload API socket (default /run/bees/workload.sock)
   --no-portmap         leave portmap (hostPort support) out of the chain`,
   async run(args, io) {
-    const { values } = parse(cniInstall, args, {
-      'bin-dir': { type: 'string' }, 'conf-dir': { type: 'string' }, binary: { type: 'string' }, network: { type: 'string' },
-      tenant: { type: 'string' }, subnet: { type: 'string' }, 'agent-socket': { type: 'string' }, 'no-portmap': { type: 'boolean' },
-    }, { min: 0, max: 0 });
-    if (values.subnet !== undefined && !isCidr(values.subnet)) throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
+    const { values } = parse(
+      cniInstall,
+      args,
+      {
+        'bin-dir': { type: 'string' },
+        'conf-dir': { type: 'string' },
+        binary: { type: 'string' },
+        network: { type: 'string' },
+        tenant: { type: 'string' },
+        subnet: { type: 'string' },
+        'agent-socket': { type: 'string' },
+        'no-portmap': { type: 'boolean' },
+      },
+      { min: 0, max: 0 },
+    );
+    if (values.subnet !== undefined && !isCidr(values.subnet))
+      throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
     const o: InstallOptions = {
       binDir: resolve(values['bin-dir'] ?? DEFAULT_BIN_DIR),
       confDir: resolve(values['conf-dir'] ?? DEFAULT_CONF_DIR),
@@ -151,7 +180,10 @@ const cniInstall: Command = {
     if (values['agent-socket']) o.agentSocket = resolve(values['agent-socket']);
     const report = await install(o);
     if (values.json) printJson(io, report);
-    else io.out(`installed ${report.binary}${report.portmap ? ` (with ${report.portmap})` : ''}\nwrote ${report.conflist} (cniVersion ${report.cniVersion})\n`);
+    else
+      io.out(
+        `installed ${report.binary}${report.portmap ? ` (with ${report.portmap})` : ''}\nwrote ${report.conflist} (cniVersion ${report.cniVersion})\n`,
+      );
     return 0;
   },
 };

@@ -8,31 +8,43 @@ import { isCidr } from '../core/net/ip.js';
 
 const imageBuild: Command = {
   name: 'image build',
-  summary: 'Build the node agent\'s container image (an OCI tarball for ctr images import / docker load)',
+  summary: "Build the node agent's container image (an OCI tarball for ctr images import / docker load)",
   usage: `bees image build --out FILE [--dist DIR] [--ref REF] [--tools LIST] [--json]
   --out FILE    the image tarball to write
   --dist DIR    the built project (default: dist/ of this checkout; run npm run build and npm run build:cni)
   --ref REF     image reference (default docker.io/midonet/bees:<package version>)
   --tools LIST  comma-separated system tools to copy with their libraries (default: those the datapath spawns)`,
   async run(args, io) {
-    const { values } = parse(imageBuild, args, {
-      out: { type: 'string' }, dist: { type: 'string' }, ref: { type: 'string' }, tools: { type: 'string' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      imageBuild,
+      args,
+      {
+        out: { type: 'string' },
+        dist: { type: 'string' },
+        ref: { type: 'string' },
+        tools: { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
     if (!values.out) throw new CliError('image build: --out FILE is required', 2);
     const { buildImage, projectRoot } = await import('./image/build.js');
     let report;
     try {
       report = await buildImage({
-        root: projectRoot(), out: values.out,
-        ...(values.dist ? { dist: values.dist } : {}), ...(values.ref ? { ref: values.ref } : {}),
+        root: projectRoot(),
+        out: values.out,
+        ...(values.dist ? { dist: values.dist } : {}),
+        ...(values.ref ? { ref: values.ref } : {}),
         ...(values.tools ? { tools: values.tools.split(',').filter(Boolean) } : {}),
       });
     } catch (err) {
       throw new CliError((err as Error).message);
     }
     if (values.json) return printJson(io, report);
-    io.out(`wrote ${report.out} (${(report.bytes / 1e6).toFixed(1)} MB, ${report.files} files): ${report.ref} ${report.manifestDigest}\n` +
-      `load it with: ctr -n k8s.io images import ${report.out}   or   docker load -i ${report.out}\n`);
+    io.out(
+      `wrote ${report.out} (${(report.bytes / 1e6).toFixed(1)} MB, ${report.files} files): ${report.ref} ${report.manifestDigest}\n` +
+        `load it with: ctr -n k8s.io images import ${report.out}   or   docker load -i ${report.out}\n`,
+    );
   },
 };
 
@@ -55,19 +67,31 @@ const k8sAgent: Command = {
     const agentArgs = dash < 0 ? [] : args.slice(dash + 1);
     let values;
     try {
-      ({ values } = parseArgs({ args: own, strict: true, allowPositionals: false, options: {
-        'cni-conf-dir': { type: 'string' }, network: { type: 'string' }, tenant: { type: 'string' },
-        'pod-cidr': { type: 'string', multiple: true }, mtu: { type: 'string' },
-      } }));
+      ({ values } = parseArgs({
+        args: own,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          'cni-conf-dir': { type: 'string' },
+          network: { type: 'string' },
+          tenant: { type: 'string' },
+          'pod-cidr': { type: 'string', multiple: true },
+          mtu: { type: 'string' },
+        },
+      }));
     } catch (err) {
       throw new CliError(`k8s agent: ${(err as Error).message}\nusage: ${K8S_AGENT_USAGE}`, 2);
     }
     const cidrs = values['pod-cidr'] ?? [];
     for (const c of cidrs) if (!isCidr(c)) throw new CliError(`k8s agent: --pod-cidr '${c}' is not a CIDR`, 2);
     const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
-    if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)) throw new CliError(`k8s agent: --mtu '${values.mtu}' must be an integer between 576 and 65535`, 2);
+    if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
+      throw new CliError(`k8s agent: --mtu '${values.mtu}' must be an integer between 576 and 65535`, 2);
     // The agent as `bees agent` composes it (app/agent-options.ts: with the CNI shim's route, which pods need).
-    const [{ runAgentUntilSignal }, { agentOptionsFrom }] = await Promise.all([import('../core/agent/run.js'), import('../app/agent-options.js')]);
+    const [{ runAgentUntilSignal }, { agentOptionsFrom }] = await Promise.all([
+      import('../core/agent/run.js'),
+      import('../app/agent-options.js'),
+    ]);
     let opts;
     try {
       opts = agentOptionsFrom(agentArgs);
@@ -77,10 +101,16 @@ const k8sAgent: Command = {
     const { k8sConflist, writeConflistAtomically, K8S_CONFLIST_NAME } = await import('./node/conflist.js');
     const path = join(resolve(values['cni-conf-dir'] ?? '/etc/cni/net.d'), K8S_CONFLIST_NAME);
     await runAgentUntilSignal(opts, async (agent) => {
-      await writeConflistAtomically(path, k8sConflist({
-        network: values.network ?? 'default', tenant: values.tenant ?? 'default', subnets: cidrs,
-        ...(mtu !== undefined ? { mtu } : {}), ...(opts.workloadSocket ? { agentSocket: opts.workloadSocket } : {}),
-      }));
+      await writeConflistAtomically(
+        path,
+        k8sConflist({
+          network: values.network ?? 'default',
+          tenant: values.tenant ?? 'default',
+          subnets: cidrs,
+          ...(mtu !== undefined ? { mtu } : {}),
+          ...(opts.workloadSocket ? { agentSocket: opts.workloadSocket } : {}),
+        }),
+      );
       process.stderr.write(`bees-agent: ready on host ${agent.hostId}; wrote ${path}\n`);
     });
   },
@@ -93,7 +123,12 @@ const k8sProbe: Command = {
   exit 0: alive (or ready with --ready); 1: not
   --conflist PATH  with --ready, also require this file (default /etc/cni/net.d/10-midonet.conflist)`,
   async run(args, io) {
-    const { values } = parse(k8sProbe, args, { ...COMMON_OPTIONS, ready: { type: 'boolean' }, conflist: { type: 'string' } }, { min: 0, max: 0 });
+    const { values } = parse(
+      k8sProbe,
+      args,
+      { ...COMMON_OPTIONS, ready: { type: 'boolean' }, conflist: { type: 'string' } },
+      { min: 0, max: 0 },
+    );
     const st = await apiClient(values, io).status(); // throws (exit 1) when the API does not answer
     if (!values.ready) return 0;
     if (!st.reachable) throw new CliError(`not ready: store unreachable (${st.error ?? 'unknown error'})`);
@@ -106,7 +141,7 @@ const k8sProbe: Command = {
 
 const installCni: Command = {
   name: 'k8s install-cni',
-  summary: 'Install the midonet CNI shim into a bin dir (the DaemonSet\'s init container; the agent writes the conflist)',
+  summary: "Install the midonet CNI shim into a bin dir (the DaemonSet's init container; the agent writes the conflist)",
   usage: `bees k8s install-cni [--bin-dir DIR] [--binary PATH]
   --bin-dir DIR  the host's CNI bin dir as mounted (default /opt/cni/bin)
   --binary PATH  the shim (default $BEES_CNI_BINARY, set in the image)`,

@@ -31,9 +31,21 @@ export async function writeMesosConfig(o: MesosConfigOptions): Promise<{ configD
   const config = join(configDir, `${o.name}.json`);
   await writeFile(config, JSON.stringify(mesosNetworkConfig(o), null, 2) + '\n');
   const flags = join(o.out, 'mesos-agent.flags');
-  await writeFile(flags, [`--isolation=filesystem/linux,network/cni`, `--network_cni_config_dir=${configDir}`, `--network_cni_plugins_dir=${o.pluginsDir}`].join('\n') + '\n');
+  await writeFile(
+    flags,
+    [`--isolation=filesystem/linux,network/cni`, `--network_cni_config_dir=${configDir}`, `--network_cni_plugins_dir=${o.pluginsDir}`].join(
+      '\n',
+    ) + '\n',
+  );
   const env = join(o.out, 'mesos-agent.env');
-  await writeFile(env, [`MESOS_ISOLATION=filesystem/linux,network/cni`, `MESOS_NETWORK_CNI_CONFIG_DIR=${configDir}`, `MESOS_NETWORK_CNI_PLUGINS_DIR=${o.pluginsDir}`].join('\n') + '\n');
+  await writeFile(
+    env,
+    [
+      `MESOS_ISOLATION=filesystem/linux,network/cni`,
+      `MESOS_NETWORK_CNI_CONFIG_DIR=${configDir}`,
+      `MESOS_NETWORK_CNI_PLUGINS_DIR=${o.pluginsDir}`,
+    ].join('\n') + '\n',
+  );
   return { configDir, config, flags, env };
 }
 
@@ -49,15 +61,33 @@ const mesosConfig: Command = {
   --subnet CIDR        create the network with this subnet on first use
   --plugins-dir DIR    where the midonet binary is (default /opt/cni/bin; see \`bees cni install\`)`,
   async run(args, io) {
-    const { values } = parse(mesosConfig, args, {
-      out: { type: 'string' }, name: { type: 'string' }, network: { type: 'string' }, tenant: { type: 'string' },
-      subnet: { type: 'string' }, 'plugins-dir': { type: 'string' }, 'agent-socket': { type: 'string' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      mesosConfig,
+      args,
+      {
+        out: { type: 'string' },
+        name: { type: 'string' },
+        network: { type: 'string' },
+        tenant: { type: 'string' },
+        subnet: { type: 'string' },
+        'plugins-dir': { type: 'string' },
+        'agent-socket': { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
     if (!values.out) throw new CliError('mesos config: --out DIR is required', 2);
-    if (values.subnet !== undefined && !isCidr(values.subnet)) throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
+    if (values.subnet !== undefined && !isCidr(values.subnet))
+      throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
     const name = values.name ?? 'midonet';
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new CliError(`--name: '${name}' must start with a letter or digit, then letters, digits, '_', '.', '-'`, 2);
-    const o: MesosConfigOptions = { out: resolve(values.out), name, network: values.network ?? DEFAULT_NETWORK, tenant: values.tenant ?? 'default', pluginsDir: resolve(values['plugins-dir'] ?? '/opt/cni/bin') };
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+      throw new CliError(`--name: '${name}' must start with a letter or digit, then letters, digits, '_', '.', '-'`, 2);
+    const o: MesosConfigOptions = {
+      out: resolve(values.out),
+      name,
+      network: values.network ?? DEFAULT_NETWORK,
+      tenant: values.tenant ?? 'default',
+      pluginsDir: resolve(values['plugins-dir'] ?? '/opt/cni/bin'),
+    };
     if (values.subnet) o.subnet = values.subnet;
     if (values['agent-socket']) o.agentSocket = resolve(values['agent-socket']);
     const written = await writeMesosConfig(o);

@@ -21,7 +21,8 @@ export const dockerInstallCommand: Command = {
     let values;
     try {
       ({ values } = parseArgs({
-        args: argv, strict: true,
+        args: argv,
+        strict: true,
         options: { socket: { type: 'string' }, 'spec-dir': { type: 'string' }, name: { type: 'string' }, uninstall: { type: 'boolean' } },
       }));
     } catch (err) {
@@ -56,7 +57,8 @@ export const dockerPluginBuildCommand: Command = {
     let values;
     try {
       ({ values } = parseArgs({
-        args: argv, strict: true,
+        args: argv,
+        strict: true,
         options: { out: { type: 'string' }, 'run-dir': { type: 'string' }, install: { type: 'string' }, 'docker-host': { type: 'string' } },
       }));
     } catch (err) {

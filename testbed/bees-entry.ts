@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 export function beesArgv(moduleUrl: string = import.meta.url): string[] {
   const fromSource = moduleUrl.endsWith('.ts');
   const entry = fileURLToPath(new URL(fromSource ? '../app/main.ts' : '../app/main.js', moduleUrl));
-  if (!existsSync(entry)) throw new Error(`the bees entry point ${entry} does not exist${fromSource ? '' : ' (run the build: npx tsc -p tsconfig.json)'}`);
+  if (!existsSync(entry))
+    throw new Error(`the bees entry point ${entry} does not exist${fromSource ? '' : ' (run the build: npx tsc -p tsconfig.json)'}`);
   return fromSource ? [process.execPath, '--import', 'tsx', entry] : [process.execPath, entry];
 }

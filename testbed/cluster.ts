@@ -61,7 +61,8 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false>, wi
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs} ms: ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${withinMs} ms: ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
@@ -93,7 +94,10 @@ export class Cluster {
       for (const host of harness.hosts) {
         const runDir = join(host.stateDir, 'run');
         c.hosts.push({
-          host, hostId: randomUUID(), runDir, agent: undefined,
+          host,
+          hostId: randomUUID(),
+          runDir,
+          agent: undefined,
           workloads: new WorkloadClient(join(runDir, 'workload.sock'), 60_000),
           api: new ApiClient(`unix:${join(runDir, 'api.sock')}`),
         });
@@ -121,19 +125,41 @@ export class Cluster {
   /** Start (or restart) the agent of a host and wait until its workload API says ready. */
   async startAgent(h: ClusterHost): Promise<void> {
     if (h.agent && h.agent.exitCode === null && h.agent.signalCode === null) throw new Error(`agent of ${h.host.name} is running`);
-    h.agent = this.harness.spawn(h.host, [
-      ...beesArgv(), 'agent',
-      '--store', this.storeUrl, '--host-id', h.hostId, '--host-name', `${this.harness.tag}-${h.host.name}`,
-      '--state-dir', h.host.stateDir, '--run-dir', h.runDir, '--underlay-ip', h.host.underlayIp,
-      '--router-ns-prefix', h.host.routerNsPrefix, ...(this.opts.agentArgs ?? []),
-    ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
+    h.agent = this.harness.spawn(
+      h.host,
+      [
+        ...beesArgv(),
+        'agent',
+        '--store',
+        this.storeUrl,
+        '--host-id',
+        h.hostId,
+        '--host-name',
+        `${this.harness.tag}-${h.host.name}`,
+        '--state-dir',
+        h.host.stateDir,
+        '--run-dir',
+        h.runDir,
+        '--underlay-ip',
+        h.host.underlayIp,
+        '--router-ns-prefix',
+        h.host.routerNsPrefix,
+        ...(this.opts.agentArgs ?? []),
+      ],
+      { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } },
+    );
     const proc = h.agent;
     // An agent that exited will not become ready: say so at once (eventually() would retry past a throw).
     let exited: string | undefined;
-    await eventually(async () => {
-      if (proc.exitCode !== null) exited = `agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`;
-      return exited !== undefined || (await h.workloads.status()).ready;
-    }, this.opts.readyTimeoutMs ?? 90_000, `agent of ${h.host.name} ready`, 200);
+    await eventually(
+      async () => {
+        if (proc.exitCode !== null) exited = `agent of ${h.host.name} exited with ${proc.exitCode}; see ${h.host.stateDir}/agent.log`;
+        return exited !== undefined || (await h.workloads.status()).ready;
+      },
+      this.opts.readyTimeoutMs ?? 90_000,
+      `agent of ${h.host.name} ready`,
+      200,
+    );
     if (exited) throw new Error(exited);
   }
 
@@ -152,7 +178,11 @@ export class Cluster {
    * Create a workload namespace on host `on` and attach it through that host's workload API. The attach is
    * retried briefly while another host's write (a network created a moment ago) has not reached this agent yet.
    */
-  async attach(on: ClusterHost, name: string, req: Omit<AttachRequest, 'orchestrator' | 'workloadId' | 'ifname' | 'netns'> & Partial<AttachRequest>): Promise<Workload> {
+  async attach(
+    on: ClusterHost,
+    name: string,
+    req: Omit<AttachRequest, 'orchestrator' | 'workloadId' | 'ifname' | 'netns'> & Partial<AttachRequest>,
+  ): Promise<Workload> {
     const netns = await this.harness.addWorkload(on.host, name);
     const workloadId = req.workloadId ?? `${this.harness.tag}-${name}`;
     const full: AttachRequest = { orchestrator: 'cli', workloadId, ifname: 'eth0', netns, ...req };
@@ -195,10 +225,16 @@ export class Cluster {
     p.on('error', () => undefined);
     this.helpers.add(p);
     p.once('exit', () => this.helpers.delete(p));
-    const stop = () => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); };
+    const stop = () => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    };
     if (ready) {
       try {
-        await eventually(async () => (p.exitCode !== null ? Promise.reject(new Error(`${argv[0]} exited`)) : ready()), 10_000, `${argv[0]} ready in ${netns}`);
+        await eventually(
+          async () => (p.exitCode !== null ? Promise.reject(new Error(`${argv[0]} exited`)) : ready()),
+          10_000,
+          `${argv[0]} ready in ${netns}`,
+        );
       } catch (e) {
         stop();
         throw e;
@@ -209,8 +245,11 @@ export class Cluster {
 
   /** An iperf3 server on port 5201 in the namespace. */
   iperfServer(netns: string): Promise<{ stop(): void }> {
-    return this.helper(netns, ['iperf3', '-s', '-p', '5201'], async () =>
-      (await this.harness.exec(netns, ['sh', '-c', 'ss -ltn | grep -q ":5201 "'])).code === 0);
+    return this.helper(
+      netns,
+      ['iperf3', '-s', '-p', '5201'],
+      async () => (await this.harness.exec(netns, ['sh', '-c', 'ss -ltn | grep -q ":5201 "'])).code === 0,
+    );
   }
 
   /** Gbit/s received in one single-stream iperf3 run from a namespace to an iperf3 server at `to`. */
@@ -219,7 +258,9 @@ export class Cluster {
     let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string } = {};
     try {
       j = JSON.parse(r.stdout || '{}') as typeof j;
-    } catch { /* reported below with stderr */ }
+    } catch {
+      /* reported below with stderr */
+    }
     const bps = j.end?.sum_received?.bits_per_second;
     if (!bps) throw new Error(`iperf3 to ${to} failed: ${j.error ?? (r.stderr.trim() || `exit ${r.code}`)}`);
     return bps / 1e9;

@@ -53,7 +53,11 @@ export class Harness {
   readonly baseDir: string;
   private destroyed = false;
 
-  private constructor(readonly tag: string, octet: number, readonly underlayMtu: number) {
+  private constructor(
+    readonly tag: string,
+    octet: number,
+    readonly underlayMtu: number,
+  ) {
     this.underlaySubnet = `10.${octet}.0.0/24`;
     this.underlayGateway = `10.${octet}.0.1`;
     this.rootIp = `10.${octet}.0.254`;
@@ -84,8 +88,14 @@ export class Harness {
     for (let i = 1; i <= n; i++) {
       const nsName = `${this.tag}-h${i}`;
       this.hosts.push({
-        name: `h${i}`, index: i, nsName, netns: `/run/netns/${nsName}`, underlayIp: `${p}.${10 + i}`, underlayIfname: 'eth0',
-        routerNsPrefix: `${this.tag}-h${i}-r-`, stateDir: mkdtempSync(join(this.baseDir, `h${i}-`)),
+        name: `h${i}`,
+        index: i,
+        nsName,
+        netns: `/run/netns/${nsName}`,
+        underlayIp: `${p}.${10 + i}`,
+        underlayIfname: 'eth0',
+        routerNsPrefix: `${this.tag}-h${i}-r-`,
+        stateDir: mkdtempSync(join(this.baseDir, `h${i}-`)),
       });
     }
     const names = [this.underlayNs, this.outsideNs, ...this.hosts.map((x) => x.nsName)];
@@ -93,7 +103,9 @@ export class Harness {
     const root = [
       `link add ${this.rootLink} mtu ${mtu} type veth peer name root0 mtu ${mtu} netns ${this.underlayNs}`,
       `link add eth0 mtu ${mtu} netns ${this.outsideNs} type veth peer name out0 mtu ${mtu} netns ${this.underlayNs}`,
-      ...this.hosts.map((x) => `link add eth0 mtu ${mtu} netns ${x.nsName} type veth peer name ${x.name} mtu ${mtu} netns ${this.underlayNs}`),
+      ...this.hosts.map(
+        (x) => `link add eth0 mtu ${mtu} netns ${x.nsName} type veth peer name ${x.name} mtu ${mtu} netns ${this.underlayNs}`,
+      ),
       `addr add ${this.rootIp}/24 dev ${this.rootLink}`,
       `link set dev ${this.rootLink} up`,
     ];
@@ -104,17 +116,39 @@ export class Harness {
       `link set dev ul0 mtu ${mtu}`,
       `addr add ${this.underlayGateway}/24 dev ul0`,
       'link set dev ul0 up',
-      'link set dev root0 master ul0', 'link set dev root0 up',
+      'link set dev root0 master ul0',
+      'link set dev root0 up',
       ...this.hosts.flatMap((x) => [`link set dev ${x.name} master ul0`, `link set dev ${x.name} up`]),
-      'addr add 203.0.113.254/24 dev out0', 'link set dev out0 up',
+      'addr add 203.0.113.254/24 dev out0',
+      'link set dev out0 up',
     ];
-    await mustExec(nsArgv(`/run/netns/${this.underlayNs}`, ['sh', '-c', `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 && ${systemTool('ip')} -batch -`]), ul.join('\n') + '\n');
-    const out = ['link set dev lo up', `addr add ${OUTSIDE_IP}/24 dev eth0`, 'link set dev eth0 up', `route add ${this.underlaySubnet} via 203.0.113.254`];
+    await mustExec(
+      nsArgv(`/run/netns/${this.underlayNs}`, [
+        'sh',
+        '-c',
+        `${systemTool('sysctl')} -qw net.ipv4.ip_forward=1 && ${systemTool('ip')} -batch -`,
+      ]),
+      ul.join('\n') + '\n',
+    );
+    const out = [
+      'link set dev lo up',
+      `addr add ${OUTSIDE_IP}/24 dev eth0`,
+      'link set dev eth0 up',
+      `route add ${this.underlaySubnet} via 203.0.113.254`,
+    ];
     await Promise.all([
       mustExec(['ip', '-n', this.outsideNs, '-batch', '-'], out.join('\n') + '\n'),
-      ...this.hosts.map((x) => mustExec(['ip', '-n', x.nsName, '-batch', '-'], [
-        'link set dev lo up', `addr add ${x.underlayIp}/24 dev eth0`, 'link set dev eth0 up', `route add default via ${this.underlayGateway}`,
-      ].join('\n') + '\n')),
+      ...this.hosts.map((x) =>
+        mustExec(
+          ['ip', '-n', x.nsName, '-batch', '-'],
+          [
+            'link set dev lo up',
+            `addr add ${x.underlayIp}/24 dev eth0`,
+            'link set dev eth0 up',
+            `route add default via ${this.underlayGateway}`,
+          ].join('\n') + '\n',
+        ),
+      ),
     ]);
     // Wait for IPv6 link-local addresses to settle, so the baseline does not count them as leaks later.
     await new Promise((r) => setTimeout(r, 50));
@@ -145,7 +179,9 @@ export class Harness {
     let child: ChildProcess;
     try {
       child = spawn(nsArgv(this.path(target), argv)[0]!, nsArgv(this.path(target), argv).slice(1), {
-        stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env,
+        stdio: ['ignore', fd, fd],
+        detached: true,
+        env: opts.env ?? process.env,
       });
     } finally {
       closeSync(fd);
@@ -198,12 +234,13 @@ export class Harness {
    */
   async underlayCounter(match: string): Promise<() => Promise<number>> {
     const id = `c${randomBytes(3).toString('hex')}`;
-    const script = [
-      'add table bridge e2e',
-      'add chain bridge e2e watch { type filter hook forward priority 0; policy accept; }',
-      `add counter bridge e2e ${id}`,
-      `add rule bridge e2e watch ${match} counter name ${id}`,
-    ].join('\n') + '\n';
+    const script =
+      [
+        'add table bridge e2e',
+        'add chain bridge e2e watch { type filter hook forward priority 0; policy accept; }',
+        `add counter bridge e2e ${id}`,
+        `add rule bridge e2e watch ${match} counter name ${id}`,
+      ].join('\n') + '\n';
     await mustExec(nsArgv(`/run/netns/${this.underlayNs}`, ['nft', '-f', '-']), script);
     return async () => {
       const out = await mustExec(nsArgv(`/run/netns/${this.underlayNs}`, ['nft', '-j', 'list', 'counter', 'bridge', 'e2e', id]));
@@ -265,7 +302,11 @@ function killGroup(p: ChildProcess, sig: NodeJS.Signals): void {
   try {
     if (p.pid) process.kill(-p.pid, sig);
   } catch {
-    try { p.kill(sig); } catch { /* already gone */ }
+    try {
+      p.kill(sig);
+    } catch {
+      /* already gone */
+    }
   }
 }
 

@@ -3,18 +3,44 @@
 import { readdirSync } from 'node:fs';
 import { execArgv, nsArgv } from './shell.js';
 
-interface Link { ifname: string; linkinfo?: { info_kind?: string } }
-interface Addr { ifname: string; addr_info?: { local: string; prefixlen: number }[] }
-interface Route { dst: string; dev?: string; gateway?: string; type?: string }
-interface Neigh { dst: string; dev: string; lladdr?: string; state?: string[] }
-interface Fdb { mac: string; ifname?: string; dev?: string; dst?: string; master?: string; state?: string; flags?: string[] }
-interface Tables { nftables?: { table?: { family: string; name: string } }[] }
+interface Link {
+  ifname: string;
+  linkinfo?: { info_kind?: string };
+}
+interface Addr {
+  ifname: string;
+  addr_info?: { local: string; prefixlen: number }[];
+}
+interface Route {
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  type?: string;
+}
+interface Neigh {
+  dst: string;
+  dev: string;
+  lladdr?: string;
+  state?: string[];
+}
+interface Fdb {
+  mac: string;
+  ifname?: string;
+  dev?: string;
+  dst?: string;
+  master?: string;
+  state?: string;
+  flags?: string[];
+}
+interface Tables {
+  nftables?: { table?: { family: string; name: string } }[];
+}
 
 async function json<T>(netns: string, argv: string[]): Promise<T[]> {
   const r = await execArgv(nsArgv(netns, argv));
   if (r.code !== 0 || !r.stdout.trim()) return [];
   const v = JSON.parse(r.stdout) as T[] | Tables;
-  return Array.isArray(v) ? v : ((v).nftables ?? []) as unknown as T[];
+  return Array.isArray(v) ? v : ((v.nftables ?? []) as unknown as T[]);
 }
 
 /** Every link, address, route, permanent neighbour, FDB entry and nft table of a namespace. */
@@ -32,7 +58,8 @@ export async function snapshotNetns(netns: string): Promise<Set<string>> {
   for (const l of links) s.add(`link ${l.ifname} (${l.linkinfo?.info_kind ?? 'device'})`);
   for (const a of addrs) for (const i of a.addr_info ?? []) s.add(`address ${i.local}/${i.prefixlen} on ${a.ifname}`);
   // local/broadcast/multicast/anycast routes mirror addresses (reported themselves) and come and go with DAD.
-  for (const r of [...r4, ...r6].filter((x) => !['local', 'broadcast', 'multicast', 'anycast'].includes(x.type ?? ''))) s.add(`route ${r.type ?? ''} ${r.dst} dev ${r.dev ?? '-'}${r.gateway ? ` via ${r.gateway}` : ''}`);
+  for (const r of [...r4, ...r6].filter((x) => !['local', 'broadcast', 'multicast', 'anycast'].includes(x.type ?? '')))
+    s.add(`route ${r.type ?? ''} ${r.dst} dev ${r.dev ?? '-'}${r.gateway ? ` via ${r.gateway}` : ''}`);
   // Dynamic neighbours come and go with traffic; only the ones somebody programmed are leaks.
   for (const n of neigh) {
     // Multicast entries (33:33…, 01:00:5e…) are the kernel's own mapping of group addresses.
@@ -51,7 +78,9 @@ export async function snapshotNetns(netns: string): Promise<Set<string>> {
 /** Named network namespaces whose name starts with `prefix`. */
 export function namespacesWithPrefix(prefix: string): string[] {
   try {
-    return readdirSync('/run/netns').filter((n) => n.startsWith(prefix)).sort();
+    return readdirSync('/run/netns')
+      .filter((n) => n.startsWith(prefix))
+      .sort();
   } catch {
     return [];
   }

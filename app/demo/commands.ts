@@ -14,7 +14,8 @@ const demo: Command = {
   async run(args, io) {
     const { values } = parse(demo, args, { seconds: { type: 'string' } }, { min: 0, max: 0 });
     const seconds = values.seconds === undefined ? 3 : Number(values.seconds);
-    if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) throw new CliError(`demo: --seconds must be a whole number from 1 to 60, got '${values.seconds}'`, 2);
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60)
+      throw new CliError(`demo: --seconds must be a whole number from 1 to 60, got '${values.seconds}'`, 2);
     if (process.getuid?.() !== 0) throw new CliError('demo: needs root (it creates network namespaces)', 1);
     const { runDemo } = await import('./demo.js');
     const ctl = new AbortController();
@@ -27,7 +28,13 @@ const demo: Command = {
     try {
       const report = await runDemo({ seconds, signal: ctl.signal, progress: (m) => io.err(`bees: demo: ${m}\n`) });
       if (values.json) printJson(io, report);
-      else io.out(table(['CHECK', 'FROM', 'TO', 'EXPECTED', 'RESULT'], report.checks.map((x) => [x.check, x.from, x.to, x.expected, x.ok ? x.result : `${x.result} (UNEXPECTED)`])));
+      else
+        io.out(
+          table(
+            ['CHECK', 'FROM', 'TO', 'EXPECTED', 'RESULT'],
+            report.checks.map((x) => [x.check, x.from, x.to, x.expected, x.ok ? x.result : `${x.result} (UNEXPECTED)`]),
+          ),
+        );
       if (report.logs) io.err(`bees: demo: a check failed; the agents' logs are in ${report.logs}\n`);
       return report.ok ? 0 : 1;
     } catch (e) {

@@ -77,7 +77,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     };
 
     say('cross-host ping (waiting for the overlay to converge)');
-    for (const [x, y] of [[a1, a2], [a2, a1], [b1, b3], [b3, b1]] as const) {
+    for (const [x, y] of [
+      [a1, a2],
+      [a2, a1],
+      [b1, b3],
+      [b3, b1],
+    ] as const) {
       await c.pingEventually(x.netns, y.ip4!, 10_000);
       const r = await pingStats(c, x, y.ip4!);
       add({ check: 'ping, same tenant, across hosts', from: where(x), to: where(y), expected: 'replies', result: r.text, ok: r.ok });
@@ -90,18 +95,44 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     try {
       server = await c.iperfServer(a2.netns);
       const gbps = await c.iperf(a1.netns, a2.ip4!, seconds);
-      add({ check: 'throughput over the overlay', from: where(a1), to: where(a2), expected: '> 0', result: `${gbps.toFixed(2)} Gbit/s`, ok: gbps > 0 });
+      add({
+        check: 'throughput over the overlay',
+        from: where(a1),
+        to: where(a2),
+        expected: '> 0',
+        result: `${gbps.toFixed(2)} Gbit/s`,
+        ok: gbps > 0,
+      });
     } catch (e) {
-      add({ check: 'throughput over the overlay', from: where(a1), to: where(a2), expected: '> 0', result: (e as Error).message, ok: false });
+      add({
+        check: 'throughput over the overlay',
+        from: where(a1),
+        to: where(a2),
+        expected: '> 0',
+        result: (e as Error).message,
+        ok: false,
+      });
     } finally {
       server?.stop();
     }
     stop();
 
     say('isolation: tenants must not reach each other, though their subnets are the same');
-    for (const [x, y] of [[a1, b1], [a1, b3], [b3, a2], [b1, a2]] as const) {
+    for (const [x, y] of [
+      [a1, b1],
+      [a1, b3],
+      [b3, a2],
+      [b1, a2],
+    ] as const) {
       const reached = await c.ping(x.netns, y.ip4!, { count: 2, timeoutSec: 1 });
-      add({ check: 'isolation between tenants', from: where(x), to: `${y.name}@${y.on.host.name} ${y.ip4} (other tenant)`, expected: 'no reply', result: reached ? 'REPLIED' : 'no reply', ok: !reached });
+      add({
+        check: 'isolation between tenants',
+        from: where(x),
+        to: `${y.name}@${y.on.host.name} ${y.ip4} (other tenant)`,
+        expected: 'no reply',
+        result: reached ? 'REPLIED' : 'no reply',
+        ok: !reached,
+      });
       stop();
     }
     failed = !checks.every((x) => x.ok);
@@ -110,8 +141,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       tag,
       hosts: c.hosts.map((h) => ({ name: h.host.name, hostId: h.hostId, underlayIp: h.host.underlayIp })),
       tenants: [
-        { name: tenantA, network: 'app', subnet: SUBNET, workloads: [a1, a2].map((w) => ({ name: w.name, host: w.on.host.name, ip: w.ip4! })) },
-        { name: tenantB, network: 'app', subnet: SUBNET, workloads: [b1, b3].map((w) => ({ name: w.name, host: w.on.host.name, ip: w.ip4! })) },
+        {
+          name: tenantA,
+          network: 'app',
+          subnet: SUBNET,
+          workloads: [a1, a2].map((w) => ({ name: w.name, host: w.on.host.name, ip: w.ip4! })),
+        },
+        {
+          name: tenantB,
+          network: 'app',
+          subnet: SUBNET,
+          workloads: [b1, b3].map((w) => ({ name: w.name, host: w.on.host.name, ip: w.ip4! })),
+        },
       ],
       checks,
       ok: checks.every((x) => x.ok),

@@ -15,7 +15,9 @@ const untyped = () => new ESLint({ cwd: ROOT, overrideConfig: [{ ...tseslint.con
 
 test('core/ as it is imports no adapter', async (t) => {
   const results = await eslint().lintFiles(['core']);
-  const hits = results.flatMap((r) => r.messages.filter((m) => m.ruleId === RULE || m.fatal).map((m) => `${r.filePath}:${m.line} ${m.message}`));
+  const hits = results.flatMap((r) =>
+    r.messages.filter((m) => m.ruleId === RULE || m.fatal).map((m) => `${r.filePath}:${m.line} ${m.message}`),
+  );
   t.deepEqual(hits, []);
   t.true(results.length > 50, `linted ${results.length} files of core/`);
 });
@@ -39,6 +41,11 @@ test('a core file importing an adapter is reported, one error per import', async
   t.regex(result!.messages[0]!.message, /core\/ depends on no adapter: cni\//);
 
   // The same imports outside core/ are fine: adapters and app/ depend on core, not the other way round.
-  const [outside] = await untyped().lintText(planted.replaceAll('../../', '../').replace('../workload/', '../core/workload/'), { filePath: `${ROOT}app/planted.ts` });
-  t.deepEqual(outside!.messages.filter((m) => m.ruleId === RULE), []);
+  const [outside] = await untyped().lintText(planted.replaceAll('../../', '../').replace('../workload/', '../core/workload/'), {
+    filePath: `${ROOT}app/planted.ts`,
+  });
+  t.deepEqual(
+    outside!.messages.filter((m) => m.ruleId === RULE),
+    [],
+  );
 });

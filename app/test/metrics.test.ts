@@ -28,7 +28,14 @@ test('GET /metrics counts and times workload operations, and reports local ports
   const agent = cluster.agents[0]!;
   const client = new AgentClient(agent.socket);
   const netns = await cluster.harness.addWorkload(agent.host, 'metrics1');
-  const attach = { orchestrator: 'cli' as const, workloadId: 'm1', ifname: 'eth0', network: 'metrics', netns, create: { subnets: [{ cidr: '10.253.0.0/24' }] } };
+  const attach = {
+    orchestrator: 'cli' as const,
+    workloadId: 'm1',
+    ifname: 'eth0',
+    network: 'metrics',
+    netns,
+    create: { subnets: [{ cidr: '10.253.0.0/24' }] },
+  };
   await client.attach(attach);
   await client.attach(attach); // idempotent: a second successful attach
   const bad = await t.throwsAsync(client.attach({ ...attach, workloadId: 'm2', netns: '/nonexistent/netns' }));
@@ -36,7 +43,11 @@ test('GET /metrics counts and times workload operations, and reports local ports
   // Checks and gc are counted too: one check that passes, one that finds the workload's interface gone (an
   // error outcome only if the agent fails to answer, so count the calls rather than the verdicts), one gc.
   const before = await getText(agent.apiSocket, '/metrics');
-  t.is(sample(before.body, 'bees_workload_operations_total{operation="check",outcome="ok"}'), undefined, 'no check counted before one runs');
+  t.is(
+    sample(before.body, 'bees_workload_operations_total{operation="check",outcome="ok"}'),
+    undefined,
+    'no check counted before one runs',
+  );
   t.true((await client.check({ orchestrator: 'cli', workloadId: 'm1', ifname: 'eth0', netns, network: 'metrics' })).ok);
   await client.check({ orchestrator: 'cli', workloadId: 'm1', ifname: 'eth9', netns, network: 'metrics' }).catch(() => undefined);
   t.deepEqual((await client.gc({ orchestrator: 'cli', valid: [{ workloadId: 'm1', ifname: 'eth0' }] })).removed, []);
@@ -48,8 +59,11 @@ test('GET /metrics counts and times workload operations, and reports local ports
   t.is(sample(m.body, 'bees_workload_operations_total{operation="attach",outcome="error"}'), 1);
   t.is(sample(m.body, 'bees_workload_operation_duration_seconds_count{operation="attach"}'), 3);
   t.true((sample(m.body, 'bees_workload_operation_duration_seconds_sum{operation="attach"}') ?? 0) > 0);
-  t.is((sample(m.body, 'bees_workload_operations_total{operation="check",outcome="ok"}') ?? 0)
-    + (sample(m.body, 'bees_workload_operations_total{operation="check",outcome="error"}') ?? 0), 2);
+  t.is(
+    (sample(m.body, 'bees_workload_operations_total{operation="check",outcome="ok"}') ?? 0) +
+      (sample(m.body, 'bees_workload_operations_total{operation="check",outcome="error"}') ?? 0),
+    2,
+  );
   t.is(sample(m.body, 'bees_workload_operation_duration_seconds_count{operation="check"}'), 2);
   t.is(sample(m.body, 'bees_workload_operations_total{operation="gc",outcome="ok"}'), 1);
   t.is(sample(m.body, 'bees_local_ports'), 1);

@@ -19,8 +19,26 @@ test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanl
   const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
   try {
     const host = h.hosts[0]!;
-    const child = spawn('ip', ['netns', 'exec', host.nsName, ...beesArgv(), 'up', '--state-dir', stateDir, '--no-docker',
-      '--underlay-ip', host.underlayIp, '--subnet', '10.77.0.0/24', '--subnet6', 'fd00:77::/64'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        host.nsName,
+        ...beesArgv(),
+        'up',
+        '--state-dir',
+        stateDir,
+        '--no-docker',
+        '--underlay-ip',
+        host.underlayIp,
+        '--subnet',
+        '10.77.0.0/24',
+        '--subnet6',
+        'fd00:77::/64',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -34,19 +52,30 @@ test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanl
       if (child.exitCode !== null || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    t.true(demoNs.every((n) => existsSync(`/run/netns/${n}`)), 'the demo namespaces exist while it runs');
+    t.true(
+      demoNs.every((n) => existsSync(`/run/netns/${n}`)),
+      'the demo namespaces exist while it runs',
+    );
     child.kill('SIGINT');
     const code = await exited;
     t.is(code, 0, out);
     t.regex(out, /bees: demo: workloads removed/);
-    t.deepEqual(demoNs.filter((n) => existsSync(`/run/netns/${n}`)), [], 'no demo namespace left behind');
+    t.deepEqual(
+      demoNs.filter((n) => existsSync(`/run/netns/${n}`)),
+      [],
+      'no demo namespace left behind',
+    );
     // Their ports went through the agent: no veth of a workload is left in the host namespace.
     const links = execFileSync('ip', ['-n', host.nsName, '-o', 'link', 'show']).toString();
     t.notRegex(links, /: bv[0-9a-f]+@/, links);
     // …and their ports (those with a workload owner: the router's own ports stay) and addresses left the store (a detach through a stopped agent could not release them).
     const store = await openStore(`file:${stateDir}/store`);
     try {
-      t.deepEqual((await store.list('Port')).filter((p) => p.value.owner).map((p) => p.value.id), [], 'no demo port left in the store');
+      t.deepEqual(
+        (await store.list('Port')).filter((p) => p.value.owner).map((p) => p.value.id),
+        [],
+        'no demo port left in the store',
+      );
       const held = (await store.list('IpamBlock')).flatMap((b) => Object.values(b.value.allocations));
       t.deepEqual(held, [], 'no address left allocated');
     } finally {

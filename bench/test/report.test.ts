@@ -7,8 +7,14 @@ test('interleaved rounds alternate which side goes first', async (t) => {
   const order: string[] = [];
   const r = await interleavedRounds(
     4,
-    async (i) => { order.push(`a${i}`); return i; },
-    async (i) => { order.push(`b${i}`); return 10 + i; },
+    async (i) => {
+      order.push(`a${i}`);
+      return i;
+    },
+    async (i) => {
+      order.push(`b${i}`);
+      return 10 + i;
+    },
   );
   t.deepEqual(order, ['a0', 'b0', 'b1', 'a1', 'a2', 'b2', 'b3', 'a3']);
   t.deepEqual(r, { a: [0, 1, 2, 3], b: [10, 11, 12, 13] });
@@ -20,7 +26,9 @@ test('a paired ratio is the median of the per-round ratios, and keeps them', (t)
 });
 
 const section = (row: Partial<BenchSection['rows'][number]>): BenchSection => ({
-  title: 'T', method: 'm', rows: [{ name: 'r', ours: { p50: 2 }, reference: { p50: 1 }, unit: 'ms', ...row }],
+  title: 'T',
+  method: 'm',
+  rows: [{ name: 'r', ours: { p50: 2 }, reference: { p50: 1 }, unit: 'ms', ...row }],
 });
 
 test('a ratio must say what it compares and come from enough rounds', (t) => {

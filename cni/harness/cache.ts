@@ -23,7 +23,14 @@ export class ResultCache {
   }
 
   async put(net: string, rt: RuntimeConf, result: unknown): Promise<void> {
-    const entry: CacheEntry = { kind: 'cniCacheV1', networkName: net, containerId: rt.containerId, ifName: rt.ifname, netns: rt.netns, result };
+    const entry: CacheEntry = {
+      kind: 'cniCacheV1',
+      networkName: net,
+      containerId: rt.containerId,
+      ifName: rt.ifname,
+      netns: rt.netns,
+      result,
+    };
     if (rt.args) entry.cniArgs = rt.args;
     if (rt.capabilityArgs) entry.capabilityArgs = rt.capabilityArgs;
     const f = this.file(net, rt.containerId, rt.ifname);

@@ -5,7 +5,12 @@ import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HarnessError, PluginError, type RuntimeConf } from './types.js';
 
-export interface InvokeOutput { stdout: string; stderr: string; exitCode: number; ms: number }
+export interface InvokeOutput {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  ms: number;
+}
 
 export async function findPlugin(type: string, dirs: string[]): Promise<string> {
   if (type.includes('/')) throw new HarnessError(`plugin type ${JSON.stringify(type)} must be a bare name`);
@@ -23,7 +28,11 @@ export async function findPlugin(type: string, dirs: string[]): Promise<string> 
 
 /** Environment for one call; per-container variables only for the commands that have a container. */
 export function pluginEnv(command: string, dirs: string[], rt?: RuntimeConf): Record<string, string> {
-  const env: Record<string, string> = { CNI_COMMAND: command, CNI_PATH: dirs.join(':'), PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const env: Record<string, string> = {
+    CNI_COMMAND: command,
+    CNI_PATH: dirs.join(':'),
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+  };
   if (rt && ['ADD', 'DEL', 'CHECK'].includes(command)) {
     env.CNI_CONTAINERID = rt.containerId;
     if (rt.netns) env.CNI_NETNS = rt.netns;
@@ -44,19 +53,29 @@ function run(path: string, env: Record<string, string>, stdin: string, hostNetns
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', reject);
-    child.stdin.on('error', () => { /* the plugin may exit before reading stdin; its exit code tells */ });
-    child.on('close', (code, signal) => resolve({
-      stdout: Buffer.concat(out).toString('utf8'),
-      stderr: Buffer.concat(err).toString('utf8'),
-      exitCode: code ?? (signal ? 128 : 1),
-      ms: Number(process.hrtime.bigint() - start) / 1e6,
-    }));
+    child.stdin.on('error', () => {
+      /* the plugin may exit before reading stdin; its exit code tells */
+    });
+    child.on('close', (code, signal) =>
+      resolve({
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        exitCode: code ?? (signal ? 128 : 1),
+        ms: Number(process.hrtime.bigint() - start) / 1e6,
+      }),
+    );
     child.stdin.end(stdin);
   });
 }
 
 /** Runs one plugin command; returns the parsed stdout (undefined when empty) or throws PluginError. */
-export async function invokePlugin(path: string, command: string, env: Record<string, string>, conf: unknown, hostNetns?: string): Promise<unknown> {
+export async function invokePlugin(
+  path: string,
+  command: string,
+  env: Record<string, string>,
+  conf: unknown,
+  hostNetns?: string,
+): Promise<unknown> {
   let res: InvokeOutput | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -80,9 +99,23 @@ export async function invokePlugin(path: string, command: string, env: Record<st
       parsed = undefined;
     }
     if (parsed && typeof parsed.code === 'number') {
-      throw new PluginError(name, command, parsed.code, String(parsed.msg ?? ''), typeof parsed.details === 'string' ? parsed.details : undefined, res.stderr);
+      throw new PluginError(
+        name,
+        command,
+        parsed.code,
+        String(parsed.msg ?? ''),
+        typeof parsed.details === 'string' ? parsed.details : undefined,
+        res.stderr,
+      );
     }
-    throw new PluginError(name, command, 999, `exited ${res.exitCode} without an error object: ${(res.stderr || res.stdout).trim().slice(0, 500)}`, undefined, res.stderr);
+    throw new PluginError(
+      name,
+      command,
+      999,
+      `exited ${res.exitCode} without an error object: ${(res.stderr || res.stdout).trim().slice(0, 500)}`,
+      undefined,
+      res.stderr,
+    );
   }
   if (res.stdout.trim() === '') return undefined;
   try {

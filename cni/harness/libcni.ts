@@ -8,7 +8,12 @@ import { resultProblems } from './result-check.js';
 import { HarnessError, PluginError, type Attachment, type NetworkConfigList, type PluginConf, type RuntimeConf } from './types.js';
 import { atLeast } from './versions.js';
 
-export interface Invocation { plugin: string; command: string; conf: Record<string, unknown>; env: Record<string, string> }
+export interface Invocation {
+  plugin: string;
+  command: string;
+  conf: Record<string, unknown>;
+  env: Record<string, string>;
+}
 
 export interface HarnessOptions {
   /** CNI_PATH: directories searched for plugin binaries. */
@@ -46,7 +51,8 @@ export class CniHarness {
       if (result === undefined) throw new HarnessError(`${plugin.type} ADD printed no result`);
       if (this.opts.strictResults !== false) {
         const problems = resultProblems(result, list.cniVersion);
-        if (problems.length) throw new HarnessError(`${plugin.type} ADD result breaks the ${list.cniVersion} format: ${problems.join('; ')}`);
+        if (problems.length)
+          throw new HarnessError(`${plugin.type} ADD result breaks the ${list.cniVersion} format: ${problems.join('; ')}`);
       }
       prev = result;
     }
@@ -56,7 +62,8 @@ export class CniHarness {
 
   /** CHECK each plugin in order with the cached result (>= 0.4.0; skipped when disableCheck). */
   async checkNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<void> {
-    if (!atLeast(list.cniVersion, '0.4.0')) throw new HarnessError(`configuration version "${list.cniVersion}" does not support the CHECK command`);
+    if (!atLeast(list.cniVersion, '0.4.0'))
+      throw new HarnessError(`configuration version "${list.cniVersion}" does not support the CHECK command`);
     if (list.disableCheck) return;
     const cached = await this.cache.get(list.name, rt.containerId, rt.ifname);
     if (!cached) throw new HarnessError(`no cached result for ${list.name}/${rt.containerId}/${rt.ifname}: CHECK needs a previous ADD`);
@@ -115,7 +122,8 @@ export class CniHarness {
   /** VERSION of one plugin binary. */
   async getVersionInfo(type: string, cniVersion = '1.1.0'): Promise<{ cniVersion: string; supportedVersions: string[] }> {
     const out = (await this.exec({ type }, 'VERSION', { cniVersion })) as { cniVersion?: unknown; supportedVersions?: unknown } | undefined;
-    if (!out || !Array.isArray(out.supportedVersions)) throw new HarnessError(`${type} VERSION printed no supportedVersions: ${JSON.stringify(out)}`);
+    if (!out || !Array.isArray(out.supportedVersions))
+      throw new HarnessError(`${type} VERSION printed no supportedVersions: ${JSON.stringify(out)}`);
     return { cniVersion: String(out.cniVersion), supportedVersions: out.supportedVersions.map(String) };
   }
 
@@ -124,7 +132,8 @@ export class CniHarness {
     const misfits: string[] = [];
     for (const p of list.plugins) {
       const info = await this.getVersionInfo(p.type, list.cniVersion);
-      if (!info.supportedVersions.includes(list.cniVersion)) misfits.push(`${p.type} does not support ${list.cniVersion} (it supports ${info.supportedVersions.join(', ')})`);
+      if (!info.supportedVersions.includes(list.cniVersion))
+        misfits.push(`${p.type} does not support ${list.cniVersion} (it supports ${info.supportedVersions.join(', ')})`);
     }
     return misfits;
   }

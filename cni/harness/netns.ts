@@ -10,7 +10,11 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
   return stdout;
 }
 
-export interface Netns { name: string; path: string; remove(): Promise<void> }
+export interface Netns {
+  name: string;
+  path: string;
+  remove(): Promise<void>;
+}
 
 export async function createNetns(prefix = 'cni'): Promise<Netns> {
   const name = `${prefix}-${randomBytes(4).toString('hex')}`;
@@ -25,7 +29,15 @@ export async function createNetns(prefix = 'cni'): Promise<Netns> {
 }
 
 /** `ip -j addr` inside a namespace. */
-export async function addrsIn(ns: string): Promise<{ ifname: string; operstate?: string; address?: string; mtu?: number; addr_info: { local: string; prefixlen: number; family: string }[] }[]> {
+export async function addrsIn(ns: string): Promise<
+  {
+    ifname: string;
+    operstate?: string;
+    address?: string;
+    mtu?: number;
+    addr_info: { local: string; prefixlen: number; family: string }[];
+  }[]
+> {
   return JSON.parse(await sh('ip', ['-n', ns, '-j', 'addr', 'show']));
 }
 

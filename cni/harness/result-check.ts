@@ -31,7 +31,10 @@ export function resultProblems(result: unknown, version: string): string[] {
   if (!Array.isArray(result.ips)) p.push('ips must be a list');
   else {
     result.ips.forEach((ip: unknown, n) => {
-      if (!isObject(ip) || typeof ip.address !== 'string' || !CIDR.test(ip.address)) { p.push(`ips[${n}].address must be a CIDR`); return; }
+      if (!isObject(ip) || typeof ip.address !== 'string' || !CIDR.test(ip.address)) {
+        p.push(`ips[${n}].address must be a CIDR`);
+        return;
+      }
       const versioned = cmpVersion(version, '1.0.0') < 0;
       if (versioned && ip.version !== '4' && ip.version !== '6') p.push(`ips[${n}].version must be "4" or "6" in ${version}`);
       if (!versioned && 'version' in ip) p.push(`ips[${n}].version is not part of ${version} results`);

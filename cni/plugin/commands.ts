@@ -54,7 +54,13 @@ function owner(cfg: DecodedConfig): PortOwner['orchestrator'] {
 
 function checkAttachResult(a: unknown): asserts a is AttachResult {
   const r = a as Partial<AttachResult>;
-  if (!r || typeof r.interface?.mac !== 'string' || typeof r.hostInterface?.name !== 'string' || !Array.isArray(r.ips) || !Array.isArray(r.routes)) {
+  if (
+    !r ||
+    typeof r.interface?.mac !== 'string' ||
+    typeof r.hostInterface?.name !== 'string' ||
+    !Array.isArray(r.ips) ||
+    !Array.isArray(r.routes)
+  ) {
     throw new AgentProtocolError(`the agent's attach answer lacks interface/hostInterface/ips/routes: ${JSON.stringify(a).slice(0, 200)}`);
   }
 }
@@ -101,7 +107,14 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi
 export async function cmdDel(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   try {
-    await api.detach({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, tenant: cfg.tenant, network: cfg.network, ...(env.netns ? { netns: env.netns } : {}) });
+    await api.detach({
+      orchestrator: owner(cfg),
+      workloadId: env.containerId,
+      ifname: env.ifname,
+      tenant: cfg.tenant,
+      network: cfg.network,
+      ...(env.netns ? { netns: env.netns } : {}),
+    });
   } catch (e) {
     // DEL must succeed when there is nothing left to delete (repeated DEL, ADD that never happened).
     if (e instanceof AgentError && e.body.code === 'not_found') return;
@@ -120,8 +133,16 @@ export async function cmdCheck(env: CniEnv, conf: MidonetNetConf, api: WorkloadA
   else if (!prev.ips.some((ip) => ip.interface === idx)) problems.push(`prevResult has no address on ${env.ifname}`);
   let agentProblems: string[] = [];
   try {
-    const r = await api.check({ orchestrator: owner(cfg), workloadId: env.containerId, ifname: env.ifname, netns: env.netns, tenant: cfg.tenant, network: cfg.network });
-    if (!r.ok) agentProblems = Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
+    const r = await api.check({
+      orchestrator: owner(cfg),
+      workloadId: env.containerId,
+      ifname: env.ifname,
+      netns: env.netns,
+      tenant: cfg.tenant,
+      network: cfg.network,
+    });
+    if (!r.ok)
+      agentProblems = Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
   } catch (e) {
     throw toCniError(e, 'CHECK');
   }
@@ -129,12 +150,16 @@ export async function cmdCheck(env: CniEnv, conf: MidonetNetConf, api: WorkloadA
   if (problems.length) throw new CniError(Code.checkFailed, `CHECK of ${env.containerId}/${env.ifname} failed: ${problems.join('; ')}`);
 }
 
-interface Attachment { containerID: string; ifname: string }
+interface Attachment {
+  containerID: string;
+  ifname: string;
+}
 
 function validAttachments(conf: MidonetNetConf): Attachment[] {
   // libcni sends both keys: the spec-v1.1.0 tag named it cni.dev/attachments, later fixed to valid-attachments.
   const keys = ['cni.dev/valid-attachments', 'cni.dev/attachments'].filter((k) => k in conf);
-  if (keys.length === 0) throw new CniError(Code.invalidConfig, 'GC needs cni.dev/valid-attachments (the attachments still in use); none was given');
+  if (keys.length === 0)
+    throw new CniError(Code.invalidConfig, 'GC needs cni.dev/valid-attachments (the attachments still in use); none was given');
   const seen = new Map<string, Attachment>();
   for (const k of keys) {
     const list = conf[k];
@@ -142,7 +167,8 @@ function validAttachments(conf: MidonetNetConf): Attachment[] {
     if (!Array.isArray(list)) throw new CniError(Code.invalidConfig, `invalid config: ${k} must be a list of {containerID, ifname}`);
     list.forEach((a: unknown, i) => {
       const x = a as Partial<Attachment>;
-      if (typeof x?.containerID !== 'string' || typeof x.ifname !== 'string') throw new CniError(Code.invalidConfig, `invalid config: ${k}[${i}]=${JSON.stringify(a)}: needs containerID and ifname`);
+      if (typeof x?.containerID !== 'string' || typeof x.ifname !== 'string')
+        throw new CniError(Code.invalidConfig, `invalid config: ${k}[${i}]=${JSON.stringify(a)}: needs containerID and ifname`);
       seen.set(`${x.containerID}\0${x.ifname}`, { containerID: x.containerID, ifname: x.ifname });
     });
   }

@@ -101,7 +101,11 @@ function decodePortMappings(v: unknown): PortMapping[] {
   return v.map((m: unknown, i) => {
     const k = `runtimeConfig.portMappings[${i}]`;
     if (!isObject(m)) throw invalid(k, m, 'must be an object {hostPort, containerPort, protocol}');
-    const pm: PortMapping = { hostPort: checkPort(`${k}.hostPort`, m.hostPort), containerPort: checkPort(`${k}.containerPort`, m.containerPort), protocol: checkProtocol(`${k}.protocol`, m.protocol) };
+    const pm: PortMapping = {
+      hostPort: checkPort(`${k}.hostPort`, m.hostPort),
+      containerPort: checkPort(`${k}.containerPort`, m.containerPort),
+      protocol: checkProtocol(`${k}.protocol`, m.protocol),
+    };
     if (m.hostIP !== undefined && m.hostIP !== '') pm.hostIP = checkIp(`${k}.hostIP`, m.hostIP);
     return pm;
   });
@@ -113,7 +117,8 @@ function decodeBandwidth(v: unknown): Bandwidth {
   for (const k of ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const) {
     const x = v[k];
     if (x === undefined) continue;
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw invalid(`runtimeConfig.bandwidth.${k}`, x, 'must be a non-negative number');
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0)
+      throw invalid(`runtimeConfig.bandwidth.${k}`, x, 'must be a non-negative number');
     bw[k] = x;
   }
   return bw;
@@ -140,9 +145,13 @@ export function parseJson(stdin: string): MidonetNetConf {
 
 export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
   const cniVersion = requireVersion(conf.cniVersion);
-  if (typeof conf.name !== 'string' || !NAME.test(conf.name)) throw invalid('name', conf.name, `the network name is required and must match ${NAME.source}`);
+  if (typeof conf.name !== 'string' || !NAME.test(conf.name))
+    throw invalid('name', conf.name, `the network name is required and must match ${NAME.source}`);
   if (conf.ipam !== undefined) {
-    throw new CniError(Code.unsupportedField, `unsupported field: ipam=${JSON.stringify(conf.ipam)}: midonet assigns addresses itself; describe the subnet with "subnet" or "subnets" instead`);
+    throw new CniError(
+      Code.unsupportedField,
+      `unsupported field: ipam=${JSON.stringify(conf.ipam)}: midonet assigns addresses itself; describe the subnet with "subnet" or "subnets" instead`,
+    );
   }
   const str = (key: string, v: unknown, dflt: string): string => {
     if (v === undefined) return dflt;
@@ -155,13 +164,15 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
   const agentSocket = str('agentSocket', conf.agentSocket, DEFAULT_AGENT_SOCKET);
   let agentTimeoutMs = DEFAULT_AGENT_TIMEOUT_MS;
   if (conf.agentTimeoutMs !== undefined) {
-    if (typeof conf.agentTimeoutMs !== 'number' || !(conf.agentTimeoutMs > 0)) throw invalid('agentTimeoutMs', conf.agentTimeoutMs, 'must be a positive number of milliseconds');
+    if (typeof conf.agentTimeoutMs !== 'number' || !(conf.agentTimeoutMs > 0))
+      throw invalid('agentTimeoutMs', conf.agentTimeoutMs, 'must be a positive number of milliseconds');
     agentTimeoutMs = conf.agentTimeoutMs;
   }
 
   let mtu: number | undefined;
   if (conf.mtu !== undefined) {
-    if (typeof conf.mtu !== 'number' || !Number.isInteger(conf.mtu) || conf.mtu < 576 || conf.mtu > 65535) throw invalid('mtu', conf.mtu, 'must be an integer between 576 and 65535');
+    if (typeof conf.mtu !== 'number' || !Number.isInteger(conf.mtu) || conf.mtu < 576 || conf.mtu > 65535)
+      throw invalid('mtu', conf.mtu, 'must be an integer between 576 and 65535');
     mtu = conf.mtu;
   }
   const subnets: { cidr: string; gateway?: string }[] = [];
@@ -180,9 +191,12 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
       subnets.push(out);
     });
   }
-  if (conf.createNetwork !== undefined && typeof conf.createNetwork !== 'boolean') throw invalid('createNetwork', conf.createNetwork, 'must be true or false');
-  if (conf.createNetwork === true && subnets.length === 0) throw invalid('createNetwork', true, 'creating a network needs "subnet" or "subnets"');
-  const create = (conf.createNetwork ?? subnets.length > 0) && subnets.length > 0 ? { subnets, ...(mtu !== undefined ? { mtu } : {}) } : undefined;
+  if (conf.createNetwork !== undefined && typeof conf.createNetwork !== 'boolean')
+    throw invalid('createNetwork', conf.createNetwork, 'must be true or false');
+  if (conf.createNetwork === true && subnets.length === 0)
+    throw invalid('createNetwork', true, 'creating a network needs "subnet" or "subnets"');
+  const create =
+    (conf.createNetwork ?? subnets.length > 0) && subnets.length > 0 ? { subnets, ...(mtu !== undefined ? { mtu } : {}) } : undefined;
 
   let dns: DecodedConfig['dns'];
   if (conf.dns !== undefined) {
@@ -255,7 +269,11 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
           ...(portMappings ?? []),
           ...info.port_mappings.map((p, i) => {
             const k = `network_info.port_mappings[${i}]`;
-            return { hostPort: checkPort(`${k}.host_port`, p?.host_port), containerPort: checkPort(`${k}.container_port`, p?.container_port), protocol: checkProtocol(`${k}.protocol`, p?.protocol) };
+            return {
+              hostPort: checkPort(`${k}.host_port`, p?.host_port),
+              containerPort: checkPort(`${k}.container_port`, p?.container_port),
+              protocol: checkProtocol(`${k}.protocol`, p?.protocol),
+            };
           }),
         ];
       }

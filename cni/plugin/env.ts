@@ -41,10 +41,13 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
   const ignoreUnknown = ['1', 'true'].includes((pairs.get('IgnoreUnknown') ?? '').toLowerCase());
   const unknown = [...pairs.keys()].filter((k) => !KNOWN_ARGS.includes(k));
   if (unknown.length > 0 && !ignoreUnknown) {
-    throw new CniError(Code.badEnv, `CNI_ARGS: unknown key ${unknown.map((k) => JSON.stringify(k)).join(', ')} (set IgnoreUnknown=1 to allow)`);
+    throw new CniError(
+      Code.badEnv,
+      `CNI_ARGS: unknown key ${unknown.map((k) => JSON.stringify(k)).join(', ')} (set IgnoreUnknown=1 to allow)`,
+    );
   }
   // An empty value counts as absent; absent keys stay off the result.
-  const set = (k: string): string | undefined => (pairs.get(k) || undefined);
+  const set = (k: string): string | undefined => pairs.get(k) || undefined;
   const podNamespace = set('K8S_POD_NAMESPACE');
   const podName = set('K8S_POD_NAME');
   const podUid = set('K8S_POD_UID');
@@ -56,7 +59,14 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
     ...(podName ? { podName } : {}),
     ...(podUid ? { podUid } : {}),
     ...(infraContainerId ? { infraContainerId } : {}),
-    ...(ip ? { ips: ip.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+    ...(ip
+      ? {
+          ips: ip
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        }
+      : {}),
     ...(mac ? { mac } : {}),
   };
 }
@@ -65,7 +75,10 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
 export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const command = env.CNI_COMMAND ?? '';
   if (!COMMANDS.includes(command as Command)) {
-    throw new CniError(Code.badEnv, command === '' ? 'CNI_COMMAND is not set' : `CNI_COMMAND ${JSON.stringify(command)} is not one of ${COMMANDS.join(', ')}`);
+    throw new CniError(
+      Code.badEnv,
+      command === '' ? 'CNI_COMMAND is not set' : `CNI_COMMAND ${JSON.stringify(command)} is not one of ${COMMANDS.join(', ')}`,
+    );
   }
   const cmd = command as Command;
   const problems: string[] = [];
@@ -75,7 +88,8 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const netns = env.CNI_NETNS ?? '';
   if (perContainer) {
     if (containerId === '') problems.push('CNI_CONTAINERID is not set');
-    else if (!CONTAINER_ID.test(containerId)) problems.push(`CNI_CONTAINERID ${JSON.stringify(containerId)} must match ${CONTAINER_ID.source}`);
+    else if (!CONTAINER_ID.test(containerId))
+      problems.push(`CNI_CONTAINERID ${JSON.stringify(containerId)} must match ${CONTAINER_ID.source}`);
     if (ifname === '') problems.push('CNI_IFNAME is not set');
     else if (!validIfname(ifname)) problems.push(`CNI_IFNAME ${JSON.stringify(ifname)} is not a usable interface name (${IFNAME_RULES})`);
     // DEL may come without a netns (the runtime lost it, e.g. after a reboot).
@@ -105,7 +119,10 @@ function checkNetns(netns: string): void {
   try {
     st = statSync(netns);
   } catch (e) {
-    throw new CniError(Code.badEnv, `CNI_NETNS ${netns}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (has the namespace been deleted?)' : (e as Error).message}`);
+    throw new CniError(
+      Code.badEnv,
+      `CNI_NETNS ${netns}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (has the namespace been deleted?)' : (e as Error).message}`,
+    );
   }
   let fsType: number | undefined;
   try {
@@ -114,7 +131,10 @@ function checkNetns(netns: string): void {
     fsType = undefined; // statfs is unavailable on some runtimes; the agent's setns will then be the check.
   }
   if (fsType !== undefined && fsType !== NSFS_MAGIC && !netns.startsWith('/proc/')) {
-    throw new CniError(Code.badEnv, `CNI_NETNS ${netns} is not a network namespace (expected a bind-mounted netns such as /run/netns/NAME or /proc/PID/ns/net)`);
+    throw new CniError(
+      Code.badEnv,
+      `CNI_NETNS ${netns} is not a network namespace (expected a bind-mounted netns such as /run/netns/NAME or /proc/PID/ns/net)`,
+    );
   }
   try {
     const own = statSync('/proc/self/ns/net');

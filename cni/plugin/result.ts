@@ -4,11 +4,38 @@ import type { AttachResult } from '../../core/workload/types.js';
 import { CniError, Code } from './errors.js';
 import { resultShape } from './versions.js';
 
-export interface Interface { name: string; mac?: string; mtu?: number; sandbox?: string; socketPath?: string; pciID?: string; [k: string]: unknown }
-export interface IpConfig { address: string; gateway?: string; interface?: number; [k: string]: unknown }
-export interface Route { dst: string; gw?: string; [k: string]: unknown }
-export interface Dns { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] }
-export interface Result { interfaces: Interface[]; ips: IpConfig[]; routes: Route[]; dns?: Dns }
+export interface Interface {
+  name: string;
+  mac?: string;
+  mtu?: number;
+  sandbox?: string;
+  socketPath?: string;
+  pciID?: string;
+  [k: string]: unknown;
+}
+export interface IpConfig {
+  address: string;
+  gateway?: string;
+  interface?: number;
+  [k: string]: unknown;
+}
+export interface Route {
+  dst: string;
+  gw?: string;
+  [k: string]: unknown;
+}
+export interface Dns {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+export interface Result {
+  interfaces: Interface[];
+  ips: IpConfig[];
+  routes: Route[];
+  dns?: Dns;
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -42,7 +69,12 @@ export function fromAnyVersion(prev: unknown): Result {
 
 /** Our attachment as a result: the container-side interface first, the host side (no sandbox) second. */
 export function fromAttach(a: AttachResult, ifname: string, netns: string): Result {
-  const ifc: Interface = { name: a.interface.name || ifname, mac: a.interface.mac, mtu: a.interface.mtu ?? a.mtu, sandbox: a.interface.sandbox || netns };
+  const ifc: Interface = {
+    name: a.interface.name || ifname,
+    mac: a.interface.mac,
+    mtu: a.interface.mtu ?? a.mtu,
+    sandbox: a.interface.sandbox || netns,
+  };
   const host: Interface = { name: a.hostInterface.name, mac: a.hostInterface.mac };
   const r: Result = {
     interfaces: [host, ifc],

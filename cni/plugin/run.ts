@@ -30,12 +30,23 @@ export async function runCni(env: Record<string, string | undefined>, stdin: str
     if (isSupported(conf.cniVersion)) version = conf.cniVersion;
     let stdout = '';
     switch (cniEnv.command) {
-      case 'ADD': stdout = line(await cmdAdd(cniEnv, conf, api)); break;
-      case 'DEL': await cmdDel(cniEnv, conf, api); break;
-      case 'CHECK': await cmdCheck(cniEnv, conf, api); break;
-      case 'GC': await cmdGc(cniEnv, conf, api); break;
-      case 'STATUS': await cmdStatus(cniEnv, conf, api); break;
-      case 'VERSION': break; // handled above, before the per-container checks
+      case 'ADD':
+        stdout = line(await cmdAdd(cniEnv, conf, api));
+        break;
+      case 'DEL':
+        await cmdDel(cniEnv, conf, api);
+        break;
+      case 'CHECK':
+        await cmdCheck(cniEnv, conf, api);
+        break;
+      case 'GC':
+        await cmdGc(cniEnv, conf, api);
+        break;
+      case 'STATUS':
+        await cmdStatus(cniEnv, conf, api);
+        break;
+      case 'VERSION':
+        break; // handled above, before the per-container checks
     }
     return { stdout, exitCode: 0 };
   } catch (e) {

@@ -41,7 +41,19 @@ export async function buildShim(outFile: string): Promise<void> {
   try {
     await writeFile(join(gen, 'cni_protocol.h'), protocolHeader());
     await promisify(execFile)('gcc', [
-      '-O2', '-static', '-s', '-std=gnu11', '-Wall', '-Wextra', '-Werror', '-I', gen, join(HERE, 'midonet.c'), '-o', outFile, '-lm',
+      '-O2',
+      '-static',
+      '-s',
+      '-std=gnu11',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      '-I',
+      gen,
+      join(HERE, 'midonet.c'),
+      '-o',
+      outFile,
+      '-lm',
     ]).catch((e: Error & { stderr?: string }) => {
       throw new Error(`building the midonet shim failed (needs gcc and libc6-dev): ${e.stderr || e.message}`);
     });

@@ -10,7 +10,10 @@ import { CriClient } from './cri/client.js';
 import { buildPlugin, busyboxRootfsTar, pauseImageArchive, randomSubnet, sandboxNetns, startContainerd, tempDir } from './helpers.js';
 import { startAgents, workloadVeths, type HostAgent } from './real-agent.js';
 
-interface Containerd { cri: CriClient; agent: HostAgent }
+interface Containerd {
+  cri: CriClient;
+  agent: HostAgent;
+}
 
 test('CRI pods on two hosts get addresses from the agents, reach each other, and leave nothing when removed', async (t) => {
   const bin = await buildPlugin();
@@ -21,18 +24,26 @@ test('CRI pods on two hosts get addresses from the agents, reach each other, and
   const netName = `pods${randomSuffix()}`;
   const subnet = randomSubnet();
   const conflist = {
-    cniVersion: '1.0.0', name: netName,
+    cniVersion: '1.0.0',
+    name: netName,
     plugins: [
       { type: 'midonet', agentSocket: '', network: netName, subnet: subnet.cidr },
       { type: 'portmap', capabilities: { portMappings: true }, snat: true },
     ],
   };
-  const [c1, c2] = await Promise.all(cluster.agents.map(async (agent): Promise<Containerd> => {
-    const list = { ...conflist, plugins: [{ ...conflist.plugins[0], agentSocket: agent.socket }, conflist.plugins[1]] };
-    const c = await startContainerd(cluster.harness, agent.host, { dir: join(agent.host.stateDir, 'containerd'), pluginDir: bin, conflist: list, pauseArchive: archive });
-    t.teardown(() => c.close());
-    return { cri: new CriClient(c.socket), agent };
-  }));
+  const [c1, c2] = await Promise.all(
+    cluster.agents.map(async (agent): Promise<Containerd> => {
+      const list = { ...conflist, plugins: [{ ...conflist.plugins[0], agentSocket: agent.socket }, conflist.plugins[1]] };
+      const c = await startContainerd(cluster.harness, agent.host, {
+        dir: join(agent.host.stateDir, 'containerd'),
+        pluginDir: bin,
+        conflist: list,
+        pauseArchive: archive,
+      });
+      t.teardown(() => c.close());
+      return { cri: new CriClient(c.socket), agent };
+    }),
+  );
   const sandboxes: [Containerd, string][] = [];
   t.teardown(async () => {
     for (const [c, id] of sandboxes) {
@@ -45,7 +56,11 @@ test('CRI pods on two hosts get addresses from the agents, reach each other, and
   t.is((await c1!.cri.version()).runtime_api_version, 'v1');
 
   const run = async (c: Containerd, name: string) => {
-    const id = await c.cri.runPodSandbox({ metadata: { name, uid: `uid-${randomSuffix()}`, namespace: 'shop', attempt: 0 }, hostname: name, port_mappings: [{ protocol: 'TCP', container_port: 80, host_port: 18000 + Math.floor(Math.random() * 1000) }] });
+    const id = await c.cri.runPodSandbox({
+      metadata: { name, uid: `uid-${randomSuffix()}`, namespace: 'shop', attempt: 0 },
+      hostname: name,
+      port_mappings: [{ protocol: 'TCP', container_port: 80, host_port: 18000 + Math.floor(Math.random() * 1000) }],
+    });
     sandboxes.push([c, id]);
     const { status, info } = await c.cri.podSandboxStatus(id);
     return { id, ip: status.network?.ip ?? '', state: status.state, netns: sandboxNetns(info) };
@@ -65,7 +80,11 @@ test('CRI pods on two hosts get addresses from the agents, reach each other, and
     await c.cri.removePodSandbox(id);
   }
   for (const a of cluster.agents) {
-    t.deepEqual((await a.api<Port[]>('/v1/ports')).filter((p) => p.owner?.orchestrator === 'cni'), [], `no port left (${a.host.name})`);
+    t.deepEqual(
+      (await a.api<Port[]>('/v1/ports')).filter((p) => p.owner?.orchestrator === 'cni'),
+      [],
+      `no port left (${a.host.name})`,
+    );
     t.deepEqual(await workloadVeths(cluster.harness, a.host), [], `no veth left (${a.host.name})`);
   }
 });

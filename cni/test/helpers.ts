@@ -31,7 +31,10 @@ export function randomSubnet(): { cidr: string; base: string } {
 }
 
 /** A bridge + host-local conflist chained with portmap, bandwidth, tuning and firewall, named uniquely. */
-export async function referenceConflist(t: ExecutionContext, cniVersion: string): Promise<{ text: string; bridge: string; subnet: string; dataDir: string; name: string }> {
+export async function referenceConflist(
+  t: ExecutionContext,
+  cniVersion: string,
+): Promise<{ text: string; bridge: string; subnet: string; dataDir: string; name: string }> {
   const suffix = randomSuffix();
   const bridge = `cnib${suffix}`;
   const name = `ref-${suffix}`;
@@ -42,7 +45,13 @@ export async function referenceConflist(t: ExecutionContext, cniVersion: string)
     cniVersion,
     name,
     plugins: [
-      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: cidr, dataDir, routes: [{ dst: '0.0.0.0/0' }] } },
+      {
+        type: 'bridge',
+        bridge,
+        isGateway: true,
+        ipMasq: false,
+        ipam: { type: 'host-local', subnet: cidr, dataDir, routes: [{ dst: '0.0.0.0/0' }] },
+      },
       { type: 'portmap', capabilities: { portMappings: true }, snat: true },
       { type: 'bandwidth', capabilities: { bandwidth: true } },
       { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.accept_local': '1' } },
@@ -73,7 +82,10 @@ export async function busyboxRootfsTar(dir: string): Promise<string> {
   const rootfs = join(dir, 'rootfs');
   await sh('mkdir', ['-p', join(rootfs, 'bin')]);
   await sh('cp', ['/bin/busybox', join(rootfs, 'bin', 'busybox')]);
-  await sh('sh', ['-c', `cd ${rootfs}/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$a"; done && printf '#!/bin/sh\\nexec sleep 100000\\n' > ../pause && chmod +x ../pause && tar -C ${rootfs} -cf ${dir}/rootfs.tar .`]);
+  await sh('sh', [
+    '-c',
+    `cd ${rootfs}/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$a"; done && printf '#!/bin/sh\\nexec sleep 100000\\n' > ../pause && chmod +x ../pause && tar -C ${rootfs} -cf ${dir}/rootfs.tar .`,
+  ]);
   return join(dir, 'rootfs.tar');
 }
 
@@ -99,16 +111,42 @@ export const PODMAN_IMAGE = 'localhost/bb:latest';
  * A podman of its own (CONTAINERS_CONF, --root/--runroot/--tmpdir, vfs, CNI backend with `pluginDir` and its own
  * net.d holding `conflists`) run inside `host`, with busybox imported from `rootfsTar` as PODMAN_IMAGE.
  */
-export async function startPodman(h: RuntimeHarness, host: HarnessHost, opts: { dir: string; pluginDir: string; conflists: { name: string }[]; rootfsTar: string }): Promise<PrivatePodman> {
+export async function startPodman(
+  h: RuntimeHarness,
+  host: HarnessHost,
+  opts: { dir: string; pluginDir: string; conflists: { name: string }[]; rootfsTar: string },
+): Promise<PrivatePodman> {
   const confDir = join(opts.dir, 'net.d');
   await mkdir(confDir, { recursive: true });
-  await writeFile(join(opts.dir, 'containers.conf'), [
-    '[containers]', 'default_ulimits=["nofile=1024:1024", "nproc=512:512"]',
-    '[network]', 'network_backend="cni"', `cni_plugin_dirs=["${opts.pluginDir}", "/usr/lib/cni"]`, `network_config_dir="${confDir}"`,
-    '[engine]', 'cgroup_manager="cgroupfs"', 'events_logger="file"', `events_logfile_path="${opts.dir}/events.log"`, 'runtime="runc"',
-  ].join('\n') + '\n');
+  await writeFile(
+    join(opts.dir, 'containers.conf'),
+    [
+      '[containers]',
+      'default_ulimits=["nofile=1024:1024", "nproc=512:512"]',
+      '[network]',
+      'network_backend="cni"',
+      `cni_plugin_dirs=["${opts.pluginDir}", "/usr/lib/cni"]`,
+      `network_config_dir="${confDir}"`,
+      '[engine]',
+      'cgroup_manager="cgroupfs"',
+      'events_logger="file"',
+      `events_logfile_path="${opts.dir}/events.log"`,
+      'runtime="runc"',
+    ].join('\n') + '\n',
+  );
   for (const c of opts.conflists) await writeFile(join(confDir, `${c.name}.conflist`), JSON.stringify(c));
-  const globals = ['--root', join(opts.dir, 'root'), '--runroot', join(opts.dir, 'runroot'), '--tmpdir', join(opts.dir, 'tmp'), '--storage-driver', 'vfs', '--network-config-dir', confDir];
+  const globals = [
+    '--root',
+    join(opts.dir, 'root'),
+    '--runroot',
+    join(opts.dir, 'runroot'),
+    '--tmpdir',
+    join(opts.dir, 'tmp'),
+    '--storage-driver',
+    'vfs',
+    '--network-config-dir',
+    confDir,
+  ];
   const p: PrivatePodman = {
     host,
     async run(args) {
@@ -129,7 +167,17 @@ export const PAUSE_IMAGE = 'localhost/bees-pause:1';
 
 /** A docker-archive of `rootfsTar` with /pause as its command, named PAUSE_IMAGE (made by a throwaway private podman). */
 export async function pauseImageArchive(h: RuntimeHarness, host: HarnessHost, rootfsTar: string, dir: string): Promise<string> {
-  const pod = ['podman', '--root', join(dir, 'proot'), '--runroot', join(dir, 'prun'), '--tmpdir', join(dir, 'ptmp'), '--storage-driver', 'vfs'];
+  const pod = [
+    'podman',
+    '--root',
+    join(dir, 'proot'),
+    '--runroot',
+    join(dir, 'prun'),
+    '--tmpdir',
+    join(dir, 'ptmp'),
+    '--storage-driver',
+    'vfs',
+  ];
   for (const argv of [
     [...pod, 'import', '--change', 'CMD ["/pause"]', rootfsTar, PAUSE_IMAGE],
     [...pod, 'save', '--format', 'docker-archive', '-o', join(dir, 'pause.tar'), PAUSE_IMAGE],
@@ -151,7 +199,11 @@ export interface PrivateContainerd {
  * A containerd of its own (root, state, socket, CNI bin dir with midonet + loopback, net.d holding `conflist`)
  * with the CRI plugin, run inside `host`, the pause image imported from `pauseArchive`.
  */
-export async function startContainerd(h: RuntimeHarness, host: HarnessHost, opts: { dir: string; pluginDir: string; conflist: { name: string }; pauseArchive: string }): Promise<PrivateContainerd> {
+export async function startContainerd(
+  h: RuntimeHarness,
+  host: HarnessHost,
+  opts: { dir: string; pluginDir: string; conflist: { name: string }; pauseArchive: string },
+): Promise<PrivateContainerd> {
   const { dir } = opts;
   const [binDir, confDir] = [join(dir, 'cni-bin'), join(dir, 'net.d')];
   await mkdir(binDir, { recursive: true });
@@ -161,7 +213,9 @@ export async function startContainerd(h: RuntimeHarness, host: HarnessHost, opts
   for (const p of ['loopback', 'portmap']) await symlink(`${REFERENCE_DIR}/${p}`, join(binDir, p));
   await writeFile(join(confDir, '10-bees.conflist'), JSON.stringify(opts.conflist));
   const socket = join(dir, 'containerd.sock');
-  await writeFile(join(dir, 'config.toml'), `version = 2
+  await writeFile(
+    join(dir, 'config.toml'),
+    `version = 2
 root = "${dir}/root"
 state = "${dir}/state"
 [grpc]
@@ -175,7 +229,8 @@ state = "${dir}/state"
     bin_dir = "${binDir}"
     conf_dir = "${confDir}"
     max_conf_num = 1
-`);
+`,
+  );
   const proc = h.spawn(host, ['containerd', '--config', join(dir, 'config.toml')], { logName: 'containerd' });
   const close = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {

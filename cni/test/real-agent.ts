@@ -84,11 +84,27 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
       const run = join(host.stateDir, 'run');
       const store = given ?? (zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`);
       const argv = [
-        process.execPath, '--import', 'tsx', join(ROOT, 'app/main.ts'), 'agent', '--store', store,
-        '--state-dir', host.stateDir, '--run-dir', run, '--underlay-ip', host.underlayIp, '--router-ns-prefix', host.routerNsPrefix,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'app/main.ts'),
+        'agent',
+        '--store',
+        store,
+        '--state-dir',
+        host.stateDir,
+        '--run-dir',
+        run,
+        '--underlay-ip',
+        host.underlayIp,
+        '--router-ns-prefix',
+        host.routerNsPrefix,
       ];
       const a: HostAgent = {
-        host, socket: join(run, 'workload.sock'), apiSocket: join(run, 'api.sock'), proc: undefined,
+        host,
+        socket: join(run, 'workload.sock'),
+        apiSocket: join(run, 'api.sock'),
+        proc: undefined,
         async api<T>(path: string): Promise<T> {
           const r = await httpGet(a.apiSocket, path);
           if (r.status !== 200) throw new Error(`GET ${path}: HTTP ${r.status} ${r.body.slice(0, 200)}`);
@@ -106,7 +122,13 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
           a.proc = harness.spawn(host, argv, { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
           await waitReady(a.socket, a.proc);
           // The REST API socket opens just after the workload socket: wait for it too, tests read it at once.
-          for (const deadline = Date.now() + 10_000; !(await httpGet(a.apiSocket, '/v1/ports').then(() => true, () => false));) {
+          for (
+            const deadline = Date.now() + 10_000;
+            !(await httpGet(a.apiSocket, '/v1/ports').then(
+              () => true,
+              () => false,
+            ));
+          ) {
             if (Date.now() > deadline) throw new Error(`the agent's API at ${a.apiSocket} did not open`);
             await new Promise((res) => setTimeout(res, 50));
           }
@@ -114,7 +136,9 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
       };
       return a;
     });
-    closers.push(async () => { for (const a of agents) await a.stop(); });
+    closers.push(async () => {
+      for (const a of agents) await a.stop();
+    });
     await Promise.all(agents.map((a) => a.start()));
     return { harness, agents, close };
   } catch (err) {

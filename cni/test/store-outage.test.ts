@@ -65,22 +65,34 @@ async function until(what: string, fn: () => Promise<boolean>, withinMs = 30_000
   }
 }
 
-interface ApiPort { id: string; owner?: { workloadId: string } }
+interface ApiPort {
+  id: string;
+  owner?: { workloadId: string };
+}
 const portsOf = async (workloadId: string) => (await agent.api<ApiPort[]>('/v1/ports')).filter((p) => p.owner?.workloadId === workloadId);
 async function heldBy(workloadId: string): Promise<string[]> {
   const blocks = await agent.api<IpamBlock[]>('/v1/ipam-blocks');
-  return blocks.flatMap((b) => Object.entries(b.allocations).filter(([, a]) => a.owner === `cni:${workloadId}`).map(([ip]) => ip));
+  return blocks.flatMap((b) =>
+    Object.entries(b.allocations)
+      .filter(([, a]) => a.owner === `cni:${workloadId}`)
+      .map(([ip]) => ip),
+  );
 }
 
 async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () => Promise<void>): Promise<void> {
   const h = new CniHarness({
-    pluginDirs: [await buildPlugin(), REFERENCE_DIR], cacheDir: await tempDir(t, 'cache'), hostNetns: agent.host.netns,
+    pluginDirs: [await buildPlugin(), REFERENCE_DIR],
+    cacheDir: await tempDir(t, 'cache'),
+    hostNetns: agent.host.netns,
   });
   const subnet = randomSubnet();
-  const list = parseNetworkConfig(JSON.stringify({
-    cniVersion: '1.1.0', name: `mn-${randomSuffix()}`,
-    plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
-  }));
+  const list = parseNetworkConfig(
+    JSON.stringify({
+      cniVersion: '1.1.0',
+      name: `mn-${randomSuffix()}`,
+      plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
+    }),
+  );
   const workload = async () => {
     const path = await cluster.harness.addWorkload(agent.host, `w${randomSuffix()}`);
     t.teardown(() => cluster.harness.removeWorkload(path).catch(() => undefined));
@@ -95,7 +107,11 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   await fault();
   t.teardown(heal);
   // The agent sees its ZooKeeper connection drop: STATUS, readiness, bees status and the metric follow.
-  const statusCode = () => h.getStatusNetworkList(list).then(() => 0, (e: unknown) => (e instanceof PluginError ? e.code : -1));
+  const statusCode = () =>
+    h.getStatusNetworkList(list).then(
+      () => 0,
+      (e: unknown) => (e instanceof PluginError ? e.code : -1),
+    );
   await until('STATUS fails', async () => (await statusCode()) === 50, 15_000);
   t.is(await metric('bees_store_up'), 0);
   const st = await agent.api<{ reachable: boolean; error?: string }>('/v1/status');
@@ -133,13 +149,21 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
 }
 
 test.serial('ZooKeeper server stopped: STATUS 50, ADD 11 within 3 s leaving nothing, DEL unplugs, release after restart', async (t) => {
-  await outage(t, () => zk.stop(), async () => {
-    if (!zk.running) await zk.launch();
-  });
+  await outage(
+    t,
+    () => zk.stop(),
+    async () => {
+      if (!zk.running) await zk.launch();
+    },
+  );
 });
 
 test.serial('partition through the relay: STATUS 50, ADD 11 within 3 s leaving nothing, DEL unplugs, release after heal', async (t) => {
-  await outage(t, () => proxy.cut(), () => proxy.restore());
+  await outage(
+    t,
+    () => proxy.cut(),
+    () => proxy.restore(),
+  );
 });
 
 /** MACs in the agent host's FDB (every device). */
@@ -158,16 +182,31 @@ test.serial('a partitioned agent that fell behind the log retention relists once
   t.teardown(() => cluster.harness.removeWorkload(netns).catch(() => undefined));
   const network = `gap-${randomSuffix()}`;
   const local = await client.attach({
-    orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0', network, netns, create: { subnets: [{ cidr: randomSubnet().cidr }] },
+    orchestrator: 'cli',
+    workloadId: 'gap-local',
+    ifname: 'eth0',
+    network,
+    netns,
+    create: { subnets: [{ cidr: randomSubnet().cidr }] },
   });
   t.teardown(() => client.detach({ orchestrator: 'cli', workloadId: 'gap-local', ifname: 'eth0' }).catch(() => undefined));
   // A remote host with ports on the same bridge: the agent sends their MACs to it (FDB).
   const hostId = `gap-host-${randomSuffix()}`;
   await topo.create('Host', { id: hostId, name: hostId, addresses: ['192.0.2.77'], tunnelZones: [], tunnelPort: 6677, underlayMtu: 1500 });
-  const remote = (mac: string) => topo.create('Port', {
-    type: 'bridge', bridgeId: local.bridgeId, mac, ips: [], hostId, interfaceName: 'bvremote', adminStateUp: true, status: 'up',
-    portSecurity: true, portGroupIds: [], options: {},
-  });
+  const remote = (mac: string) =>
+    topo.create('Port', {
+      type: 'bridge',
+      bridgeId: local.bridgeId,
+      mac,
+      ips: [],
+      hostId,
+      interfaceName: 'bvremote',
+      adminStateUp: true,
+      status: 'up',
+      portSecurity: true,
+      portGroupIds: [],
+      options: {},
+    });
   const gone = await remote('0a:58:c0:00:02:01');
   await until('the remote MAC is in the FDB', async () => (await fdbMacs()).has('0a:58:c0:00:02:01'));
 
@@ -181,9 +220,13 @@ test.serial('a partitioned agent that fell behind the log retention relists once
   await new Promise((r) => setTimeout(r, 500)); // the writer trims in the background after each commit
   await proxy.restore();
 
-  await until('the FDB converges', async () => {
-    const macs = await fdbMacs();
-    return macs.has('0a:58:c0:00:02:02') && !macs.has('0a:58:c0:00:02:01');
-  }, 30_000);
+  await until(
+    'the FDB converges',
+    async () => {
+      const macs = await fdbMacs();
+      return macs.has('0a:58:c0:00:02:02') && !macs.has('0a:58:c0:00:02:01');
+    },
+    30_000,
+  );
   t.pass();
 });

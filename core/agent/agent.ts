@@ -104,7 +104,8 @@ export class Agent {
     // Before anything is written: a second agent with this host id (a cloned machine) must change nothing.
     try {
       await claimHostId(this.store, this.hostId, {
-        log: this.log, stateDir,
+        log: this.log,
+        stateDir,
         ...(o.hostClaimWaitMs !== undefined ? { waitMs: o.hostClaimWaitMs } : {}),
       });
     } catch (e) {
@@ -115,17 +116,26 @@ export class Agent {
     const inventory = new LocalInventory(join(stateDir, INVENTORY_FILE), { host: this.hostId, store: this.store.url });
     if (!(await this.store.get('Host', this.hostId))) {
       const n = inventory.quarantine(`made before ${new Date().toISOString()}, when the store did not know this host`);
-      if (n > 0) this.log(`the store ${this.store.url} does not know host ${this.hostId} (first start, or an empty or wrong store): ${n} datapath object(s) of earlier runs will NOT be swept`);
+      if (n > 0)
+        this.log(
+          `the store ${this.store.url} does not know host ${this.hostId} (first start, or an empty or wrong store): ${n} datapath object(s) of earlier runs will NOT be swept`,
+        );
     }
     await this.register(underlay.ip, underlay.mtu, tunnelPort, o.hostName ?? defaultHostName());
 
     this.cache = new TopologyCache(this.store);
     await this.cache.start();
     // The datapath sweeps only what this agent recorded making, for this host and this store.
-    const datapath = new OwnedDatapath(new LinuxDatapath({
-      underlayIp: underlay.ip, tunnelPort, underlayMtu: underlay.mtu,
-      ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
-    }), inventory, this.log);
+    const datapath = new OwnedDatapath(
+      new LinuxDatapath({
+        underlayIp: underlay.ip,
+        tunnelPort,
+        underlayMtu: underlay.mtu,
+        ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
+      }),
+      inventory,
+      this.log,
+    );
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
@@ -138,7 +148,11 @@ export class Agent {
     this.reclaim = setInterval(() => void this.reclaimBlocks(ipam), o.reclaimMs ?? 300_000);
     this.reclaim.unref();
     this.workloads = new Workloads({
-      hostId: this.hostId, topology: this.topology, ipam, cache: this.cache, reconciler: this.reconciler,
+      hostId: this.hostId,
+      topology: this.topology,
+      ipam,
+      cache: this.cache,
+      reconciler: this.reconciler,
       storeUrl: this.store.url,
       ready: () => {
         const h = this.store.health();
@@ -161,8 +175,11 @@ export class Agent {
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
     this.api = buildApi({
-      topology: this.topology, store: this.store, ...(o.token ? { token: o.token } : {}),
-      ...(o.readToken ? { readToken: o.readToken } : {}), ...(o.tls ? { tls: o.tls } : {}),
+      topology: this.topology,
+      store: this.store,
+      ...(o.token ? { token: o.token } : {}),
+      ...(o.readToken ? { readToken: o.readToken } : {}),
+      ...(o.tls ? { tls: o.tls } : {}),
       extraRoutes: (app) => {
         app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
       },
@@ -183,7 +200,11 @@ export class Agent {
       }
     }
     const desired: Omit<Host, 'id'> = {
-      name, addresses: [ip], tunnelZones: zone ? [{ zoneId: zone.id, ip }] : [], tunnelPort, underlayMtu: mtu,
+      name,
+      addresses: [ip],
+      tunnelZones: zone ? [{ zoneId: zone.id, ip }] : [],
+      tunnelPort,
+      underlayMtu: mtu,
     };
     try {
       const current = await this.topology.get('Host', this.hostId);
@@ -202,7 +223,9 @@ export class Agent {
    */
   async reclaimBlocks(ipam: Ipam): Promise<void> {
     try {
-      const live = new Set(Object.keys(await this.store.listEphemeral(HOST_LIVENESS_PREFIX)).map((k) => k.slice(HOST_LIVENESS_PREFIX.length)));
+      const live = new Set(
+        Object.keys(await this.store.listEphemeral(HOST_LIVENESS_PREFIX)).map((k) => k.slice(HOST_LIVENESS_PREFIX.length)),
+      );
       if ([...live].sort()[0] !== this.hostId) return;
       const reclaimed = await ipam.reclaimBlocks(live);
       if (reclaimed.length) this.log(`reclaimed ${reclaimed.length} IPAM block(s) of hosts that are gone`);

@@ -8,7 +8,17 @@ import { StoreError } from '../store/store.js';
 
 /** Kinds the agent realizes; the rest stay in the store only. */
 export const CACHED_KINDS = [
-  'Tenant', 'Bridge', 'Router', 'Port', 'Host', 'Route', 'TunnelZone', 'Chain', 'Rule', 'PortGroup', 'IpAddrGroup',
+  'Tenant',
+  'Bridge',
+  'Router',
+  'Port',
+  'Host',
+  'Route',
+  'TunnelZone',
+  'Chain',
+  'Rule',
+  'PortGroup',
+  'IpAddrGroup',
 ] as const;
 export type CachedKind = (typeof CACHED_KINDS)[number];
 
@@ -49,7 +59,8 @@ export class TopologyCache extends EventEmitter {
       };
       relist();
     };
-    this.stopWatch = await this.store.watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS], onGap })
+    this.stopWatch = await this.store
+      .watch((c) => this.apply(c), { fromSeq: seq, kinds: [...CACHED_KINDS], onGap })
       .catch(async (err: unknown) => {
         // The changes since `seq` were trimmed between our read and the watch: list again.
         if (err instanceof StoreError && err.code === 'Gone' && !this.stopped) {

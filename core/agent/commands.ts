@@ -25,22 +25,54 @@ const attach: Command = {
   [--socket PATH] [--json]
   --id WORKLOAD   workload identity (default: the netns path); attaching again returns the same port`,
   async run(args, io) {
-    const { values } = parse(attach, args, {
-      netns: { type: 'string' }, network: { type: 'string' }, tenant: { type: 'string' }, ifname: { type: 'string' },
-      ip: { type: 'string', multiple: true }, mac: { type: 'string' }, id: { type: 'string' }, socket: { type: 'string' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      attach,
+      args,
+      {
+        netns: { type: 'string' },
+        network: { type: 'string' },
+        tenant: { type: 'string' },
+        ifname: { type: 'string' },
+        ip: { type: 'string', multiple: true },
+        mac: { type: 'string' },
+        id: { type: 'string' },
+        socket: { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
     if (!values.netns) throw new CliError('attach: --netns PATH is required', 2);
     if (!values.network) throw new CliError('attach: --network NET is required', 2);
-    const res: AttachResult = await call('attach', () => workloadClient(values, io).attach({
-      orchestrator: 'cli', workloadId: values.id ?? values.netns!, ifname: values.ifname ?? 'eth0', netns: values.netns!,
-      network: values.network!, ...(values.tenant ? { tenant: values.tenant } : {}),
-      ...(values.ip?.length ? { ips: values.ip } : {}), ...(values.mac ? { mac: values.mac } : {}),
-    }));
+    const res: AttachResult = await call('attach', () =>
+      workloadClient(values, io).attach({
+        orchestrator: 'cli',
+        workloadId: values.id ?? values.netns!,
+        ifname: values.ifname ?? 'eth0',
+        netns: values.netns!,
+        network: values.network!,
+        ...(values.tenant ? { tenant: values.tenant } : {}),
+        ...(values.ip?.length ? { ips: values.ip } : {}),
+        ...(values.mac ? { mac: values.mac } : {}),
+      }),
+    );
     if (values.json) return printJson(io, res);
-    io.out(table(['PORT', 'INTERFACE', 'MAC', 'ADDRESSES', 'GATEWAY', 'MTU'], [[
-      res.portId, `${res.interface.name} (host ${res.hostInterface.name})`, res.interface.mac,
-      res.ips.map((i) => i.address).join(' '), res.ips.map((i) => i.gateway ?? '').filter(Boolean).join(' '), String(res.mtu),
-    ]]));
+    io.out(
+      table(
+        ['PORT', 'INTERFACE', 'MAC', 'ADDRESSES', 'GATEWAY', 'MTU'],
+        [
+          [
+            res.portId,
+            `${res.interface.name} (host ${res.hostInterface.name})`,
+            res.interface.mac,
+            res.ips.map((i) => i.address).join(' '),
+            res.ips
+              .map((i) => i.gateway ?? '')
+              .filter(Boolean)
+              .join(' '),
+            String(res.mtu),
+          ],
+        ],
+      ),
+    );
   },
 };
 
@@ -49,16 +81,30 @@ const detach: Command = {
   summary: 'Detach a workload interface (idempotent)',
   usage: 'bees detach (--id WORKLOAD | --netns PATH) [--network NET] [--tenant T] [--ifname eth0] [--socket PATH]',
   async run(args, io) {
-    const { values } = parse(detach, args, {
-      netns: { type: 'string' }, network: { type: 'string' }, tenant: { type: 'string' }, ifname: { type: 'string' },
-      id: { type: 'string' }, socket: { type: 'string' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      detach,
+      args,
+      {
+        netns: { type: 'string' },
+        network: { type: 'string' },
+        tenant: { type: 'string' },
+        ifname: { type: 'string' },
+        id: { type: 'string' },
+        socket: { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
     const id = values.id ?? values.netns;
     if (!id) throw new CliError('detach: --id WORKLOAD or --netns PATH is required', 2);
-    await call('detach', () => workloadClient(values, io).detach({
-      orchestrator: 'cli', workloadId: id, ifname: values.ifname ?? 'eth0',
-      ...(values.network ? { network: values.network } : {}), ...(values.tenant ? { tenant: values.tenant } : {}),
-    }));
+    await call('detach', () =>
+      workloadClient(values, io).detach({
+        orchestrator: 'cli',
+        workloadId: id,
+        ifname: values.ifname ?? 'eth0',
+        ...(values.network ? { network: values.network } : {}),
+        ...(values.tenant ? { tenant: values.tenant } : {}),
+      }),
+    );
     if (values.json) return printJson(io, {});
     io.out(`detached ${id} ${values.ifname ?? 'eth0'}\n`);
   },

@@ -91,7 +91,13 @@ export async function claimHostId(
   const boot = bootId();
   const pidns = pidNamespace();
   const me: LivenessRecord = {
-    hostId, pid: process.pid, since: Date.now(), instance: randomUUID(), hostname: hostname(), ...(boot ? { boot } : {}), ...(pidns ? { pidns } : {}),
+    hostId,
+    pid: process.pid,
+    since: Date.now(),
+    instance: randomUUID(),
+    hostname: hostname(),
+    ...(boot ? { boot } : {}),
+    ...(pidns ? { pidns } : {}),
   };
   const deadline = Date.now() + (opts.waitMs ?? DEFAULT_CLAIM_WAIT_MS);
   let waiting = false;
@@ -104,7 +110,9 @@ export async function claimHostId(
       break;
     }
     if (verdict === 'live' || Date.now() >= deadline) {
-      const fix = opts.stateDir ? `remove ${opts.stateDir}/host_uuid so this agent makes a new id, or pass another --host-id` : 'give this agent another --host-id';
+      const fix = opts.stateDir
+        ? `remove ${opts.stateDir}/host_uuid so this agent makes a new id, or pass another --host-id`
+        : 'give this agent another --host-id';
       throw new HostIdInUseError(
         `host id ${hostId} is in use by a live agent: ${describe(rec!)}. Two agents with one host id would bind ` +
           `and gc each other's ports. If this machine is a clone, ${fix}; if that agent is gone, its record expires with ` +

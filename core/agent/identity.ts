@@ -11,7 +11,9 @@ export function loadOrCreateHostId(stateDir: string, requested?: string): string
   const file = join(stateDir, 'host_uuid');
   let existing: string | undefined;
   try {
-    existing = readFileSync(file, 'utf8').trim().replace(/^host_uuid=/, '');
+    existing = readFileSync(file, 'utf8')
+      .trim()
+      .replace(/^host_uuid=/, '');
   } catch {
     existing = undefined;
   }

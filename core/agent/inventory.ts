@@ -13,7 +13,16 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { plugName } from '../datapath/names.js';
-import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
+import type {
+  Datapath,
+  DesiredBridge,
+  DesiredRouter,
+  Inventory,
+  PlugResult,
+  PlugSpec,
+  PolicyChange,
+  RouterNeighbour,
+} from '../datapath/types.js';
 
 export const INVENTORY_FILE = 'datapath-inventory.json';
 
@@ -205,7 +214,10 @@ export class OwnedDatapath implements Datapath {
     const left = await this.inner.inventory();
     this.reportLeftAlone(left, desired, mine);
     // Router namespaces are listed by their (possibly shortened) namespace suffix; keep entries under both forms.
-    this.inv.retainOnly({ ...left, routers: [...left.routers, ...mine.routers.filter((id) => left.routers.some((r) => id.startsWith(r)))] });
+    this.inv.retainOnly({
+      ...left,
+      routers: [...left.routers, ...mine.routers.filter((id) => left.routers.some((r) => id.startsWith(r)))],
+    });
   }
 
   /** Say once, loudly, what looks like ours but is not provably ours (and therefore stays). */

@@ -97,7 +97,8 @@ export class AgentMetrics {
     for (const op of ['attach', 'detach', 'check', 'gc'] as const) {
       const original = workloads[op].bind(workloads) as (req: never) => Promise<unknown>;
       // The wrapped method keeps the original's signature; TypeScript cannot express "same method" generically.
-      (workloads as unknown as Record<string, (req: never) => Promise<unknown>>)[op] = (req: never) => this.observe(op, () => original(req));
+      (workloads as unknown as Record<string, (req: never) => Promise<unknown>>)[op] = (req: never) =>
+        this.observe(op, () => original(req));
     }
   }
 }

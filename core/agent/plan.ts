@@ -127,7 +127,11 @@ function desiredBridge(view: TopologyView, facts: LocalFacts, bridge: Bridge, po
 
 /** A router instance: a leg per bridge it is linked to, a neighbour per port on those bridges, its routes. */
 function desiredRouter(
-  view: TopologyView, router: Router, rports: Port[], portsById: Map<string, Port>, byBridge: Map<string, Port[]>,
+  view: TopologyView,
+  router: Router,
+  rports: Port[],
+  portsById: Map<string, Port>,
+  byBridge: Map<string, Port[]>,
 ): DesiredRouter {
   const legs: DesiredRouter['legs'] = [];
   const neighbours: NonNullable<DesiredRouter['neighbours']> = [];
@@ -178,7 +182,8 @@ function desiredRouter(
  * re-applied. A workload coming or going changes only the neighbours, and a full apply rewrites the namespace.
  */
 export function neighbourDelta(
-  prev: DesiredRouter | undefined, next: DesiredRouter,
+  prev: DesiredRouter | undefined,
+  next: DesiredRouter,
 ): { add: RouterNeighbour[]; remove: RouterNeighbour[] } | undefined {
   if (!prev || !sameButNeighbours(prev, next)) return undefined;
   const key = (n: RouterNeighbour): string => `${n.ip}|${n.vni}`;

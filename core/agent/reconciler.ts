@@ -8,7 +8,16 @@ import type { Datapath, DesiredBridge, DesiredRouter, PlugResult, PlugSpec } fro
 import { SharedExclusiveLock } from './locks.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import {
-  emptyChange, keysOf, neighbourDelta, planHost, planPolicy, policyDelta, type HostPlan, type HostPolicy, type Pin, type TopologyView,
+  emptyChange,
+  keysOf,
+  neighbourDelta,
+  planHost,
+  planPolicy,
+  policyDelta,
+  type HostPlan,
+  type HostPolicy,
+  type Pin,
+  type TopologyView,
 } from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
@@ -175,7 +184,11 @@ export class Reconciler {
     if (!dp.applyPolicy) return Promise.resolve();
     return this.keyed.run('policy', async () => {
       const plan = this.plan();
-      const next = planPolicy(this.cache, { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() }, plan.bridges.values());
+      const next = planPolicy(
+        this.cache,
+        { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() },
+        plan.bridges.values(),
+      );
       const change = policyDelta(this.policy, next);
       if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
       if (emptyChange(change)) return;

@@ -38,7 +38,8 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
   let tunnelPort: number | undefined;
   if (values['tunnel-port'] !== undefined) {
     tunnelPort = Number(values['tunnel-port']);
-    if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535) throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
+    if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535)
+      throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
   }
   const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
   return {
@@ -75,7 +76,10 @@ export async function runAgentUntilSignal(
       stopping = true;
       interrupted.abort(new Error(sig));
       process.stderr.write(`bees-agent: ${sig}, stopping (the datapath stays up)\n`);
-      void ready.catch(() => undefined).then(() => agent.stop()).finally(resolve);
+      void ready
+        .catch(() => undefined)
+        .then(() => agent.stop())
+        .finally(resolve);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));

@@ -26,7 +26,18 @@ export async function ensureDefaultNetwork(agent: Agent, want: { name: string; s
 }
 
 async function ping(netns: string | undefined, ip: string): Promise<string> {
-  const argv = [...(netns ? ['ip', 'netns', 'exec', netns] : []), 'ping', ip.includes(':') ? '-6' : '-4', '-c', '3', '-i', '0.2', '-W', '1', ip];
+  const argv = [
+    ...(netns ? ['ip', 'netns', 'exec', netns] : []),
+    'ping',
+    ip.includes(':') ? '-6' : '-4',
+    '-c',
+    '3',
+    '-i',
+    '0.2',
+    '-W',
+    '1',
+    ip,
+  ];
   try {
     const { stdout } = await run(argv[0]!, argv.slice(1));
     const rtt = /= [\d.]+\/([\d.]+)\//.exec(stdout)?.[1];

@@ -6,7 +6,15 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { classify } from '../errors.js';
 import { AgentError, type WorkloadApi } from '../workload/api.js';
 import type {
-  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
+  AttachRequest,
+  AttachResult,
+  CheckRequest,
+  CheckResult,
+  DetachRequest,
+  GcRequest,
+  GcResult,
+  StatusResult,
+  WorkloadErrorBody,
 } from '../workload/types.js';
 import type { Workloads } from './workloads.js';
 
@@ -34,8 +42,15 @@ const attachSchema = {
       required: ['subnets'],
       properties: {
         subnets: {
-          type: 'array', minItems: 1, maxItems: 8,
-          items: { type: 'object', additionalProperties: false, required: ['cidr'], properties: { cidr: { type: 'string' }, gateway: { type: 'string' } } },
+          type: 'array',
+          minItems: 1,
+          maxItems: 8,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['cidr'],
+            properties: { cidr: { type: 'string' }, gateway: { type: 'string' } },
+          },
         },
         mtu: { type: 'integer', minimum: 576, maximum: 65535 },
       },
@@ -43,9 +58,12 @@ const attachSchema = {
     ips: { type: 'array', maxItems: 2, items: { type: 'string', maxLength: 64 } },
     mac: { type: 'string', maxLength: 32 },
     portMappings: {
-      type: 'array', maxItems: 1024,
+      type: 'array',
+      maxItems: 1024,
       items: {
-        type: 'object', additionalProperties: false, required: ['hostPort', 'containerPort', 'protocol'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['hostPort', 'containerPort', 'protocol'],
         properties: {
           hostPort: { type: 'integer', minimum: 1, maximum: 65535 },
           containerPort: { type: 'integer', minimum: 1, maximum: 65535 },
@@ -55,10 +73,13 @@ const attachSchema = {
       },
     },
     bandwidth: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
-        ingressRate: { type: 'integer', minimum: 0 }, ingressBurst: { type: 'integer', minimum: 0 },
-        egressRate: { type: 'integer', minimum: 0 }, egressBurst: { type: 'integer', minimum: 0 },
+        ingressRate: { type: 'integer', minimum: 0 },
+        ingressBurst: { type: 'integer', minimum: 0 },
+        egressRate: { type: 'integer', minimum: 0 },
+        egressBurst: { type: 'integer', minimum: 0 },
       },
     },
     labels: { type: 'object', additionalProperties: { type: 'string' } },
@@ -67,18 +88,27 @@ const attachSchema = {
 } as const;
 
 const detachSchema = {
-  type: 'object', additionalProperties: false, required: ['orchestrator', 'workloadId', 'ifname'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['orchestrator', 'workloadId', 'ifname'],
   properties: { ...ref, ...selector, netns: { type: 'string', maxLength: 4096 } },
 } as const;
 
 const gcSchema = {
-  type: 'object', additionalProperties: false, required: ['orchestrator', 'valid'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['orchestrator', 'valid'],
   properties: {
     orchestrator: ref.orchestrator,
     ...selector,
     valid: {
       type: 'array',
-      items: { type: 'object', additionalProperties: false, required: ['workloadId', 'ifname'], properties: { workloadId: { type: 'string' }, ifname: { type: 'string' } } },
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['workloadId', 'ifname'],
+        properties: { workloadId: { type: 'string' }, ifname: { type: 'string' } },
+      },
     },
   },
 } as const;
@@ -95,29 +125,44 @@ const attachResultSchema = {
     bridgeId: { type: 'string' },
     tenantId: { type: 'string' },
     interface: {
-      type: 'object', additionalProperties: false, required: ['name', 'mac', 'mtu', 'sandbox'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['name', 'mac', 'mtu', 'sandbox'],
       properties: { name: { type: 'string' }, mac: { type: 'string' }, mtu: { type: 'integer' }, sandbox: { type: 'string' } },
     },
     hostInterface: {
-      type: 'object', additionalProperties: false, required: ['name', 'mac'], properties: { name: { type: 'string' }, mac: { type: 'string' } },
+      type: 'object',
+      additionalProperties: false,
+      required: ['name', 'mac'],
+      properties: { name: { type: 'string' }, mac: { type: 'string' } },
     },
     peerInterface: { type: 'string' },
     ips: {
       type: 'array',
       items: {
-        type: 'object', additionalProperties: false, required: ['address', 'family'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['address', 'family'],
         properties: { address: { type: 'string' }, gateway: { type: 'string' }, family: { type: 'integer', enum: [4, 6] } },
       },
     },
     routes: {
       type: 'array',
-      items: { type: 'object', additionalProperties: false, required: ['dst'], properties: { dst: { type: 'string' }, gw: { type: 'string' } } },
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['dst'],
+        properties: { dst: { type: 'string' }, gw: { type: 'string' } },
+      },
     },
     dns: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
-        nameservers: { type: 'array', items: { type: 'string' } }, domain: { type: 'string' },
-        search: { type: 'array', items: { type: 'string' } }, options: { type: 'array', items: { type: 'string' } },
+        nameservers: { type: 'array', items: { type: 'string' } },
+        domain: { type: 'string' },
+        search: { type: 'array', items: { type: 'string' } },
+        options: { type: 'array', items: { type: 'string' } },
       },
     },
     mtu: { type: 'integer' },
@@ -127,17 +172,23 @@ const attachResultSchema = {
 const emptyResultSchema = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 const checkResultSchema = {
-  type: 'object', additionalProperties: false, required: ['ok', 'problems'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['ok', 'problems'],
   properties: { ok: { type: 'boolean' }, problems: { type: 'array', items: { type: 'string' } } },
 } as const;
 
 const gcResultSchema = {
-  type: 'object', additionalProperties: false, required: ['removed'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['removed'],
   properties: {
     removed: {
       type: 'array',
       items: {
-        type: 'object', additionalProperties: false, required: ['orchestrator', 'workloadId', 'ifname'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['orchestrator', 'workloadId', 'ifname'],
         properties: { orchestrator: ref.orchestrator, workloadId: { type: 'string' }, ifname: { type: 'string' } },
       },
     },
@@ -145,7 +196,9 @@ const gcResultSchema = {
 } as const;
 
 const statusResultSchema = {
-  type: 'object', additionalProperties: false, required: ['ready', 'hostId', 'store'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['ready', 'hostId', 'store'],
   properties: { ready: { type: 'boolean' }, hostId: { type: 'string' }, store: { type: 'string' }, reason: { type: 'string' } },
 } as const;
 
@@ -156,10 +209,14 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 // The protocol's types (core/workload/types.ts, read by every client) and the schemas the server checks and
 // serialises with must say the same thing: each line fails to compile when the two drift apart.
 const agree: [
-  Same<FromSchema<typeof attachSchema>, AttachRequest>, Same<FromSchema<typeof detachSchema>, DetachRequest>,
-  Same<FromSchema<typeof checkSchema>, CheckRequest>, Same<FromSchema<typeof gcSchema>, GcRequest>,
-  Same<FromSchema<typeof attachResultSchema>, AttachResult>, Same<FromSchema<typeof checkResultSchema>, CheckResult>,
-  Same<FromSchema<typeof gcResultSchema>, GcResult>, Same<FromSchema<typeof statusResultSchema>, StatusResult>,
+  Same<FromSchema<typeof attachSchema>, AttachRequest>,
+  Same<FromSchema<typeof detachSchema>, DetachRequest>,
+  Same<FromSchema<typeof checkSchema>, CheckRequest>,
+  Same<FromSchema<typeof gcSchema>, GcRequest>,
+  Same<FromSchema<typeof attachResultSchema>, AttachResult>,
+  Same<FromSchema<typeof checkResultSchema>, CheckResult>,
+  Same<FromSchema<typeof gcResultSchema>, GcResult>,
+  Same<FromSchema<typeof statusResultSchema>, StatusResult>,
 ] = [true, true, true, true, true, true, true, true];
 void agree;
 
@@ -185,7 +242,10 @@ const checkSchema = { ...detachSchema, required: ['orchestrator', 'workloadId', 
 export class InProcessWorkloadApi implements WorkloadApi {
   private readonly ajv = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: false });
   private readonly valid = {
-    attach: this.ajv.compile(attachSchema), detach: this.ajv.compile(detachSchema), check: this.ajv.compile(checkSchema), gc: this.ajv.compile(gcSchema),
+    attach: this.ajv.compile(attachSchema),
+    detach: this.ajv.compile(detachSchema),
+    check: this.ajv.compile(checkSchema),
+    gc: this.ajv.compile(gcSchema),
   };
 
   constructor(private readonly workloads: Workloads) {}
@@ -208,11 +268,24 @@ export class InProcessWorkloadApi implements WorkloadApi {
     }
   }
 
-  attach(req: AttachRequest) { return this.call('attach', req, () => this.workloads.attach(req)); }
-  detach(req: DetachRequest) { return this.call('detach', req, async () => { await this.workloads.detach(req); return {}; }); }
-  check(req: CheckRequest) { return this.call('check', req, () => this.workloads.check(req)); }
-  gc(req: GcRequest) { return this.call('gc', req, () => this.workloads.gc(req)); }
-  status() { return this.call(undefined, undefined, async () => this.workloads.status()); }
+  attach(req: AttachRequest) {
+    return this.call('attach', req, () => this.workloads.attach(req));
+  }
+  detach(req: DetachRequest) {
+    return this.call('detach', req, async () => {
+      await this.workloads.detach(req);
+      return {};
+    });
+  }
+  check(req: CheckRequest) {
+    return this.call('check', req, () => this.workloads.check(req));
+  }
+  gc(req: GcRequest) {
+    return this.call('gc', req, () => this.workloads.gc(req));
+  }
+  status() {
+    return this.call(undefined, undefined, async () => this.workloads.status());
+  }
 }
 
 export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadRoutes[] = []): FastifyInstance {
@@ -223,17 +296,23 @@ export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadR
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: `no such workload API call: ${req.method} ${req.url}`, code: 'not_found' } satisfies WorkloadErrorBody);
+    void reply
+      .code(404)
+      .send({ error: `no such workload API call: ${req.method} ${req.url}`, code: 'not_found' } satisfies WorkloadErrorBody);
   });
   // Bodies and answers typed from the schemas: the handlers get what validation let through, and must return
   // what the response schema serialises.
   const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
-  typed.post('/v1/attach', { schema: { body: attachSchema, response: { 200: attachResultSchema } } }, async (req) => workloads.attach(req.body));
+  typed.post('/v1/attach', { schema: { body: attachSchema, response: { 200: attachResultSchema } } }, async (req) =>
+    workloads.attach(req.body),
+  );
   typed.post('/v1/detach', { schema: { body: detachSchema, response: { 200: emptyResultSchema } } }, async (req) => {
     await workloads.detach(req.body);
     return {};
   });
-  typed.post('/v1/check', { schema: { body: checkSchema, response: { 200: checkResultSchema } } }, async (req) => workloads.check(req.body));
+  typed.post('/v1/check', { schema: { body: checkSchema, response: { 200: checkResultSchema } } }, async (req) =>
+    workloads.check(req.body),
+  );
   typed.post('/v1/gc', { schema: { body: gcSchema, response: { 200: gcResultSchema } } }, async (req) => workloads.gc(req.body));
   typed.get('/v1/status', { schema: { response: { 200: statusResultSchema } } }, async () => workloads.status());
   const api = new InProcessWorkloadApi(workloads);

@@ -14,7 +14,15 @@ import type { Topology } from '../topology/service.js';
 import { DEFAULT_TENANT } from '../topology/service.js';
 import { TopologyError } from '../topology/errors.js';
 import type {
-  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, PortMapping, StatusResult,
+  AttachRequest,
+  AttachResult,
+  CheckRequest,
+  CheckResult,
+  DetachRequest,
+  GcRequest,
+  GcResult,
+  PortMapping,
+  StatusResult,
   WorkloadRef,
 } from '../workload/types.js';
 import type { PlugSpec } from '../datapath/types.js';
@@ -107,7 +115,7 @@ export class Workloads {
     let created = false;
     try {
       addresses = await tr.phase('ipam', () => ipam.allocate(bridge, owner, req.ifname, requested.length ? { requested } : {}));
-      const mac = req.mac ? normalizeMac(req.mac) : existing?.mac ?? macFor(portId);
+      const mac = req.mac ? normalizeMac(req.mac) : (existing?.mac ?? macFor(portId));
       const ips = addresses.map((a) => a.address);
       const labels = { ...(req.labels ?? {}) };
       // The port is recorded already up: one store write on the attach path instead of two. The reconciler pins
@@ -115,11 +123,29 @@ export class Workloads {
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
       // A new port is recorded while the interface is made (the store write and the processes overlap); attach
       // returns once both are done, and a failure of either undoes both below.
-      const record = existing ? Promise.resolve() : tr.phase('createPort', () => topology.create('Port', {
-        id: portId, type: 'bridge', bridgeId: bridge.id, mac, ips,
-        hostId, interfaceName: hostIfname, owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
-        adminStateUp: true, status: 'up', portSecurity: true, portGroupIds: [], options: labels,
-      })).then(() => { created = true; });
+      const record = existing
+        ? Promise.resolve()
+        : tr
+            .phase('createPort', () =>
+              topology.create('Port', {
+                id: portId,
+                type: 'bridge',
+                bridgeId: bridge.id,
+                mac,
+                ips,
+                hostId,
+                interfaceName: hostIfname,
+                owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
+                adminStateUp: true,
+                status: 'up',
+                portSecurity: true,
+                portGroupIds: [],
+                options: labels,
+              }),
+            )
+            .then(() => {
+              created = true;
+            });
       const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr), record]);
       if (p.status === 'rejected') {
         await record.catch(() => undefined);
@@ -127,8 +153,14 @@ export class Workloads {
       }
       if (r.status === 'rejected') throw r.reason;
       const plugged = p.value;
-      if (existing && (existing.hostId !== hostId || existing.mac !== mac || existing.interfaceName !== hostIfname ||
-          existing.ips.join() !== ips.join() || existing.status !== 'up')) {
+      if (
+        existing &&
+        (existing.hostId !== hostId ||
+          existing.mac !== mac ||
+          existing.interfaceName !== hostIfname ||
+          existing.ips.join() !== ips.join() ||
+          existing.status !== 'up')
+      ) {
         // Re-binding (the workload moved here, or an earlier attach stopped half-way): the port follows it.
         await topology.update('Port', portId, { hostId, mac, ips, interfaceName: hostIfname, options: labels, status: 'up' });
       }
@@ -155,9 +187,17 @@ export class Workloads {
     const ip = addresses.find((a) => a.family === 4)?.address;
     if (mappings.length > 0 && !ip) throw invalid('portMappings need an IPv4 address on the port', 'portMappings');
     try {
-      await publishPorts(undefined, portId, mappings.map((m) => ({
-        protocol: m.protocol, hostPort: m.hostPort, port: m.containerPort, ip: ip!, ...(m.hostIP ? { hostIP: m.hostIP } : {}),
-      })));
+      await publishPorts(
+        undefined,
+        portId,
+        mappings.map((m) => ({
+          protocol: m.protocol,
+          hostPort: m.hostPort,
+          port: m.containerPort,
+          ip: ip!,
+          ...(m.hostIP ? { hostIP: m.hostIP } : {}),
+        })),
+      );
     } catch (e) {
       if (e instanceof PortMapError) throw new TopologyError(e.kind, e.message, 'portMappings');
       throw e;
@@ -186,7 +226,14 @@ export class Workloads {
     return bridge.mtu ?? this.d.reconciler.plan().bridges.get(bridge.id)?.mtu ?? this.d.reconciler.underlayMtu - 50;
   }
 
-  private result(bridge: Bridge, portId: string, req: AttachRequest, spec: PlugSpec, hostIfname: string, addresses: IpamResult[]): AttachResult {
+  private result(
+    bridge: Bridge,
+    portId: string,
+    req: AttachRequest,
+    spec: PlugSpec,
+    hostIfname: string,
+    addresses: IpamResult[],
+  ): AttachResult {
     const routes = (spec.gateways ?? []).map((gw) => ({ dst: parseIp(gw).family === 4 ? '0.0.0.0/0' : '::/0', gw }));
     return {
       portId,
@@ -194,7 +241,11 @@ export class Workloads {
       tenantId: bridge.tenantId,
       interface: { name: req.ifname, mac: spec.mac, mtu: spec.mtu ?? 1450, sandbox: req.netns ?? '' },
       hostInterface: { name: hostIfname, mac: '' },
-      ips: addresses.map((a) => ({ address: `${a.address}/${a.prefixLength}`, ...(a.gateway && !bridge.internal ? { gateway: a.gateway } : {}), family: a.family })),
+      ips: addresses.map((a) => ({
+        address: `${a.address}/${a.prefixLength}`,
+        ...(a.gateway && !bridge.internal ? { gateway: a.gateway } : {}),
+        family: a.family,
+      })),
       routes,
       mtu: spec.mtu ?? 1450,
     };
@@ -240,7 +291,8 @@ export class Workloads {
     } catch (e) {
       if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
     }
-    if (port.owner && port.bridgeId) await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
+    if (port.owner && port.bridgeId)
+      await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
     this.d.reconciler.trigger();
   }
 
@@ -251,10 +303,24 @@ export class Workloads {
    */
   private async detachOffline(req: DetachRequest, tr: Trace): Promise<void> {
     const owner = ownerKey(req);
-    const bridges = req.network ? new Set(this.d.cache.list('Bridge').filter((b) => b.name === req.network).map((b) => b.id)) : undefined;
-    const ports = this.d.cache.list('Port').filter((p) =>
-      p.hostId === this.d.hostId && p.owner && ownerKey(p.owner) === owner && p.owner.ifname === req.ifname &&
-      (!bridges || bridges.size === 0 || bridges.has(p.bridgeId ?? '')));
+    const bridges = req.network
+      ? new Set(
+          this.d.cache
+            .list('Bridge')
+            .filter((b) => b.name === req.network)
+            .map((b) => b.id),
+        )
+      : undefined;
+    const ports = this.d.cache
+      .list('Port')
+      .filter(
+        (p) =>
+          p.hostId === this.d.hostId &&
+          p.owner &&
+          ownerKey(p.owner) === owner &&
+          p.owner.ifname === req.ifname &&
+          (!bridges || bridges.size === 0 || bridges.has(p.bridgeId ?? '')),
+      );
     for (const port of ports) {
       await this.serialised(port.id, async () => {
         await Promise.all([
@@ -262,15 +328,17 @@ export class Workloads {
           port.interfaceName ? tr.phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
         ]);
       });
-      this.defer(`port ${port.id} of ${owner}`, () => this.serialised(port.id, async () => {
-        try {
-          await this.d.topology.delete('Port', port.id);
-        } catch (e) {
-          if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
-        }
-        if (port.bridgeId) await this.d.ipam.release(port.bridgeId, owner, req.ifname);
-        this.d.reconciler.trigger();
-      }));
+      this.defer(`port ${port.id} of ${owner}`, () =>
+        this.serialised(port.id, async () => {
+          try {
+            await this.d.topology.delete('Port', port.id);
+          } catch (e) {
+            if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+          }
+          if (port.bridgeId) await this.d.ipam.release(port.bridgeId, owner, req.ifname);
+          this.d.reconciler.trigger();
+        }),
+      );
     }
     // Unknown to the cache (an attach that died before recording its port): the whole detach, store side only.
     if (ports.length === 0) {
@@ -327,7 +395,9 @@ export class Workloads {
       }
     }
     const ports = await this.d.topology.list('Port', { hostId: this.d.hostId });
-    return ports.filter((p) => p.owner && p.owner.orchestrator === ref.orchestrator && p.owner.workloadId === ref.workloadId && p.owner.ifname === ref.ifname);
+    return ports.filter(
+      (p) => p.owner && p.owner.orchestrator === ref.orchestrator && p.owner.workloadId === ref.workloadId && p.owner.ifname === ref.ifname,
+    );
   }
 
   async check(req: CheckRequest): Promise<CheckResult> {
@@ -338,10 +408,18 @@ export class Workloads {
     for (const port of ports) {
       const bridge = this.d.cache.get('Bridge', port.bridgeId ?? '') ?? (await this.d.topology.get('Bridge', port.bridgeId!));
       if (port.hostId !== this.d.hostId) problems.push(`port ${port.id} is bound to host ${port.hostId ?? 'none'}, not this host`);
-      const held = (await this.d.ipam.allocations(bridge.id)).filter((a) => a.owner === ownerKey(req) && a.ifname === req.ifname).map((a) => a.address);
+      const held = (await this.d.ipam.allocations(bridge.id))
+        .filter((a) => a.owner === ownerKey(req) && a.ifname === req.ifname)
+        .map((a) => a.address);
       for (const ip of port.ips) if (!held.includes(bareIp(ip))) problems.push(`address ${ip} is no longer reserved for ${ownerKey(req)}`);
       const addresses = addressesOf(bridge, port.ips);
-      const spec = this.plugSpec(withoutTenant({ ...req, network: bridge.id }), bridge, port.interfaceName ?? hostIfnameOf(port.id), port.mac, addresses);
+      const spec = this.plugSpec(
+        withoutTenant({ ...req, network: bridge.id }),
+        bridge,
+        port.interfaceName ?? hostIfnameOf(port.id),
+        port.mac,
+        addresses,
+      );
       problems.push(...(await this.d.reconciler.checkPlug(spec)));
     }
     return { ok: problems.length === 0, problems };
@@ -374,7 +452,8 @@ export class Workloads {
     }, bridgeFilter);
     for (const f of freed) {
       const workloadId = f.owner.slice(prefix.length);
-      if (!removed.some((r) => r.workloadId === workloadId && r.ifname === f.ifname)) removed.push({ orchestrator: req.orchestrator, workloadId, ifname: f.ifname });
+      if (!removed.some((r) => r.workloadId === workloadId && r.ifname === f.ifname))
+        removed.push({ orchestrator: req.orchestrator, workloadId, ifname: f.ifname });
     }
     return { removed };
   }
@@ -392,7 +471,10 @@ export class Workloads {
       const t = await this.d.topology.ensureTenant(tenant);
       try {
         bridge = await this.d.topology.create('Bridge', {
-          tenantId: t.id, name: req.network, subnets: req.create.subnets, ...(req.create.mtu ? { mtu: req.create.mtu } : {}),
+          tenantId: t.id,
+          name: req.network,
+          subnets: req.create.subnets,
+          ...(req.create.mtu ? { mtu: req.create.mtu } : {}),
         });
       } catch (e) {
         // Another host created it first.

@@ -47,14 +47,21 @@ function parseEndpoint(endpoint: string): Target {
     return { socketPath };
   }
   const m = /^(tcp|http|https):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(endpoint);
-  if (!m) throw new TopologyError('invalid', `API endpoint ${JSON.stringify(endpoint)} is neither unix:/path, tcp://host:port nor https://host:port`);
+  if (!m)
+    throw new TopologyError(
+      'invalid',
+      `API endpoint ${JSON.stringify(endpoint)} is neither unix:/path, tcp://host:port nor https://host:port`,
+    );
   return { host: m[2]!.replace(/^\[|\]$/g, ''), port: Number(m[3]), tls: m[1] === 'https' };
 }
 
 export class ApiClient {
   private readonly target: Target;
 
-  constructor(readonly endpoint: string = DEFAULT_API, private readonly opts: ApiClientOptions = {}) {
+  constructor(
+    readonly endpoint: string = DEFAULT_API,
+    private readonly opts: ApiClientOptions = {},
+  ) {
     this.target = parseEndpoint(endpoint);
   }
 
@@ -85,14 +92,19 @@ export class ApiClient {
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) return resolve(parsed as T);
           const e = (parsed ?? {}) as Partial<ApiErrorBody>;
-          const code = typeof e.error === 'string' && ['invalid', 'not_found', 'conflict', 'exhausted', 'unavailable'].includes(e.error)
-            ? (e.error as TopologyErrorCode) : codeOf(status);
+          const code =
+            typeof e.error === 'string' && ['invalid', 'not_found', 'conflict', 'exhausted', 'unavailable'].includes(e.error)
+              ? (e.error as TopologyErrorCode)
+              : codeOf(status);
           reject(new ApiError(code, e.message ?? `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`, status, e.field, e.id));
         });
       };
-      const req = 'socketPath' in t ? http.request({ ...common, socketPath: t.socketPath }, onResponse)
-        : t.tls ? https.request({ ...common, host: t.host, port: t.port, ...(this.opts.ca ? { ca: this.opts.ca } : {}) }, onResponse)
-          : http.request({ ...common, host: t.host, port: t.port }, onResponse);
+      const req =
+        'socketPath' in t
+          ? http.request({ ...common, socketPath: t.socketPath }, onResponse)
+          : t.tls
+            ? https.request({ ...common, host: t.host, port: t.port, ...(this.opts.ca ? { ca: this.opts.ca } : {}) }, onResponse)
+            : http.request({ ...common, host: t.host, port: t.port }, onResponse);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.opts.timeoutMs ?? 30_000} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
         const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is the API running?' : err.message;

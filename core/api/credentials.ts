@@ -48,14 +48,19 @@ export interface ServerSecrets {
 /** A server's token, read-only token and TLS pair: files first, then the environment. */
 export function serverSecrets(args: ServerSecretArgs, env: NodeJS.ProcessEnv): ServerSecrets {
   const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile) : env[ENV.token] || undefined;
-  const readToken = args.readTokenFile !== undefined ? readTokenFile(args.readTokenFile, 'read token file') : env[ENV.readToken] || undefined;
+  const readToken =
+    args.readTokenFile !== undefined ? readTokenFile(args.readTokenFile, 'read token file') : env[ENV.readToken] || undefined;
   if (!!args.tlsCert !== !!args.tlsKey) throw new Error('--tls-cert and --tls-key go together');
-  const tls = args.tlsCert && args.tlsKey ? { cert: readPem(args.tlsCert, 'TLS certificate'), key: readPem(args.tlsKey, 'TLS key') } : undefined;
+  const tls =
+    args.tlsCert && args.tlsKey ? { cert: readPem(args.tlsCert, 'TLS certificate'), key: readPem(args.tlsKey, 'TLS key') } : undefined;
   return { ...(token ? { token } : {}), ...(readToken ? { readToken } : {}), ...(tls ? { tls } : {}) };
 }
 
 /** A client's token and CA: --token-file, then $BEES_API_TOKEN; --ca FILE, then $BEES_API_CA (a file). */
-export function clientSecrets(args: { tokenFile?: string | undefined; ca?: string | undefined }, env: NodeJS.ProcessEnv): { token?: string; ca?: Buffer } {
+export function clientSecrets(
+  args: { tokenFile?: string | undefined; ca?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): { token?: string; ca?: Buffer } {
   const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile) : env[ENV.token] || undefined;
   const caFile = args.ca ?? (env[ENV.ca] || undefined);
   const ca = caFile ? readPem(caFile, 'CA file') : undefined;

@@ -61,7 +61,9 @@ export async function listen(app: FastifyInstance, endpoint: string): Promise<st
   const host = m[2]!.replace(/^\[|\]$/g, '');
   if (m[1] === 'https' && !guard.tls) throw new Error(`listen: ${endpoint}: https needs a certificate and key (--tls-cert, --tls-key)`);
   if (!isLoopback(host) && !(guard.tls && guard.token)) {
-    const missing = [guard.tls ? '' : 'TLS (--tls-cert, --tls-key)', guard.token ? '' : 'a token (--token-file or $BEES_API_TOKEN)'].filter(Boolean).join(' and ');
+    const missing = [guard.tls ? '' : 'TLS (--tls-cert, --tls-key)', guard.token ? '' : 'a token (--token-file or $BEES_API_TOKEN)']
+      .filter(Boolean)
+      .join(' and ');
     throw new Error(`listen: refusing ${endpoint}: a TCP listener beyond loopback needs TLS and a token; missing ${missing}`);
   }
   await app.listen({ host, port: Number(m[3]) });
@@ -81,7 +83,10 @@ async function exists(file: string): Promise<boolean> {
 function answers(file: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(file);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }

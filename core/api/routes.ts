@@ -39,7 +39,8 @@ export interface RouteContext {
 const idParams: JsonSchema = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } };
 const errorRef = { $ref: '#/components/schemas/Error' };
 export const ERROR_SCHEMA: JsonSchema = {
-  type: 'object', required: ['error', 'message'],
+  type: 'object',
+  required: ['error', 'message'],
   properties: { error: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' }, id: { type: 'string' } },
 };
 export { errorRef };
@@ -57,34 +58,56 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
   const { topology } = ctx;
   return [
     {
-      method: 'GET', url: base, operationId: `list${kind}`, summary: `List ${kind} objects (filters: equality on fields)`, tag: kind,
+      method: 'GET',
+      url: base,
+      operationId: `list${kind}`,
+      summary: `List ${kind} objects (filters: equality on fields)`,
+      tag: kind,
       schema: { querystring: filterSchema(kind) },
       success: { status: 200, schema: { type: 'array', items: object }, description: `${kind} objects` },
       handler: ({ query }) => topology.list(kind, query),
     },
     {
-      method: 'POST', url: base, operationId: `create${kind}`, summary: `Create a ${kind}`, tag: kind,
+      method: 'POST',
+      url: base,
+      operationId: `create${kind}`,
+      summary: `Create a ${kind}`,
+      tag: kind,
       schema: { body: SCHEMAS[kind].create },
       success: { status: 201, schema: object, description: `The created ${kind}` },
       handler: ({ body }) => topology.create(kind, body),
     },
     {
-      method: 'GET', url: `${base}/:id`, operationId: `get${kind}`, summary: `Get a ${kind}`, tag: kind,
+      method: 'GET',
+      url: `${base}/:id`,
+      operationId: `get${kind}`,
+      summary: `Get a ${kind}`,
+      tag: kind,
       schema: { params: idParams },
       success: { status: 200, schema: object, description: `The ${kind}` },
       handler: ({ params }) => topology.get(kind, params.id!),
     },
     {
-      method: 'PATCH', url: `${base}/:id`, operationId: `update${kind}`, summary: `Update a ${kind} (merge patch: null clears a field)`, tag: kind,
+      method: 'PATCH',
+      url: `${base}/:id`,
+      operationId: `update${kind}`,
+      summary: `Update a ${kind} (merge patch: null clears a field)`,
+      tag: kind,
       schema: { params: idParams, body: SCHEMAS[kind].patch },
       success: { status: 200, schema: object, description: `The updated ${kind}` },
       handler: ({ params, body }) => topology.update(kind, params.id!, body),
     },
     {
-      method: 'DELETE', url: `${base}/:id`, operationId: `delete${kind}`, summary: `Delete a ${kind} (409 while referenced)`, tag: kind,
+      method: 'DELETE',
+      url: `${base}/:id`,
+      operationId: `delete${kind}`,
+      summary: `Delete a ${kind} (409 while referenced)`,
+      tag: kind,
       schema: { params: idParams },
       success: { status: 204, description: 'Deleted' },
-      handler: async ({ params }) => { await topology.delete(kind, params.id!); },
+      handler: async ({ params }) => {
+        await topology.delete(kind, params.id!);
+      },
     },
   ];
 }
@@ -92,19 +115,31 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
 export function apiRoutes(ctx: RouteContext): ApiRoute[] {
   const { topology, store } = ctx;
   const linkBody: JsonSchema = {
-    type: 'object', additionalProperties: false, required: ['bridgeId'],
-    properties: { bridgeId: idSchema, address: { type: 'string', minLength: 4, maxLength: 68, description: 'Router address in CIDR form' } },
+    type: 'object',
+    additionalProperties: false,
+    required: ['bridgeId'],
+    properties: {
+      bridgeId: idSchema,
+      address: { type: 'string', minLength: 4, maxLength: 68, description: 'Router address in CIDR form' },
+    },
   };
   return [
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
     ...securityGroupRoutes(topology),
     {
-      method: 'POST', url: '/v1/routers/:id/attach', operationId: 'attachRouter', tag: 'Router',
+      method: 'POST',
+      url: '/v1/routers/:id/attach',
+      operationId: 'attachRouter',
+      tag: 'Router',
       summary: 'Link a router to a bridge: router port with the gateway address, peered bridge port, routes to the bridge subnets',
       schema: { params: idParams, body: linkBody },
       success: {
-        status: 200, description: 'The two ports of the link',
-        schema: { type: 'object', properties: { routerPort: { $ref: '#/components/schemas/Port' }, bridgePort: { $ref: '#/components/schemas/Port' } } },
+        status: 200,
+        description: 'The two ports of the link',
+        schema: {
+          type: 'object',
+          properties: { routerPort: { $ref: '#/components/schemas/Port' }, bridgePort: { $ref: '#/components/schemas/Port' } },
+        },
       },
       handler: ({ params, body }) => {
         const b = body as { bridgeId: string; address?: string };
@@ -112,21 +147,36 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       },
     },
     {
-      method: 'POST', url: '/v1/routers/:id/detach', operationId: 'detachRouter', tag: 'Router',
+      method: 'POST',
+      url: '/v1/routers/:id/detach',
+      operationId: 'detachRouter',
+      tag: 'Router',
       summary: 'Remove the link between a router and a bridge',
       schema: { params: idParams, body: { ...linkBody, properties: { bridgeId: idSchema } } },
       success: { status: 204, description: 'Detached' },
-      handler: async ({ params, body }) => { await topology.detachRouter(params.id!, (body as { bridgeId: string }).bridgeId); },
+      handler: async ({ params, body }) => {
+        await topology.detachRouter(params.id!, (body as { bridgeId: string }).bridgeId);
+      },
     },
     {
-      method: 'POST', url: '/v1/trace', operationId: 'trace', tag: 'Trace',
+      method: 'POST',
+      url: '/v1/trace',
+      operationId: 'trace',
+      tag: 'Trace',
       summary: 'What the chains do with a packet between two workloads (the simulator over the stored topology)',
       schema: { body: TRACE_BODY },
-      success: { status: 200, description: 'Every chain and rule met by the request and its reply, and the verdicts', schema: { type: 'object', additionalProperties: true } },
+      success: {
+        status: 200,
+        description: 'Every chain and rule met by the request and its reply, and the verdicts',
+        schema: { type: 'object', additionalProperties: true },
+      },
       handler: ({ body }) => trace(topology, body as TraceRequest),
     },
     {
-      method: 'GET', url: '/v1/liveness/hosts', operationId: 'hostLiveness', tag: 'Host',
+      method: 'GET',
+      url: '/v1/liveness/hosts',
+      operationId: 'hostLiveness',
+      tag: 'Host',
       summary: 'Live hosts: the ephemeral records agents hold in the store, by host id',
       schema: {},
       success: { status: 200, description: 'host id -> record', schema: { type: 'object', additionalProperties: true } },
@@ -136,16 +186,24 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       },
     },
     {
-      method: 'GET', url: '/v1/status', operationId: 'status', tag: 'Status',
+      method: 'GET',
+      url: '/v1/status',
+      operationId: 'status',
+      tag: 'Status',
       summary: 'Store URL, whether it answers, and object counts',
       schema: {},
       success: {
-        status: 200, description: 'Status',
+        status: 200,
+        description: 'Status',
         schema: {
           type: 'object',
           properties: {
-            store: { type: 'string' }, reachable: { type: 'boolean' }, error: { type: 'string' }, lastSeq: { type: 'integer' },
-            counts: { type: 'object', additionalProperties: { type: 'integer' } }, version: { type: 'string' },
+            store: { type: 'string' },
+            reachable: { type: 'boolean' },
+            error: { type: 'string' },
+            lastSeq: { type: 'integer' },
+            counts: { type: 'object', additionalProperties: { type: 'integer' } },
+            version: { type: 'string' },
           },
         },
       },
@@ -155,7 +213,9 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
 }
 
 const TRACE_BODY: JsonSchema = {
-  type: 'object', additionalProperties: false, required: ['src', 'dst'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['src', 'dst'],
   properties: {
     src: { type: 'string', minLength: 1, maxLength: 200, description: 'Port id, workload address or workload id' },
     dst: { type: 'string', minLength: 1, maxLength: 200, description: 'Port id, workload address or workload id' },
@@ -167,7 +227,11 @@ const TRACE_BODY: JsonSchema = {
 
 async function trace(topology: Topology, req: TraceRequest): Promise<TraceResult> {
   const [ports, bridges, chains, rules, ipAddrGroups] = await Promise.all([
-    topology.list('Port'), topology.list('Bridge'), topology.list('Chain'), topology.list('Rule'), topology.list('IpAddrGroup'),
+    topology.list('Port'),
+    topology.list('Bridge'),
+    topology.list('Chain'),
+    topology.list('Rule'),
+    topology.list('IpAddrGroup'),
   ]);
   try {
     return traceTopology({ ports, bridges, chains, rules, ipAddrGroups }, req);
@@ -200,6 +264,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
   ]);
 }

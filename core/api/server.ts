@@ -46,7 +46,6 @@ function sameToken(given: string, want: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-
 /** Reads methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -77,14 +76,20 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   checkToken('token', opts.token);
   checkToken('read token', opts.readToken);
   if (opts.token !== undefined && opts.token === opts.readToken) throw new Error('the read-only token must differ from the full token');
-  const base = { logger: opts.logger ?? false, bodyLimit: opts.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
+  const base = {
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    return503OnClosing: true,
     // Keep-alive clients must not hold a closing server open.
     forceCloseConnections: true,
     // Ids may be 256 characters (idSchema), percent-encoded in a path up to three times that; fastify's default of
     // 100 answered 414 for an object the API had just created.
-    routerOptions: { maxParamLength: 1024 } };
+    routerOptions: { maxParamLength: 1024 },
+  };
   // The https variant has its own overload; the app is used the same way afterwards.
-  const app = (opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base)) as unknown as FastifyInstance;
+  const app = (opts.tls
+    ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } })
+    : Fastify(base)) as unknown as FastifyInstance;
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
   setListenGuard(app, guard);
   // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".

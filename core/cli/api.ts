@@ -15,15 +15,32 @@ const api: Command = {
   --tls-cert FILE         serve HTTPS with this certificate (PEM), with --tls-key FILE its key
   --log                   log every request (fastify/pino JSON on stdout)`,
   async run(args, io) {
-    const { values } = parse(api, args, {
-      store: { type: 'string' }, listen: { type: 'string' }, log: { type: 'boolean' },
-      'read-token-file': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
-    }, { min: 0, max: 0 });
+    const { values } = parse(
+      api,
+      args,
+      {
+        store: { type: 'string' },
+        listen: { type: 'string' },
+        log: { type: 'boolean' },
+        'read-token-file': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
     if (!values.store) throw new CliError('api: --store URL is required', 2);
     if (!values.listen) throw new CliError('api: --listen unix:PATH|tcp://HOST:PORT is required', 2);
     let secrets;
     try {
-      secrets = serverSecrets({ tokenFile: values['token-file'], readTokenFile: values['read-token-file'], tlsCert: values['tls-cert'], tlsKey: values['tls-key'] }, io.env);
+      secrets = serverSecrets(
+        {
+          tokenFile: values['token-file'],
+          readTokenFile: values['read-token-file'],
+          tlsCert: values['tls-cert'],
+          tlsKey: values['tls-key'],
+        },
+        io.env,
+      );
     } catch (err) {
       throw new CliError(`api: ${(err as Error).message}`, 2);
     }
@@ -41,7 +58,8 @@ const api: Command = {
       await store.close();
       throw new CliError((err as Error).message);
     }
-    if (!where.startsWith('unix:') && !secrets.token && !secrets.readToken) io.err('bees api: warning: TCP listener without a token: anyone on this machine can change the topology\n');
+    if (!where.startsWith('unix:') && !secrets.token && !secrets.readToken)
+      io.err('bees api: warning: TCP listener without a token: anyone on this machine can change the topology\n');
     io.err(`bees api: listening on ${where} (store ${store.url})\n`);
     process.on('unhandledRejection', (err) => io.err(`bees api: unhandled: ${(err as Error)?.stack ?? String(err)}\n`));
     await new Promise<void>((resolve) => {

@@ -9,11 +9,24 @@ const ls: Command = {
     const { values } = parse(ls, args, {}, { min: 0, max: 0 });
     const api = apiClient(values, io);
     const [hosts, alive, ports] = await Promise.all([api.list('Host'), api.hostLiveness(), api.list('Port')]);
-    if (values.json) return printJson(io, hosts.map((h) => ({ ...h, alive: h.id in alive })));
-    io.out(table(['NAME', 'ID', 'ADDRESSES', 'TUNNEL PORT', 'PORTS', 'ALIVE'], hosts.map((h) => [
-      h.name, h.id, h.addresses.join(',') || '-', String(h.tunnelPort), String(ports.filter((p) => p.hostId === h.id).length),
-      h.id in alive ? 'yes' : 'no',
-    ])));
+    if (values.json)
+      return printJson(
+        io,
+        hosts.map((h) => ({ ...h, alive: h.id in alive })),
+      );
+    io.out(
+      table(
+        ['NAME', 'ID', 'ADDRESSES', 'TUNNEL PORT', 'PORTS', 'ALIVE'],
+        hosts.map((h) => [
+          h.name,
+          h.id,
+          h.addresses.join(',') || '-',
+          String(h.tunnelPort),
+          String(ports.filter((p) => p.hostId === h.id).length),
+          h.id in alive ? 'yes' : 'no',
+        ]),
+      ),
+    );
   },
 };
 

@@ -17,10 +17,19 @@ const create: Command = {
   --mtu N          workload MTU (default: underlay MTU minus VXLAN overhead)
   --vni N          VXLAN network identifier (default: lowest free)`,
   async run(args, io) {
-    const { values, positionals } = parse(create, args, {
-      ...tenantOpt, subnet: { type: 'string' }, subnet6: { type: 'string' }, gateway: { type: 'string' },
-      mtu: { type: 'string' }, vni: { type: 'string' },
-    }, { min: 1, max: 1 });
+    const { values, positionals } = parse(
+      create,
+      args,
+      {
+        ...tenantOpt,
+        subnet: { type: 'string' },
+        subnet6: { type: 'string' },
+        gateway: { type: 'string' },
+        mtu: { type: 'string' },
+        vni: { type: 'string' },
+      },
+      { min: 1, max: 1 },
+    );
     const subnets: Subnet[] = [];
     if (values.subnet) subnets.push({ cidr: values.subnet });
     if (values.subnet6) subnets.push({ cidr: values.subnet6 });
@@ -35,8 +44,11 @@ const create: Command = {
     const vni = intOption('vni', values.vni);
     const api = apiClient(values, io);
     const bridge = await api.create('Bridge', {
-      name: positionals[0]!, tenant: values.tenant ?? 'default', subnets,
-      ...(mtu !== undefined ? { mtu } : {}), ...(vni !== undefined ? { tunnelKey: vni } : {}),
+      name: positionals[0]!,
+      tenant: values.tenant ?? 'default',
+      subnets,
+      ...(mtu !== undefined ? { mtu } : {}),
+      ...(vni !== undefined ? { tunnelKey: vni } : {}),
     });
     if (values.json) printJson(io, bridge);
     else io.out(`${bridge.id}\n`);
@@ -45,8 +57,12 @@ const create: Command = {
 
 function row(b: Bridge, tenants: Map<string, string>): string[] {
   return [
-    b.name, tenants.get(b.tenantId) ?? b.tenantId, b.id, String(b.tunnelKey),
-    b.subnets.map((s) => s.cidr).join(',') || '-', b.subnets.map((s) => s.gateway || '-').join(',') || '-',
+    b.name,
+    tenants.get(b.tenantId) ?? b.tenantId,
+    b.id,
+    String(b.tunnelKey),
+    b.subnets.map((s) => s.cidr).join(',') || '-',
+    b.subnets.map((s) => s.gateway || '-').join(',') || '-',
     b.mtu === undefined ? 'auto' : String(b.mtu),
   ];
 }
@@ -61,7 +77,12 @@ const ls: Command = {
     const nets = await api.list('Bridge', values.tenant ? { tenantId: tenantId(values.tenant) } : {});
     if (values.json) return printJson(io, nets);
     const tenants = await tenantNames(api);
-    io.out(table(['NAME', 'TENANT', 'ID', 'VNI', 'SUBNETS', 'GATEWAYS', 'MTU'], nets.map((b) => row(b, tenants))));
+    io.out(
+      table(
+        ['NAME', 'TENANT', 'ID', 'VNI', 'SUBNETS', 'GATEWAYS', 'MTU'],
+        nets.map((b) => row(b, tenants)),
+      ),
+    );
   },
 };
 
@@ -77,13 +98,20 @@ const show: Command = {
     const tenants = await tenantNames(api);
     const ports = await api.list('Port', { bridgeId: b.id });
     const links = ports.filter((p) => p.peerId).length;
-    io.out(details([
-      ['name', b.name], ['id', b.id], ['tenant', tenants.get(b.tenantId) ?? b.tenantId], ['vni', String(b.tunnelKey)],
-      ...b.subnets.map((s, i): [string, string] => [`subnet[${i}]`, `${s.cidr} gateway ${s.gateway || 'none'} blocks /${s.blockPrefix}`]),
-      ['mtu', b.mtu === undefined ? 'auto' : String(b.mtu)], ['internal', String(!!b.internal)], ['admin state', b.adminStateUp ? 'up' : 'down'],
-      ['ports', `${ports.length - links} workload, ${links} router link`],
-      ...Object.entries(b.labels).map(([k, v]): [string, string] => [`label ${k}`, v]),
-    ]));
+    io.out(
+      details([
+        ['name', b.name],
+        ['id', b.id],
+        ['tenant', tenants.get(b.tenantId) ?? b.tenantId],
+        ['vni', String(b.tunnelKey)],
+        ...b.subnets.map((s, i): [string, string] => [`subnet[${i}]`, `${s.cidr} gateway ${s.gateway || 'none'} blocks /${s.blockPrefix}`]),
+        ['mtu', b.mtu === undefined ? 'auto' : String(b.mtu)],
+        ['internal', String(!!b.internal)],
+        ['admin state', b.adminStateUp ? 'up' : 'down'],
+        ['ports', `${ports.length - links} workload, ${links} router link`],
+        ...Object.entries(b.labels).map(([k, v]): [string, string] => [`label ${k}`, v]),
+      ]),
+    );
   },
 };
 

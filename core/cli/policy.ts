@@ -42,8 +42,12 @@ function describe(c: Condition): string {
   if (c.conjunctionInv) parts.push('NOT(');
   if (c.matchReturnFlow) parts.push('return-flow');
   if (c.matchForwardFlow) parts.push('forward-flow');
-  if (c.ethertype !== undefined) parts.push(`ethertype ${not(c.invEthertype)}${Object.entries(ETHERTYPES).find(([, v]) => v === c.ethertype)?.[0] ?? `0x${c.ethertype.toString(16)}`}`);
-  if (c.nwProto !== undefined) parts.push(`proto ${not(c.invNwProto)}${Object.entries(PROTOS).find(([, v]) => v === c.nwProto)?.[0] ?? c.nwProto}`);
+  if (c.ethertype !== undefined)
+    parts.push(
+      `ethertype ${not(c.invEthertype)}${Object.entries(ETHERTYPES).find(([, v]) => v === c.ethertype)?.[0] ?? `0x${c.ethertype.toString(16)}`}`,
+    );
+  if (c.nwProto !== undefined)
+    parts.push(`proto ${not(c.invNwProto)}${Object.entries(PROTOS).find(([, v]) => v === c.nwProto)?.[0] ?? c.nwProto}`);
   if (c.nwSrc) parts.push(`src ${not(c.invNwSrc)}${c.nwSrc}`);
   if (c.nwDst) parts.push(`dst ${not(c.invNwDst)}${c.nwDst}`);
   const r = (x: PortRange) => (x.start === x.end ? `${x.start}` : `${x.start}-${x.end}`);
@@ -55,19 +59,54 @@ function describe(c: Condition): string {
   if (c.portGroupDst) parts.push(`out-port-group ${not(c.invPortGroupDst)}${c.portGroupDst}`);
   if (c.inPortIds?.length) parts.push(`in-port ${not(c.invInPorts)}${c.inPortIds.join(',')}`);
   if (c.outPortIds?.length) parts.push(`out-port ${not(c.invOutPorts)}${c.outPortIds.join(',')}`);
-  const shown = new Set(['conjunctionInv', 'matchReturnFlow', 'matchForwardFlow', 'ethertype', 'invEthertype', 'nwProto', 'invNwProto', 'nwSrc', 'invNwSrc',
-    'nwDst', 'invNwDst', 'tpSrc', 'invTpSrc', 'tpDst', 'invTpDst', 'ipAddrGroupSrc', 'invIpAddrGroupSrc', 'ipAddrGroupDst', 'invIpAddrGroupDst',
-    'portGroupSrc', 'invPortGroupSrc', 'portGroupDst', 'invPortGroupDst', 'inPortIds', 'invInPorts', 'outPortIds', 'invOutPorts']);
+  const shown = new Set([
+    'conjunctionInv',
+    'matchReturnFlow',
+    'matchForwardFlow',
+    'ethertype',
+    'invEthertype',
+    'nwProto',
+    'invNwProto',
+    'nwSrc',
+    'invNwSrc',
+    'nwDst',
+    'invNwDst',
+    'tpSrc',
+    'invTpSrc',
+    'tpDst',
+    'invTpDst',
+    'ipAddrGroupSrc',
+    'invIpAddrGroupSrc',
+    'ipAddrGroupDst',
+    'invIpAddrGroupDst',
+    'portGroupSrc',
+    'invPortGroupSrc',
+    'portGroupDst',
+    'invPortGroupDst',
+    'inPortIds',
+    'invInPorts',
+    'outPortIds',
+    'invOutPorts',
+  ]);
   for (const [k, v] of Object.entries(c)) if (!shown.has(k)) parts.push(`${k}=${JSON.stringify(v)}`);
   if (c.conjunctionInv) parts.push(')');
   return parts.join(' ') || 'any';
 }
 
 function ruleRows(rules: Rule[], chains: Map<string, string>): string[][] {
-  return rules.sort((a, b) => a.position - b.position).map((r) => [
-    String(r.position), r.id, r.action === 'jump' ? `jump ${chains.get(r.jumpChainId ?? '') ?? r.jumpChainId}` : r.flowAction ? `${r.action} then ${r.flowAction}` : r.action,
-    describe(r.condition), r.description ?? '',
-  ]);
+  return rules
+    .sort((a, b) => a.position - b.position)
+    .map((r) => [
+      String(r.position),
+      r.id,
+      r.action === 'jump'
+        ? `jump ${chains.get(r.jumpChainId ?? '') ?? r.jumpChainId}`
+        : r.flowAction
+          ? `${r.action} then ${r.flowAction}`
+          : r.action,
+      describe(r.condition),
+      r.description ?? '',
+    ]);
 }
 
 const RULE_HEADERS = ['POS', 'ID', 'ACTION', 'MATCH', 'DESCRIPTION'];
@@ -94,7 +133,12 @@ const chainLs: Command = {
     const chains = await api.list('Chain', values.tenant ? { tenantId: tenantId(values.tenant) } : {});
     if (values.json) return printJson(io, chains);
     const rules = await api.list('Rule');
-    io.out(table(['NAME', 'ID', 'RULES'], chains.map((c) => [c.name, c.id, String(rules.filter((r) => r.chainId === c.id).length)])));
+    io.out(
+      table(
+        ['NAME', 'ID', 'RULES'],
+        chains.map((c) => [c.name, c.id, String(rules.filter((r) => r.chainId === c.id).length)]),
+      ),
+    );
   },
 };
 
@@ -109,7 +153,13 @@ const chainShow: Command = {
     const rules = await api.list('Rule', { chainId: chain.id });
     if (values.json) return printJson(io, { ...chain, rules: rules.sort((a, b) => a.position - b.position) });
     const names = new Map((await api.list('Chain')).map((c) => [c.id, c.name]));
-    io.out(details([['name', chain.name], ['id', chain.id], ['rules', String(rules.length)]]));
+    io.out(
+      details([
+        ['name', chain.name],
+        ['id', chain.id],
+        ['rules', String(rules.length)],
+      ]),
+    );
     if (rules.length) io.out('\n' + table(RULE_HEADERS, ruleRows(rules, names)));
   },
 };
@@ -143,12 +193,27 @@ const ruleAdd: Command = {
   --condition JSON  any other condition field (inversions, MACs, groups…), merged with the flags
   --position N      place it (default: last)`,
   async run(args, io) {
-    const { values, positionals } = parse(ruleAdd, args, {
-      ...tenantOpt, jump: { type: 'string' }, proto: { type: 'string' }, ethertype: { type: 'string' }, src: { type: 'string' },
-      dst: { type: 'string' }, sport: { type: 'string' }, dport: { type: 'string' }, 'return-flow': { type: 'boolean' },
-      'forward-flow': { type: 'boolean' }, condition: { type: 'string' }, position: { type: 'string' },
-      'flow-action': { type: 'string' }, description: { type: 'string' },
-    }, { min: 2, max: 2 });
+    const { values, positionals } = parse(
+      ruleAdd,
+      args,
+      {
+        ...tenantOpt,
+        jump: { type: 'string' },
+        proto: { type: 'string' },
+        ethertype: { type: 'string' },
+        src: { type: 'string' },
+        dst: { type: 'string' },
+        sport: { type: 'string' },
+        dport: { type: 'string' },
+        'return-flow': { type: 'boolean' },
+        'forward-flow': { type: 'boolean' },
+        condition: { type: 'string' },
+        position: { type: 'string' },
+        'flow-action': { type: 'string' },
+        description: { type: 'string' },
+      },
+      { min: 2, max: 2 },
+    );
     const action = positionals[1]! as RuleAction;
     if (!ACTIONS.includes(action)) throw new CliError(`rule add: action '${action}' is not one of ${ACTIONS.join(', ')}`, 2);
     let condition: Condition = {};
@@ -158,9 +223,12 @@ const ruleAdd: Command = {
       } catch (err) {
         throw new CliError(`--condition: not JSON: ${(err as Error).message}`, 2);
       }
-      if (typeof condition !== 'object' || condition === null || Array.isArray(condition)) throw new CliError('--condition: must be a JSON object', 2);
+      if (typeof condition !== 'object' || condition === null || Array.isArray(condition))
+        throw new CliError('--condition: must be a JSON object', 2);
     }
-    const set = <K extends keyof Condition>(k: K, v: Condition[K] | undefined) => { if (v !== undefined) condition[k] = v; };
+    const set = <K extends keyof Condition>(k: K, v: Condition[K] | undefined) => {
+      if (v !== undefined) condition[k] = v;
+    };
     set('nwProto', numberOf('proto', values.proto, PROTOS));
     set('ethertype', numberOf('ethertype', values.ethertype, ETHERTYPES));
     set('nwSrc', values.src);
@@ -174,7 +242,9 @@ const ruleAdd: Command = {
     const chain = await findChain(api, tenant, positionals[0]!);
     const position = intOption('position', values.position);
     const rule = await api.create('Rule', {
-      chainId: chain.id, action, condition,
+      chainId: chain.id,
+      action,
+      condition,
       ...(values.jump !== undefined ? { jumpChainId: (await findChain(api, tenant, values.jump)).id } : {}),
       ...(position !== undefined ? { position } : {}),
       ...(values['flow-action'] !== undefined ? { flowAction: values['flow-action'] } : {}),

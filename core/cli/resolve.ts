@@ -15,17 +15,19 @@ async function getOrUndefined<T>(p: Promise<T>): Promise<T | undefined> {
 }
 
 export async function findNetwork(api: ApiClient, tenant: string, nameOrId: string): Promise<Bridge> {
-  const found = (await getOrUndefined(api.get('Bridge', bridgeId(tenant, nameOrId))))
-    ?? (await api.list('Bridge', { tenantId: tenantId(tenant), name: nameOrId }))[0]
-    ?? (isUuid(nameOrId) || nameOrId.length > 12 ? await getOrUndefined(api.get('Bridge', nameOrId)) : undefined);
+  const found =
+    (await getOrUndefined(api.get('Bridge', bridgeId(tenant, nameOrId)))) ??
+    (await api.list('Bridge', { tenantId: tenantId(tenant), name: nameOrId }))[0] ??
+    (isUuid(nameOrId) || nameOrId.length > 12 ? await getOrUndefined(api.get('Bridge', nameOrId)) : undefined);
   if (!found) throw new CliError(`network '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
   return found;
 }
 
 export async function findRouter(api: ApiClient, tenant: string, nameOrId: string): Promise<Router> {
-  const found = (await getOrUndefined(api.get('Router', routerId(tenant, nameOrId))))
-    ?? (await api.list('Router', { tenantId: tenantId(tenant), name: nameOrId }))[0]
-    ?? (isUuid(nameOrId) ? await getOrUndefined(api.get('Router', nameOrId)) : undefined);
+  const found =
+    (await getOrUndefined(api.get('Router', routerId(tenant, nameOrId)))) ??
+    (await api.list('Router', { tenantId: tenantId(tenant), name: nameOrId }))[0] ??
+    (isUuid(nameOrId) ? await getOrUndefined(api.get('Router', nameOrId)) : undefined);
   if (!found) throw new CliError(`router '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
   return found;
 }

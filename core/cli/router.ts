@@ -12,7 +12,11 @@ const create: Command = {
   async run(args, io) {
     const { values, positionals } = parse(create, args, { ...tenantOpt, 'no-snat': { type: 'boolean' } }, { min: 1, max: 1 });
     const api = apiClient(values, io);
-    const r = await api.create('Router', { name: positionals[0]!, tenant: values.tenant ?? 'default', ...(values['no-snat'] ? { snat: false } : {}) });
+    const r = await api.create('Router', {
+      name: positionals[0]!,
+      tenant: values.tenant ?? 'default',
+      ...(values['no-snat'] ? { snat: false } : {}),
+    });
     if (values.json) printJson(io, r);
     else io.out(`${r.id}\n`);
   },
@@ -63,10 +67,12 @@ const ls: Command = {
     const byId = new Map(ports.map((p) => [p.id, p]));
     const bridgeName = new Map(bridges.map((b) => [b.id, b.name]));
     const rows = routers.map((r) => {
-      const links = ports.filter((p) => p.routerId === r.id && p.peerId).map((p) => {
-        const peer = byId.get(p.peerId!);
-        return `${bridgeName.get(peer?.bridgeId ?? '') ?? '?'}(${p.ips.join(',')})`;
-      });
+      const links = ports
+        .filter((p) => p.routerId === r.id && p.peerId)
+        .map((p) => {
+          const peer = byId.get(p.peerId!);
+          return `${bridgeName.get(peer?.bridgeId ?? '') ?? '?'}(${p.ips.join(',')})`;
+        });
       return [r.name, tenants.get(r.tenantId) ?? r.tenantId, r.id, r.snat ? 'yes' : 'no', links.join(' ') || '-'];
     });
     io.out(table(['NAME', 'TENANT', 'ID', 'SNAT', 'NETWORKS'], rows));

@@ -16,16 +16,22 @@ async function findGroup(api: ApiClient, tenant: string, nameOrId: string): Prom
   try {
     return await api.request<SecurityGroup>('GET', at(nameOrId));
   } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400)) throw new CliError(`security group '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
+    if (err instanceof ApiError && (err.status === 404 || err.status === 400))
+      throw new CliError(`security group '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
     throw err;
   }
 }
 
 function ruleRow(r: SecurityGroupRule, names: Map<string, string>): string[] {
-  const ports = r.portMin === undefined ? 'any'
-    : r.protocol?.startsWith('icmp') ? `type ${r.portMin}${r.portMax !== undefined ? ` code ${r.portMax}` : ''}`
-      : r.portMin === r.portMax ? String(r.portMin) : `${r.portMin}-${r.portMax}`;
-  const remote = r.remoteGroupId ? `group ${names.get(r.remoteGroupId) ?? r.remoteGroupId}` : r.remoteCidr ?? 'any';
+  const ports =
+    r.portMin === undefined
+      ? 'any'
+      : r.protocol?.startsWith('icmp')
+        ? `type ${r.portMin}${r.portMax !== undefined ? ` code ${r.portMax}` : ''}`
+        : r.portMin === r.portMax
+          ? String(r.portMin)
+          : `${r.portMin}-${r.portMax}`;
+  const remote = r.remoteGroupId ? `group ${names.get(r.remoteGroupId) ?? r.remoteGroupId}` : (r.remoteCidr ?? 'any');
   return [r.id, r.direction, r.ethertype, r.protocol ?? 'any', ports, remote];
 }
 
@@ -35,7 +41,10 @@ const create: Command = {
   usage: 'bees sg create NAME [--tenant T]',
   async run(args, io) {
     const { values, positionals } = parse(create, args, tenantOpt, { min: 1, max: 1 });
-    const g = await apiClient(values, io).request<SecurityGroup>('POST', BASE, { name: positionals[0]!, tenant: values.tenant ?? 'default' });
+    const g = await apiClient(values, io).request<SecurityGroup>('POST', BASE, {
+      name: positionals[0]!,
+      tenant: values.tenant ?? 'default',
+    });
     if (values.json) printJson(io, g);
     else io.out(`${g.id}\n`);
   },
@@ -48,9 +57,17 @@ const ls: Command = {
   async run(args, io) {
     const { values } = parse(ls, args, tenantOpt, { min: 0, max: 0 });
     const api = apiClient(values, io);
-    const groups = await api.request<SecurityGroup[]>('GET', values.tenant ? `${BASE}?tenantId=${encodeURIComponent(tenantId(values.tenant))}` : BASE);
+    const groups = await api.request<SecurityGroup[]>(
+      'GET',
+      values.tenant ? `${BASE}?tenantId=${encodeURIComponent(tenantId(values.tenant))}` : BASE,
+    );
     if (values.json) return printJson(io, groups);
-    io.out(table(['NAME', 'ID', 'RULES', 'PORTS'], groups.map((g) => [g.name, g.id, String(g.rules.length), String(g.portIds.length)])));
+    io.out(
+      table(
+        ['NAME', 'ID', 'RULES', 'PORTS'],
+        groups.map((g) => [g.name, g.id, String(g.rules.length), String(g.portIds.length)]),
+      ),
+    );
   },
 };
 
@@ -64,8 +81,22 @@ const show: Command = {
     const g = await findGroup(api, values.tenant ?? 'default', positionals[0]!);
     if (values.json) return printJson(io, g);
     const names = new Map((await api.request<SecurityGroup[]>('GET', BASE)).map((x) => [x.id, x.name]));
-    io.out(details([['name', g.name], ['id', g.id], ['ports', g.portIds.join(', ') || '-'], ['chains', `in ${g.inboundChainId}, out ${g.outboundChainId}`]]));
-    if (g.rules.length) io.out('\n' + table(['RULE', 'DIRECTION', 'ETHERTYPE', 'PROTOCOL', 'PORTS', 'REMOTE'], g.rules.map((r) => ruleRow(r, names))));
+    io.out(
+      details([
+        ['name', g.name],
+        ['id', g.id],
+        ['ports', g.portIds.join(', ') || '-'],
+        ['chains', `in ${g.inboundChainId}, out ${g.outboundChainId}`],
+      ]),
+    );
+    if (g.rules.length)
+      io.out(
+        '\n' +
+          table(
+            ['RULE', 'DIRECTION', 'ETHERTYPE', 'PROTOCOL', 'PORTS', 'REMOTE'],
+            g.rules.map((r) => ruleRow(r, names)),
+          ),
+      );
   },
 };
 
@@ -92,12 +123,24 @@ const ruleAdd: Command = {
   --port A[-B]       destination port or range (tcp, udp, sctp)
   --remote-cidr      the peers' prefix; --remote-group: the members of that group (default: anyone)`,
   async run(args, io) {
-    const { values, positionals } = parse(ruleAdd, args, {
-      ...tenantOpt, ethertype: { type: 'string' }, proto: { type: 'string' }, port: { type: 'string' },
-      'icmp-type': { type: 'string' }, 'icmp-code': { type: 'string' }, 'remote-cidr': { type: 'string' }, 'remote-group': { type: 'string' },
-    }, { min: 2, max: 2 });
+    const { values, positionals } = parse(
+      ruleAdd,
+      args,
+      {
+        ...tenantOpt,
+        ethertype: { type: 'string' },
+        proto: { type: 'string' },
+        port: { type: 'string' },
+        'icmp-type': { type: 'string' },
+        'icmp-code': { type: 'string' },
+        'remote-cidr': { type: 'string' },
+        'remote-group': { type: 'string' },
+      },
+      { min: 2, max: 2 },
+    );
     const direction = positionals[1]!;
-    if (direction !== 'ingress' && direction !== 'egress') throw new CliError(`sg rule add: direction '${direction}' is not ingress or egress`, 2);
+    if (direction !== 'ingress' && direction !== 'egress')
+      throw new CliError(`sg rule add: direction '${direction}' is not ingress or egress`, 2);
     const body: Record<string, unknown> = { direction, ethertype: values.ethertype ?? 'ipv4' };
     if (values.proto !== undefined) body.protocol = values.proto;
     if (values.port !== undefined) {
@@ -153,7 +196,12 @@ function membership(name: 'attach' | 'detach', summary: string): Command {
 }
 
 export const commands = [
-  create, ls, show, rm, ruleAdd, ruleRm,
+  create,
+  ls,
+  show,
+  rm,
+  ruleAdd,
+  ruleRm,
   membership('attach', 'Make a port a member: it then accepts only what its groups allow (and return flows)'),
-  membership('detach', 'End a port\'s membership; a port with no group left is unfiltered again'),
+  membership('detach', "End a port's membership; a port with no group left is unfiltered again"),
 ];

@@ -11,11 +11,19 @@ const status: Command = {
     const st = await api.status();
     if (values.json) printJson(io, { api: api.endpoint, ...st });
     else {
-      const counts = Object.entries(st.counts).filter(([, n]) => n).map(([k, n]) => `${k}=${n}`).join(' ');
-      io.out(details([
-        ['api', api.endpoint], ['api version', st.version], ['store', st.store],
-        ['store reachable', st.reachable ? 'yes' : `no (${st.error ?? 'unknown error'})`], ['objects', counts || 'none'],
-      ]));
+      const counts = Object.entries(st.counts)
+        .filter(([, n]) => n)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(' ');
+      io.out(
+        details([
+          ['api', api.endpoint],
+          ['api version', st.version],
+          ['store', st.store],
+          ['store reachable', st.reachable ? 'yes' : `no (${st.error ?? 'unknown error'})`],
+          ['objects', counts || 'none'],
+        ]),
+      );
     }
     return st.reachable ? 0 : 1;
   },

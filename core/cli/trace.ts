@@ -19,7 +19,10 @@ ${COMMON_USAGE}`,
     const port = intOption('port', values.port);
     const api = apiClient(values, io);
     const r = await api.request<TraceResult>('POST', '/v1/trace', {
-      src: positionals[0], dst: positionals[1], proto, ...(port !== undefined ? { port } : {}),
+      src: positionals[0],
+      dst: positionals[1],
+      proto,
+      ...(port !== undefined ? { port } : {}),
     });
     if (values.json) printJson(io, r);
     else {

@@ -4,7 +4,11 @@
 import { AddressError, formatIp, ipFamily, isUnicastMac, normalizeMac as normalize, parseCidr as parse, parseIp } from '../net/ip.js';
 
 /** An interface address: the address as given (canonical text) and its prefix length. */
-export interface Cidr { ip: string; prefix: number; family: 4 | 6 }
+export interface Cidr {
+  ip: string;
+  prefix: number;
+  family: 4 | 6;
+}
 
 export function parseCidr(cidr: string, what = 'address'): Cidr {
   try {
@@ -60,7 +64,9 @@ export function formatIpv6(groups: number[]): string {
 
 /** The link-local address the kernel derives from a MAC (addr_gen_mode eui64, the default). */
 export function eui64LinkLocal(mac: string): string {
-  const b = normalizeMac(mac).split(':').map((x) => parseInt(x, 16));
+  const b = normalizeMac(mac)
+    .split(':')
+    .map((x) => parseInt(x, 16));
   b[0]! ^= 0x02;
   const g = [0xfe80, 0, 0, 0, (b[0]! << 8) | b[1]!, (b[2]! << 8) | 0xff, (0xfe << 8) | b[3]!, (b[4]! << 8) | b[5]!];
   return formatIpv6(g);

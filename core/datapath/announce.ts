@@ -51,7 +51,10 @@ export function unsolicitedAdvert(mac: string, ip: string): Buffer {
 }
 
 /** An address to announce and the MAC it belongs to. */
-export interface Announcement { ip: string; mac: string }
+export interface Announcement {
+  ip: string;
+  mac: string;
+}
 
 /**
  * Send the announcements (plain addresses) from interface `ifindex` of the namespace at `netns` (the current one
@@ -115,8 +118,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * second later), so sending at once would be lost. Runs in the background of an attach; gives up quietly when the
  * workload is gone, and reports other failures to `warn`.
  */
-export async function announceWhenUp(netns: string, ifindex: number, entries: Announcement[], warn: (why: string) => void,
-  timeoutMs = 3000): Promise<void> {
+export async function announceWhenUp(
+  netns: string,
+  ifindex: number,
+  entries: Announcement[],
+  warn: (why: string) => void,
+  timeoutMs = 3000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   try {
     const up = await withNetlink(netns, async (s) => {

@@ -30,7 +30,10 @@ export function checkBandwidth(b: Bandwidth, what: string): void {
   for (const dir of ['ingress', 'egress'] as const) {
     const rate = b[`${dir}Rate`] ?? 0;
     const burst = b[`${dir}Burst`] ?? 0;
-    for (const [k, v] of [[`${dir}Rate`, rate], [`${dir}Burst`, burst]] as const) {
+    for (const [k, v] of [
+      [`${dir}Rate`, rate],
+      [`${dir}Burst`, burst],
+    ] as const) {
       if (!Number.isFinite(v) || v < 0) throw new Error(`${what}: bandwidth ${k} must be a non-negative number, got ${v}`);
     }
     if (rate > 0 && burst === 0) throw new Error(`${what}: bandwidth ${dir}Rate needs ${dir}Burst`);
@@ -65,7 +68,8 @@ export async function applyBandwidth(netns: string | undefined, hostIfname: stri
       `filter replace dev ${hostIfname} parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
     );
   }
-  if (tc.length) await run(inNetns(netns, ['tc', '-batch', '-']), { input: tc.join('\n') + '\n', context: `could not shape ${hostIfname}` });
+  if (tc.length)
+    await run(inNetns(netns, ['tc', '-batch', '-']), { input: tc.join('\n') + '\n', context: `could not shape ${hostIfname}` });
 }
 
 /** Delete the ifb of a plug; nothing to do when it has none. In-process: unplug must not spawn for unshaped ports. */

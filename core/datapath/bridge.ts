@@ -26,8 +26,18 @@ interface LinkJson {
   flags?: string[];
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown>; info_slave_data?: Record<string, unknown> };
 }
-interface FdbJson { mac: string; dst?: string; flags?: string[]; master?: string; state?: string }
-interface NeighJson { dst: string; lladdr?: string; state?: string[] }
+interface FdbJson {
+  mac: string;
+  dst?: string;
+  flags?: string[];
+  master?: string;
+  state?: string;
+}
+interface NeighJson {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
@@ -74,8 +84,15 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   }
   const d = vxLinks[0]?.linkinfo?.info_data;
   let vxFresh = !vxLinks[0];
-  if (vxLinks[0] && (vxLinks[0].linkinfo?.info_kind !== 'vxlan' || d?.id !== b.vni || d?.local !== ctx.underlayIp ||
-      d?.port !== ctx.tunnelPort || d?.learning !== false || d?.proxy !== true)) {
+  if (
+    vxLinks[0] &&
+    (vxLinks[0].linkinfo?.info_kind !== 'vxlan' ||
+      d?.id !== b.vni ||
+      d?.local !== ctx.underlayIp ||
+      d?.port !== ctx.tunnelPort ||
+      d?.learning !== false ||
+      d?.proxy !== true)
+  ) {
     ip.push(`link del ${vx}`);
     vxFresh = true;
   }
@@ -106,7 +123,8 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   const arrivedV4: { ip: string; mac: string }[] = [];
   for (const [a, mac] of wantNeigh) {
     const have = haveNeigh.find((n) => n.dst === a);
-    if (!have || have.lladdr !== mac || !have.state?.includes('PERMANENT')) ip.push(`neigh replace ${a} lladdr ${mac} dev ${vx} nud permanent`);
+    if (!have || have.lladdr !== mac || !have.state?.includes('PERMANENT'))
+      ip.push(`neigh replace ${a} lladdr ${mac} dev ${vx} nud permanent`);
     // Not for a device just made (the bridge's first set-up, or the agent's after a reboot): nothing local can hold
     // an entry for these yet, and a host with many remote ports would flood its workloads for nothing.
     if (!vxFresh && (!have || have.lladdr !== mac) && familyOf(a) === 4) arrivedV4.push({ ip: a, mac });
@@ -136,9 +154,9 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
   for (const [key, mac] of want) {
     if (haveSelf.has(key)) continue;
     const dst = key.split('|')[1]!;
-    fdbLines.push(mac === ZERO_MAC
-      ? `fdb append ${mac} dev ${vx} dst ${dst} self permanent`
-      : `fdb replace ${mac} dev ${vx} dst ${dst} self permanent`);
+    fdbLines.push(
+      mac === ZERO_MAC ? `fdb append ${mac} dev ${vx} dst ${dst} self permanent` : `fdb replace ${mac} dev ${vx} dst ${dst} self permanent`,
+    );
   }
   for (const mac of wantMaster) if (!haveMaster.has(mac)) fdbLines.push(`fdb replace ${mac} dev ${vx} master static`);
 

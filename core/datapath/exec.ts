@@ -65,7 +65,9 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<string> {
         reject(new CommandError(`${opts.context ?? argv.join(' ')}: ${why}`, argv, code, stderr));
       }
     });
-    child.stdin.on('error', () => { /* the child may exit before reading everything; its exit code tells */ });
+    child.stdin.on('error', () => {
+      /* the child may exit before reading everything; its exit code tells */
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -89,7 +91,10 @@ async function batch(netns: string | undefined, tool: string, lines: string[], c
     const m = e instanceof CommandError ? /Command failed -:(\d+)/.exec(e.stderr) : null;
     const line = m ? lines[Number(m[1]) - 1] : undefined;
     if (e instanceof CommandError && line !== undefined) {
-      const why = e.stderr.split('\n').filter((l) => !l.startsWith('Command failed')).join('; ');
+      const why = e.stderr
+        .split('\n')
+        .filter((l) => !l.startsWith('Command failed'))
+        .join('; ');
       throw new CommandError(`${context}: "${line}": ${why}`, e.argv, e.exitCode, e.stderr);
     }
     throw e;
@@ -121,5 +126,7 @@ const GONE_ERRNOS = new Set(['ENODEV', 'ENOENT', 'ESRCH']);
 export function isGone(e: unknown): boolean {
   if (e instanceof KernelError) return GONE_ERRNOS.has(e.code);
   const s = e instanceof CommandError ? e.stderr : e instanceof NftError ? e.nftMessage : String(e);
-  return /Cannot find device|does not exist|No such file or directory|No such process|No such device|Cannot open network namespace/i.test(s);
+  return /Cannot find device|does not exist|No such file or directory|No such process|No such device|Cannot open network namespace/i.test(
+    s,
+  );
 }

@@ -34,7 +34,10 @@ export function forwardRules(): string[] {
   ];
 }
 
-interface Family { tool: 'iptables' | 'ip6tables'; restore: 'iptables-restore' | 'ip6tables-restore' }
+interface Family {
+  tool: 'iptables' | 'ip6tables';
+  restore: 'iptables-restore' | 'ip6tables-restore';
+}
 const FAMILIES: Family[] = [
   { tool: 'iptables', restore: 'iptables-restore' },
   { tool: 'ip6tables', restore: 'ip6tables-restore' },
@@ -52,7 +55,10 @@ interface FilterView {
 
 function parse(listing: string): FilterView {
   const view: FilterView = { forwardPolicy: 'ACCEPT', foreignForwardRules: 0, jumps: [], chain: undefined };
-  for (const line of listing.split('\n').map((l) => l.trim()).filter(Boolean)) {
+  for (const line of listing
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
     const policy = /^-P FORWARD (\S+)/.exec(line);
     if (policy) view.forwardPolicy = policy[1]!;
     else if (line === `-N ${FORWARD_CHAIN}`) view.chain ??= [];
@@ -73,7 +79,9 @@ function families(): Family[] {
 
 async function view(netns: string | undefined, f: Family): Promise<FilterView> {
   // -S never creates the table (iptables-nft lists the built-in chains of a missing table as empty, policy ACCEPT).
-  return parse(await run(inNetns(netns, [f.tool, '-w', '-t', 'filter', '-S']), { context: `could not read the host's ${f.tool} filter table` }));
+  return parse(
+    await run(inNetns(netns, [f.tool, '-w', '-t', 'filter', '-S']), { context: `could not read the host's ${f.tool} filter table` }),
+  );
 }
 
 async function restore(netns: string | undefined, f: Family, lines: string[], context: string): Promise<void> {

@@ -10,17 +10,37 @@ import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE, HOST_CT } from './nft/index.js';
 import {
-  BRIDGE_PREFIX, isPlugName, LEG_PREFIX, legName, PLUG_PEER_PREFIX, PLUG_PREFIX, routerNsName, UPLINK_PREFIX, uplinkName, vniOfBridgeName, vxlanName,
+  BRIDGE_PREFIX,
+  isPlugName,
+  LEG_PREFIX,
+  legName,
+  PLUG_PEER_PREFIX,
+  PLUG_PREFIX,
+  routerNsName,
+  UPLINK_PREFIX,
+  uplinkName,
+  vniOfBridgeName,
+  vxlanName,
 } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { applyPolicyChange } from './nft/policy.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import type {
-  DatapathOptions, DesiredBridge, DesiredRouter, Inventory, PlugResult, PlugSpec, PolicyChange, RouterNeighbour,
+  DatapathOptions,
+  DesiredBridge,
+  DesiredRouter,
+  Inventory,
+  PlugResult,
+  PlugSpec,
+  PolicyChange,
+  RouterNeighbour,
 } from './types.js';
 
-interface LinkJson { ifname: string; linkinfo?: { info_kind?: string } }
+interface LinkJson {
+  ifname: string;
+  linkinfo?: { info_kind?: string };
+}
 
 export class LinuxDatapath {
   private readonly ctx: RouterContext;
@@ -101,7 +121,10 @@ export class LinuxDatapath {
     } catch {
       return [];
     }
-    return names.filter((n) => n.startsWith(p) && n.length > p.length).map((n) => n.slice(p.length)).sort();
+    return names
+      .filter((n) => n.startsWith(p) && n.length > p.length)
+      .map((n) => n.slice(p.length))
+      .sort();
   }
 
   /**
@@ -142,8 +165,13 @@ export class LinuxDatapath {
         const owner = `${PLUG_PREFIX}${n.slice(IFB_PREFIX.length)}`;
         const plugGoes = !keepPlugs.has(owner) && mayPlug(owner);
         if (plugGoes) del.push(`link del ${n}`);
-      } else if (kind === 'veth' && n.startsWith(PLUG_PEER_PREFIX) && !keepPlugs.has(`bv${n.slice(2)}`) &&
-          !links.some((x) => x.ifname === `bv${n.slice(2)}`) && mayPlug(`bv${n.slice(2)}`)) {
+      } else if (
+        kind === 'veth' &&
+        n.startsWith(PLUG_PEER_PREFIX) &&
+        !keepPlugs.has(`bv${n.slice(2)}`) &&
+        !links.some((x) => x.ifname === `bv${n.slice(2)}`) &&
+        mayPlug(`bv${n.slice(2)}`)
+      ) {
         del.push(`link del ${n}`);
       } else if (kind === 'bridge' && n.startsWith(BRIDGE_PREFIX)) {
         const vni = vniOfBridgeName(n);
@@ -154,8 +182,12 @@ export class LinuxDatapath {
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);
         if (!keepBridges.has(vni) && mayBridge(vni)) del.push(`link del ${n}`);
-      } else if (kind === 'veth' && (n.startsWith(LEG_PREFIX) || n.startsWith(UPLINK_PREFIX)) && keepRouters.size === 0 &&
-          (!ownedRouterEnds || ownedRouterEnds.has(n))) {
+      } else if (
+        kind === 'veth' &&
+        (n.startsWith(LEG_PREFIX) || n.startsWith(UPLINK_PREFIX)) &&
+        keepRouters.size === 0 &&
+        (!ownedRouterEnds || ownedRouterEnds.has(n))
+      ) {
         // Router ends whose namespace is gone already vanished with it; these are strays of a crash.
         del.push(`link del ${n}`);
       }

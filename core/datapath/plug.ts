@@ -11,14 +11,29 @@ import { applyBandwidth, checkBandwidth, ifbName, shapes } from './bandwidth.js'
 import { bridgeMtu } from './bridge.js';
 import { isGone } from './exec.js';
 import {
-  canonicalDestination, createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress,
-  replaceRoute, setLink, withNetlink, type NetlinkSocket, type Route,
+  canonicalDestination,
+  createVeth,
+  deleteLink,
+  getLink,
+  KernelError,
+  listAddresses,
+  listRoutes,
+  replaceAddress,
+  replaceRoute,
+  setLink,
+  withNetlink,
+  type NetlinkSocket,
+  type Route,
 } from './netlink/index.js';
 import { forgetDevices, hasPortSecurity, installPortSecurity, removePortSecurity } from './nft/index.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
-interface Checked extends PlugSpec { hostIfname: string; mac: string; mtu: number }
+interface Checked extends PlugSpec {
+  hostIfname: string;
+  mac: string;
+  mtu: number;
+}
 
 function validate(ctx: HostContext, p: PlugSpec): Checked {
   checkVni(p.vni);
@@ -117,7 +132,12 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   // Last, once port security admits them, in the background: neighbours holding an old MAC for a reused
   // address learn the new one.
   if (ifindex !== undefined && p.netns) {
-    void announceWhenUp(p.netns, ifindex, p.ips.map((c) => ({ ip: parseCidr(c).ip, mac: p.mac })), (why) => process.emitWarning(`plug ${host}: ${why}`));
+    void announceWhenUp(
+      p.netns,
+      ifindex,
+      p.ips.map((c) => ({ ip: parseCidr(c).ip, mac: p.mac })),
+      (why) => process.emitWarning(`plug ${host}: ${why}`),
+    );
   }
   return p.hostSideOnly ? { hostIfname: host, mac: p.mac, peerIfname: peer } : { hostIfname: host, mac: p.mac };
 }
@@ -125,10 +145,12 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
 /** Remove a plug: the veth (its peer goes with it, namespace or not), its ifb if shaped, and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!validIfname(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
-  const del = step(`could not delete ${hostIfname}`, () => withNetlink(ctx.netns, async (s) => {
-    await deleteLink(s, hostIfname);
-    await deleteLink(s, ifbName(hostIfname));
-  }));
+  const del = step(`could not delete ${hostIfname}`, () =>
+    withNetlink(ctx.netns, async (s) => {
+      await deleteLink(s, hostIfname);
+      await deleteLink(s, ifbName(hostIfname));
+    }),
+  );
   await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }
 
@@ -145,11 +167,11 @@ export async function checkPlug(ctx: HostContext, spec: PlugSpec): Promise<strin
     if (!h.up) problems.push(`${p.hostIfname} is down`);
   });
   if (p.portSecurity) {
-    if (!await hasPortSecurity(ctx.netns, p.hostIfname, p.mac)) problems.push(`port security of ${p.hostIfname} is not installed`);
+    if (!(await hasPortSecurity(ctx.netns, p.hostIfname, p.mac))) problems.push(`port security of ${p.hostIfname} is not installed`);
   }
   if (p.hostSideOnly) return problems;
   try {
-    problems.push(...await withNetlink(p.netns, (s) => checkWorkload(s, p)));
+    problems.push(...(await withNetlink(p.netns, (s) => checkWorkload(s, p))));
   } catch (e) {
     problems.push(isGone(e) ? `${p.ifname} is missing in ${p.netns}` : (e as Error).message);
   }
@@ -170,8 +192,11 @@ async function checkWorkload(s: NetlinkSocket, p: Checked): Promise<string[]> {
     if (!addrs.some((a) => a.ip === canonicalIp(ip) && a.prefix === prefix)) problems.push(`${p.ifname} lacks address ${c}`);
   }
   const routes = await listRoutes(s);
-  const has = (dst: string, gw: string | undefined): boolean => routes.some((r: Route) => r.oif === w.index
-    && r.dst === canonicalDestination(dst, gw && familyOf(gw) === 6 ? 6 : 4) && r.gateway === (gw && canonicalIp(gw)));
+  const has = (dst: string, gw: string | undefined): boolean =>
+    routes.some(
+      (r: Route) =>
+        r.oif === w.index && r.dst === canonicalDestination(dst, gw && familyOf(gw) === 6 ? 6 : 4) && r.gateway === (gw && canonicalIp(gw)),
+    );
   for (const g of p.gateways ?? []) if (!has('default', g)) problems.push(`no default route via ${g}`);
   for (const r of p.routes ?? []) if (!has(r.dst, r.gw)) problems.push(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing`);
   return problems;

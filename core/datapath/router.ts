@@ -30,10 +30,23 @@ interface AddrJson {
   linkinfo?: { info_kind?: string };
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
 }
-interface NeighJson { dst: string; dev: string; lladdr?: string; state?: string[] }
-interface RouteJson { dst: string; gateway?: string; dev?: string; protocol?: string; type?: string }
+interface NeighJson {
+  dst: string;
+  dev: string;
+  lladdr?: string;
+  state?: string[];
+}
+interface RouteJson {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  type?: string;
+}
 
-export interface RouterContext extends HostContext { routerNsPrefix: string }
+export interface RouterContext extends HostContext {
+  routerNsPrefix: string;
+}
 
 const slotAddr = (slot: number, host: 1 | 2): string => {
   const n = slot * 4 + host;
@@ -71,7 +84,12 @@ async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
  * rewrites everything). This runs for every attach and detach on a routed network. Removing an entry that is not
  * there is not an error.
  */
-export async function setRouterNeighbours(ctx: RouterContext, id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
+export async function setRouterNeighbours(
+  ctx: RouterContext,
+  id: string,
+  add: RouterNeighbour[],
+  remove: RouterNeighbour[],
+): Promise<void> {
   checkId(id);
   for (const n of [...remove, ...add]) {
     familyOf(n.ip, `neighbour of router ${id}`);
@@ -168,7 +186,12 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     if (nsLinks.get(l.inner)?.address !== l.mac) inner.push(`link set dev ${l.inner} address ${l.mac}`);
     inner.push(`link set dev ${l.inner} up`);
     const have = nsLinks.get(l.inner)?.addr_info?.filter((a) => a.scope !== 'link') ?? [];
-    const want = new Set(l.addresses.map((a) => { const c = parseCidr(a); return `${c.ip}/${c.prefix}`; }));
+    const want = new Set(
+      l.addresses.map((a) => {
+        const c = parseCidr(a);
+        return `${c.ip}/${c.prefix}`;
+      }),
+    );
     for (const a of have) if (!want.has(`${a.local}/${a.prefixlen}`)) inner.push(`addr del ${a.local}/${a.prefixlen} dev ${l.inner}`);
     for (const a of l.addresses) inner.push(`addr replace ${a} dev ${l.inner}${parseCidr(a).family === 6 ? ' nodad' : ''}`);
   }
@@ -183,8 +206,12 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   if (needUplink) {
     slot = hostUp?.addr_info?.map((a) => slotOf(a.local)).find((s) => s !== undefined);
     if (slot === undefined) {
-      const used = new Set(hostAddrs.filter((a) => a.ifname.startsWith(UPLINK_PREFIX))
-        .flatMap((a) => a.addr_info ?? []).map((a) => slotOf(a.local)));
+      const used = new Set(
+        hostAddrs
+          .filter((a) => a.ifname.startsWith(UPLINK_PREFIX))
+          .flatMap((a) => a.addr_info ?? [])
+          .map((a) => slotOf(a.local)),
+      );
       const start = parseInt(createHash('sha1').update(r.id).digest('hex').slice(0, 8), 16) % SLOTS;
       for (let i = 0; i < SLOTS && slot === undefined; i++) {
         const s = (start + i) % SLOTS;
@@ -206,7 +233,11 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     for (const c of hostReachable) host.push(`route replace ${c} via ${rip} dev ${up}`);
     // The uplink is IPv4 only: no IPv6 link-local address, so the kernel adds no multicast state to it later.
     inner.push(`link set dev ${ROUTER_UPLINK} addrgenmode none`);
-    inner.push(`addr replace ${rip}/30 dev ${ROUTER_UPLINK}`, `link set dev ${ROUTER_UPLINK} up`, `route replace default via ${hip} dev ${ROUTER_UPLINK}`);
+    inner.push(
+      `addr replace ${rip}/30 dev ${ROUTER_UPLINK}`,
+      `link set dev ${ROUTER_UPLINK} up`,
+      `route replace default via ${hip} dev ${ROUTER_UPLINK}`,
+    );
   } else if (hostUp) {
     host.push(`link del ${up}`);
   }
@@ -222,9 +253,14 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   }
 
   // Routes from the model; everything else not installed by the kernel is stale.
-  const wantRoutes = new Set(routes.map((rt) => `${familyOf(rt.dst === 'default' ? (rt.via ?? '0.0.0.0') : rt.dst.split('/')[0]!)}|${normDst(rt.dst)}`));
+  const wantRoutes = new Set(
+    routes.map((rt) => `${familyOf(rt.dst === 'default' ? (rt.via ?? '0.0.0.0') : rt.dst.split('/')[0]!)}|${normDst(rt.dst)}`),
+  );
   if (needUplink) wantRoutes.add('4|default');
-  for (const [fam, list] of [[4, nsRoutes4], [6, nsRoutes6]] as const) {
+  for (const [fam, list] of [
+    [4, nsRoutes4],
+    [6, nsRoutes6],
+  ] as const) {
     for (const rt of list) {
       if (rt.protocol === 'kernel' || rt.type === 'multicast' || rt.type === 'local') continue;
       if (fam === 6 && rt.dst.startsWith('fe80')) continue;
@@ -249,8 +285,11 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
     run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
     setRouterSnat(nsPath, ROUTER_UPLINK, snat, `${what}: could not set NAT in ${ns}`),
-    snat ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), { context: `${what}: could not enable forwarding on the host` })
-      .then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`)) : undefined,
+    snat
+      ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), {
+          context: `${what}: could not enable forwarding on the host`,
+        }).then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`))
+      : undefined,
   ]);
 }
 
@@ -262,7 +301,8 @@ export async function removeRouter(ctx: RouterContext, id: string): Promise<void
   const hostEnds = [uplinkName(id)];
   const legs = await runJson<AddrJson[]>(ctx.netns, ['ip', '-j', 'link', 'show'], `router ${id}: could not read host links`);
   const inNs = existsSync(`${NETNS_DIR}/${ns}`)
-    ? await runJson<AddrJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`) : [];
+    ? await runJson<AddrJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`)
+    : [];
   for (const l of inNs) if (l.ifname.startsWith('l-')) hostEnds.push(legName(id, parseInt(l.ifname.slice(2), 16)));
   const del = hostEnds.filter((n) => legs.some((l) => l.ifname === n)).map((n) => `link del ${n}`);
   await ipBatch(ctx.netns, del, `router ${id}: could not delete its legs`);

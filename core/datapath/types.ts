@@ -31,7 +31,10 @@ export interface RemotePort {
   hostIp: string;
 }
 
-export interface GatewayAddress { ip: string; mac: string }
+export interface GatewayAddress {
+  ip: string;
+  mac: string;
+}
 
 export interface DesiredBridge {
   /** Tunnel key of the virtual bridge. */
@@ -46,7 +49,10 @@ export interface DesiredBridge {
   gateways?: GatewayAddress[];
 }
 
-export interface PlugRoute { dst: string; gw?: string }
+export interface PlugRoute {
+  dst: string;
+  gw?: string;
+}
 
 export interface PlugSpec {
   vni: number;
@@ -95,7 +101,11 @@ export interface RouterRoute {
   type?: 'blackhole' | 'reject';
 }
 
-export interface RouterNeighbour { ip: string; mac: string; vni: number }
+export interface RouterNeighbour {
+  ip: string;
+  mac: string;
+  vni: number;
+}
 
 export interface DesiredRouter {
   id: string;

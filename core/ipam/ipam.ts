@@ -106,7 +106,11 @@ export class Ipam {
       }
       if (requested.has(ip.family)) throw new TopologyError('invalid', `${field}: more than one IPv${ip.family} address requested`, field);
       if (!plans.some((p) => contains(p.cidr, ip))) {
-        throw new TopologyError('invalid', `${field}: ${formatIp(ip)} is outside every subnet of bridge "${bridge.name}" (${plans.map((p) => p.text).join(', ') || 'none'})`, field);
+        throw new TopologyError(
+          'invalid',
+          `${field}: ${formatIp(ip)} is outside every subnet of bridge "${bridge.name}" (${plans.map((p) => p.text).join(', ') || 'none'})`,
+          field,
+        );
       }
       requested.set(ip.family, ip.value);
     });
@@ -116,21 +120,35 @@ export class Ipam {
     const fresh: string[] = [];
     try {
       for (const family of families) {
-        const r = await retryRaces(`allocating an IPv${family} address on bridge "${bridge.name}"`, async () => {
-          const blocks = await this.blocksOf(bridge.id, false);
-          const mine = this.held(blocks, plans, family, owner, ifname);
-          const want = requested.get(family);
-          if (mine) {
-            if (want !== undefined && mine.address !== formatIp({ family, value: want })) {
-              throw new TopologyError('conflict', `${owner} ${ifname} already holds ${mine.address} on bridge "${bridge.name}", not the requested ${formatIp({ family, value: want })}`);
+        const r = await retryRaces(
+          `allocating an IPv${family} address on bridge "${bridge.name}"`,
+          async () => {
+            const blocks = await this.blocksOf(bridge.id, false);
+            const mine = this.held(blocks, plans, family, owner, ifname);
+            const want = requested.get(family);
+            if (mine) {
+              if (want !== undefined && mine.address !== formatIp({ family, value: want })) {
+                throw new TopologyError(
+                  'conflict',
+                  `${owner} ${ifname} already holds ${mine.address} on bridge "${bridge.name}", not the requested ${formatIp({ family, value: want })}`,
+                );
+              }
+              return { ...mine, fresh: false };
             }
-            return { ...mine, fresh: false };
-          }
-          const got = want !== undefined
-            ? await this.takeStatic(bridge, plans, blocks, want, family, owner, ifname)
-            : await this.takeDynamic(bridge, plans.filter((p) => p.family === family), blocks, owner, ifname);
-          return { ...got, fresh: true };
-        }, this.options);
+            const got =
+              want !== undefined
+                ? await this.takeStatic(bridge, plans, blocks, want, family, owner, ifname)
+                : await this.takeDynamic(
+                    bridge,
+                    plans.filter((p) => p.family === family),
+                    blocks,
+                    owner,
+                    ifname,
+                  );
+            return { ...got, fresh: true };
+          },
+          this.options,
+        );
         if (r.fresh) fresh.push(r.address);
         results.push({ address: r.address, prefixLength: r.prefixLength, gateway: r.gateway, subnet: r.subnet, family: r.family });
       }
@@ -138,7 +156,9 @@ export class Ipam {
       for (const address of fresh) await this.releaseAddress(bridge.id, address).catch(() => undefined);
       throw err;
     }
-    return results.map((r) => (r.gateway === undefined ? { address: r.address, prefixLength: r.prefixLength, subnet: r.subnet, family: r.family } : r));
+    return results.map((r) =>
+      r.gateway === undefined ? { address: r.address, prefixLength: r.prefixLength, subnet: r.subnet, family: r.family } : r,
+    );
   }
 
   /**
@@ -157,14 +177,23 @@ export class Ipam {
         throw new TopologyError('invalid', (err as Error).message, 'address');
       }
       const plan = plans.find((p) => contains(p.cidr, ip));
-      if (!plan) throw new TopologyError('invalid', `address: ${formatIp(ip)} is outside every subnet of bridge "${bridge.name}" (${plans.map((p) => p.text).join(', ') || 'none'})`, 'address');
-      return retryRaces(`reserving ${formatIp(ip)} on bridge "${bridge.name}"`, async () => {
-        const blocks = await this.blocksOf(bridge.id, false);
-        const text = formatIp(ip);
-        const holder = blocks.find((b) => contains(b.value.cidr, ip))?.value.allocations[text];
-        if (holder && holder.owner === owner && holder.ifname === ifname) return this.resultOf(plan, text);
-        return this.takeStatic(bridge, plans, blocks, ip.value, ip.family, owner, ifname);
-      }, this.options);
+      if (!plan)
+        throw new TopologyError(
+          'invalid',
+          `address: ${formatIp(ip)} is outside every subnet of bridge "${bridge.name}" (${plans.map((p) => p.text).join(', ') || 'none'})`,
+          'address',
+        );
+      return retryRaces(
+        `reserving ${formatIp(ip)} on bridge "${bridge.name}"`,
+        async () => {
+          const blocks = await this.blocksOf(bridge.id, false);
+          const text = formatIp(ip);
+          const holder = blocks.find((b) => contains(b.value.cidr, ip))?.value.allocations[text];
+          if (holder && holder.owner === owner && holder.ifname === ifname) return this.resultOf(plan, text);
+          return this.takeStatic(bridge, plans, blocks, ip.value, ip.family, owner, ifname);
+        },
+        this.options,
+      );
     });
   }
 
@@ -174,7 +203,9 @@ export class Ipam {
     for (const b of await this.blocksOf(bridgeId)) {
       const match = (a: Allocation): boolean => a.owner === owner && (ifname === undefined || a.ifname === ifname);
       if (!Object.values(b.value.allocations).some(match)) continue;
-      freed.push(...await this.editBlock(b.value.id, (value) => Object.keys(value.allocations).filter((k) => match(value.allocations[k]!))));
+      freed.push(
+        ...(await this.editBlock(b.value.id, (value) => Object.keys(value.allocations).filter((k) => match(value.allocations[k]!)))),
+      );
     }
     return freed.sort(compareIp);
   }
@@ -199,7 +230,16 @@ export class Ipam {
     const out: AllocationRecord[] = [];
     for (const b of await this.blocksOf(bridgeId)) {
       for (const [address, a] of Object.entries(b.value.allocations)) {
-        out.push({ bridgeId: b.value.bridgeId, address, subnet: b.value.subnet, block: b.value.cidr, owner: a.owner, ifname: a.ifname, hostId: a.hostId, at: a.at });
+        out.push({
+          bridgeId: b.value.bridgeId,
+          address,
+          subnet: b.value.subnet,
+          block: b.value.cidr,
+          owner: a.owner,
+          ifname: a.ifname,
+          hostId: a.hostId,
+          at: a.at,
+        });
       }
     }
     return out.sort((x, y) => compareIp(x.address, y.address));
@@ -210,12 +250,23 @@ export class Ipam {
     const freed: AllocationRecord[] = [];
     for (const b of await this.blocksOf(bridgeId)) {
       const stale = (value: IpamBlock): string[] =>
-        Object.entries(value.allocations).filter(([, a]) => !isValid(a.owner, a.ifname, a.hostId)).map(([k]) => k);
+        Object.entries(value.allocations)
+          .filter(([, a]) => !isValid(a.owner, a.ifname, a.hostId))
+          .map(([k]) => k);
       if (stale(b.value).length === 0) continue;
       const before = { ...b.value.allocations };
       for (const address of await this.editBlock(b.value.id, stale)) {
         const a = before[address];
-        freed.push({ bridgeId: b.value.bridgeId, address, subnet: b.value.subnet, block: b.value.cidr, owner: a?.owner ?? '', ifname: a?.ifname ?? '', hostId: a?.hostId, at: a?.at ?? 0 });
+        freed.push({
+          bridgeId: b.value.bridgeId,
+          address,
+          subnet: b.value.subnet,
+          block: b.value.cidr,
+          owner: a?.owner ?? '',
+          ifname: a?.ifname ?? '',
+          hostId: a?.hostId,
+          at: a?.at ?? 0,
+        });
       }
     }
     return freed.sort((x, y) => compareIp(x.address, y.address));
@@ -230,17 +281,21 @@ export class Ipam {
     for (const seen of await this.blocksOf()) {
       const host = seen.value.hostId;
       if (host === undefined || liveHostIds.has(host)) continue;
-      const deleted = await retryRaces(`reclaiming block ${seen.value.cidr}`, async () => {
-        const b = await this.store.get('IpamBlock', seen.value.id);
-        if (!b || b.value.hostId !== host) return undefined; // someone else already dealt with it
-        if (Object.keys(b.value.allocations).length === 0) {
-          await this.store.delete('IpamBlock', b.value.id, b.version);
-          return true;
-        }
-        const { hostId: _dropped, ...rest } = b.value;
-        await this.store.update('IpamBlock', rest, b.version);
-        return false;
-      }, this.options);
+      const deleted = await retryRaces(
+        `reclaiming block ${seen.value.cidr}`,
+        async () => {
+          const b = await this.store.get('IpamBlock', seen.value.id);
+          if (!b || b.value.hostId !== host) return undefined; // someone else already dealt with it
+          if (Object.keys(b.value.allocations).length === 0) {
+            await this.store.delete('IpamBlock', b.value.id, b.version);
+            return true;
+          }
+          const { hostId: _dropped, ...rest } = b.value;
+          await this.store.update('IpamBlock', rest, b.version);
+          return false;
+        },
+        this.options,
+      );
       if (deleted !== undefined) out.push({ bridgeId: seen.value.bridgeId, cidr: seen.value.cidr, hostId: host, deleted });
     }
     return out;
@@ -302,7 +357,15 @@ export class Ipam {
     return { owner, ifname, hostId: this.hostId, at: Date.now() };
   }
 
-  private async takeStatic(bridge: Bridge, plans: SubnetPlan[], blocks: Block[], value: bigint, family: Family, owner: string, ifname: string): Promise<IpamResult> {
+  private async takeStatic(
+    bridge: Bridge,
+    plans: SubnetPlan[],
+    blocks: Block[],
+    value: bigint,
+    family: Family,
+    owner: string,
+    ifname: string,
+  ): Promise<IpamResult> {
     const ip = { family, value };
     const text = formatIp(ip);
     const plan = plans.find((p) => contains(p.cidr, ip))!;
@@ -313,16 +376,26 @@ export class Ipam {
     if (b) {
       const holder = b.value.allocations[text];
       if (holder) {
-        throw new TopologyError('conflict', `${text} is in use by ${holder.owner}${holder.ifname ? ` (${holder.ifname})` : ''}${holder.hostId ? ` on host ${holder.hostId}` : ''}`);
+        throw new TopologyError(
+          'conflict',
+          `${text} is in use by ${holder.owner}${holder.ifname ? ` (${holder.ifname})` : ''}${holder.hostId ? ` on host ${holder.hostId}` : ''}`,
+        );
       }
       await this.store.update('IpamBlock', blockFor(b, { ...b.value.allocations, [text]: this.allocation(owner, ifname) }), b.version);
     } else {
       const cidr = plan.blockOf(value);
       if (blocks.some((x) => overlaps(x.value.cidr, cidr))) {
-        throw new TopologyError('conflict', `${text}: block ${cidr} overlaps an existing block of bridge "${bridge.name}" cut with another block size`);
+        throw new TopologyError(
+          'conflict',
+          `${text}: block ${cidr} overlaps an existing block of bridge "${bridge.name}" cut with another block size`,
+        );
       }
       await this.store.create('IpamBlock', {
-        id: blockId(bridge.id, cidr), bridgeId: bridge.id, subnet: plan.text, cidr, hostId: this.hostId,
+        id: blockId(bridge.id, cidr),
+        bridgeId: bridge.id,
+        subnet: plan.text,
+        cidr,
+        hostId: this.hostId,
         allocations: { [text]: this.allocation(owner, ifname) },
       });
     }
@@ -332,14 +405,22 @@ export class Ipam {
   /** Own blocks first, then an unclaimed or new block, then borrowing; throws 'exhausted' when every subnet is full. */
   private async takeDynamic(bridge: Bridge, plans: SubnetPlan[], blocks: Block[], owner: string, ifname: string): Promise<IpamResult> {
     for (const plan of plans) {
-      const got = await this.takeFrom(bridge, plan, blocks.filter((b) => b.value.subnet === plan.text), blocks, owner, ifname);
+      const got = await this.takeFrom(
+        bridge,
+        plan,
+        blocks.filter((b) => b.value.subnet === plan.text),
+        blocks,
+        owner,
+        ifname,
+      );
       if (got) return this.resultOf(plan, got);
     }
     // A store may answer list() from a cache that lags other hosts' writes (ZooKeeper's follower does): before
     // saying "full", read each block afresh; a block that moved on (an address released) means look again.
     for (const b of blocks.filter((x) => plans.some((p) => p.text === x.value.subnet))) {
       const now = await this.store.get('IpamBlock', b.value.id);
-      if (now?.version !== b.version) throw new StoreError('Conflict', `block ${b.value.cidr} changed while reading`, 'IpamBlock', b.value.id);
+      if (now?.version !== b.version)
+        throw new StoreError('Conflict', `block ${b.value.cidr} changed while reading`, 'IpamBlock', b.value.id);
     }
     const full = plans.map((plan) => {
       const inUse = blocks.filter((b) => b.value.subnet === plan.text).reduce((n, b) => n + Object.keys(b.value.allocations).length, 0);
@@ -348,7 +429,14 @@ export class Ipam {
     throw new TopologyError('exhausted', full.join('; '));
   }
 
-  private async takeFrom(bridge: Bridge, plan: SubnetPlan, mine: Block[], all: Block[], owner: string, ifname: string): Promise<string | undefined> {
+  private async takeFrom(
+    bridge: Bridge,
+    plan: SubnetPlan,
+    mine: Block[],
+    all: Block[],
+    owner: string,
+    ifname: string,
+  ): Promise<string | undefined> {
     const alloc = this.allocation(owner, ifname);
     const byCidr = (x: Block, y: Block): number => compareIp(x.value.cidr.split('/')[0]!, y.value.cidr.split('/')[0]!);
 
@@ -371,13 +459,18 @@ export class Ipam {
       if (taken.some((t) => overlaps(t, cidr))) continue; // cut earlier with another block size
       const address = plan.freeAddress(cidr, {})!;
       await this.store.create('IpamBlock', {
-        id: blockId(bridge.id, cidr), bridgeId: bridge.id, subnet: plan.text, cidr, hostId: this.hostId,
+        id: blockId(bridge.id, cidr),
+        bridgeId: bridge.id,
+        subnet: plan.text,
+        cidr,
+        hostId: this.hostId,
         allocations: { [address]: alloc },
       });
       return address;
     }
     // 3. Borrow from another host's block; a random one, so borrowing hosts spread out instead of colliding.
-    const others = mine.filter((x) => x.value.hostId !== undefined && x.value.hostId !== this.hostId)
+    const others = mine
+      .filter((x) => x.value.hostId !== undefined && x.value.hostId !== this.hostId)
       .map((b) => ({ b, address: plan.freeAddress(b.value.cidr, b.value.allocations) }))
       .filter((x) => x.address !== undefined);
     if (others.length > 0) {
@@ -393,17 +486,21 @@ export class Ipam {
    * left empty and without affinity is deleted. Returns the addresses removed.
    */
   private editBlock(id: string, pick: (value: IpamBlock) => string[]): Promise<string[]> {
-    return retryRaces(`releasing addresses of block ${id}`, async () => {
-      const b = await this.store.get('IpamBlock', id);
-      if (!b) return [];
-      const gone = pick(b.value);
-      if (gone.length === 0) return [];
-      const left = { ...b.value.allocations };
-      for (const k of gone) delete left[k];
-      if (Object.keys(left).length === 0 && b.value.hostId === undefined) await this.store.delete('IpamBlock', id, b.version);
-      else await this.store.update('IpamBlock', { ...b.value, allocations: left }, b.version);
-      return gone;
-    }, this.options);
+    return retryRaces(
+      `releasing addresses of block ${id}`,
+      async () => {
+        const b = await this.store.get('IpamBlock', id);
+        if (!b) return [];
+        const gone = pick(b.value);
+        if (gone.length === 0) return [];
+        const left = { ...b.value.allocations };
+        for (const k of gone) delete left[k];
+        if (Object.keys(left).length === 0 && b.value.hostId === undefined) await this.store.delete('IpamBlock', id, b.version);
+        else await this.store.update('IpamBlock', { ...b.value, allocations: left }, b.version);
+        return gone;
+      },
+      this.options,
+    );
   }
 
   private serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {

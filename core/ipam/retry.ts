@@ -38,7 +38,10 @@ export async function retryRaces<T>(what: string, attempt: () => Promise<T>, opt
         throw err;
       }
       if (n >= maxAttempts) {
-        throw new TopologyError('unavailable', `${what}: gave up after ${n} attempts lost to concurrent writers (last: ${(err as Error).message})`);
+        throw new TopologyError(
+          'unavailable',
+          `${what}: gave up after ${n} attempts lost to concurrent writers (last: ${(err as Error).message})`,
+        );
       }
       const ceiling = Math.min(cap, base * 2 ** Math.min(n, 16));
       await sleep(ceiling / 2 + Math.random() * (ceiling / 2));

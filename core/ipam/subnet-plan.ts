@@ -3,8 +3,19 @@
 import { stableId } from '../model/ids.js';
 import type { Subnet } from '../model/types.js';
 import {
-  AddressError, bitsOf, broadcastAddress, contains, defaultGateway, enclosingCidr, formatCidr, formatIp, parseCidr,
-  parseIp, parseNetwork, type Cidr, type Family,
+  AddressError,
+  bitsOf,
+  broadcastAddress,
+  contains,
+  defaultGateway,
+  enclosingCidr,
+  formatCidr,
+  formatIp,
+  parseCidr,
+  parseIp,
+  parseNetwork,
+  type Cidr,
+  type Family,
 } from '../net/ip.js';
 import { TopologyError } from '../topology/errors.js';
 
@@ -50,7 +61,11 @@ export class SubnetPlan {
   private readonly lo: bigint;
   private readonly hi: bigint;
 
-  constructor(readonly bridgeId: string, readonly subnet: Subnet, field = 'subnet') {
+  constructor(
+    readonly bridgeId: string,
+    readonly subnet: Subnet,
+    field = 'subnet',
+  ) {
     this.cidr = invalid(`${field}.cidr`, () => parseNetwork(subnet.cidr, `${field}.cidr`));
     this.text = formatCidr(this.cidr);
     this.family = this.cidr.family;
@@ -58,12 +73,20 @@ export class SubnetPlan {
 
     const wanted = subnet.blockPrefix ?? DEFAULT_BLOCK_PREFIX[this.family];
     if (!Number.isInteger(wanted) || wanted < 0 || wanted > bits) {
-      throw new TopologyError('invalid', `${field}.blockPrefix: ${JSON.stringify(wanted)} is not a prefix length from 0 to ${bits}`, `${field}.blockPrefix`);
+      throw new TopologyError(
+        'invalid',
+        `${field}.blockPrefix: ${JSON.stringify(wanted)} is not a prefix length from 0 to ${bits}`,
+        `${field}.blockPrefix`,
+      );
     }
     // A block never spans more than its subnet: a /28 subnet is a single /28 block.
     this.blockPrefix = Math.max(wanted, this.cidr.prefix);
     if (bits - this.blockPrefix > MAX_BLOCK_BITS) {
-      throw new TopologyError('invalid', `${field}.blockPrefix: /${this.blockPrefix} blocks of ${this.text} would hold 2^${bits - this.blockPrefix} addresses each; use a prefix of at least /${bits - MAX_BLOCK_BITS}`, `${field}.blockPrefix`);
+      throw new TopologyError(
+        'invalid',
+        `${field}.blockPrefix: /${this.blockPrefix} blocks of ${this.text} would hold 2^${bits - this.blockPrefix} addresses each; use a prefix of at least /${bits - MAX_BLOCK_BITS}`,
+        `${field}.blockPrefix`,
+      );
     }
 
     this.gateway = invalid(`${field}.gateway`, () => subnetGateway(subnet));

@@ -160,7 +160,8 @@ export function compileLb(host: LbHost, existing: LbExisting = { chains: new Set
   }
 
   out.push(`add table ${t} { comment "${OWNER_COMMENT}"; }`);
-  for (const c of HOST_LB.baseChains) out.push(`add chain ${t} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy accept; }`);
+  for (const c of HOST_LB.baseChains)
+    out.push(`add chain ${t} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy accept; }`);
   // Flush every chain that exists or is wanted first, so no rule still refers to what is deleted below.
   const all = new Set([...existing.chains, ...chains.keys()].filter((c) => c !== 'pre' && c !== 'post'));
   for (const c of all) out.push(`add chain ${t} ${c}`, `flush chain ${t} ${c}`);
@@ -181,7 +182,10 @@ const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
  * Members whose connections must be cut after a change: those in `before` that are no longer selectable in
  * `after` (removed, disabled, down), per VIP, as `{ vip address, protocol, member address }`.
  */
-export function leavingMembers(before: readonly LbVip[], after: readonly LbVip[]): { vip: string; protocol: 'tcp' | 'udp'; member: string }[] {
+export function leavingMembers(
+  before: readonly LbVip[],
+  after: readonly LbVip[],
+): { vip: string; protocol: 'tcp' | 'udp'; member: string }[] {
   const out: { vip: string; protocol: 'tcp' | 'udp'; member: string }[] = [];
   for (const b of before) {
     const a = after.find((x) => x.id === b.id);

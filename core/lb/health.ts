@@ -20,7 +20,9 @@ export type Probe = (t: HealthTarget, timeoutS: number) => Promise<boolean>;
 /** TCP connect with `nc -z` inside the target's namespace: true when the member accepted the connection. */
 export const tcpConnectProbe: Probe = async (t, timeoutS) => {
   try {
-    await run(inNetns(t.netns, ['nc', '-z', '-w', String(Math.max(1, Math.ceil(timeoutS))), t.address, String(t.port)]), { context: 'health check' });
+    await run(inNetns(t.netns, ['nc', '-z', '-w', String(Math.max(1, Math.ceil(timeoutS))), t.address, String(t.port)]), {
+      context: 'health check',
+    });
     return true;
   } catch {
     return false;
@@ -54,7 +56,11 @@ export class HealthChecker {
   set(targets: readonly HealthTarget[]): void {
     this.targets = [...targets];
     const ids = new Set(targets.map((t) => t.memberId));
-    for (const id of [...this.status.keys()]) if (!ids.has(id)) { this.status.delete(id); this.failures.delete(id); }
+    for (const id of [...this.status.keys()])
+      if (!ids.has(id)) {
+        this.status.delete(id);
+        this.failures.delete(id);
+      }
   }
 
   statusOf(memberId: string): Status | undefined {
@@ -80,24 +86,26 @@ export class HealthChecker {
 
   /** One check of every target (all at once). */
   async round(): Promise<void> {
-    await Promise.all(this.targets.map(async (t) => {
-      const ok = await this.probe(t, this.monitor.timeout);
-      if (this.stopped) return;
-      const before = this.status.get(t.memberId);
-      let now: Status | undefined = before;
-      if (ok) {
-        this.failures.set(t.memberId, 0);
-        now = 'up';
-      } else {
-        const n = (this.failures.get(t.memberId) ?? 0) + 1;
-        this.failures.set(t.memberId, n);
-        if (n >= this.monitor.maxRetries) now = 'down';
-      }
-      if (now && now !== before) {
-        this.status.set(t.memberId, now);
-        await this.onChange(t.memberId, now);
-      }
-    }));
+    await Promise.all(
+      this.targets.map(async (t) => {
+        const ok = await this.probe(t, this.monitor.timeout);
+        if (this.stopped) return;
+        const before = this.status.get(t.memberId);
+        let now: Status | undefined = before;
+        if (ok) {
+          this.failures.set(t.memberId, 0);
+          now = 'up';
+        } else {
+          const n = (this.failures.get(t.memberId) ?? 0) + 1;
+          this.failures.set(t.memberId, n);
+          if (n >= this.monitor.maxRetries) now = 'down';
+        }
+        if (now && now !== before) {
+          this.status.set(t.memberId, now);
+          await this.onChange(t.memberId, now);
+        }
+      }),
+    );
   }
 }
 

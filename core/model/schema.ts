@@ -19,7 +19,10 @@ export type JsonSchema = Record<string, unknown>;
  * is the store's own, looser check).
  */
 export const idSchema: JsonSchema = {
-  type: 'string', minLength: 1, maxLength: 256, pattern: '^(?!\\.\\.?$)[\\x21-\\x2e\\x30-\\x7e]+$',
+  type: 'string',
+  minLength: 1,
+  maxLength: 256,
+  pattern: '^(?!\\.\\.?$)[\\x21-\\x2e\\x30-\\x7e]+$',
   description: 'Object id (usually a UUID)',
 };
 /**
@@ -28,18 +31,25 @@ export const idSchema: JsonSchema = {
  * 15 bytes.
  */
 const ifnameSchema: JsonSchema = {
-  type: 'string', minLength: 1, maxLength: 15, pattern: '^(?!\\.\\.?$)[\\x21-\\x24\\x26-\\x2e\\x30-\\x39\\x3b-\\x7e]+$',
+  type: 'string',
+  minLength: 1,
+  maxLength: 15,
+  pattern: '^(?!\\.\\.?$)[\\x21-\\x24\\x26-\\x2e\\x30-\\x39\\x3b-\\x7e]+$',
   description: 'Linux interface name',
 };
 /** Names users type: Docker's network-name alphabet plus '@' and '+' (orchestrator-derived names). */
 export const nameSchema: JsonSchema = {
-  type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9_.@+-]*$',
+  type: 'string',
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.@+-]*$',
 };
 const ipSchema: JsonSchema = { type: 'string', minLength: 2, maxLength: 64, description: 'IPv4 or IPv6 address' };
 const cidrSchema: JsonSchema = { type: 'string', minLength: 4, maxLength: 68, description: 'CIDR, e.g. 10.1.0.0/24' };
 const macSchema: JsonSchema = { type: 'string', minLength: 12, maxLength: 17, description: 'MAC address' };
 const optionsSchema: JsonSchema = {
-  type: 'object', maxProperties: 256,
+  type: 'object',
+  maxProperties: 256,
   additionalProperties: { type: 'string', maxLength: 4096 },
   propertyNames: { maxLength: 256 },
 };
@@ -48,48 +58,97 @@ const portNumber: JsonSchema = { type: 'integer', minimum: 1, maximum: 65535 };
 const ids = (max = 1024): JsonSchema => ({ type: 'array', maxItems: max, items: idSchema });
 const strEnum = (...values: string[]): JsonSchema => ({ type: 'string', enum: values });
 const obj = (properties: Record<string, JsonSchema>, required: string[] = []): JsonSchema => ({
-  type: 'object', additionalProperties: false, properties, ...(required.length ? { required } : {}),
+  type: 'object',
+  additionalProperties: false,
+  properties,
+  ...(required.length ? { required } : {}),
 });
 
 export const TUNNEL_KEY_MAX = 16777215;
 
-const subnetSchema = obj({
-  cidr: cidrSchema,
-  gateway: { type: 'string', maxLength: 64, description: 'Gateway address inside cidr; "" for none' },
-  reserved: { type: 'array', maxItems: 4096, items: ipSchema },
-  range: cidrSchema,
-  blockPrefix: { type: 'integer', minimum: 0, maximum: 128 },
-}, ['cidr']);
+const subnetSchema = obj(
+  {
+    cidr: cidrSchema,
+    gateway: { type: 'string', maxLength: 64, description: 'Gateway address inside cidr; "" for none' },
+    reserved: { type: 'array', maxItems: 4096, items: ipSchema },
+    range: cidrSchema,
+    blockPrefix: { type: 'integer', minimum: 0, maximum: 128 },
+  },
+  ['cidr'],
+);
 
-const portRange = obj({ start: { type: 'integer', minimum: 0, maximum: 65535 }, end: { type: 'integer', minimum: 0, maximum: 65535 } }, ['start', 'end']);
+const portRange = obj({ start: { type: 'integer', minimum: 0, maximum: 65535 }, end: { type: 'integer', minimum: 0, maximum: 65535 } }, [
+  'start',
+  'end',
+]);
 
 const conditionSchema = obj({
-  conjunctionInv: boolSchema, matchForwardFlow: boolSchema, matchReturnFlow: boolSchema,
-  noVlan: boolSchema, vlan: { type: 'integer', minimum: 0, maximum: 4095 },
-  inPortIds: ids(), invInPorts: boolSchema, outPortIds: ids(), invOutPorts: boolSchema,
-  portGroupSrc: idSchema, invPortGroupSrc: boolSchema, portGroupDst: idSchema, invPortGroupDst: boolSchema,
-  ethertype: { type: 'integer', minimum: 0, maximum: 65535 }, invEthertype: boolSchema,
-  dlSrc: macSchema, dlSrcMask: macSchema, invDlSrc: boolSchema, dlDst: macSchema, dlDstMask: macSchema, invDlDst: boolSchema,
-  nwTos: { type: 'integer', minimum: 0, maximum: 255 }, invNwTos: boolSchema,
-  nwProto: { type: 'integer', minimum: 0, maximum: 255 }, invNwProto: boolSchema,
-  nwSrc: cidrSchema, invNwSrc: boolSchema, nwDst: cidrSchema, invNwDst: boolSchema,
-  tpSrc: portRange, invTpSrc: boolSchema, tpDst: portRange, invTpDst: boolSchema,
-  ipAddrGroupSrc: idSchema, invIpAddrGroupSrc: boolSchema, ipAddrGroupDst: idSchema, invIpAddrGroupDst: boolSchema,
-  traversedDevice: idSchema, invTraversedDevice: boolSchema,
-  icmpDataSrcIp: cidrSchema, invIcmpDataSrcIp: boolSchema, icmpDataDstIp: cidrSchema, invIcmpDataDstIp: boolSchema,
+  conjunctionInv: boolSchema,
+  matchForwardFlow: boolSchema,
+  matchReturnFlow: boolSchema,
+  noVlan: boolSchema,
+  vlan: { type: 'integer', minimum: 0, maximum: 4095 },
+  inPortIds: ids(),
+  invInPorts: boolSchema,
+  outPortIds: ids(),
+  invOutPorts: boolSchema,
+  portGroupSrc: idSchema,
+  invPortGroupSrc: boolSchema,
+  portGroupDst: idSchema,
+  invPortGroupDst: boolSchema,
+  ethertype: { type: 'integer', minimum: 0, maximum: 65535 },
+  invEthertype: boolSchema,
+  dlSrc: macSchema,
+  dlSrcMask: macSchema,
+  invDlSrc: boolSchema,
+  dlDst: macSchema,
+  dlDstMask: macSchema,
+  invDlDst: boolSchema,
+  nwTos: { type: 'integer', minimum: 0, maximum: 255 },
+  invNwTos: boolSchema,
+  nwProto: { type: 'integer', minimum: 0, maximum: 255 },
+  invNwProto: boolSchema,
+  nwSrc: cidrSchema,
+  invNwSrc: boolSchema,
+  nwDst: cidrSchema,
+  invNwDst: boolSchema,
+  tpSrc: portRange,
+  invTpSrc: boolSchema,
+  tpDst: portRange,
+  invTpDst: boolSchema,
+  ipAddrGroupSrc: idSchema,
+  invIpAddrGroupSrc: boolSchema,
+  ipAddrGroupDst: idSchema,
+  invIpAddrGroupDst: boolSchema,
+  traversedDevice: idSchema,
+  invTraversedDevice: boolSchema,
+  icmpDataSrcIp: cidrSchema,
+  invIcmpDataSrcIp: boolSchema,
+  icmpDataDstIp: cidrSchema,
+  invIcmpDataDstIp: boolSchema,
   matchNwDstRewritten: boolSchema,
   fragmentPolicy: strEnum('any', 'header', 'nonheader', 'unfragmented'),
 });
 
-const natTarget = obj({
-  addressFrom: ipSchema, addressTo: ipSchema,
-  portFrom: { type: 'integer', minimum: 0, maximum: 65535 }, portTo: { type: 'integer', minimum: 0, maximum: 65535 },
-}, ['addressFrom', 'addressTo', 'portFrom', 'portTo']);
+const natTarget = obj(
+  {
+    addressFrom: ipSchema,
+    addressTo: ipSchema,
+    portFrom: { type: 'integer', minimum: 0, maximum: 65535 },
+    portTo: { type: 'integer', minimum: 0, maximum: 65535 },
+  },
+  ['addressFrom', 'addressTo', 'portFrom', 'portTo'],
+);
 
-const allocation = obj({
-  owner: { type: 'string', maxLength: 512 }, ifname: { type: 'string', maxLength: 64 }, hostId: idSchema,
-  at: { type: 'integer', minimum: 0 },
-}, ['owner', 'ifname', 'at']);
+const allocation = obj(
+  {
+    owner: { type: 'string', maxLength: 512 },
+    ifname: { type: 'string', maxLength: 64 },
+    hostId: idSchema,
+    at: { type: 'integer', minimum: 0 },
+  },
+  ['owner', 'ifname', 'at'],
+);
 
 // ------------------------------------------------------------------------------------------ per kind
 
@@ -113,129 +172,225 @@ const tenantExtra = { tenant: { ...nameSchema, description: 'Tenant name (create
 const SPECS: Record<Kind, KindSpec> = {
   Tenant: {
     fields: { id: idSchema, name: nameSchema, generation: { type: 'integer', minimum: 0 } },
-    required: ['id', 'name', 'generation'], createRequired: ['name'], managed: ['generation'], immutable: ['name'],
+    required: ['id', 'name', 'generation'],
+    createRequired: ['name'],
+    managed: ['generation'],
+    immutable: ['name'],
   },
   Bridge: {
     fields: {
-      id: idSchema, tenantId: idSchema, name: nameSchema,
+      id: idSchema,
+      tenantId: idSchema,
+      name: nameSchema,
       tunnelKey: { type: 'integer', minimum: 1, maximum: TUNNEL_KEY_MAX, description: 'VXLAN VNI, unique cluster-wide' },
       subnets: { type: 'array', maxItems: 64, items: subnetSchema },
-      mtu: { type: 'integer', minimum: 68, maximum: 65535 }, internal: boolSchema, adminStateUp: boolSchema,
-      inboundFilterId: idSchema, outboundFilterId: idSchema, options: optionsSchema, labels: optionsSchema,
+      mtu: { type: 'integer', minimum: 68, maximum: 65535 },
+      internal: boolSchema,
+      adminStateUp: boolSchema,
+      inboundFilterId: idSchema,
+      outboundFilterId: idSchema,
+      options: optionsSchema,
+      labels: optionsSchema,
     },
     required: ['id', 'tenantId', 'name', 'tunnelKey', 'subnets', 'adminStateUp', 'options', 'labels'],
-    createRequired: ['name'], immutable: ['tenantId'], createExtra: tenantExtra,
+    createRequired: ['name'],
+    immutable: ['tenantId'],
+    createExtra: tenantExtra,
   },
   Router: {
     fields: {
-      id: idSchema, tenantId: idSchema, name: nameSchema, adminStateUp: boolSchema,
-      inboundFilterId: idSchema, outboundFilterId: idSchema, loadBalancerId: idSchema, snat: boolSchema, options: optionsSchema,
+      id: idSchema,
+      tenantId: idSchema,
+      name: nameSchema,
+      adminStateUp: boolSchema,
+      inboundFilterId: idSchema,
+      outboundFilterId: idSchema,
+      loadBalancerId: idSchema,
+      snat: boolSchema,
+      options: optionsSchema,
     },
     required: ['id', 'tenantId', 'name', 'adminStateUp', 'snat', 'options'],
-    createRequired: ['name'], immutable: ['tenantId'], createExtra: tenantExtra,
+    createRequired: ['name'],
+    immutable: ['tenantId'],
+    createExtra: tenantExtra,
   },
   Port: {
     fields: {
-      id: idSchema, tenantId: idSchema, type: strEnum('bridge', 'router'), bridgeId: idSchema, routerId: idSchema,
-      mac: macSchema, ips: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 68 } }, peerId: idSchema,
-      hostId: idSchema, interfaceName: ifnameSchema,
-      owner: obj({
-        orchestrator: strEnum('cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'),
-        workloadId: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }, ifname: ifnameSchema,
-      }, ['orchestrator', 'workloadId', 'ifname']),
-      adminStateUp: boolSchema, status: strEnum('up', 'down', 'unknown'), portSecurity: boolSchema,
-      inboundFilterId: idSchema, outboundFilterId: idSchema, portGroupIds: ids(), options: optionsSchema,
+      id: idSchema,
+      tenantId: idSchema,
+      type: strEnum('bridge', 'router'),
+      bridgeId: idSchema,
+      routerId: idSchema,
+      mac: macSchema,
+      ips: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 68 } },
+      peerId: idSchema,
+      hostId: idSchema,
+      interfaceName: ifnameSchema,
+      owner: obj(
+        {
+          orchestrator: strEnum('cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'),
+          workloadId: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
+          ifname: ifnameSchema,
+        },
+        ['orchestrator', 'workloadId', 'ifname'],
+      ),
+      adminStateUp: boolSchema,
+      status: strEnum('up', 'down', 'unknown'),
+      portSecurity: boolSchema,
+      inboundFilterId: idSchema,
+      outboundFilterId: idSchema,
+      portGroupIds: ids(),
+      options: optionsSchema,
     },
     required: ['id', 'tenantId', 'type', 'mac', 'ips', 'adminStateUp', 'status', 'portSecurity', 'portGroupIds', 'options'],
-    createRequired: [], managed: ['tenantId', 'peerId'], immutable: ['type', 'bridgeId', 'routerId'],
+    createRequired: [],
+    managed: ['tenantId', 'peerId'],
+    immutable: ['type', 'bridgeId', 'routerId'],
   },
   Host: {
     fields: {
-      id: idSchema, name: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[^\\u0000-\\u001f\\u007f/]+$' }, addresses: { type: 'array', maxItems: 64, items: ipSchema },
+      id: idSchema,
+      name: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[^\\u0000-\\u001f\\u007f/]+$' },
+      addresses: { type: 'array', maxItems: 64, items: ipSchema },
       tunnelZones: { type: 'array', maxItems: 64, items: obj({ zoneId: idSchema, ip: ipSchema }, ['zoneId', 'ip']) },
-      tunnelPort: portNumber, underlayMtu: { type: 'integer', minimum: 68, maximum: 65535 },
+      tunnelPort: portNumber,
+      underlayMtu: { type: 'integer', minimum: 68, maximum: 65535 },
       version: { type: 'string', maxLength: 128 },
     },
-    required: ['id', 'name', 'addresses', 'tunnelZones', 'tunnelPort'], createRequired: ['name'],
+    required: ['id', 'name', 'addresses', 'tunnelZones', 'tunnelPort'],
+    createRequired: ['name'],
   },
   TunnelZone: {
     fields: { id: idSchema, name: nameSchema, type: strEnum('vxlan') },
-    required: ['id', 'name', 'type'], createRequired: ['name'],
+    required: ['id', 'name', 'type'],
+    createRequired: ['name'],
   },
   Route: {
     fields: {
-      id: idSchema, routerId: idSchema, dst: cidrSchema, src: cidrSchema,
-      nextHop: strEnum('port', 'blackhole', 'reject', 'local'), nextHopPortId: idSchema, nextHopGateway: ipSchema,
+      id: idSchema,
+      routerId: idSchema,
+      dst: cidrSchema,
+      src: cidrSchema,
+      nextHop: strEnum('port', 'blackhole', 'reject', 'local'),
+      nextHopPortId: idSchema,
+      nextHopGateway: ipSchema,
       weight: { type: 'integer', minimum: 0, maximum: 65535 },
     },
-    required: ['id', 'routerId', 'dst', 'nextHop', 'weight'], createRequired: ['routerId', 'dst'], immutable: ['routerId'],
+    required: ['id', 'routerId', 'dst', 'nextHop', 'weight'],
+    createRequired: ['routerId', 'dst'],
+    immutable: ['routerId'],
   },
   Chain: {
     fields: { id: idSchema, tenantId: idSchema, name: nameSchema },
-    required: ['id', 'name'], createRequired: ['name'], immutable: ['tenantId'], createExtra: tenantExtra,
+    required: ['id', 'name'],
+    createRequired: ['name'],
+    immutable: ['tenantId'],
+    createExtra: tenantExtra,
   },
   Rule: {
     fields: {
-      id: idSchema, chainId: idSchema, position: { type: 'integer', minimum: 1, maximum: 1000000 }, condition: conditionSchema,
+      id: idSchema,
+      chainId: idSchema,
+      position: { type: 'integer', minimum: 1, maximum: 1000000 },
+      condition: conditionSchema,
       action: strEnum('accept', 'drop', 'reject', 'jump', 'return', 'continue', 'snat', 'dnat', 'rev_snat', 'rev_dnat'),
-      jumpChainId: idSchema, natTargets: { type: 'array', maxItems: 64, items: natTarget },
+      jumpChainId: idSchema,
+      natTargets: { type: 'array', maxItems: 64, items: natTarget },
       flowAction: strEnum('accept', 'continue', 'return'),
       description: { type: 'string', maxLength: 1024 },
     },
-    required: ['id', 'chainId', 'position', 'condition', 'action'], createRequired: ['chainId', 'action'], immutable: ['chainId'],
+    required: ['id', 'chainId', 'position', 'condition', 'action'],
+    createRequired: ['chainId', 'action'],
+    immutable: ['chainId'],
   },
   PortGroup: {
     fields: { id: idSchema, tenantId: idSchema, name: nameSchema, stateful: boolSchema },
-    required: ['id', 'tenantId', 'name', 'stateful'], createRequired: ['name'], immutable: ['tenantId'], createExtra: tenantExtra,
+    required: ['id', 'tenantId', 'name', 'stateful'],
+    createRequired: ['name'],
+    immutable: ['tenantId'],
+    createExtra: tenantExtra,
   },
   IpAddrGroup: {
     fields: {
-      id: idSchema, tenantId: idSchema, name: nameSchema,
+      id: idSchema,
+      tenantId: idSchema,
+      name: nameSchema,
       addresses: { type: 'array', maxItems: 65536, items: { type: 'string', maxLength: 68 } },
     },
-    required: ['id', 'tenantId', 'name', 'addresses'], createRequired: ['name'], immutable: ['tenantId'], createExtra: tenantExtra,
+    required: ['id', 'tenantId', 'name', 'addresses'],
+    createRequired: ['name'],
+    immutable: ['tenantId'],
+    createExtra: tenantExtra,
   },
   LoadBalancer: {
     fields: { id: idSchema, routerId: idSchema, adminStateUp: boolSchema },
-    required: ['id', 'routerId', 'adminStateUp'], createRequired: ['routerId'], immutable: ['routerId'],
+    required: ['id', 'routerId', 'adminStateUp'],
+    createRequired: ['routerId'],
+    immutable: ['routerId'],
   },
   Pool: {
     fields: {
-      id: idSchema, loadBalancerId: idSchema, protocol: strEnum('tcp', 'udp'), lbMethod: strEnum('round_robin', 'random'),
-      healthMonitorId: idSchema, adminStateUp: boolSchema,
+      id: idSchema,
+      loadBalancerId: idSchema,
+      protocol: strEnum('tcp', 'udp'),
+      lbMethod: strEnum('round_robin', 'random'),
+      healthMonitorId: idSchema,
+      adminStateUp: boolSchema,
     },
-    required: ['id', 'loadBalancerId', 'protocol', 'lbMethod', 'adminStateUp'], createRequired: ['loadBalancerId'],
+    required: ['id', 'loadBalancerId', 'protocol', 'lbMethod', 'adminStateUp'],
+    createRequired: ['loadBalancerId'],
     immutable: ['loadBalancerId'],
   },
   PoolMember: {
     fields: {
-      id: idSchema, poolId: idSchema, address: ipSchema, port: portNumber,
-      weight: { type: 'integer', minimum: 0, maximum: 65535 }, adminStateUp: boolSchema, status: strEnum('up', 'down', 'unknown'),
+      id: idSchema,
+      poolId: idSchema,
+      address: ipSchema,
+      port: portNumber,
+      weight: { type: 'integer', minimum: 0, maximum: 65535 },
+      adminStateUp: boolSchema,
+      status: strEnum('up', 'down', 'unknown'),
     },
     required: ['id', 'poolId', 'address', 'port', 'weight', 'adminStateUp', 'status'],
-    createRequired: ['poolId', 'address', 'port'], immutable: ['poolId'],
+    createRequired: ['poolId', 'address', 'port'],
+    immutable: ['poolId'],
   },
   Vip: {
     fields: {
-      id: idSchema, poolId: idSchema, address: ipSchema, port: portNumber, protocol: strEnum('tcp', 'udp'),
+      id: idSchema,
+      poolId: idSchema,
+      address: ipSchema,
+      port: portNumber,
+      protocol: strEnum('tcp', 'udp'),
       sessionPersistence: strEnum('source_ip'),
     },
-    required: ['id', 'poolId', 'address', 'port', 'protocol'], createRequired: ['poolId', 'address', 'port'], immutable: ['poolId'],
+    required: ['id', 'poolId', 'address', 'port', 'protocol'],
+    createRequired: ['poolId', 'address', 'port'],
+    immutable: ['poolId'],
   },
   HealthMonitor: {
     fields: {
-      id: idSchema, type: strEnum('tcp', 'http'), delay: { type: 'integer', minimum: 1, maximum: 3600 },
-      timeout: { type: 'integer', minimum: 1, maximum: 3600 }, maxRetries: { type: 'integer', minimum: 1, maximum: 100 },
+      id: idSchema,
+      type: strEnum('tcp', 'http'),
+      delay: { type: 'integer', minimum: 1, maximum: 3600 },
+      timeout: { type: 'integer', minimum: 1, maximum: 3600 },
+      maxRetries: { type: 'integer', minimum: 1, maximum: 100 },
       adminStateUp: boolSchema,
     },
-    required: ['id', 'type', 'delay', 'timeout', 'maxRetries', 'adminStateUp'], createRequired: [],
+    required: ['id', 'type', 'delay', 'timeout', 'maxRetries', 'adminStateUp'],
+    createRequired: [],
   },
   IpamBlock: {
     fields: {
-      id: idSchema, bridgeId: idSchema, subnet: cidrSchema, cidr: cidrSchema, hostId: idSchema,
+      id: idSchema,
+      bridgeId: idSchema,
+      subnet: cidrSchema,
+      cidr: cidrSchema,
+      hostId: idSchema,
       allocations: { type: 'object', maxProperties: 1 << 16, additionalProperties: allocation },
     },
-    required: ['id', 'bridgeId', 'subnet', 'cidr', 'allocations'], createRequired: ['bridgeId', 'subnet', 'cidr'],
+    required: ['id', 'bridgeId', 'subnet', 'cidr', 'allocations'],
+    createRequired: ['bridgeId', 'subnet', 'cidr'],
     immutable: ['bridgeId', 'subnet', 'cidr'],
   },
 };

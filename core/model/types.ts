@@ -132,7 +132,10 @@ export interface Chain {
   name: string;
 }
 
-export interface PortRange { start: number; end: number }
+export interface PortRange {
+  start: number;
+  end: number;
+}
 
 /**
  * MidoNet's FragmentPolicy (FragmentPolicy.java): which IP fragments a condition may match at all. It is checked
@@ -216,9 +219,7 @@ export interface NatTarget {
   portTo: number;
 }
 
-export type RuleAction =
-  | 'accept' | 'drop' | 'reject' | 'jump' | 'return' | 'continue'
-  | 'snat' | 'dnat' | 'rev_snat' | 'rev_dnat';
+export type RuleAction = 'accept' | 'drop' | 'reject' | 'jump' | 'return' | 'continue' | 'snat' | 'dnat' | 'rev_snat' | 'rev_dnat';
 
 export const NAT_ACTIONS: readonly RuleAction[] = ['snat', 'dnat', 'rev_snat', 'rev_dnat'];
 
@@ -345,6 +346,21 @@ export interface Models {
 export type Kind = keyof Models;
 
 export const KINDS: readonly Kind[] = [
-  'Tenant', 'Bridge', 'Router', 'Port', 'Host', 'TunnelZone', 'Route', 'Chain', 'Rule', 'PortGroup',
-  'IpAddrGroup', 'LoadBalancer', 'Pool', 'PoolMember', 'Vip', 'HealthMonitor', 'IpamBlock',
+  'Tenant',
+  'Bridge',
+  'Router',
+  'Port',
+  'Host',
+  'TunnelZone',
+  'Route',
+  'Chain',
+  'Rule',
+  'PortGroup',
+  'IpAddrGroup',
+  'LoadBalancer',
+  'Pool',
+  'PoolMember',
+  'Vip',
+  'HealthMonitor',
+  'IpamBlock',
 ];

@@ -92,9 +92,12 @@ export function parseIp(text: unknown, what?: string): Ip {
   if (text.includes('%')) fail(what, text, `${quote(text)} has a zone index; zoned (link-local scoped) addresses are not supported`);
   if (text.includes('/')) fail(what, text, `${quote(text)} is a CIDR, expected a bare IP address`);
   switch (isIP(text)) {
-    case 4: return { family: 4, value: v4ToBigint(text) };
-    case 6: return { family: 6, value: v6ToBigint(text) };
-    default: fail(what, text, `${quote(text)} is not a valid IPv4 or IPv6 address`);
+    case 4:
+      return { family: 4, value: v4ToBigint(text) };
+    case 6:
+      return { family: 6, value: v6ToBigint(text) };
+    default:
+      fail(what, text, `${quote(text)} is not a valid IPv4 or IPv6 address`);
   }
 }
 
@@ -129,10 +132,16 @@ export function formatIp(ip: Ip): string {
   let bestStart = -1;
   let bestLen = 1; // a single zero group is never shortened (RFC 5952 §4.2.2)
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));
@@ -160,7 +169,10 @@ export function addToIp(ip: IpLike, n: bigint | number): Ip {
   const x = toIp(ip);
   const v = x.value + BigInt(n);
   if (v < 0n || v > maxOf(x.family)) {
-    throw new AddressError(`${formatIp(x)} ${n >= 0 ? '+' : '-'} ${n >= 0 ? n : -BigInt(n)} leaves the IPv${x.family} address space`, formatIp(x));
+    throw new AddressError(
+      `${formatIp(x)} ${n >= 0 ? '+' : '-'} ${n >= 0 ? n : -BigInt(n)} leaves the IPv${x.family} address space`,
+      formatIp(x),
+    );
   }
   return { family: x.family, value: v };
 }
@@ -363,11 +375,17 @@ export function splitCidr(c: CidrLike, prefix: number, limit = MAX_SPLIT): Cidr[
   const x = toCidr(c);
   const bits = bitsOf(x.family);
   if (!Number.isInteger(prefix) || prefix < x.prefix || prefix > bits) {
-    throw new AddressError(`cannot split ${formatCidr(x)} into /${prefix} blocks: the block prefix must be from ${x.prefix} to ${bits}`, formatCidr(x));
+    throw new AddressError(
+      `cannot split ${formatCidr(x)} into /${prefix} blocks: the block prefix must be from ${x.prefix} to ${bits}`,
+      formatCidr(x),
+    );
   }
   const count = 1n << BigInt(prefix - x.prefix);
   if (count > BigInt(limit)) {
-    throw new AddressError(`splitting ${formatCidr(x)} into /${prefix} blocks would make ${count} blocks (more than ${limit})`, formatCidr(x));
+    throw new AddressError(
+      `splitting ${formatCidr(x)} into /${prefix} blocks would make ${count} blocks (more than ${limit})`,
+      formatCidr(x),
+    );
   }
   const step = 1n << BigInt(bits - prefix);
   const out: Cidr[] = [];

@@ -19,7 +19,16 @@
 import type { IpAddrGroup } from '../model/types.js';
 import { isCidr, isIp } from '../net/ip.js';
 import {
-  ETH_IPV4, ETH_IPV6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, defaultFragmentPolicy, type PolicyCondition, type PolicyRule,
+  ETH_IPV4,
+  ETH_IPV6,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+  defaultFragmentPolicy,
+  type PolicyCondition,
+  type PolicyRule,
 } from './simulate.js';
 
 export class CompileError extends Error {
@@ -30,7 +39,9 @@ export class CompileError extends Error {
 }
 
 /** skb->mark bits of `table inet bees-ct` (configurable: other users of the mark must not collide). */
-export interface MarkBits { returnFlow: number }
+export interface MarkBits {
+  returnFlow: number;
+}
 export const DEFAULT_MARKS: MarkBits = { returnFlow: 0x80000000 };
 
 export interface CompileContext {
@@ -46,7 +57,11 @@ export const portGroupSet = (groupId: string): string => `pg-${groupId}`;
 export const addrGroupSet = (groupId: string, family: 4 | 6): string => `iag-${groupId}-v${family}`;
 
 /** The nft sets a chain's rules refer to, with their types. */
-export interface SetDecl { name: string; type: string; interval?: boolean }
+export interface SetDecl {
+  name: string;
+  type: string;
+  interval?: boolean;
+}
 
 /** Expansions beyond this are refused rather than silently blown up. */
 const MAX_EXPANSION = 32;
@@ -65,12 +80,19 @@ function isV6(addr: string): boolean {
  * e.g. `ip daddr … ip6 daddr …`, with "conflicting protocols").
  */
 type Fam = '4' | '6' | '!4' | '!6' | '!ip';
-interface Alt { text: string; fam?: Fam | undefined }
+interface Alt {
+  text: string;
+  fam?: Fam | undefined;
+}
 /** One nft match per alternative; a term holds one or more disjoint alternatives. */
 type Term = Alt[];
 
 const CONFLICTS: Record<Fam, readonly Fam[]> = {
-  '4': ['6', '!4', '!ip'], '6': ['4', '!6', '!ip'], '!4': ['4'], '!6': ['6'], '!ip': ['4', '6'],
+  '4': ['6', '!4', '!ip'],
+  '6': ['4', '!6', '!ip'],
+  '!4': ['4'],
+  '!6': ['6'],
+  '!ip': ['4', '6'],
 };
 const alt = (text: string, fam?: Fam): Alt => ({ text, fam });
 const one = (text: string, fam?: Fam): Term => [alt(text, fam)];
@@ -91,14 +113,20 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
   const not = (inv?: boolean) => (inv ? '!= ' : '');
   if (c.matchForwardFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == 0`));
   if (c.matchReturnFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == ${hex(marks.returnFlow)}`));
-  for (const [field, dir, inv] of [['portGroupSrc', 'saddr', c.invPortGroupSrc], ['portGroupDst', 'daddr', c.invPortGroupDst]] as const) {
+  for (const [field, dir, inv] of [
+    ['portGroupSrc', 'saddr', c.invPortGroupSrc],
+    ['portGroupDst', 'daddr', c.invPortGroupDst],
+  ] as const) {
     const g = c[field];
     if (g === undefined) continue;
     const s = portGroupSet(g);
     sets.set(s, { name: s, type: 'ether_addr' });
     terms.push(one(`ether ${dir} ${not(inv)}@${s}`));
   }
-  for (const [ids, dir, inv] of [[c.inPortIds, 'saddr', c.invInPorts], [c.outPortIds, 'daddr', c.invOutPorts]] as const) {
+  for (const [ids, dir, inv] of [
+    [c.inPortIds, 'saddr', c.invInPorts],
+    [c.outPortIds, 'daddr', c.invOutPorts],
+  ] as const) {
     if (!ids?.length) continue;
     const macs = ids.map((id) => {
       const m = ctx.macOf(id);
@@ -123,19 +151,26 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
     if (!icmp && !ported) throw new CompileError(`rule ${ruleId}: protocol ${c.nwProto} has no ports`);
     // ICMP: type in the source-port slot, code in the destination-port slot (MidoNet's flow match).
     const f: Fam | undefined = icmp === 'icmp' ? '4' : icmp ? '6' : undefined;
-    if (c.tpSrc) terms.push(one(icmp ? `${icmp} type ${not(c.invTpSrc)}${range(c.tpSrc)}` : `th sport ${not(c.invTpSrc)}${range(c.tpSrc)}`, f));
-    if (c.tpDst) terms.push(one(icmp ? `${icmp} code ${not(c.invTpDst)}${range(c.tpDst)}` : `th dport ${not(c.invTpDst)}${range(c.tpDst)}`, f));
+    if (c.tpSrc)
+      terms.push(one(icmp ? `${icmp} type ${not(c.invTpSrc)}${range(c.tpSrc)}` : `th sport ${not(c.invTpSrc)}${range(c.tpSrc)}`, f));
+    if (c.tpDst)
+      terms.push(one(icmp ? `${icmp} code ${not(c.invTpDst)}${range(c.tpDst)}` : `th dport ${not(c.invTpDst)}${range(c.tpDst)}`, f));
   }
-  for (const [g, dir, inv] of [[c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc], [c.ipAddrGroupDst, 'daddr', c.invIpAddrGroupDst]] as const) {
+  for (const [g, dir, inv] of [
+    [c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc],
+    [c.ipAddrGroupDst, 'daddr', c.invIpAddrGroupDst],
+  ] as const) {
     if (g === undefined) continue;
     const v4 = addrGroupSet(g, 4);
     const v6 = addrGroupSet(g, 6);
     // Interval sets hold prefixes as well as addresses (our groups accept CIDRs; MidoNet's held addresses only).
     sets.set(v4, { name: v4, type: 'ipv4_addr', interval: true });
     sets.set(v6, { name: v6, type: 'ipv6_addr', interval: true });
-    terms.push(inv
-      ? [alt('ether type != { ip, ip6 }', '!ip'), alt(`ip ${dir} != @${v4}`, '4'), alt(`ip6 ${dir} != @${v6}`, '6')]
-      : [alt(`ip ${dir} @${v4}`, '4'), alt(`ip6 ${dir} @${v6}`, '6')]);
+    terms.push(
+      inv
+        ? [alt('ether type != { ip, ip6 }', '!ip'), alt(`ip ${dir} != @${v4}`, '4'), alt(`ip6 ${dir} != @${v6}`, '6')]
+        : [alt(`ip ${dir} @${v4}`, '4'), alt(`ip6 ${dir} @${v6}`, '6')],
+    );
   }
   return terms;
 }
@@ -143,9 +178,11 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
 function expand(terms: Term[], ruleId: string): string[] {
   let out: { text: string; fams: Fam[] }[] = [{ text: '', fams: [] }];
   for (const t of terms) {
-    out = out.flatMap((prefix) => t
-      .filter((a) => !a.fam || !prefix.fams.some((f) => CONFLICTS[a.fam!].includes(f)))
-      .map((a) => ({ text: prefix.text ? `${prefix.text} ${a.text}` : a.text, fams: a.fam ? [...prefix.fams, a.fam] : prefix.fams })));
+    out = out.flatMap((prefix) =>
+      t
+        .filter((a) => !a.fam || !prefix.fams.some((f) => CONFLICTS[a.fam!].includes(f)))
+        .map((a) => ({ text: prefix.text ? `${prefix.text} ${a.text}` : a.text, fams: a.fam ? [...prefix.fams, a.fam] : prefix.fams })),
+    );
     if (out.length > MAX_EXPANSION) throw new CompileError(`rule ${ruleId}: condition expands to more than ${MAX_EXPANSION} nft rules`);
   }
   return out.map((x) => x.text);
@@ -153,14 +190,20 @@ function expand(terms: Term[], ruleId: string): string[] {
 
 function verdictOf(rule: PolicyRule, ctx: CompileContext): string | null {
   switch (rule.action) {
-    case 'accept': return 'accept';
-    case 'drop': case 'reject': return 'drop';
-    case 'return': return 'return';
-    case 'continue': return '';
+    case 'accept':
+      return 'accept';
+    case 'drop':
+    case 'reject':
+      return 'drop';
+    case 'return':
+      return 'return';
+    case 'continue':
+      return '';
     case 'jump':
       if (!rule.jumpChainId || !ctx.chainExists(rule.jumpChainId)) return null;
       return `jump ${chainName(rule.jumpChainId)}`;
-    case 'rev_snat': case 'rev_dnat':
+    case 'rev_snat':
+    case 'rev_dnat':
       return null; // applies only with a reverse binding, which bridge stages never have (simulate.ts agrees)
     default:
       throw new CompileError(`rule ${rule.id}: ${rule.action} is not supported on bridge or port filters`);

@@ -30,7 +30,9 @@ export interface PolicyCondition extends Condition {
   fragmentPolicy?: FragmentPolicy;
 }
 
-export interface PolicyRule extends Omit<Rule, 'condition'> { condition: PolicyCondition }
+export interface PolicyRule extends Omit<Rule, 'condition'> {
+  condition: PolicyCondition;
+}
 
 /** What the simulator needs of the topology: chains with their rules, ports (groups, filters), address groups. */
 export interface PolicyView {
@@ -111,15 +113,18 @@ function l4Slots(p: Packet): { src?: number | undefined; dst?: number | undefine
   return {};
 }
 
-export const defaultFragmentPolicy = (c: PolicyCondition): FragmentPolicy =>
-  c.fragmentPolicy ?? (c.tpSrc || c.tpDst ? 'header' : 'any');
+export const defaultFragmentPolicy = (c: PolicyCondition): FragmentPolicy => c.fragmentPolicy ?? (c.tpSrc || c.tpDst ? 'header' : 'any');
 
 function fragmentAccepted(policy: FragmentPolicy, f: Packet['fragment'] = 'none'): boolean {
   switch (policy) {
-    case 'any': return true;
-    case 'header': return f !== 'later';
-    case 'nonheader': return f === 'later';
-    case 'unfragmented': return f === 'none';
+    case 'any':
+      return true;
+    case 'header':
+      return f !== 'later';
+    case 'nonheader':
+      return f === 'later';
+    case 'unfragmented':
+      return f === 'none';
   }
 }
 
@@ -135,7 +140,10 @@ export class Simulator {
   private readonly groups = new Map<string, IpAddrGroup>();
   private readonly ports = new Map<string, PolicyView['ports'][number]>();
 
-  constructor(view: PolicyView, readonly maxDepth = MAX_JUMP_DEPTH) {
+  constructor(
+    view: PolicyView,
+    readonly maxDepth = MAX_JUMP_DEPTH,
+  ) {
     for (const c of view.chains) this.chains.set(c.id, c);
     for (const r of view.rules) {
       const list = this.rulesOf.get(r.chainId) ?? [];
@@ -164,7 +172,9 @@ export class Simulator {
     // MidoNet's IPAddrGroup holds exact addresses; a CIDR in ours is honoured as a prefix (chains-lb.md §2.7).
     const g = this.groups.get(groupId);
     if (!g || !ip || !isIp(ip)) return false;
-    return g.addresses.some((a) => (a.includes('/') ? inSubnet(a, ip) : isIp(a) && a.includes(':') === ip.includes(':') && ipEquals(a, ip)));
+    return g.addresses.some((a) =>
+      a.includes('/') ? inSubnet(a, ip) : isIp(a) && a.includes(':') === ip.includes(':') && ipEquals(a, ip),
+    );
   }
 
   /** Condition.java `matches`: fragment policy first, then every field in MidoNet's order. */
@@ -233,9 +243,15 @@ export class Simulator {
   /** What a matching rule yields (Rule.process: only if apply() says it applies). */
   private ruleResult(rule: PolicyRule): Result {
     switch (rule.action) {
-      case 'accept': case 'drop': case 'reject': case 'return': case 'continue': case 'jump':
+      case 'accept':
+      case 'drop':
+      case 'reject':
+      case 'return':
+      case 'continue':
+      case 'jump':
         return rule.action;
-      case 'rev_snat': case 'rev_dnat':
+      case 'rev_snat':
+      case 'rev_dnat':
         // Applies only when a reverse binding exists; bridge and port stages translate nothing, so: never.
         return 'continue';
       default:
@@ -248,7 +264,12 @@ export class Simulator {
 export type StageName = 'port-inbound' | 'bridge-inbound' | 'bridge-outbound' | 'port-outbound';
 export const STAGE_ORDER: readonly StageName[] = ['port-inbound', 'bridge-inbound', 'bridge-outbound', 'port-outbound'];
 
-export interface BridgeFilters { id: string; inboundFilterId?: string; outboundFilterId?: string; adminStateUp?: boolean }
+export interface BridgeFilters {
+  id: string;
+  inboundFilterId?: string;
+  outboundFilterId?: string;
+  adminStateUp?: boolean;
+}
 
 export interface Verdict {
   /** What happens to the packet: `reject` is reported as such but bridges drop it (no reject there). */
@@ -283,7 +304,10 @@ export function simulateBridged(view: PolicyView | Simulator, bridge: BridgeFilt
     const before = trace.length;
     const r = sim.process(chainId, p, trace, stage);
     if (r !== 'accept') {
-      const decided = trace.slice(before).reverse().find((s) => s.ruleId && (s.result === 'drop' || s.result === 'reject'));
+      const decided = trace
+        .slice(before)
+        .reverse()
+        .find((s) => s.ruleId && (s.result === 'drop' || s.result === 'reject'));
       return { verdict: r, stage, ruleId: decided?.ruleId, trace };
     }
   }
@@ -295,8 +319,14 @@ export function simulateBridged(view: PolicyView | Simulator, bridge: BridgeFilt
  * request was delivered (a dropped packet leaves no state, chains-lb.md §1.7 and §2.2). Returns both verdicts;
  * `delivered` is what a TCP connect or an echo would observe.
  */
-export function simulateExchange(view: PolicyView | Simulator, bridge: BridgeFilters, request: Packet): {
-  request: Verdict; reply?: Verdict; delivered: boolean;
+export function simulateExchange(
+  view: PolicyView | Simulator,
+  bridge: BridgeFilters,
+  request: Packet,
+): {
+  request: Verdict;
+  reply?: Verdict;
+  delivered: boolean;
 } {
   const sim = view instanceof Simulator ? view : new Simulator(view);
   const req = simulateBridged(sim, bridge, { ...request, returnFlow: false });
@@ -309,8 +339,15 @@ export function simulateExchange(view: PolicyView | Simulator, bridge: BridgeFil
 export function replyOf(p: Packet): Packet {
   const r: Packet = {
     ...p,
-    srcMac: p.dstMac, dstMac: p.srcMac, srcIp: p.dstIp, dstIp: p.srcIp,
-    srcPort: p.dstPort, dstPort: p.srcPort, inPortId: p.outPortId, outPortId: p.inPortId, returnFlow: true,
+    srcMac: p.dstMac,
+    dstMac: p.srcMac,
+    srcIp: p.dstIp,
+    dstIp: p.srcIp,
+    srcPort: p.dstPort,
+    dstPort: p.srcPort,
+    inPortId: p.outPortId,
+    outPortId: p.inPortId,
+    returnFlow: true,
   };
   if (p.proto === PROTO_ICMP && p.icmpType === 8) r.icmpType = 0;
   if (p.proto === PROTO_ICMPV6 && p.icmpType === 128) r.icmpType = 129;

@@ -5,7 +5,14 @@
 // rule has one, commented `r=<rule id>`) tell what really happened.
 import type { Bridge, Chain, IpAddrGroup, Port, Rule } from '../model/types.js';
 import {
-  PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type StageName, type TraceStep, type Verdict,
+  PROTO_ICMP,
+  PROTO_TCP,
+  PROTO_UDP,
+  simulateExchange,
+  type Packet,
+  type StageName,
+  type TraceStep,
+  type Verdict,
 } from './simulate.js';
 
 export interface TraceRequest {
@@ -25,7 +32,14 @@ export interface TraceTopology {
   ipAddrGroups: readonly IpAddrGroup[];
 }
 
-export interface TraceEndpoint { portId: string; mac: string; ip: string; hostId?: string; interfaceName?: string; workloadId?: string }
+export interface TraceEndpoint {
+  portId: string;
+  mac: string;
+  ip: string;
+  hostId?: string;
+  interfaceName?: string;
+  workloadId?: string;
+}
 
 export interface TraceHop {
   stage: StageName;
@@ -57,7 +71,10 @@ export interface TraceResult {
 }
 
 export class TraceError extends Error {
-  constructor(message: string, readonly field: 'src' | 'dst' | 'proto' | 'port') {
+  constructor(
+    message: string,
+    readonly field: 'src' | 'dst' | 'proto' | 'port',
+  ) {
     super(message);
     this.name = 'TraceError';
   }
@@ -74,8 +91,11 @@ function candidates(ports: readonly Port[], ref: string): Port[] {
 }
 
 const endpoint = (p: Port, ip: string): TraceEndpoint => ({
-  portId: p.id, mac: p.mac, ip,
-  ...(p.hostId ? { hostId: p.hostId } : {}), ...(p.interfaceName ? { interfaceName: p.interfaceName } : {}),
+  portId: p.id,
+  mac: p.mac,
+  ip,
+  ...(p.hostId ? { hostId: p.hostId } : {}),
+  ...(p.interfaceName ? { interfaceName: p.interfaceName } : {}),
   ...(p.owner?.workloadId ? { workloadId: p.owner.workloadId } : {}),
 });
 
@@ -83,13 +103,16 @@ export function traceTopology(topo: TraceTopology, req: TraceRequest): TraceResu
   const proto = req.proto ?? 'tcp';
   if (!['tcp', 'udp', 'icmp'].includes(proto)) throw new TraceError(`proto must be tcp, udp or icmp, not ${proto}`, 'proto');
   const port = req.port ?? 80;
-  if (proto !== 'icmp' && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new TraceError(`port ${port} is not in 1–65535`, 'port');
+  if (proto !== 'icmp' && (!Number.isInteger(port) || port < 1 || port > 65535))
+    throw new TraceError(`port ${port} is not in 1–65535`, 'port');
   const srcs = candidates(topo.ports, req.src);
   const dsts = candidates(topo.ports, req.dst);
   if (!srcs.length) throw new TraceError(`no port, workload address or workload id "${req.src}"`, 'src');
   if (!dsts.length) throw new TraceError(`no port, workload address or workload id "${req.dst}"`, 'dst');
   // Tenants may reuse addresses: an address names a port once the other end fixes the bridge.
-  const pairs = srcs.flatMap((s) => dsts.filter((d) => d.id !== s.id && d.bridgeId && d.bridgeId === s.bridgeId).map((d) => [s, d] as const));
+  const pairs = srcs.flatMap((s) =>
+    dsts.filter((d) => d.id !== s.id && d.bridgeId && d.bridgeId === s.bridgeId).map((d) => [s, d] as const),
+  );
   if (pairs.length === 0) {
     throw new TraceError(`"${req.src}" and "${req.dst}" share no network (routed paths are not traced yet)`, 'dst');
   }
@@ -107,7 +130,12 @@ export function traceTopology(topo: TraceTopology, req: TraceRequest): TraceResu
   const dstIp = ipOf(d, req.dst);
   if (!srcIp || !dstIp) throw new TraceError(`${!srcIp ? req.src : req.dst} has no address`, !srcIp ? 'src' : 'dst');
   const packet: Packet = {
-    srcMac: s.mac, dstMac: d.mac, srcIp, dstIp, inPortId: s.id, outPortId: d.id,
+    srcMac: s.mac,
+    dstMac: d.mac,
+    srcIp,
+    dstIp,
+    inPortId: s.id,
+    outPortId: d.id,
     ...(proto === 'icmp'
       ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
       : { proto: proto === 'tcp' ? PROTO_TCP : PROTO_UDP, srcPort: req.srcPort ?? 40000, dstPort: port }),
@@ -131,8 +159,13 @@ export function traceTopology(topo: TraceTopology, req: TraceRequest): TraceResu
     })),
   });
   return {
-    src: endpoint(s, srcIp), dst: endpoint(d, dstIp), bridge: { id: bridge.id, name: bridge.name }, packet,
-    request: leg(x.request, s, d), ...(x.reply ? { reply: leg(x.reply, d, s) } : {}), delivered: x.delivered,
+    src: endpoint(s, srcIp),
+    dst: endpoint(d, dstIp),
+    bridge: { id: bridge.id, name: bridge.name },
+    packet,
+    request: leg(x.request, s, d),
+    ...(x.reply ? { reply: leg(x.reply, d, s) } : {}),
+    delivered: x.delivered,
   };
 }
 
@@ -140,9 +173,7 @@ export function traceTopology(topo: TraceTopology, req: TraceRequest): TraceResu
 export function formatTrace(r: TraceResult): string {
   const p = r.packet;
   const what = p.proto === PROTO_ICMP ? 'icmp echo' : `${p.proto === PROTO_TCP ? 'tcp' : 'udp'} ${p.srcPort} → ${p.dstPort}`;
-  const lines = [
-    `${r.src.ip} (port ${r.src.portId}) → ${r.dst.ip} (port ${r.dst.portId}) on network ${r.bridge.name}: ${what}`,
-  ];
+  const lines = [`${r.src.ip} (port ${r.src.portId}) → ${r.dst.ip} (port ${r.dst.portId}) on network ${r.bridge.name}: ${what}`];
   const leg = (title: string, l: TraceLeg): void => {
     lines.push(`${title}: ${l.verdict.toUpperCase()}${l.stage ? ` at ${l.stage}` : ''}${l.ruleId ? ` by rule ${l.ruleId}` : ''}`);
     if (!l.hops.length) lines.push('  (no filters)');

@@ -45,8 +45,6 @@ interface Entry {
   json: string;
 }
 
-
-
 /** How to undo one applied change: the entry it replaced (undefined: there was none). */
 interface Undo {
   kind: Kind;
@@ -112,7 +110,7 @@ function decodeLine(line: string): StoredChange[] | string {
 /** Counts the intact records in `buf` (newline-terminated lines that decode). */
 function intactRecords(buf: Buffer, from: number): number {
   let n = 0;
-  for (let at = from; at < buf.length; ) {
+  for (let at = from; at < buf.length;) {
     const nl = buf.indexOf(0x0a, at);
     if (nl < 0) break;
     if (typeof decodeLine(buf.toString('utf8', at, nl)) !== 'string') n++;
@@ -489,7 +487,7 @@ export class FileStore implements Store {
         const bytes = Buffer.from(batch.map((p) => p.line).join(''));
         try {
           // write(2) may write part of the buffer (a nearly full disk): loop until all of it is written or it fails.
-          for (let off = 0; off < bytes.length; ) off += (await this.journal.write(bytes, off)).bytesWritten;
+          for (let off = 0; off < bytes.length;) off += (await this.journal.write(bytes, off)).bytesWritten;
           await this.journal.datasync();
         } catch (err) {
           await this.writeFailed(err as Error);
@@ -626,7 +624,10 @@ export class FileStore implements Store {
     const from = options.fromSeq ?? this.durableSeq;
     if (!Number.isSafeInteger(from) || from < 0) throw new StoreError('Invalid', `bad fromSeq ${JSON.stringify(options.fromSeq)}`);
     if (from > this.durableSeq) {
-      throw new StoreError('Gone', `fromSeq ${from} is ahead of this store (last seq ${this.durableSeq}): it was reset or is another store`);
+      throw new StoreError(
+        'Gone',
+        `fromSeq ${from} is ahead of this store (last seq ${this.durableSeq}): it was reset or is another store`,
+      );
     }
     if (from < this.ringStart - 1) {
       throw new StoreError('Gone', `changes after seq ${from} are no longer retained (oldest kept: ${this.ringStart})`);

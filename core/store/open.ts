@@ -22,6 +22,9 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
       return ZooKeeperStore.open(url, options.zookeeper);
     }
     default:
-      throw new StoreError('Invalid', `unsupported store URL ${JSON.stringify(redactUrl(url))}: expected file:/path or zk://host:port/root`);
+      throw new StoreError(
+        'Invalid',
+        `unsupported store URL ${JSON.stringify(redactUrl(url))}: expected file:/path or zk://host:port/root`,
+      );
   }
 }

@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import { AGENT_FLAGS, agentOptionsOf } from '../agent/run.js';
 
 /** The agent's own flags as `bees agent` parses them (app/agent-options.ts adds only the adapters' flags). */
-const agentOptionsFrom = (args: string[]) => agentOptionsOf(parseArgs({ args, options: AGENT_FLAGS, strict: true, allowPositionals: false }).values);
+const agentOptionsFrom = (args: string[]) =>
+  agentOptionsOf(parseArgs({ args, options: AGENT_FLAGS, strict: true, allowPositionals: false }).values);
 import { ApiClient, ApiError } from '../api/client.js';
 import { buildApi, listen } from '../api/server.js';
 import { main } from '../cli/main.js';
@@ -32,8 +33,27 @@ async function tmp(t: ExecutionContext): Promise<string> {
 function makeCert(dir: string): { cert: string; key: string } {
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=bees-test',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=bees-test',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
 
@@ -43,8 +63,11 @@ async function serve(t: ExecutionContext, opts: { tls?: boolean; token?: string;
   const files = opts.tls ? makeCert(dir) : undefined;
   const tls = files ? { cert: await readFile(files.cert), key: await readFile(files.key) } : undefined;
   const app = buildApi({
-    topology: new Topology(store), store,
-    ...(opts.token ? { token: opts.token } : {}), ...(opts.readToken ? { readToken: opts.readToken } : {}), ...(tls ? { tls } : {}),
+    topology: new Topology(store),
+    store,
+    ...(opts.token ? { token: opts.token } : {}),
+    ...(opts.readToken ? { readToken: opts.readToken } : {}),
+    ...(tls ? { tls } : {}),
     extraRoutes: (a) => a.get('/metrics', async (_req, reply) => reply.type('text/plain').send('bees_test 1\n')),
   });
   t.teardown(async () => {
@@ -62,7 +85,18 @@ async function snapshot(store: Store): Promise<unknown[]> {
 
 function capture(env: NodeJS.ProcessEnv = {}) {
   const io = { out: '', err: '', env };
-  return { io: { out: (s: string) => { io.out += s; }, err: (s: string) => { io.err += s; }, env }, text: io };
+  return {
+    io: {
+      out: (s: string) => {
+        io.out += s;
+      },
+      err: (s: string) => {
+        io.err += s;
+      },
+      env,
+    },
+    text: io,
+  };
 }
 
 test('HTTPS with a certificate: the client trusts it through --ca / the CA option, not otherwise', async (t) => {
@@ -98,7 +132,16 @@ test('no token, a wrong token, a malformed header: 401 and nothing changes', asy
   const base = endpoint.replace('tcp://', 'http://');
   const body = JSON.stringify({ name: 'x' });
   const headers = (auth?: string) => ({ 'content-type': 'application/json', ...(auth !== undefined ? { authorization: auth } : {}) });
-  for (const auth of [undefined, '', 'Bearer', `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(1)}`, `Basic ${TOKEN}`, `Bearer ${TOKEN} ${TOKEN}`, TOKEN]) {
+  for (const auth of [
+    undefined,
+    '',
+    'Bearer',
+    `Bearer ${TOKEN}x`,
+    `Bearer ${TOKEN.slice(1)}`,
+    `Basic ${TOKEN}`,
+    `Bearer ${TOKEN} ${TOKEN}`,
+    TOKEN,
+  ]) {
     for (const method of ['GET', 'POST']) {
       const res = await fetch(`${base}/v1/bridges`, { method, headers: headers(auth), ...(method === 'POST' ? { body } : {}) });
       t.is(res.status, 401, `${method} with ${JSON.stringify(auth)}`);
@@ -200,7 +243,10 @@ test('beyond loopback: refused without TLS and a token, served with both', async
 });
 
 test('a token on argv is refused, pointing at --token-file and the environment', async (t) => {
-  for (const argv of [['net', 'ls', '--token', 'x'], ['api', '--store', 'file:/nonexistent', '--listen', 'tcp://127.0.0.1:0', '--token', 'x']]) {
+  for (const argv of [
+    ['net', 'ls', '--token', 'x'],
+    ['api', '--store', 'file:/nonexistent', '--listen', 'tcp://127.0.0.1:0', '--token', 'x'],
+  ]) {
     const c = capture();
     t.is(await main(argv, c.io), 2, argv.join(' '));
     t.regex(c.text.err, /--token is not accepted.*--token-file FILE or \$BEES_API_TOKEN/);

@@ -45,40 +45,103 @@ async function snapshot(store: Store): Promise<unknown[]> {
 
 async function call(base: string, method: string, url: string, body?: unknown) {
   const res = await fetch(`${base}${url}`, {
-    method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+    method,
+    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
   });
   const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
 const long = (n: number, c = 'a') => c.repeat(n);
 /** Printable ASCII but '/', the id alphabet's edges. */
-const ASCII_ID = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).filter((c) => c !== '/').join('');
+const ASCII_ID = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i))
+  .filter((c) => c !== '/')
+  .join('');
 
-interface Bad { name: string; method?: string; url: string; body?: unknown; field?: string }
+interface Bad {
+  name: string;
+  method?: string;
+  url: string;
+  body?: unknown;
+  field?: string;
+}
 
 function badInputs(bridgeId: string): Bad[] {
   const bridge = (extra: Record<string, unknown>) => ({ name: `b${randomBytes(3).toString('hex')}`, ...extra });
-  const badIds = { '.': '.', '..': '..', slash: 'a/b', NUL: 'a\u0000b', newline: 'a\nb', space: 'a b', DEL: 'a\u007fb', C1: 'a\u0085b',
-    'non-ASCII': 'brücke', surrogate: 'a\ud800b', emoji: 'a\u{1F41D}b', 'U+FFFE': 'a\ufffeb', 'over 256': long(257), empty: '' };
-  const badNames = { slash: 'a/b', NUL: 'a\u0000', 'leading dot': '.hidden', '..': '..', space: 'a b', 'non-ASCII': 'grün',
-    'over 128': long(129), empty: '', emoji: '\u{1F41D}' };
-  const badIfnames = { '16 chars': long(16), '16 bytes in 8 chars': 'éééééééé', '.': '.', '..': '..', colon: 'eth0:1', space: 'eth 0', percent: 'eth%d', 'percent not a template': 'a%b',
-    slash: 'a/b', NUL: 'eth\u00000', tab: 'eth\t0', empty: '' };
+  const badIds = {
+    '.': '.',
+    '..': '..',
+    slash: 'a/b',
+    NUL: 'a\u0000b',
+    newline: 'a\nb',
+    space: 'a b',
+    DEL: 'a\u007fb',
+    C1: 'a\u0085b',
+    'non-ASCII': 'brücke',
+    surrogate: 'a\ud800b',
+    emoji: 'a\u{1F41D}b',
+    'U+FFFE': 'a\ufffeb',
+    'over 256': long(257),
+    empty: '',
+  };
+  const badNames = {
+    slash: 'a/b',
+    NUL: 'a\u0000',
+    'leading dot': '.hidden',
+    '..': '..',
+    space: 'a b',
+    'non-ASCII': 'grün',
+    'over 128': long(129),
+    empty: '',
+    emoji: '\u{1F41D}',
+  };
+  const badIfnames = {
+    '16 chars': long(16),
+    '16 bytes in 8 chars': 'éééééééé',
+    '.': '.',
+    '..': '..',
+    colon: 'eth0:1',
+    space: 'eth 0',
+    percent: 'eth%d',
+    'percent not a template': 'a%b',
+    slash: 'a/b',
+    NUL: 'eth\u00000',
+    tab: 'eth\t0',
+    empty: '',
+  };
   return [
     ...Object.entries(badIds).map(([k, id]) => ({ name: `bridge id ${k}`, url: '/v1/bridges', body: bridge({ id }), field: 'id' })),
-    ...Object.entries(badIds).filter(([k]) => !['empty', 'slash', '.', '..', 'surrogate'].includes(k)).map(([k, id]) => (
-      { name: `path id ${k}`, method: 'GET', url: `/v1/bridges/${encodeURIComponent(id)}` })),
+    ...Object.entries(badIds)
+      .filter(([k]) => !['empty', 'slash', '.', '..', 'surrogate'].includes(k))
+      .map(([k, id]) => ({ name: `path id ${k}`, method: 'GET', url: `/v1/bridges/${encodeURIComponent(id)}` })),
     ...Object.entries(badIds).map(([k, id]) => ({ name: `reference ${k}`, url: '/v1/ports', body: { bridgeId: id }, field: 'bridgeId' })),
     ...Object.entries(badNames).map(([k, name]) => ({ name: `bridge name ${k}`, url: '/v1/bridges', body: { name }, field: 'name' })),
-    ...Object.entries(badNames).map(([k, name]) => ({ name: `tenant name ${k}`, url: '/v1/routers', body: { name: 'r', tenant: name }, field: 'tenant' })),
-    ...Object.entries(badIfnames).map(([k, interfaceName]) => (
-      { name: `interfaceName ${k}`, url: '/v1/ports', body: { bridgeId, interfaceName }, field: 'interfaceName' })),
-    ...Object.entries(badIfnames).map(([k, ifname]) => (
-      { name: `owner ifname ${k}`, url: '/v1/ports', body: { bridgeId, owner: { orchestrator: 'api', workloadId: 'w', ifname } }, field: 'owner.ifname' })),
+    ...Object.entries(badNames).map(([k, name]) => ({
+      name: `tenant name ${k}`,
+      url: '/v1/routers',
+      body: { name: 'r', tenant: name },
+      field: 'tenant',
+    })),
+    ...Object.entries(badIfnames).map(([k, interfaceName]) => ({
+      name: `interfaceName ${k}`,
+      url: '/v1/ports',
+      body: { bridgeId, interfaceName },
+      field: 'interfaceName',
+    })),
+    ...Object.entries(badIfnames).map(([k, ifname]) => ({
+      name: `owner ifname ${k}`,
+      url: '/v1/ports',
+      body: { bridgeId, owner: { orchestrator: 'api', workloadId: 'w', ifname } },
+      field: 'owner.ifname',
+    })),
     { name: 'host name NUL', url: '/v1/hosts', body: { name: 'h\u0000' }, field: 'name' },
     { name: 'host name slash', url: '/v1/hosts', body: { name: 'h/1' }, field: 'name' },
-    { name: 'workloadId NUL', url: '/v1/ports', body: { bridgeId, owner: { orchestrator: 'api', workloadId: 'w\u0000', ifname: 'eth0' } }, field: 'owner.workloadId' },
+    {
+      name: 'workloadId NUL',
+      url: '/v1/ports',
+      body: { bridgeId, owner: { orchestrator: 'api', workloadId: 'w\u0000', ifname: 'eth0' } },
+      field: 'owner.workloadId',
+    },
   ];
 }
 
@@ -100,7 +163,7 @@ for (const backend of ['file', 'zk'] as const) {
 
   test(`${backend}: the edges of what the schema accepts are stored and read back`, async (t) => {
     const { base } = await serve(t, backend);
-    const ids = [ASCII_ID, long(256, 'z'), '...', '.a', 'a.', '-', '~', "'\"`<>?#%&", 'zookeeper', long(255, '.') + 'x'];
+    const ids = [ASCII_ID, long(256, 'z'), '...', '.a', 'a.', '-', '~', '\'"`<>?#%&', 'zookeeper', long(255, '.') + 'x'];
     for (const [i, id] of ids.entries()) {
       const created = await call(base, 'POST', '/v1/bridges', { id, name: `edge${i}` });
       t.is(created.status, 201, `${JSON.stringify(id)}: ${JSON.stringify(created.body)}`);
@@ -114,7 +177,12 @@ for (const backend of ['file', 'zk'] as const) {
     const host = await call(base, 'POST', '/v1/hosts', { name: 'h1' });
     t.is(host.status, 201, JSON.stringify(host.body));
     for (const interfaceName of EDGE_IFNAMES) {
-      const p = await call(base, 'POST', '/v1/ports', { bridgeId: bridge, hostId: host.body.id, interfaceName, owner: { orchestrator: 'api', workloadId: `w-${interfaceName}`, ifname: interfaceName } });
+      const p = await call(base, 'POST', '/v1/ports', {
+        bridgeId: bridge,
+        hostId: host.body.id,
+        interfaceName,
+        owner: { orchestrator: 'api', workloadId: `w-${interfaceName}`, ifname: interfaceName },
+      });
       t.is(p.status, 201, `${interfaceName}: ${JSON.stringify(p.body)}`);
     }
   });
@@ -136,7 +204,9 @@ test('zk: a path ZooKeeper refuses (BadArguments) is Invalid (a 400), not Unavai
   const store = await openStore(`zk://${zk.connectString}/bees-inputs-${randomUUID().slice(0, 8)}`);
   t.teardown(() => store.close());
   for (const id of ['a\u0085b', 'a\ufffeb', 'a\ud800b']) {
-    const err = await t.throwsAsync(store.commit([{ op: 'create', kind: 'Tenant', value: { id, name: 'x', generation: 0 } as { id: string } }]));
+    const err = await t.throwsAsync(
+      store.commit([{ op: 'create', kind: 'Tenant', value: { id, name: 'x', generation: 0 } as { id: string } }]),
+    );
     t.is((err as { code?: string }).code, 'Invalid', `${JSON.stringify(id)}: ${err.message}`);
   }
   t.deepEqual(await store.list('Tenant'), []);

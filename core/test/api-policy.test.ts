@@ -41,15 +41,28 @@ test('security groups over REST: create, rules, attach, detach, delete; bad inpu
   const web = await api.request<SecurityGroup>('POST', '/v1/security-groups', { name: 'web' });
   t.is(web.name, 'web');
   const rule = await api.request<SecurityGroupRule>('POST', `/v1/security-groups/${web.id}/rules`, {
-    direction: 'ingress', protocol: 'tcp', portMin: 443, remoteCidr: '0.0.0.0/0',
+    direction: 'ingress',
+    protocol: 'tcp',
+    portMin: 443,
+    remoteCidr: '0.0.0.0/0',
   });
   t.like(rule, { direction: 'ingress', ethertype: 'ipv4', protocol: 'tcp', portMin: 443, portMax: 443, remoteCidr: '0.0.0.0/0' });
   const before = await topology.list('Rule');
   await fails(t, api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'sideways' }), 400, 'direction');
   await fails(t, api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'ingress', colour: 'red' }), 400, 'colour');
   await fails(t, api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'ingress', protocol: 'tcpp' }), 400, 'protocol');
-  await fails(t, api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'ingress', protocol: 'tcp', portMin: 9, portMax: 8 }), 400, 'portMax');
-  await fails(t, api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'egress', remoteGroupId: 'ghost' }), 400, 'remoteGroupId');
+  await fails(
+    t,
+    api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'ingress', protocol: 'tcp', portMin: 9, portMax: 8 }),
+    400,
+    'portMax',
+  );
+  await fails(
+    t,
+    api.request('POST', `/v1/security-groups/${web.id}/rules`, { direction: 'egress', remoteGroupId: 'ghost' }),
+    400,
+    'remoteGroupId',
+  );
   await fails(t, api.request('POST', '/v1/security-groups/ghost/rules', { direction: 'egress' }), 404);
   await fails(t, api.request('POST', `/v1/security-groups/${web.id}/attach`, { portId: 'ghost' }), 404, 'portId');
   await fails(t, api.request('POST', '/v1/security-groups', { name: 'web' }), 409, 'name');
@@ -79,8 +92,17 @@ test('security groups over REST: create, rules, attach, detach, delete; bad inpu
   t.regex(loop.message, /"two" -> "one" -> "two"/);
   await fails(t, api.create('Rule', { chainId: c1.id, action: 'jump', jumpChainId: 'ghost' }), 400, 'jumpChainId');
   await fails(t, api.create('Rule', { chainId: c1.id, action: 'drop', condition: { invNwTos: true } }), 400, 'condition.invNwTos');
-  await fails(t, api.create('Rule', { chainId: c1.id, action: 'drop', condition: { fragmentPolicy: 'all' as 'any' } }), 400, 'condition.fragmentPolicy');
-  const r = await api.create('Rule', { chainId: c1.id, action: 'drop', condition: { conjunctionInv: true, nwSrc: '10.0.0.0/8', dlDst: '02:00:00:00:00:01', dlDstMask: 'ff:ff:ff:ff:ff:00' } });
+  await fails(
+    t,
+    api.create('Rule', { chainId: c1.id, action: 'drop', condition: { fragmentPolicy: 'all' as 'any' } }),
+    400,
+    'condition.fragmentPolicy',
+  );
+  const r = await api.create('Rule', {
+    chainId: c1.id,
+    action: 'drop',
+    condition: { conjunctionInv: true, nwSrc: '10.0.0.0/8', dlDst: '02:00:00:00:00:01', dlDstMask: 'ff:ff:ff:ff:ff:00' },
+  });
   t.true(r.condition.conjunctionInv);
 });
 
@@ -89,7 +111,12 @@ test('OpenAPI lists the security-group routes', async (t) => {
   const doc = await api.request<{ paths: Record<string, Record<string, { operationId: string }>> }>('GET', '/openapi.json');
   t.deepEqual(Object.keys(doc.paths['/v1/security-groups'] ?? {}).sort(), ['get', 'post']);
   t.deepEqual(Object.keys(doc.paths['/v1/security-groups/{id}'] ?? {}).sort(), ['delete', 'get']);
-  for (const p of ['/v1/security-groups/{id}/rules', '/v1/security-groups/{id}/rules/{ruleId}', '/v1/security-groups/{id}/attach', '/v1/security-groups/{id}/detach']) {
+  for (const p of [
+    '/v1/security-groups/{id}/rules',
+    '/v1/security-groups/{id}/rules/{ruleId}',
+    '/v1/security-groups/{id}/attach',
+    '/v1/security-groups/{id}/detach',
+  ]) {
     t.truthy(doc.paths[p], p);
   }
 });
@@ -105,8 +132,12 @@ function bees(args: string[], env: Record<string, string>): Promise<{ code: numb
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
   });
@@ -128,9 +159,15 @@ async function waitFor(file: string, child: ChildProcess, log: () => string): Pr
 test('bees chain, rule and sg against a real bees api', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'bees-cli-policy-'));
   const sock = path.join(dir, 'api.sock');
-  const server = spawn(process.execPath, ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`], { cwd: ROOT });
+  const server = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`],
+    { cwd: ROOT },
+  );
   let log = '';
-  server.stderr.on('data', (d) => { log += d; });
+  server.stderr.on('data', (d) => {
+    log += d;
+  });
   t.teardown(async () => {
     if (server.exitCode === null) {
       server.kill('SIGTERM');
@@ -157,7 +194,10 @@ test('bees chain, rule and sg against a real bees api', async (t) => {
   t.regex(show, /2\s+\S+\s+jump sub/);
   t.regex(await ok(['rule', 'ls', 'sub']), /drop\s+proto tcp src !10\.0\.0\.0\/8 dport 22/);
   const chains = JSON.parse(await ok(['chain', 'ls', '--json'])) as { name: string }[];
-  t.deepEqual(chains.map((c) => c.name), ['edge', 'sub']);
+  t.deepEqual(
+    chains.map((c) => c.name),
+    ['edge', 'sub'],
+  );
   const loop = await bees(['rule', 'add', 'sub', 'jump', '--jump', 'edge'], env);
   t.is(loop.code, 1);
   t.regex(loop.err, /^bees: jumpChainId: .*"sub" -> "edge" -> "sub"/);
@@ -171,10 +211,15 @@ test('bees chain, rule and sg against a real bees api', async (t) => {
   await ok(['net', 'create', 'blue', '--subnet', '10.9.0.0/24']);
   const port = JSON.parse(await ok(['port', 'ls', '--json'])) as unknown[];
   t.is(port.length, 0);
-  const p = await new ApiClient(`unix:${sock}`).create('Port', { bridgeId: (await new ApiClient(`unix:${sock}`).list('Bridge'))[0]!.id, ips: ['10.9.0.5'] });
+  const p = await new ApiClient(`unix:${sock}`).create('Port', {
+    bridgeId: (await new ApiClient(`unix:${sock}`).list('Bridge'))[0]!.id,
+    ips: ['10.9.0.5'],
+  });
   await ok(['sg', 'create', 'web']);
   await ok(['sg', 'create', 'lb']);
-  const ruleId = (await ok(['sg', 'rule', 'add', 'web', 'ingress', '--proto', 'tcp', '--port', '8080-8081', '--remote-group', 'lb'])).trim();
+  const ruleId = (
+    await ok(['sg', 'rule', 'add', 'web', 'ingress', '--proto', 'tcp', '--port', '8080-8081', '--remote-group', 'lb'])
+  ).trim();
   await ok(['sg', 'rule', 'add', 'web', 'ingress', '--proto', 'icmp', '--icmp-type', '8']);
   await ok(['sg', 'attach', 'web', p.id]);
   const sgShow = await ok(['sg', 'show', 'web']);

@@ -49,16 +49,100 @@ test('bad requests are 4xx with a message naming the field; the server keeps ser
     { name: 'malformed JSON', method: 'POST', url: '/v1/bridges', body: '{"name": "x",', headers: json, status: 400, message: /JSON/ },
     { name: 'empty JSON body', method: 'POST', url: '/v1/bridges', body: '', headers: json, status: 400 },
     { name: 'JSON not an object', method: 'POST', url: '/v1/bridges', body: '[1,2]', headers: json, status: 400, message: /object/ },
-    { name: 'wrong type', method: 'POST', url: '/v1/bridges', body: '{"name":"x","mtu":"big"}', headers: json, status: 400, message: /mtu/, field: 'mtu' },
-    { name: 'wrong nested type', method: 'POST', url: '/v1/bridges', body: '{"name":"x","subnets":[{"cidr":7}]}', headers: json, status: 400, field: 'subnets[0].cidr' },
-    { name: 'unknown field', method: 'POST', url: '/v1/bridges', body: '{"name":"x","colour":"red"}', headers: json, status: 400, message: /colour/, field: 'colour' },
-    { name: 'unknown nested field', method: 'POST', url: '/v1/bridges', body: '{"name":"x","subnets":[{"cidr":"10.9.0.0/24","gw":"x"}]}', headers: json, status: 400, field: 'subnets[0].gw' },
-    { name: 'missing required', method: 'POST', url: '/v1/bridges', body: '{}', headers: json, status: 400, message: /name/, field: 'name' },
-    { name: 'bad CIDR', method: 'POST', url: '/v1/bridges', body: '{"name":"x","subnets":[{"cidr":"10.0.0.0/99"}]}', headers: json, status: 400, field: 'subnets[0].cidr' },
-    { name: 'overlapping subnet', method: 'POST', url: '/v1/bridges', body: '{"name":"x","subnets":[{"cidr":"10.60.1.0/24"}]}', headers: json, status: 409, message: /overlaps/, field: 'subnets[0].cidr' },
-    { name: 'duplicate name', method: 'POST', url: '/v1/bridges', body: '{"name":"taken"}', headers: json, status: 409, message: new RegExp(net.id) },
-    { name: 'missing reference', method: 'POST', url: '/v1/ports', body: '{"bridgeId":"no-such-bridge"}', headers: json, status: 400, field: 'bridgeId' },
-    { name: 'rule in missing chain', method: 'POST', url: '/v1/rules', body: '{"chainId":"nope","action":"drop"}', headers: json, status: 400, field: 'chainId' },
+    {
+      name: 'wrong type',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","mtu":"big"}',
+      headers: json,
+      status: 400,
+      message: /mtu/,
+      field: 'mtu',
+    },
+    {
+      name: 'wrong nested type',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","subnets":[{"cidr":7}]}',
+      headers: json,
+      status: 400,
+      field: 'subnets[0].cidr',
+    },
+    {
+      name: 'unknown field',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","colour":"red"}',
+      headers: json,
+      status: 400,
+      message: /colour/,
+      field: 'colour',
+    },
+    {
+      name: 'unknown nested field',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","subnets":[{"cidr":"10.9.0.0/24","gw":"x"}]}',
+      headers: json,
+      status: 400,
+      field: 'subnets[0].gw',
+    },
+    {
+      name: 'missing required',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{}',
+      headers: json,
+      status: 400,
+      message: /name/,
+      field: 'name',
+    },
+    {
+      name: 'bad CIDR',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","subnets":[{"cidr":"10.0.0.0/99"}]}',
+      headers: json,
+      status: 400,
+      field: 'subnets[0].cidr',
+    },
+    {
+      name: 'overlapping subnet',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"x","subnets":[{"cidr":"10.60.1.0/24"}]}',
+      headers: json,
+      status: 409,
+      message: /overlaps/,
+      field: 'subnets[0].cidr',
+    },
+    {
+      name: 'duplicate name',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: '{"name":"taken"}',
+      headers: json,
+      status: 409,
+      message: new RegExp(net.id),
+    },
+    {
+      name: 'missing reference',
+      method: 'POST',
+      url: '/v1/ports',
+      body: '{"bridgeId":"no-such-bridge"}',
+      headers: json,
+      status: 400,
+      field: 'bridgeId',
+    },
+    {
+      name: 'rule in missing chain',
+      method: 'POST',
+      url: '/v1/rules',
+      body: '{"chainId":"nope","action":"drop"}',
+      headers: json,
+      status: 400,
+      field: 'chainId',
+    },
     { name: 'unknown object', method: 'GET', url: '/v1/bridges/00000000-0000-0000-0000-000000000000', status: 404 },
     { name: 'bad id', method: 'GET', url: '/v1/bridges/%01%02', status: 400, field: 'id' },
     { name: 'unknown route', method: 'GET', url: '/v1/nothing', status: 404, message: /no route/ },
@@ -66,19 +150,54 @@ test('bad requests are 4xx with a message naming the field; the server keeps ser
     { name: 'wrong method on status', method: 'DELETE', url: '/v1/status', status: 404 },
     { name: 'unknown query filter', method: 'GET', url: '/v1/bridges?colour=red', status: 400, field: 'colour' },
     { name: 'filter not of this kind', method: 'GET', url: '/v1/hosts?chainId=x', status: 400, field: 'chainId' },
-    { name: 'wrong content type', method: 'POST', url: '/v1/bridges', body: 'name=x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415 },
-    { name: 'huge body', method: 'POST', url: '/v1/bridges', body: JSON.stringify({ name: 'x', labels: { a: 'y'.repeat(2 * 1024 * 1024) } }), headers: json, status: 413 },
-    { name: 'attach unknown router', method: 'POST', url: '/v1/routers/nope/attach', body: JSON.stringify({ bridgeId: net.id }), headers: json, status: 404 },
-    { name: 'patch immutable field', method: 'PATCH', url: `/v1/bridges/${net.id}`, body: '{"tenantId":"x"}', headers: json, status: 400, field: 'tenantId' },
+    {
+      name: 'wrong content type',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: 'name=x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      status: 415,
+    },
+    {
+      name: 'huge body',
+      method: 'POST',
+      url: '/v1/bridges',
+      body: JSON.stringify({ name: 'x', labels: { a: 'y'.repeat(2 * 1024 * 1024) } }),
+      headers: json,
+      status: 413,
+    },
+    {
+      name: 'attach unknown router',
+      method: 'POST',
+      url: '/v1/routers/nope/attach',
+      body: JSON.stringify({ bridgeId: net.id }),
+      headers: json,
+      status: 404,
+    },
+    {
+      name: 'patch immutable field',
+      method: 'PATCH',
+      url: `/v1/bridges/${net.id}`,
+      body: '{"tenantId":"x"}',
+      headers: json,
+      status: 400,
+      field: 'tenantId',
+    },
     { name: 'delete unknown', method: 'DELETE', url: '/v1/routers/nope', status: 404 },
   ];
   const auth = { authorization: `Bearer ${TOKEN}` };
   for (const c of cases) {
-    const res = await fetch(base + c.url, { method: c.method, headers: { ...auth, ...c.headers }, ...(c.body !== undefined ? { body: c.body } : {}) });
+    const res = await fetch(base + c.url, {
+      method: c.method,
+      headers: { ...auth, ...c.headers },
+      ...(c.body !== undefined ? { body: c.body } : {}),
+    });
     const text = await res.text();
     t.is(res.status, c.status, `${c.name}: ${text.slice(0, 300)}`);
     let body: { error?: string; message?: string; field?: string } = {};
-    t.notThrows(() => { body = JSON.parse(text); }, `${c.name}: answer is JSON`);
+    t.notThrows(() => {
+      body = JSON.parse(text);
+    }, `${c.name}: answer is JSON`);
     t.is(typeof body.message, 'string', `${c.name}: has a message`);
     t.true((body.message ?? '').length > 3, c.name);
     if (c.message) t.regex(body.message ?? '', c.message, c.name);
@@ -91,7 +210,10 @@ test('bad requests are 4xx with a message naming the field; the server keeps ser
   // Still serving, and nothing half-written.
   const list = await fetch(`${base}/v1/bridges`, { headers: auth });
   t.is(list.status, 200);
-  t.deepEqual(((await list.json()) as { name: string }[]).map((b) => b.name), ['taken']);
+  t.deepEqual(
+    ((await list.json()) as { name: string }[]).map((b) => b.name),
+    ['taken'],
+  );
 });
 
 test('CRUD through the client on a unix socket (no token there), socket mode 0600, removed on close', async (t) => {
@@ -143,7 +265,11 @@ test('OpenAPI document: every kind and route present, schemas referenced', async
   const { base } = await serve(t);
   const res = await fetch(`${base}/openapi.json`, { headers: { authorization: `Bearer ${TOKEN}` } });
   t.is(res.status, 200);
-  const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, { operationId: string; responses: object; requestBody?: object }>>; components: { schemas: Record<string, unknown> } };
+  const doc = (await res.json()) as {
+    openapi: string;
+    paths: Record<string, Record<string, { operationId: string; responses: object; requestBody?: object }>>;
+    components: { schemas: Record<string, unknown> };
+  };
   t.regex(doc.openapi, /^3\./);
   for (const kind of KINDS) {
     const p = KIND_PATHS[kind];

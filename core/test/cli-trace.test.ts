@@ -15,8 +15,12 @@ function bees(args: string[], env: Record<string, string>): Promise<{ code: numb
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
   });
@@ -25,9 +29,15 @@ function bees(args: string[], env: Record<string, string>): Promise<{ code: numb
 test('bees trace: the path, chain and rules for people and scripts, exit 3 when dropped, 4xx for bad ends', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'bees-trace-'));
   const sock = path.join(dir, 'api.sock');
-  const server = spawn(process.execPath, ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`], { cwd: ROOT });
+  const server = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`],
+    { cwd: ROOT },
+  );
   let log = '';
-  server.stderr.on('data', (d) => { log += d; });
+  server.stderr.on('data', (d) => {
+    log += d;
+  });
   t.teardown(async () => {
     if (server.exitCode === null) {
       server.kill('SIGTERM');
@@ -37,7 +47,13 @@ test('bees trace: the path, chain and rules for people and scripts, exit 3 when 
   });
   for (let i = 0; ; i++) {
     if (server.exitCode !== null || i > 1200) throw new Error(`bees api did not listen: ${log}`);
-    if (await stat(sock).then(() => true, () => false)) break;
+    if (
+      await stat(sock).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const env = { BEES_API: `unix:${sock}` };
@@ -46,7 +62,12 @@ test('bees trace: the path, chain and rules for people and scripts, exit 3 when 
   const a = await api.create('Port', { bridgeId: net.id, ips: ['10.90.0.10'] });
   const b = await api.create('Port', { bridgeId: net.id, ips: ['10.90.0.20'] });
   const chain = await api.create('Chain', { name: 'web-only' });
-  const web = await api.create('Rule', { chainId: chain.id, position: 1, action: 'accept', condition: { nwProto: 6, tpDst: { start: 80, end: 80 } } });
+  const web = await api.create('Rule', {
+    chainId: chain.id,
+    position: 1,
+    action: 'accept',
+    condition: { nwProto: 6, tpDst: { start: 80, end: 80 } },
+  });
   const deny = await api.create('Rule', { chainId: chain.id, position: 2, action: 'drop', condition: {} });
   await api.update('Port', b.id, { outboundFilterId: chain.id });
 

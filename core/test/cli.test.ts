@@ -9,15 +9,23 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'app/main.ts');
 
-interface Run { code: number; out: string; err: string }
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
 
 function bees(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
   });
@@ -40,9 +48,15 @@ async function waitFor(file: string, child: ChildProcess, log: () => string): Pr
 test('bees against a real bees api on a unix socket: tables, --json, errors, exit codes', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'bees-cli-'));
   const sock = path.join(dir, 'api.sock');
-  const server = spawn(process.execPath, ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`], { cwd: ROOT });
+  const server = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`],
+    { cwd: ROOT },
+  );
   let log = '';
-  server.stderr.on('data', (d) => { log += d; });
+  server.stderr.on('data', (d) => {
+    log += d;
+  });
   t.teardown(async () => {
     if (server.exitCode === null) {
       server.kill('SIGTERM');
@@ -74,7 +88,13 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   const json = await bees(['net', 'ls', '--json'], env);
   t.is(json.code, 0);
   const nets = JSON.parse(json.out) as { name: string; tunnelKey: number }[];
-  t.deepEqual(nets.map((n) => [n.name, n.tunnelKey]), [['blue', 1], ['green', 77]]);
+  t.deepEqual(
+    nets.map((n) => [n.name, n.tunnelKey]),
+    [
+      ['blue', 1],
+      ['green', 77],
+    ],
+  );
 
   const show = await bees(['net', 'show', 'blue', '--json'], env);
   t.is(JSON.parse(show.out).mtu, 1400);
@@ -135,7 +155,19 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   // Help.
   const help = await bees(['help'], env);
   t.is(help.code, 0);
-  for (const name of ['api', 'net create', 'net ls', 'net show', 'net rm', 'router create', 'router attach', 'router ls', 'port ls', 'host ls', 'status']) {
+  for (const name of [
+    'api',
+    'net create',
+    'net ls',
+    'net show',
+    'net rm',
+    'router create',
+    'router attach',
+    'router ls',
+    'port ls',
+    'host ls',
+    'status',
+  ]) {
     t.true(help.out.includes(`  ${name} `), name);
   }
   const cmdHelp = await bees(['net', 'create', '--help'], env);

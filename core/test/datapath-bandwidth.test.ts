@@ -41,7 +41,9 @@ test('a shaped port: egress and ingress at their rates, nothing left after unplu
   const up = await iperf(c, shaped.netns, other.netns!, ipOf(other));
   const down = await iperf(c, shaped.netns, other.netns!, ipOf(other), true);
   const free = await iperf(c, third.netns!, other.netns!, ipOf(other));
-  t.log(`shaped egress ${up.toFixed(1)} Mbit/s (rate ${EGRESS / 1e6}), ingress ${down.toFixed(1)} (rate ${INGRESS / 1e6}), unshaped ${free.toFixed(0)}`);
+  t.log(
+    `shaped egress ${up.toFixed(1)} Mbit/s (rate ${EGRESS / 1e6}), ingress ${down.toFixed(1)} (rate ${INGRESS / 1e6}), unshaped ${free.toFixed(0)}`,
+  );
   t.true(up <= (EGRESS / 1e6) * 1.15 && up >= (EGRESS / 1e6) * 0.6, `egress ${up} Mbit/s within the rate`);
   t.true(down <= (INGRESS / 1e6) * 1.15 && down >= (INGRESS / 1e6) * 0.6, `ingress ${down} Mbit/s within the rate`);
   t.true(free > (EGRESS / 1e6) * 3, `the unshaped pair runs faster (${free} Mbit/s): the limits are the shaping's`);
@@ -70,7 +72,12 @@ test('rate without burst, burst without rate, negatives: refused before anything
   const p: TestPort = { host, vni, mac: mac(), ips: ['10.94.1.2/24'] };
   await c.dp.get('h1')!.ensureBridge(desiredBridge(host, vni, [p]));
   p.netns = await c.h.addWorkload(host, 'bwbad');
-  for (const bandwidth of [{ ingressRate: 1e6 }, { egressBurst: 1e5 }, { egressRate: -1, egressBurst: 1e5 }, { ingressRate: 1e6, ingressBurst: 8 * 2 ** 32 }]) {
+  for (const bandwidth of [
+    { ingressRate: 1e6 },
+    { egressBurst: 1e5 },
+    { egressRate: -1, egressBurst: 1e5 },
+    { ingressRate: 1e6, ingressBurst: 8 * 2 ** 32 },
+  ]) {
     await t.throwsAsync(c.dp.get('h1')!.plug({ ...spec(p), bandwidth }), { message: /bandwidth/ }, JSON.stringify(bandwidth));
   }
   t.false((await c.h.exec(host, ['ip', '-o', 'link', 'show'])).stdout.includes('bv'), 'no veth was made');

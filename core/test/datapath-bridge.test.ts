@@ -8,7 +8,11 @@ test.serial('workloads on three hosts on one virtual bridge reach each other ove
   const c = await cluster(t);
   const vni = randomVni();
   const ports: TestPort[] = c.h.hosts.map((host, i) => ({
-    host, vni, mac: mac(), ips: [`10.50.0.${i + 2}/24`, `fd00:50::${i + 2}/64`], portSecurity: true,
+    host,
+    vni,
+    mac: mac(),
+    ips: [`10.50.0.${i + 2}/24`, `fd00:50::${i + 2}/64`],
+    portSecurity: true,
   }));
   for (const host of c.h.hosts) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, vni, ports));
 
@@ -77,8 +81,9 @@ test.serial('plug rejects bad input with a clear error and leaves nothing behind
   const netns = await c.h.addWorkload(host, 'bad');
   await t.throwsAsync(dp.plug({ vni, netns, ifname: 'eth0', mac: 'zz', ips: [] }), { message: /invalid MAC address "zz"/ });
   await t.throwsAsync(dp.plug({ vni, netns, ifname: 'eth0', mac: mac(), ips: ['10.1.0.300/24'] }), { message: /invalid address/ });
-  await t.throwsAsync(dp.plug({ vni, netns: '/run/netns/does-not-exist', ifname: 'eth0', mac: mac(), ips: [] }),
-    { message: /could not create bv[0-9a-f]+ .*does-not-exist/ });
+  await t.throwsAsync(dp.plug({ vni, netns: '/run/netns/does-not-exist', ifname: 'eth0', mac: mac(), ips: [] }), {
+    message: /could not create bv[0-9a-f]+ .*does-not-exist/,
+  });
   await t.throwsAsync(dp.plug({ vni: vni + 1, netns, ifname: 'eth0', mac: mac(), ips: [] }), { message: /bb-/ });
   await t.throwsAsync(dp.ensureBridge({ vni: 0, remotes: [], floodHosts: [] }), { message: /invalid VNI 0/ });
   t.deepEqual((await dp.inventory()).plugs, []);
@@ -121,7 +126,12 @@ test.serial('a reused address is announced on plug: neighbours switch to the new
   // The workload announces itself once its interface is up (the kernel's link watcher may take up to a second):
   // that reaches the local observer, and the remote one over IPv6. IPv4 across hosts comes from the remote
   // host's bridge, announcing the address that moved (the VXLAN device's ARP proxy consumes every ARP frame).
-  const expected: [TestPort, 4 | 6][] = [[near, 4], [near, 6], [far, 4], [far, 6]];
+  const expected: [TestPort, 4 | 6][] = [
+    [near, 4],
+    [near, 6],
+    [far, 4],
+    [far, 6],
+  ];
   const deadline = Date.now() + 3000;
   const updated = async () => (await Promise.all(expected.map(([o, f]) => seen(o, f)))).every((m) => m === successor.mac);
   while (Date.now() < deadline && !(await updated())) await new Promise((r) => setTimeout(r, 50));

@@ -14,9 +14,16 @@ export interface Cluster {
 export async function cluster(t: ExecutionContext, hosts = 3): Promise<Cluster> {
   const h = await Harness.create({ hosts });
   t.teardown(() => h.destroy());
-  const dp = new Map(h.hosts.map((x) => [x.name, new LinuxDatapath({
-    underlayIp: x.underlayIp, hostNetns: x.netns, routerNsPrefix: x.routerNsPrefix,
-  })]));
+  const dp = new Map(
+    h.hosts.map((x) => [
+      x.name,
+      new LinuxDatapath({
+        underlayIp: x.underlayIp,
+        hostNetns: x.netns,
+        routerNsPrefix: x.routerNsPrefix,
+      }),
+    ]),
+  );
   return { h, dp };
 }
 
@@ -65,7 +72,11 @@ export async function plugAll(c: Cluster, ports: TestPort[]): Promise<void> {
 
 export function spec(p: TestPort): PlugSpec {
   return {
-    vni: p.vni, netns: p.netns!, ifname: 'eth0', mac: p.mac, ips: p.ips,
+    vni: p.vni,
+    netns: p.netns!,
+    ifname: 'eth0',
+    mac: p.mac,
+    ips: p.ips,
     ...(p.gateways !== undefined ? { gateways: p.gateways } : {}),
     ...(p.portSecurity !== undefined ? { portSecurity: p.portSecurity } : {}),
   };

@@ -14,17 +14,30 @@ const sh = (cmd: string) => exec('sh', ['-c', cmd]);
 test('the FORWARD chain: only where needed, lets bridged frames through FORWARD DROP, idempotent, repaired, removed cleanly', async (t) => {
   const tag = randomBytes(3).toString('hex');
   const [host, a, b] = [`fwh-${tag}`, `fwa-${tag}`, `fwb-${tag}`];
-  t.teardown(async () => { await sh(`ip netns del ${host}; ip netns del ${a}; ip netns del ${b}`).catch(() => undefined); });
+  t.teardown(async () => {
+    await sh(`ip netns del ${host}; ip netns del ${a}; ip netns del ${b}`).catch(() => undefined);
+  });
   await sh(`ip netns add ${host} && ip netns add ${a} && ip netns add ${b}`);
   await sh(`ip -n ${host} link add bb-fe type bridge && ip -n ${host} link set bb-fe up`);
-  for (const [w, ip] of [[a, '10.67.0.2'], [b, '10.67.0.3']] as const) {
-    await sh(`ip -n ${host} link add bv${w.slice(2)} type veth peer name eth0 netns ${w} && ip -n ${host} link set bv${w.slice(2)} master bb-fe up`);
-    await sh(`ip -n ${w} addr add ${ip}/24 dev eth0 && ip -n ${w} link set eth0 up && ip -n ${w} addr add fd00:67::${ip.split('.')[3]}/64 dev eth0 nodad`);
+  for (const [w, ip] of [
+    [a, '10.67.0.2'],
+    [b, '10.67.0.3'],
+  ] as const) {
+    await sh(
+      `ip -n ${host} link add bv${w.slice(2)} type veth peer name eth0 netns ${w} && ip -n ${host} link set bv${w.slice(2)} master bb-fe up`,
+    );
+    await sh(
+      `ip -n ${w} addr add ${ip}/24 dev eth0 && ip -n ${w} link set eth0 up && ip -n ${w} addr add fd00:67::${ip.split('.')[3]}/64 dev eth0 nodad`,
+    );
   }
   const netns = `/run/netns/${host}`;
   const inHost = (cmd: string) => sh(`ip netns exec ${host} sh -c '${cmd}'`).then((r) => r.stdout);
-  const save = async () => (await inHost('iptables -w -S; ip6tables -w -S'));
-  const ping = (ip: string) => sh(`ip netns exec ${a} ping -n -c 1 -W 1 ${ip}`).then(() => true, () => false);
+  const save = async () => await inHost('iptables -w -S; ip6tables -w -S');
+  const ping = (ip: string) =>
+    sh(`ip netns exec ${a} ping -n -c 1 -W 1 ${ip}`).then(
+      () => true,
+      () => false,
+    );
 
   // No firewall: nothing is made (iptables-nft would otherwise leave a `table ip filter` behind).
   await ensureHostFirewall(netns, { recheck: true });
@@ -33,8 +46,15 @@ test('the FORWARD chain: only where needed, lets bridged frames through FORWARD 
   t.is(await inHost('nft list tables'), '');
 
   // A host as Docker leaves it: FORWARD DROP and its chains.
-  await inHost(['iptables -w -P FORWARD DROP', 'ip6tables -w -P FORWARD DROP', 'iptables -w -N DOCKER-USER',
-    'iptables -w -A DOCKER-USER -j RETURN', 'iptables -w -A FORWARD -j DOCKER-USER'].join(' && '));
+  await inHost(
+    [
+      'iptables -w -P FORWARD DROP',
+      'ip6tables -w -P FORWARD DROP',
+      'iptables -w -N DOCKER-USER',
+      'iptables -w -A DOCKER-USER -j RETURN',
+      'iptables -w -A FORWARD -j DOCKER-USER',
+    ].join(' && '),
+  );
   const before = await save();
   t.false(await ping('10.67.0.3'), 'FORWARD DROP cuts the bridge (br_netfilter)');
   t.false(await ping('fd00:67::3'), 'IPv6 too');
@@ -43,7 +63,11 @@ test('the FORWARD chain: only where needed, lets bridged frames through FORWARD 
   t.true(await ping('10.67.0.3'), 'bridged IPv4 passes');
   t.true(await ping('fd00:67::3'), 'bridged IPv6 passes');
   const installed = await save();
-  t.regex(installed, new RegExp(`-A FORWARD -m comment --comment bees -j ${FORWARD_CHAIN}\\n-A FORWARD -j DOCKER-USER`), 'our jump comes first');
+  t.regex(
+    installed,
+    new RegExp(`-A FORWARD -m comment --comment bees -j ${FORWARD_CHAIN}\\n-A FORWARD -j DOCKER-USER`),
+    'our jump comes first',
+  );
   await ensureHostFirewall(netns, { recheck: true });
   t.is(await save(), installed, 'idempotent');
 

@@ -7,14 +7,22 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { LinuxDatapath } from '../datapath/index.js';
 import {
-  applyStageChain, dropTable, FROM_PORT, HOST_BRIDGE, HOST_NAT, installPortSecurity, listStageChain, nftTransactionCounter, stageChain,
+  applyStageChain,
+  dropTable,
+  FROM_PORT,
+  HOST_BRIDGE,
+  HOST_NAT,
+  installPortSecurity,
+  listStageChain,
+  nftTransactionCounter,
+  stageChain,
 } from '../datapath/nft/index.js';
 import { cluster, desiredBridge, mac, randomVni, spec, type TestPort } from './datapath-helpers.js';
 
 const exec = promisify(execFile);
 const NFT = '/usr/sbin/nft';
 
-test.serial('another feature\'s rules for a port survive re-plugging and replacing its port security', async (t) => {
+test.serial("another feature's rules for a port survive re-plugging and replacing its port security", async (t) => {
   const c = await cluster(t, 1);
   const host = c.h.hosts[0]!;
   const dp = c.dp.get(host.name)!;
@@ -32,11 +40,11 @@ test.serial('another feature\'s rules for a port survive re-plugging and replaci
 
   // Attach again (same spec), then with another address: port security is replaced, the other chain stays.
   await dp.plug(spec(p));
-  t.true(await hasMarker(), 'a re-plug flushed the other feature\'s chain');
+  t.true(await hasMarker(), "a re-plug flushed the other feature's chain");
   p.ips = ['10.90.0.3/24'];
   await dp.plug(spec(p));
   t.deepEqual(await dp.checkPlug(spec(p)), []);
-  t.true(await hasMarker(), 'replacing port security flushed the other feature\'s chain');
+  t.true(await hasMarker(), "replacing port security flushed the other feature's chain");
   const map = await c.h.exec(host, [NFT, 'list', 'map', HOST_BRIDGE.family, HOST_BRIDGE.name, FROM_PORT.map]);
   t.true(map.stdout.includes(`"${port}" : jump ${stageChain(FROM_PORT, port)}`), map.stdout);
   // The stage's base chain sits at its declared priority.
@@ -57,7 +65,12 @@ test.serial('another feature\'s rules for a port survive re-plugging and replaci
 async function namespace(t: import('ava').ExecutionContext): Promise<string> {
   const name = `nft-${randomBytes(3).toString('hex')}`;
   await exec('ip', ['netns', 'add', name]);
-  t.teardown(() => exec('ip', ['netns', 'del', name]).then(() => undefined, () => undefined));
+  t.teardown(() =>
+    exec('ip', ['netns', 'del', name]).then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
   return name;
 }
 

@@ -19,11 +19,15 @@ test('publish, conflict, replace and unpublish host ports', async (t) => {
   });
   await sh(`ip netns add ${host} && ip netns add ${wl} && ip -n ${host} link set lo up && ip -n ${wl} link set lo up`);
   await sh(`ip -n ${host} link add h0 type veth peer name w0 netns ${wl}`);
-  await sh(`ip -n ${host} addr add 10.66.0.1/24 dev h0 && ip -n ${host} link set h0 up && ip -n ${wl} addr add 10.66.0.2/24 dev w0 && ip -n ${wl} link set w0 up && ip -n ${wl} route add default via 10.66.0.1`);
+  await sh(
+    `ip -n ${host} addr add 10.66.0.1/24 dev h0 && ip -n ${host} link set h0 up && ip -n ${wl} addr add 10.66.0.2/24 dev w0 && ip -n ${wl} link set w0 up && ip -n ${wl} route add default via 10.66.0.1`,
+  );
   await sh(`ip -n ${host} addr add 192.0.2.10/32 dev lo`);
   const netns = `/run/netns/${host}`;
   const server = spawn('ip', ['netns', 'exec', wl, 'busybox', 'nc', '-ll', '-p', '8000', '-e', 'busybox', 'echo', 'hello']);
-  t.teardown(() => { server.kill(); });
+  t.teardown(() => {
+    server.kill();
+  });
   await new Promise((r) => setTimeout(r, 300));
 
   await publishPorts(netns, 'port-a', [{ protocol: 'tcp', hostPort: 18080, ip: '10.66.0.2', port: 8000 }]);
@@ -32,10 +36,14 @@ test('publish, conflict, replace and unpublish host ports', async (t) => {
   const { stdout } = await sh(`ip netns exec ${host} nc -w 2 192.0.2.10 18080 </dev/null`);
   t.is(stdout.trim(), 'hello');
 
-  const err = await publishPorts(netns, 'port-b', [{ protocol: 'tcp', hostPort: 18080, ip: '10.66.0.3', port: 80 }]).catch((e: unknown) => e);
+  const err = await publishPorts(netns, 'port-b', [{ protocol: 'tcp', hostPort: 18080, ip: '10.66.0.3', port: 80 }]).catch(
+    (e: unknown) => e,
+  );
   t.true(err instanceof PortMapError && err.kind === 'conflict', String(err));
   t.deepEqual(await publishedPorts(netns, 'port-b'), []);
-  const bad = await publishPorts(netns, 'port-b', [{ protocol: 'icmp' as 'tcp', hostPort: 1, ip: '10.66.0.3', port: 80 }]).catch((e: unknown) => e);
+  const bad = await publishPorts(netns, 'port-b', [{ protocol: 'icmp' as 'tcp', hostPort: 1, ip: '10.66.0.3', port: 80 }]).catch(
+    (e: unknown) => e,
+  );
   t.true(bad instanceof PortMapError && bad.kind === 'invalid');
 
   // Re-publishing replaces the owner's set; a host address narrows the match.

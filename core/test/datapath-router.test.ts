@@ -9,11 +9,24 @@ import { withNetlink } from '../datapath/netlink/netns.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type Cluster, type TestPort } from './datapath-helpers.js';
 
 // v6/gw6 undefined: an IPv4-only network (tests spread a net and blank them).
-interface Net { vni: number; v4: string; v6?: string | undefined; gw4: string; gw6?: string | undefined; gwMac: string }
+interface Net {
+  vni: number;
+  v4: string;
+  v6?: string | undefined;
+  gw4: string;
+  gw6?: string | undefined;
+  gwMac: string;
+}
 
 function net(third: number, octet2 = 60): Net {
-  return { vni: randomVni(), v4: `10.${octet2}.${third}.0/24`, v6: `fd00:${octet2}:${third}::/64`, gw4: `10.${octet2}.${third}.1`,
-    gw6: `fd00:${octet2}:${third}::1`, gwMac: mac() };
+  return {
+    vni: randomVni(),
+    v4: `10.${octet2}.${third}.0/24`,
+    v6: `fd00:${octet2}:${third}::/64`,
+    gw4: `10.${octet2}.${third}.1`,
+    gw6: `fd00:${octet2}:${third}::1`,
+    gwMac: mac(),
+  };
 }
 
 function port(c: Cluster, host: string, n: Net, last: number, portSecurity = false): TestPort {
@@ -28,7 +41,8 @@ function router(id: string, nets: Net[], ports: TestPort[], extra: Partial<Desir
   return {
     id,
     legs: nets.map((n) => ({ vni: n.vni, mac: n.gwMac, addresses: [`${n.gw4}/24`, ...(n.gw6 ? [`${n.gw6}/64`] : [])] })),
-    neighbours: ports.filter((p) => nets.some((n) => n.vni === p.vni))
+    neighbours: ports
+      .filter((p) => nets.some((n) => n.vni === p.vni))
       .flatMap((p) => p.ips.map((c) => ({ ip: c.split('/')[0]!, mac: p.mac, vni: p.vni }))),
     ...extra,
   };
@@ -53,64 +67,67 @@ async function teardownAll(c: Cluster, ports: TestPort[], nets: Net[], routers: 
   }
 }
 
-test.serial('a distributed router joins two bridges: cross-host cross-bridge traffic is routed locally and crosses the underlay once', async (t) => {
-  const c = await cluster(t);
-  const a = net(1);
-  const b = net(2);
-  const ports = [port(c, 'h1', a, 10), port(c, 'h3', b, 30), port(c, 'h1', b, 11)];
-  const r = router('00000000-0000-4000-8000-0000000000a1', [a, b], ports, { snat: true, hostReachable: [a.v4, b.v4] });
-  await topology(c, [a, b], ports, [r]);
-  const [wa1, wb3, wb1] = ports as [TestPort, TestPort, TestPort];
+test.serial(
+  'a distributed router joins two bridges: cross-host cross-bridge traffic is routed locally and crosses the underlay once',
+  async (t) => {
+    const c = await cluster(t);
+    const a = net(1);
+    const b = net(2);
+    const ports = [port(c, 'h1', a, 10), port(c, 'h3', b, 30), port(c, 'h1', b, 11)];
+    const r = router('00000000-0000-4000-8000-0000000000a1', [a, b], ports, { snat: true, hostReachable: [a.v4, b.v4] });
+    await topology(c, [a, b], ports, [r]);
+    const [wa1, wb3, wb1] = ports as [TestPort, TestPort, TestPort];
 
-  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3)), 'h1/A -> h3/B over IPv4');
-  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3, 6)), 'h1/A -> h3/B over IPv6');
-  t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb1)), 'h1/A -> h1/B (same host)');
-  t.true(await c.h.pingEventually(wa1.netns!, b.gw4), 'the gateway answers');
+    t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3)), 'h1/A -> h3/B over IPv4');
+    t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb3, 6)), 'h1/A -> h3/B over IPv6');
+    t.true(await c.h.pingEventually(wa1.netns!, ipOf(wb1)), 'h1/A -> h1/B (same host)');
+    t.true(await c.h.pingEventually(wa1.netns!, b.gw4), 'the gateway answers');
 
-  // Count VXLAN packets of a recognisable size: 1000 B payload + 8 ICMP + 20 IP + 14 Ethernet + 8 VXLAN + 8 UDP + 20 IP.
-  const h1 = c.h.host('h1').underlayIp;
-  const h2 = c.h.host('h2').underlayIp;
-  const h3 = c.h.host('h3').underlayIp;
-  const there = await c.h.underlayCounter(`ip saddr ${h1} ip daddr ${h3} udp dport 6677 ip length 1078`);
-  const back = await c.h.underlayCounter(`ip saddr ${h3} ip daddr ${h1} udp dport 6677 ip length 1078`);
-  const viaH2 = await c.h.underlayCounter(`ip daddr ${h2} udp dport 6677 ip length 1078`);
-  t.true(await c.h.ping(wa1.netns!, ipOf(wb3), { count: 5, size: 1000 }));
-  t.is(await there(), 5, 'each request crossed the underlay exactly once, straight to h3');
-  t.is(await back(), 5, 'each reply crossed once, routed on h3');
-  t.is(await viaH2(), 0, 'nothing hairpinned through another host');
+    // Count VXLAN packets of a recognisable size: 1000 B payload + 8 ICMP + 20 IP + 14 Ethernet + 8 VXLAN + 8 UDP + 20 IP.
+    const h1 = c.h.host('h1').underlayIp;
+    const h2 = c.h.host('h2').underlayIp;
+    const h3 = c.h.host('h3').underlayIp;
+    const there = await c.h.underlayCounter(`ip saddr ${h1} ip daddr ${h3} udp dport 6677 ip length 1078`);
+    const back = await c.h.underlayCounter(`ip saddr ${h3} ip daddr ${h1} udp dport 6677 ip length 1078`);
+    const viaH2 = await c.h.underlayCounter(`ip daddr ${h2} udp dport 6677 ip length 1078`);
+    t.true(await c.h.ping(wa1.netns!, ipOf(wb3), { count: 5, size: 1000 }));
+    t.is(await there(), 5, 'each request crossed the underlay exactly once, straight to h3');
+    t.is(await back(), 5, 'each reply crossed once, routed on h3');
+    t.is(await viaH2(), 0, 'nothing hairpinned through another host');
 
-  // External access (SNAT in the router, masquerade on the host) and the host reaching its local workloads.
-  t.true(await c.h.pingEventually(wa1.netns!, OUTSIDE_IP), 'workload reaches the outside');
-  t.true(await c.h.pingEventually(wb3.netns!, OUTSIDE_IP), 'workload on h3 reaches the outside');
-  t.true(await c.h.pingEventually(c.h.host('h1').netns, ipOf(wa1)), 'host h1 reaches its local workload');
+    // External access (SNAT in the router, masquerade on the host) and the host reaching its local workloads.
+    t.true(await c.h.pingEventually(wa1.netns!, OUTSIDE_IP), 'workload reaches the outside');
+    t.true(await c.h.pingEventually(wb3.netns!, OUTSIDE_IP), 'workload on h3 reaches the outside');
+    t.true(await c.h.pingEventually(c.h.host('h1').netns, ipOf(wa1)), 'host h1 reaches its local workload');
 
-  // Convergence: a second ensureRouter is a no-op; dropping the route to the host removes it.
-  await c.dp.get('h1')!.ensureRouter(r);
-  await c.dp.get('h1')!.ensureRouter({ ...r, hostReachable: [b.v4] });
-  const routes = await c.h.exec(c.h.host('h1'), ['ip', 'route', 'show', a.v4]);
-  t.is(routes.stdout.trim(), '', 'host route to A removed');
-  t.true(await c.h.ping(wa1.netns!, OUTSIDE_IP));
-  t.deepEqual((await c.dp.get('h1')!.inventory()).routers, [r.id]);
+    // Convergence: a second ensureRouter is a no-op; dropping the route to the host removes it.
+    await c.dp.get('h1')!.ensureRouter(r);
+    await c.dp.get('h1')!.ensureRouter({ ...r, hostReachable: [b.v4] });
+    const routes = await c.h.exec(c.h.host('h1'), ['ip', 'route', 'show', a.v4]);
+    t.is(routes.stdout.trim(), '', 'host route to A removed');
+    t.true(await c.h.ping(wa1.netns!, OUTSIDE_IP));
+    t.deepEqual((await c.dp.get('h1')!.inventory()).routers, [r.id]);
 
-  // Neighbours alone change (every attach and detach does this) in-process: gone ones are removed (also ones
-  // already absent), new ones added, and no process is started.
-  const ns = routerNsName(c.h.host('h1').routerNsPrefix, r.id);
-  const permanent = async (): Promise<string[]> => {
-    const out = await c.h.exec(c.h.host('h1'), ['ip', '-n', ns, '-j', 'neigh', 'show', 'nud', 'permanent']);
-    return (JSON.parse(out.stdout || '[]') as { dst: string; lladdr: string }[]).map((n) => `${n.dst} ${n.lladdr}`).sort();
-  };
-  const gone = r.neighbours!.filter((n) => n.mac === wb3.mac);
-  const extra = { ip: b.v4.replace(/0\/24$/, '77'), mac: mac(), vni: b.vni };
-  const spawnsBefore = spawnCounter.count;
-  await c.dp.get('h1')!.setRouterNeighbours(r.id, [extra], [...gone, { ip: b.v4.replace(/0\/24$/, '78'), mac: mac(), vni: b.vni }]);
-  t.is(spawnCounter.count, spawnsBefore, 'setRouterNeighbours spawned a process');
-  const expected = [...r.neighbours!.filter((n) => n.mac !== wb3.mac), extra].map((n) => `${n.ip} ${n.mac}`).sort();
-  t.deepEqual(await permanent(), expected);
-  await c.dp.get('h1')!.ensureRouter(r);
+    // Neighbours alone change (every attach and detach does this) in-process: gone ones are removed (also ones
+    // already absent), new ones added, and no process is started.
+    const ns = routerNsName(c.h.host('h1').routerNsPrefix, r.id);
+    const permanent = async (): Promise<string[]> => {
+      const out = await c.h.exec(c.h.host('h1'), ['ip', '-n', ns, '-j', 'neigh', 'show', 'nud', 'permanent']);
+      return (JSON.parse(out.stdout || '[]') as { dst: string; lladdr: string }[]).map((n) => `${n.dst} ${n.lladdr}`).sort();
+    };
+    const gone = r.neighbours!.filter((n) => n.mac === wb3.mac);
+    const extra = { ip: b.v4.replace(/0\/24$/, '77'), mac: mac(), vni: b.vni };
+    const spawnsBefore = spawnCounter.count;
+    await c.dp.get('h1')!.setRouterNeighbours(r.id, [extra], [...gone, { ip: b.v4.replace(/0\/24$/, '78'), mac: mac(), vni: b.vni }]);
+    t.is(spawnCounter.count, spawnsBefore, 'setRouterNeighbours spawned a process');
+    const expected = [...r.neighbours!.filter((n) => n.mac !== wb3.mac), extra].map((n) => `${n.ip} ${n.mac}`).sort();
+    t.deepEqual(await permanent(), expected);
+    await c.dp.get('h1')!.ensureRouter(r);
 
-  await teardownAll(c, ports, [a, b], [r]);
-  t.deepEqual(await c.h.allLeaks(), {});
-});
+    await teardownAll(c, ports, [a, b], [r]);
+    t.deepEqual(await c.h.allLeaks(), {});
+  },
+);
 
 test.serial('two tenants with identical subnets are isolated, and both reach the outside', async (t) => {
   const c = await cluster(t);
@@ -137,9 +154,16 @@ test.serial('two tenants with identical subnets are isolated, and both reach the
 
 /** Named nft counters at eth0 ingress of a namespace; returns a reader of one counter's packets. */
 async function ingressSpy(c: Cluster, netns: string, counters: Record<string, string>): Promise<(name: string) => Promise<number>> {
-  const script = ['table netdev bees_test_spy {', ...Object.keys(counters).map((n) => `  counter ${n} {}`),
-    '  chain in {', '    type filter hook ingress device "eth0" priority 0;',
-    ...Object.entries(counters).map(([n, m]) => `    ${m} counter name ${n}`), '  }', '}'].join('\n') + '\n';
+  const script =
+    [
+      'table netdev bees_test_spy {',
+      ...Object.keys(counters).map((n) => `  counter ${n} {}`),
+      '  chain in {',
+      '    type filter hook ingress device "eth0" priority 0;',
+      ...Object.entries(counters).map(([n, m]) => `    ${m} counter name ${n}`),
+      '  }',
+      '}',
+    ].join('\n') + '\n';
   const r = await c.h.exec(netns, ['nft', '-f', '-'], script);
   if (r.code !== 0) throw new Error(`spy in ${netns}: ${r.stderr}`);
   return async (name) => {
@@ -164,11 +188,18 @@ test.serial('port security drops spoofed source MAC and IP, and removing a port 
   // with or without the rule. w1 addresses its peers by pinned neighbour entries, so no ARP stands in the way.
   const SPOOF_IP = '10.80.9.99';
   const SPOOF_MAC = mac();
-  const spies = await Promise.all([w2, w3].map((w) => ingressSpy(c, w.netns!, {
-    owned: `ip saddr ${ipOf(w1)} icmp type echo-request`, spoofed_ip: `ip saddr ${SPOOF_IP}`, spoofed_mac: `ether saddr ${SPOOF_MAC}`,
-  })));
+  const spies = await Promise.all(
+    [w2, w3].map((w) =>
+      ingressSpy(c, w.netns!, {
+        owned: `ip saddr ${ipOf(w1)} icmp type echo-request`,
+        spoofed_ip: `ip saddr ${SPOOF_IP}`,
+        spoofed_mac: `ether saddr ${SPOOF_MAC}`,
+      }),
+    ),
+  );
   const pin = async () => {
-    for (const w of [w2, w3]) await c.h.exec(w1.netns!, ['ip', 'neigh', 'replace', ipOf(w), 'lladdr', w.mac, 'dev', 'eth0', 'nud', 'permanent']);
+    for (const w of [w2, w3])
+      await c.h.exec(w1.netns!, ['ip', 'neigh', 'replace', ipOf(w), 'lladdr', w.mac, 'dev', 'eth0', 'nud', 'permanent']);
   };
   await pin();
   for (const w of [w2, w3]) await c.h.ping(w1.netns!, ipOf(w), { count: 1, timeoutSec: 2 });
@@ -188,8 +219,12 @@ test.serial('port security drops spoofed source MAC and IP, and removing a port 
   for (const w of [w2, w3]) await c.h.ping(w1.netns!, ipOf(w), { count: 2, timeoutSec: 1 });
   t.is(await spies[0]!('spoofed_mac'), 0, 'spoofed source MAC dropped (remote port)');
   t.is(await spies[1]!('spoofed_mac'), 0, 'spoofed source MAC dropped (local port)');
-  t.true((await c.dp.get('h1')!.checkPlug({ vni: a.vni, netns: w1.netns!, ifname: 'eth0', mac: w1.mac, ips: w1.ips, portSecurity: true }))
-    .some((p) => p.includes('MAC')), 'checkPlug notices the MAC change');
+  t.true(
+    (await c.dp.get('h1')!.checkPlug({ vni: a.vni, netns: w1.netns!, ifname: 'eth0', mac: w1.mac, ips: w1.ips, portSecurity: true })).some(
+      (p) => p.includes('MAC'),
+    ),
+    'checkPlug notices the MAC change',
+  );
 
   // Removing w1 removes its chain only: w3 keeps its protection.
   await c.dp.get('h1')!.unplug(w1.hostIfname!);
@@ -206,7 +241,7 @@ test.serial('port security drops spoofed source MAC and IP, and removing a port 
   t.deepEqual(await c.h.allLeaks(), {});
 });
 
-test.serial('port security: a workload cannot claim a neighbour\'s IPv6 address with a neighbour advertisement', async (t) => {
+test.serial("port security: a workload cannot claim a neighbour's IPv6 address with a neighbour advertisement", async (t) => {
   const c = await cluster(t, 1);
   const n = { ...net(7, 81), gw6: undefined };
   const ports = [port(c, 'h1', n, 2, true), port(c, 'h1', n, 3, true), port(c, 'h1', n, 4, true)];

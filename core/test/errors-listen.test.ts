@@ -12,16 +12,30 @@ import { TopologyError } from '../topology/errors.js';
 
 test('error kinds: one status each; every thrown thing classified', (t) => {
   t.deepEqual(Object.fromEntries(Object.entries(ERROR_KINDS).map(([k, v]) => [k, v.status])), {
-    invalid: 400, not_found: 404, conflict: 409, exhausted: 409, unavailable: 503, internal: 500,
+    invalid: 400,
+    not_found: 404,
+    conflict: 409,
+    exhausted: 409,
+    unavailable: 503,
+    internal: 500,
   });
-  t.deepEqual(classify(new TopologyError('invalid', 'bad cidr', 'subnets[0].cidr')), { kind: 'invalid', status: 400, message: 'bad cidr', field: 'subnets[0].cidr' });
+  t.deepEqual(classify(new TopologyError('invalid', 'bad cidr', 'subnets[0].cidr')), {
+    kind: 'invalid',
+    status: 400,
+    message: 'bad cidr',
+    field: 'subnets[0].cidr',
+  });
   t.is(classify(new TopologyError('exhausted', 'full')).status, httpStatusOf('exhausted'));
   t.deepEqual(classify(new StoreError('Unavailable', 'zk down')), { kind: 'unavailable', status: 503, message: 'zk down' });
   t.is(classify(new StoreError('Closed', 'closed')).kind, 'unavailable');
   t.is(classify(new StoreError('NotFound', 'gone')).status, 404);
   t.is(classify(new StoreError('Conflict', 'version')).kind, 'conflict');
   // The web framework's own refusals keep their status.
-  t.deepEqual(classify(Object.assign(new Error('too big'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' })), { kind: 'invalid', status: 413, message: 'too big' });
+  t.deepEqual(classify(Object.assign(new Error('too big'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' })), {
+    kind: 'invalid',
+    status: 413,
+    message: 'too big',
+  });
   t.deepEqual(classify(new Error('boom')), { kind: 'internal', status: 500, message: 'boom' });
   t.is(classify(Object.assign(new Error('x'), { statusCode: 502 })).kind, 'internal');
 });

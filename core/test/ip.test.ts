@@ -1,9 +1,38 @@
 import test from 'ava';
 import {
-  AddressError, addToIp, broadcastAddress, canonicalCidr, canonicalIp, cidrSize, compareIp, contains, defaultGateway,
-  enclosingCidr, firstUsable, formatCidr, formatIp, indexOf, ipDistance, ipFamily, isCidr, isIp, isMac, isNetwork,
-  isUnicastMac, lastAddress, lastUsable, networkAddress, normalizeMac, nthAddress, overlaps, parseCidr, parseIp,
-  parseNetwork, prefixLength, splitCidr, usableCount,
+  AddressError,
+  addToIp,
+  broadcastAddress,
+  canonicalCidr,
+  canonicalIp,
+  cidrSize,
+  compareIp,
+  contains,
+  defaultGateway,
+  enclosingCidr,
+  firstUsable,
+  formatCidr,
+  formatIp,
+  indexOf,
+  ipDistance,
+  ipFamily,
+  isCidr,
+  isIp,
+  isMac,
+  isNetwork,
+  isUnicastMac,
+  lastAddress,
+  lastUsable,
+  networkAddress,
+  normalizeMac,
+  nthAddress,
+  overlaps,
+  parseCidr,
+  parseIp,
+  parseNetwork,
+  prefixLength,
+  splitCidr,
+  usableCount,
 } from '../net/ip.js';
 import * as dp from '../datapath/addresses.js';
 
@@ -120,7 +149,9 @@ test('MAC validation and normalisation', (t) => {
   t.is(normalizeMac('02be000a0bff'), '02:be:00:0a:0b:ff');
   for (const bad of ['02:be:00:0a:0b', '02:be:00:0a:0b:fg', '02:be-00:0a:0b:ff', '', '02:be:00:0a:0b:ff:00']) {
     t.false(isMac(bad), bad);
-    t.throws(() => normalizeMac(bad, 'mac'), { message: new RegExp(`^mac: ${JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a valid MAC`) });
+    t.throws(() => normalizeMac(bad, 'mac'), {
+      message: new RegExp(`^mac: ${JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a valid MAC`),
+    });
   }
   t.true(isUnicastMac('02:be:00:00:00:01'));
   t.false(isUnicastMac('ff:ff:ff:ff:ff:ff'));

@@ -62,7 +62,16 @@ function startWorker(t: ExecutionContext, url: string, hostId: string, tag: stri
 
 function bridgeOf(cidr: string): Bridge {
   const id = randomUUID();
-  return { id, tenantId: randomUUID(), name: `zk-${id.slice(0, 6)}`, tunnelKey: 7, subnets: [{ cidr }], adminStateUp: true, options: {}, labels: {} };
+  return {
+    id,
+    tenantId: randomUUID(),
+    name: `zk-${id.slice(0, 6)}`,
+    tunnelKey: 7,
+    subnets: [{ cidr }],
+    adminStateUp: true,
+    options: {},
+    labels: {},
+  };
 }
 
 async function openRoot(t: ExecutionContext): Promise<{ url: string; store: Store }> {
@@ -95,7 +104,9 @@ async function concurrentHosts(t: ExecutionContext, hostIds: string[]): Promise<
   for (const a of byAddress.keys()) {
     t.true(contains('10.99.7.0/24', a) && !['10.99.7.0', '10.99.7.1', '10.99.7.255'].includes(a), a);
   }
-  t.log(`allocations per worker: ${results.map((r) => (r.allocated as unknown[]).length).join(' ')}; ms: ${results.map((r) => r.ms).join(' ')}`);
+  t.log(
+    `allocations per worker: ${results.map((r) => (r.allocated as unknown[]).length).join(' ')}; ms: ${results.map((r) => r.ms).join(' ')}`,
+  );
 
   // The store agrees with what the workers were told, owner for owner.
   const observer = new Ipam(store, 'observer');
@@ -103,7 +114,9 @@ async function concurrentHosts(t: ExecutionContext, hostIds: string[]): Promise<
   t.is(stored.length, usable);
   for (const s of stored) t.is(byAddress.get(s.address), s.owner, s.address);
   // A newcomer gets the clear exhaustion error too.
-  await t.throwsAsync(observer.allocate(br, 'late', 'eth0'), { message: `subnet 10.99.7.0/24 of bridge "${br.name}" is full (${usable} addresses in use)` });
+  await t.throwsAsync(observer.allocate(br, 'late', 'eth0'), {
+    message: `subnet 10.99.7.0/24 of bridge "${br.name}" is full (${usable} addresses in use)`,
+  });
 
   // Release concurrently from every process: everything comes back, nothing is left behind.
   for (const w of workers) w.send('release');
@@ -121,7 +134,9 @@ async function concurrentHosts(t: ExecutionContext, hostIds: string[]): Promise<
   t.deepEqual(await store.list('IpamBlock'), []);
 
   for (const w of workers) w.send('exit');
-  await Promise.all(workers.map((w) => new Promise((resolve) => (w.proc.exitCode !== null ? resolve(undefined) : w.proc.once('exit', resolve)))));
+  await Promise.all(
+    workers.map((w) => new Promise((resolve) => (w.proc.exitCode !== null ? resolve(undefined) : w.proc.once('exit', resolve)))),
+  );
   for (const w of workers) t.is(w.proc.exitCode, 0);
 }
 

@@ -42,19 +42,20 @@ test('gateway default and subnet plan rules', (t) => {
   const err = t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.1/24' }, 'subnets[0]'), { instanceOf: TopologyError });
   t.is(err.code, 'invalid');
   t.is(err.field, 'subnets[0].cidr');
-  t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', gateway: '10.0.1.1' }), { message: /gateway: 10\.0\.1\.1 is not inside 10\.0\.0\.0\/24/ });
+  t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', gateway: '10.0.1.1' }), {
+    message: /gateway: 10\.0\.1\.1 is not inside 10\.0\.0\.0\/24/,
+  });
   t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', range: '10.0.1.0/25' }), { message: /range: 10\.0\.1\.0\/25 is not inside/ });
   t.throws(() => new SubnetPlan('b', { cidr: 'fd00::/64', blockPrefix: 64 }), { message: /use a prefix of at least \/112/ });
-  t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', reserved: ['10.0.0.300'] }), { message: /reserved\[0\]: "10\.0\.0\.300" is not a valid/ });
+  t.throws(() => new SubnetPlan('b', { cidr: '10.0.0.0/24', reserved: ['10.0.0.300'] }), {
+    message: /reserved\[0\]: "10\.0\.0\.300" is not a valid/,
+  });
 });
 
 test('allocates v4 and v6, skipping network, gateway, broadcast, reserved and addresses outside the range', async (t) => {
   const store = await fileStore(t);
   const ipam = new Ipam(store, 'host-a');
-  const br = bridge(
-    { cidr: '10.20.0.0/24', reserved: ['10.20.0.2', '10.20.0.3'] },
-    { cidr: 'fd00:20::/64', gateway: 'fd00:20::1' },
-  );
+  const br = bridge({ cidr: '10.20.0.0/24', reserved: ['10.20.0.2', '10.20.0.3'] }, { cidr: 'fd00:20::/64', gateway: 'fd00:20::1' });
   const r = await ipam.allocate(br, 'w1', 'eth0');
   t.deepEqual(r, [
     { address: '10.20.0.4', prefixLength: 24, gateway: '10.20.0.1', subnet: '10.20.0.0/24', family: 4 },
@@ -64,7 +65,10 @@ test('allocates v4 and v6, skipping network, gateway, broadcast, reserved and ad
   const got = await ipam.allocate(ranged, 'w1', 'eth0');
   t.deepEqual(got, [{ address: '10.21.0.128', prefixLength: 24, subnet: '10.21.0.0/24', family: 4 }]);
   // The range's blocks start at .128: no block below it is ever created.
-  t.deepEqual((await blocks(store, ranged.id)).map((b) => b.cidr), ['10.21.0.128/26']);
+  t.deepEqual(
+    (await blocks(store, ranged.id)).map((b) => b.cidr),
+    ['10.21.0.128/26'],
+  );
   // Only the v6 family when asked.
   const v6 = await ipam.allocate(br, 'w2', 'eth0', { families: [6] });
   t.is(v6.length, 1);
@@ -98,7 +102,10 @@ test('static requests are honoured or refused with the reason', async (t) => {
   t.is(r[1]!.family, 6); // the other family is still allocated dynamically
   t.deepEqual(await ipam.allocate(br, 'w1', 'eth0', { requested: ['10.40.0.77'] }), r); // idempotent
   const refuse = async (requested: string, code: TopologyError['code'], message: RegExp) => {
-    const err = await t.throwsAsync(ipam.allocate(br, `x-${requested}`, 'eth0', { requested: [requested] }), { instanceOf: TopologyError, message });
+    const err = await t.throwsAsync(ipam.allocate(br, `x-${requested}`, 'eth0', { requested: [requested] }), {
+      instanceOf: TopologyError,
+      message,
+    });
     t.is(err.code, code, requested);
   };
   await refuse('10.41.0.5', 'invalid', /10\.41\.0\.5 is outside every subnet of bridge "br-.*" \(10\.40\.0\.0\/24, fd00:40::\/120\)/);
@@ -165,7 +172,10 @@ test('blocks: claimed per host, borrowed when none is free, reclaimed when the h
   t.is((await a.allocate(br, 'a1', 'eth0'))[0]!.address, '10.60.0.2');
   t.is((await b.allocate(br, 'b1', 'eth0'))[0]!.address, '10.60.0.64');
   let bl = await blocks(store, br.id);
-  t.deepEqual(bl.map((x) => [x.cidr, x.hostId]).sort(), [['10.60.0.0/26', 'host-a'], ['10.60.0.64/26', 'host-b']]);
+  t.deepEqual(bl.map((x) => [x.cidr, x.hostId]).sort(), [
+    ['10.60.0.0/26', 'host-a'],
+    ['10.60.0.64/26', 'host-b'],
+  ]);
   t.is(bl[0]!.id, blockId(br.id, bl[0]!.cidr));
   // host-a keeps using its own block.
   t.is((await a.allocate(br, 'a2', 'eth0'))[0]!.address, '10.60.0.3');
@@ -184,7 +194,10 @@ test('blocks: claimed per host, borrowed when none is free, reclaimed when the h
   t.truthy(bl.find((x) => x.cidr === '10.60.0.64/26')!.allocations['10.60.0.64']);
   // gc removes the dead host's workloads; then host-c, out of its own blocks, claims the unowned block.
   const freed = await a.gc((_owner, _ifname, hostId) => hostId !== 'host-b', br.id);
-  t.deepEqual(freed.map((f) => [f.address, f.owner]), [['10.60.0.64', 'b1']]);
+  t.deepEqual(
+    freed.map((f) => [f.address, f.owner]),
+    [['10.60.0.64', 'b1']],
+  );
   // The unowned block left empty is deleted by gc; the next allocation of host-c creates (claims) it again.
   await c.release(br.id, 'c1');
   const c2 = (await c.allocate(br, 'c2', 'eth0'))[0]!.address;
@@ -196,7 +209,10 @@ test('blocks: claimed per host, borrowed when none is free, reclaimed when the h
   await a.release(br.id, 'a2');
   const gone = await c.reclaimBlocks(new Set(['host-c']));
   t.deepEqual(gone, [{ bridgeId: br.id, cidr: '10.60.0.0/26', hostId: 'host-a', deleted: true }]);
-  t.deepEqual((await blocks(store, br.id)).map((x) => x.cidr), ['10.60.0.64/26']);
+  t.deepEqual(
+    (await blocks(store, br.id)).map((x) => x.cidr),
+    ['10.60.0.64/26'],
+  );
   t.is(await c.deleteBridgeBlocks(br.id), 1);
   t.deepEqual(await blocks(store, br.id), []);
 });
@@ -224,8 +240,12 @@ test('bad arguments are refused clearly', async (t) => {
   const br = bridge({ cidr: '10.70.0.0/24' });
   t.throws(() => new Ipam(store, ''), { message: /hostId must be a non-empty string/ });
   t.throws(() => ipam.allocate(br, '', 'eth0'), { message: /owner must be a non-empty string/ });
-  await t.throwsAsync(ipam.allocate(bridge({ cidr: '10.70.0.0/33' }), 'w', 'eth0'), { message: /subnets\[0\]\.cidr: "10\.70\.0\.0\/33" is not a valid CIDR/ });
-  await t.throwsAsync(ipam.allocate(br, 'w', 'eth0', { requested: ['10.70.0.5', '10.70.0.6'] }), { message: /more than one IPv4 address requested/ });
+  await t.throwsAsync(ipam.allocate(bridge({ cidr: '10.70.0.0/33' }), 'w', 'eth0'), {
+    message: /subnets\[0\]\.cidr: "10\.70\.0\.0\/33" is not a valid CIDR/,
+  });
+  await t.throwsAsync(ipam.allocate(br, 'w', 'eth0', { requested: ['10.70.0.5', '10.70.0.6'] }), {
+    message: /more than one IPv4 address requested/,
+  });
   await t.throwsAsync(ipam.reserveAddress(br, '10.71.0.1', 'x'), { message: /outside every subnet/ });
 });
 
@@ -233,17 +253,19 @@ test('many hosts racing in one process on the file store: every address once, ex
   const store = await fileStore(t);
   const br = bridge({ cidr: '10.80.0.0/24' });
   const hosts = ['h1', 'h2', 'h3', 'h4', 'h4', 'h5', 'h6', 'h6'].map((h) => new Ipam(store, h));
-  const got = await Promise.all(hosts.map(async (ipam, i) => {
-    const mine: string[] = [];
-    for (let n = 0; ; n++) {
-      try {
-        mine.push((await ipam.allocate(br, `w${i}-${n}`, 'eth0'))[0]!.address);
-      } catch (err) {
-        t.is((err as TopologyError).code, 'exhausted', (err as Error).message);
-        return mine;
+  const got = await Promise.all(
+    hosts.map(async (ipam, i) => {
+      const mine: string[] = [];
+      for (let n = 0; ; n++) {
+        try {
+          mine.push((await ipam.allocate(br, `w${i}-${n}`, 'eth0'))[0]!.address);
+        } catch (err) {
+          t.is((err as TopologyError).code, 'exhausted', (err as Error).message);
+          return mine;
+        }
       }
-    }
-  }));
+    }),
+  );
   const all = got.flat();
   t.is(all.length, 253);
   t.is(new Set(all).size, 253);

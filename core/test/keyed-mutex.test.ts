@@ -39,7 +39,12 @@ test('a job that throws releases the key, and only its caller sees the error', a
   t.is(await next, 'b');
   t.deepEqual(log, ['a+', 'a-', 'b+', 'b-']);
   // A synchronous throw inside fn is a rejection too, and does not block the key either.
-  await t.throwsAsync(m.run('k', () => { throw new Error('sync'); }), { message: 'sync' });
+  await t.throwsAsync(
+    m.run('k', () => {
+      throw new Error('sync');
+    }),
+    { message: 'sync' },
+  );
   t.is(await m.run('k', async () => 'after'), 'after');
   await m.idle('k');
   t.is(m.pending, 0);

@@ -11,14 +11,24 @@ import { compileLb, weightedVmap, type LbHost, type LbMember } from '../lb/compi
 
 const exec = promisify(execFile);
 const m = (id: string, weight: number, more: Partial<LbMember> = {}): LbMember => ({
-  id, address: `10.9.0.${id.length + weight}`, port: 8080, weight, adminStateUp: true, status: 'up', ...more,
+  id,
+  address: `10.9.0.${id.length + weight}`,
+  port: 8080,
+  weight,
+  adminStateUp: true,
+  status: 'up',
+  ...more,
 });
 
 test('weights become adjacent numgen ranges over their sum; disabled, down and zero-weight members are left out', (t) => {
-  t.is(weightedVmap('v', [m('a', 1), m('b', 2), m('c', 3)]),
-    'numgen random mod 6 vmap { 0 : goto m-v-a, 1-2 : goto m-v-b, 3-5 : goto m-v-c }');
-  t.is(weightedVmap('v', [m('a', 1, { adminStateUp: false }), m('b', 2, { status: 'down' }), m('c', 0), m('d', 4)]),
-    'numgen random mod 4 vmap { 0-3 : goto m-v-d }');
+  t.is(
+    weightedVmap('v', [m('a', 1), m('b', 2), m('c', 3)]),
+    'numgen random mod 6 vmap { 0 : goto m-v-a, 1-2 : goto m-v-b, 3-5 : goto m-v-c }',
+  );
+  t.is(
+    weightedVmap('v', [m('a', 1, { adminStateUp: false }), m('b', 2, { status: 'down' }), m('c', 0), m('d', 4)]),
+    'numgen random mod 4 vmap { 0-3 : goto m-v-d }',
+  );
   t.is(weightedVmap('v', [m('a', 1, { status: 'down' })]), undefined);
 });
 
@@ -39,7 +49,16 @@ test('an update loads in the kernel, drops what is gone and keeps sticky clients
   const host = (members: LbMember[]): LbHost => ({
     bridges: [{ ifname: 'bb-1', gateway: '10.9.0.1' }],
     vips: [
-      { id: 'web', address: '10.96.0.10', port: 80, protocol: 'tcp', members, bridges: ['bb-1'], sessionPersistence: 'source_ip', affinityTimeoutS: 60 },
+      {
+        id: 'web',
+        address: '10.96.0.10',
+        port: 80,
+        protocol: 'tcp',
+        members,
+        bridges: ['bb-1'],
+        sessionPersistence: 'source_ip',
+        affinityTimeoutS: 60,
+      },
       { id: 'dns', address: '10.96.0.11', port: 53, protocol: 'udp', members: [], bridges: ['bb-1'] },
     ],
   });
@@ -55,7 +74,7 @@ test('an update loads in the kernel, drops what is gone and keeps sticky clients
   // c is removed, b goes down.
   await nftApply(netns, compileLb(host([m('a', 1), m('b', 1, { status: 'down' })]), parseExisting(listing)), 'update');
   listing = await list();
-  t.false(listing.includes('m-web-c'), 'the removed member\'s chain is gone');
+  t.false(listing.includes('m-web-c'), "the removed member's chain is gone");
   t.false(listing.includes('a-web-c'), 'and its affinity set');
   t.false(listing.includes('goto m-web-b'), 'a member that is down gets no new connection');
   t.regex(listing, /set a-web-a \{[^}]*elements = \{ 10\.0\.0\.7/s, 'a sticky client of a member still in rotation stays');

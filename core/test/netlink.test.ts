@@ -6,8 +6,16 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import {
-  createVeth, deleteLink, getLink, KernelError, listAddresses, listRoutes, replaceAddress, replaceRoute,
-  setLink, withNetlink,
+  createVeth,
+  deleteLink,
+  getLink,
+  KernelError,
+  listAddresses,
+  listRoutes,
+  replaceAddress,
+  replaceRoute,
+  setLink,
+  withNetlink,
 } from '../datapath/netlink/index.js';
 import { NftError, runNft } from '../datapath/nft/lib.js';
 import { nftApply, nftTransactionCounter } from '../datapath/nft/index.js';
@@ -25,13 +33,29 @@ function ip(ns: string, ...args: string[]): unknown {
 function namespace(t: ExecutionContext): { name: string; path: string } {
   const name = `nlt-${randomBytes(4).toString('hex')}`;
   execFileSync(IP, ['netns', 'add', name]);
-  t.teardown(() => { execFileSync(IP, ['netns', 'del', name]); });
+  t.teardown(() => {
+    execFileSync(IP, ['netns', 'del', name]);
+  });
   return { name, path: `/run/netns/${name}` };
 }
 
-interface LinkJson { ifname: string; address: string; mtu: number; flags: string[]; master?: string; linkinfo?: { info_kind: string } }
-interface AddrJson { addr_info: { local: string; prefixlen: number; family: string; nodad?: boolean }[] }
-interface RouteJson { dst: string; gateway?: string; dev: string; scope?: string }
+interface LinkJson {
+  ifname: string;
+  address: string;
+  mtu: number;
+  flags: string[];
+  master?: string;
+  linkinfo?: { info_kind: string };
+}
+interface AddrJson {
+  addr_info: { local: string; prefixlen: number; family: string; nodad?: boolean }[];
+}
+interface RouteJson {
+  dst: string;
+  gateway?: string;
+  dev: string;
+  scope?: string;
+}
 
 test('a veth is born with its peer inside another namespace under its final name, MAC and MTU', async (t) => {
   const a = namespace(t);
@@ -64,7 +88,9 @@ test('a bridge port: master set and read back; deleting twice says "gone"; a dup
     t.is((await getLink(s, 'v0'))?.masterIndex, br.index);
     t.is((ip(a.name, 'link', 'show', 'v0') as LinkJson[])[0]?.master, 'br0');
 
-    const dup = await t.throwsAsync(createVeth(s, { name: 'v0', peer: { name: 'v9' } }), { message: /create veth v0 \(peer v9\): File exists/ });
+    const dup = await t.throwsAsync(createVeth(s, { name: 'v0', peer: { name: 'v9' } }), {
+      message: /create veth v0 \(peer v9\): File exists/,
+    });
     t.true(dup instanceof KernelError && dup.code === 'EEXIST');
     t.false(isGone(dup));
     const bad = await t.throwsAsync(setLink(s, 'nosuch0', { up: true }), { message: /nosuch0.*No such device/ });
@@ -74,7 +100,10 @@ test('a bridge port: master set and read back; deleting twice says "gone"; a dup
     t.is(await deleteLink(s, 'v0'), 'gone');
     t.is(await deleteLink(s, 'v0p'), 'gone', 'the peer went with it');
   });
-  t.deepEqual((ip(a.name, 'link', 'show', 'type', 'veth') as LinkJson[]).map((l) => l.ifname), []);
+  t.deepEqual(
+    (ip(a.name, 'link', 'show', 'type', 'veth') as LinkJson[]).map((l) => l.ifname),
+    [],
+  );
 });
 
 test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently and read back', async (t) => {
@@ -87,7 +116,8 @@ test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently an
   const seen = await withNetlink(b.path, async (s) => {
     const l = (await getLink(s, 'eth0'))!;
     await setLink(s, l.index, { up: true });
-    for (let i = 0; i < 2; i++) { // twice: replace converges, never "File exists"
+    for (let i = 0; i < 2; i++) {
+      // twice: replace converges, never "File exists"
       await replaceAddress(s, l.index, '10.7.0.5/24');
       await replaceAddress(s, l.index, 'fd00:7::5/64', { nodad: true });
       await replaceRoute(s, { dst: 'default', gateway: '10.7.0.1', oif: l.index });
@@ -100,7 +130,10 @@ test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently an
   });
   const addrs = (ip(b.name, 'addr', 'show', 'dev', 'eth0') as AddrJson[])[0]!.addr_info;
   t.true(addrs.some((x) => x.local === '10.7.0.5' && x.prefixlen === 24));
-  t.true(addrs.some((x) => x.local === 'fd00:7::5' && x.prefixlen === 64 && x.nodad === true), JSON.stringify(addrs));
+  t.true(
+    addrs.some((x) => x.local === 'fd00:7::5' && x.prefixlen === 64 && x.nodad === true),
+    JSON.stringify(addrs),
+  );
   t.true(seen.addrs.some((x) => x.ip === '10.7.0.5' && x.prefix === 24 && x.family === 4));
   t.true(seen.addrs.some((x) => x.ip === 'fd00:7::5' && x.prefix === 64 && x.family === 6));
 
@@ -113,35 +146,52 @@ test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently an
   t.true(v6.some((r) => r.dst === 'fd00:9::/64' && !r.gateway));
   t.is(v4.filter((r) => r.dst === 'default').length, 1, 'replace did not add a second default route');
   const want = [
-    { dst: '0.0.0.0/0', gateway: '10.7.0.1' }, { dst: '10.8.0.0/16', gateway: '10.7.0.254' }, { dst: '10.9.1.1/32' },
-    { dst: '::/0', gateway: 'fd00:7::1' }, { dst: 'fd00:9::/64' },
+    { dst: '0.0.0.0/0', gateway: '10.7.0.1' },
+    { dst: '10.8.0.0/16', gateway: '10.7.0.254' },
+    { dst: '10.9.1.1/32' },
+    { dst: '::/0', gateway: 'fd00:7::1' },
+    { dst: 'fd00:9::/64' },
   ];
   for (const w of want) {
-    t.true(seen.routes.some((r) => r.dst === w.dst && r.gateway === w.gateway && r.oif === seen.index), `listRoutes has ${JSON.stringify(w)}`);
+    t.true(
+      seen.routes.some((r) => r.dst === w.dst && r.gateway === w.gateway && r.oif === seen.index),
+      `listRoutes has ${JSON.stringify(w)}`,
+    );
   }
-  await t.throwsAsync(withNetlink(b.path, (s) => replaceRoute(s, { dst: '10.10.0.0/16', gateway: '192.0.2.1', oif: seen.index })),
-    { message: /replace route 10\.10\.0\.0\/16 via 192\.0\.2\.1.*Network is unreachable/ });
+  await t.throwsAsync(
+    withNetlink(b.path, (s) => replaceRoute(s, { dst: '10.10.0.0/16', gateway: '192.0.2.1', oif: seen.index })),
+    { message: /replace route 10\.10\.0\.0\/16 via 192\.0\.2\.1.*Network is unreachable/ },
+  );
 });
 
 test('a missing namespace is a clear, "gone" error', async (t) => {
-  const e = await t.throwsAsync(withNetlink('/run/netns/nlt-does-not-exist', (s) => getLink(s, 'lo')),
-    { message: /network namespace \/run\/netns\/nlt-does-not-exist: No such file or directory/ });
+  const e = await t.throwsAsync(
+    withNetlink('/run/netns/nlt-does-not-exist', (s) => getLink(s, 'lo')),
+    { message: /network namespace \/run\/netns\/nlt-does-not-exist: No such file or directory/ },
+  );
   t.true(isGone(e));
 });
 
 test('nftables scripts run in-process inside a namespace, and a bad script is a clear error', async (t) => {
   const a = namespace(t);
   const table = `t${randomBytes(3).toString('hex')}`;
-  await runNft(a.path, `add table inet ${table}\nadd chain inet ${table} c { type filter hook input priority 0; }\nadd rule inet ${table} c tcp dport 4242 drop\n`, 'apply');
+  await runNft(
+    a.path,
+    `add table inet ${table}\nadd chain inet ${table} c { type filter hook input priority 0; }\nadd rule inet ${table} c tcp dport 4242 drop\n`,
+    'apply',
+  );
   const listed = execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString();
   t.regex(listed, new RegExp(`table inet ${table}[\\s\\S]*tcp dport 4242 drop`));
-  t.false(execFileSync(NFT, ['list', 'tables']).toString().includes(table), 'not in the test process\'s own namespace');
+  t.false(execFileSync(NFT, ['list', 'tables']).toString().includes(table), "not in the test process's own namespace");
   t.regex(await runNft(a.path, `list table inet ${table}`, 'list'), /tcp dport 4242 drop/);
 
-  const syntax = await t.throwsAsync(runNft(a.path, 'add tabel inet x\n', 'could not frob'), { message: /^could not frob: Error: syntax error/ });
+  const syntax = await t.throwsAsync(runNft(a.path, 'add tabel inet x\n', 'could not frob'), {
+    message: /^could not frob: Error: syntax error/,
+  });
   t.true(syntax instanceof NftError);
-  await t.throwsAsync(nftApply(a.path, 'add rule inet nosuch c drop\n', 'could not add the rule'),
-    { message: /^could not add the rule: Error: .*No such file or directory/ });
+  await t.throwsAsync(nftApply(a.path, 'add rule inet nosuch c drop\n', 'could not add the rule'), {
+    message: /^could not add the rule: Error: .*No such file or directory/,
+  });
   // A failed transaction changed nothing.
   t.is(execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'ruleset']).toString(), listed);
 });
@@ -152,10 +202,19 @@ test('concurrent nft transactions on one namespace are merged, and one bad part 
   await nftApply(a.path, `add table inet ${table}\n`, 'table');
   const chains = Array.from({ length: 12 }, (_, i) => `c${i}`);
   const results = await Promise.allSettled([
-    ...chains.map((c) => nftApply(a.path, `add chain inet ${table} ${c}\nadd rule inet ${table} ${c} tcp dport ${1000 + Number(c.slice(1))} drop\n`, `chain ${c}`)),
+    ...chains.map((c) =>
+      nftApply(
+        a.path,
+        `add chain inet ${table} ${c}\nadd rule inet ${table} ${c} tcp dport ${1000 + Number(c.slice(1))} drop\n`,
+        `chain ${c}`,
+      ),
+    ),
     nftApply(a.path, `add rule inet ${table} nosuch drop\n`, 'the bad one'),
   ]);
-  t.deepEqual(results.slice(0, -1).map((r) => r.status), chains.map(() => 'fulfilled'));
+  t.deepEqual(
+    results.slice(0, -1).map((r) => r.status),
+    chains.map(() => 'fulfilled'),
+  );
   const bad = results.at(-1)!;
   t.is(bad.status, 'rejected');
   t.regex(String((bad as PromiseRejectedResult).reason.message), /^the bad one: /);
@@ -163,7 +222,9 @@ test('concurrent nft transactions on one namespace are merged, and one bad part 
   for (const c of chains) t.regex(listed, new RegExp(`chain ${c} \\{[\\s\\S]*?tcp dport ${1000 + Number(c.slice(1))} drop`));
   // Removals arriving together: the first goes alone, the other eleven in one merged transaction.
   const before = nftTransactionCounter.count;
-  await Promise.all(chains.map((c) => nftApply(a.path, `flush chain inet ${table} ${c}\ndelete chain inet ${table} ${c}\n`, `remove ${c}`)));
+  await Promise.all(
+    chains.map((c) => nftApply(a.path, `flush chain inet ${table} ${c}\ndelete chain inet ${table} ${c}\n`, `remove ${c}`)),
+  );
   t.notRegex(execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'table', 'inet', table]).toString(), /chain/);
   t.is(nftTransactionCounter.count - before, 2);
 });

@@ -23,27 +23,41 @@ class Recorder implements Datapath {
     this.calls.push({ op, arg: structuredClone(arg) });
     return Promise.resolve();
   }
-  ensureBridge(b: DesiredBridge) { return this.record('ensureBridge', b); }
-  removeBridge(vni: number) { return this.record('removeBridge', vni); }
+  ensureBridge(b: DesiredBridge) {
+    return this.record('ensureBridge', b);
+  }
+  removeBridge(vni: number) {
+    return this.record('removeBridge', vni);
+  }
   async plug(p: PlugSpec) {
     await this.record('plug', p);
     return { hostIfname: p.hostIfname ?? 'bp-x', mac: p.mac };
   }
-  unplug(hostIfname: string) { return this.record('unplug', hostIfname); }
+  unplug(hostIfname: string) {
+    return this.record('unplug', hostIfname);
+  }
   async checkPlug(p: PlugSpec) {
     await this.record('checkPlug', p);
     return [];
   }
-  ensureRouter(r: DesiredRouter) { return this.record('ensureRouter', r); }
+  ensureRouter(r: DesiredRouter) {
+    return this.record('ensureRouter', r);
+  }
   setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) {
     return this.record('setRouterNeighbours', { id, add, remove });
   }
-  removeRouter(id: string) { return this.record('removeRouter', id); }
-  applyPolicy(c: PolicyChange) { return this.record('applyPolicy', c); }
+  removeRouter(id: string) {
+    return this.record('removeRouter', id);
+  }
+  applyPolicy(c: PolicyChange) {
+    return this.record('applyPolicy', c);
+  }
   async inventory(): Promise<Inventory> {
     return { bridges: [], plugs: [], routers: [] };
   }
-  sweep(desired: Partial<Inventory>) { return this.record('sweep', desired); }
+  sweep(desired: Partial<Inventory>) {
+    return this.record('sweep', desired);
+  }
   take(op: string): unknown[] {
     const out = this.calls.filter((c) => c.op === op).map((c) => c.arg);
     this.calls.length = 0;
@@ -72,7 +86,10 @@ async function world(t: ExecutionContext): Promise<World> {
   const topo = new Topology(store);
   const host = (name: string, ip: string) => topo.create('Host', { name, addresses: [ip] });
   const hosts = {
-    a: await host('a', '192.0.2.1'), b: await host('b', '192.0.2.2'), c: await host('c', '192.0.2.3'), d: await host('d', '192.0.2.4'),
+    a: await host('a', '192.0.2.1'),
+    b: await host('b', '192.0.2.2'),
+    c: await host('c', '192.0.2.3'),
+    d: await host('d', '192.0.2.4'),
   };
   const blue = await topo.create('Bridge', { name: 'blue', subnets: [{ cidr: '10.1.0.0/24' }] });
   const green = await topo.create('Bridge', { name: 'green', subnets: [{ cidr: '10.2.0.0/24' }] });
@@ -135,13 +152,19 @@ test('a bridge holds an FDB entry per remote port, none for local ones, and the 
   const w = await world(t);
   const blueOnA = planFor(w, w.hosts.a).bridges.get(w.blue.id)!;
   t.deepEqual(blueOnA.remotes, [{ mac: w.ports.b1!.mac, ips: ['10.1.0.20'], hostIp: '192.0.2.2' }]);
-  t.deepEqual(blueOnA.gateways?.map((g) => g.ip), ['10.1.0.1']);
+  t.deepEqual(
+    blueOnA.gateways?.map((g) => g.ip),
+    ['10.1.0.1'],
+  );
   t.is(blueOnA.mtu, MTU - 50);
   const blueOnB = planFor(w, w.hosts.b).bridges.get(w.blue.id)!;
   t.deepEqual(blueOnB.remotes, [{ mac: w.ports.a1!.mac, ips: ['10.1.0.10'], hostIp: '192.0.2.1' }]);
   // green on a (through the router): c's port is remote.
   const greenOnA = planFor(w, w.hosts.a).bridges.get(w.green.id)!;
-  t.deepEqual(greenOnA.remotes.map((r) => r.hostIp), ['192.0.2.3']);
+  t.deepEqual(
+    greenOnA.remotes.map((r) => r.hostIp),
+    ['192.0.2.3'],
+  );
   // A port not bound to an interface is not reachable anywhere: no entry.
   await w.topo.create('Port', { bridgeId: w.blue.id, hostId: w.hosts.c.id, ips: ['10.1.0.40'] });
   await cacheUntil(w.cache, () => w.cache.list('Port').some((p) => p.ips.includes('10.1.0.40')));
@@ -166,7 +189,10 @@ test('a router is planned where it serves local ports, with a leg per bridge and
   const onA = planFor(w, w.hosts.a).routers.get(w.r.id)!;
   t.truthy(onA);
   const legs = onA.legs.map((l) => [l.vni, l.addresses]).sort();
-  t.deepEqual(legs, [[w.blue.tunnelKey, ['10.1.0.1/24']], [w.green.tunnelKey, ['10.2.0.1/24']]]);
+  t.deepEqual(legs, [
+    [w.blue.tunnelKey, ['10.1.0.1/24']],
+    [w.green.tunnelKey, ['10.2.0.1/24']],
+  ]);
   t.deepEqual(onA.neighbours?.map((n) => n.ip).sort(), ['10.1.0.10', '10.1.0.20', '10.2.0.30']);
   // Connected routes are the kernel's own: the link routes to the legs' subnets are not repeated.
   t.deepEqual(onA.routes, []);
@@ -190,7 +216,7 @@ test('a router is planned where it serves local ports, with a leg per bridge and
   t.deepEqual(vnis(planFor(w, w.hosts.a)), [w.blue.tunnelKey]);
 });
 
-test('tenants are isolated: another tenant\'s ports, bridges and routers never enter the plan', async (t) => {
+test("tenants are isolated: another tenant's ports, bridges and routers never enter the plan", async (t) => {
   const w = await world(t);
   // Same subnet, same host b: allowed across tenants, and must not mix with blue.
   const other = await w.topo.create('Bridge', { name: 'blue', tenant: 'acme', subnets: [{ cidr: '10.1.0.0/24' }] });
@@ -201,15 +227,30 @@ test('tenants are isolated: another tenant\'s ports, bridges and routers never e
   const a = planFor(w, w.hosts.a);
   t.false(a.bridges.has(other.id));
   t.false(a.routers.has(ro.id));
-  t.deepEqual(a.bridges.get(w.blue.id)!.remotes.map((r) => r.mac), [w.ports.b1!.mac]);
-  t.deepEqual(a.routers.get(w.r.id)!.neighbours?.filter((n) => n.ip === '10.1.0.20').map((n) => n.mac), [w.ports.b1!.mac]);
+  t.deepEqual(
+    a.bridges.get(w.blue.id)!.remotes.map((r) => r.mac),
+    [w.ports.b1!.mac],
+  );
+  t.deepEqual(
+    a.routers
+      .get(w.r.id)!
+      .neighbours?.filter((n) => n.ip === '10.1.0.20')
+      .map((n) => n.mac),
+    [w.ports.b1!.mac],
+  );
   // b holds both tenants' bridges, each with its own VNI, router and remotes.
   const b = planFor(w, w.hosts.b);
   t.not(b.bridges.get(other.id)!.vni, b.bridges.get(w.blue.id)!.vni);
   t.deepEqual(b.bridges.get(other.id)!.remotes, []);
-  t.deepEqual(b.routers.get(ro.id)!.legs.map((l) => l.vni), [other.tunnelKey]);
+  t.deepEqual(
+    b.routers.get(ro.id)!.legs.map((l) => l.vni),
+    [other.tunnelKey],
+  );
   const x1 = (await w.topo.list('Port', { bridgeId: other.id })).find((p) => p.interfaceName === 'bp-x1')!;
-  t.deepEqual(b.routers.get(ro.id)!.neighbours?.map((n) => n.mac), [x1.mac]);
+  t.deepEqual(
+    b.routers.get(ro.id)!.neighbours?.map((n) => n.mac),
+    [x1.mac],
+  );
 });
 
 test('a plug under way (pinned) brings its bridge before the cache shows its port', (t) => {
@@ -220,14 +261,27 @@ test('a plug under way (pinned) brings its bridge before the cache shows its por
 });
 
 test('neighbourDelta: only neighbours changed gives the entries to add and remove, anything else a full apply', (t) => {
-  const base: DesiredRouter = { id: 'r', legs: [{ vni: 1, mac: '02:00:00:00:00:01', addresses: ['10.1.0.1/24'] }], routes: [], neighbours: [
-    { ip: '10.1.0.10', mac: '02:00:00:00:00:0a', vni: 1 }, { ip: '10.1.0.20', mac: '02:00:00:00:00:14', vni: 1 },
-  ] };
-  const next: DesiredRouter = { ...base, neighbours: [
-    { ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 }, { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 },
-  ] };
+  const base: DesiredRouter = {
+    id: 'r',
+    legs: [{ vni: 1, mac: '02:00:00:00:00:01', addresses: ['10.1.0.1/24'] }],
+    routes: [],
+    neighbours: [
+      { ip: '10.1.0.10', mac: '02:00:00:00:00:0a', vni: 1 },
+      { ip: '10.1.0.20', mac: '02:00:00:00:00:14', vni: 1 },
+    ],
+  };
+  const next: DesiredRouter = {
+    ...base,
+    neighbours: [
+      { ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 },
+      { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 },
+    ],
+  };
   t.deepEqual(neighbourDelta(base, next), {
-    add: [{ ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 }, { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 }],
+    add: [
+      { ip: '10.1.0.10', mac: '02:00:00:00:00:0b', vni: 1 },
+      { ip: '10.1.0.30', mac: '02:00:00:00:00:1e', vni: 1 },
+    ],
     remove: [{ ip: '10.1.0.20', mac: '02:00:00:00:00:14', vni: 1 }],
   });
   t.is(neighbourDelta(undefined, next), undefined);
@@ -241,9 +295,15 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   const rec = new Reconciler(w.hosts.a.id, w.cache, dp, MTU);
   t.teardown(() => rec.stop());
   await rec.runOnce();
-  const ensured = dp.calls.filter((c) => c.op === 'ensureBridge').map((c) => (c.arg as DesiredBridge).vni).sort();
+  const ensured = dp.calls
+    .filter((c) => c.op === 'ensureBridge')
+    .map((c) => (c.arg as DesiredBridge).vni)
+    .sort();
   t.deepEqual(ensured, [w.blue.tunnelKey, w.green.tunnelKey]);
-  t.deepEqual(dp.calls.filter((c) => c.op === 'ensureRouter').map((c) => (c.arg as DesiredRouter).id), [w.r.id]);
+  t.deepEqual(
+    dp.calls.filter((c) => c.op === 'ensureRouter').map((c) => (c.arg as DesiredRouter).id),
+    [w.r.id],
+  );
   const sweep = dp.take('sweep') as Partial<Inventory>[];
   t.is(sweep.length, 1);
   t.deepEqual(sweep[0]!.bridges?.sort(), [w.blue.tunnelKey, w.green.tunnelKey]);
@@ -251,7 +311,10 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
 
   // Converged state is not applied again.
   await rec.runOnce();
-  t.deepEqual(dp.calls.filter((c) => c.op.startsWith('ensure')), []);
+  t.deepEqual(
+    dp.calls.filter((c) => c.op.startsWith('ensure')),
+    [],
+  );
 
   // A new port elsewhere on blue: the bridge gains its FDB entry; the router learns only the neighbour.
   await w.topo.create('Port', { bridgeId: w.blue.id, hostId: w.hosts.c.id, interfaceName: 'bp-c3', ips: ['10.1.0.30'] });
@@ -259,8 +322,14 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   dp.calls.length = 0;
   await rec.runOnce();
   const blue = dp.calls.filter((c) => c.op === 'ensureBridge').map((c) => c.arg as DesiredBridge);
-  t.deepEqual(blue.map((b) => [b.vni, b.floodHosts]), [[w.blue.tunnelKey, ['192.0.2.2', '192.0.2.3']]]);
-  t.deepEqual(dp.calls.filter((c) => c.op === 'ensureRouter'), []);
+  t.deepEqual(
+    blue.map((b) => [b.vni, b.floodHosts]),
+    [[w.blue.tunnelKey, ['192.0.2.2', '192.0.2.3']]],
+  );
+  t.deepEqual(
+    dp.calls.filter((c) => c.op === 'ensureRouter'),
+    [],
+  );
   t.like(dp.take('setRouterNeighbours')[0], { id: w.r.id, add: [{ ip: '10.1.0.30', vni: w.blue.tunnelKey }], remove: [] });
 
   // The last local port goes: blue, green and the router leave this host's plan, and the sweep removes them.
@@ -273,13 +342,17 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
 
 // Policy planning (plan.ts planPolicy): what chains, sets and zones a host's ports need.
 
-test('policy: a host binds its local ports\' and their bridge\'s filters, and compiles the jump closure only', async (t) => {
+test("policy: a host binds its local ports' and their bridge's filters, and compiles the jump closure only", async (t) => {
   const w = await world(t);
   const inbound = await w.topo.create('Chain', { name: 'in' });
   const jumped = await w.topo.create('Chain', { name: 'jumped' });
   const unrelated = await w.topo.create('Chain', { name: 'unrelated' });
   const bridgeOut = await w.topo.create('Chain', { name: 'bout' });
-  const ag = await w.topo.create('IpAddrGroup', { tenantId: w.blue.tenantId, name: 'web', addresses: ['10.9.0.1', '10.9.1.0/24', 'fd00::1'] });
+  const ag = await w.topo.create('IpAddrGroup', {
+    tenantId: w.blue.tenantId,
+    name: 'web',
+    addresses: ['10.9.0.1', '10.9.1.0/24', 'fd00::1'],
+  });
   const pg = await w.topo.create('PortGroup', { tenantId: w.blue.tenantId, name: 'g', stateful: false });
   await w.topo.create('Rule', { chainId: inbound.id, position: 1, action: 'jump', jumpChainId: jumped.id, condition: {} });
   await w.topo.create('Rule', { chainId: jumped.id, position: 1, action: 'accept', condition: { ipAddrGroupDst: ag.id } });
@@ -288,8 +361,14 @@ test('policy: a host binds its local ports\' and their bridge\'s filters, and co
   await w.topo.update('Port', w.ports.a1!.id, { inboundFilterId: inbound.id });
   await w.topo.update('Port', w.ports.b1!.id, { portGroupIds: [pg.id] });
   await w.topo.update('Bridge', w.blue.id, { outboundFilterId: bridgeOut.id });
-  await cacheUntil(w.cache, () => w.cache.list('Rule').length === 4 && w.cache.get('Bridge', w.blue.id)?.outboundFilterId === bridgeOut.id
-    && w.cache.get('Port', w.ports.b1!.id)?.portGroupIds.length === 1 && w.cache.get('Port', w.ports.a1!.id)?.inboundFilterId === inbound.id);
+  await cacheUntil(
+    w.cache,
+    () =>
+      w.cache.list('Rule').length === 4 &&
+      w.cache.get('Bridge', w.blue.id)?.outboundFilterId === bridgeOut.id &&
+      w.cache.get('Port', w.ports.b1!.id)?.portGroupIds.length === 1 &&
+      w.cache.get('Port', w.ports.a1!.id)?.inboundFilterId === inbound.id,
+  );
 
   const facts = { hostId: w.hosts.a.id, underlayMtu: MTU };
   const a = planPolicy(w.cache, facts, planHost(w.cache, facts).bridges.values());
@@ -314,14 +393,18 @@ test('policy: a host binds its local ports\' and their bridge\'s filters, and co
   t.is(d.chains.size + d.bindings.size + d.sets.size + d.zones.size, 0);
 });
 
-test('policy: a plug under way gets its bridge\'s filters before the cache shows its port; a broken chain fails closed', async (t) => {
+test("policy: a plug under way gets its bridge's filters before the cache shows its port; a broken chain fails closed", async (t) => {
   const w = await world(t);
   const c = await w.topo.create('Chain', { name: 'bin' });
   // A port range without a protocol is MidoNet's, but the compiler refuses it.
   await w.topo.create('Rule', { chainId: c.id, position: 1, action: 'accept', condition: { tpDst: { start: 80, end: 80 } } });
   await w.topo.update('Bridge', w.red.id, { inboundFilterId: c.id });
   await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c.id && w.cache.list('Rule').length === 1);
-  const p = planPolicy(w.cache, { hostId: w.hosts.d.id, underlayMtu: MTU, pins: [{ bridgeId: w.red.id, hostIfname: 'bv-new', portId: 'x' }] });
+  const p = planPolicy(w.cache, {
+    hostId: w.hosts.d.id,
+    underlayMtu: MTU,
+    pins: [{ bridgeId: w.red.id, hostIfname: 'bv-new', portId: 'x' }],
+  });
   t.deepEqual(Object.fromEntries(p.bindings), { 'bv-new': { 'bridge-inbound': c.id } });
   t.is(p.errors.length, 1);
   t.deepEqual(p.chains.get(c.id)!.rules, ['counter drop comment "r=broken"']);
@@ -334,7 +417,7 @@ test('policy: zones are 1–65535 and distinct for VNIs less than 65535 apart', 
   t.not(zoneOf(100), zoneOf(101));
 });
 
-test('policy: the reconciler binds a plug\'s filters before the plug, then changes only what changed', async (t) => {
+test("policy: the reconciler binds a plug's filters before the plug, then changes only what changed", async (t) => {
   const w = await world(t);
   const c1 = await w.topo.create('Chain', { name: 'bin' });
   const c2 = await w.topo.create('Chain', { name: 'other' });
@@ -347,12 +430,22 @@ test('policy: the reconciler binds a plug\'s filters before the plug, then chang
   // Host d has no ports: the plug is the first thing of this host.
   const rec = new Reconciler(w.hosts.d.id, w.cache, dp, MTU);
   t.teardown(() => rec.stop());
-  await rec.plugPort('new', w.red, { vni: w.red.tunnelKey, netns: '/x', ifname: 'eth0', hostIfname: 'bv-new', mac: '02:00:00:00:00:09', ips: [] });
+  await rec.plugPort('new', w.red, {
+    vni: w.red.tunnelKey,
+    netns: '/x',
+    ifname: 'eth0',
+    hostIfname: 'bv-new',
+    mac: '02:00:00:00:00:09',
+    ips: [],
+  });
   const ops = dp.calls.map((c) => c.op);
   t.true(ops.indexOf('applyPolicy') >= 0 && ops.indexOf('applyPolicy') < ops.indexOf('plug'), ops.join());
   const first = dp.calls.find((c) => c.op === 'applyPolicy')!.arg as PolicyChange;
   t.deepEqual(first.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c1.id }]);
-  t.deepEqual(first.chains.map((c) => c.chainId), [c1.id]);
+  t.deepEqual(
+    first.chains.map((c) => c.chainId),
+    [c1.id],
+  );
   t.deepEqual(first.zones, [{ vni: w.red.tunnelKey, zone: zoneOf(w.red.tunnelKey) }]);
   dp.calls.length = 0;
   await rec.runOnce();
@@ -372,7 +465,10 @@ test('policy: the reconciler binds a plug\'s filters before the plug, then chang
   await cacheUntil(w.cache, () => w.cache.get('Rule', r1.id)?.action === 'accept');
   await rec.runOnce();
   const changed = dp.take('applyPolicy') as PolicyChange[];
-  t.deepEqual(changed.map((c) => [c.chains.map((x) => x.chainId), c.bindings.length, c.sets.length]), [[[c1.id], 0, 0]]);
+  t.deepEqual(
+    changed.map((c) => [c.chains.map((x) => x.chainId), c.bindings.length, c.sets.length]),
+    [[[c1.id], 0, 0]],
+  );
   await w.topo.update('Bridge', w.red.id, { inboundFilterId: c2.id });
   await cacheUntil(w.cache, () => w.cache.get('Bridge', w.red.id)?.inboundFilterId === c2.id);
   await rec.runOnce();

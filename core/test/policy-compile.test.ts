@@ -8,11 +8,24 @@ import { chainsScript } from '../datapath/nft/policy.js';
 
 const ctx: CompileContext = { macOf: (id) => (id === 'p1' ? '02:AA:00:00:00:01' : undefined), chainExists: (id) => id !== 'gone' };
 let n = 0;
-const rule = (action: PolicyRule['action'], condition: PolicyCondition = {}, extra: Partial<PolicyRule> = {}): PolicyRule =>
-  ({ id: `r${++n}`, chainId: 'c', position: n, action, condition, ...extra });
+const rule = (action: PolicyRule['action'], condition: PolicyCondition = {}, extra: Partial<PolicyRule> = {}): PolicyRule => ({
+  id: `r${++n}`,
+  chainId: 'c',
+  position: n,
+  action,
+  condition,
+  ...extra,
+});
 
 test('every rule carries a counter and its id; actions map as MidoNet on a bridge', (t) => {
-  const rules = [rule('accept'), rule('drop'), rule('reject'), rule('return'), rule('continue'), rule('jump', {}, { jumpChainId: 'other' })];
+  const rules = [
+    rule('accept'),
+    rule('drop'),
+    rule('reject'),
+    rule('return'),
+    rule('continue'),
+    rule('jump', {}, { jumpChainId: 'other' }),
+  ];
   const out = compileChain('c', rules, ctx);
   t.is(out.name, 'c-c');
   t.deepEqual(out.rules, [
@@ -30,7 +43,11 @@ test('every rule carries a counter and its id; actions map as MidoNet on a bridg
 test('rules are ordered by position; jumps to missing chains, rev NAT and nonheader rules compile away', (t) => {
   const late = rule('drop');
   const early = { ...rule('accept'), position: late.position - 1 };
-  const out = compileChain('c', [late, early, rule('jump', {}, { jumpChainId: 'gone' }), rule('rev_dnat'), rule('accept', { fragmentPolicy: 'nonheader' })], ctx);
+  const out = compileChain(
+    'c',
+    [late, early, rule('jump', {}, { jumpChainId: 'gone' }), rule('rev_dnat'), rule('accept', { fragmentPolicy: 'nonheader' })],
+    ctx,
+  );
   t.deepEqual(out.rules, [`counter accept comment "r=${early.id}"`, `counter drop comment "r=${late.id}"`]);
 });
 
@@ -52,19 +69,19 @@ test('inverted addresses also match non-IP frames, as two disjoint rules; contra
 test('ports by MAC, groups as sets, return flow as the mark bit, ICMP type/code from the port slots', (t) => {
   const r = rule('accept', { inPortIds: ['p1'], portGroupDst: 'pg', matchReturnFlow: true });
   const out = compileChain('c', [r], ctx);
-  t.deepEqual(out.rules, [`meta mark & 0x80000000 == 0x80000000 ether daddr @pg-pg ether saddr 02:aa:00:00:00:01 counter accept comment "r=${r.id}"`]);
+  t.deepEqual(out.rules, [
+    `meta mark & 0x80000000 == 0x80000000 ether daddr @pg-pg ether saddr 02:aa:00:00:00:01 counter accept comment "r=${r.id}"`,
+  ]);
   t.deepEqual(out.sets, [{ name: 'pg-pg', type: 'ether_addr' }]);
   const f = rule('accept', { matchForwardFlow: true, nwProto: PROTO_ICMP, tpSrc: { start: 8, end: 8 }, tpDst: { start: 0, end: 0 } });
-  t.deepEqual(compileChain('c', [f], ctx).rules, [`meta mark & 0x80000000 == 0 meta l4proto 1 icmp type 8 icmp code 0 counter accept comment "r=${f.id}"`]);
+  t.deepEqual(compileChain('c', [f], ctx).rules, [
+    `meta mark & 0x80000000 == 0 meta l4proto 1 icmp type 8 icmp code 0 counter accept comment "r=${f.id}"`,
+  ]);
   const p = rule('accept', { nwProto: PROTO_TCP, tpDst: { start: 80, end: 90 }, invTpDst: true });
   t.deepEqual(compileChain('c', [p], ctx).rules, [`meta l4proto 6 th dport != 80-90 counter accept comment "r=${p.id}"`]);
 });
 
 test('what cannot be compiled is refused, naming the rule', (t) => {
-  const bad = [
-    rule('accept', { tpDst: { start: 1, end: 2 } }),
-    rule('accept', { inPortIds: ['unknown'] }),
-    rule('dnat'),
-  ];
+  const bad = [rule('accept', { tpDst: { start: 1, end: 2 } }), rule('accept', { inPortIds: ['unknown'] }), rule('dnat')];
   for (const b of bad) t.throws(() => compileChain('c', [b], ctx), { instanceOf: CompileError, message: new RegExp(`rule ${b.id}`) });
 });

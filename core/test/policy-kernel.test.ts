@@ -9,7 +9,14 @@ import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { addrGroupScript, applyChains, portGroupScript, bindStage, bridgeZoneScript, ensureConntrack } from '../datapath/nft/policy.js';
 import { compileChain, type CompileContext } from '../policy/compile.js';
 import {
-  ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyRule, type PolicyView,
+  ETH_ARP,
+  PROTO_ICMP,
+  PROTO_TCP,
+  PROTO_UDP,
+  simulateExchange,
+  type Packet,
+  type PolicyRule,
+  type PolicyView,
 } from '../policy/simulate.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type TestPort } from './datapath-helpers.js';
 
@@ -43,9 +50,16 @@ except OSError:
     sys.exit(1)
 `;
 
-interface Probe { proto: 'tcp' | 'udp' | 'icmp'; port?: number }
+interface Probe {
+  proto: 'tcp' | 'udp' | 'icmp';
+  port?: number;
+}
 const PROBES: Probe[] = [
-  { proto: 'tcp', port: 80 }, { proto: 'tcp', port: 8080 }, { proto: 'udp', port: 5353 }, { proto: 'udp', port: 7777 }, { proto: 'icmp' },
+  { proto: 'tcp', port: 80 },
+  { proto: 'tcp', port: 8080 },
+  { proto: 'udp', port: 5353 },
+  { proto: 'udp', port: 7777 },
+  { proto: 'icmp' },
 ];
 
 test.serial('the kernel enforces compiled chains exactly as the simulator predicts (TCP, UDP, ICMP truth table)', async (t) => {
@@ -64,8 +78,13 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   // The policy, Neutron-shaped: ARP always passes, replies pass by return flow, then the allow-list.
   const group: IpAddrGroup = { id: 'ag-web', tenantId: 't', name: 'web clients', addresses: [ipOf(A), ipOf(C)] };
   let pos = 0;
-  const r = (chainId: string, id: string, action: PolicyRule['action'], condition: PolicyRule['condition'] = {}, jumpChainId?: string): PolicyRule =>
-    ({ id, chainId, position: ++pos, action, condition, jumpChainId });
+  const r = (
+    chainId: string,
+    id: string,
+    action: PolicyRule['action'],
+    condition: PolicyRule['condition'] = {},
+    jumpChainId?: string,
+  ): PolicyRule => ({ id, chainId, position: ++pos, action, condition, jumpChainId });
   const rules: PolicyRule[] = [
     // Traffic to A: nothing new, replies only.
     r('to-a', 'a-arp', 'accept', { ethertype: ETH_ARP }),
@@ -91,7 +110,9 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   ];
   const chains: Chain[] = ['to-a', 'to-b', 'banned', 'from-d', 'bridge-in', 'bridge-out'].map((id) => ({ id, name: id }));
   const view: PolicyView = {
-    chains, rules, ipAddrGroups: [group],
+    chains,
+    rules,
+    ipAddrGroups: [group],
     ports: [
       { id: idOf(A), portGroupIds: [], adminStateUp: true, outboundFilterId: 'to-a' },
       { id: idOf(B), portGroupIds: [], adminStateUp: true, outboundFilterId: 'to-b' },
@@ -109,7 +130,10 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   const ns = host.netns;
   await ensureConntrack(ns);
   await nftApply(ns, bridgeZoneScript(bridgeName(vni), 7), 'zone');
-  await applyChains(ns, chains.map((x) => compileChain(x.id, rules, ctx)));
+  await applyChains(
+    ns,
+    chains.map((x) => compileChain(x.id, rules, ctx)),
+  );
   await nftApply(ns, addrGroupScript(group) + portGroupScript('ops', [C.mac]), 'groups');
   await bindStage(ns, 'port-outbound', A.hostIfname!, 'to-a');
   await bindStage(ns, 'port-outbound', B.hostIfname!, 'to-b');
@@ -127,7 +151,12 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   }
 
   const packet = (src: TestPort, dst: TestPort, probe: Probe): Packet => ({
-    srcMac: src.mac, dstMac: dst.mac, srcIp: ipOf(src), dstIp: ipOf(dst), inPortId: idOf(src), outPortId: idOf(dst),
+    srcMac: src.mac,
+    dstMac: dst.mac,
+    srcIp: ipOf(src),
+    dstIp: ipOf(dst),
+    inPortId: idOf(src),
+    outPortId: idOf(dst),
     ...(probe.proto === 'icmp'
       ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
       : { proto: probe.proto === 'tcp' ? PROTO_TCP : PROTO_UDP, srcPort: 40000, dstPort: probe.port }),
@@ -139,21 +168,38 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   const jobs: Promise<void>[] = [];
   for (const src of ports) {
     // One source at a time per destination set, all sources in parallel: each probe's outcome is independent.
-    jobs.push((async () => {
-      for (const dst of ports) {
-        if (src === dst) continue;
-        for (const probe of PROBES) {
-          const predicted = simulateExchange(view, bridge, packet(src, dst, probe)).delivered;
-          const observed = await kernel(src, dst, probe);
-          cells.push({ cell: `${names[ports.indexOf(src)]}->${names[ports.indexOf(dst)]} ${probe.proto}${probe.port ? `/${probe.port}` : ''}`, predicted, observed });
+    jobs.push(
+      (async () => {
+        for (const dst of ports) {
+          if (src === dst) continue;
+          for (const probe of PROBES) {
+            const predicted = simulateExchange(view, bridge, packet(src, dst, probe)).delivered;
+            const observed = await kernel(src, dst, probe);
+            cells.push({
+              cell: `${names[ports.indexOf(src)]}->${names[ports.indexOf(dst)]} ${probe.proto}${probe.port ? `/${probe.port}` : ''}`,
+              predicted,
+              observed,
+            });
+          }
         }
-      }
-    })());
+      })(),
+    );
   }
   await Promise.all(jobs);
   cells.sort((x, y) => x.cell.localeCompare(y.cell));
-  t.log(cells.map((x) => `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`).join('\n'));
-  t.deepEqual(cells.filter((x) => x.predicted !== x.observed), [], 'kernel and simulator disagree');
+  t.log(
+    cells
+      .map(
+        (x) =>
+          `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`,
+      )
+      .join('\n'),
+  );
+  t.deepEqual(
+    cells.filter((x) => x.predicted !== x.observed),
+    [],
+    'kernel and simulator disagree',
+  );
   // Not a table that cannot fail: both outcomes occur, and the cells that hinge on each feature are there.
   const at = (cell: string) => cells.find((x) => x.cell === cell)!;
   t.true(at('a->b tcp/80').predicted, 'allowed, and the reply to A passes by return flow only');
@@ -224,12 +270,18 @@ test.serial('conntrack zones per bridge: a connection on one bridge is no return
     { id: 'end', chainId: 'to-a2', position: 3, action: 'drop', condition: {} },
   ];
   const view: PolicyView = {
-    chains: [{ id: 'to-a2', name: 'to-a2' }], rules, ipAddrGroups: [],
-    ports: [{ id: 'a2', portGroupIds: [], adminStateUp: true, outboundFilterId: 'to-a2' }, { id: 'b2', portGroupIds: [], adminStateUp: true }],
+    chains: [{ id: 'to-a2', name: 'to-a2' }],
+    rules,
+    ipAddrGroups: [],
+    ports: [
+      { id: 'a2', portGroupIds: [], adminStateUp: true, outboundFilterId: 'to-a2' },
+      { id: 'b2', portGroupIds: [], adminStateUp: true },
+    ],
   };
   await applyChains(ns, [compileChain('to-a2', rules, { macOf: () => undefined, chainExists: () => true })]);
   await bindStage(ns, 'port-outbound', A2.hostIfname!, 'to-a2');
-  const udp = (p: TestPort, args: (string | number)[]) => c.h.exec(p.netns!, ['python3', '-c', UDP_PEER, ...args.map(String)]).then((r) => r.code === 0);
+  const udp = (p: TestPort, args: (string | number)[]) =>
+    c.h.exec(p.netns!, ['python3', '-c', UDP_PEER, ...args.map(String)]).then((r) => r.code === 0);
 
   // On bridge X, A1:5000 → B1:5353 is delivered (no filters there): conntrack now holds that connection.
   const b1 = udp(B1, [5353, 3]);
@@ -243,7 +295,7 @@ test.serial('conntrack zones per bridge: a connection on one bridge is no return
   const a2 = udp(A2, [5000, 2]);
   await new Promise((res) => setTimeout(res, 300));
   await udp(B2, [5353, 0, ipOf(A2), 5000]);
-  t.false(await a2, 'the kernel took it for a reply of the other tenant\'s connection');
+  t.false(await a2, "the kernel took it for a reply of the other tenant's connection");
 
   // Control: once A2 itself sent to B2:5353, the same datagram is a return flow and passes.
   const request = { ...unsolicited, srcIp: ipOf(A2), dstIp: ipOf(B2), srcPort: 5000, dstPort: 5353, inPortId: 'a2', outPortId: 'b2' };

@@ -29,13 +29,30 @@ test('a condition keeps every MidoNet field, canonical', async (t) => {
   const topo = await fresh(t);
   const c = await topo.create('Chain', { name: 'c' });
   const r = await topo.create('Rule', {
-    chainId: c.id, action: 'drop',
+    chainId: c.id,
+    action: 'drop',
     condition: {
-      conjunctionInv: true, noVlan: true, ethertype: 0x0800, invEthertype: true,
-      dlSrc: '02-AA-BB-CC-DD-EE', dlSrcMask: 'FF:FF:FF:00:00:00', invDlSrc: true, dlDst: '02:00:00:00:00:01',
-      nwTos: 0x10, invNwTos: true, nwProto: 6, invNwProto: true, nwSrc: '10.0.0.9/24', invNwSrc: true,
-      tpDst: { start: 80, end: 81 }, invTpDst: true, fragmentPolicy: 'header',
-      traversedDevice: 'some-bridge', invTraversedDevice: true, icmpDataSrcIp: '10.1.2.3/16', matchNwDstRewritten: true,
+      conjunctionInv: true,
+      noVlan: true,
+      ethertype: 0x0800,
+      invEthertype: true,
+      dlSrc: '02-AA-BB-CC-DD-EE',
+      dlSrcMask: 'FF:FF:FF:00:00:00',
+      invDlSrc: true,
+      dlDst: '02:00:00:00:00:01',
+      nwTos: 0x10,
+      invNwTos: true,
+      nwProto: 6,
+      invNwProto: true,
+      nwSrc: '10.0.0.9/24',
+      invNwSrc: true,
+      tpDst: { start: 80, end: 81 },
+      invTpDst: true,
+      fragmentPolicy: 'header',
+      traversedDevice: 'some-bridge',
+      invTraversedDevice: true,
+      icmpDataSrcIp: '10.1.2.3/16',
+      matchNwDstRewritten: true,
     },
   });
   t.is(r.condition.dlSrc, '02:aa:bb:cc:dd:ee');
@@ -100,11 +117,17 @@ test('jumps: a missing target, a loop, or nesting deeper than the kernel allows 
   // A straight line of MAX_JUMP_DEPTH jumps is the deepest allowed.
   const line = [];
   for (let i = 0; i <= MAX_JUMP_DEPTH + 1; i++) line.push(await topo.create('Chain', { name: `d${i}` }));
-  for (let i = 1; i < MAX_JUMP_DEPTH; i++) await topo.create('Rule', { chainId: line[i]!.id, action: 'jump', jumpChainId: line[i + 1]!.id });
+  for (let i = 1; i < MAX_JUMP_DEPTH; i++)
+    await topo.create('Rule', { chainId: line[i]!.id, action: 'jump', jumpChainId: line[i + 1]!.id });
   // d0 -> d1 makes MAX_JUMP_DEPTH nested jumps below d0: fine.
   await topo.create('Rule', { chainId: line[0]!.id, action: 'jump', jumpChainId: line[1]!.id });
   // One more at the bottom, or above the top, is too deep.
-  const deep = await rejects(t, topo.create('Rule', { chainId: line[MAX_JUMP_DEPTH]!.id, action: 'jump', jumpChainId: line[MAX_JUMP_DEPTH + 1]!.id }), 'invalid', 'jumpChainId');
+  const deep = await rejects(
+    t,
+    topo.create('Rule', { chainId: line[MAX_JUMP_DEPTH]!.id, action: 'jump', jumpChainId: line[MAX_JUMP_DEPTH + 1]!.id }),
+    'invalid',
+    'jumpChainId',
+  );
   t.regex(deep.message, new RegExp(`"d${MAX_JUMP_DEPTH}".*${MAX_JUMP_DEPTH + 1} deep`));
   const top = await topo.create('Chain', { name: 'top' });
   await rejects(t, topo.create('Rule', { chainId: top.id, action: 'jump', jumpChainId: line[0]!.id }), 'invalid', 'jumpChainId');

@@ -3,8 +3,19 @@
 import test from 'ava';
 import type { Chain } from '../model/types.js';
 import {
-  MAX_JUMP_DEPTH, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PolicyError, Simulator, STAGE_ORDER, simulateBridged,
-  simulateExchange, type Packet, type PolicyCondition, type PolicyRule, type PolicyView,
+  MAX_JUMP_DEPTH,
+  PROTO_ICMP,
+  PROTO_TCP,
+  PROTO_UDP,
+  PolicyError,
+  Simulator,
+  STAGE_ORDER,
+  simulateBridged,
+  simulateExchange,
+  type Packet,
+  type PolicyCondition,
+  type PolicyRule,
+  type PolicyView,
 } from '../policy/simulate.js';
 
 let seq = 0;
@@ -14,20 +25,37 @@ function rule(chainId: string, action: PolicyRule['action'], condition: PolicyCo
 }
 const chain = (id: string): Chain => ({ id, name: id });
 
-const tcp = (dstPort: number, extra: Partial<Packet> = {}): Packet =>
-  ({ srcIp: '10.0.0.2', dstIp: '10.0.0.3', proto: PROTO_TCP, srcPort: 40000, dstPort, inPortId: 'pa', outPortId: 'pb', ...extra });
+const tcp = (dstPort: number, extra: Partial<Packet> = {}): Packet => ({
+  srcIp: '10.0.0.2',
+  dstIp: '10.0.0.3',
+  proto: PROTO_TCP,
+  srcPort: 40000,
+  dstPort,
+  inPortId: 'pa',
+  outPortId: 'pb',
+  ...extra,
+});
 
 function view(rules: PolicyRule[], extra: Partial<PolicyView> = {}): PolicyView {
   const ids = new Set(rules.flatMap((r) => [r.chainId, ...(r.jumpChainId ? [r.jumpChainId] : [])]));
   return {
-    chains: [...ids].map(chain), rules, ipAddrGroups: [],
-    ports: [{ id: 'pa', portGroupIds: ['g1'], adminStateUp: true }, { id: 'pb', portGroupIds: ['g2'], adminStateUp: true }],
+    chains: [...ids].map(chain),
+    rules,
+    ipAddrGroups: [],
+    ports: [
+      { id: 'pa', portGroupIds: ['g1'], adminStateUp: true },
+      { id: 'pb', portGroupIds: ['g2'], adminStateUp: true },
+    ],
     ...extra,
   };
 }
 
 test('the first matching decisive rule decides; falling off the top chain is accept', (t) => {
-  const rules = [rule('c', 'drop', { nwProto: PROTO_UDP }), rule('c', 'accept', { tpDst: { start: 80, end: 80 }, nwProto: PROTO_TCP }), rule('c', 'drop')];
+  const rules = [
+    rule('c', 'drop', { nwProto: PROTO_UDP }),
+    rule('c', 'accept', { tpDst: { start: 80, end: 80 }, nwProto: PROTO_TCP }),
+    rule('c', 'drop'),
+  ];
   const sim = new Simulator(view(rules));
   t.is(sim.process('c', tcp(80)), 'accept');
   t.is(sim.process('c', tcp(81)), 'drop');
@@ -35,8 +63,15 @@ test('the first matching decisive rule decides; falling off the top chain is acc
   t.is(new Simulator(view([rule('e', 'continue')])).process('e', tcp(1)), 'accept');
   const trace: never[] = [];
   sim.process('c', tcp(81), trace);
-  t.deepEqual(trace.map((s: { ruleId?: string; matched?: boolean }) => [s.ruleId, s.matched]),
-    [[undefined, undefined], [rules[0]!.id, false], [rules[1]!.id, false], [rules[2]!.id, true]]);
+  t.deepEqual(
+    trace.map((s: { ruleId?: string; matched?: boolean }) => [s.ruleId, s.matched]),
+    [
+      [undefined, undefined],
+      [rules[0]!.id, false],
+      [rules[1]!.id, false],
+      [rules[2]!.id, true],
+    ],
+  );
 });
 
 test('return ends the chain: at top level it is accept, in a jumped chain evaluation resumes after the jump', (t) => {
@@ -87,7 +122,9 @@ test('conditions: inversions, subnets, port ranges (matching portless packets), 
   t.false(m({ tpDst: { start: 1000, end: 2000 } }, tcp(999)));
   t.true(m({ tpDst: { start: 1000, end: 2000 }, invTpDst: true }, tcp(999)));
   t.true(m({ tpDst: { start: 1000, end: 2000 } }, { ...tcp(0), proto: 47 }), 'a port range matches a packet without ports');
-  t.true(m({ nwProto: PROTO_ICMP, tpSrc: { start: 8, end: 8 }, tpDst: { start: 0, end: 0 } }, { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }));
+  t.true(
+    m({ nwProto: PROTO_ICMP, tpSrc: { start: 8, end: 8 }, tpDst: { start: 0, end: 0 } }, { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }),
+  );
   t.false(m({ nwProto: PROTO_ICMP, tpSrc: { start: 8, end: 8 } }, { proto: PROTO_ICMP, icmpType: 0, icmpCode: 0 }));
   t.true(m({ nwProto: PROTO_TCP, invNwProto: true }, { ...tcp(1), proto: PROTO_UDP }));
   t.true(m({ ethertype: 0x0800 }, tcp(1)));
@@ -120,7 +157,12 @@ test('fragment policy is checked before inversion; the default follows L4 ports'
 });
 
 test('a bridged packet meets port inbound, bridge inbound, bridge outbound, port outbound in that order', (t) => {
-  const rules = [rule('pin', 'continue'), rule('bin', 'continue'), rule('bout', 'continue'), rule('pout', 'drop', { tpDst: { start: 22, end: 22 } })];
+  const rules = [
+    rule('pin', 'continue'),
+    rule('bin', 'continue'),
+    rule('bout', 'continue'),
+    rule('pout', 'drop', { tpDst: { start: 22, end: 22 } }),
+  ];
   const v = view(rules);
   v.ports = [
     { id: 'pa', portGroupIds: [], adminStateUp: true, inboundFilterId: 'pin', outboundFilterId: 'unused' },
@@ -130,7 +172,10 @@ test('a bridged packet meets port inbound, bridge inbound, bridge outbound, port
   const ok = simulateBridged(v, bridge, tcp(80));
   t.is(ok.verdict, 'accept');
   t.deepEqual([...new Set(ok.trace.map((s) => s.stage))], [...STAGE_ORDER]);
-  t.deepEqual(ok.trace.filter((s) => s.result === 'enter').map((s) => s.chainId), ['pin', 'bin', 'bout', 'pout']);
+  t.deepEqual(
+    ok.trace.filter((s) => s.result === 'enter').map((s) => s.chainId),
+    ['pin', 'bin', 'bout', 'pout'],
+  );
   const no = simulateBridged(v, bridge, tcp(22));
   t.like(no, { verdict: 'drop', stage: 'port-outbound', ruleId: rules[3]!.id });
   t.like(simulateBridged(v, { ...bridge, adminStateUp: false }, tcp(80)), { verdict: 'drop', stage: 'bridge-inbound' });
@@ -139,7 +184,11 @@ test('a bridged packet meets port inbound, bridge inbound, bridge outbound, port
 
 test('an allow-list with return-flow: requests to the allowed port pass and so do their replies, others do not', (t) => {
   // Neutron's layout on port B: outbound chain = [return flow accept, tcp 80 accept, drop].
-  const rules = [rule('in-b', 'accept', { matchReturnFlow: true }), rule('in-b', 'accept', { nwProto: PROTO_TCP, tpDst: { start: 80, end: 80 } }), rule('in-b', 'drop')];
+  const rules = [
+    rule('in-b', 'accept', { matchReturnFlow: true }),
+    rule('in-b', 'accept', { nwProto: PROTO_TCP, tpDst: { start: 80, end: 80 } }),
+    rule('in-b', 'drop'),
+  ];
   const v = view(rules);
   v.ports = [
     { id: 'pa', portGroupIds: [], adminStateUp: true, outboundFilterId: 'in-b' }, // A is filtered the same way

@@ -5,13 +5,30 @@ import { formatTrace, TraceError, traceTopology, type TraceTopology } from '../p
 import { parseRuleCounters } from '../datapath/nft/policy.js';
 
 const port = (id: string, bridgeId: string, ip: string, mac: string, extra: Partial<Port> = {}): Port => ({
-  id, tenantId: 't', type: 'bridge', bridgeId, mac, ips: [ip], adminStateUp: true, status: 'up', portSecurity: true,
-  portGroupIds: [], options: {}, hostId: 'h', interfaceName: `bv${id}`, owner: { orchestrator: 'cli', workloadId: `wl-${id}`, ifname: 'eth0' }, ...extra,
+  id,
+  tenantId: 't',
+  type: 'bridge',
+  bridgeId,
+  mac,
+  ips: [ip],
+  adminStateUp: true,
+  status: 'up',
+  portSecurity: true,
+  portGroupIds: [],
+  options: {},
+  hostId: 'h',
+  interfaceName: `bv${id}`,
+  owner: { orchestrator: 'cli', workloadId: `wl-${id}`, ifname: 'eth0' },
+  ...extra,
 });
-const bridge = (id: string, extra: Partial<Bridge> = {}): Bridge => ({ id, name: id, tenantId: 't', subnets: [], adminStateUp: true, tunnelKey: 1, ...extra } as Bridge);
+const bridge = (id: string, extra: Partial<Bridge> = {}): Bridge =>
+  ({ id, name: id, tenantId: 't', subnets: [], adminStateUp: true, tunnelKey: 1, ...extra }) as Bridge;
 
 function topo(): TraceTopology {
-  const chains: Chain[] = [{ id: 'in', name: 'to-b' }, { id: 'j', name: 'jumped' }];
+  const chains: Chain[] = [
+    { id: 'in', name: 'to-b' },
+    { id: 'j', name: 'jumped' },
+  ];
   const rules: Rule[] = [
     { id: 'r1', chainId: 'in', position: 1, action: 'accept', condition: { matchReturnFlow: true } },
     { id: 'r2', chainId: 'in', position: 2, action: 'jump', jumpChainId: 'j', condition: {} },
@@ -27,7 +44,9 @@ function topo(): TraceTopology {
       port('y', 'br2', '10.0.0.2', '02:00:00:00:00:12'),
     ],
     bridges: [bridge('br1'), bridge('br2')],
-    chains, rules, ipAddrGroups: [],
+    chains,
+    rules,
+    ipAddrGroups: [],
   };
 }
 
@@ -35,13 +54,16 @@ test('trace: every chain and rule on the path, the deciding rule, and the reply 
   const ok = traceTopology(topo(), { src: 'a', dst: 'b', proto: 'tcp', port: 80 });
   t.true(ok.delivered);
   t.is(ok.request.verdict, 'accept');
-  t.deepEqual(ok.request.hops.map((h) => [h.stage, h.chainId, h.ruleId ?? 'enter', h.result]), [
-    ['port-outbound', 'in', 'enter', 'enter'],
-    ['port-outbound', 'in', 'r1', 'continue'],
-    ['port-outbound', 'in', 'r2', 'jump'],
-    ['port-outbound', 'j', 'enter', 'enter'],
-    ['port-outbound', 'j', 'r4', 'accept'],
-  ]);
+  t.deepEqual(
+    ok.request.hops.map((h) => [h.stage, h.chainId, h.ruleId ?? 'enter', h.result]),
+    [
+      ['port-outbound', 'in', 'enter', 'enter'],
+      ['port-outbound', 'in', 'r1', 'continue'],
+      ['port-outbound', 'in', 'r2', 'jump'],
+      ['port-outbound', 'j', 'enter', 'enter'],
+      ['port-outbound', 'j', 'r4', 'accept'],
+    ],
+  );
   t.is(ok.request.hops[0]!.device, 'port b');
   t.is(ok.request.hops[0]!.chainName, 'to-b');
   t.deepEqual(ok.reply?.hops, [], 'the reply meets no filter here');

@@ -24,7 +24,9 @@ async function fresh(t: ExecutionContext): Promise<{ topo: Topology; sgs: Securi
 
 async function policyView(topo: Topology): Promise<PolicyView> {
   return {
-    chains: await topo.list('Chain'), rules: await topo.list('Rule'), ipAddrGroups: await topo.list('IpAddrGroup'),
+    chains: await topo.list('Chain'),
+    rules: await topo.list('Rule'),
+    ipAddrGroups: await topo.list('IpAddrGroup'),
     ports: await topo.list('Port'),
   };
 }
@@ -38,7 +40,13 @@ async function setup(t: ExecutionContext) {
 }
 
 const tcpTo = (from: { id: string; ips: string[] }, to: { id: string; ips: string[] }, dstPort: number, proto = PROTO_TCP): Packet => ({
-  srcIp: from.ips[0], dstIp: to.ips[0], proto, srcPort: 40000, dstPort, inPortId: from.id, outPortId: to.id,
+  srcIp: from.ips[0],
+  dstIp: to.ips[0],
+  proto,
+  srcPort: 40000,
+  dstPort,
+  inPortId: from.id,
+  outPortId: to.id,
 });
 
 test('groups compile to chains that allow what the rules say, return flows, and nothing else', async (t) => {
@@ -46,7 +54,14 @@ test('groups compile to chains that allow what the rules say, return flows, and 
   const client = await sgs.create({ name: 'client' });
   const web = await sgs.create({ name: 'web' });
   await sgs.addRule(client.id, { direction: 'egress', ethertype: 'ipv4' });
-  const http = await sgs.addRule(web.id, { direction: 'ingress', ethertype: 'ipv4', protocol: 'tcp', portMin: 80, portMax: 80, remoteGroupId: client.id });
+  const http = await sgs.addRule(web.id, {
+    direction: 'ingress',
+    ethertype: 'ipv4',
+    protocol: 'tcp',
+    portMin: 80,
+    portMax: 80,
+    remoteGroupId: client.id,
+  });
   t.like(http, { direction: 'ingress', protocol: 'tcp', portMin: 80, portMax: 80, remoteGroupId: client.id });
   await sgs.addRule(web.id, { direction: 'ingress', ethertype: 'ipv4', protocol: 'udp', portMin: 53, remoteCidr: '10.1.0.4/32' });
   await sgs.attach(client.id, a.id);
@@ -70,7 +85,7 @@ test('groups compile to chains that allow what the rules say, return flows, and 
   t.is(verdict(tcpTo(b, c, 80)), 'drop', 'web has no egress rule');
   t.is(verdict({ ...tcpTo(b, a, 80), returnFlow: true }), 'accept', 'but replies leave');
   t.is(verdict({ ...tcpTo(b, a, 0), proto: undefined, srcIp: undefined, dstIp: undefined, ethertype: 0x0806 }), 'accept', 'ARP passes');
-  t.is(verdict(tcpTo(a, c, 9)), 'accept', 'a port with no group keeps today\'s behaviour');
+  t.is(verdict(tcpTo(a, c, 9)), 'accept', "a port with no group keeps today's behaviour");
   t.is((await topo.get('Port', c.id)).inboundFilterId, undefined);
 
   // The kernel compiler takes every chain of the layout (what the agent will load).
@@ -122,7 +137,9 @@ test('bad input is a 400 naming the field and writes nothing; deletes refuse whi
   const count = async () => (await topo.list('Rule')).length;
   const n = await count();
   const bad = async (input: object, field: string) => {
-    const err = await t.throwsAsync(sgs.addRule(g.id, { direction: 'ingress', ethertype: 'ipv4', ...input }), { instanceOf: TopologyError });
+    const err = await t.throwsAsync(sgs.addRule(g.id, { direction: 'ingress', ethertype: 'ipv4', ...input }), {
+      instanceOf: TopologyError,
+    });
     t.is(err.code, 'invalid', err.message);
     t.is(err.field, field, err.message);
   };
@@ -153,7 +170,10 @@ test('bad input is a 400 naming the field and writes nothing; deletes refuse whi
   await sgs.delete(g.id);
   await sgs.delete(h.id);
   t.deepEqual(await sgs.list(), []);
-  t.deepEqual((await topo.list('Chain')).map((c) => c.name), ['mine']);
+  t.deepEqual(
+    (await topo.list('Chain')).map((c) => c.name),
+    ['mine'],
+  );
   t.deepEqual(await topo.list('IpAddrGroup'), []);
   t.deepEqual(await topo.list('PortGroup'), []);
 });

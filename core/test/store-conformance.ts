@@ -42,7 +42,10 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     t.is(await s.create('Tenant', b), 1);
     t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 });
     const listed = (await s.list('Tenant')).sort((x, y) => x.value.id.localeCompare(y.value.id));
-    t.deepEqual(listed, [a, b].sort((x, y) => x.id.localeCompare(y.id)).map((value) => ({ value, version: 1 })));
+    t.deepEqual(
+      listed,
+      [a, b].sort((x, y) => x.id.localeCompare(y.id)).map((value) => ({ value, version: 1 })),
+    );
     t.deepEqual(await s.list('Bridge'), [], 'kinds are separate');
     t.is(await s.update('Tenant', { ...a, generation: 1 }, 1), 2);
     t.is(await s.update('Tenant', { ...a, generation: 2 }), 3, 'unconditional update');
@@ -79,7 +82,13 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     await code(t, s.delete('Tenant', a.id, 7), 'Conflict', 'delete at a stale version');
     await code(t, s.commit([{ op: 'check', kind: 'Tenant', id: a.id, version: 2 }]), 'Conflict', 'check at a wrong version');
     await code(t, s.commit([{ op: 'check', kind: 'Tenant', id: a.id, version: 0 }]), 'Conflict', 'check-absent of an existing id');
-    t.deepEqual(await s.commit([{ op: 'check', kind: 'Tenant', id: a.id, version: 1 }, { op: 'check', kind: 'Tenant', id: missing, version: 0 }]), [0, 0]);
+    t.deepEqual(
+      await s.commit([
+        { op: 'check', kind: 'Tenant', id: a.id, version: 1 },
+        { op: 'check', kind: 'Tenant', id: missing, version: 0 },
+      ]),
+      [0, 0],
+    );
     // Malformed requests.
     // @ts-expect-error: a kind that does not exist
     await code(t, s.get('Nope', a.id), 'Invalid', 'get of an unknown kind');
@@ -93,13 +102,23 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     // @ts-expect-error: not an op
     await code(t, s.commit([{ op: 'upsert', kind: 'Tenant', value: a }]), 'Invalid', 'unknown op');
     await code(t, s.commit('x' as unknown as []), 'Invalid', 'ops not an array');
-    await code(t, s.watch(() => {}, { fromSeq: -1 }), 'Invalid', 'negative fromSeq');
+    await code(
+      t,
+      s.watch(() => {}, { fromSeq: -1 }),
+      'Invalid',
+      'negative fromSeq',
+    );
     await code(t, s.putEphemeral('', 1), 'Invalid', 'empty ephemeral key');
     t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 }, 'failed requests changed nothing');
     await s.close();
     await code(t, s.get('Tenant', a.id), 'Closed', 'get after close');
     await code(t, s.create('Tenant', tenant()), 'Closed', 'create after close');
-    await code(t, s.watch(() => {}), 'Closed', 'watch after close');
+    await code(
+      t,
+      s.watch(() => {}),
+      'Closed',
+      'watch after close',
+    );
     await s.close(); // closing twice is harmless
   });
 
@@ -112,34 +131,63 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     const seq0 = await s.lastSeq();
     const seen: Change[] = [];
     t.teardown(await s.watch((ch) => seen.push(ch)));
-    await code(t, s.commit([{ op: 'create', kind: 'Tenant', value: a }, { op: 'create', kind: 'Tenant', value: b }]), 'Exists', 'second create fails');
-    await code(t, s.commit([
-      { op: 'create', kind: 'Tenant', value: a },
-      { op: 'update', kind: 'Tenant', value: tenant(b.id, 9), version: 1 },
-      { op: 'check', kind: 'Tenant', id: c.id, version: 3 },
-    ]), 'NotFound', 'failed check');
-    await code(t, s.commit([
-      { op: 'delete', kind: 'Tenant', id: b.id },
-      { op: 'create', kind: 'Tenant', value: a },
-      { op: 'check', kind: 'Tenant', id: b.id, version: 1 },
-    ]), 'NotFound', 'check sees the delete earlier in the same commit');
+    await code(
+      t,
+      s.commit([
+        { op: 'create', kind: 'Tenant', value: a },
+        { op: 'create', kind: 'Tenant', value: b },
+      ]),
+      'Exists',
+      'second create fails',
+    );
+    await code(
+      t,
+      s.commit([
+        { op: 'create', kind: 'Tenant', value: a },
+        { op: 'update', kind: 'Tenant', value: tenant(b.id, 9), version: 1 },
+        { op: 'check', kind: 'Tenant', id: c.id, version: 3 },
+      ]),
+      'NotFound',
+      'failed check',
+    );
+    await code(
+      t,
+      s.commit([
+        { op: 'delete', kind: 'Tenant', id: b.id },
+        { op: 'create', kind: 'Tenant', value: a },
+        { op: 'check', kind: 'Tenant', id: b.id, version: 1 },
+      ]),
+      'NotFound',
+      'check sees the delete earlier in the same commit',
+    );
     t.is(await s.get('Tenant', a.id), undefined, 'no create leaked from a failed commit');
     t.deepEqual(await s.get('Tenant', b.id), { value: b, version: 1 }, 'no update or delete leaked');
     t.is(await s.lastSeq(), seq0, 'failed commits produce no changes');
     t.deepEqual(seen, []);
     // A successful commit sees its own earlier ops.
-    t.deepEqual(await s.commit([
-      { op: 'create', kind: 'Tenant', value: a },
-      { op: 'update', kind: 'Tenant', value: tenant(a.id, 1), version: 1 },
-      { op: 'check', kind: 'Tenant', id: a.id, version: 2 },
-      { op: 'delete', kind: 'Tenant', id: b.id, version: 1 },
-      { op: 'create', kind: 'Bridge', value: { id: c.id } },
-    ]), [1, 2, 0, 0, 1]);
+    t.deepEqual(
+      await s.commit([
+        { op: 'create', kind: 'Tenant', value: a },
+        { op: 'update', kind: 'Tenant', value: tenant(a.id, 1), version: 1 },
+        { op: 'check', kind: 'Tenant', id: a.id, version: 2 },
+        { op: 'delete', kind: 'Tenant', id: b.id, version: 1 },
+        { op: 'create', kind: 'Bridge', value: { id: c.id } },
+      ]),
+      [1, 2, 0, 0, 1],
+    );
     t.deepEqual(await s.get('Tenant', a.id), { value: tenant(a.id, 1), version: 2 });
     t.is(await s.get('Tenant', b.id), undefined);
     t.is((await s.get('Bridge', c.id))?.version, 1);
     await waitFor(() => seen.length >= 4, 'the four changes');
-    t.deepEqual(seen.map((ch) => [ch.kind, ch.type, ch.version]), [['Tenant', 'create', 1], ['Tenant', 'update', 2], ['Tenant', 'delete', 1], ['Bridge', 'create', 1]]);
+    t.deepEqual(
+      seen.map((ch) => [ch.kind, ch.type, ch.version]),
+      [
+        ['Tenant', 'create', 1],
+        ['Tenant', 'update', 2],
+        ['Tenant', 'delete', 1],
+        ['Bridge', 'create', 1],
+      ],
+    );
     t.true(seen[0]!.seq > seq0);
     t.is(await s.lastSeq(), seen.at(-1)!.seq, 'one change per create/update/delete');
   });
@@ -203,7 +251,10 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     await s.create('Tenant', a);
     const mark = await s.lastSeq();
     const br = randomUUID();
-    await s.commit([{ op: 'update', kind: 'Tenant', value: tenant(a.id, 1) }, { op: 'create', kind: 'Bridge', value: { id: br } }]);
+    await s.commit([
+      { op: 'update', kind: 'Tenant', value: tenant(a.id, 1) },
+      { op: 'create', kind: 'Bridge', value: { id: br } },
+    ]);
     await s.delete('Tenant', a.id);
     const resumed: Change[] = [];
     const stop1 = await s.watch((c) => resumed.push(c), { fromSeq: mark });
@@ -213,9 +264,20 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     t.teardown(stop2);
     await s.create('Bridge', { id: randomUUID() } as never);
     await waitFor(() => resumed.length >= 4 && bridges.length >= 2, 'resumed changes');
-    t.deepEqual(resumed.map((c) => [c.kind, c.type]), [['Tenant', 'update'], ['Bridge', 'create'], ['Tenant', 'delete'], ['Bridge', 'create']]);
+    t.deepEqual(
+      resumed.map((c) => [c.kind, c.type]),
+      [
+        ['Tenant', 'update'],
+        ['Bridge', 'create'],
+        ['Tenant', 'delete'],
+        ['Bridge', 'create'],
+      ],
+    );
     t.true(resumed[0]!.seq > mark);
-    t.deepEqual(bridges.map((c) => c.kind), ['Bridge', 'Bridge']);
+    t.deepEqual(
+      bridges.map((c) => c.kind),
+      ['Bridge', 'Bridge'],
+    );
     // Resuming from the newest seq delivers nothing old.
     const none: Change[] = [];
     const stop3 = await s.watch((c) => none.push(c), { fromSeq: await s.lastSeq() });
@@ -233,8 +295,18 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     // Backends may trim lazily; give them a moment and a few more writes.
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 5; i++) await s.create('Tenant', tenant());
-    await code(t, s.watch(() => {}, { fromSeq: first }), 'Gone', 'resume from a trimmed seq');
-    await code(t, s.watch(() => {}, { fromSeq: (await s.lastSeq()) + 1000 }), 'Gone', 'resume from the future');
+    await code(
+      t,
+      s.watch(() => {}, { fromSeq: first }),
+      'Gone',
+      'resume from a trimmed seq',
+    );
+    await code(
+      t,
+      s.watch(() => {}, { fromSeq: (await s.lastSeq()) + 1000 }),
+      'Gone',
+      'resume from the future',
+    );
     await waitFor(() => seen.length === 45, 'all changes');
     const recent: Change[] = [];
     const stop = await s.watch((c) => recent.push(c), { fromSeq: seen.at(-3)!.seq });
@@ -256,13 +328,19 @@ export function registerStoreConformance(test: TestFn, name: string, open: Store
     await s.putEphemeral(`other-${p}x`, true);
     t.deepEqual(await s.listEphemeral(p), { [`${p}a`]: { addr: '10.0.0.1' }, [`${p}b/c`]: 2 });
     t.deepEqual((await s.listEphemeral(''))[`other-${p}x`], true);
-    await waitFor(() => JSON.stringify(views.at(-1)) === JSON.stringify({ [`${p}a`]: { addr: '10.0.0.1' }, [`${p}b/c`]: 2 }), 'view with both');
+    await waitFor(
+      () => JSON.stringify(views.at(-1)) === JSON.stringify({ [`${p}a`]: { addr: '10.0.0.1' }, [`${p}b/c`]: 2 }),
+      'view with both',
+    );
     await s.putEphemeral(`${p}a`, { addr: '10.0.0.2' });
     t.deepEqual((await s.listEphemeral(p))[`${p}a`], { addr: '10.0.0.2' }, 'put replaces');
     await s.removeEphemeral(`${p}b/c`);
     await s.removeEphemeral(`${p}never-there`); // removing a missing record is harmless
     await waitFor(() => JSON.stringify(views.at(-1)) === JSON.stringify({ [`${p}a`]: { addr: '10.0.0.2' } }), 'view after remove');
-    t.false(views.some((v) => `other-${p}x` in v), 'other prefixes are not delivered');
+    t.false(
+      views.some((v) => `other-${p}x` in v),
+      'other prefixes are not delivered',
+    );
     await s.removeEphemeral(`${p}a`);
     await s.removeEphemeral(`other-${p}x`);
     t.deepEqual(await s.listEphemeral(p), {});

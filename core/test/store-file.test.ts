@@ -111,7 +111,13 @@ test('file: a corrupt record in the middle of the journal stops the store, namin
   t.true(err.message.includes(journal), err.message);
   t.regex(err.message, /corrupt at byte offset 0 \(record 1: checksum mismatch\) with 1 intact record/);
   t.is(await fsp.readFile(journal, 'utf8'), damaged, 'the journal is left as found');
-  t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a refused open leaves no lock');
+  t.false(
+    await fsp.stat(path.join(dir, 'lock')).then(
+      () => true,
+      () => false,
+    ),
+    'a refused open leaves no lock',
+  );
 
   // A record missing altogether (a gap in the seqs) is damage too.
   await fsp.writeFile(journal, text.slice(first.length));
@@ -122,7 +128,10 @@ test('file: a corrupt record in the middle of the journal stops the store, namin
   await fsp.writeFile(journal, first + text.slice(first.length).replace(b.id.slice(0, 8), a.id.slice(0, 8)));
   s = await FileStore.open(`file:${dir}`);
   t.teardown(() => s.close());
-  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id), [a.id]);
+  t.deepEqual(
+    (await s.list('Tenant')).map((v) => v.value.id),
+    [a.id],
+  );
 });
 
 /** A tmpfs of `size` mounted on a fresh directory, unmounted at teardown. */
@@ -170,7 +179,10 @@ test('file: disk full: reads keep working, writes fail clearly, degraded says so
   t.regex(s.degraded ?? '', /disk full/);
   t.is((await fsp.stat(journal)).size, before, 'the part of the failed record that was written is cut off');
   // Reads answer from the durable state: the failed commit is not visible, the earlier one is.
-  t.deepEqual((await s.list('Tenant')).map((v) => v.value.id), [a.id]);
+  t.deepEqual(
+    (await s.list('Tenant')).map((v) => v.value.id),
+    [a.id],
+  );
   t.deepEqual(await s.get('Tenant', a.id), { value: a, version: 1 });
   t.is(await s.get('Tenant', many[0]!.id), undefined);
   t.is(await s.lastSeq(), 1);
@@ -247,7 +259,13 @@ test('file: a second process opening a locked directory gets a clear error; a st
   t.regex(err.message, new RegExp(`in use by process ${holder.child.pid}`));
   holder.child.stdin!.end();
   await holder.exited;
-  t.false(await fsp.stat(path.join(dir, 'lock')).then(() => true, () => false), 'a clean close removes the lock');
+  t.false(
+    await fsp.stat(path.join(dir, 'lock')).then(
+      () => true,
+      () => false,
+    ),
+    'a clean close removes the lock',
+  );
 
   // A lock left by a process that no longer exists.
   const dead = spawn('true');

@@ -64,7 +64,7 @@ test('zk: openStore picks the ZooKeeper backend', async (t) => {
   t.true(s instanceof ZooKeeperStore);
 });
 
-test('zk: two clients see each other\'s writes and conflict on versions', async (t) => {
+test("zk: two clients see each other's writes and conflict on versions", async (t) => {
   const { open } = await openFresh(t);
   const a = await open();
   const b = await open();
@@ -205,13 +205,16 @@ test('zk: with credentials in the URL, the tree is only readable and writable wi
 
   // Without them (or with others), the store does not open, and a raw client can neither read nor write.
   for (const other of [`zk://${zk.connectString}${root}`, `zk://bees:wrong@${zk.connectString}${root}`]) {
-    const refused = await t.throwsAsync(ZooKeeperStore.open(other, { sessionTimeoutMs: 4000, opTimeoutMs: 5000 }), { instanceOf: StoreError });
+    const refused = await t.throwsAsync(ZooKeeperStore.open(other, { sessionTimeoutMs: 4000, opTimeoutMs: 5000 }), {
+      instanceOf: StoreError,
+    });
     t.regex(refused?.message ?? '', /denied access/);
   }
   const raw = zookeeper.createClient(zk.connectString);
   raw.connect();
   t.teardown(() => raw.close());
-  const codeOf = (fn: (cb: (e: unknown) => void) => void) => new Promise<number | undefined>((resolve) => fn((e) => resolve((e as { code?: number } | null)?.code)));
+  const codeOf = (fn: (cb: (e: unknown) => void) => void) =>
+    new Promise<number | undefined>((resolve) => fn((e) => resolve((e as { code?: number } | null)?.code)));
   const NO_AUTH = zookeeper.Exception.NO_AUTH;
   t.is(await codeOf((cb) => raw.getData(`${root}/models/Tenant/${id}`, cb)), NO_AUTH, 'read an object');
   t.is(await codeOf((cb) => raw.getChildren(`${root}/models/Tenant`, cb)), NO_AUTH, 'list objects');
@@ -256,7 +259,10 @@ test.serial('zk: a client that falls behind the log retention tells its watchers
   await waitFor(() => gaps === 1, 'a tells its watcher about the gap', 30_000);
   t.true(a.health().up);
   t.is(a.gaps, 1);
-  t.false(seen.some((c) => c.id === dropped.id), 'the delete was lost to the stream: only the gap tells');
+  t.false(
+    seen.some((c) => c.id === dropped.id),
+    'the delete was lost to the stream: only the gap tells',
+  );
   const ids = new Set((await a.list('Tenant')).map((v) => v.value.id));
   t.true(ids.has(kept.id) && ids.has(added.id) && !ids.has(dropped.id), 'a lists the current state');
   t.is(ids.size, 7);
@@ -302,7 +308,10 @@ test.serial('zk: an established connection that goes silent is replaced, and wri
   proxy.stall(); // the open connection carries nothing more, in either direction
   await proxy.restore(); // but a new connection would work
   t.is(await s.create('Tenant', tenant()), 1);
-  t.true(reasons.some((r) => /nothing received/.test(r)), reasons.join('; '));
+  t.true(
+    reasons.some((r) => /nothing received/.test(r)),
+    reasons.join('; '),
+  );
 });
 
 test.serial('zk: writes fail with Unavailable when ZooKeeper is unreachable, and work again after', async (t) => {

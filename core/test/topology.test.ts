@@ -33,8 +33,14 @@ test('bridge create fills defaults, stable id, tenant, gateway, tunnel key', asy
   t.is(b.id, bridgeId('default', 'blue'));
   t.is(b.tenantId, tenantId('default'));
   t.is(b.tunnelKey, 1);
-  t.deepEqual(b.subnets.map((s) => s.gateway), ['10.1.0.1', 'fd00:1::1']);
-  t.deepEqual(b.subnets.map((s) => s.blockPrefix), [26, 122]);
+  t.deepEqual(
+    b.subnets.map((s) => s.gateway),
+    ['10.1.0.1', 'fd00:1::1'],
+  );
+  t.deepEqual(
+    b.subnets.map((s) => s.blockPrefix),
+    [26, 122],
+  );
   t.true(b.adminStateUp);
   t.deepEqual(await topo.get('Bridge', b.id), b);
   const b2 = await topo.create('Bridge', { name: 'red', tenant: 'acme', subnets: [{ cidr: '10.1.0.0/24' }] });
@@ -42,7 +48,10 @@ test('bridge create fills defaults, stable id, tenant, gateway, tunnel key', asy
   t.is(b2.id, bridgeId('acme', 'red'));
   // The cluster lock document stays hidden.
   const tenants = await topo.list('Tenant');
-  t.deepEqual(tenants.map((x) => x.name), ['acme', 'default']);
+  t.deepEqual(
+    tenants.map((x) => x.name),
+    ['acme', 'default'],
+  );
   await rejects(t, topo.get('Tenant', CLUSTER_LOCK_ID), 'not_found');
   // Lowest free key is reused after a delete.
   await topo.delete('Bridge', b.id);
@@ -56,12 +65,32 @@ test('bridge rules: unique name (409 with the existing id), overlap, gateway, tu
   const dup = await rejects(t, topo.create('Bridge', { name: 'n1', subnets: [] }), 'conflict', 'name');
   t.regex(dup.message, new RegExp(b.id));
   await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.2.3.0/24' }] }), 'conflict', 'subnets[0].cidr');
-  await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24' }, { cidr: '10.3.0.128/25' }] }), 'invalid', 'subnets[1].cidr');
-  await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24', gateway: '10.4.0.1' }] }), 'invalid', 'subnets[0].gateway');
-  await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24', gateway: '10.3.0.255' }] }), 'invalid', 'subnets[0].gateway');
+  await rejects(
+    t,
+    topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24' }, { cidr: '10.3.0.128/25' }] }),
+    'invalid',
+    'subnets[1].cidr',
+  );
+  await rejects(
+    t,
+    topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24', gateway: '10.4.0.1' }] }),
+    'invalid',
+    'subnets[0].gateway',
+  );
+  await rejects(
+    t,
+    topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/24', gateway: '10.3.0.255' }] }),
+    'invalid',
+    'subnets[0].gateway',
+  );
   await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.5/24' }] }), 'invalid', 'subnets[0].cidr');
   await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: '10.3.0.0/33' }] }), 'invalid', 'subnets[0].cidr');
-  await rejects(t, topo.create('Bridge', { name: 'n2', subnets: [{ cidr: 'fd00::/64', gateway: '10.0.0.1' }] }), 'invalid', 'subnets[0].gateway');
+  await rejects(
+    t,
+    topo.create('Bridge', { name: 'n2', subnets: [{ cidr: 'fd00::/64', gateway: '10.0.0.1' }] }),
+    'invalid',
+    'subnets[0].gateway',
+  );
   await rejects(t, topo.create('Bridge', { name: 'n2', tunnelKey: 5000 }), 'conflict', 'tunnelKey');
   await rejects(t, topo.create('Bridge', { name: 'n2', tunnelKey: 16777216 }), 'invalid', 'tunnelKey');
   await rejects(t, topo.create('Bridge', { name: 'n2', colour: 'blue' }), 'invalid', 'colour');
@@ -95,7 +124,11 @@ test('ports: references, MAC/IP uniqueness per bridge, addresses inside subnets'
   const b = await topo.create('Bridge', { name: 'p', subnets: [{ cidr: '10.20.0.0/24' }] });
   await rejects(t, topo.create('Port', { bridgeId: 'missing' }), 'invalid', 'bridgeId');
   await rejects(t, topo.create('Port', { routerId: 'missing' }), 'invalid', 'routerId');
-  const p1 = await topo.create('Port', { bridgeId: b.id, ips: ['10.20.0.10'], owner: { orchestrator: 'cli', workloadId: 'w1', ifname: 'eth0' } });
+  const p1 = await topo.create('Port', {
+    bridgeId: b.id,
+    ips: ['10.20.0.10'],
+    owner: { orchestrator: 'cli', workloadId: 'w1', ifname: 'eth0' },
+  });
   t.is(p1.type, 'bridge');
   t.is(p1.tenantId, b.tenantId);
   t.regex(p1.mac, /^02:be(:[0-9a-f]{2}){4}$/);
@@ -118,7 +151,10 @@ test('ports: references, MAC/IP uniqueness per bridge, addresses inside subnets'
   await rejects(t, topo.update('Bridge', b.id, { subnets: [{ cidr: '10.99.0.0/24' }] }), 'conflict', 'subnets');
   const host = await topo.create('Host', { name: 'h1', addresses: ['192.0.2.1'] });
   await topo.update('Port', p1.id, { hostId: host.id, interfaceName: 'veth1' });
-  t.deepEqual((await topo.list('Port', { hostId: host.id })).map((p) => p.id), [p1.id]);
+  t.deepEqual(
+    (await topo.list('Port', { hostId: host.id })).map((p) => p.id),
+    [p1.id],
+  );
   await rejects(t, topo.delete('Host', host.id), 'conflict');
   await topo.delete('Port', p1.id);
   await topo.delete('Port', p2.id);
@@ -176,8 +212,18 @@ test('chains, rules and routes: references and semantics', async (t) => {
   await rejects(t, topo.create('Rule', { chainId: 'missing', action: 'accept' }), 'invalid', 'chainId');
   await rejects(t, topo.create('Rule', { chainId: c1.id, action: 'jump' }), 'invalid', 'jumpChainId');
   await rejects(t, topo.create('Rule', { chainId: c1.id, action: 'snat' }), 'invalid', 'natTargets');
-  await rejects(t, topo.create('Rule', { chainId: c1.id, action: 'drop', condition: { nwSrc: '10.0.0.0/40' } }), 'invalid', 'condition.nwSrc');
-  await rejects(t, topo.create('Rule', { chainId: c1.id, action: 'drop', condition: { inPortIds: ['ghost'] } }), 'invalid', 'condition.inPortIds');
+  await rejects(
+    t,
+    topo.create('Rule', { chainId: c1.id, action: 'drop', condition: { nwSrc: '10.0.0.0/40' } }),
+    'invalid',
+    'condition.nwSrc',
+  );
+  await rejects(
+    t,
+    topo.create('Rule', { chainId: c1.id, action: 'drop', condition: { inPortIds: ['ghost'] } }),
+    'invalid',
+    'condition.inPortIds',
+  );
   const r1 = await topo.create('Rule', { chainId: c1.id, action: 'jump', jumpChainId: c2.id });
   const r2 = await topo.create('Rule', { chainId: c1.id, action: 'drop', condition: { nwSrc: '10.0.0.7/8' } });
   t.is(r1.position, 1);
@@ -194,7 +240,12 @@ test('chains, rules and routes: references and semantics', async (t) => {
   await rejects(t, topo.create('Route', { routerId: r.id, dst: '0.0.0.0/0' }), 'invalid', 'nextHop');
   await rejects(t, topo.create('Route', { routerId: r.id, dst: '0.0.0.0/0', nextHopPortId: 'ghost' }), 'invalid', 'nextHopPortId');
   await rejects(t, topo.create('Route', { routerId: 'ghost', dst: '0.0.0.0/0', nextHop: 'blackhole' }), 'invalid', 'routerId');
-  await rejects(t, topo.create('Route', { routerId: r.id, dst: '0.0.0.0/0', nextHop: 'blackhole', nextHopGateway: 'fd00::1' }), 'invalid', 'nextHopGateway');
+  await rejects(
+    t,
+    topo.create('Route', { routerId: r.id, dst: '0.0.0.0/0', nextHop: 'blackhole', nextHopGateway: 'fd00::1' }),
+    'invalid',
+    'nextHopGateway',
+  );
   const rt = await topo.create('Route', { routerId: r.id, dst: '192.168.0.0/16', nextHop: 'blackhole' });
   t.is(rt.weight, 100);
   await topo.delete('Router', r.id);
@@ -212,7 +263,9 @@ test('concurrent creates: overlapping subnets and tunnel keys stay unique (race-
   for (const r of same) if (r.status === 'rejected') t.is((r.reason as TopologyError).code, 'conflict');
   // Twenty disjoint bridges in two tenants at once: all win, all tunnel keys distinct.
   const many = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => topo.create('Bridge', { name: `m${i}`, tenant: i % 2 ? 'odd' : 'even', subnets: [{ cidr: `10.50.${i}.0/24` }] })),
+    Array.from({ length: 20 }, (_, i) =>
+      topo.create('Bridge', { name: `m${i}`, tenant: i % 2 ? 'odd' : 'even', subnets: [{ cidr: `10.50.${i}.0/24` }] }),
+    ),
   );
   const keys = new Set(many.map((b) => b.tunnelKey));
   t.is(keys.size, 20);
@@ -227,8 +280,14 @@ test('findBridge by name or id; list filters', async (t) => {
   t.is((await topo.findBridge('t1', b.id))?.id, b.id);
   t.is((await topo.findBridge('t1', 'net2'))?.id, custom.id);
   t.is(await topo.findBridge('t2', 'net1'), undefined);
-  t.deepEqual((await topo.list('Bridge', { tenantId: tenantId('t1') })).map((x) => x.name), ['net1', 'net2']);
-  t.deepEqual((await topo.list('Bridge', { name: 'net2' })).map((x) => x.id), ['docker-abc']);
+  t.deepEqual(
+    (await topo.list('Bridge', { tenantId: tenantId('t1') })).map((x) => x.name),
+    ['net1', 'net2'],
+  );
+  t.deepEqual(
+    (await topo.list('Bridge', { name: 'net2' })).map((x) => x.id),
+    ['docker-abc'],
+  );
   await rejects(t, topo.create('Tenant', { name: 't1' }), 'conflict');
   await rejects(t, topo.delete('Tenant', tenantId('t1')), 'conflict');
 });

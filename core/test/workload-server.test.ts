@@ -7,7 +7,9 @@ import type { Workloads } from '../agent/workloads.js';
 import type { AttachResult, GcResult, StatusResult } from '../workload/types.js';
 
 const attached: AttachResult = {
-  portId: 'p1', bridgeId: 'b1', tenantId: 't1',
+  portId: 'p1',
+  bridgeId: 'b1',
+  tenantId: 't1',
   interface: { name: 'eth0', mac: '02:00:00:00:00:01', mtu: 1450, sandbox: '/run/netns/x' },
   hostInterface: { name: 'bees-p1', mac: '' },
   peerInterface: 'bees-p1-peer',

@@ -31,7 +31,11 @@ export function checkJumps(rules: readonly JumpRule[], changed: JumpRule, chains
   const path = pathBetween(graph, changed.jumpChainId, changed.chainId);
   if (path) {
     const loop = [changed.chainId, ...path].map(name).join(' -> ');
-    throw new TopologyError('invalid', `jumpChainId: a jump from chain ${name(changed.chainId)} to chain ${name(changed.jumpChainId)} makes a loop: ${loop}`, 'jumpChainId');
+    throw new TopologyError(
+      'invalid',
+      `jumpChainId: a jump from chain ${name(changed.chainId)} to chain ${name(changed.jumpChainId)} makes a loop: ${loop}`,
+      'jumpChainId',
+    );
   }
   // Longest jump path below each chain (the graph is acyclic now).
   const height = new Map<string, number>();
@@ -57,9 +61,11 @@ export function checkJumps(rules: readonly JumpRule[], changed: JumpRule, chains
   };
   const deepest = depthOf(changed.chainId) + 1 + heightOf(changed.jumpChainId);
   if (deepest > MAX_JUMP_DEPTH) {
-    throw new TopologyError('invalid',
+    throw new TopologyError(
+      'invalid',
       `jumpChainId: a jump from chain ${name(changed.chainId)} to chain ${name(changed.jumpChainId)} nests jumps ${deepest} deep; the kernel datapath allows ${MAX_JUMP_DEPTH}`,
-      'jumpChainId');
+      'jumpChainId',
+    );
   }
 }
 

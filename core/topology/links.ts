@@ -23,7 +23,11 @@ export async function linkRouter(tx: Tx, routerId: string, bridgeId: string, add
   const bridge = await tx.read('Bridge', bridgeId);
   if (!bridge) throw new TopologyError('not_found', `bridge ${JSON.stringify(bridgeId)} not found`, 'bridgeId');
   if (router.value.tenantId !== bridge.value.tenantId) {
-    throw new TopologyError('invalid', `router ${router.value.name} and bridge ${bridge.value.name} belong to different tenants`, 'bridgeId');
+    throw new TopologyError(
+      'invalid',
+      `router ${router.value.name} and bridge ${bridge.value.name} belong to different tenants`,
+      'bridgeId',
+    );
   }
   const rpId = stableId('Port', routerId, bridgeId, 'router');
   const bpId = stableId('Port', routerId, bridgeId, 'bridge');
@@ -34,7 +38,8 @@ export async function linkRouter(tx: Tx, routerId: string, bridgeId: string, add
     const net = parseNetwork(s.cidr);
     if (want && want.family === net.family) {
       if (!contains(net, { family: want.family, value: want.address })) continue;
-      if (want.prefix !== net.prefix) throw new TopologyError('invalid', `address ${address} must have the prefix length of ${s.cidr} (/${net.prefix})`, 'address');
+      if (want.prefix !== net.prefix)
+        throw new TopologyError('invalid', `address ${address} must have the prefix length of ${s.cidr} (/${net.prefix})`, 'address');
       ips.push(formatInterfaceCidr(want));
       subnetsUsed.push(s.cidr);
     } else if (s.gateway !== '' && (!want || want.family !== net.family)) {
@@ -45,13 +50,18 @@ export async function linkRouter(tx: Tx, routerId: string, bridgeId: string, add
   if (want && !ips.includes(formatInterfaceCidr(want))) {
     throw new TopologyError('invalid', `address ${address} is not inside any subnet of bridge ${bridge.value.name}`, 'address');
   }
-  if (ips.length === 0) throw new TopologyError('invalid', `bridge ${bridge.value.name} has no subnet with a gateway; give an address`, 'address');
+  if (ips.length === 0)
+    throw new TopologyError('invalid', `bridge ${bridge.value.name} has no subnet with a gateway; give an address`, 'address');
 
   const existing = await tx.read('Port', rpId);
   if (existing) {
     const bp = await tx.read('Port', bpId);
     if (want && !existing.value.ips.includes(formatInterfaceCidr(want))) {
-      throw new TopologyError('conflict', `router ${router.value.name} is already attached to bridge ${bridge.value.name} with ${existing.value.ips.join(', ')}`, 'address');
+      throw new TopologyError(
+        'conflict',
+        `router ${router.value.name} is already attached to bridge ${bridge.value.name} with ${existing.value.ips.join(', ')}`,
+        'address',
+      );
     }
     if (bp) return { routerPort: existing.value, bridgePort: bp.value };
   }
@@ -60,9 +70,17 @@ export async function linkRouter(tx: Tx, routerId: string, bridgeId: string, add
   for (const ip of ips) {
     const bare = ip.slice(0, ip.indexOf('/'));
     const holder = taken.ips.get(bare);
-    if (holder) throw new TopologyError('conflict', `address ${bare} is already used on bridge ${bridge.value.name} by port ${holder}`, 'address');
+    if (holder)
+      throw new TopologyError('conflict', `address ${bare} is already used on bridge ${bridge.value.name} by port ${holder}`, 'address');
   }
-  const base = { tenantId: router.value.tenantId, adminStateUp: true, status: 'unknown' as const, portSecurity: false, portGroupIds: [], options: {} };
+  const base = {
+    tenantId: router.value.tenantId,
+    adminStateUp: true,
+    status: 'unknown' as const,
+    portSecurity: false,
+    portGroupIds: [],
+    options: {},
+  };
   const routerPort: Port = { ...base, id: rpId, type: 'router', routerId, mac: macFor(rpId), ips, peerId: bpId };
   const bridgePort: Port = { ...base, id: bpId, type: 'bridge', bridgeId, mac: macFor(bpId), ips: [], peerId: rpId };
   tx.writes.push({ op: 'create', kind: 'Port', value: routerPort }, { op: 'create', kind: 'Port', value: bridgePort });

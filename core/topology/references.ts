@@ -16,10 +16,12 @@ export interface Reference {
   onDelete(referrer: unknown): OnDelete;
 }
 
-const one = (field: string) => (v: unknown): string[] => {
-  const x = (v as Record<string, unknown>)[field];
-  return typeof x === 'string' && x !== '' ? [x] : [];
-};
+const one =
+  (field: string) =>
+  (v: unknown): string[] => {
+    const x = (v as Record<string, unknown>)[field];
+    return typeof x === 'string' && x !== '' ? [x] : [];
+  };
 const always = (d: OnDelete) => (): OnDelete => d;
 
 function ref(from: Kind, field: string, to: Kind, onDelete: OnDelete | ((referrer: unknown) => OnDelete), ids = one(field)): Reference {
@@ -58,12 +60,48 @@ export const REFERENCES: readonly Reference[] = [
   ref('Chain', 'tenantId', 'Tenant', 'restrict'),
   ref('Rule', 'chainId', 'Chain', 'cascade'),
   ref('Rule', 'jumpChainId', 'Chain', 'restrict'),
-  ref('Rule', 'condition.inPortIds', 'Port', 'restrict', conditionIds((r) => r.condition?.inPortIds)),
-  ref('Rule', 'condition.outPortIds', 'Port', 'restrict', conditionIds((r) => r.condition?.outPortIds)),
-  ref('Rule', 'condition.portGroupSrc', 'PortGroup', 'restrict', conditionIds((r) => r.condition?.portGroupSrc)),
-  ref('Rule', 'condition.portGroupDst', 'PortGroup', 'restrict', conditionIds((r) => r.condition?.portGroupDst)),
-  ref('Rule', 'condition.ipAddrGroupSrc', 'IpAddrGroup', 'restrict', conditionIds((r) => r.condition?.ipAddrGroupSrc)),
-  ref('Rule', 'condition.ipAddrGroupDst', 'IpAddrGroup', 'restrict', conditionIds((r) => r.condition?.ipAddrGroupDst)),
+  ref(
+    'Rule',
+    'condition.inPortIds',
+    'Port',
+    'restrict',
+    conditionIds((r) => r.condition?.inPortIds),
+  ),
+  ref(
+    'Rule',
+    'condition.outPortIds',
+    'Port',
+    'restrict',
+    conditionIds((r) => r.condition?.outPortIds),
+  ),
+  ref(
+    'Rule',
+    'condition.portGroupSrc',
+    'PortGroup',
+    'restrict',
+    conditionIds((r) => r.condition?.portGroupSrc),
+  ),
+  ref(
+    'Rule',
+    'condition.portGroupDst',
+    'PortGroup',
+    'restrict',
+    conditionIds((r) => r.condition?.portGroupDst),
+  ),
+  ref(
+    'Rule',
+    'condition.ipAddrGroupSrc',
+    'IpAddrGroup',
+    'restrict',
+    conditionIds((r) => r.condition?.ipAddrGroupSrc),
+  ),
+  ref(
+    'Rule',
+    'condition.ipAddrGroupDst',
+    'IpAddrGroup',
+    'restrict',
+    conditionIds((r) => r.condition?.ipAddrGroupDst),
+  ),
   ref('PortGroup', 'tenantId', 'Tenant', 'restrict'),
   ref('IpAddrGroup', 'tenantId', 'Tenant', 'restrict'),
   ref('LoadBalancer', 'routerId', 'Router', 'cascade'),

@@ -86,13 +86,21 @@ export async function syncPortSecurity(tx: Tx, port: Port): Promise<void> {
     if (port.type !== 'bridge') throw new TopologyError('invalid', 'security groups apply to bridge ports only', 'portGroupIds');
     for (const g of groups) {
       const pg = await tx.need('PortGroup', g, 'portGroupIds');
-      if (pg.tenantId !== port.tenantId) throw new TopologyError('invalid', `security group "${pg.name}" belongs to another tenant`, 'portGroupIds');
+      if (pg.tenantId !== port.tenantId)
+        throw new TopologyError('invalid', `security group "${pg.name}" belongs to another tenant`, 'portGroupIds');
     }
-    for (const [dir, field] of [['in', 'inboundFilterId'], ['out', 'outboundFilterId']] as const) {
+    for (const [dir, field] of [
+      ['in', 'inboundFilterId'],
+      ['out', 'outboundFilterId'],
+    ] as const) {
       const own = ids[dir];
       const cur = port[field];
       if (cur !== undefined && cur !== own) {
-        throw new TopologyError('conflict', `port ${port.id} has ${field} ${cur} of its own; security groups need that filter (clear it first)`, field);
+        throw new TopologyError(
+          'conflict',
+          `port ${port.id} has ${field} ${cur} of its own; security groups need that filter (clear it first)`,
+          field,
+        );
       }
       await syncPortChain(tx, port, own, dir, groups);
       port[field] = own;
@@ -107,14 +115,30 @@ async function syncPortChain(tx: Tx, port: Port, chainId: string, dir: 'in' | 'o
     await createIn(tx, 'Chain', { id: chainId, tenantId: port.tenantId, name: `port-${dir}-${chainId}` });
   }
   const want: Rule[] = [
-    { id: portRuleId(chainId, 'return-flow'), chainId, position: 1, action: 'accept', condition: { matchReturnFlow: true }, description: 'return flow' },
+    {
+      id: portRuleId(chainId, 'return-flow'),
+      chainId,
+      position: 1,
+      action: 'accept',
+      condition: { matchReturnFlow: true },
+      description: 'return flow',
+    },
     ...groups.map((g, i): Rule => ({
-      id: portRuleId(chainId, 'jump', g), chainId, position: i + 2, action: 'jump', condition: {}, jumpChainId: sgChainId(g, dir),
+      id: portRuleId(chainId, 'jump', g),
+      chainId,
+      position: i + 2,
+      action: 'jump',
+      condition: {},
+      jumpChainId: sgChainId(g, dir),
       description: `security group ${g}`,
     })),
     {
-      id: portRuleId(chainId, 'drop'), chainId, position: groups.length + 2, action: 'drop',
-      condition: { ethertype: ETH_ARP, invEthertype: true }, description: 'not allowed by a security group',
+      id: portRuleId(chainId, 'drop'),
+      chainId,
+      position: groups.length + 2,
+      action: 'drop',
+      condition: { ethertype: ETH_ARP, invEthertype: true },
+      description: 'not allowed by a security group',
     },
   ];
   const have = (await tx.list('Rule')).filter((r) => r.value.chainId === chainId);
@@ -145,7 +169,9 @@ async function syncAddresses(tx: Tx, groupIds: Set<string>, override: Map<string
   for (const g of groupIds) {
     const iag = await tx.read('IpAddrGroup', addrGroupIdOf(g));
     if (!iag) continue;
-    const addresses = [...new Set(ports.filter((p) => p.portGroupIds.includes(g)).flatMap((p) => p.ips.map((ip) => ip.split('/')[0]!)))].sort();
+    const addresses = [
+      ...new Set(ports.filter((p) => p.portGroupIds.includes(g)).flatMap((p) => p.ips.map((ip) => ip.split('/')[0]!))),
+    ].sort();
     await updateIn(tx, 'IpAddrGroup', { ...iag.value, addresses }, iag);
   }
 }
@@ -168,7 +194,8 @@ async function conditionOf(tx: Tx, sg: PortGroup, r: SecurityGroupRuleInput): Pr
   let proto: number | undefined;
   if (r.protocol !== undefined && r.protocol !== 'any') {
     proto = PROTOCOLS[r.protocol] ?? (/^[0-9]{1,3}$/.test(r.protocol) ? Number(r.protocol) : undefined);
-    if (proto === undefined || proto > 255) throw bad('protocol', `'${r.protocol}' is not tcp, udp, icmp, icmpv6, sctp, any or a protocol number`);
+    if (proto === undefined || proto > 255)
+      throw bad('protocol', `'${r.protocol}' is not tcp, udp, icmp, icmpv6, sctp, any or a protocol number`);
     if (proto === 1 && ethertype === 'ipv6') throw bad('protocol', 'icmp is IPv4; use icmpv6 for ipv6');
     if (proto === 58 && ethertype === 'ipv4') throw bad('protocol', 'icmpv6 is IPv6; use icmp for ipv4');
     c.nwProto = proto;
@@ -206,7 +233,8 @@ async function conditionOf(tx: Tx, sg: PortGroup, r: SecurityGroupRuleInput): Pr
     c[ingress ? 'nwSrc' : 'nwDst'] = formatCidr(net);
   }
   if (r.remoteGroupId !== undefined) {
-    if (typeof r.remoteGroupId !== 'string' || !(await isSecurityGroup(tx, r.remoteGroupId))) throw bad('remoteGroupId', `security group ${JSON.stringify(r.remoteGroupId)} not found`);
+    if (typeof r.remoteGroupId !== 'string' || !(await isSecurityGroup(tx, r.remoteGroupId)))
+      throw bad('remoteGroupId', `security group ${JSON.stringify(r.remoteGroupId)} not found`);
     const remote = await tx.need('PortGroup', r.remoteGroupId, 'remoteGroupId');
     if (remote.tenantId !== sg.tenantId) throw bad('remoteGroupId', 'names a group of another tenant');
     c[ingress ? 'ipAddrGroupSrc' : 'ipAddrGroupDst'] = addrGroupIdOf(r.remoteGroupId);
@@ -243,20 +271,31 @@ export class SecurityGroups {
     const rules = (await tx.list('Rule')).map((r) => r.value);
     const groups = (await tx.list('PortGroup')).map((g) => g.value.id);
     const byAddrGroup = new Map(groups.map((g) => [addrGroupIdOf(g), g]));
-    const of = (dir: 'in' | 'out', direction: 'ingress' | 'egress') => rules
-      .filter((r) => r.chainId === sgChainId(pg.id, dir)).sort((a, b) => a.position - b.position)
-      .map((r) => sgRuleOf(r, direction, byAddrGroup));
+    const of = (dir: 'in' | 'out', direction: 'ingress' | 'egress') =>
+      rules
+        .filter((r) => r.chainId === sgChainId(pg.id, dir))
+        .sort((a, b) => a.position - b.position)
+        .map((r) => sgRuleOf(r, direction, byAddrGroup));
     return {
-      id: pg.id, tenantId: pg.tenantId, name: pg.name, ipAddrGroupId: addrGroupIdOf(pg.id),
-      inboundChainId: sgChainId(pg.id, 'in'), outboundChainId: sgChainId(pg.id, 'out'),
-      portIds: (await tx.list('Port')).map((p) => p.value).filter((p) => p.portGroupIds.includes(pg.id)).map((p) => p.id).sort(),
+      id: pg.id,
+      tenantId: pg.tenantId,
+      name: pg.name,
+      ipAddrGroupId: addrGroupIdOf(pg.id),
+      inboundChainId: sgChainId(pg.id, 'in'),
+      outboundChainId: sgChainId(pg.id, 'out'),
+      portIds: (await tx.list('Port'))
+        .map((p) => p.value)
+        .filter((p) => p.portGroupIds.includes(pg.id))
+        .map((p) => p.id)
+        .sort(),
       rules: [...of('out', 'ingress'), ...of('in', 'egress')],
     };
   }
 
   private async need(tx: Tx, id: string): Promise<PortGroup> {
     const pg = await tx.read('PortGroup', id);
-    if (!pg || !(await isSecurityGroup(tx, id))) throw new TopologyError('not_found', `security group ${JSON.stringify(id)} not found`, 'id');
+    if (!pg || !(await isSecurityGroup(tx, id)))
+      throw new TopologyError('not_found', `security group ${JSON.stringify(id)} not found`, 'id');
     return pg.value;
   }
 
@@ -269,9 +308,18 @@ export class SecurityGroups {
       const existing = await tx.read('PortGroup', id);
       if (existing) throw new TopologyError('conflict', `security group "${input.name}" already exists`, 'name');
       const pg = await createIn(tx, 'PortGroup', { id, tenantId: tenant.id, name: input.name, stateful: false });
-      await createIn(tx, 'IpAddrGroup', { id: addrGroupIdOf(id), tenantId: tenant.id, name: `sg-${input.name}`, addresses: [] } satisfies Partial<IpAddrGroup>);
+      await createIn(tx, 'IpAddrGroup', {
+        id: addrGroupIdOf(id),
+        tenantId: tenant.id,
+        name: `sg-${input.name}`,
+        addresses: [],
+      } satisfies Partial<IpAddrGroup>);
       for (const dir of ['in', 'out'] as const) {
-        await createIn(tx, 'Chain', { id: sgChainId(id, dir), tenantId: tenant.id, name: `sg-${input.name}-${dir}` } satisfies Partial<Chain>);
+        await createIn(tx, 'Chain', {
+          id: sgChainId(id, dir),
+          tenantId: tenant.id,
+          name: `sg-${input.name}-${dir}`,
+        } satisfies Partial<Chain>);
       }
       return this.view(tx, pg);
     }, 'PortGroup');
@@ -298,14 +346,30 @@ export class SecurityGroups {
       const pg = await this.need(tx, id);
       const members = (await tx.list('Port')).filter((p) => p.value.portGroupIds.includes(id));
       if (members.length) {
-        throw new TopologyError('conflict', `security group "${pg.name}" still has ports: ${members.slice(0, 10).map((p) => p.value.id).join(', ')} (detach them first)`, 'id');
+        throw new TopologyError(
+          'conflict',
+          `security group "${pg.name}" still has ports: ${members
+            .slice(0, 10)
+            .map((p) => p.value.id)
+            .join(', ')} (detach them first)`,
+          'id',
+        );
       }
       const own = new Set([sgChainId(id, 'in'), sgChainId(id, 'out')]);
       const iag = addrGroupIdOf(id);
       const rules = await tx.list('Rule');
-      const users = rules.filter((r) => !own.has(r.value.chainId) && (r.value.condition.ipAddrGroupSrc === iag || r.value.condition.ipAddrGroupDst === iag));
+      const users = rules.filter(
+        (r) => !own.has(r.value.chainId) && (r.value.condition.ipAddrGroupSrc === iag || r.value.condition.ipAddrGroupDst === iag),
+      );
       if (users.length) {
-        throw new TopologyError('conflict', `security group "${pg.name}" is the remote group of rules ${users.slice(0, 10).map((r) => r.value.id).join(', ')}`, 'id');
+        throw new TopologyError(
+          'conflict',
+          `security group "${pg.name}" is the remote group of rules ${users
+            .slice(0, 10)
+            .map((r) => r.value.id)
+            .join(', ')}`,
+          'id',
+        );
       }
       for (const r of rules) if (own.has(r.value.chainId)) tx.remove('Rule', r.value.id, r.version);
       for (const c of own) tx.remove('Chain', c, (await tx.read('Chain', c))!.version);
@@ -321,7 +385,11 @@ export class SecurityGroups {
       const condition = await conditionOf(tx, pg, input);
       const chainId = sgChainId(id, input.direction === 'ingress' ? 'out' : 'in');
       const rule = await createIn(tx, 'Rule', { chainId, action: 'accept', condition });
-      return sgRuleOf(rule, input.direction, new Map(input.remoteGroupId ? [[addrGroupIdOf(input.remoteGroupId), input.remoteGroupId]] : []));
+      return sgRuleOf(
+        rule,
+        input.direction,
+        new Map(input.remoteGroupId ? [[addrGroupIdOf(input.remoteGroupId), input.remoteGroupId]] : []),
+      );
     }, 'Rule');
   }
 

@@ -97,7 +97,11 @@ export class Topology {
         const t = await this.ensureTenant(typeof shaped.tenant === 'string' ? shaped.tenant : DEFAULT_TENANT);
         shaped.tenantId = t.id;
       } else if (shaped.tenant !== undefined && shaped.tenantId !== stableTenantId(String(shaped.tenant))) {
-        throw new TopologyError('invalid', `tenant ${JSON.stringify(shaped.tenant)} and tenantId ${JSON.stringify(shaped.tenantId)} disagree`, 'tenant');
+        throw new TopologyError(
+          'invalid',
+          `tenant ${JSON.stringify(shaped.tenant)} and tenantId ${JSON.stringify(shaped.tenantId)} disagree`,
+          'tenant',
+        );
       }
       delete shaped.tenant;
     }
@@ -228,7 +232,8 @@ export class Topology {
    * Attaching again with the same (or no) address returns the existing link.
    */
   async attachRouter(routerId: string, bridgeId: string, opts: { address?: string } = {}): Promise<RouterLink> {
-    if (opts.address !== undefined && typeof opts.address !== 'string') throw new TopologyError('invalid', 'address must be a string', 'address');
+    if (opts.address !== undefined && typeof opts.address !== 'string')
+      throw new TopologyError('invalid', 'address must be a string', 'address');
     return this.attempt((tx) => linkRouter(tx, routerId, bridgeId, opts.address), 'Port');
   }
 
@@ -243,7 +248,11 @@ export class Topology {
         return;
       }
     }
-    throw new TopologyError('not_found', `router ${JSON.stringify(routerId)} is not attached to bridge ${JSON.stringify(bridgeId)}`, 'bridgeId');
+    throw new TopologyError(
+      'not_found',
+      `router ${JSON.stringify(routerId)} is not attached to bridge ${JSON.stringify(bridgeId)}`,
+      'bridgeId',
+    );
   }
 
   // ------------------------------------------------------------------------------------------- machinery
@@ -288,7 +297,6 @@ export class Topology {
     return this.attempt(body, kind);
   }
 }
-
 
 function sortKey(o: { id: string }): string {
   const name = fieldOf(o, 'name');

@@ -56,7 +56,10 @@ export function describeAjvError(e: ErrorObject, prefix = ''): { message: string
     case 'enum':
       return {
         field: at,
-        message: `${at || 'value'} must be one of ${(params.allowedValues as unknown[]).filter((v) => v !== null).map((v) => JSON.stringify(v)).join(', ')}`,
+        message: `${at || 'value'} must be one of ${(params.allowedValues as unknown[])
+          .filter((v) => v !== null)
+          .map((v) => JSON.stringify(v))
+          .join(', ')}`,
       };
     case 'pattern':
       return { field: at, message: `${at || 'value'} has invalid characters (must match ${String(params.pattern)})` };

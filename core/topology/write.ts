@@ -26,7 +26,12 @@ export async function createIn<K extends Kind>(tx: Tx, kind: K, draft: Draft<K>)
 }
 
 /** Writes a changed object in `tx` with the checks of an update (unless unchanged). */
-export async function updateIn<K extends Kind>(tx: Tx, kind: K, value: Models[K], prev: { value: Models[K]; version: number }): Promise<Models[K]> {
+export async function updateIn<K extends Kind>(
+  tx: Tx,
+  kind: K,
+  value: Models[K],
+  prev: { value: Models[K]; version: number },
+): Promise<Models[K]> {
   await validateWrite(kind, value, tx, prev.value);
   checkShape(kind, 'object', value);
   if (JSON.stringify(value) !== JSON.stringify(prev.value)) tx.put(kind, value, prev.version);

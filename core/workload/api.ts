@@ -2,7 +2,14 @@
 // fails with. Implemented in-process inside the agent (core/agent/workload-server.ts, handed to the routes adapters
 // add to the workload server) and over HTTP by clients in other processes (cni/plugin/agent-client.ts).
 import type {
-  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, StatusResult, WorkloadErrorBody,
+  AttachRequest,
+  AttachResult,
+  CheckRequest,
+  CheckResult,
+  DetachRequest,
+  GcRequest,
+  StatusResult,
+  WorkloadErrorBody,
 } from './types.js';
 
 export interface WorkloadApi {
@@ -15,7 +22,10 @@ export interface WorkloadApi {
 
 /** The agent answered with an error body (HTTP 4xx/5xx): its kind is `body.code`. */
 export class AgentError extends Error {
-  constructor(readonly status: number, readonly body: WorkloadErrorBody) {
+  constructor(
+    readonly status: number,
+    readonly body: WorkloadErrorBody,
+  ) {
     super(body.error);
     this.name = 'AgentError';
   }
@@ -23,7 +33,10 @@ export class AgentError extends Error {
 
 /** Nobody (or something that is not the agent) is at the socket. */
 export class AgentUnreachable extends Error {
-  constructor(readonly socket: string, readonly reason: string) {
+  constructor(
+    readonly socket: string,
+    readonly reason: string,
+  ) {
     super(`cannot reach the bees agent at ${socket}: ${reason}`);
     this.name = 'AgentUnreachable';
   }

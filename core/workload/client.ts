@@ -2,7 +2,15 @@
 // in Node and the tests. Errors keep the agent's code and field so callers can answer in their own protocol.
 import http from 'node:http';
 import type {
-  AttachRequest, AttachResult, CheckRequest, CheckResult, DetachRequest, GcRequest, GcResult, StatusResult, WorkloadErrorBody,
+  AttachRequest,
+  AttachResult,
+  CheckRequest,
+  CheckResult,
+  DetachRequest,
+  GcRequest,
+  GcResult,
+  StatusResult,
+  WorkloadErrorBody,
 } from './types.js';
 
 export const DEFAULT_WORKLOAD_SOCKET = '/run/bees/workload.sock';
@@ -50,7 +58,10 @@ export class WorkloadClient {
     return new Promise<T>((resolve, reject) => {
       const req = http.request(
         {
-          socketPath: this.socketPath, method, path, timeout: this.timeoutMs,
+          socketPath: this.socketPath,
+          method,
+          path,
+          timeout: this.timeoutMs,
           headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
         },
         (res) => {
@@ -62,12 +73,20 @@ export class WorkloadClient {
             try {
               parsed = text ? JSON.parse(text) : {};
             } catch {
-              reject(new WorkloadApiError(res.statusCode ?? 500, 'internal', `agent answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
+              reject(
+                new WorkloadApiError(
+                  res.statusCode ?? 500,
+                  'internal',
+                  `agent answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`,
+                ),
+              );
               return;
             }
             if ((res.statusCode ?? 500) >= 400) {
               const e = parsed as Partial<WorkloadErrorBody>;
-              reject(new WorkloadApiError(res.statusCode ?? 500, e.code ?? 'internal', e.error ?? `agent answered ${res.statusCode}`, e.field));
+              reject(
+                new WorkloadApiError(res.statusCode ?? 500, e.code ?? 'internal', e.error ?? `agent answered ${res.statusCode}`, e.field),
+              );
               return;
             }
             resolve(parsed as T);
@@ -76,9 +95,10 @@ export class WorkloadClient {
       );
       req.on('timeout', () => req.destroy(new Error(`the agent did not answer ${path} within ${this.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-          ? `cannot reach the bees agent at ${this.socketPath} (${err.code}): is it running?`
-          : err.message;
+        const why =
+          err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+            ? `cannot reach the bees agent at ${this.socketPath} (${err.code}): is it running?`
+            : err.message;
         reject(new WorkloadApiError(503, 'unavailable', why));
       });
       if (payload) req.write(payload);

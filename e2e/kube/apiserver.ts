@@ -202,7 +202,10 @@ export class ApiServer {
    * Write what a pod's service account mount holds under `${prefix}/var/run/secrets/kubernetes.io/serviceaccount/`
    * and return the environment the kubelet would set, for client-node's loadFromCluster(prefix). HTTPS only.
    */
-  async writeServiceAccount(prefix: string, namespace = 'default'): Promise<{ KUBERNETES_SERVICE_HOST: string; KUBERNETES_SERVICE_PORT: string }> {
+  async writeServiceAccount(
+    prefix: string,
+    namespace = 'default',
+  ): Promise<{ KUBERNETES_SERVICE_HOST: string; KUBERNETES_SERVICE_PORT: string }> {
     if (!this.tls) throw new Error('in-cluster config needs the server to run with tls');
     const dir = join(prefix, 'var/run/secrets/kubernetes.io/serviceaccount');
     await mkdir(dir, { recursive: true });
@@ -248,12 +251,17 @@ export class ApiServer {
     const obj = this.admit(k, ns, body, strict) as KObj;
     const meta = obj.metadata;
     if (!meta.name && meta.generateName) meta.name = meta.generateName + randomUUID().slice(0, 5);
-    if (!meta.name) throw invalid(k, '', [{ reason: 'FieldValueRequired', message: 'name or generateName is required', field: 'metadata.name' }]);
+    if (!meta.name)
+      throw invalid(k, '', [{ reason: 'FieldValueRequired', message: 'name or generateName is required', field: 'metadata.name' }]);
     if (k.namespaced) {
       const nsObj = this.objects.get(keyOf(namespaceKind, undefined, ns!));
       if (!nsObj) throw new StatusError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
       if (nsObj.metadata.deletionTimestamp) {
-        throw new StatusError(403, 'Forbidden', `${resourceName(k)} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
+        throw new StatusError(
+          403,
+          'Forbidden',
+          `${resourceName(k)} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`,
+        );
       }
     }
     const key = keyOf(k, ns, meta.name);
@@ -273,22 +281,41 @@ export class ApiServer {
   }
 
   /** PUT: replace, with optimistic concurrency on metadata.resourceVersion. */
-  update(k: Kind, ns: string | undefined, name: string, body: Obj, opts: { subresource?: string | undefined; strict?: boolean } = {}): KObj {
+  update(
+    k: Kind,
+    ns: string | undefined,
+    name: string,
+    body: Obj,
+    opts: { subresource?: string | undefined; strict?: boolean } = {},
+  ): KObj {
     const cur = this.get(k, ns, name);
     const obj = this.admit(k, ns, body, opts.strict ?? true) as KObj;
     if (obj.metadata.name !== name) {
-      throw new StatusError(400, 'BadRequest', `the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
+      throw new StatusError(
+        400,
+        'BadRequest',
+        `the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`,
+      );
     }
     const rv = obj.metadata.resourceVersion;
     if (!rv) {
-      throw invalid(k, name, [{ reason: 'FieldValueInvalid', message: 'Invalid value: 0x0: must be specified for an update', field: 'metadata.resourceVersion' }]);
+      throw invalid(k, name, [
+        { reason: 'FieldValueInvalid', message: 'Invalid value: 0x0: must be specified for an update', field: 'metadata.resourceVersion' },
+      ]);
     }
     if (rv !== cur.metadata.resourceVersion) throw conflict(k, name);
     return this.replace(k, cur, obj, opts.subresource);
   }
 
   /** PATCH: merge, strategic-merge or apply (server-side apply without field ownership). */
-  patch(k: Kind, ns: string | undefined, name: string, type: string, patch: Obj, opts: { subresource?: string | undefined; strict?: boolean } = {}): KObj {
+  patch(
+    k: Kind,
+    ns: string | undefined,
+    name: string,
+    type: string,
+    patch: Obj,
+    opts: { subresource?: string | undefined; strict?: boolean } = {},
+  ): KObj {
     const key = keyOf(k, ns, name);
     const existing = this.objects.get(key);
     if (type === 'application/apply-patch+yaml') {
@@ -308,7 +335,12 @@ export class ApiServer {
     if (type === 'application/merge-patch+json' || type === 'application/json') merged = jsonMergePatch(cur, patch) as Obj;
     else if (type === 'application/strategic-merge-patch+json' || type === 'application/apply-patch+yaml') {
       merged = strategicMergePatch(cur, patch) as Obj;
-    } else throw new StatusError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml`);
+    } else
+      throw new StatusError(
+        415,
+        'UnsupportedMediaType',
+        `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml`,
+      );
     const wantRv = (patch.metadata as Meta | undefined)?.resourceVersion;
     if (wantRv !== undefined && wantRv !== cur.metadata.resourceVersion) throw conflict(k, name);
     (merged.metadata as Meta).resourceVersion = cur.metadata.resourceVersion;
@@ -350,8 +382,18 @@ export class ApiServer {
     const node = (binding.target as { name?: string } | undefined)?.name;
     if (!node) throw invalid(k, name, [{ reason: 'FieldValueRequired', message: 'Required value', field: 'target.name' }]);
     const spec = pod.spec as Obj;
-    if (spec.nodeName) throw new StatusError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`);
-    if (pod.metadata.deletionTimestamp) throw new StatusError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`);
+    if (spec.nodeName)
+      throw new StatusError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`,
+      );
+    if (pod.metadata.deletionTimestamp)
+      throw new StatusError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`,
+      );
     const key = keyOf(k, ns, name);
     const next = clone(pod);
     (next.spec as Obj).nodeName = node;
@@ -380,7 +422,11 @@ export class ApiServer {
   private admit(k: Kind, ns: string | undefined, body: Obj, strict: boolean): Obj {
     const obj = clone(body);
     if (obj.kind !== undefined && obj.kind !== k.kind) {
-      throw new StatusError(400, 'BadRequest', `the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${apiVersionOf(k)})`);
+      throw new StatusError(
+        400,
+        'BadRequest',
+        `the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${apiVersionOf(k)})`,
+      );
     }
     if (strict) {
       const bad = unknownFields(k, obj);
@@ -394,7 +440,7 @@ export class ApiServer {
     }
     obj.kind = k.kind;
     obj.apiVersion = apiVersionOf(k);
-    const meta = ((obj.metadata ??= {}) as Meta);
+    const meta = (obj.metadata ??= {}) as Meta;
     if (k.namespaced) {
       if (meta.namespace !== undefined && meta.namespace !== ns) {
         throw new StatusError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
@@ -521,7 +567,10 @@ export class ApiServer {
       }
       const answer = this.route(req, url, reply);
       if (answer === undefined) return; // streaming (watch)
-      reply.code(answer.code ?? 200).type('application/json').send(JSON.stringify(answer.body));
+      reply
+        .code(answer.code ?? 200)
+        .type('application/json')
+        .send(JSON.stringify(answer.body));
     } catch (e) {
       const err =
         e instanceof StatusError
@@ -538,7 +587,10 @@ export class ApiServer {
     const q = url.searchParams;
     if (p === '/version') return { body: { major: '1', minor: '32', gitVersion: 'v1.32.0-bees-test', platform: 'linux/amd64' } };
     if (p === '/healthz' || p === '/readyz' || p === '/livez') return { body: 'ok' };
-    if (p === '/api') return { body: { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: url.host }] } };
+    if (p === '/api')
+      return {
+        body: { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: url.host }] },
+      };
     if (p === '/apis') return { body: apiGroupList() };
     if (p === '/openapi/v3') return { body: openapiV3Index() };
     if (p.startsWith('/openapi/v3/')) return { body: openapiV3Doc(p.slice('/openapi/v3/'.length)) };
@@ -597,9 +649,14 @@ export class ApiServer {
         return { body: this.update(k, ns, name, body(), { subresource: sub, strict }) };
       case 'PATCH': {
         if (name === undefined) throw methodNotAllowed();
-        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim() // split always yields at least one element;
+        const type = String(req.headers['content-type'] ?? '')
+          .split(';')[0]!
+          .trim(); // split always yields at least one element;
         const existed = this.objects.has(keyOf(k, ns, name));
-        const out = this.patch(k, ns, name, type, body(), { subresource: sub, strict: type === 'application/apply-patch+yaml' ? q.get('fieldValidation') !== 'Ignore' : strict });
+        const out = this.patch(k, ns, name, type, body(), {
+          subresource: sub,
+          strict: type === 'application/apply-patch+yaml' ? q.get('fieldValidation') !== 'Ignore' : strict,
+        });
         return { code: existed ? 200 : 201, body: out };
       }
       case 'DELETE': {
@@ -627,7 +684,11 @@ export class ApiServer {
     if (cont) {
       const token = JSON.parse(Buffer.from(cont, 'base64url').toString()) as { rv: number; start: number };
       if (token.rv < this.compactedRv) {
-        throw new StatusError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+        throw new StatusError(
+          410,
+          'Expired',
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        );
       }
       // No snapshot reads: later pages come from the current state, labelled with the first page's RV.
       listRv = token.rv;
@@ -704,7 +765,12 @@ export class ApiServer {
     timer = setTimeout(() => w.close(), timeout * 1000);
     if (q.get('allowWatchBookmarks') === 'true') {
       bookmarks = setInterval(() => {
-        res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: k.kind, apiVersion: apiVersionOf(k), metadata: { resourceVersion: String(this.rv) } } }) + '\n');
+        res.write(
+          JSON.stringify({
+            type: 'BOOKMARK',
+            object: { kind: k.kind, apiVersion: apiVersionOf(k), metadata: { resourceVersion: String(this.rv) } },
+          }) + '\n',
+        );
       }, this.bookmarkIntervalMs);
     }
   }
@@ -742,12 +808,12 @@ function conflict(k: Kind, name: string): StatusError {
 }
 
 function invalid(k: Kind, name: string, causes: { reason: string; message: string; field: string }[]): StatusError {
-  return new StatusError(
-    422,
-    'Invalid',
-    `${k.kind} "${name}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`,
-    { name, group: k.group, kind: k.kind, causes },
-  );
+  return new StatusError(422, 'Invalid', `${k.kind} "${name}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`, {
+    name,
+    group: k.group,
+    kind: k.kind,
+    causes,
+  });
 }
 
 function parseBody(req: FastifyRequest): Obj {
@@ -797,7 +863,13 @@ function apiResourceList(group: string, version: string): Obj {
     });
     if (k.kind === 'Pod') resources.push({ name: 'pods/binding', singularName: '', namespaced: true, kind: 'Binding', verbs: ['create'] });
     if (k.status) {
-      resources.push({ name: `${k.plural}/status`, singularName: '', namespaced: k.namespaced, kind: k.kind, verbs: ['get', 'patch', 'update'] });
+      resources.push({
+        name: `${k.plural}/status`,
+        singularName: '',
+        namespaced: k.namespaced,
+        kind: k.kind,
+        verbs: ['get', 'patch', 'update'],
+      });
     }
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group === '' ? version : `${group}/${version}`, resources };

@@ -72,7 +72,9 @@ export class EndpointSliceController {
       const key = `${cur.metadata!.namespace}/${cur.metadata!.name}`;
       const want = desired.get(key);
       if (!want) {
-        await this.discovery.deleteNamespacedEndpointSlice({ namespace: cur.metadata!.namespace!, name: cur.metadata!.name! }).catch(notFoundOk);
+        await this.discovery
+          .deleteNamespacedEndpointSlice({ namespace: cur.metadata!.namespace!, name: cur.metadata!.name! })
+          .catch(notFoundOk);
         continue;
       }
       desired.delete(key);
@@ -82,7 +84,10 @@ export class EndpointSliceController {
         name: cur.metadata!.name!,
         body: {
           ...want,
-          metadata: { ...want.metadata, ...(cur.metadata!.resourceVersion !== undefined ? { resourceVersion: cur.metadata!.resourceVersion } : {}) },
+          metadata: {
+            ...want.metadata,
+            ...(cur.metadata!.resourceVersion !== undefined ? { resourceVersion: cur.metadata!.resourceVersion } : {}),
+          },
         },
       });
     }
@@ -127,7 +132,16 @@ export class EndpointSliceController {
         name: `${svc.metadata!.name}-${createHash('sha256').update(sig).digest('hex').slice(0, 5)}`,
         namespace: ns,
         labels: { [SERVICE_NAME]: svc.metadata!.name!, [MANAGED_BY_LABEL]: MANAGED_BY },
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: svc.metadata!.name!, uid: svc.metadata!.uid!, controller: true, blockOwnerDeletion: true }],
+        ownerReferences: [
+          {
+            apiVersion: 'v1',
+            kind: 'Service',
+            name: svc.metadata!.name!,
+            uid: svc.metadata!.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
       },
       addressType: 'IPv4',
       endpoints: g.endpoints.sort((a, b) => a.targetRef!.name!.localeCompare(b.targetRef!.name!)),
@@ -151,7 +165,9 @@ function resolvePort(p: k8s.V1ServicePort, pod: k8s.V1Pod): number | undefined {
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v !== null && typeof v === 'object') {
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => a.localeCompare(b));
+    const entries = Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => a.localeCompare(b));
     return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
   }
   return JSON.stringify(v);

@@ -144,7 +144,10 @@ export function schemaErrors(k: Kind, obj: Record<string, unknown>): Cause[] {
     const errors = (e as { errors?: { instancePath: string; message?: string; params?: Record<string, unknown> }[] }).errors;
     if (!errors) return [{ reason: 'FieldValueInvalid', message: String(e), field: '' }];
     return errors.map((err) => {
-      const field = err.instancePath.replace(/^\//, '').replace(/\/(\d+)(?=\/|$)/g, '[$1]').replaceAll('/', '.');
+      const field = err.instancePath
+        .replace(/^\//, '')
+        .replace(/\/(\d+)(?=\/|$)/g, '[$1]')
+        .replaceAll('/', '.');
       const missing = err.params?.missingProperty;
       return typeof missing === 'string'
         ? { reason: 'FieldValueRequired', message: 'Required value', field: field === '' ? missing : `${field}.${missing}` }

@@ -13,7 +13,11 @@ const { values } = parseArgs({
 });
 const server = new ApiServer({ historyLimit: Number(values['history-limit']) });
 const url = await server.start(Number(values.port));
-server.create(kinds.find((k) => k.kind === 'Namespace')!, undefined, { metadata: { name: 'default' } });
+server.create(
+  kinds.find((k) => k.kind === 'Namespace')!,
+  undefined,
+  { metadata: { name: 'default' } },
+);
 await server.writeKubeconfig(values.kubeconfig);
 console.log(`bees test API server (a double, not Kubernetes) at ${url}; KUBECONFIG=${values.kubeconfig}`);
 const stop = (): void => void server.stop().then(() => process.exit(0));

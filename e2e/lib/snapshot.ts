@@ -16,7 +16,8 @@ async function rulesetLines(netns: string): Promise<string[]> {
   for (const raw of r.stdout.split('\n')) {
     const line = raw.trim().replace(/counter packets \d+ bytes \d+/g, 'counter');
     if (!line || line === '}') continue;
-    if (/^(table|chain|set|map) /.test(line)) scope = line.replace(/ \{$/, '') + (line.startsWith('table') ? '' : ` in ${scope.split(' in ').pop()}`);
+    if (/^(table|chain|set|map) /.test(line))
+      scope = line.replace(/ \{$/, '') + (line.startsWith('table') ? '' : ` in ${scope.split(' in ').pop()}`);
     out.push(`nft ${scope}: ${line}`);
   }
   return out;
@@ -24,7 +25,9 @@ async function rulesetLines(netns: string): Promise<string[]> {
 
 function routerNamespaces(host: HarnessHost): string[] {
   try {
-    return readdirSync('/run/netns').filter((n) => n.startsWith(host.routerNsPrefix)).sort();
+    return readdirSync('/run/netns')
+      .filter((n) => n.startsWith(host.routerNsPrefix))
+      .sort();
   } catch {
     return [];
   }
@@ -50,7 +53,10 @@ export async function clusterSnapshot(harness: Harness): Promise<Record<string, 
 }
 
 /** Lines in `after` not in `before` and the reverse, per host; empty when equal. */
-export function snapshotDiff(before: Record<string, string[]>, after: Record<string, string[]>): Record<string, { added: string[]; removed: string[] }> {
+export function snapshotDiff(
+  before: Record<string, string[]>,
+  after: Record<string, string[]>,
+): Record<string, { added: string[]; removed: string[] }> {
   const out: Record<string, { added: string[]; removed: string[] }> = {};
   for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
     const b = new Set(before[name] ?? []);

@@ -14,8 +14,16 @@ import { join } from 'node:path';
 import type { Bridge, Port } from '../../core/model/types.js';
 import { CriClient } from '../../cni/test/cri/client.js';
 import {
-  buildPlugin, busyboxRootfsTar, pauseImageArchive, PODMAN_IMAGE, PODMAN_ULIMITS, randomSubnet, sandboxNetns, startContainerd,
-  startPodman, tempDir,
+  buildPlugin,
+  busyboxRootfsTar,
+  pauseImageArchive,
+  PODMAN_IMAGE,
+  PODMAN_ULIMITS,
+  randomSubnet,
+  sandboxNetns,
+  startContainerd,
+  startPodman,
+  tempDir,
 } from '../../cni/test/helpers.js';
 import { BridgeLabel, bridgeIdOf } from '../../swarm/driver/network-options.js';
 import { installLegacy, uninstallLegacy } from '../../swarm/install/legacy.js';
@@ -32,7 +40,10 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
     buildPlugin(),
     // Local scope: a dockerd outside swarm mode refuses networks of global-scope drivers. The socket is relative to
     // each agent's run directory, so the two agents do not fight over one path.
-    startCluster({ hosts: 2, agentArgs: ['--docker-plugin', `unix:${PLUGIN_SOCKET}`, '--docker-scope', 'local', '--docker-host', 'unix://docker.sock'] }),
+    startCluster({
+      hosts: 2,
+      agentArgs: ['--docker-plugin', `unix:${PLUGIN_SOCKET}`, '--docker-scope', 'local', '--docker-host', 'unix://docker.sock'],
+    }),
   ]);
   t.teardown(() => cluster.close());
   cluster.logAgentsOnFailure(t);
@@ -54,15 +65,28 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
 
   // 1. Docker makes the network; h2's agent sees its bridge, labelled with the Docker name.
   const netId = await docker(['network', 'create', '-d', plugin, '--ipam-driver', plugin, '--subnet', subnet.cidr, netName]);
-  const bridge = await eventually(async () => (await h2.api.list('Bridge')).find((b: Bridge) => b.labels[BridgeLabel.networkName] === netName),
-    15_000, 'h2 sees the bridge by its Docker network name');
+  const bridge = await eventually(
+    async () => (await h2.api.list('Bridge')).find((b: Bridge) => b.labels[BridgeLabel.networkName] === netName),
+    15_000,
+    'h2 sees the bridge by its Docker network name',
+  );
   t.is(bridge.id, bridgeIdOf(netId));
   t.is(bridge.labels[BridgeLabel.networkId], netId);
 
   // 2. podman and containerd on h2 join that bridge by id; createNetwork false: they may not make one of their own.
   const conflist = {
-    cniVersion: '1.0.0', name: netName,
-    plugins: [{ type: 'midonet', agentSocket: join(h2.runDir, 'workload.sock'), tenant: 'default', network: bridge.id, createNetwork: false, capabilities: { ips: true, mac: true } }],
+    cniVersion: '1.0.0',
+    name: netName,
+    plugins: [
+      {
+        type: 'midonet',
+        agentSocket: join(h2.runDir, 'workload.sock'),
+        tenant: 'default',
+        network: bridge.id,
+        createNetwork: false,
+        capabilities: { ips: true, mac: true },
+      },
+    ],
   };
   await mkdir(join(h2.host.stateDir, 'podman'), { recursive: true });
   const [podman, containerd] = await Promise.all([
@@ -78,9 +102,25 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
   await docker(['run', '-d', '--name', 'dk', '--network', netName, BUSYBOX_IMAGE, 'sleep', '600']);
   const dockerIp = await docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', 'dk']);
   // podman 4 drops NET_RAW by default; ping needs it.
-  await podman.run(['run', '-d', '--name', 'pm', ...PODMAN_ULIMITS, '--network', netName, '--cap-add', 'NET_RAW', PODMAN_IMAGE, 'sleep', '600']);
+  await podman.run([
+    'run',
+    '-d',
+    '--name',
+    'pm',
+    ...PODMAN_ULIMITS,
+    '--network',
+    netName,
+    '--cap-add',
+    'NET_RAW',
+    PODMAN_IMAGE,
+    'sleep',
+    '600',
+  ]);
   const podmanIp = (await podman.run(['exec', 'pm', 'sh', '-c', "ip -4 -o addr show dev eth0 | awk '{print $4}'"])).split('/')[0]!;
-  const sandbox = await cri.runPodSandbox({ metadata: { name: 'pod', uid: `uid-${randomBytes(4).toString('hex')}`, namespace: 'xo', attempt: 0 }, hostname: 'pod' });
+  const sandbox = await cri.runPodSandbox({
+    metadata: { name: 'pod', uid: `uid-${randomBytes(4).toString('hex')}`, namespace: 'xo', attempt: 0 },
+    hostname: 'pod',
+  });
   let sandboxLive = true;
   t.teardown(async () => {
     if (!sandboxLive) return;
@@ -97,24 +137,42 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
   t.is(new Set(ips).size, 3, `distinct addresses from one IPAM: ${ips.join(', ')}`);
   // The store holds exactly these three ports on the one bridge: one per orchestrator, on the right host.
   const ports = (await h1.api.list('Port')).filter((p: Port) => p.owner !== undefined);
-  t.deepEqual(ports.map((p) => [p.owner!.orchestrator, p.bridgeId, p.hostId]).sort(), [
-    ['cni', bridge.id, h2.hostId], ['cni', bridge.id, h2.hostId], ['docker', bridge.id, h1.hostId],
-  ].sort());
+  t.deepEqual(
+    ports.map((p) => [p.owner!.orchestrator, p.bridgeId, p.hostId]).sort(),
+    [
+      ['cni', bridge.id, h2.hostId],
+      ['cni', bridge.id, h2.hostId],
+      ['docker', bridge.id, h1.hostId],
+    ].sort(),
+  );
 
   // 4. All three pairs, both directions. Docker<->podman and Docker<->CRI cross the underlay in VXLAN (UDP 6677)
   // both ways: counted on the underlay bridge, so a path that bypassed the overlay would show.
-  const vxlan = (from: typeof h1, to: typeof h1) => harness.underlayCounter(`ip saddr ${from.host.underlayIp} ip daddr ${to.host.underlayIp} udp dport 6677`);
+  const vxlan = (from: typeof h1, to: typeof h1) =>
+    harness.underlayCounter(`ip saddr ${from.host.underlayIp} ip daddr ${to.host.underlayIp} udp dport 6677`);
   const [there, back] = [await vxlan(h1, h2), await vxlan(h2, h1)];
   const pingFrom: Record<string, (ip: string) => Promise<boolean>> = {
-    docker: (ip) => docker(['exec', 'dk', 'ping', '-c', '1', '-W', '1', ip]).then(() => true, () => false),
-    podman: (ip) => podman.run(['exec', 'pm', 'ping', '-c', '1', '-W', '1', ip]).then(() => true, () => false),
+    docker: (ip) =>
+      docker(['exec', 'dk', 'ping', '-c', '1', '-W', '1', ip]).then(
+        () => true,
+        () => false,
+      ),
+    podman: (ip) =>
+      podman.run(['exec', 'pm', 'ping', '-c', '1', '-W', '1', ip]).then(
+        () => true,
+        () => false,
+      ),
     cri: (ip) => harness.ping(podNetns, ip, { timeoutSec: 1 }),
   };
   const ipOf: Record<string, string> = { docker: dockerIp, podman: podmanIp, cri: podIp };
   for (const from of Object.keys(pingFrom)) {
     for (const to of Object.keys(ipOf)) {
       if (from === to) continue;
-      const ok = await eventually(async () => ((await pingFrom[from]!(ipOf[to]!)) ? true : undefined), 15_000, `${from} pings ${to} (${ipOf[to]})`).catch(() => false);
+      const ok = await eventually(
+        async () => ((await pingFrom[from]!(ipOf[to]!)) ? true : undefined),
+        15_000,
+        `${from} pings ${to} (${ipOf[to]})`,
+      ).catch(() => false);
       t.true(ok, `${from} -> ${to} (${ipOf[to]})`);
     }
   }
@@ -129,12 +187,24 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
   await docker(['rm', '-f', 'dk']);
   await docker(['network', 'rm', netName]);
   for (const h of [h1, h2]) {
-    t.deepEqual((await h.api.list('Port')).filter((p: Port) => p.owner !== undefined), [], `no workload port left (${h.host.name})`);
+    t.deepEqual(
+      (await h.api.list('Port')).filter((p: Port) => p.owner !== undefined),
+      [],
+      `no workload port left (${h.host.name})`,
+    );
   }
-  t.deepEqual((await h1.api.list('Bridge')).filter((b: Bridge) => b.id === bridge.id), [], 'the bridge went with the Docker network');
-  const leaks = await eventually(async () => {
-    const l = await harness.allLeaks();
-    return Object.keys(l).length === 0 ? l : undefined;
-  }, 20_000, 'both hosts back to their baseline').catch(() => harness.allLeaks());
+  t.deepEqual(
+    (await h1.api.list('Bridge')).filter((b: Bridge) => b.id === bridge.id),
+    [],
+    'the bridge went with the Docker network',
+  );
+  const leaks = await eventually(
+    async () => {
+      const l = await harness.allLeaks();
+      return Object.keys(l).length === 0 ? l : undefined;
+    },
+    20_000,
+    'both hosts back to their baseline',
+  ).catch(() => harness.allLeaks());
   t.deepEqual(leaks, {});
 });

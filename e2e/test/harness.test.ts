@@ -32,7 +32,10 @@ test('hosts reach each other, the outside and the root namespace; destroy leaves
   t.deepEqual(await h.allLeaks(), {});
 
   await h.destroy();
-  t.true(procs.every((p) => p.exitCode !== null || p.signalCode !== null), 'processes killed');
+  t.true(
+    procs.every((p) => p.exitCode !== null || p.signalCode !== null),
+    'processes killed',
+  );
   t.deepEqual(await h.remains(), []);
 });
 

@@ -29,7 +29,9 @@ test('FORWARD DROP and a stock dockerd on every host: same host, cross host, gat
   const { harness } = c;
   const [h1, h2] = [c.host(0), c.host(1)];
   const dockerds: Dockerd[] = [];
-  t.teardown(async () => { for (const d of dockerds) await d.stop(); });
+  t.teardown(async () => {
+    for (const d of dockerds) await d.stop();
+  });
   for (const h of [h1, h2]) dockerds.push(await startDockerd({ netns: h.host.nsName, stock: true }));
   const before = new Map<string, string>();
   for (const h of [h1, h2]) {
@@ -56,8 +58,11 @@ test('FORWARD DROP and a stock dockerd on every host: same host, cross host, gat
   t.true(await c.pingEventually(w3.netns, harness.outsideIp), 'SNAT to the outside from h2');
   t.true(await c.pingEventually(w1.netns, harness.outsideIp), 'SNAT to the outside from h1');
   t.true(await c.pingEventually(h1.host, w1.ip4!), 'host to workload');
-  await c.helper(w1.netns, ['busybox', 'nc', '-ll', '-p', '8000', '-e', 'echo', 'hello'],
-    async () => (await harness.exec(w1.netns, ['sh', '-c', 'ss -ltn | grep -q ":8000 "'])).code === 0);
+  await c.helper(
+    w1.netns,
+    ['busybox', 'nc', '-ll', '-p', '8000', '-e', 'echo', 'hello'],
+    async () => (await harness.exec(w1.netns, ['sh', '-c', 'ss -ltn | grep -q ":8000 "'])).code === 0,
+  );
   const published = async (from: string | HarnessHost) => {
     const r = await harness.exec(from, ['nc', '-w', '2', h1.host.underlayIp, String(hostPort)]);
     return r.stdout.trim() === 'hello' ? true : undefined;
@@ -70,8 +75,12 @@ test('FORWARD DROP and a stock dockerd on every host: same host, cross host, gat
   await dockerds[0]!.restart();
   t.true(await c.pingEventually(w1.netns, w2.ip4!), 'same host after a dockerd restart');
   // A firewall reload removed our chain: the agent finds it missing at its next resync (every 30 s).
-  const drop = (tool: string) => harness.exec(h1.host, ['sh', '-c',
-    `${tool} -w -D FORWARD -m comment --comment bees -j BEES-FORWARD && ${tool} -w -F BEES-FORWARD && ${tool} -w -X BEES-FORWARD`]);
+  const drop = (tool: string) =>
+    harness.exec(h1.host, [
+      'sh',
+      '-c',
+      `${tool} -w -D FORWARD -m comment --comment bees -j BEES-FORWARD && ${tool} -w -F BEES-FORWARD && ${tool} -w -X BEES-FORWARD`,
+    ]);
   t.is((await drop('iptables')).code, 0);
   t.is((await drop('ip6tables')).code, 0);
   t.false(await c.ping(w1.netns, w2.ip4!, { timeoutSec: 1 }), 'without the chain, FORWARD DROP cuts the bridge (the test can fail)');
@@ -83,10 +92,14 @@ test('FORWARD DROP and a stock dockerd on every host: same host, cross host, gat
   for (const h of [h1, h2]) {
     for (const tool of ['iptables', 'ip6tables'] as const) {
       const want = before.get(`${h.host.name} ${tool}`)!;
-      const now = await eventually(async () => {
-        const s = await tables(harness, h.host, tool);
-        return s === want ? s : undefined;
-      }, 20_000, `${tool} of ${h.host.name} back to what it was`).catch(() => tables(harness, h.host, tool));
+      const now = await eventually(
+        async () => {
+          const s = await tables(harness, h.host, tool);
+          return s === want ? s : undefined;
+        },
+        20_000,
+        `${tool} of ${h.host.name} back to what it was`,
+      ).catch(() => tables(harness, h.host, tool));
       t.is(now, want, `${tool} of ${h.host.name}: no bees chain or rule left, Docker's untouched`);
       t.notRegex(now, /bees|BEES/);
     }
@@ -104,17 +117,44 @@ test('docker run -p on a bees network with a stock dockerd (its FORWARD DROP and
   t.regex(await tables(harness, host.host, 'iptables'), /-N DOCKER-USER/);
 
   await docker(['network', 'create', '-d', env.name, '--ipam-driver', env.name, '--subnet', '10.94.0.0/24', 'fwnet']);
-  const run = (c: string, ...extra: string[]) => docker(['run', '-d', '--name', c, '--network', 'fwnet', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
+  const run = (c: string, ...extra: string[]) =>
+    docker(['run', '-d', '--name', c, '--network', 'fwnet', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
   await run('ca');
   await run('cb');
   const ipOf = (c: string) => docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c]);
-  const ping = (from: string, ip: string) => eventually(() => docker(['exec', from, 'ping', '-c', '1', '-W', '1', ip]).then(() => true, () => undefined), 15_000, `${from} pings ${ip}`).catch(() => false);
+  const ping = (from: string, ip: string) =>
+    eventually(
+      () =>
+        docker(['exec', from, 'ping', '-c', '1', '-W', '1', ip]).then(
+          () => true,
+          () => undefined,
+        ),
+      15_000,
+      `${from} pings ${ip}`,
+    ).catch(() => false);
   t.true(await ping('ca', await ipOf('cb')), 'container to container');
   t.true(await ping('ca', '10.94.0.1'), 'container to its gateway');
   t.true(await ping('ca', harness.outsideIp), 'container to the outside');
 
   const hostPort = String(18000 + Math.floor(Math.random() * 1000));
-  await docker(['run', '-d', '--name', 'web', '--network', 'fwnet', '-p', `${hostPort}:8000`, BUSYBOX_IMAGE, 'nc', '-ll', '-p', '8000', '-e', 'echo', 'hello']);
+  await docker([
+    'run',
+    '-d',
+    '--name',
+    'web',
+    '--network',
+    'fwnet',
+    '-p',
+    `${hostPort}:8000`,
+    BUSYBOX_IMAGE,
+    'nc',
+    '-ll',
+    '-p',
+    '8000',
+    '-e',
+    'echo',
+    'hello',
+  ]);
   const fetch = async (fromHost: boolean) => {
     const argv = ['nc', '-w', '2', host.host.underlayIp, hostPort];
     const r = fromHost ? await harness.exec(host.host, argv) : await execArgv(argv);
@@ -125,10 +165,14 @@ test('docker run -p on a bees network with a stock dockerd (its FORWARD DROP and
 
   await docker(['rm', '-f', 'ca', 'cb', 'web']);
   await docker(['network', 'rm', 'fwnet']);
-  const left = await eventually(async () => {
-    const s = await tables(harness, host.host, 'iptables') + await tables(harness, host.host, 'ip6tables');
-    return /BEES|bees/.test(s) ? undefined : s;
-  }, 20_000, 'no bees chain left').catch(async () => tables(harness, host.host, 'iptables'));
+  const left = await eventually(
+    async () => {
+      const s = (await tables(harness, host.host, 'iptables')) + (await tables(harness, host.host, 'ip6tables'));
+      return /BEES|bees/.test(s) ? undefined : s;
+    },
+    20_000,
+    'no bees chain left',
+  ).catch(async () => tables(harness, host.host, 'iptables'));
   t.notRegex(left, /BEES|bees/);
   t.regex(left, /-N DOCKER-USER/, "Docker's chains are still there");
 });

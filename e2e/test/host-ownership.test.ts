@@ -11,22 +11,42 @@ import { openStore } from '../../core/store/open.js';
 import { beesArgv } from '../../testbed/bees-entry.js';
 import { eventually, startCluster, type Cluster, type ClusterHost } from '../../testbed/cluster.js';
 
-
 /** An agent for host `h` as Cluster.startAgent runs it, but against `store` and as `hostId`. */
 function spawnAgent(c: Cluster, h: ClusterHost, store: string, hostId = h.hostId): ChildProcess {
-  return c.harness.spawn(h.host, [
-    ...beesArgv(), 'agent',
-    '--store', store, '--host-id', hostId, '--host-name', `${c.harness.tag}-${h.host.name}`,
-    '--state-dir', h.host.stateDir, '--run-dir', h.runDir, '--underlay-ip', h.host.underlayIp,
-    '--router-ns-prefix', h.host.routerNsPrefix,
-  ], { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
+  return c.harness.spawn(
+    h.host,
+    [
+      ...beesArgv(),
+      'agent',
+      '--store',
+      store,
+      '--host-id',
+      hostId,
+      '--host-name',
+      `${c.harness.tag}-${h.host.name}`,
+      '--state-dir',
+      h.host.stateDir,
+      '--run-dir',
+      h.runDir,
+      '--underlay-ip',
+      h.host.underlayIp,
+      '--router-ns-prefix',
+      h.host.routerNsPrefix,
+    ],
+    { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } },
+  );
 }
 
 async function ready(h: ClusterHost, proc: ChildProcess): Promise<void> {
-  await eventually(async () => {
-    if (proc.exitCode !== null) throw new Error(`agent of ${h.host.name} exited with ${proc.exitCode}`);
-    return (await h.workloads.status()).ready;
-  }, 90_000, `agent of ${h.host.name} ready`, 200);
+  await eventually(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`agent of ${h.host.name} exited with ${proc.exitCode}`);
+      return (await h.workloads.status()).ready;
+    },
+    90_000,
+    `agent of ${h.host.name} ready`,
+    200,
+  );
 }
 
 async function exited(proc: ChildProcess, withinMs: number): Promise<number | null> {
@@ -139,7 +159,14 @@ test('a second agent with a live host id refuses to start and changes nothing; g
   await store.removeEphemeral(`hosts/${other}`);
   const dead = randomUUID();
   const pidns = readlinkSync('/proc/self/ns/pid');
-  await store.putEphemeral(`hosts/${dead}`, { hostId: dead, pid: 2 ** 22 + 1, since: Date.now(), boot: bootId(), pidns, hostname: 'crashed' });
+  await store.putEphemeral(`hosts/${dead}`, {
+    hostId: dead,
+    pid: 2 ** 22 + 1,
+    since: Date.now(),
+    boot: bootId(),
+    pidns,
+    hostname: 'crashed',
+  });
   const successor = spawnAgent(c, h2, c.storeUrl, dead);
   t.teardown(() => stopAgent(successor));
   await ready(h2, successor);
@@ -149,6 +176,9 @@ test('a second agent with a live host id refuses to start and changes nothing; g
   // GC on h2 with nothing valid removes h2's own workload only, never h1's.
   await c.startAgent(h2);
   const gc = await h2.workloads.gc({ orchestrator: 'cli', valid: [] });
-  t.deepEqual(gc.removed.map((r) => r.workloadId), [w2.workloadId]);
+  t.deepEqual(
+    gc.removed.map((r) => r.workloadId),
+    [w2.workloadId],
+  );
   t.truthy(await store.get('Port', w1.result.portId), "h1's port is still there");
 });

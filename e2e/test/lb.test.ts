@@ -71,36 +71,69 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
     clients.push(await c.attach(h, `c${i + 1}`, { network: 'svc' }));
   }
   const servers = new Map<Workload, { stop(): void }>();
-  const serve = async (m: Workload) => servers.set(m, await c.helper(m.netns, ['python3', '-c', SERVER, m.name],
-      async () => (await c.harness.exec(m.netns, ['sh', '-c', 'ss -ltn | grep -q ":8080 "'])).code === 0));
+  const serve = async (m: Workload) =>
+    servers.set(
+      m,
+      await c.helper(
+        m.netns,
+        ['python3', '-c', SERVER, m.name],
+        async () => (await c.harness.exec(m.netns, ['sh', '-c', 'ss -ltn | grep -q ":8080 "'])).code === 0,
+      ),
+    );
   for (const m of members) await serve(m);
   const gateway = clients[0]!.result.ips[0]!.gateway!;
   t.true(await c.pingEventually(clients[0]!.netns, gateway));
-  const gatewayMac = (JSON.parse((await c.harness.exec(clients[0]!.netns, ['ip', '-j', 'neigh', 'show', gateway])).stdout) as { lladdr: string }[])[0]!.lladdr;
-  for (const m of members) for (const w of [...members, ...clients]) if (w !== m) t.true(await c.pingEventually(w.netns, m.ip4!), `${w.name} -> ${m.name}`);
+  const gatewayMac = (
+    JSON.parse((await c.harness.exec(clients[0]!.netns, ['ip', '-j', 'neigh', 'show', gateway])).stdout) as { lladdr: string }[]
+  )[0]!.lladdr;
+  for (const m of members)
+    for (const w of [...members, ...clients]) if (w !== m) t.true(await c.pingEventually(w.netns, m.ip4!), `${w.name} -> ${m.name}`);
 
   const bridgeOf = async (w: Workload) =>
-    (JSON.parse((await c.harness.exec(w.on.host, ['ip', '-j', 'link', 'show', w.result.hostInterface.name])).stdout) as { master: string }[])[0]!.master;
+    (
+      JSON.parse((await c.harness.exec(w.on.host, ['ip', '-j', 'link', 'show', w.result.hostInterface.name])).stdout) as {
+        master: string;
+      }[]
+    )[0]!.master;
   const bridge = await bridgeOf(clients[0]!);
   const vni = parseInt(bridge.slice('bb-'.length), 16);
   const member = (i: number, weight: number): LbMember => ({
-    id: members[i]!.name, address: members[i]!.ip4!, port: 8080, weight, adminStateUp: true, status: 'up',
+    id: members[i]!.name,
+    address: members[i]!.ip4!,
+    port: 8080,
+    weight,
+    adminStateUp: true,
+    status: 'up',
   });
   const vip = (id: string, address: string, protocol: 'tcp' | 'udp', ms: LbMember[], sticky = false): LbVip => ({
-    id, address, port: 80, protocol, members: ms, bridges: [bridge], ...(sticky ? { sessionPersistence: 'source_ip' as const } : {}),
+    id,
+    address,
+    port: 80,
+    protocol,
+    members: ms,
+    bridges: [bridge],
+    ...(sticky ? { sessionPersistence: 'source_ip' as const } : {}),
   });
   const apply = async (vips: LbVip[]) => {
-    await Promise.all(c.hosts.map(async (h) => {
-      const spec: LbHostSpec = {
-        bridges: [{
-          ifname: bridge, gateway, gatewayMac, table: LB_ROUTE_TABLE_BASE + vni, subnets: ['10.62.0.0/24'],
-          neighbours: members.map((m) => ({ address: m.ip4!, mac: m.result.interface.mac })),
-        }],
-        vips,
-        hairpinPorts: members.filter((m) => m.on === h).map((m) => m.result.hostInterface.name),
-      };
-      await applyLoadBalancers(h.host.netns, spec);
-    }));
+    await Promise.all(
+      c.hosts.map(async (h) => {
+        const spec: LbHostSpec = {
+          bridges: [
+            {
+              ifname: bridge,
+              gateway,
+              gatewayMac,
+              table: LB_ROUTE_TABLE_BASE + vni,
+              subnets: ['10.62.0.0/24'],
+              neighbours: members.map((m) => ({ address: m.ip4!, mac: m.result.interface.mac })),
+            },
+          ],
+          vips,
+          hairpinPorts: members.filter((m) => m.on === h).map((m) => m.result.hostInterface.name),
+        };
+        await applyLoadBalancers(h.host.netns, spec);
+      }),
+    );
   };
   const WEIGHTED = '10.96.0.10';
   const STICKY = '10.96.0.11';
@@ -129,7 +162,11 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
     const got = counts[`m${i + 1}`] ?? 0;
     t.true(Math.abs(got - mean) <= tol, `m${i + 1} (weight ${w}) got ${got} of ${total}, expected ${mean} ± ${tol.toFixed(1)}`);
   }
-  t.deepEqual(Object.keys(counts).filter((k) => k.startsWith('error')), [], 'every connection was answered');
+  t.deepEqual(
+    Object.keys(counts).filter((k) => k.startsWith('error')),
+    [],
+    'every connection was answered',
+  );
   // The client's own address reached the member, whichever host it was on: no SNAT on the way.
   for (const [i, r] of spread.entries()) for (const k of Object.keys(r)) t.is(k.split(' ')[1], clients[i]!.ip4!, `seen client of ${k}`);
 
@@ -166,10 +203,17 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
   // (the agent would write PoolMember.status to the store). m2's server is killed: it must leave rotation within two
   // intervals (plus 1 s for the probes themselves; the apply that follows on three hosts is logged), and come back
   // once it listens again.
-  const removed = [vip('web', WEIGHTED, 'tcp', [member(0, 1), member(1, 2)]), ...base.slice(1, 3), vip('dns', UDP, 'udp', [member(stay === 'm2' ? 1 : 2, 1)])];
+  const removed = [
+    vip('web', WEIGHTED, 'tcp', [member(0, 1), member(1, 2)]),
+    ...base.slice(1, 3),
+    vip('dns', UDP, 'udp', [member(stay === 'm2' ? 1 : 2, 1)]),
+  ];
   const monitor = { delay: 1, timeout: 1, maxRetries: 2 };
-  const routerNs = (h: typeof c.hosts[0]) => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n')
-    .map((l) => l.split(' ')[0]!).find((n) => n.startsWith(h.host.routerNsPrefix));
+  const routerNs = (h: (typeof c.hosts)[0]) =>
+    execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .find((n) => n.startsWith(h.host.routerNsPrefix));
   const status = new Map<string, 'up' | 'down'>();
   const changes: { member: string; status: string; at: number; applied: number }[] = [];
   const checkers = c.hosts.map((h) => {
@@ -185,16 +229,27 @@ test('L4 load balancer: weights, client address, removal, affinity, hairpin, UDP
     ch.start();
     return ch;
   });
-  t.teardown(() => { for (const ch of checkers) ch.stop(); });
+  t.teardown(() => {
+    for (const ch of checkers) ch.stop();
+  });
   await eventually(async () => status.size === 3 && [...status.values()].every((s) => s === 'up'), 10_000, 'every member up');
   const killedAt = Date.now();
   servers.get(members[1]!)!.stop();
   const down = await eventually(async () => changes.find((x) => x.member === 'm2' && x.status === 'down'), 10_000, 'm2 down');
-  t.log(`m2 found down ${down.at - killedAt} ms after its server was killed (interval ${monitor.delay} s), out of rotation on every host ${down.applied - killedAt} ms after`);
-  t.true(down.at - killedAt <= 2 * monitor.delay * 1000 + 1000, `found down within two intervals (+1 s for the probes): ${down.at - killedAt} ms`);
+  t.log(
+    `m2 found down ${down.at - killedAt} ms after its server was killed (interval ${monitor.delay} s), out of rotation on every host ${down.applied - killedAt} ms after`,
+  );
+  t.true(
+    down.at - killedAt <= 2 * monitor.delay * 1000 + 1000,
+    `found down within two intervals (+1 s for the probes): ${down.at - killedAt} ms`,
+  );
   t.deepEqual(await tcp(c, clients[0]!, WEIGHTED, 60), { [`m1 ${clients[0]!.ip4}`]: 60 }, 'only the healthy member answers');
   await serve(members[1]!);
-  await eventually(async () => changes.some((x) => x.member === 'm2' && x.status === 'up' && x.at > down.at), 10_000, 'm2 up again and applied');
+  await eventually(
+    async () => changes.some((x) => x.member === 'm2' && x.status === 'up' && x.at > down.at),
+    10_000,
+    'm2 up again and applied',
+  );
   const back = byMember([await tcp(c, clients[0]!, WEIGHTED, 60)]);
   t.true((back.m2 ?? 0) > 0 && (back.m1 ?? 0) + (back.m2 ?? 0) === 60, `m2 back in rotation: ${JSON.stringify(back)}`);
 });

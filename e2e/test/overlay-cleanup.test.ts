@@ -9,7 +9,7 @@ test('detach and gc leave nothing on any host', async (t) => {
   const c = await startCluster({ hosts: 3 });
   t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
-  const [h1, h2, h3] = c.hosts as [typeof c.hosts[0], typeof c.hosts[0], typeof c.hosts[0]];
+  const [h1, h2, h3] = c.hosts as [(typeof c.hosts)[0], (typeof c.hosts)[0], (typeof c.hosts)[0]];
   const create = { subnets: [{ cidr: '10.70.0.0/24' }, { cidr: 'fd00:70::/64' }] };
   const w2 = await c.attach(h2, 'w2', { network: 'n', create });
   const w3 = await c.attach(h3, 'w3', { network: 'n' });
@@ -17,10 +17,16 @@ test('detach and gc leave nothing on any host', async (t) => {
   await new Promise((r) => setTimeout(r, 1500));
   const before = await clusterSnapshot(c.harness);
 
-  const settled = async (what: string) => eventually(async () => {
-    const d = snapshotDiff(before, await clusterSnapshot(c.harness));
-    return Object.keys(d).length === 0 ? d : undefined;
-  }, 15_000, what, 300).catch(async () => snapshotDiff(before, await clusterSnapshot(c.harness)));
+  const settled = async (what: string) =>
+    eventually(
+      async () => {
+        const d = snapshotDiff(before, await clusterSnapshot(c.harness));
+        return Object.keys(d).length === 0 ? d : undefined;
+      },
+      15_000,
+      what,
+      300,
+    ).catch(async () => snapshotDiff(before, await clusterSnapshot(c.harness)));
 
   // Detach.
   const w1 = await c.attach(h1, 'w1', { network: 'n' });
@@ -28,7 +34,10 @@ test('detach and gc leave nothing on any host', async (t) => {
   t.true(await c.pingEventually(w2.netns, w1.ip6!));
   const during = snapshotDiff(before, await clusterSnapshot(c.harness));
   t.truthy(during.h1 && during.h2 && during.h3, 'the attach is visible on every host (the check can see leaks)');
-  t.true(during.h2!.added.some((l) => l.includes(w1.result.interface.mac.toLowerCase())), 'remote FDB entry for w1 on h2');
+  t.true(
+    during.h2!.added.some((l) => l.includes(w1.result.interface.mac.toLowerCase())),
+    'remote FDB entry for w1 on h2',
+  );
   await c.detach(w1);
   t.deepEqual(await settled('detach leaves nothing'), {});
 
@@ -36,10 +45,19 @@ test('detach and gc leave nothing on any host', async (t) => {
   const w4 = await c.attach(h1, 'w4', { network: 'n' });
   t.true(await c.pingEventually(w4.netns, w2.ip4!));
   const gc = await h1.workloads.gc({ orchestrator: 'cli', valid: [] });
-  t.deepEqual(gc.removed.map((r) => r.workloadId), [w4.workloadId]);
+  t.deepEqual(
+    gc.removed.map((r) => r.workloadId),
+    [w4.workloadId],
+  );
   await c.harness.removeWorkload(w4.netns);
   t.deepEqual(await settled('gc leaves nothing'), {});
-  t.deepEqual((await h2.api.list('Port')).filter((p) => p.type === 'bridge' && !p.peerId).map((p) => p.id).sort(), [w2.result.portId, w3.result.portId].sort());
+  t.deepEqual(
+    (await h2.api.list('Port'))
+      .filter((p) => p.type === 'bridge' && !p.peerId)
+      .map((p) => p.id)
+      .sort(),
+    [w2.result.portId, w3.result.portId].sort(),
+  );
 });
 
 /**
@@ -72,7 +90,7 @@ test('port security: frames with a source IP or MAC the port does not own never 
   const c = await startCluster({ hosts: 2 });
   t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
-  const [h1, h2] = c.hosts as [typeof c.hosts[0], typeof c.hosts[0]];
+  const [h1, h2] = c.hosts as [(typeof c.hosts)[0], (typeof c.hosts)[0]];
   const w1 = await c.attach(h1, 'w1', { network: 'n', create: { subnets: [{ cidr: '10.71.0.0/24' }] } });
   const w2 = await c.attach(h2, 'w2', { network: 'n' });
   t.true(await c.pingEventually(w1.netns, w2.ip4!));

@@ -10,7 +10,7 @@ test('kill -9 of an agent during a ping flood: zero loss, liveness goes and retu
   const c = await startCluster({ hosts: 3, zkTickMs: 200 });
   t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
-  const [h1, h2, h3] = c.hosts as [typeof c.hosts[0], typeof c.hosts[0], typeof c.hosts[0]];
+  const [h1, h2, h3] = c.hosts as [(typeof c.hosts)[0], (typeof c.hosts)[0], (typeof c.hosts)[0]];
   const create = { subnets: [{ cidr: '10.60.0.0/24' }, { cidr: 'fd00:60::/64' }] };
   const w1 = await c.attach(h1, 'w1', { network: 'n', create });
   const w2 = await c.attach(h2, 'w2', { network: 'n' });
@@ -46,10 +46,14 @@ test('kill -9 of an agent during a ping flood: zero loss, liveness goes and retu
   t.true(await c.pingEventually(w2.netns, w3.ip4!), 'the restarted agent attaches and programs new workloads');
   await c.detach(w3);
   await new Promise((r) => setTimeout(r, 1500));
-  const after = await eventually(async () => {
-    const s = await clusterSnapshot(c.harness);
-    return Object.keys(snapshotDiff(before, s)).length === 0 ? s : undefined;
-  }, 10_000, 'kernel state equal to before the crash').catch(async () => clusterSnapshot(c.harness));
+  const after = await eventually(
+    async () => {
+      const s = await clusterSnapshot(c.harness);
+      return Object.keys(snapshotDiff(before, s)).length === 0 ? s : undefined;
+    },
+    10_000,
+    'kernel state equal to before the crash',
+  ).catch(async () => clusterSnapshot(c.harness));
   t.deepEqual(snapshotDiff(before, after), {});
-  t.true(await c.ping(w2.netns, w1.ip4!) && await c.ping(w1.netns, w2.ip6!), 'still connected after restart');
+  t.true((await c.ping(w2.netns, w1.ip4!)) && (await c.ping(w1.netns, w2.ip6!)), 'still connected after restart');
 });

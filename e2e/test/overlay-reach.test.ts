@@ -39,6 +39,21 @@ test('on a jumbo-frame underlay, workloads get its MTU less the VXLAN overhead a
   t.is(w2.result.mtu, 8950);
   t.regex((await c.harness.exec(w1.netns, ['ip', 'link', 'show', 'eth0'])).stdout, /mtu 8950/);
   t.true(await c.pingEventually(w1.netns, w2.ip4!));
-  const full = await c.harness.exec(w1.netns, ['ping', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(8950 - 28), w2.ip4!]);
+  const full = await c.harness.exec(w1.netns, [
+    'ping',
+    '-n',
+    '-q',
+    '-c',
+    '3',
+    '-i',
+    '0.2',
+    '-W',
+    '2',
+    '-M',
+    'do',
+    '-s',
+    String(8950 - 28),
+    w2.ip4!,
+  ]);
   t.is(full.code, 0, full.stdout + full.stderr);
 });

@@ -8,7 +8,7 @@ test('two networks joined by the tenant router: cross-host, cross-network traffi
   const c = await startCluster({ hosts: 3 });
   t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
-  const [h1, h2, h3] = c.hosts as [typeof c.hosts[0], typeof c.hosts[0], typeof c.hosts[0]];
+  const [h1, h2, h3] = c.hosts as [(typeof c.hosts)[0], (typeof c.hosts)[0], (typeof c.hosts)[0]];
   // Both networks have gateways, so the tenant's router "default" joins them on first attach.
   const a = await c.attach(h1, 'a', { network: 'red', create: { subnets: [{ cidr: '10.41.0.0/24' }] } });
   const b = await c.attach(h2, 'b', { network: 'blue', create: { subnets: [{ cidr: '10.42.0.0/24' }] } });
@@ -21,8 +21,12 @@ test('two networks joined by the tenant router: cross-host, cross-network traffi
   // each direction apart: a router hop done on the far side too, or a flood, would show as extra datagrams.
   const n = 40;
   const udpLen = 8 + 8 + 14 + 20 + 8 + 1000;
-  const there = await c.harness.underlayCounter(`ip saddr ${h1.host.underlayIp} ip daddr ${h2.host.underlayIp} udp dport 6677 udp length ${udpLen}`);
-  const back = await c.harness.underlayCounter(`ip saddr ${h2.host.underlayIp} ip daddr ${h1.host.underlayIp} udp dport 6677 udp length ${udpLen}`);
+  const there = await c.harness.underlayCounter(
+    `ip saddr ${h1.host.underlayIp} ip daddr ${h2.host.underlayIp} udp dport 6677 udp length ${udpLen}`,
+  );
+  const back = await c.harness.underlayCounter(
+    `ip saddr ${h2.host.underlayIp} ip daddr ${h1.host.underlayIp} udp dport 6677 udp length ${udpLen}`,
+  );
   const elsewhere = await c.harness.underlayCounter(`ip daddr ${h3.host.underlayIp} udp dport 6677 udp length ${udpLen}`);
   const r = await c.harness.exec(a.netns, ['ping', '-n', '-q', '-c', String(n), '-i', '0.01', '-s', '1000', '-W', '2', b.ip4!]);
   t.regex(r.stdout, new RegExp(`${n} packets transmitted, ${n} received`), r.stdout);
@@ -42,7 +46,9 @@ test('two tenants with identical subnets: full reachability inside each, none ac
   const suffix = c.harness.tag;
   for (const [i, h] of c.hosts.entries()) {
     tenants.A.push(await c.attach(h, `a${i}`, { tenant: `acme-${suffix}`, network: 'app', create: subnets, ips: [`10.50.0.${10 + i}`] }));
-    tenants.B.push(await c.attach(h, `b${i}`, { tenant: `bolt-${suffix}`, network: 'app', create: subnets, ips: [`10.50.0.${i === 2 ? 10 : 20 + i}`] }));
+    tenants.B.push(
+      await c.attach(h, `b${i}`, { tenant: `bolt-${suffix}`, network: 'app', create: subnets, ips: [`10.50.0.${i === 2 ? 10 : 20 + i}`] }),
+    );
   }
   t.not(tenants.A[0]!.result.bridgeId, tenants.B[0]!.result.bridgeId);
   for (const side of ['A', 'B'] as const) {
@@ -53,12 +59,15 @@ test('two tenants with identical subnets: full reachability inside each, none ac
     }
   }
   for (const x of tenants.A) {
-    for (const y of tenants.B) if (y.ip4 !== '10.50.0.10') t.false(await c.ping(x.netns, y.ip4!, { timeoutSec: 1 }), `A ${x.name} must not reach B ${y.name}`);
+    for (const y of tenants.B)
+      if (y.ip4 !== '10.50.0.10') t.false(await c.ping(x.netns, y.ip4!, { timeoutSec: 1 }), `A ${x.name} must not reach B ${y.name}`);
   }
   for (const x of tenants.B) {
-    for (const y of tenants.A) if (y.ip4 !== '10.50.0.10' || x.ip4 === '10.50.0.10') {
-      if (y.ip4 !== x.ip4 && !tenants.B.some((z) => z.ip4 === y.ip4)) t.false(await c.ping(x.netns, y.ip4!, { timeoutSec: 1 }), `B ${x.name} must not reach A ${y.name}`);
-    }
+    for (const y of tenants.A)
+      if (y.ip4 !== '10.50.0.10' || x.ip4 === '10.50.0.10') {
+        if (y.ip4 !== x.ip4 && !tenants.B.some((z) => z.ip4 === y.ip4))
+          t.false(await c.ping(x.netns, y.ip4!, { timeoutSec: 1 }), `B ${x.name} must not reach A ${y.name}`);
+      }
   }
   // The colliding address answers inside each tenant with that tenant's own workload.
   const macOf = async (from: string, ip: string) => {

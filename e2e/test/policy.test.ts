@@ -5,9 +5,7 @@
 // the workloads must leave nothing behind (the leak snapshot covers every nft table, bees-ct included).
 import test from 'ava';
 import type { Port, Rule } from '../../core/model/types.js';
-import {
-  ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyView,
-} from '../../core/policy/simulate.js';
+import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyView } from '../../core/policy/simulate.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
 
@@ -40,9 +38,16 @@ except OSError:
     sys.exit(1)
 `;
 
-interface Probe { proto: 'tcp' | 'udp' | 'icmp'; port?: number }
+interface Probe {
+  proto: 'tcp' | 'udp' | 'icmp';
+  port?: number;
+}
 const PROBES: Probe[] = [
-  { proto: 'tcp', port: 80 }, { proto: 'tcp', port: 8080 }, { proto: 'udp', port: 5353 }, { proto: 'udp', port: 7777 }, { proto: 'icmp' },
+  { proto: 'tcp', port: 80 },
+  { proto: 'tcp', port: 8080 },
+  { proto: 'udp', port: 5353 },
+  { proto: 'udp', port: 7777 },
+  { proto: 'icmp' },
 ];
 const label = (p: Probe): string => `${p.proto}${p.port ? `/${p.port}` : ''}`;
 
@@ -55,7 +60,10 @@ function probe(c: Cluster, from: Workload, to: Workload, p: Probe): Promise<bool
 async function policyView(c: Cluster): Promise<PolicyView & { portsFull: Port[] }> {
   const api = c.host(0).api;
   const [chains, rules, ipAddrGroups, ports] = await Promise.all([
-    api.list('Chain'), api.list('Rule'), api.list('IpAddrGroup'), api.list('Port'),
+    api.list('Chain'),
+    api.list('Rule'),
+    api.list('IpAddrGroup'),
+    api.list('Port'),
   ]);
   return { chains: chains, rules: rules, ipAddrGroups: ipAddrGroups, ports, portsFull: ports };
 }
@@ -104,35 +112,50 @@ test('chains in force through the agents: the kernel agrees with the simulator o
   await api.update('Bridge', a1.result.bridgeId, { outboundFilterId: bout.id });
 
   const all = [a1, a2, a3, b1, b2];
-  for (const w of all) await c.helper(w.netns, ['python3', '-c', SERVER], async () => probe(c, w, { ...w, ip4: '127.0.0.1' }, { proto: 'tcp', port: 8080 }));
+  for (const w of all)
+    await c.helper(w.netns, ['python3', '-c', SERVER], async () => probe(c, w, { ...w, ip4: '127.0.0.1' }, { proto: 'tcp', port: 8080 }));
   const bridges = new Map((await api.list('Bridge')).map((b) => [b.id, b]));
   const table = async () => {
     const view = await policyView(c);
     const packet = (src: Workload, dst: Workload, p: Probe): Packet => ({
-      srcMac: src.result.interface.mac, dstMac: dst.result.interface.mac, srcIp: src.ip4!, dstIp: dst.ip4!,
-      inPortId: src.result.portId, outPortId: dst.result.portId,
-      ...(p.proto === 'icmp' ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
+      srcMac: src.result.interface.mac,
+      dstMac: dst.result.interface.mac,
+      srcIp: src.ip4!,
+      dstIp: dst.ip4!,
+      inPortId: src.result.portId,
+      outPortId: dst.result.portId,
+      ...(p.proto === 'icmp'
+        ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
         : { proto: p.proto === 'tcp' ? PROTO_TCP : PROTO_UDP, srcPort: 40000, dstPort: p.port! }),
     });
     const cells: { cell: string; predicted: boolean; observed: boolean }[] = [];
-    await Promise.all(all.map(async (src) => {
-      for (const dst of all) {
-        if (src === dst || src.result.bridgeId !== dst.result.bridgeId) continue;
-        const bridge = (await api.get('Bridge', src.result.bridgeId));
-        for (const p of PROBES) {
-          const predicted = simulateExchange(view, bridge, packet(src, dst, p)).delivered;
-          const observed = await probe(c, src, dst, p);
-          cells.push({ cell: `${src.name}->${dst.name} ${label(p)}`, predicted, observed });
+    await Promise.all(
+      all.map(async (src) => {
+        for (const dst of all) {
+          if (src === dst || src.result.bridgeId !== dst.result.bridgeId) continue;
+          const bridge = await api.get('Bridge', src.result.bridgeId);
+          for (const p of PROBES) {
+            const predicted = simulateExchange(view, bridge, packet(src, dst, p)).delivered;
+            const observed = await probe(c, src, dst, p);
+            cells.push({ cell: `${src.name}->${dst.name} ${label(p)}`, predicted, observed });
+          }
         }
-      }
-    }));
+      }),
+    );
     return cells.sort((x, y) => x.cell.localeCompare(y.cell));
   };
   t.true(bridges.size >= 2);
   // The agents apply what the cache sees; wait until the most remote binding (a3's, on host 2) is in force.
   await eventually(async () => !(await probe(c, a2, a3, { proto: 'tcp', port: 8080 })), 10_000, 'a3 filters in force');
   const cells = await table();
-  t.log(cells.map((x) => `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`).join('\n'));
+  t.log(
+    cells
+      .map(
+        (x) =>
+          `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`,
+      )
+      .join('\n'),
+  );
   if (cells.some((x) => x.predicted !== x.observed)) {
     for (const h of c.hosts) {
       const ruleset = await c.harness.exec(h.host, ['nft', 'list', 'ruleset']);
@@ -140,9 +163,13 @@ test('chains in force through the agents: the kernel agrees with the simulator o
       t.log(`${h.host.name}:\n${ruleset.stdout}\n${ct.stdout}`);
     }
   }
-  t.deepEqual(cells.filter((x) => x.predicted !== x.observed), [], 'kernel and simulator disagree');
+  t.deepEqual(
+    cells.filter((x) => x.predicted !== x.observed),
+    [],
+    'kernel and simulator disagree',
+  );
   const at = (cell: string) => cells.find((x) => x.cell === cell)!.predicted;
-  t.true(at('pa1->pa3 tcp/80'), 'address group allows a1, and the reply passes a3\'s inbound filter as a return flow');
+  t.true(at('pa1->pa3 tcp/80'), "address group allows a1, and the reply passes a3's inbound filter as a return flow");
   t.false(at('pa2->pa3 tcp/80'), 'a2 is not in the address group');
   t.true(at('pa2->pa3 icmp'), 'port group through the jump chain');
   t.false(at('pa1->pa3 icmp'), 'a1 is not in the port group');
@@ -158,15 +185,19 @@ test('chains in force through the agents: the kernel agrees with the simulator o
   const t0 = performance.now();
   await api.update('Rule', udpRule.id, { condition: { nwProto: PROTO_UDP, tpDst: { start: 5353, end: 5353 }, matchForwardFlow: true } });
   const stored = performance.now() - t0;
-  const inForce = await Promise.all(hosts.map(async (h) => {
-    for (;;) {
-      const r = await c.harness.exec(h, ['nft', 'list', 'chain', 'bridge', 'bees', `c-${bout.id}`]);
-      if (r.stdout.includes('dport 5353')) return performance.now() - t0;
-      if (performance.now() - t0 > 5000) return Infinity;
-    }
-  }));
-  t.log(`rule change stored after ${stored.toFixed(0)} ms, in force after ${inForce.map((x) => x.toFixed(0)).join(', ')} ms on hosts 0, 1, 2 ` +
-    '(from the API call, polled with `nft list` at its own pace)');
+  const inForce = await Promise.all(
+    hosts.map(async (h) => {
+      for (;;) {
+        const r = await c.harness.exec(h, ['nft', 'list', 'chain', 'bridge', 'bees', `c-${bout.id}`]);
+        if (r.stdout.includes('dport 5353')) return performance.now() - t0;
+        if (performance.now() - t0 > 5000) return Infinity;
+      }
+    }),
+  );
+  t.log(
+    `rule change stored after ${stored.toFixed(0)} ms, in force after ${inForce.map((x) => x.toFixed(0)).join(', ')} ms on hosts 0, 1, 2 ` +
+      '(from the API call, polled with `nft list` at its own pace)',
+  );
   // The goal is 100 ms after the store has it; the bound is generous for 2 cores shared with other test runs (the
   // API call, ZooKeeper's watch and the polling itself are in the figure).
   t.true(Math.max(...inForce) < 1500, `rule change in force within 1.5 s on every host: ${inForce.join(', ')}`);
@@ -175,8 +206,12 @@ test('chains in force through the agents: the kernel agrees with the simulator o
 
   // Gone with the workloads: nothing of the policy stays on any host.
   for (const w of all) await c.detach(w);
-  await eventually(async () => {
-    const d = snapshotDiff(before, await clusterSnapshot(c.harness));
-    return Object.keys(d).length === 0 ? true : undefined;
-  }, 15_000, 'no leaks').catch(async () => t.deepEqual(snapshotDiff(before, await clusterSnapshot(c.harness)), {}, 'leaks'));
+  await eventually(
+    async () => {
+      const d = snapshotDiff(before, await clusterSnapshot(c.harness));
+      return Object.keys(d).length === 0 ? true : undefined;
+    },
+    15_000,
+    'no leaks',
+  ).catch(async () => t.deepEqual(snapshotDiff(before, await clusterSnapshot(c.harness)), {}, 'leaks'));
 });

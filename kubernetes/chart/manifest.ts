@@ -12,12 +12,22 @@ export const MANIFEST_NAMESPACE = 'kube-system';
 export const KUBE_VERSION = '1.29.0';
 
 export async function renderChart(opts: { namespace?: string; set?: string[]; values?: string[] } = {}): Promise<string> {
-  return helm(['template', 'midonet-bees', CHART_DIR, '--namespace', opts.namespace ?? MANIFEST_NAMESPACE, '--kube-version', KUBE_VERSION,
-    ...(opts.values ?? []).flatMap((v) => ['--values', v]), ...(opts.set ?? []).flatMap((s) => ['--set', s])]);
+  return helm([
+    'template',
+    'midonet-bees',
+    CHART_DIR,
+    '--namespace',
+    opts.namespace ?? MANIFEST_NAMESPACE,
+    '--kube-version',
+    KUBE_VERSION,
+    ...(opts.values ?? []).flatMap((v) => ['--values', v]),
+    ...(opts.set ?? []).flatMap((s) => ['--set', s]),
+  ]);
 }
 
 export async function renderManifest(): Promise<string> {
-  const header = '# Generated from charts/midonet-bees by `npm run manifests` (helm template, default values, namespace kube-system).\n' +
+  const header =
+    '# Generated from charts/midonet-bees by `npm run manifests` (helm template, default values, namespace kube-system).\n' +
     '# Do not edit: change the chart and regenerate. Install: kubectl apply -f charts/manifests/midonet-bees.yaml\n';
   return header + (await renderChart());
 }

@@ -17,8 +17,22 @@ const run = promisify(execFile);
 const gz = promisify(gzip);
 
 /** Tools the agent and its datapath spawn (core/datapath, core/agent): looked up on this machine's PATH. */
-export const DEFAULT_TOOLS = ['ip', 'bridge', 'nft', 'sysctl', 'nsenter', 'tc', 'conntrack', 'env',
-  'iptables', 'ip6tables', 'iptables-restore', 'ip6tables-restore', 'iptables-save', 'ip6tables-save'];
+export const DEFAULT_TOOLS = [
+  'ip',
+  'bridge',
+  'nft',
+  'sysctl',
+  'nsenter',
+  'tc',
+  'conntrack',
+  'env',
+  'iptables',
+  'ip6tables',
+  'iptables-restore',
+  'ip6tables-restore',
+  'iptables-save',
+  'ip6tables-save',
+];
 const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 /** Where the project lives inside the image. */
 export const APP_DIR = '/opt/bees';
@@ -34,7 +48,14 @@ export interface ImageOptions {
   out: string;
 }
 
-export interface ImageReport { out: string; ref: string; bytes: number; layerBytes: number; manifestDigest: string; files: number }
+export interface ImageReport {
+  out: string;
+  ref: string;
+  bytes: number;
+  layerBytes: number;
+  manifestDigest: string;
+  files: number;
+}
 
 /** The checkout this module belongs to: the nearest directory above with a package.json. */
 export function projectRoot(): string {
@@ -47,8 +68,14 @@ export function projectRoot(): string {
   }
 }
 
-interface PackageJson { name: string; version: string; bin?: Record<string, string> }
-interface Lockfile { packages: Record<string, { dev?: boolean; devOptional?: boolean; optional?: boolean }> }
+interface PackageJson {
+  name: string;
+  version: string;
+  bin?: Record<string, string>;
+}
+interface Lockfile {
+  packages: Record<string, { dev?: boolean; devOptional?: boolean; optional?: boolean }>;
+}
 
 /** Top-level packages the program needs at run time, from package-lock.json (everything npm would keep with --omit=dev). */
 export async function productionPackages(root: string): Promise<string[]> {
@@ -112,7 +139,8 @@ class Rootfs {
    *  (xtables-nft-multi dispatches on argv[0], so iptables must stay a link). */
   async addTool(name: string): Promise<void> {
     const found = which(name);
-    if (!found) throw new Error(`image build: '${name}' is not installed on this machine (apt-get install it, or leave it out with --tools)`);
+    if (!found)
+      throw new Error(`image build: '${name}' is not installed on this machine (apt-get install it, or leave it out with --tools)`);
     const real = realpathSync(found);
     await this.addProgram(real, inImage(real));
     const link = this.at(found);
@@ -156,7 +184,8 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
   const dist = resolve(o.dist ?? join(root, 'dist'));
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as PackageJson;
   const ref = o.ref ?? `docker.io/midonet/bees:${pkg.version}`;
-  if (!/^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+:[\w.-]+$/.test(ref)) throw new Error(`image build: '${ref}' is not a full image reference such as docker.io/midonet/bees:0.1.0`);
+  if (!/^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+:[\w.-]+$/.test(ref))
+    throw new Error(`image build: '${ref}' is not a full image reference such as docker.io/midonet/bees:0.1.0`);
   // The entry point is wherever package.json says `bees` is (it moves as the CLI moves), inside the built tree.
   const binRel = pkg.bin?.bees;
   if (!binRel) throw new Error('image build: package.json has no bin.bees');
@@ -168,7 +197,21 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
   const work = await mkdtemp(join(tmpdir(), 'bees-image-'));
   try {
     const fs = new Rootfs(join(work, 'rootfs'));
-    for (const d of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64', 'etc', 'tmp', 'run', 'var/lib/bees', 'run/bees', 'run/netns', 'opt/cni/bin', 'etc/cni/net.d']) await mkdir(join(fs.dir, d), { recursive: true });
+    for (const d of [
+      'usr/bin',
+      'usr/sbin',
+      'usr/lib',
+      'usr/lib64',
+      'etc',
+      'tmp',
+      'run',
+      'var/lib/bees',
+      'run/bees',
+      'run/netns',
+      'opt/cni/bin',
+      'etc/cni/net.d',
+    ])
+      await mkdir(join(fs.dir, d), { recursive: true });
     await chmod(join(fs.dir, 'tmp'), 0o1777);
     for (const d of ['bin', 'sbin', 'lib', 'lib64']) await fs.link(d, `usr/${d}`);
     await fs.addProgram(realpathSync(process.execPath), '/usr/bin/node');
@@ -181,12 +224,16 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     await fs.copyTree(dist, `${APP_DIR}/dist`);
     // Source maps and declaration-less test builds are not needed to run.
     await run('find', [join(fs.dir, APP_DIR, 'dist'), '(', '-name', '*.map', '-o', '-path', '*/test/*', ')', '-delete']);
-    await writeFile(join(fs.dir, APP_DIR, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', private: true }, null, 2) + '\n');
+    await writeFile(
+      join(fs.dir, APP_DIR, 'package.json'),
+      JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module', private: true }, null, 2) + '\n',
+    );
     for (const p of await productionPackages(root)) await fs.copyTree(join(root, p), `${APP_DIR}/${p}`);
     // koffi ships prebuilt binaries for every platform; keep this one's.
     const koffiBuilds = join(fs.dir, APP_DIR, 'node_modules/koffi/build/koffi');
     if (existsSync(koffiBuilds)) {
-      for (const b of await readdir(koffiBuilds)) if (b !== `${process.platform}_${process.arch}`) await rm(join(koffiBuilds, b), { recursive: true, force: true });
+      for (const b of await readdir(koffiBuilds))
+        if (b !== `${process.platform}_${process.arch}`) await rm(join(koffiBuilds, b), { recursive: true, force: true });
     }
     const mainInImage = join(APP_DIR, 'dist', relative(dist, mainJs));
     await chmod(join(fs.dir, mainInImage), 0o755); // run through its `#!/usr/bin/env node` line
@@ -196,7 +243,9 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
 
     // One reproducible layer: sorted, owned by root, fixed times.
     const layerTar = join(work, 'layer.tar');
-    await run('tar', ['-C', fs.dir, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', layerTar, '.'], { maxBuffer: 1 << 24 });
+    await run('tar', ['-C', fs.dir, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', layerTar, '.'], {
+      maxBuffer: 1 << 24,
+    });
     const raw = await readFile(layerTar);
     const diffId = `sha256:${sha256(raw)}`;
     const layer = await gz(raw, { level: 9 });
@@ -221,7 +270,11 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     const manifest = {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${configDigest}`, size: Buffer.byteLength(configText) },
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: `sha256:${configDigest}`,
+        size: Buffer.byteLength(configText),
+      },
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${layerDigest}`, size: layer.length }],
     };
     const manifestText = JSON.stringify(manifest);
@@ -230,12 +283,16 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     const index = {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{
-        mediaType: manifest.mediaType, digest: `sha256:${manifestDigest}`, size: Buffer.byteLength(manifestText),
-        platform: { architecture: config.architecture, os: 'linux' },
-        // containerd names the image from the first, other OCI tools from the second.
-        annotations: { 'io.containerd.image.name': ref, 'org.opencontainers.image.ref.name': tag },
-      }],
+      manifests: [
+        {
+          mediaType: manifest.mediaType,
+          digest: `sha256:${manifestDigest}`,
+          size: Buffer.byteLength(manifestText),
+          platform: { architecture: config.architecture, os: 'linux' },
+          // containerd names the image from the first, other OCI tools from the second.
+          annotations: { 'io.containerd.image.name': ref, 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
     };
     const out = join(work, 'image');
     await mkdir(join(out, 'blobs/sha256'), { recursive: true });
@@ -245,9 +302,16 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     await writeFile(join(out, 'blobs/sha256', manifestDigest), manifestText);
     await writeFile(join(out, 'blobs/sha256', layerDigest), layer);
     // `docker load` (20.10) reads only this file; it accepts the gzipped layer and checks it against diff_ids.
-    await writeFile(join(out, 'manifest.json'), JSON.stringify([{
-      Config: `blobs/sha256/${configDigest}`, RepoTags: [dockerTag(ref)], Layers: [`blobs/sha256/${layerDigest}`],
-    }]));
+    await writeFile(
+      join(out, 'manifest.json'),
+      JSON.stringify([
+        {
+          Config: `blobs/sha256/${configDigest}`,
+          RepoTags: [dockerTag(ref)],
+          Layers: [`blobs/sha256/${layerDigest}`],
+        },
+      ]),
+    );
     const dest = resolve(o.out);
     await mkdir(dirname(dest), { recursive: true });
     await run('tar', ['-C', out, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', dest, '.']);

@@ -4,7 +4,9 @@ import { access, chmod, constants, copyFile, mkdir, rename, rm } from 'node:fs/p
 import { join } from 'node:path';
 
 export async function installShim(binary: string, binDir: string, name = 'midonet'): Promise<string> {
-  await access(binary, constants.X_OK).catch(() => { throw new Error(`k8s install-cni: ${binary} is not an executable file`); });
+  await access(binary, constants.X_OK).catch(() => {
+    throw new Error(`k8s install-cni: ${binary} is not an executable file`);
+  });
   await mkdir(binDir, { recursive: true });
   const dest = join(binDir, name);
   const tmp = join(binDir, `.${name}.tmp-${process.pid}`);

@@ -8,8 +8,18 @@ if (!cmd) {
   process.stderr.write(`bees: unknown command '${argv.join(' ')}'\n`);
   process.exit(2);
 }
-cmd.run(argv.slice(cmd.name.split(' ').length), { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env })
-  .then((code) => { process.exitCode = code ?? 0; }, (err: Error & { exitCode?: number }) => {
-    process.stderr.write(`bees: ${err.message}\n`);
-    process.exitCode = err.exitCode ?? 1;
-  });
+cmd
+  .run(argv.slice(cmd.name.split(' ').length), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    env: process.env,
+  })
+  .then(
+    (code) => {
+      process.exitCode = code ?? 0;
+    },
+    (err: Error & { exitCode?: number }) => {
+      process.stderr.write(`bees: ${err.message}\n`);
+      process.exitCode = err.exitCode ?? 1;
+    },
+  );

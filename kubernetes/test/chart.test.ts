@@ -10,22 +10,51 @@ import { CHART_DIR, MANIFEST_PATH, renderChart, renderManifest } from '../chart/
 import { schemaErrors, unknownFieldErrors, type K8sObject } from './k8s-schema.js';
 
 function objects(text: string): K8sObject[] {
-  return parseAllDocuments(text).map((d) => d.toJS() as K8sObject | null).filter((o): o is K8sObject => !!o);
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => !!o);
 }
-const find = (objs: K8sObject[], kind: string, name: string): K8sObject | undefined => objs.find((o) => o.kind === kind && o.metadata?.name === name);
+const find = (objs: K8sObject[], kind: string, name: string): K8sObject | undefined =>
+  objs.find((o) => o.kind === kind && o.metadata?.name === name);
 
 // Typed views of the parts asserted on (the schema checks cover the rest).
-interface Mount { name: string; mountPath: string; mountPropagation?: string; readOnly?: boolean }
-interface Container { name: string; command?: string[]; args?: string[]; securityContext?: { privileged?: boolean }; volumeMounts?: Mount[];
-  startupProbe?: { exec?: { command: string[] } }; livenessProbe?: unknown; readinessProbe?: { exec?: { command: string[] } } }
-interface PodSpec { hostNetwork?: boolean; priorityClassName?: string; tolerations?: { operator?: string; key?: string }[];
-  initContainers?: Container[]; containers: Container[]; volumes: { name: string; hostPath?: { path: string } }[] }
+interface Mount {
+  name: string;
+  mountPath: string;
+  mountPropagation?: string;
+  readOnly?: boolean;
+}
+interface Container {
+  name: string;
+  command?: string[];
+  args?: string[];
+  securityContext?: { privileged?: boolean };
+  volumeMounts?: Mount[];
+  startupProbe?: { exec?: { command: string[] } };
+  livenessProbe?: unknown;
+  readinessProbe?: { exec?: { command: string[] } };
+}
+interface PodSpec {
+  hostNetwork?: boolean;
+  priorityClassName?: string;
+  tolerations?: { operator?: string; key?: string }[];
+  initContainers?: Container[];
+  containers: Container[];
+  volumes: { name: string; hostPath?: { path: string } }[];
+}
 const podSpec = (o: K8sObject): PodSpec => (o.spec as { template: { spec: PodSpec } }).template.spec;
 
 const VALUE_SETS: Record<string, string[]> = {
   defaults: [],
-  'external store, IPv4+IPv6, API server endpoint': ['store.url=zk://10.0.0.11:2181\\,10.0.0.12:2181/bees', 'podCIDRs={10.96.0.0/16,fd00:bee::/64}',
-    'k8sServiceHost=10.0.0.1', 'k8sServicePort=6443', 'mtu=0', 'image.tag=dev', 'imagePullSecrets[0].name=regcred'],
+  'external store, IPv4+IPv6, API server endpoint': [
+    'store.url=zk://10.0.0.11:2181\\,10.0.0.12:2181/bees',
+    'podCIDRs={10.96.0.0/16,fd00:bee::/64}',
+    'k8sServiceHost=10.0.0.1',
+    'k8sServicePort=6443',
+    'mtu=0',
+    'image.tag=dev',
+    'imagePullSecrets[0].name=regcred',
+  ],
 };
 
 test('helm lint --strict passes', async (t) => {
@@ -72,22 +101,44 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
   t.true(agent.args!.includes('--store=zk://$(BEES_ZOOKEEPER_SERVICE_HOST):$(BEES_ZOOKEEPER_SERVICE_PORT)/bees'));
   t.deepEqual(agent.startupProbe?.exec?.command, ['/usr/bin/bees', 'k8s', 'probe']);
   t.truthy(agent.livenessProbe);
-  t.deepEqual(agent.readinessProbe?.exec?.command, ['/usr/bin/bees', 'k8s', 'probe', '--ready', '--conflist', '/etc/cni/net.d/10-midonet.conflist']);
+  t.deepEqual(agent.readinessProbe?.exec?.command, [
+    '/usr/bin/bees',
+    'k8s',
+    'probe',
+    '--ready',
+    '--conflist',
+    '/etc/cni/net.d/10-midonet.conflist',
+  ]);
   const init = spec.initContainers?.find((c) => c.name === 'install-cni');
   t.deepEqual(init?.command, ['/usr/bin/bees', 'k8s', 'install-cni', '--bin-dir', '/host/opt/cni/bin']);
   t.is(hostPaths.get(init!.volumeMounts![0]!.name), '/opt/cni/bin');
   // The in-chart ZooKeeper's Service comes before the DaemonSet, so kubelet gives agents its env vars.
   t.true(objs.indexOf(find(objs, 'Service', 'bees-zookeeper')!) < objs.indexOf(ds!));
   t.truthy(find(objs, 'StatefulSet', 'bees-zookeeper'));
-  t.falsy(objs.find((o) => o.kind === 'Deployment'), 'no controller until it exists');
+  t.falsy(
+    objs.find((o) => o.kind === 'Deployment'),
+    'no controller until it exists',
+  );
 });
 
 test('the RBAC grants what the agent needs', async (t) => {
-  const role = find(objects(await renderChart()), 'ClusterRole', 'bees-agent') as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] } & K8sObject;
-  const can = (group: string, resource: string, verb: string) => role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
-  for (const [g, r, v] of [['', 'nodes', 'watch'], ['', 'pods', 'list'], ['', 'namespaces', 'watch'], ['', 'services', 'watch'],
-    ['discovery.k8s.io', 'endpointslices', 'watch'], ['networking.k8s.io', 'networkpolicies', 'watch'], ['coordination.k8s.io', 'leases', 'update'],
-    ['', 'events', 'create'], ['', 'nodes/status', 'patch']] as const) t.true(can(g, r, v), `${r} ${v}`);
+  const role = find(objects(await renderChart()), 'ClusterRole', 'bees-agent') as {
+    rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  } & K8sObject;
+  const can = (group: string, resource: string, verb: string) =>
+    role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+  for (const [g, r, v] of [
+    ['', 'nodes', 'watch'],
+    ['', 'pods', 'list'],
+    ['', 'namespaces', 'watch'],
+    ['', 'services', 'watch'],
+    ['discovery.k8s.io', 'endpointslices', 'watch'],
+    ['networking.k8s.io', 'networkpolicies', 'watch'],
+    ['coordination.k8s.io', 'leases', 'update'],
+    ['', 'events', 'create'],
+    ['', 'nodes/status', 'patch'],
+  ] as const)
+    t.true(can(g, r, v), `${r} ${v}`);
 });
 
 test('an external store drops the in-chart ZooKeeper and goes to the agents', async (t) => {

@@ -30,7 +30,9 @@ test.after.always(async () => {
 
 async function layerListing(): Promise<string[]> {
   const index = JSON.parse((await run('tar', ['-xOf', report.out, './index.json'])).stdout) as { manifests: { digest: string }[] };
-  const manifest = JSON.parse((await run('tar', ['-xOf', report.out, `./blobs/sha256/${index.manifests[0]!.digest.slice(7)}`])).stdout) as { layers: { digest: string }[] };
+  const manifest = JSON.parse((await run('tar', ['-xOf', report.out, `./blobs/sha256/${index.manifests[0]!.digest.slice(7)}`])).stdout) as {
+    layers: { digest: string }[];
+  };
   const layer = join(work, 'layer.tgz');
   await run('tar', ['-xf', report.out, '-C', work, `./blobs/sha256/${manifest.layers[0]!.digest.slice(7)}`]);
   await run('mv', [join(work, 'blobs/sha256', manifest.layers[0]!.digest.slice(7)), layer]);
@@ -41,12 +43,26 @@ test('the image holds node, the built project, production modules only, the shim
   const files = new Set((await layerListing()).map((f) => f.replace(/^\.\//, '').replace(/\/$/, '')));
   // The entry point is wherever package.json's bin says (the CLI's home may move).
   const bin = (JSON.parse(await readFile(join(projectRoot(), 'package.json'), 'utf8')) as { bin: { bees: string } }).bin.bees;
-  for (const f of ['usr/bin/node', 'usr/bin/bees', 'opt/bees/dist/cni/midonet', `opt/bees/${bin.replace(/^(\.\/)?/, '')}`, 'opt/bees/node_modules/fastify/package.json',
-    'usr/sbin/ip', 'usr/sbin/nft', 'usr/sbin/iptables', 'usr/lib64/ld-linux-x86-64.so.2', 'usr/lib/x86_64-linux-gnu/libc.so.6']) {
+  for (const f of [
+    'usr/bin/node',
+    'usr/bin/bees',
+    'opt/bees/dist/cni/midonet',
+    `opt/bees/${bin.replace(/^(\.\/)?/, '')}`,
+    'opt/bees/node_modules/fastify/package.json',
+    'usr/sbin/ip',
+    'usr/sbin/nft',
+    'usr/sbin/iptables',
+    'usr/lib64/ld-linux-x86-64.so.2',
+    'usr/lib/x86_64-linux-gnu/libc.so.6',
+  ]) {
     t.true(files.has(f), `${f} in the image`);
   }
-  for (const f of ['opt/bees/node_modules/ava', 'opt/bees/node_modules/typescript', 'opt/bees/node_modules/bun']) t.false(files.has(f), `${f} (a dev dependency) left out`);
-  t.false([...files].some((f) => f.startsWith('opt/bees/dist/') && f.includes('/test/')), 'no compiled tests');
+  for (const f of ['opt/bees/node_modules/ava', 'opt/bees/node_modules/typescript', 'opt/bees/node_modules/bun'])
+    t.false(files.has(f), `${f} (a dev dependency) left out`);
+  t.false(
+    [...files].some((f) => f.startsWith('opt/bees/dist/') && f.includes('/test/')),
+    'no compiled tests',
+  );
   t.true(report.bytes < 120e6, `image is ${(report.bytes / 1e6).toFixed(1)} MB`);
   t.log(`image ${(report.bytes / 1e6).toFixed(1)} MB, ${report.files} files`);
   const prod = await productionPackages(projectRoot());
@@ -56,9 +72,13 @@ test('the image holds node, the built project, production modules only, the shim
 test('ctr images import accepts it and runs bees and the tools inside', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ctd-'));
   const sock = join(dir, 'c.sock');
-  await writeFile(join(dir, 'config.toml'), `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n`);
+  await writeFile(
+    join(dir, 'config.toml'),
+    `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n`,
+  );
   const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  const ctr = async (...a: string[]) => (await run('ctr', ['-a', sock, '-n', 'test', ...a], { timeout: 120_000, maxBuffer: 1 << 24 })).stdout;
+  const ctr = async (...a: string[]) =>
+    (await run('ctr', ['-a', sock, '-n', 'test', ...a], { timeout: 120_000, maxBuffer: 1 << 24 })).stdout;
   try {
     for (let i = 0; !existsSync(sock); i++) {
       if (i > 100) throw new Error('containerd did not start');
@@ -83,7 +103,10 @@ test('docker load accepts it and docker run gives bees its default entry point',
   try {
     t.regex(await d.docker(['load', '-i', report.out]), /Loaded image: midonet\/bees:test/);
     t.regex(await d.docker(['run', '--rm', '--network', 'none', 'midonet/bees:test', '--help']), /usage: bees COMMAND/);
-    t.regex(await d.docker(['image', 'inspect', '-f', '{{json .Config.Entrypoint}} {{json .Config.Cmd}}', 'midonet/bees:test']), /\["\/usr\/bin\/bees"\] \["agent"\]/);
+    t.regex(
+      await d.docker(['image', 'inspect', '-f', '{{json .Config.Entrypoint}} {{json .Config.Cmd}}', 'midonet/bees:test']),
+      /\["\/usr\/bin\/bees"\] \["agent"\]/,
+    );
   } finally {
     await d.stop();
   }

@@ -11,7 +11,12 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { chartRoot } from '../chart/helm.js';
 
-export interface K8sObject { apiVersion: string; kind: string; metadata?: { name?: string }; [k: string]: unknown }
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata?: { name?: string };
+  [k: string]: unknown;
+}
 
 /** The node_modules directory holding kubernetes-models. */
 export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -34,7 +39,10 @@ export async function schemaErrors(objects: K8sObject[]): Promise<string[]> {
   const errors: string[] = [];
   for (const o of objects) {
     const file = join(dir, `${modulePath(o)}.js`);
-    if (!existsSync(file)) { errors.push(`${label(o)}: no schema for ${o.apiVersion} ${o.kind}`); continue; }
+    if (!existsSync(file)) {
+      errors.push(`${label(o)}: no schema for ${o.apiVersion} ${o.kind}`);
+      continue;
+    }
     const mod = (await import(file)) as Record<string, new (data: unknown) => { validate(): void }>;
     try {
       new mod[o.kind]!(o).validate();
@@ -50,22 +58,44 @@ export async function unknownFieldErrors(objects: K8sObject[]): Promise<string[]
   const work = await mkdtemp(join(tmpdir(), 'bees-k8s-schema-'));
   try {
     await symlink(modelsDir(), join(work, 'node_modules'));
-    const lines = objects.map((o, i) => `import type { I${o.kind} as T${i} } from ${JSON.stringify(modulePath(o))};\n` +
-      `export const o${i}: T${i} = ${JSON.stringify(o, null, 1)};`);
+    const lines = objects.map(
+      (o, i) =>
+        `import type { I${o.kind} as T${i} } from ${JSON.stringify(modulePath(o))};\n` +
+        `export const o${i}: T${i} = ${JSON.stringify(o, null, 1)};`,
+    );
     const file = join(work, 'objects.ts');
     await writeFile(join(work, 'package.json'), '{"type":"module"}');
     await writeFile(file, lines.join('\n') + '\n');
     const program = ts.createProgram([file], {
-      strict: true, noEmit: true, skipLibCheck: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      target: ts.ScriptTarget.ES2022, types: [],
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2022,
+      types: [],
     });
-    return ts.getPreEmitDiagnostics(program).filter((d) => d.file?.fileName === file).map((d) => {
-      const text = ts.flattenDiagnosticMessageText(d.messageText, '\n').split('\n').find((l) => /does not exist|not assignable|Cannot find/.test(l)) ??
-        ts.flattenDiagnosticMessageText(d.messageText, ' ');
-      const line = d.start === undefined ? 0 : d.file!.getLineAndCharacterOfPosition(d.start).line;
-      const idx = Number(/^export const o(\d+)/m.exec(d.file!.text.split('\n').slice(0, line + 1).reverse().find((l) => l.startsWith('export const o')) ?? '')?.[1] ?? -1);
-      return `${idx >= 0 ? label(objects[idx]!) : '?'}: ${text.trim()}`;
-    });
+    return ts
+      .getPreEmitDiagnostics(program)
+      .filter((d) => d.file?.fileName === file)
+      .map((d) => {
+        const text =
+          ts
+            .flattenDiagnosticMessageText(d.messageText, '\n')
+            .split('\n')
+            .find((l) => /does not exist|not assignable|Cannot find/.test(l)) ?? ts.flattenDiagnosticMessageText(d.messageText, ' ');
+        const line = d.start === undefined ? 0 : d.file!.getLineAndCharacterOfPosition(d.start).line;
+        const idx = Number(
+          /^export const o(\d+)/m.exec(
+            d
+              .file!.text.split('\n')
+              .slice(0, line + 1)
+              .reverse()
+              .find((l) => l.startsWith('export const o')) ?? '',
+          )?.[1] ?? -1,
+        );
+        return `${idx >= 0 ? label(objects[idx]!) : '?'}: ${text.trim()}`;
+      });
   } finally {
     await rm(work, { recursive: true, force: true });
   }

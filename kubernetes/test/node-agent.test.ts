@@ -29,7 +29,8 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     const bin = join(host.stateDir, 'opt-cni-bin');
     const netd = join(host.stateDir, 'net.d');
     await mkdir(netd, { recursive: true });
-    const beesIn = (args: string[]) => exec('nsenter', [`--net=${host.netns}`, ...BEES, ...args], { env: { ...process.env, NODE_OPTIONS: '' } });
+    const beesIn = (args: string[]) =>
+      exec('nsenter', [`--net=${host.netns}`, ...BEES, ...args], { env: { ...process.env, NODE_OPTIONS: '' } });
 
     // install-cni: the shim, by copy + rename, nothing else.
     const shim = join(await buildPlugin(), 'midonet');
@@ -42,10 +43,34 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     await t.throwsAsync(beesIn(['k8s', 'probe', '--api', api]));
 
     const { cidr } = randomSubnet();
-    agent = harness.spawn(host, [...BEES, 'k8s', 'agent', '--cni-conf-dir', netd, '--pod-cidr', cidr, '--mtu', '1400', '--',
-      '--store', `file:${join(host.stateDir, 'store')}`, '--state-dir', host.stateDir, '--run-dir', run,
-      '--workload-socket', join(run, 'workload.sock'), '--underlay-ip', host.underlayIp, '--router-ns-prefix', host.routerNsPrefix],
-    { logName: 'k8s-agent', env: { ...process.env, NODE_OPTIONS: '' } });
+    agent = harness.spawn(
+      host,
+      [
+        ...BEES,
+        'k8s',
+        'agent',
+        '--cni-conf-dir',
+        netd,
+        '--pod-cidr',
+        cidr,
+        '--mtu',
+        '1400',
+        '--',
+        '--store',
+        `file:${join(host.stateDir, 'store')}`,
+        '--state-dir',
+        host.stateDir,
+        '--run-dir',
+        run,
+        '--workload-socket',
+        join(run, 'workload.sock'),
+        '--underlay-ip',
+        host.underlayIp,
+        '--router-ns-prefix',
+        host.routerNsPrefix,
+      ],
+      { logName: 'k8s-agent', env: { ...process.env, NODE_OPTIONS: '' } },
+    );
     const conflist = join(netd, '10-midonet.conflist');
     for (const deadline = Date.now() + 60_000; !existsSync(conflist);) {
       if (agent.exitCode !== null) throw new Error(`the agent exited with ${agent.exitCode}`);
@@ -54,7 +79,10 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     }
     t.deepEqual(await readdir(netd), ['10-midonet.conflist'], 'written by rename: no temp file left');
     const text = await readFile(conflist, 'utf8');
-    const conf = JSON.parse(text) as { cniVersion: string; plugins: { type: string; capabilities: Record<string, boolean>; subnets: { cidr: string }[]; mtu: number }[] };
+    const conf = JSON.parse(text) as {
+      cniVersion: string;
+      plugins: { type: string; capabilities: Record<string, boolean>; subnets: { cidr: string }[]; mtu: number }[];
+    };
     t.is(conf.cniVersion, '1.1.0');
     t.is(conf.plugins.length, 1);
     t.like(conf.plugins[0], { type: 'midonet', mtu: 1400, subnets: [{ cidr }] });
@@ -64,13 +92,23 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     // Probes: alive, ready (store answers, conflist there), and not ready when the conflist is missing.
     await beesIn(['k8s', 'probe', '--api', api]);
     await beesIn(['k8s', 'probe', '--ready', '--api', api, '--conflist', conflist]);
-    await t.throwsAsync(beesIn(['k8s', 'probe', '--ready', '--api', api, '--conflist', join(netd, 'nope.conflist')]), { message: /not written yet/ });
+    await t.throwsAsync(beesIn(['k8s', 'probe', '--ready', '--api', api, '--conflist', join(netd, 'nope.conflist')]), {
+      message: /not written yet/,
+    });
 
     // A pod through the written conflist, as a runtime would run it (libcni semantics, on that host).
     const cni = new CniHarness({ pluginDirs: [bin], cacheDir: join(host.stateDir, 'cni-cache'), hostNetns: host.netns });
     const list = parseNetworkConfig(text);
     await cni.getStatusNetworkList(list);
-    const rt = { containerId: 'k8s-pod-1', netns: pod.path, ifname: 'eth0', args: [['K8S_POD_NAMESPACE', 'default'], ['K8S_POD_NAME', 'p1']] as [string, string][] };
+    const rt = {
+      containerId: 'k8s-pod-1',
+      netns: pod.path,
+      ifname: 'eth0',
+      args: [
+        ['K8S_POD_NAMESPACE', 'default'],
+        ['K8S_POD_NAME', 'p1'],
+      ] as [string, string][],
+    };
     const result = (await cni.addNetworkList(list, rt)) as { ips: { address: string }[] };
     t.is(result.ips.length, 1);
     const { stdout } = await exec('ip', ['-n', pod.name, '-j', 'link', 'show', 'eth0']);
@@ -83,7 +121,7 @@ test('install-cni, the conflist once ready, the probes, a pod through the shim, 
     await exited;
     await t.throwsAsync(beesIn(['k8s', 'probe', '--api', api]));
     const err = await t.throwsAsync(cni.getStatusNetworkList(list), { instanceOf: PluginError });
-    t.is((err).code, 50);
+    t.is(err.code, 50);
   } finally {
     if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
     await pod.remove().catch(() => undefined);

@@ -31,7 +31,23 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
   const out = await tempDir(t, 'mesos');
   const subnet = randomSubnet();
   const io = { out: () => undefined, err: () => undefined, env: {} };
-  await commands[0]!.run(['--out', out, '--name', 'bees', '--network', 'default-net', '--subnet', subnet.cidr, '--agent-socket', agent.socket, '--plugins-dir', bin], io);
+  await commands[0]!.run(
+    [
+      '--out',
+      out,
+      '--name',
+      'bees',
+      '--network',
+      'default-net',
+      '--subnet',
+      subnet.cidr,
+      '--agent-socket',
+      agent.socket,
+      '--plugins-dir',
+      bin,
+    ],
+    io,
+  );
   const flags = await readFile(join(out, 'mesos-agent.flags'), 'utf8');
   t.regex(flags, new RegExp(`--network_cni_config_dir=${out}/net.d`));
   const conf = JSON.parse(await readFile(join(out, 'net.d', 'bees.json'), 'utf8')) as Record<string, unknown>;
@@ -42,16 +58,31 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
   // The isolator injects network_info into the config it passes on stdin.
   const injected = JSON.stringify({
     ...conf,
-    args: { 'org.apache.mesos': { network_info: {
-      name: 'bees',
-      labels: { labels: [{ key: 'tenant', value: 'team-a' }, { key: 'network', value: 'frontend' }, { key: 'ip', value: `${subnet.base}.40` }, { key: 'app', value: 'web' }] },
-      port_mappings: [{ host_port: 31000, container_port: 8080, protocol: 'tcp' }],
-    } } },
+    args: {
+      'org.apache.mesos': {
+        network_info: {
+          name: 'bees',
+          labels: {
+            labels: [
+              { key: 'tenant', value: 'team-a' },
+              { key: 'network', value: 'frontend' },
+              { key: 'ip', value: `${subnet.base}.40` },
+              { key: 'app', value: 'web' },
+            ],
+          },
+          port_mappings: [{ host_port: 31000, container_port: 8080, protocol: 'tcp' }],
+        },
+      },
+    },
   });
   const nsPath = await cluster.harness.addWorkload(agent.host, 'task');
   const ns = { path: nsPath, name: nsPath.replace('/run/netns/', '') };
   const containerId = `mesos-${randomSuffix(8)}`;
-  const add = await isolatorRun(bin, { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0', CNI_NETNS: ns.path }, injected);
+  const add = await isolatorRun(
+    bin,
+    { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0', CNI_NETNS: ns.path },
+    injected,
+  );
   t.is(add.status, 0, add.stdout);
   // Mesos parses {ip4: {ip, gateway, routes}}.
   const result = JSON.parse(add.stdout) as { cniVersion: string; ip4: { ip: string; gateway: string } };
@@ -60,7 +91,10 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
   const ports = async () => (await agent.api<Port[]>('/v1/ports')).filter((p) => p.owner?.workloadId === containerId);
   const [port] = await ports();
   t.like(port, { owner: { orchestrator: 'mesos', workloadId: containerId, ifname: 'eth0' }, options: { 'mesos.app': 'web' } });
-  t.deepEqual(port!.ips.map((ip) => ip.split('/')[0]), [`${subnet.base}.40`]);
+  t.deepEqual(
+    port!.ips.map((ip) => ip.split('/')[0]),
+    [`${subnet.base}.40`],
+  );
   const bridges = await agent.api<{ id: string; name: string; tenantId: string }[]>('/v1/bridges');
   t.is(bridges.find((b) => b.id === port!.bridgeId)?.name, 'frontend', 'network_info chose the network');
   const tenants = await agent.api<{ id: string; name: string }[]>('/v1/tenants');
@@ -73,7 +107,9 @@ test('Mesos isolator ADD/DEL with the generated 0.2.0 config and injected networ
     t.is(del.status, 0, del.stdout);
   }
   t.deepEqual(await ports(), []);
-  const held = (await agent.api<IpamBlock[]>('/v1/ipam-blocks')).flatMap((b) => Object.values(b.allocations)).filter((a) => a.owner === `mesos:${containerId}`);
+  const held = (await agent.api<IpamBlock[]>('/v1/ipam-blocks'))
+    .flatMap((b) => Object.values(b.allocations))
+    .filter((a) => a.owner === `mesos:${containerId}`);
   t.deepEqual(held, []);
   t.deepEqual(await workloadVeths(cluster.harness, agent.host), []);
 });

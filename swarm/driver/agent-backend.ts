@@ -43,8 +43,13 @@ export class AgentBackend implements DockerBackend {
     const existing = await this.getBridge(spec.id);
     if (existing) return existing;
     const input: Record<string, unknown> = {
-      id: spec.id, tenant: spec.tenant, name: spec.name, subnets: spec.subnets, internal: spec.internal,
-      labels: spec.labels, options: spec.options,
+      id: spec.id,
+      tenant: spec.tenant,
+      name: spec.name,
+      subnets: spec.subnets,
+      internal: spec.internal,
+      labels: spec.labels,
+      options: spec.options,
     };
     if (spec.mtu !== undefined) input.mtu = spec.mtu;
     if (spec.tunnelKey !== undefined) input.tunnelKey = spec.tunnelKey;

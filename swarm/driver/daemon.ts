@@ -11,7 +11,6 @@ import { NetworkDriver } from './network-driver.js';
 import { DEFAULT_PLUGIN_SOCKET } from './plugin-name.js';
 import { buildServer } from './server.js';
 
-
 export interface DockerPluginConfig {
   /** Where the plugin listens. */
   socket: string;
@@ -50,14 +49,23 @@ export async function startDockerPlugin(agent: AgentParts, partial: Partial<Dock
     v6Pool: { base: 'fd00:bee5::/48', prefix: 64 },
     swarm: config.scope === 'global',
   });
-  const network = new NetworkDriver(backend, {
-    tenant: config.tenant, router: config.router, scope: config.scope,
-    ...(config.dockerSocket ? { dockerSocket: config.dockerSocket } : {}),
-  }, ipam);
+  const network = new NetworkDriver(
+    backend,
+    {
+      tenant: config.tenant,
+      router: config.router,
+      scope: config.scope,
+      ...(config.dockerSocket ? { dockerSocket: config.dockerSocket } : {}),
+    },
+    ipam,
+  );
   const app = buildServer({ network, ipam, log: config.log });
   await listenUnix(app, config.socket);
   return {
-    app, network, ipam, socket: config.socket,
+    app,
+    network,
+    ipam,
+    socket: config.socket,
     async close() {
       await network.close();
       await app.close();
@@ -81,12 +89,14 @@ export function dockerPluginConfigOf(
   }
   const out: Partial<DockerPluginConfig> = {};
   if (flags.plugin !== '') {
-    if (!flags.plugin.startsWith('unix:') || flags.plugin.length <= 5) throw new Error(`--docker-plugin takes unix:PATH, got '${flags.plugin}'`);
+    if (!flags.plugin.startsWith('unix:') || flags.plugin.length <= 5)
+      throw new Error(`--docker-plugin takes unix:PATH, got '${flags.plugin}'`);
     const path = flags.plugin.slice(5);
     out.socket = isAbsolute(path) ? path : join(runDir, path);
   }
   if (flags.scope !== undefined) {
-    if (flags.scope !== 'local' && flags.scope !== 'global') throw new Error(`--docker-scope must be local or global, got '${flags.scope}'`);
+    if (flags.scope !== 'local' && flags.scope !== 'global')
+      throw new Error(`--docker-scope must be local or global, got '${flags.scope}'`);
     out.scope = flags.scope;
   }
   if (flags.host !== undefined) {

@@ -16,7 +16,10 @@ export async function lookupNetworkName(
 ): Promise<string | undefined> {
   const docker = new Docker({ socketPath: dockerSocket, timeout: 2000 });
   for (let i = 0; i < attempts && !cancelled(); i++) {
-    const net = (await docker.getNetwork(networkId).inspect().catch(() => undefined)) as { Name?: unknown } | undefined;
+    const net = (await docker
+      .getNetwork(networkId)
+      .inspect()
+      .catch(() => undefined)) as { Name?: unknown } | undefined;
     const name = net?.Name;
     if (typeof name === 'string' && name) return name;
     await new Promise((r) => setTimeout(r, intervalMs));

@@ -32,7 +32,10 @@ export class IpamDriver {
   /** Pools between RequestPool and CreateNetwork: keeps concurrent "any pool" requests apart, carries --ip-range. */
   private readonly pending = new Map<string, { range?: string; at: number }>();
 
-  constructor(private readonly backend: DockerBackend, private readonly config: IpamDriverConfig) {}
+  constructor(
+    private readonly backend: DockerBackend,
+    private readonly config: IpamDriverConfig,
+  ) {}
 
   capabilities() {
     return { RequiresMACAddress: false, RequiresRequestReplay: false };
@@ -146,7 +149,8 @@ export class IpamDriver {
   async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
     const ref = decodePoolId(req.PoolID);
     const ip = stripPrefix(req.Address);
-    if (!isIp(ip) || !contains(ref.cidr, ip)) throw new DriverError(`address ${JSON.stringify(req.Address)} is not inside pool ${ref.cidr}`);
+    if (!isIp(ip) || !contains(ref.cidr, ip))
+      throw new DriverError(`address ${JSON.stringify(req.Address)} is not inside pool ${ref.cidr}`);
     const bridge = await this.bridgeOf(ref);
     // Only reservations are released here: an endpoint's address goes with its port (DeleteEndpoint).
     if (bridge) await this.backend.releaseAddress(bridge.id, ip, IPAM_OWNER);

@@ -9,9 +9,7 @@ import { DriverError, IPAM_OWNER } from './backend.js';
 import { lookupNetworkName } from './docker-names.js';
 import type { IpamDriver } from './ipam-driver.js';
 import { BridgeLabel, bridgeIdOf, bridgeSpecOf, type NetworkDefaults } from './network-options.js';
-import type {
-  CreateEndpointRequest, CreateNetworkRequest, EndpointRequest, JoinRequest, JoinResponse, StaticRoute,
-} from './protocol.js';
+import type { CreateEndpointRequest, CreateNetworkRequest, EndpointRequest, JoinRequest, JoinResponse, StaticRoute } from './protocol.js';
 import { Label } from './protocol.js';
 import { familyOf, stripPrefix } from './cidr.js';
 
@@ -193,7 +191,9 @@ export class NetworkDriver {
   async deleteEndpoint(req: EndpointRequest): Promise<object> {
     const bridge = await this.backend.getBridge(bridgeIdOf(req.NetworkID));
     await this.backend.detach({
-      orchestrator: 'docker', workloadId: req.EndpointID, ifname: IFNAME,
+      orchestrator: 'docker',
+      workloadId: req.EndpointID,
+      ifname: IFNAME,
       ...(bridge ? { network: bridge.id, tenant: this.tenantOf(bridge) } : {}),
     });
     return {};

@@ -124,7 +124,9 @@ const iface = {
 
 export const schemas = {
   networkIds: {
-    type: 'object', required: ['NetworkID'], properties: { NetworkID: id, Options: anyMap },
+    type: 'object',
+    required: ['NetworkID'],
+    properties: { NetworkID: id, Options: anyMap },
   },
   createNetwork: {
     type: 'object',
@@ -147,13 +149,18 @@ export const schemas = {
     properties: { NetworkID: id, EndpointID: id, SandboxKey: { type: 'string' }, Options: anyMap },
   },
   discover: {
-    type: 'object', required: ['DiscoveryType'], properties: { DiscoveryType: { type: 'integer' } },
+    type: 'object',
+    required: ['DiscoveryType'],
+    properties: { DiscoveryType: { type: 'integer' } },
   },
   requestPool: {
     type: 'object',
     properties: {
-      AddressSpace: { type: 'string' }, Pool: { type: 'string' }, SubPool: { type: 'string' },
-      Options: strMap, V6: { type: 'boolean' },
+      AddressSpace: { type: 'string' },
+      Pool: { type: 'string' },
+      SubPool: { type: 'string' },
+      Options: strMap,
+      V6: { type: 'boolean' },
     },
   },
   poolId: { type: 'object', required: ['PoolID'], properties: { PoolID: id } },

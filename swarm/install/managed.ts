@@ -40,10 +40,17 @@ export function pluginConfig(b: ManagedBuild): object {
     linux: { capabilities: [] },
     // The directory of the agent's plugin socket only, not the run directory: the REST and workload sockets there
     // would let the plugin change the topology and attach workloads.
-    mounts: [{
-      name: RUN_MOUNT, description: "the directory of the bees agent's plugin socket", source: join(b.beesRunDir, AGENT_PLUGIN_SOCKET_DIR), destination: '/run/bees',
-      type: 'bind', options: ['rbind'], settable: ['source'],
-    }],
+    mounts: [
+      {
+        name: RUN_MOUNT,
+        description: "the directory of the bees agent's plugin socket",
+        source: join(b.beesRunDir, AGENT_PLUGIN_SOCKET_DIR),
+        destination: '/run/bees',
+        type: 'bind',
+        options: ['rbind'],
+        settable: ['source'],
+      },
+    ],
   };
 }
 
@@ -70,7 +77,8 @@ export async function buildManagedPlugin(partial: Partial<ManagedBuild> & { out:
   }
   const exe = join(rootfs, EXE);
   await run(bunBinary(), ['build', '--compile', '--target=bun', join(ROOT, 'swarm/install/plugin-proxy.ts'), '--outfile', exe], {
-    cwd: ROOT, maxBuffer: 16 << 20,
+    cwd: ROOT,
+    maxBuffer: 16 << 20,
   });
   await chmod(exe, 0o755);
   for (const lib of await linkedLibraries(exe)) {

@@ -51,7 +51,10 @@ export async function installManagedPlugin(docker: Docker, p: ManagedInstall): P
   const ctx = pack(p.dir);
   try {
     await dial(docker, {
-      path: '/plugins/create?', method: 'POST', options: { _query: { name: p.name } }, file: ctx,
+      path: '/plugins/create?',
+      method: 'POST',
+      options: { _query: { name: p.name } },
+      file: ctx,
       statusCodes: { 200: true, 204: true, 500: 'server error' },
     });
   } catch (e) {
@@ -69,15 +72,19 @@ export async function installManagedPlugin(docker: Docker, p: ManagedInstall): P
 }
 
 export async function enablePlugin(docker: Docker, name: string): Promise<void> {
-  await pluginOf(docker, name).enable({ timeout: 30 }).catch((e: unknown) => {
-    throw explain(`enable plugin ${name}`, e);
-  });
+  await pluginOf(docker, name)
+    .enable({ timeout: 30 })
+    .catch((e: unknown) => {
+      throw explain(`enable plugin ${name}`, e);
+    });
 }
 
 /** `docker plugin disable [-f] NAME`: with `force`, even while networks use it. */
 export async function disablePlugin(docker: Docker, name: string, force = false): Promise<void> {
   await dial(docker, {
-    path: `/plugins/${name}/disable?`, method: 'POST', options: { _query: { force } },
+    path: `/plugins/${name}/disable?`,
+    method: 'POST',
+    options: { _query: { force } },
     statusCodes: { 200: true, 404: 'plugin not installed', 500: 'server error' },
   }).catch((e: unknown) => {
     throw explain(`disable plugin ${name}`, e);
@@ -86,14 +93,18 @@ export async function disablePlugin(docker: Docker, name: string, force = false)
 
 /** Whether the plugin is installed and enabled. */
 export async function pluginEnabled(docker: Docker, name: string): Promise<boolean> {
-  const info = await pluginOf(docker, name).inspect().catch(() => undefined);
+  const info = await pluginOf(docker, name)
+    .inspect()
+    .catch(() => undefined);
   return info?.Enabled === true;
 }
 
 /** `docker plugin rm -f NAME`; nothing installed is nothing to do. */
 export async function removePlugin(docker: Docker, name: string): Promise<void> {
-  await pluginOf(docker, name).remove({ force: true }).catch((e: unknown) => {
-    if ((e as { statusCode?: number }).statusCode === 404) return;
-    throw explain(`remove plugin ${name}`, e);
-  });
+  await pluginOf(docker, name)
+    .remove({ force: true })
+    .catch((e: unknown) => {
+      if ((e as { statusCode?: number }).statusCode === 404) return;
+      throw explain(`remove plugin ${name}`, e);
+    });
 }

@@ -16,15 +16,32 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   const { harness } = cluster;
   const { docker } = dockerd;
 
-  const netId = await docker(['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.77.0.0/24', '-o', 'mtu=1400', 'net1']);
+  const netId = await docker([
+    'network',
+    'create',
+    '-d',
+    name,
+    '--ipam-driver',
+    name,
+    '--subnet',
+    '10.77.0.0/24',
+    '-o',
+    'mtu=1400',
+    'net1',
+  ]);
   const bridgeId = bridgeIdOf(netId);
-  const named = await eventually(async () => {
-    const b = (await store.get('Bridge', bridgeId))?.value;
-    return b?.labels['docker.network.name'] === 'net1' ? b : undefined;
-  }, 10_000, 'bridge labelled with the Docker network name');
+  const named = await eventually(
+    async () => {
+      const b = (await store.get('Bridge', bridgeId))?.value;
+      return b?.labels['docker.network.name'] === 'net1' ? b : undefined;
+    },
+    10_000,
+    'bridge labelled with the Docker network name',
+  );
   t.is(named.labels['docker.network.id'], netId);
 
-  const run = (c: string, ...extra: string[]) => docker(['run', '-d', '--name', c, '--network', 'net1', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
+  const run = (c: string, ...extra: string[]) =>
+    docker(['run', '-d', '--name', c, '--network', 'net1', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
   await run('ca');
   await run('cb');
   const ipOf = async (c: string) => docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c]);
@@ -35,8 +52,13 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   t.not(ipA, ipB);
   t.regex(await docker(['exec', 'ca', 'ip', 'link', 'show', 'eth0']), /mtu 1400/);
   t.regex(await docker(['exec', 'ca', 'ip', 'route']), /default via 10\.77\.0\.1/);
-  const ping = (from: string, ip: string) => docker(['exec', from, 'ping', '-c', '1', '-W', '2', ip]).then(() => true, () => false);
-  const reaches = (from: string, ip: string, what: string) => eventually(async () => ((await ping(from, ip)) ? true : undefined), 15_000, what);
+  const ping = (from: string, ip: string) =>
+    docker(['exec', from, 'ping', '-c', '1', '-W', '2', ip]).then(
+      () => true,
+      () => false,
+    );
+  const reaches = (from: string, ip: string, what: string) =>
+    eventually(async () => ((await ping(from, ip)) ? true : undefined), 15_000, what);
   t.true(await reaches('ca', ipB, 'a pings b'));
   t.true(await ping('cb', ipA));
   t.true(await reaches('ca', '10.77.0.1', 'a pings the gateway'));
@@ -45,7 +67,24 @@ test('docker network create / run / ping / publish / restarts / rm through the m
 
   // -p: a host port of the harness host forwards to the container, from the host itself and from the root
   // namespace (another machine on the underlay).
-  await docker(['run', '-d', '--name', 'web', '--network', 'net1', '-p', '18080:8000', BUSYBOX_IMAGE, 'nc', '-ll', '-p', '8000', '-e', 'echo', 'hello']);
+  await docker([
+    'run',
+    '-d',
+    '--name',
+    'web',
+    '--network',
+    'net1',
+    '-p',
+    '18080:8000',
+    BUSYBOX_IMAGE,
+    'nc',
+    '-ll',
+    '-p',
+    '8000',
+    '-e',
+    'echo',
+    'hello',
+  ]);
   const fetch = async (fromHost: boolean) => {
     const argv = ['nc', '-w', '2', host.host.underlayIp, '18080'];
     const r = fromHost ? await harness.exec(host.host, argv) : await execArgv(argv);
@@ -56,7 +95,10 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   const nft = async () => (await harness.exec(host.host, ['/usr/sbin/nft', 'list', 'tables'])).stdout;
   t.regex(await nft(), /bees-portmap/);
   await docker(['rm', '-f', 'web']);
-  t.notRegex(await eventually(async () => ((await nft()).includes('bees-portmap') ? undefined : await nft()), 10_000, 'port unpublished'), /bees-portmap/);
+  t.notRegex(
+    await eventually(async () => ((await nft()).includes('bees-portmap') ? undefined : await nft()), 10_000, 'port unpublished'),
+    /bees-portmap/,
+  );
 
   // The agent (and the plugin it hosts) restarts under running containers: addresses and connectivity stay, and
   // a new container can start.
@@ -85,11 +127,21 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   await docker(['rm', '-f', 'ca', 'cb', 'cc', 'cd']);
   await docker(['network', 'rm', 'net1']);
   t.is(await store.get('Bridge', bridgeId), undefined);
-  t.deepEqual((await store.list('Port')).map((p) => p.value.id), []);
-  t.deepEqual((await store.list('IpamBlock')).map((b) => b.value.id), []);
-  const leaks = await eventually(async () => {
-    const l = await harness.leaks(host.host);
-    return l.length === 0 ? l : undefined;
-  }, 20_000, 'host namespace back to its baseline').catch(async () => harness.leaks(host.host));
+  t.deepEqual(
+    (await store.list('Port')).map((p) => p.value.id),
+    [],
+  );
+  t.deepEqual(
+    (await store.list('IpamBlock')).map((b) => b.value.id),
+    [],
+  );
+  const leaks = await eventually(
+    async () => {
+      const l = await harness.leaks(host.host);
+      return l.length === 0 ? l : undefined;
+    },
+    20_000,
+    'host namespace back to its baseline',
+  ).catch(async () => harness.leaks(host.host));
   t.deepEqual(leaks, []);
 });

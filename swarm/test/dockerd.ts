@@ -40,8 +40,16 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   const socket = opts.socket ?? join(dir, 'd.sock');
   const host = `unix://${socket}`;
   const args = [
-    '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '-H', host, '--pidfile', join(dir, 'pid'),
-    '--storage-driver', 'vfs',
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    join(dir, 'x'),
+    '-H',
+    host,
+    '--pidfile',
+    join(dir, 'pid'),
+    '--storage-driver',
+    'vfs',
     ...(opts.stock ? [] : ['--bridge', 'none', '--iptables=false', '--ip-masq=false', '--ip6tables=false', '--userland-proxy=false']),
     ...(opts.extraArgs ?? []),
   ];
@@ -51,7 +59,9 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   let log = '';
   const launch = (): ChildProcess => {
     const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: false });
-    c.stderr.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20000); });
+    c.stderr.on('data', (d: Buffer) => {
+      log = (log + d.toString()).slice(-20000);
+    });
     return c;
   };
   let child = launch();
@@ -59,8 +69,14 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 20_000);
-      child.once('exit', () => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 20_000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   };
   const docker = async (a: string[], timeoutMs = 120_000): Promise<string> => {
@@ -76,8 +92,13 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     let plugins: string[] = [];
     if (child.exitCode === null) {
       // Containers first, so their namespaces and veths go with them.
-      await docker(['ps', '-aq']).then((ids) => (ids ? docker(['rm', '-f', ...ids.split('\n')]) : '')).catch(() => undefined);
-      plugins = await docker(['plugin', 'ls', '-q', '--no-trunc']).then((ids) => ids.split('\n').filter(Boolean), () => []);
+      await docker(['ps', '-aq'])
+        .then((ids) => (ids ? docker(['rm', '-f', ...ids.split('\n')]) : ''))
+        .catch(() => undefined);
+      plugins = await docker(['plugin', 'ls', '-q', '--no-trunc']).then(
+        (ids) => ids.split('\n').filter(Boolean),
+        () => [],
+      );
       await terminate();
     }
     // Managed plugins' sockets live in /run/docker/plugins/<id>, outside the daemon's own roots.
@@ -90,7 +111,13 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`dockerd exited ${child.exitCode}: ${log.slice(-3000)}`);
-      if (await docker(['version', '--format', '{{.Server.Version}}'], 5000).then(() => true, () => false)) return;
+      if (
+        await docker(['version', '--format', '{{.Server.Version}}'], 5000).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       if (Date.now() > deadline) throw new Error(`dockerd did not answer within 60 s: ${log.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -13,15 +13,20 @@ test('docker plugin flags', (t) => {
   t.is(dockerPluginConfigOf({}, '/run/bees'), undefined);
   t.deepEqual(dockerPluginConfigOf({ plugin: '' }, '/run/bees'), {});
   t.deepEqual(dockerPluginConfigOf({ plugin: 'unix:docker-plugin.sock', scope: 'global', host: 'unix://d.sock' }, '/r'), {
-    socket: '/r/docker-plugin.sock', scope: 'global', dockerSocket: '/r/d.sock',
+    socket: '/r/docker-plugin.sock',
+    scope: 'global',
+    dockerSocket: '/r/d.sock',
   });
   t.deepEqual(dockerPluginConfigOf({ plugin: 'unix:/run/docker/plugins/x.sock', host: 'unix:///var/run/docker.sock' }, '/r'), {
-    socket: '/run/docker/plugins/x.sock', dockerSocket: '/var/run/docker.sock',
+    socket: '/run/docker/plugins/x.sock',
+    dockerSocket: '/var/run/docker.sock',
   });
   t.throws(() => dockerPluginConfigOf({ plugin: 'tcp://1.2.3.4:80' }, '/r'), { message: /--docker-plugin takes unix:PATH/ });
   t.throws(() => dockerPluginConfigOf({ plugin: 'unix:' }, '/r'), { message: /--docker-plugin/ });
   t.throws(() => dockerPluginConfigOf({ plugin: '', scope: 'swarm' }, '/r'), { message: /--docker-scope must be local or global/ });
-  t.throws(() => dockerPluginConfigOf({ plugin: '', host: '/var/run/docker.sock' }, '/r'), { message: /--docker-host takes unix:\/\/PATH/ });
+  t.throws(() => dockerPluginConfigOf({ plugin: '', host: '/var/run/docker.sock' }, '/r'), {
+    message: /--docker-host takes unix:\/\/PATH/,
+  });
   t.throws(() => dockerPluginConfigOf({ scope: 'local' }, '/r'), { message: /need --docker-plugin/ });
 });
 
@@ -35,15 +40,23 @@ test('bees agent takes --docker-plugin with or without a value', (t) => {
 
 test('bees docker plugin build: --docker-host needs --install and takes unix://PATH, refused before building', async (t) => {
   const io: Io = { out: () => undefined, err: () => undefined, env: {} };
-  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--docker-host', 'unix:///d.sock'], io), { message: /--docker-host needs --install/ });
-  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--install', 'x', '--docker-host', '/d.sock'], io), { message: /--docker-host takes unix:\/\/PATH/ });
+  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--docker-host', 'unix:///d.sock'], io), {
+    message: /--docker-host needs --install/,
+  });
+  await t.throwsAsync(dockerPluginBuildCommand.run(['--out', '/nonexistent/p', '--install', 'x', '--docker-host', '/d.sock'], io), {
+    message: /--docker-host takes unix:\/\/PATH/,
+  });
 });
 
 test('the managed plugin mounts the directory of its agent socket only, not the run directory', (t) => {
   const config = pluginConfig({ out: '/x', beesRunDir: '/run/bees' }) as {
-    mounts: { source: string; destination: string }[]; env: { name: string; value: string }[];
+    mounts: { source: string; destination: string }[];
+    env: { name: string; value: string }[];
   };
-  t.deepEqual(config.mounts.map((m) => m.source), [`/run/bees/${AGENT_PLUGIN_SOCKET_DIR}`]);
+  t.deepEqual(
+    config.mounts.map((m) => m.source),
+    [`/run/bees/${AGENT_PLUGIN_SOCKET_DIR}`],
+  );
   // The proxy's socket, seen through the mount, is the one the agent serves at AGENT_PLUGIN_SOCKET_NAME.
   const inside = config.env.find((e) => e.name === 'BEES_AGENT_SOCKET')!.value;
   const mount = config.mounts[0]!;

@@ -11,7 +11,7 @@ import { startDockerPlugin } from '../driver/daemon.js';
 // The plugin touches the agent only when a call comes; none does here, so no agent is needed.
 const noAgent = {} as Parameters<typeof startDockerPlugin>[0];
 
-test('the Docker plugin does not steal a live server\'s socket, and replaces a stale one', async (t) => {
+test("the Docker plugin does not steal a live server's socket, and replaces a stale one", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'bees-plugin-listen-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const live = join(dir, 'live.sock');

@@ -16,13 +16,17 @@ export function callPlugin(
   const data = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = {
-      Host: 'plugin.moby.localhost', Accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': Buffer.byteLength(data),
+      Host: 'plugin.moby.localhost',
+      Accept: 'application/vnd.docker.plugins.v1.2+json',
+      'content-length': Buffer.byteLength(data),
     };
     if (contentType) headers['content-type'] = contentType;
     const req = request({ socketPath, path: `/${method}`, method: 'POST', headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { text += c; });
+      res.on('data', (c: string) => {
+        text += c;
+      });
       res.on('end', () => {
         try {
           resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body: text ? JSON.parse(text) : {} });

@@ -32,11 +32,18 @@ test.serial('handshake and capabilities answer empty bodies of any content type'
     t.regex(r.contentType ?? '', /application\/vnd\.docker\.plugins\.v1\.\d\+json/);
   }
   t.deepEqual((await callPlugin(socket, 'NetworkDriver.GetCapabilities', undefined)).body, { Scope: 'local', ConnectivityScope: 'local' });
-  t.deepEqual((await callPlugin(socket, 'IpamDriver.GetCapabilities', '')).body, { RequiresMACAddress: false, RequiresRequestReplay: false });
-  t.deepEqual((await callPlugin(socket, 'IpamDriver.GetDefaultAddressSpaces', 'null')).body, {
-    LocalDefaultAddressSpace: 'MidonetLocal', GlobalDefaultAddressSpace: 'MidonetGlobal',
+  t.deepEqual((await callPlugin(socket, 'IpamDriver.GetCapabilities', '')).body, {
+    RequiresMACAddress: false,
+    RequiresRequestReplay: false,
   });
-  t.deepEqual((await callPlugin(socket, 'NetworkDriver.DiscoverNew', { DiscoveryType: 1, DiscoveryData: { Address: '10.0.0.1', self: true } })).body, {});
+  t.deepEqual((await callPlugin(socket, 'IpamDriver.GetDefaultAddressSpaces', 'null')).body, {
+    LocalDefaultAddressSpace: 'MidonetLocal',
+    GlobalDefaultAddressSpace: 'MidonetGlobal',
+  });
+  t.deepEqual(
+    (await callPlugin(socket, 'NetworkDriver.DiscoverNew', { DiscoveryType: 1, DiscoveryData: { Address: '10.0.0.1', self: true } })).body,
+    {},
+  );
 });
 
 test.serial('malformed calls are answered 4xx with Err/Error and change nothing', async (t) => {
@@ -78,17 +85,32 @@ test.serial('well-formed but wrong calls are application errors (HTTP 200, Err/E
   const v4 = [{ AddressSpace: 'MidonetLocal', Pool: '10.9.0.0/24', Gateway: '10.9.0.1/24' }];
   const opts = (o: Record<string, string>) => ({ 'com.docker.network.generic': o });
   const cases: [string, unknown, 'Err' | 'Error', RegExp][] = [
-    ['NetworkDriver.CreateNetwork', { NetworkID: netId(), Options: opts({ colour: 'blue' }), IPv4Data: v4 }, 'Err', /unknown option colour/],
+    [
+      'NetworkDriver.CreateNetwork',
+      { NetworkID: netId(), Options: opts({ colour: 'blue' }), IPv4Data: v4 },
+      'Err',
+      /unknown option colour/,
+    ],
     ['NetworkDriver.CreateNetwork', { NetworkID: netId(), Options: opts({ vni: 'abc' }), IPv4Data: v4 }, 'Err', /vni=abc/],
     ['NetworkDriver.CreateNetwork', { NetworkID: netId(), Options: opts({ mtu: '9' }), IPv4Data: v4 }, 'Err', /mtu=9/],
     ['NetworkDriver.CreateNetwork', { NetworkID: netId(), Options: opts({ tenant: 'a b' }), IPv4Data: v4 }, 'Err', /tenant/],
-    ['NetworkDriver.CreateNetwork', { NetworkID: netId(), IPv4Data: [{ Pool: '10.9.0.0/24', Gateway: '10.8.0.1/24' }] }, 'Err', /not inside/],
+    [
+      'NetworkDriver.CreateNetwork',
+      { NetworkID: netId(), IPv4Data: [{ Pool: '10.9.0.0/24', Gateway: '10.8.0.1/24' }] },
+      'Err',
+      /not inside/,
+    ],
     ['NetworkDriver.CreateNetwork', { NetworkID: netId(), IPv4Data: [{ Pool: 'fd00::/64' }] }, 'Err', /IPv4/],
     ['NetworkDriver.CreateNetwork', { NetworkID: netId() }, 'Err', /no address pool/],
     // Swarm's AllocateNetwork passes the user's options flat.
     ['NetworkDriver.AllocateNetwork', { NetworkID: netId(), Options: { colour: 'blue' }, IPv4Data: v4 }, 'Err', /unknown option colour/],
     ['NetworkDriver.AllocateNetwork', { NetworkID: netId(), Options: { mtu: 1400 }, IPv4Data: v4 }, 'Err', /mtu: value must be a string/],
-    ['NetworkDriver.CreateEndpoint', { NetworkID: netId(), EndpointID: 'e1', Interface: { Address: '10.9.0.2/24' } }, 'Err', /not a midonet network/],
+    [
+      'NetworkDriver.CreateEndpoint',
+      { NetworkID: netId(), EndpointID: 'e1', Interface: { Address: '10.9.0.2/24' } },
+      'Err',
+      /not a midonet network/,
+    ],
     ['NetworkDriver.Join', { NetworkID: netId(), EndpointID: 'e1', SandboxKey: '/var/run/docker/netns/x' }, 'Err', /not a midonet network/],
     ['IpamDriver.RequestPool', { Pool: '', SubPool: '10.1.0.0/25' }, 'Error', /needs a pool/],
     ['IpamDriver.RequestPool', { Pool: '10.1.0.0/24', SubPool: '10.2.0.0/25' }, 'Error', /not a CIDR inside/],
@@ -121,7 +143,11 @@ test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, delet
   t.is(p1.Pool, '10.200.0.0/24');
   const again = await call('IpamDriver.RequestPool', { AddressSpace: 'MidonetLocal', Pool: '10.200.0.0/24' });
   t.is(again.PoolID, p1.PoolID, 'identical pool requests get identical answers');
-  const gw = await call('IpamDriver.RequestAddress', { PoolID: p1.PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+  const gw = await call('IpamDriver.RequestAddress', {
+    PoolID: p1.PoolID,
+    Address: '',
+    Options: { RequestAddressType: 'com.docker.network.gateway' },
+  });
   t.is(gw.Address, '10.200.0.1/24');
   const aux = await call('IpamDriver.RequestAddress', { PoolID: p1.PoolID, Address: '10.200.0.250' });
   t.is(aux.Address, '10.200.0.250/24');
@@ -130,7 +156,9 @@ test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, delet
   await call('NetworkDriver.CreateNetwork', {
     NetworkID: id,
     Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': { tenant: 'acme', vni: '4242', mtu: '1400' } },
-    IPv4Data: [{ AddressSpace: 'MidonetLocal', Pool: '10.200.0.0/24', Gateway: '10.200.0.1/24', AuxAddresses: { printer: '10.200.0.250/24' } }],
+    IPv4Data: [
+      { AddressSpace: 'MidonetLocal', Pool: '10.200.0.0/24', Gateway: '10.200.0.1/24', AuxAddresses: { printer: '10.200.0.250/24' } },
+    ],
     IPv6Data: [],
   });
   const bridge = (await driver.store.get('Bridge', bridgeIdOf(id)))?.value;
@@ -138,12 +166,20 @@ test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, delet
   t.is(bridge!.tunnelKey, 4242);
   t.is(bridge!.mtu, 1400);
   t.is(bridge!.labels['docker.network.id'], id);
-  t.deepEqual(bridge!.subnets.map((s) => [s.cidr, s.gateway, s.reserved]), [['10.200.0.0/24', '10.200.0.1', ['10.200.0.250']]]);
+  t.deepEqual(
+    bridge!.subnets.map((s) => [s.cidr, s.gateway, s.reserved]),
+    [['10.200.0.0/24', '10.200.0.1', ['10.200.0.250']]],
+  );
   const routerPorts = (await driver.store.list('Port')).filter((p) => p.value.type === 'router');
-  t.deepEqual(routerPorts.map((p) => p.value.ips), [['10.200.0.1/24']], 'gateway on the tenant router');
+  t.deepEqual(
+    routerPorts.map((p) => p.value.ips),
+    [['10.200.0.1/24']],
+    'gateway on the tenant router',
+  );
   // Swarm: every node creates the same network; the second create is a no-op.
   await call('NetworkDriver.CreateNetwork', {
-    NetworkID: id, Options: { 'com.docker.network.generic': { tenant: 'acme', vni: '4242', mtu: '1400' } },
+    NetworkID: id,
+    Options: { 'com.docker.network.generic': { tenant: 'acme', vni: '4242', mtu: '1400' } },
     IPv4Data: [{ Pool: '10.200.0.0/24', Gateway: '10.200.0.1/24' }],
   });
 
@@ -165,13 +201,18 @@ test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, delet
 
   // A failing endpoint (a MAC that is no MAC) puts the reservation it took over back.
   const bad = await callPlugin(socket, 'NetworkDriver.CreateEndpoint', {
-    NetworkID: id, EndpointID: 'ep0', Interface: { Address: '10.200.0.77/24', MacAddress: 'not-a-mac' },
+    NetworkID: id,
+    EndpointID: 'ep0',
+    Interface: { Address: '10.200.0.77/24', MacAddress: 'not-a-mac' },
   });
   t.regex(String(bad.body.Err), /mac/);
   const again77 = await callPlugin(socket, 'IpamDriver.RequestAddress', { PoolID: poolAcme.PoolID, Address: '10.200.0.77' });
   t.truthy(again77.body.Error, 'still reserved after the failed endpoint');
   // The endpoint takes its address over from the IPAM reservation; Join hands libnetwork the workload end.
-  t.deepEqual(await call('NetworkDriver.CreateEndpoint', { NetworkID: id, EndpointID: 'ep1', Interface: { Address: '10.200.0.77/24' } }), {});
+  t.deepEqual(
+    await call('NetworkDriver.CreateEndpoint', { NetworkID: id, EndpointID: 'ep1', Interface: { Address: '10.200.0.77/24' } }),
+    {},
+  );
   // get, not list: a list reads the store's change-log cache, which may lag the agent's write.
   const portId = workloadPortId(bridgeIdOf(id), 'docker:ep1', 'eth0');
   t.deepEqual((await driver.store.get('Port', portId))?.value.ips, ['10.200.0.77']);
@@ -196,9 +237,12 @@ test.serial('IPAM and network lifecycle: pool, gateway, bridge, addresses, delet
   await call('NetworkDriver.DeleteNetwork', { NetworkID: id });
   await call('IpamDriver.ReleaseAddress', { PoolID: p1.PoolID, Address: '10.200.0.1/24' });
   await call('IpamDriver.ReleasePool', { PoolID: p1.PoolID });
-  const left = async () => [
-    ...(await driver.store.list('Bridge')), ...(await driver.store.list('Port')), ...(await driver.store.list('Route')),
-    ...(await driver.store.list('IpamBlock')),
-  ].map((x) => x.value.id);
+  const left = async () =>
+    [
+      ...(await driver.store.list('Bridge')),
+      ...(await driver.store.list('Port')),
+      ...(await driver.store.list('Route')),
+      ...(await driver.store.list('IpamBlock')),
+    ].map((x) => x.value.id);
   t.deepEqual(await eventually(async () => ((await left()).length === 0 ? [] : undefined), 5000, 'nothing left').catch(left), []);
 });

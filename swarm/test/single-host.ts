@@ -47,10 +47,22 @@ export async function startSingleHost(opts: SingleHostOptions = {}): Promise<Sin
   try {
     const host = cluster.host(0);
     const store = syncedReads(await openStore(cluster.storeUrl));
-    const dockerd = opts.dockerd === false ? undefined
-      : await startDockerd({ netns: host.host.nsName, socket: join(host.runDir, 'docker.sock'), extraArgs: ['--live-restore'], ...(opts.stockDockerd ? { stock: true } : {}) });
+    const dockerd =
+      opts.dockerd === false
+        ? undefined
+        : await startDockerd({
+            netns: host.host.nsName,
+            socket: join(host.runDir, 'docker.sock'),
+            extraArgs: ['--live-restore'],
+            ...(opts.stockDockerd ? { stock: true } : {}),
+          });
     return {
-      cluster, host, dockerd: dockerd!, name, socket, store,
+      cluster,
+      host,
+      dockerd: dockerd!,
+      name,
+      socket,
+      store,
       async close() {
         await dockerd?.stop().catch(() => undefined);
         await store.close().catch(() => undefined);
@@ -86,4 +98,3 @@ export function syncedReads(store: Store): Store {
     },
   });
 }
-

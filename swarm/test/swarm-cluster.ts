@@ -42,17 +42,21 @@ export async function startSwarm(hosts: number): Promise<Swarm> {
       }),
     ]);
     const plugin = `bees-test/mn${randomBytes(3).toString('hex')}:latest`;
-    await Promise.all(daemons.map(async (d, i) => {
-      await installManagedPlugin(dockerClient(d.host), { name: plugin, dir: pluginDir, runDir: cluster.host(i).runDir });
-    }));
+    await Promise.all(
+      daemons.map(async (d, i) => {
+        await installManagedPlugin(dockerClient(d.host), { name: plugin, dir: pluginDir, runDir: cluster.host(i).runDir });
+      }),
+    );
     const [manager, ...workers] = daemons as [Dockerd, ...Dockerd[]];
     const ip0 = cluster.host(0).host.underlayIp;
     await manager.docker(['swarm', 'init', '--advertise-addr', ip0, '--listen-addr', `${ip0}:2377`]);
     const token = await manager.docker(['swarm', 'join-token', '-q', 'worker']);
-    await Promise.all(workers.map((d, i) => {
-      const ip = cluster.host(i + 1).host.underlayIp;
-      return d.docker(['swarm', 'join', '--token', token, '--advertise-addr', ip, '--listen-addr', `${ip}:2377`, `${ip0}:2377`]);
-    }));
+    await Promise.all(
+      workers.map((d, i) => {
+        const ip = cluster.host(i + 1).host.underlayIp;
+        return d.docker(['swarm', 'join', '--token', token, '--advertise-addr', ip, '--listen-addr', `${ip}:2377`, `${ip0}:2377`]);
+      }),
+    );
     return { cluster, daemons, manager, plugin, close };
   } catch (err) {
     await close();

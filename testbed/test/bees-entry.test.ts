@@ -45,7 +45,8 @@ test('from a build: the built testbed runs the built entry, and bees agent --hel
   for (const file of (await Promise.all(['app', 'core', 'cni', 'swarm', 'mesos', 'testbed'].map(sources))).flat()) {
     const out = join(dist, file.replace(/\.ts$/, '.js'));
     const js = ts.transpileModule(await readFile(join(ROOT, file), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true }, fileName: file,
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+      fileName: file,
     });
     await mkdir(dirname(out), { recursive: true });
     await writeFile(out, js.outputText);
@@ -54,9 +55,15 @@ test('from a build: the built testbed runs the built entry, and bees agent --hel
   await symlink(join(ROOT, 'node_modules'), join(tmp, 'node_modules'));
 
   // The argv the built testbed (what `./bees demo` runs) spawns agents with.
-  const { stdout } = await run(process.execPath, ['--input-type=module', '-e',
-    `import { beesArgv } from ${JSON.stringify(pathToFileURL(join(dist, 'testbed/bees-entry.js')).href)}; console.log(JSON.stringify(beesArgv()));`],
-  { env: { ...process.env, NODE_OPTIONS: '' } });
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { beesArgv } from ${JSON.stringify(pathToFileURL(join(dist, 'testbed/bees-entry.js')).href)}; console.log(JSON.stringify(beesArgv()));`,
+    ],
+    { env: { ...process.env, NODE_OPTIONS: '' } },
+  );
   const argv = JSON.parse(stdout) as string[];
   t.deepEqual(argv, [process.execPath, join(dist, 'app/main.js')], `relative to the build: ${relative(tmp, argv.at(-1) ?? '')}`);
   const help = await run(argv[0]!, [...argv.slice(1), 'agent', '--help'], { env: { ...process.env, NODE_OPTIONS: '' } });

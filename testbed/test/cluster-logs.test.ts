@@ -14,7 +14,9 @@ test('an agent that cannot start: the error names its log, which is kept; namesp
   t.truthy(log, err?.message);
   t.regex(err?.message ?? '', /^agent of h1 exited with 2; see /, 'told as soon as it exited, not after the ready timeout');
   t.truthy(kept, err?.message);
-  t.teardown(() => { if (kept) rmSync(kept, { recursive: true, force: true }); });
+  t.teardown(() => {
+    if (kept) rmSync(kept, { recursive: true, force: true });
+  });
   t.true(log!.startsWith(kept!), `${log} is in ${kept}`);
   t.true(existsSync(log!), `${log} is still there`);
   t.regex(readFileSync(log!, 'utf8'), /--tunnel-port must be a port number/);

@@ -13,7 +13,9 @@ const namespaces = () => readdirSync('/run/netns');
 
 test('bees demo --json: cross-host ping, throughput and isolation as expected, then nothing left', async (t) => {
   const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', MAIN, 'demo', '--json', '--seconds', '1'], {
-    env: { ...process.env, NODE_OPTIONS: '' }, maxBuffer: 1 << 24, timeout: 240_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+    maxBuffer: 1 << 24,
+    timeout: 240_000,
   });
   const report = JSON.parse(stdout) as DemoReport;
   t.true(report.ok, stderr);
@@ -27,14 +29,22 @@ test('bees demo --json: cross-host ping, throughput and isolation as expected, t
   t.regex(stderr, /bees: demo: cleaning up/);
   t.is(new Set(report.hosts.map((h) => h.hostId)).size, 3);
   t.regex(report.tag, /^e2e[0-9a-f]{6}$/);
-  t.deepEqual([...namespaces()].filter((n) => n.startsWith(report.tag)), [], 'every namespace of the demo is gone');
+  t.deepEqual(
+    [...namespaces()].filter((n) => n.startsWith(report.tag)),
+    [],
+    'every namespace of the demo is gone',
+  );
   const links = await run('ip', ['-br', 'link', 'show']);
   t.false(links.stdout.includes(report.tag), 'its root-namespace link is gone');
 });
 
 test('bees demo refuses a bad --seconds with a usage error', async (t) => {
-  const e = await run(process.execPath, ['--import', 'tsx', MAIN, 'demo', '--seconds', 'x'], { env: { ...process.env, NODE_OPTIONS: '' } })
-    .then(() => undefined, (err: { code: number; stderr: string }) => err);
+  const e = await run(process.execPath, ['--import', 'tsx', MAIN, 'demo', '--seconds', 'x'], {
+    env: { ...process.env, NODE_OPTIONS: '' },
+  }).then(
+    () => undefined,
+    (err: { code: number; stderr: string }) => err,
+  );
   t.is(e?.code, 2);
   t.regex(e?.stderr ?? '', /--seconds must be a whole number/);
 });

@@ -57,7 +57,10 @@ export function ipBytes(text: string, what?: string): Buffer {
   const n = ip.family === 4 ? 4 : 16;
   const b = Buffer.alloc(n);
   let v = ip.value;
-  for (let i = n - 1; i >= 0; i--) { b[i] = Number(v & 0xffn); v >>= 8n; }
+  for (let i = n - 1; i >= 0; i--) {
+    b[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
   return b;
 }
 
@@ -74,7 +77,11 @@ export const addressFamily = (family: 4 | 6): number => (family === 4 ? AF_INET 
 
 export function macBytes(mac: string): Buffer {
   if (!isMac(mac)) throw new Error(`invalid MAC address "${mac}"`);
-  return Buffer.from(normalizeMac(mac).split(':').map((p) => parseInt(p, 16)));
+  return Buffer.from(
+    normalizeMac(mac)
+      .split(':')
+      .map((p) => parseInt(p, 16)),
+  );
 }
 
 export const macText = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');

@@ -62,7 +62,11 @@ export function errnoCode(errno: number): string {
  */
 export class KernelError extends Error {
   readonly code: string;
-  constructor(readonly operation: string, readonly errno: number, detail?: string) {
+  constructor(
+    readonly operation: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
     super(`${operation}: ${libc().strerror(errno)}${detail ? ` (${detail})` : ''}`);
     this.name = 'KernelError';
     this.code = errnoCode(errno);

@@ -89,7 +89,11 @@ function decodeLink(body: Buffer): Link {
 /** The link, or undefined when there is none by that name/index. */
 export async function getLink(s: NetlinkSocket, ref: LinkRef): Promise<Link | undefined> {
   try {
-    const r = await s.get(RTM_GETLINK, Buffer.concat([...target(ref), u32Attr(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), `get ${label(ref)}`);
+    const r = await s.get(
+      RTM_GETLINK,
+      Buffer.concat([...target(ref), u32Attr(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]),
+      `get ${label(ref)}`,
+    );
     return decodeLink(r.body);
   } catch (e) {
     if (e instanceof KernelError && e.errno === ENODEV) return undefined;
@@ -129,8 +133,12 @@ export async function createVeth(s: NetlinkSocket, v: VethSpec): Promise<void> {
       ...own(v.name, v.mtu, v.mac),
       nested(IFLA_LINKINFO, [strAttr(IFLA_INFO_KIND, 'veth'), nested(IFLA_INFO_DATA, [attr(VETH_INFO_PEER, peer)])]),
     ]);
-    await s.ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body,
-      `create veth ${v.name} (peer ${v.peer.name}${v.peer.netns ? ` in ${v.peer.netns}` : ''})`);
+    await s.ack(
+      RTM_NEWLINK,
+      NLM_F_CREATE | NLM_F_EXCL,
+      body,
+      `create veth ${v.name} (peer ${v.peer.name}${v.peer.netns ? ` in ${v.peer.netns}` : ''})`,
+    );
   } finally {
     if (nsFd !== undefined) closeSync(nsFd);
   }
@@ -154,7 +162,9 @@ export async function setLink(s: NetlinkSocket, ref: LinkRef, c: LinkChange): Pr
     attrs.push(nested(IFLA_AF_SPEC, [nested(AF_INET6, [u8Attr(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)])]));
   }
   const flags = c.up === undefined ? [0, 0] : [c.up ? IFF_UP : 0, IFF_UP];
-  const what = Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ');
+  const what = Object.entries(c)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   await s.ack(RTM_NEWLINK, 0, Buffer.concat([...target(ref, flags[0], flags[1]), ...attrs]), `set ${label(ref)} ${what}`);
 }
 

@@ -31,7 +31,12 @@ export async function replaceNeighbour(s: NetlinkSocket, index: number, ip: stri
 /** Remove the entry for `ip` on link `index`; 'gone' when there was none. */
 export async function deleteNeighbour(s: NetlinkSocket, index: number, ip: string): Promise<'deleted' | 'gone'> {
   try {
-    await s.ack(RTM_DELNEIGH, 0, Buffer.concat([ndmsg(afOf(ip), index), attr(NDA_DST, ipBytes(ip))]), `delete neighbour ${ip} on link #${index}`);
+    await s.ack(
+      RTM_DELNEIGH,
+      0,
+      Buffer.concat([ndmsg(afOf(ip), index), attr(NDA_DST, ipBytes(ip))]),
+      `delete neighbour ${ip} on link #${index}`,
+    );
     return 'deleted';
   } catch (e) {
     if (e instanceof KernelError && e.errno === ENOENT) return 'gone';

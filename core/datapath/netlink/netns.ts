@@ -42,7 +42,10 @@ export function inNamespace<T>(path: string | undefined, fn: () => T): T {
       return fn();
     } finally {
       if (c.setns(back, CLONE_NEWNET) !== 0) {
-        const e = new KernelError(`FATAL: could not return from network namespace ${path}; this process is now in the wrong namespace`, lastErrno());
+        const e = new KernelError(
+          `FATAL: could not return from network namespace ${path}; this process is now in the wrong namespace`,
+          lastErrno(),
+        );
         process.emitWarning(e);
         throw e;
       }

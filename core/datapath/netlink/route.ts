@@ -62,7 +62,11 @@ export interface RouteSpec {
 
 /** Install a route in the main table, replacing one to the same destination. */
 export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void> {
-  const family = r.gateway ? familyOf(r.gateway, 'gateway') : r.dst === 'default' ? r.family ?? 4 : familyOf(r.dst.split('/')[0]!, 'route destination');
+  const family = r.gateway
+    ? familyOf(r.gateway, 'gateway')
+    : r.dst === 'default'
+      ? (r.family ?? 4)
+      : familyOf(r.dst.split('/')[0]!, 'route destination');
   const dst = parseCidr(canonicalDestination(r.dst, family));
   if (dst.family !== family) throw new Error(`route ${r.dst} via ${r.gateway}: address families differ`);
   // Like `ip route`: an IPv4 route without a gateway is on-link (link scope); IPv6 routes are always universe.
@@ -73,14 +77,18 @@ export async function replaceRoute(s: NetlinkSocket, r: RouteSpec): Promise<void
     ...(r.gateway ? [attr(RTA_GATEWAY, ipBytes(r.gateway))] : []),
     u32Attr(RTA_OIF, r.oif),
   ]);
-  await s.ack(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body,
-    `replace route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev #${r.oif}`);
+  await s.ack(
+    RTM_NEWROUTE,
+    NLM_F_CREATE | NLM_F_REPLACE,
+    body,
+    `replace route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev #${r.oif}`,
+  );
 }
 
 /** Routes of the main table; both families unless one is asked for. */
 export async function listRoutes(s: NetlinkSocket, family?: 4 | 6): Promise<Route[]> {
   const out: Route[] = [];
-  for (const fam of family ? [family] : [4, 6] as const) {
+  for (const fam of family ? [family] : ([4, 6] as const)) {
     for (const r of await s.dump(RTM_GETROUTE, rtmsg(addressFamily(fam), 0, 0), `list IPv${fam} routes`)) {
       if (r.type !== RTM_NEWROUTE) continue;
       const a = parseAttrs(r.body, 12);

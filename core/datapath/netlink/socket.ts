@@ -42,7 +42,11 @@ const NLMSG_HDRLEN = 16;
 const RECV_TIMEOUT_S = 5;
 const RECV_BUFFER = 64 * 1024;
 
-export interface Reply { type: number; flags: number; body: Buffer }
+export interface Reply {
+  type: number;
+  flags: number;
+  body: Buffer;
+}
 
 function check(rc: number, operation: string): number {
   if (rc < 0) throw new KernelError(operation, lastErrno());
@@ -111,7 +115,7 @@ export class NetlinkSocket {
 
   private async exchangeNow(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {
     if (this.closed) throw new Error(`${operation}: netlink socket already closed`);
-    const seq = this.seq = (this.seq + 1) & 0x7fffffff;
+    const seq = (this.seq = (this.seq + 1) & 0x7fffffff);
     const msg = Buffer.alloc(NLMSG_HDRLEN + body.length);
     msg.writeUInt32LE(msg.length, 0);
     msg.writeUInt16LE(type, 4);
@@ -122,7 +126,7 @@ export class NetlinkSocket {
     const addr = sockaddrNl();
     // errno of a call made on a pool thread is not readable here; a failed send (ENOBUFS, EINTR) is retried once
     // synchronously to learn why.
-    if (await c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12) < 0) {
+    if ((await c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12)) < 0) {
       for (;;) {
         if (c.sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) break;
         if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());

@@ -29,7 +29,12 @@ export async function nftApply(netns: string | undefined, script: string, contex
 /** nftables transactions sent to the kernel by nftApply (merged ones count once); read before and after. */
 export const nftTransactionCounter = { count: 0 };
 
-interface PendingNft { script: string; context: string; resolve: () => void; reject: (e: unknown) => void }
+interface PendingNft {
+  script: string;
+  context: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
 const nftQueues = new Map<string, PendingNft[]>();
 
 /**
@@ -67,7 +72,7 @@ async function drainNft(netns: string | undefined, key: string): Promise<void> {
       }
       try {
         nftTransactionCounter.count++;
-        await runNft(netns, batch.map((b) => b.script.endsWith('\n') ? b.script : `${b.script}\n`).join(''), 'merged nft transactions');
+        await runNft(netns, batch.map((b) => (b.script.endsWith('\n') ? b.script : `${b.script}\n`)).join(''), 'merged nft transactions');
         for (const b of batch) b.resolve();
       } catch {
         for (const b of batch) await one(b);
@@ -83,4 +88,3 @@ export async function nftQuery(netns: string | undefined, command: string, conte
   if (nftLibrary()) return runNft(netns, command, context);
   return run(inNetns(netns, ['nft', ...command.split(/\s+/)]), { context });
 }
-

@@ -4,10 +4,21 @@ export { nftApply, nftQuery, nftTransactionCounter } from './apply.js';
 export { NftError } from './lib.js';
 export * from './tables.js';
 export {
-  applyStageChain, dropTable, ensureBaseChain, forgetDevices, listStageChain, removeStageChainScript, stageChain, stageChainScript,
+  applyStageChain,
+  dropTable,
+  ensureBaseChain,
+  forgetDevices,
+  listStageChain,
+  removeStageChainScript,
+  stageChain,
+  stageChainScript,
 } from './script.js';
 export {
-  hasPortSecurity, installPortSecurity, removePortSecurity, removePortSecurityScript, type PortSecuritySpec,
+  hasPortSecurity,
+  installPortSecurity,
+  removePortSecurity,
+  removePortSecurityScript,
+  type PortSecuritySpec,
 } from './port-security.js';
 export { installTunnelFilter, removeTunnelFilter, removeTunnelFilterScript, type Gateway } from './tunnel-filter.js';
 export { PortMapError, publishedPorts, publishPorts, unpublishPorts, type PublishedPort } from './port-publishing.js';

@@ -57,7 +57,11 @@ export function parseExisting(listing: string): LbExisting {
 }
 
 async function routing(netns: string | undefined, spec: LbHostSpec): Promise<void> {
-  const rules = await runJson<{ priority?: number; iif?: string; table?: string }[]>(netns, ['ip', '-j', 'rule', 'show'], 'could not list policy rules');
+  const rules = await runJson<{ priority?: number; iif?: string; table?: string }[]>(
+    netns,
+    ['ip', '-j', 'rule', 'show'],
+    'could not list policy rules',
+  );
   const lines: string[] = [];
   for (const b of spec.bridges) {
     const have = rules.some((r) => r.iif === b.ifname && r.priority === LB_RULE_PRIORITY && String(r.table) === String(b.table));
@@ -70,14 +74,18 @@ async function routing(netns: string | undefined, spec: LbHostSpec): Promise<voi
   for (const p of spec.hairpinPorts) lines.push(`link set dev ${p} type bridge_slave hairpin on`);
   await ipBatch(netns, lines, 'load balancer: could not set up routing of client bridges');
   for (const b of spec.bridges) {
-    await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b.ifname}.rp_filter=0`]), { context: `load balancer: rp_filter of ${b.ifname}` });
+    await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b.ifname}.rp_filter=0`]), {
+      context: `load balancer: rp_filter of ${b.ifname}`,
+    });
   }
 }
 
 /** Delete conntrack entries of connections to `vip` answered by `member` (none is not an error). */
 async function cut(netns: string | undefined, protocol: 'tcp' | 'udp', vip: string, member: string): Promise<void> {
   try {
-    await run(inNetns(netns, ['conntrack', '-D', '-p', protocol, '--orig-dst', vip, '--reply-src', member]), { context: 'load balancer: conntrack' });
+    await run(inNetns(netns, ['conntrack', '-D', '-p', protocol, '--orig-dst', vip, '--reply-src', member]), {
+      context: 'load balancer: conntrack',
+    });
   } catch (e) {
     // conntrack exits 1 when no entry matched ("0 flow entries have been deleted").
     if (!(e instanceof CommandError && /0 flow entries/.test(e.stderr))) throw e;

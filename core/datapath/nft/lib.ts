@@ -52,7 +52,10 @@ export function whyUnavailable(): string | undefined {
 
 /** nft's own complaint about a script, as `nft -f` would print it on stderr. */
 export class NftError extends Error {
-  constructor(message: string, readonly nftMessage: string) {
+  constructor(
+    message: string,
+    readonly nftMessage: string,
+  ) {
     super(message);
     this.name = 'NftError';
   }

@@ -85,8 +85,7 @@ export const removeBridgeZoneScript = (bridgeIfname: string): string => {
   return `add element ${t} zones { "${bridgeIfname}" : 1 }\ndelete element ${t} zones { "${bridgeIfname}" }\n`;
 };
 
-const setDecl = (s: SetDecl): string =>
-  `add set ${ref(HOST_BRIDGE)} ${s.name} { type ${s.type};${s.interval ? ' flags interval;' : ''} }`;
+const setDecl = (s: SetDecl): string => `add set ${ref(HOST_BRIDGE)} ${s.name} { type ${s.type};${s.interval ? ' flags interval;' : ''} }`;
 
 /**
  * Install or replace compiled chains, one transaction: their sets (created empty when missing), the chains they
@@ -132,13 +131,18 @@ export function replaceSetScript(s: SetDecl, elements: readonly string[]): strin
 /** Both sets of an address group (IPv4, IPv6) replaced by its current addresses, one script. */
 export function addrGroupScript(g: Pick<IpAddrGroup, 'id' | 'addresses'>): string {
   const { v4, v6 } = addrGroupElements(g);
-  return replaceSetScript({ name: addrGroupSet(g.id, 4), type: 'ipv4_addr', interval: true }, v4)
-    + replaceSetScript({ name: addrGroupSet(g.id, 6), type: 'ipv6_addr', interval: true }, v6);
+  return (
+    replaceSetScript({ name: addrGroupSet(g.id, 4), type: 'ipv4_addr', interval: true }, v4) +
+    replaceSetScript({ name: addrGroupSet(g.id, 6), type: 'ipv6_addr', interval: true }, v6)
+  );
 }
 
 /** A port group's set: the MACs of its member ports (port security makes a MAC name its port). */
 export function portGroupScript(groupId: string, memberMacs: readonly string[]): string {
-  return replaceSetScript({ name: portGroupSet(groupId), type: 'ether_addr' }, memberMacs.map((m) => m.toLowerCase()));
+  return replaceSetScript(
+    { name: portGroupSet(groupId), type: 'ether_addr' },
+    memberMacs.map((m) => m.toLowerCase()),
+  );
 }
 
 /** Add or delete single elements of a set (a group member joining or leaving). */
@@ -162,8 +166,11 @@ export const unbindScript = (stage: StageName, ifname: string): string => remove
 export async function bindStage(netns: string | undefined, stage: StageName, ifname: string, chainId: string | undefined): Promise<void> {
   const s = POLICY_STAGE[stage];
   await ensureBaseChain(netns, s.table, s.base);
-  await nftApply(netns, chainId === undefined ? unbindScript(stage, ifname) : bindScript(stage, ifname, chainId),
-    `could not ${chainId === undefined ? 'unbind' : 'bind'} the ${stage} filter of ${ifname}`);
+  await nftApply(
+    netns,
+    chainId === undefined ? unbindScript(stage, ifname) : bindScript(stage, ifname, chainId),
+    `could not ${chainId === undefined ? 'unbind' : 'bind'} the ${stage} filter of ${ifname}`,
+  );
 }
 
 /**
@@ -191,7 +198,8 @@ export async function applyPolicyChange(netns: string | undefined, c: PolicyChan
   if (c.chains.length) parts.push(chainsScript(c.chains));
   for (const b of c.bindings) parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId));
   for (const id of c.removeChains) parts.push(removeChainScript(id));
-  for (const name of c.removeSets) parts.push(`add set ${t} ${name} { type ether_addr; }\ndelete set ${t} ${name}\n`.replace(/type ether_addr/, setTypeOf(name)));
+  for (const name of c.removeSets)
+    parts.push(`add set ${t} ${name} { type ether_addr; }\ndelete set ${t} ${name}\n`.replace(/type ether_addr/, setTypeOf(name)));
   await nftApply(netns, parts.join(''), 'could not apply the policy');
 }
 
@@ -202,7 +210,12 @@ function setTypeOf(name: string): string {
 }
 
 /** A compiled rule's counter, summed over its nft rules (one MidoNet rule may expand to several). */
-export interface RuleCounter { chainId: string; ruleId: string; packets: number; bytes: number }
+export interface RuleCounter {
+  chainId: string;
+  ruleId: string;
+  packets: number;
+  bytes: number;
+}
 
 /**
  * The per-rule counters in a listing of `table bridge bees`: every rule of a compiled chain carries `counter` and

@@ -23,7 +23,10 @@ export interface PublishedPort {
 
 /** A mapping refused before anything changed: malformed (`invalid`) or its host port taken (`conflict`). */
 export class PortMapError extends Error {
-  constructor(readonly kind: 'invalid' | 'conflict', message: string) {
+  constructor(
+    readonly kind: 'invalid' | 'conflict',
+    message: string,
+  ) {
     super(message);
     this.name = 'PortMapError';
   }
@@ -37,9 +40,12 @@ const skeleton = (): string => HOST_PORTMAP.baseChains.map((c) => baseChainScrip
 
 function check(m: PublishedPort): void {
   const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
-  if (!['tcp', 'udp', 'sctp'].includes(m.protocol)) throw new PortMapError('invalid', `port mapping: protocol ${JSON.stringify(m.protocol)} is not tcp, udp or sctp`);
-  if (!port(m.hostPort) || !port(m.port)) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}->${m.port}: ports must be 1-65535`);
-  if (ipFamily(m.ip) !== 4) throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
+  if (!['tcp', 'udp', 'sctp'].includes(m.protocol))
+    throw new PortMapError('invalid', `port mapping: protocol ${JSON.stringify(m.protocol)} is not tcp, udp or sctp`);
+  if (!port(m.hostPort) || !port(m.port))
+    throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}->${m.port}: ports must be 1-65535`);
+  if (ipFamily(m.ip) !== 4)
+    throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: workload address ${JSON.stringify(m.ip)} is not IPv4`);
   if (m.hostIP !== undefined && m.hostIP !== '0.0.0.0' && ipFamily(m.hostIP) !== 4) {
     throw new PortMapError('invalid', `port mapping ${m.protocol}/${m.hostPort}: host IP ${JSON.stringify(m.hostIP)} is not IPv4`);
   }
@@ -58,7 +64,9 @@ async function elements(netns: string | undefined): Promise<Elem[] | undefined> 
   if (noTable.has(netns ?? '')) return undefined;
   let text: string;
   try {
-    text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', HOST_PORTMAP.family, HOST_PORTMAP.name]), { context: 'read port mappings' });
+    text = await run(inNetns(netns, ['nft', '-j', 'list', 'table', HOST_PORTMAP.family, HOST_PORTMAP.name]), {
+      context: 'read port mappings',
+    });
   } catch (e) {
     if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) {
       noTable.add(netns ?? '');
@@ -104,7 +112,11 @@ async function publishNow(netns: string | undefined, owner: string, mappings: Pu
     const anyAddr = m.hostIP === undefined || m.hostIP === '0.0.0.0';
     const key = anyAddr ? `${m.protocol} . ${m.hostPort}` : `${m.hostIP} . ${m.protocol} . ${m.hostPort}`;
     const taken = current.find((e) => e.owner !== owner && e.map === (anyAddr ? 'any' : 'addr') && e.key === key);
-    if (taken) throw new PortMapError('conflict', `host port ${m.protocol}/${m.hostPort}${anyAddr ? '' : ` on ${m.hostIP}`} is already published by ${taken.owner ?? 'someone else'}`);
+    if (taken)
+      throw new PortMapError(
+        'conflict',
+        `host port ${m.protocol}/${m.hostPort}${anyAddr ? '' : ` on ${m.hostIP}`} is already published by ${taken.owner ?? 'someone else'}`,
+      );
     // `create` fails on a key someone added meanwhile, where `add` would keep theirs silently.
     lines.push(`create element ${T} ${anyAddr ? 'any' : 'addr'} { ${key} comment "${owner}" : ${m.ip} . ${m.port} }`);
   }
@@ -126,6 +138,9 @@ export async function publishedPorts(netns: string | undefined, owner: string): 
 async function dropIfEmpty(netns: string | undefined): Promise<void> {
   const left = await elements(netns);
   if (left && left.length === 0) {
-    await dropTable(netns, HOST_PORTMAP).then(() => noTable.add(netns ?? ''), () => undefined);
+    await dropTable(netns, HOST_PORTMAP).then(
+      () => noTable.add(netns ?? ''),
+      () => undefined,
+    );
   }
 }

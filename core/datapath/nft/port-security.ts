@@ -16,7 +16,10 @@ export interface PortSecuritySpec {
 const set = (items: string[]): string => `{ ${items.join(', ')} }`;
 
 /** An IPv6 address as the 128-bit integer nft compares raw payload with. */
-const ipv6Hex = (ip: string): string => `0x${ipv6Groups(ip).map((g) => g.toString(16).padStart(4, '0')).join('')}`;
+const ipv6Hex = (ip: string): string =>
+  `0x${ipv6Groups(ip)
+    .map((g) => g.toString(16).padStart(4, '0'))
+    .join('')}`;
 
 /** The rules of one port's chain: only its MAC and addresses may leave it. */
 export function portSecurityRules(p: PortSecuritySpec): string[] {

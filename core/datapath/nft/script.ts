@@ -77,32 +77,42 @@ const stageHeader = (s: Stage): string => header(s.table, baseChain(s.table, s.b
 export function stageChainScript(s: Stage, ifname: string, rules: readonly string[]): string {
   const t = ref(s.table);
   const c = stageChain(s, ifname);
-  return stageHeader(s) + [
-    `add chain ${t} ${c}`,
-    `flush chain ${t} ${c}`,
-    ...rules.map((r) => `add rule ${t} ${c} ${r}`),
-    `add element ${t} ${s.map} { "${ifname}" : jump ${c} }`,
-    '',
-  ].join('\n');
+  return (
+    stageHeader(s) +
+    [
+      `add chain ${t} ${c}`,
+      `flush chain ${t} ${c}`,
+      ...rules.map((r) => `add rule ${t} ${c} ${r}`),
+      `add element ${t} ${s.map} { "${ifname}" : jump ${c} }`,
+      '',
+    ].join('\n')
+  );
 }
 
 /** Remove one device's chain of one stage and its map element; a no-op when absent (add-then-delete). */
 export function removeStageChainScript(s: Stage, ifname: string): string {
   const t = ref(s.table);
   const c = stageChain(s, ifname);
-  return stageHeader(s) + [
-    `add chain ${t} ${c}`,
-    `add element ${t} ${s.map} { "${ifname}" : jump ${c} }`,
-    `delete element ${t} ${s.map} { "${ifname}" }`,
-    `flush chain ${t} ${c}`,
-    `delete chain ${t} ${c}`,
-    '',
-  ].join('\n');
+  return (
+    stageHeader(s) +
+    [
+      `add chain ${t} ${c}`,
+      `add element ${t} ${s.map} { "${ifname}" : jump ${c} }`,
+      `delete element ${t} ${s.map} { "${ifname}" }`,
+      `flush chain ${t} ${c}`,
+      `delete chain ${t} ${c}`,
+      '',
+    ].join('\n')
+  );
 }
 
 /** Install (or replace) a device's chain of a stage, its base chain first when missing. */
 export async function applyStageChain(
-  netns: string | undefined, s: Stage, ifname: string, rules: readonly string[], context: string,
+  netns: string | undefined,
+  s: Stage,
+  ifname: string,
+  rules: readonly string[],
+  context: string,
 ): Promise<void> {
   await ensureBaseChain(netns, s.table, s.base);
   await nftApply(netns, stageChainScript(s, ifname, rules), context);

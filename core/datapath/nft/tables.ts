@@ -71,8 +71,12 @@ export const HOST_BRIDGE: Table = {
   baseChains: [
     // Port chains only drop or return, so a frame leaving a workload is also checked against the tunnel filter.
     {
-      name: 'forward', type: 'filter', hook: 'forward', priority: -10,
-      rules: ['iifname vmap @ports', 'oifname vmap @tunnels'], maps: ['ports', 'tunnels'],
+      name: 'forward',
+      type: 'filter',
+      hook: 'forward',
+      priority: -10,
+      rules: ['iifname vmap @ports', 'oifname vmap @tunnels'],
+      maps: ['ports', 'tunnels'],
     },
     { name: 'st-from', type: 'filter', hook: 'forward', priority: 10, rules: ['iifname vmap @from-port'], maps: ['from-port'] },
     { name: 'st-bin', type: 'filter', hook: 'forward', priority: 11, rules: ['iifname vmap @bridge-in'], maps: ['bridge-in'] },
@@ -93,7 +97,10 @@ export const HOST_BRIDGE: Table = {
 export const PORT_SECURITY: Stage = { table: HOST_BRIDGE, base: 'forward', map: 'ports', chain: (port) => `p-${port}` };
 /** What must not cross a bridge's VXLAN port (tunnel-filter.ts). */
 export const TUNNEL_FILTER: Stage = {
-  table: HOST_BRIDGE, base: 'forward', map: 'tunnels', chain: (vxlan) => `t-${vxlan.slice(VXLAN_PREFIX.length)}`,
+  table: HOST_BRIDGE,
+  base: 'forward',
+  map: 'tunnels',
+  chain: (vxlan) => `t-${vxlan.slice(VXLAN_PREFIX.length)}`,
 };
 /** MidoNet's port inbound filter, for the policy feature (chains-lb.md §2.4): frames coming from the port. */
 export const FROM_PORT: Stage = { table: HOST_BRIDGE, base: 'st-from', map: 'from-port', chain: (port) => `fp-${port}` };

@@ -5,7 +5,10 @@ import { nftApply } from './apply.js';
 import { applyStageChain, removeStageChainScript } from './script.js';
 import { TUNNEL_FILTER } from './tables.js';
 
-export interface Gateway { ip: string; mac: string }
+export interface Gateway {
+  ip: string;
+  mac: string;
+}
 
 const set = (items: string[]): string => `{ ${items.join(', ')} }`;
 

@@ -58,7 +58,10 @@ export class Committer {
     for (let attempt = 0; ; attempt++) {
       s.live();
       if (Date.now() >= deadline) {
-        throw new StoreError('Unavailable', `commit did not complete within ${opTimeoutMs} ms against ZooKeeper ${s.hosts}${maybeCommitted ? ' (outcome unknown)' : ''}`);
+        throw new StoreError(
+          'Unavailable',
+          `commit did not complete within ${opTimeoutMs} ms against ZooKeeper ${s.hosts}${maybeCommitted ? ' (outcome unknown)' : ''}`,
+        );
       }
       let plan: Awaited<ReturnType<Committer['plan']>> | undefined;
       try {
@@ -74,7 +77,8 @@ export class Committer {
         let logIndex = -1;
         if (plan.changes.length > 0) {
           const payload = Buffer.from(JSON.stringify({ changes: plan.changes }));
-          if (payload.length * 2 > MAX_TX_BYTES) throw new StoreError('Invalid', `commit too large for ZooKeeper (${payload.length} bytes of changes)`);
+          if (payload.length * 2 > MAX_TX_BYTES)
+            throw new StoreError('Invalid', `commit too large for ZooKeeper (${payload.length} bytes of changes)`);
           logIndex = plan.count;
           tx.create(`${this.root}/log/n${plan.changes.length}_`, payload, s.acl, CreateMode.PERSISTENT_SEQUENTIAL);
           tx.create(marker, Buffer.alloc(0), s.acl, CreateMode.PERSISTENT);

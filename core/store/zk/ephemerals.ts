@@ -49,9 +49,11 @@ export class Ephemerals {
         return;
       }
       // Left by a previous session of this owner (or another writer): the newest writer wins.
-      await s.read<void>((c, cb) => c.remove(path, -1, cb)).catch((err) => {
-        if (codeOf(err) !== Exception.NO_NODE) throw err;
-      });
+      await s
+        .read<void>((c, cb) => c.remove(path, -1, cb))
+        .catch((err) => {
+          if (codeOf(err) !== Exception.NO_NODE) throw err;
+        });
     }
     throw new StoreError('Unavailable', `could not write ephemeral ${key}: contended`);
   }
@@ -91,7 +93,9 @@ export class Ephemerals {
     const s = this.s;
     const dir = `${this.root}/ephemeral`;
     const kick = () => this.kick();
-    const names = await s.read<string[]>((c, cb) => (watch ? c.getChildren(dir, kick, childrenCb(cb)) : c.getChildren(dir, childrenCb(cb))));
+    const names = await s.read<string[]>((c, cb) =>
+      watch ? c.getChildren(dir, kick, childrenCb(cb)) : c.getChildren(dir, childrenCb(cb)),
+    );
     const out = new Map<string, string>();
     await Promise.all(
       names.map(async (name) => {
@@ -103,7 +107,9 @@ export class Ephemerals {
         }
         if (!key.startsWith(prefix)) return;
         try {
-          const [data] = await s.read<[Buffer, Stat]>((c, cb) => (watch ? c.getData(`${dir}/${name}`, kick, cb) : c.getData(`${dir}/${name}`, cb)));
+          const [data] = await s.read<[Buffer, Stat]>((c, cb) =>
+            watch ? c.getData(`${dir}/${name}`, kick, cb) : c.getData(`${dir}/${name}`, cb),
+          );
           out.set(key, data.toString('utf8'));
         } catch (err) {
           if (codeOf(err) !== Exception.NO_NODE) throw err;

@@ -73,7 +73,10 @@ export class Follower {
       };
       // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
       this.followWaiters.push(w);
-      const timer = setTimeout(() => fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`)), Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`)),
+        Math.max(0, deadline - Date.now()),
+      );
     });
   }
 
@@ -116,7 +119,9 @@ export class Follower {
         for (const p of datas) p.catch(() => {});
         for (let i = 0; i < fresh.length; i++) {
           const [data, stat] = await datas[i]!;
-          const rec = JSON.parse(data.toString('utf8')) as { changes: Omit<StoredChange, 'seq' | 'zxid' | 'json'>[] & { value?: unknown }[] };
+          const rec = JSON.parse(data.toString('utf8')) as {
+            changes: Omit<StoredChange, 'seq' | 'zxid' | 'json'>[] & { value?: unknown }[];
+          };
           const zxid = zxidOf(stat.czxid);
           const changes = rec.changes.map((c, j) => ({
             seq: fresh[i]!.tx * SEQ_STRIDE + j,
@@ -170,12 +175,14 @@ export class Follower {
       const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
       const map = new Map<string, CacheEntry>();
       const reads = ids.map((id) =>
-        s.zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb)).then(
-          ([data, stat]) => map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) }),
-          (err) => {
-            if (codeOf(err) !== Exception.NO_NODE) throw err;
-          },
-        ),
+        s
+          .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
+          .then(
+            ([data, stat]) => map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) }),
+            (err) => {
+              if (codeOf(err) !== Exception.NO_NODE) throw err;
+            },
+          ),
       );
       await Promise.all(reads);
       this.cache.set(kind, map);
@@ -216,8 +223,14 @@ export class Follower {
     if (options.onGap !== undefined && typeof options.onGap !== 'function') throw new StoreError('Invalid', 'onGap must be a function');
     const last = await this.lastSeq();
     await this.sync(Math.max(ownTx, Math.floor(last / SEQ_STRIDE)));
-    const w: Watcher = { handler, kinds: options.kinds ? new Set(options.kinds) : undefined, cursor: options.fromSeq ?? last, onGap: options.onGap };
-    if (w.cursor > last) throw new StoreError('Gone', `fromSeq ${w.cursor} is ahead of this store (last seq ${last}): it was reset or is another store`);
+    const w: Watcher = {
+      handler,
+      kinds: options.kinds ? new Set(options.kinds) : undefined,
+      cursor: options.fromSeq ?? last,
+      onGap: options.onGap,
+    };
+    if (w.cursor > last)
+      throw new StoreError('Gone', `fromSeq ${w.cursor} is ahead of this store (last seq ${last}): it was reset or is another store`);
     // Older than what this client has seen: read the backlog from ZooKeeper's log.
     for (;;) {
       const ringStart = this.ring[0]?.seq ?? (this.cursorTx + 1) * SEQ_STRIDE;
@@ -236,9 +249,22 @@ export class Follower {
           if (codeOf(err) === Exception.NO_NODE) throw new StoreError('Gone', `changes after seq ${w.cursor} are no longer retained`);
           throw err;
         }
-        const rec = JSON.parse(got[0].toString('utf8')) as { changes: { kind: Kind; id: string; type: Change['type']; version: number; value?: unknown }[] };
+        const rec = JSON.parse(got[0].toString('utf8')) as {
+          changes: { kind: Kind; id: string; type: Change['type']; version: number; value?: unknown }[];
+        };
         rec.changes.forEach((c, j) =>
-          deliver(w, { seq: n.tx * SEQ_STRIDE + j, kind: c.kind, id: c.id, type: c.type, version: c.version, json: c.value === undefined ? undefined : JSON.stringify(c.value) }, 'zk'),
+          deliver(
+            w,
+            {
+              seq: n.tx * SEQ_STRIDE + j,
+              kind: c.kind,
+              id: c.id,
+              type: c.type,
+              version: c.version,
+              json: c.value === undefined ? undefined : JSON.stringify(c.value),
+            },
+            'zk',
+          ),
         );
       }
       if (children.length === 0) w.cursor = Math.max(w.cursor, ringStart - 1);

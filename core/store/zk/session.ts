@@ -18,7 +18,11 @@ export interface ZkTarget {
 
 export function parseZkUrl(url: string): ZkTarget {
   const m = /^zk:\/\/(?:([^@/]*)@)?([^/]+)(\/.*)?$/i.exec(url);
-  if (!m) throw new StoreError('Invalid', `not a ZooKeeper store URL: ${JSON.stringify(redactUrl(url))} (expected zk://host:port[,host:port…]/root)`);
+  if (!m)
+    throw new StoreError(
+      'Invalid',
+      `not a ZooKeeper store URL: ${JSON.stringify(redactUrl(url))} (expected zk://host:port[,host:port…]/root)`,
+    );
   const hosts = m[2]!;
   for (const h of hosts.split(',')) {
     if (!/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/.test(h)) {
@@ -26,7 +30,13 @@ export function parseZkUrl(url: string): ZkTarget {
     }
   }
   const root = (m[3] ?? '').replace(/\/+$/, '');
-  if (root === '' || root.split('/').slice(1).some((s) => s === '' || s === '.' || s === '..' || s === 'zookeeper')) {
+  if (
+    root === '' ||
+    root
+      .split('/')
+      .slice(1)
+      .some((s) => s === '' || s === '.' || s === '..' || s === 'zookeeper')
+  ) {
     throw new StoreError('Invalid', `ZooKeeper store URL needs a root path such as /bees: ${redactUrl(url)}`);
   }
   if (m[1] === undefined) return { hosts, root };
@@ -221,10 +231,13 @@ export class ZkSession {
       const timer =
         deadline === Number.POSITIVE_INFINITY
           ? undefined
-          : setTimeout(() => {
-              this.connectWaiters = this.connectWaiters.filter((w) => w !== done);
-              reject(new StoreError('Unavailable', `ZooKeeper ${this.hosts} unreachable`));
-            }, Math.max(0, deadline - Date.now()));
+          : setTimeout(
+              () => {
+                this.connectWaiters = this.connectWaiters.filter((w) => w !== done);
+                reject(new StoreError('Unavailable', `ZooKeeper ${this.hosts} unreachable`));
+              },
+              Math.max(0, deadline - Date.now()),
+            );
       const done = () => {
         clearTimeout(timer);
         if (this.closed) reject(new StoreError('Closed', `store ${this.url} is closed`));
@@ -260,9 +273,13 @@ export class ZkSession {
   unavailable(err: unknown): StoreError {
     if (err instanceof StoreError) return err;
     const c = codeOf(err);
-    if (c === Exception.BAD_ARGUMENTS) return new StoreError('Invalid', `ZooKeeper refused the request as malformed: ${(err as Error).message}`);
+    if (c === Exception.BAD_ARGUMENTS)
+      return new StoreError('Invalid', `ZooKeeper refused the request as malformed: ${(err as Error).message}`);
     if (c === Exception.NO_AUTH || c === Exception.AUTH_FAILED || c === Exception.INVALID_ACL) {
-      return new StoreError('Unavailable', `ZooKeeper ${this.hosts} denied access (${(err as Error).message}): check the credentials in the store URL`);
+      return new StoreError(
+        'Unavailable',
+        `ZooKeeper ${this.hosts} denied access (${(err as Error).message}): check the credentials in the store URL`,
+      );
     }
     return new StoreError('Unavailable', `ZooKeeper ${this.hosts}: ${(err as Error).message}`);
   }

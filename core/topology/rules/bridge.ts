@@ -15,8 +15,15 @@ export const bridgeRule: KindRule<'Bridge'> = {
     const name = given(d, 'name');
     const id = d.id ?? stableId('Bridge', tenant.id, name);
     return {
-      ...d, id, tenantId: tenant.id, name, tunnelKey: d.tunnelKey ?? (await freeTunnelKey(tx, id)),
-      subnets: d.subnets ?? [], adminStateUp: d.adminStateUp ?? true, options: d.options ?? {}, labels: d.labels ?? {},
+      ...d,
+      id,
+      tenantId: tenant.id,
+      name,
+      tunnelKey: d.tunnelKey ?? (await freeTunnelKey(tx, id)),
+      subnets: d.subnets ?? [],
+      adminStateUp: d.adminStateUp ?? true,
+      options: d.options ?? {},
+      labels: d.labels ?? {},
     };
   },
   validate: validateBridge,
@@ -47,7 +54,11 @@ async function validateBridge(b: Bridge, tx: Tx, prev: Bridge | undefined): Prom
     for (const [i, n] of nets.entries()) {
       const clash = o.subnets.find((s) => overlaps(s.cidr, n));
       if (clash) {
-        throw new TopologyError('conflict', `subnet ${formatCidr(n)} overlaps ${clash.cidr} of bridge "${o.name}" (${o.id})`, `subnets[${i}].cidr`);
+        throw new TopologyError(
+          'conflict',
+          `subnet ${formatCidr(n)} overlaps ${clash.cidr} of bridge "${o.name}" (${o.id})`,
+          `subnets[${i}].cidr`,
+        );
       }
     }
   }
@@ -68,7 +79,11 @@ async function validateBridge(b: Bridge, tx: Tx, prev: Bridge | undefined): Prom
     }
     for (const blk of (await tx.list('IpamBlock')).map((x) => x.value)) {
       if (blk.bridgeId === b.id && !b.subnets.some((s) => s.cidr === blk.subnet)) {
-        throw new TopologyError('conflict', `subnet ${blk.subnet} still has IPAM block ${blk.cidr}; release its addresses first`, 'subnets');
+        throw new TopologyError(
+          'conflict',
+          `subnet ${blk.subnet} still has IPAM block ${blk.cidr}; release its addresses first`,
+          'subnets',
+        );
       }
     }
   }

@@ -22,7 +22,12 @@ export const ruleRule: KindRule<'Rule'> = {
     const action = given(d, 'action');
     const flowAction = d.flowAction ?? (NAT_ACTIONS.includes(action) ? 'accept' : undefined);
     return {
-      ...d, id: d.id ?? randomId(), chainId, action, condition: d.condition ?? {}, position,
+      ...d,
+      id: d.id ?? randomId(),
+      chainId,
+      action,
+      condition: d.condition ?? {},
+      position,
       ...(flowAction !== undefined ? { flowAction } : {}),
     };
   },
@@ -31,11 +36,24 @@ export const ruleRule: KindRule<'Rule'> = {
 
 /** Each inversion flag and the field it negates: a flag without its field is a mistake, never silently nothing. */
 const INVERSIONS: readonly [keyof Condition, keyof Condition][] = [
-  ['invInPorts', 'inPortIds'], ['invOutPorts', 'outPortIds'], ['invPortGroupSrc', 'portGroupSrc'],
-  ['invPortGroupDst', 'portGroupDst'], ['invEthertype', 'ethertype'], ['invDlSrc', 'dlSrc'], ['invDlDst', 'dlDst'],
-  ['invNwTos', 'nwTos'], ['invNwProto', 'nwProto'], ['invNwSrc', 'nwSrc'], ['invNwDst', 'nwDst'], ['invTpSrc', 'tpSrc'],
-  ['invTpDst', 'tpDst'], ['invIpAddrGroupSrc', 'ipAddrGroupSrc'], ['invIpAddrGroupDst', 'ipAddrGroupDst'],
-  ['invTraversedDevice', 'traversedDevice'], ['invIcmpDataSrcIp', 'icmpDataSrcIp'], ['invIcmpDataDstIp', 'icmpDataDstIp'],
+  ['invInPorts', 'inPortIds'],
+  ['invOutPorts', 'outPortIds'],
+  ['invPortGroupSrc', 'portGroupSrc'],
+  ['invPortGroupDst', 'portGroupDst'],
+  ['invEthertype', 'ethertype'],
+  ['invDlSrc', 'dlSrc'],
+  ['invDlDst', 'dlDst'],
+  ['invNwTos', 'nwTos'],
+  ['invNwProto', 'nwProto'],
+  ['invNwSrc', 'nwSrc'],
+  ['invNwDst', 'nwDst'],
+  ['invTpSrc', 'tpSrc'],
+  ['invTpDst', 'tpDst'],
+  ['invIpAddrGroupSrc', 'ipAddrGroupSrc'],
+  ['invIpAddrGroupDst', 'ipAddrGroupDst'],
+  ['invTraversedDevice', 'traversedDevice'],
+  ['invIcmpDataSrcIp', 'icmpDataSrcIp'],
+  ['invIcmpDataDstIp', 'icmpDataDstIp'],
 ];
 
 function validateCondition(c: Condition): void {
@@ -45,7 +63,10 @@ function validateCondition(c: Condition): void {
   }
   if (c.matchForwardFlow && c.matchReturnFlow) throw bad('matchReturnFlow', 'a packet is never both a forward and a return flow');
   if (c.noVlan && c.vlan !== undefined) throw bad('vlan', 'contradicts noVlan');
-  for (const [mac, mask] of [['dlSrc', 'dlSrcMask'], ['dlDst', 'dlDstMask']] as const) {
+  for (const [mac, mask] of [
+    ['dlSrc', 'dlSrcMask'],
+    ['dlDst', 'dlDstMask'],
+  ] as const) {
     const m = c[mac];
     if (m !== undefined) c[mac] = normalizeMac(m, `condition.${mac}`);
     const k = c[mask];
@@ -63,7 +84,10 @@ function validateCondition(c: Condition): void {
   }
   // MidoNet's REST API: a later fragment carries no L4 header, so ports cannot be matched on it.
   if ((c.tpSrc || c.tpDst) && (c.fragmentPolicy === 'any' || c.fragmentPolicy === 'nonheader')) {
-    throw bad('fragmentPolicy', `${c.fragmentPolicy} cannot go with tpSrc or tpDst (later fragments have no ports): use header or unfragmented`);
+    throw bad(
+      'fragmentPolicy',
+      `${c.fragmentPolicy} cannot go with tpSrc or tpDst (later fragments have no ports): use header or unfragmented`,
+    );
   }
 }
 
@@ -83,7 +107,11 @@ async function validateRule(r: Rule, tx: Tx): Promise<void> {
     const from = parseIp(t.addressFrom, `natTargets[${i}].addressFrom`);
     const to = parseIp(t.addressTo, `natTargets[${i}].addressTo`);
     if (from.family !== to.family || from.value > to.value) {
-      throw new TopologyError('invalid', `natTargets[${i}]: addressFrom must not be above addressTo (same family)`, `natTargets[${i}].addressTo`);
+      throw new TopologyError(
+        'invalid',
+        `natTargets[${i}]: addressFrom must not be above addressTo (same family)`,
+        `natTargets[${i}].addressTo`,
+      );
     }
     if (t.portFrom > t.portTo) throw new TopologyError('invalid', `natTargets[${i}]: portFrom is above portTo`, `natTargets[${i}].portTo`);
     t.addressFrom = formatIp(from);

@@ -11,7 +11,9 @@ export const portGroupRule: KindRule<'PortGroup'> = {
 export const ipAddrGroupRule: KindRule<'IpAddrGroup'> = {
   fill: (d) => ({ ...d, id: d.id ?? randomId(), tenantId: given(d, 'tenantId'), name: given(d, 'name'), addresses: d.addresses ?? [] }),
   validate(g, tx) {
-    g.addresses = g.addresses.map((a, i) => (a.includes('/') ? formatCidr(parseCidr(a, `addresses[${i}]`)) : formatIp(parseIp(a, `addresses[${i}]`))));
+    g.addresses = g.addresses.map((a, i) =>
+      a.includes('/') ? formatCidr(parseCidr(a, `addresses[${i}]`)) : formatIp(parseIp(a, `addresses[${i}]`)),
+    );
     return unique('IpAddrGroup', g, tx, { tenantId: g.tenantId });
   },
 };

@@ -10,7 +10,11 @@ export const hostRule: KindRule<'Host'> = {
   fill(d) {
     const name = given(d, 'name');
     return {
-      ...d, id: d.id ?? stableId('Host', name), name, addresses: d.addresses ?? [], tunnelZones: d.tunnelZones ?? [],
+      ...d,
+      id: d.id ?? stableId('Host', name),
+      name,
+      addresses: d.addresses ?? [],
+      tunnelZones: d.tunnelZones ?? [],
       tunnelPort: d.tunnelPort ?? DEFAULT_TUNNEL_PORT,
     };
   },

@@ -9,15 +9,25 @@ export const loadBalancerRule: KindRule<'LoadBalancer'> = {
 
 export const poolRule: KindRule<'Pool'> = {
   fill: (d) => ({
-    ...d, id: d.id ?? randomId(), loadBalancerId: given(d, 'loadBalancerId'), protocol: d.protocol ?? 'tcp',
-    lbMethod: d.lbMethod ?? 'round_robin', adminStateUp: d.adminStateUp ?? true,
+    ...d,
+    id: d.id ?? randomId(),
+    loadBalancerId: given(d, 'loadBalancerId'),
+    protocol: d.protocol ?? 'tcp',
+    lbMethod: d.lbMethod ?? 'round_robin',
+    adminStateUp: d.adminStateUp ?? true,
   }),
 };
 
 export const poolMemberRule: KindRule<'PoolMember'> = {
   fill: (d) => ({
-    ...d, id: d.id ?? randomId(), poolId: given(d, 'poolId'), address: given(d, 'address'), port: given(d, 'port'),
-    weight: d.weight ?? 1, adminStateUp: d.adminStateUp ?? true, status: d.status ?? 'unknown',
+    ...d,
+    id: d.id ?? randomId(),
+    poolId: given(d, 'poolId'),
+    address: given(d, 'address'),
+    port: given(d, 'port'),
+    weight: d.weight ?? 1,
+    adminStateUp: d.adminStateUp ?? true,
+    status: d.status ?? 'unknown',
   }),
   validate(m) {
     m.address = formatIp(parseIp(m.address, 'address'));
@@ -26,7 +36,11 @@ export const poolMemberRule: KindRule<'PoolMember'> = {
 
 export const vipRule: KindRule<'Vip'> = {
   fill: (d) => ({
-    ...d, id: d.id ?? randomId(), poolId: given(d, 'poolId'), address: given(d, 'address'), port: given(d, 'port'),
+    ...d,
+    id: d.id ?? randomId(),
+    poolId: given(d, 'poolId'),
+    address: given(d, 'address'),
+    port: given(d, 'port'),
     protocol: d.protocol ?? 'tcp',
   }),
   validate(v) {
@@ -36,7 +50,12 @@ export const vipRule: KindRule<'Vip'> = {
 
 export const healthMonitorRule: KindRule<'HealthMonitor'> = {
   fill: (d) => ({
-    ...d, id: d.id ?? randomId(), type: d.type ?? 'tcp', delay: d.delay ?? 5, timeout: d.timeout ?? 3, maxRetries: d.maxRetries ?? 3,
+    ...d,
+    id: d.id ?? randomId(),
+    type: d.type ?? 'tcp',
+    delay: d.delay ?? 5,
+    timeout: d.timeout ?? 3,
+    maxRetries: d.maxRetries ?? 3,
     adminStateUp: d.adminStateUp ?? true,
   }),
 };

@@ -14,8 +14,16 @@ export const portRule: KindRule<'Port'> = {
     const owner = d.owner;
     const id = d.id ?? (owner && typeof d.bridgeId === 'string' ? workloadPortId(d.bridgeId, owner.workloadId, owner.ifname) : randomId());
     return {
-      ...d, type, id, mac: d.mac ?? macFor(id), ips: d.ips ?? [], adminStateUp: d.adminStateUp ?? true, status: d.status ?? 'unknown',
-      portSecurity: d.portSecurity ?? type === 'bridge', portGroupIds: d.portGroupIds ?? [], options: d.options ?? {},
+      ...d,
+      type,
+      id,
+      mac: d.mac ?? macFor(id),
+      ips: d.ips ?? [],
+      adminStateUp: d.adminStateUp ?? true,
+      status: d.status ?? 'unknown',
+      portSecurity: d.portSecurity ?? type === 'bridge',
+      portGroupIds: d.portGroupIds ?? [],
+      options: d.options ?? {},
       // Empty until validate gives it the parent bridge's or router's tenant.
       tenantId: d.tenantId ?? '',
     };
@@ -66,13 +74,21 @@ function bridgeAddress(bridge: Bridge, ip: string, field: string): string {
   const addr = parseIp(ip, field);
   const text = formatIp(addr);
   if (bridge.subnets.length && !bridge.subnets.some((s) => contains(s.cidr, addr))) {
-    throw new TopologyError('invalid', `${field}: ${text} is not inside any subnet of bridge ${bridge.name} (${bridge.subnets.map((s) => s.cidr).join(', ')})`, field);
+    throw new TopologyError(
+      'invalid',
+      `${field}: ${text} is not inside any subnet of bridge ${bridge.name} (${bridge.subnets.map((s) => s.cidr).join(', ')})`,
+      field,
+    );
   }
   return text;
 }
 
 /** Addresses and MACs already used on a bridge: its ports', and the router addresses linked to it. */
-export async function bridgeAddresses(tx: Tx, bridgeId: string, except: Set<string>): Promise<{ ips: Map<string, string>; macs: Map<string, string> }> {
+export async function bridgeAddresses(
+  tx: Tx,
+  bridgeId: string,
+  except: Set<string>,
+): Promise<{ ips: Map<string, string>; macs: Map<string, string> }> {
   const ips = new Map<string, string>();
   const macs = new Map<string, string>();
   const ports = (await tx.list('Port')).map((p) => p.value);

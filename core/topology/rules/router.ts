@@ -7,8 +7,13 @@ export const routerRule: KindRule<'Router'> = {
     const tenant = await tx.need('Tenant', String(d.tenantId), 'tenantId');
     const name = given(d, 'name');
     return {
-      ...d, id: d.id ?? stableId('Router', tenant.id, name), tenantId: tenant.id, name,
-      adminStateUp: d.adminStateUp ?? true, snat: d.snat ?? true, options: d.options ?? {},
+      ...d,
+      id: d.id ?? stableId('Router', tenant.id, name),
+      tenantId: tenant.id,
+      name,
+      adminStateUp: d.adminStateUp ?? true,
+      snat: d.snat ?? true,
+      options: d.options ?? {},
     };
   },
   validate: (r, tx) => unique('Router', r, tx, { tenantId: r.tenantId }),

@@ -1,6 +1,18 @@
 // A bridge subnet in canonical form with its defaults filled (gateway, IPAM block size), checked for sense.
 import type { Subnet } from '../../model/types.js';
-import { bitsOf, contains, firstUsable, formatCidr, formatIp, lastUsable, overlaps, parseCidr, parseIp, parseNetwork, type Cidr } from '../../net/ip.js';
+import {
+  bitsOf,
+  contains,
+  firstUsable,
+  formatCidr,
+  formatIp,
+  lastUsable,
+  overlaps,
+  parseCidr,
+  parseIp,
+  parseNetwork,
+  type Cidr,
+} from '../../net/ip.js';
 import { TopologyError } from '../errors.js';
 
 /** Canonical subnet with its defaults filled; checks gateway, reserved, range, blockPrefix and self-overlap. */
@@ -8,7 +20,8 @@ export function normalizeSubnet(s: Subnet, i: number, nets: Cidr[]): Subnet {
   const at = `subnets[${i}]`;
   const net = parseNetwork(s.cidr, `${at}.cidr`);
   const bits = bitsOf(net.family);
-  if (bits - net.prefix < 2) throw new TopologyError('invalid', `${at}.cidr: ${s.cidr} is too small for a network (at most /${bits - 2})`, `${at}.cidr`);
+  if (bits - net.prefix < 2)
+    throw new TopologyError('invalid', `${at}.cidr: ${s.cidr} is too small for a network (at most /${bits - 2})`, `${at}.cidr`);
   const earlier = nets.findIndex((n) => overlaps(n, net));
   if (earlier >= 0) throw new TopologyError('invalid', `${at}.cidr: ${formatCidr(net)} overlaps subnets[${earlier}]`, `${at}.cidr`);
   nets.push(net);
@@ -27,7 +40,11 @@ export function normalizeSubnet(s: Subnet, i: number, nets: Cidr[]): Subnet {
   } else {
     const gw = parseIp(s.gateway, `${at}.gateway`);
     if (!contains(net, gw) || gw.value < first.value || gw.value > last.value) {
-      throw new TopologyError('invalid', `${at}.gateway: ${s.gateway} is not a usable address of ${out.cidr} (${formatIp(first)} to ${formatIp(last)})`, `${at}.gateway`);
+      throw new TopologyError(
+        'invalid',
+        `${at}.gateway: ${s.gateway} is not a usable address of ${out.cidr} (${formatIp(first)} to ${formatIp(last)})`,
+        `${at}.gateway`,
+      );
     }
     out.gateway = formatIp(gw);
   }

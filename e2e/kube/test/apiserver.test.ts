@@ -196,16 +196,29 @@ test('kubectl applies a multi-document manifest with validation on, re-applies a
   await writeFile(file, manifest('info'));
   const r = await e.kubectl('apply', '-f', file);
   t.is(r.code, 0, r.stderr);
-  for (const what of ['namespace/bees-system', 'serviceaccount/bees', 'clusterrole.rbac.authorization.k8s.io/bees',
-    'clusterrolebinding.rbac.authorization.k8s.io/bees', 'configmap/bees-config', 'daemonset.apps/bees-agent',
-    'deployment.apps/bees-controller', 'statefulset.apps/zk', 'service/zk',
-    'priorityclass.scheduling.k8s.io/bees-node-critical', 'poddisruptionbudget.policy/zk', 'job.batch/bees-cleanup']) {
+  for (const what of [
+    'namespace/bees-system',
+    'serviceaccount/bees',
+    'clusterrole.rbac.authorization.k8s.io/bees',
+    'clusterrolebinding.rbac.authorization.k8s.io/bees',
+    'configmap/bees-config',
+    'daemonset.apps/bees-agent',
+    'deployment.apps/bees-controller',
+    'statefulset.apps/zk',
+    'service/zk',
+    'priorityclass.scheduling.k8s.io/bees-node-critical',
+    'poddisruptionbudget.policy/zk',
+    'job.batch/bees-cleanup',
+  ]) {
     t.true(r.stdout.includes(`${what} created`), `${what} created: ${r.stdout}`);
   }
   // kubectl found fieldValidation in the OpenAPI v3 paths, so it left validation to the server, with Strict.
   const creates = e.server.requests.filter((q) => q.startsWith('POST '));
   t.is(creates.length, 12);
-  t.true(creates.every((q) => q.includes('fieldValidation=Strict')), creates.join('\n'));
+  t.true(
+    creates.every((q) => q.includes('fieldValidation=Strict')),
+    creates.join('\n'),
+  );
 
   // A change: client-side apply sends a strategic merge patch; the env list merges by name.
   await writeFile(file, manifest('debug'));
@@ -214,7 +227,10 @@ test('kubectl applies a multi-document manifest with validation on, re-applies a
   t.regex(r2.stdout, /daemonset\.apps\/bees-agent configured/);
   t.regex(r2.stdout, /configmap\/bees-config unchanged/);
   const ds = JSON.parse((await e.kubectl('get', '-n', 'bees-system', 'ds', 'bees-agent', '-o', 'json')).stdout);
-  t.deepEqual(ds.spec.template.spec.containers[0].env, [{ name: 'BEES_LOG', value: 'debug' }, { name: 'OTHER', value: 'x' }]);
+  t.deepEqual(ds.spec.template.spec.containers[0].env, [
+    { name: 'BEES_LOG', value: 'debug' },
+    { name: 'OTHER', value: 'x' },
+  ]);
   t.is(ds.metadata.generation, 2);
 
   const get = await e.kubectl('get', 'ns');
@@ -247,7 +263,10 @@ test('kubectl refuses an unknown field, on create, client-side patch and server-
   await writeFile(file, manifest('info', '\n      bogusField: 1'));
   const r = await e.kubectl('apply', '-f', file);
   t.not(r.code, 0);
-  t.regex(r.stderr, /DaemonSet in version "v1" cannot be handled as a DaemonSet: strict decoding error: unknown field "spec\.template\.spec\.bogusField"/);
+  t.regex(
+    r.stderr,
+    /DaemonSet in version "v1" cannot be handled as a DaemonSet: strict decoding error: unknown field "spec\.template\.spec\.bogusField"/,
+  );
   t.is((await e.kubectl('get', '-n', 'bees-system', 'ds', 'bees-agent')).code, 1, 'not created');
   t.is((await e.kubectl('get', '-n', 'bees-system', 'cm', 'bees-config')).code, 0, 'the valid documents were');
 
@@ -265,7 +284,10 @@ test('kubectl refuses an unknown field, on create, client-side patch and server-
 
   // Missing required fields are 422 Invalid, as from the real apiserver.
   const noSel = join(e.dir, 'nosel.yaml');
-  await writeFile(noSel, 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: i}]\n');
+  await writeFile(
+    noSel,
+    'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: i}]\n',
+  );
   const r3 = await e.kubectl('apply', '-f', noSel);
   t.not(r3.code, 0);
   t.regex(r3.stderr, /is invalid: spec\.selector: Required value/);
@@ -325,10 +347,18 @@ test('watch from an RV streams ADDED/MODIFIED/DELETED; too old an RV is ERROR 41
   await e.core.deleteNamespacedConfigMap({ namespace: 'default', name: 'w' });
 
   // Raw wire format, from just before the create.
-  const res = await fetch(`${e.server.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${Number(rv0) - 1}&timeoutSeconds=1`);
+  const res = await fetch(
+    `${e.server.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${Number(rv0) - 1}&timeoutSeconds=1`,
+  );
   t.is(res.status, 200);
-  const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
-  t.deepEqual(lines.map((l) => l.type), ['ADDED', 'MODIFIED', 'DELETED']);
+  const lines = (await res.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.deepEqual(
+    lines.map((l) => l.type),
+    ['ADDED', 'MODIFIED', 'DELETED'],
+  );
   t.is(lines[0].object.kind, 'ConfigMap');
   t.is(lines[0].object.metadata.resourceVersion, rv0);
   const rvs = lines.map((l) => Number(l.object.metadata.resourceVersion));
@@ -347,12 +377,21 @@ test('watch from an RV streams ADDED/MODIFIED/DELETED; too old an RV is ERROR 41
   // Bookmarks through client-node's Watch, only when asked for.
   const types: string[] = [];
   const watch = new k8s.Watch(e.kc);
-  const req = await watch.watch('/api/v1/namespaces/default/configmaps', { allowWatchBookmarks: true, resourceVersion: list.metadata!.resourceVersion },
-    (type, obj: k8s.KubernetesObject) => types.push(`${type} ${obj.metadata?.name ?? ''}`), () => undefined);
+  const req = await watch.watch(
+    '/api/v1/namespaces/default/configmaps',
+    { allowWatchBookmarks: true, resourceVersion: list.metadata!.resourceVersion },
+    (type, obj: k8s.KubernetesObject) => types.push(`${type} ${obj.metadata?.name ?? ''}`),
+    () => undefined,
+  );
   await eventually('a bookmark', () => types.some((x) => x.startsWith('BOOKMARK')));
   req.abort();
-  t.deepEqual(types.filter((x) => !x.startsWith('BOOKMARK')), ['ADDED x', 'ADDED y', 'ADDED z']);
-  const plain = await fetch(`${e.server.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${e.server.resourceVersion}&timeoutSeconds=1`);
+  t.deepEqual(
+    types.filter((x) => !x.startsWith('BOOKMARK')),
+    ['ADDED x', 'ADDED y', 'ADDED z'],
+  );
+  const plain = await fetch(
+    `${e.server.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${e.server.resourceVersion}&timeoutSeconds=1`,
+  );
   t.is((await plain.text()).trim(), '', 'no bookmarks unless allowWatchBookmarks=true');
 });
 
@@ -360,16 +399,26 @@ test('watch with selectors: objects entering and leaving the selection are ADDED
   const e = await env(t);
   await e.core.createNode({ body: { metadata: { name: 'n1' } } });
   const rv = e.server.resourceVersion;
-  const pod = (n: string, labels: Record<string, string>): k8s.V1Pod => ({ metadata: { name: n, labels }, spec: { containers: [{ name: 'c', image: 'i' }] } });
+  const pod = (n: string, labels: Record<string, string>): k8s.V1Pod => ({
+    metadata: { name: n, labels },
+    spec: { containers: [{ name: 'c', image: 'i' }] },
+  });
   await e.core.createNamespacedPod({ namespace: 'default', body: pod('p1', { app: 'a' }) });
   await e.core.createNamespacedPod({ namespace: 'default', body: pod('p2', { app: 'b' }) });
-  await e.core.patchNamespacedPod({ namespace: 'default', name: 'p2', body: { metadata: { labels: { app: 'a' } } } },
-    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-  await e.core.patchNamespacedPod({ namespace: 'default', name: 'p1', body: { metadata: { labels: { app: 'c' } } } },
-    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+  await e.core.patchNamespacedPod(
+    { namespace: 'default', name: 'p2', body: { metadata: { labels: { app: 'a' } } } },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+  );
+  await e.core.patchNamespacedPod(
+    { namespace: 'default', name: 'p1', body: { metadata: { labels: { app: 'c' } } } },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+  );
   const watch = async (q: string) =>
     (await (await fetch(`${e.server.url}/api/v1/pods?watch=true&resourceVersion=${rv}&timeoutSeconds=1&${q}`)).text())
-      .trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { type: string; object: k8s.V1Pod })
+      .trim()
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { type: string; object: k8s.V1Pod })
       .map((ev) => `${ev.type} ${ev.object.metadata!.name} ${ev.object.metadata!.labels?.app}`);
   t.deepEqual(await watch('labelSelector=app%3Da'), ['ADDED p1 a', 'ADDED p2 a', 'DELETED p1 a']);
   t.deepEqual(await watch('labelSelector=app+in+(b,c)'), ['ADDED p2 b', 'DELETED p2 b', 'ADDED p1 c']);
@@ -377,11 +426,21 @@ test('watch with selectors: objects entering and leaving the selection are ADDED
   // Binding through spec.nodeName: the field selector the kubelet uses.
   const body = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'default' }, spec: { nodeName: 'n1' } };
   const cur = await e.core.readNamespacedPod({ namespace: 'default', name: 'p1' });
-  await e.core.replaceNamespacedPod({ namespace: 'default', name: 'p1', body: { ...cur, spec: { ...cur.spec!, nodeName: body.spec.nodeName } } });
+  await e.core.replaceNamespacedPod({
+    namespace: 'default',
+    name: 'p1',
+    body: { ...cur, spec: { ...cur.spec!, nodeName: body.spec.nodeName } },
+  });
   const onNode = await e.core.listPodForAllNamespaces({ fieldSelector: 'spec.nodeName=n1' });
-  t.deepEqual(onNode.items.map((p) => p.metadata!.name), ['p1']);
+  t.deepEqual(
+    onNode.items.map((p) => p.metadata!.name),
+    ['p1'],
+  );
   const unscheduled = await e.core.listPodForAllNamespaces({ fieldSelector: 'spec.nodeName=,metadata.namespace=default' });
-  t.deepEqual(unscheduled.items.map((p) => p.metadata!.name), ['p2']);
+  t.deepEqual(
+    unscheduled.items.map((p) => p.metadata!.name),
+    ['p2'],
+  );
 });
 
 test('optimistic concurrency: a replace with a stale resourceVersion is 409 Conflict; status is a subresource', async (t) => {
@@ -389,7 +448,9 @@ test('optimistic concurrency: a replace with a stale resourceVersion is 409 Conf
   const created = await e.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'c' }, data: { v: '1' } } });
   const updated = await e.core.replaceNamespacedConfigMap({ namespace: 'default', name: 'c', body: { ...created, data: { v: '2' } } });
   t.not(updated.metadata!.resourceVersion, created.metadata!.resourceVersion);
-  const stale = await t.throwsAsync(e.core.replaceNamespacedConfigMap({ namespace: 'default', name: 'c', body: { ...created, data: { v: '3' } } }));
+  const stale = await t.throwsAsync(
+    e.core.replaceNamespacedConfigMap({ namespace: 'default', name: 'c', body: { ...created, data: { v: '3' } } }),
+  );
   t.is((stale as k8s.ApiException<string>).code, 409);
   const status = JSON.parse((stale as k8s.ApiException<string>).body);
   t.is(status.reason, 'Conflict');
@@ -402,15 +463,39 @@ test('optimistic concurrency: a replace with a stale resourceVersion is 409 Conf
 
   // Node status goes through /status only; conditions merge by type under strategic merge.
   await e.core.createNode({ body: { metadata: { name: 'n1' }, status: { conditions: [{ type: 'Ready', status: 'False' }] } } });
-  const dep = await e.kc.makeApiClient(k8s.AppsV1Api).createNamespacedDeployment({ namespace: 'default', body: {
-    metadata: { name: 'd' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } } },
-    status: { replicas: 5 } } });
+  const dep = await e.kc.makeApiClient(k8s.AppsV1Api).createNamespacedDeployment({
+    namespace: 'default',
+    body: {
+      metadata: { name: 'd' },
+      spec: {
+        selector: { matchLabels: { a: 'b' } },
+        template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } },
+      },
+      status: { replicas: 5 },
+    },
+  });
   t.is(dep.status, undefined, 'create drops the status of a kind with a status subresource');
   const sm = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
-  await e.core.patchNodeStatus({ name: 'n1', body: { status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'NetworkUnavailable', status: 'False' }] } } }, sm);
+  await e.core.patchNodeStatus(
+    {
+      name: 'n1',
+      body: {
+        status: {
+          conditions: [
+            { type: 'Ready', status: 'True' },
+            { type: 'NetworkUnavailable', status: 'False' },
+          ],
+        },
+      },
+    },
+    sm,
+  );
   await e.core.patchNodeStatus({ name: 'n1', body: { status: { conditions: [{ type: 'Ready', status: 'False' }] } } }, sm);
   const node = await e.core.readNode({ name: 'n1' });
-  t.deepEqual(node.status!.conditions!.map((c) => `${c.type}=${c.status}`), ['Ready=False', 'NetworkUnavailable=False']);
+  t.deepEqual(
+    node.status!.conditions!.map((c) => `${c.type}=${c.status}`),
+    ['Ready=False', 'NetworkUnavailable=False'],
+  );
   await e.core.patchNode({ name: 'n1', body: { status: { conditions: [] }, metadata: { labels: { a: 'b' } } } }, sm);
   t.is((await e.core.readNode({ name: 'n1' })).status!.conditions!.length, 2, 'the main resource does not write status');
 });
@@ -434,8 +519,13 @@ test('over HTTPS with a required token: kubectl verifies the CA, client-node loa
   const kc = new k8s.KubeConfig();
   kc.loadFromCluster(join(dir, 'pod'));
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  t.deepEqual((await core.listNamespace()).items.map((n) => n.metadata!.name), ['default']);
-  const informer = k8s.makeInformer(kc, '/api/v1/namespaces/default/configmaps', () => core.listNamespacedConfigMap({ namespace: 'default' }));
+  t.deepEqual(
+    (await core.listNamespace()).items.map((n) => n.metadata!.name),
+    ['default'],
+  );
+  const informer = k8s.makeInformer(kc, '/api/v1/namespaces/default/configmaps', () =>
+    core.listNamespacedConfigMap({ namespace: 'default' }),
+  );
   const added: string[] = [];
   informer.on('add', (o) => added.push(o.metadata!.name!));
   await informer.start();

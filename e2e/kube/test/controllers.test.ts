@@ -9,7 +9,11 @@ import { RoundRobinScheduler } from '../scheduler.js';
 async function setup(t: { teardown(fn: () => Promise<void>): void }) {
   const server = new ApiServer();
   await server.start();
-  server.create(kinds.find((k) => k.kind === 'Namespace')!, undefined, { metadata: { name: 'default' } });
+  server.create(
+    kinds.find((k) => k.kind === 'Namespace')!,
+    undefined,
+    { metadata: { name: 'default' } },
+  );
   t.teardown(() => server.stop());
   const kc = new k8s.KubeConfig();
   kc.loadFromOptions({
@@ -54,7 +58,13 @@ test('the round-robin scheduler binds unscheduled pods to schedulable nodes in t
   // A node that satisfies the selector appears: the pending pod gets bound.
   await core.createNode({ body: { metadata: { name: 'n3', labels: { zone: 'c' } } } });
   await eventually('the pending pod bound', async () => (await where('nowhere')) === 'n3');
-  const again = await t.throwsAsync(core.createNamespacedPodBinding({ namespace: 'default', name: 'p1', body: { metadata: { name: 'p1' }, target: { kind: 'Node', name: 'n2' } } }));
+  const again = await t.throwsAsync(
+    core.createNamespacedPodBinding({
+      namespace: 'default',
+      name: 'p1',
+      body: { metadata: { name: 'p1' }, target: { kind: 'Node', name: 'n2' } },
+    }),
+  );
   t.is((again as { code?: number }).code, 409, 'a bound pod cannot be bound again');
   t.deepEqual(sched.errors, []);
 });
@@ -64,22 +74,37 @@ test('the EndpointSlice controller follows pods: ready, serving, terminating, na
   const ctl = new EndpointSliceController(kc);
   await ctl.start();
   t.teardown(() => ctl.stop());
-  await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } } });
+  await core.createNamespacedService({
+    namespace: 'default',
+    body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } },
+  });
   await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'manual' }, spec: { ports: [{ port: 80 }] } } });
   await core.createNamespacedPod({ namespace: 'default', body: pod('w1', { app: 'web' }, { nodeName: 'n1' }) });
   await core.createNamespacedPod({ namespace: 'default', body: pod('w2', { app: 'web' }) });
   await core.createNamespacedPod({ namespace: 'default', body: pod('other', { app: 'db' }) });
   const sm = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
   const setStatus = (name: string, ip: string, ready: boolean) =>
-    core.patchNamespacedPodStatus({ namespace: 'default', name, body: { status: { phase: 'Running', podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } } }, sm);
+    core.patchNamespacedPodStatus(
+      {
+        namespace: 'default',
+        name,
+        body: { status: { phase: 'Running', podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } },
+      },
+      sm,
+    );
   await setStatus('w1', '10.1.0.1', true);
   await setStatus('w2', '10.1.0.2', false);
   await setStatus('other', '10.1.0.3', true);
 
-  const slices = async () => (await discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: 'kubernetes.io/service-name=web' })).items;
+  const slices = async () =>
+    (await discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: 'kubernetes.io/service-name=web' })).items;
   const summary = async () => {
     const s = await slices();
-    return s.flatMap((x) => (x.endpoints ?? []).map((e) => `${e.targetRef!.name} ${e.addresses[0]} r=${e.conditions!.ready} s=${e.conditions!.serving} t=${e.conditions!.terminating}`));
+    return s.flatMap((x) =>
+      (x.endpoints ?? []).map(
+        (e) => `${e.targetRef!.name} ${e.addresses[0]} r=${e.conditions!.ready} s=${e.conditions!.serving} t=${e.conditions!.terminating}`,
+      ),
+    );
   };
   const expect = async (want: string[]) => {
     let got: string[] = [];
@@ -97,7 +122,11 @@ test('the EndpointSlice controller follows pods: ready, serving, terminating, na
   if (!slice) throw new Error('no EndpointSlice for Service web');
   t.is(slice.metadata!.labels!['endpointslice.kubernetes.io/managed-by'], MANAGED_BY);
   t.is(slice.addressType, 'IPv4');
-  t.deepEqual(slice.ports!.map((p) => `${p.name} ${p.port} ${p.protocol}`), ['http 8080 TCP'], 'named targetPort resolved from the pod');
+  t.deepEqual(
+    slice.ports!.map((p) => `${p.name} ${p.port} ${p.protocol}`),
+    ['http 8080 TCP'],
+    'named targetPort resolved from the pod',
+  );
   t.is(slice.endpoints?.[0]?.nodeName, 'n1');
   t.is(slice.metadata!.ownerReferences?.[0]?.name, 'web');
 
@@ -108,12 +137,17 @@ test('the EndpointSlice controller follows pods: ready, serving, terminating, na
   await core.patchNamespacedPod({ namespace: 'default', name: 'w1', body: { metadata: { finalizers: ['bees.test/hold'] } } }, sm);
   await core.deleteNamespacedPod({ namespace: 'default', name: 'w1' });
   await expect(['w1 10.1.0.1 r=false s=true t=true', 'w2 10.1.0.2 r=true s=true t=false']);
-  await core.patchNamespacedPod({ namespace: 'default', name: 'w1', body: { metadata: { finalizers: null } } },
-    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+  await core.patchNamespacedPod(
+    { namespace: 'default', name: 'w1', body: { metadata: { finalizers: null } } },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+  );
   await expect(['w2 10.1.0.2 r=true s=true t=false']);
 
-  t.deepEqual((await discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: 'kubernetes.io/service-name=manual' })).items, [],
-    'a Service without a selector gets no managed slice');
+  t.deepEqual(
+    (await discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: 'kubernetes.io/service-name=manual' })).items,
+    [],
+    'a Service without a selector gets no managed slice',
+  );
   await core.deleteNamespacedService({ namespace: 'default', name: 'web' });
   await eventually('the slices to go', async () => (await slices()).length === 0);
   t.deepEqual(ctl.errors, []);
