@@ -48,13 +48,12 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
   ctx.progress('docker: starting ZooKeeper, an agent serving the midonet plugin, and a dockerd');
   const env = await startSingleHost();
   try {
-    const { docker } = env.dockerd;
-    await docker(['network', 'create', '-d', env.name, '--ipam-driver', env.name, '--subnet', '10.78.0.0/24', 'mnet']);
-    await docker(['network', 'create', '-d', 'bridge', '--subnet', '10.79.0.0/24', 'bnet']);
+    await env.dockerd.docker(['network', 'create', '-d', env.name, '--ipam-driver', env.name, '--subnet', '10.78.0.0/24', 'mnet']);
+    await env.dockerd.docker(['network', 'create', '-d', 'bridge', '--subnet', '10.79.0.0/24', 'bnet']);
     // A resident container on each network: the host's bridge of each network stays up between runs, as on a
     // host in use (the first attachment of a network to a host also builds its bridge, which is not measured here).
     for (const net of ['mnet', 'bnet'])
-      await docker(['run', '-d', '--name', `${net}-resident`, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
+      await env.dockerd.docker(['run', '-d', '--name', `${net}-resident`, '--network', net, BUSYBOX_IMAGE, 'sleep', '3600']);
     // Interleaved rounds: within a round the network going first alternates per container, so drift of the shared
     // machine weighs on both alike; one warm-up each, not counted.
     const rounds: Record<'mnet' | 'bnet', number[]>[] = [];
@@ -62,10 +61,10 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
     const once = async (net: 'mnet' | 'bnet', count: boolean, into: Record<'mnet' | 'bnet', number[]>) => {
       const name = `${net}${started++}`;
       const start = process.hrtime.bigint();
-      await docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '600']);
+      await env.dockerd.docker(['run', '-d', '--name', name, '--network', net, BUSYBOX_IMAGE, 'sleep', '600']);
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       if (count) into[net].push(ms);
-      await docker(['rm', '-f', name]);
+      await env.dockerd.docker(['rm', '-f', name]);
     };
     const warm = { mnet: [] as number[], bnet: [] as number[] };
     await once('mnet', false, warm);
@@ -80,8 +79,8 @@ async function startToRunning(ctx: BenchContext): Promise<BenchRow> {
       rounds.push(samples);
       ctx.progress(`docker: round ${r + 1}/${ROUNDS}`);
     }
-    await docker(['rm', '-f', 'mnet-resident', 'bnet-resident']);
-    await docker(['network', 'rm', 'mnet', 'bnet']);
+    await env.dockerd.docker(['rm', '-f', 'mnet-resident', 'bnet-resident']);
+    await env.dockerd.docker(['network', 'rm', 'mnet', 'bnet']);
     const stats = (s: number[]) => ({ p50: percentile(s, 50), p90: percentile(s, 90), max: Math.max(...s) });
     return {
       name: `docker run -d --network (start to running, ${ROUNDS} rounds of ${perRound})`,

@@ -166,8 +166,8 @@ const cniInstall: Command = {
       },
       { min: 0, max: 0 },
     );
-    if (values.subnet !== undefined && !isCidr(values.subnet))
-      throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
+    const subnet = values.subnet;
+    if (subnet !== undefined && !isCidr(subnet)) throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
     const o: InstallOptions = {
       binDir: resolve(values['bin-dir'] ?? DEFAULT_BIN_DIR),
       confDir: resolve(values['conf-dir'] ?? DEFAULT_CONF_DIR),

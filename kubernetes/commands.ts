@@ -83,7 +83,9 @@ const k8sAgent: Command = {
       throw new CliError(`k8s agent: ${(err as Error).message}\nusage: ${K8S_AGENT_USAGE}`, 2);
     }
     const cidrs = values['pod-cidr'] ?? [];
-    for (const c of cidrs) if (!isCidr(c)) throw new CliError(`k8s agent: --pod-cidr '${c}' is not a CIDR`, 2);
+    // A boolean, not an inferred `c is never` predicate (isCidr narrows unknown to string).
+    const badCidr = cidrs.find((c): boolean => !isCidr(c));
+    if (badCidr !== undefined) throw new CliError(`k8s agent: --pod-cidr '${badCidr}' is not a CIDR`, 2);
     const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
     if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
       throw new CliError(`k8s agent: --mtu '${values.mtu}' must be an integer between 576 and 65535`, 2);

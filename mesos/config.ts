@@ -76,8 +76,8 @@ const mesosConfig: Command = {
       { min: 0, max: 0 },
     );
     if (!values.out) throw new CliError('mesos config: --out DIR is required', 2);
-    if (values.subnet !== undefined && !isCidr(values.subnet))
-      throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
+    const subnet = values.subnet;
+    if (subnet !== undefined && !isCidr(subnet)) throw new CliError(`--subnet: '${values.subnet}' is not a CIDR such as 10.1.0.0/24`, 2);
     const name = values.name ?? 'midonet';
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
       throw new CliError(`--name: '${name}' must start with a letter or digit, then letters, digits, '_', '.', '-'`, 2);

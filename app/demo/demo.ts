@@ -43,7 +43,7 @@ async function pingStats(c: Cluster, from: Workload, ip: string): Promise<{ ok: 
 
 /** Runs the demo; the cluster is always destroyed before it returns or throws. */
 export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
-  const say = opts.progress;
+  const say = (msg: string) => opts.progress(msg);
   const stop = () => {
     if (opts.signal?.aborted) throw new Error('interrupted');
   };

@@ -94,7 +94,7 @@ export async function invokePlugin(
   if (res.exitCode !== 0) {
     let parsed: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
     try {
-      parsed = JSON.parse(res.stdout);
+      parsed = JSON.parse(res.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
     } catch {
       parsed = undefined;
     }
@@ -103,7 +103,7 @@ export async function invokePlugin(
         name,
         command,
         parsed.code,
-        String(parsed.msg ?? ''),
+        jsonText(parsed.msg ?? ''),
         typeof parsed.details === 'string' ? parsed.details : undefined,
         res.stderr,
       );
@@ -123,4 +123,9 @@ export async function invokePlugin(
   } catch (e) {
     throw new HarnessError(`${name} ${command} printed something that is not JSON: ${res.stdout.slice(0, 200)} (${(e as Error).message})`);
   }
+}
+
+/** A value parsed from JSON as text: a string as itself, anything else (number, boolean, object) as its JSON. */
+function jsonText(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
 }

@@ -38,7 +38,7 @@ export async function addrsIn(ns: string): Promise<
     addr_info: { local: string; prefixlen: number; family: string }[];
   }[]
 > {
-  return JSON.parse(await sh('ip', ['-n', ns, '-j', 'addr', 'show']));
+  return JSON.parse(await sh('ip', ['-n', ns, '-j', 'addr', 'show'])) as Awaited<ReturnType<typeof addrsIn>>;
 }
 
 export function randomSuffix(bytes = 3): string {

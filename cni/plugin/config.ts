@@ -245,7 +245,11 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
       (stringList('args.cni.ips', cni.ips) ?? []).forEach((ip, i) => ips.push(checkIp(`args.cni.ips[${i}]`, ip)));
       if (cni.labels !== undefined) {
         if (!Array.isArray(cni.labels)) throw invalid('args.cni.labels', cni.labels, 'must be a list of {key, value}');
-        for (const l of cni.labels as unknown[]) if (isObject(l) && typeof l.key === 'string') labels[l.key] = String(l.value ?? '');
+        for (const l of cni.labels as unknown[])
+          if (isObject(l) && typeof l.key === 'string') {
+            const value = l.value ?? '';
+            labels[l.key] = typeof value === 'string' ? value : JSON.stringify(value);
+          }
       }
     }
     const m = args['org.apache.mesos'];

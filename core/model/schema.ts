@@ -398,7 +398,7 @@ const SPECS: Record<Kind, KindSpec> = {
 /** A copy of `schema` that also accepts null (OpenAPI 3.0 / ajv `nullable`), used for clearing optional fields. */
 function orNull(schema: JsonSchema): JsonSchema {
   const out: JsonSchema = { ...schema, nullable: true };
-  if (Array.isArray(schema.enum)) out.enum = [...schema.enum, null];
+  if (Array.isArray(schema.enum)) out.enum = [...(schema.enum as unknown[]), null];
   return out;
 }
 

@@ -99,7 +99,8 @@ const one = (text: string, fam?: Fam): Term => [alt(text, fam)];
 
 /** An address condition: MidoNet matches "has an IP source in the subnet"; inverted, also every non-IP frame. */
 function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean): Term {
-  if (!isCidr(cidr) && !isIp(cidr)) throw new CompileError(`invalid address ${cidr}`);
+  const text: string = cidr;
+  if (!isCidr(text) && !isIp(text)) throw new CompileError(`invalid address ${cidr}`);
   const v6 = isV6(cidr);
   const fam = v6 ? 'ip6' : 'ip';
   if (!inv) return one(`${fam} ${dir} ${cidr}`, v6 ? '6' : '4');

@@ -411,7 +411,7 @@ export class FileStore implements Store {
         this.kick();
       });
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 

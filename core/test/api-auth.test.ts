@@ -118,7 +118,7 @@ test('HTTPS with a certificate: the client trusts it through --ca / the CA optio
   await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   const ok = capture();
   t.is(await main(['net', 'ls', '--api', endpoint, '--token-file', tokenFile, '--ca', files!.cert, '--json'], ok.io), 0, ok.text.err);
-  t.is(JSON.parse(ok.text.out)[0].name, 'tls');
+  t.is((JSON.parse(ok.text.out) as { name: string }[]).at(0)?.name, 'tls');
   // ... and from the environment.
   const viaEnv = capture({ BEES_API: endpoint, BEES_API_TOKEN: TOKEN, BEES_API_CA: files!.cert });
   t.is(await main(['net', 'ls', '--json'], viaEnv.io), 0, viaEnv.text.err);

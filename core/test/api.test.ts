@@ -12,6 +12,13 @@ import { KINDS } from '../model/types.js';
 import { openStore } from '../store/open.js';
 import { Topology } from '../topology/service.js';
 
+/** The error answer of the API, as these tests read it. */
+interface ErrorBody {
+  error?: string;
+  message?: string;
+  field?: string;
+}
+
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 
 async function serve(t: ExecutionContext) {
@@ -194,9 +201,9 @@ test('bad requests are 4xx with a message naming the field; the server keeps ser
     });
     const text = await res.text();
     t.is(res.status, c.status, `${c.name}: ${text.slice(0, 300)}`);
-    let body: { error?: string; message?: string; field?: string } = {};
+    let body: ErrorBody = {};
     t.notThrows(() => {
-      body = JSON.parse(text);
+      body = JSON.parse(text) as ErrorBody;
     }, `${c.name}: answer is JSON`);
     t.is(typeof body.message, 'string', `${c.name}: has a message`);
     t.true((body.message ?? '').length > 3, c.name);

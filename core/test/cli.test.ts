@@ -97,7 +97,7 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   );
 
   const show = await bees(['net', 'show', 'blue', '--json'], env);
-  t.is(JSON.parse(show.out).mtu, 1400);
+  t.is((JSON.parse(show.out) as { mtu: number }).mtu, 1400);
 
   // Errors: one line, "bees: …", non-zero exit.
   const overlap = await bees(['net', 'create', 'red', '--subnet', '10.80.0.128/25'], env);
@@ -149,7 +149,7 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   t.is(st.code, 0);
   t.regex(st.out, /store reachable: yes/);
   t.regex(st.out, /Bridge=2/);
-  const stJson = JSON.parse((await bees(['status', '--json'], env)).out);
+  const stJson = JSON.parse((await bees(['status', '--json'], env)).out) as { counts: Record<string, number> };
   t.is(stJson.counts.Router, 1);
 
   // Help.

@@ -217,7 +217,7 @@ test('concurrent nft transactions on one namespace are merged, and one bad part 
   );
   const bad = results.at(-1)!;
   t.is(bad.status, 'rejected');
-  t.regex(String((bad as PromiseRejectedResult).reason.message), /^the bad one: /);
+  t.regex(String(((bad as PromiseRejectedResult).reason as Error).message), /^the bad one: /);
   const listed = execFileSync(IP, ['netns', 'exec', a.name, NFT, 'list', 'table', 'inet', table]).toString();
   for (const c of chains) t.regex(listed, new RegExp(`chain ${c} \\{[\\s\\S]*?tcp dport ${1000 + Number(c.slice(1))} drop`));
   // Removals arriving together: the first goes alone, the other eleven in one merged transaction.

@@ -52,7 +52,10 @@ export function describeAjvError(e: ErrorObject, prefix = ''): { message: string
       return { field, message: `missing required field "${field}"` };
     }
     case 'type':
-      return { field: at, message: `${at || 'body'} must be ${params.type === 'integer' ? 'an integer' : `of type ${params.type}`}` };
+      return {
+        field: at,
+        message: `${at || 'body'} must be ${params.type === 'integer' ? 'an integer' : `of type ${String(params.type)}`}`,
+      };
     case 'enum':
       return {
         field: at,

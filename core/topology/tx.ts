@@ -48,7 +48,7 @@ export class Tx {
 
   private stage(kind: Kind, id: string, v: Versioned<Models[Kind]> | undefined): void {
     let m = this.staged.get(kind);
-    if (!m) this.staged.set(kind, (m = new Map()));
+    if (!m) this.staged.set(kind, (m = new Map<string, Versioned<Models[Kind]> | undefined>()));
     m.set(id, v);
     this.reads.set(`${kind}/${id}`, v);
   }

@@ -381,12 +381,12 @@ export class ApiServer {
     const pod = this.get(k, ns, name);
     const node = (binding.target as { name?: string } | undefined)?.name;
     if (!node) throw invalid(k, name, [{ reason: 'FieldValueRequired', message: 'Required value', field: 'target.name' }]);
-    const spec = pod.spec as Obj;
-    if (spec.nodeName)
+    const assigned = (pod.spec as { nodeName?: string }).nodeName;
+    if (assigned)
       throw new StatusError(
         409,
         'Conflict',
-        `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`,
+        `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${assigned}"`,
       );
     if (pod.metadata.deletionTimestamp)
       throw new StatusError(
@@ -742,7 +742,8 @@ export class ApiServer {
         return;
       }
     }
-    let timer: NodeJS.Timeout | undefined;
+    const timeout = Number(q.get('timeoutSeconds') ?? this.defaultWatchTimeout);
+    const timer = setTimeout(() => w.close(), timeout * 1000);
     let bookmarks: NodeJS.Timeout | undefined;
     const w: Watcher = {
       kind: k,
@@ -761,8 +762,6 @@ export class ApiServer {
     for (const ev of this.history) if (ev.rv > from) this.deliver(w, ev);
     this.watchers.add(w);
     res.on('close', () => w.close());
-    const timeout = Number(q.get('timeoutSeconds') ?? this.defaultWatchTimeout);
-    timer = setTimeout(() => w.close(), timeout * 1000);
     if (q.get('allowWatchBookmarks') === 'true') {
       bookmarks = setInterval(() => {
         res.write(

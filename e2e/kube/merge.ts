@@ -88,7 +88,7 @@ export function strategicMergePatch(target: unknown, patch: unknown): unknown {
 }
 
 function mergeList(field: string, current: unknown, patch: unknown[]): unknown[] {
-  const cur = Array.isArray(current) ? current : [];
+  const cur: unknown[] = Array.isArray(current) ? current : [];
   if (mergedPrimitiveLists.has(field)) return [...cur, ...patch.filter((x) => !cur.includes(x))];
   const key = mergeKey(field, [...cur, ...patch]);
   if (key === undefined) {

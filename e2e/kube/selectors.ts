@@ -89,7 +89,10 @@ function lookup(obj: Obj, path: string[]): string {
     cur = (cur as Obj)[p];
   }
   // An absent field compares as the empty string, as in kube-apiserver (spec.nodeName= selects unscheduled pods).
-  return cur === undefined || cur === null ? '' : String(cur);
+  if (cur === undefined || cur === null) return '';
+  // Field selectors address scalar fields (JSON strings, numbers and booleans).
+  const scalar = cur as string | number | boolean;
+  return String(scalar);
 }
 
 export function matchFields(reqs: FieldRequirement[], obj: Obj): boolean {

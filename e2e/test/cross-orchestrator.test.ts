@@ -61,7 +61,7 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
     mkdir(join(work, 'pause'), { recursive: true }).then(() => pauseImageArchive(harness, h2.host, rootfsTar, join(work, 'pause'))),
   ]);
   t.teardown(() => dockerd.stop());
-  const { docker } = dockerd;
+  const docker = dockerd.docker.bind(dockerd);
 
   // 1. Docker makes the network; h2's agent sees its bridge, labelled with the Docker name.
   const netId = await docker(['network', 'create', '-d', plugin, '--ipam-driver', plugin, '--subnet', subnet.cidr, netName]);

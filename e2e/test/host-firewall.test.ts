@@ -112,7 +112,7 @@ test('docker run -p on a bees network with a stock dockerd (its FORWARD DROP and
   env.cluster.logAgentsOnFailure(t);
   const { cluster, host, dockerd } = env;
   const { harness } = cluster;
-  const { docker } = dockerd;
+  const docker = dockerd.docker.bind(dockerd);
   await forwardDrop(harness, host.host);
   t.regex(await tables(harness, host.host, 'iptables'), /-N DOCKER-USER/);
 

@@ -140,7 +140,7 @@ test('a second agent with a live host id refuses to start and changes nothing; g
   const clone = spawnAgent(c, h2, c.storeUrl, h1.hostId);
   t.teardown(() => stopAgent(clone));
   t.not(await exited(clone, 60_000), 0, 'the clone exits with an error');
-  t.regex(c.agentLog(h2), new RegExp(`host id ${h1.hostId} is in use by a live agent: process ${before!.pid}`));
+  t.regex(c.agentLog(h2), new RegExp(`host id ${h1.hostId} is in use by a live agent: process ${String(before!.pid)}`));
   t.deepEqual(await record(h1.hostId), before, 'the live agent keeps its liveness record');
   t.deepEqual(await store.get('Host', h1.hostId), hostBefore, 'the Host object is untouched');
   t.true(await c.pingEventually(w1.netns, w2.ip4!), 'h1 still serves its workload');

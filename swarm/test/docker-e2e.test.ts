@@ -14,9 +14,8 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   t.teardown(() => env.close());
   const { cluster, host, dockerd, name, store } = env;
   const { harness } = cluster;
-  const { docker } = dockerd;
 
-  const netId = await docker([
+  const netId = await dockerd.docker([
     'network',
     'create',
     '-d',
@@ -41,19 +40,19 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   t.is(named.labels['docker.network.id'], netId);
 
   const run = (c: string, ...extra: string[]) =>
-    docker(['run', '-d', '--name', c, '--network', 'net1', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
+    dockerd.docker(['run', '-d', '--name', c, '--network', 'net1', ...extra, BUSYBOX_IMAGE, 'sleep', '600']);
   await run('ca');
   await run('cb');
-  const ipOf = async (c: string) => docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c]);
+  const ipOf = async (c: string) => dockerd.docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c]);
   const ipA = await ipOf('ca');
   const ipB = await ipOf('cb');
   t.regex(ipA, /^10\.77\.0\.\d+$/);
   t.regex(ipB, /^10\.77\.0\.\d+$/);
   t.not(ipA, ipB);
-  t.regex(await docker(['exec', 'ca', 'ip', 'link', 'show', 'eth0']), /mtu 1400/);
-  t.regex(await docker(['exec', 'ca', 'ip', 'route']), /default via 10\.77\.0\.1/);
+  t.regex(await dockerd.docker(['exec', 'ca', 'ip', 'link', 'show', 'eth0']), /mtu 1400/);
+  t.regex(await dockerd.docker(['exec', 'ca', 'ip', 'route']), /default via 10\.77\.0\.1/);
   const ping = (from: string, ip: string) =>
-    docker(['exec', from, 'ping', '-c', '1', '-W', '2', ip]).then(
+    dockerd.docker(['exec', from, 'ping', '-c', '1', '-W', '2', ip]).then(
       () => true,
       () => false,
     );
@@ -67,7 +66,7 @@ test('docker network create / run / ping / publish / restarts / rm through the m
 
   // -p: a host port of the harness host forwards to the container, from the host itself and from the root
   // namespace (another machine on the underlay).
-  await docker([
+  await dockerd.docker([
     'run',
     '-d',
     '--name',
@@ -94,7 +93,7 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   t.true(await eventually(() => fetch(true), 15_000, 'published port from the host itself'));
   const nft = async () => (await harness.exec(host.host, ['/usr/sbin/nft', 'list', 'tables'])).stdout;
   t.regex(await nft(), /bees-portmap/);
-  await docker(['rm', '-f', 'web']);
+  await dockerd.docker(['rm', '-f', 'web']);
   t.notRegex(
     await eventually(async () => ((await nft()).includes('bees-portmap') ? undefined : await nft()), 10_000, 'port unpublished'),
     /bees-portmap/,
@@ -115,7 +114,7 @@ test('docker network create / run / ping / publish / restarts / rm through the m
 
   // dockerd restarts (live-restore): networks and endpoints survive, nothing is duplicated.
   await dockerd.restart();
-  t.is(await docker(['network', 'inspect', '-f', '{{.Driver}}', 'net1']), name);
+  t.is(await dockerd.docker(['network', 'inspect', '-f', '{{.Driver}}', 'net1']), name);
   t.is(await ipOf('cb'), ipB);
   t.true(await reaches('cb', ipA, 'b pings a after the dockerd restart'));
   await run('cd');
@@ -124,8 +123,8 @@ test('docker network create / run / ping / publish / restarts / rm through the m
   t.is(ports.length, 4, 'one port per container, none duplicated');
   t.is(new Set(ports.flatMap((p) => p.value.ips)).size, 4);
 
-  await docker(['rm', '-f', 'ca', 'cb', 'cc', 'cd']);
-  await docker(['network', 'rm', 'net1']);
+  await dockerd.docker(['rm', '-f', 'ca', 'cb', 'cc', 'cd']);
+  await dockerd.docker(['network', 'rm', 'net1']);
   t.is(await store.get('Bridge', bridgeId), undefined);
   t.deepEqual(
     (await store.list('Port')).map((p) => p.value.id),

@@ -20,6 +20,13 @@ import {
 import { BUSYBOX_IMAGE } from './dockerd.js';
 import { eventually, startSingleHost } from './single-host.js';
 
+/** The fields of the managed plugin's config.json these tests check. */
+interface ManagedPluginConfig {
+  interface: { types: string[] };
+  linux: { capabilities: string[] };
+  mounts: { destination: string }[];
+}
+
 test('legacy: a spec file in the plugin directory points dockerd at the agent plugin socket', async (t) => {
   const env = await startSingleHost({ socket: 'legacy-plugin.sock' });
   t.teardown(() => env.close());
@@ -57,7 +64,7 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
   const dir = await mkdtemp(join(tmpdir(), 'bees-managed-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const out = await buildManagedPlugin({ out: join(dir, 'plugin') });
-  const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+  const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as ManagedPluginConfig;
   t.deepEqual(config.interface.types, ['docker.networkdriver/1.0', 'docker.ipamdriver/1.0']);
   t.deepEqual(config.linux.capabilities, [], 'the proxy needs no privilege');
   t.deepEqual(

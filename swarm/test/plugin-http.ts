@@ -29,7 +29,11 @@ export function callPlugin(
       });
       res.on('end', () => {
         try {
-          resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body: text ? JSON.parse(text) : {} });
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: res.headers['content-type'],
+            body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+          });
         } catch (e) {
           reject(new Error(`${method}: non-JSON reply ${res.statusCode}: ${text}`, { cause: e }));
         }

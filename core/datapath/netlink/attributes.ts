@@ -76,7 +76,8 @@ export const AF_INET6 = 10;
 export const addressFamily = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
 
 export function macBytes(mac: string): Buffer {
-  if (!isMac(mac)) throw new Error(`invalid MAC address "${mac}"`);
+  const text: string = mac;
+  if (!isMac(text)) throw new Error(`invalid MAC address "${mac}"`);
   return Buffer.from(
     normalizeMac(mac)
       .split(':')

@@ -3,6 +3,7 @@
 // (the caller decides what to do when it cannot).
 import koffi from 'koffi';
 import { constants } from 'node:os';
+import { inspect } from 'node:util';
 
 export interface Libc {
   socket(domain: number, type: number, protocol: number): number;
@@ -40,7 +41,9 @@ export function libc(): Libc {
 /** A koffi function run by its `.async` form on a libuv pool thread, as a promise. */
 export function onPoolThread<T>(f: { async: (...args: unknown[]) => void }, args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => {
-    f.async(...args, (err: unknown, result: T) => (err ? reject(err) : resolve(result)));
+    f.async(...args, (err: unknown, result: T) =>
+      err ? reject(err instanceof Error ? err : new Error(typeof err === 'string' ? err : inspect(err))) : resolve(result),
+    );
   });
 }
 

@@ -3,6 +3,7 @@
 // bounded in time and aborted when their client goes away. It also owns the store's health: up while connected.
 import { createHash } from 'node:crypto';
 import zookeeper, { type ACL, type Client } from 'node-zookeeper-client';
+import { inspect } from 'node:util';
 import { StoreError, type StoreHealth } from '../store.js';
 import { redactUrl } from '../validate.js';
 import { watchConnection } from '../zk-watchdog.js';
@@ -96,7 +97,7 @@ export function call<T>(fn: (cb: Callback) => void, timeoutMs: number, inflight:
       done = true;
       clearTimeout(timer);
       inflight.delete(abort);
-      if (err) reject(err);
+      if (err) reject(err instanceof Error ? err : new Error(typeof err === 'string' ? err : inspect(err)));
       else resolve(value as T);
     };
     const abort = (e: Error) => finish(e);

@@ -13,6 +13,23 @@ import { kinds } from '../kinds.js';
 import { makeTestPki } from '../pki.js';
 
 const run = promisify(execFile);
+
+/** The fields these tests read from `kubectl get -o json` output, watch lines and Status bodies. */
+interface DaemonSetJson {
+  metadata: { generation: number };
+  spec: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } };
+}
+interface NamespaceJson {
+  metadata: { labels: Record<string, string> };
+}
+interface WatchLine {
+  type: string;
+  object: { kind: string; metadata: { resourceVersion: string } };
+}
+interface StatusJson {
+  reason: string;
+  message: string;
+}
 const ns = kinds.find((k) => k.kind === 'Namespace')!;
 
 interface Env {
@@ -226,8 +243,8 @@ test('kubectl applies a multi-document manifest with validation on, re-applies a
   t.is(r2.code, 0, r2.stderr);
   t.regex(r2.stdout, /daemonset\.apps\/bees-agent configured/);
   t.regex(r2.stdout, /configmap\/bees-config unchanged/);
-  const ds = JSON.parse((await e.kubectl('get', '-n', 'bees-system', 'ds', 'bees-agent', '-o', 'json')).stdout);
-  t.deepEqual(ds.spec.template.spec.containers[0].env, [
+  const ds = JSON.parse((await e.kubectl('get', '-n', 'bees-system', 'ds', 'bees-agent', '-o', 'json')).stdout) as DaemonSetJson;
+  t.deepEqual(ds.spec.template.spec.containers[0]?.env, [
     { name: 'BEES_LOG', value: 'debug' },
     { name: 'OTHER', value: 'x' },
   ]);
@@ -235,7 +252,7 @@ test('kubectl applies a multi-document manifest with validation on, re-applies a
 
   const get = await e.kubectl('get', 'ns');
   t.regex(get.stdout, /bees-system/);
-  const nsObj = JSON.parse((await e.kubectl('get', 'ns', 'bees-system', '-o', 'json')).stdout);
+  const nsObj = JSON.parse((await e.kubectl('get', 'ns', 'bees-system', '-o', 'json')).stdout) as NamespaceJson;
   t.is(nsObj.metadata.labels['kubernetes.io/metadata.name'], 'bees-system');
   const svc = await e.kubectl('describe', '-n', 'bees-system', 'service', 'zk');
   t.is(svc.code, 0, svc.stderr);
@@ -354,13 +371,13 @@ test('watch from an RV streams ADDED/MODIFIED/DELETED; too old an RV is ERROR 41
   const lines = (await res.text())
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l));
+    .map((l) => JSON.parse(l) as WatchLine);
   t.deepEqual(
     lines.map((l) => l.type),
     ['ADDED', 'MODIFIED', 'DELETED'],
   );
-  t.is(lines[0].object.kind, 'ConfigMap');
-  t.is(lines[0].object.metadata.resourceVersion, rv0);
+  t.is(lines[0]?.object.kind, 'ConfigMap');
+  t.is(lines[0]?.object.metadata.resourceVersion, rv0);
   const rvs = lines.map((l) => Number(l.object.metadata.resourceVersion));
   // Three lines, as asserted above.
   t.true(rvs[0]! < rvs[1]! && rvs[1]! < rvs[2]!, 'RVs increase');
@@ -370,7 +387,7 @@ test('watch from an RV streams ADDED/MODIFIED/DELETED; too old an RV is ERROR 41
   // Three more writes push the create out of the 3-event window.
   for (const n of ['x', 'y', 'z']) await e.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: n } } });
   const old = await fetch(`${e.server.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${rv0}`);
-  const err = JSON.parse((await old.text()).trim());
+  const err = JSON.parse((await old.text()).trim()) as WatchLine;
   t.is(err.type, 'ERROR');
   t.like(err.object, { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
 
@@ -452,14 +469,14 @@ test('optimistic concurrency: a replace with a stale resourceVersion is 409 Conf
     e.core.replaceNamespacedConfigMap({ namespace: 'default', name: 'c', body: { ...created, data: { v: '3' } } }),
   );
   t.is((stale as k8s.ApiException<string>).code, 409);
-  const status = JSON.parse((stale as k8s.ApiException<string>).body);
+  const status = JSON.parse((stale as k8s.ApiException<string>).body) as StatusJson;
   t.is(status.reason, 'Conflict');
   t.regex(status.message, /the object has been modified/);
   t.is((await e.core.readNamespacedConfigMap({ namespace: 'default', name: 'c' })).data!.v, '2');
 
   const dup = await t.throwsAsync(e.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'c' } } }));
   t.is((dup as k8s.ApiException<string>).code, 409);
-  t.is(JSON.parse((dup as k8s.ApiException<string>).body).reason, 'AlreadyExists');
+  t.is((JSON.parse((dup as k8s.ApiException<string>).body) as StatusJson).reason, 'AlreadyExists');
 
   // Node status goes through /status only; conditions merge by type under strategic merge.
   await e.core.createNode({ body: { metadata: { name: 'n1' }, status: { conditions: [{ type: 'Ready', status: 'False' }] } } });
