@@ -42,7 +42,7 @@ test('from a build: the built testbed runs the built entry, and bees agent --hel
   t.teardown(() => rm(tmp, { recursive: true, force: true }));
   const dist = join(tmp, 'dist');
   // Emit as tsc does with rootDir "." and outDir "dist" (no type check: tsc -p checks the same files anyway).
-  for (const file of (await Promise.all(['app', 'core', 'cni', 'swarm', 'mesos', 'testbed'].map(sources))).flat()) {
+  for (const file of (await Promise.all(['app', 'core', 'cni', 'swarm', 'mesos', 'kubernetes', 'testbed'].map(sources))).flat()) {
     const out = join(dist, file.replace(/\.ts$/, '.js'));
     const js = ts.transpileModule(await readFile(join(ROOT, file), 'utf8'), {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
