@@ -43,7 +43,7 @@ async function inProcess(args: string[]): Promise<{ code: number | 'no answer wi
   return { code, out, err };
 }
 
-test('every command answers --help and -h with its usage, exit 0, starting nothing', async (t) => {
+test.serial('every command answers --help and -h with its usage, exit 0, starting nothing', async (t) => {
   const names = (await Promise.all(commandModules.map((load) => load()))).flatMap((m) => m.commands.map((c) => c.name));
   t.true(
     ['agent', 'up', 'api', 'demo', 'cni install', 'mesos config', 'docker install'].every((n) => names.includes(n)),
@@ -67,7 +67,7 @@ test('every command answers --help and -h with its usage, exit 0, starting nothi
   t.deepEqual(runDirEntries(), before.runDir, `nothing new in ${RUN_DIR} (no agent or API socket)`);
 });
 
-test('through the entry point: agent, up and api answer --help/-h at once and exit 0', async (t) => {
+test.serial('through the entry point: agent, up and api answer --help/-h at once and exit 0', async (t) => {
   const before = runDirEntries();
   const cases = [['agent', '--help'], ['up', '--help'], ['up', '-h'], ['api', '--help'], ['--help'], ['help', 'up']];
   await Promise.all(
