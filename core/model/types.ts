@@ -268,6 +268,11 @@ export interface Pool {
   lbMethod: 'round_robin' | 'random';
   healthMonitorId?: string;
   adminStateUp: boolean;
+  /**
+   * What happens to a removed or disabled member's open connections: 'drain' lets them finish (no new flows),
+   * 'cut' deletes their conntrack entries at once. Absent: 'drain'.
+   */
+  memberRemoval?: 'drain' | 'cut';
 }
 
 export interface PoolMember {
@@ -278,6 +283,11 @@ export interface PoolMember {
   weight: number;
   adminStateUp: boolean;
   status: 'up' | 'down' | 'unknown';
+  /**
+   * Used only while no other member of the pool is selectable (Kubernetes' terminating-but-serving endpoints,
+   * a standby). Absent: false.
+   */
+  backup?: boolean;
 }
 
 export interface Vip {
@@ -287,6 +297,20 @@ export interface Vip {
   port: number;
   protocol: 'tcp' | 'udp';
   sessionPersistence?: 'source_ip';
+  /** Seconds a sticky client keeps its member after its last new connection (with sessionPersistence). */
+  affinityTimeoutS?: number;
+  /**
+   * Also published on every host's underlay address at this port (Kubernetes NodePort): traffic from outside the
+   * overlay is DNATed on the host it arrives at, and SNATed there so replies return the same way.
+   */
+  nodePort?: number;
+  /**
+   * 'local': connections arriving at a host's nodePort go only to members on that host, and keep the client's
+   * source address (Kubernetes externalTrafficPolicy Local). Absent: 'cluster'.
+   */
+  externalTrafficPolicy?: 'cluster' | 'local';
+  /** 'local': clients on the overlay reach only members on their own host (internalTrafficPolicy Local). */
+  internalTrafficPolicy?: 'cluster' | 'local';
 }
 
 export interface HealthMonitor {
@@ -296,6 +320,9 @@ export interface HealthMonitor {
   timeout: number;
   maxRetries: number;
   adminStateUp: boolean;
+  /** HTTP monitors: the path requested with GET, and the status codes that count as healthy (e.g. "200-399"). */
+  urlPath?: string;
+  expectedCodes?: string;
 }
 
 /** One address handed out from an IPAM block, with the workload interface that holds it. */
