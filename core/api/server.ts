@@ -2,7 +2,7 @@
 // mistake is a 4xx whose message names the field, never a 500. Access: the unix socket is protected by its file
 // mode; TCP listeners demand a bearer token (a full one, or a read-only one for GETs), serve TLS when given a
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
@@ -16,9 +16,9 @@ import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
 
-import { setListenGuard, type ListenGuard as Guard } from './listen.js';
+import { setListenGuard, type ListenGuard as Guard, type ServerApp } from './listen.js';
 
-export { isLoopback, listen } from './listen.js';
+export { isLoopback, listen, type ServerApp } from './listen.js';
 
 export interface ApiOptions {
   topology: Topology;
@@ -30,7 +30,7 @@ export interface ApiOptions {
   /** Serve HTTPS with this certificate chain and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** More routes (e.g. the agent's), registered after the topology routes. */
-  extraRoutes?: (app: FastifyInstance) => void;
+  extraRoutes?: (app: ServerApp) => void;
   /** Largest accepted body (default 1 MiB). */
   bodyLimit?: number;
   /** fastify logging (default off; 500s are always written to stderr). */
@@ -72,7 +72,7 @@ function errorBody(error: string, message: string, field?: string, id?: string):
 
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
-export function buildApi(opts: ApiOptions): FastifyInstance {
+export function buildApi(opts: ApiOptions): ServerApp {
   checkToken('token', opts.token);
   checkToken('read token', opts.readToken);
   if (opts.token !== undefined && opts.token === opts.readToken) throw new Error('the read-only token must differ from the full token');
@@ -86,10 +86,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     // 100 answered 414 for an object the API had just created.
     routerOptions: { maxParamLength: 1024 },
   };
-  // The https variant has its own overload; the app is used the same way afterwards.
-  const app = (opts.tls
-    ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } })
-    : Fastify(base)) as unknown as FastifyInstance;
+  const app: ServerApp = opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base);
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
   setListenGuard(app, guard);
   // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
@@ -148,11 +145,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       url: r.url,
       schema: { ...r.schema, ...(r.success.schema ? { response: { [r.success.status]: { ...r.success.schema, components } } } : {}) },
       handler: async (req, reply) => {
-        const result = await r.handler({
-          params: (req.params ?? {}) as Record<string, string>,
-          query: (req.query ?? {}) as Record<string, string>,
-          body: req.body,
-        });
+        const result = await r.handler({ params: req.params ?? {}, query: req.query ?? {}, body: req.body });
         reply.code(r.success.status);
         if (r.success.status === 204) return reply.send();
         return result;
