@@ -407,7 +407,7 @@ export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): Pol
   const pz = zonesOf(prev);
   const nz = zonesOf(next);
   for (const [vni, zone] of nz) if (pz.get(vni) !== zone || !prev) change.zones.push({ vni, zone });
-  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null });
+  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null, was: pz.get(vni)! });
   for (const [name, s] of next.sets) {
     const was = prev?.sets.get(name);
     if (!was) {

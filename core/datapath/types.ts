@@ -128,7 +128,8 @@ export interface DesiredRouter {
  * refers to any more.
  */
 export interface PolicyChange {
-  zones: { vni: number; zone: number | null }[];
+  /** `was`: a removed zone's value (an element re-added with another value is "File exists"). */
+  zones: { vni: number; zone: number | null; was?: number }[];
   /** `elements`: the set's whole content (flushed first); else only `add` and `remove`. */
   sets: { decl: SetDecl; elements?: string[]; add?: string[]; remove?: string[] }[];
   chains: CompiledChain[];
