@@ -8,6 +8,7 @@ import test from 'ava';
 import type { Rule } from '../../core/model/types.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
+import { routerNsName } from '../../core/datapath/names.js';
 
 // Answers each TCP connection on 8080 with the address it came from.
 const WHO_SERVER = `
@@ -124,8 +125,24 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   t.is(await whoAmI(c, outside, FIP), c.harness.outsideIp, 'the floating IP still works');
 
   // 4. Incremental: a change of one router's chain rewrites that chain alone, in that router's namespaces.
+  // Evidence: the counters of router A's outbound chain (it carried a1's SNAT connection) survive a change of its
+  // inbound chain (a rewritten chain starts from zero), and router B's table is exactly as it was.
+  const nsOf = (h: typeof h1, routerId: string) => `/run/netns/${routerNsName(h.host.routerNsPrefix, routerId)}`;
+  const list = async (ns: string, what: string) =>
+    (await c.harness.exec(ns, ['nft', 'list', ...what.split(' ')])).stdout.replace(/counter packets \d+ bytes \d+/g, 'counter');
+  const count = async (ns: string, what: string) =>
+    Number(/counter packets (\d+)/.exec((await c.harness.exec(ns, ['nft', 'list', ...what.split(' ')])).stdout)?.[1] ?? -1);
+  const outA = (await api.get('Router', rA.id)).outboundFilterId!;
+  const snatCount = () => count(nsOf(h1, rA.id), `chain inet bees-r f-${outA}`);
+  const countBefore = await snatCount();
+  const tableB = await list(nsOf(h1, rB.id), 'table inet bees-r');
+  t.true(countBefore > 0, `router A's SNAT rule counted a1's connection (${countBefore})`);
   await api.update('Rule', fipRule.id, { condition: { nwDst: `${FIP}/32`, nwProto: 6 } });
-  t.is(await eventually(() => whoAmI(c, outside, FIP), 10_000, 'floating IP after a rule change').catch(() => undefined), c.harness.outsideIp);
+  await eventually(async () => (await list(nsOf(h2, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 10_000, 'rule change in force');
+  await eventually(async () => (await list(nsOf(h1, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 10_000, 'rule change on h1');
+  t.is(await whoAmI(c, outside, FIP), c.harness.outsideIp, 'floating IP after the rule change');
+  t.true((await snatCount()) >= countBefore, "router A's other chain was not rewritten");
+  t.is(await list(nsOf(h1, rB.id), 'table inet bees-r'), tableB, "router B's table was not touched");
 
   // 5. A bridge filter applies on the router leg: blue's inbound filter drops what enters blue from the router.
   const legDrop = await api.create('Chain', { tenantId: a2.result.tenantId, name: 'blue-in' });
