@@ -9,7 +9,15 @@ import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
 import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
-import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import {
+  DEFAULT_DROP_LOG,
+  addrGroupElements,
+  chainName,
+  compileChain,
+  type CompileContext,
+  type CompiledChain,
+  type SetDecl,
+} from '../policy/compile.js';
 import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
@@ -296,6 +304,8 @@ export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Itera
   const ctx: CompileContext = {
     macOf: (id) => portsById.get(id)?.mac,
     chainExists: (id) => chains.has(id),
+    // Drops logged with their rule id, read back by the agent's flow log (core/datapath/flow-log.ts).
+    dropLog: DEFAULT_DROP_LOG,
   };
   const compiled = new Map<string, CompiledChain>();
   const errors: string[] = [];

@@ -5,6 +5,7 @@ import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
+import { attributionRoutes, type LocalAttribution } from './attribution.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
 import { TraceError, traceTopology, type TraceRequest, type TraceResult } from '../policy/trace.js';
@@ -34,6 +35,8 @@ export interface RouteContext {
   topology: Topology;
   store: Store;
   version: string;
+  /** The kernel of the agent serving this API (counters, drop log); absent in a standalone API. */
+  attribution?: LocalAttribution | undefined;
 }
 
 const idParams: JsonSchema = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } };
@@ -126,6 +129,7 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
   return [
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
     ...securityGroupRoutes(topology),
+    ...attributionRoutes(topology, ctx.attribution),
     {
       method: 'POST',
       url: '/v1/routers/:id/attach',
