@@ -9,15 +9,8 @@ import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
 import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
-import {
-  DEFAULT_DROP_LOG,
-  addrGroupElements,
-  chainName,
-  compileChain,
-  type CompileContext,
-  type CompiledChain,
-  type SetDecl,
-} from '../policy/compile.js';
+import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
