@@ -24,6 +24,7 @@ import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
+import { findWorkloadNetns, Prober } from './probe.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -87,6 +88,7 @@ export class Agent {
   private stopHealth: (() => void) | undefined;
   /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
   flowLog: FlowLog | undefined;
+  private prober: Prober | undefined;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -185,7 +187,23 @@ export class Agent {
     } catch (e) {
       this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`);
     }
+    const prober = new Prober(this.hostId, this.store, this.log);
+    await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`));
+    this.prober = prober;
     this.api = buildApi({
+      prober: {
+        hostId: this.hostId,
+        async probe(ifname, spec) {
+          const netns = await findWorkloadNetns(ifname, spec.srcMac);
+          if (!netns)
+            throw new TopologyError(
+              'conflict',
+              `the namespace of the workload interface ${ifname} (${spec.srcMac}) was not found on this host`,
+              'src',
+            );
+          return prober.probe(netns, spec);
+        },
+      },
       attribution: {
         hostId: this.hostId,
         ruleCounters: () => ruleCounters(undefined),
@@ -257,6 +275,7 @@ export class Agent {
     for (const s of this.services.splice(0).reverse()) await s.close().catch(() => undefined);
     this.stopHealth?.();
     this.flowLog?.stop();
+    this.prober?.stop();
     this.workloads?.stop();
     this.reconciler?.stop();
     this.cache?.stop();

@@ -13,6 +13,8 @@ import type { StageName } from '../policy/simulate.js';
 import { TopologyError } from '../topology/errors.js';
 import type { Topology } from '../topology/service.js';
 import type { ApiRoute } from './routes.js';
+import type { TraceResult } from '../policy/trace.js';
+import type { HostObservation, KernelLeg, ProbeSpec } from '../agent/probe.js';
 
 /** What an agent gives the API to read its kernel (core/agent/agent.ts makes it). */
 export interface LocalAttribution {
@@ -174,4 +176,82 @@ export function attributionRoutes(topology: Topology, local: LocalAttribution | 
       },
     },
   ];
+}
+
+/** What an agent gives the API to probe from its workloads (core/agent/probe.ts). */
+export interface LocalProber {
+  hostId: string;
+  /** Send `spec` from the namespace of the workload interface `ifname` with `spec.srcMac`; every host's view. */
+  probe(ifname: string, spec: Omit<ProbeSpec, 'id'>): Promise<HostObservation[]>;
+}
+
+export interface ProbeReport {
+  hosts: HostObservation[];
+  /** The kernels together: dropped where any host dropped it, else accepted where it was seen. */
+  kernel: { request: KernelLeg['verdict']; requestRuleId?: string; reply: KernelLeg['verdict']; replyRuleId?: string };
+  /** The simulation's verdicts equal the kernel's (the reply compared only when the kernel saw one). */
+  agrees: boolean;
+}
+
+function combine(legs: KernelLeg[]): { verdict: KernelLeg['verdict']; ruleId?: string } {
+  const drop = legs.find((l) => l.verdict === 'drop');
+  if (drop) return { verdict: 'drop', ...(drop.ruleId ? { ruleId: drop.ruleId } : {}) };
+  return { verdict: legs.some((l) => l.verdict === 'accept') ? 'accept' : 'unseen' };
+}
+
+/**
+ * `POST /v1/trace` with `probe`: the simulation of traceTopology plus a real packet sent by the agent of the
+ * source's host (only that agent can: 409 elsewhere, naming the host).
+ */
+export async function probeTrace(
+  topology: Topology,
+  prober: LocalProber | undefined,
+  simulate: (srcPort: number) => Promise<TraceResult>,
+  proto: 'tcp' | 'udp' | 'icmp',
+): Promise<TraceResult & { probe: ProbeReport }> {
+  // A fresh source port (ICMP: echo id) per probe: no conntrack entry of an earlier one is met.
+  const srcPort = 40000 + Math.floor(Math.random() * 20000);
+  const sim = await simulate(srcPort);
+  const src = await topology.get('Port', sim.src.portId);
+  if (!src.hostId || !src.owner)
+    throw new TopologyError('conflict', `port ${src.id} is not a bound workload port: nothing to send from`, 'src');
+  if (!prober || prober.hostId !== src.hostId) {
+    const host = await topology.get('Host', src.hostId).catch(() => undefined);
+    throw new TopologyError(
+      'conflict',
+      `a probe is sent by the agent of the source's host: port ${src.id} is bound on ${host ? `host ${host.name} (${host.id})` : `host ${src.hostId}`}; ask that host's agent (bees --api <its API> trace … --probe)`,
+      'src',
+    );
+  }
+  if (sim.src.ip.includes(':') || sim.dst.ip.includes(':')) throw new TopologyError('invalid', 'probes are IPv4 only for now', 'src');
+  const hosts = [...new Set([src.hostId, sim.dst.hostId].filter((h): h is string => !!h))];
+  const observed = await prober.probe(src.owner.ifname, {
+    proto,
+    srcMac: sim.src.mac.toLowerCase(),
+    dstMac: sim.dst.mac.toLowerCase(),
+    srcIp: sim.src.ip,
+    dstIp: sim.dst.ip,
+    srcPort,
+    dstPort: proto === 'icmp' ? 0 : (sim.packet.dstPort ?? 0),
+    hosts,
+  });
+  const req = combine(observed.map((o) => o.request));
+  const rep = combine(observed.map((o) => o.reply));
+  const simReq = sim.request.verdict === 'reject' ? 'drop' : sim.request.verdict;
+  const simRep = sim.reply ? (sim.reply.verdict === 'reject' ? 'drop' : sim.reply.verdict) : undefined;
+  const sameRequest = req.verdict === simReq && (req.verdict !== 'drop' || req.ruleId === sim.request.ruleId);
+  const sameReply = rep.verdict === 'unseen' || (rep.verdict === simRep && (rep.verdict !== 'drop' || rep.ruleId === sim.reply?.ruleId));
+  return {
+    ...sim,
+    probe: {
+      hosts: observed,
+      kernel: {
+        request: req.verdict,
+        ...(req.ruleId ? { requestRuleId: req.ruleId } : {}),
+        reply: rep.verdict,
+        ...(rep.ruleId ? { replyRuleId: rep.ruleId } : {}),
+      },
+      agrees: sameRequest && sameReply,
+    },
+  };
 }

@@ -15,7 +15,7 @@ import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
-import type { LocalAttribution } from './attribution.js';
+import type { LocalAttribution, LocalProber } from './attribution.js';
 
 import { setListenGuard, type ListenGuard as Guard } from './listen.js';
 
@@ -39,6 +39,7 @@ export interface ApiOptions {
   version?: string;
   /** The agent's kernel, for per-port counters and drops (core/api/attribution.ts). */
   attribution?: LocalAttribution;
+  prober?: LocalProber;
 }
 
 export const API_VERSION = '0.1.0';
@@ -145,6 +146,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     store: opts.store,
     version: opts.version ?? API_VERSION,
     attribution: opts.attribution,
+    prober: opts.prober,
   });
   // Success bodies are serialised from the route's success schema, so an answer carries the documented fields and
   // nothing else. The table's schemas point at the model objects the OpenAPI way (#/components/schemas/Kind): each

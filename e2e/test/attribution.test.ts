@@ -4,7 +4,8 @@
 // another host.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import type { PortCounters } from '../../core/api/attribution.js';
+import type { PortCounters, ProbeReport } from '../../core/api/attribution.js';
+import type { TraceResult } from '../../core/policy/trace.js';
 import { ApiError } from '../../core/api/client.js';
 import type { FlowRecord } from '../../core/datapath/flow-log.js';
 import { ETH_ARP, PROTO_ICMP } from '../../core/policy/simulate.js';
@@ -75,4 +76,49 @@ test('counters and the drop log of a port, from the agent of its host; another h
   t.is(lines.code, 0, lines.stderr);
   const first = JSON.parse(lines.stdout.split('\n')[0]!) as FlowRecord;
   t.is(first.ruleId, noPing.id);
+
+  // Probes: a real packet, each host's kernel beside the simulation. Denied: A's ping dies on B's host by noPing.
+  type Probed = TraceResult & { probe: ProbeReport };
+  const denied = await api.request<Probed>('POST', '/v1/trace', { src: a.result.portId, dst: b.result.portId, proto: 'icmp', probe: true });
+  t.log(JSON.stringify(denied.probe, null, 1));
+  t.like(denied.request, { verdict: 'drop', ruleId: noPing.id });
+  t.like(denied.probe.kernel, { request: 'drop', requestRuleId: noPing.id });
+  t.true(denied.probe.agrees);
+  const seen = new Map(denied.probe.hosts.map((h) => [h.hostId, h]));
+  t.is(seen.get(c.host(0).hostId)?.request.verdict, 'accept', "the source host's stages let it out");
+  t.like(seen.get(hostB.hostId)?.request, { verdict: 'drop', ruleId: noPing.id }, "B's host dropped it");
+  // Allowed: B's ping to A and its reply, both hosts.
+  const allowed = await hostB.api.request<Probed>('POST', '/v1/trace', {
+    src: b.result.portId,
+    dst: a.result.portId,
+    proto: 'icmp',
+    probe: true,
+  });
+  t.true(allowed.delivered);
+  t.like(allowed.probe.kernel, { request: 'accept', reply: 'accept' });
+  t.true(allowed.probe.agrees, JSON.stringify(allowed.probe));
+  t.is(allowed.probe.hosts.length, 2);
+  for (const h of allowed.probe.hosts) t.is(h.request.verdict, 'accept', `host ${h.hostId} saw the request`);
+  // Only the source host's agent can send: elsewhere a 409 naming the host.
+  const wrong = await t.throwsAsync(api.request('POST', '/v1/trace', { src: b.result.portId, dst: a.result.portId, probe: true }), {
+    instanceOf: ApiError,
+  });
+  t.is(wrong.status, 409);
+  t.regex(wrong.message, new RegExp(hostB.hostId));
+  // The CLI: side by side, exit 3 (not delivered) and the agreement said.
+  const cli = await bees([
+    'trace',
+    a.result.portId,
+    b.result.portId,
+    '--proto',
+    'icmp',
+    '--probe',
+    '--api',
+    `unix:${c.host(0).runDir}/api.sock`,
+  ]);
+  t.is(cli.code, 3, cli.stderr);
+  t.regex(cli.stdout, new RegExp(`request DROP by rule ${noPing.id}`));
+  t.regex(cli.stdout, /simulation and kernel agree/);
+  // Nothing of the probes stays in the kernels.
+  for (const h of c.hosts) t.notRegex((await c.harness.exec(h.host, ['nft', 'list', 'tables'])).stdout, /bees-probe/);
 });
