@@ -10,6 +10,7 @@ import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, Route
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 import { compileRouterFilters } from '../policy/compile-router.js';
 import { legName, routerLegName } from '../datapath/names.js';
@@ -353,6 +354,8 @@ export function planPolicy(
       return peer?.type === 'router' ? peer.mac : p?.mac;
     },
     chainExists: (id) => chains.has(id),
+    // Drops logged with their rule id, read back by the agent's flow log (core/datapath/flow-log.ts).
+    dropLog: DEFAULT_DROP_LOG,
   };
   const compiled = new Map<string, CompiledChain>();
   const errors: string[] = [];

@@ -6,9 +6,11 @@ import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
+import { attributionRoutes, probeTrace, type LocalAttribution, type LocalProber } from './attribution.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
 import { TraceError, traceTopology, type TraceRequest, type TraceResult } from '../policy/trace.js';
+import { PolicyError } from '../policy/simulate.js';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
@@ -67,6 +69,10 @@ export interface RouteContext {
   topology: Topology;
   store: Store;
   version: string;
+  /** The kernel of the agent serving this API (counters, drop log); absent in a standalone API. */
+  attribution?: LocalAttribution | undefined;
+  /** The agent's probe sender (`bees trace --probe`); absent in a standalone API. */
+  prober?: LocalProber | undefined;
 }
 
 export const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } } as const;
@@ -159,6 +165,7 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
   return [
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
     ...securityGroupRoutes(topology),
+    ...attributionRoutes(topology, ctx.attribution),
     route({
       method: 'POST',
       url: '/v1/routers/:id/attach',
@@ -202,7 +209,11 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
         description: 'Every chain and rule met by the request and its reply, and the verdicts',
         schema: { type: 'object', additionalProperties: true },
       },
-      handler: ({ body }) => trace(topology, body),
+      handler: ({ body }) => {
+        const { probe, ...req } = body;
+        if (!probe) return trace(topology, req);
+        return probeTrace(topology, ctx.prober, (srcPort) => trace(topology, { ...req, srcPort }), req.proto ?? 'tcp');
+      },
     }),
     route({
       method: 'GET',
@@ -254,6 +265,7 @@ const TRACE_BODY = {
     proto: { type: 'string', enum: ['tcp', 'udp', 'icmp'] },
     port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Destination port (default 80)' },
     srcPort: { type: 'integer', minimum: 1, maximum: 65535 },
+    probe: { type: 'boolean', description: "Also send a real packet (the source host's agent only) and report each host's kernel" },
   },
 } as const;
 
@@ -269,6 +281,8 @@ async function trace(topology: Topology, req: TraceRequest): Promise<TraceResult
     return traceTopology({ ports, bridges, chains, rules, ipAddrGroups }, req);
   } catch (e) {
     if (e instanceof TraceError) throw new TopologyError('invalid', e.message, e.field);
+    // The stored policy holds what the simulator will not guess at (support.ts): the request is fine, the policy not.
+    if (e instanceof PolicyError) throw new TopologyError('conflict', e.message);
     throw e;
   }
 }

@@ -15,6 +15,7 @@ import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
+import type { LocalAttribution, LocalProber } from './attribution.js';
 
 import { setListenGuard, type ListenGuard as Guard, type ServerApp } from './listen.js';
 
@@ -36,6 +37,9 @@ export interface ApiOptions {
   /** fastify logging (default off; 500s are always written to stderr). */
   logger?: boolean;
   version?: string;
+  /** The agent's kernel, for per-port counters and drops (core/api/attribution.ts). */
+  attribution?: LocalAttribution;
+  prober?: LocalProber;
 }
 
 export const API_VERSION = '0.1.0';
@@ -134,7 +138,13 @@ export function buildApi(opts: ApiOptions): ServerApp {
     reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  const routes = apiRoutes({ topology: opts.topology, store: opts.store, version: opts.version ?? API_VERSION });
+  const routes = apiRoutes({
+    topology: opts.topology,
+    store: opts.store,
+    version: opts.version ?? API_VERSION,
+    attribution: opts.attribution,
+    prober: opts.prober,
+  });
   // Success bodies are serialised from the route's success schema, so an answer carries the documented fields and
   // nothing else. The table's schemas point at the model objects the OpenAPI way (#/components/schemas/Kind): each
   // response schema carries those components for the pointers to resolve inside it.
