@@ -129,7 +129,10 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     if (c.matchForwardFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == 0`));
     if (c.matchReturnFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == ${hex(marks.returnFlow)}`));
   }
-  if (router && (c.portGroupSrc !== undefined || c.portGroupDst !== undefined || c.ipAddrGroupSrc !== undefined || c.ipAddrGroupDst !== undefined))
+  if (
+    router &&
+    (c.portGroupSrc !== undefined || c.portGroupDst !== undefined || c.ipAddrGroupSrc !== undefined || c.ipAddrGroupDst !== undefined)
+  )
     throw new CompileError(`rule ${ruleId}: port and address groups are not supported in router chains yet`);
   for (const [field, dir, inv] of [
     ['portGroupSrc', 'saddr', c.invPortGroupSrc],

@@ -59,7 +59,13 @@ interface Probe {
   proto: 'tcp' | 'udp' | 'icmp';
   port?: number;
 }
-const PROBES: Probe[] = [{ proto: 'tcp', port: 80 }, { proto: 'tcp', port: 8080 }, { proto: 'udp', port: 5353 }, { proto: 'udp', port: 7777 }, { proto: 'icmp' }];
+const PROBES: Probe[] = [
+  { proto: 'tcp', port: 80 },
+  { proto: 'tcp', port: 8080 },
+  { proto: 'udp', port: 5353 },
+  { proto: 'udp', port: 7777 },
+  { proto: 'icmp' },
+];
 
 test.serial('router chains in the kernel agree with the simulator: filters, floating IP, SNAT, return flows', async (t) => {
   t.timeout(180_000);
@@ -85,7 +91,13 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   await mustExec(nsArgv(path('rt'), ['sysctl', '-qw', 'net.ipv4.ip_forward=1']));
 
   let pos = 0;
-  const r = (chainId: string, id: string, action: PolicyRule['action'], condition: PolicyRule['condition'], extra: Partial<PolicyRule> = {}): PolicyRule => ({
+  const r = (
+    chainId: string,
+    id: string,
+    action: PolicyRule['action'],
+    condition: PolicyRule['condition'],
+    extra: Partial<PolicyRule> = {},
+  ): PolicyRule => ({
     id,
     chainId,
     position: ++pos,
@@ -131,7 +143,8 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   };
   for (const l of LEGS) {
     const end = Date.now() + 10_000;
-    while ((await client(l.peer, 'tcp', '127.0.0.1', 80)) === undefined && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
+    while ((await client(l.peer, 'tcp', '127.0.0.1', 80)) === undefined && Date.now() < end)
+      await new Promise((res) => setTimeout(res, 100));
   }
 
   const view: PolicyView = { chains, rules, ipAddrGroups: [], ports: [] };
@@ -188,7 +201,8 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
 
   // Incremental: one rule of the jump chain changes; only its chain is rewritten (the others keep their counters).
   const listing = () => nftQuery(path('rt'), 'list table inet bees-r', 'nft');
-  const countOf = (text: string, rule: string) => Number(new RegExp(`counter packets (\\d+) bytes \\d+ [^\\n]*"r=${rule}"`).exec(text)?.[1] ?? -1);
+  const countOf = (text: string, rule: string) =>
+    Number(new RegExp(`counter packets (\\d+) bytes \\d+ [^\\n]*"r=${rule}"`).exec(text)?.[1] ?? -1);
   const before = await listing();
   const next = compileRouterFilters(
     router,

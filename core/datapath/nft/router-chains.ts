@@ -57,6 +57,11 @@ export function routerChainsScript(prev: RouterFilters | undefined, next: Router
 }
 
 /** Apply a router's chains in its namespace `nsPath` (see routerChainsScript). */
-export function setRouterChains(nsPath: string, prev: RouterFilters | undefined, next: RouterFilters | undefined, context: string): Promise<void> {
+export function setRouterChains(
+  nsPath: string,
+  prev: RouterFilters | undefined,
+  next: RouterFilters | undefined,
+  context: string,
+): Promise<void> {
   return nftApply(nsPath, routerChainsScript(prev, next), context);
 }
