@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { execArgv, mustExec, nsArgv } from '../../testbed/shell.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { nftQuery } from '../datapath/nft/index.js';
-import { setRouterChains } from '../datapath/nft/router-chains.js';
+import { ensureRouterChains, setRouterChains } from '../datapath/nft/router-chains.js';
 import { compileRouterFilters, type RouterChainSource } from '../policy/compile-router.js';
 import { simulateRoutedExchange } from '../policy/simulate-router.js';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, type Packet, type PolicyRule, type PolicyView } from '../policy/simulate.js';
@@ -213,6 +213,14 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   t.true(countOf(before, 'o-ret') > 0 && countOf(after, 'o-ret') === countOf(before, 'o-ret'), 'the outbound chain kept its counters');
   t.is(countOf(after, 'j-8080'), 0, 'the changed chain was rewritten');
   t.truthy(await client('c2', 'tcp', '10.80.2.2', 8080), 'and the change is in force');
+  // A full apply (ensureRouter, as the periodic resync runs it) leaves an intact table alone, counters and all; a
+  // table removed behind our back is rebuilt.
+  const kept = countOf(await listing(), 'o-ret');
+  await ensureRouterChains(path('rt'), next, 'resync');
+  t.is(countOf(await listing(), 'o-ret'), kept, 'a resync does not rewrite an intact table');
+  await mustExec(nsArgv(path('rt'), ['nft', 'delete', 'table', 'inet', 'bees-r']));
+  await ensureRouterChains(path('rt'), next, 'repair');
+  t.true((await listing()).includes('"r=o-ret"'), 'a removed table is rebuilt');
   // No filter left: the table goes.
   await setRouterChains(path('rt'), next, undefined, 'router chains removed');
   t.false((await nftQuery(path('rt'), 'list tables', 'nft')).includes('bees-r'));
