@@ -206,7 +206,10 @@ function routerFilters(view: TopologyView, router: Router, legByPort: Map<string
  * When a router differs from what was applied only in its chains (and neighbours), the chains to go from and to;
  * undefined when the whole router must be re-applied (or the chains did not change).
  */
-export function filtersDelta(prev: DesiredRouter | undefined, next: DesiredRouter): { prev: DesiredRouter['filters']; next: DesiredRouter['filters'] } | undefined {
+export function filtersDelta(
+  prev: DesiredRouter | undefined,
+  next: DesiredRouter,
+): { prev: DesiredRouter['filters']; next: DesiredRouter['filters'] } | undefined {
   if (!prev) return undefined;
   const strip = (r: DesiredRouter) => JSON.stringify({ ...r, neighbours: [], filters: undefined });
   if (strip(prev) !== strip(next) || JSON.stringify(prev.filters) === JSON.stringify(next.filters)) return undefined;

@@ -116,7 +116,13 @@ function filterView(chainId: string, src: RouterChainSource, ctx: CompileContext
 }
 
 /** Compile one chain's NAT view for a hook. */
-function natView(chainId: string, hook: RouterHook, src: RouterChainSource, ctx: CompileContext, addresses: Set<string>): { rules: string[]; jumps: string[] } {
+function natView(
+  chainId: string,
+  hook: RouterHook,
+  src: RouterChainSource,
+  ctx: CompileContext,
+  addresses: Set<string>,
+): { rules: string[]; jumps: string[] } {
   const rules: string[] = [];
   const jumps: string[] = [];
   for (const rule of sorted(src.rulesByChain.get(chainId))) {
@@ -178,7 +184,11 @@ export function compileRouterFilters(
   src: RouterChainSource,
 ): RouterFilters | undefined {
   if (!router.inboundFilterId && !router.outboundFilterId) return undefined;
-  const ctx: CompileContext = { macOf: () => undefined, chainExists: (id) => src.chains.has(id), router: { ifnameOf: src.ifnameOf } };
+  const ctx: CompileContext = {
+    macOf: () => undefined,
+    chainExists: (id) => src.chains.has(id),
+    router: { ifnameOf: (id) => src.ifnameOf(id) },
+  };
   const out: RouterFilters = { chains: {}, addresses: [], errors: [] };
   const addresses = new Set<string>();
   const hooks: [RouterHook, string | undefined][] = [

@@ -499,7 +499,10 @@ test("router chains: compiled into the router's plan, its floating IP routed fro
   const bin = await w.topo.create('Chain', { name: 'blue-in' });
   await w.topo.create('Rule', { chainId: bin.id, position: 1, action: 'drop', condition: { nwProto: 17 } });
   await w.topo.update('Bridge', w.blue.id, { inboundFilterId: bin.id });
-  await cacheUntil(w.cache, () => w.cache.get('Router', w.r.id)?.inboundFilterId === pre.id && w.cache.get('Bridge', w.blue.id)?.inboundFilterId === bin.id);
+  await cacheUntil(
+    w.cache,
+    () => w.cache.get('Router', w.r.id)?.inboundFilterId === pre.id && w.cache.get('Bridge', w.blue.id)?.inboundFilterId === bin.id,
+  );
 
   const plan = planFor(w, w.hosts.a);
   const r = plan.routers.get(w.r.id)!;

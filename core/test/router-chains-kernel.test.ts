@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { execArgv, mustExec, nsArgv } from '../../testbed/shell.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { nftQuery } from '../datapath/nft/index.js';
-import { setRouterChains } from '../datapath/nft/router-chains.js';
+import { ensureRouterChains, setRouterChains } from '../datapath/nft/router-chains.js';
 import { compileRouterFilters, type RouterChainSource } from '../policy/compile-router.js';
 import { simulateRoutedExchange } from '../policy/simulate-router.js';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, type Packet, type PolicyRule, type PolicyView } from '../policy/simulate.js';
@@ -59,7 +59,13 @@ interface Probe {
   proto: 'tcp' | 'udp' | 'icmp';
   port?: number;
 }
-const PROBES: Probe[] = [{ proto: 'tcp', port: 80 }, { proto: 'tcp', port: 8080 }, { proto: 'udp', port: 5353 }, { proto: 'udp', port: 7777 }, { proto: 'icmp' }];
+const PROBES: Probe[] = [
+  { proto: 'tcp', port: 80 },
+  { proto: 'tcp', port: 8080 },
+  { proto: 'udp', port: 5353 },
+  { proto: 'udp', port: 7777 },
+  { proto: 'icmp' },
+];
 
 test.serial('router chains in the kernel agree with the simulator: filters, floating IP, SNAT, return flows', async (t) => {
   t.timeout(180_000);
@@ -85,7 +91,13 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   await mustExec(nsArgv(path('rt'), ['sysctl', '-qw', 'net.ipv4.ip_forward=1']));
 
   let pos = 0;
-  const r = (chainId: string, id: string, action: PolicyRule['action'], condition: PolicyRule['condition'], extra: Partial<PolicyRule> = {}): PolicyRule => ({
+  const r = (
+    chainId: string,
+    id: string,
+    action: PolicyRule['action'],
+    condition: PolicyRule['condition'],
+    extra: Partial<PolicyRule> = {},
+  ): PolicyRule => ({
     id,
     chainId,
     position: ++pos,
@@ -131,7 +143,8 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   };
   for (const l of LEGS) {
     const end = Date.now() + 10_000;
-    while ((await client(l.peer, 'tcp', '127.0.0.1', 80)) === undefined && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
+    while ((await client(l.peer, 'tcp', '127.0.0.1', 80)) === undefined && Date.now() < end)
+      await new Promise((res) => setTimeout(res, 100));
   }
 
   const view: PolicyView = { chains, rules, ipAddrGroups: [], ports: [] };
@@ -188,7 +201,8 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
 
   // Incremental: one rule of the jump chain changes; only its chain is rewritten (the others keep their counters).
   const listing = () => nftQuery(path('rt'), 'list table inet bees-r', 'nft');
-  const countOf = (text: string, rule: string) => Number(new RegExp(`counter packets (\\d+) bytes \\d+ [^\\n]*"r=${rule}"`).exec(text)?.[1] ?? -1);
+  const countOf = (text: string, rule: string) =>
+    Number(new RegExp(`counter packets (\\d+) bytes \\d+ [^\\n]*"r=${rule}"`).exec(text)?.[1] ?? -1);
   const before = await listing();
   const next = compileRouterFilters(
     router,
@@ -199,6 +213,14 @@ test.serial('router chains in the kernel agree with the simulator: filters, floa
   t.true(countOf(before, 'o-ret') > 0 && countOf(after, 'o-ret') === countOf(before, 'o-ret'), 'the outbound chain kept its counters');
   t.is(countOf(after, 'j-8080'), 0, 'the changed chain was rewritten');
   t.truthy(await client('c2', 'tcp', '10.80.2.2', 8080), 'and the change is in force');
+  // A full apply (ensureRouter, as the periodic resync runs it) leaves an intact table alone, counters and all; a
+  // table removed behind our back is rebuilt.
+  const kept = countOf(await listing(), 'o-ret');
+  await ensureRouterChains(path('rt'), next, 'resync');
+  t.is(countOf(await listing(), 'o-ret'), kept, 'a resync does not rewrite an intact table');
+  await mustExec(nsArgv(path('rt'), ['nft', 'delete', 'table', 'inet', 'bees-r']));
+  await ensureRouterChains(path('rt'), next, 'repair');
+  t.true((await listing()).includes('"r=o-ret"'), 'a removed table is rebuilt');
   // No filter left: the table goes.
   await setRouterChains(path('rt'), next, undefined, 'router chains removed');
   t.false((await nftQuery(path('rt'), 'list tables', 'nft')).includes('bees-r'));

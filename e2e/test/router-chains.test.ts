@@ -68,7 +68,7 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   await api.update('Router', rA.id, { inboundFilterId: inA.id });
   await eventually(async () => !(await c.ping(a1.netns, a2.ip4!, { timeoutSec: 1 })), 10_000, 'router drop in force');
   t.true(await c.ping(b1.netns, b2.ip4!), "tenant B's router has no such rule");
-  t.false(await c.ping(a2.netns, a1.ip4!, { timeoutSec: 1 }), "blue -> red: the echo reply (red -> blue) meets the stateless rule");
+  t.false(await c.ping(a2.netns, a1.ip4!, { timeoutSec: 1 }), 'blue -> red: the echo reply (red -> blue) meets the stateless rule');
   t.true(await c.ping(a1.netns, '10.61.0.1'), 'the router itself answers red (the rule names blue)');
   await api.delete('Rule', dropRule.id);
   t.true(await c.pingEventually(a1.netns, a2.ip4!), 'the rule removed, red -> blue again');
@@ -79,10 +79,16 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   await c.harness.exec(outside, ['ip', 'route', 'replace', `${FIP}/32`, 'via', '203.0.113.254']);
   await c.harness.exec(underlay, ['ip', 'route', 'replace', `${FIP}/32`, 'via', h2.host.underlayIp]);
   t.is(await whoAmI(c, outside, FIP), undefined, 'no floating IP yet');
-  const fipRule = await rule(inA.id, 20, 'dnat', { nwDst: `${FIP}/32` }, {
-    flowAction: 'accept',
-    natTargets: [{ addressFrom: a2.ip4!, addressTo: a2.ip4!, portFrom: 0, portTo: 0 }],
-  });
+  const fipRule = await rule(
+    inA.id,
+    20,
+    'dnat',
+    { nwDst: `${FIP}/32` },
+    {
+      flowAction: 'accept',
+      natTargets: [{ addressFrom: a2.ip4!, addressTo: a2.ip4!, portFrom: 0, portTo: 0 }],
+    },
+  );
   const seen = await eventually(() => whoAmI(c, outside, FIP), 10_000, 'floating IP reaches a2').catch(() => undefined);
   t.is(seen, c.harness.outsideIp, 'a2 sees the outside address through its floating IP');
 
@@ -104,20 +110,30 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   ] as const) {
     const out = await api.create('Chain', { tenantId: w.result.tenantId, name: 'post' });
     // Towards the outside only (MidoNet would translate east-west traffic too, and its replies are routed elsewhere).
-    await rule(out.id, 10, 'snat', { nwSrc: `${w.ip4!}/32`, nwDst: '10.0.0.0/8', invNwDst: true }, { flowAction: 'accept', natTargets: [{ addressFrom: addr, addressTo: addr, portFrom: 0, portTo: 0 }] });
+    await rule(
+      out.id,
+      10,
+      'snat',
+      { nwSrc: `${w.ip4!}/32`, nwDst: '10.0.0.0/8', invNwDst: true },
+      { flowAction: 'accept', natTargets: [{ addressFrom: addr, addressTo: addr, portFrom: 0, portTo: 0 }] },
+    );
     await api.update('Router', r.id, { outboundFilterId: out.id });
   }
   t.is(
-    await eventually(async () => ((await whoAmI(c, a1.netns, c.harness.outsideIp)) === SNAT_A ? SNAT_A : undefined), 10_000, 'SNAT A').catch(
-      () => undefined,
-    ),
+    await eventually(
+      async () => ((await whoAmI(c, a1.netns, c.harness.outsideIp)) === SNAT_A ? SNAT_A : undefined),
+      10_000,
+      'SNAT A',
+    ).catch(() => undefined),
     SNAT_A,
     "a1's connection leaves as its router's SNAT address",
   );
   t.is(
-    await eventually(async () => ((await whoAmI(c, b1.netns, c.harness.outsideIp)) === SNAT_B ? SNAT_B : undefined), 10_000, 'SNAT B').catch(
-      () => undefined,
-    ),
+    await eventually(
+      async () => ((await whoAmI(c, b1.netns, c.harness.outsideIp)) === SNAT_B ? SNAT_B : undefined),
+      10_000,
+      'SNAT B',
+    ).catch(() => undefined),
     SNAT_B,
     "b1 (same address, other tenant) leaves as its own router's SNAT address",
   );
@@ -138,7 +154,11 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   const tableB = await list(nsOf(h1, rB.id), 'table inet bees-r');
   t.true(countBefore > 0, `router A's SNAT rule counted a1's connection (${countBefore})`);
   await api.update('Rule', fipRule.id, { condition: { nwDst: `${FIP}/32`, nwProto: 6 } });
-  await eventually(async () => (await list(nsOf(h2, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 10_000, 'rule change in force');
+  await eventually(
+    async () => (await list(nsOf(h2, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'),
+    10_000,
+    'rule change in force',
+  );
   await eventually(async () => (await list(nsOf(h1, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 10_000, 'rule change on h1');
   t.is(await whoAmI(c, outside, FIP), c.harness.outsideIp, 'floating IP after the rule change');
   t.true((await snatCount()) >= countBefore, "router A's other chain was not rewritten");

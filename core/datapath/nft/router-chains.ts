@@ -8,7 +8,8 @@
 // the namespace when the router is removed, and with `delete table` when the router's last filter is unset.
 import type { RouterFilters } from '../../policy/compile-router.js';
 import { filterViewName, natViewName } from '../../policy/compile-router.js';
-import { nftApply } from './apply.js';
+import { createHash } from 'node:crypto';
+import { nftApply, nftQuery } from './apply.js';
 import { deleteTableScript, ref } from './script.js';
 import { OWNER_COMMENT, ROUTER_FILTER } from './tables.js';
 
@@ -23,6 +24,13 @@ function baseRules(f: RouterFilters | undefined): Record<string, string[]> {
   };
 }
 
+/**
+ * An empty chain named after a hash of the filters the table was built from: a full ensureRouter (the periodic
+ * resync) finds it and leaves the table alone, so the counters of compiled rules survive; a table removed or
+ * damaged behind our back lacks it (or a chain) and is rebuilt.
+ */
+export const versionChain = (f: RouterFilters): string => `v-${createHash('sha1').update(JSON.stringify(f)).digest('hex').slice(0, 12)}`;
+
 const same = (a: readonly string[] | undefined, b: readonly string[] | undefined): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /**
@@ -36,6 +44,9 @@ export function routerChainsScript(prev: RouterFilters | undefined, next: Router
   lines.push(`add table ${T} { comment "${OWNER_COMMENT}"; }`);
   // Every chain exists before any rule jumps to it.
   for (const name of Object.keys(next.chains)) lines.push(`add chain ${T} ${name}`);
+  const version = versionChain(next);
+  lines.push(`add chain ${T} ${version}`);
+  if (prev && versionChain(prev) !== version) lines.push(`add chain ${T} ${versionChain(prev)}`, `delete chain ${T} ${versionChain(prev)}`);
   for (const [name, rules] of Object.entries(next.chains)) {
     if (prev && same(prev.chains[name], rules)) continue;
     lines.push(`flush chain ${T} ${name}`, ...rules.map((r) => `add rule ${T} ${name} ${r}`));
@@ -56,7 +67,33 @@ export function routerChainsScript(prev: RouterFilters | undefined, next: Router
   return lines.join('\n') + '\n';
 }
 
+/**
+ * A full apply (ensureRouter): nothing when the table holds the version chain of `next` and every chain of it, else
+ * the table rebuilt whole; no table without filters.
+ */
+export async function ensureRouterChains(nsPath: string, next: RouterFilters | undefined, context: string): Promise<void> {
+  if (next) {
+    const listing = await nftQuery(nsPath, `list chains ${ROUTER_FILTER.family}`, 'nft').catch(() => '');
+    const have = new Set<string>();
+    let ours = false;
+    for (const line of listing.split('\n')) {
+      const table = /^table (\S+) (\S+) \{/.exec(line);
+      if (table) ours = table[2] === ROUTER_FILTER.name;
+      const chain = /^\s+chain (\S+) \{/.exec(line);
+      if (chain && ours) have.add(chain[1]!);
+    }
+    const want = [versionChain(next), ...Object.keys(next.chains), ...ROUTER_FILTER.baseChains.map((c) => c.name)];
+    if (want.every((n) => have.has(n))) return;
+  }
+  await nftApply(nsPath, routerChainsScript(undefined, next), context);
+}
+
 /** Apply a router's chains in its namespace `nsPath` (see routerChainsScript). */
-export function setRouterChains(nsPath: string, prev: RouterFilters | undefined, next: RouterFilters | undefined, context: string): Promise<void> {
+export function setRouterChains(
+  nsPath: string,
+  prev: RouterFilters | undefined,
+  next: RouterFilters | undefined,
+  context: string,
+): Promise<void> {
   return nftApply(nsPath, routerChainsScript(prev, next), context);
 }
