@@ -23,6 +23,7 @@ import { getLink } from '../datapath/netlink/link.js';
 import { inNamespace } from '../datapath/netlink/netns.js';
 import { nftApply } from '../datapath/nft/apply.js';
 import { systemTool } from '../datapath/exec.js';
+import { OWNER_COMMENT } from '../datapath/nft/tables.js';
 
 export interface ProbeSpec {
   id: string;
@@ -64,6 +65,7 @@ const PROBE_PREFIX = 'probes/';
 const ARMED_PREFIX = 'probe-armed/';
 const SEEN_PREFIX = 'probe-seen/';
 
+/** One table per probe, named here rather than in nft/tables.ts: it lives for a second and its name is per probe. */
 const probeTable = (id: string): string => `bees-probe-${id}`;
 
 /** The nft script marking the probe and its reply for tracing, in a table of its own. */
@@ -75,7 +77,7 @@ export function markScript(s: ProbeSpec): string {
     return `${s.proto} sport ${sp} ${s.proto} dport ${dp}`;
   };
   return [
-    `add table ${t}`,
+    `add table ${t} { comment "${OWNER_COMMENT}"; }`,
     `add chain ${t} pre { type filter hook prerouting priority -400; policy accept; }`,
     `add rule ${t} pre ether saddr ${s.srcMac} ether daddr ${s.dstMac} ip saddr ${s.srcIp} ip daddr ${s.dstIp} ${l4('request')} meta nftrace set 1`,
     `add rule ${t} pre ether saddr ${s.dstMac} ether daddr ${s.srcMac} ip saddr ${s.dstIp} ip daddr ${s.srcIp} ${l4('reply')} meta nftrace set 1`,
