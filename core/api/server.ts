@@ -15,6 +15,8 @@ import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
+import { eventRoutes } from './events.js';
+import { isUiAsset, uiRoutes } from '../ui/serve.js';
 
 import { setListenGuard, type ListenGuard as Guard } from './listen.js';
 
@@ -109,6 +111,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     let access: Access;
     try {
       if (guard.unix || !guard.token) return;
+      // The web view's page and scripts hold no data; what they show is fetched with the token.
+      if (isUiAsset(req.method, req.url)) return;
       access = accessOf(req.headers.authorization, opts.token, opts.readToken);
     } catch {
       access = 'none';
@@ -161,6 +165,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   }
   const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token });
   app.get('/openapi.json', async () => doc);
+  eventRoutes(app, opts.store);
+  uiRoutes(app);
   opts.extraRoutes?.(app);
   return app;
 }
