@@ -221,22 +221,15 @@ const GRAPH_STYLE = [
   { selector: 'edge', style: { width: 1.5, 'line-color': '#9aa3b2', 'curve-style': 'bezier', label: 'data(label)', 'font-size': 8 } },
   { selector: 'edge.router-link', style: { width: 2.5, 'line-color': '#b26b00' } },
   { selector: 'edge.lb-link, edge.member', style: { 'line-color': '#6a3fb0', 'line-style': 'dashed' } },
-  { selector: '.traced', style: { 'line-color': '#13795b', 'border-color': '#13795b', 'border-width': 4, width: 4, 'z-index': 10 } },
-  { selector: '.traced.dropped', style: { 'line-color': '#b42318', 'border-color': '#b42318' } },
+  { selector: 'node.traced', style: { 'border-color': '#13795b', 'border-width': 4, 'z-index': 10 } },
+  { selector: 'edge.traced', style: { 'line-color': '#13795b', width: 4, 'z-index': 10 } },
+  { selector: 'node.traced.dropped', style: { 'border-color': '#b42318' } },
+  { selector: 'edge.traced.dropped', style: { 'line-color': '#b42318' } },
   { selector: 'node.trace-stop', style: { 'background-color': '#b42318', 'border-color': '#b42318' } },
   { selector: ':selected', style: { 'overlay-color': '#1f5fbf', 'overlay-opacity': 0.2 } },
 ];
 
-/** What decides the layout: a layout runs again only when it changes, so a status change does not move nodes. */
-function shapeOf(els) {
-  return els
-    .map((e) => `${e.data.id}>${e.data.parent ?? ''}`)
-    .sort()
-    .join('|');
-}
-
 let renderQueued = false;
-let lastShape = '';
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
@@ -246,28 +239,57 @@ function scheduleRender() {
   });
 }
 
+/** Near an element already drawn: its compound, else a node it links to, so a new node starts where it belongs. */
+function startingPoint(e, byId) {
+  const near = [e.data.parent, ...[...byId.values()].filter((x) => x.data.source === e.data.id).map((x) => x.data.target)]
+    .map((id) => id && cy.getElementById(id))
+    .find((n) => n && n.nonempty());
+  const c = near ? near.position() : { x: cy.width() / 2, y: cy.height() / 2 };
+  return { x: c.x + (Math.random() - 0.5) * 40, y: c.y + (Math.random() - 0.5) * 40 };
+}
+
+/**
+ * Applies the model to the graph as a difference: a change adds, removes or restyles only what it touched, and the
+ * layout runs again only when nodes came or went, shortly (fewer iterations, from where nodes are) after the first.
+ */
 function render() {
+  const began = performance.now();
   const els = elements();
-  const shape = shapeOf(els);
-  if (shape !== lastShape) {
-    lastShape = shape;
-    cy.batch(() => {
-      cy.elements().remove();
-      cy.add(els);
+  const byId = new Map(els.map((e) => [e.data.id, e]));
+  const first = cy.nodes().empty();
+  let moved = false;
+  cy.batch(() => {
+    // Gone, or now in another compound (removed and added again; removing a compound takes its children along).
+    const stale = cy.elements().filter((el) => {
+      const e = byId.get(el.id());
+      return !e || (el.isNode() && (el.data('parent') ?? undefined) !== e.data.parent);
     });
-    cy.layout({ name: 'cose', animate: false, nodeDimensionsIncludeLabels: true, padding: 20, randomize: false }).run();
-  } else {
-    cy.batch(() => {
-      for (const e of els) {
-        const el = cy.getElementById(e.data.id);
-        el.data(e.data);
-        el.classes(e.classes);
-      }
-    });
+    if (stale.nonempty()) {
+      moved = moved || stale.nodes().nonempty();
+      cy.remove(stale);
+    }
+    const fresh = els.filter((e) => cy.getElementById(e.data.id).empty());
+    if (!first) for (const e of fresh) if (e.group === 'nodes') e.position = startingPoint(e, byId);
+    if (fresh.length) {
+      moved = moved || fresh.some((e) => e.group === 'nodes');
+      cy.add(fresh);
+    }
+    for (const e of els) {
+      const el = cy.getElementById(e.data.id);
+      // Only the label: ids, ends and compounds are fixed once drawn (a change of those re-adds the element).
+      if (el.data('label') !== e.data.label) el.data('label', e.data.label);
+      el.classes(e.classes);
+    }
+  });
+  if (moved) {
+    const layout = { name: 'cose', animate: false, nodeDimensionsIncludeLabels: true, padding: 20, randomize: first };
+    cy.layout(first ? layout : { ...layout, numIter: 250, initialTemp: 200 }).run();
   }
   if (traceState) drawTrace(traceState);
   renderHostList();
   document.body.dataset.seq = String(model.seq ?? '');
+  // How long drawing took (layout included), for whoever wonders why the view lags: window.bees.renderMs.
+  window.bees.renderMs = Math.round(performance.now() - began);
 }
 
 // ---- the text view (for screen readers and for reading exact values) ----------------------------------------------
