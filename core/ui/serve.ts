@@ -3,8 +3,9 @@
 // without internet access). The files hold no data, so they are served without a token: a browser cannot put a
 // bearer header on a page it navigates to. Everything the page shows comes from the API with the token the person
 // enters (see static/app.js). A fixed list of paths, compared exactly: nothing else is exempt from authentication.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 
@@ -15,9 +16,17 @@ interface Asset {
 
 const require = createRequire(import.meta.url);
 
-/** core/ui/static beside this module: in the source tree, and in dist/ (the build copies it; see package.json). */
+/**
+ * core/ui/static beside this module: in the source tree, and in dist/ when `npm run build` copied it there (what the
+ * image ships). A dist/ compiled by tsc alone (the ./bees launcher) reads the checkout's copy, two levels up.
+ */
+const STATIC_DIR = [new URL('./static/', import.meta.url), new URL('../../../core/ui/static/', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((dir) => existsSync(join(dir, 'index.html')));
+
 function staticFile(name: string): string {
-  return fileURLToPath(new URL(`./static/${name}`, import.meta.url));
+  if (!STATIC_DIR) throw new Error('the web view files (core/ui/static) are missing from this installation');
+  return join(STATIC_DIR, name);
 }
 
 const ASSETS: Record<string, () => Asset> = {
