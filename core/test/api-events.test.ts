@@ -48,7 +48,7 @@ async function open(t: ExecutionContext, base: string, headers: Record<string, s
       const decoder = new TextDecoder();
       try {
         for await (const chunk of res.body!) {
-          buf += decoder.decode(chunk as Uint8Array, { stream: true });
+          buf += decoder.decode(chunk, { stream: true });
           let end;
           while ((end = buf.indexOf('\n\n')) >= 0) {
             const block = buf.slice(0, end);

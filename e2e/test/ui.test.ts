@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import puppeteer, { type Page } from 'puppeteer-core';
 import { buildApi, listen } from '../../core/api/server.js';
 import type { Port } from '../../core/model/types.js';
 import { PROTO_TCP } from '../../core/policy/simulate.js';
@@ -86,14 +86,13 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   await api.create('PoolMember', { poolId: pool.id, address: w1.ip4!, port: 80 });
   await api.create('Vip', { poolId: pool.id, address: '10.61.0.200', port: 80, protocol: 'tcp' });
 
-  let browser: Browser | undefined;
-  t.teardown(() => browser?.close());
-  browser = await puppeteer.launch({
+  const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     // Tests run as root, where Chromium's sandbox cannot start; the page is our own, served from loopback.
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
   });
+  t.teardown(() => browser.close());
   const page = await browser.newPage();
   await page.setViewport({ width: 1400, height: 900 });
   const problems: string[] = [];
@@ -112,12 +111,9 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', { timeout: 20_000 });
 
   const hostIds = c.hosts.map((h) => `host:${h.hostId}`);
-  await page.waitForFunction(
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    (n: number) => (window as any).bees?.cy.$('node.host.live').length === 3 && (window as any).bees.cy.$('node.vip').length === 1 && n,
-    { timeout: 20_000 },
-    3,
-  );
+  await page.waitForFunction(`window.bees.cy.$('node.host.live').length === 3 && window.bees.cy.$('node.vip').length === 1`, {
+    timeout: 20_000,
+  });
   const before = await drawn(page);
   t.is(before.liveHosts, 3);
   t.is(before.deadHosts, 0);
@@ -153,18 +149,18 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   );
   t.teardown(stopWatch);
   const seen = page
-    .waitForFunction(
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      (wid: string) => (window as any).bees.cy.$('node.port').some((n: any) => String(n.data('label')).startsWith(`${wid}\n`)),
-      { timeout: 30_000, polling: 10 },
-      `${c.harness.tag}-u3`,
-    )
+    .waitForFunction(`window.bees.cy.$('node.port').some((n) => n.data('label').startsWith(${JSON.stringify(`${c.harness.tag}-u3\n`)}))`, {
+      timeout: 30_000,
+      polling: 10,
+    })
     .then(() => Date.now());
   const w3 = await c.attach(c.host(2), 'u3', { tenant, network: 'front' });
   const shownAt = await seen;
   if (announced === undefined) return t.fail('the store never announced the new port');
   const latency = shownAt - announced;
-  t.log(`new port drawn ${latency} ms after the store announced it (drawing took ${String(await page.evaluate('window.bees.renderMs'))} ms)`);
+  t.log(
+    `new port drawn ${latency} ms after the store announced it (drawing took ${String(await page.evaluate('window.bees.renderMs'))} ms)`,
+  );
   t.true(latency <= 1000, `the new port showed ${latency} ms after its creation`);
   t.is((await drawn(page)).portParents[`port:${w3.result.portId}`], hostIds[2]);
 
@@ -216,7 +212,7 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   t.regex(result, /no-8080/);
   const stopped = await page.evaluate(`window.bees.cy.$('.trace-stop').map((n) => n.id())`);
   t.deepEqual(stopped, [`port:${w1.result.portId}`], 'the port whose rule dropped it is marked');
-  t.true(((await drawn(page)).traced as string[]).includes(`port:${w1.result.portId}`));
+  t.true((await drawn(page)).traced.includes(`port:${w1.result.portId}`));
   await shoot('ui.png');
   t.deepEqual(problems, [], 'no errors in the page');
 });
