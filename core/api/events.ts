@@ -127,6 +127,30 @@ class EventStream {
   }
 }
 
+/** The route in the OpenAPI document (it is registered outside the route table: it streams, it does not answer). */
+export const EVENTS_PATH_ITEM = {
+  get: {
+    operationId: 'events',
+    summary: 'The store change stream as server-sent events: a snapshot (event id = its store sequence), then every change',
+    tags: ['Status'],
+    parameters: [
+      {
+        name: 'Last-Event-ID',
+        in: 'header',
+        required: false,
+        description: 'Resume after this store sequence: only the changes after it (a new snapshot if no longer kept)',
+        schema: { type: 'string', pattern: '^[0-9]+$' },
+      },
+    ],
+    responses: {
+      200: {
+        description: 'Events `snapshot`, `change`, `hosts` and `error`, each `data:` one JSON object (see core/ui/README.md)',
+        content: { 'text/event-stream': { schema: { type: 'string' } } },
+      },
+    },
+  },
+};
+
 export function eventRoutes(app: FastifyInstance, store: Store): void {
   const open = new Set<EventStream>();
   app.addHook('onClose', async () => {

@@ -110,6 +110,8 @@ test('the event stream is refused without the token, with a wrong one, and to a 
   t.is((await fetch(`${base}/v1/events?token=${TOKEN}`)).status, 401);
   const s = await open(t, base, auth(READ_TOKEN));
   t.is(s.res.status, 200, 'the read-only token may watch');
+  const doc = (await (await fetch(`${base}/openapi.json`, { headers: auth(TOKEN) })).json()) as { paths: Record<string, unknown> };
+  t.truthy(doc.paths['/v1/events'], 'documented in the OpenAPI document');
   t.regex(s.res.headers.get('content-type') ?? '', /^text\/event-stream/);
 });
 
