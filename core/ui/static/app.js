@@ -95,7 +95,16 @@ async function connect() {
   }
 }
 
+let lastEventAt = 0;
+/** The last events and drawings with their wall-clock times, for measuring the view's lag (window.bees.timeline). */
+const timeline = [];
+function mark(what, seq) {
+  timeline.push([what, seq, Date.now()]);
+  if (timeline.length > 100) timeline.shift();
+}
 function onEvent(name, data, id) {
+  lastEventAt = performance.now();
+  mark(name, data.seq);
   if (id !== undefined) lastEventId = id;
   if (name === 'snapshot') {
     model.objects = new Map();
@@ -258,14 +267,16 @@ function startingPoint(e, byId) {
 }
 
 /**
- * Applies the model to the graph as a difference: a change adds, removes or restyles only what it touched, and the
- * layout runs again only when nodes came or went, shortly (fewer iterations, from where nodes are) after the first.
+ * Applies the model to the graph as a difference: a change adds, removes or restyles only what it touched. A new
+ * node is drawn at once beside its compound or its network; the layout that tidies the graph runs once that frame is
+ * painted (it is the slow part: hundreds of ms on a loaded machine), from where nodes are, briefly.
  */
 function render() {
   const began = performance.now();
   const els = elements();
   const byId = new Map(els.map((e) => [e.data.id, e]));
   const first = cy.nodes().empty();
+  const built = performance.now();
   let moved = false;
   cy.batch(() => {
     // Gone, or now in another compound (removed and added again; removing a compound takes its children along).
@@ -290,15 +301,44 @@ function render() {
       el.classes(e.classes);
     }
   });
-  if (moved) {
-    const layout = { name: 'cose', animate: false, nodeDimensionsIncludeLabels: true, padding: 20, randomize: first };
-    cy.layout(first ? layout : { ...layout, numIter: 250, initialTemp: 200 }).run();
-  }
+  const applied = performance.now();
   if (traceState) drawTrace(traceState);
   renderHostList();
   document.body.dataset.seq = String(model.seq ?? '');
-  // How long drawing took (layout included), for whoever wonders why the view lags: window.bees.renderMs.
-  window.bees.renderMs = Math.round(performance.now() - began);
+  mark('drawn', model.seq);
+  // How long the last drawing took and where, for whoever wonders why the view lags: window.bees.renderMs.
+  const done = performance.now();
+  window.bees.renderMs = Math.round(done - began);
+  window.bees.renderPhases = {
+    model: Math.round(built - began),
+    graph: Math.round(applied - built),
+    text: Math.round(done - applied),
+    sinceEvent: Math.round(done - lastEventAt),
+  };
+  // cytoscape paints in its own frame callback, registered before this one: by the next frame, what was just added is
+  // on the canvas. Then the layout, which may take long, moves things into place.
+  const seq = model.seq;
+  requestAnimationFrame(() => {
+    mark('shown', seq);
+    if (moved) scheduleLayout(first);
+  });
+}
+
+let layoutQueued = false;
+let layoutFromScratch = false;
+function scheduleLayout(first) {
+  layoutFromScratch ||= first;
+  if (layoutQueued) return;
+  layoutQueued = true;
+  // Called from a frame callback: a timer fires after that frame is painted.
+  setTimeout(() => {
+    layoutQueued = false;
+    const began = performance.now();
+    const layout = { name: 'cose', animate: false, nodeDimensionsIncludeLabels: true, padding: 20, randomize: layoutFromScratch };
+    cy.layout(layoutFromScratch ? layout : { ...layout, numIter: 100, initialTemp: 100 }).run();
+    layoutFromScratch = false;
+    window.bees.layoutMs = Math.round(performance.now() - began);
+  }, 0);
 }
 
 // ---- the text view (for screen readers and for reading exact values) ----------------------------------------------
@@ -370,8 +410,9 @@ async function showCounters(portId, box) {
       p.textContent = 'counters: not served by this API';
       return;
     }
-    if (!res.ok) throw new Error(`${res.status}`);
-    const c = await res.json();
+    const c = await res.json().catch(() => ({}));
+    // A port bound on another host may be answered there only: the API's message says where to ask.
+    if (!res.ok) throw new Error(c.message ?? `HTTP ${res.status}`);
     p.textContent = `counters: ${Object.entries(c)
       .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`)
       .join(', ')}`;
@@ -480,7 +521,7 @@ function start() {
     $('trace-result').replaceChildren();
   });
   // For tests and the curious (the browser console): the graph and the model it draws.
-  window.bees = { cy, model };
+  window.bees = { cy, model, timeline };
   void connect();
 }
 
