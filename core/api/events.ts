@@ -22,6 +22,9 @@ export interface EventSnapshot {
   hosts: Record<string, unknown>;
 }
 
+/** Bytes a stream may have waiting for a slow client before it is cut (a snapshot of a large topology fits). */
+const MAX_BUFFERED = 64 * 1024 * 1024;
+
 /** A comment line this often keeps idle streams open through proxies that time out silent connections. */
 const KEEPALIVE_MS = 15_000;
 
@@ -109,7 +112,15 @@ class EventStream {
   }
 
   private write(text: string): void {
-    if (!this.closed && !this.out.destroyed) this.out.write(text);
+    if (this.closed || this.out.destroyed) return;
+    // A client that stopped reading must not make the server hold every change for it: drop it; on reconnecting it
+    // resumes from its last event, or gets a snapshot.
+    if (this.out.writableLength > MAX_BUFFERED) {
+      this.out.destroy();
+      this.close();
+      return;
+    }
+    this.out.write(text);
   }
 
   fail(err: unknown): void {

@@ -2,8 +2,8 @@
 // served over the store of a 3-host cluster (real agents, real ZooKeeper). The page must ask for the token, show
 // the hosts live with their ports, the tenant's networks, router and load balancer; reflect a port created by a
 // real attach within 1 s of the store announcing it; draw traces (path highlighted, verdict shown); and turn a host
-// red when its agent dies. The test
-// writes a screenshot to $BEES_ARTIFACTS_DIR (default: $TMPDIR/bees-artifacts)/ui.png; docs/ui.png is one such.
+// red when its agent dies. The test writes screenshots to $BEES_ARTIFACTS_DIR (default: $TMPDIR/bees-artifacts);
+// docs/ui.png is one of them (ui.png).
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
