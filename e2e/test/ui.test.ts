@@ -96,6 +96,8 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   t.teardown(() => browser.close());
   const page = await browser.newPage();
   await page.setViewport({ width: 1400, height: 900 });
+  const urls: string[] = [];
+  page.on('request', (r) => urls.push(r.url()));
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${(e as Error).message}`));
   page.on('console', (m) => {
@@ -243,5 +245,15 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   // Its ports stay drawn in it: the topology did not change, only the host's liveness.
   t.is(after.portParents[`port:${w2.result.portId}`], hostIds[2]);
   await shoot('ui-host-down.png');
+
+  // The token went in headers only, never in a URL; forgetting it stops the stream and asks again.
+  t.true(urls.length > 5);
+  t.false(
+    urls.some((u) => u.includes(TOKEN)),
+    'no URL carries the token',
+  );
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  t.is(await page.evaluate('sessionStorage.length'), 0);
   t.deepEqual(problems, [], 'no errors in the page');
 });

@@ -34,6 +34,7 @@ function setConn(text, cls) {
 
 function showLogin(message) {
   $('login').hidden = false;
+  $('logout').hidden = true;
   setConn(message, 'down');
   $('token').focus();
 }
@@ -82,6 +83,7 @@ async function connect() {
       if (res.status === 401) return showLogin(token() ? 'the API refused this token' : 'this API needs a token');
       if (!res.ok) throw new Error(`GET /v1/events: ${res.status}`);
       $('login').hidden = true;
+      $('logout').hidden = !token();
       setConn('live', 'live');
       attempt = 0;
       await readEvents(res.body, onEvent);
