@@ -177,6 +177,7 @@ export function eventRoutes(app: FastifyInstance, store: Store): void {
       'x-content-type-options': 'nosniff',
       // nginx and similar proxies buffer responses unless told not to; a buffered stream is not live.
       'x-accel-buffering': 'no',
+      'x-request-id': req.id,
     });
     // How long a browser waits before reconnecting (the fetch-based reader in /ui uses its own backoff).
     out.write('retry: 2000\n\n');

@@ -3,7 +3,7 @@
 // mode; TCP listeners demand a bearer token (a full one, or a read-only one for GETs), serve TLS when given a
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -72,6 +72,11 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/** The caller's request id if it is a short plain token (it goes into logs and headers as is), else a new one. */
+function requestId(given: string | string[] | undefined): string {
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
 export function buildApi(opts: ApiOptions): FastifyInstance {
@@ -87,6 +92,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     // Ids may be 256 characters (idSchema), percent-encoded in a path up to three times that; fastify's default of
     // 100 answered 414 for an object the API had just created.
     routerOptions: { maxParamLength: 1024 },
+    // A request id on every request: the caller's X-Request-Id when it is a plain token (so one id follows an
+    // operation across services), else a new one; logged with each line (--log) and answered in X-Request-Id.
+    requestIdHeader: false as const,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => requestId(req.headers['x-request-id']),
   };
   // The https variant has its own overload; the app is used the same way afterwards.
   const app = (opts.tls
@@ -107,6 +116,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
     // Fails closed: whatever goes wrong deciding, the answer is 401, never the route.
     let access: Access;
     try {
@@ -133,7 +143,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const error = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : kind;
       return reply.code(status).send(errorBody(error, message, field, id));
     }
-    process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    process.stderr.write(`bees api: ${req.method} ${req.url} (request ${req.id}): ${err.stack ?? err.message}\n`);
     return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
   });
 
