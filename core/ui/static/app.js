@@ -399,8 +399,9 @@ function select(kind, id) {
 }
 
 /**
- * Per-port counters (bytes, packets, drops by rule). The hook: the agent that binds a port knows them; when the API
- * serves GET /v1/ports/:id/counters they are shown here, until then the panel says they are not available.
+ * Per-port counters: packets and bytes of every rule on the port's path, and its logged drops
+ * (GET /v1/ports/:id/counters). Only the agent that binds a port reads its kernel; any other API answers with a
+ * message naming that host, shown as is. An API without the route says so.
  */
 async function showCounters(portId, box) {
   const p = document.createElement('p');
@@ -408,16 +409,33 @@ async function showCounters(portId, box) {
   box.append(p);
   try {
     const res = await fetch(`/v1/ports/${encodeURIComponent(portId)}/counters`, { headers: authHeaders() });
-    if (res.status === 404) {
+    const c = await res.json().catch(() => ({}));
+    if (res.status === 404 && /^no route/.test(c.message ?? '')) {
       p.textContent = 'counters: not served by this API';
       return;
     }
-    const c = await res.json().catch(() => ({}));
-    // A port bound on another host may be answered there only: the API's message says where to ask.
     if (!res.ok) throw new Error(c.message ?? `HTTP ${res.status}`);
-    p.textContent = `counters: ${Object.entries(c)
-      .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`)
-      .join(', ')}`;
+    p.textContent = c.drops
+      ? `counters: drops logged ${c.drops.logged}${c.drops.lost ? `, ${c.drops.lost} lost` : ''}${c.drops.logging ? '' : ' (drop logging off)'}`
+      : 'counters:';
+    if (!Array.isArray(c.rules)) return;
+    const table = document.createElement('table');
+    table.className = 'counters';
+    const head = table.createTHead().insertRow();
+    for (const h of ['stage', 'chain', 'rule', 'packets', 'bytes']) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = h;
+      head.append(th);
+    }
+    const body = table.createTBody();
+    for (const r of c.rules) {
+      const row = body.insertRow();
+      const shared = r.sharedBy > 1 ? ` (shared by ${r.sharedBy} ports)` : '';
+      for (const v of [r.stage, r.chainName ?? r.chainId, r.ruleId, `${r.packets}${shared}`, r.bytes])
+        row.insertCell().textContent = String(v);
+    }
+    box.append(table);
   } catch (err) {
     p.textContent = `counters: ${err.message}`;
   }
