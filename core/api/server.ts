@@ -3,7 +3,7 @@
 // mode; TCP listeners demand a bearer token (a full one, or a read-only one for GETs), serve TLS when given a
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -16,6 +16,8 @@ import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
 import type { LocalAttribution, LocalProber } from './attribution.js';
+import { eventRoutes } from './events.js';
+import { isUiAsset, uiRoutes } from '../ui/serve.js';
 
 import { setListenGuard, type ListenGuard as Guard, type ServerApp } from './listen.js';
 
@@ -74,6 +76,11 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/** The caller's request id if it is a short plain token (it goes into logs and headers as is), else a new one. */
+function requestId(given: string | string[] | undefined): string {
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
 export function buildApi(opts: ApiOptions): ServerApp {
@@ -89,6 +96,10 @@ export function buildApi(opts: ApiOptions): ServerApp {
     // Ids may be 256 characters (idSchema), percent-encoded in a path up to three times that; fastify's default of
     // 100 answered 414 for an object the API had just created.
     routerOptions: { maxParamLength: 1024 },
+    // A request id on every request: the caller's X-Request-Id when it is a plain token (so one id follows an
+    // operation across services), else a new one; logged with each line (--log) and answered in X-Request-Id.
+    requestIdHeader: false as const,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => requestId(req.headers['x-request-id']),
   };
   const app: ServerApp = opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base);
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
@@ -106,10 +117,13 @@ export function buildApi(opts: ApiOptions): ServerApp {
   });
 
   app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
     // Fails closed: whatever goes wrong deciding, the answer is 401, never the route.
     let access: Access;
     try {
       if (guard.unix || !guard.token) return;
+      // The web view's page and scripts hold no data; what they show is fetched with the token.
+      if (isUiAsset(req.method, req.url)) return;
       access = accessOf(req.headers.authorization, opts.token, opts.readToken);
     } catch {
       access = 'none';
@@ -130,7 +144,7 @@ export function buildApi(opts: ApiOptions): ServerApp {
       const error = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : kind;
       return reply.code(status).send(errorBody(error, message, field, id));
     }
-    process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    process.stderr.write(`bees api: ${req.method} ${req.url} (request ${req.id}): ${err.stack ?? err.message}\n`);
     return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
   });
 
@@ -164,6 +178,8 @@ export function buildApi(opts: ApiOptions): ServerApp {
   }
   const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token });
   app.get('/openapi.json', async () => doc);
+  eventRoutes(app, opts.store);
+  uiRoutes(app);
   opts.extraRoutes?.(app);
   return app;
 }
