@@ -9,6 +9,32 @@ import { Mutex } from '../../util/keyed-mutex.js';
 
 export { KernelError };
 
+/**
+ * At most this many requests of the process wait in the kernel at once. Changes serialise on the kernel's rtnl
+ * lock anyway, so more gain nothing, while each holds one of libuv's four pool threads: twenty concurrent attaches
+ * would hold them all and leave the store's fsync and the nft transactions queued behind the lock.
+ */
+const POOL_SLOTS = 2;
+
+class Slots {
+  private free = POOL_SLOTS;
+  private readonly waiting: (() => void)[] = [];
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+const poolSlots = new Slots();
+
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
@@ -126,7 +152,7 @@ export class NetlinkSocket {
     const addr = sockaddrNl();
     // errno of a call made on a pool thread is not readable here; a failed send (ENOBUFS, EINTR) is retried once
     // synchronously to learn why.
-    if ((await c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12)) < 0) {
+    if ((await poolSlots.run(() => c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12))) < 0) {
       for (;;) {
         if (c.sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) break;
         if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());
