@@ -152,14 +152,30 @@ export class BlockBatches {
     });
   }
 
-  /** Batches of `key` until its queue is empty: whatever queued while one was committed forms the next. */
+  /**
+   * Batches of `key` until its queue is empty: whatever queued while one ran forms the next. The next batch starts
+   * once the previous one has handed its commit to the store, not once that commit is durable: a store that applies
+   * a commit when it accepts it (the file store, before its fsync) lets the next batch read its result, so batches
+   * overlap their disk waits; a store that does not makes the next batch lose a race and run again.
+   */
   private async drain(key: string): Promise<void> {
     const queue = this.queues.get(key)!;
-    while (queue.length > 0) await this.batch(queue.splice(0));
+    while (queue.length > 0) {
+      const jobs = queue.splice(0);
+      await new Promise<void>((issued) => void this.batch(jobs, issued));
+    }
     this.queues.delete(key);
   }
 
-  private async batch(jobs: Job[]): Promise<void> {
+  private async batch(jobs: Job[], issued: () => void): Promise<void> {
+    try {
+      await this.attempts(jobs, issued);
+    } finally {
+      issued();
+    }
+  }
+
+  private async attempts(jobs: Job[], issued: () => void): Promise<void> {
     const maxAttempts = this.options.maxAttempts ?? 200;
     const cap = this.options.maxDelayMs ?? 50;
     for (let n = 1; ; n++) {
@@ -175,7 +191,9 @@ export class BlockBatches {
         }
       }
       try {
-        await staged.commit();
+        const committed = staged.commit();
+        issued();
+        await committed;
       } catch (err) {
         if (isRace(err) && n < maxAttempts) {
           // Another host wrote one of these blocks first: run the batch again on what is there now.
