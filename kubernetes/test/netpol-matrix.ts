@@ -333,8 +333,8 @@ export const CASES: MatrixCase[] = [
   {
     title: 'should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed',
     policies: [
-      np('x', 'except', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }] }),
-      np('x', 'allow-b', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: `${ipOf('x', 'b')}/32` } }] }] }),
+      np('x', 'a-except', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }] }),
+      np('x', 'b-allow', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: `${ipOf('x', 'b')}/32` } }] }] }),
     ],
     probes: everywhere(() => new Reachability(true)),
   },
