@@ -12,7 +12,8 @@
 // - a policy's chain holds one accept rule per (rule, peer, port): the peer as the port group of the pods it selects
 //   (`podSelector`, `namespaceSelector`, both = AND, in one group), or as addresses (`ipBlock`; its `except` is a
 //   sub-chain that returns first, so an address in the except can still be allowed by another peer); ports as
-//   protocol and destination range (`endPort`), named ports resolved per destination pod into out-port lists.
+//   protocol and destination range (`endPort`), named ports resolved per destination pod into groups of the
+//   destinations with that number.
 //   Falling off it returns to the bridge chain, so policies are a union and their order does not matter.
 // - groups: a policy's target (its namespace's pods matching podSelector), one per selector peer, and one isolation
 //   group per direction. Group membership is the whole of a pod's policy state: it is what the agent decides at
@@ -71,6 +72,9 @@ export const isolationGroupId = (tenantId: string, dir: Direction): string => id
 export const targetGroupId = (tenantId: string, ns: string, name: string): string => id('PortGroup', tenantId, 'np', ns, name, 'target');
 export const peerGroupId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number): string =>
   id('PortGroup', tenantId, 'np', ns, name, dir, i, j);
+/** Pods whose named port `port` (of rule i, peer j, port entry k) is number `n`: the destinations of that rule. */
+export const namedPortGroupId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number, k: number, n: number): string =>
+  id('PortGroup', tenantId, 'np', ns, name, dir, i, j, 'port', k, n);
 export const bridgeChainId = (tenantId: string, dir: Direction): string => id('Chain', tenantId, 'bridge', dir);
 export const policyChainId = (tenantId: string, ns: string, name: string, dir: Direction): string => id('Chain', tenantId, 'np', ns, name, dir);
 const exceptChainId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number): string =>
@@ -104,6 +108,18 @@ function peerSelects(peer: NetworkPolicyPeer, policyNamespace: string, pod: Poli
   return peer.podSelector ? selectorMatches(peer.podSelector, pod.labels) : true;
 }
 
+const isSelectorPeerless = (peer: NetworkPolicyPeer): boolean => !peer.ipBlock && !peer.podSelector && !peer.namespaceSelector;
+
+const isNamed = (port: NetworkPolicyPort | undefined): port is NetworkPolicyPort & { port: string } =>
+  typeof port?.port === 'string' && !/^[0-9]+$/.test(port.port);
+
+/** The number a named port entry means on this pod (its container port of that name and protocol), if any. */
+function namedPortNumber(port: NetworkPolicyPort | undefined, pod: PolicyPod): number | undefined {
+  if (!isNamed(port)) return undefined;
+  const proto = (port.protocol ?? 'TCP').toUpperCase();
+  return pod.containerPorts.find((c) => c.name === port.port && (c.protocol ?? 'TCP').toUpperCase() === proto)?.containerPort;
+}
+
 const peersOf = (p: NetworkPolicy, dir: Direction): (NetworkPolicyPeer[] | undefined)[] =>
   dir === 'ingress' ? (p.spec.ingress ?? []).map((r) => r.from) : (p.spec.egress ?? []).map((r) => r.to);
 const portsOf = (p: NetworkPolicy, dir: Direction): (NetworkPolicyPort[] | undefined)[] =>
@@ -129,13 +145,24 @@ export function groupsOfPod(
       if (dirs.ingress) out.add(isolationGroupId(tenantId, 'ingress'));
       if (dirs.egress) out.add(isolationGroupId(tenantId, 'egress'));
     }
+    const target = ns === pod.namespace && selectorMatches(p.spec.podSelector ?? {}, pod.labels);
     for (const dir of ['ingress', 'egress'] as const) {
       if (!dirs[dir]) continue;
-      peersOf(p, dir).forEach((peers, i) =>
-        (peers ?? []).forEach((peer, j) => {
-          if (peerSelects(peer, ns, pod, own)) out.add(peerGroupId(tenantId, ns, p.metadata.name, dir, i, j));
-        }),
-      );
+      const ports = portsOf(p, dir);
+      peersOf(p, dir).forEach((peersGiven, i) => {
+        const peers: (NetworkPolicyPeer | undefined)[] = peersGiven?.length ? peersGiven : [undefined];
+        peers.forEach((peer, j) => {
+          const selected = peer !== undefined && peerSelects(peer, ns, pod, own);
+          if (selected) out.add(peerGroupId(tenantId, ns, p.metadata.name, dir, i, j));
+          // Named ports resolve on the destination: the policy's own pods (ingress), the peer's pods (egress).
+          const destination = dir === 'ingress' ? target : peer === undefined || peer.ipBlock !== undefined || isSelectorPeerless(peer) || selected;
+          if (!destination) return;
+          (ports[i] ?? []).forEach((port, k) => {
+            const n = namedPortNumber(port, pod);
+            if (n !== undefined) out.add(namedPortGroupId(tenantId, ns, p.metadata.name, dir, i, dir === 'ingress' ? 0 : j, k, n));
+          });
+        });
+      });
     }
   }
   return [...out].sort();
@@ -180,32 +207,35 @@ function portConditions(
   port: NetworkPolicyPort | undefined,
   destinations: readonly PolicyPod[],
   where: string,
+  namedGroup: (n: number) => string,
+  groupName: (n: number) => string,
 ): Condition[] | string {
   if (!port) return [{}];
   const protoName = (port.protocol ?? 'TCP').toUpperCase();
   const nwProto = PROTOCOLS[protoName];
   if (nwProto === undefined) return `${where}: protocol ${JSON.stringify(port.protocol)} is not TCP, UDP or SCTP`;
   if (port.port === undefined) return [{ nwProto }];
-  if (typeof port.port === 'number' || /^[0-9]+$/.test(port.port)) {
+  if (!isNamed(port)) {
     const start = Number(port.port);
     const end = port.endPort ?? start;
     if (start < 1 || start > 65535 || end < start || end > 65535) return `${where}: port range ${start}-${end} is not valid`;
     return [{ nwProto, tpDst: { start, end } }];
   }
   if (port.endPort !== undefined) return `${where}: endPort needs a numeric port`;
-  // A named port means, per destination pod, the number of its container port of that name and protocol.
-  const byNumber = new Map<number, string[]>();
+  // A named port means, per destination pod, the number of its container port of that name and protocol: one
+  // group of destinations per number (port groups, not port ids: a rule naming a port would block its deletion).
+  const numbers = new Set<number>();
   for (const d of destinations) {
-    if (!d.portId) continue;
-    const cp = d.containerPorts.find((c) => c.name === port.port && (c.protocol ?? 'TCP').toUpperCase() === protoName);
-    if (!cp) continue;
-    let list = byNumber.get(cp.containerPort);
-    if (!list) byNumber.set(cp.containerPort, (list = []));
-    list.push(d.portId);
+    const n = namedPortNumber(port, d);
+    if (n !== undefined) numbers.add(n);
   }
-  return [...byNumber.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([n, ports]) => ({ nwProto, tpDst: { start: n, end: n }, outPortIds: ports.sort() }));
+  return [...numbers]
+    .sort((x, y) => x - y)
+    .map((n) => {
+      const g = namedGroup(n);
+      if (!ctx.groups.some((x) => x.id === g)) ctx.groups.push({ id: g, tenantId: ctx.tenantId, name: groupName(n), stateful: false });
+      return { nwProto, tpDst: { start: n, end: n }, portGroupDst: g };
+    });
 }
 
 function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: (ns: string) => Labels | undefined): string {
@@ -222,12 +252,21 @@ function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: 
     const portList: (NetworkPolicyPort | undefined)[] = ports[i]?.length ? ports[i]! : [undefined];
     peers.forEach((peer, j) => {
       const where = `${dir}[${i}]`;
+      const selectorPeer = peer !== undefined && !peer.ipBlock && !isSelectorPeerless(peer);
       // Named ports resolve on the destination: the policy's own pods for ingress, the peer's pods for egress.
       const destinations =
-        dir === 'ingress' ? targets : peer && !peer.ipBlock ? ctx.pods.filter((pod) => peerSelects(peer, ns, pod, nsLabels(pod.namespace))) : ctx.pods;
+        dir === 'ingress' ? targets : selectorPeer ? ctx.pods.filter((pod) => peerSelects(peer, ns, pod, nsLabels(pod.namespace))) : ctx.pods;
+      const jj = dir === 'ingress' ? 0 : j;
       const portConds: Condition[] = [];
       for (const [k, port] of portList.entries()) {
-        const got = portConditions(ctx, port, destinations, `${where}.ports[${k}]`);
+        const got = portConditions(
+          ctx,
+          port,
+          destinations,
+          `${where}.ports[${k}]`,
+          (n) => namedPortGroupId(tenantId, ns, name, dir, i, jj, k, n),
+          (n) => objName('np', ns, name, dir, i, jj, 'port', k, n),
+        );
         if (typeof got === 'string') {
           ctx.errors.push({ namespace: ns, name, message: got });
           continue;
@@ -235,14 +274,18 @@ function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: 
         portConds.push(...got);
       }
       const label = `${ns}/${name} ${where}${peer ? ` peer[${j}]` : ''}`;
-      if (!peer || (!peer.ipBlock && !peer.podSelector && !peer.namespaceSelector)) {
+      if (!peer || isSelectorPeerless(peer)) {
         for (const pc of portConds) addRule(ctx, chainId, 'accept', pc, label);
         return;
       }
       if (!peer.ipBlock) {
         const g = peerGroupId(tenantId, ns, name, dir, i, j);
         ctx.groups.push({ id: g, tenantId, name: objName('np', ns, name, dir, i, j), stateful: false });
-        for (const pc of portConds) addRule(ctx, chainId, 'accept', { ...pc, [`portGroup${srcOrDst}`]: g }, label);
+        for (const pc of portConds) {
+          // Egress to a named port: its group already holds only this peer's pods with that port.
+          const c = dir === 'egress' && pc.portGroupDst ? pc : { ...pc, [`portGroup${srcOrDst}`]: g };
+          addRule(ctx, chainId, 'accept', c, label);
+        }
         return;
       }
       let cidr: string;
@@ -254,8 +297,7 @@ function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: 
         family = net.family;
         for (const e of peer.ipBlock.except ?? []) {
           const ex = parseCidr(e, 'ipBlock.except');
-          if (ex.family !== family || !contains(cidr, formatCidr(ex)))
-            throw new Error(`except ${e} is not inside ${peer.ipBlock.cidr}`);
+          if (ex.family !== family || !contains(cidr, formatCidr(ex))) throw new Error(`except ${e} is not inside ${peer.ipBlock.cidr}`);
           excepts.push(formatCidr(ex));
         }
       } catch (e) {
