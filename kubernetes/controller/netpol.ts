@@ -80,15 +80,18 @@ export const policyChainId = (tenantId: string, ns: string, name: string, dir: D
 const exceptChainId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number): string =>
   id('Chain', tenantId, 'np', ns, name, dir, i, j, 'except');
 
-/** Names are unique per tenant and at most 128 characters: long ones keep a readable head and a hash. */
+/**
+ * Names are unique per tenant, at most 128 characters of [A-Za-z0-9_.@+-]: parts joined by '+', which no Kubernetes
+ * name contains; long ones keep a readable head and a hash.
+ */
 function objName(...parts: (string | number)[]): string {
-  const s = ['k8s', ...parts].join('/');
-  return s.length <= 120 ? s : `${s.slice(0, 100)}~${stableId('name', s).slice(0, 8)}`;
+  const s = ['k8s', ...parts].join('+');
+  return s.length <= 120 ? s : `${s.slice(0, 100)}@${stableId('name', s).slice(0, 8)}`;
 }
 const text = (s: string): string => (s.length <= 250 ? s : `${s.slice(0, 247)}...`);
 
 /** Marks the objects this module owns (the writer removes only these when they are no longer wanted). */
-export const OWNED_PREFIX = 'k8s/';
+export const OWNED_PREFIX = 'k8s+';
 
 // ------------------------------------------------------------------------------------------- semantics
 
