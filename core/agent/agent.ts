@@ -22,6 +22,7 @@ import { Reconciler } from './reconciler.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
+import type { PortGroupResolver } from './port-groups.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -45,6 +46,8 @@ export interface AgentOptions {
   runDir?: string;
   /** Periodic full reconcile, milliseconds. */
   resyncMs?: number;
+  /** An orchestrator's policy: port groups a new workload port joins before its attach returns (port-groups.ts). */
+  portGroups?: PortGroupResolver;
   /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
   reclaimMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
@@ -154,6 +157,7 @@ export class Agent {
       cache: this.cache,
       reconciler: this.reconciler,
       storeUrl: this.store.url,
+      ...(o.portGroups ? { portGroups: o.portGroups } : {}),
       ready: () => {
         const h = this.store.health();
         return h.up ? { ready: true } : { ready: false, reason: h.reason ?? 'the store is not reachable' };

@@ -33,6 +33,7 @@ import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { startTrace, type Trace } from './trace.js';
+import type { PortGroupResolver } from './port-groups.js';
 
 const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
 
@@ -46,6 +47,8 @@ export interface WorkloadDeps {
   /** Name of the router a bridge with a gateway is attached to when it has none ("none" disables). */
   defaultRouter?: string;
   ready: () => { ready: boolean; reason?: string };
+  /** An orchestrator's policy: the groups a new port joins before attach returns (port-groups.ts). */
+  portGroups?: PortGroupResolver;
 }
 
 /** The IPAM owner key of a workload: one namespace per orchestrator, so ids of two orchestrators never collide. */
@@ -123,30 +126,35 @@ export class Workloads {
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
       // A new port is recorded while the interface is made (the store write and the processes overlap); attach
       // returns once both are done, and a failure of either undoes both below.
+      // The orchestrator's policy groups, decided before the port exists (and only for a new port: a re-attach
+      // keeps what the port has, which the orchestrator's controller maintains).
+      const portGroupIds = existing ? existing.portGroupIds : await tr.phase('portGroups', () => this.groupsOf(req, bridge));
+      const draft: Port = {
+        id: portId,
+        tenantId: bridge.tenantId,
+        type: 'bridge',
+        bridgeId: bridge.id,
+        mac,
+        ips,
+        hostId,
+        interfaceName: hostIfname,
+        owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
+        adminStateUp: true,
+        status: 'up',
+        portSecurity: true,
+        portGroupIds,
+        options: labels,
+      };
+      const { tenantId: _tenant, ...input } = draft;
       const record = existing
         ? Promise.resolve()
         : tr
-            .phase('createPort', () =>
-              topology.create('Port', {
-                id: portId,
-                type: 'bridge',
-                bridgeId: bridge.id,
-                mac,
-                ips,
-                hostId,
-                interfaceName: hostIfname,
-                owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
-                adminStateUp: true,
-                status: 'up',
-                portSecurity: true,
-                portGroupIds: [],
-                options: labels,
-              }),
-            )
+            .phase('createPort', () => topology.create('Port', input))
             .then(() => {
               created = true;
             });
-      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr), record]);
+      // The plug is given the port as it will be written, so its groups are in force from its first frame.
+      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr, existing ? undefined : draft), record]);
       if (p.status === 'rejected') {
         await record.catch(() => undefined);
         throw p.reason;
@@ -490,6 +498,29 @@ export class Workloads {
    * A bridge with a gateway needs a router to answer it: attach the tenant's default router on first use
    * (idempotent: ids are stable, a concurrent attach by another host conflicts harmlessly).
    */
+  /** The groups the orchestrator's policy puts a new port in, among those that exist. */
+  private async groupsOf(req: AttachRequest, bridge: Bridge): Promise<string[]> {
+    if (!this.d.portGroups) return [];
+    let ids: string[];
+    try {
+      ids = await this.d.portGroups({
+        tenantId: bridge.tenantId,
+        bridgeId: bridge.id,
+        orchestrator: req.orchestrator,
+        workloadId: req.workloadId,
+        labels: req.labels ?? {},
+      });
+    } catch (e) {
+      throw new TopologyError('unavailable', `cannot attach now: the port's policy groups are unknown (${(e as Error).message})`);
+    }
+    const out: string[] = [];
+    for (const id of new Set(ids)) {
+      if (this.d.cache.get('PortGroup', id)) out.push(id);
+      else if (await this.d.topology.get('PortGroup', id).then(() => true, () => false)) out.push(id);
+    }
+    return out;
+  }
+
   private async ensureGateway(bridge: Bridge): Promise<void> {
     const routerName = bridge.options.router ?? this.d.defaultRouter ?? 'default';
     if (routerName === 'none' || bridge.subnets.every((s) => s.gateway === '')) return;
