@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { systemTool } from '../../core/datapath/exec.js';
 
 const run = promisify(execFile);
 
@@ -14,11 +15,13 @@ export interface KubeProxyFinding {
   where: string;
 }
 
-async function hostChains(): Promise<KubeProxyFinding[]> {
+async function hostChains(netns?: string): Promise<KubeProxyFinding[]> {
   const found: KubeProxyFinding[] = [];
   const probe = async (cmd: string, args: string[], where: string): Promise<void> => {
     try {
-      await run(cmd, args, { timeout: 5000 });
+      // The system's tools, never a same-named one earlier in PATH (npm's node_modules/.bin has an `nft`).
+      if (netns) await run(systemTool('ip'), ['netns', 'exec', netns, systemTool(cmd), ...args], { timeout: 5000 });
+      else await run(systemTool(cmd), args, { timeout: 5000 });
       found.push({ where });
     } catch {
       // absent (or the tool is missing): nothing found there
@@ -29,8 +32,14 @@ async function hostChains(): Promise<KubeProxyFinding[]> {
   return found;
 }
 
-/** Where kube-proxy shows itself: its DaemonSet in kube-system (or `namespace`), and with `host`, its rules here. */
-export async function findKubeProxy(kc: k8s.KubeConfig, opts: { host?: boolean; namespace?: string } = {}): Promise<KubeProxyFinding[]> {
+/**
+ * Where kube-proxy shows itself: its DaemonSet in kube-system (or `namespace`), and with `host`, its rules here (in
+ * the named network namespace `netns`, for tests).
+ */
+export async function findKubeProxy(
+  kc: k8s.KubeConfig,
+  opts: { host?: boolean; namespace?: string; netns?: string } = {},
+): Promise<KubeProxyFinding[]> {
   const found: KubeProxyFinding[] = [];
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const ns = opts.namespace ?? 'kube-system';
@@ -40,7 +49,7 @@ export async function findKubeProxy(kc: k8s.KubeConfig, opts: { host?: boolean; 
   } catch (e) {
     if ((e as { code?: number }).code !== 404) throw e;
   }
-  if (opts.host) found.push(...(await hostChains()));
+  if (opts.host) found.push(...(await hostChains(opts.netns)));
   return found;
 }
 

@@ -401,3 +401,55 @@ test.serial('beside kube-proxy: refused with a clear message unless told; told, 
   await c.settled();
   t.is((await s.topology.list('Vip')).length, 1, "kube-proxy's Service is left to it");
 });
+
+test.serial('bees k8s controller: the command runs the controller, and refuses beside kube-proxy with the message', async (t) => {
+  const s = await setup(t);
+  const dir = await mkdtemp(join(tmpdir(), 'bees-k8sctl-cmd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const bees = [process.execPath, '--import', 'tsx', new URL('./bees.ts', import.meta.url).pathname];
+  const env = { ...process.env, NODE_OPTIONS: '' };
+  const store = `file:${join(dir, 'store')}`;
+  // client-node refuses plain HTTP unless told to skip TLS verification (kubectl's kubeconfig does not say so).
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, s.kc.exportConfig());
+  // This machine's own netfilter state is shared with other tests: the host check has its own test below.
+  const args = ['k8s', 'controller', '--skip-host-check', '--store', store, '--kubeconfig', kubeconfig, '--tenant', TENANT, '--network', NETWORK, '--pod-cidr', '10.129.0.0/16'];
+  // It runs: the pod network appears in its store.
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(bees[0]!, [...bees.slice(1), ...args, '--identity', 'cmd'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  t.teardown(() => t.log(stderr));
+  t.teardown(() => void proc.kill('SIGKILL'));
+  const lease = () => s.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
+  await eventually('the command holds the lease', async () => (await lease()).spec?.holderIdentity === 'cmd', 30_000);
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await exited;
+  t.is((await lease()).spec?.holderIdentity, '', 'it released the lease on SIGTERM');
+  // Beside kube-proxy: exit 1 and the refusal.
+  await s.kc.makeApiClient(k8s.AppsV1Api).createNamespacedDaemonSet({
+    namespace: 'kube-system',
+    body: {
+      metadata: { name: 'kube-proxy' },
+      spec: {
+        selector: { matchLabels: { k8s: 'kube-proxy' } },
+        template: { metadata: { labels: { k8s: 'kube-proxy' } }, spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy' }] } },
+      },
+    },
+  });
+  const err = await t.throwsAsync(run(bees[0]!, [...bees.slice(1), ...args], { env }));
+  t.regex((err as Error & { stderr: string }).stderr, /kube-proxy is running \(DaemonSet kube-system\/kube-proxy\)/);
+  t.is((err as Error & { code: number }).code, 1);
+});
+
+test.serial("kube-proxy's nft table on the host is found (in a fresh network namespace)", async (t) => {
+  const s = await setup(t);
+  const ns = `bees-kp-${Math.random().toString(36).slice(2, 8)}`;
+  await run('ip', ['netns', 'add', ns]);
+  t.teardown(() => run('ip', ['netns', 'del', ns]).then(() => undefined));
+  const { findKubeProxy } = await import('../controller/kube-proxy.js');
+  t.deepEqual(await findKubeProxy(s.kc, { host: true, netns: ns }), []);
+  await run('ip', ['netns', 'exec', ns, 'nft', 'add', 'table', 'ip', 'kube-proxy']);
+  t.deepEqual(await findKubeProxy(s.kc, { host: true, netns: ns }), [{ where: 'nftables table "ip kube-proxy" on this host' }]);
+});
