@@ -14,6 +14,7 @@ import { Topology } from '../../core/topology/service.js';
 import { tenantId as stableTenantId } from '../../core/model/ids.js';
 import type { Kind, Port } from '../../core/model/types.js';
 import { simulateExchange } from '../../core/policy/simulate.js';
+import { systemTool } from '../../core/datapath/exec.js';
 import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
 import { Controller, type ControllerOptions } from '../controller/controller.js';
@@ -450,6 +451,6 @@ test.serial("kube-proxy's nft table on the host is found (in a fresh network nam
   t.teardown(() => run('ip', ['netns', 'del', ns]).then(() => undefined));
   const { findKubeProxy } = await import('../controller/kube-proxy.js');
   t.deepEqual(await findKubeProxy(s.kc, { host: true, netns: ns }), []);
-  await run('ip', ['netns', 'exec', ns, 'nft', 'add', 'table', 'ip', 'kube-proxy']);
+  await run('ip', ['netns', 'exec', ns, systemTool('nft'), 'add', 'table', 'ip', 'kube-proxy']); // not npm's .bin/nft
   t.deepEqual(await findKubeProxy(s.kc, { host: true, netns: ns }), [{ where: 'nftables table "ip kube-proxy" on this host' }]);
 });
