@@ -1,10 +1,29 @@
-// `bees agent`'s flags as the agent's options: core's flags (core/agent/run.ts), the CNI shim's route always, and
-// the Docker plugin (swarm/driver/daemon.ts) when `--docker-plugin` asks for it.
+// `bees agent`'s flags as the agent's options: core's flags (core/agent/run.ts), the CNI shim's route always, the
+// Docker plugin (swarm/driver/daemon.ts) when `--docker-plugin` asks for it, and Kubernetes NetworkPolicy groups at
+// CNI ADD (kubernetes/node/pod-groups.ts) with `--k8s-kubeconfig PATH` (or `in-cluster`).
 import { parseArgs } from 'node:util';
 import type { AgentOptions } from '../core/agent/agent.js';
+import type { PortGroupResolver } from '../core/agent/port-groups.js';
 import { AGENT_FLAGS, agentOptionsOf } from '../core/agent/run.js';
 import { cniRoute } from '../cni/plugin/route.js';
 import { dockerPluginConfigOf, startDockerPlugin } from '../swarm/driver/daemon.js';
+
+const K8S_FLAGS = { 'k8s-kubeconfig': { type: 'string' } } as const;
+
+/** The Kubernetes resolver of a new pod's policy groups, loaded (with client-node) only when asked for. */
+function k8sPortGroups(kubeconfig: string): PortGroupResolver {
+  let resolver: Promise<PortGroupResolver> | undefined;
+  return async (req) => {
+    resolver ??= (async () => {
+      const [k8s, { podGroupsResolver }] = await Promise.all([import('@kubernetes/client-node'), import('../kubernetes/node/pod-groups.js')]);
+      const kc = new k8s.KubeConfig();
+      if (kubeconfig === 'in-cluster') kc.loadFromCluster();
+      else kc.loadFromFile(kubeconfig);
+      return podGroupsResolver(kc);
+    })();
+    return (await resolver)(req);
+  };
+}
 
 const DOCKER_FLAGS = {
   'docker-plugin': { type: 'string' },
@@ -22,12 +41,18 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     args: withOptionalValues(argv),
     strict: true,
     allowPositionals: false,
-    options: { ...AGENT_FLAGS, ...DOCKER_FLAGS },
+    options: { ...AGENT_FLAGS, ...DOCKER_FLAGS, ...K8S_FLAGS },
   });
   const opts = agentOptionsOf(values);
   const docker = dockerPluginConfigOf(
     { plugin: values['docker-plugin'], scope: values['docker-scope'], host: values['docker-host'] },
     opts.runDir,
   );
-  return { ...opts, workloadRoutes: [cniRoute], ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}) };
+  const kubeconfig = values['k8s-kubeconfig'];
+  return {
+    ...opts,
+    workloadRoutes: [cniRoute],
+    ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}),
+    ...(kubeconfig ? { portGroups: k8sPortGroups(kubeconfig) } : {}),
+  };
 }

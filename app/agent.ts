@@ -10,7 +10,8 @@ export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name
            [--listen unix:PATH|tcp://HOST:PORT] [--token-file FILE] [--read-token-file FILE]
            [--tls-cert FILE --tls-key FILE] [--workload-socket PATH]
            [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P]
-           [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]`;
+           [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]
+           [--k8s-kubeconfig PATH|in-cluster]`;
 
 const agent: Command = {
   name: 'agent',

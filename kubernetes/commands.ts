@@ -157,5 +157,94 @@ const installCni: Command = {
   },
 };
 
-export const commands: Command[] = [imageBuild, k8sAgent, k8sProbe, installCni];
+const K8S_CONTROLLER_USAGE = `bees k8s controller --store URL [--kubeconfig PATH|in-cluster] [--tenant NAME] [--network NAME]
+               [--pod-cidr CIDR]... [--identity ID] [--lease-namespace NS] [--lease-name NAME]
+               [--beside-kube-proxy] [--skip-host-check] [--health-port N]
+  Translates Namespaces, Pods, NetworkPolicies, Services and EndpointSlices into the store; one replica writes
+  (a coordination.k8s.io Lease). Refuses to start while kube-proxy runs unless --beside-kube-proxy.
+  --kubeconfig        default: in-cluster when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config
+  --tenant, --network the flat pod network (default "default", "default"), created with --pod-cidr if missing
+  --skip-host-check   look for kube-proxy's DaemonSet only, not for its nft/iptables rules on this host
+  --health-port N     serve /healthz (alive) and /readyz (caches listed) on 127.0.0.1:N`;
+
+const k8sController: Command = {
+  name: 'k8s controller',
+  summary: 'Run the Kubernetes controller (NetworkPolicy -> chains, Services -> load balancers; leader-elected)',
+  usage: K8S_CONTROLLER_USAGE,
+  async run(args, io) {
+    const { values } = parse(
+      k8sController,
+      args,
+      {
+        store: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        tenant: { type: 'string' },
+        network: { type: 'string' },
+        'pod-cidr': { type: 'string', multiple: true },
+        identity: { type: 'string' },
+        'lease-namespace': { type: 'string' },
+        'lease-name': { type: 'string' },
+        'beside-kube-proxy': { type: 'boolean' },
+        'skip-host-check': { type: 'boolean' },
+        'health-port': { type: 'string' },
+      },
+      { min: 0, max: 0 },
+    );
+    const storeUrl = values.store ?? io.env.BEES_STORE;
+    if (!storeUrl) throw new CliError('k8s controller: --store URL is required', 2);
+    const cidrs = values['pod-cidr'] ?? [];
+    const badCidr = cidrs.find((c): boolean => !isCidr(c));
+    if (badCidr !== undefined) throw new CliError(`k8s controller: --pod-cidr '${badCidr}' is not a CIDR`, 2);
+    const healthPort = values['health-port'] === undefined ? undefined : Number(values['health-port']);
+    if (healthPort !== undefined && (!Number.isInteger(healthPort) || healthPort < 1 || healthPort > 65535))
+      throw new CliError(`k8s controller: --health-port '${values['health-port']}' is not a port`, 2);
+    const [k8s, { Controller }, { openStore }, { Topology }, { createServer }] = await Promise.all([
+      import('@kubernetes/client-node'),
+      import('./controller/controller.js'),
+      import('../core/store/open.js'),
+      import('../core/topology/service.js'),
+      import('node:http'),
+    ]);
+    const kc = new k8s.KubeConfig();
+    const where = values.kubeconfig ?? (io.env.KUBERNETES_SERVICE_HOST ? 'in-cluster' : undefined);
+    if (where === 'in-cluster') kc.loadFromCluster();
+    else if (where) kc.loadFromFile(where);
+    else kc.loadFromDefault();
+    const store = await openStore(storeUrl);
+    const ctl = new Controller({
+      kc,
+      topology: new Topology(store),
+      tenant: values.tenant ?? 'default',
+      network: values.network ?? 'default',
+      podCidrs: cidrs,
+      hostCheck: !values['skip-host-check'],
+      besideKubeProxy: values['beside-kube-proxy'] ?? false,
+      ...(values.identity ? { identity: values.identity } : {}),
+      ...(values['lease-namespace'] ? { leaseNamespace: values['lease-namespace'] } : {}),
+      ...(values['lease-name'] ? { leaseName: values['lease-name'] } : {}),
+    });
+    try {
+      await ctl.start();
+    } catch (err) {
+      await store.close();
+      throw new CliError(`k8s controller: ${(err as Error).message}`);
+    }
+    const health = healthPort
+      ? createServer((req, res) => {
+          const ok = req.url === '/healthz' || (req.url === '/readyz' && ctl.synced);
+          res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');
+        }).listen(healthPort, '127.0.0.1')
+      : undefined;
+    io.err(`bees-controller: running as ${ctl.identity}\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    health?.close();
+    await ctl.stop();
+    await store.close();
+  },
+};
+
+export const commands: Command[] = [imageBuild, k8sAgent, k8sProbe, installCni, k8sController];
 export default { commands } satisfies CommandModule;

@@ -25,6 +25,7 @@ import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
 import { findWorkloadNetns, Prober } from './probe.js';
+import type { PortGroupResolver } from './port-groups.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -48,6 +49,8 @@ export interface AgentOptions {
   runDir?: string;
   /** Periodic full reconcile, milliseconds. */
   resyncMs?: number;
+  /** An orchestrator's policy: port groups a new workload port joins before its attach returns (port-groups.ts). */
+  portGroups?: PortGroupResolver;
   /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
   reclaimMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
@@ -160,6 +163,7 @@ export class Agent {
       cache: this.cache,
       reconciler: this.reconciler,
       storeUrl: this.store.url,
+      ...(o.portGroups ? { portGroups: o.portGroups } : {}),
       ready: () => {
         const h = this.store.health();
         return h.up ? { ready: true } : { ready: false, reason: h.reason ?? 'the store is not reachable' };

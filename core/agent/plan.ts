@@ -27,6 +27,8 @@ export interface Pin {
   hostIfname: string;
   /** The port being plugged: its filters apply from the plug on when the cache knows it already (a re-plug). */
   portId?: string;
+  /** A new port as it is being written: its filters and group memberships apply before the cache shows it. */
+  port?: Port;
 }
 
 export interface LocalFacts {
@@ -295,7 +297,10 @@ export function planPolicy(
   routers: Iterable<DesiredRouter> = [],
 ): HostPolicy {
   const me = facts.hostId;
-  const ports = view.list('Port');
+  const cached = view.list('Port');
+  const known = new Set(cached.map((p) => p.id));
+  // Ports being plugged whose creation the cache has not seen: as they are being written.
+  const ports = [...cached, ...[...(facts.pins ?? [])].flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
   const portsById = new Map(ports.map((p) => [p.id, p]));
   const chains = new Map(view.list('Chain').map((c) => [c.id, c]));
   const rules = view.list('Rule') as PolicyRule[];

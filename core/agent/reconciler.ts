@@ -3,7 +3,7 @@
 // it. Runs after every relevant change (coalesced) and periodically; converging healthy state changes nothing, so
 // a restarted agent picks up where the old one left without disturbing traffic.
 import { performance } from 'node:perf_hooks';
-import type { Bridge } from '../model/types.js';
+import type { Bridge, Port } from '../model/types.js';
 import type { Datapath, DesiredBridge, DesiredRouter, PlugResult, PlugSpec } from '../datapath/types.js';
 import { SharedExclusiveLock } from './locks.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
@@ -197,8 +197,9 @@ export class Reconciler {
    * Plug a workload now (attach cannot wait for the next pass): its bridge and the routers on it are converged
    * first, then the veth is made. Runs alongside other plugs, never during a sweep.
    */
-  async plugPort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace): Promise<PlugResult> {
-    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '', portId });
+  /** `port`: the new port as it is being written (its groups apply before the cache shows it). */
+  async plugPort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace, port?: Port): Promise<PlugResult> {
+    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '', portId, ...(port ? { port } : {}) });
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
     const waited = performance.now();
     try {

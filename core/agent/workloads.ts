@@ -33,6 +33,7 @@ import { KeyedMutex } from '../util/keyed-mutex.js';
 import { startTrace, type Trace } from './trace.js';
 import { ensureGateway, resolveBridge } from './network-resolve.js';
 import { addressesOf, hostIfnameOf, invalid, ORCHESTRATORS, ownerKey, requestedIp, validateRef, withoutTenant } from './workload-args.js';
+import type { PortGroupResolver } from './port-groups.js';
 
 export { hostIfnameOf, ownerKey } from './workload-args.js';
 
@@ -46,6 +47,8 @@ export interface WorkloadDeps {
   /** Name of the router a bridge with a gateway is attached to when it has none ("none" disables). */
   defaultRouter?: string;
   ready: () => { ready: boolean; reason?: string };
+  /** An orchestrator's policy: the groups a new port joins before attach returns (port-groups.ts). */
+  portGroups?: PortGroupResolver;
 }
 
 export class Workloads {
@@ -113,30 +116,35 @@ export class Workloads {
       const spec = this.plugSpec(req, bridge, hostIfname, mac, addresses);
       // A new port is recorded while the interface is made (the store write and the processes overlap); attach
       // returns once both are done, and a failure of either undoes both below.
+      // The orchestrator's policy groups, decided before the port exists (and only for a new port: a re-attach
+      // keeps what the port has, which the orchestrator's controller maintains).
+      const portGroupIds = existing ? existing.portGroupIds : await tr.phase('portGroups', () => this.groupsOf(req, bridge));
+      const draft: Port = {
+        id: portId,
+        tenantId: bridge.tenantId,
+        type: 'bridge',
+        bridgeId: bridge.id,
+        mac,
+        ips,
+        hostId,
+        interfaceName: hostIfname,
+        owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
+        adminStateUp: true,
+        status: 'up',
+        portSecurity: true,
+        portGroupIds,
+        options: labels,
+      };
+      const { tenantId: _tenant, ...input } = draft;
       const record = existing
         ? Promise.resolve()
         : tr
-            .phase('createPort', () =>
-              topology.create('Port', {
-                id: portId,
-                type: 'bridge',
-                bridgeId: bridge.id,
-                mac,
-                ips,
-                hostId,
-                interfaceName: hostIfname,
-                owner: { orchestrator: req.orchestrator, workloadId: req.workloadId, ifname: req.ifname },
-                adminStateUp: true,
-                status: 'up',
-                portSecurity: true,
-                portGroupIds: [],
-                options: labels,
-              }),
-            )
+            .phase('createPort', () => topology.create('Port', input))
             .then(() => {
               created = true;
             });
-      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr), record]);
+      // The plug is given the port as it will be written, so its groups are in force from its first frame.
+      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr, existing ? undefined : draft), record]);
       if (p.status === 'rejected') {
         await record.catch(() => undefined);
         throw p.reason;
@@ -451,6 +459,35 @@ export class Workloads {
   status(): StatusResult {
     const r = this.d.ready();
     return { ready: r.ready, hostId: this.d.hostId, store: this.d.storeUrl, ...(r.reason ? { reason: r.reason } : {}) };
+  }
+
+  /** The groups the orchestrator's policy puts a new port in, among those that exist. */
+  private async groupsOf(req: AttachRequest, bridge: Bridge): Promise<string[]> {
+    if (!this.d.portGroups) return [];
+    let ids: string[];
+    try {
+      ids = await this.d.portGroups({
+        tenantId: bridge.tenantId,
+        bridgeId: bridge.id,
+        orchestrator: req.orchestrator,
+        workloadId: req.workloadId,
+        labels: req.labels ?? {},
+      });
+    } catch (e) {
+      throw new TopologyError('unavailable', `cannot attach now: the port's policy groups are unknown (${(e as Error).message})`);
+    }
+    const out: string[] = [];
+    for (const id of new Set(ids)) {
+      if (this.d.cache.get('PortGroup', id)) out.push(id);
+      else if (
+        await this.d.topology.get('PortGroup', id).then(
+          () => true,
+          () => false,
+        )
+      )
+        out.push(id);
+    }
+    return out;
   }
 
   private serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {

@@ -115,10 +115,47 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
   // The in-chart ZooKeeper's Service comes before the DaemonSet, so kubelet gives agents its env vars.
   t.true(objs.indexOf(find(objs, 'Service', 'bees-zookeeper')!) < objs.indexOf(ds!));
   t.truthy(find(objs, 'StatefulSet', 'bees-zookeeper'));
-  t.falsy(
-    objs.find((o) => o.kind === 'Deployment'),
-    'no controller until it exists',
-  );
+  t.true(agent.args!.includes('--k8s-kubeconfig=in-cluster'), 'the agent resolves a new pod\'s policy groups at CNI ADD');
+  // The controller: two replicas (one leads through a Lease), host network, beside kube-proxy by default.
+  const ctl = find(objs, 'Deployment', 'bees-controller') as (K8sObject & { spec: { replicas: number; template: { spec: PodSpec } } }) | undefined;
+  t.truthy(ctl);
+  t.is(ctl!.spec.replicas, 2);
+  const cspec = ctl!.spec.template.spec;
+  t.true(cspec.hostNetwork);
+  t.is(cspec.priorityClassName, 'system-cluster-critical');
+  const c = cspec.containers[0]!;
+  t.deepEqual(c.command, ['/usr/bin/bees', 'k8s', 'controller']);
+  for (const a of ['--kubeconfig=in-cluster', '--identity=$(POD_NAME)', '--lease-namespace=kube-system', '--beside-kube-proxy', '--pod-cidr=10.244.0.0/16'])
+    t.true(c.args!.includes(a), a);
+});
+
+test('kube-proxy replaced: the controller serves every Service (and needs an external store)', async (t) => {
+  const objs = objects(await renderChart({ set: ['kubeProxyReplacement=true', 'store.url=zk://zk.example:2181/bees'] }));
+  const ctl = find(objs, 'Deployment', 'bees-controller') as K8sObject & { spec: { template: { spec: PodSpec } } };
+  t.false(ctl.spec.template.spec.containers[0]!.args!.includes('--beside-kube-proxy'));
+  const none = objects(await renderChart({ set: ['controller.enabled=false'] }));
+  t.falsy(none.find((o) => o.kind === 'Deployment'));
+  t.false(podSpec(find(none, 'DaemonSet', 'bees-agent')!).containers[0]!.args!.includes('--k8s-kubeconfig=in-cluster'));
+});
+
+test('the controller RBAC: read the cluster objects, its Lease, Events', async (t) => {
+  const objs = objects(await renderChart());
+  type Rules = { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] } & K8sObject;
+  const role = find(objs, 'ClusterRole', 'bees-controller') as Rules;
+  const lease = find(objs, 'Role', 'bees-controller-leader-election') as Rules;
+  const can = (r: Rules, group: string, resource: string, verb: string) =>
+    r.rules.some((x) => x.apiGroups.includes(group) && x.resources.includes(resource) && x.verbs.includes(verb));
+  for (const [g, r, v] of [
+    ['', 'pods', 'watch'],
+    ['', 'namespaces', 'list'],
+    ['', 'services', 'watch'],
+    ['discovery.k8s.io', 'endpointslices', 'watch'],
+    ['networking.k8s.io', 'networkpolicies', 'watch'],
+    ['', 'events', 'create'],
+    ['apps', 'daemonsets', 'get'],
+  ] as const)
+    t.true(can(role, g, r, v), `${r} ${v}`);
+  for (const v of ['get', 'create', 'update']) t.true(can(lease, 'coordination.k8s.io', 'leases', v), `leases ${v}`);
 });
 
 test('the RBAC grants what the agent needs', async (t) => {
@@ -148,8 +185,10 @@ test('an external store drops the in-chart ZooKeeper and goes to the agents', as
 });
 
 test('values that cannot work are refused with the reason', async (t) => {
-  await t.throwsAsync(renderChart({ set: ['controller.enabled=true'] }), { message: /controller is not built yet/ });
-  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), { message: /needs the bees controller/ });
+  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true', 'controller.enabled=false', 'store.url=zk://z:2181/b'] }), {
+    message: /needs the bees controller/,
+  });
+  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), { message: /in-chart ZooKeeper is reached through a ClusterIP/ });
   await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=namespace'] }), { message: /only "single" is supported/ });
 });
 

@@ -22,14 +22,14 @@ zk://$(BEES_ZOOKEEPER_SERVICE_HOST):$(BEES_ZOOKEEPER_SERVICE_PORT)/bees
 
 {{/* Refuse value combinations that would install something that cannot work. */}}
 {{- define "bees.checks" -}}
-{{- if .Values.controller.enabled -}}
-{{- fail "controller.enabled: the bees controller is not built yet; leave it false" -}}
+{{- if and .Values.kubeProxyReplacement (not .Values.controller.enabled) -}}
+{{- fail "kubeProxyReplacement: replacing kube-proxy needs the bees controller (controller.enabled)" -}}
 {{- end -}}
-{{- if .Values.kubeProxyReplacement -}}
-{{- fail "kubeProxyReplacement: replacing kube-proxy needs the bees controller, which is not built yet; leave it false" -}}
+{{- if and .Values.kubeProxyReplacement (not .Values.store.url) -}}
+{{- fail "kubeProxyReplacement: the in-chart ZooKeeper is reached through a ClusterIP, which kube-proxy serves; give store.url" -}}
 {{- end -}}
 {{- if ne .Values.tenantMapping.mode "single" -}}
-{{- fail (printf "tenantMapping.mode %q: only \"single\" is supported until the controller exists" .Values.tenantMapping.mode) -}}
+{{- fail (printf "tenantMapping.mode %q: only \"single\" is supported" .Values.tenantMapping.mode) -}}
 {{- end -}}
 {{- if not .Values.podCIDRs -}}
 {{- fail "podCIDRs: give at least one pod address range" -}}

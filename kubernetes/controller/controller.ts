@@ -1,0 +1,260 @@
+// The Kubernetes controller: Namespaces, Pods and NetworkPolicies → port groups and chains (netpol.ts), Services
+// and EndpointSlices → the router's load balancer (services.ts), written into the topology (writer.ts) by one
+// replica at a time (leader.ts). Level-triggered: any change, and a periodic resync, runs one full pass that
+// computes everything from the informers' caches and the store and writes the difference; passes never overlap
+// and bursts of events coalesce into one. Errors in an object are reported as Events on it (events.ts).
+import * as k8s from '@kubernetes/client-node';
+import { hostname } from 'node:os';
+import type { Port } from '../../core/model/types.js';
+import type { Topology } from '../../core/topology/service.js';
+import { TopologyError } from '../../core/topology/errors.js';
+import { EventRecorder } from './events.js';
+import { Watched } from './informers.js';
+import { findKubeProxy, kubeProxyRefusal } from './kube-proxy.js';
+import { LeaderElector } from './leader.js';
+import { compilePolicies, policyNamespace, policyPod } from './netpol.js';
+import { keyOf, type EndpointSlice, type Namespace, type NetworkPolicy, type Pod, type Service } from './objects.js';
+import { compileServices, loadBalancerIdOf } from './services.js';
+import { podKeyOfPort, writeMemberships, writePolicy, writeServices, type WriteStats } from './writer.js';
+
+export interface ControllerOptions {
+  kc: k8s.KubeConfig;
+  topology: Topology;
+  /** The flat pod network: tenant and network (bridge) names, and the subnets it is created with if missing. */
+  tenant: string;
+  network: string;
+  podCidrs?: string[];
+  identity?: string;
+  leaseNamespace?: string;
+  leaseName?: string;
+  leaseDurationS?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  /** Run although kube-proxy is there, serving only Services labelled service-proxy-name=midonet-bees. */
+  besideKubeProxy?: boolean;
+  /** Also look for kube-proxy's rules on this host (the controller runs with hostNetwork). */
+  hostCheck?: boolean;
+  resyncMs?: number;
+  relistMs?: number;
+  log?: (line: string) => void;
+}
+
+export class Controller {
+  private readonly log: (line: string) => void;
+  private readonly namespaces: Watched<Namespace>;
+  private readonly pods: Watched<Pod>;
+  private readonly policies: Watched<NetworkPolicy>;
+  private readonly services: Watched<Service>;
+  private readonly slices: Watched<EndpointSlice>;
+  private readonly elector: LeaderElector;
+  private readonly events: EventRecorder;
+  private running: Promise<void> = Promise.resolve();
+  private queued = false;
+  private resync: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Policies last seen, kept while their namespace is being deleted and still has ports (CVE-2024-7598). */
+  private readonly seenPolicies = new Map<string, NetworkPolicy>();
+  readonly identity: string;
+  passes = 0;
+  lastError: string | undefined;
+  lastStats: WriteStats | undefined;
+
+  constructor(private readonly o: ControllerOptions) {
+    this.log = o.log ?? ((l) => process.stderr.write(`bees-controller: ${l}\n`));
+    this.identity = o.identity ?? `${hostname()}_${process.pid}`;
+    const { kc } = o;
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const net = kc.makeApiClient(k8s.NetworkingV1Api);
+    const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
+    const kick = (): void => this.kick();
+    const wo = { log: this.log, ...(o.relistMs !== undefined ? { relistMs: o.relistMs } : {}) };
+    this.namespaces = new Watched(kc, '/api/v1/namespaces', () => core.listNamespace(), kick, wo);
+    this.pods = new Watched(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), kick, wo);
+    this.policies = new Watched(kc, '/apis/networking.k8s.io/v1/networkpolicies', () => net.listNetworkPolicyForAllNamespaces(), kick, wo);
+    this.services = new Watched(kc, '/api/v1/services', () => core.listServiceForAllNamespaces(), kick, wo);
+    this.slices = new Watched(kc, '/apis/discovery.k8s.io/v1/endpointslices', () => disc.listEndpointSliceForAllNamespaces(), kick, wo);
+    this.events = new EventRecorder(kc, this.identity, this.log);
+    this.elector = new LeaderElector(kc, {
+      namespace: o.leaseNamespace ?? 'kube-system',
+      name: o.leaseName ?? 'midonet-bees-controller',
+      identity: this.identity,
+      ...(o.leaseDurationS !== undefined ? { leaseDurationS: o.leaseDurationS } : {}),
+      ...(o.renewDeadlineMs !== undefined ? { renewDeadlineMs: o.renewDeadlineMs } : {}),
+      ...(o.retryPeriodMs !== undefined ? { retryPeriodMs: o.retryPeriodMs } : {}),
+      onStartedLeading: kick,
+      onStoppedLeading: () => undefined,
+      log: this.log,
+    });
+  }
+
+  private get watched(): Watched<never>[] {
+    return [this.namespaces, this.pods, this.policies, this.services, this.slices] as unknown as Watched<never>[];
+  }
+
+  get isLeader(): boolean {
+    return this.elector.isLeader;
+  }
+
+  /** The NetworkPolicies the controller's cache holds now (`namespace/name`). */
+  cachedPolicies(): string[] {
+    return this.policies.list().map(keyOf);
+  }
+
+  /** Every cache has listed once. */
+  get synced(): boolean {
+    return this.watched.every((w) => w.hasSynced);
+  }
+
+  /** Refuses (throws) when kube-proxy runs and `besideKubeProxy` is not set; then watches and campaigns. */
+  async start(): Promise<void> {
+    if (!this.o.besideKubeProxy) {
+      const found = await findKubeProxy(this.o.kc, { host: this.o.hostCheck ?? false });
+      if (found.length) throw new Error(kubeProxyRefusal(found));
+    }
+    await Promise.all(this.watched.map((w) => w.start()));
+    this.elector.start();
+    this.armResync();
+  }
+
+  /** Stops; with `release: false` the lease is kept until it expires, as when the process dies. */
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
+    this.stopped = true;
+    if (this.resync) clearTimeout(this.resync);
+    await this.elector.stop(opts.release ?? true);
+    await Promise.all(this.watched.map((w) => w.stop()));
+    await this.running;
+  }
+
+  /** Resolves once every change seen so far has been through a pass. */
+  async settled(): Promise<void> {
+    while (this.queued) await this.running;
+    await this.running;
+  }
+
+  private armResync(): void {
+    const every = this.o.resyncMs ?? 30_000;
+    if (!every || this.stopped) return;
+    this.resync = setTimeout(() => {
+      this.kick();
+      this.armResync();
+    }, every);
+  }
+
+  /** Schedules one full pass (coalesced); a no-op unless leading with every cache listed. */
+  kick(): void {
+    if (this.queued || this.stopped) return;
+    this.queued = true;
+    this.running = this.running.then(async () => {
+      this.queued = false;
+      if (!this.elector.isLeader || !this.synced || this.stopped) return;
+      try {
+        this.lastStats = await this.pass();
+        this.passes++;
+        this.lastError = undefined;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        this.log(`pass failed: ${this.lastError}`);
+      }
+    });
+  }
+
+  /** The tenant, the pod network (created if missing and its subnets are known), its router and load balancer. */
+  private async ensureNetwork(): Promise<{ tenantId: string; bridgeId: string | undefined; lbId: string | undefined }> {
+    const { topology, tenant, network } = this.o;
+    const t = await topology.ensureTenant(tenant);
+    let bridge = await topology.findBridge(tenant, network);
+    if (!bridge && this.o.podCidrs?.length) {
+      try {
+        bridge = await topology.create('Bridge', { tenantId: t.id, name: network, subnets: this.o.podCidrs.map((cidr) => ({ cidr })) });
+      } catch (e) {
+        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+        bridge = await topology.findBridge(tenant, network);
+      }
+    }
+    if (!bridge) return { tenantId: t.id, bridgeId: undefined, lbId: undefined };
+    const routerName = bridge.options.router ?? 'default';
+    if (routerName === 'none') return { tenantId: t.id, bridgeId: bridge.id, lbId: undefined };
+    let router = await topology.findRouter(tenant, routerName);
+    if (!router) {
+      try {
+        router = await topology.create('Router', { tenantId: t.id, name: routerName });
+      } catch (e) {
+        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+        router = await topology.findRouter(tenant, routerName);
+      }
+    }
+    if (!router) throw new Error(`router ${routerName} of network ${network} could not be made`);
+    const lbId = loadBalancerIdOf(router.id);
+    if (router.loadBalancerId && router.loadBalancerId !== lbId) {
+      throw new Error(`router ${routerName} already has load balancer ${router.loadBalancerId}, not the controller's`);
+    }
+    try {
+      await topology.get('LoadBalancer', lbId);
+    } catch (e) {
+      if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
+      try {
+        await topology.create('LoadBalancer', { id: lbId, routerId: router.id, adminStateUp: true });
+      } catch (err) {
+        if (!(err instanceof TopologyError && err.code === 'conflict')) throw err;
+      }
+    }
+    if (router.loadBalancerId !== lbId) await topology.update('Router', router.id, { loadBalancerId: lbId });
+    return { tenantId: t.id, bridgeId: bridge.id, lbId };
+  }
+
+  /** Policies to compile: the current ones, plus deleted ones of a namespace being deleted that still has ports. */
+  private policiesInForce(namespaces: Namespace[], ports: readonly Port[]): NetworkPolicy[] {
+    const current = this.policies.list();
+    const now = new Set(current.map(keyOf));
+    const nsState = new Map(namespaces.map((n) => [n.metadata.name, n]));
+    const portNamespaces = new Set(ports.map((p) => podKeyOfPort(p)?.split('/')[0]).filter((x): x is string => x !== undefined));
+    const out = [...current];
+    for (const [key, p] of this.seenPolicies) {
+      if (now.has(key)) continue;
+      const ns = p.metadata.namespace ?? 'default';
+      const state = nsState.get(ns);
+      const going = !state || state.metadata.deletionTimestamp !== undefined || state.status?.phase === 'Terminating';
+      if (going && portNamespaces.has(ns)) out.push(p);
+      else this.seenPolicies.delete(key);
+    }
+    for (const p of current) this.seenPolicies.set(keyOf(p), p);
+    return out;
+  }
+
+  private async pass(): Promise<WriteStats> {
+    const stats: WriteStats = { created: 0, updated: 0, deleted: 0, ports: 0 };
+    const { topology } = this.o;
+    const { tenantId, bridgeId, lbId } = await this.ensureNetwork();
+    const ports = await topology.list('Port', { tenantId });
+    const portOfPod = new Map<string, Port>();
+    for (const p of ports) {
+      const k = podKeyOfPort(p);
+      if (k && p.type === 'bridge' && (bridgeId === undefined || p.bridgeId === bridgeId)) portOfPod.set(k, p);
+    }
+    const namespaces = this.namespaces.list();
+    const policies = this.policiesInForce(namespaces, ports);
+    const pods = this.pods
+      .list()
+      .filter((p) => !p.spec?.hostNetwork)
+      .map((p) => policyPod(p, portOfPod.get(keyOf(p))?.id));
+    const compiled = compilePolicies(tenantId, policies, pods, namespaces.map(policyNamespace));
+    for (const err of compiled.errors) {
+      const p = policies.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
+      if (p) await this.events.warn(p, 'NetworkPolicy', 'networking.k8s.io/v1', 'PolicyNotEnforced', `part of this policy is not enforced: ${err.message}`);
+    }
+    if (bridgeId !== undefined) {
+      const ownedGroups = await writePolicy(topology, tenantId, bridgeId, compiled, stats);
+      await writeMemberships(topology, tenantId, ports, compiled.memberships, ownedGroups, stats);
+    }
+    if (lbId !== undefined) {
+      const services = this.services.list();
+      const svc = compileServices(lbId, services, this.slices.list(), { besideKubeProxy: this.o.besideKubeProxy ?? false });
+      for (const err of svc.errors) {
+        const s = services.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
+        if (s) await this.events.warn(s, 'Service', 'v1', 'ServiceNotProxied', err.message);
+      }
+      await writeServices(topology, lbId, svc, stats);
+    }
+    return stats;
+  }
+}
