@@ -22,6 +22,9 @@ import { Reconciler } from './reconciler.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
+import { FlowLog } from '../datapath/flow-log.js';
+import { ruleCounters } from '../datapath/nft/policy.js';
+import { findWorkloadNetns, Prober } from './probe.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -83,6 +86,9 @@ export class Agent {
   private reclaim: NodeJS.Timeout | undefined;
   private readonly services: AgentService[] = [];
   private stopHealth: (() => void) | undefined;
+  /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
+  flowLog: FlowLog | undefined;
+  private prober: Prober | undefined;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -174,7 +180,36 @@ export class Agent {
     this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
+    const flowLog = new FlowLog({ log: this.log });
+    try {
+      flowLog.start();
+      this.flowLog = flowLog;
+    } catch (e) {
+      this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`);
+    }
+    const prober = new Prober(this.hostId, this.store, this.log);
+    await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`));
+    this.prober = prober;
     this.api = buildApi({
+      prober: {
+        hostId: this.hostId,
+        async probe(ifname, spec) {
+          const netns = await findWorkloadNetns(ifname, spec.srcMac);
+          if (!netns)
+            throw new TopologyError(
+              'conflict',
+              `the namespace of the workload interface ${ifname} (${spec.srcMac}) was not found on this host`,
+              'src',
+            );
+          return prober.probe(netns, spec);
+        },
+      },
+      attribution: {
+        hostId: this.hostId,
+        ruleCounters: () => ruleCounters(undefined),
+        flowRecords: (ifname, since) => this.flowLog?.records(ifname, since) ?? [],
+        flowLogState: () => ({ running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0, group: flowLog.group }),
+      },
       topology: this.topology,
       store: this.store,
       ...(o.token ? { token: o.token } : {}),
@@ -239,6 +274,8 @@ export class Agent {
     if (this.reclaim) clearInterval(this.reclaim);
     for (const s of this.services.splice(0).reverse()) await s.close().catch(() => undefined);
     this.stopHealth?.();
+    this.flowLog?.stop();
+    this.prober?.stop();
     this.workloads?.stop();
     this.reconciler?.stop();
     this.cache?.stop();

@@ -14,6 +14,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { HOST_LIVENESS_PREFIX } from '../api/paths.js';
 import type { Store } from '../store/store.js';
+import { pidAlive } from '../util/pid.js';
 
 /** The liveness record an agent keeps under hosts/<hostId>. */
 export interface LivenessRecord {
@@ -52,15 +53,6 @@ function pidNamespace(): string | undefined {
     return readlinkSync('/proc/self/ns/pid');
   } catch {
     return undefined;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -157,6 +157,8 @@ export class OwnedDatapath implements Datapath {
   ) {
     const fast = inner.setRouterNeighbours?.bind(inner);
     if (fast) this.setRouterNeighbours = fast;
+    const filters = inner.setRouterFilters?.bind(inner);
+    if (filters) this.setRouterFilters = filters;
     // Policy lives in tables the sweep drops whole (with the last bridge and plug): nothing to record per object.
     const policy = inner.applyPolicy?.bind(inner);
     if (policy) this.applyPolicy = policy;
@@ -195,6 +197,9 @@ export class OwnedDatapath implements Datapath {
     this.inv.claim(routerKey(r.id));
     await this.inner.ensureRouter(r);
   }
+
+  /** Present when the inner datapath has the fast path (the reconciler checks for it). */
+  readonly setRouterFilters?: NonNullable<Datapath['setRouterFilters']>;
 
   /** Present when the inner datapath has the fast path (the reconciler checks for it). */
   readonly setRouterNeighbours?: (id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) => Promise<void>;

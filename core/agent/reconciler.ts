@@ -10,6 +10,7 @@ import { KeyedMutex } from '../util/keyed-mutex.js';
 import {
   emptyChange,
   keysOf,
+  filtersDelta,
   neighbourDelta,
   planHost,
   planPolicy,
@@ -188,6 +189,7 @@ export class Reconciler {
         this.cache,
         { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() },
         plan.bridges.values(),
+        plan.routers.values(),
       );
       const change = policyDelta(this.policy, next);
       if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
@@ -216,6 +218,16 @@ export class Reconciler {
       // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
       // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
       const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
+      for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
+      // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
+      const chains = filtersDelta(prev, r);
+      if (chains && this.datapath.setRouterFilters) {
+        await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
+        const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
+        if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
+          await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
+        return;
+      }
       const delta = neighbourDelta(prev, r);
       if (delta && this.datapath.setRouterNeighbours) {
         await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);

@@ -13,5 +13,6 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./policy.js'),
   () => import('./sg.js'),
   () => import('./trace.js'),
+  () => import('./attribution.js'),
   () => import('../agent/commands.js'),
 ];

@@ -24,7 +24,8 @@ import {
 } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { applyPolicyChange } from './nft/policy.js';
-import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
+import { ensureRouter, NETNS_DIR, removeRouter, setRouterFilters, setRouterNeighbours, type RouterContext } from './router.js';
+import type { RouterFilters } from '../policy/compile-router.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import type {
   DatapathOptions,
@@ -93,6 +94,10 @@ export class LinuxDatapath {
 
   setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void> {
     return setRouterNeighbours(this.ctx, id, add, remove);
+  }
+
+  setRouterFilters(id: string, prev: RouterFilters | undefined, next: RouterFilters | undefined): Promise<void> {
+    return setRouterFilters(this.ctx, id, prev, next);
   }
 
   applyPolicy(change: PolicyChange): Promise<void> {

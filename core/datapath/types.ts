@@ -2,6 +2,7 @@
 import type { Bandwidth } from './bandwidth.js';
 import type { CompiledChain, SetDecl } from '../policy/compile.js';
 import type { StageName } from '../policy/simulate.js';
+import type { RouterFilters } from '../policy/compile-router.js';
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -117,6 +118,8 @@ export interface DesiredRouter {
   snat?: boolean;
   /** Subnets the host namespace routes to through this router (those not colliding on this host). */
   hostReachable?: string[];
+  /** The router's MidoNet chains compiled for its namespace (core/policy/compile-router.ts); absent: none. */
+  filters?: RouterFilters;
 }
 
 /**
@@ -125,7 +128,8 @@ export interface DesiredRouter {
  * refers to any more.
  */
 export interface PolicyChange {
-  zones: { vni: number; zone: number | null }[];
+  /** `was`: a removed zone's value (an element re-added with another value is "File exists"). */
+  zones: { vni: number; zone: number | null; was?: number }[];
   /** `elements`: the set's whole content (flushed first); else only `add` and `remove`. */
   sets: { decl: SetDecl; elements?: string[]; add?: string[]; remove?: string[] }[];
   chains: CompiledChain[];
@@ -154,6 +158,8 @@ export interface Datapath {
   ensureRouter(r: DesiredRouter): Promise<void>;
   /** Optional fast path: change only the permanent neighbours of a router ensureRouter has set up. */
   setRouterNeighbours?(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void>;
+  /** Optional fast path: change only the chains of a router ensureRouter has set up (from `prev` to `next`). */
+  setRouterFilters?(id: string, prev: RouterFilters | undefined, next: RouterFilters | undefined): Promise<void>;
   removeRouter(id: string): Promise<void>;
   /** MidoNet chains in force (core/datapath/nft/policy.ts); absent: this datapath enforces no policy. */
   applyPolicy?(change: PolicyChange): Promise<void>;
