@@ -5,7 +5,8 @@
 // keeps them). Authentication is the API's own: the bearer header, checked by the server's onRequest hook before
 // this handler runs. Browsers read the stream with fetch() (which can send that header) rather than EventSource
 // (which cannot), so a token never has to travel in a URL, where logs and history would keep it.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import type { ServerApp } from './listen.js';
 import type { ServerResponse } from 'node:http';
 import { KINDS, type Kind } from '../model/types.js';
 import { StoreError, type Change, type Store } from '../store/store.js';
@@ -162,7 +163,7 @@ export const EVENTS_PATH_ITEM = {
   },
 };
 
-export function eventRoutes(app: FastifyInstance, store: Store): void {
+export function eventRoutes(app: ServerApp, store: Store): void {
   const open = new Set<EventStream>();
   app.addHook('onClose', async () => {
     for (const s of open) s.close();

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
+import type { ServerApp } from '../api/listen.js';
 
 interface Asset {
   file: string;
@@ -55,7 +55,7 @@ export function isUiAsset(method: string, url: string): boolean {
   return (method === 'GET' || method === 'HEAD') && Object.hasOwn(ASSETS, url.split('?')[0]!);
 }
 
-export function uiRoutes(app: FastifyInstance): void {
+export function uiRoutes(app: ServerApp): void {
   const cache = new Map<string, Buffer>();
   for (const [url, asset] of Object.entries(ASSETS)) {
     app.get(url, async (_req, reply) => {
