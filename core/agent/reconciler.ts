@@ -21,6 +21,7 @@ import {
 } from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
+import { planLb, type HostLb } from './plan-lb.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
@@ -47,6 +48,10 @@ export class Reconciler {
   private sweepDue = true;
   /** The policy (chains, sets, bindings, zones) last applied; undefined: unknown, the next apply writes it whole. */
   private policy: HostPolicy | undefined;
+  /** The load balancer spec last applied (JSON); undefined: unknown, the next apply re-reads the kernel. */
+  private lbApplied: string | undefined;
+  /** Told the load balancer plan of every pass (the agent's health monitors follow its targets). */
+  onLbPlan: ((lb: HostLb) => void) | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -70,6 +75,7 @@ export class Reconciler {
     if (force) {
       this.applied.clear();
       this.policy = undefined;
+      this.lbApplied = undefined;
       this.sweepDue = true;
     }
     if (this.timer) return;
@@ -112,6 +118,7 @@ export class Reconciler {
         await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
       }
       await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
+      await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
     });
     const lost = this.swept === undefined || [...this.swept].some((k) => !keysOf(plan).has(k));
     if (errors.length === 0 && (lost || this.sweepDue)) {
@@ -197,6 +204,28 @@ export class Reconciler {
       await dp.applyPolicy!(change);
       this.policy = next;
       traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+    });
+  }
+
+  /**
+   * Bring this host's load balancer to the plan (plan-lb.ts): VIPs its clients reach, with their routing. Skipped
+   * when the spec is what was applied last; the datapath changes only the chains that differ from it.
+   */
+  private ensureLb(plan: HostPlan): Promise<void> {
+    const dp = this.datapath;
+    if (!dp.applyLoadBalancers) return Promise.resolve();
+    return this.keyed.run('lb', async () => {
+      const lb = planLb(this.cache, this.hostId, plan, this.pins.values());
+      this.onLbPlan?.(lb);
+      const json = JSON.stringify(lb.spec);
+      if (json === this.lbApplied) return;
+      if (lb.skipped.length) this.log(`load balancer: ${lb.skipped.join('; ')}`);
+      const full = this.lbApplied === undefined;
+      this.lbApplied = undefined;
+      const t0 = performance.now();
+      await dp.applyLoadBalancers!(lb.spec, { full });
+      this.lbApplied = json;
+      traceLine(`converge lb ${(performance.now() - t0).toFixed(1)}`);
     });
   }
 
