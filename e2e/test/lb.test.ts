@@ -387,7 +387,9 @@ test.serial('tenants with the same subnet and the same VIP address stay apart', 
   t.teardown(() => srv.stop());
   const tenant = (await api().list('Tenant')).find((x) => x.name === 'other')!;
   const router = (await api().list('Router')).find((r) => r.name === 'default' && r.tenantId === tenant.id)!;
-  const a = await service({ address: VIP, members: [[ctx.members[0]!, 1]] });
+  // Ours is m3, whose address differs from o1's: a VIP matched on the wrong bridge would reach m1 or o1 instead.
+  t.not(ctx.members[2]!.ip4, other.ip4);
+  const a = await service({ address: VIP, members: [[ctx.members[2]!, 1]] });
   const b = await service({ address: VIP, members: [[other, 1]], router });
   t.teardown(async () => {
     await api().delete('LoadBalancer', a.lbId);
@@ -399,7 +401,7 @@ test.serial('tenants with the same subnet and the same VIP address stay apart', 
     { [`o1 ${otherClient.ip4}`]: 10 },
     "the other tenant's client reaches its own member",
   );
-  t.deepEqual(await tcp(c, ctx.clients[0]!.netns, VIP, 10), { [`m1 ${ctx.clients[0]!.ip4}`]: 10 }, 'ours reaches ours');
+  t.deepEqual(await tcp(c, ctx.clients[0]!.netns, VIP, 10), { [`m3 ${ctx.clients[0]!.ip4}`]: 10 }, 'ours reaches ours');
 });
 
 test.serial('nothing is left on any host once the load balancers are deleted', async (t) => {
