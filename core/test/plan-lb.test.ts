@@ -8,7 +8,9 @@ import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
 import { planHost } from '../agent/plan.js';
 import { planLb } from '../agent/plan-lb.js';
-import { LB_ROUTE_TABLE_BASE } from '../datapath/nft/lb.js';
+import { Reconciler } from '../agent/reconciler.js';
+import { LB_ROUTE_TABLE_BASE, type LbHostSpec } from '../datapath/nft/lb.js';
+import type { Datapath, Inventory, PlugSpec } from '../datapath/types.js';
 import { bridgeName } from '../datapath/names.js';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
 import { openStore } from '../store/open.js';
@@ -196,4 +198,57 @@ test('nothing is planned once the load balancer is gone, or for IPv6 VIPs', asyn
   await w.topo.delete('LoadBalancer', l.id);
   await settle(w, 0);
   t.deepEqual(planOn(w, w.a).spec, { bridges: [], vips: [], hairpinPorts: [] });
+});
+
+/** A datapath that records only load balancer applies (the rest succeeds and is covered by plan.test.ts). */
+class LbRecorder implements Datapath {
+  readonly applies: { spec: LbHostSpec; full: boolean }[] = [];
+  ensureBridge = async () => undefined;
+  removeBridge = async () => undefined;
+  plug = async (p: PlugSpec) => ({ hostIfname: p.hostIfname ?? 'bv-x', mac: p.mac ?? '02:00:00:00:00:01' });
+  unplug = async () => undefined;
+  checkPlug = async () => [];
+  ensureRouter = async () => undefined;
+  removeRouter = async () => undefined;
+  inventory = async (): Promise<Inventory> => ({ bridges: [], plugs: [], routers: [] });
+  sweep = async () => undefined;
+  async applyLoadBalancers(spec: LbHostSpec, opts: { full: boolean }): Promise<void> {
+    this.applies.push({ spec: structuredClone(spec), full: opts.full });
+  }
+}
+
+test('the reconciler applies the load balancer in full first, then only when the plan changes, in full again on resync', async (t) => {
+  const w = await world(t);
+  const dp = new LbRecorder();
+  const rec = new Reconciler(w.a.id, w.cache, dp, 1500);
+  t.teardown(() => rec.stop());
+  const seen: number[] = [];
+  rec.onLbPlan = (lb) => seen.push(lb.spec.vips.length);
+  await rec.runOnce();
+  t.deepEqual(
+    dp.applies.map((a) => [a.full, a.spec.vips.length]),
+    [[true, 0]],
+    'the first pass re-reads the kernel: an earlier run may have left something',
+  );
+  const { ms } = await lb(w, w.r, ['10.1.0.10', '10.1.0.20']);
+  await settle(w, 4);
+  await rec.runOnce();
+  await rec.runOnce();
+  t.deepEqual(
+    dp.applies.slice(1).map((a) => [a.full, a.spec.vips.length]),
+    [[false, 1]],
+    'one incremental apply for the new VIP, none for an unchanged plan',
+  );
+  await w.topo.update('PoolMember', ms[1]!.id, { weight: 5 });
+  const deadline = Date.now() + 5000;
+  while (w.cache.get('PoolMember', ms[1]!.id)?.weight !== 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await rec.runOnce();
+  t.is(dp.applies.length, 3);
+  t.false(dp.applies[2]!.full);
+  t.deepEqual(dp.applies[2]!.spec.vips[0]!.members.map((m) => m.weight).sort(), [2, 5]);
+  rec.trigger(0, true);
+  await new Promise((r) => setTimeout(r, 50));
+  await rec.runOnce();
+  t.true(dp.applies.at(-1)!.full, 'the periodic resync applies in full');
+  t.true(seen.length >= 4, 'every pass tells the health monitors its targets');
 });
