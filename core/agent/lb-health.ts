@@ -4,7 +4,8 @@
 // differs from the store's (HealthChecker reports changes only: maxRetries failures → down, one success → up), so
 // a flapping probe never turns into a stream of writes faster than one per verdict. Every host's reconciler then
 // sees the status through its cache and takes the member out of rotation, or back in.
-import { HealthChecker, probeOf } from '../lb/health.js';
+import { HealthChecker, probeOf, type Probe } from '../lb/health.js';
+import type { HealthMonitor } from '../model/types.js';
 import type { Topology } from '../topology/service.js';
 import type { HealthTarget } from './plan-lb.js';
 
@@ -25,6 +26,8 @@ export class LbHealth {
     private readonly topology: Topology,
     private readonly netnsOf: (routerId: string) => string,
     private readonly log: (msg: string) => void,
+    /** The probe of a monitor (tests give their own; the agent's are TCP connect and HTTP GET). */
+    private readonly probeFor: (m: HealthMonitor) => Probe = probeOf,
   ) {}
 
   /** Follow the targets of the current plan: one checker per monitor, restarted when its settings change. */
@@ -51,7 +54,7 @@ export class LbHealth {
         r = undefined;
       }
       if (!r) {
-        r = { key, checker: new HealthChecker(m, (member, status) => this.write(member, status), probeOf(m)) };
+        r = { key, checker: new HealthChecker(m, (member, status) => this.write(member, status), this.probeFor(m)) };
         this.running.set(id, r);
         r.checker.set(this.targetsOf(list));
         r.checker.start();
