@@ -172,8 +172,10 @@ test.serial('weights spread connections from clients on every host; the client a
   for (const [i, r] of spread.entries()) for (const k of Object.keys(r)) t.is(k.split(' ')[1], clients[i]!.ip4!, `seen client of ${k}`);
 
   // A weight change through the API: m3 to 0 leaves rotation everywhere.
+  const changedAt = Date.now();
   await api().update('PoolMember', s.members[2]!.id, { weight: 0 });
   await eventually(async () => !(await tcp(c, clients[0]!.netns, WEB, 20))[`m3 ${clients[0]!.ip4}`], 10_000, 'weight 0 applied');
+  t.log(`weight 0 through h1's API: m3 out of rotation for c1 on h1 within ${Date.now() - changedAt} ms (20 connections per probe)`);
   const after = byMember(await Promise.all(clients.map((cl) => tcp(c, cl.netns, WEB, 30))));
   t.is(after.m3 ?? 0, 0, `a member of weight 0 gets no new connection: ${JSON.stringify(after)}`);
 });
@@ -404,6 +406,31 @@ test.serial('tenants with the same subnet and the same VIP address stay apart', 
   t.deepEqual(await tcp(c, ctx.clients[0]!.netns, VIP, 10), { [`m3 ${ctx.clients[0]!.ip4}`]: 10 }, 'ours reaches ours');
 });
 
+/** No table, policy rule or host-namespace neighbour of the load balancer on a host. */
+async function clean(c: Cluster, h: ClusterHost): Promise<boolean> {
+  const table = await c.harness.exec(h.host, ['nft', 'list', 'table', 'ip', 'bees-lb']);
+  const rules = (await c.harness.exec(h.host, ['ip', 'rule', 'show'])).stdout;
+  const neigh = (await c.harness.exec(h.host, ['ip', 'neigh', 'show', 'nud', 'permanent'])).stdout;
+  return table.code !== 0 && !rules.includes(`${LB_RULE_PRIORITY}:`) && !/dev bb-/.test(neigh);
+}
+
+test.serial('a load balancer deleted while an agent is down is swept when it comes back', async (t) => {
+  const { c } = ctx;
+  const h2 = c.hosts[1]!;
+  const s = await service({ address: '10.96.0.41', members: [[ctx.members[0]!, 1]] });
+  await eventually(
+    async () => !Object.keys(await tcp(c, ctx.clients[1]!.netns, '10.96.0.41', 1))[0]!.startsWith('error'),
+    15_000,
+    'VIP up on h2',
+  );
+  await c.killAgent(h2);
+  await api().delete('LoadBalancer', s.lbId);
+  t.false(await clean(c, h2), 'the dead agent left its table');
+  await c.startAgent(h2);
+  await eventually(() => clean(c, h2), 10_000, 'h2 swept after restart');
+  t.pass();
+});
+
 test.serial('nothing is left on any host once the load balancers are deleted', async (t) => {
   const { c } = ctx;
   const s = await service({ address: '10.96.0.40', members: [[ctx.members[0]!, 1]] });
@@ -414,16 +441,24 @@ test.serial('nothing is left on any host once the load balancers are deleted', a
   );
   await api().delete('LoadBalancer', s.lbId);
   for (const h of c.hosts) {
-    await eventually(
-      async () => {
-        const table = await c.harness.exec(h.host, ['nft', 'list', 'table', 'ip', 'bees-lb']);
-        const rules = (await c.harness.exec(h.host, ['ip', 'rule', 'show'])).stdout;
-        const neigh = (await c.harness.exec(h.host, ['ip', 'neigh', 'show', 'nud', 'permanent'])).stdout;
-        return table.code !== 0 && !rules.includes(`${LB_RULE_PRIORITY}:`) && !/dev bb-/.test(neigh);
-      },
-      10_000,
-      `no table, policy rule or neighbour left on ${h.host.name}`,
-    );
+    await eventually(() => clean(c, h), 10_000, `no table, policy rule or neighbour left on ${h.host.name}`);
   }
   t.pass();
+});
+
+test.serial("a host's client bridge gone: its routing goes, the VIP stays elsewhere", async (t) => {
+  const { c } = ctx;
+  const h3 = c.hosts[2]!;
+  const s = await service({ address: '10.96.0.42', members: [[ctx.members[0]!, 1]] });
+  t.teardown(() => api().delete('LoadBalancer', s.lbId));
+  await eventually(
+    async () => !Object.keys(await tcp(c, ctx.clients[2]!.netns, '10.96.0.42', 1))[0]!.startsWith('error'),
+    15_000,
+    'VIP up on h3',
+  );
+  t.false(await clean(c, h3));
+  await c.detach(ctx.clients[2]!);
+  await c.detach(ctx.members[2]!);
+  await eventually(() => clean(c, h3), 10_000, 'h3 holds nothing of the load balancer once its bridge is gone');
+  t.deepEqual(await tcp(c, ctx.clients[1]!.netns, '10.96.0.42', 3), { [`m1 ${ctx.clients[1]!.ip4}`]: 3 }, 'h2 still serves it');
 });
