@@ -60,6 +60,45 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
     .filter((a): a is string => a !== undefined && ipFamily(a) === 4)
     .sort();
 
+  // Grouped once: a pass costs O(objects), not O(load balancers × ports) (Kubernetes makes one per Service).
+  const groupBy = <T>(items: readonly T[], key: (x: T) => string | undefined): Map<string, T[]> => {
+    const out = new Map<string, T[]>();
+    for (const x of items) {
+      const k = key(x);
+      if (k === undefined) continue;
+      const list = out.get(k);
+      if (list) list.push(x);
+      else out.set(k, [x]);
+    }
+    return out;
+  };
+  const routerPorts = groupBy(ports, (p) => (p.type === 'router' && p.peerId ? p.routerId : undefined));
+  const bridgePorts = groupBy(ports, (p) => (p.type === 'bridge' && !p.peerId ? p.bridgeId : undefined));
+  const poolsOf = groupBy(pools, (p) => p.loadBalancerId);
+  const membersOf = groupBy(members, (m) => m.poolId);
+  const vipsOf = groupBy(vips, (v) => v.poolId);
+  type Leg = { bridgeId: string; vni: number; gateway: string; mac: string; subnets: string[] };
+  const routerView = new Map<string, { legs: Leg[]; portOf: Map<string, Port> }>();
+  /** A router's bridges (through its ports' peers) and the ports on them by address. */
+  const viewOf = (routerId: string): { legs: Leg[]; portOf: Map<string, Port> } => {
+    const had = routerView.get(routerId);
+    if (had) return had;
+    const legs: Leg[] = [];
+    for (const rp of routerPorts.get(routerId) ?? []) {
+      const bridgeId = portsById.get(rp.peerId!)?.bridgeId;
+      const bridge = bridgeId ? view.get('Bridge', bridgeId) : undefined;
+      const gateway = rp.ips.map(bareIp).find((a) => ipFamily(a) === 4);
+      if (!bridge || !gateway) continue;
+      const subnets = bridge.subnets.map((s) => s.cidr).filter((c) => !c.includes(':'));
+      legs.push({ bridgeId: bridge.id, vni: bridge.tunnelKey, gateway, mac: rp.mac, subnets });
+    }
+    const portOf = new Map<string, Port>();
+    for (const l of legs) for (const p of bridgePorts.get(l.bridgeId) ?? []) for (const ip of p.ips) portOf.set(bareIp(ip), p);
+    const v = { legs, portOf };
+    routerView.set(routerId, v);
+    return v;
+  };
+
   const bridges = new Map<string, LbBridgeRouting>();
   const outVips: LbVip[] = [];
   const hairpin = new Set<string>();
@@ -69,30 +108,13 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
   for (const lb of [...view.list('LoadBalancer')].sort((a, b) => a.id.localeCompare(b.id))) {
     const router = view.get('Router', lb.routerId);
     if (!lb.adminStateUp || !router || !router.adminStateUp) continue;
-    // The router's bridges: through its ports' peers.
-    const legs: { bridgeId: string; vni: number; gateway: string; mac: string; subnets: string[] }[] = [];
-    for (const rp of ports) {
-      if (rp.type !== 'router' || rp.routerId !== router.id || !rp.peerId) continue;
-      const bridgeId = portsById.get(rp.peerId)?.bridgeId;
-      const bridge = bridgeId ? view.get('Bridge', bridgeId) : undefined;
-      const gateway = rp.ips.map(bareIp).find((a) => ipFamily(a) === 4);
-      if (!bridge || !gateway) continue;
-      const subnets = bridge.subnets.map((s) => s.cidr).filter((c) => !c.includes(':'));
-      legs.push({ bridgeId: bridge.id, vni: bridge.tunnelKey, gateway, mac: rp.mac, subnets });
-    }
-    const legBridges = new Set(legs.map((l) => l.bridgeId));
     // Members are ports on the router's bridges, found by address.
-    const portOf = new Map<string, Port>();
-    for (const p of ports) {
-      if (p.type !== 'bridge' || !p.bridgeId || !legBridges.has(p.bridgeId) || p.peerId) continue;
-      for (const ip of p.ips) portOf.set(bareIp(ip), p);
-    }
+    const { legs, portOf } = viewOf(router.id);
     const clients = legs.filter((l) => plan.bridges.has(l.bridgeId) && withLocalPorts.has(l.bridgeId));
     const clientNames = clients.map((l) => bridgeName(l.vni)).sort();
     const addresses = new Set<string>();
-    for (const pool of pools.filter((p) => p.loadBalancerId === lb.id).sort((a, b) => a.id.localeCompare(b.id))) {
-      const all = members
-        .filter((m) => m.poolId === pool.id)
+    for (const pool of [...(poolsOf.get(lb.id) ?? [])].sort((a, b) => a.id.localeCompare(b.id))) {
+      const all = [...(membersOf.get(pool.id) ?? [])]
         .sort((a, b) => a.id.localeCompare(b.id))
         .filter((m) => {
           if (ipFamily(m.address) === 4) return true;
@@ -116,7 +138,7 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
         for (const m of all)
           if (isLocal(m)) health.push({ memberId: m.id, address: m.address, port: m.port, routerId: router.id, monitor });
       }
-      for (const v of vips.filter((x) => x.poolId === pool.id).sort((a, b) => a.id.localeCompare(b.id))) {
+      for (const v of [...(vipsOf.get(pool.id) ?? [])].sort((a, b) => a.id.localeCompare(b.id))) {
         if (ipFamily(v.address) !== 4) {
           skipped.push(`VIP ${v.id}: IPv6 VIPs are not load balanced yet`);
           continue;
