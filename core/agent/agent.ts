@@ -142,7 +142,11 @@ export class Agent {
     );
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
-    const lbHealth = new LbHealth(this.topology, (routerId) => `${NETNS_DIR}/${routerNsName(o.routerNsPrefix ?? 'br-', routerId)}`, this.log);
+    const lbHealth = new LbHealth(
+      this.topology,
+      (routerId) => `${NETNS_DIR}/${routerNsName(o.routerNsPrefix ?? 'br-', routerId)}`,
+      this.log,
+    );
     this.lbHealth = lbHealth;
     this.reconciler.onLbPlan = (lb) => lbHealth.update(lb.health);
     this.cache.on('changed', () => this.reconciler.trigger());
