@@ -19,6 +19,9 @@ import { INVENTORY_FILE, LocalInventory, OwnedDatapath } from './inventory.js';
 import { TopologyCache } from './cache.js';
 import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identity.js';
 import { Reconciler } from './reconciler.js';
+import { LbHealth } from './lb-health.js';
+import { NETNS_DIR } from '../datapath/router.js';
+import { routerNsName } from '../datapath/names.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
@@ -77,6 +80,7 @@ export class Agent {
   topology!: Topology;
   cache!: TopologyCache;
   reconciler!: Reconciler;
+  lbHealth: LbHealth | undefined;
   workloads!: Workloads;
   metrics!: AgentMetrics;
   ipam!: Ipam;
@@ -146,6 +150,14 @@ export class Agent {
       this.log,
     );
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
+    // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
+    const lbHealth = new LbHealth(
+      this.topology,
+      (routerId) => `${NETNS_DIR}/${routerNsName(o.routerNsPrefix ?? 'br-', routerId)}`,
+      this.log,
+    );
+    this.lbHealth = lbHealth;
+    this.reconciler.onLbPlan = (lb) => lbHealth.update(lb.health);
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
@@ -281,6 +293,7 @@ export class Agent {
     this.flowLog?.stop();
     this.prober?.stop();
     this.workloads?.stop();
+    this.lbHealth?.stop();
     this.reconciler?.stop();
     this.cache?.stop();
     await this.api?.close().catch(() => undefined);

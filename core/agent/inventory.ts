@@ -23,6 +23,7 @@ import type {
   PolicyChange,
   RouterNeighbour,
 } from '../datapath/types.js';
+import type { LbHostSpec } from '../datapath/nft/lb.js';
 
 export const INVENTORY_FILE = 'datapath-inventory.json';
 
@@ -162,9 +163,13 @@ export class OwnedDatapath implements Datapath {
     // Policy lives in tables the sweep drops whole (with the last bridge and plug): nothing to record per object.
     const policy = inner.applyPolicy?.bind(inner);
     if (policy) this.applyPolicy = policy;
+    // The load balancer lives in a table and policy rules the sweep removes whole (with the last bridge).
+    const lb = inner.applyLoadBalancers?.bind(inner);
+    if (lb) this.applyLoadBalancers = lb;
   }
 
   readonly applyPolicy?: (change: PolicyChange) => Promise<void>;
+  readonly applyLoadBalancers?: (spec: LbHostSpec, opts: { full: boolean }) => Promise<void>;
 
   async ensureBridge(b: DesiredBridge): Promise<void> {
     this.inv.claim(bridgeKey(b.vni));

@@ -22,6 +22,7 @@ import {
 } from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
+import { planLb, type HostLb } from './plan-lb.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
@@ -59,6 +60,10 @@ export class Reconciler {
    */
   private readonly wanted = new Map<string, { at: number; bridgeId?: string; vni?: number; routerId?: string }>();
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** The load balancer spec last applied (JSON); undefined: unknown, the next apply re-reads the kernel. */
+  private lbApplied: string | undefined;
+  /** Told the load balancer plan of every pass (the agent's health monitors follow its targets). */
+  onLbPlan: ((lb: HostLb) => void) | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -82,6 +87,7 @@ export class Reconciler {
     if (force) {
       this.applied.clear();
       this.policy = undefined;
+      this.lbApplied = undefined;
       this.sweepDue = true;
     }
     if (this.timer) return;
@@ -124,6 +130,7 @@ export class Reconciler {
         await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
       }
       await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
+      await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
     });
     const held = (p: HostPlan): Set<string> => new Set([...keysOf(p), ...this.lingering(p).keys()]);
     const lost = this.swept === undefined || [...this.swept].some((k) => !held(plan).has(k));
@@ -254,6 +261,28 @@ export class Reconciler {
       await dp.applyPolicy!(change);
       this.policy = next;
       traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+    });
+  }
+
+  /**
+   * Bring this host's load balancer to the plan (plan-lb.ts): VIPs its clients reach, with their routing. Skipped
+   * when the spec is what was applied last; the datapath changes only the chains that differ from it.
+   */
+  private ensureLb(plan: HostPlan): Promise<void> {
+    const dp = this.datapath;
+    if (!dp.applyLoadBalancers) return Promise.resolve();
+    return this.keyed.run('lb', async () => {
+      const lb = planLb(this.cache, this.hostId, plan, this.pins.values());
+      this.onLbPlan?.(lb);
+      const json = JSON.stringify(lb.spec);
+      if (json === this.lbApplied) return;
+      if (lb.skipped.length) this.log(`load balancer: ${lb.skipped.join('; ')}`);
+      const full = this.lbApplied === undefined;
+      this.lbApplied = undefined;
+      const t0 = performance.now();
+      await dp.applyLoadBalancers!(lb.spec, { full });
+      this.lbApplied = json;
+      traceLine(`converge lb ${(performance.now() - t0).toFixed(1)}`);
     });
   }
 

@@ -3,6 +3,7 @@ import type { Bandwidth } from './bandwidth.js';
 import type { CompiledChain, SetDecl } from '../policy/compile.js';
 import type { StageName } from '../policy/simulate.js';
 import type { RouterFilters } from '../policy/compile-router.js';
+import type { LbHostSpec } from './nft/lb.js';
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -163,6 +164,8 @@ export interface Datapath {
   removeRouter(id: string): Promise<void>;
   /** MidoNet chains in force (core/datapath/nft/policy.ts); absent: this datapath enforces no policy. */
   applyPolicy?(change: PolicyChange): Promise<void>;
+  /** The L4 load balancer of this host (core/datapath/nft/lb.ts); `full`: re-read the kernel, rewrite everything. */
+  applyLoadBalancers?(spec: LbHostSpec, opts: { full: boolean }): Promise<void>;
   inventory(): Promise<Inventory>;
   /** Removes every object of ours that `desired` does not name. */
   sweep(desired: Partial<Inventory>): Promise<void>;

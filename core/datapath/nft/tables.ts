@@ -183,6 +183,8 @@ export const HOST_LB: Table = {
   baseChains: [
     { name: 'pre', type: 'nat', hook: 'prerouting', priority: -100 },
     { name: 'post', type: 'nat', hook: 'postrouting', priority: 100 },
+    // Published VIP ports (Vip.nodePort) reached by processes of the host itself.
+    { name: 'out', type: 'nat', hook: 'output', priority: -100 },
   ],
   maps: {},
 };
