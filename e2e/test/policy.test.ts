@@ -7,21 +7,12 @@ import test from 'ava';
 import type { Port, Rule } from '../../core/model/types.js';
 import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type PolicyView } from '../../core/policy/simulate.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
-import {
-  PROBES,
-  PROBE_SERVER,
-  probeClientArgv,
-  probeLabel,
-  probePacket,
-  probeReport,
-  type Probe,
-  type ProbeCell,
-} from '../../testbed/probes.js';
+import * as probes from '../../testbed/probes.js';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
 
-function probe(c: Cluster, from: Workload, to: Workload, p: Probe): Promise<boolean> {
+function probe(c: Cluster, from: Workload, to: Workload, p: probes.Probe): Promise<boolean> {
   if (p.proto === 'icmp') return c.ping(from.netns, to.ip4!, { timeoutSec: 1 });
-  return c.harness.exec(from.netns, probeClientArgv(p.proto, to.ip4!, p.port!)).then((x) => x.code === 0);
+  return c.harness.exec(from.netns, probes.probeClientArgv(p.proto, to.ip4!, p.port!)).then((x) => x.code === 0);
 }
 
 /** The simulator's view of the topology as stored (what `bees trace` reads too). */
@@ -81,23 +72,23 @@ test('chains in force through the agents: the kernel agrees with the simulator o
 
   const all = [a1, a2, a3, b1, b2];
   for (const w of all)
-    await c.helper(w.netns, ['python3', '-c', PROBE_SERVER], async () =>
+    await c.helper(w.netns, ['python3', '-c', probes.PROBE_SERVER], async () =>
       probe(c, w, { ...w, ip4: '127.0.0.1' }, { proto: 'tcp', port: 8080 }),
     );
   const bridges = new Map((await api.list('Bridge')).map((b) => [b.id, b]));
   const table = async () => {
     const view = await policyView(c);
     const endOf = (w: Workload) => ({ mac: w.result.interface.mac, ip: w.ip4!, portId: w.result.portId });
-    const cells: ProbeCell[] = [];
+    const cells: probes.ProbeCell[] = [];
     await Promise.all(
       all.map(async (src) => {
         for (const dst of all) {
           if (src === dst || src.result.bridgeId !== dst.result.bridgeId) continue;
           const bridge = await api.get('Bridge', src.result.bridgeId);
-          for (const p of PROBES) {
-            const predicted = simulateExchange(view, bridge, probePacket(endOf(src), endOf(dst), p)).delivered;
+          for (const p of probes.PROBES) {
+            const predicted = simulateExchange(view, bridge, probes.probePacket(endOf(src), endOf(dst), p)).delivered;
             const observed = await probe(c, src, dst, p);
-            cells.push({ cell: `${src.name}->${dst.name} ${probeLabel(p)}`, predicted, observed });
+            cells.push({ cell: `${src.name}->${dst.name} ${probes.probeLabel(p)}`, predicted, observed });
           }
         }
       }),
@@ -108,7 +99,7 @@ test('chains in force through the agents: the kernel agrees with the simulator o
   // The agents apply what the cache sees; wait until the most remote binding (a3's, on host 2) is in force.
   await eventually(async () => !(await probe(c, a2, a3, { proto: 'tcp', port: 8080 })), 10_000, 'a3 filters in force');
   const cells = await table();
-  t.log(probeReport(cells));
+  t.log(probes.probeReport(cells));
   if (cells.some((x) => x.predicted !== x.observed)) {
     for (const h of c.hosts) {
       const ruleset = await c.harness.exec(h.host, ['nft', 'list', 'ruleset']);
