@@ -297,10 +297,12 @@ export function planPolicy(
   routers: Iterable<DesiredRouter> = [],
 ): HostPolicy {
   const me = facts.hostId;
+  // Read once: the reconciler passes its pins as a Map iterator, which a second loop would find empty.
+  const pins = [...(facts.pins ?? [])];
   const cached = view.list('Port');
   const known = new Set(cached.map((p) => p.id));
   // Ports being plugged whose creation the cache has not seen: as they are being written.
-  const ports = [...cached, ...[...(facts.pins ?? [])].flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
+  const ports = [...cached, ...pins.flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
   const portsById = new Map(ports.map((p) => [p.id, p]));
   const chains = new Map(view.list('Chain').map((c) => [c.id, c]));
   const rules = view.list('Rule') as PolicyRule[];
@@ -337,7 +339,7 @@ export function planPolicy(
       bind(legName(r.id, leg.vni), bridge.id, interior);
     }
   }
-  for (const pin of facts.pins ?? []) {
+  for (const pin of pins) {
     if (bindings.has(pin.hostIfname) || !pin.hostIfname) continue;
     const port = pin.portId ? portsById.get(pin.portId) : undefined;
     bind(pin.hostIfname, pin.bridgeId, port?.bridgeId === pin.bridgeId ? port : undefined);
