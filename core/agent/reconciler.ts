@@ -182,12 +182,12 @@ export class Reconciler {
       const b = w.bridgeId === undefined ? undefined : this.cache.get('Bridge', w.bridgeId);
       const r = w.routerId === undefined ? undefined : this.cache.get('Router', w.routerId);
       const alive = b ? b.tunnelKey === w.vni && b.adminStateUp : r ? r.adminStateUp : false;
-      if (!alive || now - w.at >= Reconciler.LINGER_MS) {
+      if (!alive || now - w.at >= this.lingerMs) {
         this.wanted.delete(key);
         continue;
       }
       out.set(key, w);
-      next = Math.min(next, w.at + Reconciler.LINGER_MS);
+      next = Math.min(next, w.at + this.lingerMs);
     }
     if (next !== Infinity && !this.stopped) {
       clearTimeout(this.lingerTimer);
@@ -198,7 +198,7 @@ export class Reconciler {
   }
 
   /** How long a bridge or router without local ports is kept (see lingering). */
-  static LINGER_MS = 60_000;
+  lingerMs = 60_000;
 
   /**
    * Plug a workload now (attach cannot wait for the next pass): its bridge and the routers on it are converged

@@ -293,7 +293,7 @@ test('neighbourDelta: only neighbours changed gives the entries to add and remov
   t.is(neighbourDelta(base, { ...base, legs: [] }), undefined);
 });
 
-test('the reconciler carries the plan out, and removes a bridge when its last local port goes', async (t) => {
+test('the reconciler carries the plan out, and removes a bridge once its last local port has gone a while', async (t) => {
   const w = await world(t);
   const dp = new Recorder();
   const rec = new Reconciler(w.hosts.a.id, w.cache, dp, MTU);
@@ -336,10 +336,20 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   );
   t.like(dp.take('setRouterNeighbours')[0], { id: w.r.id, add: [{ ip: '10.1.0.30', vni: w.blue.tunnelKey }], remove: [] });
 
-  // The last local port goes: blue, green and the router leave this host's plan, and the sweep removes them.
+  // The last local port goes: blue, green and the router leave this host's plan but linger while their networks
+  // exist (the next workload finds them ready): no sweep, and a forced resync's sweep keeps them.
   await w.topo.delete('Port', w.ports.a1!.id);
   await cacheUntil(w.cache, () => !w.cache.get('Port', w.ports.a1!.id));
   t.deepEqual(keysOf(rec.plan()), new Set());
+  await rec.runOnce();
+  t.deepEqual(dp.take('sweep'), []);
+  rec.trigger(0, true);
+  await rec.runOnce();
+  const kept = dp.take('sweep') as Partial<Inventory>[];
+  t.deepEqual(kept[0]?.bridges?.sort(), [w.blue.tunnelKey, w.green.tunnelKey]);
+  t.deepEqual(kept[0]?.routers, [w.r.id]);
+  // Once the linger is over, the sweep removes them.
+  rec.lingerMs = 0;
   await rec.runOnce();
   t.deepEqual(dp.take('sweep'), [{ bridges: [], routers: [], plugs: [] }]);
 });
