@@ -202,8 +202,8 @@ async function setElements(ctx: BenchContext, h: Harness, small: number, big: nu
       ...pairedRatio(one.a, one.b),
       compares: `incrementality: one element added to a set of ${l(big)} ÷ of ${l(small)} (1.0 = does not grow with the set)`,
       note:
-        'the sets are interval sets (address groups may hold prefixes); nft then probably reads the set back to merge ' +
-        'the new element (not verified here): if this grows with the set, the join is not incremental in cost',
+        'a manual `nft add element` of one address to a 10,000-address set took 0.5–0.9 s here with or without the ' +
+        "interval flag, so the flag is not the cause; probably nft's userspace cache fill (not verified)",
     },
   ];
 }
@@ -381,7 +381,7 @@ async function forwarding(
       ours: spread(tp.a),
       reference: spread(tp.b),
       ...pairedRatio(tp.a, tp.b),
-      compares: `the same path as above with iperf3 (segmentation offload: the chain sees few, large segments, so its cost per byte is smaller than per ping); ${what} ÷ an empty chain; higher is better`,
+      compares: `the same path as above with iperf3 (TCP with segmentation offload: fewer, larger packets than the ping flood); ${what} ÷ an empty chain; higher is better`,
     });
   }
   return rows;
