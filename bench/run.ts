@@ -1,12 +1,13 @@
 // `npm run bench`: run every area's benchmark in turn and write bench/results.md (and results.json).
-// BENCH_SCALE scales the sizes (default 1); BENCH_ONLY=store,ipam runs a subset and keeps the other areas'
-// sections from the previous results, each labelled with when and at what scale it was measured.
+// BENCH_SCALE scales the sizes (default 1); BENCH_ONLY=store,ipam (or `npm run bench -- store ipam`) runs a subset
+// and keeps the other areas' sections from the previous results, each labelled with when and at what scale it was
+// measured.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkSection, markdown, type BenchContext, type BenchSection, type StoredSection } from './report.js';
 
-const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker'] as const;
+const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy'] as const;
 
 /** Sections of an earlier run that says which area each came from (older files do not: they are dropped). */
 function previousSections(file: string): StoredSection[] {
@@ -21,7 +22,10 @@ function previousSections(file: string): StoredSection[] {
 
 async function main(): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? '1');
-  const only = process.env.BENCH_ONLY?.split(',')
+  // `npm run bench -- policy store` is the same as BENCH_ONLY=policy,store.
+  const args = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const only = (args.length ? args.join(',') : process.env.BENCH_ONLY)
+    ?.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   const ctx: BenchContext = { scale, progress: (m) => process.stderr.write(`bench: ${m}\n`) };
