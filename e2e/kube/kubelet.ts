@@ -64,9 +64,12 @@ interface ProcessPod {
   procs: Map<string, ChildProcess>;
   ready: boolean;
   stopping: boolean;
+  /** When the readiness probes are due again (ms since the epoch). */
+  nextProbe: number;
 }
 type Running = SandboxPod | ProcessPod;
 
+const PROCESS_PROBE_TIMEOUT_S = 30;
 const DEFAULT_SHARED = ['/run/netns', '/lib/modules', '/run/xtables.lock', '/proc', '/sys'];
 
 export class KubeletLite {
@@ -116,7 +119,9 @@ export class KubeletLite {
     clearInterval(this.timer);
     await this.pods.stop();
     await this.pending;
-    if (opts.pods) for (const r of [...this.running.values()]) await this.stopPod(r).catch((e) => this.errors.push(e));
+    // Sandboxes first: their CNI DEL needs the node's agent, which may be one of the process pods.
+    const order = [...this.running.values()].sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'sandbox' ? -1 : 1));
+    if (opts.pods) for (const r of order) await this.stopPod(r).catch((e) => this.errors.push(e));
   }
 
   /** The network namespace of a running pod on the pod network (for tests that send traffic from it). */
@@ -252,7 +257,7 @@ export class KubeletLite {
   // ---- hostNetwork pods: the containers' command lines as processes ----
 
   private async startProcessPod(pod: k8s.V1Pod): Promise<void> {
-    const r: ProcessPod = { mode: 'process', pod, procs: new Map(), ready: false, stopping: false };
+    const r: ProcessPod = { mode: 'process', pod, procs: new Map(), ready: false, stopping: false, nextProbe: 0 };
     for (const c of pod.spec?.initContainers ?? []) {
       const child = this.spawnContainer(pod, c, true);
       const code = await new Promise<number | null>((res) => child.once('exit', (x) => res(x)));
@@ -269,14 +274,22 @@ export class KubeletLite {
       const p = r.procs.get(c.name);
       if (!p || p.exitCode !== null || p.signalCode !== null) r.procs.set(c.name, this.spawnContainer(r.pod, c, false));
     }
+    if (Date.now() < r.nextProbe) return;
     let ready = true;
+    let period = 10;
     for (const c of r.pod.spec?.containers ?? []) {
       const probe = c.readinessProbe?.exec?.command;
       if (!probe) continue;
+      period = Math.min(period, c.readinessProbe?.periodSeconds ?? 10);
       const argv = this.containerArgv(r.pod, c, probe, []);
-      ready &&= await this.probe(argv.argv, argv.env, (c.readinessProbe?.timeoutSeconds ?? 5) * 1000);
+      // A probe here is a fresh `node --import tsx` process on a loaded machine, not an exec into a running
+      // container: it gets at least PROCESS_PROBE_TIMEOUT_S.
+      const timeout = Math.max(c.readinessProbe?.timeoutSeconds ?? 1, PROCESS_PROBE_TIMEOUT_S) * 1000;
+      ready &&= await this.probe(argv.argv, argv.env, timeout);
     }
     r.ready = ready;
+    // Probe again after the period; until ready, sooner (a rolling update waits on it).
+    r.nextProbe = Date.now() + (ready ? period : 1) * 1000;
   }
 
   private spawnContainer(pod: k8s.V1Pod, c: k8s.V1Container, init: boolean): ChildProcess {
