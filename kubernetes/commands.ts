@@ -1,6 +1,7 @@
 // Kubernetes commands: `bees image build` (the node agent's image), `bees k8s agent` (the DaemonSet's agent: `bees
 // agent` that writes the node's conflist once ready) and `bees k8s probe` (the DaemonSet's probes).
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { apiClient, CliError, COMMON_OPTIONS, parse, printJson, type Command, type CommandModule } from '../core/cli/command.js';
@@ -54,14 +55,20 @@ const K8S_AGENT_USAGE = `bees k8s agent [--cni-conf-dir DIR] [--network NAME] [-
   --cni-conf-dir DIR  where kubelet's runtime reads CNI configs (default /etc/cni/net.d)
   --network NAME      the pods' virtual network (default "default"), --tenant NAME (default "default")
   --pod-cidr CIDR     subnet(s) the network is created with on first use (IPv4 and/or IPv6)
-  --mtu N             the pods' interface MTU`;
+  --mtu N             the pods' interface MTU
+  --cni-version V     the conflist's cniVersion (default 1.1.0, which makes runtimes call STATUS; 1.0.0 for
+                      runtimes whose libcni cannot read 1.1.0 results, such as containerd 1.6)
+  --node-name NAME    the Kubernetes Node this agent serves (default $NODE_NAME): the Host is the Node (host id from
+                      its name, underlay = its first InternalIP), annotated and NetworkUnavailable=false once ready
+  --daemonset NAME    the agent's own DaemonSet in $POD_NAMESPACE (default bees-agent): on stop, the conflist is
+                      removed only if it is gone (uninstall), kept if it is there (upgrade)`;
 
 const k8sAgent: Command = {
   name: 'k8s agent',
   summary: 'Run the node agent for Kubernetes (bees agent + the conflist once ready)',
   usage: K8S_AGENT_USAGE,
   rawArgs: true,
-  async run(args) {
+  async run(args, io) {
     const dash = args.indexOf('--');
     const own = dash < 0 ? args : args.slice(0, dash);
     const agentArgs = dash < 0 ? [] : args.slice(dash + 1);
@@ -77,6 +84,9 @@ const k8sAgent: Command = {
           tenant: { type: 'string' },
           'pod-cidr': { type: 'string', multiple: true },
           mtu: { type: 'string' },
+          'cni-version': { type: 'string' },
+          'node-name': { type: 'string' },
+          daemonset: { type: 'string' },
         },
       }));
     } catch (err) {
@@ -86,6 +96,9 @@ const k8sAgent: Command = {
     // A boolean, not an inferred `c is never` predicate (isCidr narrows unknown to string).
     const badCidr = cidrs.find((c): boolean => !isCidr(c));
     if (badCidr !== undefined) throw new CliError(`k8s agent: --pod-cidr '${badCidr}' is not a CIDR`, 2);
+    const cniVersion = values['cni-version'];
+    if (cniVersion !== undefined && !['1.0.0', '1.1.0'].includes(cniVersion))
+      throw new CliError(`k8s agent: --cni-version '${cniVersion}' must be 1.0.0 or 1.1.0`, 2);
     const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
     if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
       throw new CliError(`k8s agent: --mtu '${values.mtu}' must be an integer between 576 and 65535`, 2);
@@ -94,15 +107,27 @@ const k8sAgent: Command = {
       import('../core/agent/run.js'),
       import('../app/agent-options.js'),
     ]);
-    let opts;
+    let opts: ReturnType<typeof agentOptionsFrom>;
     try {
       opts = agentOptionsFrom(agentArgs);
     } catch (err) {
       throw new CliError(`k8s agent: ${(err as Error).message}\nusage: ${K8S_AGENT_USAGE}`, 2);
     }
+    // Node → Host, when the agent knows its Node (the DaemonSet sets NODE_NAME from spec.nodeName).
+    const nodeName = values['node-name'] ?? io.env.NODE_NAME;
+    const node = nodeName ? await nodeOf(nodeName) : undefined;
+    if (node) {
+      opts = {
+        ...opts,
+        hostName: opts.hostName ?? node.host.hostName,
+        hostId: opts.hostId ?? node.host.hostId,
+        ...(opts.underlayIp === undefined && node.host.underlayIp !== undefined ? { underlayIp: node.host.underlayIp } : {}),
+      };
+    }
+    const agentOpts = opts;
     const { k8sConflist, writeConflistAtomically, K8S_CONFLIST_NAME } = await import('./node/conflist.js');
     const path = join(resolve(values['cni-conf-dir'] ?? '/etc/cni/net.d'), K8S_CONFLIST_NAME);
-    await runAgentUntilSignal(opts, async (agent) => {
+    await runAgentUntilSignal(agentOpts, async (agent, stopping) => {
       await writeConflistAtomically(
         path,
         k8sConflist({
@@ -110,13 +135,41 @@ const k8sAgent: Command = {
           tenant: values.tenant ?? 'default',
           subnets: cidrs,
           ...(mtu !== undefined ? { mtu } : {}),
-          ...(opts.workloadSocket ? { agentSocket: opts.workloadSocket } : {}),
+          ...(cniVersion !== undefined ? { cniVersion } : {}),
+          // The socket the agent serves, always named: the shim must not guess it from its own default.
+          agentSocket: agentOpts.workloadSocket ?? agent.workloadEndpoint.replace(/^unix:/, ''),
         }),
       );
       process.stderr.write(`bees-agent: ready on host ${agent.hostId}; wrote ${path}\n`);
+      if (!node) return;
+      const { reportNodeNetwork, daemonSetGone } = await import('./node/node-host.js');
+      await reportNodeNetwork(node.kc, { ...node.host, hostId: agent.hostId }, agentOpts.underlayIp ?? '').catch((err: Error) =>
+        process.stderr.write(`bees-agent: could not report on Node ${node.host.nodeName}: ${err.message}\n`),
+      );
+      // Stay until the agent is told to stop, then tell an uninstall from an upgrade.
+      if (!stopping.aborted) await new Promise((r) => stopping.addEventListener('abort', r, { once: true }));
+      const namespace = io.env.POD_NAMESPACE;
+      if (namespace && (await daemonSetGone(node.kc, namespace, values.daemonset ?? 'bees-agent'))) {
+        await rm(path, { force: true });
+        process.stderr.write(`bees-agent: DaemonSet ${namespace}/${values.daemonset ?? 'bees-agent'} is gone: removed ${path}\n`);
+      }
     });
   },
 };
+
+/** The Node and a client for it, from the kubeconfig kubectl would use ($KUBECONFIG, ~/.kube/config, in-cluster). */
+async function nodeOf(
+  nodeName: string,
+): Promise<{ kc: import('@kubernetes/client-node').KubeConfig; host: import('./node/node-host.js').NodeHost }> {
+  const [k8s, { hostOfNode, readNode }] = await Promise.all([import('@kubernetes/client-node'), import('./node/node-host.js')]);
+  const kc = new k8s.KubeConfig();
+  kc.loadFromDefault();
+  try {
+    return { kc, host: hostOfNode(await readNode(kc, nodeName)) };
+  } catch (err) {
+    throw new CliError(`k8s agent: ${(err as Error).message}`);
+  }
+}
 
 const k8sProbe: Command = {
   name: 'k8s probe',

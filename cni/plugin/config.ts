@@ -75,6 +75,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** A static address: a plain IP or a CIDR. */
+/** The CRI capability that carries a pod's annotations (containerd, CRI-O), and the annotations read from it. */
+export const POD_ANNOTATIONS = 'io.kubernetes.cri.pod-annotations';
+export const IP_ANNOTATION = 'bees.midonet.org/ip';
+export const MAC_ANNOTATION = 'bees.midonet.org/mac';
+
 function checkIp(key: string, v: unknown): string {
   if (isIp(v) || isCidr(v)) return v;
   throw invalid(key, v, 'not an IP address or CIDR');
@@ -220,6 +225,16 @@ export function decodeConfig(conf: MidonetNetConf): DecodedConfig {
     if (!isObject(rc)) throw invalid('runtimeConfig', rc, 'must be an object');
     (stringList('runtimeConfig.ips', rc.ips) ?? []).forEach((ip, i) => ips.push(checkIp(`runtimeConfig.ips[${i}]`, ip)));
     if (rc.mac !== undefined && rc.mac !== '') mac = checkMac('runtimeConfig.mac', rc.mac);
+    // Kubernetes pods ask through annotations, which containerd passes under this capability.
+    const ann = rc[POD_ANNOTATIONS];
+    if (isObject(ann)) {
+      const key = `runtimeConfig["${POD_ANNOTATIONS}"]`;
+      const ip = ann[IP_ANNOTATION];
+      if (typeof ip === 'string' && ip.trim() !== '')
+        ip.split(',').forEach((a) => ips.push(checkIp(`${key}["${IP_ANNOTATION}"]`, a.trim())));
+      const m = ann[MAC_ANNOTATION];
+      if (typeof m === 'string' && m !== '' && mac === undefined) mac = checkMac(`${key}["${MAC_ANNOTATION}"]`, m);
+    }
     if (rc.portMappings !== undefined && rc.portMappings !== null) portMappings = decodePortMappings(rc.portMappings);
     if (rc.bandwidth !== undefined && rc.bandwidth !== null) bandwidth = decodeBandwidth(rc.bandwidth);
     if (rc.dns !== undefined && rc.dns !== null) {

@@ -62,8 +62,9 @@ export class ApiServer {
     );
   }
 
-  async start(port = 0): Promise<string> {
-    const addr = await this.app.listen({ host: '127.0.0.1', port });
+  /** Listen on `host` (default loopback; e2e runs give the harness's root address so agents on hosts reach it). */
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
+    const addr = await this.app.listen({ host, port });
     this.url = addr;
     return addr;
   }

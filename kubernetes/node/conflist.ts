@@ -16,6 +16,8 @@ export interface NodeNetwork {
   subnets: string[];
   mtu?: number;
   agentSocket?: string;
+  /** Default K8S_CNI_VERSION; 1.0.0 for runtimes whose libcni predates 1.1.0 (containerd 1.6 refuses its results). */
+  cniVersion?: string;
 }
 
 /** One plugin, no portmap: the agent publishes hostPorts itself (portMappings), and Debian's portmap speaks ≤1.0.0. */
@@ -29,7 +31,7 @@ export function k8sConflist(n: NodeNetwork): Record<string, unknown> {
   if (n.subnets.length) midonet.subnets = n.subnets.map((cidr) => ({ cidr }));
   if (n.mtu !== undefined) midonet.mtu = n.mtu;
   if (n.agentSocket) midonet.agentSocket = n.agentSocket;
-  return { cniVersion: K8S_CNI_VERSION, name: n.network, plugins: [midonet] };
+  return { cniVersion: n.cniVersion ?? K8S_CNI_VERSION, name: n.network, plugins: [midonet] };
 }
 
 /** Temp file in the same directory (rename is atomic only within a filesystem), fsync, rename. The temp name

@@ -10,6 +10,7 @@ export interface PodSandboxConfig {
   hostname?: string;
   port_mappings?: { protocol?: 'TCP' | 'UDP' | 'SCTP'; container_port: number; host_port: number }[];
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 export interface PodSandboxStatus {
   id: string;
