@@ -25,6 +25,8 @@ import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
 import { findWorkloadNetns, Prober } from './probe.js';
+import { withNetlink } from '../datapath/netlink/netns.js';
+import { linkStats } from '../datapath/netlink/link-stats.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -89,6 +91,8 @@ export class Agent {
   /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
   flowLog: FlowLog | undefined;
   private prober: Prober | undefined;
+  /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
+  appliedSeq = 0;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -106,6 +110,27 @@ export class Agent {
     this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
 
     this.store = await openStore(o.store);
+    // Made first so the store's and the datapath's calls are timed from the start; its sources are read at scrape.
+    this.metrics = new AgentMetrics(
+      {
+        localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
+        storeUp: () => (this.store.health().up ? 1 : 0),
+        storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
+      },
+      {
+        localPorts: () =>
+          (this.cache?.list('Port') ?? [])
+            .filter((p) => p.hostId === this.hostId && p.interfaceName)
+            .map((p) => ({ portId: p.id, ifname: p.interfaceName! })),
+        linkStats: () => withNetlink(undefined, linkStats),
+        dropRuleIds: () =>
+          new Set((this.cache?.list('Rule') ?? []).filter((r) => r.action === 'drop' || r.action === 'reject').map((r) => r.id)),
+        ruleCounters: () => ruleCounters(undefined),
+        storeSeq: () => this.store.lastSeq(),
+        appliedSeq: () => this.appliedSeq,
+      },
+    );
+    this.metrics.instrumentStore(this.store);
     this.topology = new Topology(this.store);
     // Before anything is written: a second agent with this host id (a cloned machine) must change nothing.
     try {
@@ -142,7 +167,9 @@ export class Agent {
       inventory,
       this.log,
     );
+    this.metrics.instrumentDatapath(datapath);
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
+    this.trackAppliedSeq(this.reconciler, this.cache);
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
@@ -168,11 +195,6 @@ export class Agent {
     this.stopHealth = this.store.onHealth((h) => {
       this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`);
       if (h.up) void this.workloads.flushPending();
-    });
-    this.metrics = new AgentMetrics({
-      localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
-      storeUp: () => (this.store.health().up ? 1 : 0),
-      storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
     });
     this.metrics.instrument(this.workloads);
     // Before the workload API answers: its readiness then covers the hosted services too.
@@ -221,6 +243,19 @@ export class Agent {
     });
     this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
     this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
+  }
+
+  /**
+   * The sequence a reconcile pass converged to: the cache's when the pass began (changes arriving during it trigger
+   * another). Wrapped in place so the reconciler's own triggers are seen too.
+   */
+  private trackAppliedSeq(reconciler: Reconciler, cache: TopologyCache): void {
+    const runOnce = reconciler.runOnce.bind(reconciler);
+    reconciler.runOnce = async () => {
+      const seq = cache.seq;
+      await runOnce();
+      this.appliedSeq = Math.max(this.appliedSeq, seq);
+    };
   }
 
   /** Create or refresh this host's Host object and its tunnel-zone membership. */
