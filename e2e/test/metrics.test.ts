@@ -43,7 +43,15 @@ test('port counters, drops by rule, latencies and reconcile lag of a real agent 
   const B = { port: b.result.portId };
   t.true(await c.ping(a.netns, b.ip4!, { timeoutSec: 2 }), 'A reaches B (ARP settled)');
 
-  const before = await scrape(socket);
+  // The agent's topology cache follows the store: B's port may reach it just after B's attach answered.
+  const before = await eventually(
+    async () => {
+      const x = await scrape(socket);
+      return sample(x, 'bees_port_rx_packets_total', B) !== undefined ? x : undefined;
+    },
+    10_000,
+    "B's port in the metrics",
+  );
   const rx0 = sample(before, 'bees_port_rx_packets_total', A);
   const tx0 = sample(before, 'bees_port_tx_packets_total', A);
   const rxBytes0 = sample(before, 'bees_port_rx_bytes_total', A);
