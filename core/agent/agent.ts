@@ -24,6 +24,7 @@ import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
+import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { findWorkloadNetns, Prober } from './probe.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { linkStats } from '../datapath/netlink/link-stats.js';
@@ -52,6 +53,11 @@ export interface AgentOptions {
   resyncMs?: number;
   /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
   reclaimMs?: number;
+  /**
+   * Log the first packet of each new connection accepted by a rule (flow logs, `bees flows`), rate-limited per
+   * rule. Off by default: every packet through an accept rule then also meets a conntrack match and a log rule.
+   */
+  flowLog?: boolean;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
   /** How long a liveness record of this host id from another machine may take to expire before start is refused. */
@@ -170,6 +176,7 @@ export class Agent {
     this.metrics.instrumentDatapath(datapath);
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     this.trackAppliedSeq(this.reconciler, this.cache);
+    if (o.flowLog) this.reconciler.acceptLog = DEFAULT_DROP_LOG;
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
@@ -230,6 +237,8 @@ export class Agent {
         hostId: this.hostId,
         ruleCounters: () => ruleCounters(undefined),
         flowRecords: (ifname, since) => this.flowLog?.records(ifname, since) ?? [],
+        recentFlowRecords: (since) => this.flowLog?.recent(since) ?? [],
+        flowLogAccepts: o.flowLog === true,
         flowLogState: () => ({ running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0, group: flowLog.group }),
       },
       topology: this.topology,

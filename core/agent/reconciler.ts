@@ -22,6 +22,7 @@ import {
 } from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
+import type { DropLog } from '../policy/compile.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
@@ -48,6 +49,8 @@ export class Reconciler {
   private sweepDue = true;
   /** The policy (chains, sets, bindings, zones) last applied; undefined: unknown, the next apply writes it whole. */
   private policy: HostPolicy | undefined;
+  /** Log new connections accepted by rules (the agent's `--flow-log`); set before the first pass. */
+  acceptLog: DropLog | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -187,7 +190,12 @@ export class Reconciler {
       const plan = this.plan();
       const next = planPolicy(
         this.cache,
-        { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() },
+        {
+          hostId: this.hostId,
+          underlayMtu: this.underlayMtu,
+          pins: this.pins.values(),
+          ...(this.acceptLog ? { acceptLog: this.acceptLog } : {}),
+        },
         plan.bridges.values(),
         plan.routers.values(),
       );

@@ -14,5 +14,6 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./sg.js'),
   () => import('./trace.js'),
   () => import('./attribution.js'),
+  () => import('./flows.js'),
   () => import('../agent/commands.js'),
 ];
