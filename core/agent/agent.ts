@@ -27,8 +27,11 @@ import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
+import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { findWorkloadNetns, Prober } from './probe.js';
 import type { PortGroupResolver } from './port-groups.js';
+import { withNetlink } from '../datapath/netlink/netns.js';
+import { linkStats } from '../datapath/netlink/link-stats.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -56,6 +59,11 @@ export interface AgentOptions {
   portGroups?: PortGroupResolver;
   /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
   reclaimMs?: number;
+  /**
+   * Log the first packet of each new connection accepted by a rule (flow logs, `bees flows`), rate-limited per
+   * rule. Off by default: every packet through an accept rule then also meets a conntrack match and a log rule.
+   */
+  flowLog?: boolean;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
   /** How long a liveness record of this host id from another machine may take to expire before start is refused. */
@@ -96,6 +104,8 @@ export class Agent {
   /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
   flowLog: FlowLog | undefined;
   private prober: Prober | undefined;
+  /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
+  appliedSeq = 0;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -113,6 +123,27 @@ export class Agent {
     this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
 
     this.store = await openStore(o.store);
+    // Made first so the store's and the datapath's calls are timed from the start; its sources are read at scrape.
+    this.metrics = new AgentMetrics(
+      {
+        localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
+        storeUp: () => (this.store.health().up ? 1 : 0),
+        storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
+      },
+      {
+        localPorts: () =>
+          (this.cache?.list('Port') ?? [])
+            .filter((p) => p.hostId === this.hostId && p.interfaceName)
+            .map((p) => ({ portId: p.id, ifname: p.interfaceName! })),
+        linkStats: () => withNetlink(undefined, linkStats),
+        dropRuleIds: () =>
+          new Set((this.cache?.list('Rule') ?? []).filter((r) => r.action === 'drop' || r.action === 'reject').map((r) => r.id)),
+        ruleCounters: () => ruleCounters(undefined),
+        storeSeq: () => this.store.lastSeq(),
+        appliedSeq: () => this.appliedSeq,
+      },
+    );
+    this.metrics.instrumentStore(this.store);
     this.topology = new Topology(this.store);
     // Before anything is written: a second agent with this host id (a cloned machine) must change nothing.
     try {
@@ -149,6 +180,7 @@ export class Agent {
       inventory,
       this.log,
     );
+    this.metrics.instrumentDatapath(datapath);
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
     const lbHealth = new LbHealth(
@@ -158,6 +190,8 @@ export class Agent {
     );
     this.lbHealth = lbHealth;
     this.reconciler.onLbPlan = (lb) => lbHealth.update(lb.health);
+    this.trackAppliedSeq(this.reconciler, this.cache);
+    if (o.flowLog) this.reconciler.acceptLog = DEFAULT_DROP_LOG;
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
@@ -184,11 +218,6 @@ export class Agent {
     this.stopHealth = this.store.onHealth((h) => {
       this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`);
       if (h.up) void this.workloads.flushPending();
-    });
-    this.metrics = new AgentMetrics({
-      localPorts: () => this.cache.list('Port').filter((p) => p.hostId === this.hostId).length,
-      storeUp: () => (this.store.health().up ? 1 : 0),
-      storeConnectionResets: () => (this.store as { connectionResets?: number }).connectionResets,
     });
     this.metrics.instrument(this.workloads);
     // Before the workload API answers: its readiness then covers the hosted services too.
@@ -224,6 +253,8 @@ export class Agent {
         hostId: this.hostId,
         ruleCounters: () => ruleCounters(undefined),
         flowRecords: (ifname, since) => this.flowLog?.records(ifname, since) ?? [],
+        recentFlowRecords: (since) => this.flowLog?.recent(since) ?? [],
+        flowLogAccepts: o.flowLog === true,
         flowLogState: () => ({ running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0, group: flowLog.group }),
       },
       topology: this.topology,
@@ -237,6 +268,19 @@ export class Agent {
     });
     this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
     this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
+  }
+
+  /**
+   * The sequence a reconcile pass converged to: the cache's when the pass began (changes arriving during it trigger
+   * another). Wrapped in place so the reconciler's own triggers are seen too.
+   */
+  private trackAppliedSeq(reconciler: Reconciler, cache: TopologyCache): void {
+    const runOnce = reconciler.runOnce.bind(reconciler);
+    reconciler.runOnce = async () => {
+      const seq = cache.seq;
+      await runOnce();
+      this.appliedSeq = Math.max(this.appliedSeq, seq);
+    };
   }
 
   /** Create or refresh this host's Host object and its tunnel-zone membership. */

@@ -34,6 +34,11 @@ export class TopologyCache extends EventEmitter {
   private stopWatch: (() => void) | undefined;
   private lastSeq = 0;
   private stopped = false;
+
+  /** The store sequence number of the newest change this cache holds. */
+  get seq(): number {
+    return this.lastSeq;
+  }
   /** Relists after the store reported a gap in the change stream (tests and diagnostics). */
   gaps = 0;
 

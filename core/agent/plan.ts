@@ -10,7 +10,7 @@ import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, Route
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
-import { DEFAULT_DROP_LOG } from '../policy/compile.js';
+import { DEFAULT_DROP_LOG, type DropLog } from '../policy/compile.js';
 import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 import { compileRouterFilters } from '../policy/compile-router.js';
 import { legName, routerLegName } from '../datapath/names.js';
@@ -37,6 +37,8 @@ export interface LocalFacts {
   underlayMtu: number;
   /** Plugs under way: their bridge and veth are desired even before the cache shows their port. */
   pins?: Iterable<Pin>;
+  /** Log new connections accepted by rules (the agent's `--flow-log`); off when absent. */
+  acceptLog?: DropLog;
 }
 
 export interface HostPlan {
@@ -366,6 +368,7 @@ export function planPolicy(
     chainExists: (id) => chains.has(id),
     // Drops logged with their rule id, read back by the agent's flow log (core/datapath/flow-log.ts).
     dropLog: DEFAULT_DROP_LOG,
+    ...(facts.acceptLog ? { acceptLog: facts.acceptLog } : {}),
   };
   const compiled = new Map<string, CompiledChain>();
   const errors: string[] = [];

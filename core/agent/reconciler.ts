@@ -23,6 +23,7 @@ import {
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
 import { planLb, type HostLb } from './plan-lb.js';
+import type { DropLog } from '../policy/compile.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
@@ -64,6 +65,8 @@ export class Reconciler {
   private lbApplied: string | undefined;
   /** Told the load balancer plan of every pass (the agent's health monitors follow its targets). */
   onLbPlan: ((lb: HostLb) => void) | undefined;
+  /** Log new connections accepted by rules (the agent's `--flow-log`); set before the first pass. */
+  acceptLog: DropLog | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -249,7 +252,12 @@ export class Reconciler {
       const plan = this.plan();
       const next = planPolicy(
         this.cache,
-        { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() },
+        {
+          hostId: this.hostId,
+          underlayMtu: this.underlayMtu,
+          pins: this.pins.values(),
+          ...(this.acceptLog ? { acceptLog: this.acceptLog } : {}),
+        },
         plan.bridges.values(),
         plan.routers.values(),
       );

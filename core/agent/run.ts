@@ -22,9 +22,13 @@ export const AGENT_FLAGS = {
   'state-dir': { type: 'string' },
   'run-dir': { type: 'string' },
   'router-ns-prefix': { type: 'string' },
+  // Off by default: logging accepted connections costs a conntrack match and a log rule per accept rule.
+  'flow-log': { type: 'boolean' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
-export type AgentFlagValues = { [K in keyof typeof AGENT_FLAGS]?: string };
+export type AgentFlagValues = {
+  [K in keyof typeof AGENT_FLAGS]?: (typeof AGENT_FLAGS)[K]['type'] extends 'boolean' ? boolean : string;
+};
 
 /** AgentOptions from the parsed flags (the store from $BEES_STORE, else the state directory's file store). */
 export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir: string } {
@@ -54,6 +58,7 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     ...secrets,
     ...(values['workload-socket'] ? { workloadSocket: values['workload-socket'] } : {}),
     ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
+    ...(values['flow-log'] ? { flowLog: true } : {}),
   };
 }
 

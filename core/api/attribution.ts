@@ -22,6 +22,10 @@ export interface LocalAttribution {
   ruleCounters(): Promise<{ chainId: string; ruleId: string; packets: number; bytes: number }[]>;
   /** Logged packets to or from a host interface, after sequence number `since`. */
   flowRecords(ifname: string, since?: number): unknown[];
+  /** Logged packets of all interfaces after `since` (flow logs); absent: only per-interface records are kept. */
+  recentFlowRecords?(since?: number): unknown[];
+  /** Whether accepted connections are logged too (the agent's `--flow-log`). */
+  flowLogAccepts?: boolean;
   /** Whether the flow log is read at all (NFLOG may be unavailable), and messages the kernel could not queue. */
   flowLogState(): { running: boolean; lost: number; group: number };
 }

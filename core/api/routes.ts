@@ -6,6 +6,7 @@ import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
+import { flowRoutes } from './flows.js';
 import { attributionRoutes, probeTrace, type LocalAttribution, type LocalProber } from './attribution.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
@@ -166,6 +167,7 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
     ...securityGroupRoutes(topology),
     ...attributionRoutes(topology, ctx.attribution),
+    ...flowRoutes(topology, ctx.attribution),
     route({
       method: 'POST',
       url: '/v1/routers/:id/attach',

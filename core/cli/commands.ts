@@ -15,5 +15,6 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./lb.js'),
   () => import('./trace.js'),
   () => import('./attribution.js'),
+  () => import('./flows.js'),
   () => import('../agent/commands.js'),
 ];

@@ -26,6 +26,8 @@ export interface FlowLogOptions {
   netns?: string;
   perInterface?: number;
   maxInterfaces?: number;
+  /** Records kept of all interfaces together. */
+  recent?: number;
   pollMs?: number;
   log?: (msg: string) => void;
 }
@@ -36,6 +38,8 @@ export class FlowLog {
   private socket: NflogSocket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly rings = new Map<string, FlowRecord[]>();
+  /** Every interface's records together, newest last (`bees flows` without a port). */
+  private readonly recentRing: FlowRecord[] = [];
   private readonly names = new Map<number, string>();
   private namesAt = 0;
   private seq = 0;
@@ -105,6 +109,8 @@ export class FlowLog {
     if (inIndex !== undefined) r.inIfname = this.names.get(inIndex)!;
     if (outIndex !== undefined) r.outIfname = this.names.get(outIndex)!;
     for (const name of new Set([r.inIfname, r.outIfname])) if (name) this.push(name, r);
+    this.recentRing.push(r);
+    if (this.recentRing.length > (this.opts.recent ?? 4096)) this.recentRing.shift();
     for (const l of this.listeners) l(r);
   }
 
@@ -123,6 +129,12 @@ export class FlowLog {
   /** Records of interface `ifname`, oldest first, after sequence number `since`. */
   records(ifname: string, since = 0): FlowRecord[] {
     return (this.rings.get(ifname) ?? []).filter((r) => r.seq > since);
+  }
+
+  /** Records of all interfaces, oldest first, after sequence number `since`. */
+  recent(since = 0): FlowRecord[] {
+    const i = this.recentRing.findIndex((r) => r.seq > since);
+    return i < 0 ? [] : this.recentRing.slice(i);
   }
 
   /** Be told of every record as it is read; returns the unsubscribe. */

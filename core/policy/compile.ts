@@ -42,7 +42,11 @@ export class CompileError extends Error {
 /** skb->mark bits of `table inet bees-ct` (configurable: other users of the mark must not collide). */
 export interface MarkBits {
   returnFlow: number;
+  /** The first packet of a connection (conntrack state new), for the flow log of accepted connections. */
+  newFlow?: number;
 }
+/** The bridge family has no conntrack here: the inet table tags new connections' first packets with this bit. */
+export const NEW_FLOW_MARK = 0x40000000;
 export const DEFAULT_MARKS: MarkBits = { returnFlow: 0x80000000 };
 
 /**
@@ -73,6 +77,12 @@ export interface CompileContext {
   router?: { ifnameOf(portId: string): string | undefined };
   /** Log drops to NFLOG (the agent does); off when absent. */
   dropLog?: DropLog;
+  /**
+   * Log the first packet of each new connection an accept rule lets through (issue 13's flow logs), to the same
+   * group with prefix `bees accept r=<rule id>`, rate-limited per rule. Off when absent: the agent turns it on
+   * only with `--flow-log`, since it adds a conntrack lookup and a log rule per accept rule on every packet.
+   */
+  acceptLog?: DropLog;
 }
 
 export const chainName = (chainId: string): string => `c-${chainId}`;
@@ -312,7 +322,9 @@ export function compileChain(chainId: string, rules: readonly PolicyRule[], ctx:
     const log =
       ctx.dropLog && verdict === 'drop'
         ? `limit rate ${ctx.dropLog.ratePerSecond}/second log prefix "${logPrefix('drop', rule.id)}" group ${ctx.dropLog.group} comment "l=${rule.id}"`
-        : undefined;
+        : ctx.acceptLog && verdict === 'accept'
+          ? `${ctx.router ? 'ct state new' : `meta mark & 0x${(ctx.marks?.newFlow ?? NEW_FLOW_MARK).toString(16)} != 0`} limit rate ${ctx.acceptLog.ratePerSecond}/second log prefix "${logPrefix('accept', rule.id)}" group ${ctx.acceptLog.group} comment "l=${rule.id}"`
+          : undefined;
     for (const match of expand(terms, rule.id)) {
       if (log) out.push(match ? `${match} ${log}` : log);
       out.push(match ? `${match} ${tail}` : tail);

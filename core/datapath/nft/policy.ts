@@ -9,7 +9,7 @@
 // function is callable on its own too (core/test/policy-kernel.test.ts).
 import type { IpAddrGroup } from '../../model/types.js';
 import type { CompiledChain, MarkBits, SetDecl } from '../../policy/compile.js';
-import { DEFAULT_MARKS, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
+import { DEFAULT_MARKS, NEW_FLOW_MARK, addrGroupElements, addrGroupSet, chainName, portGroupSet } from '../../policy/compile.js';
 import type { StageName } from '../../policy/simulate.js';
 import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
@@ -29,12 +29,13 @@ export const POLICY_STAGE: Readonly<Record<StageName, Stage>> = {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 /** Marks the installed version of the conntrack table, so an unchanged one is not re-flushed (RCU wait). */
-const ctVersion = (m: MarkBits): string => `bees:ct:1:${hex(m.returnFlow)}`;
+const ctVersion = (m: MarkBits): string => `bees:ct:2:${hex(m.returnFlow)}:${hex(m.newFlow ?? NEW_FLOW_MARK)}`;
 
 export function conntrackScript(marks: MarkBits = DEFAULT_MARKS): string {
   const t = ref(HOST_CT);
   const ret = hex(marks.returnFlow);
-  const keep = hex(~marks.returnFlow >>> 0);
+  const fresh = hex(marks.newFlow ?? NEW_FLOW_MARK);
+  const keep = hex(~(marks.returnFlow | (marks.newFlow ?? NEW_FLOW_MARK)) >>> 0);
   const chain = (name: string, rules: string[]): string[] => {
     const c = HOST_CT.baseChains.find((b) => b.name === name)!;
     return [
@@ -53,6 +54,8 @@ export function conntrackScript(marks: MarkBits = DEFAULT_MARKS): string {
     ...chain('tag-forward', [
       `ct direction reply ct state established meta mark set meta mark or ${ret}`,
       `ct state related meta mark set meta mark or ${ret}`,
+      // The first packet of a connection: what the flow log of accepted connections logs (compile.ts acceptLog).
+      `ct state new meta mark set meta mark or ${fresh}`,
     ]),
     // Only our bit is cleared, so nothing of ours leaks into fwmark routing of the tunnel or underlay.
     ...chain('tag-clear', [`meta mark set meta mark and ${keep} comment "${ctVersion(marks)}"`]),
