@@ -516,7 +516,13 @@ export class Workloads {
     const out: string[] = [];
     for (const id of new Set(ids)) {
       if (this.d.cache.get('PortGroup', id)) out.push(id);
-      else if (await this.d.topology.get('PortGroup', id).then(() => true, () => false)) out.push(id);
+      else if (
+        await this.d.topology.get('PortGroup', id).then(
+          () => true,
+          () => false,
+        )
+      )
+        out.push(id);
     }
     return out;
   }

@@ -14,7 +14,7 @@ import { openStore } from '../../core/store/open.js';
 import { Topology } from '../../core/topology/service.js';
 import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
-import { startCluster, eventually, type Cluster, type Workload } from '../../testbed/cluster.js';
+import { startCluster, eventually, type Workload } from '../../testbed/cluster.js';
 import { Controller } from '../controller/controller.js';
 
 const LISTEN = `
@@ -53,7 +53,12 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   const dir = await mkdtemp(join(tmpdir(), 'bees-netpol-kernel-'));
   const api = new ApiServer();
   await api.start();
-  for (const n of ['default', 'kube-system', 'x', 'y']) api.create(kinds.find((k) => k.kind === 'Namespace')!, undefined, { metadata: { name: n } });
+  for (const n of ['default', 'kube-system', 'x', 'y'])
+    api.create(
+      kinds.find((k) => k.kind === 'Namespace')!,
+      undefined,
+      { metadata: { name: n } },
+    );
   const kc = new k8s.KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }],
@@ -61,15 +66,7 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
     contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
     currentContext: 'x',
   });
-  let c: Cluster | undefined;
-  let proxy: Server | undefined;
-  let ctl: Controller | undefined;
-  let store: Awaited<ReturnType<typeof openStore>> | undefined;
   t.teardown(async () => {
-    await ctl?.stop().catch(() => undefined);
-    await store?.close().catch(() => undefined);
-    await c?.close();
-    proxy?.close();
     await api.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -77,9 +74,11 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   // cluster on a kubeconfig path filled in just after.
   const agentKc = join(dir, 'agent-kubeconfig');
   await writeFile(agentKc, kc.exportConfig());
-  c = await startCluster({ hosts: 2, agentArgs: ['--k8s-kubeconfig', agentKc] });
+  const c = await startCluster({ hosts: 2, agentArgs: ['--k8s-kubeconfig', agentKc] });
+  t.teardown(() => c.close());
   c.logAgentsOnFailure(t);
-  proxy = await forward(c.harness.rootIp, new URL(api.url));
+  const proxy = await forward(c.harness.rootIp, new URL(api.url));
+  t.teardown(() => void proxy.close());
   const port = (proxy.address() as { port: number }).port;
   const forAgents = new k8s.KubeConfig();
   forAgents.loadFromOptions({
@@ -90,8 +89,21 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   });
   await writeFile(agentKc, forAgents.exportConfig()); // read at the first ADD
 
-  store = await openStore(c.storeUrl);
-  ctl = new Controller({ kc, topology: new Topology(store), tenant: 'default', network: 'pods', podCidrs: ['10.46.0.0/24'], resyncMs: 0, relistMs: 0, leaseDurationS: 2, retryPeriodMs: 200, log: (l) => t.log(l) });
+  const store = await openStore(c.storeUrl);
+  t.teardown(() => store.close());
+  const ctl = new Controller({
+    kc,
+    topology: new Topology(store),
+    tenant: 'default',
+    network: 'pods',
+    podCidrs: ['10.46.0.0/24'],
+    resyncMs: 0,
+    relistMs: 0,
+    leaseDurationS: 2,
+    retryPeriodMs: 200,
+    log: (l) => t.log(l),
+  });
+  t.teardown(() => ctl.stop());
   await ctl.start();
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const net = kc.makeApiClient(k8s.NetworkingV1Api);
@@ -99,16 +111,30 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
     namespace: 'x',
     body: {
       metadata: { name: 'a-from-b-on-80' },
-      spec: { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 80 }] }] },
+      spec: {
+        podSelector: { matchLabels: { pod: 'a' } },
+        ingress: [{ _from: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 80 }] }],
+      },
     },
   });
   const topology = new Topology(store);
-  await eventually(async () => (await topology.findBridge('default', 'pods'))?.outboundFilterId, 30_000, 'the pod network with its filters');
-  await eventually(async () => (await topology.list('Chain')).some((x) => x.name === 'k8s+np+x+a-from-b-on-80+ingress'), 30_000, 'the policy chain');
+  await eventually(
+    async () => (await topology.findBridge('default', 'pods'))?.outboundFilterId,
+    30_000,
+    'the pod network with its filters',
+  );
+  await eventually(
+    async () => (await topology.list('Chain')).some((x) => x.name === 'k8s+np+x+a-from-b-on-80+ingress'),
+    30_000,
+    'the policy chain',
+  );
 
   const pod = async (ns: string, name: string, on: number): Promise<Workload> => {
-    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name, labels: { pod: name } }, spec: { containers: [{ name: 'c', image: 'agnhost' }] } } });
-    return c!.attach(c!.host(on), `${ns}-${name}`, {
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name, labels: { pod: name } }, spec: { containers: [{ name: 'c', image: 'agnhost' }] } },
+    });
+    return c.attach(c.host(on), `${ns}-${name}`, {
       orchestrator: 'cni',
       network: 'pods',
       labels: { 'k8s.pod.namespace': ns, 'k8s.pod.name': name },
@@ -128,7 +154,7 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   t.false(await c.ping(xb.netns, xa.ip4!, { timeoutSec: 1 }), 'x/b cannot ping it either (80/TCP only)');
   t.true(await c.ping(ya.netns, xb.ip4!, { timeoutSec: 2 }), 'x/b is not isolated');
   const reach = async (from: Workload, to: Workload, p: number): Promise<boolean> =>
-    (await c!.harness.exec(from.netns, ['python3', '-c', CONNECT, to.ip4!, String(p)])).code === 0;
+    (await c.harness.exec(from.netns, ['python3', '-c', CONNECT, to.ip4!, String(p)])).code === 0;
   await c.helper(xa.netns, ['python3', '-c', LISTEN], async () => reach(xa, { ...xa, ip4: '127.0.0.1' }, 80));
   await c.helper(xb.netns, ['python3', '-c', LISTEN], async () => reach(xb, { ...xb, ip4: '127.0.0.1' }, 80));
   // Upstream "should enforce policy to allow traffic from pods within server namespace based on PodSelector",
@@ -145,7 +171,8 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   const wrong: string[] = [];
   for (const [from, to, p, want] of cells) {
     const got = await reach(from, to, p);
-    if (got !== want) wrong.push(`${from.name} -> ${to.name}:${p}: expected ${want ? 'allowed' : 'denied'}, got ${got ? 'allowed' : 'denied'}`);
+    if (got !== want)
+      wrong.push(`${from.name} -> ${to.name}:${p}: expected ${want ? 'allowed' : 'denied'}, got ${got ? 'allowed' : 'denied'}`);
   }
   t.deepEqual(wrong, [], wrong.join('\n'));
 });
