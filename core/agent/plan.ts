@@ -254,8 +254,10 @@ export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Itera
   const me = facts.hostId;
   const cached = view.list('Port');
   const known = new Set(cached.map((p) => p.id));
+  // Read once: the reconciler passes an iterator.
+  const pins = [...(facts.pins ?? [])];
   // Ports being plugged whose creation the cache has not seen: as they are being written.
-  const ports = [...cached, ...[...(facts.pins ?? [])].flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
+  const ports = [...cached, ...pins.flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
   const portsById = new Map(ports.map((p) => [p.id, p]));
   const chains = new Map(view.list('Chain').map((c) => [c.id, c]));
   const rules = view.list('Rule') as PolicyRule[];
@@ -281,7 +283,7 @@ export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Itera
   for (const p of ports) {
     if (p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName) bind(p.interfaceName, p.bridgeId, p);
   }
-  for (const pin of facts.pins ?? []) {
+  for (const pin of pins) {
     if (bindings.has(pin.hostIfname) || !pin.hostIfname) continue;
     const port = pin.portId ? portsById.get(pin.portId) : undefined;
     bind(pin.hostIfname, pin.bridgeId, port?.bridgeId === pin.bridgeId ? port : undefined);
