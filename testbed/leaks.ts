@@ -32,27 +32,30 @@ interface Fdb {
   state?: string;
   flags?: string[];
 }
-interface Tables {
-  nftables?: { table?: { family: string; name: string } }[];
+type NftItem = { table?: { family: string; name: string } };
+
+/** The JSON a command prints (an empty list when it fails or prints nothing). */
+async function json<T>(netns: string, argv: string[]): Promise<T> {
+  const r = await execArgv(nsArgv(netns, argv));
+  return JSON.parse(r.code !== 0 || !r.stdout.trim() ? '[]' : r.stdout) as T;
 }
 
-async function json<T>(netns: string, argv: string[]): Promise<T[]> {
-  const r = await execArgv(nsArgv(netns, argv));
-  if (r.code !== 0 || !r.stdout.trim()) return [];
-  const v = JSON.parse(r.stdout) as T[] | Tables;
-  return Array.isArray(v) ? v : ((v.nftables ?? []) as unknown as T[]);
+/** What `nft -j list tables` prints: the items under one `nftables` key. */
+async function nftItems(netns: string): Promise<NftItem[]> {
+  const v = await json<{ nftables?: NftItem[] } | []>(netns, ['nft', '-j', 'list', 'tables']);
+  return Array.isArray(v) ? v : (v.nftables ?? []);
 }
 
 /** Every link, address, route, permanent neighbour, FDB entry and nft table of a namespace. */
 export async function snapshotNetns(netns: string): Promise<Set<string>> {
   const [links, addrs, r4, r6, neigh, fdb, nft] = await Promise.all([
-    json<Link>(netns, ['ip', '-d', '-j', 'link', 'show']),
-    json<Addr>(netns, ['ip', '-j', 'addr', 'show']),
-    json<Route>(netns, ['ip', '-j', 'route', 'show', 'table', 'all']),
-    json<Route>(netns, ['ip', '-6', '-j', 'route', 'show', 'table', 'all']),
-    json<Neigh>(netns, ['ip', '-j', 'neigh', 'show', 'nud', 'all']),
-    json<Fdb>(netns, ['bridge', '-j', 'fdb', 'show']),
-    json<{ table?: { family: string; name: string } }>(netns, ['nft', '-j', 'list', 'tables']),
+    json<Link[]>(netns, ['ip', '-d', '-j', 'link', 'show']),
+    json<Addr[]>(netns, ['ip', '-j', 'addr', 'show']),
+    json<Route[]>(netns, ['ip', '-j', 'route', 'show', 'table', 'all']),
+    json<Route[]>(netns, ['ip', '-6', '-j', 'route', 'show', 'table', 'all']),
+    json<Neigh[]>(netns, ['ip', '-j', 'neigh', 'show', 'nud', 'all']),
+    json<Fdb[]>(netns, ['bridge', '-j', 'fdb', 'show']),
+    nftItems(netns),
   ]);
   const s = new Set<string>();
   for (const l of links) s.add(`link ${l.ifname} (${l.linkinfo?.info_kind ?? 'device'})`);

@@ -65,6 +65,19 @@ function checkAttachResult(a: unknown): asserts a is AttachResult {
   }
 }
 
+/** Which attachment a call is about: the runtime's (container, ifname, netns) in the network the configuration names. */
+function attachmentOf(env: CniEnv, cfg: DecodedConfig) {
+  return {
+    orchestrator: owner(cfg),
+    // For pods the runtime's CNI_CONTAINERID is the sandbox id, so (sandbox id, ifname) keys the attachment.
+    workloadId: env.containerId,
+    ifname: env.ifname,
+    netns: env.netns,
+    tenant: cfg.tenant,
+    network: cfg.network,
+  };
+}
+
 export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<Record<string, unknown>> {
   const cfg = decodeConfig(conf);
   const prev = cfg.prevResult !== undefined ? fromAnyVersion(cfg.prevResult) : undefined;
@@ -75,16 +88,7 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi
   if (env.args.podName) labels['k8s.pod.name'] = env.args.podName;
   if (env.args.podUid) labels['k8s.pod.uid'] = env.args.podUid;
   if (env.args.infraContainerId) labels['k8s.pod.infraContainerId'] = env.args.infraContainerId;
-  const req: AttachRequest = {
-    orchestrator: owner(cfg),
-    // For pods the runtime's CNI_CONTAINERID is the sandbox id, so (sandbox id, ifname) keys the attachment.
-    workloadId: env.containerId,
-    ifname: env.ifname,
-    netns: env.netns,
-    tenant: cfg.tenant,
-    network: cfg.network,
-    labels,
-  };
+  const req: AttachRequest = { ...attachmentOf(env, cfg), labels };
   if (cfg.create) req.create = cfg.create;
   if (ips.length) req.ips = [...new Set(ips)];
   if (mac) req.mac = mac;
@@ -107,14 +111,9 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi
 export async function cmdDel(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   try {
-    await api.detach({
-      orchestrator: owner(cfg),
-      workloadId: env.containerId,
-      ifname: env.ifname,
-      tenant: cfg.tenant,
-      network: cfg.network,
-      ...(env.netns ? { netns: env.netns } : {}),
-    });
+    // No netns when the runtime gives none (the container died with its namespace): the agent frees what it holds.
+    const { netns, ...which } = attachmentOf(env, cfg);
+    await api.detach({ ...which, ...(netns ? { netns } : {}) });
   } catch (e) {
     // DEL must succeed when there is nothing left to delete (repeated DEL, ADD that never happened).
     if (e instanceof AgentError && e.body.code === 'not_found') return;
@@ -133,14 +132,7 @@ export async function cmdCheck(env: CniEnv, conf: MidonetNetConf, api: WorkloadA
   else if (!prev.ips.some((ip) => ip.interface === idx)) problems.push(`prevResult has no address on ${env.ifname}`);
   let agentProblems: string[] = [];
   try {
-    const r = await api.check({
-      orchestrator: owner(cfg),
-      workloadId: env.containerId,
-      ifname: env.ifname,
-      netns: env.netns,
-      tenant: cfg.tenant,
-      network: cfg.network,
-    });
+    const r = await api.check(attachmentOf(env, cfg));
     if (!r.ok)
       agentProblems = Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
   } catch (e) {

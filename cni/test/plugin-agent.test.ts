@@ -8,20 +8,11 @@ import { parseNetworkConfig } from '../harness/config.js';
 import { CniHarness, PluginError } from '../harness/libcni.js';
 import { addrsIn, randomSuffix, sh } from '../harness/netns.js';
 import type { RuntimeConf } from '../harness/types.js';
-import type { IpamBlock } from '../../core/model/types.js';
 import { WorkloadApiError, WorkloadClient } from '../../core/workload/client.js';
 import { buildPlugin, REFERENCE_DIR, randomSubnet, tempDir } from './helpers.js';
-import { startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
+import { heldBy as agentHeld, portsOf as agentPorts, startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
 
 const ALL = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
-
-interface ApiPort {
-  id: string;
-  owner?: { orchestrator: string; workloadId: string; ifname: string };
-  ips: string[];
-  options: Record<string, string>;
-  mac: string;
-}
 
 let cluster: AgentCluster;
 let agent: HostAgent;
@@ -47,16 +38,17 @@ async function workload(t: ExecutionContext, name = `w${randomSuffix()}`): Promi
   return { name: path.replace('/run/netns/', ''), path };
 }
 
-const portsOf = async (workloadId: string) => (await agent.api<ApiPort[]>('/v1/ports')).filter((p) => p.owner?.workloadId === workloadId);
+const portsOf = (workloadId: string) => agentPorts(agent, workloadId);
+const heldBy = (workloadId: string) => agentHeld(agent, workloadId);
 
-/** Every address the agent's IPAM holds for a workload (owner `cni:<id>`), read from /v1/ipam-blocks. */
-async function heldBy(workloadId: string): Promise<string[]> {
-  const blocks = await agent.api<IpamBlock[]>('/v1/ipam-blocks');
-  return blocks.flatMap((b) =>
-    Object.entries(b.allocations)
-      .filter(([, a]) => a.owner === `cni:${workloadId}`)
-      .map(([ip]) => ip),
-  );
+/** A network configuration list of `plugins` at `cniVersion`, under a fresh name. */
+function netList(cniVersion: string, plugins: Record<string, unknown>[]) {
+  return parseNetworkConfig(JSON.stringify({ cniVersion, name: `mn-${randomSuffix()}`, plugins }));
+}
+
+/** The midonet plugin against the test agent, on a fresh network of `subnet`. */
+function midonet(subnet: string, more: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet, ...more };
 }
 
 /** The chain each version can have: reference plugins speak <= 1.0.0, firewall >= 0.4.0, lists need >= 0.3.0. */
@@ -184,13 +176,7 @@ for (const version of ALL) {
 
 test.serial('DEL of an unknown container succeeds; DEL after the netns is gone still frees the port and the address', async (t) => {
   const { h, subnet } = await setup(t);
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
-    }),
-  );
+  const list = netList('1.0.0', [midonet(subnet.cidr)]);
   const never = await workload(t);
   await h.delNetworkList(list, { containerId: `never${randomSuffix()}`, netns: never.path, ifname: 'eth0' });
 
@@ -207,18 +193,12 @@ test.serial('DEL of an unknown container succeeds; DEL after the netns is gone s
 
 test.serial('midonet chains after other plugins: prevResult is kept and our interface indexes shift (1.0.0)', async (t) => {
   const { h, subnet } = await setup(t);
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [
-        { type: 'loopback' },
-        { type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr },
-        { type: 'bandwidth', capabilities: { bandwidth: true } },
-        { type: 'tuning', mtu: 1400 },
-      ],
-    }),
-  );
+  const list = netList('1.0.0', [
+    { type: 'loopback' },
+    midonet(subnet.cidr),
+    { type: 'bandwidth', capabilities: { bandwidth: true } },
+    { type: 'tuning', mtu: 1400 },
+  ]);
   const ns = await workload(t);
   const rt: RuntimeConf = {
     containerId: `c${randomSuffix(6)}`,
@@ -252,21 +232,7 @@ test.serial(
   'the bandwidth capability shapes the port the agent made: tbf on the host veth, an ifb for egress; DEL removes both',
   async (t) => {
     const { h, subnet } = await setup(t);
-    const list = parseNetworkConfig(
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: `mn-${randomSuffix()}`,
-        plugins: [
-          {
-            type: 'midonet',
-            agentSocket: agent.socket,
-            network: `n-${randomSuffix()}`,
-            subnet: subnet.cidr,
-            capabilities: { bandwidth: true },
-          },
-        ],
-      }),
-    );
+    const list = netList('1.0.0', [midonet(subnet.cidr, { capabilities: { bandwidth: true } })]);
     const ns = await workload(t);
     const rt: RuntimeConf = {
       containerId: `bw${randomSuffix(6)}`,
@@ -293,13 +259,7 @@ test.serial(
 
 test.serial('GC at 1.1.0: the agent keeps only the valid attachments and frees the rest', async (t) => {
   const { h, subnet } = await setup(t);
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.1.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
-    }),
-  );
+  const list = netList('1.1.0', [midonet(subnet.cidr)]);
   const [a, b, c] = [await workload(t), await workload(t), await workload(t)];
   const ra: RuntimeConf = { containerId: `a${randomSuffix(6)}`, netns: a.path, ifname: 'eth0' };
   const rb: RuntimeConf = { containerId: `b${randomSuffix(6)}`, netns: b.path, ifname: 'eth0' };
@@ -322,21 +282,7 @@ test.serial('GC at 1.1.0: the agent keeps only the valid attachments and frees t
 
 test.serial('agent refusals become CNI codes: address taken 102, full subnet 101, unknown network without subnet 7', async (t) => {
   const { h, subnet } = await setup(t);
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [
-        {
-          type: 'midonet',
-          agentSocket: agent.socket,
-          network: `n-${randomSuffix()}`,
-          subnet: `${subnet.base}.0/29`,
-          capabilities: { ips: true },
-        },
-      ],
-    }),
-  );
+  const list = netList('1.0.0', [midonet(`${subnet.base}.0/29`, { capabilities: { ips: true } })]);
   const spaces = await Promise.all([1, 2, 3, 4, 5, 6, 7].map(() => workload(t)));
   const rts: RuntimeConf[] = spaces.map((s, i) => ({ containerId: `r${i}${randomSuffix(6)}`, netns: s.path, ifname: 'eth0' }));
   t.teardown(async () => {
@@ -357,9 +303,7 @@ test.serial('agent refusals become CNI codes: address taken 102, full subnet 101
     if (full) break;
   }
   t.like(full, { plugin: 'midonet', code: 101 });
-  const nowhere = parseNetworkConfig(
-    JSON.stringify({ cniVersion: '1.0.0', name: `mn-${randomSuffix()}`, plugins: [{ type: 'midonet', agentSocket: agent.socket }] }),
-  );
+  const nowhere = netList('1.0.0', [{ type: 'midonet', agentSocket: agent.socket }]);
   const missing = await t.throwsAsync(h.addNetworkList(nowhere, rts[6]!), { instanceOf: PluginError });
   t.like(missing, { plugin: 'midonet', code: 7 });
   t.regex(missing.msg, /not found/);
@@ -391,13 +335,7 @@ test.serial('an interface name the kernel refuses is refused at the edge, before
     t.deepEqual(await portsOf(workloadId), [], `no port for ${JSON.stringify(ifname)}`);
   }
   // The CNI plugin: code 4 (invalid environment variables), same rules.
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [{ type: 'midonet', agentSocket: agent.socket, network, subnet: `${subnet.base}.0/24` }],
-    }),
-  );
+  const list = netList('1.0.0', [midonet(`${subnet.base}.0/24`, { network })]);
   const containerId = `bad${randomSuffix(6)}`;
   const cni = await t.throwsAsync(h.addNetworkList(list, { containerId, netns: path, ifname: 'eth:0' }), { instanceOf: PluginError });
   t.like(cni, { plugin: 'midonet', code: 4 });
@@ -406,13 +344,7 @@ test.serial('an interface name the kernel refuses is refused at the edge, before
 
 test.serial('STATUS at 1.1.0: ready passes; with the agent down it is code 50, and ADD is code 11', async (t) => {
   const { h, subnet } = await setup(t);
-  const list = parseNetworkConfig(
-    JSON.stringify({
-      cniVersion: '1.1.0',
-      name: `mn-${randomSuffix()}`,
-      plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
-    }),
-  );
+  const list = netList('1.1.0', [midonet(subnet.cidr)]);
   await h.getStatusNetworkList(list);
   await agent.stop();
   t.teardown(() => agent.start());

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { IpamBlock } from '../../core/model/types.js';
 import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
 import { Harness, type HarnessHost } from '../../e2e/harness/index.js';
 
@@ -151,4 +152,28 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
 export async function workloadVeths(harness: Harness, host: HarnessHost): Promise<string[]> {
   const r = await harness.exec(host, ['ip', '-j', 'link', 'show']);
   return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname).filter((n) => /^bv[0-9a-f]{11}$/.test(n));
+}
+
+/** A port as the agent's REST API lists it: the fields the CNI tests look at. */
+export interface AgentPort {
+  id: string;
+  owner?: { orchestrator: string; workloadId: string; ifname: string };
+  ips: string[];
+  options: Record<string, string>;
+  mac: string;
+}
+
+/** The ports the agent holds for a workload (owner.workloadId), read from /v1/ports. */
+export async function portsOf(agent: HostAgent, workloadId: string): Promise<AgentPort[]> {
+  return (await agent.api<AgentPort[]>('/v1/ports')).filter((p) => p.owner?.workloadId === workloadId);
+}
+
+/** Every address the agent's IPAM holds for a workload (owner `cni:<id>`), read from /v1/ipam-blocks. */
+export async function heldBy(agent: HostAgent, workloadId: string): Promise<string[]> {
+  const blocks = await agent.api<IpamBlock[]>('/v1/ipam-blocks');
+  return blocks.flatMap((b) =>
+    Object.entries(b.allocations)
+      .filter(([, a]) => a.owner === `cni:${workloadId}`)
+      .map(([ip]) => ip),
+  );
 }

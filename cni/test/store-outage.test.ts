@@ -10,14 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { parseNetworkConfig } from '../harness/config.js';
 import { CniHarness, PluginError } from '../harness/libcni.js';
 import { addrsIn, randomSuffix } from '../harness/netns.js';
-import type { IpamBlock } from '../../core/model/types.js';
 import { AgentClient } from '../plugin/agent-client.js';
 import { ZooKeeperStore } from '../../core/store/zookeeper.js';
 import { TcpProxy } from '../../core/testing/tcp-proxy.js';
 import { Topology } from '../../core/topology/service.js';
 import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
 import { buildPlugin, REFERENCE_DIR, randomSubnet, tempDir } from './helpers.js';
-import { startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
+import { heldBy as agentHeld, portsOf as agentPorts, startAgents, workloadVeths, type AgentCluster, type HostAgent } from './real-agent.js';
 
 let zk: ZooKeeperServer;
 let proxy: TcpProxy;
@@ -65,19 +64,8 @@ async function until(what: string, fn: () => Promise<boolean>, withinMs = 30_000
   }
 }
 
-interface ApiPort {
-  id: string;
-  owner?: { workloadId: string };
-}
-const portsOf = async (workloadId: string) => (await agent.api<ApiPort[]>('/v1/ports')).filter((p) => p.owner?.workloadId === workloadId);
-async function heldBy(workloadId: string): Promise<string[]> {
-  const blocks = await agent.api<IpamBlock[]>('/v1/ipam-blocks');
-  return blocks.flatMap((b) =>
-    Object.entries(b.allocations)
-      .filter(([, a]) => a.owner === `cni:${workloadId}`)
-      .map(([ip]) => ip),
-  );
-}
+const portsOf = (workloadId: string) => agentPorts(agent, workloadId);
+const heldBy = (workloadId: string) => agentHeld(agent, workloadId);
 
 async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () => Promise<void>): Promise<void> {
   const h = new CniHarness({

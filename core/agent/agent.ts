@@ -19,9 +19,15 @@ import { INVENTORY_FILE, LocalInventory, OwnedDatapath } from './inventory.js';
 import { TopologyCache } from './cache.js';
 import { defaultHostName, loadOrCreateHostId, underlayOfAddress } from './identity.js';
 import { Reconciler } from './reconciler.js';
+import { LbHealth } from './lb-health.js';
+import { NETNS_DIR } from '../datapath/router.js';
+import { routerNsName } from '../datapath/names.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
+import { FlowLog } from '../datapath/flow-log.js';
+import { ruleCounters } from '../datapath/nft/policy.js';
+import { findWorkloadNetns, Prober } from './probe.js';
 import type { PortGroupResolver } from './port-groups.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
@@ -74,6 +80,7 @@ export class Agent {
   topology!: Topology;
   cache!: TopologyCache;
   reconciler!: Reconciler;
+  lbHealth: LbHealth | undefined;
   workloads!: Workloads;
   metrics!: AgentMetrics;
   ipam!: Ipam;
@@ -86,6 +93,9 @@ export class Agent {
   private reclaim: NodeJS.Timeout | undefined;
   private readonly services: AgentService[] = [];
   private stopHealth: (() => void) | undefined;
+  /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
+  flowLog: FlowLog | undefined;
+  private prober: Prober | undefined;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
@@ -140,6 +150,14 @@ export class Agent {
       this.log,
     );
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
+    // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
+    const lbHealth = new LbHealth(
+      this.topology,
+      (routerId) => `${NETNS_DIR}/${routerNsName(o.routerNsPrefix ?? 'br-', routerId)}`,
+      this.log,
+    );
+    this.lbHealth = lbHealth;
+    this.reconciler.onLbPlan = (lb) => lbHealth.update(lb.health);
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
@@ -178,7 +196,36 @@ export class Agent {
     this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
+    const flowLog = new FlowLog({ log: this.log });
+    try {
+      flowLog.start();
+      this.flowLog = flowLog;
+    } catch (e) {
+      this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`);
+    }
+    const prober = new Prober(this.hostId, this.store, this.log);
+    await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`));
+    this.prober = prober;
     this.api = buildApi({
+      prober: {
+        hostId: this.hostId,
+        async probe(ifname, spec) {
+          const netns = await findWorkloadNetns(ifname, spec.srcMac);
+          if (!netns)
+            throw new TopologyError(
+              'conflict',
+              `the namespace of the workload interface ${ifname} (${spec.srcMac}) was not found on this host`,
+              'src',
+            );
+          return prober.probe(netns, spec);
+        },
+      },
+      attribution: {
+        hostId: this.hostId,
+        ruleCounters: () => ruleCounters(undefined),
+        flowRecords: (ifname, since) => this.flowLog?.records(ifname, since) ?? [],
+        flowLogState: () => ({ running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0, group: flowLog.group }),
+      },
       topology: this.topology,
       store: this.store,
       ...(o.token ? { token: o.token } : {}),
@@ -243,7 +290,10 @@ export class Agent {
     if (this.reclaim) clearInterval(this.reclaim);
     for (const s of this.services.splice(0).reverse()) await s.close().catch(() => undefined);
     this.stopHealth?.();
+    this.flowLog?.stop();
+    this.prober?.stop();
     this.workloads?.stop();
+    this.lbHealth?.stop();
     this.reconciler?.stop();
     this.cache?.stop();
     await this.api?.close().catch(() => undefined);

@@ -19,6 +19,12 @@ export const CACHED_KINDS = [
   'Rule',
   'PortGroup',
   'IpAddrGroup',
+  // The load balancer (core/agent/plan-lb.ts).
+  'LoadBalancer',
+  'Pool',
+  'PoolMember',
+  'Vip',
+  'HealthMonitor',
 ] as const;
 export type CachedKind = (typeof CACHED_KINDS)[number];
 

@@ -10,7 +10,13 @@
 // agent then quarantines every entry made for that URL before it registers. Any change of URL (another server list)
 // only makes earlier objects unsweepable: a leak to clean by hand, never a teardown. The file needs no fsync: the
 // kernel objects it describes do not survive a reboot either.
+//
+// Writes are coalesced: claims made while a write is pending share the next one, and each claim resolves only once
+// a file holding it has been renamed into place, before the plug makes its kernel object: an agent that crashes at
+// any point leaves no object the file does not name. Forgetting does not wait: an entry left behind by a crash
+// names an object already gone, which the next sweep drops.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { plugName } from '../datapath/names.js';
 import type {
@@ -23,6 +29,7 @@ import type {
   PolicyChange,
   RouterNeighbour,
 } from '../datapath/types.js';
+import type { LbHostSpec } from '../datapath/nft/lb.js';
 
 export const INVENTORY_FILE = 'datapath-inventory.json';
 
@@ -66,19 +73,53 @@ export class LocalInventory {
     }
   }
 
-  private save(): void {
+  private text(): string {
+    return JSON.stringify({ version: 1, objects: this.objects } satisfies InventoryFile);
+  }
+
+  /** At start, before any coalesced write: written at once. */
+  private saveNow(): void {
     mkdirSync(dirname(this.file), { recursive: true });
     const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, objects: this.objects } satisfies InventoryFile));
+    writeFileSync(tmp, this.text());
     renameSync(tmp, this.file);
   }
 
+  /** The write not yet started (changes made now go into it), and the last one started. */
+  private next: Promise<void> | undefined;
+  private last: Promise<void> = Promise.resolve();
+
+  /** Resolves once a write that began after this call (so holds every change made before it) is in place. */
+  private save(): Promise<void> {
+    if (!this.next) {
+      const next = this.last
+        .catch(() => undefined)
+        .then(async () => {
+          this.next = undefined;
+          const text = this.text();
+          await mkdir(dirname(this.file), { recursive: true });
+          const tmp = `${this.file}.tmp`;
+          await writeFile(tmp, text);
+          await rename(tmp, this.file);
+        });
+      this.next = next;
+      this.last = next;
+    }
+    return this.next;
+  }
+
   /** Record an object as made by this agent for this store (before making it: a crash then leaves no orphan). */
-  claim(key: string): void {
+  async claim(key: string): Promise<void> {
     const o = this.objects[key];
-    if (o && o.host === this.me.host && o.store === this.me.store) return;
+    // Claimed already: wait for the write holding it (pending or in progress); one that failed is tried again.
+    if (o && o.host === this.me.host && o.store === this.me.store) return (this.next ?? this.last).catch(() => this.save());
     this.objects[key] = { ...this.me };
-    this.save();
+    return this.save();
+  }
+
+  /** Forgetting need not wait (see the top of this file); a failed write only leaves an entry for a gone object. */
+  private saveLater(): void {
+    this.save().catch(() => undefined);
   }
 
   /** Retag this store's entries so they are never swept under it again; returns how many there were. */
@@ -89,14 +130,14 @@ export class LocalInventory {
       o.store = `${o.store} (${why})`;
       n++;
     }
-    if (n > 0) this.save();
+    if (n > 0) this.saveNow();
     return n;
   }
 
   forget(key: string): void {
     if (!(key in this.objects)) return;
     delete this.objects[key];
-    this.save();
+    this.saveLater();
   }
 
   /** Entries made by this host for this store: what a sweep may remove. */
@@ -119,7 +160,7 @@ export class LocalInventory {
         changed = true;
       }
     }
-    if (changed) this.save();
+    if (changed) this.saveLater();
   }
 
   private select(pred: (o: Owner) => boolean): Inventory {
@@ -157,15 +198,21 @@ export class OwnedDatapath implements Datapath {
   ) {
     const fast = inner.setRouterNeighbours?.bind(inner);
     if (fast) this.setRouterNeighbours = fast;
+    const filters = inner.setRouterFilters?.bind(inner);
+    if (filters) this.setRouterFilters = filters;
     // Policy lives in tables the sweep drops whole (with the last bridge and plug): nothing to record per object.
     const policy = inner.applyPolicy?.bind(inner);
     if (policy) this.applyPolicy = policy;
+    // The load balancer lives in a table and policy rules the sweep removes whole (with the last bridge).
+    const lb = inner.applyLoadBalancers?.bind(inner);
+    if (lb) this.applyLoadBalancers = lb;
   }
 
   readonly applyPolicy?: (change: PolicyChange) => Promise<void>;
+  readonly applyLoadBalancers?: (spec: LbHostSpec, opts: { full: boolean }) => Promise<void>;
 
   async ensureBridge(b: DesiredBridge): Promise<void> {
-    this.inv.claim(bridgeKey(b.vni));
+    await this.inv.claim(bridgeKey(b.vni));
     await this.inner.ensureBridge(b);
   }
 
@@ -176,9 +223,9 @@ export class OwnedDatapath implements Datapath {
 
   async plug(p: PlugSpec): Promise<PlugResult> {
     const name = p.hostIfname ?? plugName(p.netns, p.ifname);
-    this.inv.claim(plugKey(name));
+    await this.inv.claim(plugKey(name));
     const r = await this.inner.plug(p);
-    if (r.hostIfname !== name) this.inv.claim(plugKey(r.hostIfname));
+    if (r.hostIfname !== name) await this.inv.claim(plugKey(r.hostIfname));
     return r;
   }
 
@@ -192,9 +239,12 @@ export class OwnedDatapath implements Datapath {
   }
 
   async ensureRouter(r: DesiredRouter): Promise<void> {
-    this.inv.claim(routerKey(r.id));
+    await this.inv.claim(routerKey(r.id));
     await this.inner.ensureRouter(r);
   }
+
+  /** Present when the inner datapath has the fast path (the reconciler checks for it). */
+  readonly setRouterFilters?: NonNullable<Datapath['setRouterFilters']>;
 
   /** Present when the inner datapath has the fast path (the reconciler checks for it). */
   readonly setRouterNeighbours?: (id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) => Promise<void>;

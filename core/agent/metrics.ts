@@ -94,11 +94,16 @@ export class AgentMetrics {
    * and Docker adapters): the instance's methods are wrapped in place.
    */
   instrument(workloads: Workloads): void {
-    for (const op of ['attach', 'detach', 'check', 'gc'] as const) {
-      const original = workloads[op].bind(workloads) as (req: never) => Promise<unknown>;
-      // The wrapped method keeps the original's signature; TypeScript cannot express "same method" generically.
-      (workloads as unknown as Record<string, (req: never) => Promise<unknown>>)[op] = (req: never) =>
-        this.observe(op, () => original(req));
-    }
+    // One line per operation: each wrapper keeps its method's own request and result types.
+    const { attach, detach, check, gc } = {
+      attach: workloads.attach.bind(workloads),
+      detach: workloads.detach.bind(workloads),
+      check: workloads.check.bind(workloads),
+      gc: workloads.gc.bind(workloads),
+    };
+    workloads.attach = (req) => this.observe('attach', () => attach(req));
+    workloads.detach = (req) => this.observe('detach', () => detach(req));
+    workloads.check = (req) => this.observe('check', () => check(req));
+    workloads.gc = (req) => this.observe('gc', () => gc(req));
   }
 }

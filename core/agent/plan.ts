@@ -10,7 +10,10 @@ import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, Route
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
+import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
+import { compileRouterFilters } from '../policy/compile-router.js';
+import { legName, routerLegName } from '../datapath/names.js';
 
 /** The topology as the agent's cache holds it (TopologyCache is one). */
 export interface TopologyView {
@@ -168,14 +171,51 @@ function desiredRouter(
     if (!r.nextHopGateway && isConnected(r.dst, portsById.get(r.nextHopPortId))) continue;
     routes.push(r.nextHopGateway ? { dst: r.dst, via: r.nextHopGateway, vni } : { dst: r.dst, vni });
   }
+  const filters = routerFilters(view, router, legByPort);
+  // Floating IPs and SNAT targets of its chains are routed from the host into this router, like its subnets.
+  const extra = internal || !filters ? [] : filters.addresses.map((a) => `${a}/32`);
   return {
     id: router.id,
     legs,
     routes,
     neighbours,
     snat: router.snat && !internal,
-    hostReachable: internal ? [] : subnets,
+    hostReachable: internal ? [] : [...subnets, ...extra],
+    ...(filters ? { filters } : {}),
   };
+}
+
+/** A router's chains compiled for its namespace (core/policy/compile-router.ts); undefined without filters. */
+function routerFilters(view: TopologyView, router: Router, legByPort: Map<string, number>) {
+  if (!router.inboundFilterId && !router.outboundFilterId) return undefined;
+  const rulesByChain = new Map<string, PolicyRule[]>();
+  for (const r of view.list('Rule') as PolicyRule[]) {
+    let list = rulesByChain.get(r.chainId);
+    if (!list) rulesByChain.set(r.chainId, (list = []));
+    list.push(r);
+  }
+  return compileRouterFilters(router, {
+    chains: new Map(view.list('Chain').map((c) => [c.id, c])),
+    rulesByChain,
+    ifnameOf: (portId) => {
+      const vni = legByPort.get(portId);
+      return vni === undefined ? undefined : routerLegName(vni);
+    },
+  });
+}
+
+/**
+ * When a router differs from what was applied only in its chains (and neighbours), the chains to go from and to;
+ * undefined when the whole router must be re-applied (or the chains did not change).
+ */
+export function filtersDelta(
+  prev: DesiredRouter | undefined,
+  next: DesiredRouter,
+): { prev: DesiredRouter['filters']; next: DesiredRouter['filters'] } | undefined {
+  if (!prev) return undefined;
+  const strip = (r: DesiredRouter) => JSON.stringify({ ...r, neighbours: [], filters: undefined });
+  if (strip(prev) !== strip(next) || JSON.stringify(prev.filters) === JSON.stringify(next.filters)) return undefined;
+  return { prev: prev.filters, next: next.filters };
 }
 
 /**
@@ -250,12 +290,17 @@ export function zoneOf(vni: number): number {
 export const BROKEN_CHAIN = 'broken';
 
 /** The policy of host `facts.hostId` for the topology `view` (pure, like planHost). */
-export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Iterable<DesiredBridge> = []): HostPolicy {
+export function planPolicy(
+  view: TopologyView,
+  facts: LocalFacts,
+  bridges: Iterable<DesiredBridge> = [],
+  routers: Iterable<DesiredRouter> = [],
+): HostPolicy {
   const me = facts.hostId;
+  // Read once: the reconciler passes its pins as a Map iterator, which a second loop would find empty.
+  const pins = [...(facts.pins ?? [])];
   const cached = view.list('Port');
   const known = new Set(cached.map((p) => p.id));
-  // Read once: the reconciler passes an iterator.
-  const pins = [...(facts.pins ?? [])];
   // Ports being plugged whose creation the cache has not seen: as they are being written.
   const ports = [...cached, ...pins.flatMap((pin) => (pin.port && !known.has(pin.port.id) ? [pin.port] : []))];
   const portsById = new Map(ports.map((p) => [p.id, p]));
@@ -283,6 +328,17 @@ export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Itera
   for (const p of ports) {
     if (p.type === 'bridge' && p.hostId === me && p.bridgeId && p.interfaceName) bind(p.interfaceName, p.bridgeId, p);
   }
+  // A router's leg is the bridge's interior port towards it (chains-lb.md §1.6 step 4): the bridge's filters apply
+  // to frames between the bridge and the router as to any port's, and so do the interior port's own filters.
+  const bridgeByVni = new Map(view.list('Bridge').map((b) => [b.tunnelKey, b]));
+  for (const r of routers) {
+    for (const leg of r.legs) {
+      const bridge = bridgeByVni.get(leg.vni);
+      if (!bridge) continue;
+      const interior = ports.find((p) => p.bridgeId === bridge.id && p.peerId && portsById.get(p.peerId)?.routerId === r.id);
+      bind(legName(r.id, leg.vni), bridge.id, interior);
+    }
+  }
   for (const pin of pins) {
     if (bindings.has(pin.hostIfname) || !pin.hostIfname) continue;
     const port = pin.portId ? portsById.get(pin.portId) : undefined;
@@ -301,8 +357,15 @@ export function planPolicy(view: TopologyView, facts: LocalFacts, bridges: Itera
     }
   }
   const ctx: CompileContext = {
-    macOf: (id) => portsById.get(id)?.mac,
+    // An interior port's frames carry its router port's MAC (the anycast gateway's).
+    macOf: (id) => {
+      const p = portsById.get(id);
+      const peer = p?.peerId ? portsById.get(p.peerId) : undefined;
+      return peer?.type === 'router' ? peer.mac : p?.mac;
+    },
     chainExists: (id) => chains.has(id),
+    // Drops logged with their rule id, read back by the agent's flow log (core/datapath/flow-log.ts).
+    dropLog: DEFAULT_DROP_LOG,
   };
   const compiled = new Map<string, CompiledChain>();
   const errors: string[] = [];
@@ -357,7 +420,7 @@ export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): Pol
   const pz = zonesOf(prev);
   const nz = zonesOf(next);
   for (const [vni, zone] of nz) if (pz.get(vni) !== zone || !prev) change.zones.push({ vni, zone });
-  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null });
+  for (const vni of pz.keys()) if (!nz.has(vni)) change.zones.push({ vni, zone: null, was: pz.get(vni)! });
   for (const [name, s] of next.sets) {
     const was = prev?.sets.get(name);
     if (!was) {

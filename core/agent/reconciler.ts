@@ -10,6 +10,7 @@ import { KeyedMutex } from '../util/keyed-mutex.js';
 import {
   emptyChange,
   keysOf,
+  filtersDelta,
   neighbourDelta,
   planHost,
   planPolicy,
@@ -21,6 +22,7 @@ import {
 } from './plan.js';
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
+import { planLb, type HostLb } from './plan-lb.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
@@ -42,11 +44,26 @@ export class Reconciler {
    * (the periodic resync) ignores it and re-reads the kernel, repairing anything changed behind our back.
    */
   private readonly applied = new Map<string, string>();
+  /**
+   * Bridges and routers converged at least once and not swept since: an attach need not wait for a pass that is
+   * updating one of them (a router's neighbours), only for one that does not exist yet.
+   */
+  private readonly made = new Set<string>();
   /** Bridges and routers present after the last sweep; undefined until the first one. */
   private swept: Set<string> | undefined;
   private sweepDue = true;
   /** The policy (chains, sets, bindings, zones) last applied; undefined: unknown, the next apply writes it whole. */
   private policy: HostPolicy | undefined;
+  /**
+   * Bridges and routers of the plan, by key, with when the plan last held them: one whose last local port just
+   * left lingers (see LINGER_MS) while its network still exists, so the next workload does not rebuild it.
+   */
+  private readonly wanted = new Map<string, { at: number; bridgeId?: string; vni?: number; routerId?: string }>();
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** The load balancer spec last applied (JSON); undefined: unknown, the next apply re-reads the kernel. */
+  private lbApplied: string | undefined;
+  /** Told the load balancer plan of every pass (the agent's health monitors follow its targets). */
+  onLbPlan: ((lb: HostLb) => void) | undefined;
 
   constructor(
     private readonly hostId: string,
@@ -70,6 +87,7 @@ export class Reconciler {
     if (force) {
       this.applied.clear();
       this.policy = undefined;
+      this.lbApplied = undefined;
       this.sweepDue = true;
     }
     if (this.timer) return;
@@ -112,31 +130,75 @@ export class Reconciler {
         await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
       }
       await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
+      await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
     });
-    const lost = this.swept === undefined || [...this.swept].some((k) => !keysOf(plan).has(k));
+    const held = (p: HostPlan): Set<string> => new Set([...keysOf(p), ...this.lingering(p).keys()]);
+    const lost = this.swept === undefined || [...this.swept].some((k) => !held(plan).has(k));
     if (errors.length === 0 && (lost || this.sweepDue)) {
       await this.lock.runExclusive(async () => {
         // Plugs are removed by detach and gc (and stray ones by the forced resync's sweep), never because of a
         // transient cache state; pins keep plugs whose port the cache has not seen yet.
         const now = this.plan();
+        const linger = [...this.lingering(now).values()];
         this.sweepDue = false;
         await this.datapath
-          .sweep({ bridges: [...now.bridges.values()].map((b) => b.vni), routers: [...now.routers.keys()], plugs: [...now.plugs] })
+          .sweep({
+            bridges: [...[...now.bridges.values()].map((b) => b.vni), ...linger.flatMap((w) => (w.vni === undefined ? [] : [w.vni]))],
+            routers: [...now.routers.keys(), ...linger.flatMap((w) => (w.routerId === undefined ? [] : [w.routerId]))],
+            plugs: [...now.plugs],
+          })
           .catch((e: Error) => errors.push(`sweep: ${e.message}`));
         // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
-        const kept = keysOf(now);
+        const kept = held(now);
         // With nothing left here the sweep dropped our tables, chains and sets with them.
-        if (now.bridges.size === 0 && now.plugs.size === 0) this.policy = undefined;
+        if (now.bridges.size === 0 && now.plugs.size === 0 && !linger.some((w) => w.vni !== undefined)) this.policy = undefined;
         for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
+        for (const key of [...this.made]) if (!kept.has(key)) this.made.delete(key);
         this.swept = errors.length === 0 ? kept : undefined;
       });
     } else if (errors.length === 0) {
-      this.swept = keysOf(plan);
+      this.swept = held(plan);
     }
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
     if (errors.length) this.log(`reconcile: ${this.lastError}`);
   }
+
+  /**
+   * Bridges and routers the plan no longer holds that stay for now: the plan held them within LINGER_MS and their
+   * network (router) still exists and is up. A pod recreated, or the next batch of workloads, then finds its bridge
+   * and router ready instead of waiting for both to be torn down and rebuilt (the reference bridge plugin never
+   * removes its bridge). A deleted or disabled network goes at once; a lingering one goes at the first pass after
+   * its time is up.
+   */
+  private lingering(plan: HostPlan): Map<string, { vni?: number; routerId?: string }> {
+    const now = performance.now();
+    for (const [id, b] of plan.bridges) this.wanted.set(`bridge/${b.vni}`, { at: now, bridgeId: id, vni: b.vni });
+    for (const id of plan.routers.keys()) this.wanted.set(`router/${id}`, { at: now, routerId: id });
+    const out = new Map<string, { vni?: number; routerId?: string }>();
+    let next = Infinity;
+    for (const [key, w] of this.wanted) {
+      if (w.at === now) continue;
+      const b = w.bridgeId === undefined ? undefined : this.cache.get('Bridge', w.bridgeId);
+      const r = w.routerId === undefined ? undefined : this.cache.get('Router', w.routerId);
+      const alive = b ? b.tunnelKey === w.vni && b.adminStateUp : r ? r.adminStateUp : false;
+      if (!alive || now - w.at >= this.lingerMs) {
+        this.wanted.delete(key);
+        continue;
+      }
+      out.set(key, w);
+      next = Math.min(next, w.at + this.lingerMs);
+    }
+    if (next !== Infinity && !this.stopped) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = setTimeout(() => this.trigger(0), Math.max(0, next - now) + 10);
+      this.lingerTimer.unref();
+    }
+    return out;
+  }
+
+  /** How long a bridge or router without local ports is kept (see lingering). */
+  lingerMs = 60_000;
 
   /**
    * Plug a workload now (attach cannot wait for the next pass): its bridge and the routers on it are converged
@@ -157,7 +219,7 @@ export class Reconciler {
         // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
         // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
         for (const r of plan.routers.values()) {
-          if (!r.legs.some((l) => l.vni === bridge.tunnelKey) || this.applied.has(`router/${r.id}`)) continue;
+          if (!r.legs.some((l) => l.vni === bridge.tunnelKey) || this.made.has(`router/${r.id}`)) continue;
           // The router's other legs hang on their own bridges, which must exist here first.
           for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
           await this.ensureRouter(r);
@@ -189,6 +251,7 @@ export class Reconciler {
         this.cache,
         { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() },
         plan.bridges.values(),
+        plan.routers.values(),
       );
       const change = policyDelta(this.policy, next);
       if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
@@ -198,6 +261,28 @@ export class Reconciler {
       await dp.applyPolicy!(change);
       this.policy = next;
       traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+    });
+  }
+
+  /**
+   * Bring this host's load balancer to the plan (plan-lb.ts): VIPs its clients reach, with their routing. Skipped
+   * when the spec is what was applied last; the datapath changes only the chains that differ from it.
+   */
+  private ensureLb(plan: HostPlan): Promise<void> {
+    const dp = this.datapath;
+    if (!dp.applyLoadBalancers) return Promise.resolve();
+    return this.keyed.run('lb', async () => {
+      const lb = planLb(this.cache, this.hostId, plan, this.pins.values());
+      this.onLbPlan?.(lb);
+      const json = JSON.stringify(lb.spec);
+      if (json === this.lbApplied) return;
+      if (lb.skipped.length) this.log(`load balancer: ${lb.skipped.join('; ')}`);
+      const full = this.lbApplied === undefined;
+      this.lbApplied = undefined;
+      const t0 = performance.now();
+      await dp.applyLoadBalancers!(lb.spec, { full });
+      this.lbApplied = json;
+      traceLine(`converge lb ${(performance.now() - t0).toFixed(1)}`);
     });
   }
 
@@ -217,6 +302,16 @@ export class Reconciler {
       // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
       // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
       const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
+      for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
+      // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
+      const chains = filtersDelta(prev, r);
+      if (chains && this.datapath.setRouterFilters) {
+        await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
+        const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
+        if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
+          await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
+        return;
+      }
       const delta = neighbourDelta(prev, r);
       if (delta && this.datapath.setRouterNeighbours) {
         await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);
@@ -240,6 +335,7 @@ export class Reconciler {
       await apply(prevJson);
       traceLine(`converge ${key} ${(performance.now() - t0).toFixed(1)}`);
       this.applied.set(key, json);
+      this.made.add(key);
     });
   }
 
@@ -257,5 +353,6 @@ export class Reconciler {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    clearTimeout(this.lingerTimer);
   }
 }

@@ -3,13 +3,11 @@
 //
 // An attachment is keyed by (orchestrator, workload id, interface name) on one bridge; its port id is derived from
 // that key (UUIDv5), so repeating an attach finds the same port, the same addresses and the same interface.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type { Bridge, Port, PortOwner } from '../model/types.js';
+import type { Bridge, Port } from '../model/types.js';
 import { macFor, workloadPortId } from '../model/ids.js';
-import { contains, isMac, normalizeMac, parseCidr, parseIp } from '../net/ip.js';
-import { IFNAME_RULES, ifnameProblem } from '../net/ifname.js';
-import { subnetGateway, type Ipam, type IpamResult } from '../ipam/ipam.js';
+import { isMac, normalizeMac, parseIp } from '../net/ip.js';
+import type { Ipam, IpamResult } from '../ipam/ipam.js';
 import type { Topology } from '../topology/service.js';
 import { DEFAULT_TENANT } from '../topology/service.js';
 import { TopologyError } from '../topology/errors.js';
@@ -33,9 +31,11 @@ import type { Reconciler } from './reconciler.js';
 import { bareIp } from './reconciler.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { startTrace, type Trace } from './trace.js';
+import { ensureGateway, resolveBridge } from './network-resolve.js';
+import { addressesOf, hostIfnameOf, invalid, ORCHESTRATORS, ownerKey, requestedIp, validateRef, withoutTenant } from './workload-args.js';
 import type { PortGroupResolver } from './port-groups.js';
 
-const ORCHESTRATORS: readonly PortOwner['orchestrator'][] = ['cni', 'docker', 'mesos', 'kubernetes', 'cli', 'api'];
+export { hostIfnameOf, ownerKey } from './workload-args.js';
 
 export interface WorkloadDeps {
   hostId: string;
@@ -49,16 +49,6 @@ export interface WorkloadDeps {
   ready: () => { ready: boolean; reason?: string };
   /** An orchestrator's policy: the groups a new port joins before attach returns (port-groups.ts). */
   portGroups?: PortGroupResolver;
-}
-
-/** The IPAM owner key of a workload: one namespace per orchestrator, so ids of two orchestrators never collide. */
-export function ownerKey(ref: Pick<WorkloadRef, 'orchestrator' | 'workloadId'>): string {
-  return `${ref.orchestrator}:${ref.workloadId}`;
-}
-
-/** Host end of a port's veth: stable per port, at most 15 characters. */
-export function hostIfnameOf(portId: string): string {
-  return `bv${createHash('sha1').update(portId).digest('hex').slice(0, 11)}`;
 }
 
 export class Workloads {
@@ -92,7 +82,7 @@ export class Workloads {
     if (!health.ready) throw new TopologyError('unavailable', `cannot attach now: ${health.reason ?? 'the agent is not ready'}`);
     const tr = startTrace(`attach ${ownerKey(req)}`);
     try {
-      const bridge = await tr.phase('resolve', () => this.resolveBridge(req));
+      const bridge = await tr.phase('resolve', () => resolveBridge(this.d, req));
       const portId = workloadPortId(bridge.id, ownerKey(req), req.ifname);
       const r = await this.serialised(portId, () => this.attachLocked(req, bridge, portId, requested, tr));
       tr.end();
@@ -105,7 +95,7 @@ export class Workloads {
 
   private async attachLocked(req: AttachRequest, bridge: Bridge, portId: string, requested: string[], tr: Trace): Promise<AttachResult> {
     const { topology, ipam, hostId } = this.d;
-    await tr.phase('gateway', () => this.ensureGateway(bridge));
+    await tr.phase('gateway', () => ensureGateway(this.d, bridge));
     const hostIfname = hostIfnameOf(portId);
     const owner = ownerKey(req);
     let existing: Port | undefined;
@@ -471,33 +461,6 @@ export class Workloads {
     return { ready: r.ready, hostId: this.d.hostId, store: this.d.storeUrl, ...(r.reason ? { reason: r.reason } : {}) };
   }
 
-  private async resolveBridge(req: AttachRequest): Promise<Bridge> {
-    const tenant = req.tenant ?? DEFAULT_TENANT;
-    if (typeof tenant !== 'string' || tenant === '') throw invalid('tenant must be a non-empty string', 'tenant');
-    let bridge = await this.d.topology.findBridge(tenant, req.network);
-    if (!bridge && req.create) {
-      const t = await this.d.topology.ensureTenant(tenant);
-      try {
-        bridge = await this.d.topology.create('Bridge', {
-          tenantId: t.id,
-          name: req.network,
-          subnets: req.create.subnets,
-          ...(req.create.mtu ? { mtu: req.create.mtu } : {}),
-        });
-      } catch (e) {
-        // Another host created it first.
-        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
-        bridge = await this.d.topology.findBridge(tenant, req.network);
-      }
-    }
-    if (!bridge) throw new TopologyError('not_found', `network '${req.network}' not found in tenant '${tenant}'`, 'network');
-    return bridge;
-  }
-
-  /**
-   * A bridge with a gateway needs a router to answer it: attach the tenant's default router on first use
-   * (idempotent: ids are stable, a concurrent attach by another host conflicts harmlessly).
-   */
   /** The groups the orchestrator's policy puts a new port in, among those that exist. */
   private async groupsOf(req: AttachRequest, bridge: Bridge): Promise<string[]> {
     if (!this.d.portGroups) return [];
@@ -527,77 +490,7 @@ export class Workloads {
     return out;
   }
 
-  private async ensureGateway(bridge: Bridge): Promise<void> {
-    const routerName = bridge.options.router ?? this.d.defaultRouter ?? 'default';
-    if (routerName === 'none' || bridge.subnets.every((s) => s.gateway === '')) return;
-    const ports = this.d.cache.portsOfBridge(bridge.id);
-    if (ports.some((p) => p.peerId && this.d.cache.get('Port', p.peerId)?.type === 'router')) return;
-    const tenant = this.d.cache.get('Tenant', bridge.tenantId);
-    const tenantName = tenant?.name ?? (await this.d.topology.get('Tenant', bridge.tenantId)).name;
-    let router = await this.d.topology.findRouter(tenantName, routerName);
-    if (!router) {
-      try {
-        router = await this.d.topology.create('Router', { tenantId: bridge.tenantId, name: routerName });
-      } catch (e) {
-        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
-        router = await this.d.topology.findRouter(tenantName, routerName);
-      }
-    }
-    if (!router) throw new TopologyError('unavailable', `could not create router '${routerName}' for network ${bridge.name}`);
-    try {
-      await this.d.topology.attachRouter(router.id, bridge.id);
-    } catch (e) {
-      if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
-    }
-  }
-
   private serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
     return this.locks.run(key, fn);
   }
-}
-
-function invalid(message: string, field: string): TopologyError {
-  return new TopologyError('invalid', message, field);
-}
-
-function validateRef(ref: WorkloadRef): void {
-  if (!ORCHESTRATORS.includes(ref.orchestrator)) throw invalid(`orchestrator must be one of ${ORCHESTRATORS.join(', ')}`, 'orchestrator');
-  if (typeof ref.workloadId !== 'string' || ref.workloadId === '') throw invalid('workloadId is required', 'workloadId');
-  const problem = ifnameProblem(ref.ifname);
-  if (problem) throw invalid(`ifname ${JSON.stringify(ref.ifname)} is not a valid interface name (${problem}; ${IFNAME_RULES})`, 'ifname');
-}
-
-/** A requested address: a plain IP, or a CIDR whose host part is the address. */
-function requestedIp(text: unknown, field: string): string {
-  if (typeof text !== 'string') throw invalid(`${field} must be a string`, field);
-  try {
-    if (text.includes('/')) {
-      parseCidr(text, field);
-      return bareIp(text);
-    }
-    parseIp(text, field);
-    return text;
-  } catch (e) {
-    throw invalid((e as Error).message, field);
-  }
-}
-
-/** The IPAM view of addresses a port already holds: prefix and gateway from the bridge subnet containing each. */
-function addressesOf(bridge: Bridge, ips: string[]): IpamResult[] {
-  const out: IpamResult[] = [];
-  for (const ip of ips.map(bareIp)) {
-    const addr = parseIp(ip);
-    const subnet = bridge.subnets.find((s) => contains(s.cidr, addr));
-    if (!subnet) continue;
-    const cidr = parseCidr(subnet.cidr);
-    const gateway = subnetGateway(subnet);
-    out.push({ address: ip, prefixLength: cidr.prefix, subnet: subnet.cidr, family: addr.family, ...(gateway ? { gateway } : {}) });
-  }
-  return out;
-}
-
-/** A request naming its network by id: the tenant it may carry no longer selects anything. */
-function withoutTenant<T extends { tenant?: string }>(req: T): Omit<T, 'tenant'> {
-  const { tenant: _tenant, ...rest } = req;
-  return rest;
 }

@@ -7,9 +7,17 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type http from 'node:http';
+import type https from 'node:https';
+
+/**
+ * A fastify app serving plain HTTP or, given a certificate, HTTPS. fastify types the two apart by their node server;
+ * everything bees does with an app (routes, hooks, inject, listen) is the same for both.
+ */
+export type ServerApp = FastifyInstance<http.Server | https.Server>;
 
 /** Listen on a unix socket: a live server's socket is refused, a stale one replaced; mode 0600. */
-export async function listenUnix(app: FastifyInstance, file: string): Promise<void> {
+export async function listenUnix(app: ServerApp, file: string): Promise<void> {
   if (!file) throw new Error('listen: no socket path');
   await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   if (await exists(file)) {
@@ -27,10 +35,10 @@ export interface ListenGuard {
   /** Set by listen(): the unix socket needs no token, anything else (TCP, or not listened yet: inject) does. */
   unix: boolean;
 }
-const guards = new WeakMap<FastifyInstance, ListenGuard>();
+const guards = new WeakMap<ServerApp, ListenGuard>();
 
 /** Registers what an app offers (TLS, a token); an app without one listens on unix sockets and loopback only. */
-export function setListenGuard(app: FastifyInstance, guard: ListenGuard): void {
+export function setListenGuard(app: ServerApp, guard: ListenGuard): void {
   guards.set(app, guard);
 }
 
@@ -47,7 +55,7 @@ export function isLoopback(host: string): boolean {
  * A TCP listener beyond loopback is refused unless the app has both TLS and a token. Returns the endpoint actually
  * bound (the port filled in for port 0; https:// when serving TLS).
  */
-export async function listen(app: FastifyInstance, endpoint: string): Promise<string> {
+export async function listen(app: ServerApp, endpoint: string): Promise<string> {
   const guard = guards.get(app) ?? { tls: false, token: false, unix: false };
   if (endpoint.startsWith('unix:')) {
     guard.unix = true;

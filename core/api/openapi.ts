@@ -2,6 +2,7 @@
 import { SCHEMAS, type JsonSchema } from '../model/schema.js';
 import { KINDS } from '../model/types.js';
 import { ERROR_SCHEMA, errorRef, type ApiRoute } from './routes.js';
+import { EVENTS_PATH_ITEM } from './events.js';
 
 function parameters(where: 'path' | 'query', schema: JsonSchema | undefined): JsonSchema[] {
   if (!schema) return [];
@@ -45,6 +46,7 @@ export function openApiDocument(routes: ApiRoute[], opts: { version: string; tok
   paths['/openapi.json'] = {
     get: { operationId: 'openapi', summary: 'This document', tags: ['Status'], responses: { 200: { description: 'OpenAPI 3 document' } } },
   };
+  paths['/v1/events'] = EVENTS_PATH_ITEM;
   const schemas: Record<string, JsonSchema> = { Error: ERROR_SCHEMA };
   for (const k of KINDS) schemas[k] = SCHEMAS[k].object;
   return {

@@ -1,42 +1,81 @@
 // The REST surface as one table: every route with its JSON schemas and handler. The server registers it with
 // fastify and the OpenAPI document is generated from it, so the two cannot drift apart.
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import { SCHEMAS, fieldsOf, idSchema, type JsonSchema } from '../model/schema.js';
 import { KINDS, type Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { LIST_FILTER_KEYS, type Topology } from '../topology/service.js';
 import { securityGroupRoutes } from './security-groups.js';
+import { attributionRoutes, probeTrace, type LocalAttribution, type LocalProber } from './attribution.js';
 import { HOST_LIVENESS_PREFIX, KIND_PATHS, type ApiStatus } from './paths.js';
 import { TopologyError } from '../topology/errors.js';
 import { TraceError, traceTopology, type TraceRequest, type TraceResult } from '../policy/trace.js';
+import { PolicyError } from '../policy/simulate.js';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
-export interface RouteInput {
-  params: Record<string, string>;
-  query: Record<string, string>;
-  body: unknown;
+/** The request parts a route validates; fastify checks each against its schema before the handler runs. */
+export interface RouteSchema {
+  params?: JsonSchema;
+  querystring?: JsonSchema;
+  body?: JsonSchema;
 }
 
-export interface ApiRoute {
+/**
+ * The type a request part has once validated against schema `S`, as the json-schema-to-ts type provider derives it
+ * for fastify. A schema built at run time (the per-kind ones from model/schema.ts) is not literal, so nothing can be
+ * derived from it: such a part, and an absent one, has the `Loose` type (query strings and paths are text).
+ */
+type Validated<S, Loose> = S extends JsonSchema
+  ? unknown extends (JsonSchemaToTsProvider & { schema: S })['validator']
+    ? Loose
+    : (JsonSchemaToTsProvider & { schema: S })['validator']
+  : Loose;
+
+export interface RouteInput<S extends RouteSchema = RouteSchema> {
+  params: Validated<S['params'], Record<string, string>>;
+  query: Validated<S['querystring'], Record<string, string>>;
+  body: Validated<S['body'], unknown>;
+}
+
+/** A route as written in the table: its handler's input is typed from its own schemas. */
+export interface TypedRoute<S extends RouteSchema> {
   method: Method;
   /** fastify form, ":id" for parameters */
   url: string;
   operationId: string;
   summary: string;
   tag: string;
-  schema: { params?: JsonSchema; querystring?: JsonSchema; body?: JsonSchema };
+  schema: S;
   /** Success status and the schema of its body (none for 204). */
   success: { status: number; schema?: JsonSchema; description: string };
-  handler(input: RouteInput): Promise<unknown>;
+  handler(input: RouteInput<S>): Promise<unknown>;
+}
+
+/** A route as the server and the OpenAPI document take it: the request parts as fastify hands them over. */
+export interface ApiRoute extends Omit<TypedRoute<RouteSchema>, 'handler'> {
+  handler(input: { params: unknown; query: unknown; body: unknown }): Promise<unknown>;
+}
+
+/**
+ * Enters a route into the table. The one place where the request's parts take their schema-derived types: the server
+ * registers `schema` with fastify, whose validators refuse any request that does not match before this handler runs.
+ */
+export function route<const S extends RouteSchema>(r: TypedRoute<S>): ApiRoute {
+  return { ...r, handler: (input) => r.handler(input as RouteInput<S>) };
 }
 
 export interface RouteContext {
   topology: Topology;
   store: Store;
   version: string;
+  /** The kernel of the agent serving this API (counters, drop log); absent in a standalone API. */
+  attribution?: LocalAttribution | undefined;
+  /** The agent's probe sender (`bees trace --probe`); absent in a standalone API. */
+  prober?: LocalProber | undefined;
 }
 
-const idParams: JsonSchema = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } };
+export const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } } as const;
 const errorRef = { $ref: '#/components/schemas/Error' };
 export const ERROR_SCHEMA: JsonSchema = {
   type: 'object',
@@ -57,7 +96,7 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
   const object = { $ref: `#/components/schemas/${kind}` };
   const { topology } = ctx;
   return [
-    {
+    route({
       method: 'GET',
       url: base,
       operationId: `list${kind}`,
@@ -66,8 +105,8 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       schema: { querystring: filterSchema(kind) },
       success: { status: 200, schema: { type: 'array', items: object }, description: `${kind} objects` },
       handler: ({ query }) => topology.list(kind, query),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: base,
       operationId: `create${kind}`,
@@ -76,8 +115,8 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       schema: { body: SCHEMAS[kind].create },
       success: { status: 201, schema: object, description: `The created ${kind}` },
       handler: ({ body }) => topology.create(kind, body),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: `${base}/:id`,
       operationId: `get${kind}`,
@@ -85,9 +124,9 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       tag: kind,
       schema: { params: idParams },
       success: { status: 200, schema: object, description: `The ${kind}` },
-      handler: ({ params }) => topology.get(kind, params.id!),
-    },
-    {
+      handler: ({ params }) => topology.get(kind, params.id),
+    }),
+    route({
       method: 'PATCH',
       url: `${base}/:id`,
       operationId: `update${kind}`,
@@ -95,9 +134,9 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       tag: kind,
       schema: { params: idParams, body: SCHEMAS[kind].patch },
       success: { status: 200, schema: object, description: `The updated ${kind}` },
-      handler: ({ params, body }) => topology.update(kind, params.id!, body),
-    },
-    {
+      handler: ({ params, body }) => topology.update(kind, params.id, body),
+    }),
+    route({
       method: 'DELETE',
       url: `${base}/:id`,
       operationId: `delete${kind}`,
@@ -106,15 +145,15 @@ function kindRoutes(kind: Kind, ctx: RouteContext): ApiRoute[] {
       schema: { params: idParams },
       success: { status: 204, description: 'Deleted' },
       handler: async ({ params }) => {
-        await topology.delete(kind, params.id!);
+        await topology.delete(kind, params.id);
       },
-    },
+    }),
   ];
 }
 
 export function apiRoutes(ctx: RouteContext): ApiRoute[] {
   const { topology, store } = ctx;
-  const linkBody: JsonSchema = {
+  const linkBody = {
     type: 'object',
     additionalProperties: false,
     required: ['bridgeId'],
@@ -122,11 +161,12 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       bridgeId: idSchema,
       address: { type: 'string', minLength: 4, maxLength: 68, description: 'Router address in CIDR form' },
     },
-  };
+  } as const;
   return [
     ...KINDS.flatMap((k) => kindRoutes(k, ctx)),
     ...securityGroupRoutes(topology),
-    {
+    ...attributionRoutes(topology, ctx.attribution),
+    route({
       method: 'POST',
       url: '/v1/routers/:id/attach',
       operationId: 'attachRouter',
@@ -142,11 +182,10 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
         },
       },
       handler: ({ params, body }) => {
-        const b = body as { bridgeId: string; address?: string };
-        return topology.attachRouter(params.id!, b.bridgeId, b.address === undefined ? {} : { address: b.address });
+        return topology.attachRouter(params.id, body.bridgeId, body.address === undefined ? {} : { address: body.address });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: '/v1/routers/:id/detach',
       operationId: 'detachRouter',
@@ -155,10 +194,10 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
       schema: { params: idParams, body: { ...linkBody, properties: { bridgeId: idSchema } } },
       success: { status: 204, description: 'Detached' },
       handler: async ({ params, body }) => {
-        await topology.detachRouter(params.id!, (body as { bridgeId: string }).bridgeId);
+        await topology.detachRouter(params.id, body.bridgeId);
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: '/v1/trace',
       operationId: 'trace',
@@ -170,9 +209,13 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
         description: 'Every chain and rule met by the request and its reply, and the verdicts',
         schema: { type: 'object', additionalProperties: true },
       },
-      handler: ({ body }) => trace(topology, body as TraceRequest),
-    },
-    {
+      handler: ({ body }) => {
+        const { probe, ...req } = body;
+        if (!probe) return trace(topology, req);
+        return probeTrace(topology, ctx.prober, (srcPort) => trace(topology, { ...req, srcPort }), req.proto ?? 'tcp');
+      },
+    }),
+    route({
       method: 'GET',
       url: '/v1/liveness/hosts',
       operationId: 'hostLiveness',
@@ -184,8 +227,8 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
         const records = await store.listEphemeral(HOST_LIVENESS_PREFIX);
         return Object.fromEntries(Object.entries(records).map(([k, v]) => [k.slice(HOST_LIVENESS_PREFIX.length), v]));
       },
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/v1/status',
       operationId: 'status',
@@ -208,11 +251,11 @@ export function apiRoutes(ctx: RouteContext): ApiRoute[] {
         },
       },
       handler: () => status(ctx),
-    },
+    }),
   ];
 }
 
-const TRACE_BODY: JsonSchema = {
+const TRACE_BODY = {
   type: 'object',
   additionalProperties: false,
   required: ['src', 'dst'],
@@ -222,8 +265,9 @@ const TRACE_BODY: JsonSchema = {
     proto: { type: 'string', enum: ['tcp', 'udp', 'icmp'] },
     port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Destination port (default 80)' },
     srcPort: { type: 'integer', minimum: 1, maximum: 65535 },
+    probe: { type: 'boolean', description: "Also send a real packet (the source host's agent only) and report each host's kernel" },
   },
-};
+} as const;
 
 async function trace(topology: Topology, req: TraceRequest): Promise<TraceResult> {
   const [ports, bridges, chains, rules, ipAddrGroups] = await Promise.all([
@@ -237,6 +281,8 @@ async function trace(topology: Topology, req: TraceRequest): Promise<TraceResult
     return traceTopology({ ports, bridges, chains, rules, ipAddrGroups }, req);
   } catch (e) {
     if (e instanceof TraceError) throw new TopologyError('invalid', e.message, e.field);
+    // The stored policy holds what the simulator will not guess at (support.ts): the request is fine, the policy not.
+    if (e instanceof PolicyError) throw new TopologyError('conflict', e.message);
     throw e;
   }
 }

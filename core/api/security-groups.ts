@@ -1,17 +1,19 @@
 // REST routes of security groups (/v1/security-groups): a view over port groups, address groups, chains and rules
 // that core/topology/security-groups.ts keeps consistent, one transaction per request.
 import { idSchema, nameSchema, type JsonSchema } from '../model/schema.js';
-import { SecurityGroups, type SecurityGroupRuleInput } from '../topology/security-groups.js';
+import { SecurityGroups } from '../topology/security-groups.js';
 import type { Topology } from '../topology/service.js';
-import type { ApiRoute } from './routes.js';
+import { idParams, route, type ApiRoute } from './routes.js';
 
-const idParams: JsonSchema = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: idSchema } };
-const obj = (properties: Record<string, JsonSchema>, required: string[] = []): JsonSchema => ({
-  type: 'object',
-  additionalProperties: false,
-  properties,
-  ...(required.length ? { required } : {}),
-});
+/** An object schema that refuses unknown fields; literal, so the routes' inputs are typed from it. */
+function obj<const P extends Record<string, JsonSchema>>(properties: P): { type: 'object'; additionalProperties: false; properties: P };
+function obj<const P extends Record<string, JsonSchema>, const R extends readonly (keyof P & string)[]>(
+  properties: P,
+  required: R,
+): { type: 'object'; additionalProperties: false; properties: P; required: R };
+function obj(properties: Record<string, JsonSchema>, required: readonly string[] = []): JsonSchema {
+  return { type: 'object', additionalProperties: false, properties, ...(required.length ? { required } : {}) };
+}
 
 const ruleInput = obj(
   {
@@ -29,7 +31,7 @@ const ruleInput = obj(
 const ruleSchema: JsonSchema = {
   ...ruleInput,
   title: 'SecurityGroupRule',
-  properties: { id: idSchema, ...(ruleInput.properties as object) },
+  properties: { id: idSchema, ...ruleInput.properties },
   required: ['id', 'direction', 'ethertype'],
 };
 
@@ -56,7 +58,7 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
   const portBody = obj({ portId: idSchema }, ['portId']);
   const tag = 'SecurityGroup';
   return [
-    {
+    route({
       method: 'GET',
       url: base,
       operationId: 'listSecurityGroups',
@@ -65,8 +67,8 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       schema: { querystring: obj({ tenantId: { type: 'string', minLength: 1, maxLength: 256 } }) },
       success: { status: 200, schema: { type: 'array', items: sg }, description: 'Security groups' },
       handler: ({ query }) => sgs.list(query.tenantId ? { tenantId: query.tenantId } : {}),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: base,
       operationId: 'createSecurityGroup',
@@ -74,9 +76,9 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       summary: 'Create a security group: a port group, an address group of its members and two chains',
       schema: { body: obj({ name: { ...nameSchema, maxLength: 100 }, tenant: nameSchema }, ['name']) },
       success: { status: 201, schema: sg, description: 'The created group' },
-      handler: ({ body }) => sgs.create(body as { name: string; tenant?: string }),
-    },
-    {
+      handler: ({ body }) => sgs.create(body),
+    }),
+    route({
       method: 'GET',
       url: `${base}/:id`,
       operationId: 'getSecurityGroup',
@@ -84,9 +86,9 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       summary: 'Get a security group, with its rules and ports',
       schema: { params: idParams },
       success: { status: 200, schema: sg, description: 'The group' },
-      handler: ({ params }) => sgs.get(params.id!),
-    },
-    {
+      handler: ({ params }) => sgs.get(params.id),
+    }),
+    route({
       method: 'DELETE',
       url: `${base}/:id`,
       operationId: 'deleteSecurityGroup',
@@ -95,10 +97,10 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       schema: { params: idParams },
       success: { status: 204, description: 'Deleted' },
       handler: async ({ params }) => {
-        await sgs.delete(params.id!);
+        await sgs.delete(params.id);
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: `${base}/:id/rules`,
       operationId: 'addSecurityGroupRule',
@@ -106,9 +108,9 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       summary: 'Add an allow rule',
       schema: { params: idParams, body: ruleInput },
       success: { status: 201, schema: ruleSchema, description: 'The rule' },
-      handler: ({ params, body }) => sgs.addRule(params.id!, body as SecurityGroupRuleInput),
-    },
-    {
+      handler: ({ params, body }) => sgs.addRule(params.id, body),
+    }),
+    route({
       method: 'DELETE',
       url: `${base}/:id/rules/:ruleId`,
       operationId: 'removeSecurityGroupRule',
@@ -117,10 +119,10 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       schema: { params: obj({ id: idSchema, ruleId: idSchema }, ['id', 'ruleId']) },
       success: { status: 204, description: 'Removed' },
       handler: async ({ params }) => {
-        await sgs.removeRule(params.id!, params.ruleId!);
+        await sgs.removeRule(params.id, params.ruleId);
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: `${base}/:id/attach`,
       operationId: 'attachSecurityGroup',
@@ -128,9 +130,9 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       summary: 'Make a port a member: its filters then allow only what its groups allow, and return flows',
       schema: { params: idParams, body: portBody },
       success: { status: 200, schema: sg, description: 'The group' },
-      handler: ({ params, body }) => sgs.attach(params.id!, (body as { portId: string }).portId),
-    },
-    {
+      handler: ({ params, body }) => sgs.attach(params.id, body.portId),
+    }),
+    route({
       method: 'POST',
       url: `${base}/:id/detach`,
       operationId: 'detachSecurityGroup',
@@ -138,7 +140,7 @@ export function securityGroupRoutes(topology: Topology): ApiRoute[] {
       summary: 'End a membership; a port with no group left is unfiltered again',
       schema: { params: idParams, body: portBody },
       success: { status: 200, schema: sg, description: 'The group' },
-      handler: ({ params, body }) => sgs.detach(params.id!, (body as { portId: string }).portId),
-    },
+      handler: ({ params, body }) => sgs.detach(params.id, body.portId),
+    }),
   ];
 }

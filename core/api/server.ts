@@ -2,8 +2,8 @@
 // mistake is a 4xx whose message names the field, never a 500. Access: the unix socket is protected by its file
 // mode; TCP listeners demand a bearer token (a full one, or a read-only one for GETs), serve TLS when given a
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyError } from 'fastify';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -15,10 +15,13 @@ import type { Topology } from '../topology/service.js';
 import { openApiDocument } from './openapi.js';
 import type { ApiErrorBody } from './paths.js';
 import { apiRoutes } from './routes.js';
+import type { LocalAttribution, LocalProber } from './attribution.js';
+import { eventRoutes } from './events.js';
+import { isUiAsset, uiRoutes } from '../ui/serve.js';
 
-import { setListenGuard, type ListenGuard as Guard } from './listen.js';
+import { setListenGuard, type ListenGuard as Guard, type ServerApp } from './listen.js';
 
-export { isLoopback, listen } from './listen.js';
+export { isLoopback, listen, type ServerApp } from './listen.js';
 
 export interface ApiOptions {
   topology: Topology;
@@ -30,12 +33,15 @@ export interface ApiOptions {
   /** Serve HTTPS with this certificate chain and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** More routes (e.g. the agent's), registered after the topology routes. */
-  extraRoutes?: (app: FastifyInstance) => void;
+  extraRoutes?: (app: ServerApp) => void;
   /** Largest accepted body (default 1 MiB). */
   bodyLimit?: number;
   /** fastify logging (default off; 500s are always written to stderr). */
   logger?: boolean;
   version?: string;
+  /** The agent's kernel, for per-port counters and drops (core/api/attribution.ts). */
+  attribution?: LocalAttribution;
+  prober?: LocalProber;
 }
 
 export const API_VERSION = '0.1.0';
@@ -70,9 +76,14 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/** The caller's request id if it is a short plain token (it goes into logs and headers as is), else a new one. */
+function requestId(given: string | string[] | undefined): string {
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
-export function buildApi(opts: ApiOptions): FastifyInstance {
+export function buildApi(opts: ApiOptions): ServerApp {
   checkToken('token', opts.token);
   checkToken('read token', opts.readToken);
   if (opts.token !== undefined && opts.token === opts.readToken) throw new Error('the read-only token must differ from the full token');
@@ -85,11 +96,12 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     // Ids may be 256 characters (idSchema), percent-encoded in a path up to three times that; fastify's default of
     // 100 answered 414 for an object the API had just created.
     routerOptions: { maxParamLength: 1024 },
+    // A request id on every request: the caller's X-Request-Id when it is a plain token (so one id follows an
+    // operation across services), else a new one; logged with each line (--log) and answered in X-Request-Id.
+    requestIdHeader: false as const,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => requestId(req.headers['x-request-id']),
   };
-  // The https variant has its own overload; the app is used the same way afterwards.
-  const app = (opts.tls
-    ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } })
-    : Fastify(base)) as unknown as FastifyInstance;
+  const app: ServerApp = opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base);
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
   setListenGuard(app, guard);
   // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
@@ -105,10 +117,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
     // Fails closed: whatever goes wrong deciding, the answer is 401, never the route.
     let access: Access;
     try {
       if (guard.unix || !guard.token) return;
+      // The web view's page and scripts hold no data; what they show is fetched with the token.
+      if (isUiAsset(req.method, req.url)) return;
       access = accessOf(req.headers.authorization, opts.token, opts.readToken);
     } catch {
       access = 'none';
@@ -129,7 +144,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const error = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : kind;
       return reply.code(status).send(errorBody(error, message, field, id));
     }
-    process.stderr.write(`bees api: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    process.stderr.write(`bees api: ${req.method} ${req.url} (request ${req.id}): ${err.stack ?? err.message}\n`);
     return reply.code(500).send(errorBody('internal', `internal error: ${err.message}`));
   });
 
@@ -137,7 +152,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  const routes = apiRoutes({ topology: opts.topology, store: opts.store, version: opts.version ?? API_VERSION });
+  const routes = apiRoutes({
+    topology: opts.topology,
+    store: opts.store,
+    version: opts.version ?? API_VERSION,
+    attribution: opts.attribution,
+    prober: opts.prober,
+  });
   // Success bodies are serialised from the route's success schema, so an answer carries the documented fields and
   // nothing else. The table's schemas point at the model objects the OpenAPI way (#/components/schemas/Kind): each
   // response schema carries those components for the pointers to resolve inside it.
@@ -148,11 +169,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       url: r.url,
       schema: { ...r.schema, ...(r.success.schema ? { response: { [r.success.status]: { ...r.success.schema, components } } } : {}) },
       handler: async (req, reply) => {
-        const result = await r.handler({
-          params: (req.params ?? {}) as Record<string, string>,
-          query: (req.query ?? {}) as Record<string, string>,
-          body: req.body,
-        });
+        const result = await r.handler({ params: req.params ?? {}, query: req.query ?? {}, body: req.body });
         reply.code(r.success.status);
         if (r.success.status === 204) return reply.send();
         return result;
@@ -161,6 +178,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   }
   const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token });
   app.get('/openapi.json', async () => doc);
+  eventRoutes(app, opts.store);
+  uiRoutes(app);
   opts.extraRoutes?.(app);
   return app;
 }

@@ -12,6 +12,8 @@ export const commandModules: Array<() => Promise<CommandModule>> = [
   () => import('./status.js'),
   () => import('./policy.js'),
   () => import('./sg.js'),
+  () => import('./lb.js'),
   () => import('./trace.js'),
+  () => import('./attribution.js'),
   () => import('../agent/commands.js'),
 ];

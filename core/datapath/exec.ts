@@ -107,11 +107,10 @@ export async function bridgeBatch(netns: string | undefined, lines: string[], co
   await batch(netns, 'bridge', lines, context);
 }
 
-/** Run a JSON-printing command (ip -j …) inside `netns` and parse its output. */
-export async function runJson<T>(netns: string | undefined, argv: string[], context: string): Promise<T> {
+/** Run a JSON-printing command (ip -j …) inside `netns` and parse its output: a list (some print nothing for none). */
+export async function runJson<T extends unknown[]>(netns: string | undefined, argv: string[], context: string): Promise<T> {
   const out = await run(inNetns(netns, argv), { context });
-  const text = out.trim();
-  if (!text) return [] as unknown as T;
+  const text = out.trim() || '[]';
   try {
     return JSON.parse(text) as T;
   } catch (e) {

@@ -24,7 +24,9 @@ import {
 } from './names.js';
 import { checkPlug, plug, unplug } from './plug.js';
 import { applyPolicyChange } from './nft/policy.js';
-import { ensureRouter, NETNS_DIR, removeRouter, setRouterNeighbours, type RouterContext } from './router.js';
+import { ensureRouter, NETNS_DIR, removeRouter, setRouterFilters, setRouterNeighbours, type RouterContext } from './router.js';
+import type { RouterFilters } from '../policy/compile-router.js';
+import { applyLoadBalancers, removeLoadBalancers, type LbHostSpec } from './nft/lb.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import type {
   DatapathOptions,
@@ -95,8 +97,21 @@ export class LinuxDatapath {
     return setRouterNeighbours(this.ctx, id, add, remove);
   }
 
+  setRouterFilters(id: string, prev: RouterFilters | undefined, next: RouterFilters | undefined): Promise<void> {
+    return setRouterFilters(this.ctx, id, prev, next);
+  }
+
   applyPolicy(change: PolicyChange): Promise<void> {
     return applyPolicyChange(this.ctx.netns, change);
+  }
+
+  applyLoadBalancers(spec: LbHostSpec, opts: { full: boolean }): Promise<void> {
+    return applyLoadBalancers(this.ctx.netns, spec, opts);
+  }
+
+  /** The namespace (path) of a router instance on this host: health checks run there. */
+  routerNetns(routerId: string): string {
+    return `${NETNS_DIR}/${routerNsName(this.ctx.routerNsPrefix, routerId)}`;
   }
 
   /** What of ours exists on this host. */
@@ -199,6 +214,8 @@ export class LinuxDatapath {
     if (left.plugs.length === 0 && left.bridges.length === 0) {
       await dropTable(this.ctx.netns, HOST_BRIDGE);
       await dropTable(this.ctx.netns, HOST_CT);
+      // The load balancer's table, policy rules and neighbours go with the last bridge.
+      await removeLoadBalancers(this.ctx.netns);
     }
     if (left.routers.length === 0) await dropHostMasquerade(this.ctx.netns);
     // The host firewall's FORWARD chain of ours (host-firewall.ts): re-checked on every sweep (firewall reloads and

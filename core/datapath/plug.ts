@@ -10,6 +10,7 @@ import { announceWhenUp } from './announce.js';
 import { applyBandwidth, checkBandwidth, ifbName, shapes } from './bandwidth.js';
 import { bridgeMtu } from './bridge.js';
 import { isGone } from './exec.js';
+import { deleteLinks } from './link-reaper.js';
 import {
   canonicalDestination,
   createVeth,
@@ -145,12 +146,8 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
 /** Remove a plug: the veth (its peer goes with it, namespace or not), its ifb if shaped, and exactly its nft chains, of every feature. */
 export async function unplug(ctx: HostContext, hostIfname: string): Promise<void> {
   if (!validIfname(hostIfname) || !isPlugName(hostIfname)) throw new Error(`invalid host interface name "${hostIfname}"`);
-  const del = step(`could not delete ${hostIfname}`, () =>
-    withNetlink(ctx.netns, async (s) => {
-      await deleteLink(s, hostIfname);
-      await deleteLink(s, ifbName(hostIfname));
-    }),
-  );
+  // Batched with the other plugs being removed at the same time (link-reaper.ts).
+  const del = step(`could not delete ${hostIfname}`, () => deleteLinks(ctx.netns, [hostIfname, ifbName(hostIfname)]));
   await Promise.all([del, forgetDevices(ctx.netns, [hostIfname], `could not remove the nft chains of ${hostIfname}`)]);
 }
 

@@ -10,7 +10,8 @@ import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
 import { getLink, withNetlink } from './netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
-import { setHostMasquerade, setRouterSnat } from './nft/index.js';
+import { ensureRouterChains, setHostMasquerade, setRouterChains, setRouterSnat } from './nft/index.js';
+import type { RouterFilters } from '../policy/compile-router.js';
 import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
 import type { DesiredRouter, RouterNeighbour } from './types.js';
 
@@ -285,12 +286,27 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
     run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
     setRouterSnat(nsPath, ROUTER_UPLINK, snat, `${what}: could not set NAT in ${ns}`),
+    // Rebuilt whole unless this version is in place (what was there is unknown); setRouterFilters changes only what
+    // differs.
+    ensureRouterChains(nsPath, r.filters, `${what}: could not set its chains in ${ns}`),
     snat
       ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), {
           context: `${what}: could not enable forwarding on the host`,
         }).then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`))
       : undefined,
   ]);
+}
+
+/** Only the chains of a router in place changed: rewrite what differs in its `table inet bees-r`. */
+export async function setRouterFilters(
+  ctx: RouterContext,
+  id: string,
+  prev: RouterFilters | undefined,
+  next: RouterFilters | undefined,
+): Promise<void> {
+  checkId(id);
+  const ns = routerNsName(ctx.routerNsPrefix, id);
+  await setRouterChains(`${NETNS_DIR}/${ns}`, prev, next, `router ${id}: could not set its chains in ${ns}`);
 }
 
 /** Remove the router instance: its namespace (legs and uplink go with it). */

@@ -2,6 +2,8 @@
 import type { Bandwidth } from './bandwidth.js';
 import type { CompiledChain, SetDecl } from '../policy/compile.js';
 import type { StageName } from '../policy/simulate.js';
+import type { RouterFilters } from '../policy/compile-router.js';
+import type { LbHostSpec } from './nft/lb.js';
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -117,6 +119,8 @@ export interface DesiredRouter {
   snat?: boolean;
   /** Subnets the host namespace routes to through this router (those not colliding on this host). */
   hostReachable?: string[];
+  /** The router's MidoNet chains compiled for its namespace (core/policy/compile-router.ts); absent: none. */
+  filters?: RouterFilters;
 }
 
 /**
@@ -125,7 +129,8 @@ export interface DesiredRouter {
  * refers to any more.
  */
 export interface PolicyChange {
-  zones: { vni: number; zone: number | null }[];
+  /** `was`: a removed zone's value (an element re-added with another value is "File exists"). */
+  zones: { vni: number; zone: number | null; was?: number }[];
   /** `elements`: the set's whole content (flushed first); else only `add` and `remove`. */
   sets: { decl: SetDecl; elements?: string[]; add?: string[]; remove?: string[] }[];
   chains: CompiledChain[];
@@ -154,9 +159,13 @@ export interface Datapath {
   ensureRouter(r: DesiredRouter): Promise<void>;
   /** Optional fast path: change only the permanent neighbours of a router ensureRouter has set up. */
   setRouterNeighbours?(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]): Promise<void>;
+  /** Optional fast path: change only the chains of a router ensureRouter has set up (from `prev` to `next`). */
+  setRouterFilters?(id: string, prev: RouterFilters | undefined, next: RouterFilters | undefined): Promise<void>;
   removeRouter(id: string): Promise<void>;
   /** MidoNet chains in force (core/datapath/nft/policy.ts); absent: this datapath enforces no policy. */
   applyPolicy?(change: PolicyChange): Promise<void>;
+  /** The L4 load balancer of this host (core/datapath/nft/lb.ts); `full`: re-read the kernel, rewrite everything. */
+  applyLoadBalancers?(spec: LbHostSpec, opts: { full: boolean }): Promise<void>;
   inventory(): Promise<Inventory>;
   /** Removes every object of ours that `desired` does not name. */
   sweep(desired: Partial<Inventory>): Promise<void>;

@@ -28,20 +28,44 @@ export interface LbBridge {
 /**
  * A member as the compiler needs it: the model's PoolMember (core/model/types.ts) without pool linkage. Selectable
  * when adminStateUp, weight > 0 and status is not 'down' (MidoNet: active = weight > 0, admin up, status ACTIVE;
- * 'unknown' counts as up until a health monitor says otherwise).
+ * 'unknown' counts as up until a health monitor says otherwise). A backup member is used only while no other
+ * member of its VIP is selectable.
  */
-export type LbMember = Pick<PoolMember, 'id' | 'address' | 'port' | 'weight' | 'adminStateUp' | 'status'>;
+export type LbMember = Pick<PoolMember, 'id' | 'address' | 'port' | 'weight' | 'adminStateUp' | 'status' | 'backup'>;
 
 /**
  * A VIP with its pool's members, and the bridges of this host whose clients reach it (the router's bridges, so
  * tenants with overlapping VIP addresses stay apart). Extends the model's Vip (read-only there) with what the
- * datapath needs: the members and the bridges, and the affinity timeout the model lacks.
+ * datapath needs: the members, the bridges, and what happens to a leaving member's connections.
  */
 export interface LbVip extends Pick<Vip, 'id' | 'address' | 'port' | 'protocol' | 'sessionPersistence'> {
   members: readonly LbMember[];
   bridges: readonly string[];
   /** Seconds a sticky client keeps its member after its last new connection. */
   affinityTimeoutS?: number;
+  /** The pool's Pool.memberRemoval: 'cut' deletes a leaving member's conntrack entries, 'drain' (default) keeps them. */
+  memberRemoval?: 'drain' | 'cut';
+  /** Published on every host's underlay address (Vip.nodePort): see LbNodePort. */
+  nodePort?: LbNodePort;
+}
+
+/**
+ * A VIP's port published on this host's own addresses (NodePort-like). A connection arriving there goes to a member
+ * on this host (DNAT, client address kept), or, with the 'cluster' policy, possibly to another host that has
+ * members: DNAT to that host's address at the same port and masquerade, so the reply comes back through this host
+ * (the other host then picks among its own members). A connection forwarded by a peer only ever goes to local
+ * members, so nothing loops.
+ */
+export interface LbNodePort {
+  port: number;
+  /** externalTrafficPolicy 'local': only members on this host. */
+  local: boolean;
+  /** Ids of the VIP's members on this host. */
+  localMembers: readonly string[];
+  /** Other hosts with members in rotation: their address and the sum of those members' weights. */
+  remotes: readonly { address: string; weight: number }[];
+  /** Addresses of every other host: connections from them were forwarded and stay here. */
+  peers: readonly string[];
 }
 
 export interface LbHost {
@@ -57,6 +81,13 @@ export interface LbExisting {
 
 export const selectable = (m: LbMember): boolean => m.adminStateUp && m.weight > 0 && m.status !== 'down';
 
+/** The members that get new connections: the selectable ones that are not backups, or else the selectable backups. */
+export function inRotation(members: readonly LbMember[]): LbMember[] {
+  const live = members.filter(selectable);
+  const primary = live.filter((m) => !m.backup);
+  return primary.length > 0 ? primary : live;
+}
+
 const NAME = /^[A-Za-z0-9_-]+$/;
 function id(kind: string, s: string): string {
   if (!NAME.test(s)) throw new Error(`load balancer: ${kind} id "${s}" must be letters, digits, '-' or '_'`);
@@ -67,6 +98,12 @@ export const bridgeChain = (ifname: string): string => `b-${ifname}`;
 export const vipChain = (vip: string): string => `v-${vip}`;
 export const memberChain = (vip: string, member: string): string => `m-${vip}-${member}`;
 export const affinitySet = (vip: string, member: string): string => `a-${vip}-${member}`;
+export const nodePortChain = (vip: string): string => `n-${vip}`;
+export const nodePortLocalChain = (vip: string): string => `nl-${vip}`;
+export const nodePortHostChain = (vip: string, address: string): string => `nh-${vip}-${address.replace(/\./g, '_')}`;
+
+/** ct mark bit of a NodePort connection forwarded to another host: masqueraded on the way out. */
+export const FORWARD_CT_MARK = 0x02000000;
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 function ipv4(what: string, s: string): string {
@@ -79,37 +116,45 @@ function port(what: string, p: number): number {
   return p;
 }
 
-/**
- * The `numgen` verdict map spreading new connections by weight: member i gets the range of width weight_i in
- * [0, Σweights). Undefined when no member is selectable.
- */
-export function weightedVmap(vip: string, members: readonly LbMember[]): string | undefined {
-  const live = members.filter(selectable);
+/** `numgen random mod Σweights vmap { ranges }`: target i gets the range of width weight_i in [0, Σweights). */
+function numgen(targets: readonly { weight: number; chain: string }[]): string | undefined {
+  const live = targets.filter((x) => x.weight > 0);
   if (live.length === 0) return undefined;
   let at = 0;
-  const elements = live.map((m) => {
+  const elements = live.map((x) => {
     const from = at;
-    at += m.weight;
-    const range = m.weight === 1 ? `${from}` : `${from}-${at - 1}`;
-    return `${range} : goto ${memberChain(vip, m.id)}`;
+    at += x.weight;
+    return `${x.weight === 1 ? `${from}` : `${from}-${at - 1}`} : goto ${x.chain}`;
   });
   return `numgen random mod ${at} vmap { ${elements.join(', ')} }`;
 }
 
 /**
- * The whole transaction for one host namespace: table and base chains (created if missing), every wanted chain
- * flushed and refilled, affinity sets of members that are gone or no longer selectable flushed or deleted, and
- * every chain and set of the table that is no longer wanted deleted. Sets of selectable members are kept, so
- * sticky clients stay where they are across unrelated changes.
+ * The `numgen` verdict map spreading new connections by weight over the members in rotation. Undefined when no
+ * member is selectable.
  */
-export function compileLb(host: LbHost, existing: LbExisting = { chains: new Set(), sets: new Set() }): string {
-  const t = `${HOST_LB.family} ${HOST_LB.name}`;
-  const out: string[] = [];
+export function weightedVmap(vip: string, members: readonly LbMember[]): string | undefined {
+  return numgen(inRotation(members).map((m) => ({ weight: m.weight, chain: memberChain(vip, m.id) })));
+}
+
+/** The table's content as chains (rules in order; `pre`, `post` and `out` included) and affinity sets. */
+interface LbContent {
+  chains: Map<string, string[]>;
+  /** Affinity set → timeout (s), for every member of a sticky VIP. */
+  sets: Map<string, number>;
+  /** Affinity sets of members out of rotation: their sticky clients are let go. */
+  idle: Set<string>;
+}
+
+const BASE = new Set(['pre', 'post', 'out']);
+
+function content(host: LbHost): LbContent {
   const chains = new Map<string, string[]>();
   const sets = new Map<string, number>();
-  const flushSets: string[] = [];
+  const idle = new Set<string>();
   const bridges = new Map(host.bridges.map((b) => [id('bridge', b.ifname), ipv4(`gateway of ${b.ifname}`, b.gateway)]));
   const byBridge = new Map<string, string[]>();
+  const nodePorts: string[] = [];
 
   for (const v of host.vips) {
     id('vip', v.id);
@@ -117,22 +162,20 @@ export function compileLb(host: LbHost, existing: LbExisting = { chains: new Set
     port(`port of VIP ${v.id}`, v.port);
     const sticky = v.sessionPersistence === 'source_ip';
     const timeout = v.affinityTimeoutS ?? DEFAULT_AFFINITY_TIMEOUT_S;
+    const rotation = new Set(inRotation(v.members).map((m) => m.id));
     const rules: string[] = [];
     for (const m of v.members) {
       id('member', m.id);
       ipv4(`address of member ${m.id}`, m.address);
       port(`port of member ${m.id}`, m.port);
       const set = affinitySet(v.id, m.id);
-      if (!selectable(m)) {
+      if (sticky) sets.set(set, timeout);
+      if (!rotation.has(m.id)) {
         // MidoNet: a member that is disabled or down loses its sticky clients at once.
-        if (existing.sets.has(set)) flushSets.push(set);
-        if (existing.sets.has(set)) sets.set(set, timeout);
+        if (sticky) idle.add(set);
         continue;
       }
-      if (sticky) {
-        sets.set(set, timeout);
-        rules.push(`ip saddr @${set} goto ${memberChain(v.id, m.id)}`);
-      }
+      if (sticky) rules.push(`ip saddr @${set} goto ${memberChain(v.id, m.id)}`);
       chains.set(memberChain(v.id, m.id), [
         `ip saddr ${m.address} ct mark set ct mark or ${hex(HAIRPIN_CT_MARK)}`,
         ...(sticky ? [`update @${set} { ip saddr }`] : []),
@@ -148,6 +191,34 @@ export function compileLb(host: LbHost, existing: LbExisting = { chains: new Set
       list.push(`${v.address} . ${v.protocol} . ${v.port} : goto ${vipChain(v.id)}`);
       byBridge.set(b, list);
     }
+    const np = v.nodePort;
+    if (np) {
+      port(`node port of VIP ${v.id}`, np.port);
+      const byId = new Map(v.members.map((m) => [m.id, m]));
+      const local = numgen(
+        np.localMembers.filter((mid) => rotation.has(mid)).map((mid) => ({ weight: byId.get(mid)!.weight, chain: memberChain(v.id, mid) })),
+      );
+      chains.set(nodePortLocalChain(v.id), [local ?? 'drop']);
+      const localWeight = np.localMembers.filter((mid) => rotation.has(mid)).reduce((s, mid) => s + byId.get(mid)!.weight, 0);
+      const n: string[] = [];
+      if (np.peers.length)
+        n.push(`ip saddr { ${np.peers.map((a) => ipv4('peer address', a)).join(', ')} } goto ${nodePortLocalChain(v.id)}`);
+      if (np.local) n.push(`goto ${nodePortLocalChain(v.id)}`);
+      else {
+        const targets = [{ weight: localWeight, chain: nodePortLocalChain(v.id) }];
+        for (const r of np.remotes) {
+          const c = nodePortHostChain(v.id, ipv4('host address', r.address));
+          targets.push({ weight: r.weight, chain: c });
+          chains.set(c, [
+            `ct mark set ct mark or ${hex(FORWARD_CT_MARK)}`,
+            `meta l4proto ${v.protocol} dnat ip to ${r.address}:${np.port}`,
+          ]);
+        }
+        n.push(numgen(targets) ?? 'drop');
+      }
+      chains.set(nodePortChain(v.id), n);
+      nodePorts.push(`${v.protocol} . ${np.port} : goto ${nodePortChain(v.id)}`);
+    }
   }
   const pre: string[] = [];
   const post: string[] = [];
@@ -158,40 +229,92 @@ export function compileLb(host: LbHost, existing: LbExisting = { chains: new Set
     pre.push(`iifname "${b}" goto ${bridgeChain(b)}`);
     post.push(`oifname "${b}" ct mark and ${hex(HAIRPIN_CT_MARK)} == ${hex(HAIRPIN_CT_MARK)} ct direction original snat ip to ${gateway}`);
   }
+  const out: string[] = [];
+  if (nodePorts.length) {
+    const lookup = `fib daddr type local meta l4proto . th dport vmap { ${nodePorts.join(', ')} }`;
+    pre.push(lookup);
+    out.push(lookup);
+    post.push(`ct mark and ${hex(FORWARD_CT_MARK)} == ${hex(FORWARD_CT_MARK)} ct direction original masquerade`);
+  }
+  chains.set('pre', pre);
+  chains.set('post', post);
+  chains.set('out', out);
+  return { chains, sets, idle };
+}
 
+/**
+ * The transaction for one host namespace: table and base chains (created if missing), and the chains and sets
+ * that differ from `prev` (what was applied last; absent: everything is rewritten, and whatever `existing` lists
+ * beyond what is wanted is deleted). A member change therefore replaces only its VIP's chains. Affinity sets of
+ * members in rotation are kept, so sticky clients stay where they are across unrelated changes; those of members
+ * that leave rotation are flushed.
+ */
+export function compileLb(host: LbHost, existing?: LbExisting, prev?: LbHost): string {
+  const t = `${HOST_LB.family} ${HOST_LB.name}`;
+  const next = content(host);
+  const before = prev ? content(prev) : undefined;
+  // What the kernel holds: the listing when given, else what was applied last, else nothing.
+  const haveChains = existing?.chains ?? new Set(before ? [...before.chains.keys()].filter((c) => !BASE.has(c)) : []);
+  const haveSets = existing?.sets ?? new Set(before?.sets.keys() ?? []);
+  const out: string[] = [];
   out.push(`add table ${t} { comment "${OWNER_COMMENT}"; }`);
   for (const c of HOST_LB.baseChains)
     out.push(`add chain ${t} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy accept; }`);
-  // Flush every chain that exists or is wanted first, so no rule still refers to what is deleted below.
-  const all = new Set([...existing.chains, ...chains.keys()].filter((c) => c !== 'pre' && c !== 'post'));
-  for (const c of all) out.push(`add chain ${t} ${c}`, `flush chain ${t} ${c}`);
-  out.push(`flush chain ${t} pre`, `flush chain ${t} post`);
-  for (const [s, timeout] of sets) out.push(`add set ${t} ${s} { type ipv4_addr; flags dynamic, timeout; timeout ${timeout}s; }`);
-  for (const s of flushSets) out.push(`flush set ${t} ${s}`);
-  for (const [c, rules] of chains) for (const r of rules) out.push(`add rule ${t} ${c} ${r}`);
-  for (const r of pre) out.push(`add rule ${t} pre ${r}`);
-  for (const r of post) out.push(`add rule ${t} post ${r}`);
-  for (const c of all) if (!chains.has(c)) out.push(`delete chain ${t} ${c}`);
-  for (const s of existing.sets) if (!sets.has(s)) out.push(`delete set ${t} ${s}`);
+
+  // Sets whose timeout changed are re-made: the chains referring to them are rewritten around it.
+  const remade = new Set(
+    before ? [...next.sets].filter(([s, to]) => haveSets.has(s) && before.sets.has(s) && before.sets.get(s) !== to).map(([s]) => s) : [],
+  );
+  const refers = (rules: readonly string[]): boolean => [...remade].some((s) => rules.some((r) => r.includes(`@${s} `)));
+  const changed = [...next.chains].filter(([c, rules]) => {
+    const was = before?.chains.get(c);
+    return !was || (!BASE.has(c) && !haveChains.has(c)) || JSON.stringify(was) !== JSON.stringify(rules) || refers(rules);
+  });
+  const gone = [...haveChains].filter((c) => !next.chains.has(c) && !BASE.has(c));
+  // Flush first, so no rule still refers to what is deleted or re-made below.
+  for (const [c] of changed) out.push(...(BASE.has(c) ? [] : [`add chain ${t} ${c}`]), `flush chain ${t} ${c}`);
+  for (const c of gone) out.push(`flush chain ${t} ${c}`);
+  for (const s of remade) out.push(`delete set ${t} ${s}`);
+  for (const [s, timeout] of next.sets)
+    if (!haveSets.has(s) || !before?.sets.has(s) || remade.has(s))
+      out.push(`add set ${t} ${s} { type ipv4_addr; flags dynamic, timeout; timeout ${timeout}s; }`);
+  for (const s of next.idle) if (haveSets.has(s) && !before?.idle.has(s)) out.push(`flush set ${t} ${s}`);
+  for (const [c, rules] of changed) for (const r of rules) out.push(`add rule ${t} ${c} ${r}`);
+  for (const c of gone) out.push(`delete chain ${t} ${c}`);
+  for (const s of haveSets) if (!next.sets.has(s)) out.push(`delete set ${t} ${s}`);
   return out.join('\n') + '\n';
 }
 
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 
+/** A member that left rotation, and whether its established connections are cut. */
+export interface LeavingMember {
+  vipId: string;
+  vip: string;
+  protocol: 'tcp' | 'udp';
+  member: string;
+  /**
+   * 'cut' when the pool says so, or when the member is down or gone from the pool's addresses (nothing can answer
+   * there: the next packet is better balanced afresh); 'drain' keeps them (removed or disabled, pool says drain).
+   */
+  action: 'cut' | 'drain';
+}
+
 /**
- * Members whose connections must be cut after a change: those in `before` that are no longer selectable in
- * `after` (removed, disabled, down), per VIP, as `{ vip address, protocol, member address }`.
+ * Members that were in rotation in `before` and are not in `after` (removed, disabled, down, replaced by a
+ * returning primary), per VIP.
  */
-export function leavingMembers(
-  before: readonly LbVip[],
-  after: readonly LbVip[],
-): { vip: string; protocol: 'tcp' | 'udp'; member: string }[] {
-  const out: { vip: string; protocol: 'tcp' | 'udp'; member: string }[] = [];
+export function leavingMembers(before: readonly LbVip[], after: readonly LbVip[]): LeavingMember[] {
+  const out: LeavingMember[] = [];
   for (const b of before) {
     const a = after.find((x) => x.id === b.id);
-    for (const m of b.members.filter(selectable)) {
-      const still = a?.members.find((x) => x.id === m.id && selectable(x) && x.address === m.address);
-      if (!still) out.push({ vip: b.address, protocol: b.protocol, member: m.address });
+    const still = new Set(a ? inRotation(a.members).map((m) => `${m.id}|${m.address}`) : []);
+    for (const m of inRotation(b.members)) {
+      if (still.has(`${m.id}|${m.address}`)) continue;
+      const now = a?.members.find((x) => x.id === m.id && x.address === m.address);
+      const dead = now?.status === 'down';
+      const action = dead || (a ?? b).memberRemoval === 'cut' ? 'cut' : 'drain';
+      out.push({ vipId: b.id, vip: b.address, protocol: b.protocol, member: m.address, action });
     }
   }
   return out;

@@ -29,6 +29,46 @@ export const tcpConnectProbe: Probe = async (t, timeoutS) => {
   }
 };
 
+/** Whether an HTTP status code is among `expected` ("200", "200-399", "200,204"); default "200". */
+export function codeExpected(code: number, expected = '200'): boolean {
+  return expected.split(',').some((part) => {
+    const [lo, hi] = part.split('-').map(Number);
+    return code >= lo! && code <= (hi ?? lo!);
+  });
+}
+
+/**
+ * HTTP GET of `urlPath` with curl inside the target's namespace: true when the answer's status is expected. A
+ * connection refused, a timeout or an unexpected code is a failure.
+ */
+export function httpProbe(urlPath = '/', expectedCodes = '200'): Probe {
+  return async (t, timeoutS) => {
+    try {
+      const out = await run(
+        inNetns(t.netns, [
+          'curl',
+          '-s',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '--max-time',
+          String(Math.max(1, timeoutS)),
+          `http://${t.address}:${t.port}${urlPath}`,
+        ]),
+        { context: 'health check' },
+      );
+      return codeExpected(Number(out.trim()), expectedCodes);
+    } catch {
+      return false;
+    }
+  };
+}
+
+/** The probe of a monitor: TCP connect, or HTTP GET of its urlPath expecting its expectedCodes. */
+export const probeOf = (m: Pick<HealthMonitor, 'type' | 'urlPath' | 'expectedCodes'>): Probe =>
+  m.type === 'http' ? httpProbe(m.urlPath, m.expectedCodes) : tcpConnectProbe;
+
 type Status = 'up' | 'down';
 
 /**

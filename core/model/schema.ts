@@ -18,13 +18,13 @@ export type JsonSchema = Record<string, unknown>;
  * refuses every non-ASCII character rather than keep a copy of ZooKeeper's list (core/store/validate.ts checkId
  * is the store's own, looser check).
  */
-export const idSchema: JsonSchema = {
+export const idSchema = {
   type: 'string',
   minLength: 1,
   maxLength: 256,
   pattern: '^(?!\\.\\.?$)[\\x21-\\x2e\\x30-\\x7e]+$',
   description: 'Object id (usually a UUID)',
-};
+} as const satisfies JsonSchema;
 /**
  * Linux interface names (dev_valid_name): at most 15 bytes, not '.' or '..', no '/', ':' or whitespace; no '%'
  * either (the kernel reads it as a template, "eth%d", and refuses any other). ASCII only, so 15 characters are
@@ -38,12 +38,12 @@ const ifnameSchema: JsonSchema = {
   description: 'Linux interface name',
 };
 /** Names users type: Docker's network-name alphabet plus '@' and '+' (orchestrator-derived names). */
-export const nameSchema: JsonSchema = {
+export const nameSchema = {
   type: 'string',
   minLength: 1,
   maxLength: 128,
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.@+-]*$',
-};
+} as const satisfies JsonSchema;
 const ipSchema: JsonSchema = { type: 'string', minLength: 2, maxLength: 64, description: 'IPv4 or IPv6 address' };
 const cidrSchema: JsonSchema = { type: 'string', minLength: 4, maxLength: 68, description: 'CIDR, e.g. 10.1.0.0/24' };
 const macSchema: JsonSchema = { type: 'string', minLength: 12, maxLength: 17, description: 'MAC address' };

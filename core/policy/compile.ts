@@ -17,7 +17,8 @@
 // - fragments: br_netfilter defragments before the +10 stages, so `nonheader` never matches and the rest match
 //   whole packets (chains-lb.md §2.5).
 import type { IpAddrGroup } from '../model/types.js';
-import { isCidr, isIp } from '../net/ip.js';
+import { isCidr, isIp, normalizeMac } from '../net/ip.js';
+import { unsupportedOnBridge } from './support.js';
 import {
   ETH_IPV4,
   ETH_IPV6,
@@ -44,12 +45,34 @@ export interface MarkBits {
 }
 export const DEFAULT_MARKS: MarkBits = { returnFlow: 0x80000000 };
 
+/**
+ * Drop logging: every drop (and reject) rule is preceded by a rule with the same match that sends a copy of the
+ * packet to NFLOG group `group`, at most `ratePerSecond` per second per rule, prefixed `bees drop r=<rule id>`
+ * (core/datapath/nft/flow-log.ts reads them). The limit gates only the log rule: the drop itself is never limited.
+ */
+export interface DropLog {
+  group: number;
+  ratePerSecond: number;
+}
+/** "be" for bees; NFLOG groups are per network namespace. */
+export const DEFAULT_DROP_LOG: DropLog = { group: 0xbee, ratePerSecond: 10 };
+/** The NFLOG prefix of a logged packet: its verdict and rule (issue 13's flow logs add `accept`). */
+export const logPrefix = (verdict: 'drop' | 'accept', ruleId: string): string => `bees ${verdict} r=${ruleId}`;
+
 export interface CompileContext {
   /** MAC of a port, for in/out port conditions; undefined: unknown port (refused). */
   macOf(portId: string): string | undefined;
   /** Whether a chain exists (a jump to a missing one compiles to nothing). */
   chainExists(chainId: string): boolean;
   marks?: MarkBits;
+  /**
+   * Compiling for a router namespace (`table inet bees-r`, core/policy/compile-router.ts) rather than the bridge
+   * stages: ports are the router's legs by interface name, forward/return flow is read from conntrack directly
+   * (both directions of an uplink flow are routed on one host), and only IP reaches the hooks.
+   */
+  router?: { ifnameOf(portId: string): string | undefined };
+  /** Log drops to NFLOG (the agent does); off when absent. */
+  dropLog?: DropLog;
 }
 
 export const chainName = (chainId: string): string => `c-${chainId}`;
@@ -79,13 +102,13 @@ function isV6(addr: string): boolean {
  * expansion whose alternatives contradict each other can never match and is dropped (nft refuses some of them,
  * e.g. `ip daddr … ip6 daddr …`, with "conflicting protocols").
  */
-type Fam = '4' | '6' | '!4' | '!6' | '!ip';
-interface Alt {
+export type Fam = '4' | '6' | '!4' | '!6' | '!ip';
+export interface Alt {
   text: string;
   fam?: Fam | undefined;
 }
 /** One nft match per alternative; a term holds one or more disjoint alternatives. */
-type Term = Alt[];
+export type Term = Alt[];
 
 const CONFLICTS: Record<Fam, readonly Fam[]> = {
   '4': ['6', '!4', '!ip'],
@@ -98,22 +121,37 @@ const alt = (text: string, fam?: Fam): Alt => ({ text, fam });
 const one = (text: string, fam?: Fam): Term => [alt(text, fam)];
 
 /** An address condition: MidoNet matches "has an IP source in the subnet"; inverted, also every non-IP frame. */
-function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean): Term {
+function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean, router?: boolean): Term {
   const text: string = cidr;
   if (!isCidr(text) && !isIp(text)) throw new CompileError(`invalid address ${cidr}`);
   const v6 = isV6(cidr);
   const fam = v6 ? 'ip6' : 'ip';
   if (!inv) return one(`${fam} ${dir} ${cidr}`, v6 ? '6' : '4');
-  return [alt(`ether type != ${fam}`, v6 ? '!6' : '!4'), alt(`${fam} ${dir} != ${cidr}`, v6 ? '6' : '4')];
+  const other = router ? `meta nfproto != ipv${v6 ? 6 : 4}` : `ether type != ${fam}`;
+  return [alt(other, v6 ? '!6' : '!4'), alt(`${fam} ${dir} != ${cidr}`, v6 ? '6' : '4')];
 }
 
-function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<string, SetDecl>, ruleId: string): Term[] | null {
+export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<string, SetDecl>, ruleId: string): Term[] | null {
   if (defaultFragmentPolicy(c) === 'nonheader') return null; // defragmented before our stages: never matches
+  // noVlan needs no match: tagged frames never reach the filters (simulate.ts skips them too).
   const marks = ctx.marks ?? DEFAULT_MARKS;
   const terms: Term[] = [];
   const not = (inv?: boolean) => (inv ? '!= ' : '');
-  if (c.matchForwardFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == 0`));
-  if (c.matchReturnFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == ${hex(marks.returnFlow)}`));
+  const router = ctx.router;
+  if (router) {
+    // The bridge stages' mark bit, spelled out: a reply of an established connection, or a related packet.
+    if (c.matchForwardFlow)
+      terms.push([alt('ct direction original ct state != related'), alt('ct direction reply ct state != { established, related }')]);
+    if (c.matchReturnFlow) terms.push([alt('ct direction reply ct state established'), alt('ct state related')]);
+  } else {
+    if (c.matchForwardFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == 0`));
+    if (c.matchReturnFlow) terms.push(one(`meta mark & ${hex(marks.returnFlow)} == ${hex(marks.returnFlow)}`));
+  }
+  if (
+    router &&
+    (c.portGroupSrc !== undefined || c.portGroupDst !== undefined || c.ipAddrGroupSrc !== undefined || c.ipAddrGroupDst !== undefined)
+  )
+    throw new CompileError(`rule ${ruleId}: port and address groups are not supported in router chains yet`);
   for (const [field, dir, inv] of [
     ['portGroupSrc', 'saddr', c.invPortGroupSrc],
     ['portGroupDst', 'daddr', c.invPortGroupDst],
@@ -129,6 +167,15 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
     [c.outPortIds, 'daddr', c.invOutPorts],
   ] as const) {
     if (!ids?.length) continue;
+    if (router) {
+      const names = ids.map((id) => {
+        const n = router.ifnameOf(id);
+        if (!n) throw new CompileError(`rule ${ruleId}: port ${id} is not a port of this router`);
+        return `"${n}"`;
+      });
+      terms.push(one(`${dir === 'saddr' ? 'iifname' : 'oifname'} ${not(inv)}${portSet([...new Set(names)])}`));
+      continue;
+    }
     const macs = ids.map((id) => {
       const m = ctx.macOf(id);
       if (!m) throw new CompileError(`rule ${ruleId}: port ${id} is unknown`);
@@ -136,13 +183,28 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
     });
     terms.push(one(`ether ${dir} ${not(inv)}${portSet([...new Set(macs)])}`));
   }
-  if (c.ethertype !== undefined) {
+  if (c.ethertype !== undefined && router) {
+    // Only IPv4 and IPv6 reach a router's hooks: another ethertype never matches (inverted: always).
+    const nf = c.ethertype === ETH_IPV4 ? 'ipv4' : c.ethertype === ETH_IPV6 ? 'ipv6' : undefined;
+    if (nf) terms.push(one(`meta nfproto ${not(c.invEthertype)}${nf}`));
+    else if (!c.invEthertype) return null;
+  } else if (c.ethertype !== undefined) {
     const f = c.ethertype === ETH_IPV4 ? '4' : c.ethertype === ETH_IPV6 ? '6' : undefined;
     terms.push(one(`ether type ${not(c.invEthertype)}${hex(c.ethertype)}`, f && (c.invEthertype ? `!${f}` : f)));
   }
+  for (const [mac, mask, dir, inv] of [
+    [c.dlSrc, c.dlSrcMask, 'saddr', c.invDlSrc],
+    [c.dlDst, c.dlDstMask, 'daddr', c.invDlDst],
+  ] as const) {
+    if (mac === undefined) continue;
+    const m = normalizeMac(mac);
+    const k = mask === undefined ? undefined : normalizeMac(mask);
+    if (k === undefined || k === 'ff:ff:ff:ff:ff:ff') terms.push(one(`ether ${dir} ${not(inv)}${m}`));
+    else terms.push(one(`ether ${dir} & ${k} ${inv ? '!=' : '=='} ${maskMac(m, k)}`));
+  }
   if (c.nwProto !== undefined) terms.push(one(`meta l4proto ${not(c.invNwProto)}${c.nwProto}`));
-  if (c.nwSrc !== undefined) terms.push(addressTerm('saddr', c.nwSrc, c.invNwSrc));
-  if (c.nwDst !== undefined) terms.push(addressTerm('daddr', c.nwDst, c.invNwDst));
+  if (c.nwSrc !== undefined) terms.push(addressTerm('saddr', c.nwSrc, c.invNwSrc, !!router));
+  if (c.nwDst !== undefined) terms.push(addressTerm('daddr', c.nwDst, c.invNwDst, !!router));
   if (c.tpSrc || c.tpDst) {
     // MidoNet's "a range matches a packet without ports" would need alternatives over every protocol; a range is
     // compiled only next to the protocol it is about.
@@ -176,7 +238,16 @@ function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<strin
   return terms;
 }
 
-function expand(terms: Term[], ruleId: string): string[] {
+/** `mac & mask`, as nft compares a masked field with a value that has no bits outside the mask. */
+function maskMac(mac: string, mask: string): string {
+  const k = mask.split(':');
+  return mac
+    .split(':')
+    .map((b, i) => (parseInt(b, 16) & parseInt(k[i]!, 16)).toString(16).padStart(2, '0'))
+    .join(':');
+}
+
+export function expand(terms: Term[], ruleId: string): string[] {
   let out: { text: string; fams: Fam[] }[] = [{ text: '', fams: [] }];
   for (const t of terms) {
     out = out.flatMap((prefix) =>
@@ -228,13 +299,24 @@ export function compileChain(chainId: string, rules: readonly PolicyRule[], ctx:
   const out: string[] = [];
   const jumps = new Set<string>();
   for (const rule of [...rules].filter((r) => r.chainId === chainId).sort((a, b) => a.position - b.position)) {
+    // Refused before anything compiles away: what the user wrote must not be silently ignored.
+    const unsupported = unsupportedOnBridge(rule);
+    if (unsupported) throw new CompileError(`rule ${rule.id}: ${unsupported.field} cannot be compiled: ${unsupported.why}`);
     const verdict = verdictOf(rule, ctx);
     if (verdict === null) continue;
     const terms = conditionTerms(rule.condition, ctx, sets, rule.id);
     if (terms === null) continue;
     if (rule.action === 'jump') jumps.add(rule.jumpChainId!);
     const tail = ['counter', verdict, `comment "r=${rule.id}"`].filter(Boolean).join(' ');
-    for (const match of expand(terms, rule.id)) out.push(match ? `${match} ${tail}` : tail);
+    // Not counted and commented `l=`: the counters stay one per rule (parseRuleCounters reads `r=`).
+    const log =
+      ctx.dropLog && verdict === 'drop'
+        ? `limit rate ${ctx.dropLog.ratePerSecond}/second log prefix "${logPrefix('drop', rule.id)}" group ${ctx.dropLog.group} comment "l=${rule.id}"`
+        : undefined;
+    for (const match of expand(terms, rule.id)) {
+      if (log) out.push(match ? `${match} ${log}` : log);
+      out.push(match ? `${match} ${tail}` : tail);
+    }
   }
   return { chainId, name: chainName(chainId), rules: out, sets: [...sets.values()], jumps: [...jumps] };
 }

@@ -2,7 +2,8 @@
 // chains and rules it met on the way. It is the compiler's test oracle (compile.ts must agree with it in the
 // kernel) and the core of `bees trace`. The semantics are MidoNet's (../shared/reference/chains-lb.md §1.2–1.6):
 // Condition.java `matches`, Chain.scala `apply`/`process`, Simulator.scala `InAndOutFilters`.
-import { contains, ipEquals, isIp } from '../net/ip.js';
+import { contains, ipEquals, isIp, isMac, normalizeMac } from '../net/ip.js';
+import { unsupportedOnBridge } from './support.js';
 import type { Chain, Condition, IpAddrGroup, Port, PortRange, Rule } from '../model/types.js';
 
 /** MidoNet's FragmentPolicy: which fragments a condition may match at all (checked before any inversion). */
@@ -128,6 +129,15 @@ function fragmentAccepted(policy: FragmentPolicy, f: Packet['fragment'] = 'none'
   }
 }
 
+/** `mac & mask == want & mask`, MidoNet's masked MAC match (no mask: exact); a packet without a MAC never matches. */
+function macMatches(want: string, mask: string | undefined, mac: string | undefined): boolean {
+  if (mac === undefined || !isMac(mac)) return false;
+  const k = (mask === undefined ? 'ff:ff:ff:ff:ff:ff' : normalizeMac(mask)).split(':').map((x) => parseInt(x, 16));
+  const a = normalizeMac(want).split(':');
+  const b = normalizeMac(mac).split(':');
+  return k.every((m, i) => (parseInt(a[i]!, 16) & m) === (parseInt(b[i]!, 16) & m));
+}
+
 function inSubnet(cidr: string, ip: string | undefined): boolean {
   if (!ip || !isIp(ip)) return false;
   if (cidr.includes(':') !== ip.includes(':')) return false;
@@ -188,6 +198,8 @@ export class Simulator {
     if (c.inPortIds?.length && !inv(p.inPortId !== undefined && c.inPortIds.includes(p.inPortId), c.invInPorts)) return false;
     if (c.outPortIds?.length && !inv(p.outPortId !== undefined && c.outPortIds.includes(p.outPortId), c.invOutPorts)) return false;
     if (c.ethertype !== undefined && !inv(ethertypeOf(p) === c.ethertype, c.invEthertype)) return false;
+    if (c.dlSrc !== undefined && !inv(macMatches(c.dlSrc, c.dlSrcMask, p.srcMac), c.invDlSrc)) return false;
+    if (c.dlDst !== undefined && !inv(macMatches(c.dlDst, c.dlDstMask, p.dstMac), c.invDlDst)) return false;
     if (c.nwProto !== undefined && !inv(p.proto === c.nwProto, c.invNwProto)) return false;
     if (c.nwSrc !== undefined && !inv(inSubnet(c.nwSrc, p.srcIp), c.invNwSrc)) return false;
     if (c.nwDst !== undefined && !inv(inSubnet(c.nwDst, p.dstIp), c.invNwDst)) return false;
@@ -216,6 +228,10 @@ export class Simulator {
     visited.add(chainId);
     trace.push({ stage, chainId, depth, result: 'enter' });
     for (const rule of this.rules(chainId)) {
+      // What the compiler refuses is not guessed at here either (support.ts): no verdict the kernel would not give.
+      const unsupported = unsupportedOnBridge(rule);
+      if (unsupported)
+        throw new PolicyError(`rule ${rule.id}: ${unsupported.field} is not supported on bridge or port filters: ${unsupported.why}`);
       const matched = this.matches(rule.condition, p);
       let result: Result = 'continue';
       if (matched) result = this.ruleResult(rule);

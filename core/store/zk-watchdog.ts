@@ -31,6 +31,7 @@ export interface WatchdogOptions {
 
 /** Watch one client until the returned function is called. */
 export function watchConnection(client: Client, options: WatchdogOptions): () => void {
+  // The socket lives in the client's undeclared connectionManager: the library types none of it, so look it up.
   const cm = (client as unknown as { connectionManager?: ConnectionManager }).connectionManager;
   if (!cm) return () => undefined; // a library version without this field: nothing we can do from outside
   let seen: Socket | undefined;

@@ -1,71 +1,11 @@
 // The real `bees` CLI (node --import tsx app/main.ts) against a real `bees api` process on a unix socket.
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(ROOT, 'app/main.ts');
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-function bees(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
-
-async function waitFor(file: string, child: ChildProcess, log: () => string): Promise<void> {
-  // Generous: a loaded CI machine takes seconds to start node with tsx.
-  for (let i = 0; i < 1200; i++) {
-    if (child.exitCode !== null) throw new Error(`bees api exited: ${log()}`);
-    try {
-      await stat(file);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`bees api did not listen: ${log()}`);
-}
+import { bees, startBeesApi } from './bees-process.js';
 
 test('bees against a real bees api on a unix socket: tables, --json, errors, exit codes', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-cli-'));
-  const sock = path.join(dir, 'api.sock');
-  const server = spawn(
-    process.execPath,
-    ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`],
-    { cwd: ROOT },
-  );
-  let log = '';
-  server.stderr.on('data', (d) => {
-    log += d;
-  });
-  t.teardown(async () => {
-    if (server.exitCode === null) {
-      server.kill('SIGTERM');
-      await new Promise((r) => server.once('close', r));
-    }
-    await rm(dir, { recursive: true, force: true });
-  });
-  await waitFor(sock, server, () => log);
-  const env = { BEES_API: `unix:${sock}` };
+  const { sock, env, server, log } = await startBeesApi(t, 'bees-cli-');
 
   const created = await bees(['net', 'create', 'blue', '--subnet', '10.80.0.0/24', '--subnet6', 'fd00:80::/64', '--mtu', '1400'], env);
   t.is(created.code, 0, created.err);
@@ -117,7 +57,7 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   const unknown = await bees(['frobnicate'], env);
   t.is(unknown.code, 2);
   t.regex(unknown.err, /unknown command 'frobnicate'/);
-  const down = await bees(['net', 'ls'], { BEES_API: `unix:${path.join(dir, 'nothing.sock')}` });
+  const down = await bees(['net', 'ls'], { BEES_API: `unix:${path.join(path.dirname(sock), 'nothing.sock')}` });
   t.is(down.code, 1);
   t.regex(down.err, /^bees: cannot reach the API/);
 
@@ -183,7 +123,7 @@ test('bees against a real bees api on a unix socket: tables, --json, errors, exi
   // The api process stops cleanly on SIGTERM and removes its socket.
   server.kill('SIGTERM');
   const code = await new Promise((r) => server.once('close', r));
-  t.is(code, 0, log);
+  t.is(code, 0, log());
   await t.throwsAsync(stat(sock));
 });
 

@@ -275,3 +275,37 @@ test('many hosts racing in one process on the file store: every address once, ex
   await hosts[0]!.reclaimBlocks(new Set());
   t.deepEqual(await blocks(store, br.id), []);
 });
+
+test('a burst on one host is written in a few commits; a refused request in a batch leaves the others alone', async (t) => {
+  const store = await fileStore(t);
+  let commits = 0;
+  // The real file store, its write calls counted: one allocation written on its own is one commit or more.
+  const counted: Store = Object.assign(Object.create(store) as Store, {
+    commit: (...a: Parameters<Store['commit']>) => (commits++, store.commit(...a)),
+    create: (...a: Parameters<Store['create']>) => (commits++, store.create(...a)),
+    update: (...a: Parameters<Store['update']>) => (commits++, store.update(...a)),
+    delete: (...a: Parameters<Store['delete']>) => (commits++, store.delete(...a)),
+  });
+  const ipam = new Ipam(counted, 'h1');
+  const br = bridge({ cidr: '10.81.0.0/24' });
+  await ipam.allocate(br, 'first', 'eth0', { requested: ['10.81.0.9'] });
+  commits = 0;
+  const burst = await Promise.allSettled(
+    Array.from({ length: 20 }, (_, i) => ipam.allocate(br, `w${i}`, 'eth0', i === 7 ? { requested: ['10.81.0.9'] } : {})),
+  );
+  const ok = burst.flatMap((r) => (r.status === 'fulfilled' ? [r.value[0]!.address] : []));
+  t.is(ok.length, 19);
+  t.is(new Set([...ok, '10.81.0.9']).size, 20, 'every address once');
+  const refused = burst[7] as PromiseRejectedResult;
+  t.is((refused.reason as TopologyError).code, 'conflict');
+  t.true(commits <= 3, `${commits} commits for 20 allocations`);
+  // Every address acknowledged is in the store, and releases batch the same way.
+  t.is((await ipam.allocations(br.id)).length, 20);
+  commits = 0;
+  await Promise.all(Array.from({ length: 20 }, (_, i) => ipam.release(br.id, `w${i}`, 'eth0')));
+  t.true(commits <= 3, `${commits} commits for 20 releases`);
+  t.deepEqual(
+    (await ipam.allocations(br.id)).map((a) => a.owner),
+    ['first'],
+  );
+});

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
 import { keysOf, neighbourDelta, planHost, planPolicy, zoneOf, type HostPlan } from '../agent/plan.js';
+import { legName } from '../datapath/names.js';
 import { Reconciler } from '../agent/reconciler.js';
 import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
 import type { Bridge, Host, Port, Router } from '../model/types.js';
@@ -45,6 +46,9 @@ class Recorder implements Datapath {
   }
   setRouterNeighbours(id: string, add: RouterNeighbour[], remove: RouterNeighbour[]) {
     return this.record('setRouterNeighbours', { id, add, remove });
+  }
+  setRouterFilters(id: string, prev: DesiredRouter['filters'], next: DesiredRouter['filters']) {
+    return this.record('setRouterFilters', { id, prev, next });
   }
   removeRouter(id: string) {
     return this.record('removeRouter', id);
@@ -289,7 +293,7 @@ test('neighbourDelta: only neighbours changed gives the entries to add and remov
   t.is(neighbourDelta(base, { ...base, legs: [] }), undefined);
 });
 
-test('the reconciler carries the plan out, and removes a bridge when its last local port goes', async (t) => {
+test('the reconciler carries the plan out, and removes a bridge once its last local port has gone a while', async (t) => {
   const w = await world(t);
   const dp = new Recorder();
   const rec = new Reconciler(w.hosts.a.id, w.cache, dp, MTU);
@@ -332,10 +336,20 @@ test('the reconciler carries the plan out, and removes a bridge when its last lo
   );
   t.like(dp.take('setRouterNeighbours')[0], { id: w.r.id, add: [{ ip: '10.1.0.30', vni: w.blue.tunnelKey }], remove: [] });
 
-  // The last local port goes: blue, green and the router leave this host's plan, and the sweep removes them.
+  // The last local port goes: blue, green and the router leave this host's plan but linger while their networks
+  // exist (the next workload finds them ready): no sweep, and a forced resync's sweep keeps them.
   await w.topo.delete('Port', w.ports.a1!.id);
   await cacheUntil(w.cache, () => !w.cache.get('Port', w.ports.a1!.id));
   t.deepEqual(keysOf(rec.plan()), new Set());
+  await rec.runOnce();
+  t.deepEqual(dp.take('sweep'), []);
+  rec.trigger(0, true);
+  await rec.runOnce();
+  const kept = dp.take('sweep') as Partial<Inventory>[];
+  t.deepEqual(kept[0]?.bridges?.sort(), [w.blue.tunnelKey, w.green.tunnelKey]);
+  t.deepEqual(kept[0]?.routers, [w.r.id]);
+  // Once the linger is over, the sweep removes them.
+  rec.lingerMs = 0;
   await rec.runOnce();
   t.deepEqual(dp.take('sweep'), [{ bridges: [], routers: [], plugs: [] }]);
 });
@@ -476,4 +490,60 @@ test("policy: the reconciler binds a plug's filters before the plug, then change
   t.deepEqual(moved.bindings, [{ ifname: 'bv-new', stage: 'bridge-inbound', chainId: c2.id }]);
   t.deepEqual(moved.removeChains, [c1.id]);
   t.deepEqual(moved.removeSets, [`pg-${pg.id}`]);
+});
+
+// Router chains (plan.ts desiredRouter, compile-router.ts): planned with the router, changed alone.
+
+test("router chains: compiled into the router's plan, its floating IP routed from the host, a rule change applied alone, bridge filters on the legs", async (t) => {
+  const w = await world(t);
+  const pre = await w.topo.create('Chain', { name: 'pre' });
+  const fip = await w.topo.create('Rule', {
+    chainId: pre.id,
+    position: 1,
+    action: 'dnat',
+    flowAction: 'accept',
+    condition: { nwDst: '198.51.100.7/32' },
+    natTargets: [{ addressFrom: '10.1.0.10', addressTo: '10.1.0.10', portFrom: 0, portTo: 0 }],
+  });
+  await w.topo.update('Router', w.r.id, { inboundFilterId: pre.id });
+  const bin = await w.topo.create('Chain', { name: 'blue-in' });
+  await w.topo.create('Rule', { chainId: bin.id, position: 1, action: 'drop', condition: { nwProto: 17 } });
+  await w.topo.update('Bridge', w.blue.id, { inboundFilterId: bin.id });
+  await cacheUntil(
+    w.cache,
+    () => w.cache.get('Router', w.r.id)?.inboundFilterId === pre.id && w.cache.get('Bridge', w.blue.id)?.inboundFilterId === bin.id,
+  );
+
+  const plan = planFor(w, w.hosts.a);
+  const r = plan.routers.get(w.r.id)!;
+  t.deepEqual(r.filters?.inbound, pre.id);
+  t.true(r.filters!.chains[`ni-${pre.id}`]!.some((x) => x.includes('dnat ip to 10.1.0.10')));
+  t.true(r.hostReachable!.includes('198.51.100.7/32'), 'the floating IP is routed from the host into the router');
+  const policy = planPolicy(w.cache, { hostId: w.hosts.a.id, underlayMtu: MTU }, plan.bridges.values(), plan.routers.values());
+  t.deepEqual(policy.bindings.get(legName(w.r.id, w.blue.tunnelKey)), { 'bridge-inbound': bin.id }, "blue's filter on the router leg");
+  t.is(policy.bindings.get(legName(w.r.id, w.green.tunnelKey)), undefined, 'green has no filter');
+
+  const dp = new Recorder();
+  const rec = new Reconciler(w.hosts.a.id, w.cache, dp, MTU);
+  t.teardown(() => rec.stop());
+  await rec.runOnce();
+  t.like(dp.calls.find((c) => c.op === 'ensureRouter')?.arg, { id: w.r.id, filters: { inbound: pre.id } });
+  dp.calls.length = 0;
+  // The DNAT target changes: the chains alone, from what was applied to what is wanted.
+  await w.topo.update('Rule', fip.id, { natTargets: [{ addressFrom: '10.1.0.11', addressTo: '10.1.0.11', portFrom: 0, portTo: 0 }] });
+  await cacheUntil(w.cache, () => w.cache.get('Rule', fip.id)?.natTargets?.[0]?.addressFrom === '10.1.0.11');
+  await rec.runOnce();
+  t.deepEqual(
+    dp.calls.filter((c) => c.op === 'ensureRouter'),
+    [],
+  );
+  const set = dp.take('setRouterFilters') as { id: string; prev: DesiredRouter['filters']; next: DesiredRouter['filters'] }[];
+  t.is(set.length, 1);
+  t.true(set[0]!.prev!.chains[`ni-${pre.id}`]!.some((x) => x.includes('10.1.0.10')));
+  t.true(set[0]!.next!.chains[`ni-${pre.id}`]!.some((x) => x.includes('10.1.0.11')));
+  // A floating IP moving is a route change on the host: the whole router.
+  await w.topo.update('Rule', fip.id, { condition: { nwDst: '198.51.100.8/32' } });
+  await cacheUntil(w.cache, () => w.cache.get('Rule', fip.id)?.condition.nwDst === '198.51.100.8/32');
+  await rec.runOnce();
+  t.like(dp.take('ensureRouter')[0], { id: w.r.id, hostReachable: ['10.1.0.0/24', '10.2.0.0/24', '198.51.100.8/32'] });
 });

@@ -8,59 +8,18 @@ import { bridgeName } from '../datapath/names.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { addrGroupScript, applyChains, portGroupScript, bindStage, bridgeZoneScript, ensureConntrack } from '../datapath/nft/policy.js';
 import { compileChain, type CompileContext } from '../policy/compile.js';
+import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type PolicyRule, type PolicyView } from '../policy/simulate.js';
 import {
-  ETH_ARP,
-  PROTO_ICMP,
-  PROTO_TCP,
-  PROTO_UDP,
-  simulateExchange,
-  type Packet,
-  type PolicyRule,
-  type PolicyView,
-} from '../policy/simulate.js';
+  PROBES,
+  PROBE_SERVER,
+  probeClientArgv,
+  probeLabel,
+  probePacket,
+  probeReport,
+  type Probe,
+  type ProbeCell,
+} from '../../testbed/probes.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, type TestPort } from './datapath-helpers.js';
-
-// One process per workload: TCP listeners on 80 and 8080, a UDP echo on 5353 and 7777.
-const SERVER = `
-import socket, threading
-def tcp(p):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', p)); s.listen(64)
-    while True:
-        c, _ = s.accept(); c.close()
-def udp(p):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', p))
-    while True:
-        d, a = s.recvfrom(100); s.sendto(d, a)
-for f, p in ((tcp, 80), (tcp, 8080), (udp, 5353), (udp, 7777)):
-    threading.Thread(target=f, args=(p,), daemon=True).start()
-threading.Event().wait()
-`;
-// Exit 0 when a TCP connect succeeds or a UDP datagram is echoed within the timeout.
-const CLIENT = `
-import socket, sys
-proto, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
-s.settimeout(1.5)
-try:
-    if proto == 'tcp':
-        s.connect((ip, port))
-    else:
-        s.sendto(b'x', (ip, port)); s.recvfrom(100)
-except OSError:
-    sys.exit(1)
-`;
-
-interface Probe {
-  proto: 'tcp' | 'udp' | 'icmp';
-  port?: number;
-}
-const PROBES: Probe[] = [
-  { proto: 'tcp', port: 80 },
-  { proto: 'tcp', port: 8080 },
-  { proto: 'udp', port: 5353 },
-  { proto: 'udp', port: 7777 },
-  { proto: 'icmp' },
-];
 
 test.serial('the kernel enforces compiled chains exactly as the simulator predicts (TCP, UDP, ICMP truth table)', async (t) => {
   t.timeout(240_000);
@@ -142,29 +101,19 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   for (const p of ports) await bindStage(ns, 'bridge-outbound', p.hostIfname!, 'bridge-out');
 
   // Servers, ready when they answer on loopback (which no bridge stage sees).
-  for (const p of ports) c.h.spawn(p.netns!, ['python3', '-c', SERVER], { logName: `srv-${idOf(p)}` });
+  for (const p of ports) c.h.spawn(p.netns!, ['python3', '-c', PROBE_SERVER], { logName: `srv-${idOf(p)}` });
   const client = (from: TestPort, proto: 'tcp' | 'udp', ip: string, port: number) =>
-    c.h.exec(from.netns!, ['python3', '-c', CLIENT, proto, ip, String(port)]).then((x) => x.code === 0);
+    c.h.exec(from.netns!, probeClientArgv(proto, ip, port)).then((x) => x.code === 0);
   for (const p of ports) {
     const end = Date.now() + 10_000;
     while (!(await client(p, 'tcp', '127.0.0.1', 8080)) && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
   }
 
-  const packet = (src: TestPort, dst: TestPort, probe: Probe): Packet => ({
-    srcMac: src.mac,
-    dstMac: dst.mac,
-    srcIp: ipOf(src),
-    dstIp: ipOf(dst),
-    inPortId: idOf(src),
-    outPortId: idOf(dst),
-    ...(probe.proto === 'icmp'
-      ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
-      : { proto: probe.proto === 'tcp' ? PROTO_TCP : PROTO_UDP, srcPort: 40000, dstPort: probe.port }),
-  });
+  const endOf = (p: TestPort) => ({ mac: p.mac, ip: ipOf(p), portId: idOf(p) });
   const kernel = (src: TestPort, dst: TestPort, probe: Probe): Promise<boolean> =>
     probe.proto === 'icmp' ? c.h.ping(src.netns!, ipOf(dst), { timeoutSec: 1 }) : client(src, probe.proto, ipOf(dst), probe.port!);
 
-  const cells: { cell: string; predicted: boolean; observed: boolean }[] = [];
+  const cells: ProbeCell[] = [];
   const jobs: Promise<void>[] = [];
   for (const src of ports) {
     // One source at a time per destination set, all sources in parallel: each probe's outcome is independent.
@@ -173,13 +122,9 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
         for (const dst of ports) {
           if (src === dst) continue;
           for (const probe of PROBES) {
-            const predicted = simulateExchange(view, bridge, packet(src, dst, probe)).delivered;
+            const predicted = simulateExchange(view, bridge, probePacket(endOf(src), endOf(dst), probe)).delivered;
             const observed = await kernel(src, dst, probe);
-            cells.push({
-              cell: `${names[ports.indexOf(src)]}->${names[ports.indexOf(dst)]} ${probe.proto}${probe.port ? `/${probe.port}` : ''}`,
-              predicted,
-              observed,
-            });
+            cells.push({ cell: `${names[ports.indexOf(src)]}->${names[ports.indexOf(dst)]} ${probeLabel(probe)}`, predicted, observed });
           }
         }
       })(),
@@ -187,14 +132,7 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   }
   await Promise.all(jobs);
   cells.sort((x, y) => x.cell.localeCompare(y.cell));
-  t.log(
-    cells
-      .map(
-        (x) =>
-          `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`,
-      )
-      .join('\n'),
-  );
+  t.log(probeReport(cells));
   t.deepEqual(
     cells.filter((x) => x.predicted !== x.observed),
     [],
@@ -225,7 +163,7 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   const start = process.hrtime.bigint();
   await applyChains(ns, [compileChain('to-a', rules, ctx)]);
   t.log(`one chain replaced (compile + transaction) in ${(Number(process.hrtime.bigint() - start) / 1e6).toFixed(2)} ms`);
-  t.true(simulateExchange(view, bridge, packet(C, A, { proto: 'icmp' })).delivered);
+  t.true(simulateExchange(view, bridge, probePacket(endOf(C), endOf(A), { proto: 'icmp' })).delivered);
   t.true(await c.h.ping(C.netns!, ipOf(A), { timeoutSec: 1 }), 'the new rule holds for the next packet');
   t.is(await nftQuery(ns, 'list chain bridge bees c-to-b', 'nft'), before, 'another chain was not rewritten (its counters kept)');
 });

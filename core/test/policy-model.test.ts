@@ -1,29 +1,9 @@
 // The policy model's validation (chains, rules, conditions), against the real file store.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { MAX_JUMP_DEPTH } from '../model/types.js';
-import { openStore } from '../store/open.js';
-import { TopologyError, type TopologyErrorCode } from '../topology/errors.js';
-import { Topology } from '../topology/service.js';
+import { freshTopology, rejects } from './topology-fixture.js';
 
-async function fresh(t: ExecutionContext): Promise<Topology> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-polmodel-'));
-  const store = await openStore(`file:${dir}`);
-  t.teardown(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return new Topology(store);
-}
-
-async function rejects(t: ExecutionContext, p: Promise<unknown>, code: TopologyErrorCode, field?: string): Promise<TopologyError> {
-  const err = await t.throwsAsync(p, { instanceOf: TopologyError });
-  t.is(err.code, code, err.message);
-  if (field !== undefined) t.is(err.field, field, err.message);
-  return err;
-}
+const fresh = (t: ExecutionContext) => freshTopology(t, 'bees-polmodel-');
 
 test('a condition keeps every MidoNet field, canonical', async (t) => {
   const topo = await fresh(t);

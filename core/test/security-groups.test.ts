@@ -1,24 +1,15 @@
 // Security groups as plain chains, rules and groups, against the real file store; what they mean is checked with
 // the policy simulator (the compiler's oracle), so the layout is tested for its effect, not only its shape.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { openStore } from '../store/open.js';
 import { compileChain } from '../policy/compile.js';
 import { PROTO_TCP, PROTO_UDP, simulateBridged, simulateExchange, type Packet, type PolicyView } from '../policy/simulate.js';
 import { TopologyError } from '../topology/errors.js';
 import { SecurityGroups } from '../topology/security-groups.js';
-import { Topology } from '../topology/service.js';
+import type { Topology } from '../topology/service.js';
+import { freshTopology } from './topology-fixture.js';
 
 async function fresh(t: ExecutionContext): Promise<{ topo: Topology; sgs: SecurityGroups }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-sg-'));
-  const store = await openStore(`file:${dir}`);
-  t.teardown(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const topo = new Topology(store);
+  const topo = await freshTopology(t, 'bees-sg-');
   return { topo, sgs: new SecurityGroups(topo) };
 }
 

@@ -1,28 +1,15 @@
 // The topology service's validation rules, against the real file store.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { bridgeId, tenantId } from '../model/ids.js';
-import { openStore } from '../store/open.js';
 import { TopologyError, type TopologyErrorCode } from '../topology/errors.js';
-import { CLUSTER_LOCK_ID, Topology } from '../topology/service.js';
+import { CLUSTER_LOCK_ID } from '../topology/service.js';
+import { freshTopology, rejects as rejectsWith } from './topology-fixture.js';
 
-async function fresh(t: ExecutionContext): Promise<Topology> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-topo-'));
-  const store = await openStore(`file:${dir}`);
-  t.teardown(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return new Topology(store);
-}
+const fresh = (t: ExecutionContext) => freshTopology(t, 'bees-topo-');
 
 /** Asserts the promise rejects with a TopologyError of that code (and field, when given). */
 async function rejects(t: ExecutionContext, p: Promise<unknown>, code: TopologyErrorCode, field?: string): Promise<TopologyError> {
-  const err = await t.throwsAsync(p, { instanceOf: TopologyError });
-  t.is(err.code, code, err.message);
-  if (field !== undefined) t.is(err.field, field, err.message);
+  const err = await rejectsWith(t, p, code, field);
   t.true(err.message.length > 0);
   return err;
 }

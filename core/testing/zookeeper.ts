@@ -173,7 +173,8 @@ export class ZooKeeperServer {
     proc.once('error', () => {}); // surfaced by waitServing timing out with the log path
     this.watchdog = spawn('sh', ['-c', `read _ ; kill -9 ${proc.pid} 2>/dev/null`], { stdio: ['pipe', 'ignore', 'ignore'] });
     this.watchdog.unref();
-    (this.watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+    // The pipe's handle, not the child, keeps the loop alive: unref it too (Socket.unref; stdio is 'pipe' above).
+    (this.watchdog.stdin as net.Socket | null)?.unref();
     proc.once('exit', () => this.watchdog?.kill('SIGTERM'));
     if (wait) await this.waitServing();
   }

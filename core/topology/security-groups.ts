@@ -39,7 +39,8 @@ export interface SecurityGroupRule {
   remoteGroupId?: string;
 }
 
-export type SecurityGroupRuleInput = Omit<SecurityGroupRule, 'id'>;
+/** A rule as asked for: no id yet, and the ethertype defaults to ipv4. */
+export type SecurityGroupRuleInput = Omit<SecurityGroupRule, 'id' | 'ethertype'> & { ethertype?: SecurityGroupRule['ethertype'] };
 
 export interface SecurityGroup {
   /** Also the id of its port group. */

@@ -5,55 +5,14 @@
 // the workloads must leave nothing behind (the leak snapshot covers every nft table, bees-ct included).
 import test from 'ava';
 import type { Port, Rule } from '../../core/model/types.js';
-import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type Packet, type PolicyView } from '../../core/policy/simulate.js';
+import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type PolicyView } from '../../core/policy/simulate.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
+import * as probes from '../../testbed/probes.js';
 import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
 
-// TCP listeners on 80 and 8080, UDP echo on 5353 and 7777.
-const SERVER = `
-import socket, threading
-def tcp(p):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', p)); s.listen(64)
-    while True:
-        c, _ = s.accept(); c.close()
-def udp(p):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', p))
-    while True:
-        d, a = s.recvfrom(100); s.sendto(d, a)
-for f, p in ((tcp, 80), (tcp, 8080), (udp, 5353), (udp, 7777)):
-    threading.Thread(target=f, args=(p,), daemon=True).start()
-threading.Event().wait()
-`;
-const CLIENT = `
-import socket, sys
-proto, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
-s.settimeout(1.5)
-try:
-    if proto == 'tcp':
-        s.connect((ip, port))
-    else:
-        s.sendto(b'x', (ip, port)); s.recvfrom(100)
-except OSError:
-    sys.exit(1)
-`;
-
-interface Probe {
-  proto: 'tcp' | 'udp' | 'icmp';
-  port?: number;
-}
-const PROBES: Probe[] = [
-  { proto: 'tcp', port: 80 },
-  { proto: 'tcp', port: 8080 },
-  { proto: 'udp', port: 5353 },
-  { proto: 'udp', port: 7777 },
-  { proto: 'icmp' },
-];
-const label = (p: Probe): string => `${p.proto}${p.port ? `/${p.port}` : ''}`;
-
-function probe(c: Cluster, from: Workload, to: Workload, p: Probe): Promise<boolean> {
+function probe(c: Cluster, from: Workload, to: Workload, p: probes.Probe): Promise<boolean> {
   if (p.proto === 'icmp') return c.ping(from.netns, to.ip4!, { timeoutSec: 1 });
-  return c.harness.exec(from.netns, ['python3', '-c', CLIENT, p.proto, to.ip4!, String(p.port)]).then((x) => x.code === 0);
+  return c.harness.exec(from.netns, probes.probeClientArgv(p.proto, to.ip4!, p.port!)).then((x) => x.code === 0);
 }
 
 /** The simulator's view of the topology as stored (what `bees trace` reads too). */
@@ -113,31 +72,23 @@ test('chains in force through the agents: the kernel agrees with the simulator o
 
   const all = [a1, a2, a3, b1, b2];
   for (const w of all)
-    await c.helper(w.netns, ['python3', '-c', SERVER], async () => probe(c, w, { ...w, ip4: '127.0.0.1' }, { proto: 'tcp', port: 8080 }));
+    await c.helper(w.netns, ['python3', '-c', probes.PROBE_SERVER], async () =>
+      probe(c, w, { ...w, ip4: '127.0.0.1' }, { proto: 'tcp', port: 8080 }),
+    );
   const bridges = new Map((await api.list('Bridge')).map((b) => [b.id, b]));
   const table = async () => {
     const view = await policyView(c);
-    const packet = (src: Workload, dst: Workload, p: Probe): Packet => ({
-      srcMac: src.result.interface.mac,
-      dstMac: dst.result.interface.mac,
-      srcIp: src.ip4!,
-      dstIp: dst.ip4!,
-      inPortId: src.result.portId,
-      outPortId: dst.result.portId,
-      ...(p.proto === 'icmp'
-        ? { proto: PROTO_ICMP, icmpType: 8, icmpCode: 0 }
-        : { proto: p.proto === 'tcp' ? PROTO_TCP : PROTO_UDP, srcPort: 40000, dstPort: p.port! }),
-    });
-    const cells: { cell: string; predicted: boolean; observed: boolean }[] = [];
+    const endOf = (w: Workload) => ({ mac: w.result.interface.mac, ip: w.ip4!, portId: w.result.portId });
+    const cells: probes.ProbeCell[] = [];
     await Promise.all(
       all.map(async (src) => {
         for (const dst of all) {
           if (src === dst || src.result.bridgeId !== dst.result.bridgeId) continue;
           const bridge = await api.get('Bridge', src.result.bridgeId);
-          for (const p of PROBES) {
-            const predicted = simulateExchange(view, bridge, packet(src, dst, p)).delivered;
+          for (const p of probes.PROBES) {
+            const predicted = simulateExchange(view, bridge, probes.probePacket(endOf(src), endOf(dst), p)).delivered;
             const observed = await probe(c, src, dst, p);
-            cells.push({ cell: `${src.name}->${dst.name} ${label(p)}`, predicted, observed });
+            cells.push({ cell: `${src.name}->${dst.name} ${probes.probeLabel(p)}`, predicted, observed });
           }
         }
       }),
@@ -148,14 +99,7 @@ test('chains in force through the agents: the kernel agrees with the simulator o
   // The agents apply what the cache sees; wait until the most remote binding (a3's, on host 2) is in force.
   await eventually(async () => !(await probe(c, a2, a3, { proto: 'tcp', port: 8080 })), 10_000, 'a3 filters in force');
   const cells = await table();
-  t.log(
-    cells
-      .map(
-        (x) =>
-          `${x.cell}: ${x.predicted ? 'pass' : 'blocked'}${x.predicted === x.observed ? '' : ` BUT kernel ${x.observed ? 'passed' : 'blocked'}`}`,
-      )
-      .join('\n'),
-  );
+  t.log(probes.probeReport(cells));
   if (cells.some((x) => x.predicted !== x.observed)) {
     for (const h of c.hosts) {
       const ruleset = await c.harness.exec(h.host, ['nft', 'list', 'ruleset']);

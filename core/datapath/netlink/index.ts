@@ -3,6 +3,18 @@
 export { KernelError } from './libc.js';
 export { NetlinkSocket } from './socket.js';
 export { inNamespace, openNamespace, openSocket, withNetlink } from './netns.js';
-export { createVeth, deleteLink, getLink, setLink, IFF_UP, type Link, type LinkChange, type LinkRef, type VethSpec } from './link.js';
+export {
+  createVeth,
+  deleteLink,
+  deleteLinkGroup,
+  getLink,
+  listLinks,
+  setLink,
+  IFF_UP,
+  type Link,
+  type LinkChange,
+  type LinkRef,
+  type VethSpec,
+} from './link.js';
 export { listAddresses, replaceAddress, IFA_F_NODAD, type Address } from './address.js';
 export { canonicalDestination, listRoutes, replaceRoute, type Route, type RouteSpec } from './route.js';

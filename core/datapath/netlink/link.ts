@@ -20,6 +20,7 @@ const IFLA_LINKINFO = 18;
 const IFLA_AF_SPEC = 26;
 const IFLA_NET_NS_FD = 28;
 const IFLA_EXT_MASK = 29;
+const IFLA_GROUP = 27;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
@@ -44,6 +45,8 @@ export interface Link {
   masterIndex?: number;
   operstate: string;
   kind?: string;
+  /** Its group (IFLA_GROUP); 0 is the default. */
+  group: number;
 }
 
 /** A link by name or by index. */
@@ -83,7 +86,14 @@ function decodeLink(body: Buffer): Link {
     ...(master ? { masterIndex: master.readUInt32LE(0) } : {}),
     operstate: OPERSTATES[oper?.[0] ?? 0] ?? 'UNKNOWN',
     ...(kind ? { kind: readString(kind) } : {}),
+    group: a.get(IFLA_GROUP)?.readUInt32LE(0) ?? 0,
   };
+}
+
+/** Every link of the socket's namespace. */
+export async function listLinks(s: NetlinkSocket): Promise<Link[]> {
+  const replies = await s.dump(RTM_GETLINK, Buffer.concat([ifinfomsg(), u32Attr(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), 'list links');
+  return replies.filter((r) => r.type === RTM_NEWLINK).map((r) => decodeLink(r.body));
 }
 
 /** The link, or undefined when there is none by that name/index. */
@@ -151,6 +161,8 @@ export interface LinkChange {
   mtu?: number;
   /** No IPv6 link-local (or any autoconfigured) address on this link. */
   noIpv6AddrGen?: boolean;
+  /** The link's group (0 is the default group). */
+  group?: number;
 }
 
 /** Apply changes to one link in one request. */
@@ -158,6 +170,7 @@ export async function setLink(s: NetlinkSocket, ref: LinkRef, c: LinkChange): Pr
   const attrs: Buffer[] = [];
   if (c.master !== undefined) attrs.push(u32Attr(IFLA_MASTER, c.master));
   if (c.mtu !== undefined) attrs.push(u32Attr(IFLA_MTU, c.mtu));
+  if (c.group !== undefined) attrs.push(u32Attr(IFLA_GROUP, c.group));
   if (c.noIpv6AddrGen) {
     attrs.push(nested(IFLA_AF_SPEC, [nested(AF_INET6, [u8Attr(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)])]));
   }
@@ -166,6 +179,20 @@ export async function setLink(s: NetlinkSocket, ref: LinkRef, c: LinkChange): Pr
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   await s.ack(RTM_NEWLINK, 0, Buffer.concat([...target(ref, flags[0], flags[1]), ...attrs]), `set ${label(ref)} ${what}`);
+}
+
+/**
+ * Delete every link of a group in one request: the kernel unregisters them together and waits for one RCU grace
+ * period instead of one per link (20 veths: 18 ms instead of 326 ms here). "gone" when the group is empty.
+ */
+export async function deleteLinkGroup(s: NetlinkSocket, group: number): Promise<'deleted' | 'gone'> {
+  try {
+    await s.ack(RTM_DELLINK, 0, Buffer.concat([ifinfomsg(), u32Attr(IFLA_GROUP, group)]), `delete link group ${group}`);
+    return 'deleted';
+  } catch (e) {
+    if (e instanceof KernelError && e.errno === ENODEV) return 'gone';
+    throw e;
+  }
 }
 
 /** Delete a link (a veth takes its peer along); "gone" when there was nothing to delete. */

@@ -1,13 +1,43 @@
 // An rtnetlink socket (linux/netlink.h, linux/rtnetlink.h): requests out, replies, acknowledgements and kernel
 // errors in. The kernel carries out a route-netlink request inside the sender's sendto() and has queued every
 // reply before it returns. Most requests take microseconds, but some wait for RCU grace periods (deleting a veth:
-// ~30 ms), so sendto runs on a libuv pool thread and the event loop (and other kernel work) goes on meanwhile;
-// the replies are then read without blocking. One request at a time per socket.
+// ~30 ms): those (RTM_DELLINK) are sent from a libuv pool thread so the event loop (and other kernel work) goes
+// on meanwhile; the others are sent from the event loop itself, which is faster than a hop through the pool
+// (twenty concurrent attaches make ~200 of them). The replies are then read without blocking. One request at a
+// time per socket.
 import { readString, parseAttrs } from './attributes.js';
 import { KernelError, lastErrno, libc } from './libc.js';
 import { Mutex } from '../../util/keyed-mutex.js';
 
 export { KernelError };
+
+const RTM_DELLINK = 17;
+
+/**
+ * At most this many slow requests of the process wait in the kernel at once. Changes serialise on the kernel's rtnl
+ * lock anyway, so more gain nothing, while each holds one of libuv's four pool threads: twenty concurrent attaches
+ * would hold them all and leave the store's fsync and the nft transactions queued behind the lock.
+ */
+const POOL_SLOTS = 2;
+
+class Slots {
+  private free = POOL_SLOTS;
+  private readonly waiting: (() => void)[] = [];
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+const poolSlots = new Slots();
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -113,6 +143,13 @@ export class NetlinkSocket {
     return this.queue.run(() => this.exchangeNow(type, flags, body, operation));
   }
 
+  private sendNow(msg: Buffer, addr: Buffer, operation: string): void {
+    for (;;) {
+      if (libc().sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) return;
+      if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());
+    }
+  }
+
   private async exchangeNow(type: number, flags: number, body: Buffer, operation: string): Promise<Reply[]> {
     if (this.closed) throw new Error(`${operation}: netlink socket already closed`);
     const seq = (this.seq = (this.seq + 1) & 0x7fffffff);
@@ -124,13 +161,12 @@ export class NetlinkSocket {
     body.copy(msg, NLMSG_HDRLEN);
     const c = libc();
     const addr = sockaddrNl();
-    // errno of a call made on a pool thread is not readable here; a failed send (ENOBUFS, EINTR) is retried once
-    // synchronously to learn why.
-    if ((await c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12)) < 0) {
-      for (;;) {
-        if (c.sendto(this.fd, msg, msg.length, 0, addr, 12) >= 0) break;
-        if (lastErrno() !== EINTR) throw new KernelError(`${operation}: netlink send`, lastErrno());
-      }
+    if (type === RTM_DELLINK) {
+      // errno of a call made on a pool thread is not readable here; a failed send (ENOBUFS, EINTR) is retried once
+      // synchronously to learn why.
+      if ((await poolSlots.run(() => c.sendtoAsync(this.fd, msg, msg.length, 0, addr, 12))) < 0) this.sendNow(msg, addr, operation);
+    } else {
+      this.sendNow(msg, addr, operation);
     }
     const replies: Reply[] = [];
     const dump = (flags & NLM_F_DUMP) === NLM_F_DUMP;

@@ -23,3 +23,4 @@ export {
 export { installTunnelFilter, removeTunnelFilter, removeTunnelFilterScript, type Gateway } from './tunnel-filter.js';
 export { PortMapError, publishedPorts, publishPorts, unpublishPorts, type PublishedPort } from './port-publishing.js';
 export { dropHostMasquerade, setHostMasquerade, setRouterSnat } from './router-snat.js';
+export { ensureRouterChains, routerChainsScript, setRouterChains } from './router-chains.js';

@@ -1,9 +1,11 @@
 // The L4 load balancer in a host namespace: table `ip bees-lb` (compiled by core/lb/compile.ts) and what the
 // kernel needs around it for a DNAT done on a bridge by br_netfilter (core/datapath/README.md "Load balancing"):
 // per client bridge a policy route table and permanent neighbours, rp_filter off, hairpin on member ports; and,
-// when members leave, their conntrack entries cut. Not wired into the agent yet: applyLoadBalancers() takes the
-// whole desired state of one host namespace.
-import { compileLb, leavingMembers, type LbBridge, type LbExisting, type LbVip } from '../../lb/compile.js';
+// when members leave, their conntrack entries cut. The agent's reconciler drives it (core/agent/plan-lb.ts plans);
+// applyLoadBalancers() takes the whole desired state of one host namespace and changes only the difference from
+// what it applied last (a full pass re-reads the kernel and removes whatever of ours is not wanted).
+import { compileLb, leavingMembers, type LbBridge, type LbVip } from '../../lb/compile.js';
+import { BRIDGE_PREFIX } from '../names.js';
 import { CommandError, inNetns, ipBatch, run, runJson } from '../exec.js';
 import { nftApply, nftQuery } from './apply.js';
 import { dropTable } from './script.js';
@@ -31,52 +33,110 @@ export interface LbHostSpec {
   vips: readonly LbVip[];
   /** Host ends of the local ports of members: `hairpin on`, so a member's own connection can go back out. */
   hairpinPorts: readonly string[];
-  /**
-   * What happens to established connections of a member that leaves (removed, disabled, down): 'cut' deletes its
-   * conntrack entries (the next packet is balanced afresh; TCP gets a reset from the new member), 'drain' keeps TCP
-   * connections until they end. UDP is always cut: a UDP "connection" never ends while the client keeps sending.
-   * Default 'drain'.
-   */
-  onLeave?: 'drain' | 'cut';
 }
 
-/** The last state applied per namespace, to tell which members left. */
-const applied = new Map<string, readonly LbVip[]>();
+export interface LbApplyOptions {
+  /** Re-read the kernel and rewrite everything (the periodic resync, a restarted agent): nothing else is trusted. */
+  full?: boolean;
+}
 
-/** Chains and sets of our table from a `list table` output. */
-export function parseExisting(listing: string): LbExisting {
+/** The last state applied per namespace: the base of the next incremental apply. */
+const applied = new Map<string, LbHostSpec>();
+/** The VIPs last applied per namespace, kept across full applies: which members left is told from them. */
+const lastVips = new Map<string, readonly LbVip[]>();
+
+/** Chains and sets of our table from a `list table` output (base chains apart). */
+export function parseExisting(listing: string): { chains: Set<string>; sets: Set<string> } {
   const chains = new Set<string>();
   const sets = new Set<string>();
   for (const line of listing.split('\n')) {
     const c = /^\s+chain (\S+) \{/.exec(line);
-    if (c && c[1] !== 'pre' && c[1] !== 'post') chains.add(c[1]!);
+    if (c && !HOST_LB.baseChains.some((b) => b.name === c[1])) chains.add(c[1]!);
     const s = /^\s+set (\S+) \{/.exec(line);
     if (s) sets.add(s[1]!);
   }
   return { chains, sets };
 }
 
-async function routing(netns: string | undefined, spec: LbHostSpec): Promise<void> {
-  const rules = await runJson<{ priority?: number; iif?: string; table?: string }[]>(
-    netns,
-    ['ip', '-j', 'rule', 'show'],
-    'could not list policy rules',
+/** `ip -force -batch`: every line is tried; failures (a device already gone) are not errors here. */
+async function ipTolerant(netns: string | undefined, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  await run(inNetns(netns, ['ip', '-force', '-batch', '-']), { input: lines.join('\n') + '\n', context: 'load balancer' }).catch(
+    () => undefined,
   );
-  const lines: string[] = [];
+}
+
+interface RuleJson {
+  priority?: number;
+  iif?: string;
+  table?: string | number;
+}
+interface NeighJson {
+  dst: string;
+  dev: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+const neighKey = (dev: string, address: string): string => `${dev}|${address}`;
+function wantedNeighbours(spec: LbHostSpec): Map<string, { dev: string; address: string; mac: string }> {
+  const out = new Map<string, { dev: string; address: string; mac: string }>();
   for (const b of spec.bridges) {
-    const have = rules.some((r) => r.iif === b.ifname && r.priority === LB_RULE_PRIORITY && String(r.table) === String(b.table));
-    if (!have) lines.push(`rule add iif ${b.ifname} lookup ${b.table} priority ${LB_RULE_PRIORITY}`);
-    for (const s of b.subnets) lines.push(`route replace ${s} dev ${b.ifname} scope link table ${b.table}`);
-    lines.push(`route replace default via ${b.gateway} dev ${b.ifname} onlink table ${b.table}`);
-    lines.push(`neigh replace ${b.gateway} lladdr ${b.gatewayMac} dev ${b.ifname} nud permanent`);
-    for (const n of b.neighbours) lines.push(`neigh replace ${n.address} lladdr ${n.mac} dev ${b.ifname} nud permanent`);
+    out.set(neighKey(b.ifname, b.gateway), { dev: b.ifname, address: b.gateway, mac: b.gatewayMac });
+    for (const n of b.neighbours) out.set(neighKey(b.ifname, n.address), { dev: b.ifname, address: n.address, mac: n.mac });
   }
-  for (const p of spec.hairpinPorts) lines.push(`link set dev ${p} type bridge_slave hairpin on`);
-  await ipBatch(netns, lines, 'load balancer: could not set up routing of client bridges');
+  return out;
+}
+
+/**
+ * Policy rules, route tables, neighbours, rp_filter and hairpin of the client bridges: made for `spec`, and removed
+ * where `prev` (or, without it, the kernel) has them and `spec` does not.
+ */
+async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHostSpec | undefined): Promise<void> {
+  const rules = await runJson<RuleJson[]>(netns, ['ip', '-j', 'rule', 'show'], 'could not list policy rules');
+  const want = new Map(spec.bridges.map((b) => [b.ifname, b]));
+  const drop: string[] = [];
+  for (const r of rules) {
+    if (r.priority !== LB_RULE_PRIORITY || !r.iif) continue;
+    const table = Number(r.table);
+    if (!(table >= LB_ROUTE_TABLE_BASE && table < LB_ROUTE_TABLE_BASE + 0x1000000)) continue;
+    if (want.get(r.iif)?.table === table) continue;
+    drop.push(`rule del priority ${LB_RULE_PRIORITY} iif ${r.iif} table ${table}`, `route flush table ${table}`);
+  }
+  // Neighbours: from what was applied last, or (full) from the kernel's permanent entries on our bridges.
+  const nowN = wantedNeighbours(spec);
+  const wasN = prev
+    ? wantedNeighbours(prev)
+    : new Map(
+        (await runJson<NeighJson[]>(netns, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'], 'could not list neighbours'))
+          .filter((n) => n.dev.startsWith(BRIDGE_PREFIX))
+          .map((n) => [neighKey(n.dev, n.dst), { dev: n.dev, address: n.dst, mac: n.lladdr ?? '' }]),
+      );
+  for (const [k, n] of wasN) if (!nowN.has(k)) drop.push(`neigh del ${n.address} dev ${n.dev}`);
+  const wasHairpin = new Set(prev?.hairpinPorts ?? []);
+  for (const p of wasHairpin) if (!spec.hairpinPorts.includes(p)) drop.push(`link set dev ${p} type bridge_slave hairpin off`);
+  await ipTolerant(netns, drop);
+
+  const lines: string[] = [];
+  const fresh: string[] = [];
   for (const b of spec.bridges) {
-    await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b.ifname}.rp_filter=0`]), {
-      context: `load balancer: rp_filter of ${b.ifname}`,
-    });
+    const was = prev?.bridges.find((x) => x.ifname === b.ifname);
+    const have = rules.some((r) => r.iif === b.ifname && r.priority === LB_RULE_PRIORITY && Number(r.table) === b.table);
+    if (!have) lines.push(`rule add iif ${b.ifname} lookup ${b.table} priority ${LB_RULE_PRIORITY}`);
+    const routesSame =
+      was && was.table === b.table && was.gateway === b.gateway && JSON.stringify(was.subnets) === JSON.stringify(b.subnets);
+    if (!routesSame || !have) {
+      for (const s of b.subnets) lines.push(`route replace ${s} dev ${b.ifname} scope link table ${b.table}`);
+      lines.push(`route replace default via ${b.gateway} dev ${b.ifname} onlink table ${b.table}`);
+      fresh.push(b.ifname);
+    }
+  }
+  for (const [k, n] of nowN)
+    if (wasN.get(k)?.mac !== n.mac) lines.push(`neigh replace ${n.address} lladdr ${n.mac} dev ${n.dev} nud permanent`);
+  for (const p of spec.hairpinPorts) if (!wasHairpin.has(p)) lines.push(`link set dev ${p} type bridge_slave hairpin on`);
+  await ipBatch(netns, lines, 'load balancer: could not set up routing of client bridges');
+  for (const b of fresh) {
+    await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b}.rp_filter=0`]), { context: `load balancer: rp_filter of ${b}` });
   }
 }
 
@@ -93,23 +153,38 @@ async function cut(netns: string | undefined, protocol: 'tcp' | 'udp', vip: stri
 }
 
 /**
- * Make the load balancer of host namespace `netns` what `spec` says, in one nft transaction (routing first, so a
- * VIP is never translated before its frames can be re-routed). Members that left since the last call get no new
- * connections; their UDP (and with onLeave 'cut', TCP) conntrack entries are deleted.
+ * Make the load balancer of host namespace `netns` what `spec` says (routing first, so a VIP is never translated
+ * before its frames can be re-routed; then one nft transaction holding only the chains that changed). Members that
+ * left rotation get no new connections from that commit on; their conntrack entries are deleted when the VIP's
+ * memberRemoval is 'cut' or the member is down. An empty spec removes everything.
  */
-export async function applyLoadBalancers(netns: string | undefined, spec: LbHostSpec): Promise<void> {
-  await routing(netns, spec);
-  const listing = await nftQuery(netns, `list table ${HOST_LB.family} ${HOST_LB.name}`, 'nft').catch(() => '');
-  await nftApply(netns, compileLb(spec, parseExisting(listing)), 'load balancer: could not apply table');
+export async function applyLoadBalancers(netns: string | undefined, spec: LbHostSpec, opts: LbApplyOptions = {}): Promise<void> {
   const key = netns ?? '';
-  for (const l of leavingMembers(applied.get(key) ?? [], spec.vips)) {
-    if (l.protocol === 'udp' || spec.onLeave === 'cut') await cut(netns, l.protocol, l.vip, l.member);
+  if (spec.vips.length === 0 && spec.bridges.length === 0) {
+    if (applied.get(key) || opts.full) await removeLoadBalancers(netns, applied.get(key));
+    applied.set(key, spec);
+    return;
   }
-  applied.set(key, spec.vips);
+  const prev = opts.full ? undefined : applied.get(key);
+  applied.delete(key);
+  await routing(netns, spec, prev);
+  const listing = await nftQuery(netns, `list table ${HOST_LB.family} ${HOST_LB.name}`, 'nft').catch(() => '');
+  await nftApply(netns, compileLb(spec, parseExisting(listing), prev), 'load balancer: could not apply table');
+  applied.set(key, spec);
+  for (const l of leavingMembers(lastVips.get(key) ?? [], spec.vips)) {
+    if (l.action === 'cut') await cut(netns, l.protocol, l.vip, l.member);
+  }
+  lastVips.set(key, spec.vips);
 }
 
-/** Remove the load balancer table of `netns` (if ours). Policy routes and neighbours stay with their bridges. */
-export async function removeLoadBalancers(netns: string | undefined): Promise<void> {
-  applied.delete(netns ?? '');
+/**
+ * Remove the load balancer of `netns`: its table (if ours), its policy rules and route tables, the permanent
+ * neighbours on our bridges, hairpin of the ports it set.
+ */
+export async function removeLoadBalancers(netns: string | undefined, prev?: LbHostSpec): Promise<void> {
+  const key = netns ?? '';
+  applied.delete(key);
+  lastVips.delete(key);
   await dropTable(netns, HOST_LB);
+  await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev);
 }

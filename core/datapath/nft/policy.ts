@@ -80,9 +80,10 @@ export function bridgeZoneScript(bridgeIfname: string, zone: number): string {
   ].join('\n');
 }
 
-export const removeBridgeZoneScript = (bridgeIfname: string): string => {
+export const removeBridgeZoneScript = (bridgeIfname: string, was = 1): string => {
   const t = ref(HOST_CT);
-  return `add element ${t} zones { "${bridgeIfname}" : 1 }\ndelete element ${t} zones { "${bridgeIfname}" }\n`;
+  // Re-adding the element must give its present value: another one is "File exists".
+  return `add element ${t} zones { "${bridgeIfname}" : ${was} }\ndelete element ${t} zones { "${bridgeIfname}" }\n`;
 };
 
 const setDecl = (s: SetDecl): string => `add set ${ref(HOST_BRIDGE)} ${s.name} { type ${s.type};${s.interval ? ' flags interval;' : ''} }`;
@@ -185,7 +186,7 @@ export async function applyPolicyChange(netns: string | undefined, c: PolicyChan
   const t = ref(HOST_BRIDGE);
   const parts: string[] = [header(HOST_BRIDGE)];
   for (const z of c.zones) {
-    parts.push(z.zone === null ? removeBridgeZoneScript(bridgeName(z.vni)) : bridgeZoneScript(bridgeName(z.vni), z.zone));
+    parts.push(z.zone === null ? removeBridgeZoneScript(bridgeName(z.vni), z.was) : bridgeZoneScript(bridgeName(z.vni), z.zone));
   }
   for (const s of c.sets) {
     if (s.elements) parts.push(replaceSetScript(s.decl, s.elements));

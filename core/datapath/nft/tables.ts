@@ -183,9 +183,31 @@ export const HOST_LB: Table = {
   baseChains: [
     { name: 'pre', type: 'nat', hook: 'prerouting', priority: -100 },
     { name: 'post', type: 'nat', hook: 'postrouting', priority: 100 },
+    // Published VIP ports (Vip.nodePort) reached by processes of the host itself.
+    { name: 'out', type: 'nat', hook: 'output', priority: -100 },
+  ],
+  maps: {},
+};
+
+/**
+ * Each router namespace: the router's MidoNet chains (router-chains.ts, compiled by core/policy/compile-router.ts).
+ * The inbound filter ("pre-routing") runs before the route lookup: its filter view at mangle priority, before
+ * DNAT, so rules see the packet untranslated as MidoNet's did; its NAT view at dstnat. The outbound filter
+ * ("post-routing") runs after it: filter view on forward, NAT view at srcnat - 1, so a chain's SNAT binds before
+ * the uplink masquerade of ROUTER_NAT. Conntrack is per namespace: each router's NAT state is its own.
+ */
+export const ROUTER_FILTER: Table = {
+  family: 'inet',
+  name: 'bees-r',
+  namespace: 'router',
+  baseChains: [
+    { name: 'in-filter', type: 'filter', hook: 'prerouting', priority: -150 },
+    { name: 'in-nat', type: 'nat', hook: 'prerouting', priority: -100 },
+    { name: 'out-filter', type: 'filter', hook: 'forward', priority: 0 },
+    { name: 'out-nat', type: 'nat', hook: 'postrouting', priority: 99 },
   ],
   maps: {},
 };
 
 /** Every table of ours, for sweeps and documentation. */
-export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_CT];
+export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_CT, ROUTER_FILTER];

@@ -89,7 +89,8 @@ export class Ephemerals {
   }
 
   /** Reads the live records under `prefix`, leaving watches that re-run the pump when anything moves. */
-  private async read(prefix: string, watch: boolean): Promise<Map<string, string>> {
+  private async read(prefix: string | readonly string[], watch: boolean): Promise<Map<string, string>> {
+    const prefixes = typeof prefix === 'string' ? [prefix] : prefix;
     const s = this.s;
     const dir = `${this.root}/ephemeral`;
     const kick = () => this.kick();
@@ -105,7 +106,7 @@ export class Ephemerals {
         } catch {
           return;
         }
-        if (!key.startsWith(prefix)) return;
+        if (!prefixes.some((p) => key.startsWith(p))) return;
         try {
           const [data] = await s.read<[Buffer, Stat]>((c, cb) =>
             watch ? c.getData(`${dir}/${name}`, kick, cb) : c.getData(`${dir}/${name}`, cb),
@@ -138,7 +139,9 @@ export class Ephemerals {
       while (this.dirty && !this.s.closed) {
         this.dirty = false;
         try {
-          const all = await this.read('', true);
+          // Only the records some view looks at: every agent watches `probes/`, and reading every host's liveness
+          // record on each change would cost hosts² reads cluster-wide.
+          const all = await this.read([...new Set([...this.views].map((v) => v.prefix))], true);
           for (const v of this.views) this.deliver(v, all);
         } catch {
           if (this.s.closed) break;

@@ -8,6 +8,7 @@ import { TopologyError } from '../errors.js';
 import { CLUSTER_LOCK_ID, type Tx } from '../tx.js';
 import { existsError, given, type KindRule } from './rule.js';
 import { normalizeSubnet } from './subnet.js';
+import { checkBridgeFilter } from './chain.js';
 
 export const bridgeRule: KindRule<'Bridge'> = {
   async fill(d, tx) {
@@ -42,6 +43,9 @@ async function freeTunnelKey(tx: Tx, id: string): Promise<number> {
 }
 
 async function validateBridge(b: Bridge, tx: Tx, prev: Bridge | undefined): Promise<void> {
+  for (const f of ['inboundFilterId', 'outboundFilterId'] as const) {
+    if (b[f] !== undefined && b[f] !== prev?.[f]) await checkBridgeFilter(tx, b[f], f);
+  }
   const nets: Cidr[] = [];
   b.subnets = b.subnets.map((s, i) => normalizeSubnet(s, i, nets));
   if (b.mtu !== undefined && b.mtu < 1280 && nets.some((n) => n.family === 6)) {

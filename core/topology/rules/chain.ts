@@ -5,6 +5,7 @@ import { NAT_ACTIONS, type Condition, type Rule } from '../../model/types.js';
 import { formatCidr, formatIp, normalizeMac, parseCidr, parseIp } from '../../net/ip.js';
 import { TopologyError } from '../errors.js';
 import { checkJumps } from '../jumps.js';
+import { unsupportedOnBridge } from '../../policy/support.js';
 import { CLUSTER_LOCK_ID, type Tx } from '../tx.js';
 import { given, unique, type KindRule } from './rule.js';
 
@@ -123,6 +124,19 @@ async function validateRule(r: Rule, tx: Tx): Promise<void> {
     throw new TopologyError('invalid', `a ${r.action} rule has no flowAction (NAT rules only)`, 'flowAction');
   }
   validateCondition(r.condition);
+  const unsupported = unsupportedOnBridge(r);
+  if (unsupported) {
+    // Only where the bridge compiler would meet it: router chains are compiled by other rules.
+    const rules = (await tx.list('Rule')).map((x) => x.value).filter((x) => x.id !== r.id);
+    const filtering = filtersOf(await bridgeFilterRoots(tx), [...rules, r]);
+    const by = filtering.get(r.chainId);
+    if (by) throw refusal(r, unsupported, by);
+  }
+  if (r.action === 'jump' && r.jumpChainId) {
+    // A filtering chain jumping to one holding such a rule would bring it into the compiler as well.
+    const rules = (await tx.list('Rule')).map((x) => x.value).filter((x) => x.id !== r.id);
+    if (filtersOf(await bridgeFilterRoots(tx), rules).has(r.chainId)) await checkBridgeFilter(tx, r.jumpChainId, 'jumpChainId');
+  }
   if (r.action === 'jump') {
     // Two concurrent jumps can close a loop neither sees alone: every jump write takes the cluster lock.
     await tx.ensureClusterLock();
@@ -130,5 +144,62 @@ async function validateRule(r: Rule, tx: Tx): Promise<void> {
     const rules = (await tx.list('Rule')).map((x) => x.value);
     const chains = (await tx.list('Chain')).map((x) => x.value);
     checkJumps(rules, r, chains);
+  }
+}
+
+/** Chains bridges and bridge ports filter with, each with who filters with it ("port <id> inboundFilterId"). */
+async function bridgeFilterRoots(tx: Tx): Promise<Map<string, string>> {
+  const roots = new Map<string, string>();
+  for (const { value: p } of await tx.list('Port')) {
+    if (p.type !== 'bridge') continue;
+    if (p.inboundFilterId) roots.set(p.inboundFilterId, `port ${p.id} inboundFilterId`);
+    if (p.outboundFilterId) roots.set(p.outboundFilterId, `port ${p.id} outboundFilterId`);
+  }
+  for (const { value: b } of await tx.list('Bridge')) {
+    if (b.inboundFilterId) roots.set(b.inboundFilterId, `bridge ${b.id} inboundFilterId`);
+    if (b.outboundFilterId) roots.set(b.outboundFilterId, `bridge ${b.id} outboundFilterId`);
+  }
+  return roots;
+}
+
+/** The roots closed over jumps: every chain the bridge compiler compiles, with the root that reaches it. */
+function filtersOf(roots: Map<string, string>, rules: readonly Rule[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const queue = [...roots];
+  while (queue.length) {
+    const [id, by] = queue.pop()!;
+    if (out.has(id)) continue;
+    out.set(id, by);
+    for (const x of rules) if (x.chainId === id && x.action === 'jump' && x.jumpChainId) queue.push([x.jumpChainId, by]);
+  }
+  return out;
+}
+
+function refusal(r: Rule, u: { field: string; why: string }, by: string): TopologyError {
+  return new TopologyError(
+    'invalid',
+    `rule ${r.id}: ${u.field} cannot be enforced on bridge or port filters (${u.why}); chain ${r.chainId} filters ${by}`,
+    u.field,
+  );
+}
+
+/**
+ * A bridge or a bridge port about to filter with `chainId` (its `field`): refused when that chain, or one it jumps
+ * to, holds a rule the bridge compiler cannot enforce (core/policy/support.ts). Called on a filter change only.
+ */
+export async function checkBridgeFilter(tx: Tx, chainId: string, field: string): Promise<void> {
+  const rules = (await tx.list('Rule')).map((x) => x.value);
+  for (const [id] of filtersOf(new Map([[chainId, field]]), rules)) {
+    for (const r of rules) {
+      if (r.chainId !== id) continue;
+      const u = unsupportedOnBridge(r);
+      if (u) {
+        throw new TopologyError(
+          'invalid',
+          `${field}: chain ${chainId} holds rule ${r.id} (chain ${id}) whose ${u.field} cannot be enforced on bridge or port filters (${u.why})`,
+          field,
+        );
+      }
+    }
   }
 }

@@ -7,6 +7,7 @@ import { contains, formatInterfaceCidr, formatIp, isUnicastMac, normalizeMac, pa
 import { TopologyError } from '../errors.js';
 import type { Tx } from '../tx.js';
 import type { KindRule } from './rule.js';
+import { checkBridgeFilter } from './chain.js';
 
 export const portRule: KindRule<'Port'> = {
   fill(d) {
@@ -31,7 +32,12 @@ export const portRule: KindRule<'Port'> = {
   validate: validatePort,
 };
 
-async function validatePort(p: Port, tx: Tx): Promise<void> {
+async function validatePort(p: Port, tx: Tx, prev: Port | undefined): Promise<void> {
+  if (p.type === 'bridge') {
+    for (const f of ['inboundFilterId', 'outboundFilterId'] as const) {
+      if (p[f] !== undefined && p[f] !== prev?.[f]) await checkBridgeFilter(tx, p[f], f);
+    }
+  }
   if (p.type === 'bridge') {
     if (p.bridgeId === undefined) throw new TopologyError('invalid', 'a bridge port needs bridgeId', 'bridgeId');
     if (p.routerId !== undefined) throw new TopologyError('invalid', 'a bridge port has no routerId', 'routerId');

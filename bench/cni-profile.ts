@@ -1,0 +1,103 @@
+// Where the ms of a CNI ADD/DEL go: the bench's CNI comparison (ours vs bridge + host-local, serial and 20-way,
+// interleaved) with the agent's phase trace (BEES_TRACE=1) summarised per phase. Not part of `npm run bench`:
+// run it by hand, `node --import tsx bench/cni-profile.ts [containers] [rounds]`.
+import { appendFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseNetworkConfig } from '../cni/harness/config.js';
+import { CniHarness } from '../cni/harness/libcni.js';
+import { createNetns, sh, type Netns } from '../cni/harness/netns.js';
+import { midonetSubject, type Subject } from './cni.js';
+import { percentile, timed } from './report.js';
+
+process.env.BEES_TRACE = '1';
+const n = Number(process.argv[2] ?? '20');
+const rounds = Number(process.argv[3] ?? '3');
+const { buildPlugin } = await import('../cni/test/helpers.js');
+const { startAgents } = await import('../cni/test/real-agent.js');
+
+const work = await mkdtemp(join(tmpdir(), 'cni-profile-'));
+const suffix = Math.random().toString(16).slice(2, 8);
+const ref: Subject = {
+  label: 'ref',
+  pluginDirs: ['/usr/lib/cni'],
+  list: parseNetworkConfig(
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `prof-${suffix}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: `bnp${suffix}`,
+          isGateway: true,
+          ipam: { type: 'host-local', subnet: '10.249.0.0/16', dataDir: join(work, 'hl') },
+        },
+      ],
+    }),
+  ),
+  cleanup: () =>
+    sh('ip', ['link', 'del', `bnp${suffix}`]).then(
+      () => undefined,
+      () => undefined,
+    ),
+};
+const bin = await buildPlugin();
+const cluster = await startAgents(1);
+const ours = { ...midonetSubject(bin, cluster.agents[0]!.socket, '10.248.0.0/16'), label: 'ours' };
+const namespaces: Netns[] = [];
+for (let i = 0; i < n; i++) namespaces.push(await createNetns('bprf'));
+let runs = 0;
+const p50 = (xs: number[]) => percentile(xs, 50).toFixed(1);
+const ratios: Record<string, number[]> = {};
+const logFile = join(cluster.agents[0]!.host.stateDir, 'agent.log');
+/** Phase durations of the agent's trace lines, per mode ("attach c1 ipam" ...). */
+const phases = new Map<string, number[]>();
+let seen = 0;
+async function collect(mode: string): Promise<void> {
+  const log = await readFile(logFile, 'utf8');
+  const lines = log.slice(seen).split('\n');
+  seen = log.length;
+  for (const line of lines) {
+    const m = /^trace (attach|detach) \S+ ok (.*)$/.exec(line);
+    if (!m) continue;
+    if (process.env.PROFILE_RAW) appendFileSync(process.env.PROFILE_RAW, `${mode} ${line}\n`);
+    for (const kv of m[2]!.split(' ')) {
+      const [name, v] = kv.split('@')[0]!.split('=');
+      const key = `${m[1]} ${mode} ${name}`;
+      (phases.get(key) ?? phases.set(key, []).get(key)!).push(Number(v));
+    }
+  }
+}
+try {
+  for (let round = 1; round <= rounds; round++) {
+    for (const conc of [1, 20]) {
+      const res: Record<string, { add: number[]; del: number[] }> = {};
+      for (const s of round % 2 ? [ref, ours] : [ours, ref]) {
+        const h = new CniHarness({ pluginDirs: s.pluginDirs, cacheDir: join(work, `c${runs++}`) });
+        const rts = namespaces.map((ns, i) => ({ containerId: `p${i}${ns.name.slice(-6)}${round}`, netns: ns.path, ifname: 'eth0' }));
+        const out = { add: [] as number[], del: [] as number[] };
+        for (let i = 0; i < rts.length; i += conc)
+          out.add.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.addNetworkList(s.list, rt))))));
+        for (let i = 0; i < rts.length; i += conc)
+          out.del.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.delNetworkList(s.list, rt))))));
+        res[s.label] = out;
+        if (s === ours) await collect(`c${conc}`);
+        else await collect('ref');
+      }
+      for (const op of ['add', 'del'] as const) {
+        const k = `${op} c${conc}`;
+        const r = percentile(res.ours![op], 50) / percentile(res.ref![op], 50);
+        (ratios[k] ??= []).push(r);
+        console.log(`round ${round} ${k}: ours ${p50(res.ours![op])} ref ${p50(res.ref![op])} ratio ${r.toFixed(2)}`);
+      }
+    }
+  }
+  for (const [k, rs] of Object.entries(ratios)) console.log(`${k}: ratios ${rs.map((r) => r.toFixed(2)).join(' ')}`);
+  for (const [k, xs] of phases) console.log(`${k}: n ${xs.length} p50 ${p50(xs)} p90 ${percentile(xs, 90).toFixed(1)}`);
+} finally {
+  await cluster.close();
+  await ref.cleanup();
+  for (const ns of namespaces) await ns.remove();
+  await rm(work, { recursive: true, force: true });
+}
