@@ -147,7 +147,11 @@ test('NetworkPolicy in the kernel: new pods are isolated as their attach returns
   // The server pod is made last, after the policy: isolated from the moment its attach returns. No Kubernetes
   // event follows its port's creation (the pod existed before), so what is in force now is the agent's doing.
   const xa = await pod('x', 'a', 0);
-  const xaPort = (await topology.list('Port')).find((p) => p.options['k8s.pod.name'] === 'a' && p.options['k8s.pod.namespace'] === 'x')!;
+  const xaPort = await eventually(
+    async () => (await topology.list('Port')).find((p) => p.options['k8s.pod.name'] === 'a' && p.options['k8s.pod.namespace'] === 'x'),
+    5000,
+    "x/a's port in the store",
+  );
   const groups = new Map((await topology.list('PortGroup')).map((g) => [g.id, g.name]));
   t.deepEqual(xaPort.portGroupIds.map((g) => groups.get(g)).sort(), ['k8s+isolated+ingress', 'k8s+np+x+a-from-b-on-80+target']);
   t.false(await c.ping(ya.netns, xa.ip4!, { timeoutSec: 1 }), 'y/a cannot ping the new x/a');
