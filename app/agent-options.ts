@@ -15,7 +15,10 @@ function k8sPortGroups(kubeconfig: string): PortGroupResolver {
   let resolver: Promise<PortGroupResolver> | undefined;
   return async (req) => {
     resolver ??= (async () => {
-      const [k8s, { podGroupsResolver }] = await Promise.all([import('@kubernetes/client-node'), import('../kubernetes/node/pod-groups.js')]);
+      const [k8s, { podGroupsResolver }] = await Promise.all([
+        import('@kubernetes/client-node'),
+        import('../kubernetes/node/pod-groups.js'),
+      ]);
       const kc = new k8s.KubeConfig();
       if (kubeconfig === 'in-cluster') kc.loadFromCluster();
       else kc.loadFromFile(kubeconfig);

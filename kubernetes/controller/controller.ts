@@ -240,7 +240,14 @@ export class Controller {
     const compiled = compilePolicies(tenantId, policies, pods, namespaces.map(policyNamespace));
     for (const err of compiled.errors) {
       const p = policies.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
-      if (p) await this.events.warn(p, 'NetworkPolicy', 'networking.k8s.io/v1', 'PolicyNotEnforced', `part of this policy is not enforced: ${err.message}`);
+      if (p)
+        await this.events.warn(
+          p,
+          'NetworkPolicy',
+          'networking.k8s.io/v1',
+          'PolicyNotEnforced',
+          `part of this policy is not enforced: ${err.message}`,
+        );
     }
     if (bridgeId !== undefined) {
       const ownedGroups = await writePolicy(topology, tenantId, bridgeId, compiled, stats);

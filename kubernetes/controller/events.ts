@@ -28,7 +28,13 @@ export class EventRecorder {
         namespace: ns,
         body: {
           metadata: { generateName: `${obj.metadata.name}.`, namespace: ns },
-          involvedObject: { kind, apiVersion, namespace: ns, name: obj.metadata.name, ...(obj.metadata.uid ? { uid: obj.metadata.uid } : {}) },
+          involvedObject: {
+            kind,
+            apiVersion,
+            namespace: ns,
+            name: obj.metadata.name,
+            ...(obj.metadata.uid ? { uid: obj.metadata.uid } : {}),
+          },
           reason,
           message,
           type: 'Warning',

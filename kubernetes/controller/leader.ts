@@ -83,7 +83,9 @@ export class LeaderElector {
 
   private setLeading(on: boolean): void {
     this.leading = on;
-    this.o.log?.(`leader election: ${this.o.identity} ${on ? 'is now the leader' : 'stopped leading'} (${this.o.namespace}/${this.o.name})`);
+    this.o.log?.(
+      `leader election: ${this.o.identity} ${on ? 'is now the leader' : 'stopped leading'} (${this.o.namespace}/${this.o.name})`,
+    );
     if (on) this.o.onStartedLeading();
     else this.o.onStoppedLeading();
   }

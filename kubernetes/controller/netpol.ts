@@ -73,10 +73,19 @@ export const targetGroupId = (tenantId: string, ns: string, name: string): strin
 export const peerGroupId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number): string =>
   id('PortGroup', tenantId, 'np', ns, name, dir, i, j);
 /** Pods whose named port `port` (of rule i, peer j, port entry k) is number `n`: the destinations of that rule. */
-export const namedPortGroupId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number, k: number, n: number): string =>
-  id('PortGroup', tenantId, 'np', ns, name, dir, i, j, 'port', k, n);
+export const namedPortGroupId = (
+  tenantId: string,
+  ns: string,
+  name: string,
+  dir: Direction,
+  i: number,
+  j: number,
+  k: number,
+  n: number,
+): string => id('PortGroup', tenantId, 'np', ns, name, dir, i, j, 'port', k, n);
 export const bridgeChainId = (tenantId: string, dir: Direction): string => id('Chain', tenantId, 'bridge', dir);
-export const policyChainId = (tenantId: string, ns: string, name: string, dir: Direction): string => id('Chain', tenantId, 'np', ns, name, dir);
+export const policyChainId = (tenantId: string, ns: string, name: string, dir: Direction): string =>
+  id('Chain', tenantId, 'np', ns, name, dir);
 const exceptChainId = (tenantId: string, ns: string, name: string, dir: Direction, i: number, j: number): string =>
   id('Chain', tenantId, 'np', ns, name, dir, i, j, 'except');
 
@@ -158,7 +167,8 @@ export function groupsOfPod(
           const selected = peer !== undefined && peerSelects(peer, ns, pod, own);
           if (selected) out.add(peerGroupId(tenantId, ns, p.metadata.name, dir, i, j));
           // Named ports resolve on the destination: the policy's own pods (ingress), the peer's pods (egress).
-          const destination = dir === 'ingress' ? target : peer === undefined || peer.ipBlock !== undefined || isSelectorPeerless(peer) || selected;
+          const destination =
+            dir === 'ingress' ? target : peer === undefined || peer.ipBlock !== undefined || isSelectorPeerless(peer) || selected;
           if (!destination) return;
           (ports[i] ?? []).forEach((port, k) => {
             const n = namedPortNumber(port, pod);
@@ -199,7 +209,14 @@ interface Ctx {
 
 function addRule(ctx: Ctx, chainId: string, action: Rule['action'], condition: Condition, description: string, jumpChainId?: string): void {
   const position = ctx.rules.filter((r) => r.chainId === chainId).length + 1;
-  const rule: Rule = { id: stableId('Rule', chainId, String(position)), chainId, position, action, condition, description: text(description) };
+  const rule: Rule = {
+    id: stableId('Rule', chainId, String(position)),
+    chainId,
+    position,
+    action,
+    condition,
+    description: text(description),
+  };
   if (jumpChainId) rule.jumpChainId = jumpChainId;
   ctx.rules.push(rule);
 }
@@ -252,13 +269,17 @@ function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: 
   const ports = portsOf(p, dir);
   peersOf(p, dir).forEach((peersGiven, i) => {
     const peers: (NetworkPolicyPeer | undefined)[] = peersGiven?.length ? peersGiven : [undefined];
-    const portList: (NetworkPolicyPort | undefined)[] = ports[i]?.length ? ports[i]! : [undefined];
+    const portList: (NetworkPolicyPort | undefined)[] = ports[i]?.length ? ports[i] : [undefined];
     peers.forEach((peer, j) => {
       const where = `${dir}[${i}]`;
       const selectorPeer = peer !== undefined && !peer.ipBlock && !isSelectorPeerless(peer);
       // Named ports resolve on the destination: the policy's own pods for ingress, the peer's pods for egress.
       const destinations =
-        dir === 'ingress' ? targets : selectorPeer ? ctx.pods.filter((pod) => peerSelects(peer, ns, pod, nsLabels(pod.namespace))) : ctx.pods;
+        dir === 'ingress'
+          ? targets
+          : selectorPeer
+            ? ctx.pods.filter((pod) => peerSelects(peer, ns, pod, nsLabels(pod.namespace)))
+            : ctx.pods;
       const jj = dir === 'ingress' ? 0 : j;
       const portConds: Condition[] = [];
       for (const [k, port] of portList.entries()) {
@@ -316,7 +337,7 @@ function compileDirection(ctx: Ctx, p: NetworkPolicy, dir: Direction, nsLabels: 
       // The excepted addresses return (not drop): another peer or policy may still allow them.
       const sub = exceptChainId(tenantId, ns, name, dir, i, j);
       ctx.chains.push({ id: sub, tenantId, name: objName('np', ns, name, dir, i, j, 'except') });
-      for (const e of excepts) addRule(ctx, sub, 'return', { ethertype, [`nw${srcOrDst}`]: e } as Condition, `${label} except ${e}`);
+      for (const e of excepts) addRule(ctx, sub, 'return', { ethertype, [`nw${srcOrDst}`]: e }, `${label} except ${e}`);
       for (const pc of portConds) addRule(ctx, sub, 'accept', { ...pc, ...addr }, label);
       addRule(ctx, chainId, 'jump', {}, `${label} ipBlock with except`, sub);
     });
@@ -351,7 +372,14 @@ export function compilePolicies(
     for (const dir of ['ingress', 'egress'] as const) {
       if (!dirs[dir]) continue;
       const chainId = compileDirection(ctx, p, dir, nsLabels);
-      addRule(ctx, bridge[dir], 'jump', { [dir === 'ingress' ? 'portGroupDst' : 'portGroupSrc']: target }, `${ns}/${p.metadata.name} ${dir}`, chainId);
+      addRule(
+        ctx,
+        bridge[dir],
+        'jump',
+        { [dir === 'ingress' ? 'portGroupDst' : 'portGroupSrc']: target },
+        `${ns}/${p.metadata.name} ${dir}`,
+        chainId,
+      );
     }
   }
   for (const dir of ['ingress', 'egress'] as const) {

@@ -89,13 +89,24 @@ export function compileServices(
     for (const sp of spec.ports ?? []) {
       const proto = (sp.protocol ?? 'TCP').toUpperCase();
       if (proto !== 'TCP' && proto !== 'UDP') {
-        out.errors.push({ namespace: ns, name, message: `port ${sp.name ?? sp.port}: protocol ${proto} is not supported (TCP and UDP only)` });
+        out.errors.push({
+          namespace: ns,
+          name,
+          message: `port ${sp.name ?? sp.port}: protocol ${proto} is not supported (TCP and UDP only)`,
+        });
         continue;
       }
       const protocol = proto === 'TCP' ? 'tcp' : 'udp';
       const poolId = poolIdOf(lbId, ns, name, sp.name ?? `${sp.port}/${proto}`);
       // UDP has no connection end: a removed endpoint's conntrack entries are cut, or they blackhole (kubernetes#48370).
-      out.pools.push({ id: poolId, loadBalancerId: lbId, protocol, lbMethod: 'random', adminStateUp: true, memberRemoval: protocol === 'udp' ? 'cut' : 'drain' });
+      out.pools.push({
+        id: poolId,
+        loadBalancerId: lbId,
+        protocol,
+        lbMethod: 'random',
+        adminStateUp: true,
+        memberRemoval: protocol === 'udp' ? 'cut' : 'drain',
+      });
       // Endpoints of every slice of the Service, deduplicated by address (a ready copy wins).
       const byAddress = new Map<string, Usable>();
       for (const slice of slicesOf.get(`${ns}/${name}`) ?? []) {

@@ -44,7 +44,13 @@ async function upsert<K extends Kind>(tx: Tx, kind: K, want: Models[K], stats: W
 }
 
 /** Step 1: the policy objects and the bridge's filters. Returns the ids of every group the controller owns now. */
-export async function writePolicy(topology: Topology, tenantId: string, bridgeId: string, c: CompiledPolicy, stats: WriteStats): Promise<Set<string>> {
+export async function writePolicy(
+  topology: Topology,
+  tenantId: string,
+  bridgeId: string,
+  c: CompiledPolicy,
+  stats: WriteStats,
+): Promise<Set<string>> {
   return topology.transact(async (tx) => {
     const wantGroups = new Set(c.portGroups.map((g) => g.id));
     const wantChains = new Set(c.chains.map((x) => x.id));
@@ -75,7 +81,12 @@ export async function writePolicy(topology: Topology, tenantId: string, bridgeId
         }
       }
       if (b.inboundFilterId !== c.bridgeInboundFilterId || b.outboundFilterId !== c.bridgeOutboundFilterId) {
-        await updateIn(tx, 'Bridge', { ...b, inboundFilterId: c.bridgeInboundFilterId, outboundFilterId: c.bridgeOutboundFilterId }, bridge);
+        await updateIn(
+          tx,
+          'Bridge',
+          { ...b, inboundFilterId: c.bridgeInboundFilterId, outboundFilterId: c.bridgeOutboundFilterId },
+          bridge,
+        );
         stats.updated++;
       }
     }
@@ -91,7 +102,11 @@ export async function writePolicy(topology: Topology, tenantId: string, bridgeId
         if (!p.value.portGroupIds.some((g) => goneGroups.has(g))) continue;
         await updateIn(tx, 'Port', { ...p.value, portGroupIds: p.value.portGroupIds.filter((g) => !goneGroups.has(g)) }, p);
       }
-      for (const g of haveGroups) if (goneGroups.has(g.value.id)) (tx.remove('PortGroup', g.value.id, g.version), stats.deleted++);
+      for (const g of haveGroups)
+        if (goneGroups.has(g.value.id)) {
+          tx.remove('PortGroup', g.value.id, g.version);
+          stats.deleted++;
+        }
     }
     return new Set([...haveGroups.map((g) => g.value.id), ...wantGroups]);
   }, 'Chain');
@@ -139,10 +154,17 @@ export async function writeServices(topology: Topology, lbId: string, c: Compile
     const want = new Set([...c.members.map((m) => m.id), ...c.vips.map((v) => v.id)]);
     for (const kind of ['PoolMember', 'Vip'] as const) {
       for (const o of await tx.list(kind)) {
-        if (ours.has(o.value.poolId) && !want.has(o.value.id)) (tx.remove(kind, o.value.id, o.version), stats.deleted++);
+        if (ours.has(o.value.poolId) && !want.has(o.value.id)) {
+          tx.remove(kind, o.value.id, o.version);
+          stats.deleted++;
+        }
       }
     }
-    for (const p of pools) if (!wantPools.has(p.value.id)) (tx.remove('Pool', p.value.id, p.version), stats.deleted++);
+    for (const p of pools)
+      if (!wantPools.has(p.value.id)) {
+        tx.remove('Pool', p.value.id, p.version);
+        stats.deleted++;
+      }
     for (const p of c.pools) await upsert(tx, 'Pool', p, stats);
     for (const m of c.members) await upsert(tx, 'PoolMember', m, stats);
     for (const v of c.vips) await upsert(tx, 'Vip', v, stats);

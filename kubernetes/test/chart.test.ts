@@ -115,9 +115,10 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
   // The in-chart ZooKeeper's Service comes before the DaemonSet, so kubelet gives agents its env vars.
   t.true(objs.indexOf(find(objs, 'Service', 'bees-zookeeper')!) < objs.indexOf(ds!));
   t.truthy(find(objs, 'StatefulSet', 'bees-zookeeper'));
-  t.true(agent.args!.includes('--k8s-kubeconfig=in-cluster'), 'the agent resolves a new pod\'s policy groups at CNI ADD');
+  t.true(agent.args!.includes('--k8s-kubeconfig=in-cluster'), "the agent resolves a new pod's policy groups at CNI ADD");
   // The controller: two replicas (one leads through a Lease), host network, beside kube-proxy by default.
-  const ctl = find(objs, 'Deployment', 'bees-controller') as (K8sObject & { spec: { replicas: number; template: { spec: PodSpec } } }) | undefined;
+  const ctl = find(objs, 'Deployment', 'bees-controller') as
+    (K8sObject & { spec: { replicas: number; template: { spec: PodSpec } } }) | undefined;
   t.truthy(ctl);
   t.is(ctl!.spec.replicas, 2);
   const cspec = ctl!.spec.template.spec;
@@ -125,7 +126,13 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
   t.is(cspec.priorityClassName, 'system-cluster-critical');
   const c = cspec.containers[0]!;
   t.deepEqual(c.command, ['/usr/bin/bees', 'k8s', 'controller']);
-  for (const a of ['--kubeconfig=in-cluster', '--identity=$(POD_NAME)', '--lease-namespace=kube-system', '--beside-kube-proxy', '--pod-cidr=10.244.0.0/16'])
+  for (const a of [
+    '--kubeconfig=in-cluster',
+    '--identity=$(POD_NAME)',
+    '--lease-namespace=kube-system',
+    '--beside-kube-proxy',
+    '--pod-cidr=10.244.0.0/16',
+  ])
     t.true(c.args!.includes(a), a);
 });
 
@@ -188,7 +195,9 @@ test('values that cannot work are refused with the reason', async (t) => {
   await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true', 'controller.enabled=false', 'store.url=zk://z:2181/b'] }), {
     message: /needs the bees controller/,
   });
-  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), { message: /in-chart ZooKeeper is reached through a ClusterIP/ });
+  await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), {
+    message: /in-chart ZooKeeper is reached through a ClusterIP/,
+  });
   await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=namespace'] }), { message: /only "single" is supported/ });
 });
 

@@ -43,7 +43,12 @@ async function setup(t: ExecutionContext, namespaces = ['default', 'kube-system'
   const dir = await mkdtemp(join(tmpdir(), 'bees-k8sctl-'));
   const server = new ApiServer({ bookmarkIntervalMs: 500 });
   await server.start();
-  for (const n of namespaces) server.create(kinds.find((k) => k.kind === 'Namespace')!, undefined, { metadata: { name: n } });
+  for (const n of namespaces)
+    server.create(
+      kinds.find((k) => k.kind === 'Namespace')!,
+      undefined,
+      { metadata: { name: n } },
+    );
   const store = await openStore(`file:${join(dir, 'store')}`);
   const topology = new Topology(store);
   const controllers: Controller[] = [];
@@ -98,7 +103,10 @@ async function setup(t: ExecutionContext, namespaces = ['default', 'kube-system'
     });
   };
   const pod = async (ns: string, name: string, labels: Record<string, string>, ports: k8s.V1ContainerPort[] = []): Promise<void> => {
-    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name, labels }, spec: { containers: [{ name: 'c', image: 'agnhost', ports }] } } });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name, labels }, spec: { containers: [{ name: 'c', image: 'agnhost', ports }] } },
+    });
   };
   return { server, topology, kc, core, controller, kubectlApply, podPort, pod, tenantId, kubeconfig };
 }
@@ -157,7 +165,10 @@ test.serial('NetworkPolicy (kubectl apply) and pod labels become groups and chai
   const ya = await s.podPort('y', 'a', '10.128.0.12');
   await s.kubectlApply(POLICY);
   const fresh = async (p: Port) => s.topology.get('Port', p.id);
-  await eventually('x/a isolated and x/b in the peer group', async () => (await fresh(xa)).portGroupIds.length >= 2 && (await fresh(xb)).portGroupIds.length >= 1);
+  await eventually(
+    'x/a isolated and x/b in the peer group',
+    async () => (await fresh(xa)).portGroupIds.length >= 2 && (await fresh(xb)).portGroupIds.length >= 1,
+  );
   const bridge = await s.topology.findBridge(TENANT, NETWORK);
   t.truthy(bridge?.inboundFilterId && bridge.outboundFilterId, 'the bridge filters are the controller chains');
   t.true(await reaches(s.topology, await fresh(xb), await fresh(xa), 8080), 'x/b -> x/a:http allowed');
@@ -213,7 +224,8 @@ spec:
   const fresh = async (p: Port) => s.topology.get('Port', p.id);
   await eventually(
     'x/a isolated but for y',
-    async () => !(await reaches(s.topology, await fresh(za), await fresh(xa), 80)) && reaches(s.topology, await fresh(ya), await fresh(xa), 80),
+    async () =>
+      !(await reaches(s.topology, await fresh(za), await fresh(xa), 80)) && reaches(s.topology, await fresh(ya), await fresh(xa), 80),
   );
   // The namespace goes: the API server deletes its policy and pods, while the pod's port (CNI DEL not yet run)
   // is still attached.
@@ -243,7 +255,9 @@ test.serial('leader election: of two controllers exactly one writes; the standby
   t.true(a.isLeader);
   t.false(b.isLeader);
   t.is(b.passes, 0, 'the standby never wrote');
-  const lease = await s.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
+  const lease = await s.kc
+    .makeApiClient(k8s.CoordinationV1Api)
+    .readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
   t.is(lease.spec?.holderIdentity, 'ctl-a');
   // a dies without releasing the lease: b waits out the lease duration, then leads and writes.
   await a.stop({ release: false });
@@ -251,9 +265,13 @@ test.serial('leader election: of two controllers exactly one writes; the standby
   await eventually('b leads', () => b.isLeader);
   t.true(Date.now() - t0 >= 1500, 'not before the lease expired');
   await s.kubectlApply(POLICY.replace('a-from-b', 'second'));
-  await eventually('b wrote the second policy', async () => (await s.topology.list('Chain')).some((c) => c.name === 'k8s+np+x+second+ingress'));
+  await eventually('b wrote the second policy', async () =>
+    (await s.topology.list('Chain')).some((c) => c.name === 'k8s+np+x+second+ingress'),
+  );
   t.true(b.passes > 0);
-  const after = await s.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
+  const after = await s.kc
+    .makeApiClient(k8s.CoordinationV1Api)
+    .readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
   t.is(after.spec?.holderIdentity, 'ctl-b');
   t.is(after.spec?.leaseTransitions, 1);
 });
@@ -269,7 +287,9 @@ test.serial('a watch cut with 410 Gone: the informer relists and the controller 
   await s.kubectlApply(POLICY);
   s.server.compact(); // the history is gone: a re-watch from the last RV gets 410
   s.server.closeWatches();
-  await eventually('the policy written after the relist', async () => (await s.topology.list('Chain')).some((x) => x.name === 'k8s+np+x+a-from-b+ingress'));
+  await eventually('the policy written after the relist', async () =>
+    (await s.topology.list('Chain')).some((x) => x.name === 'k8s+np+x+a-from-b+ingress'),
+  );
   t.true(lists() > listed, 'it came through a new list, after the 410');
   t.true(s.server.requests.some((r) => r.startsWith('GET /apis/networking.k8s.io/v1/networkpolicies?watch=true')));
 });
@@ -297,8 +317,14 @@ test.serial('Services and EndpointSlices become pools, members and VIPs, and fol
       },
     },
   });
-  await s.core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'dns' }, spec: { selector: { app: 'dns' }, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } } });
-  await s.core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'headless' }, spec: { clusterIP: 'None', selector: { app: 'web' }, ports: [{ port: 80 }] } } });
+  await s.core.createNamespacedService({
+    namespace: 'default',
+    body: { metadata: { name: 'dns' }, spec: { selector: { app: 'dns' }, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } },
+  });
+  await s.core.createNamespacedService({
+    namespace: 'default',
+    body: { metadata: { name: 'headless' }, spec: { clusterIP: 'None', selector: { app: 'web' }, ports: [{ port: 80 }] } },
+  });
   await disc.createNamespacedEndpointSlice({
     namespace: 'default',
     body: {
@@ -321,8 +347,16 @@ test.serial('Services and EndpointSlices become pools, members and VIPs, and fol
   t.is(lbId, loadBalancerIdOf((await s.topology.findRouter(TENANT, 'default'))!.id));
   const vipOf = async (addr: string, port: number) => (await s.topology.list('Vip')).find((v) => v.address === addr && v.port === port);
   const vip = await eventually('the web VIP', () => vipOf(web.spec!.clusterIP!, 80));
-  t.like(vip, { protocol: 'tcp', nodePort: 30080, sessionPersistence: 'source_ip', affinityTimeoutS: 60, externalTrafficPolicy: 'local', internalTrafficPolicy: 'local' });
-  const members = async () => (await s.topology.list('PoolMember', { poolId: vip.poolId })).sort((a, b) => a.address.localeCompare(b.address));
+  t.like(vip, {
+    protocol: 'tcp',
+    nodePort: 30080,
+    sessionPersistence: 'source_ip',
+    affinityTimeoutS: 60,
+    externalTrafficPolicy: 'local',
+    internalTrafficPolicy: 'local',
+  });
+  const members = async () =>
+    (await s.topology.list('PoolMember', { poolId: vip.poolId })).sort((a, b) => a.address.localeCompare(b.address));
   await eventually('four members', async () => (await members()).length === 4);
   t.deepEqual(
     (await members()).map((m) => [m.address, m.port, m.adminStateUp, m.backup ?? false]),
@@ -352,10 +386,16 @@ test.serial('Services and EndpointSlices become pools, members and VIPs, and fol
       ],
     },
   });
-  await eventually('members follow the slice', async () => (await members()).map((m) => `${m.address}:${m.adminStateUp}`).join() === '10.128.1.1:false,10.128.1.3:true');
+  await eventually(
+    'members follow the slice',
+    async () => (await members()).map((m) => `${m.address}:${m.adminStateUp}`).join() === '10.128.1.1:false,10.128.1.3:true',
+  );
   // The Service goes: its pool, members and VIP go with it.
   await s.core.deleteNamespacedService({ namespace: 'default', name: 'web' });
-  await eventually('the web objects gone', async () => !(await vipOf(web.spec!.clusterIP!, 80)) && (await s.topology.list('PoolMember', { poolId: vip.poolId })).length === 0);
+  await eventually(
+    'the web objects gone',
+    async () => !(await vipOf(web.spec!.clusterIP!, 80)) && (await s.topology.list('PoolMember', { poolId: vip.poolId })).length === 0,
+  );
   t.is((await s.topology.list('Pool')).length, 1);
 });
 
@@ -363,7 +403,10 @@ test.serial('errors are reported as Events on the object (an SCTP Service port)'
   const s = await setup(t);
   const c = s.controller();
   await c.start();
-  await s.core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'sctp' }, spec: { ports: [{ name: 's', port: 9999, protocol: 'SCTP' }] } } });
+  await s.core.createNamespacedService({
+    namespace: 'default',
+    body: { metadata: { name: 'sctp' }, spec: { ports: [{ name: 's', port: 9999, protocol: 'SCTP' }] } },
+  });
   const ev = await eventually('the event', async () => {
     const list = await s.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=sctp' });
     return list.items[0];
@@ -383,19 +426,25 @@ test.serial('beside kube-proxy: refused with a clear message unless told; told, 
       metadata: { name: 'kube-proxy' },
       spec: {
         selector: { matchLabels: { k8s: 'kube-proxy' } },
-        template: { metadata: { labels: { k8s: 'kube-proxy' } }, spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy' }] } },
+        template: {
+          metadata: { labels: { k8s: 'kube-proxy' } },
+          spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy' }] },
+        },
       },
     },
   });
   const refused = await t.throwsAsync(s.controller().start());
-  t.regex(refused!.message, /kube-proxy is running \(DaemonSet kube-system\/kube-proxy\).*--beside-kube-proxy/s);
+  t.regex(refused.message, /kube-proxy is running \(DaemonSet kube-system\/kube-proxy\).*--beside-kube-proxy/s);
   const c = s.controller({ besideKubeProxy: true });
   await c.start();
   await eventually('leads', () => c.isLeader);
   await s.core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'theirs' }, spec: { ports: [{ port: 80 }] } } });
   await s.core.createNamespacedService({
     namespace: 'default',
-    body: { metadata: { name: 'ours', labels: { 'service.kubernetes.io/service-proxy-name': 'midonet-bees' } }, spec: { ports: [{ port: 80 }] } },
+    body: {
+      metadata: { name: 'ours', labels: { 'service.kubernetes.io/service-proxy-name': 'midonet-bees' } },
+      spec: { ports: [{ port: 80 }] },
+    },
   });
   const ours = await s.core.readNamespacedService({ namespace: 'default', name: 'ours' });
   await eventually('our VIP', async () => (await s.topology.list('Vip')).some((v) => v.address === ours.spec!.clusterIP));
@@ -414,7 +463,21 @@ test.serial('bees k8s controller: the command runs the controller, and refuses b
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, s.kc.exportConfig());
   // This machine's own netfilter state is shared with other tests: the host check has its own test below.
-  const args = ['k8s', 'controller', '--skip-host-check', '--store', store, '--kubeconfig', kubeconfig, '--tenant', TENANT, '--network', NETWORK, '--pod-cidr', '10.129.0.0/16'];
+  const args = [
+    'k8s',
+    'controller',
+    '--skip-host-check',
+    '--store',
+    store,
+    '--kubeconfig',
+    kubeconfig,
+    '--tenant',
+    TENANT,
+    '--network',
+    NETWORK,
+    '--pod-cidr',
+    '10.129.0.0/16',
+  ];
   // It runs: the pod network appears in its store.
   const { spawn } = await import('node:child_process');
   const proc = spawn(bees[0]!, [...bees.slice(1), ...args, '--identity', 'cmd'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -422,7 +485,8 @@ test.serial('bees k8s controller: the command runs the controller, and refuses b
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   t.teardown(() => t.log(stderr));
   t.teardown(() => void proc.kill('SIGKILL'));
-  const lease = () => s.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
+  const lease = () =>
+    s.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: 'kube-system', name: 'midonet-bees-controller' });
   await eventually('the command holds the lease', async () => (await lease()).spec?.holderIdentity === 'cmd', 30_000);
   const exited = new Promise((r) => proc.once('exit', r));
   proc.kill('SIGTERM');
@@ -435,7 +499,10 @@ test.serial('bees k8s controller: the command runs the controller, and refuses b
       metadata: { name: 'kube-proxy' },
       spec: {
         selector: { matchLabels: { k8s: 'kube-proxy' } },
-        template: { metadata: { labels: { k8s: 'kube-proxy' } }, spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy' }] } },
+        template: {
+          metadata: { labels: { k8s: 'kube-proxy' } },
+          spec: { containers: [{ name: 'kube-proxy', image: 'registry.k8s.io/kube-proxy' }] },
+        },
       },
     },
   });

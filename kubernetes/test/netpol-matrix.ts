@@ -29,20 +29,28 @@ export function policyPods(portIdOf: (p: MatrixPod) => string | undefined): Poli
     name: p.pod,
     labels: { pod: p.pod },
     containerPorts: PORTS.flatMap((port) =>
-      (['TCP', 'UDP', 'SCTP'] as const).map((proto) => ({ name: `serve-${port}-${proto.toLowerCase()}`, containerPort: port, protocol: proto })),
+      (['TCP', 'UDP', 'SCTP'] as const).map((proto) => ({
+        name: `serve-${port}-${proto.toLowerCase()}`,
+        containerPort: port,
+        protocol: proto,
+      })),
     ),
     portId: portIdOf(p),
   }));
 }
 
-export const policyNamespaces: PolicyNamespace[] = NAMESPACES.map((ns) => ({ name: ns, labels: { ns, 'kubernetes.io/metadata.name': ns } }));
+export const policyNamespaces: PolicyNamespace[] = NAMESPACES.map((ns) => ({
+  name: ns,
+  labels: { ns, 'kubernetes.io/metadata.name': ns },
+}));
 
 /** A peer pattern as upstream's `PodString`/`Peer`: a namespace, a pod, or both; empty: anything. */
 interface Peer {
   ns?: string;
   pod?: string;
 }
-const hits = (peer: Peer, p: MatrixPod): boolean => (peer.ns === undefined || peer.ns === p.ns) && (peer.pod === undefined || peer.pod === p.pod);
+const hits = (peer: Peer, p: MatrixPod): boolean =>
+  (peer.ns === undefined || peer.ns === p.ns) && (peer.pod === undefined || peer.pod === p.pod);
 
 /** Upstream's Reachability: an 81-cell table, all one value, then ExpectPeer overrides in order. */
 export class Reachability {
@@ -51,7 +59,8 @@ export class Reachability {
     for (const f of matrixPods) for (const t of matrixPods) this.cells.set(`${podKey(f)}>${podKey(t)}`, all);
   }
   expectPeer(from: Peer, to: Peer, connected: boolean): this {
-    for (const f of matrixPods) for (const t of matrixPods) if (hits(from, f) && hits(to, t)) this.cells.set(`${podKey(f)}>${podKey(t)}`, connected);
+    for (const f of matrixPods)
+      for (const t of matrixPods) if (hits(from, f) && hits(to, t)) this.cells.set(`${podKey(f)}>${podKey(t)}`, connected);
     return this;
   }
   expected(from: MatrixPod, to: MatrixPod): boolean {
@@ -95,7 +104,9 @@ export const CASES: MatrixCase[] = [
   {
     title: 'should enforce policy to allow traffic from pods within server namespace based on PodSelector',
     policies: [np('x', 'x-a-allows-x-b', { podSelector: podSel('a'), ingress: [{ from: [{ podSelector: podSel('b') }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy to allow ingress traffic for a target',
@@ -116,7 +127,9 @@ export const CASES: MatrixCase[] = [
   {
     title: 'should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector',
     policies: [np('x', 'allow-ns-y', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y') }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy based on PodSelector with MatchExpressions',
@@ -126,7 +139,9 @@ export const CASES: MatrixCase[] = [
         ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['b'] }] } }] }],
       }),
     ],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy based on NamespaceSelector with MatchExpressions',
@@ -136,7 +151,9 @@ export const CASES: MatrixCase[] = [
         ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'In', values: ['y'] }] } }] }],
       }),
     ],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy based on PodSelector or NamespaceSelector',
@@ -145,12 +162,19 @@ export const CASES: MatrixCase[] = [
         podSelector: podSel('a'),
         ingress: [
           {
-            from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x'] }] } }, { podSelector: podSel('b') }],
+            from: [
+              { namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x'] }] } },
+              { podSelector: podSel('b') },
+            ],
           },
         ],
       }),
     ],
-    probes: everywhere(() => new Reachability(true).expectPeer({ ns: 'x' }, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true)
+        .expectPeer({ ns: 'x' }, { ns: 'x', pod: 'a' }, false)
+        .expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy based on PodSelector and NamespaceSelector',
@@ -180,7 +204,9 @@ export const CASES: MatrixCase[] = [
   },
   {
     title: 'should enforce policy based on any PodSelectors',
-    policies: [np('x', 'any', { podSelector: podSel('a'), ingress: [{ from: [{ podSelector: podSel('b') }, { podSelector: podSel('c') }] }] })],
+    policies: [
+      np('x', 'any', { podSelector: podSel('a'), ingress: [{ from: [{ podSelector: podSel('b') }, { podSelector: podSel('c') }] }] }),
+    ],
     probes: everywhere(() =>
       new Reachability(true)
         .expectPeer({}, { ns: 'x', pod: 'a' }, false)
@@ -190,14 +216,24 @@ export const CASES: MatrixCase[] = [
   },
   {
     title: 'should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector',
-    policies: [np('x', 'y-a', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y'), podSelector: podSel('a') }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y', pod: 'a' }, { ns: 'x', pod: 'a' }, true)),
+    policies: [
+      np('x', 'y-a', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y'), podSelector: podSel('a') }] }] }),
+    ],
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y', pod: 'a' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce policy based on Ports',
-    policies: [np('x', 'ports', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y') }], ports: [{ port: 81 }] }] })],
+    policies: [
+      np('x', 'ports', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y') }], ports: [{ port: 81 }] }] }),
+    ],
     probes: [
-      all(81, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true)),
+      all(
+        81,
+        'TCP',
+        new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true),
+      ),
       all(80, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false)),
       all(81, 'UDP', new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false)),
     ],
@@ -209,7 +245,11 @@ export const CASES: MatrixCase[] = [
       np('x', 'allow-80', { podSelector: podSel('a'), ingress: [{ from: [{ namespaceSelector: nsSel('y') }], ports: [{ port: 80 }] }] }),
     ],
     probes: [80, 81].map((port) =>
-      all(port, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true)),
+      all(
+        port,
+        'TCP',
+        new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true),
+      ),
     ),
   },
   {
@@ -228,7 +268,9 @@ export const CASES: MatrixCase[] = [
   },
   {
     title: 'should allow ingress access from namespace on one named port',
-    policies: [np('x', 'named-ns', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsSel('y') }], ports: [{ port: 'serve-80-tcp' }] }] })],
+    policies: [
+      np('x', 'named-ns', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsSel('y') }], ports: [{ port: 'serve-80-tcp' }] }] }),
+    ],
     probes: [
       all(80, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x' }, false).expectPeer({ ns: 'y' }, { ns: 'x' }, true)),
       all(81, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x' }, false)),
@@ -246,7 +288,9 @@ export const CASES: MatrixCase[] = [
   {
     title: 'should deny ingress from pods on other namespaces',
     policies: [np('x', 'same-ns', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({ ns: 'y' }, { ns: 'x' }, false).expectPeer({ ns: 'z' }, { ns: 'x' }, false)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({ ns: 'y' }, { ns: 'x' }, false).expectPeer({ ns: 'z' }, { ns: 'x' }, false),
+    ),
   },
   {
     title: 'should deny egress from pods based on PodSelector',
@@ -269,7 +313,11 @@ export const CASES: MatrixCase[] = [
       }),
     ],
     probes: [
-      all(80, 'TCP', new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true)),
+      all(
+        80,
+        'TCP',
+        new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'x', pod: 'b' }, { ns: 'x', pod: 'a' }, true),
+      ),
       all(
         81,
         'TCP',
@@ -290,8 +338,16 @@ export const CASES: MatrixCase[] = [
   },
   {
     title: 'should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector and NamespaceSelector',
-    policies: [np('x', 'egress-y-a', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: nsSel('y'), podSelector: podSel('a') }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({ ns: 'x', pod: 'a' }, {}, false).expectPeer({ ns: 'x', pod: 'a' }, { ns: 'y', pod: 'a' }, true)),
+    policies: [
+      np('x', 'egress-y-a', {
+        podSelector: podSel('a'),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ namespaceSelector: nsSel('y'), podSelector: podSel('a') }] }],
+      }),
+    ],
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({ ns: 'x', pod: 'a' }, {}, false).expectPeer({ ns: 'x', pod: 'a' }, { ns: 'y', pod: 'a' }, true),
+    ),
   },
   {
     title: 'should enforce ingress policy allowing any port traffic to a server on a specific protocol',
@@ -320,21 +376,41 @@ export const CASES: MatrixCase[] = [
   },
   {
     title: 'should allow egress access to server in CIDR block',
-    policies: [np('x', 'cidr', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: `${ipOf('y', 'b')}/32` } }] }] })],
-    probes: everywhere(() => new Reachability(true).expectPeer({ ns: 'x', pod: 'a' }, {}, false).expectPeer({ ns: 'x', pod: 'a' }, { ns: 'y', pod: 'b' }, true)),
+    policies: [
+      np('x', 'cidr', {
+        podSelector: podSel('a'),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: `${ipOf('y', 'b')}/32` } }] }],
+      }),
+    ],
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({ ns: 'x', pod: 'a' }, {}, false).expectPeer({ ns: 'x', pod: 'a' }, { ns: 'y', pod: 'b' }, true),
+    ),
   },
   {
     title: 'should enforce except clause while egress access to server in CIDR block',
     policies: [
-      np('x', 'except', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }] }),
+      np('x', 'except', {
+        podSelector: podSel('a'),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }],
+      }),
     ],
     probes: everywhere(() => new Reachability(true).expectPeer({ ns: 'x', pod: 'a' }, { ns: 'x', pod: 'b' }, false)),
   },
   {
     title: 'should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed',
     policies: [
-      np('x', 'a-except', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }] }),
-      np('x', 'b-allow', { podSelector: podSel('a'), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: `${ipOf('x', 'b')}/32` } }] }] }),
+      np('x', 'a-except', {
+        podSelector: podSel('a'),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`${ipOf('x', 'b')}/32`] } }] }],
+      }),
+      np('x', 'b-allow', {
+        podSelector: podSel('a'),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: `${ipOf('x', 'b')}/32` } }] }],
+      }),
     ],
     probes: everywhere(() => new Reachability(true)),
   },
@@ -364,7 +440,9 @@ export const CASES: MatrixCase[] = [
         ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'y' } } }] }],
       }),
     ],
-    probes: everywhere(() => new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true)),
+    probes: everywhere(() =>
+      new Reachability(true).expectPeer({}, { ns: 'x', pod: 'a' }, false).expectPeer({ ns: 'y' }, { ns: 'x', pod: 'a' }, true),
+    ),
   },
   {
     title: 'egress port range (endPort): 80-81 allowed, the rest of x/a egress denied',

@@ -62,7 +62,10 @@ for (const tc of CASES) {
           cells++;
           const want = probe.reach.expected(from, to);
           const got = connect(podKey(from), podKey(to), probe.port, probe.proto);
-          if (got !== want) wrong.push(`${podKey(from)} -> ${podKey(to)} ${probe.port}/${probe.proto}: expected ${want ? 'allowed' : 'denied'}, simulated ${got ? 'allowed' : 'denied'}`);
+          if (got !== want)
+            wrong.push(
+              `${podKey(from)} -> ${podKey(to)} ${probe.port}/${probe.proto}: expected ${want ? 'allowed' : 'denied'}, simulated ${got ? 'allowed' : 'denied'}`,
+            );
         }
       }
     }
@@ -76,7 +79,13 @@ test('matrix covers at least 20 upstream cases', (t) => {
 });
 
 test('default deny egress with an allow to DNS (kube-system k8s-app=kube-dns, 53/UDP and 53/TCP)', (t) => {
-  const dns: PolicyPod = { namespace: 'kube-system', name: 'coredns', labels: { 'k8s-app': 'kube-dns' }, containerPorts: [], portId: 'p-dns' };
+  const dns: PolicyPod = {
+    namespace: 'kube-system',
+    name: 'coredns',
+    labels: { 'k8s-app': 'kube-dns' },
+    containerPorts: [],
+    portId: 'p-dns',
+  };
   const other: PolicyPod = { namespace: 'kube-system', name: 'other', labels: {}, containerPorts: [], portId: 'p-other' };
   const pods = [...policyPods(portIdOf), dns, other];
   const namespaces = [...policyNamespaces, { name: 'kube-system', labels: { 'kubernetes.io/metadata.name': 'kube-system' } }];
@@ -120,7 +129,11 @@ test('groupsOfPod (the agent at ADD) agrees with the compiled memberships (the c
     const c = compilePolicies(TENANT, tc.policies, pods, policyNamespaces);
     const labels = new Map(policyNamespaces.map((n) => [n.name, n.labels]));
     for (const p of pods) {
-      t.deepEqual(groupsOfPod(TENANT, p, (ns) => labels.get(ns), tc.policies), c.memberships.get(`${p.namespace}/${p.name}`), tc.title);
+      t.deepEqual(
+        groupsOfPod(TENANT, p, (ns) => labels.get(ns), tc.policies),
+        c.memberships.get(`${p.namespace}/${p.name}`),
+        tc.title,
+      );
     }
   }
 });
@@ -137,7 +150,10 @@ test('a pod no policy selects is in no isolation group; compiling is determinist
 test('invalid policies are reported, not compiled', (t) => {
   const bad: NetworkPolicy = {
     metadata: { namespace: 'x', name: 'bad' },
-    spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['192.168.0.0/16'] } }], ports: [{ protocol: 'ICMP' }] }] },
+    spec: {
+      podSelector: {},
+      ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['192.168.0.0/16'] } }], ports: [{ protocol: 'ICMP' }] }],
+    },
   };
   const c = compilePolicies(TENANT, [bad], policyPods(portIdOf), policyNamespaces);
   t.is(c.errors.length, 2);
