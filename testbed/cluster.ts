@@ -144,6 +144,9 @@ export class Cluster {
         h.host.underlayIp,
         '--router-ns-prefix',
         h.host.routerNsPrefix,
+        // Bridges and routers without local ports go after 1 s instead of 60: cleanup checks see them go.
+        '--network-linger',
+        '1',
         ...(this.opts.agentArgs ?? []),
       ],
       { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } },

@@ -100,6 +100,9 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
         host.underlayIp,
         '--router-ns-prefix',
         host.routerNsPrefix,
+        // Bridges and routers without local ports go after 1 s instead of 60: cleanup checks see them go.
+        '--network-linger',
+        '1',
       ];
       const a: HostAgent = {
         host,

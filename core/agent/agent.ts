@@ -64,6 +64,11 @@ export interface AgentOptions {
    * rule. Off by default: every packet through an accept rule then also meets a conntrack match and a log rule.
    */
   flowLog?: boolean;
+  /**
+   * How long a network's bridge and router stay on this host after its last local port left, while the network
+   * exists (the next workload then does not rebuild them). Default 60 s; 0 removes them with the last port.
+   */
+  networkLingerMs?: number;
   /** Router namespace prefix: several agents on one machine (test hosts) need distinct ones. */
   routerNsPrefix?: string;
   /** How long a liveness record of this host id from another machine may take to expire before start is refused. */
@@ -182,6 +187,7 @@ export class Agent {
     );
     this.metrics.instrumentDatapath(datapath);
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
+    if (o.networkLingerMs !== undefined) this.reconciler.lingerMs = o.networkLingerMs;
     // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
     const lbHealth = new LbHealth(
       this.topology,

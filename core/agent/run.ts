@@ -24,6 +24,8 @@ export const AGENT_FLAGS = {
   'router-ns-prefix': { type: 'string' },
   // Off by default: logging accepted connections costs a conntrack match and a log rule per accept rule.
   'flow-log': { type: 'boolean' },
+  // Seconds a network's bridge and router stay on a host after its last local port left (default 60).
+  'network-linger': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export type AgentFlagValues = {
@@ -45,6 +47,13 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     if (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535)
       throw new Error(`--tunnel-port must be a port number, got '${values['tunnel-port']}'`);
   }
+  let lingerMs: number | undefined;
+  if (values['network-linger'] !== undefined) {
+    const s = Number(values['network-linger']);
+    if (!Number.isFinite(s) || s < 0 || s > 86_400)
+      throw new Error(`--network-linger must be seconds (0-86400), got '${values['network-linger']}'`);
+    lingerMs = Math.round(s * 1000);
+  }
   const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
   return {
     store,
@@ -59,6 +68,7 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     ...(values['workload-socket'] ? { workloadSocket: values['workload-socket'] } : {}),
     ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
     ...(values['flow-log'] ? { flowLog: true } : {}),
+    ...(lingerMs !== undefined ? { networkLingerMs: lingerMs } : {}),
   };
 }
 
