@@ -14,7 +14,7 @@
 //   they exit; SIGTERM then SIGKILL after terminationGracePeriodSeconds on deletion. What a container's
 //   filesystem would give is stood in for: hostPath volumes are directories under the node's root (except
 //   machine-wide paths such as /run/netns), container paths in the command line are rewritten to them, the
-//   image's entry points and environment come from a table, and KUBECONFIG stands for the service account mount.
+//   image's entry points and environment come from a table, and KUBECONFIG (also given to `--k8s-kubeconfig=in-cluster`) stands for the service account mount.
 //   Exec readiness probes run the same way.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -310,6 +310,8 @@ export class KubeletLite {
     for (const e of c.env ?? []) own[e.name] = e.value ?? fieldOf(pod, e.valueFrom?.fieldRef?.fieldPath, this.o.host.underlayIp);
     const expand = (s: string): string => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, v: string) => own[v] ?? all);
     const words = [...command, ...args].map(expand).map((w) => {
+      // The service account mount is stood in for by a kubeconfig file: "in-cluster" names it instead.
+      if (/^--(k8s-)?kubeconfig=in-cluster$/.test(w)) return w.replace(/in-cluster$/, this.o.podKubeconfig);
       const eq = w.indexOf('=');
       if (w.startsWith('/')) return mapPath(w);
       if (eq > 0 && w[eq + 1] === '/') return w.slice(0, eq + 1) + mapPath(w.slice(eq + 1));
