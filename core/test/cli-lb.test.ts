@@ -2,69 +2,11 @@
 // and --json, changes and removal, and bad input refused with a message naming what is wrong (exit 2 for usage, 1
 // for what the API refuses).
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../api/client.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-// The bees entry point with every command (app/main.ts), spawned, not imported: core imports no app code.
-const MAIN = path.join(ROOT, 'app/main.ts');
-
-function bees(args: string[], env: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
-
-async function waitFor(file: string, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
-    if (child.exitCode !== null) throw new Error(`bees api exited: ${log()}`);
-    try {
-      await stat(file);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`bees api did not listen: ${log()}`);
-}
+import { bees, startBeesApi } from './bees-process.js';
 
 test('bees lb: create, vip add, member add|set|rm, ls, show, rm against a real bees api', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-cli-lb-'));
-  const sock = path.join(dir, 'api.sock');
-  const server = spawn(
-    process.execPath,
-    ['--import', 'tsx', MAIN, 'api', '--store', `file:${path.join(dir, 'store')}`, '--listen', `unix:${sock}`],
-    {
-      cwd: ROOT,
-    },
-  );
-  let log = '';
-  server.stderr.on('data', (d) => {
-    log += d;
-  });
-  t.teardown(async () => {
-    if (server.exitCode === null) {
-      server.kill('SIGTERM');
-      await new Promise((r) => server.once('close', r));
-    }
-    await rm(dir, { recursive: true, force: true });
-  });
-  await waitFor(sock, server, () => log);
-  const env = { BEES_API: `unix:${sock}` };
+  const { sock, env } = await startBeesApi(t, 'bees-cli-lb-');
   const ok = async (args: string[]) => {
     const r = await bees(args, env);
     t.is(r.code, 0, `${args.join(' ')}: ${r.err}`);
