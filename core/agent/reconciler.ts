@@ -61,6 +61,13 @@ export class Reconciler {
    */
   private readonly wanted = new Map<string, { at: number; bridgeId?: string; vni?: number; routerId?: string }>();
   private lingerTimer: NodeJS.Timeout | undefined;
+  /**
+   * A failed pass is retried on its own, sooner than the periodic resync: 0.5 s doubling to 30 s, back to 0.5 s
+   * after a clean pass. Without it a transient kernel error (a busy namespace, a killed `nft`) left a router or
+   * bridge in place until the next resync or the next topology change.
+   */
+  private retryMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
   /** The load balancer spec last applied (JSON); undefined: unknown, the next apply re-reads the kernel. */
   private lbApplied: string | undefined;
   /** Told the load balancer plan of every pass (the agent's health monitors follow its targets). */
@@ -165,6 +172,19 @@ export class Reconciler {
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
     if (errors.length) this.log(`reconcile: ${this.lastError}`);
+    this.scheduleRetry(errors.length > 0);
+  }
+
+  private scheduleRetry(failed: boolean): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (!failed || this.stopped) {
+      this.retryMs = 0;
+      return;
+    }
+    this.retryMs = Math.min(30_000, this.retryMs === 0 ? 500 : this.retryMs * 2);
+    this.retryTimer = setTimeout(() => this.trigger(0), this.retryMs);
+    this.retryTimer.unref();
   }
 
   /**
@@ -362,5 +382,6 @@ export class Reconciler {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     clearTimeout(this.lingerTimer);
+    clearTimeout(this.retryTimer);
   }
 }

@@ -354,6 +354,27 @@ test('the reconciler carries the plan out, and removes a bridge once its last lo
   t.deepEqual(dp.take('sweep'), [{ bridges: [], routers: [], plugs: [] }]);
 });
 
+test('a failed pass is retried on its own, without waiting for a change or the resync', async (t) => {
+  const w = await world(t);
+  let failures = 1;
+  const dp = new (class extends Recorder {
+    override sweep(desired: Partial<Inventory>) {
+      if (failures-- > 0) return Promise.reject(new Error('namespace busy'));
+      return super.sweep(desired);
+    }
+  })();
+  const rec = new Reconciler(w.hosts.a.id, w.cache, dp, MTU);
+  t.teardown(() => rec.stop());
+  await rec.runOnce();
+  t.regex(rec.lastError ?? '', /sweep: namespace busy/);
+  t.deepEqual(dp.take('sweep'), []);
+  // No trigger, no resync: the retry alone runs the sweep again.
+  const deadline = Date.now() + 3_000;
+  while (rec.lastError !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.is(rec.lastError, undefined, 'the retry pass succeeded');
+  t.is(dp.take('sweep').length, 1);
+});
+
 // Policy planning (plan.ts planPolicy): what chains, sets and zones a host's ports need.
 
 test("policy: a host binds its local ports' and their bridge's filters, and compiles the jump closure only", async (t) => {
