@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
+import { ApiClient } from '../../../core/api/client.js';
 import { ZooKeeperServer } from '../../../core/testing/zookeeper.js';
 import { Harness } from '../../harness/index.js';
 import { beesArgv } from '../../../testbed/bees-entry.js';
@@ -327,6 +328,14 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
         spec: { type: 'NodePort', selector: podLabels, ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort }] },
       },
     });
+    // A headless twin: DNS only, so the controller gives it no pool or VIP (checked in the store below).
+    await core.createNamespacedService({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'web-headless' },
+        spec: { clusterIP: 'None', selector: podLabels, ports: [{ port: 80, targetPort: 8080 }] },
+      },
+    });
     const clusterIP = (await core.readNamespacedService({ namespace: 'default', name: 'web' })).spec!.clusterIP!;
     /** `n` connections from `netns` to addr:port: {"<pod> <client seen>": count}. */
     const connect = async (netns: string, addr: string, port: number, n: number): Promise<Record<string, number>> => {
@@ -375,6 +384,20 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
     const sticky = await connect(netnsOf(fixed), clusterIP, 80, 20);
     t.is(podsIn(sticky).size, 1, `one endpoint for one client: ${JSON.stringify(sticky)}`);
     t.true(kept.has([...podsIn(sticky)][0]!));
+    // What the controller wrote (read through an agent's REST API): one pool (web's one port) with the two kept
+    // endpoints, one VIP (the ClusterIP, carrying the nodePort and the affinity); nothing for the headless Service.
+    const store = new ApiClient(`unix:${nodes[0]!.kubelet.hostPathOf('/run/bees/api.sock')}`);
+    const keptIps = (await core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=web' })).items.map((p) => p.status!.podIP!);
+    t.is((await store.list('Pool')).length, 1);
+    t.deepEqual((await store.list('PoolMember')).map((m) => `${m.address}:${m.port}`).sort(), keptIps.map((ip) => `${ip}:8080`).sort());
+    const vips = await store.list('Vip');
+    t.is(vips.length, 1);
+    t.like(vips[0], {
+      address: clusterIP,
+      port: 80,
+      nodePort,
+      sessionPersistence: 'source_ip',
+    });
     for (const x of servers) x.kill('SIGKILL');
 
     // Deleting the pods: their sandboxes go (CNI DEL through the agents), no veth left on any host.
