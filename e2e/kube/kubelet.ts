@@ -15,7 +15,7 @@
 //   filesystem would give is stood in for: hostPath volumes are directories under the node's root (except
 //   machine-wide paths such as /run/netns), container paths in the command line are rewritten to them, the
 //   image's entry points and environment come from a table, and KUBECONFIG (also given to `--k8s-kubeconfig=in-cluster`) stands for the service account mount.
-//   Exec readiness probes run the same way.
+//   Exec readiness probes run the same way; httpGet readiness probes are curl from the host's namespace.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -278,13 +278,26 @@ export class KubeletLite {
     let ready = true;
     let period = 10;
     for (const c of r.pod.spec?.containers ?? []) {
-      const probe = c.readinessProbe?.exec?.command;
-      if (!probe) continue;
-      period = Math.min(period, c.readinessProbe?.periodSeconds ?? 10);
-      const argv = this.containerArgv(r.pod, c, probe, []);
+      const rp = c.readinessProbe;
+      if (!rp?.exec?.command && !rp?.httpGet) continue;
+      period = Math.min(period, rp.periodSeconds ?? 10);
+      if (rp.httpGet) {
+        // hostNetwork: the pod's address is the host's; curl from the host's namespace stands for the kubelet's GET.
+        const g = rp.httpGet;
+        const port = typeof g.port === 'number' ? g.port : Number(c.ports?.find((p) => p.name === g.port)?.containerPort ?? g.port);
+        const url = `${(g.scheme ?? 'HTTP').toLowerCase()}://${g.host ?? this.o.host.underlayIp}:${port}${g.path ?? '/'}`;
+        const timeout = rp.timeoutSeconds ?? 1;
+        ready &&= await this.probe(
+          ['curl', '-fsS', '-o', '/dev/null', '-m', String(timeout), url],
+          { PATH: process.env.PATH },
+          (timeout + 5) * 1000,
+        );
+        continue;
+      }
+      const argv = this.containerArgv(r.pod, c, rp.exec!.command!, []);
       // A probe here is a fresh `node --import tsx` process on a loaded machine, not an exec into a running
       // container: it gets at least PROCESS_PROBE_TIMEOUT_S.
-      const timeout = Math.max(c.readinessProbe?.timeoutSeconds ?? 1, PROCESS_PROBE_TIMEOUT_S) * 1000;
+      const timeout = Math.max(rp.timeoutSeconds ?? 1, PROCESS_PROBE_TIMEOUT_S) * 1000;
       ready &&= await this.probe(argv.argv, argv.env, timeout);
     }
     r.ready = ready;

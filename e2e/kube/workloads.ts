@@ -5,7 +5,8 @@
 //   directly (spec.nodeName); pods carry `controller-revision-hash` of their template; RollingUpdate replaces
 //   pods of an old template one node at a time (maxUnavailable 1: the next only once every pod is Ready);
 //   pods of a deleted DaemonSet are deleted after it (as the garbage collector does with ownerReferences).
-// - Deployment: spec.replicas pods from the template, left to the scheduler; no ReplicaSets, no rollout.
+// - Deployment: spec.replicas pods from the template, left to the scheduler; no ReplicaSets; a template change
+//   replaces pods one at a time once every pod is Ready (maxSurge 0, maxUnavailable 1; no history, no pause).
 // Status: DaemonSet desired/current/ready/updated counts and Deployment replicas/readyReplicas, through /status.
 import { createHash, randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
@@ -146,11 +147,14 @@ export class WorkloadControllers {
     const inflight = this.inflight.get(`${d.metadata!.uid}/`) ?? 0;
     for (let i = pods.length + inflight; i < replicas; i++) await this.createPod(d, 'Deployment', ns, hash, undefined);
     for (const p of pods.slice(replicas)) await this.deletePod(p);
+    // A new template (an upgrade) replaces one outdated pod at a time, once every pod is Ready.
+    const outdated = pods.filter((p) => p.metadata?.labels?.[HASH_LABEL] !== hash);
+    if (outdated.length > 0 && pods.length >= replicas && pods.every(isReady)) await this.deletePod(outdated[0]!);
     const status: k8s.V1DeploymentStatus = {
       replicas: pods.length,
       readyReplicas: pods.filter(isReady).length,
       availableReplicas: pods.filter(isReady).length,
-      updatedReplicas: pods.length,
+      updatedReplicas: pods.length - outdated.length,
       observedGeneration: d.metadata?.generation ?? 0,
     };
     await this.writeStatus(d.status, status, () =>
