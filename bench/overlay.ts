@@ -7,18 +7,17 @@
 import { startCluster, type Cluster, type Workload } from '../testbed/cluster.js';
 import {
   interleavedRounds,
-  median,
+  latencyFigures,
   MIN_ROUNDS,
   pairedRatio,
-  percentile,
+  roundsSpread,
   timed,
   type BenchContext,
   type BenchRow,
   type BenchSection,
 } from './report.js';
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-const stats = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), n: xs.length });
+const stats = (xs: number[]) => latencyFigures(xs, 1);
 
 async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
   const runs = Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale));
@@ -37,12 +36,11 @@ async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow> {
       () => c.iperf(w1.netns, w2.ip4!, seconds),
       () => c.iperf(h1.host.netns, h2.host.underlayIp, seconds),
     );
-    const spread = (xs: number[]) => ({ median: round(median(xs), 2), min: round(Math.min(...xs), 2), max: round(Math.max(...xs), 2) });
     return {
       name: `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})`,
       unit: 'Gbit/s',
-      ours: spread(overlay),
-      reference: spread(underlay),
+      ours: roundsSpread(overlay, 2),
+      reference: roundsSpread(underlay, 2),
       ...pairedRatio(overlay, underlay),
       compares:
         "the overlay's cost: workload to workload across hosts over VXLAN ÷ host to host on the same underlay " +

@@ -16,19 +16,20 @@ import { PROTO_TCP, type PolicyRule } from '../core/policy/simulate.js';
 import { Harness, type HarnessHost } from '../testbed/index.js';
 import {
   interleavedRounds,
+  latencyFigures,
   median,
   MIN_ROUNDS,
   pairedRatio,
-  percentile,
+  roundsSpread,
+  roundTo,
   timed,
   type BenchContext,
   type BenchRow,
   type BenchSection,
 } from './report.js';
 
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-const stats = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), n: xs.length });
-const spread = (xs: number[]) => ({ median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) });
+const stats = (xs: number[]) => latencyFigures(xs, 2);
+const spread = (xs: number[]) => roundsSpread(xs, 2);
 const addrGroupSetDecl = (id: string): SetDecl => ({ name: addrGroupSet(id, 4), type: 'ipv4_addr', interval: true });
 const CTX: CompileContext = { macOf: () => undefined, chainExists: () => true };
 
@@ -137,8 +138,8 @@ async function applyAndChange(ctx: BenchContext, h: Harness, small: Layout, big:
     {
       name: `compile + apply: ${label(big)} vs ${label(small)}`,
       unit: 'ms',
-      ours: { ...spread(full.a), 'compile median': round(median(compileMs.get(big)!)) },
-      reference: { ...spread(full.b), 'compile median': round(median(compileMs.get(small)!)) },
+      ours: { ...spread(full.a), 'compile median': roundTo(median(compileMs.get(big)!), 2) },
+      reference: { ...spread(full.b), 'compile median': roundTo(median(compileMs.get(small)!), 2) },
       ...pairedRatio(full.a, full.b),
       compares: `the same code at two sizes: time to the kernel (compile, one nft transaction) of ${label(big)} ÷ of ${label(small)}; ${big.n / small.n}× the rules`,
     },

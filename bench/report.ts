@@ -81,7 +81,26 @@ export async function interleavedRounds<T>(
   return out;
 }
 
-const round2 = (x: number): number => Math.round(x * 100) / 100;
+/** `x` to `digits` decimals: figures as a reader compares them. */
+export function roundTo(x: number, digits: number): number {
+  return Math.round(x * 10 ** digits) / 10 ** digits;
+}
+
+/** p50 and p99 of latency samples to `digits` decimals, and how many samples they come from. */
+export function latencyFigures(samples: number[], digits: number): { p50: number; p99: number; n: number } {
+  return { p50: roundTo(percentile(samples, 50), digits), p99: roundTo(percentile(samples, 99), digits), n: samples.length };
+}
+
+/** The median of per-round figures with the lowest and highest beside it, to `digits` decimals. */
+export function roundsSpread(samples: number[], digits: number): { median: number; min: number; max: number } {
+  return {
+    median: roundTo(median(samples), digits),
+    min: roundTo(Math.min(...samples), digits),
+    max: roundTo(Math.max(...samples), digits),
+  };
+}
+
+const round2 = (x: number): number => roundTo(x, 2);
 
 /** The per-round ratios A ÷ B of paired figures, and their median as the headline ratio. */
 export function pairedRatio(a: number[], b: number[]): { ratio: number; roundRatios: number[] } {

@@ -1,7 +1,16 @@
 // The benchmark report's honesty rules: comparisons come from interleaved rounds, say what they compare, and show
 // the spread of their rounds.
 import test from 'ava';
-import { checkSection, interleavedRounds, markdown, pairedRatio, type BenchSection } from '../report.js';
+import {
+  checkSection,
+  interleavedRounds,
+  latencyFigures,
+  markdown,
+  pairedRatio,
+  roundsSpread,
+  roundTo,
+  type BenchSection,
+} from '../report.js';
 
 test('interleaved rounds alternate which side goes first', async (t) => {
   const order: string[] = [];
@@ -23,6 +32,14 @@ test('interleaved rounds alternate which side goes first', async (t) => {
 test('a paired ratio is the median of the per-round ratios, and keeps them', (t) => {
   t.deepEqual(pairedRatio([2, 3, 10], [1, 1, 4]), { ratio: 2.5, roundRatios: [2, 3, 2.5] });
   t.throws(() => pairedRatio([1, 2], [1]), { message: /rounds on both sides/ });
+});
+
+test('figures are rounded to the digits a section asks for: latency p50/p99 with n, per-round median/min/max', (t) => {
+  t.is(roundTo(1.23456, 2), 1.23);
+  t.is(roundTo(1.25, 1), 1.3);
+  const xs = [4.444, 1.111, 3.333, 2.222, 100.555];
+  t.deepEqual(latencyFigures(xs, 1), { p50: 3.3, p99: 100.6, n: 5 });
+  t.deepEqual(roundsSpread(xs, 2), { median: 3.33, min: 1.11, max: 100.56 });
 });
 
 const section = (row: Partial<BenchSection['rows'][number]>): BenchSection => ({

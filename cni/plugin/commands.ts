@@ -42,6 +42,15 @@ export function toCniError(e: unknown, op: Op): CniError {
   return new CniError(Code.agentInternal, `${op} failed: ${(e as Error)?.message ?? String(e)}`);
 }
 
+/** What the agent answers to one call of `op`; whatever it throws becomes the CniError for `op`. */
+async function askAgent<T>(op: Op, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw toCniError(e, op);
+  }
+}
+
 function requireAtLeast(cfg: DecodedConfig, op: Op, min: string): void {
   if (compareVersions(cfg.cniVersion, min) < 0) {
     throw new CniError(Code.incompatibleVersion, `${op} needs cniVersion ${min} or later; the config says ${cfg.cniVersion}`);
@@ -94,14 +103,11 @@ export async function cmdAdd(env: CniEnv, conf: MidonetNetConf, api: WorkloadApi
   if (mac) req.mac = mac;
   if (cfg.portMappings?.length) req.portMappings = cfg.portMappings;
   if (cfg.bandwidth && Object.keys(cfg.bandwidth).length) req.bandwidth = cfg.bandwidth;
-  let attached: AttachResult;
-  try {
+  const attached = await askAgent('ADD', async () => {
     const a: unknown = await api.attach(req);
     checkAttachResult(a);
-    attached = a;
-  } catch (e) {
-    throw toCniError(e, 'ADD');
-  }
+    return a;
+  });
   const ours: Result = fromAttach(attached, env.ifname, env.netns);
   if (!ours.dns && cfg.dns) ours.dns = cfg.dns;
   else if (ours.dns && cfg.dns) ours.dns = { ...ours.dns, ...cfg.dns };
@@ -130,14 +136,11 @@ export async function cmdCheck(env: CniEnv, conf: MidonetNetConf, api: WorkloadA
   const problems: string[] = [];
   if (idx < 0) problems.push(`prevResult has no interface ${env.ifname} in ${env.netns}`);
   else if (!prev.ips.some((ip) => ip.interface === idx)) problems.push(`prevResult has no address on ${env.ifname}`);
-  let agentProblems: string[] = [];
-  try {
+  const agentProblems = await askAgent('CHECK', async () => {
     const r = await api.check(attachmentOf(env, cfg));
-    if (!r.ok)
-      agentProblems = Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
-  } catch (e) {
-    throw toCniError(e, 'CHECK');
-  }
+    if (r.ok) return [];
+    return Array.isArray(r.problems) && r.problems.length ? r.problems : ['the agent reports the attachment is not in order'];
+  });
   problems.push(...agentProblems);
   if (problems.length) throw new CniError(Code.checkFailed, `CHECK of ${env.containerId}/${env.ifname} failed: ${problems.join('; ')}`);
 }
@@ -171,22 +174,13 @@ export async function cmdGc(_env: CniEnv, conf: MidonetNetConf, api: WorkloadApi
   const cfg = decodeConfig(conf);
   requireAtLeast(cfg, 'GC', '1.1.0');
   const valid = validAttachments(conf).map((a) => ({ workloadId: a.containerID, ifname: a.ifname }));
-  try {
-    await api.gc({ orchestrator: 'cni', valid, tenant: cfg.tenant, network: cfg.network });
-  } catch (e) {
-    throw toCniError(e, 'GC');
-  }
+  await askAgent('GC', () => api.gc({ orchestrator: 'cni', valid, tenant: cfg.tenant, network: cfg.network }));
 }
 
 export async function cmdStatus(_env: CniEnv, conf: MidonetNetConf, api: WorkloadApi): Promise<void> {
   const cfg = decodeConfig(conf);
   requireAtLeast(cfg, 'STATUS', '1.1.0');
-  let s;
-  try {
-    s = await api.status();
-  } catch (e) {
-    throw toCniError(e, 'STATUS');
-  }
+  const s = await askAgent('STATUS', () => api.status());
   if (!s.ready) throw new CniError(Code.unavailable, `the bees agent is not ready for ADD: ${s.reason ?? 'no reason given'}`);
 }
 

@@ -8,6 +8,7 @@ import type { ExecutionContext } from 'ava';
 import type { HarnessHost } from '../../e2e/harness/index.js';
 import { createNetns, randomSuffix, sh, type Netns } from '../harness/netns.js';
 import { buildShim } from '../shim/build.js';
+import { startHostContainerd, type HostContainerd } from '../../testbed/containerd.js';
 
 export const REFERENCE_DIR = '/usr/lib/cni';
 
@@ -189,12 +190,6 @@ export async function pauseImageArchive(h: RuntimeHarness, host: HarnessHost, ro
   return join(dir, 'pause.tar');
 }
 
-export interface PrivateContainerd {
-  socket: string;
-  /** Stop containerd (SIGTERM, then SIGKILL) and unmount what it left under its directory. */
-  close(): Promise<void>;
-}
-
 /**
  * A containerd of its own (root, state, socket, CNI bin dir with midonet + loopback, net.d holding `conflist`)
  * with the CRI plugin, run inside `host`, the pause image imported from `pauseArchive`.
@@ -203,7 +198,7 @@ export async function startContainerd(
   h: RuntimeHarness,
   host: HarnessHost,
   opts: { dir: string; pluginDir: string; conflist: { name: string }; pauseArchive: string },
-): Promise<PrivateContainerd> {
+): Promise<HostContainerd> {
   const { dir } = opts;
   const [binDir, confDir] = [join(dir, 'cni-bin'), join(dir, 'net.d')];
   await mkdir(binDir, { recursive: true });
@@ -212,50 +207,7 @@ export async function startContainerd(
   await copyFile(join(opts.pluginDir, 'midonet'), join(binDir, 'midonet'));
   for (const p of ['loopback', 'portmap']) await symlink(`${REFERENCE_DIR}/${p}`, join(binDir, p));
   await writeFile(join(confDir, '10-bees.conflist'), JSON.stringify(opts.conflist));
-  const socket = join(dir, 'containerd.sock');
-  await writeFile(
-    join(dir, 'config.toml'),
-    `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${socket}.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "${binDir}"
-    conf_dir = "${confDir}"
-    max_conf_num = 1
-`,
-  );
-  const proc = h.spawn(host, ['containerd', '--config', join(dir, 'config.toml')], { logName: 'containerd' });
-  const close = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    }
-    await sh('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
-  };
-  try {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const r = await h.exec(host, ['ctr', '--address', socket, 'version']);
-      if (r.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`containerd on ${host.name} did not start: ${r.stderr}`);
-      await new Promise((res) => setTimeout(res, 300));
-    }
-    const imp = await h.exec(host, ['ctr', '--address', socket, '-n', 'k8s.io', 'images', 'import', opts.pauseArchive]);
-    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
-  } catch (err) {
-    await close();
-    throw err;
-  }
-  return { socket, close };
+  return startHostContainerd(h, host, { dir, binDir, confDir, sandboxImage: PAUSE_IMAGE, pauseArchive: opts.pauseArchive });
 }
 
 /** A CRI sandbox's network namespace path, from its verbose status (containerd's runtimeSpec). */

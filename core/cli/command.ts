@@ -114,3 +114,14 @@ export function details(pairs: [string, string][]): string {
 export function printJson(io: Io, value: unknown): void {
   io.out(JSON.stringify(value, null, 2) + '\n');
 }
+
+/** The answer of a command that made, changed or removed one thing: the object for scripts (--json), a line for people. */
+export function reply(io: Io, values: { json?: boolean }, value: unknown, line: string): void {
+  if (values.json) printJson(io, value);
+  else io.out(`${line}\n`);
+}
+
+/** A table below the details of a `show`, set off by a blank line; nothing when there are no rows. */
+export function tableSection(io: Io, headers: string[], rows: string[][]): void {
+  if (rows.length) io.out('\n' + table(headers, rows));
+}

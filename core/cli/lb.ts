@@ -3,11 +3,10 @@
 // protocol, affinity, a port published on every host). Everything goes through the REST API's generic objects
 // (LoadBalancer, Pool, PoolMember, Vip, HealthMonitor), so what the CLI does a script can do with curl.
 import type { ApiClient } from '../api/client.js';
-import { ApiError } from '../api/client.js';
 import type { HealthMonitor, LoadBalancer, Pool, PoolMember, Vip } from '../model/types.js';
 import { isIp } from '../net/ip.js';
-import { apiClient, CliError, details, intOption, parse, printJson, table, type Command } from './command.js';
-import { findRouter, tenantNames } from './resolve.js';
+import { apiClient, CliError, details, intOption, parse, printJson, reply, table, tableSection, type Command } from './command.js';
+import { findRouter, getOrUndefined, tenantNames } from './resolve.js';
 
 const tenantOpt = { tenant: { type: 'string' } } as const;
 
@@ -18,13 +17,8 @@ interface Lb {
 }
 
 async function findLb(api: ApiClient, id: string): Promise<Lb> {
-  let lb: LoadBalancer;
-  try {
-    lb = await api.get('LoadBalancer', id);
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400)) throw new CliError(`load balancer '${id}' not found`);
-    throw err;
-  }
+  const lb = await getOrUndefined(api.get('LoadBalancer', id));
+  if (!lb) throw new CliError(`load balancer '${id}' not found`);
   const pool = (await api.list('Pool', { loadBalancerId: lb.id }))[0];
   return { lb, pool };
 }
@@ -105,8 +99,7 @@ const create: Command = {
         ...(removal ? { memberRemoval: removal } : {}),
         ...(monitor ? { healthMonitorId: monitor.id } : {}),
       });
-      if (values.json) return printJson(io, { ...lb, pool, ...(monitor ? { monitor } : {}) });
-      io.out(`${lb.id}\n`);
+      reply(io, values, { ...lb, pool, ...(monitor ? { monitor } : {}) }, lb.id);
     } catch (err) {
       // Nothing half-made: the load balancer (and the monitor) go again.
       await api.delete('LoadBalancer', lb.id).catch(() => undefined);
@@ -193,28 +186,22 @@ const show: Command = {
         ],
       ]),
     );
-    if (vips.length)
-      io.out(
-        '\n' +
-          table(
-            ['VIP', 'ADDRESS', 'NODE PORT', 'AFFINITY', 'POLICY (EXT/INT)'],
-            vips.map((v) => [
-              v.id,
-              `${v.protocol} ${hostPort(v.address, v.port)}`,
-              v.nodePort ? String(v.nodePort) : '-',
-              v.sessionPersistence ? `source ${v.affinityTimeoutS ?? 10_800} s` : '-',
-              `${v.externalTrafficPolicy ?? 'cluster'}/${v.internalTrafficPolicy ?? 'cluster'}`,
-            ]),
-          ),
-      );
-    if (members.length)
-      io.out(
-        '\n' +
-          table(
-            ['MEMBER', 'ADDRESS', 'WEIGHT', 'BACKUP', 'STATUS'],
-            members.map((m) => [m.id, hostPort(m.address, m.port), String(m.weight), m.backup ? 'yes' : 'no', memberState(m)]),
-          ),
-      );
+    tableSection(
+      io,
+      ['VIP', 'ADDRESS', 'NODE PORT', 'AFFINITY', 'POLICY (EXT/INT)'],
+      vips.map((v) => [
+        v.id,
+        `${v.protocol} ${hostPort(v.address, v.port)}`,
+        v.nodePort ? String(v.nodePort) : '-',
+        v.sessionPersistence ? `source ${v.affinityTimeoutS ?? 10_800} s` : '-',
+        `${v.externalTrafficPolicy ?? 'cluster'}/${v.internalTrafficPolicy ?? 'cluster'}`,
+      ]),
+    );
+    tableSection(
+      io,
+      ['MEMBER', 'ADDRESS', 'WEIGHT', 'BACKUP', 'STATUS'],
+      members.map((m) => [m.id, hostPort(m.address, m.port), String(m.weight), m.backup ? 'yes' : 'no', memberState(m)]),
+    );
   },
 };
 
@@ -230,8 +217,7 @@ const rm: Command = {
     const monitor = l.pool?.healthMonitorId;
     if (monitor && !(await api.list('Pool')).some((p) => p.healthMonitorId === monitor))
       await api.delete('HealthMonitor', monitor).catch(() => undefined);
-    if (values.json) printJson(io, { deleted: l.lb.id });
-    else io.out(`${l.lb.id}\n`);
+    reply(io, values, { deleted: l.lb.id }, l.lb.id);
   },
 };
 
@@ -276,8 +262,7 @@ const vipAdd: Command = {
       ...(ext ? { externalTrafficPolicy: ext } : {}),
       ...(int ? { internalTrafficPolicy: int } : {}),
     });
-    if (values.json) printJson(io, v);
-    else io.out(`${v.id}\n`);
+    reply(io, values, v, v.id);
   },
 };
 
@@ -307,8 +292,7 @@ const vipRm: Command = {
     const v = vips.find((x) => x.id === ref || hostPort(x.address, x.port) === ref);
     if (!v) throw new CliError(`VIP '${ref}' not found in load balancer`);
     await api.delete('Vip', v.id);
-    if (values.json) printJson(io, { deleted: v.id });
-    else io.out(`${v.id}\n`);
+    reply(io, values, { deleted: v.id }, v.id);
   },
 };
 
@@ -344,8 +328,7 @@ const memberAdd: Command = {
     const api = apiClient(values, io);
     const pool = needPool(await findLb(api, positionals[0]!));
     const m = await api.create('PoolMember', { poolId: pool.id, address, port, ...patch });
-    if (values.json) printJson(io, m);
-    else io.out(`${m.id}\n`);
+    reply(io, values, m, m.id);
   },
 };
 
@@ -361,8 +344,7 @@ const memberSet: Command = {
     const pool = needPool(await findLb(api, positionals[0]!));
     const m = await findMember(api, pool, positionals[1]!);
     const after = await api.update('PoolMember', m.id, patch);
-    if (values.json) printJson(io, after);
-    else io.out(`${after.id} ${hostPort(after.address, after.port)} weight ${after.weight} ${memberState(after)}\n`);
+    reply(io, values, after, `${after.id} ${hostPort(after.address, after.port)} weight ${after.weight} ${memberState(after)}`);
   },
 };
 
@@ -376,8 +358,7 @@ const memberRm: Command = {
     const pool = needPool(await findLb(api, positionals[0]!));
     const m = await findMember(api, pool, positionals[1]!);
     await api.delete('PoolMember', m.id);
-    if (values.json) printJson(io, { deleted: m.id });
-    else io.out(`${m.id}\n`);
+    reply(io, values, { deleted: m.id }, m.id);
   },
 };
 

@@ -1,22 +1,18 @@
 // `bees chain …` and `bees rule …`: filter chains and their rules, MidoNet's model as is (for the everyday case,
 // `bees sg`). A rule's condition takes the common fields as flags and every other field as --condition JSON.
 import type { ApiClient } from '../api/client.js';
-import { ApiError } from '../api/client.js';
 import { tenantId } from '../model/ids.js';
 import type { Chain, Condition, PortRange, Rule, RuleAction } from '../model/types.js';
-import { apiClient, CliError, details, intOption, parse, printJson, table, type Command } from './command.js';
+import { apiClient, CliError, details, intOption, parse, printJson, reply, table, tableSection, type Command } from './command.js';
+import { getOrUndefined } from './resolve.js';
 
 const tenantOpt = { tenant: { type: 'string' } } as const;
 
 export async function findChain(api: ApiClient, tenant: string, nameOrId: string): Promise<Chain> {
-  const byName = (await api.list('Chain', { tenantId: tenantId(tenant), name: nameOrId }))[0];
-  if (byName) return byName;
-  try {
-    return await api.get('Chain', nameOrId);
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400)) throw new CliError(`chain '${nameOrId}' not found`);
-    throw err;
-  }
+  const found =
+    (await api.list('Chain', { tenantId: tenantId(tenant), name: nameOrId }))[0] ?? (await getOrUndefined(api.get('Chain', nameOrId)));
+  if (!found) throw new CliError(`chain '${nameOrId}' not found`);
+  return found;
 }
 
 const ETHERTYPES: Record<string, number> = { ipv4: 0x0800, ipv6: 0x86dd, arp: 0x0806 };
@@ -118,8 +114,7 @@ const chainCreate: Command = {
   async run(args, io) {
     const { values, positionals } = parse(chainCreate, args, tenantOpt, { min: 1, max: 1 });
     const chain = await apiClient(values, io).create('Chain', { name: positionals[0]!, tenant: values.tenant ?? 'default' });
-    if (values.json) printJson(io, chain);
-    else io.out(`${chain.id}\n`);
+    reply(io, values, chain, chain.id);
   },
 };
 
@@ -160,7 +155,7 @@ const chainShow: Command = {
         ['rules', String(rules.length)],
       ]),
     );
-    if (rules.length) io.out('\n' + table(RULE_HEADERS, ruleRows(rules, names)));
+    tableSection(io, RULE_HEADERS, ruleRows(rules, names));
   },
 };
 
@@ -173,8 +168,7 @@ const chainRm: Command = {
     const api = apiClient(values, io);
     const chain = await findChain(api, values.tenant ?? 'default', positionals[0]!);
     await api.delete('Chain', chain.id);
-    if (values.json) printJson(io, { deleted: chain.id });
-    else io.out(`${chain.name}\n`);
+    reply(io, values, { deleted: chain.id }, chain.name);
   },
 };
 
@@ -250,8 +244,7 @@ const ruleAdd: Command = {
       ...(values['flow-action'] !== undefined ? { flowAction: values['flow-action'] } : {}),
       ...(values.description !== undefined ? { description: values.description } : {}),
     } as Partial<Rule>);
-    if (values.json) printJson(io, rule);
-    else io.out(`${rule.id}\n`);
+    reply(io, values, rule, rule.id);
   },
 };
 
@@ -277,8 +270,7 @@ const ruleRm: Command = {
   async run(args, io) {
     const { values, positionals } = parse(ruleRm, args, {}, { min: 1, max: 1 });
     await apiClient(values, io).delete('Rule', positionals[0]!);
-    if (values.json) printJson(io, { deleted: positionals[0] });
-    else io.out(`${positionals[0]}\n`);
+    reply(io, values, { deleted: positionals[0] }, positionals[0]!);
   },
 };
 

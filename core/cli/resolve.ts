@@ -5,7 +5,8 @@ import { bridgeId, isUuid, routerId, tenantId } from '../model/ids.js';
 import type { Bridge, Host, Router } from '../model/types.js';
 import { CliError } from './command.js';
 
-async function getOrUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+/** The object `p` fetches, or undefined where the API answers that there is none (404, or 400 for a malformed id). */
+export async function getOrUndefined<T>(p: Promise<T>): Promise<T | undefined> {
   try {
     return await p;
   } catch (err) {

@@ -1,9 +1,9 @@
 // `bees sg …`: security groups (allow-lists per port, Neutron's model on MidoNet's chains).
 import type { ApiClient } from '../api/client.js';
-import { ApiError } from '../api/client.js';
 import { tenantId } from '../model/ids.js';
 import type { SecurityGroup, SecurityGroupRule } from '../topology/security-groups.js';
-import { apiClient, CliError, details, intOption, parse, printJson, table, type Command } from './command.js';
+import { apiClient, CliError, details, intOption, parse, printJson, reply, table, tableSection, type Command } from './command.js';
+import { getOrUndefined } from './resolve.js';
 
 const tenantOpt = { tenant: { type: 'string' } } as const;
 const BASE = '/v1/security-groups';
@@ -11,15 +11,9 @@ const at = (id: string, tail = '') => `${BASE}/${encodeURIComponent(id)}${tail}`
 
 async function findGroup(api: ApiClient, tenant: string, nameOrId: string): Promise<SecurityGroup> {
   const all = await api.request<SecurityGroup[]>('GET', `${BASE}?tenantId=${encodeURIComponent(tenantId(tenant))}`);
-  const byName = all.find((g) => g.name === nameOrId);
-  if (byName) return byName;
-  try {
-    return await api.request<SecurityGroup>('GET', at(nameOrId));
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 400))
-      throw new CliError(`security group '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
-    throw err;
-  }
+  const found = all.find((g) => g.name === nameOrId) ?? (await getOrUndefined(api.request<SecurityGroup>('GET', at(nameOrId))));
+  if (!found) throw new CliError(`security group '${nameOrId}' not found${tenant === 'default' ? '' : ` in tenant '${tenant}'`}`);
+  return found;
 }
 
 function ruleRow(r: SecurityGroupRule, names: Map<string, string>): string[] {
@@ -45,8 +39,7 @@ const create: Command = {
       name: positionals[0]!,
       tenant: values.tenant ?? 'default',
     });
-    if (values.json) printJson(io, g);
-    else io.out(`${g.id}\n`);
+    reply(io, values, g, g.id);
   },
 };
 
@@ -89,14 +82,11 @@ const show: Command = {
         ['chains', `in ${g.inboundChainId}, out ${g.outboundChainId}`],
       ]),
     );
-    if (g.rules.length)
-      io.out(
-        '\n' +
-          table(
-            ['RULE', 'DIRECTION', 'ETHERTYPE', 'PROTOCOL', 'PORTS', 'REMOTE'],
-            g.rules.map((r) => ruleRow(r, names)),
-          ),
-      );
+    tableSection(
+      io,
+      ['RULE', 'DIRECTION', 'ETHERTYPE', 'PROTOCOL', 'PORTS', 'REMOTE'],
+      g.rules.map((r) => ruleRow(r, names)),
+    );
   },
 };
 
@@ -109,8 +99,7 @@ const rm: Command = {
     const api = apiClient(values, io);
     const g = await findGroup(api, values.tenant ?? 'default', positionals[0]!);
     await api.request('DELETE', at(g.id));
-    if (values.json) printJson(io, { deleted: g.id });
-    else io.out(`${g.name}\n`);
+    reply(io, values, { deleted: g.id }, g.name);
   },
 };
 
@@ -159,8 +148,7 @@ const ruleAdd: Command = {
     if (values['remote-group'] !== undefined) body.remoteGroupId = (await findGroup(api, tenant, values['remote-group'])).id;
     const g = await findGroup(api, tenant, positionals[0]!);
     const rule = await api.request<SecurityGroupRule>('POST', at(g.id, '/rules'), body);
-    if (values.json) printJson(io, rule);
-    else io.out(`${rule.id}\n`);
+    reply(io, values, rule, rule.id);
   },
 };
 
@@ -173,8 +161,7 @@ const ruleRm: Command = {
     const api = apiClient(values, io);
     const g = await findGroup(api, values.tenant ?? 'default', positionals[0]!);
     await api.request('DELETE', at(g.id, `/rules/${encodeURIComponent(positionals[1]!)}`));
-    if (values.json) printJson(io, { deleted: positionals[1] });
-    else io.out(`${positionals[1]}\n`);
+    reply(io, values, { deleted: positionals[1] }, positionals[1]!);
   },
 };
 
@@ -188,8 +175,7 @@ function membership(name: 'attach' | 'detach', summary: string): Command {
       const api = apiClient(values, io);
       const g = await findGroup(api, values.tenant ?? 'default', positionals[0]!);
       const after = await api.request<SecurityGroup>('POST', at(g.id, `/${name}`), { portId: positionals[1]! });
-      if (values.json) printJson(io, after);
-      else io.out(`${positionals[1]}\n`);
+      reply(io, values, after, positionals[1]!);
     },
   };
   return cmd;

@@ -115,14 +115,7 @@ export class Blocks {
           `${text}: block ${cidr} overlaps an existing block of bridge "${bridge.name}" cut with another block size`,
         );
       }
-      await this.store.create('IpamBlock', {
-        id: blockId(bridge.id, cidr),
-        bridgeId: bridge.id,
-        subnet: plan.text,
-        cidr,
-        hostId: this.hostId,
-        allocations: { [text]: this.allocation(owner, ifname) },
-      });
+      await this.createBlock(bridge, plan, cidr, { [text]: this.allocation(owner, ifname) });
     }
     return this.resultOf(plan, text);
   }
@@ -154,6 +147,18 @@ export class Blocks {
     throw new TopologyError('exhausted', full.join('; '));
   }
 
+  /** A new block `cidr` of `plan`, with affinity to this host, holding its first allocations. */
+  private async createBlock(bridge: Bridge, plan: SubnetPlan, cidr: string, allocations: Record<string, Allocation>): Promise<void> {
+    await this.store.create('IpamBlock', {
+      id: blockId(bridge.id, cidr),
+      bridgeId: bridge.id,
+      subnet: plan.text,
+      cidr,
+      hostId: this.hostId,
+      allocations,
+    });
+  }
+
   private async takeFrom(
     bridge: Bridge,
     plan: SubnetPlan,
@@ -183,14 +188,7 @@ export class Blocks {
     for (const cidr of plan.newBlocks(new Set(mine.map((b) => b.value.cidr)))) {
       if (taken.some((t) => overlaps(t, cidr))) continue; // cut earlier with another block size
       const address = plan.freeAddress(cidr, {})!;
-      await this.store.create('IpamBlock', {
-        id: blockId(bridge.id, cidr),
-        bridgeId: bridge.id,
-        subnet: plan.text,
-        cidr,
-        hostId: this.hostId,
-        allocations: { [address]: alloc },
-      });
+      await this.createBlock(bridge, plan, cidr, { [address]: alloc });
       return address;
     }
     // 3. Borrow from another host's block; a random one, so borrowing hosts spread out instead of colliding.

@@ -3,29 +3,15 @@
 // asked sequence is not the store's; and the web view's files served without a token, nothing else.
 import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { buildApi, listen } from '../api/server.js';
 import type { EventSnapshot } from '../api/events.js';
 import type { Change } from '../store/store.js';
-import { openStore } from '../store/open.js';
-import { Topology } from '../topology/service.js';
+import { serveApi } from './api-fixture.js';
 
 const TOKEN = 'events-token-' + Math.random().toString(36).slice(2);
 const READ_TOKEN = 'events-read-' + Math.random().toString(36).slice(2);
 
 async function serve(t: ExecutionContext) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-events-'));
-  const store = await openStore(`file:${path.join(dir, 'store')}`);
-  const topology = new Topology(store);
-  const app = buildApi({ topology, store, token: TOKEN, readToken: READ_TOKEN });
-  const base = (await listen(app, 'tcp://127.0.0.1:0')).replace('tcp://', 'http://');
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { store, topology, base } = await serveApi(t, 'bees-events-', { on: 'tcp', token: TOKEN, readToken: READ_TOKEN });
   return { store, topology, base };
 }
 

@@ -1,29 +1,14 @@
 // Chains, rules and security groups through the real REST API (TCP with a token, a real file store) and through
 // the real `bees` CLI against a real `bees api` process: 4xx naming the field, nothing half-applied, OpenAPI.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { ApiClient, ApiError } from '../api/client.js';
-import { buildApi, listen } from '../api/server.js';
-import { openStore } from '../store/open.js';
 import type { SecurityGroup, SecurityGroupRule } from '../topology/security-groups.js';
-import { Topology } from '../topology/service.js';
 import { bees, startBeesApi } from './bees-process.js';
+import { serveApi } from './api-fixture.js';
 
 async function serve(t: ExecutionContext) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-api-policy-'));
-  const store = await openStore(`file:${path.join(dir, 'store')}`);
-  const topology = new Topology(store);
-  const app = buildApi({ topology, store });
-  const sock = path.join(dir, 'api.sock');
-  await listen(app, `unix:${sock}`);
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { topology, api: new ApiClient(`unix:${sock}`) };
+  const { topology, endpoint } = await serveApi(t, 'bees-api-policy-');
+  return { topology, api: new ApiClient(endpoint) };
 }
 
 async function fails(t: ExecutionContext, p: Promise<unknown>, status: number, field?: string): Promise<ApiError> {

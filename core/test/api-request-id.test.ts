@@ -1,26 +1,13 @@
 // Every REST answer names its request: X-Request-Id is the caller's id when it is a plain token (one id can follow an
 // operation from a CLI or an adapter through the API), else a fresh one; refusals and the event stream carry it too.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { buildApi, listen } from '../api/server.js';
-import { openStore } from '../store/open.js';
-import { Topology } from '../topology/service.js';
+import { serveApi } from './api-fixture.js';
 
 const TOKEN = 'rid-token-' + Math.random().toString(36).slice(2);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 test('X-Request-Id: the caller-given id echoed when plain, a fresh one otherwise, on answers and refusals alike', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-rid-'));
-  const store = await openStore(`file:${path.join(dir, 'store')}`);
-  const app = buildApi({ topology: new Topology(store), store, token: TOKEN });
-  const base = (await listen(app, 'tcp://127.0.0.1:0')).replace('tcp://', 'http://');
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { base } = await serveApi(t, 'bees-rid-', { on: 'tcp', token: TOKEN });
   const auth = { authorization: `Bearer ${TOKEN}` };
   const id = async (url: string, headers: Record<string, string>) => {
     const res = await fetch(base + url, { headers });

@@ -11,6 +11,7 @@ import { bridgeId } from '../model/ids.js';
 import { KINDS } from '../model/types.js';
 import { openStore } from '../store/open.js';
 import { Topology } from '../topology/service.js';
+import { serveApi } from './api-fixture.js';
 
 /** The error answer of the API, as these tests read it. */
 interface ErrorBody {
@@ -22,17 +23,7 @@ interface ErrorBody {
 const TOKEN = 'test-token-' + Math.random().toString(36).slice(2);
 
 async function serve(t: ExecutionContext) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-api-'));
-  const store = await openStore(`file:${path.join(dir, 'store')}`);
-  const topology = new Topology(store);
-  const app = buildApi({ topology, store, token: TOKEN });
-  const tcp = await listen(app, 'tcp://127.0.0.1:0');
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const base = tcp.replace('tcp://', 'http://');
+  const { dir, store, topology, app, base } = await serveApi(t, 'bees-api-', { on: 'tcp', token: TOKEN });
   return { dir, store, topology, app, base };
 }
 

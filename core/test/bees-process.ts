@@ -6,7 +6,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beesArgv } from '../../testbed/bees-entry.js';
+import { beesArgv, runBees } from '../../testbed/bees-entry.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -21,21 +21,10 @@ function spawnBees(args: string[], env: Record<string, string> = {}): ChildProce
   return spawn(cmd!, [...pre, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
 }
 
-/** Runs `bees ARGS` to completion: its exit code and what it wrote. */
-export function bees(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawnBees(args, env);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
+/** Runs `bees ARGS` to completion from the repository root: its exit code and what it wrote. */
+export async function bees(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const r = await runBees(args, { env, cwd: ROOT });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 export interface BeesApi {

@@ -3,15 +3,10 @@
 // (400 naming the field) when the chain filters a bridge or a bridge port. MAC masks, which nft can say, compile
 // and agree with the simulator. Drop rules log to NFLOG when asked (policy-kernel.test.ts shows it in the kernel).
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { ApiClient, ApiError } from '../api/client.js';
-import { buildApi, listen } from '../api/server.js';
-import { openStore } from '../store/open.js';
-import { Topology } from '../topology/service.js';
 import { CompileError, compileChain, DEFAULT_DROP_LOG, type CompileContext } from '../policy/compile.js';
 import { PolicyError, Simulator, type PolicyCondition, type PolicyRule } from '../policy/simulate.js';
+import { serveApi } from './api-fixture.js';
 
 const ctx: CompileContext = { macOf: () => undefined, chainExists: () => true };
 const rule = (condition: PolicyCondition, action: PolicyRule['action'] = 'drop'): PolicyRule => ({
@@ -87,18 +82,7 @@ test('drop and reject rules log to NFLOG with their rule id, rate-limited, when 
 });
 
 async function serve(t: ExecutionContext) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-policy-support-'));
-  const store = await openStore(`file:${path.join(dir, 'store')}`);
-  const topology = new Topology(store);
-  const app = buildApi({ topology, store });
-  const sock = path.join(dir, 'api.sock');
-  await listen(app, `unix:${sock}`);
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return new ApiClient(`unix:${sock}`);
+  return new ApiClient((await serveApi(t, 'bees-policy-support-')).endpoint);
 }
 
 async function fails(t: ExecutionContext, p: Promise<unknown>, field: string, mentions: RegExp): Promise<void> {

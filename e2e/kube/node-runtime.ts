@@ -3,15 +3,12 @@
 // bin dir (where a DaemonSet's install-cni puts them; the reference loopback is there from the start, as a
 // node's base CNI install would have it). Until a conflist appears, RunPodSandbox fails with "cni config
 // uninitialized", as on a real node. The pause image (busybox-static + /pause) is imported locally.
-import { execFile } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Harness, HarnessHost } from '../harness/index.js';
+import { startHostContainerd } from '../../testbed/containerd.js';
 import { PAUSE_IMAGE, REFERENCE_DIR } from '../../cni/test/helpers.js';
 import { CriClient } from '../../cni/test/cri/client.js';
-
-const run = promisify(execFile);
 
 export interface NodeRuntime {
   socket: string;
@@ -30,50 +27,23 @@ export async function startNodeRuntime(
   await mkdir(binDir, { recursive: true });
   await mkdir(confDir, { recursive: true });
   await symlink(`${REFERENCE_DIR}/loopback`, join(binDir, 'loopback')).catch(() => undefined);
-  const socket = join(dir, 'containerd.sock');
-  await writeFile(
-    join(dir, 'config.toml'),
-    `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${socket}.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "${binDir}"
-    conf_dir = "${confDir}"
-    max_conf_num = 1
-`,
-  );
-  const proc = h.spawn(host, ['containerd', '--config', join(dir, 'config.toml')], { logName: 'containerd' });
-  let cri: CriClient | undefined;
-  const close = async (): Promise<void> => {
-    cri?.close();
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    }
-    await run('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
-  };
+  const containerd = await startHostContainerd(h, host, {
+    dir,
+    binDir,
+    confDir,
+    sandboxImage: PAUSE_IMAGE,
+    pauseArchive: opts.pauseArchive,
+  });
+  let cri: CriClient;
   try {
-    for (const deadline = Date.now() + 30_000; ;) {
-      const r = await h.exec(host, ['ctr', '--address', socket, 'version']);
-      if (r.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`containerd on ${host.name} did not start: ${r.stderr}`);
-      await new Promise((res) => setTimeout(res, 300));
-    }
-    const imp = await h.exec(host, ['ctr', '--address', socket, '-n', 'k8s.io', 'images', 'import', opts.pauseArchive]);
-    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
-    cri = new CriClient(socket);
+    cri = new CriClient(containerd.socket);
   } catch (err) {
-    await close();
+    await containerd.close();
     throw err;
   }
-  return { socket, cri, close };
+  const close = async (): Promise<void> => {
+    cri.close();
+    await containerd.close();
+  };
+  return { socket: containerd.socket, cri, close };
 }

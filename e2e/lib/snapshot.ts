@@ -6,6 +6,7 @@
 import { readdirSync } from 'node:fs';
 import { execArgv, nsArgv, snapshotNetns } from '../harness/index.js';
 import type { Harness, HarnessHost } from '../harness/index.js';
+import { eventually } from '../../testbed/cluster.js';
 
 /** nft ruleset of a namespace, one line per rule/element, without counters (they move with traffic). */
 async function rulesetLines(netns: string): Promise<string[]> {
@@ -66,4 +67,28 @@ export function snapshotDiff(
     if (added.length || removed.length) out[name] = { added, removed };
   }
   return out;
+}
+
+export type SnapshotDiff = ReturnType<typeof snapshotDiff>;
+
+/**
+ * The hosts' difference from `before` once they have settled: {} as soon as they are back to it (agents clean up
+ * asynchronously), else what still differs after `withinMs`, for the assertion to show.
+ */
+export async function settledDiff(
+  harness: Harness,
+  before: Record<string, string[]>,
+  what: string,
+  withinMs = 15_000,
+  stepMs?: number,
+): Promise<SnapshotDiff> {
+  return eventually(
+    async () => {
+      const d = snapshotDiff(before, await clusterSnapshot(harness));
+      return Object.keys(d).length === 0 ? d : undefined;
+    },
+    withinMs,
+    what,
+    stepMs,
+  ).catch(async () => snapshotDiff(before, await clusterSnapshot(harness)));
 }

@@ -3,27 +3,13 @@
 // dropped a denied ping (REST and `bees port drops --json`), and a clear 409 from an agent asked about a port of
 // another host.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import type { PortCounters, ProbeReport } from '../../core/api/attribution.js';
 import type { TraceResult } from '../../core/policy/trace.js';
 import { ApiError } from '../../core/api/client.js';
 import type { FlowRecord } from '../../core/datapath/flow-log.js';
 import { ETH_ARP, PROTO_ICMP } from '../../core/policy/simulate.js';
-import { beesArgv } from '../../testbed/bees-entry.js';
+import { runBees } from '../../testbed/bees-entry.js';
 import { eventually, startCluster } from '../../testbed/cluster.js';
-
-function bees(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...pre] = beesArgv();
-    const p = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 test('counters and the drop log of a port, from the agent of its host; another host says where to ask', async (t) => {
   t.timeout(240_000);
@@ -69,10 +55,10 @@ test('counters and the drop log of a port, from the agent of its host; another h
 
   // The CLI, against host 1's agent.
   const endpoint = `unix:${hostB.runDir}/api.sock`;
-  const table = await bees(['port', 'counters', b.result.portId, '--api', endpoint]);
+  const table = await runBees(['port', 'counters', b.result.portId, '--api', endpoint]);
   t.is(table.code, 0, table.stderr);
   t.regex(table.stdout, new RegExp(`port-outbound\\s+to-b\\s+${noPing.id}\\s+[1-9]`));
-  const lines = await bees(['port', 'drops', b.result.portId, '--json', '--api', endpoint]);
+  const lines = await runBees(['port', 'drops', b.result.portId, '--json', '--api', endpoint]);
   t.is(lines.code, 0, lines.stderr);
   const first = JSON.parse(lines.stdout.split('\n')[0]!) as FlowRecord;
   t.is(first.ruleId, noPing.id);
@@ -106,7 +92,7 @@ test('counters and the drop log of a port, from the agent of its host; another h
   t.is(wrong.status, 409);
   t.regex(wrong.message, new RegExp(hostB.hostId));
   // The CLI: side by side, exit 3 (not delivered) and the agreement said.
-  const cli = await bees([
+  const cli = await runBees([
     'trace',
     a.result.portId,
     b.result.portId,

@@ -2,24 +2,10 @@
 // connection with the rule that denied it and an allowed one with its accept rule, as JSON lines; an allowed
 // connection is logged once (its first packet, conntrack state new), not per packet.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import type { FlowOut, FlowsResponse } from '../../core/api/flows.js';
 import { ETH_ARP, PROTO_ICMP } from '../../core/policy/simulate.js';
-import { beesArgv } from '../../testbed/bees-entry.js';
+import { runBees } from '../../testbed/bees-entry.js';
 import { eventually, startCluster } from '../../testbed/cluster.js';
-
-function bees(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...pre] = beesArgv();
-    const p = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 test('bees flows names the rule that denied a connection and the rule that allowed one', async (t) => {
   t.timeout(240_000);
@@ -56,7 +42,7 @@ test('bees flows names the rule that denied a connection and the rule that allow
 
   const out = await eventually(
     async () => {
-      const r = await bees(['flows', '--json', '--api', endpoint]);
+      const r = await runBees(['flows', '--json', '--api', endpoint]);
       if (r.code !== 0) throw new Error(r.stderr);
       const lines = r.stdout
         .trim()
@@ -87,7 +73,7 @@ test('bees flows names the rule that denied a connection and the rule that allow
 
   // Filtered to B's port, and as text lines.
   const esc = (ip: string) => ip.replace(/\./g, '\\.');
-  const text = await bees(['flows', '--port', b.result.portId, '--api', endpoint]);
+  const text = await runBees(['flows', '--port', b.result.portId, '--api', endpoint]);
   t.is(text.code, 0, text.stderr);
   t.regex(text.stdout, new RegExp(`allowed rule ${allowPing.id} ${a.result.portId} -> ${b.result.portId} icmp`));
   t.regex(

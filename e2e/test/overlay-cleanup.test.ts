@@ -2,8 +2,8 @@
 // neighbour/FDB entry, namespace or nft rule made for it remains on any host (remote hosts' FDB and neighbour
 // entries included). And port security: frames from an address or MAC a port does not own reach no one.
 import test from 'ava';
-import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
-import { eventually, startCluster } from '../../testbed/cluster.js';
+import { clusterSnapshot, settledDiff, snapshotDiff } from '../lib/snapshot.js';
+import { startCluster } from '../../testbed/cluster.js';
 
 test('detach and gc leave nothing on any host', async (t) => {
   const c = await startCluster({ hosts: 3 });
@@ -17,16 +17,7 @@ test('detach and gc leave nothing on any host', async (t) => {
   await new Promise((r) => setTimeout(r, 1500));
   const before = await clusterSnapshot(c.harness);
 
-  const settled = async (what: string) =>
-    eventually(
-      async () => {
-        const d = snapshotDiff(before, await clusterSnapshot(c.harness));
-        return Object.keys(d).length === 0 ? d : undefined;
-      },
-      15_000,
-      what,
-      300,
-    ).catch(async () => snapshotDiff(before, await clusterSnapshot(c.harness)));
+  const settled = (what: string) => settledDiff(c.harness, before, what, 15_000, 300);
 
   // Detach.
   const w1 = await c.attach(h1, 'w1', { network: 'n' });

@@ -8,7 +8,7 @@ import type { Port, Rule } from '../../core/model/types.js';
 import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type PolicyView } from '../../core/policy/simulate.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 import * as probes from '../../testbed/probes.js';
-import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
+import { clusterSnapshot, settledDiff } from '../lib/snapshot.js';
 
 function probe(c: Cluster, from: Workload, to: Workload, p: probes.Probe): Promise<boolean> {
   if (p.proto === 'icmp') return c.ping(from.netns, to.ip4!, { timeoutSec: 1 });
@@ -150,12 +150,5 @@ test('chains in force through the agents: the kernel agrees with the simulator o
 
   // Gone with the workloads: nothing of the policy stays on any host.
   for (const w of all) await c.detach(w);
-  await eventually(
-    async () => {
-      const d = snapshotDiff(before, await clusterSnapshot(c.harness));
-      return Object.keys(d).length === 0 ? true : undefined;
-    },
-    15_000,
-    'no leaks',
-  ).catch(async () => t.deepEqual(snapshotDiff(before, await clusterSnapshot(c.harness)), {}, 'leaks'));
+  t.deepEqual(await settledDiff(c.harness, before, 'no leaks'), {}, 'leaks');
 });

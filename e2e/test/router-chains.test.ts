@@ -7,7 +7,7 @@
 import test from 'ava';
 import type { Rule } from '../../core/model/types.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
-import { clusterSnapshot, snapshotDiff } from '../lib/snapshot.js';
+import { clusterSnapshot, settledDiff } from '../lib/snapshot.js';
 import { routerNsName } from '../../core/datapath/names.js';
 
 // Answers each TCP connection on 8080 with the address it came from.
@@ -179,12 +179,5 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
 
   // 6. Gone with the workloads: no router namespace, no table of ours, nothing on any host.
   for (const w of [a1, a2, b1, b2]) await c.detach(w);
-  await eventually(
-    async () => {
-      const d = snapshotDiff(before, await clusterSnapshot(c.harness));
-      return Object.keys(d).length === 0 ? true : undefined;
-    },
-    15_000,
-    'no leaks',
-  ).catch(async () => t.deepEqual(snapshotDiff(before, await clusterSnapshot(c.harness)), {}, 'leaks'));
+  t.deepEqual(await settledDiff(c.harness, before, 'no leaks'), {}, 'leaks');
 });
