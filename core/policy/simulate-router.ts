@@ -93,7 +93,7 @@ class RouterChains {
   private readonly choose: NonNullable<RoutedOptions['choose']>;
 
   constructor(view: RouterPolicyView, opts: RoutedOptions) {
-    this.sim = new Simulator(view as PolicyView);
+    this.sim = new Simulator(view);
     this.ports = view.ports;
     this.choose = opts.choose ?? firstChoice;
   }

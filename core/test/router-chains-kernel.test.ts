@@ -285,7 +285,7 @@ test.serial('router port filters, address and port groups and several NAT target
     action: PolicyRule['action'],
     condition: PolicyRule['condition'],
     extra: Partial<PolicyRule> = {},
-  ) => ({ id, chainId, position: ++pos, action, condition, ...extra }) as PolicyRule;
+  ) => ({ id, chainId, position: ++pos, action, condition, ...extra });
   const targets = (...ts: [string, number?][]) => ({
     natTargets: ts.map(([ip, port]) => ({ addressFrom: ip, addressTo: ip, portFrom: port ?? 0, portTo: port ?? 0 })),
     flowAction: 'accept' as const,
