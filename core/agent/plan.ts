@@ -173,7 +173,7 @@ function desiredRouter(
     if (!r.nextHopGateway && isConnected(r.dst, portsById.get(r.nextHopPortId))) continue;
     routes.push(r.nextHopGateway ? { dst: r.dst, via: r.nextHopGateway, vni } : { dst: r.dst, vni });
   }
-  const filters = routerFilters(view, router, legByPort);
+  const filters = routerFilters(view, router, legByPort, rports);
   // Floating IPs and SNAT targets of its chains are routed from the host into this router, like its subnets.
   const extra = internal || !filters ? [] : filters.addresses.map((a) => `${a}/32`);
   return {
@@ -188,22 +188,29 @@ function desiredRouter(
 }
 
 /** A router's chains compiled for its namespace (core/policy/compile-router.ts); undefined without filters. */
-function routerFilters(view: TopologyView, router: Router, legByPort: Map<string, number>) {
-  if (!router.inboundFilterId && !router.outboundFilterId) return undefined;
+function routerFilters(view: TopologyView, router: Router, legByPort: Map<string, number>, rports: readonly Port[]) {
+  const portFilters = rports.filter((p) => legByPort.has(p.id) && (p.inboundFilterId || p.outboundFilterId));
+  if (!router.inboundFilterId && !router.outboundFilterId && portFilters.length === 0) return undefined;
   const rulesByChain = new Map<string, PolicyRule[]>();
   for (const r of view.list('Rule') as PolicyRule[]) {
     let list = rulesByChain.get(r.chainId);
     if (!list) rulesByChain.set(r.chainId, (list = []));
     list.push(r);
   }
-  return compileRouterFilters(router, {
-    chains: new Map(view.list('Chain').map((c) => [c.id, c])),
-    rulesByChain,
-    ifnameOf: (portId) => {
-      const vni = legByPort.get(portId);
-      return vni === undefined ? undefined : routerLegName(vni);
+  return compileRouterFilters(
+    router,
+    {
+      chains: new Map(view.list('Chain').map((c) => [c.id, c])),
+      rulesByChain,
+      ifnameOf: (portId) => {
+        const vni = legByPort.get(portId);
+        return vni === undefined ? undefined : routerLegName(vni);
+      },
+      ipAddrGroups: new Map(view.list('IpAddrGroup').map((g) => [g.id, g])),
+      ports: view.list('Port'),
     },
-  });
+    portFilters,
+  );
 }
 
 /**

@@ -6,7 +6,8 @@
 // what it applied last (a full pass re-reads the kernel and removes whatever of ours is not wanted).
 import { compileLb, leavingMembers, type LbBridge, type LbVip } from '../../lb/compile.js';
 import { BRIDGE_PREFIX } from '../names.js';
-import { CommandError, inNetns, ipBatch, run, runJson } from '../exec.js';
+import { inNetns, ipBatch, run, runJson } from '../exec.js';
+import { bridgeZones, cutMember, vipsInKernel } from './lb-removal.js';
 import { nftApply, nftQuery } from './apply.js';
 import { dropTable } from './script.js';
 import { HOST_LB } from './tables.js';
@@ -140,18 +141,6 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
   }
 }
 
-/** Delete conntrack entries of connections to `vip` answered by `member` (none is not an error). */
-async function cut(netns: string | undefined, protocol: 'tcp' | 'udp', vip: string, member: string): Promise<void> {
-  try {
-    await run(inNetns(netns, ['conntrack', '-D', '-p', protocol, '--orig-dst', vip, '--reply-src', member]), {
-      context: 'load balancer: conntrack',
-    });
-  } catch (e) {
-    // conntrack exits 1 when no entry matched ("0 flow entries have been deleted").
-    if (!(e instanceof CommandError && /0 flow entries/.test(e.stderr))) throw e;
-  }
-}
-
 /**
  * Make the load balancer of host namespace `netns` what `spec` says (routing first, so a VIP is never translated
  * before its frames can be re-routed; then one nft transaction holding only the chains that changed). Members that
@@ -171,10 +160,22 @@ export async function applyLoadBalancers(netns: string | undefined, spec: LbHost
   const listing = await nftQuery(netns, `list table ${HOST_LB.family} ${HOST_LB.name}`, 'nft').catch(() => '');
   await nftApply(netns, compileLb(spec, parseExisting(listing), prev), 'load balancer: could not apply table');
   applied.set(key, spec);
-  for (const l of leavingMembers(lastVips.get(key) ?? [], spec.vips)) {
-    if (l.action === 'cut') await cut(netns, l.protocol, l.vip, l.member);
+  // A restarted agent reads what was in rotation back from the kernel (lb-removal.ts).
+  const before = lastVips.get(key) ?? vipsInKernel(listing);
+  const cuts = leavingMembers(before, spec.vips).filter((l) => l.action === 'cut');
+  if (cuts.length) {
+    // Only in the zones of the VIP's own client bridges: another tenant may have the same VIP and member address.
+    const zones = await bridgeZones(netns);
+    const bridges = (vipId: string) => [...before, ...spec.vips].filter((v) => v.id === vipId).flatMap((v) => v.bridges);
+    for (const l of cuts) await cutMember(netns, l, bridges(l.vipId), zones);
   }
   lastVips.set(key, spec.vips);
+}
+
+/** Forget what was applied in `netns`, as a restarted agent has (its next apply re-reads the kernel). */
+export function forgetApplied(netns: string | undefined): void {
+  applied.delete(netns ?? '');
+  lastVips.delete(netns ?? '');
 }
 
 /**

@@ -201,9 +201,13 @@ export const ROUTER_FILTER: Table = {
   name: 'bees-r',
   namespace: 'router',
   baseChains: [
+    // Router port filters: the inbound one of the leg a packet enters by before the router's inbound filter, the
+    // outbound one of the leg it leaves by after the router's outbound filter (forward: reject is refused later).
+    { name: 'port-in', type: 'filter', hook: 'prerouting', priority: -160 },
     { name: 'in-filter', type: 'filter', hook: 'prerouting', priority: -150 },
     { name: 'in-nat', type: 'nat', hook: 'prerouting', priority: -100 },
     { name: 'out-filter', type: 'filter', hook: 'forward', priority: 0 },
+    { name: 'port-out', type: 'filter', hook: 'forward', priority: 10 },
     { name: 'out-nat', type: 'nat', hook: 'postrouting', priority: 99 },
   ],
   maps: {},
