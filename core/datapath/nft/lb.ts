@@ -108,11 +108,17 @@ const gatewayOf = (b: LbBridgeRouting, family: LbFamily): string | undefined => 
  * routing when it has an IPv6 gateway (dual stack), the same table number in the IPv6 routing tables.
  */
 async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHostSpec | undefined): Promise<void> {
+  // The policy rules in force: those applied last (an incremental apply trusts them, as it trusts the table: a
+  // member change then spawns no process at all), or the kernel's (a full apply).
   const rulesOf = new Map<LbFamily, RuleJson[]>();
   for (const f of FAMILIES)
     rulesOf.set(
       f,
-      await runJson<RuleJson[]>(netns, ['ip', ...(f === 6 ? ['-6'] : []), '-j', 'rule', 'show'], 'could not list policy rules'),
+      prev
+        ? prev.bridges
+            .filter((b) => gatewayOf(b, f) !== undefined)
+            .map((b) => ({ priority: LB_RULE_PRIORITY, iif: b.ifname, table: b.table }))
+        : await runJson<RuleJson[]>(netns, ['ip', ...(f === 6 ? ['-6'] : []), '-j', 'rule', 'show'], 'could not list policy rules'),
     );
   const want = new Map(spec.bridges.map((b) => [b.ifname, b]));
   const dropOf = new Map<LbFamily, string[]>();
@@ -220,13 +226,13 @@ export async function applyLoadBalancers(netns: string | undefined, spec: LbHost
       if (opts.full || hasFamily(had, 6)) await dropTable(netns, table);
       continue;
     }
-    const listing = await nftQuery(netns, `list table ${table.family} ${table.name}`, 'nft').catch(() => '');
     const base = family === 6 && !hasFamily(prev, 6) ? undefined : prev;
-    await nftApply(
-      netns,
-      compileLb(spec, parseExisting(listing), base, family),
-      `load balancer: could not apply table ${table.family} ${table.name}`,
-    );
+    // Incremental: the chains and sets applied last are what the table holds (no listing of a table that grows with
+    // the VIPs); otherwise the kernel's listing says what to remove.
+    const existing = base
+      ? undefined
+      : parseExisting(await nftQuery(netns, `list table ${table.family} ${table.name}`, 'nft').catch(() => ''));
+    await nftApply(netns, compileLb(spec, existing, base, family), `load balancer: could not apply table ${table.family} ${table.name}`);
   }
   applied.set(key, spec);
   for (const l of leavingMembers(lastVips.get(key) ?? [], spec.vips)) {
