@@ -6,6 +6,7 @@
 //   host's kernel has committed the VIP chain with (or without) that member's element, seen by `nft monitor`
 //   running in every host namespace (an event per committed rule, timestamped as it arrives here).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { startCluster, eventually, type Cluster, type Workload } from '../testbed/cluster.js';
 import { nsArgv } from '../testbed/shell.js';
@@ -243,6 +244,7 @@ async function memberChange(ctx: BenchContext): Promise<{ rows: BenchRow[]; host
 }
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {
+  const load = loadavg()[0]!.toFixed(1);
   const rows = await viaVip(ctx);
   const change = await memberChange(ctx);
   rows.push(...change.rows);
@@ -254,7 +256,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       'one-byte greeting, close) to the VIP and to the member address, and iperf3 runs one TCP stream each way, in interleaved rounds ' +
       '(the side going first alternates). Member change: every host has a client of the network (so every host translates the VIP); a ' +
       'member of a three-member pool is removed, then added again, in turn; `nft monitor rules` in each host namespace timestamps the ' +
-      `commit of the VIP's chain without or with it. ${change.hosts} agents, ZooKeeper and the test share the machine's cores.`,
+      `commit of the VIP's chain without or with it. ${change.hosts} agents, ZooKeeper and the test share the machine's ` +
+      `${cpus().length} cores with other jobs (load average ${load} at the start): absolute times are inflated and noisy, the ` +
+      'tail of the member change most of all.',
     rows,
   };
 }

@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { nftApply, nftQuery } from '../datapath/nft/apply.js';
 import { parseExisting } from '../datapath/nft/lb.js';
 import { compileLb, leavingMembers, type LbHost, type LbMember } from '../lb/compile.js';
+import { httpProbe, tcpConnectProbe } from '../lb/health.js';
+import { spawn } from 'node:child_process';
 import { openStore } from '../store/open.js';
 import { Topology } from '../topology/service.js';
 
@@ -137,4 +139,19 @@ test('the topology refuses a VIP and members that could never meet, naming the f
   const v4 = await topo.create('Vip', { poolId: p4.id, address: '10.96.0.4', port: 80 });
   await refused(topo.update('Vip', v4.id, { address: 'fd00:96::4' }), /IPv6 VIP would have no member/);
   t.pass();
+});
+
+test('health probes reach a member by its IPv6 address (TCP connect, and HTTP with the address bracketed)', async (t) => {
+  const ns = `lb6h-${randomBytes(3).toString('hex')}`;
+  await exec('ip', ['netns', 'add', ns]);
+  t.teardown(() => exec('ip', ['netns', 'del', ns]).then(() => undefined));
+  await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  const srv = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '--bind', '::1', '8081'], { stdio: 'ignore' });
+  t.teardown(() => void srv.kill('SIGKILL'));
+  const target = { memberId: 'm', address: '::1', port: 8081, netns: `/run/netns/${ns}` };
+  const deadline = Date.now() + 10_000;
+  while (!(await tcpConnectProbe(target, 1)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.true(await tcpConnectProbe(target, 1), 'TCP connect over IPv6');
+  t.true(await httpProbe('/', '200')(target, 1), 'HTTP GET of http://[::1]:8081/');
+  t.false(await httpProbe('/nope', '200')(target, 1), 'a 404 is unhealthy');
 });
