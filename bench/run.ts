@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkSection, markdown, type BenchContext, type BenchSection, type StoredSection } from './report.js';
 
-const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy'] as const;
+const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy', 'lb'] as const;
 
 /** Sections of an earlier run that says which area each came from (older files do not: they are dropped). */
 function previousSections(file: string): StoredSection[] {

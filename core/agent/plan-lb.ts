@@ -8,8 +8,12 @@
 // ever matched for frames coming in on its own router's bridges: tenants with the same addresses stay apart.
 // Members are resolved to ports on the router's bridges (their MAC for the host namespace's neighbours, their host
 // for hairpin, health checks and the local traffic policies).
+//
+// Dual stack: a VIP is served by the members of its own family (a pool may hold both, as a Kubernetes dual-stack
+// Service does), on the client bridges that have a gateway of that family; an IPv6 VIP needs the bridge's IPv6
+// gateway (its routing table and hairpin SNAT use it).
 import type { HealthMonitor, Port } from '../model/types.js';
-import { inRotation, type LbMember, type LbVip } from '../lb/compile.js';
+import { familyOf, inRotation, type LbMember, type LbVip } from '../lb/compile.js';
 import { LB_ROUTE_TABLE_BASE, type LbBridgeRouting, type LbHostSpec } from '../datapath/nft/lb.js';
 import { bridgeName } from '../datapath/names.js';
 import { ipFamily, parseCidr, parseIp } from '../net/ip.js';
@@ -77,7 +81,7 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
   const poolsOf = groupBy(pools, (p) => p.loadBalancerId);
   const membersOf = groupBy(members, (m) => m.poolId);
   const vipsOf = groupBy(vips, (v) => v.poolId);
-  type Leg = { bridgeId: string; vni: number; gateway: string; mac: string; subnets: string[] };
+  type Leg = { bridgeId: string; vni: number; gateway: string; gateway6?: string; mac: string; subnets: string[] };
   const routerView = new Map<string, { legs: Leg[]; portOf: Map<string, Port> }>();
   /** A router's bridges (through its ports' peers) and the ports on them by address. */
   const viewOf = (routerId: string): { legs: Leg[]; portOf: Map<string, Port> } => {
@@ -88,9 +92,10 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
       const bridgeId = portsById.get(rp.peerId!)?.bridgeId;
       const bridge = bridgeId ? view.get('Bridge', bridgeId) : undefined;
       const gateway = rp.ips.map(bareIp).find((a) => ipFamily(a) === 4);
+      const gateway6 = rp.ips.map(bareIp).find((a) => ipFamily(a) === 6);
       if (!bridge || !gateway) continue;
-      const subnets = bridge.subnets.map((s) => s.cidr).filter((c) => !c.includes(':'));
-      legs.push({ bridgeId: bridge.id, vni: bridge.tunnelKey, gateway, mac: rp.mac, subnets });
+      const subnets = bridge.subnets.map((s) => s.cidr).filter((c) => !c.includes(':') || gateway6 !== undefined);
+      legs.push({ bridgeId: bridge.id, vni: bridge.tunnelKey, gateway, ...(gateway6 ? { gateway6 } : {}), mac: rp.mac, subnets });
     }
     const portOf = new Map<string, Port>();
     for (const l of legs) for (const p of bridgePorts.get(l.bridgeId) ?? []) for (const ip of p.ips) portOf.set(bareIp(ip), p);
@@ -112,15 +117,13 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
     const { legs, portOf } = viewOf(router.id);
     const clients = legs.filter((l) => plan.bridges.has(l.bridgeId) && withLocalPorts.has(l.bridgeId));
     const clientNames = clients.map((l) => bridgeName(l.vni)).sort();
+    const clientNames6 = clients
+      .filter((l) => l.gateway6 !== undefined)
+      .map((l) => bridgeName(l.vni))
+      .sort();
     const addresses = new Set<string>();
     for (const pool of [...(poolsOf.get(lb.id) ?? [])].sort((a, b) => a.id.localeCompare(b.id))) {
-      const all = [...(membersOf.get(pool.id) ?? [])]
-        .sort((a, b) => a.id.localeCompare(b.id))
-        .filter((m) => {
-          if (ipFamily(m.address) === 4) return true;
-          skipped.push(`member ${m.id}: IPv6 members are not load balanced yet`);
-          return false;
-        });
+      const all = [...(membersOf.get(pool.id) ?? [])].sort((a, b) => a.id.localeCompare(b.id));
       const model: LbMember[] = all.map((m) => ({
         id: m.id,
         address: m.address,
@@ -139,15 +142,17 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
           if (isLocal(m)) health.push({ memberId: m.id, address: m.address, port: m.port, routerId: router.id, monitor });
       }
       for (const v of [...(vipsOf.get(pool.id) ?? [])].sort((a, b) => a.id.localeCompare(b.id))) {
-        if (ipFamily(v.address) !== 4) {
-          skipped.push(`VIP ${v.id}: IPv6 VIPs are not load balanced yet`);
-          continue;
-        }
-        const serving = v.internalTrafficPolicy === 'local' ? model.filter(isLocal) : model;
+        const family = familyOf(v.address);
+        const names = family === 6 ? clientNames6 : clientNames;
+        if (family === 6 && clientNames6.length < clientNames.length)
+          skipped.push(`VIP ${v.id}: IPv6, not served on the bridges of router ${router.id} without an IPv6 gateway`);
+        const same = model.filter((m) => familyOf(m.address) === family);
+        const serving = v.internalTrafficPolicy === 'local' ? same.filter(isLocal) : same;
         let nodePort: LbVip['nodePort'];
-        if (v.nodePort) {
+        // Node ports are published on the hosts' (IPv4) underlay addresses, by the VIP of that family.
+        if (v.nodePort && family === 4) {
           const remotes = new Map<string, number>();
-          for (const m of inRotation(model)) {
+          for (const m of inRotation(same)) {
             const h = portOf.get(m.address)?.hostId;
             const at = h && h !== hostId ? tunnelIpOf(view.get('Host', h)) : undefined;
             if (at && ipFamily(at) === 4) remotes.set(at, (remotes.get(at) ?? 0) + m.weight);
@@ -161,14 +166,14 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
           };
         }
         // Needed here when local clients reach it, or when it is published on this host.
-        if (clientNames.length === 0 && !nodePort) continue;
+        if (names.length === 0 && !nodePort) continue;
         outVips.push({
           id: v.id,
           address: v.address,
           port: v.port,
           protocol: v.protocol,
           members: serving,
-          bridges: clientNames,
+          bridges: names,
           ...(v.sessionPersistence ? { sessionPersistence: v.sessionPersistence } : {}),
           ...(v.affinityTimeoutS ? { affinityTimeoutS: v.affinityTimeoutS } : {}),
           ...(pool.memberRemoval ? { memberRemoval: pool.memberRemoval } : {}),
@@ -193,6 +198,7 @@ export function planLb(view: TopologyView, hostId: string, plan: HostPlan, pins:
       bridges.set(ifname, {
         ifname,
         gateway: l.gateway,
+        ...(l.gateway6 ? { gateway6: l.gateway6 } : {}),
         gatewayMac: l.mac.toLowerCase(),
         table: LB_ROUTE_TABLE_BASE + l.vni,
         subnets: l.subnets,

@@ -1,13 +1,19 @@
 // The L4 load balancer's compiler: from the VIPs, pools and members a host's clients can reach to the nft script of
-// table `ip bees-lb` in that host's namespace (core/datapath/README.md "Load balancing"). Pure: no kernel, no store;
-// the datapath (core/datapath/nft/lb.ts) applies what this returns.
+// table `ip bees-lb` (IPv4 VIPs) or `ip6 bees-lb` (IPv6 VIPs) in that host's namespace (core/datapath/README.md "Load
+// balancing"). Pure: no kernel, no store; the datapath (core/datapath/nft/lb.ts) applies what this returns.
+//
+// Dual stack: one table per family, compiled from the same host description. A VIP goes to the table of its
+// address's family and is served by the members of its pool of that same family only (a Kubernetes dual-stack
+// Service is one pool with a VIP and endpoints of each family). NodePorts are published on the hosts' underlay
+// addresses, which are IPv4: they are compiled into the IPv4 table only.
 //
 // Shape (chains-lb.md §3.6, kube-proxy's nftables mode): `pre` (nat prerouting, dstnat) sends each client bridge to
 // its chain `b-<bridge>`, whose one rule looks up `ip daddr . l4proto . dport` in a verdict map to `v-<vip>`; that
 // chain keeps a sticky client on its member (dynamic set per member, with a timeout), else picks a member by weight
 // (`numgen random mod Σweights` over ranges); `m-<vip>-<member>` marks hairpin connections and DNATs. `post` (nat
 // postrouting, srcnat) SNATs marked connections to the client bridge's gateway.
-import { HOST_LB, OWNER_COMMENT } from '../datapath/nft/tables.js';
+import { HOST_LB, HOST_LB6, OWNER_COMMENT } from '../datapath/nft/tables.js';
+import { isIPv6 } from 'node:net';
 import type { PoolMember, Vip } from '../model/types.js';
 
 /** ct mark bit of a hairpin connection (a member reaching its own VIP). Not used by Docker or kube-proxy (0x4000). */
@@ -23,6 +29,25 @@ export const DEFAULT_AFFINITY_TIMEOUT_S = 10_800;
 export interface LbBridge {
   ifname: string;
   gateway: string;
+  /** The bridge's IPv6 gateway (dual stack): IPv6 VIPs are served on bridges that have one. */
+  gateway6?: string;
+}
+
+/** Address family of a compiled table: 4 → `ip bees-lb`, 6 → `ip6 bees-lb`. */
+export type LbFamily = 4 | 6;
+
+/** The family a VIP or member address belongs to (anything not IPv6 is treated, and checked, as IPv4). */
+export const familyOf = (address: string): LbFamily => (address.includes(':') ? 6 : 4);
+
+/** The VIPs of one family, each with only the members of that family (dual-stack pools hold both). */
+export function ofFamily(vips: readonly LbVip[], family: LbFamily): LbVip[] {
+  return vips
+    .filter((v) => familyOf(v.address) === family)
+    .map((v) =>
+      v.members.every((m) => familyOf(m.address) === family)
+        ? v
+        : { ...v, members: v.members.filter((m) => familyOf(m.address) === family) },
+    );
 }
 
 /**
@@ -111,6 +136,10 @@ function ipv4(what: string, s: string): string {
   if (!m || m.slice(1).some((o) => Number(o) > 255)) throw new Error(`load balancer: ${what} "${s}" is not an IPv4 address`);
   return s;
 }
+function ipv6(what: string, s: string): string {
+  if (!isIPv6(s)) throw new Error(`load balancer: ${what} "${s}" is not an IPv6 address`);
+  return s;
+}
 function port(what: string, p: number): number {
   if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`load balancer: ${what} ${p} is not a port`);
   return p;
@@ -148,17 +177,36 @@ interface LbContent {
 
 const BASE = new Set(['pre', 'post', 'out']);
 
-function content(host: LbHost): LbContent {
+/** What differs between the two families' tables: address match keyword, checks, DNAT target, set type. */
+interface FamilyWords {
+  /** `ip` or `ip6`: the payload expression (`ip saddr`) and the NAT family (`dnat ip to`). */
+  nf: 'ip' | 'ip6';
+  check: (what: string, s: string) => string;
+  /** `addr:port` as the DNAT target writes it. */
+  target: (address: string, port: number) => string;
+  setType: 'ipv4_addr' | 'ipv6_addr';
+}
+const WORDS: Record<LbFamily, FamilyWords> = {
+  4: { nf: 'ip', check: ipv4, target: (a, p) => `${a}:${p}`, setType: 'ipv4_addr' },
+  6: { nf: 'ip6', check: ipv6, target: (a, p) => `[${a}]:${p}`, setType: 'ipv6_addr' },
+};
+
+function content(host: LbHost, family: LbFamily = 4): LbContent {
+  const w = WORDS[family];
   const chains = new Map<string, string[]>();
   const sets = new Map<string, number>();
   const idle = new Set<string>();
-  const bridges = new Map(host.bridges.map((b) => [id('bridge', b.ifname), ipv4(`gateway of ${b.ifname}`, b.gateway)]));
+  const bridges = new Map<string, string>();
+  for (const b of host.bridges) {
+    const gateway = family === 4 ? b.gateway : b.gateway6;
+    if (gateway !== undefined) bridges.set(id('bridge', b.ifname), w.check(`gateway of ${b.ifname}`, gateway));
+  }
   const byBridge = new Map<string, string[]>();
   const nodePorts: string[] = [];
 
-  for (const v of host.vips) {
+  for (const v of ofFamily(host.vips, family)) {
     id('vip', v.id);
-    ipv4(`address of VIP ${v.id}`, v.address);
+    w.check(`address of VIP ${v.id}`, v.address);
     port(`port of VIP ${v.id}`, v.port);
     const sticky = v.sessionPersistence === 'source_ip';
     const timeout = v.affinityTimeoutS ?? DEFAULT_AFFINITY_TIMEOUT_S;
@@ -166,7 +214,7 @@ function content(host: LbHost): LbContent {
     const rules: string[] = [];
     for (const m of v.members) {
       id('member', m.id);
-      ipv4(`address of member ${m.id}`, m.address);
+      w.check(`address of member ${m.id}`, m.address);
       port(`port of member ${m.id}`, m.port);
       const set = affinitySet(v.id, m.id);
       if (sticky) sets.set(set, timeout);
@@ -175,23 +223,28 @@ function content(host: LbHost): LbContent {
         if (sticky) idle.add(set);
         continue;
       }
-      if (sticky) rules.push(`ip saddr @${set} goto ${memberChain(v.id, m.id)}`);
+      if (sticky) rules.push(`${w.nf} saddr @${set} goto ${memberChain(v.id, m.id)}`);
       chains.set(memberChain(v.id, m.id), [
-        `ip saddr ${m.address} ct mark set ct mark or ${hex(HAIRPIN_CT_MARK)}`,
-        ...(sticky ? [`update @${set} { ip saddr }`] : []),
-        `meta l4proto ${v.protocol} dnat ip to ${m.address}:${m.port}`,
+        `${w.nf} saddr ${m.address} ct mark set ct mark or ${hex(HAIRPIN_CT_MARK)}`,
+        ...(sticky ? [`update @${set} { ${w.nf} saddr }`] : []),
+        `meta l4proto ${v.protocol} dnat ${w.nf} to ${w.target(m.address, m.port)}`,
       ]);
     }
     // No selectable member: new connections are dropped (MidoNet; a bridged reject cannot be sent, chains-lb.md §0).
     rules.push(weightedVmap(v.id, v.members) ?? 'drop');
     chains.set(vipChain(v.id), rules);
     for (const b of v.bridges) {
-      if (!bridges.has(b)) throw new Error(`load balancer: VIP ${v.id} names bridge ${b}, which is not among the host's bridges`);
+      if (!bridges.has(b)) {
+        if (family === 6 && host.bridges.some((x) => x.ifname === b))
+          throw new Error(`load balancer: IPv6 VIP ${v.id} names bridge ${b}, which has no IPv6 gateway`);
+        throw new Error(`load balancer: VIP ${v.id} names bridge ${b}, which is not among the host's bridges`);
+      }
       const list = byBridge.get(b) ?? [];
       list.push(`${v.address} . ${v.protocol} . ${v.port} : goto ${vipChain(v.id)}`);
       byBridge.set(b, list);
     }
-    const np = v.nodePort;
+    // Node ports are on the hosts' underlay addresses (IPv4): published by the IPv4 table only.
+    const np = family === 4 ? v.nodePort : undefined;
     if (np) {
       port(`node port of VIP ${v.id}`, np.port);
       const byId = new Map(v.members.map((m) => [m.id, m]));
@@ -225,9 +278,11 @@ function content(host: LbHost): LbContent {
   for (const [b, gateway] of bridges) {
     const vips = byBridge.get(b);
     if (!vips) continue;
-    chains.set(bridgeChain(b), [`ip daddr . meta l4proto . th dport vmap { ${vips.join(', ')} }`]);
+    chains.set(bridgeChain(b), [`${w.nf} daddr . meta l4proto . th dport vmap { ${vips.join(', ')} }`]);
     pre.push(`iifname "${b}" goto ${bridgeChain(b)}`);
-    post.push(`oifname "${b}" ct mark and ${hex(HAIRPIN_CT_MARK)} == ${hex(HAIRPIN_CT_MARK)} ct direction original snat ip to ${gateway}`);
+    post.push(
+      `oifname "${b}" ct mark and ${hex(HAIRPIN_CT_MARK)} == ${hex(HAIRPIN_CT_MARK)} ct direction original snat ${w.nf} to ${gateway}`,
+    );
   }
   const out: string[] = [];
   if (nodePorts.length) {
@@ -249,16 +304,17 @@ function content(host: LbHost): LbContent {
  * members in rotation are kept, so sticky clients stay where they are across unrelated changes; those of members
  * that leave rotation are flushed.
  */
-export function compileLb(host: LbHost, existing?: LbExisting, prev?: LbHost): string {
-  const t = `${HOST_LB.family} ${HOST_LB.name}`;
-  const next = content(host);
-  const before = prev ? content(prev) : undefined;
+export function compileLb(host: LbHost, existing?: LbExisting, prev?: LbHost, family: LbFamily = 4): string {
+  const table = family === 4 ? HOST_LB : HOST_LB6;
+  const t = `${table.family} ${table.name}`;
+  const next = content(host, family);
+  const before = prev ? content(prev, family) : undefined;
   // What the kernel holds: the listing when given, else what was applied last, else nothing.
   const haveChains = existing?.chains ?? new Set(before ? [...before.chains.keys()].filter((c) => !BASE.has(c)) : []);
   const haveSets = existing?.sets ?? new Set(before?.sets.keys() ?? []);
   const out: string[] = [];
   out.push(`add table ${t} { comment "${OWNER_COMMENT}"; }`);
-  for (const c of HOST_LB.baseChains)
+  for (const c of table.baseChains)
     out.push(`add chain ${t} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy accept; }`);
 
   // Sets whose timeout changed are re-made: the chains referring to them are rewritten around it.
@@ -277,7 +333,7 @@ export function compileLb(host: LbHost, existing?: LbExisting, prev?: LbHost): s
   for (const s of remade) out.push(`delete set ${t} ${s}`);
   for (const [s, timeout] of next.sets)
     if (!haveSets.has(s) || !before?.sets.has(s) || remade.has(s))
-      out.push(`add set ${t} ${s} { type ipv4_addr; flags dynamic, timeout; timeout ${timeout}s; }`);
+      out.push(`add set ${t} ${s} { type ${WORDS[family].setType}; flags dynamic, timeout; timeout ${timeout}s; }`);
   for (const s of next.idle) if (haveSets.has(s) && !before?.idle.has(s)) out.push(`flush set ${t} ${s}`);
   for (const [c, rules] of changed) for (const r of rules) out.push(`add rule ${t} ${c} ${r}`);
   for (const c of gone) out.push(`delete chain ${t} ${c}`);
@@ -304,8 +360,11 @@ export interface LeavingMember {
  * Members that were in rotation in `before` and are not in `after` (removed, disabled, down, replaced by a
  * returning primary), per VIP.
  */
-export function leavingMembers(before: readonly LbVip[], after: readonly LbVip[]): LeavingMember[] {
+export function leavingMembers(beforeAll: readonly LbVip[], afterAll: readonly LbVip[]): LeavingMember[] {
   const out: LeavingMember[] = [];
+  // Each VIP with the members it is served by (its own family), as compiled.
+  const before = [...ofFamily(beforeAll, 4), ...ofFamily(beforeAll, 6)];
+  const after = [...ofFamily(afterAll, 4), ...ofFamily(afterAll, 6)];
   for (const b of before) {
     const a = after.find((x) => x.id === b.id);
     const still = new Set(a ? inRotation(a.members).map((m) => `${m.id}|${m.address}`) : []);

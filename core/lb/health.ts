@@ -54,7 +54,8 @@ export function httpProbe(urlPath = '/', expectedCodes = '200'): Probe {
           '%{http_code}',
           '--max-time',
           String(Math.max(1, timeoutS)),
-          `http://${t.address}:${t.port}${urlPath}`,
+          // An IPv6 member's address is bracketed in a URL.
+          `http://${t.address.includes(':') ? `[${t.address}]` : t.address}:${t.port}${urlPath}`,
         ]),
         { context: 'health check' },
       );

@@ -188,16 +188,58 @@ test('a published port lists local members, the other hosts by weight, and the p
   ]);
 });
 
-test('nothing is planned once the load balancer is gone, or for IPv6 VIPs', async (t) => {
+test('nothing is planned once the load balancer is gone', async (t) => {
   const w = await world(t);
-  const { l } = await lb(w, w.r, ['10.1.0.10'], { address: 'fd00::1' });
+  const { l } = await lb(w, w.r, ['10.1.0.10']);
   await settle(w, 3);
-  const a = planOn(w, w.a);
-  t.deepEqual(a.spec, { bridges: [], vips: [], hairpinPorts: [] });
-  t.regex(a.skipped.join(), /IPv6 VIPs are not load balanced yet/);
+  t.is(planOn(w, w.a).spec.vips.length, 1);
   await w.topo.delete('LoadBalancer', l.id);
   await settle(w, 0);
   t.deepEqual(planOn(w, w.a).spec, { bridges: [], vips: [], hairpinPorts: [] });
+});
+
+test('dual stack: each VIP is served by its family’s members, an IPv6 VIP through the IPv6 gateway', async (t) => {
+  const w = await world(t);
+  const green = await w.topo.create('Bridge', { name: 'green', subnets: [{ cidr: '10.2.0.0/24' }, { cidr: 'fd00:2::/64' }] });
+  await w.topo.attachRouter(w.r.id, green.id);
+  const g1 = await w.topo.create('Port', {
+    bridgeId: green.id,
+    hostId: w.a.id,
+    interfaceName: 'bv-g1',
+    ips: ['10.2.0.10', 'fd00:2::10'],
+  });
+  const l = await w.topo.create('LoadBalancer', { routerId: w.r.id });
+  const p = await w.topo.create('Pool', { loadBalancerId: l.id });
+  for (const address of ['10.2.0.10', 'fd00:2::10']) await w.topo.create('PoolMember', { poolId: p.id, address, port: 8080 });
+  await w.topo.create('Vip', { poolId: p.id, address: '10.96.0.1', port: 80 });
+  await w.topo.create('Vip', { poolId: p.id, address: 'fd00:96::1', port: 80, sessionPersistence: 'source_ip' });
+  await settle(w, 5);
+  const a = planOn(w, w.a);
+  const gb = a.spec.bridges.find((b) => b.ifname === bridgeName(green.tunnelKey))!;
+  t.is(gb.gateway, '10.2.0.1');
+  t.is(gb.gateway6, 'fd00:2::1');
+  t.deepEqual(gb.subnets, ['10.2.0.0/24', 'fd00:2::/64']);
+  t.deepEqual(
+    gb.neighbours.map((n) => n.address),
+    ['10.2.0.10', 'fd00:2::10'],
+    'both addresses of the local member are host-namespace neighbours',
+  );
+  const v6 = a.spec.vips.find((v) => v.address === 'fd00:96::1')!;
+  const v4 = a.spec.vips.find((v) => v.address === '10.96.0.1')!;
+  t.deepEqual(
+    v6.members.map((m) => m.address),
+    ['fd00:2::10'],
+  );
+  t.deepEqual(
+    v4.members.map((m) => m.address),
+    ['10.2.0.10'],
+  );
+  t.true(v6.bridges.includes(gb.ifname));
+  t.deepEqual(a.spec.hairpinPorts, [g1.interfaceName]);
+  const blue = bridgeName(w.blue.tunnelKey);
+  t.true(v4.bridges.includes(blue), 'the IPv4 VIP serves blue (IPv4 only) too');
+  t.false(v6.bridges.includes(blue), 'the IPv6 VIP does not: blue has no IPv6 gateway');
+  t.regex(a.skipped.join(), /IPv6, not served on the bridges of router .* without an IPv6 gateway/);
 });
 
 /** A datapath that records only load balancer applies (the rest succeeds and is covered by plan.test.ts). */

@@ -95,7 +95,8 @@ export async function cutMember(
   zones: ReadonlyMap<string, number>,
 ): Promise<void> {
   for (const zone of new Set(bridges.map((b) => zones.get(b) ?? 0))) {
-    const argv = ['conntrack', '-D', '-p', l.protocol, '--orig-dst', l.vip, '--reply-src', l.member, '--zone', String(zone)];
+    const family = l.vip.includes(':') ? ['-f', 'ipv6'] : [];
+    const argv = ['conntrack', '-D', ...family, '-p', l.protocol, '--orig-dst', l.vip, '--reply-src', l.member, '--zone', String(zone)];
     try {
       await run(inNetns(netns, argv), { context: 'load balancer: conntrack' });
     } catch (e) {

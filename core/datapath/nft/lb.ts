@@ -1,16 +1,16 @@
-// The L4 load balancer in a host namespace: table `ip bees-lb` (compiled by core/lb/compile.ts) and what the
-// kernel needs around it for a DNAT done on a bridge by br_netfilter (core/datapath/README.md "Load balancing"):
+// The L4 load balancer in a host namespace: tables `ip bees-lb` and, for IPv6 VIPs, `ip6 bees-lb` (compiled by
+// core/lb/compile.ts) and what the kernel needs around it for a DNAT done on a bridge by br_netfilter (core/datapath/README.md "Load balancing"):
 // per client bridge a policy route table and permanent neighbours, rp_filter off, hairpin on member ports; and,
 // when members leave, their conntrack entries cut. The agent's reconciler drives it (core/agent/plan-lb.ts plans);
 // applyLoadBalancers() takes the whole desired state of one host namespace and changes only the difference from
 // what it applied last (a full pass re-reads the kernel and removes whatever of ours is not wanted).
-import { compileLb, leavingMembers, type LbBridge, type LbVip } from '../../lb/compile.js';
+import { compileLb, familyOf, leavingMembers, type LbBridge, type LbFamily, type LbVip } from '../../lb/compile.js';
 import { BRIDGE_PREFIX } from '../names.js';
 import { inNetns, ipBatch, run, runJson } from '../exec.js';
 import { bridgeZones, cutMember, vipsInKernel } from './lb-removal.js';
 import { nftApply, nftQuery } from './apply.js';
 import { dropTable } from './script.js';
-import { HOST_LB } from './tables.js';
+import { HOST_LB, HOST_LB6, type Table } from './tables.js';
 
 /** Route tables of client bridges: this base + the bridge's VNI (24 bits), away from main/local/default. */
 export const LB_ROUTE_TABLE_BASE = 0x62000000;
@@ -21,11 +21,14 @@ export const LB_RULE_PRIORITY = 10_500;
 export interface LbBridgeRouting extends LbBridge {
   /** Route table id (e.g. LB_ROUTE_TABLE_BASE + VNI). */
   table: number;
-  /** The bridge's subnets (CIDR): same-bridge members are reached on-link. */
+  /** The bridge's subnets (CIDR, both families): same-bridge members are reached on-link. */
   subnets: readonly string[];
   /** The anycast gateway MAC (the router leg's). */
   gatewayMac: string;
-  /** Every member on this bridge's subnets, with its MAC: the host namespace has no address to ARP from. */
+  /**
+   * Every member on this bridge's subnets, with its MAC: the host namespace has no address to ARP (or solicit
+   * neighbours) from.
+   */
   neighbours: readonly { address: string; mac: string }[];
 }
 
@@ -84,25 +87,53 @@ function wantedNeighbours(spec: LbHostSpec): Map<string, { dev: string; address:
   const out = new Map<string, { dev: string; address: string; mac: string }>();
   for (const b of spec.bridges) {
     out.set(neighKey(b.ifname, b.gateway), { dev: b.ifname, address: b.gateway, mac: b.gatewayMac });
+    if (b.gateway6) out.set(neighKey(b.ifname, b.gateway6), { dev: b.ifname, address: b.gateway6, mac: b.gatewayMac });
     for (const n of b.neighbours) out.set(neighKey(b.ifname, n.address), { dev: b.ifname, address: n.address, mac: n.mac });
   }
   return out;
 }
 
+/** `ip [-6] -batch`: policy rules and route flushes carry no address the tool could tell the family from. */
+async function ipFamilyBatch(netns: string | undefined, family: LbFamily, lines: string[], context: string): Promise<void> {
+  if (family === 4) return ipBatch(netns, lines, context);
+  if (lines.length === 0) return;
+  await run(inNetns(netns, ['ip', '-6', '-batch', '-']), { input: lines.join('\n') + '\n', context });
+}
+
+const FAMILIES: readonly LbFamily[] = [4, 6];
+const gatewayOf = (b: LbBridgeRouting, family: LbFamily): string | undefined => (family === 4 ? b.gateway : b.gateway6);
+
 /**
  * Policy rules, route tables, neighbours, rp_filter and hairpin of the client bridges: made for `spec`, and removed
- * where `prev` (or, without it, the kernel) has them and `spec` does not.
+ * where `prev` (or, without it, the kernel) has them and `spec` does not. Per family: a bridge gets IPv6 policy
+ * routing when it has an IPv6 gateway (dual stack), the same table number in the IPv6 routing tables.
  */
 async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHostSpec | undefined): Promise<void> {
-  const rules = await runJson<RuleJson[]>(netns, ['ip', '-j', 'rule', 'show'], 'could not list policy rules');
+  // The policy rules in force: those applied last (an incremental apply trusts them, as it trusts the table: a
+  // member change then spawns no process at all), or the kernel's (a full apply).
+  const rulesOf = new Map<LbFamily, RuleJson[]>();
+  for (const f of FAMILIES)
+    rulesOf.set(
+      f,
+      prev
+        ? prev.bridges
+            .filter((b) => gatewayOf(b, f) !== undefined)
+            .map((b) => ({ priority: LB_RULE_PRIORITY, iif: b.ifname, table: b.table }))
+        : await runJson<RuleJson[]>(netns, ['ip', ...(f === 6 ? ['-6'] : []), '-j', 'rule', 'show'], 'could not list policy rules'),
+    );
   const want = new Map(spec.bridges.map((b) => [b.ifname, b]));
-  const drop: string[] = [];
-  for (const r of rules) {
-    if (r.priority !== LB_RULE_PRIORITY || !r.iif) continue;
-    const table = Number(r.table);
-    if (!(table >= LB_ROUTE_TABLE_BASE && table < LB_ROUTE_TABLE_BASE + 0x1000000)) continue;
-    if (want.get(r.iif)?.table === table) continue;
-    drop.push(`rule del priority ${LB_RULE_PRIORITY} iif ${r.iif} table ${table}`, `route flush table ${table}`);
+  const dropOf = new Map<LbFamily, string[]>();
+  for (const f of FAMILIES) {
+    const drop: string[] = [];
+    for (const r of rulesOf.get(f)!) {
+      if (r.priority !== LB_RULE_PRIORITY || !r.iif) continue;
+      const table = Number(r.table);
+      if (!(table >= LB_ROUTE_TABLE_BASE && table < LB_ROUTE_TABLE_BASE + 0x1000000)) continue;
+      const b = want.get(r.iif);
+      if (b?.table === table && gatewayOf(b, f) !== undefined) continue;
+      drop.push(`rule del priority ${LB_RULE_PRIORITY} iif ${r.iif} table ${table}`, `route flush table ${table}`);
+    }
+    dropOf.set(f, drop);
   }
   // Neighbours: from what was applied last, or (full) from the kernel's permanent entries on our bridges.
   const nowN = wantedNeighbours(spec);
@@ -113,39 +144,57 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
           .filter((n) => n.dev.startsWith(BRIDGE_PREFIX))
           .map((n) => [neighKey(n.dev, n.dst), { dev: n.dev, address: n.dst, mac: n.lladdr ?? '' }]),
       );
+  const drop = dropOf.get(4)!;
   for (const [k, n] of wasN) if (!nowN.has(k)) drop.push(`neigh del ${n.address} dev ${n.dev}`);
   const wasHairpin = new Set(prev?.hairpinPorts ?? []);
   for (const p of wasHairpin) if (!spec.hairpinPorts.includes(p)) drop.push(`link set dev ${p} type bridge_slave hairpin off`);
   await ipTolerant(netns, drop);
+  if (dropOf.get(6)!.length)
+    await run(inNetns(netns, ['ip', '-6', '-force', '-batch', '-']), {
+      input: dropOf.get(6)!.join('\n') + '\n',
+      context: 'load balancer',
+    }).catch(() => undefined);
 
-  const lines: string[] = [];
+  const lines = new Map<LbFamily, string[]>(FAMILIES.map((f) => [f, []]));
   const fresh: string[] = [];
   for (const b of spec.bridges) {
     const was = prev?.bridges.find((x) => x.ifname === b.ifname);
-    const have = rules.some((r) => r.iif === b.ifname && r.priority === LB_RULE_PRIORITY && Number(r.table) === b.table);
-    if (!have) lines.push(`rule add iif ${b.ifname} lookup ${b.table} priority ${LB_RULE_PRIORITY}`);
-    const routesSame =
-      was && was.table === b.table && was.gateway === b.gateway && JSON.stringify(was.subnets) === JSON.stringify(b.subnets);
-    if (!routesSame || !have) {
-      for (const s of b.subnets) lines.push(`route replace ${s} dev ${b.ifname} scope link table ${b.table}`);
-      lines.push(`route replace default via ${b.gateway} dev ${b.ifname} onlink table ${b.table}`);
-      fresh.push(b.ifname);
+    for (const f of FAMILIES) {
+      const gateway = gatewayOf(b, f);
+      if (gateway === undefined) continue;
+      const out = lines.get(f)!;
+      const have = rulesOf.get(f)!.some((r) => r.iif === b.ifname && r.priority === LB_RULE_PRIORITY && Number(r.table) === b.table);
+      if (!have) out.push(`rule add iif ${b.ifname} lookup ${b.table} priority ${LB_RULE_PRIORITY}`);
+      const routesSame =
+        was && was.table === b.table && gatewayOf(was, f) === gateway && JSON.stringify(was.subnets) === JSON.stringify(b.subnets);
+      if (!routesSame || !have) {
+        for (const s of b.subnets) if (familyOf(s) === f) out.push(`route replace ${s} dev ${b.ifname} scope link table ${b.table}`);
+        out.push(`route replace ${f === 4 ? 'default' : '::/0'} via ${gateway} dev ${b.ifname} onlink table ${b.table}`);
+        if (f === 4) fresh.push(b.ifname);
+      }
     }
   }
+  const v4 = lines.get(4)!;
   for (const [k, n] of nowN)
-    if (wasN.get(k)?.mac !== n.mac) lines.push(`neigh replace ${n.address} lladdr ${n.mac} dev ${n.dev} nud permanent`);
-  for (const p of spec.hairpinPorts) if (!wasHairpin.has(p)) lines.push(`link set dev ${p} type bridge_slave hairpin on`);
-  await ipBatch(netns, lines, 'load balancer: could not set up routing of client bridges');
+    if (wasN.get(k)?.mac !== n.mac) v4.push(`neigh replace ${n.address} lladdr ${n.mac} dev ${n.dev} nud permanent`);
+  for (const p of spec.hairpinPorts) if (!wasHairpin.has(p)) v4.push(`link set dev ${p} type bridge_slave hairpin on`);
+  await ipBatch(netns, v4, 'load balancer: could not set up routing of client bridges');
+  await ipFamilyBatch(netns, 6, lines.get(6)!, 'load balancer: could not set up IPv6 routing of client bridges');
   for (const b of fresh) {
     await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b}.rp_filter=0`]), { context: `load balancer: rp_filter of ${b}` });
   }
 }
 
+const tableOf = (family: LbFamily): Table => (family === 4 ? HOST_LB : HOST_LB6);
+const hasFamily = (spec: LbHostSpec | undefined, family: LbFamily): boolean =>
+  (spec?.vips ?? []).some((v) => familyOf(v.address) === family);
+
 /**
  * Make the load balancer of host namespace `netns` what `spec` says (routing first, so a VIP is never translated
- * before its frames can be re-routed; then one nft transaction holding only the chains that changed). Members that
- * left rotation get no new connections from that commit on; their conntrack entries are deleted when the VIP's
- * memberRemoval is 'cut' or the member is down. An empty spec removes everything.
+ * before its frames can be re-routed; then per family one nft transaction holding only the chains that changed,
+ * the IPv6 table only while some VIP is IPv6). Members that left rotation get no new connections from that commit
+ * on; their conntrack entries are deleted when the VIP's memberRemoval is 'cut' or the member is down. An empty
+ * spec removes everything.
  */
 export async function applyLoadBalancers(netns: string | undefined, spec: LbHostSpec, opts: LbApplyOptions = {}): Promise<void> {
   const key = netns ?? '';
@@ -155,13 +204,31 @@ export async function applyLoadBalancers(netns: string | undefined, spec: LbHost
     return;
   }
   const prev = opts.full ? undefined : applied.get(key);
+  const had = applied.get(key);
   applied.delete(key);
   await routing(netns, spec, prev);
-  const listing = await nftQuery(netns, `list table ${HOST_LB.family} ${HOST_LB.name}`, 'nft').catch(() => '');
-  await nftApply(netns, compileLb(spec, parseExisting(listing), prev), 'load balancer: could not apply table');
+  const list = (table: Table) => nftQuery(netns, `list table ${table.family} ${table.name}`, 'nft').catch(() => '');
+  // What the kernel listed, for a restarted agent's read-back of the members in rotation (lb-removal.ts).
+  const listings: string[] = [];
+  const remembered = lastVips.has(key);
+  for (const family of FAMILIES) {
+    const table = tableOf(family);
+    // The IPv4 table is kept whenever anything is served (as before dual stack); the IPv6 one only for IPv6 VIPs.
+    if (family === 6 && !hasFamily(spec, 6)) {
+      if (!remembered) listings.push(await list(table));
+      if (opts.full || hasFamily(had, 6)) await dropTable(netns, table);
+      continue;
+    }
+    const base = family === 6 && !hasFamily(prev, 6) ? undefined : prev;
+    // Incremental: the chains and sets applied last are what the table holds (no listing of a table that grows with
+    // the VIPs); otherwise the kernel's listing says what to remove.
+    const listing = base ? undefined : await list(table);
+    if (listing !== undefined) listings.push(listing);
+    const existing = listing === undefined ? undefined : parseExisting(listing);
+    await nftApply(netns, compileLb(spec, existing, base, family), `load balancer: could not apply table ${table.family} ${table.name}`);
+  }
   applied.set(key, spec);
-  // A restarted agent reads what was in rotation back from the kernel (lb-removal.ts).
-  const before = lastVips.get(key) ?? vipsInKernel(listing);
+  const before = lastVips.get(key) ?? vipsInKernel(listings.join('\n'));
   const cuts = leavingMembers(before, spec.vips).filter((l) => l.action === 'cut');
   if (cuts.length) {
     // Only in the zones of the VIP's own client bridges: another tenant may have the same VIP and member address.
@@ -179,7 +246,7 @@ export function forgetApplied(netns: string | undefined): void {
 }
 
 /**
- * Remove the load balancer of `netns`: its table (if ours), its policy rules and route tables, the permanent
+ * Remove the load balancer of `netns`: its tables (if ours), its policy rules and route tables, the permanent
  * neighbours on our bridges, hairpin of the ports it set.
  */
 export async function removeLoadBalancers(netns: string | undefined, prev?: LbHostSpec): Promise<void> {
@@ -187,5 +254,6 @@ export async function removeLoadBalancers(netns: string | undefined, prev?: LbHo
   applied.delete(key);
   lastVips.delete(key);
   await dropTable(netns, HOST_LB);
+  await dropTable(netns, HOST_LB6);
   await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev);
 }

@@ -214,4 +214,7 @@ export const ROUTER_FILTER: Table = {
 };
 
 /** Every table of ours, for sweeps and documentation. */
-export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_CT, ROUTER_FILTER];
+/** The same for IPv6 VIPs (dual stack): compiled from the same description, one table per family. */
+export const HOST_LB6: Table = { ...HOST_LB, family: 'ip6' };
+
+export const TABLES: readonly Table[] = [HOST_BRIDGE, HOST_NAT, ROUTER_NAT, HOST_PORTMAP, HOST_LB, HOST_LB6, HOST_CT, ROUTER_FILTER];
