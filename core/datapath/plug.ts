@@ -144,7 +144,11 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
     ? stageChainScript(PORT_SECURITY, host, portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }))
     : removePortSecurityScript(host);
   const what = p.portSecurity ? `install port security` : `clear port security`;
-  await nftApply(ctx.netns, security + (policy ? policyChangeScript(policy) : ''), `could not ${what}${policy ? ' and policy' : ''} of ${host}`);
+  await nftApply(
+    ctx.netns,
+    security + (policy ? policyChangeScript(policy) : ''),
+    `could not ${what}${policy ? ' and policy' : ''} of ${host}`,
+  );
   if (policy) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }
 
@@ -160,10 +164,12 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
     await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br));
     // The port joins its bridge only once its filters (port security, the policy it carries) are committed: they
     // are in force from its first frame. When they failed, that error is the one reported (below).
-    if (!(await filters.then(
-      () => true,
-      () => false,
-    )))
+    if (
+      !(await filters.then(
+        () => true,
+        () => false,
+      ))
+    )
       return;
     await step(`could not attach ${host} to ${br}`, () => joinBridge(ctx, p, br));
     if (shapes(p.bandwidth)) await step(`could not shape ${host}`, () => applyBandwidth(ctx.netns, host, p.bandwidth!));

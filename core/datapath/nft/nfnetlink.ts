@@ -115,7 +115,7 @@ export function chainRuleComments(netns: string | undefined, family: Family, tab
     for (;;) {
       const n = c.recv(fd, buf, buf.length, 0);
       if (n < 0) throw new KernelError(`${context}: nfnetlink receive`, lastErrno());
-      for (let off = 0; off + NLMSG_HDRLEN <= n; ) {
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
         const len = buf.readUInt32LE(off);
         if (len < NLMSG_HDRLEN) return out;
         const type = buf.readUInt16LE(off + 4);
@@ -174,7 +174,7 @@ async function exchange(netns: string | undefined, batch: Buffer, acks: number, 
     while (got < acks) {
       const n = c.recv(fd, buf, buf.length, 0);
       if (n < 0) throw new KernelError(`${context}: nfnetlink receive`, lastErrno());
-      for (let off = 0; off + NLMSG_HDRLEN <= n; ) {
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
         const len = buf.readUInt32LE(off);
         if (len < NLMSG_HDRLEN) break;
         if (buf.readUInt16LE(off + 4) === NLMSG_ERROR) {
