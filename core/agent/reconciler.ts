@@ -247,11 +247,11 @@ export class Reconciler {
           for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
           await this.ensureRouter(r);
         }
-        // The port's filters (its own and its bridge's) are bound on its interface name before the interface
-        // exists: its first frame meets them.
-        await phase('policy', () => this.ensurePolicy());
+        // The port's filters (its own and its bridge's) go into the plug's own nft transaction, committed before
+        // the port joins its bridge: its first frame meets them, and they cost no nft run of their own.
+        const r = await this.plugWithPolicy(spec, phase);
         this.trigger();
-        return phase('dpPlug', () => this.datapath.plug(spec));
+        return r;
       });
     } catch (err) {
       this.pins.delete(portId);
@@ -262,6 +262,48 @@ export class Reconciler {
   }
 
   /**
+   * The plug with the policy change it needs (the difference between what was applied and the plan, which holds
+   * the plug's pin) carried in its spec (PlugSpec.policy). Under the policy's lock when there is a change, so no
+   * pass or other plug applies one meanwhile; a plug with nothing to change holds no lock while plugging, so a
+   * burst of attaches is serialised only behind the one that carries their shared change.
+   */
+  private async plugWithPolicy(spec: PlugSpec, phase: <T>(name: string, fn: () => Promise<T>) => Promise<T>): Promise<PlugResult> {
+    if (!this.datapath.applyPolicy) return phase('dpPlug', () => this.datapath.plug(spec));
+    let plain = false;
+    const r = await this.keyed.run('policy', async () => {
+      const next = this.planPolicyNow();
+      const change = policyDelta(this.policy, next);
+      if (emptyChange(change)) {
+        plain = true;
+        return undefined;
+      }
+      this.policy = undefined;
+      const res = await phase('dpPlug', () => this.datapath.plug({ ...spec, policy: change }));
+      this.policy = next;
+      return res;
+    });
+    return plain ? phase('dpPlug', () => this.datapath.plug(spec)) : r!;
+  }
+
+  /** This host's policy as planned from the cache now, pins included (core/agent/plan.ts planPolicy). */
+  private planPolicyNow(): HostPolicy {
+    const plan = this.plan();
+    const next = planPolicy(
+      this.cache,
+      {
+        hostId: this.hostId,
+        underlayMtu: this.underlayMtu,
+        pins: this.pins.values(),
+        ...(this.acceptLog ? { acceptLog: this.acceptLog } : {}),
+      },
+      plan.bridges.values(),
+      plan.routers.values(),
+    );
+    if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
+    return next;
+  }
+
+  /**
    * Bring this host's policy to the plan (core/agent/plan.ts planPolicy) by changing only the difference. Planned
    * under the policy's own lock, so a pass planned before a plug began can never undo that plug's bindings.
    */
@@ -269,20 +311,8 @@ export class Reconciler {
     const dp = this.datapath;
     if (!dp.applyPolicy) return Promise.resolve();
     return this.keyed.run('policy', async () => {
-      const plan = this.plan();
-      const next = planPolicy(
-        this.cache,
-        {
-          hostId: this.hostId,
-          underlayMtu: this.underlayMtu,
-          pins: this.pins.values(),
-          ...(this.acceptLog ? { acceptLog: this.acceptLog } : {}),
-        },
-        plan.bridges.values(),
-        plan.routers.values(),
-      );
+      const next = this.planPolicyNow();
       const change = policyDelta(this.policy, next);
-      if (next.errors.length) this.log(`policy: ${next.errors.join('; ')}`);
       if (emptyChange(change)) return;
       const t0 = performance.now();
       this.policy = undefined;

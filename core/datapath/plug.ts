@@ -26,7 +26,18 @@ import {
   type NetlinkSocket,
   type Route,
 } from './netlink/index.js';
-import { forgetDevices, hasPortSecurity, installPortSecurity, removePortSecurity } from './nft/index.js';
+import {
+  ensureBaseChains,
+  forgetDevices,
+  hasPortSecurity,
+  nftApply,
+  PORT_SECURITY,
+  removePortSecurityScript,
+  stageChainScript,
+} from './nft/index.js';
+import { portSecurityRules } from './nft/port-security.js';
+import { ensureConntrack, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
+import { changeSetElements } from './nft/policy-elements.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -85,11 +96,12 @@ async function step<T>(context: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The host side: the veth pair (its peer born in the workload), no IPv6 autoconfiguration, a port of `br`, up. */
-async function createHostSide(ctx: HostContext, p: Checked, br: string, peer: string): Promise<void> {
+/** The host side: the veth pair (its peer born in the workload), no IPv6 autoconfiguration; not yet in its bridge. */
+async function createHostSide(ctx: HostContext, p: Checked, br: string): Promise<void> {
   await withNetlink(ctx.netns, async (s) => {
-    const bridge = await getLink(s, br);
-    if (!bridge) throw new Error(`bridge ${br} does not exist`);
+    // Checked first so that a missing bridge leaves nothing behind to remove.
+    if (!(await getLink(s, br))) throw new Error(`bridge ${br} does not exist`);
+    const peer = p.hostSideOnly ? plugPeerName(p.hostIfname) : p.ifname;
     const netns = p.hostSideOnly ? undefined : p.netns;
     const veth = { name: p.hostIfname, mtu: p.mtu, peer: { name: peer, mac: p.mac, mtu: p.mtu, netns } };
     try {
@@ -102,8 +114,42 @@ async function createHostSide(ctx: HostContext, p: Checked, br: string, peer: st
     }
     // Before it goes up, so the kernel never gives it a link-local address.
     await setLink(s, p.hostIfname, { noIpv6AddrGen: true });
+  });
+}
+
+/** The host side becomes a port of `br`, up: from here on frames cross the bridge. */
+async function joinBridge(ctx: HostContext, p: Checked, br: string): Promise<void> {
+  await withNetlink(ctx.netns, async (s) => {
+    const bridge = await getLink(s, br);
+    if (!bridge) throw new Error(`bridge ${br} does not exist`);
     await setLink(s, p.hostIfname, { master: bridge.index, up: true });
   });
+}
+
+/**
+ * The plug's nft work: its anti-spoofing chain (or its removal) and the policy change it carries, one transaction
+ * (one nft run, after one listing of the base chains it hangs on); elements the change deletes from sets follow
+ * through nfnetlink.
+ */
+async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
+  const host = p.hostIfname;
+  const policy = p.policy;
+  const bases = [
+    ...(p.portSecurity ? [{ table: PORT_SECURITY.table, name: PORT_SECURITY.base }] : []),
+    ...(policy ? policyBaseChains(policy) : []),
+  ];
+  if (policy?.zones.some((z) => z.zone !== null)) await ensureConntrack(ctx.netns);
+  await ensureBaseChains(ctx.netns, bases);
+  const security = p.portSecurity
+    ? stageChainScript(PORT_SECURITY, host, portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }))
+    : removePortSecurityScript(host);
+  const what = p.portSecurity ? `install port security` : `clear port security`;
+  await nftApply(
+    ctx.netns,
+    security + (policy ? policyChangeScript(policy) : ''),
+    `could not ${what}${policy ? ' and policy' : ''} of ${host}`,
+  );
+  if (policy) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }
 
 export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult> {
@@ -112,20 +158,28 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   const host = p.hostIfname;
   const peer = p.hostSideOnly ? plugPeerName(host) : p.ifname;
   const where = p.hostSideOnly ? '' : ` in ${p.netns}`;
-  const security = p.portSecurity
-    ? installPortSecurity(ctx.netns, { hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) })
-    : removePortSecurity(ctx.netns, host, `could not clear port security of ${host}`);
+  const filters = installFilters(ctx, p);
   let ifindex: number | undefined;
   const link = async (): Promise<void> => {
-    await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br, peer));
+    await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br));
+    // The port joins its bridge only once its filters (port security, the policy it carries) are committed: they
+    // are in force from its first frame. When they failed, that error is the one reported (below).
+    if (
+      !(await filters.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
+    await step(`could not attach ${host} to ${br}`, () => joinBridge(ctx, p, br));
     if (shapes(p.bandwidth)) await step(`could not shape ${host}`, () => applyBandwidth(ctx.netns, host, p.bandwidth!));
     if (!p.hostSideOnly) ifindex = await step(`could not configure ${p.ifname} in ${p.netns}`, () => configureWorkload(p));
   };
-  // The nft transaction and the links proceed side by side (each waits in the kernel on a pool thread).
-  const [h, s] = await Promise.allSettled([link(), security]);
+  // The nft transaction and the veth's creation proceed side by side (each waits in the kernel on a pool thread).
+  const [h, s] = await Promise.allSettled([link(), filters]);
   try {
-    if (h.status === 'rejected') throw h.reason;
     if (s.status === 'rejected') throw s.reason;
+    if (h.status === 'rejected') throw h.reason;
   } catch (e) {
     await unplug(ctx, host).catch(() => undefined);
     throw e;

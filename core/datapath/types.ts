@@ -76,6 +76,11 @@ export interface PlugSpec {
   hostSideOnly?: boolean;
   /** Shape the port (bandwidth.ts); absent: unshaped. */
   bandwidth?: Bandwidth;
+  /**
+   * A policy change committed in the plug's own nft transaction (with its port security), before the port joins
+   * its bridge: the port's filters are in force from its first frame, at no extra nft run (core/datapath/plug.ts).
+   */
+  policy?: PolicyChange;
 }
 
 export interface PlugResult {

@@ -7,6 +7,7 @@ export {
   applyStageChain,
   dropTable,
   ensureBaseChain,
+  ensureBaseChains,
   forgetDevices,
   listStageChain,
   removeStageChainScript,

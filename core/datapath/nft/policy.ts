@@ -15,7 +15,8 @@ import { nftApply, nftQuery } from './apply.js';
 import { ensureBaseChain, header, ref, removeStageChainScript, stageChainScript } from './script.js';
 import { bridgeName } from '../names.js';
 import type { PolicyChange } from '../types.js';
-import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage } from './tables.js';
+import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
+import { changeSetElements, type ElementChange } from './policy-elements.js';
 
 export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
 
@@ -124,11 +125,21 @@ export function removeChainScript(chainId: string): string {
   return `add chain ${t} ${n}\nflush chain ${t} ${n}\ndelete chain ${t} ${n}\n`;
 }
 
-/** Replace a set's elements (one transaction); for a single member change prefer setElementsScript. */
+/**
+ * The set declared with `elements` in it: `add set … { elements = { … } }` adds them as `add element` would, but
+ * libnftables (1.0.6) runs an element command only after dumping every interval set of the ruleset into its cache,
+ * which costs ~30 ms per 1,000 addresses installed (a 10,000-address group made every such command ~300 ms).
+ */
+export function setWithElementsScript(s: SetDecl, elements: readonly string[]): string {
+  const items = elements.length ? ` elements = { ${elements.join(', ')} };` : '';
+  return `add set ${ref(HOST_BRIDGE)} ${s.name} { type ${s.type};${s.interval ? ' flags interval;' : ''}${items} }`;
+}
+
+/** Replace a set's elements (one transaction); for a single member change prefer changeSetElements. */
 export function replaceSetScript(s: SetDecl, elements: readonly string[]): string {
   const t = ref(HOST_BRIDGE);
   const lines = [setDecl(s), `flush set ${t} ${s.name}`];
-  if (elements.length) lines.push(`add element ${t} ${s.name} { ${elements.join(', ')} }`);
+  if (elements.length) lines.push(setWithElementsScript(s, elements));
   return header(HOST_BRIDGE) + lines.join('\n') + '\n';
 }
 
@@ -149,9 +160,14 @@ export function portGroupScript(groupId: string, memberMacs: readonly string[]):
   );
 }
 
-/** Add or delete single elements of a set (a group member joining or leaving). */
+/**
+ * Add or delete single elements of a set (a group member joining or leaving) by an nft script. Adding is cheap
+ * whatever the set holds (setWithElementsScript); deleting through nft dumps every interval set first, so the
+ * agent deletes through changeSetElements (policy-elements.ts) instead.
+ */
 export function setElementsScript(s: SetDecl, op: 'add' | 'delete', elements: readonly string[]): string {
   if (elements.length === 0) return '';
+  if (op === 'add') return header(HOST_BRIDGE) + setWithElementsScript(s, elements) + '\n';
   return header(HOST_BRIDGE) + `${setDecl(s)}\n${op} element ${ref(HOST_BRIDGE)} ${s.name} { ${elements.join(', ')} }\n`;
 }
 
@@ -177,15 +193,19 @@ export async function bindStage(netns: string | undefined, stage: StageName, ifn
   );
 }
 
+/** The stage base chains a change binds to (to install first when missing). */
+export const policyBaseChains = (c: PolicyChange): { table: Table; name: string }[] =>
+  [...new Set(c.bindings.filter((b) => b.chainId !== null).map((b) => b.stage))].map((st) => ({
+    table: POLICY_STAGE[st].table,
+    name: POLICY_STAGE[st].base,
+  }));
+
 /**
- * One transaction for a policy change (the agent's reconciler computes it, core/agent/plan.ts policyDelta): zones,
- * sets, chains, bindings, then removals. The conntrack table and the stage base chains are installed first when a
- * change needs them and they are missing.
+ * The nft script of a policy change (see applyPolicyChange), but for the elements it deletes from sets that stay:
+ * those go through nfnetlink after it (removedElements), since deleting through nft costs a dump of every
+ * interval set.
  */
-export async function applyPolicyChange(netns: string | undefined, c: PolicyChange): Promise<void> {
-  if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
-  const stages = new Set(c.bindings.filter((b) => b.chainId !== null).map((b) => b.stage));
-  for (const st of stages) await ensureBaseChain(netns, POLICY_STAGE[st].table, POLICY_STAGE[st].base);
+export function policyChangeScript(c: PolicyChange): string {
   const t = ref(HOST_BRIDGE);
   const parts: string[] = [header(HOST_BRIDGE)];
   for (const z of c.zones) {
@@ -193,18 +213,31 @@ export async function applyPolicyChange(netns: string | undefined, c: PolicyChan
   }
   for (const s of c.sets) {
     if (s.elements) parts.push(replaceSetScript(s.decl, s.elements));
-    else {
-      // Deleting an element that is absent fails the transaction: add it first (a no-op when present).
-      parts.push(setElementsScript(s.decl, 'add', [...(s.add ?? []), ...(s.remove ?? [])]));
-      parts.push(setElementsScript(s.decl, 'delete', s.remove ?? []));
-    }
+    else parts.push(setElementsScript(s.decl, 'add', s.add ?? []));
   }
   if (c.chains.length) parts.push(chainsScript(c.chains));
   for (const b of c.bindings) parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId));
   for (const id of c.removeChains) parts.push(removeChainScript(id));
   for (const name of c.removeSets)
     parts.push(`add set ${t} ${name} { type ether_addr; }\ndelete set ${t} ${name}\n`.replace(/type ether_addr/, setTypeOf(name)));
-  await nftApply(netns, parts.join(''), 'could not apply the policy');
+  return parts.join('');
+}
+
+/** The element deletions of a change, for changeSetElements. */
+export const removedElements = (c: PolicyChange): ElementChange[] =>
+  c.sets.flatMap((s) => (!s.elements && s.remove?.length ? [{ decl: s.decl, remove: s.remove }] : []));
+
+/**
+ * Carry out a policy change (the agent's reconciler computes it, core/agent/plan.ts policyDelta): one nft
+ * transaction for zones, sets (whole or elements added), chains, bindings, then removals; elements leaving a set
+ * then go in one nfnetlink batch (a member leaving a group). The conntrack table and the stage base chains are
+ * installed first when a change needs them and they are missing.
+ */
+export async function applyPolicyChange(netns: string | undefined, c: PolicyChange): Promise<void> {
+  if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
+  for (const b of policyBaseChains(c)) await ensureBaseChain(netns, b.table, b.name);
+  await nftApply(netns, policyChangeScript(c), 'could not apply the policy');
+  await changeSetElements(netns, removedElements(c), 'could not remove set elements');
 }
 
 /** The type of a group set from its name (compile.ts names them). */

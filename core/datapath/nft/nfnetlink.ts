@@ -1,0 +1,194 @@
+// A minimal nfnetlink client for nf_tables (linux/netfilter/nfnetlink.h, nf_tables.h): a batch of messages sent
+// as one kernel transaction, and a dump. For the few operations where libnftables costs more than the kernel work
+// (its cache fill dumps set contents first; see policy-elements.ts and script.ts ensureBaseChains).
+import { parseAttrs } from '../netlink/attributes.js';
+import { KernelError, lastErrno, libc } from '../netlink/libc.js';
+import { inNamespace } from '../netlink/netns.js';
+import type { Family } from './tables.js';
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_NETFILTER = 12;
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+const SOL_NETLINK = 270;
+const NETLINK_CAP_ACK = 10;
+const NETLINK_EXT_ACK = 11;
+
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_CREATE = 0x400;
+const NLMSG_ERROR = 2;
+const NLMSG_HDRLEN = 16;
+const NLA_F_NESTED = 0x8000;
+
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFNL_MSG_BATCH_BEGIN = 16;
+const NFNL_MSG_BATCH_END = 17;
+const NLM_F_DUMP = 0x300;
+const NLMSG_DONE = 3;
+const NFT_MSG_NEWRULE = 6;
+const NFT_MSG_GETRULE = 7;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_USERDATA = 7;
+/** libnftnl's rule userdata: TLVs of (u8 type, u8 length, value); a comment is type 0, NUL-terminated. */
+const NFTNL_UDATA_RULE_COMMENT = 0;
+
+export const NFPROTO: Readonly<Record<Family, number>> = { inet: 1, ip: 2, bridge: 7, ip6: 10 };
+export { NLM_F_ACK, NLM_F_CREATE, NLA_F_NESTED, NFNL_SUBSYS_NFTABLES };
+
+let seqCounter = Math.floor(Math.random() * 0x3fffffff);
+
+export function message(type: number, flags: number, seq: number, family: number, resId: number, attrs: Buffer[]): Buffer {
+  const body = Buffer.concat(attrs);
+  const m = Buffer.alloc(NLMSG_HDRLEN + 4 + body.length);
+  m.writeUInt32LE(m.length, 0);
+  m.writeUInt16LE(type, 4);
+  m.writeUInt16LE(flags | NLM_F_REQUEST, 6);
+  m.writeUInt32LE(seq, 8);
+  m[NLMSG_HDRLEN] = family;
+  m[NLMSG_HDRLEN + 1] = 0; // NFNETLINK_V0
+  m.writeUInt16BE(resId, NLMSG_HDRLEN + 2);
+  body.copy(m, NLMSG_HDRLEN + 4);
+  return m;
+}
+
+/** A request for a batch: `type` is the nf_tables message type (NFT_MSG_*), acknowledged. */
+export interface BatchMessage {
+  type: number;
+  flags: number;
+  family: number;
+  attrs: Buffer[];
+}
+
+/** Send `messages` as one nf_tables transaction (all or nothing); rejects with the kernel's first error. */
+export async function nftBatch(netns: string | undefined, messages: readonly BatchMessage[], context: string): Promise<void> {
+  if (messages.length === 0) return;
+  const first = (seqCounter = (seqCounter + messages.length + 2) & 0x3fffffff);
+  let seq = first;
+  const batch = Buffer.concat([
+    message(NFNL_MSG_BATCH_BEGIN, 0, seq, 0, NFNL_SUBSYS_NFTABLES, []),
+    ...messages.map((m) => message((NFNL_SUBSYS_NFTABLES << 8) | m.type, m.flags | NLM_F_ACK, ++seq, m.family, 0, m.attrs)),
+    message(NFNL_MSG_BATCH_END, 0, ++seq, 0, NFNL_SUBSYS_NFTABLES, []),
+  ]);
+  await exchange(netns, batch, messages.length, context);
+}
+
+function openSocket(netns: string | undefined, context: string): number {
+  const c = libc();
+  const fd = inNamespace(netns, () => c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+  if (fd < 0) throw new KernelError(`${context}: nfnetlink socket`, lastErrno());
+  const one = Buffer.alloc(4);
+  one.writeInt32LE(1);
+  c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
+  c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
+  const tv = Buffer.alloc(16);
+  tv.writeBigInt64LE(5n, 0);
+  c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16);
+  return fd;
+}
+
+const kernelAddr = (): Buffer => {
+  const addr = Buffer.alloc(12);
+  addr.writeUInt16LE(AF_NETLINK, 0);
+  return addr;
+};
+
+/**
+ * The comments of the rules of chain `chain` of table `family table` (a rule without one gives ''), read by one
+ * rule dump filtered in the kernel: no set element is read. [] when the chain or table does not exist.
+ */
+export function chainRuleComments(netns: string | undefined, family: Family, table: string, chain: string): string[] {
+  const context = `list rules of ${family} ${table} ${chain}`;
+  const c = libc();
+  const fd = openSocket(netns, context);
+  try {
+    const req = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, NLM_F_DUMP, ++seqCounter, NFPROTO[family], 0, [
+      strz(NFTA_RULE_TABLE, table),
+      strz(NFTA_RULE_CHAIN, chain),
+    ]);
+    if (c.sendto(fd, req, req.length, 0, kernelAddr(), 12) < 0) throw new KernelError(`${context}: nfnetlink send`, lastErrno());
+    const out: string[] = [];
+    const buf = Buffer.alloc(256 * 1024);
+    for (;;) {
+      const n = c.recv(fd, buf, buf.length, 0);
+      if (n < 0) throw new KernelError(`${context}: nfnetlink receive`, lastErrno());
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+        const len = buf.readUInt32LE(off);
+        if (len < NLMSG_HDRLEN) return out;
+        const type = buf.readUInt16LE(off + 4);
+        if (type === NLMSG_DONE) return out;
+        if (type === NLMSG_ERROR) {
+          const errno = -buf.readInt32LE(off + NLMSG_HDRLEN);
+          if (errno === 2) return out; // ENOENT: no such table or chain
+          throw new KernelError(context, errno);
+        }
+        if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+          const ud = parseAttrs(buf, off + NLMSG_HDRLEN + 4, off + len).get(NFTA_RULE_USERDATA);
+          out.push(ud ? ruleComment(ud) : '');
+        }
+        off += (len + 3) & ~3;
+      }
+    }
+  } finally {
+    c.close(fd);
+  }
+}
+
+function ruleComment(ud: Buffer): string {
+  for (let i = 0; i + 2 <= ud.length; i += 2 + ud[i + 1]!) {
+    if (ud[i] === NFTNL_UDATA_RULE_COMMENT) {
+      const v = ud.subarray(i + 2, i + 2 + ud[i + 1]!);
+      const nul = v.indexOf(0);
+      return v.subarray(0, nul < 0 ? v.length : nul).toString();
+    }
+  }
+  return '';
+}
+
+/** A NUL-terminated string attribute. */
+function strz(type: number, s: string): Buffer {
+  const payload = Buffer.from(`${s}\0`);
+  const len = 4 + payload.length;
+  const b = Buffer.alloc((len + 3) & ~3);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type, 2);
+  payload.copy(b, 4);
+  return b;
+}
+
+/** Send a batch and read one acknowledgement per message; the first error rejects (the kernel applied nothing). */
+async function exchange(netns: string | undefined, batch: Buffer, acks: number, context: string): Promise<void> {
+  const c = libc();
+  const fd = openSocket(netns, context);
+  try {
+    const addr = kernelAddr();
+    // The commit runs inside sendto: on a pool thread, so the event loop goes on meanwhile.
+    const sent = await c.sendtoAsync(fd, batch, batch.length, 0, addr, 12);
+    if (sent < 0) throw new KernelError(`${context}: nfnetlink send`, lastErrno());
+    const buf = Buffer.alloc(64 * 1024);
+    let got = 0;
+    let failure: KernelError | undefined;
+    while (got < acks) {
+      const n = c.recv(fd, buf, buf.length, 0);
+      if (n < 0) throw new KernelError(`${context}: nfnetlink receive`, lastErrno());
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+        const len = buf.readUInt32LE(off);
+        if (len < NLMSG_HDRLEN) break;
+        if (buf.readUInt16LE(off + 4) === NLMSG_ERROR) {
+          got++;
+          const errno = -buf.readInt32LE(off + NLMSG_HDRLEN);
+          if (errno !== 0 && !failure) failure = new KernelError(context, errno);
+        }
+        off += (len + 3) & ~3;
+      }
+      // After an error the kernel aborts the batch: the acks of the other messages may not all come.
+      if (failure) break;
+    }
+    if (failure) throw failure;
+  } finally {
+    c.close(fd);
+  }
+}
