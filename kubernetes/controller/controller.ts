@@ -15,14 +15,7 @@ import { LeaderElector } from './leader.js';
 import { compilePolicies, policyNamespace, policyPod } from './netpol.js';
 import { keyOf, type EndpointSlice, type Namespace, type NetworkPolicy, type Pod, type Service } from './objects.js';
 import { compileServices, loadBalancerIdOf } from './services.js';
-import {
-  allocateSubnets,
-  NAMESPACE_NETWORK_OPTION,
-  networkOfNamespace,
-  refKey,
-  type NetworkRef,
-  type TenancyMode,
-} from './tenancy.js';
+import { allocateSubnets, NAMESPACE_NETWORK_OPTION, networkOfNamespace, refKey, type NetworkRef, type TenancyMode } from './tenancy.js';
 import { podKeyOfPort, writeMemberships, writePolicy, writeServices, type WriteStats } from './writer.js';
 
 export interface ControllerOptions {

@@ -14,7 +14,11 @@ import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
 import { Controller, type ControllerOptions } from '../controller/controller.js';
 
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, ms = 15_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 15_000,
+): Promise<T> {
   const until = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -49,7 +53,11 @@ export async function setupController(t: ExecutionContext, namespaces: Namespace
   // The leader-election Lease lives in kube-system.
   for (const n of namespaces.some((x) => x === 'kube-system') ? namespaces : ['kube-system', ...namespaces]) {
     const meta = typeof n === 'string' ? { name: n } : n;
-    server.create(kinds.find((k) => k.kind === 'Namespace')!, undefined, { metadata: meta });
+    server.create(
+      kinds.find((k) => k.kind === 'Namespace')!,
+      undefined,
+      { metadata: meta },
+    );
   }
   const store = await openStore(`file:${join(dir, 'store')}`);
   const topology = new Topology(store);
@@ -123,7 +131,19 @@ export async function reaches(topology: Topology, from: Port, to: Port, dport: n
   return simulateExchange({ chains, rules, ipAddrGroups, ports }, bridge, packet).delivered;
 }
 
-export const OWNED_KINDS: Kind[] = ['Tenant', 'PortGroup', 'Chain', 'Rule', 'Bridge', 'Port', 'LoadBalancer', 'Pool', 'PoolMember', 'Vip', 'Router'];
+export const OWNED_KINDS: Kind[] = [
+  'Tenant',
+  'PortGroup',
+  'Chain',
+  'Rule',
+  'Bridge',
+  'Port',
+  'LoadBalancer',
+  'Pool',
+  'PoolMember',
+  'Vip',
+  'Router',
+];
 
 /** Every object of the kinds the controller writes, for before/after comparisons. */
 export async function snapshot(topology: Topology): Promise<Record<string, unknown[]>> {

@@ -17,7 +17,7 @@ import { openStore } from '../../core/store/open.js';
 import { Topology } from '../../core/topology/service.js';
 import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
-import { startCluster, eventually, type Cluster, type Workload } from '../../testbed/cluster.js';
+import { startCluster, eventually, type Workload } from '../../testbed/cluster.js';
 import { Controller } from '../controller/controller.js';
 import { kubeConfigFor } from './controller-fixture.js';
 
@@ -95,7 +95,11 @@ async function kubeCluster(t: ExecutionContext, namespaces: string[]) {
   });
   t.teardown(() => ctl.stop());
   await ctl.start();
-  await eventually(async () => (await topology.findBridge('default', 'pods'))?.outboundFilterId, 30_000, 'the pod network with its filters');
+  await eventually(
+    async () => (await topology.findBridge('default', 'pods'))?.outboundFilterId,
+    30_000,
+    'the pod network with its filters',
+  );
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const pod = async (ns: string, name: string, labels: Record<string, string>, on: number): Promise<Workload> => {
     await core.createNamespacedPod({
@@ -156,12 +160,20 @@ test.serial('egress allowed only to the backends by selector reaches them throug
   const srvIp = await service('srv', [srv1, srv2]);
   const otherIp = await service('other', [other]);
   // Without policy: the ClusterIPs answer (from this host and the other).
-  await eventually(async () => (await k.reach(cl.netns, srvIp, 8080)) && (await k.reach(cl.netns, otherIp, 8080)), 30_000, 'the ClusterIPs');
+  await eventually(
+    async () => (await k.reach(cl.netns, srvIp, 8080)) && (await k.reach(cl.netns, otherIp, 8080)),
+    30_000,
+    'the ClusterIPs',
+  );
   await k.net.createNamespacedNetworkPolicy({
     namespace: 'x',
     body: {
       metadata: { name: 'cl-to-srv' },
-      spec: { podSelector: { matchLabels: { app: 'cl' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { app: 'srv' } } }] }] },
+      spec: {
+        podSelector: { matchLabels: { app: 'cl' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 'srv' } } }] }],
+      },
     },
   });
   await eventually(async () => !(await k.reach(cl.netns, other.ip4!, 80)), 30_000, 'the egress policy in force');
