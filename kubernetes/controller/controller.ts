@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import type { Port } from '../../core/model/types.js';
 import type { Topology } from '../../core/topology/service.js';
 import { TopologyError } from '../../core/topology/errors.js';
+import { uplinkHostAddress } from '../../core/datapath/router.js';
 import { EventRecorder } from './events.js';
 import { Watched } from './informers.js';
 import { findKubeProxy, kubeProxyRefusal } from './kube-proxy.js';
@@ -172,7 +173,7 @@ export class Controller {
   private async ensureNetwork(
     ref: NetworkRef,
     subnets: () => Promise<{ cidrs: string[]; options: Record<string, string> }>,
-  ): Promise<{ tenantId: string; bridgeId: string | undefined; lbId: string | undefined }> {
+  ): Promise<{ tenantId: string; bridgeId: string | undefined; lbId: string | undefined; routerId?: string }> {
     const { topology } = this.o;
     const { tenant, network } = ref;
     const t = await topology.ensureTenant(tenant);
@@ -221,7 +222,7 @@ export class Controller {
       }
     }
     if (router.loadBalancerId !== lbId) await topology.update('Router', router.id, { loadBalancerId: lbId });
-    return { tenantId: t.id, bridgeId: bridge.id, lbId };
+    return { tenantId: t.id, bridgeId: bridge.id, lbId, routerId: router.id };
   }
 
   /** The subnets of a new network: flat, the pod CIDRs; namespace, a free block of each pool. */
@@ -289,7 +290,10 @@ export class Controller {
     const namespaces = this.namespaces.list();
     const networks = await this.plan(namespaces);
     // Per tenant: its networks' bridges, and per load balancer: the namespaces whose Services it carries.
-    const tenants = new Map<string, { tenantId: string; bridgeIds: string[]; namespaces: Set<string> | undefined }>();
+    const tenants = new Map<
+      string,
+      { tenantId: string; bridgeIds: string[]; routerIds: Set<string>; namespaces: Set<string> | undefined }
+    >();
     const balancers = new Map<string, Set<string> | undefined>();
     for (const { ref, namespaces: nss } of networks.values()) {
       let made: Awaited<ReturnType<Controller['ensureNetwork']>>;
@@ -302,10 +306,11 @@ export class Controller {
           await this.events.warn(n, 'Namespace', 'v1', 'NetworkNotMapped', `network ${ref.tenant}/${ref.network}: ${(e as Error).message}`);
         continue;
       }
-      const { tenantId, bridgeId, lbId } = made;
+      const { tenantId, bridgeId, lbId, routerId } = made;
       let t = tenants.get(tenantId);
-      if (!t) tenants.set(tenantId, (t = { tenantId, bridgeIds: [], namespaces: flat ? undefined : new Set() }));
+      if (!t) tenants.set(tenantId, (t = { tenantId, bridgeIds: [], routerIds: new Set(), namespaces: flat ? undefined : new Set() }));
       if (bridgeId !== undefined) t.bridgeIds.push(bridgeId);
+      if (routerId !== undefined) t.routerIds.add(routerId);
       for (const n of nss) t.namespaces?.add(n);
       if (lbId !== undefined) {
         const b = balancers.get(lbId) ?? (flat ? undefined : new Set<string>());
@@ -316,7 +321,7 @@ export class Controller {
     const allPorts = await topology.list('Port');
     const policies = this.policiesInForce(namespaces, allPorts);
     const inScope = (ns: string | undefined, scope: Set<string> | undefined): boolean => !scope || scope.has(ns ?? 'default');
-    for (const { tenantId, bridgeIds, namespaces: scope } of tenants.values()) {
+    for (const { tenantId, bridgeIds, routerIds, namespaces: scope } of tenants.values()) {
       const bridges = new Set(bridgeIds);
       const ports = allPorts.filter((p) => p.tenantId === tenantId);
       const portOfPod = new Map<string, Port>();
@@ -329,7 +334,9 @@ export class Controller {
         .list()
         .filter((p) => !p.spec?.hostNetwork && inScope(p.metadata.namespace, scope))
         .map((p) => policyPod(p, portOfPod.get(keyOf(p))?.id));
-      const compiled = compilePolicies(tenantId, mine, pods, namespaces.map(policyNamespace));
+      // The node's own traffic comes from the host end of the router's uplink (kubelet's probes: always allowed in).
+      const nodeSources = [...routerIds].map(uplinkHostAddress).sort();
+      const compiled = compilePolicies(tenantId, mine, pods, namespaces.map(policyNamespace), { nodeSources });
       for (const err of compiled.errors) {
         const p = mine.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
         if (p)
