@@ -4,7 +4,8 @@
 // - `namespace`: each Namespace is a tenant of its own name with one network (the configured network name), its
 //   subnet the first free block of the pod CIDR pool; or, when the Namespace is annotated
 //   `bees.midonet.org/tenant` and/or `bees.midonet.org/network`, that tenant and network (namespaces may share
-//   one). Pods of different tenants cannot reach each other at all: this leaves conformance, by choice.
+//   one). Pods of different tenants are on no common pod network (they meet only as the outside does, through
+//   the host, SNATed): this leaves conformance, by choice.
 // The controller makes the networks (the only writer); the node agent places a new pod on its namespace's network
 // at CNI ADD (`namespaceNetworkResolver`, given to the agent as AgentOptions.networkOf), reading the Namespace.
 import * as k8s from '@kubernetes/client-node';
