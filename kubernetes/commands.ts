@@ -211,12 +211,15 @@ const installCni: Command = {
 };
 
 const K8S_CONTROLLER_USAGE = `bees k8s controller --store URL [--kubeconfig PATH|in-cluster] [--tenant NAME] [--network NAME]
-               [--pod-cidr CIDR]... [--identity ID] [--lease-namespace NS] [--lease-name NAME]
+               [--pod-cidr CIDR]... [--tenancy flat|namespace] [--namespace-subnet-prefix N] [--identity ID] [--lease-namespace NS] [--lease-name NAME]
                [--beside-kube-proxy] [--skip-host-check] [--health-port N]
   Translates Namespaces, Pods, NetworkPolicies, Services and EndpointSlices into the store; one replica writes
   (a coordination.k8s.io Lease). Refuses to start while kube-proxy runs unless --beside-kube-proxy.
   --kubeconfig        default: in-cluster when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config
   --tenant, --network the flat pod network (default "default", "default"), created with --pod-cidr if missing
+  --tenancy MODE      flat (default): one network for every pod; namespace: a tenant per Namespace (or per its
+                      bees.midonet.org/tenant, /network annotations) with network --network, whose subnet is the
+                      first free /N (--namespace-subnet-prefix, default 24) of each --pod-cidr pool
   --skip-host-check   look for kube-proxy's DaemonSet only, not for its nft/iptables rules on this host
   --health-port N     serve /healthz (alive) and /readyz (caches listed) on 127.0.0.1:N`;
 
@@ -234,6 +237,8 @@ const k8sController: Command = {
         tenant: { type: 'string' },
         network: { type: 'string' },
         'pod-cidr': { type: 'string', multiple: true },
+        tenancy: { type: 'string' },
+        'namespace-subnet-prefix': { type: 'string' },
         identity: { type: 'string' },
         'lease-namespace': { type: 'string' },
         'lease-name': { type: 'string' },
@@ -251,6 +256,12 @@ const k8sController: Command = {
     const healthPort = values['health-port'] === undefined ? undefined : Number(values['health-port']);
     if (healthPort !== undefined && (!Number.isInteger(healthPort) || healthPort < 1 || healthPort > 65535))
       throw new CliError(`k8s controller: --health-port '${values['health-port']}' is not a port`, 2);
+    const tenancy = values.tenancy ?? 'flat';
+    if (tenancy !== 'flat' && tenancy !== 'namespace')
+      throw new CliError(`k8s controller: --tenancy '${tenancy}' is not flat or namespace`, 2);
+    const subnetPrefix = values['namespace-subnet-prefix'] === undefined ? undefined : Number(values['namespace-subnet-prefix']);
+    if (subnetPrefix !== undefined && (!Number.isInteger(subnetPrefix) || subnetPrefix < 1 || subnetPrefix > 30))
+      throw new CliError(`k8s controller: --namespace-subnet-prefix '${values['namespace-subnet-prefix']}' is not 1 to 30`, 2);
     const [k8s, { Controller }, { openStore }, { Topology }, { createServer }] = await Promise.all([
       import('@kubernetes/client-node'),
       import('./controller/controller.js'),
@@ -270,6 +281,8 @@ const k8sController: Command = {
       tenant: values.tenant ?? 'default',
       network: values.network ?? 'default',
       podCidrs: cidrs,
+      tenancy,
+      ...(subnetPrefix !== undefined ? { namespaceSubnetPrefix: subnetPrefix } : {}),
       hostCheck: !values['skip-host-check'],
       besideKubeProxy: values['beside-kube-proxy'] ?? false,
       ...(values.identity ? { identity: values.identity } : {}),

@@ -30,6 +30,7 @@ import { ruleCounters } from '../datapath/nft/policy.js';
 import { DEFAULT_DROP_LOG } from '../policy/compile.js';
 import { findWorkloadNetns, Prober } from './probe.js';
 import type { PortGroupResolver } from './port-groups.js';
+import type { WorkloadNetworkResolver } from './workload-network.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { linkStats } from '../datapath/netlink/link-stats.js';
 
@@ -57,6 +58,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** An orchestrator's policy: port groups a new workload port joins before its attach returns (port-groups.ts). */
   portGroups?: PortGroupResolver;
+  /** An orchestrator's placement of a new workload on another network than the named one (workload-network.ts). */
+  networkOf?: WorkloadNetworkResolver;
   /** Period of the IPAM block reclaim of dead hosts, milliseconds. */
   reclaimMs?: number;
   /**
@@ -216,6 +219,7 @@ export class Agent {
       reconciler: this.reconciler,
       storeUrl: this.store.url,
       ...(o.portGroups ? { portGroups: o.portGroups } : {}),
+      ...(o.networkOf ? { networkOf: o.networkOf } : {}),
       ready: () => {
         const h = this.store.health();
         return h.up ? { ready: true } : { ready: false, reason: h.reason ?? 'the store is not reachable' };

@@ -34,6 +34,7 @@ import { startTrace, type Trace } from './trace.js';
 import { ensureGateway, resolveBridge } from './network-resolve.js';
 import { addressesOf, hostIfnameOf, invalid, ORCHESTRATORS, ownerKey, requestedIp, validateRef, withoutTenant } from './workload-args.js';
 import type { PortGroupResolver } from './port-groups.js';
+import type { WorkloadNetworkResolver } from './workload-network.js';
 
 export { hostIfnameOf, ownerKey } from './workload-args.js';
 
@@ -49,6 +50,8 @@ export interface WorkloadDeps {
   ready: () => { ready: boolean; reason?: string };
   /** An orchestrator's policy: the groups a new port joins before attach returns (port-groups.ts). */
   portGroups?: PortGroupResolver;
+  /** An orchestrator's placement: the network a new workload joins instead of the named one (workload-network.ts). */
+  networkOf?: WorkloadNetworkResolver;
 }
 
 export class Workloads {
@@ -61,8 +64,9 @@ export class Workloads {
 
   constructor(private readonly d: WorkloadDeps) {}
 
-  async attach(req: AttachRequest): Promise<AttachResult> {
-    validateRef(req);
+  async attach(request: AttachRequest): Promise<AttachResult> {
+    validateRef(request);
+    const req = await this.placed(request);
     if (!req.hostSideOnly) {
       if (typeof req.netns !== 'string' || req.netns === '') throw invalid('netns is required', 'netns');
       if (!existsSync(req.netns)) throw invalid(`netns ${req.netns} does not exist`, 'netns');
@@ -249,8 +253,9 @@ export class Workloads {
     };
   }
 
-  async detach(req: DetachRequest): Promise<void> {
-    validateRef(req);
+  async detach(request: DetachRequest): Promise<void> {
+    validateRef(request);
+    const req = this.anyNetwork(request);
     const tr = startTrace(`detach ${ownerKey(req)}`);
     try {
       await this.detachTraced(req, tr);
@@ -398,8 +403,9 @@ export class Workloads {
     );
   }
 
-  async check(req: CheckRequest): Promise<CheckResult> {
-    validateRef(req);
+  async check(request: CheckRequest): Promise<CheckResult> {
+    validateRef(request);
+    const req = this.anyNetwork(request);
     const ports = await this.portsOf(req);
     if (ports.length === 0) return { ok: false, problems: [`no attachment of ${ownerKey(req)} ${req.ifname} on this host`] };
     const problems: string[] = [];
@@ -423,7 +429,8 @@ export class Workloads {
     return { ok: problems.length === 0, problems };
   }
 
-  async gc(req: GcRequest): Promise<GcResult> {
+  async gc(request: GcRequest): Promise<GcResult> {
+    const req = this.anyNetwork(request);
     if (!ORCHESTRATORS.includes(req.orchestrator)) throw invalid(`orchestrator must be one of ${ORCHESTRATORS.join(', ')}`, 'orchestrator');
     if (!Array.isArray(req.valid)) throw invalid('valid must be a list of {workloadId, ifname}', 'valid');
     const valid = new Set(req.valid.map((v) => `${v.workloadId}\0${v.ifname}`));
@@ -459,6 +466,33 @@ export class Workloads {
   status(): StatusResult {
     const r = this.d.ready();
     return { ready: r.ready, hostId: this.d.hostId, store: this.d.storeUrl, ...(r.reason ? { reason: r.reason } : {}) };
+  }
+
+  /** The request on the network the orchestrator places it on (which the orchestrator creates, not the runtime). */
+  private async placed(req: AttachRequest): Promise<AttachRequest> {
+    if (!this.d.networkOf || typeof req.network !== 'string' || req.network === '') return req;
+    let to: { tenant: string; network: string } | undefined;
+    try {
+      to = await this.d.networkOf({
+        orchestrator: req.orchestrator,
+        workloadId: req.workloadId,
+        labels: req.labels ?? {},
+        tenant: req.tenant,
+        network: req.network,
+      });
+    } catch (e) {
+      throw new TopologyError('unavailable', `cannot attach now: the workload's network is unknown (${(e as Error).message})`);
+    }
+    if (!to) return req;
+    const { create: _create, ...rest } = req;
+    return { ...rest, tenant: to.tenant, network: to.network };
+  }
+
+  /** With a placement hook the named network is not where ports were made: look for them on every network. */
+  private anyNetwork<T extends { network?: string | undefined; tenant?: string | undefined }>(req: T): T {
+    if (!this.d.networkOf) return req;
+    const { network: _n, tenant: _t, ...rest } = req;
+    return rest as T;
   }
 
   /** The groups the orchestrator's policy puts a new port in, among those that exist. */

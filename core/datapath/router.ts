@@ -53,6 +53,17 @@ const slotAddr = (slot: number, host: 1 | 2): string => {
   const n = slot * 4 + host;
   return `169.254.${n >> 8}.${n & 255}`;
 };
+/** Where a router's uplink slot search starts: the same on every host, so the slot usually is too. */
+const firstSlotOf = (routerId: string): number => parseInt(createHash('sha1').update(routerId).digest('hex').slice(0, 8), 16) % SLOTS;
+/**
+ * The host end of a router's uplink as every host gives it unless that slot is taken there by another router: the
+ * source address of the host's own traffic to the router's subnets (an orchestrator's "from the node").
+ */
+export function uplinkHostAddress(routerId: string): string {
+  let s = firstSlotOf(routerId);
+  while (s === 0 || s === METADATA_SLOT) s = (s + 1) % SLOTS;
+  return slotAddr(s, 2);
+}
 const slotOf = (ip: string): number | undefined => {
   const m = /^169\.254\.(\d+)\.(\d+)$/.exec(ip);
   return m ? (Number(m[1]) * 256 + Number(m[2])) >> 2 : undefined;
@@ -213,7 +224,7 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
           .flatMap((a) => a.addr_info ?? [])
           .map((a) => slotOf(a.local)),
       );
-      const start = parseInt(createHash('sha1').update(r.id).digest('hex').slice(0, 8), 16) % SLOTS;
+      const start = firstSlotOf(r.id);
       for (let i = 0; i < SLOTS && slot === undefined; i++) {
         const s = (start + i) % SLOTS;
         if (s !== 0 && s !== METADATA_SLOT && !used.has(s)) slot = s;

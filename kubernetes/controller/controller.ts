@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import type { Port } from '../../core/model/types.js';
 import type { Topology } from '../../core/topology/service.js';
 import { TopologyError } from '../../core/topology/errors.js';
+import { uplinkHostAddress } from '../../core/datapath/router.js';
 import { EventRecorder } from './events.js';
 import { Watched } from './informers.js';
 import { findKubeProxy, kubeProxyRefusal } from './kube-proxy.js';
@@ -15,15 +16,23 @@ import { LeaderElector } from './leader.js';
 import { compilePolicies, policyNamespace, policyPod } from './netpol.js';
 import { keyOf, type EndpointSlice, type Namespace, type NetworkPolicy, type Pod, type Service } from './objects.js';
 import { compileServices, loadBalancerIdOf } from './services.js';
+import { allocateSubnets, NAMESPACE_NETWORK_OPTION, networkOfNamespace, refKey, type NetworkRef, type TenancyMode } from './tenancy.js';
 import { podKeyOfPort, writeMemberships, writePolicy, writeServices, type WriteStats } from './writer.js';
 
 export interface ControllerOptions {
   kc: k8s.KubeConfig;
   topology: Topology;
-  /** The flat pod network: tenant and network (bridge) names, and the subnets it is created with if missing. */
+  /**
+   * The pod network: `flat` (default), one tenant and network (bridge) for every pod, created with `podCidrs` if
+   * missing; `namespace`, a tenant per Namespace (or as its annotations say) whose network `network` is created
+   * with a block of each `podCidrs` pool (tenancy.ts).
+   */
+  tenancy?: TenancyMode;
   tenant: string;
   network: string;
   podCidrs?: string[];
+  /** namespace tenancy: the IPv4 block size of each namespace network (default 24). */
+  namespaceSubnetPrefix?: number;
   identity?: string;
   leaseNamespace?: string;
   leaseName?: string;
@@ -54,6 +63,8 @@ export class Controller {
   private stopped = false;
   /** Policies last seen, kept while their namespace is being deleted and still has ports (CVE-2024-7598). */
   private readonly seenPolicies = new Map<string, NetworkPolicy>();
+  /** Namespace → its network, as last seen (a deleted namespace's pods keep their network until detached). */
+  private readonly placement = new Map<string, NetworkRef>();
   readonly identity: string;
   passes = 0;
   lastError: string | undefined;
@@ -159,16 +170,28 @@ export class Controller {
   }
 
   /** The tenant, the pod network (created if missing and its subnets are known), its router and load balancer. */
-  private async ensureNetwork(): Promise<{ tenantId: string; bridgeId: string | undefined; lbId: string | undefined }> {
-    const { topology, tenant, network } = this.o;
+  private async ensureNetwork(
+    ref: NetworkRef,
+    subnets: () => Promise<{ cidrs: string[]; options: Record<string, string> }>,
+  ): Promise<{ tenantId: string; bridgeId: string | undefined; lbId: string | undefined; routerId?: string }> {
+    const { topology } = this.o;
+    const { tenant, network } = ref;
     const t = await topology.ensureTenant(tenant);
     let bridge = await topology.findBridge(tenant, network);
-    if (!bridge && this.o.podCidrs?.length) {
-      try {
-        bridge = await topology.create('Bridge', { tenantId: t.id, name: network, subnets: this.o.podCidrs.map((cidr) => ({ cidr })) });
-      } catch (e) {
-        if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
-        bridge = await topology.findBridge(tenant, network);
+    if (!bridge) {
+      const want = await subnets();
+      if (want.cidrs.length) {
+        try {
+          bridge = await topology.create('Bridge', {
+            tenantId: t.id,
+            name: network,
+            subnets: want.cidrs.map((cidr) => ({ cidr })),
+            ...(Object.keys(want.options).length ? { options: want.options } : {}),
+          });
+        } catch (e) {
+          if (!(e instanceof TopologyError && e.code === 'conflict')) throw e;
+          bridge = await topology.findBridge(tenant, network);
+        }
       }
     }
     if (!bridge) return { tenantId: t.id, bridgeId: undefined, lbId: undefined };
@@ -199,7 +222,46 @@ export class Controller {
       }
     }
     if (router.loadBalancerId !== lbId) await topology.update('Router', router.id, { loadBalancerId: lbId });
-    return { tenantId: t.id, bridgeId: bridge.id, lbId };
+    return { tenantId: t.id, bridgeId: bridge.id, lbId, routerId: router.id };
+  }
+
+  /** The subnets of a new network: flat, the pod CIDRs; namespace, a free block of each pool. */
+  private async subnetsOfNew(): Promise<{ cidrs: string[]; options: Record<string, string> }> {
+    const pool = this.o.podCidrs ?? [];
+    if ((this.o.tenancy ?? 'flat') === 'flat') return { cidrs: pool, options: {} };
+    if (!pool.length) return { cidrs: [], options: {} };
+    const used = (await this.o.topology.list('Bridge')).flatMap((b) => b.subnets.map((x) => x.cidr));
+    return { cidrs: allocateSubnets(pool, used, this.o.namespaceSubnetPrefix), options: { [NAMESPACE_NETWORK_OPTION]: 'true' } };
+  }
+
+  /**
+   * Every namespace's network, grouped by tenant then network: flat, one; namespace, as tenancy.ts maps them
+   * (namespaces gone from the cache keep their last network, for their pods still attached). A namespace whose
+   * annotations are invalid gets an Event and no network.
+   */
+  private async plan(namespaces: Namespace[]): Promise<Map<string, { ref: NetworkRef; namespaces: Set<string> }>> {
+    const tenancy = { mode: this.o.tenancy ?? 'flat', tenant: this.o.tenant, network: this.o.network } as const;
+    const out = new Map<string, { ref: NetworkRef; namespaces: Set<string> }>();
+    const add = (ns: string, ref: NetworkRef): void => {
+      const k = refKey(ref);
+      let e = out.get(k);
+      if (!e) out.set(k, (e = { ref, namespaces: new Set() }));
+      e.namespaces.add(ns);
+    };
+    if (tenancy.mode === 'flat') {
+      out.set(refKey(tenancy), { ref: { tenant: tenancy.tenant, network: tenancy.network }, namespaces: new Set() });
+      return out;
+    }
+    for (const n of namespaces) {
+      try {
+        const ref = networkOfNamespace(tenancy, n.metadata.name, n.metadata.annotations);
+        this.placement.set(n.metadata.name, ref);
+      } catch (e) {
+        await this.events.warn(n, 'Namespace', 'v1', 'NetworkNotMapped', (e as Error).message);
+      }
+    }
+    for (const [ns, ref] of this.placement) add(ns, ref);
+    return out;
   }
 
   /** Policies to compile: the current ones, plus deleted ones of a namespace being deleted that still has ports. */
@@ -224,40 +286,80 @@ export class Controller {
   private async pass(): Promise<WriteStats> {
     const stats: WriteStats = { created: 0, updated: 0, deleted: 0, ports: 0 };
     const { topology } = this.o;
-    const { tenantId, bridgeId, lbId } = await this.ensureNetwork();
-    const ports = await topology.list('Port', { tenantId });
-    const portOfPod = new Map<string, Port>();
-    for (const p of ports) {
-      const k = podKeyOfPort(p);
-      if (k && p.type === 'bridge' && (bridgeId === undefined || p.bridgeId === bridgeId)) portOfPod.set(k, p);
-    }
+    const flat = (this.o.tenancy ?? 'flat') === 'flat';
     const namespaces = this.namespaces.list();
-    const policies = this.policiesInForce(namespaces, ports);
-    const pods = this.pods
-      .list()
-      .filter((p) => !p.spec?.hostNetwork)
-      .map((p) => policyPod(p, portOfPod.get(keyOf(p))?.id));
-    const compiled = compilePolicies(tenantId, policies, pods, namespaces.map(policyNamespace));
-    for (const err of compiled.errors) {
-      const p = policies.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
-      if (p)
-        await this.events.warn(
-          p,
-          'NetworkPolicy',
-          'networking.k8s.io/v1',
-          'PolicyNotEnforced',
-          `part of this policy is not enforced: ${err.message}`,
-        );
+    const networks = await this.plan(namespaces);
+    // Per tenant: its networks' bridges, and per load balancer: the namespaces whose Services it carries.
+    const tenants = new Map<
+      string,
+      { tenantId: string; bridgeIds: string[]; routerIds: Set<string>; namespaces: Set<string> | undefined }
+    >();
+    const balancers = new Map<string, Set<string> | undefined>();
+    for (const { ref, namespaces: nss } of networks.values()) {
+      let made: Awaited<ReturnType<Controller['ensureNetwork']>>;
+      try {
+        made = await this.ensureNetwork(ref, () => this.subnetsOfNew());
+      } catch (e) {
+        // One namespace network that cannot be made (a pool exhausted) must not hold up the others.
+        if (flat) throw e;
+        for (const n of namespaces.filter((x) => nss.has(x.metadata.name)))
+          await this.events.warn(n, 'Namespace', 'v1', 'NetworkNotMapped', `network ${ref.tenant}/${ref.network}: ${(e as Error).message}`);
+        continue;
+      }
+      const { tenantId, bridgeId, lbId, routerId } = made;
+      let t = tenants.get(tenantId);
+      if (!t) tenants.set(tenantId, (t = { tenantId, bridgeIds: [], routerIds: new Set(), namespaces: flat ? undefined : new Set() }));
+      if (bridgeId !== undefined) t.bridgeIds.push(bridgeId);
+      if (routerId !== undefined) t.routerIds.add(routerId);
+      for (const n of nss) t.namespaces?.add(n);
+      if (lbId !== undefined) {
+        const b = balancers.get(lbId) ?? (flat ? undefined : new Set<string>());
+        for (const n of nss) b?.add(n);
+        balancers.set(lbId, b);
+      }
     }
-    if (bridgeId !== undefined) {
-      const ownedGroups = await writePolicy(topology, tenantId, bridgeId, compiled, stats);
-      await writeMemberships(topology, tenantId, ports, compiled.memberships, ownedGroups, stats);
+    const allPorts = await topology.list('Port');
+    const policies = this.policiesInForce(namespaces, allPorts);
+    const inScope = (ns: string | undefined, scope: Set<string> | undefined): boolean => !scope || scope.has(ns ?? 'default');
+    for (const { tenantId, bridgeIds, routerIds, namespaces: scope } of tenants.values()) {
+      const bridges = new Set(bridgeIds);
+      const ports = allPorts.filter((p) => p.tenantId === tenantId);
+      const portOfPod = new Map<string, Port>();
+      for (const p of ports) {
+        const k = podKeyOfPort(p);
+        if (k && p.type === 'bridge' && bridges.has(p.bridgeId ?? '')) portOfPod.set(k, p);
+      }
+      const mine = policies.filter((p) => inScope(p.metadata.namespace, scope));
+      const pods = this.pods
+        .list()
+        .filter((p) => !p.spec?.hostNetwork && inScope(p.metadata.namespace, scope))
+        .map((p) => policyPod(p, portOfPod.get(keyOf(p))?.id));
+      // The node's own traffic comes from the host end of the router's uplink (kubelet's probes: always allowed in).
+      const nodeSources = [...routerIds].map(uplinkHostAddress).sort();
+      const compiled = compilePolicies(tenantId, mine, pods, namespaces.map(policyNamespace), { nodeSources });
+      for (const err of compiled.errors) {
+        const p = mine.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
+        if (p)
+          await this.events.warn(
+            p,
+            'NetworkPolicy',
+            'networking.k8s.io/v1',
+            'PolicyNotEnforced',
+            `part of this policy is not enforced: ${err.message}`,
+          );
+      }
+      if (bridgeIds.length) {
+        const ownedGroups = await writePolicy(topology, tenantId, bridgeIds, compiled, stats);
+        await writeMemberships(topology, tenantId, ports, compiled.memberships, ownedGroups, stats);
+      }
     }
-    if (lbId !== undefined) {
-      const services = this.services.list();
-      const svc = compileServices(lbId, services, this.slices.list(), { besideKubeProxy: this.o.besideKubeProxy ?? false });
+    const services = this.services.list();
+    const slices = this.slices.list();
+    for (const [lbId, scope] of balancers) {
+      const mine = services.filter((x) => inScope(x.metadata.namespace, scope));
+      const svc = compileServices(lbId, mine, slices, { besideKubeProxy: this.o.besideKubeProxy ?? false });
       for (const err of svc.errors) {
-        const s = services.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
+        const s = mine.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
         if (s) await this.events.warn(s, 'Service', 'v1', 'ServiceNotProxied', err.message);
       }
       await writeServices(topology, lbId, svc, stats);

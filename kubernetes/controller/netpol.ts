@@ -8,7 +8,8 @@
 //   so enforcement is stateful), accept IPv6 neighbour discovery, then for each policy isolating that direction a
 //   jump to the policy's chain when the pod is in the policy's target group, then drop anything else (but ARP) of a
 //   pod in the direction's isolation group. A pod in no isolating policy's target is not in the isolation group:
-//   all allowed.
+//   all allowed. Ingress from the pod's own node (the host end of its router's uplink) is accepted before any
+//   policy.
 // - a policy's chain holds one accept rule per (rule, peer, port): the peer as the port group of the pods it selects
 //   (`podSelector`, `namespaceSelector`, both = AND, in one group), or as addresses (`ipBlock`; its `except` is a
 //   sub-chain that returns first, so an address in the except can still be allowed by another peer); ports as
@@ -351,6 +352,7 @@ export function compilePolicies(
   policies: readonly NetworkPolicy[],
   pods: readonly PolicyPod[],
   namespaces: readonly PolicyNamespace[],
+  opts: { nodeSources?: readonly string[] } = {},
 ): CompiledPolicy {
   const nsMap = new Map(namespaces.map((n) => [n.name, n.labels]));
   const nsLabels = (ns: string): Labels | undefined => nsMap.get(ns);
@@ -364,6 +366,13 @@ export function compilePolicies(
     // IPv6 neighbour discovery (ICMPv6 133-136) is to IPv6 what ARP is to IPv4: never isolated.
     addRule(ctx, bridge[dir], 'accept', { ethertype: ETH_IPV6, nwProto: 58, tpSrc: { start: 133, end: 136 } }, 'neighbour discovery');
   }
+  // Traffic from the pod's own node (kubelet's probes) is always allowed in (as upstream requires). A node reaches
+  // its pods through the router's uplink, from the host's end of it (`nodeSources`: one address per router, the
+  // same on every host). A pod's reply to it is routed by its own host's router to its own host, so only the pod's
+  // own node can hold a connection this way (a lone datagram from another node's host namespace would pass too).
+  // Only the host end: what another router or a hairpin through the host sends arrives from a router end.
+  for (const a of opts.nodeSources ?? [])
+    addRule(ctx, bridge.ingress, 'accept', { ethertype: ETH_IPV4, nwSrc: `${a}/32` }, 'from the node (kubelet probes)');
   for (const p of sorted) {
     const ns = policyNs(p);
     const target = targetGroupId(tenantId, ns, p.metadata.name);

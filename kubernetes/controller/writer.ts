@@ -43,11 +43,11 @@ async function upsert<K extends Kind>(tx: Tx, kind: K, want: Models[K], stats: W
   }
 }
 
-/** Step 1: the policy objects and the bridge's filters. Returns the ids of every group the controller owns now. */
+/** Step 1: the policy objects and the bridges' filters. Returns the ids of every group the controller owns now. */
 export async function writePolicy(
   topology: Topology,
   tenantId: string,
-  bridgeId: string,
+  bridgeIds: readonly string[],
   c: CompiledPolicy,
   stats: WriteStats,
 ): Promise<Set<string>> {
@@ -68,8 +68,9 @@ export async function writePolicy(
       }
     }
     for (const r of c.rules) await upsert(tx, 'Rule', r, stats);
-    const bridge = await tx.read('Bridge', bridgeId);
-    if (bridge) {
+    for (const bridgeId of bridgeIds) {
+      const bridge = await tx.read('Bridge', bridgeId);
+      if (!bridge) continue;
       const b = bridge.value;
       for (const [field, chainId] of [
         ['inboundFilterId', c.bridgeInboundFilterId],

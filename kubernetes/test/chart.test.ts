@@ -191,6 +191,15 @@ test('an external store drops the in-chart ZooKeeper and goes to the agents', as
   t.true(podSpec(find(objs, 'DaemonSet', 'bees-agent')!).containers[0]!.args!.includes('--store=zk://zk.example:2181/bees'));
 });
 
+test('tenantMapping.mode namespace goes to the controller and the agents', async (t) => {
+  const objs = objects(await renderChart({ set: ['tenantMapping.mode=namespace', 'tenantMapping.namespaceSubnetPrefix=26'] }));
+  const ctl = podSpec(find(objs, 'Deployment', 'bees-controller')!).containers[0]!.args!;
+  t.true(ctl.includes('--tenancy=namespace') && ctl.includes('--namespace-subnet-prefix=26'), ctl.join(' '));
+  t.true(podSpec(find(objs, 'DaemonSet', 'bees-agent')!).containers[0]!.args!.includes('--k8s-tenancy=namespace'));
+  const flat = objects(await renderChart());
+  t.false(podSpec(find(flat, 'Deployment', 'bees-controller')!).containers[0]!.args!.some((a) => a.startsWith('--tenancy')));
+});
+
 test('values that cannot work are refused with the reason', async (t) => {
   await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true', 'controller.enabled=false', 'store.url=zk://z:2181/b'] }), {
     message: /needs the bees controller/,
@@ -198,7 +207,10 @@ test('values that cannot work are refused with the reason', async (t) => {
   await t.throwsAsync(renderChart({ set: ['kubeProxyReplacement=true'] }), {
     message: /in-chart ZooKeeper is reached through a ClusterIP/,
   });
-  await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=namespace'] }), { message: /only "single" is supported/ });
+  await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=single'] }), { message: /give "flat" or "namespace"/ });
+  await t.throwsAsync(renderChart({ set: ['tenantMapping.mode=namespace', 'controller.enabled=false'] }), {
+    message: /namespace: the bees controller makes/,
+  });
 });
 
 test('charts/manifests/midonet-bees.yaml is the chart rendered with its defaults (npm run manifests)', async (t) => {

@@ -28,8 +28,11 @@ zk://$(BEES_ZOOKEEPER_SERVICE_HOST):$(BEES_ZOOKEEPER_SERVICE_PORT)/bees
 {{- if and .Values.kubeProxyReplacement (not .Values.store.url) -}}
 {{- fail "kubeProxyReplacement: the in-chart ZooKeeper is reached through a ClusterIP, which kube-proxy serves; give store.url" -}}
 {{- end -}}
-{{- if ne .Values.tenantMapping.mode "single" -}}
-{{- fail (printf "tenantMapping.mode %q: only \"single\" is supported" .Values.tenantMapping.mode) -}}
+{{- if not (has .Values.tenantMapping.mode (list "flat" "namespace")) -}}
+{{- fail (printf "tenantMapping.mode %q: give \"flat\" or \"namespace\"" .Values.tenantMapping.mode) -}}
+{{- end -}}
+{{- if and (eq .Values.tenantMapping.mode "namespace") (not .Values.controller.enabled) -}}
+{{- fail "tenantMapping.mode namespace: the bees controller makes each namespace's network (controller.enabled)" -}}
 {{- end -}}
 {{- if not .Values.podCIDRs -}}
 {{- fail "podCIDRs: give at least one pod address range" -}}
