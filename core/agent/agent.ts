@@ -24,6 +24,8 @@ import { NETNS_DIR } from '../datapath/router.js';
 import { routerNsName } from '../datapath/names.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
+import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
+import { currentOperation, logOperations } from './operation-log.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
@@ -82,6 +84,10 @@ export interface AgentOptions {
   /** Routes adapters add to the workload server (the CNI shim's call), given the in-process workload API. */
   workloadRoutes?: WorkloadRoutes[];
   log?: (msg: string) => void;
+  /** Also serve GET /metrics alone on this TCP address (HOST:PORT), for Prometheus (metrics-listener.ts). */
+  metricsListen?: string;
+  /** The bearer token the metrics listener demands (none: it serves anyone who reaches it). */
+  metricsToken?: string;
 }
 
 export interface AgentService {
@@ -100,6 +106,9 @@ export class Agent {
   hostId!: string;
   apiEndpoint = '';
   workloadEndpoint = '';
+  /** The metrics listener's address (tcp://HOST:PORT), when --metrics-listen asked for one. */
+  metricsEndpoint = '';
+  private metricsListener: MetricsListener | undefined;
   private api: FastifyInstance | undefined;
   private workloadApi: FastifyInstance | undefined;
   private resync: NodeJS.Timeout | undefined;
@@ -113,8 +122,17 @@ export class Agent {
   appliedSeq = 0;
   private readonly log: (msg: string) => void;
 
+  /** Where the agent's lines go outside any workload operation. */
+  private readonly plainLog: (msg: string) => void;
+
   constructor(private readonly opts: AgentOptions) {
-    this.log = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+    this.plainLog = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+    // A line written while a workload operation runs is one of its lines: it goes out with the operation's id.
+    this.log = (m) => {
+      const op = currentOperation();
+      if (op) op.log.info(m);
+      else this.plainLog(m);
+    };
   }
 
   async start(): Promise<void> {
@@ -146,6 +164,11 @@ export class Agent {
         ruleCounters: () => ruleCounters(undefined),
         storeSeq: () => this.store.lastSeq(),
         appliedSeq: () => this.appliedSeq,
+        lbMembers: () =>
+          (this.lbHealth?.verdicts() ?? []).flatMap((v) => {
+            const member = this.cache?.get('PoolMember', v.memberId);
+            return member ? [{ poolId: member.poolId, memberId: v.memberId, healthy: v.status === 'up' }] : [];
+          }),
       },
     );
     this.metrics.instrumentStore(this.store);
@@ -226,9 +249,18 @@ export class Agent {
       if (h.up) void this.workloads.flushPending();
     });
     this.metrics.instrument(this.workloads);
+    // fastify's logger (JSON lines, with the request id of each workload operation) writes where the agent's lines go.
+    const sink = o.log;
+    this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes, {
+      logger: {
+        level: 'info',
+        name: 'bees-agent',
+        stream: { write: (line: string) => void (sink ? sink(line.trimEnd()) : process.stderr.write(line)) },
+      },
+    });
+    logOperations(this.workloads, this.workloadApi.log);
     // Before the workload API answers: its readiness then covers the hosted services too.
     for (const start of o.extraServices ?? []) this.services.push(await start(this));
-    this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
     const flowLog = new FlowLog({ log: this.log });
@@ -273,6 +305,14 @@ export class Agent {
       },
     });
     this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
+    if (o.metricsListen) {
+      this.metricsListener = await startMetricsListener(metrics, o.metricsListen, {
+        ...(o.metricsToken ? { token: o.metricsToken } : {}),
+        log: this.log,
+      });
+      this.metricsEndpoint = this.metricsListener.endpoint;
+      this.log(`metrics on ${this.metricsEndpoint}/metrics${o.metricsToken ? ' (bearer token)' : ''}`);
+    }
     this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
   }
 
@@ -346,6 +386,7 @@ export class Agent {
     this.lbHealth?.stop();
     this.reconciler?.stop();
     this.cache?.stop();
+    await this.metricsListener?.close().catch(() => undefined);
     await this.api?.close().catch(() => undefined);
     await this.workloadApi?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);
