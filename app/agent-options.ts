@@ -56,6 +56,6 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     ...opts,
     workloadRoutes: [cniRoute],
     ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}),
-    ...(kubeconfig ? { portGroups: k8sPortGroups(kubeconfig) } : {}),
+    ...(kubeconfig ? { portGroups: k8sPortGroups(kubeconfig), portGroupsSource: 'kubernetes' } : {}),
   };
 }

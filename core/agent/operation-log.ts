@@ -34,15 +34,20 @@ export function inOperation<T>(op: Operation, fn: () => T): T {
  * A line when each operation starts and one when it ends (its outcome, duration, and the port or the error), through
  * the current request's logger, or a new id's when called in-process. Wrapped in place, like AgentMetrics.instrument.
  */
-export function logOperations(workloads: Workloads, root: FastifyBaseLogger): void {
+export function logOperations(
+  workloads: Workloads,
+  root: FastifyBaseLogger,
+  /** Told every failure (kept for `bees status`). */
+  onError?: (operation: string, reqId: string, message: string) => void,
+): void {
   const wrap = <Req, Res>(name: string, method: (req: Req) => Promise<Res>, what: (req: Req) => Record<string, unknown>, done: (r: Res) => Record<string, unknown>) =>
     (req: Req): Promise<Res> => {
       let op = currentOperation();
       if (!op) {
-        const reqId = randomUUID();
-        op = { reqId, log: root.child({ reqId }) };
+        const id = randomUUID();
+        op = { reqId: id, log: root.child({ reqId: id }) };
       }
-      const log = op.log;
+      const { log, reqId } = op;
       return inOperation(op, async () => {
         const started = performance.now();
         log.info({ operation: name, ...what(req) }, `${name} started`);
@@ -55,6 +60,7 @@ export function logOperations(workloads: Workloads, root: FastifyBaseLogger): vo
           // A refusal (bad request, conflict) is the caller's; anything else is ours to look at.
           const level = err.code === 'invalid' || err.code === 'conflict' || err.code === 'not_found' ? 'warn' : 'error';
           log[level]({ operation: name, ms: Math.round(performance.now() - started), error: err.message }, `${name} failed: ${err.message}`);
+          onError?.(name, reqId, err.message);
           throw e;
         }
       });
