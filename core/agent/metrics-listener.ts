@@ -47,7 +47,9 @@ export async function startMetricsListener(
   });
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: 'not_found', message: `the metrics listener serves GET /metrics only, not ${req.method} ${req.url}` });
+    void reply
+      .code(404)
+      .send({ error: 'not_found', message: `the metrics listener serves GET /metrics only, not ${req.method} ${req.url}` });
   });
   await app.listen({ host, port });
   const bound = (app.server.address() as net.AddressInfo).port;

@@ -40,7 +40,13 @@ export function logOperations(
   /** Told every failure (kept for `bees status`). */
   onError?: (operation: string, reqId: string, message: string) => void,
 ): void {
-  const wrap = <Req, Res>(name: string, method: (req: Req) => Promise<Res>, what: (req: Req) => Record<string, unknown>, done: (r: Res) => Record<string, unknown>) =>
+  const wrap =
+    <Req, Res>(
+      name: string,
+      method: (req: Req) => Promise<Res>,
+      what: (req: Req) => Record<string, unknown>,
+      done: (r: Res) => Record<string, unknown>,
+    ) =>
     (req: Req): Promise<Res> => {
       let op = currentOperation();
       if (!op) {
@@ -59,7 +65,10 @@ export function logOperations(
           const err = e as Error & { code?: string };
           // A refusal (bad request, conflict) is the caller's; anything else is ours to look at.
           const level = err.code === 'invalid' || err.code === 'conflict' || err.code === 'not_found' ? 'warn' : 'error';
-          log[level]({ operation: name, ms: Math.round(performance.now() - started), error: err.message }, `${name} failed: ${err.message}`);
+          log[level](
+            { operation: name, ms: Math.round(performance.now() - started), error: err.message },
+            `${name} failed: ${err.message}`,
+          );
           onError?.(name, reqId, err.message);
           throw e;
         }
@@ -80,5 +89,10 @@ export function logOperations(
   workloads.attach = wrap('attach', attach, ref, (r) => ({ port: r.portId, ips: r.ips.map((i) => i.address), host: r.hostInterface.name }));
   workloads.detach = wrap('detach', detach, ref, () => ({}));
   workloads.check = wrap('check', check, ref, (r) => ({ ok: r.ok, ...(r.problems.length ? { problems: r.problems } : {}) }));
-  workloads.gc = wrap('gc', gc, (r) => ({ orchestrator: r.orchestrator, valid: r.valid.length }), (r) => ({ removed: r.removed.length }));
+  workloads.gc = wrap(
+    'gc',
+    gc,
+    (r) => ({ orchestrator: r.orchestrator, valid: r.valid.length }),
+    (r) => ({ removed: r.removed.length }),
+  );
 }

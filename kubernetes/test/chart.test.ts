@@ -306,7 +306,10 @@ test('metrics.serviceMonitor: TCP metrics with a token on every agent, a headles
   const agent = pod.template.spec.containers.find((c) => c.name === 'agent')!;
   t.deepEqual(agent.ports, [{ name: 'metrics', containerPort: 9878, protocol: 'TCP' }]);
   t.true(agent.args!.includes('--metrics-listen=$(POD_IP):9878'));
-  t.truthy(agent.env!.find((e) => e.name === 'POD_IP'), 'POD_IP comes from status.podIP (the node address)');
+  t.truthy(
+    agent.env!.find((e) => e.name === 'POD_IP'),
+    'POD_IP comes from status.podIP (the node address)',
+  );
   t.true(agent.args!.includes('--metrics-token-file=/etc/bees/metrics-token/token'));
   const tokenMount = agent.volumeMounts!.find((m) => m.mountPath === '/etc/bees/metrics-token')!;
   t.is(pod.template.spec.volumes.find((v) => v.name === tokenMount.name)?.secret?.secretName, 'bees-agent-metrics-token');
@@ -323,7 +326,8 @@ test('metrics.serviceMonitor: TCP metrics with a token on every agent, a headles
     namespaceSelector: { matchNames: string[] };
     endpoints: { port: string; authorization: { credentials: { name: string; key: string } } }[];
   };
-  for (const [k, v] of Object.entries(smSpec.selector.matchLabels)) t.is(svc.metadata.labels[k], v, `the ServiceMonitor selects the Service (${k})`);
+  for (const [k, v] of Object.entries(smSpec.selector.matchLabels))
+    t.is(svc.metadata.labels[k], v, `the ServiceMonitor selects the Service (${k})`);
   t.deepEqual(smSpec.namespaceSelector.matchNames, ['kube-system']);
   t.is(smSpec.endpoints[0]!.port, svc.spec.ports[0]!.name);
   t.deepEqual(smSpec.endpoints[0]!.authorization.credentials, { name: 'bees-agent-metrics-token', key: 'token' });
@@ -339,9 +343,12 @@ test('metrics: off by default; your own token Secret; TCP metrics without a Serv
 
   const own = objects(await renderChart({ set: ['metrics.enabled=true', 'metrics.token.existingSecret=my-token', 'metrics.port=9101'] }));
   t.deepEqual(await schemaErrors(own), []);
-  t.falsy(own.find((o) => o.kind === 'Secret'), 'no Secret made when yours is named');
+  t.falsy(
+    own.find((o) => o.kind === 'Secret'),
+    'no Secret made when yours is named',
+  );
   t.falsy(own.find((o) => o.kind === 'ServiceMonitor'));
-  const spec = podSpec(find(own, 'DaemonSet', 'bees-agent')!) as MetricsPodSpec;
+  const spec = (find(own, 'DaemonSet', 'bees-agent')!.spec as { template: { spec: MetricsPodSpec } }).template.spec;
   t.true(spec.containers[0]!.args!.includes('--metrics-listen=$(POD_IP):9101'));
   t.true(spec.volumes.some((v) => v.secret?.secretName === 'my-token'));
 
