@@ -79,7 +79,7 @@ export function agentOptionsFrom(argv: string[]): AgentOptions {
     ...opts,
     workloadRoutes: [cniRoute],
     ...(docker ? { extraServices: [(agent) => startDockerPlugin(agent, docker)] } : {}),
-    ...(kubeconfig ? { portGroups: k8sPortGroups(kubeconfig) } : {}),
+    ...(kubeconfig ? { portGroups: k8sPortGroups(kubeconfig), portGroupsSource: 'kubernetes' } : {}),
     ...(kubeconfig && tenancy === 'namespace' ? { networkOf: k8sNetworkOf(kubeconfig) } : {}),
   };
 }

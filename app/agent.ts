@@ -11,7 +11,8 @@ export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name
            [--tls-cert FILE --tls-key FILE] [--workload-socket PATH]
            [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P] [--flow-log] [--network-linger SECONDS]
            [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]
-           [--k8s-kubeconfig PATH|in-cluster] [--k8s-tenancy flat|namespace]`;
+           [--k8s-kubeconfig PATH|in-cluster] [--k8s-tenancy flat|namespace]
+           [--metrics-listen ADDR:PORT [--metrics-token-file FILE]]`;
 
 const agent: Command = {
   name: 'agent',

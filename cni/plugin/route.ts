@@ -20,6 +20,20 @@ function cniEnvOf(headers: Record<string, string | string[] | undefined>): Recor
   return env;
 }
 
+/**
+ * A failed call's error object names the agent's request id in `details`: the runtime shows the error, and the id
+ * finds every agent log line of the operation (core/agent/operation-log.ts).
+ */
+function withRequestId(stdout: string, reqId: string): string {
+  try {
+    const err = JSON.parse(stdout) as { details?: string };
+    err.details = err.details ? `${err.details} (agent request id ${reqId})` : `agent request id ${reqId}`;
+    return JSON.stringify(err) + '\n';
+  } catch {
+    return stdout;
+  }
+}
+
 /** Registers `POST /v1/cni`, running each call against the agent's in-process workload API. */
 export async function cniRoute(cni: FastifyInstance, api: WorkloadApi): Promise<void> {
   cni.removeAllContentTypeParsers();
@@ -30,6 +44,7 @@ export async function cniRoute(cni: FastifyInstance, api: WorkloadApi): Promise<
     const env = cniEnvOf(req.headers);
     const out = await runCni(env, stdin, api);
     traceLine(`cni ${env.CNI_COMMAND ?? '?'} exit=${out.exitCode} ${(performance.now() - started).toFixed(1)}`);
-    return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(out.stdout);
+    const stdout = out.exitCode === 0 ? out.stdout : withRequestId(out.stdout, req.id);
+    return reply.code(200).header(EXIT_CODE_HEADER, String(out.exitCode)).type('application/json; charset=utf-8').send(stdout);
   });
 }

@@ -24,6 +24,9 @@ import { NETNS_DIR } from '../datapath/router.js';
 import { routerNsName } from '../datapath/names.js';
 import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
+import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
+import { currentOperation, logOperations } from './operation-log.js';
+import { problemsOf, RecentErrors, STUCK_LAG_MS, type AdapterStatus, type AgentStatus } from './agent-status.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { ruleCounters } from '../datapath/nft/policy.js';
@@ -82,13 +85,31 @@ export interface AgentOptions {
    * on stop.
    */
   extraServices?: ((agent: Agent) => Promise<AgentService>)[];
+  /** What the port groups come from (e.g. "kubernetes"), named in `bees status`. */
+  portGroupsSource?: string;
   /** Routes adapters add to the workload server (the CNI shim's call), given the in-process workload API. */
   workloadRoutes?: WorkloadRoutes[];
   log?: (msg: string) => void;
+  /** Also serve GET /metrics alone on this TCP address (HOST:PORT), for Prometheus (metrics-listener.ts). */
+  metricsListen?: string;
+  /** The bearer token the metrics listener demands (none: it serves anyone who reaches it). */
+  metricsToken?: string;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]);
 }
 
 export interface AgentService {
   close(): Promise<void>;
+  /** How the service is doing, for `bees status` (a service without it is not listed). */
+  describe?(): AdapterStatus;
 }
 
 export class Agent {
@@ -103,6 +124,9 @@ export class Agent {
   hostId!: string;
   apiEndpoint = '';
   workloadEndpoint = '';
+  /** The metrics listener's address (tcp://HOST:PORT), when --metrics-listen asked for one. */
+  metricsEndpoint = '';
+  private metricsListener: MetricsListener | undefined;
   private api: FastifyInstance | undefined;
   private workloadApi: FastifyInstance | undefined;
   private resync: NodeJS.Timeout | undefined;
@@ -115,9 +139,25 @@ export class Agent {
   /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
   appliedSeq = 0;
   private readonly log: (msg: string) => void;
+  /** For `bees status`: the last errors, when the last reconcile pass ended and took, the port groups' last call. */
+  readonly recentErrors = new RecentErrors();
+  private readonly startedAt = Date.now();
+  private lastPass: { at: number; ms: number } | undefined;
+  private portGroupsError: string | undefined;
+  /** Routes adapters put on the workload socket (e.g. POST /v1/cni), as registered. */
+  private readonly workloadRoutes: string[] = [];
+
+  /** Where the agent's lines go outside any workload operation. */
+  private readonly plainLog: (msg: string) => void;
 
   constructor(private readonly opts: AgentOptions) {
-    this.log = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+    this.plainLog = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+    // A line written while a workload operation runs is one of its lines: it goes out with the operation's id.
+    this.log = (m) => {
+      const op = currentOperation();
+      if (op) op.log.info(m);
+      else this.plainLog(m);
+    };
   }
 
   async start(): Promise<void> {
@@ -149,6 +189,11 @@ export class Agent {
         ruleCounters: () => ruleCounters(undefined),
         storeSeq: () => this.store.lastSeq(),
         appliedSeq: () => this.appliedSeq,
+        lbMembers: () =>
+          (this.lbHealth?.verdicts() ?? []).flatMap((v) => {
+            const member = this.cache?.get('PoolMember', v.memberId);
+            return member ? [{ poolId: member.poolId, memberId: v.memberId, healthy: v.status === 'up' }] : [];
+          }),
       },
     );
     this.metrics.instrumentStore(this.store);
@@ -218,7 +263,7 @@ export class Agent {
       cache: this.cache,
       reconciler: this.reconciler,
       storeUrl: this.store.url,
-      ...(o.portGroups ? { portGroups: o.portGroups } : {}),
+      ...(o.portGroups ? { portGroups: this.watchPortGroups(o.portGroups) } : {}),
       ...(o.networkOf ? { networkOf: o.networkOf } : {}),
       ready: () => {
         const h = this.store.health();
@@ -227,12 +272,28 @@ export class Agent {
     });
     this.stopHealth = this.store.onHealth((h) => {
       this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`);
+      if (!h.up) this.recentErrors.note('store', `unreachable: ${h.reason ?? 'no reason given'}`);
       if (h.up) void this.workloads.flushPending();
     });
     this.metrics.instrument(this.workloads);
+    // fastify's logger (JSON lines, with the request id of each workload operation) writes where the agent's lines go.
+    const sink = o.log;
+    this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes, {
+      logger: {
+        level: 'info',
+        name: 'bees-agent',
+        stream: { write: (line: string) => void (sink ? sink(line.trimEnd()) : process.stderr.write(line)) },
+      },
+    });
+    logOperations(this.workloads, this.workloadApi.log, (op, reqId, message) =>
+      this.recentErrors.note(op, `${message} (request id ${reqId})`),
+    );
+    const core = new Set(['/v1/attach', '/v1/detach', '/v1/check', '/v1/gc', '/v1/status']);
+    this.workloadApi.addHook('onRoute', (r) => {
+      if (!core.has(r.url) && r.method !== 'HEAD') this.workloadRoutes.push(`${String(r.method)} ${r.url}`);
+    });
     // Before the workload API answers: its readiness then covers the hosted services too.
     for (const start of o.extraServices ?? []) this.services.push(await start(this));
-    this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes);
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
     const flowLog = new FlowLog({ log: this.log });
@@ -274,9 +335,18 @@ export class Agent {
       ...(o.tls ? { tls: o.tls } : {}),
       extraRoutes: (app) => {
         app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+        app.get('/v1/agent/status', async () => this.status());
       },
     });
     this.apiEndpoint = await listen(this.api, o.listen ?? `unix:${join(runDir, 'api.sock')}`);
+    if (o.metricsListen) {
+      this.metricsListener = await startMetricsListener(metrics, o.metricsListen, {
+        ...(o.metricsToken ? { token: o.metricsToken } : {}),
+        log: this.log,
+      });
+      this.metricsEndpoint = this.metricsListener.endpoint;
+      this.log(`metrics on ${this.metricsEndpoint}/metrics${o.metricsToken ? ' (bearer token)' : ''}`);
+    }
     this.log(`ready: api ${this.apiEndpoint}, workloads ${this.workloadEndpoint}`);
   }
 
@@ -288,9 +358,78 @@ export class Agent {
     const runOnce = reconciler.runOnce.bind(reconciler);
     reconciler.runOnce = async () => {
       const seq = cache.seq;
+      const started = Date.now();
       await runOnce();
       this.appliedSeq = Math.max(this.appliedSeq, seq);
+      this.lastPass = { at: Date.now(), ms: Date.now() - started };
+      if (reconciler.lastError) this.recentErrors.note('reconcile', reconciler.lastError);
     };
+  }
+
+  /** The orchestrator's port groups, their last failure kept for `bees status`. */
+  private watchPortGroups(resolve: PortGroupResolver): PortGroupResolver {
+    return async (req) => {
+      try {
+        const groups = await resolve(req);
+        this.portGroupsError = undefined;
+        return groups;
+      } catch (e) {
+        this.portGroupsError = (e as Error).message;
+        this.recentErrors.note(`${this.opts.portGroupsSource ?? 'port groups'}`, this.portGroupsError);
+        throw e;
+      }
+    };
+  }
+
+  /** This agent's health (GET /v1/agent/status, `bees status`). */
+  async status(): Promise<AgentStatus> {
+    const o = this.opts;
+    const health = this.store.health();
+    const storeSeq = health.up ? await withTimeout(this.store.lastSeq(), 3000).catch(() => undefined) : undefined;
+    const session = (this.store as { sessionId?: () => string }).sessionId?.();
+    const resets = (this.store as { connectionResets?: number }).connectionResets;
+    const adapters: AdapterStatus[] = [
+      {
+        name: 'workload socket',
+        ok: this.workloadApi?.server.listening === true,
+        detail: `${this.workloadEndpoint}${this.workloadRoutes.length ? ` (+ ${this.workloadRoutes.join(', ')})` : ''}`,
+      },
+      ...this.services.flatMap((sv) => (sv.describe ? [sv.describe()] : [])),
+    ];
+    if (o.portGroups)
+      adapters.push({
+        name: o.portGroupsSource ?? 'port groups',
+        ok: this.portGroupsError === undefined,
+        detail: this.portGroupsError ? `last call failed: ${this.portGroupsError}` : 'policy groups of new ports at attach',
+      });
+    if (this.metricsEndpoint) adapters.push({ name: 'metrics', ok: true, detail: `${this.metricsEndpoint}/metrics` });
+    const parts: Omit<AgentStatus, 'healthy' | 'problems'> = {
+      host: { id: this.hostId },
+      startedAt: new Date(this.startedAt).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      store: {
+        url: this.store.url,
+        up: health.up,
+        ...(health.reason && !health.up ? { reason: health.reason } : {}),
+        ...(session ? { session } : {}),
+        ...(resets !== undefined ? { connectionResets: resets } : {}),
+      },
+      reconcile: {
+        passes: this.reconciler.passes,
+        ...(this.lastPass ? { lastPassAt: new Date(this.lastPass.at).toISOString(), lastPassMs: this.lastPass.ms } : {}),
+        ...(this.reconciler.lastError ? { lastError: this.reconciler.lastError } : {}),
+        appliedSeq: this.appliedSeq,
+        ...(storeSeq !== undefined ? { storeSeq, lag: Math.max(0, storeSeq - this.appliedSeq) } : {}),
+      },
+      datapath: { flowLog: { running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0 } },
+      adapters,
+      ports: { local: this.cache.list('Port').filter((p) => p.hostId === this.hostId).length },
+      lastErrors: this.recentErrors.list(),
+    };
+    // Passes run at least every resync period: a lag older than two of them is not an agent busy applying.
+    const stuckAfter = Math.max(STUCK_LAG_MS, 2 * (o.resyncMs ?? 30_000));
+    const problems = problemsOf(parts, this.lastPass?.at ?? this.startedAt, stuckAfter);
+    return { healthy: problems.length === 0, problems, ...parts };
   }
 
   /** Create or refresh this host's Host object and its tunnel-zone membership. */
@@ -350,6 +489,7 @@ export class Agent {
     this.lbHealth?.stop();
     this.reconciler?.stop();
     this.cache?.stop();
+    await this.metricsListener?.close().catch(() => undefined);
     await this.api?.close().catch(() => undefined);
     await this.workloadApi?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);

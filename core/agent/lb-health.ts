@@ -12,6 +12,8 @@ import type { HealthTarget } from './plan-lb.js';
 interface Running {
   key: string;
   checker: HealthChecker;
+  /** The members this checker probes (for verdicts()). */
+  members: string[];
 }
 
 export class LbHealth {
@@ -54,14 +56,26 @@ export class LbHealth {
         r = undefined;
       }
       if (!r) {
-        r = { key, checker: new HealthChecker(m, (member, status) => this.write(member, status), this.probeFor(m)) };
+        r = { key, checker: new HealthChecker(m, (member, status) => this.write(member, status), this.probeFor(m)), members: [] };
         this.running.set(id, r);
         r.checker.set(this.targetsOf(list));
         r.checker.start();
       } else r.checker.set(this.targetsOf(list));
+      r.members = list.map((t) => t.memberId);
     }
     const checked = new Set(targets.map((t) => t.memberId));
     for (const id of [...this.written.keys()]) if (!checked.has(id)) this.written.delete(id);
+  }
+
+  /** The current verdict of every member checked here that has one (metrics: bees_lb_member_healthy). */
+  verdicts(): { memberId: string; status: 'up' | 'down' }[] {
+    const out: { memberId: string; status: 'up' | 'down' }[] = [];
+    for (const r of this.running.values())
+      for (const memberId of r.members) {
+        const status = r.checker.statusOf(memberId);
+        if (status) out.push({ memberId, status });
+      }
+    return out;
   }
 
   private targetsOf(list: readonly HealthTarget[]) {

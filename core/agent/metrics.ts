@@ -31,6 +31,11 @@ export interface HostMetricSources {
   /** The store's newest sequence number, and the one the agent's last completed reconcile pass had seen. */
   storeSeq(): Promise<number>;
   appliedSeq(): number;
+  /**
+   * Verdicts of the health monitors run on this host (lb-health.ts), per pool member: only members whose port is
+   * bound here, and only once a first verdict exists (a member still being probed has no series yet).
+   */
+  lbMembers?(): { poolId: string; memberId: string; healthy: boolean }[];
 }
 
 /** Datapath operations timed, by the method of the Datapath interface that does them. */
@@ -211,6 +216,17 @@ export class AgentMetrics {
       async collect() {
         const seq = await host.storeSeq().catch(() => NaN);
         this.set(Math.max(0, seq - host.appliedSeq()));
+      },
+    });
+    new Gauge({
+      name: 'bees_lb_member_healthy',
+      help: "1 when this host's health monitor finds a load balancer pool member up, 0 when down (members bound here).",
+      labelNames: ['pool', 'member'],
+      registers,
+      collect() {
+        // Members leave with their pool or port: forget old label sets, as for the kernel's counters.
+        this.reset();
+        for (const m of host.lbMembers?.() ?? []) this.set({ pool: m.poolId, member: m.memberId }, m.healthy ? 1 : 0);
       },
     });
   }

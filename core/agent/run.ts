@@ -1,7 +1,8 @@
 // `bees agent`: the agent's own flags, and running it in the foreground until SIGINT/SIGTERM. The adapters' flags
 // and what they add to the agent (the CNI route, the Docker plugin) are composed in app/agent-options.ts.
 import type { ParseArgsConfig } from 'node:util';
-import { serverSecrets, TOKEN_ON_ARGV } from '../api/credentials.js';
+import { readTokenFile, serverSecrets, TOKEN_ON_ARGV } from '../api/credentials.js';
+import { parseMetricsListen } from './metrics-listener.js';
 import { Agent, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, type AgentOptions } from './agent.js';
 
 /** The agent's own flags, for parseArgs. */
@@ -26,6 +27,9 @@ export const AGENT_FLAGS = {
   'flow-log': { type: 'boolean' },
   // Seconds a network's bridge and router stay on a host after its last local port left (default 60).
   'network-linger': { type: 'string' },
+  // GET /metrics alone on a TCP address, for Prometheus; with a bearer token read from a file.
+  'metrics-listen': { type: 'string' },
+  'metrics-token-file': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export type AgentFlagValues = {
@@ -55,6 +59,11 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     lingerMs = Math.round(s * 1000);
   }
   const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
+  if (values['metrics-listen'] !== undefined) parseMetricsListen(values['metrics-listen']);
+  if (values['metrics-token-file'] !== undefined && values['metrics-listen'] === undefined)
+    throw new Error('--metrics-token-file goes with --metrics-listen ADDR:PORT');
+  const metricsToken =
+    values['metrics-token-file'] !== undefined ? readTokenFile(values['metrics-token-file'], 'metrics token file') : undefined;
   return {
     store,
     stateDir,
@@ -69,6 +78,8 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
     ...(values['flow-log'] ? { flowLog: true } : {}),
     ...(lingerMs !== undefined ? { networkLingerMs: lingerMs } : {}),
+    ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] } : {}),
+    ...(metricsToken ? { metricsToken } : {}),
   };
 }
 

@@ -2,7 +2,9 @@
 // hold no store credentials: whoever can reach this socket can plumb workloads on this host, nothing more.
 import { Ajv, type ErrorObject } from 'ajv';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { REQUEST_ID_HEADER, requestIdOf } from '../api/request-id.js';
+import { inOperation } from './operation-log.js';
 import { classify } from '../errors.js';
 import { AgentError, type WorkloadApi } from '../workload/api.js';
 import type {
@@ -288,8 +290,23 @@ export class InProcessWorkloadApi implements WorkloadApi {
   }
 }
 
-export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadRoutes[] = []): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 256 * 1024 });
+export function buildWorkloadServer(
+  workloads: Workloads,
+  extraRoutes: WorkloadRoutes[] = [],
+  opts: { logger?: FastifyServerOptions['logger'] } = {},
+): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: 256 * 1024,
+    // Every call is one workload operation with an id (operation-log.ts): the caller's X-Request-Id when plain.
+    requestIdHeader: false,
+    genReqId: (req) => requestIdOf(req.headers[REQUEST_ID_HEADER]),
+  });
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.header(REQUEST_ID_HEADER, req.id);
+    // The rest of the request (handlers, the workload logic, the agent's log lines) runs as this operation.
+    inOperation({ reqId: req.id, log: req.log }, done);
+  });
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = errorOf(err);
     if (status >= 500) process.stderr.write(`workload api: ${(err as Error).stack ?? String(err)}\n`);
@@ -314,7 +331,8 @@ export function buildWorkloadServer(workloads: Workloads, extraRoutes: WorkloadR
     workloads.check(req.body),
   );
   typed.post('/v1/gc', { schema: { body: gcSchema, response: { 200: gcResultSchema } } }, async (req) => workloads.gc(req.body));
-  typed.get('/v1/status', { schema: { response: { 200: statusResultSchema } } }, async () => workloads.status());
+  // Polled by readiness checks: not worth two log lines each.
+  typed.get('/v1/status', { logLevel: 'warn', schema: { response: { 200: statusResultSchema } } }, async () => workloads.status());
   const api = new InProcessWorkloadApi(workloads);
   for (const routes of extraRoutes) void app.register(async (scope) => routes(scope, api));
   return app;

@@ -3,7 +3,7 @@
 // mode; TCP listeners demand a bearer token (a full one, or a read-only one for GETs), serve TLS when given a
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError } from 'fastify';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -18,6 +18,7 @@ import { apiRoutes } from './routes.js';
 import type { LocalAttribution, LocalProber } from './attribution.js';
 import { eventRoutes } from './events.js';
 import { isUiAsset, uiRoutes } from '../ui/serve.js';
+import { requestIdOf as requestId } from './request-id.js';
 
 import { setListenGuard, type ListenGuard as Guard, type ServerApp } from './listen.js';
 
@@ -74,11 +75,6 @@ function checkToken(name: string, value: string | undefined): void {
 
 function errorBody(error: string, message: string, field?: string, id?: string): ApiErrorBody {
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
-}
-
-/** The caller's request id if it is a short plain token (it goes into logs and headers as is), else a new one. */
-function requestId(given: string | string[] | undefined): string {
-  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
 }
 
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };

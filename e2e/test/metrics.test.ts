@@ -1,10 +1,17 @@
 // Issue 13 item 2 through a real agent on a harness host: after real traffic, the agent's /metrics moves by what
 // was sent. Per-port counters of the workloads' host veths (labelled by port id), drops by rule from the nft
-// counters, datapath and store latency histograms, and the reconcile lag settling at 0.
+// counters, datapath and store latency histograms, and the reconcile lag settling at 0. Prometheus's way in: the
+// agent's TCP metrics listener (--metrics-listen), scraped over the underlay with its bearer token.
 import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ETH_ARP, PROTO_ICMP } from '../../core/policy/simulate.js';
 import { eventually, startCluster } from '../../testbed/cluster.js';
+
+/** The metrics port inside the host's namespace: each harness host has a network stack of its own. */
+const METRICS_PORT = 9878;
 
 function scrape(socket: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -31,8 +38,17 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 
 test('port counters, drops by rule, latencies and reconcile lag of a real agent after real traffic', async (t) => {
   t.timeout(240_000);
-  const c = await startCluster({ hosts: 1 });
-  t.teardown(() => c.close());
+  const dir = await mkdtemp(join(tmpdir(), 'bees-metrics-token-'));
+  const token = `scrape-${Math.random().toString(36).slice(2)}`;
+  await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
+  const c = await startCluster({
+    hosts: 1,
+    agentArgs: ['--metrics-listen', `0.0.0.0:${METRICS_PORT}`, '--metrics-token-file', join(dir, 'token')],
+  });
+  t.teardown(async () => {
+    await c.close();
+    await rm(dir, { recursive: true, force: true });
+  });
   c.logAgentsOnFailure(t);
   const host = c.host(0);
   const socket = `${host.runDir}/api.sock`;
@@ -107,4 +123,18 @@ test('port counters, drops by rule, latencies and reconcile lag of a real agent 
   );
   t.true((sample(settled, 'bees_applied_sequence') ?? 0) > 0);
   t.is(sample(settled, 'bees_applied_sequence'), sample(settled, 'bees_store_sequence'));
+
+  // Prometheus's view: the same registry over TCP on the host's underlay address, from outside the host.
+  const url = `http://${host.host.underlayIp}:${METRICS_PORT}`;
+  const scraped = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  t.is(scraped.status, 200);
+  t.regex(scraped.headers.get('content-type') ?? '', /^text\/plain/);
+  const body = await scraped.text();
+  t.true(sample(body, 'bees_port_rx_packets_total', A)! >= sample(after, 'bees_port_rx_packets_total', A)!, "A's port counter, grown");
+  t.is(sample(body, 'bees_store_up'), 1);
+  const refused = await fetch(`${url}/metrics`);
+  t.is(refused.status, 401, 'no token, no metrics');
+  t.is((await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
+  const other = await fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+  t.is(other.status, 404, 'the metrics listener serves /metrics only, not the API');
 });

@@ -217,3 +217,155 @@ test('charts/manifests/midonet-bees.yaml is the chart rendered with its defaults
   const committed = await readFile(MANIFEST_PATH, 'utf8');
   t.true(committed === (await renderManifest()), 'charts/manifests/midonet-bees.yaml is stale: run `npm run manifests` and commit it');
 });
+
+// The ServiceMonitor is a custom resource kubernetes-models has no schema for: this is the part of the Prometheus
+// Operator's CRD (monitoring.coreos.com/v1, spec.endpoints[] and the selectors) the chart uses, with unknown fields
+// refused as the API server's strict field validation would.
+const DURATION = '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$';
+const SECRET_KEY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['key'],
+  properties: { key: { type: 'string' }, name: { type: 'string' }, optional: { type: 'boolean' } },
+} as const;
+const SERVICE_MONITOR_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    apiVersion: { const: 'monitoring.coreos.com/v1' },
+    kind: { const: 'ServiceMonitor' },
+    metadata: { type: 'object' },
+    spec: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['selector'],
+      properties: {
+        jobLabel: { type: 'string' },
+        namespaceSelector: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } },
+        },
+        selector: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { matchLabels: { type: 'object', additionalProperties: { type: 'string' } }, matchExpressions: { type: 'array' } },
+        },
+        endpoints: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              port: { type: 'string' },
+              path: { type: 'string' },
+              scheme: { enum: ['http', 'https', 'HTTP', 'HTTPS'] },
+              interval: { type: 'string', pattern: DURATION },
+              scrapeTimeout: { type: 'string', pattern: DURATION },
+              authorization: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { type: { type: 'string' }, credentials: SECRET_KEY },
+              },
+              relabelings: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    sourceLabels: { type: 'array', items: { type: 'string', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*$' } },
+                    targetLabel: { type: 'string' },
+                    action: { type: 'string' },
+                    regex: { type: 'string' },
+                    replacement: { type: 'string' },
+                    separator: { type: 'string' },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+interface MetricsPodSpec extends PodSpec {
+  containers: (Container & { ports?: { name: string; containerPort: number }[]; env?: { name: string }[] })[];
+  volumes: { name: string; hostPath?: { path: string }; secret?: { secretName: string } }[];
+}
+
+test('metrics.serviceMonitor: TCP metrics with a token on every agent, a headless Service over them, a ServiceMonitor', async (t) => {
+  const { Ajv } = await import('ajv');
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(SERVICE_MONITOR_SCHEMA);
+  const objs = objects(await renderChart({ set: ['metrics.serviceMonitor.enabled=true', 'metrics.serviceMonitor.labels.release=kps'] }));
+  const sm = find(objs, 'ServiceMonitor', 'bees-agent');
+  t.truthy(sm);
+  const builtin = objs.filter((o) => o !== sm);
+  t.deepEqual(await schemaErrors(builtin), []);
+  t.deepEqual(await unknownFieldErrors(builtin), []);
+  t.true(validate(sm), JSON.stringify(validate.errors));
+  // The checks can fail: a misspelt field of an endpoint is refused.
+  const bad = structuredClone(sm!) as K8sObject & { spec: { endpoints: Record<string, unknown>[] } };
+  bad.spec.endpoints[0]!.bearerTokenSecrett = { key: 'token' };
+  t.false(validate(bad));
+
+  // The wiring: Service selects the agents' pods and names their port; the ServiceMonitor selects the Service and
+  // sends the token from the Secret the agents read theirs from.
+  const ds = find(objs, 'DaemonSet', 'bees-agent')!;
+  const pod = ds.spec as { template: { metadata: { labels: Record<string, string> }; spec: MetricsPodSpec } };
+  const agent = pod.template.spec.containers.find((c) => c.name === 'agent')!;
+  t.deepEqual(agent.ports, [{ name: 'metrics', containerPort: 9878, protocol: 'TCP' }]);
+  t.true(agent.args!.includes('--metrics-listen=$(POD_IP):9878'));
+  t.truthy(
+    agent.env!.find((e) => e.name === 'POD_IP'),
+    'POD_IP comes from status.podIP (the node address)',
+  );
+  t.true(agent.args!.includes('--metrics-token-file=/etc/bees/metrics-token/token'));
+  const tokenMount = agent.volumeMounts!.find((m) => m.mountPath === '/etc/bees/metrics-token')!;
+  t.is(pod.template.spec.volumes.find((v) => v.name === tokenMount.name)?.secret?.secretName, 'bees-agent-metrics-token');
+
+  const svc = find(objs, 'Service', 'bees-agent-metrics') as K8sObject & {
+    metadata: { labels: Record<string, string> };
+    spec: { clusterIP: string; selector: Record<string, string>; ports: { name: string; targetPort: string }[] };
+  };
+  t.is(svc.spec.clusterIP, 'None', 'headless: one endpoint per agent');
+  for (const [k, v] of Object.entries(svc.spec.selector)) t.is(pod.template.metadata.labels[k], v, `the Service selects agent pods (${k})`);
+  t.is(svc.spec.ports[0]!.targetPort, 'metrics');
+  const smSpec = sm!.spec as {
+    selector: { matchLabels: Record<string, string> };
+    namespaceSelector: { matchNames: string[] };
+    endpoints: { port: string; authorization: { credentials: { name: string; key: string } } }[];
+  };
+  for (const [k, v] of Object.entries(smSpec.selector.matchLabels))
+    t.is(svc.metadata.labels[k], v, `the ServiceMonitor selects the Service (${k})`);
+  t.deepEqual(smSpec.namespaceSelector.matchNames, ['kube-system']);
+  t.is(smSpec.endpoints[0]!.port, svc.spec.ports[0]!.name);
+  t.deepEqual(smSpec.endpoints[0]!.authorization.credentials, { name: 'bees-agent-metrics-token', key: 'token' });
+  t.is((sm!.metadata as { labels: Record<string, string> }).labels.release, 'kps');
+  const secret = find(objs, 'Secret', 'bees-agent-metrics-token') as K8sObject & { data: Record<string, string> };
+  t.regex(Buffer.from(secret.data.token!, 'base64').toString(), /^[A-Za-z0-9]{40}$/);
+});
+
+test('metrics: off by default; your own token Secret; TCP metrics without a ServiceMonitor', async (t) => {
+  const plain = objects(await renderChart());
+  t.falsy(plain.find((o) => o.kind === 'ServiceMonitor' || o.kind === 'Secret' || o.metadata?.name === 'bees-agent-metrics'));
+  t.false(podSpec(find(plain, 'DaemonSet', 'bees-agent')!).containers[0]!.args!.some((a) => a.startsWith('--metrics')));
+
+  const own = objects(await renderChart({ set: ['metrics.enabled=true', 'metrics.token.existingSecret=my-token', 'metrics.port=9101'] }));
+  t.deepEqual(await schemaErrors(own), []);
+  t.falsy(
+    own.find((o) => o.kind === 'Secret'),
+    'no Secret made when yours is named',
+  );
+  t.falsy(own.find((o) => o.kind === 'ServiceMonitor'));
+  const spec = (find(own, 'DaemonSet', 'bees-agent')!.spec as { template: { spec: MetricsPodSpec } }).template.spec;
+  t.true(spec.containers[0]!.args!.includes('--metrics-listen=$(POD_IP):9101'));
+  t.true(spec.volumes.some((v) => v.secret?.secretName === 'my-token'));
+
+  const open = objects(await renderChart({ set: ['metrics.enabled=true', 'metrics.token.enabled=false'] }));
+  const args = podSpec(find(open, 'DaemonSet', 'bees-agent')!).containers[0]!.args!;
+  t.true(args.includes('--metrics-listen=$(POD_IP):9878'));
+  t.false(args.some((a) => a.startsWith('--metrics-token-file')));
+});

@@ -38,6 +38,8 @@ export interface RunningPlugin {
   ipam: IpamDriver;
   socket: string;
   close(): Promise<void>;
+  /** For `bees status` (core/agent/agent-status.ts). */
+  describe(): { name: string; ok: boolean; detail: string };
 }
 
 export async function startDockerPlugin(agent: AgentParts, partial: Partial<DockerPluginConfig> = {}): Promise<RunningPlugin> {
@@ -66,6 +68,11 @@ export async function startDockerPlugin(agent: AgentParts, partial: Partial<Dock
     network,
     ipam,
     socket: config.socket,
+    describe: () => ({
+      name: 'docker plugin',
+      ok: app.server.listening,
+      detail: `unix:${config.socket} (${config.scope} scope)${app.server.listening ? '' : ': not listening'}`,
+    }),
     async close() {
       await network.close();
       await app.close();

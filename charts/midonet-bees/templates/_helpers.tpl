@@ -20,6 +20,16 @@ zk://$(BEES_ZOOKEEPER_SERVICE_HOST):$(BEES_ZOOKEEPER_SERVICE_PORT)/bees
 {{- end -}}
 {{- end }}
 
+{{/* Whether the agents serve /metrics on TCP: asked for, or needed by the ServiceMonitor. */}}
+{{- define "bees.metricsTcp" -}}
+{{- if or .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled -}}true{{- end -}}
+{{- end }}
+
+{{/* The Secret holding the metrics bearer token. */}}
+{{- define "bees.metricsTokenSecret" -}}
+{{ .Values.metrics.token.existingSecret | default "bees-agent-metrics-token" }}
+{{- end }}
+
 {{/* Refuse value combinations that would install something that cannot work. */}}
 {{- define "bees.checks" -}}
 {{- if and .Values.kubeProxyReplacement (not .Values.controller.enabled) -}}
