@@ -16,8 +16,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Test files that need no namespace host, cluster, container runtime or datapath of their own. */
 const LIGHT: RegExp[] = [
   /^core\/test\/(api[^/]*|cli[^/]*|store-[^/]*|ipam[^/]*|topology|plan|plan-lb|security-groups|keyed-mutex|ip|ifname)\.test\.ts$/,
-  /^core\/test\/(policy-(compile|model|simulate|support|trace)|lb-compile|lb-health|errors-listen|metrics-dashboard|attrib-parse)\.test\.ts$/,
-  /^kubernetes\/test\/(chart|controller|netpol-simulate)\.test\.ts$/,
+  /^core\/test\/(policy-(compile|model|simulate|support|trace)|lb-compile|lb-health|errors-listen|metrics-dashboard|metrics-lb|attrib-parse|router-chains-compile)\.test\.ts$/,
+  /^kubernetes\/test\/(chart|controller|controller-tenancy|controller-resilience|netpol-simulate)\.test\.ts$/,
   /^e2e\/kube\/test\/(apiserver|controllers)\.test\.ts$/,
   /^app\/test\/(boundaries|cli-help)\.test\.ts$/,
   /^(bench\/test\/report|swarm\/test\/(flags|listen|protocol)|testbed\/test\/bees-entry)\.test\.ts$/,
