@@ -13,6 +13,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import zookeeper from 'node-zookeeper-client';
 import { ZooKeeperStore } from '../../core/store/zookeeper.js';
 import { fourLetterWord, ZooKeeperEnsemble } from '../../core/testing/zookeeper.js';
 import { WorkloadClient } from '../../core/workload/client.js';
@@ -38,6 +39,9 @@ export interface StepResult extends Size {
   zkZnodes: number;
   zkDataBytes: number;
   coldSyncSecs: number;
+  /** CPU seconds the agent used from its start until converged (cold, then after the restart). */
+  coldSyncCpu: number;
+  restartSyncCpu: number;
   /** Of coldSyncSecs, the process start until the workload API answered ready. */
   coldReadySecs: number;
   attachMs: number;
@@ -47,6 +51,9 @@ export interface StepResult extends Size {
   restartSyncSecs: number;
   rssMiB: number;
   heapMiB: number;
+  /** Change-log entries at the end, and the bytes of one listing of them (what each follower reads per wake-up). */
+  logEntries: number;
+  logListingBytes: number;
   error?: string;
 }
 
@@ -57,6 +64,8 @@ const DEFAULT_SIZES: Size[] = [
   { hosts: 1000, ports: 100_000 },
 ];
 
+/** How long one phase (a sync, the change phase) may take: 2 cores shared with other work are slow. */
+const TIMEOUT_MS = 900_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = 1024 * 1024;
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -77,6 +86,24 @@ async function mntr(ensemble: ZooKeeperEnsemble): Promise<{ znodes: number; data
   const text = await fourLetterWord('127.0.0.1', Number(ensemble.connectString.split(',')[0]!.split(':')[1]), 'mntr');
   const num = (k: string) => Number(new RegExp(`^${k}\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
   return { znodes: num('zk_znode_count'), dataBytes: num('zk_approximate_data_size') };
+}
+
+/**
+ * The change log's size as a follower sees it: every follower lists the whole log directory (every entry's name)
+ * to find new entries, once per change it wakes for (core/store/zk/follower.ts).
+ */
+async function logListing(connectString: string, root: string): Promise<{ entries: number; bytes: number }> {
+  const c = zookeeper.createClient(connectString);
+  c.connect();
+  try {
+    const names = await new Promise<string[]>((resolve, reject) =>
+      c.getChildren(`${root}/log`, (e: unknown, ch: string[]) => (e ? reject(e as Error) : resolve(ch))),
+    );
+    // The reply: a 4-byte length and the name per child, and its path prefix is not repeated.
+    return { entries: names.length, bytes: names.reduce((n, x) => n + 4 + x.length, 0) };
+  } finally {
+    c.close();
+  }
 }
 
 function getMetrics(sock: string): Promise<string> {
@@ -106,6 +133,14 @@ async function untilApplied(sock: string, target: number, withinMs: number, what
     if (Date.now() > deadline) throw new Error(`timed out after ${withinMs} ms: ${what} (applied ${seq}, want ${target})`);
     await sleep(100);
   }
+}
+
+/** CPU seconds (user + system) the process has used: wall time on a shared machine says little on its own. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Asks the agent (through gc-hook.mjs) to collect garbage and report its memory. */
@@ -176,14 +211,14 @@ class RealAgent {
       { logName: 'agent', env: { ...process.env, NODE_OPTIONS: `--import ${GC_HOOK}`, BEES_SCALE_MEMFILE: this.memFile } },
     );
     const proc = this.proc;
-    const deadline = Date.now() + 300_000;
+    const deadline = Date.now() + TIMEOUT_MS;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`the agent exited with ${proc.exitCode}; see ${h.stateDir}/agent.log`);
       if (await this.workloads.status().then((s) => s.ready, () => false)) {
         this.readyAt = Date.now();
         return at;
       }
-      if (Date.now() > deadline) throw new Error(`the agent was not ready in 300 s; see ${h.stateDir}/agent.log`);
+      if (Date.now() > deadline) throw new Error(`the agent was not ready in ${TIMEOUT_MS / 1000} s; see ${h.stateDir}/agent.log`);
       await sleep(100);
     }
   }
@@ -232,8 +267,9 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     say('starting the real agent (no local port)');
     let target = await store.lastSeq();
     const coldStart = await agent.start();
-    const coldSyncSecs = ((await untilApplied(agent.apiSock, target, 300_000, 'cold full sync')) - coldStart) / 1000;
+    const coldSyncSecs = ((await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'cold full sync')) - coldStart) / 1000;
     const coldReadySecs = (agent.readyAt - coldStart) / 1000;
+    const coldSyncCpu = cpuSeconds(agent.proc!.pid!);
     say(`cold full sync ${coldSyncSecs.toFixed(1)} s; attaching a workload to ${networkName(0)}`);
 
     const netns = await harness.addWorkload(harness.hosts[0]!, 'w0');
@@ -246,14 +282,16 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     await addPorts(store, world, changes, { batch: 1, concurrency: 16 });
     const written = Date.now();
     target = await store.lastSeq();
-    const applied = await untilApplied(agent.apiSock, target, 300_000, 'change phase applied');
+    const applied = await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'change phase applied');
 
     say('restarting the agent (its workload on sim0)');
     await agent.stop();
     const restartStart = await agent.start();
-    const restartSyncSecs = ((await untilApplied(agent.apiSock, target, 300_000, 'restart full sync')) - restartStart) / 1000;
+    const restartSyncSecs = ((await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'restart full sync')) - restartStart) / 1000;
+    const restartSyncCpu = cpuSeconds(agent.proc!.pid!);
     await sleep(1000);
     const mem = await memoryAfterGc(agent.proc!.pid!, agent.memFile);
+    const log = await logListing(ensemble.connectString, root);
     const result: StepResult = {
       ...size,
       remotePorts: world.ports,
@@ -263,6 +301,8 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       zkDataBytes: zk1.dataBytes - zk0.dataBytes,
       coldSyncSecs: r1(coldSyncSecs),
       coldReadySecs: r1(coldReadySecs),
+      coldSyncCpu: r1(coldSyncCpu),
+      restartSyncCpu: r1(restartSyncCpu),
       attachMs,
       changeWritesPerSec: Math.round(changes / ((written - c0) / 1000)),
       changeAppliedPerSec: Math.round(changes / ((applied - c0) / 1000)),
@@ -270,6 +310,8 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       restartSyncSecs: r1(restartSyncSecs),
       rssMiB: r1(mem.rss / MiB),
       heapMiB: r1(mem.heapUsed / MiB),
+      logEntries: log.entries,
+      logListingBytes: log.bytes,
     };
     say(JSON.stringify(result));
     return result;
@@ -355,6 +397,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           ours: {
             coldSync: r.coldSyncSecs,
             coldReady: r.coldReadySecs,
+            coldSyncCpu: r.coldSyncCpu,
+            restartSyncCpu: r.restartSyncCpu,
             restartSync: r.restartSyncSecs,
             rssMiB: r.rssMiB,
             heapMiB: r.heapMiB,
@@ -364,6 +408,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
             seedPortsPerSec: r.seedPortsPerSec,
             zkMiB: r1(r.zkDataBytes / MiB),
             znodes: r.zkZnodes,
+            logEntries: r.logEntries,
+            logListingKiB: r1(r.logListingBytes / 1024),
           },
           unit: 'sync s; MiB; ms; ports/s',
           note: `${r.remotePorts} ports in the store at the memory reading`,
