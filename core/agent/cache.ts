@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Kind, Models } from '../model/types.js';
 import type { Change, Store } from '../store/store.js';
 import { StoreError } from '../store/store.js';
+import { portGroups, type PortIndex } from './plan.js';
 
 /** Kinds the agent realizes; the rest stay in the store only. */
 export const CACHED_KINDS = [
@@ -38,6 +39,12 @@ const SHARED_REFS = ['tenantId', 'bridgeId', 'routerId', 'hostId', 'zoneId', 'ch
 
 export class TopologyCache extends EventEmitter {
   private readonly maps = new Map<Kind, Map<string, unknown>>();
+  /** Ports by bridge, router and host (plan.ts PortIndex), kept with every change: a pass reads only its bridges. */
+  private readonly groups = {
+    bridge: new Map<string, Map<string, Models['Port']>>(),
+    router: new Map<string, Map<string, Models['Port']>>(),
+    host: new Map<string, Map<string, Models['Port']>>(),
+  };
   /** One copy of each shared id string (see SHARED_REFS); cleared on relist. */
   private strings = new Map<string, string>();
   private stopWatch: (() => void) | undefined;
@@ -96,6 +103,10 @@ export class TopologyCache extends EventEmitter {
       const map = new Map<string, unknown>();
       for (const { value } of items) map.set((value as { id: string }).id, this.share(value));
       this.maps.set(kind, map);
+      if (kind === 'Port') {
+        for (const g of Object.values(this.groups)) g.clear();
+        for (const p of map.values()) this.index(p as Models['Port'], true);
+      }
     }
     this.lastSeq = Math.max(this.lastSeq, seq);
     this.emit('changed', { kind: undefined, id: undefined });
@@ -106,9 +117,31 @@ export class TopologyCache extends EventEmitter {
     this.lastSeq = c.seq;
     const map = this.maps.get(c.kind);
     if (!map) return;
+    const old = c.kind === 'Port' ? (map.get(c.id) as Models['Port'] | undefined) : undefined;
+    if (old) this.index(old, false);
     if (c.type === 'delete') map.delete(c.id);
     else map.set(c.id, this.share(c.value));
+    if (c.kind === 'Port' && c.type !== 'delete') this.index(c.value as Models['Port'], true);
     this.emit('changed', { kind: c.kind, id: c.id, type: c.type });
+  }
+
+  private index(p: Models['Port'], add: boolean): void {
+    for (const [g, key] of Object.entries(portGroups(p)) as [keyof TopologyCache['groups'], string][]) {
+      const groups = this.groups[g];
+      let members = groups.get(key);
+      if (add) {
+        if (!members) groups.set(key, (members = new Map()));
+        members.set(p.id, p);
+      } else if (members) {
+        members.delete(p.id);
+        if (members.size === 0) groups.delete(key);
+      }
+    }
+  }
+
+  portIndex(): PortIndex {
+    const of = (g: keyof TopologyCache['groups'], id: string): Iterable<Models['Port']> => this.groups[g].get(id)?.values() ?? [];
+    return { ofBridge: (id) => of('bridge', id), ofRouter: (id) => of('router', id), onHost: (id) => of('host', id) };
   }
 
   /** Replaces the object's shared reference fields by the one copy of each id string (in place; returns it). */

@@ -31,6 +31,9 @@ export class Follower {
   private followWaiters: { tx: number; resolve: () => void; fail: (e: Error) => void }[] = [];
   /** How many times this client fell behind the retention and reloaded (tests and diagnostics). */
   gaps = 0;
+  /** Whether every object is being loaded, and how many have been read so far (waits go on while it grows). */
+  private loading = false;
+  private loadProgress = 0;
 
   constructor(
     private readonly s: ZkSession,
@@ -76,10 +79,19 @@ export class Follower {
       };
       // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
       this.followWaiters.push(w);
-      const timer = setTimeout(
-        () => fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`)),
-        Math.max(0, deadline - Date.now()),
-      );
+      // Loading every object (the first read, or after a gap) takes longer than one operation's timeout at scale
+      // (100,000 objects: minutes on a busy machine, bench/scale): the wait goes on while the load advances, and
+      // fails after a timeout's worth without progress, as any other call.
+      let progress = this.loadProgress;
+      const expire = (): void => {
+        if (this.loading && this.loadProgress !== progress) {
+          progress = this.loadProgress;
+          timer = setTimeout(expire, this.s.options.opTimeoutMs);
+          return;
+        }
+        fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`));
+      };
+      let timer = setTimeout(expire, Math.max(0, deadline - Date.now()));
     });
   }
 
@@ -173,6 +185,15 @@ export class Follower {
 
   /** Reads every object; entries of the log replayed afterwards apply only if newer (by zxid) than what was read. */
   private async loadAll(): Promise<void> {
+    this.loading = true;
+    try {
+      await this.loadKinds();
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  private async loadKinds(): Promise<void> {
     const s = this.s;
     for (const kind of KINDS) {
       const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
@@ -181,7 +202,10 @@ export class Follower {
         s
           .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
           .then(
-            ([data, stat]) => void map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) }),
+            ([data, stat]) => {
+              map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
+              this.loadProgress++;
+            },
             (err) => {
               if (codeOf(err) !== Exception.NO_NODE) throw err;
             },
