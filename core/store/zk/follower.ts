@@ -108,7 +108,10 @@ export class Follower {
       this.followDirty = false;
       try {
         await s.waitConnected(Number.POSITIVE_INFINITY);
+        // Until the first load is done, waits for this follower go on while it advances (see sync()).
+        if (!loaded) this.loading = true;
         const children = await logEntries(s, this.root, false, () => this.kick());
+        this.loadProgress++;
         if (!loaded) {
           // Start: everything up to the newest entry comes from the objects themselves.
           this.cursorTx = children.at(-1)?.tx ?? 0;
@@ -197,6 +200,7 @@ export class Follower {
     const s = this.s;
     for (const kind of KINDS) {
       const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
+      this.loadProgress++;
       const map = new Map<string, CacheEntry>();
       const read = (id: string) =>
         s
