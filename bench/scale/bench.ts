@@ -9,7 +9,7 @@
 // - ZooKeeper's data size and znode count (`mntr`) and the write rate of the seeding.
 // The plots go to bench/scale/*.svg.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,7 +19,7 @@ import { fourLetterWord, ZooKeeperEnsemble } from '../../core/testing/zookeeper.
 import { WorkloadClient } from '../../core/workload/client.js';
 import { beesArgv } from '../../testbed/bees-entry.js';
 import { Harness } from '../../testbed/index.js';
-import type { BenchContext, BenchRow, BenchSection } from '../report.js';
+import { markdown, type BenchContext, type BenchRow, type BenchSection } from '../report.js';
 import { addHosts, addPorts, makeWorld, networkName } from './simulate.js';
 import { lineChart } from './svg.js';
 
@@ -79,7 +79,10 @@ export function sizesFrom(env: string | undefined, scale: number): Size[] {
       return { hosts: h!, ports: p! };
     });
   }
-  return DEFAULT_SIZES.map((s) => ({ hosts: Math.max(10, Math.round(s.hosts * Math.min(1, scale))), ports: Math.round(s.ports * Math.min(1, scale)) }));
+  return DEFAULT_SIZES.map((s) => ({
+    hosts: Math.max(10, Math.round(s.hosts * Math.min(1, scale))),
+    ports: Math.round(s.ports * Math.min(1, scale)),
+  }));
 }
 
 async function mntr(ensemble: ZooKeeperEnsemble): Promise<{ znodes: number; dataBytes: number }> {
@@ -97,7 +100,9 @@ async function logListing(connectString: string, root: string): Promise<{ entrie
   c.connect();
   try {
     const names = await new Promise<string[]>((resolve, reject) =>
-      c.getChildren(`${root}/log`, (e: unknown, ch: string[]) => (e ? reject(e as Error) : resolve(ch))),
+      c.getChildren(`${root}/log`, (e: unknown, ch: string[]) =>
+        e ? reject(e instanceof Error ? e : new Error(`listing the change log failed: ${JSON.stringify(e)}`)) : resolve(ch),
+      ),
     );
     // The reply: a 4-byte length and the name per child, and its path prefix is not repeated.
     return { entries: names.length, bytes: names.reduce((n, x) => n + 4 + x.length, 0) };
@@ -214,7 +219,12 @@ class RealAgent {
     const deadline = Date.now() + TIMEOUT_MS;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`the agent exited with ${proc.exitCode}; see ${h.stateDir}/agent.log`);
-      if (await this.workloads.status().then((s) => s.ready, () => false)) {
+      if (
+        await this.workloads.status().then(
+          (s) => s.ready,
+          () => false,
+        )
+      ) {
         this.readyAt = Date.now();
         return at;
       }
@@ -348,7 +358,12 @@ export function writePlots(results: StepResult[], dir: string): string[] {
     ],
     goals:
       ok.length > 0
-        ? [{ y: ok[0]!.rssMiB + (2 * 1024 * Math.max(...ok.map((r) => r.remotePorts))) / MiB, label: 'goal: 2 KiB per port (at the largest size)' }]
+        ? [
+            {
+              y: ok[0]!.rssMiB + (2 * 1024 * Math.max(...ok.map((r) => r.remotePorts))) / MiB,
+              label: 'goal: 2 KiB per port (at the largest size)',
+            },
+          ]
         : [],
   });
   const sync = lineChart({
@@ -358,6 +373,7 @@ export function writePlots(results: StepResult[], dir: string): string[] {
     series: [
       { name: 'cold, no local port', points: ok.map((r) => [r.hosts, r.coldSyncSecs]) },
       { name: 'restart, a workload on sim0', points: ok.map((r) => [r.hosts, r.restartSyncSecs]) },
+      { name: 'cold: CPU seconds the agent used', points: ok.map((r) => [r.hosts, r.coldSyncCpu]) },
     ],
     goals: [{ y: 10, label: 'goal: 10 s' }],
   });
@@ -386,7 +402,12 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   } finally {
     await ensemble.cleanup();
   }
-  writeFileSync(join(HERE, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(HERE, 'results.json'), JSON.stringify({ changes, results }, null, 2) + '\n');
+  return section(results, changes);
+}
+
+/** The results.md section of a run (also from a saved bench/scale/results.json: `--report`). */
+export function section(results: StepResult[], changes: number): BenchSection {
   const plots = writePlots(results, HERE);
   const per = perPortBytes(results);
   const rows: BenchRow[] = results.map((r) =>
@@ -442,7 +463,17 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
 
 // `node --import tsx bench/scale/bench.ts` runs this area alone and prints its rows (npm run bench -- scale also
 // writes results.md).
+// `--report` redraws the plots and prints the section's markdown from the saved results.json, without running.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && existsSync(GC_HOOK.replace('file://', ''))) {
-  const section = await run({ scale: Number(process.env.BENCH_SCALE ?? '1'), progress: (m) => process.stderr.write(`bench: ${m}\n`) });
-  console.log(JSON.stringify(section, null, 2));
+  if (process.argv.includes('--report')) {
+    const raw = JSON.parse(readFileSync(join(HERE, 'results.json'), 'utf8')) as { changes: number; results: StepResult[] } | StepResult[];
+    // Files of the first runs hold the steps alone (1,000 changes each).
+    const saved = Array.isArray(raw) ? { changes: 1000, results: raw } : raw;
+    const measuredAt = statSync(join(HERE, 'results.json')).mtime.toISOString();
+    const md = markdown([{ area: 'scale', measuredAt, scale: 1, ...section(saved.results, saved.changes) }], []);
+    console.log(md.slice(md.indexOf('## ')));
+  } else {
+    const out = await run({ scale: Number(process.env.BENCH_SCALE ?? '1'), progress: (m) => process.stderr.write(`bench: ${m}\n`) });
+    console.log(JSON.stringify(out, null, 2));
+  }
 }

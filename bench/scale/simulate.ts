@@ -86,7 +86,8 @@ export async function makeWorld(store: Store, spec: SimSpec): Promise<SimWorld> 
   const topology = new Topology(store);
   const tenant = await topology.ensureTenant(DEFAULT_TENANT);
   const zone =
-    (await topology.list('TunnelZone', { name: 'default' }))[0] ?? (await topology.create('TunnelZone', { name: 'default', type: 'vxlan' }));
+    (await topology.list('TunnelZone', { name: 'default' }))[0] ??
+    (await topology.create('TunnelZone', { name: 'default', type: 'vxlan' }));
   const per = spec.portsPerNetwork ?? 1000;
   const networks = Math.max(1, Math.ceil(spec.ports / per));
   if (networks > 150) throw new Error(`${networks} networks: the simulator's address plan holds 150 (raise portsPerNetwork)`);

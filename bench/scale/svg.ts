@@ -67,8 +67,10 @@ export function lineChart(c: Chart): string {
   c.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]!;
     const pts = s.points.filter((p) => Number.isFinite(p[0]) && Number.isFinite(p[1])).sort((a, b) => a[0] - b[0]);
-    if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${X(p[0])},${Y(p[1])}`).join(' ')}"/>`);
-    for (const p of pts) out.push(`<circle cx="${X(p[0])}" cy="${Y(p[1])}" r="3.5" fill="${color}"><title>${label(p[0])}: ${label(p[1])}</title></circle>`);
+    if (pts.length > 1)
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${X(p[0])},${Y(p[1])}`).join(' ')}"/>`);
+    for (const p of pts)
+      out.push(`<circle cx="${X(p[0])}" cy="${Y(p[1])}" r="3.5" fill="${color}"><title>${label(p[0])}: ${label(p[1])}</title></circle>`);
     const ly = M.top + 16 + i * 18;
     out.push(`<line x1="${M.left + 12}" y1="${ly - 4}" x2="${M.left + 32}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/>`);
     out.push(`<text x="${M.left + 38}" y="${ly}">${esc(s.name)}</text>`);

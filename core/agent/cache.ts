@@ -130,7 +130,7 @@ export class TopologyCache extends EventEmitter {
       const groups = this.groups[g];
       let members = groups.get(key);
       if (add) {
-        if (!members) groups.set(key, (members = new Map()));
+        if (!members) groups.set(key, (members = new Map<string, Models['Port']>()));
         members.set(p.id, p);
       } else if (members) {
         members.delete(p.id);
