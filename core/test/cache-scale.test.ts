@@ -111,7 +111,16 @@ test.serial("planning from the cache's port index equals planning from a scan of
     ...bridges.map((id, k): Op => ({
       op: 'create',
       kind: 'Bridge',
-      value: { id, tenantId, name: `b${k}`, tunnelKey: 500 + k, subnets: [{ cidr: `10.${k}.0.0/16` }], adminStateUp: true, options: {}, labels: {} } as Bridge,
+      value: {
+        id,
+        tenantId,
+        name: `b${k}`,
+        tunnelKey: 500 + k,
+        subnets: [{ cidr: `10.${k}.0.0/16` }],
+        adminStateUp: true,
+        options: {},
+        labels: {},
+      } as Bridge,
     })),
     ...hosts.map((id, i): Op => ({
       op: 'create',

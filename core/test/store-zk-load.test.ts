@@ -22,7 +22,11 @@ test('zk: a first list outlasting the operation timeout succeeds while the load 
   t.teardown(() => writer.close());
   const count = 20_000;
   for (let i = 0; i < count; i += 500) {
-    const ops: Op[] = Array.from({ length: Math.min(500, count - i) }, () => ({ op: 'create', kind: 'Tenant', value: tenant(randomUUID()) }));
+    const ops: Op[] = Array.from({ length: Math.min(500, count - i) }, () => ({
+      op: 'create',
+      kind: 'Tenant',
+      value: tenant(randomUUID()),
+    }));
     await writer.commit(ops);
   }
   // 1 s: less than reading 20,000 objects takes, far more than one read (500 in flight).
