@@ -7,7 +7,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkSection, markdown, type BenchContext, type BenchSection, type StoredSection } from './report.js';
 
-const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy', 'lb'] as const;
+const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy', 'lb', 'scale'] as const;
+/** Areas whose module is not bench/<area>.ts. */
+const MODULES: Partial<Record<string, string>> = { scale: './scale/bench.js' };
 
 /** Sections of an earlier run that says which area each came from (older files do not: they are dropped). */
 function previousSections(file: string): StoredSection[] {
@@ -35,7 +37,7 @@ async function main(): Promise<void> {
     if (only && !only.includes(area)) continue;
     ctx.progress(`${area}: starting`);
     try {
-      const mod = (await import(`./${area}.js`)) as { run(ctx: BenchContext): Promise<BenchSection> };
+      const mod = (await import(MODULES[area] ?? `./${area}.js`)) as { run(ctx: BenchContext): Promise<BenchSection> };
       const section = await mod.run(ctx);
       // A comparison that does not say what it compares, or comes from one round, is not reported as one.
       checkSection(section);

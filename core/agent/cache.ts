@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Kind, Models } from '../model/types.js';
 import type { Change, Store } from '../store/store.js';
 import { StoreError } from '../store/store.js';
+import { portGroups, type PortIndex } from './plan.js';
 
 /** Kinds the agent realizes; the rest stay in the store only. */
 export const CACHED_KINDS = [
@@ -28,9 +29,24 @@ export const CACHED_KINDS = [
 ] as const;
 export type CachedKind = (typeof CACHED_KINDS)[number];
 
+/**
+ * Fields naming another object that many objects share (every port of a bridge names the bridge, its tenant and
+ * its host): each parsed object would otherwise hold its own copy of the same 36-character id, about 220 bytes per
+ * port of the ~1.3 KiB the agent spends on a remote port (bench/scale). Bounded by the hosts, bridges, routers and
+ * tenants seen since the last relist: a port's own id and its peer (unique per port) are not interned.
+ */
+const SHARED_REFS = ['tenantId', 'bridgeId', 'routerId', 'hostId', 'zoneId', 'chainId', 'poolId', 'loadBalancerId'] as const;
+
 export class TopologyCache extends EventEmitter {
   private readonly maps = new Map<Kind, Map<string, unknown>>();
-  private readonly versions = new Map<string, number>();
+  /** Ports by bridge, router and host (plan.ts PortIndex), kept with every change: a pass reads only its bridges. */
+  private readonly groups = {
+    bridge: new Map<string, Map<string, Models['Port']>>(),
+    router: new Map<string, Map<string, Models['Port']>>(),
+    host: new Map<string, Map<string, Models['Port']>>(),
+  };
+  /** One copy of each shared id string (see SHARED_REFS); cleared on relist. */
+  private strings = new Map<string, string>();
   private stopWatch: (() => void) | undefined;
   private lastSeq = 0;
   private stopped = false;
@@ -54,6 +70,8 @@ export class TopologyCache extends EventEmitter {
   /** Full relist; used at start and when the change stream cannot be resumed. */
   private async resync(): Promise<void> {
     this.stopWatch?.();
+    // Ids of objects gone since the last relist leave the table with it.
+    this.strings = new Map();
     const seq = await this.store.lastSeq();
     // Watch before listing: starting the watch brings the store's view up to `seq`, whereas a list on its own may
     // lag other hosts' writes (the ZooKeeper store's list serves its log follower), and a change it missed would
@@ -83,11 +101,12 @@ export class TopologyCache extends EventEmitter {
     for (const kind of CACHED_KINDS) {
       const items = await this.store.list(kind);
       const map = new Map<string, unknown>();
-      for (const { value, version } of items) {
-        map.set((value as { id: string }).id, value);
-        this.versions.set(`${kind}/${(value as { id: string }).id}`, version);
-      }
+      for (const { value } of items) map.set((value as { id: string }).id, this.share(value));
       this.maps.set(kind, map);
+      if (kind === 'Port') {
+        for (const g of Object.values(this.groups)) g.clear();
+        for (const p of map.values()) this.index(p as Models['Port'], true);
+      }
     }
     this.lastSeq = Math.max(this.lastSeq, seq);
     this.emit('changed', { kind: undefined, id: undefined });
@@ -98,15 +117,44 @@ export class TopologyCache extends EventEmitter {
     this.lastSeq = c.seq;
     const map = this.maps.get(c.kind);
     if (!map) return;
-    const key = `${c.kind}/${c.id}`;
-    if (c.type === 'delete') {
-      map.delete(c.id);
-      this.versions.delete(key);
-    } else {
-      map.set(c.id, c.value);
-      this.versions.set(key, c.version);
-    }
+    const old = c.kind === 'Port' ? (map.get(c.id) as Models['Port'] | undefined) : undefined;
+    if (old) this.index(old, false);
+    if (c.type === 'delete') map.delete(c.id);
+    else map.set(c.id, this.share(c.value));
+    if (c.kind === 'Port' && c.type !== 'delete') this.index(c.value as Models['Port'], true);
     this.emit('changed', { kind: c.kind, id: c.id, type: c.type });
+  }
+
+  private index(p: Models['Port'], add: boolean): void {
+    for (const [g, key] of Object.entries(portGroups(p)) as [keyof TopologyCache['groups'], string][]) {
+      const groups = this.groups[g];
+      let members = groups.get(key);
+      if (add) {
+        if (!members) groups.set(key, (members = new Map<string, Models['Port']>()));
+        members.set(p.id, p);
+      } else if (members) {
+        members.delete(p.id);
+        if (members.size === 0) groups.delete(key);
+      }
+    }
+  }
+
+  portIndex(): PortIndex {
+    const of = (g: keyof TopologyCache['groups'], id: string): Iterable<Models['Port']> => this.groups[g].get(id)?.values() ?? [];
+    return { ofBridge: (id) => of('bridge', id), ofRouter: (id) => of('router', id), onHost: (id) => of('host', id) };
+  }
+
+  /** Replaces the object's shared reference fields by the one copy of each id string (in place; returns it). */
+  private share(value: unknown): unknown {
+    const o = value as Record<string, unknown>;
+    for (const f of SHARED_REFS) {
+      const v = o[f];
+      if (typeof v !== 'string') continue;
+      const kept = this.strings.get(v);
+      if (kept === undefined) this.strings.set(v, v);
+      else o[f] = kept;
+    }
+    return value;
   }
 
   get<K extends CachedKind>(kind: K, id: string): Models[K] | undefined {

@@ -117,7 +117,8 @@ export class ZooKeeperServer {
 
   /** @internal used by ZooKeeperEnsemble */
   static async member(dir: string, port: number, options: ZooKeeperOptions, myid: number, peers: Peer[]): Promise<ZooKeeperServer> {
-    const server = new ZooKeeperServer(dir, port, '127.0.0.1', options, { myid, peers });
+    const bind = options.clientPortAddress ?? '127.0.0.1';
+    const server = new ZooKeeperServer(dir, port, bind === '0.0.0.0' ? '127.0.0.1' : bind, options, { myid, peers });
     await server.writeConfig();
     return server;
   }
@@ -238,7 +239,8 @@ export class ZooKeeperEnsemble {
     return this.members.map((m) => m.connectString).join(',');
   }
 
-  static async start(size = 3, options: Omit<ZooKeeperOptions, 'port' | 'clientPortAddress'> = {}): Promise<ZooKeeperEnsemble> {
+  /** `clientPortAddress: '0.0.0.0'` lets other network namespaces reach the members (clients here still use loopback). */
+  static async start(size = 3, options: Omit<ZooKeeperOptions, 'port'> = {}): Promise<ZooKeeperEnsemble> {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bees-zk-ensemble-'));
     const members: ZooKeeperServer[] = [];
     const ensemble = new ZooKeeperEnsemble(dir, members);

@@ -11,6 +11,9 @@ import { codeOf, sleep, type ZkSession } from './session.js';
 
 const { Exception } = zookeeper;
 
+/** Object reads in flight while loading every object (start, or after falling behind the log's retention). */
+const LOAD_CONCURRENCY = 500;
+
 interface CacheEntry {
   version: number;
   json: string;
@@ -28,6 +31,9 @@ export class Follower {
   private followWaiters: { tx: number; resolve: () => void; fail: (e: Error) => void }[] = [];
   /** How many times this client fell behind the retention and reloaded (tests and diagnostics). */
   gaps = 0;
+  /** Whether every object is being loaded, and how many have been read so far (waits go on while it grows). */
+  private loading = false;
+  private loadProgress = 0;
 
   constructor(
     private readonly s: ZkSession,
@@ -73,10 +79,19 @@ export class Follower {
       };
       // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
       this.followWaiters.push(w);
-      const timer = setTimeout(
-        () => fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`)),
-        Math.max(0, deadline - Date.now()),
-      );
+      // Loading every object (the first read, or after a gap) takes longer than one operation's timeout at scale
+      // (100,000 objects: minutes on a busy machine, bench/scale): the wait goes on while the load advances, and
+      // fails after a timeout's worth without progress, as any other call.
+      let progress = this.loadProgress;
+      const expire = (): void => {
+        if (this.loading && this.loadProgress !== progress) {
+          progress = this.loadProgress;
+          timer = setTimeout(expire, this.s.options.opTimeoutMs);
+          return;
+        }
+        fail(new StoreError('Unavailable', `ZooKeeper ${this.s.hosts} did not answer in time`));
+      };
+      let timer = setTimeout(expire, Math.max(0, deadline - Date.now()));
     });
   }
 
@@ -93,7 +108,10 @@ export class Follower {
       this.followDirty = false;
       try {
         await s.waitConnected(Number.POSITIVE_INFINITY);
+        // Until the first load is done, waits for this follower go on while it advances (see sync()).
+        if (!loaded) this.loading = true;
         const children = await logEntries(s, this.root, false, () => this.kick());
+        this.loadProgress++;
         if (!loaded) {
           // Start: everything up to the newest entry comes from the objects themselves.
           this.cursorTx = children.at(-1)?.tx ?? 0;
@@ -170,21 +188,40 @@ export class Follower {
 
   /** Reads every object; entries of the log replayed afterwards apply only if newer (by zxid) than what was read. */
   private async loadAll(): Promise<void> {
+    this.loading = true;
+    try {
+      await this.loadKinds();
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  private async loadKinds(): Promise<void> {
     const s = this.s;
     for (const kind of KINDS) {
       const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
+      this.loadProgress++;
       const map = new Map<string, CacheEntry>();
-      const reads = ids.map((id) =>
+      const read = (id: string) =>
         s
           .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
           .then(
-            ([data, stat]) => map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) }),
+            ([data, stat]) => {
+              map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
+              this.loadProgress++;
+            },
             (err) => {
               if (codeOf(err) !== Exception.NO_NODE) throw err;
             },
-          ),
+          );
+      // A bounded number in flight: 100,000 reads at once hold every request and reply in memory together, a peak
+      // the process keeps as resident memory long after (bench/scale), for no faster a load.
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, async () => {
+          for (let i = next++; i < ids.length; i = next++) await read(ids[i]!);
+        }),
       );
-      await Promise.all(reads);
       this.cache.set(kind, map);
     }
   }
