@@ -142,14 +142,18 @@ export class Reconciler {
       await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
       await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
     });
-    const held = (p: HostPlan): Set<string> => new Set([...keysOf(p), ...this.lingering(p).keys()]);
-    const lost = this.swept === undefined || [...this.swept].some((k) => !held(plan).has(k));
+    // What the plan holds, lingering included, read ONCE per decision: a linger that expires between two reads
+    // would drop its key from `swept` without a sweep ever removing it (seen in CI: a router and its bridges left
+    // on a host after its last workload went). An expiry after this read shows as lost in the timer's next pass.
+    const heldNow = new Set([...keysOf(plan), ...this.lingering(plan).keys()]);
+    const lost = this.swept === undefined || [...this.swept].some((k) => !heldNow.has(k));
     if (errors.length === 0 && (lost || this.sweepDue)) {
       await this.lock.runExclusive(async () => {
         // Plugs are removed by detach and gc (and stray ones by the forced resync's sweep), never because of a
         // transient cache state; pins keep plugs whose port the cache has not seen yet.
         const now = this.plan();
-        const linger = [...this.lingering(now).values()];
+        const lingerNow = this.lingering(now);
+        const linger = [...lingerNow.values()];
         this.sweepDue = false;
         await this.datapath
           .sweep({
@@ -159,7 +163,7 @@ export class Reconciler {
           })
           .catch((e: Error) => errors.push(`sweep: ${e.message}`));
         // What the sweep removed is no longer converged: a later ensure must re-create it, not skip it.
-        const kept = held(now);
+        const kept = new Set([...keysOf(now), ...lingerNow.keys()]);
         // With nothing left here the sweep dropped our tables, chains and sets with them.
         if (now.bridges.size === 0 && now.plugs.size === 0 && !linger.some((w) => w.vni !== undefined)) this.policy = undefined;
         for (const key of [...this.applied.keys()]) if (!kept.has(key)) this.applied.delete(key);
@@ -167,7 +171,7 @@ export class Reconciler {
         this.swept = errors.length === 0 ? kept : undefined;
       });
     } else if (errors.length === 0) {
-      this.swept = held(plan);
+      this.swept = heldNow;
     }
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
