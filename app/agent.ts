@@ -9,7 +9,7 @@ import { DEFAULT_NETWORK } from '../core/workload/types.js';
 export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name NAME] [--underlay-ip IP] [--tunnel-port ${DEFAULT_TUNNEL_PORT}]
            [--listen unix:PATH|tcp://HOST:PORT] [--token-file FILE] [--read-token-file FILE]
            [--tls-cert FILE --tls-key FILE] [--workload-socket PATH]
-           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P] [--flow-log] [--network-linger SECONDS]
+           [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P] [--flow-log] [--log-format text|json] [--network-linger SECONDS]
            [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]
            [--k8s-kubeconfig PATH|in-cluster] [--k8s-tenancy flat|namespace]
            [--metrics-listen ADDR:PORT [--metrics-token-file FILE]]`;

@@ -1,6 +1,7 @@
 // The per-host agent: registers its Host, keeps a liveness record, serves the REST API and the workload API, and
 // reconciles the kernel to the part of the topology this host needs.
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Host } from '../model/types.js';
@@ -36,6 +37,17 @@ import type { PortGroupResolver } from './port-groups.js';
 import type { WorkloadNetworkResolver } from './workload-network.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { linkStats } from '../datapath/netlink/link-stats.js';
+
+/** A line of the agent's log; a level other than info marks what a collector should surface. */
+export type AgentLog = (msg: string, level?: LogLevel) => void;
+export type LogLevel = 'info' | 'warn' | 'error';
+
+const PINO_LEVEL: Record<LogLevel, number> = { info: 30, warn: 40, error: 50 };
+
+/** One line in the shape fastify's logger (pino) writes the workload operations in, so both kinds parse alike. */
+function jsonLogLine(msg: string, level: LogLevel): string {
+  return JSON.stringify({ level: PINO_LEVEL[level], time: Date.now(), pid: process.pid, hostname: hostname(), name: 'bees-agent', msg });
+}
 
 export const DEFAULT_STATE_DIR = '/var/lib/bees';
 export const DEFAULT_RUN_DIR = '/run/bees';
@@ -90,6 +102,11 @@ export interface AgentOptions {
   /** Routes adapters add to the workload server (the CNI shim's call), given the in-process workload API. */
   workloadRoutes?: WorkloadRoutes[];
   log?: (msg: string) => void;
+  /**
+   * `text` (default): the agent's lines as `bees-agent: …`, workload operations as JSON lines. `json`: every line
+   * a JSON object in fastify's (pino's) shape, with a level, for log collectors.
+   */
+  logFormat?: 'text' | 'json';
   /** Also serve GET /metrics alone on this TCP address (HOST:PORT), for Prometheus (metrics-listener.ts). */
   metricsListen?: string;
   /** The bearer token the metrics listener demands (none: it serves anyone who reaches it). */
@@ -138,7 +155,7 @@ export class Agent {
   private prober: Prober | undefined;
   /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
   appliedSeq = 0;
-  private readonly log: (msg: string) => void;
+  private readonly log: AgentLog;
   /** For `bees status`: the last errors, when the last reconcile pass ended and took, the port groups' last call. */
   readonly recentErrors = new RecentErrors();
   private readonly startedAt = Date.now();
@@ -148,15 +165,17 @@ export class Agent {
   private readonly workloadRoutes: string[] = [];
 
   /** Where the agent's lines go outside any workload operation. */
-  private readonly plainLog: (msg: string) => void;
+  private readonly plainLog: AgentLog;
 
   constructor(private readonly opts: AgentOptions) {
-    this.plainLog = opts.log ?? ((m) => process.stderr.write(`bees-agent: ${m}\n`));
+    const text = opts.log ?? ((m: string) => process.stderr.write(`bees-agent: ${m}\n`));
+    const write = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    this.plainLog = opts.logFormat === 'json' ? (m, level = 'info') => write(jsonLogLine(m, level)) : (m) => text(m);
     // A line written while a workload operation runs is one of its lines: it goes out with the operation's id.
-    this.log = (m) => {
+    this.log = (m, level = 'info') => {
       const op = currentOperation();
-      if (op) op.log.info(m);
-      else this.plainLog(m);
+      if (op) op.log[level](m);
+      else this.plainLog(m, level);
     };
   }
 
@@ -271,7 +290,7 @@ export class Agent {
       },
     });
     this.stopHealth = this.store.onHealth((h) => {
-      this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`);
+      this.log(h.up ? 'store reachable again' : `store unreachable: ${h.reason ?? 'no reason given'}`, h.up ? 'info' : 'warn');
       if (!h.up) this.recentErrors.note('store', `unreachable: ${h.reason ?? 'no reason given'}`);
       if (h.up) void this.workloads.flushPending();
     });
@@ -301,10 +320,10 @@ export class Agent {
       flowLog.start();
       this.flowLog = flowLog;
     } catch (e) {
-      this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`);
+      this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`, 'warn');
     }
     const prober = new Prober(this.hostId, this.store, this.log);
-    await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`));
+    await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`, 'warn'));
     this.prober = prober;
     this.api = buildApi({
       prober: {
@@ -474,7 +493,7 @@ export class Agent {
       const reclaimed = await ipam.reclaimBlocks(live);
       if (reclaimed.length) this.log(`reclaimed ${reclaimed.length} IPAM block(s) of hosts that are gone`);
     } catch (e) {
-      this.log(`block reclaim: ${(e as Error).message}`);
+      this.log(`block reclaim: ${(e as Error).message}`, 'warn');
     }
   }
 

@@ -80,7 +80,7 @@ export class Reconciler {
     private readonly cache: TopologyView,
     private readonly datapath: Datapath,
     readonly underlayMtu: number,
-    private readonly log: (msg: string) => void = () => undefined,
+    private readonly log: (msg: string, level?: 'info' | 'warn' | 'error') => void = () => undefined,
   ) {}
 
   /** The desired state of this host from the cache (see plan.ts); forgets the pins the cache has caught up with. */
@@ -175,7 +175,7 @@ export class Reconciler {
     }
     this.passes++;
     this.lastError = errors.length ? errors.join('; ') : undefined;
-    if (errors.length) this.log(`reconcile: ${this.lastError}`);
+    if (errors.length) this.log(`reconcile: ${this.lastError}`, 'error');
     this.scheduleRetry(errors.length > 0);
   }
 

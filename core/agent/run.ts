@@ -25,6 +25,7 @@ export const AGENT_FLAGS = {
   'router-ns-prefix': { type: 'string' },
   // Off by default: logging accepted connections costs a conntrack match and a log rule per accept rule.
   'flow-log': { type: 'boolean' },
+  'log-format': { type: 'string' },
   // Seconds a network's bridge and router stay on a host after its last local port left (default 60).
   'network-linger': { type: 'string' },
   // GET /metrics alone on a TCP address, for Prometheus; with a bearer token read from a file.
@@ -77,6 +78,7 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     ...(values['workload-socket'] ? { workloadSocket: values['workload-socket'] } : {}),
     ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
     ...(values['flow-log'] ? { flowLog: true } : {}),
+    ...(values['log-format'] !== undefined ? { logFormat: logFormat(values['log-format']) } : {}),
     ...(lingerMs !== undefined ? { networkLingerMs: lingerMs } : {}),
     ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] } : {}),
     ...(metricsToken ? { metricsToken } : {}),
@@ -114,4 +116,9 @@ export async function runAgentUntilSignal(
   if (!interrupted.signal.aborted) ready = Promise.resolve(onReady?.(agent, interrupted.signal));
   await ready;
   await stopped;
+}
+
+function logFormat(v: string): 'text' | 'json' {
+  if (v !== 'text' && v !== 'json') throw new Error(`--log-format must be text or json, got '${v}'`);
+  return v;
 }

@@ -59,7 +59,8 @@ function jsonLines(log: string): Record<string, unknown>[] {
 
 let c: Cluster;
 test.before(async () => {
-  c = await startCluster({ hosts: 1 });
+  // JSON lines for everything (--log-format json): the request-id checks below read the agent's log as JSON.
+  c = await startCluster({ hosts: 1, agentArgs: ['--log-format', 'json'] });
 });
 test.after.always(async () => {
   await c?.close();
@@ -203,4 +204,25 @@ test.serial('bees status: healthy on one screen, --json, and exit 1 once the sto
   t.is(down.code, 1);
   t.regex(down.stdout, /^problem:\s+store zk:\/\/\S+ unreachable/m);
   t.regex(down.stdout, /UNREACHABLE/);
+
+  // --log-format json: every line the agent wrote is a JSON object with a level; losing the store is a warning.
+  const raw = c
+    .agentLog(h)
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  const parsed = jsonLines(c.agentLog(h));
+  t.is(parsed.length, raw.length, raw.filter((l) => !l.startsWith('{')).join('\n'));
+  t.true(parsed.every((l) => typeof l.level === 'number' && typeof l.msg === 'string'));
+  t.true(
+    parsed.some((l) => l.level === 30 && /^ready: api /.test(String(l.msg))),
+    'the ready line, at info',
+  );
+  t.true(
+    await eventually(
+      async () => jsonLines(c.agentLog(h)).some((l) => l.level === 40 && /^store unreachable/.test(String(l.msg))) || undefined,
+      30_000,
+      'a warning for the lost store',
+    ).catch(() => false),
+    'the lost store logged at warn (40)',
+  );
 });
