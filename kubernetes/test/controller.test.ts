@@ -9,136 +9,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { openStore } from '../../core/store/open.js';
-import { Topology } from '../../core/topology/service.js';
 import { tenantId as stableTenantId } from '../../core/model/ids.js';
-import type { Kind, Port } from '../../core/model/types.js';
-import { simulateExchange } from '../../core/policy/simulate.js';
+import type { Port } from '../../core/model/types.js';
 import { systemTool } from '../../core/datapath/exec.js';
-import { ApiServer } from '../../e2e/kube/apiserver.js';
-import { kinds } from '../../e2e/kube/kinds.js';
-import { Controller, type ControllerOptions } from '../controller/controller.js';
+import { eventually, reaches, setupController, snapshot } from './controller-fixture.js';
 import { loadBalancerIdOf } from '../controller/services.js';
 
 const run = promisify(execFile);
 const TENANT = 'kubernetes';
 const NETWORK = 'pods';
 
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function setup(t: ExecutionContext, namespaces = ['default', 'kube-system', 'x', 'y']) {
-  const dir = await mkdtemp(join(tmpdir(), 'bees-k8sctl-'));
-  const server = new ApiServer({ bookmarkIntervalMs: 500 });
-  await server.start();
-  for (const n of namespaces)
-    server.create(
-      kinds.find((k) => k.kind === 'Namespace')!,
-      undefined,
-      { metadata: { name: n } },
-    );
-  const store = await openStore(`file:${join(dir, 'store')}`);
-  const topology = new Topology(store);
-  const controllers: Controller[] = [];
-  t.teardown(async () => {
-    for (const c of controllers) await c.stop().catch(() => undefined);
-    await server.stop();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: server.url, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  const kubeconfig = join(dir, 'kubeconfig');
-  await server.writeKubeconfig(kubeconfig);
+  const s = await setupController(t, namespaces);
+  const kubeconfig = join(s.dir, 'kubeconfig');
+  await s.server.writeKubeconfig(kubeconfig);
   const kubectlApply = async (yaml: string): Promise<void> => {
-    const f = join(dir, `m-${Math.random().toString(36).slice(2)}.yaml`);
+    const f = join(s.dir, `m-${Math.random().toString(36).slice(2)}.yaml`);
     await writeFile(f, yaml);
     await run('kubectl', ['apply', '-f', f], { env: { ...process.env, KUBECONFIG: kubeconfig } });
   };
-  const controller = (extra: Partial<ControllerOptions> = {}): Controller => {
-    const c = new Controller({
-      kc,
-      topology,
-      tenant: TENANT,
-      network: NETWORK,
-      podCidrs: ['10.128.0.0/16'],
-      leaseDurationS: 2,
-      renewDeadlineMs: 1500,
-      retryPeriodMs: 200,
-      resyncMs: 0,
-      relistMs: 0,
-      log: (l) => t.log(l),
-      ...extra,
-    });
-    controllers.push(c);
-    return c;
-  };
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const tenantId = stableTenantId(TENANT);
   /** What the node agent does at CNI ADD, as far as the store goes: a port labelled with the pod's identity. */
-  const podPort = async (ns: string, name: string, ip: string): Promise<Port> => {
-    const bridge = await eventually('the pod network', () => topology.findBridge(TENANT, NETWORK));
-    return topology.create('Port', {
-      type: 'bridge',
-      bridgeId: bridge.id,
-      ips: [ip],
-      options: { 'k8s.pod.namespace': ns, 'k8s.pod.name': name },
-    });
-  };
+  const podPort = (ns: string, name: string, ip: string): Promise<Port> => s.podPort(TENANT, NETWORK, ns, name, ip);
   const pod = async (ns: string, name: string, labels: Record<string, string>, ports: k8s.V1ContainerPort[] = []): Promise<void> => {
-    await core.createNamespacedPod({
+    await s.core.createNamespacedPod({
       namespace: ns,
       body: { metadata: { name, labels }, spec: { containers: [{ name: 'c', image: 'agnhost', ports }] } },
     });
   };
-  return { server, topology, kc, core, controller, kubectlApply, podPort, pod, tenantId, kubeconfig };
-}
-
-/** Does a TCP connection from port `from` to port `to` on `dport` get through the filters now in the store? */
-async function reaches(topology: Topology, from: Port, to: Port, dport: number): Promise<boolean> {
-  const [chains, rules, ipAddrGroups, ports, bridge] = await Promise.all([
-    topology.list('Chain'),
-    topology.list('Rule'),
-    topology.list('IpAddrGroup'),
-    topology.list('Port'),
-    topology.get('Bridge', from.bridgeId!),
-  ]);
-  const packet = {
-    srcMac: from.mac,
-    dstMac: to.mac,
-    srcIp: from.ips[0],
-    dstIp: to.ips[0],
-    proto: 6,
-    srcPort: 40000,
-    dstPort: dport,
-    inPortId: from.id,
-    outPortId: to.id,
-  };
-  return simulateExchange({ chains, rules, ipAddrGroups, ports }, bridge, packet).delivered;
-}
-
-const OWNED: Kind[] = ['PortGroup', 'Chain', 'Rule', 'Bridge', 'Port', 'LoadBalancer', 'Pool', 'PoolMember', 'Vip', 'Router'];
-async function snapshot(topology: Topology): Promise<Record<string, unknown[]>> {
-  const out: Record<string, unknown[]> = {};
-  for (const k of OWNED) out[k] = await topology.list(k);
-  return out;
+  return { ...s, kubectlApply, podPort, pod, tenantId: stableTenantId(TENANT), kubeconfig };
 }
 
 const POLICY = `apiVersion: networking.k8s.io/v1
