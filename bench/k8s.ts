@@ -23,7 +23,8 @@ import { startCluster, eventually, type Cluster, type Workload } from '../testbe
 import { nsArgv } from '../testbed/shell.js';
 import { latencyFigures, roundTo, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
-const CILIUM = "context, not a same-run comparison: Cilium reports < 600 ms at 1,000 nodes (issue 11); the issue's goal is p99 < 250 ms at 20 hosts";
+const CILIUM =
+  "context, not a same-run comparison: Cilium reports < 600 ms at 1,000 nodes (issue 11); the issue's goal is p99 < 250 ms at 20 hosts";
 
 function kubeConfigFor(server: string): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
@@ -193,7 +194,8 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
         ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'b' } } }], ports: [{ port }] }],
       },
     });
-    await k.net.createNamespacedNetworkPolicy({ namespace: 'x', body: body(1000) });
+    // Each replace carries the resourceVersion the previous write returned (an update must name one).
+    let np = await k.net.createNamespacedNetworkPolicy({ namespace: 'x', body: body(1000) });
     const chain = await eventually(
       async () => (await k.topology.list('Chain')).find((x) => x.name === `k8s+np+x+${NP}+ingress`),
       60_000,
@@ -209,12 +211,16 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
     });
     const backends = pods.slice(0, 3);
     const slice = (count: number): k8s.V1EndpointSlice => ({
-      metadata: { name: 'web-1', namespace: 'x', labels: { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'bench' } },
+      metadata: {
+        name: 'web-1',
+        namespace: 'x',
+        labels: { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'bench' },
+      },
       addressType: 'IPv4',
       ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
       endpoints: backends.slice(0, count).map((b) => ({ addresses: [b.ip4!], conditions: { ready: true } })),
     });
-    await k.disc.createNamespacedEndpointSlice({ namespace: 'x', body: slice(3) });
+    let es = await k.disc.createNamespacedEndpointSlice({ namespace: 'x', body: slice(3) });
     const svc = await k.core.readNamespacedService({ namespace: 'x', name: 'web' });
     const vip = await eventually(
       async () => (await k.topology.list('Vip')).find((v) => v.address === svc.spec!.clusterIP && v.port === 8080),
@@ -222,22 +228,20 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
       'the VIP',
     );
     // Every host holds the policy chain and the VIP before the clock starts.
-    await eventually(
-      async () =>
-        (
-          await Promise.all(
-            k.c.hosts.map(async (h) => [
-              await k.c.harness.exec(h.host, ['nft', 'list', 'chain', 'ip', 'bees-lb', `v-${vip.id}`]),
-              await k.c.harness.exec(h.host, ['sh', '-c', `nft list table bridge bees | grep -q 'chain c-${chain.id} '`]),
-            ]),
-          )
-        )
-          .flat()
-          .every((r) => r.code === 0),
-      180_000,
-      'the policy chain and the VIP on every host',
-      500,
-    );
+    let missing: string[] = [];
+    const held = async (): Promise<boolean> => {
+      missing = [];
+      for (const h of k.c.hosts) {
+        if ((await k.c.harness.exec(h.host, ['nft', 'list', 'chain', 'ip', 'bees-lb', `v-${vip.id}`])).code !== 0)
+          missing.push(`${h.host.name}: VIP`);
+        if ((await k.c.harness.exec(h.host, ['nft', 'list', 'chain', 'bridge', 'bees', `c-${chain.id}`])).code !== 0)
+          missing.push(`${h.host.name}: policy chain`);
+      }
+      return missing.length === 0;
+    };
+    await eventually(held, 120_000, 'the policy chain and the VIP on every host', 500).catch((e: Error) => {
+      throw new Error(`${e.message} (missing: ${missing.join(', ')})`);
+    });
     for (const h of k.c.hosts) monitors.push(new Monitor(h.host.netns));
     await Promise.all(monitors.map((m) => m.ready));
     await new Promise((r) => setTimeout(r, 2000));
@@ -248,7 +252,12 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
       const re = new RegExp(`dport ${port}\\b`);
       const waits = monitors.map((m) => m.wait((l) => l.startsWith('add rule ') && l.includes(` c-${chain.id} `) && re.test(l), 60_000));
       const t0 = performance.now();
-      await k.net.replaceNamespacedNetworkPolicy({ namespace: 'x', name: NP, body: body(port) });
+      const next = body(port);
+      np = await k.net.replaceNamespacedNetworkPolicy({
+        namespace: 'x',
+        name: NP,
+        body: { ...next, metadata: { ...next.metadata, resourceVersion: np.metadata!.resourceVersion! } },
+      });
       policy.push(...(await Promise.all(waits)).map((x) => x - t0));
       await new Promise((r) => setTimeout(r, 1500));
     }
@@ -261,8 +270,11 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
         l.startsWith(`add rule ip bees-lb v-${vip.id} `) && l.includes('numgen') && (l.match(/goto m-/g) ?? []).length === next;
       const waits = monitors.map((m) => m.wait(match, 60_000));
       const t0 = performance.now();
-      const cur = await k.disc.readNamespacedEndpointSlice({ namespace: 'x', name: 'web-1' });
-      await k.disc.replaceNamespacedEndpointSlice({ namespace: 'x', name: 'web-1', body: { ...cur, endpoints: slice(next).endpoints } });
+      es = await k.disc.replaceNamespacedEndpointSlice({
+        namespace: 'x',
+        name: 'web-1',
+        body: { ...es, endpoints: slice(next).endpoints },
+      });
       const at = await Promise.all(waits);
       (next < count ? endpoints.removed : endpoints.added).push(...at.map((x) => x - t0));
       count = next;
@@ -275,19 +287,19 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
         name: `NetworkPolicy change enforced on every host (${hosts} hosts)`,
         unit: 'ms',
         ours: stats(policy),
-        note: `${what('the NetworkPolicy replace call to the API double', "the policy chain with the new port")}; ${CILIUM}`,
+        note: `${what('the NetworkPolicy replace call to the API double', 'the policy chain with the new port')}; ${CILIUM}`,
       },
       {
         name: `endpoint removed: effective on every host (${hosts} hosts)`,
         unit: 'ms',
         ours: stats(endpoints.removed),
-        note: what('the EndpointSlice read + replace calls to the API double', 'the VIP chain without the member'),
+        note: what('the EndpointSlice replace call to the API double', 'the VIP chain without the member'),
       },
       {
         name: `endpoint added: effective on every host (${hosts} hosts)`,
         unit: 'ms',
         ours: stats(endpoints.added),
-        note: what('the EndpointSlice read + replace calls to the API double', 'the VIP chain with the member'),
+        note: what('the EndpointSlice replace call to the API double', 'the VIP chain with the member'),
       },
     ];
   } finally {
@@ -314,7 +326,8 @@ async function podAdd(ctx: BenchContext): Promise<BenchRow> {
       const w = await k.pod(`n${i}`, { app: 'new' }, on);
       // One ping at a time with a 1 s timeout: a reply ends it at once; a miss costs up to a second.
       const until = t0 + 30_000;
-      while (!(await k.c.ping(peer.netns, w.ip4!, { timeoutSec: 1 }))) if (performance.now() > until) throw new Error(`no reply from ${w.name}`);
+      while (!(await k.c.ping(peer.netns, w.ip4!, { timeoutSec: 1 })))
+        if (performance.now() > until) throw new Error(`no reply from ${w.name}`);
       samples.push(performance.now() - t0);
     }
     return {
@@ -335,16 +348,25 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   const load = loadavg()[0]!.toFixed(1);
   const sizes = (process.env.BENCH_K8S_HOSTS ?? '3,20').split(',').map(Number);
   const rows: BenchRow[] = [];
-  for (const h of sizes) rows.push(...(await changes(ctx, h)));
-  rows.push(await podAdd(ctx));
+  try {
+    for (const h of sizes) rows.push(...(await changes(ctx, h)));
+    rows.push(await podAdd(ctx));
+  } catch (e) {
+    // The client's ApiException keeps the API's own message in its body: say it.
+    const body = (e as { body?: unknown }).body;
+    ctx.progress(`k8s: ${(e as Error).message}`);
+    throw new Error(`${(e as Error).message.split('\n')[0]}${body ? `: ${typeof body === 'string' ? body : JSON.stringify(body)}` : ''}`, {
+      cause: e,
+    });
+  }
   return {
     title: 'Kubernetes (controller and agents, API server double)',
     method:
-      "Harness hosts (network namespaces on a veth/bridge underlay), one real bees agent per host (reading pods from the API) on one " +
+      'Harness hosts (network namespaces on a veth/bridge underlay), one real bees agent per host (reading pods from the API) on one ' +
       "real ZooKeeper; the Kubernetes API is e2e/kube's ApiServer, a test DOUBLE of kube-apiserver, written with @kubernetes/client-node; " +
       "the real controller runs in the benchmark's process. Every host has a pod selected by the policy and of the Service's " +
       "network. Policy change: the NetworkPolicy's port replaced; endpoint change: the EndpointSlice replaced with 2 or 3 endpoints in " +
-      "turn; `nft monitor rules` in each host namespace timestamps the commit of the changed chain. There is no other CNI beside it: " +
+      'turn; `nft monitor rules` in each host namespace timestamps the commit of the changed chain. There is no other CNI beside it: ' +
       `every figure is ours alone. Sizes: ${sizes.join(' and ')} hosts. Agents, ZooKeeper, the API double and the controller share the ` +
       `machine's ${cpus().length} cores with a CI run and other jobs (load average ${load} at the start): absolute times are inflated ` +
       'and noisy, the tails most of all.',
