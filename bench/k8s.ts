@@ -7,87 +7,22 @@
 //   more, until every host's kernel has committed the VIP chain with that many members;
 // - pod ADD → first reply: a pod created in the API and attached through an agent (the CNI path with the pod's
 //   identity), until a pod on another host gets a ping reply from it.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect, type Server } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as k8s from '@kubernetes/client-node';
 import { openStore } from '../core/store/open.js';
 import { Topology } from '../core/topology/service.js';
 import { ApiServer } from '../e2e/kube/apiserver.js';
 import { kinds } from '../e2e/kube/kinds.js';
+import { forward, kubeConfigFor } from '../e2e/kube/reach.js';
 import { Controller } from '../kubernetes/controller/controller.js';
 import { startCluster, eventually, type Cluster, type Workload } from '../testbed/cluster.js';
-import { nsArgv } from '../testbed/shell.js';
+import { Monitor } from './nft-monitor.js';
 import { latencyFigures, roundTo, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 const CILIUM =
   "context, not a same-run comparison: Cilium reports < 600 ms at 1,000 nodes (issue 11); the issue's goal is p99 < 250 ms at 20 hosts";
-
-function kubeConfigFor(server: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  return kc;
-}
-
-/** The API server double listens on 127.0.0.1; harness hosts reach the root namespace at harness.rootIp. */
-async function forward(listenIp: string, to: URL): Promise<Server> {
-  const srv = createServer((c) => {
-    const up = connect(Number(to.port), to.hostname);
-    c.pipe(up).pipe(c);
-    c.on('error', () => up.destroy());
-    up.on('error', () => c.destroy());
-  });
-  await new Promise<void>((r) => srv.listen(0, listenIp, r));
-  return srv;
-}
-
-/** `nft monitor rules` in a host namespace: resolves with the arrival time of a committed rule matching `match`. */
-class Monitor {
-  private readonly p: ChildProcess;
-  private waiters: { match: (line: string) => boolean; resolve: (at: number) => void }[] = [];
-  readonly ready: Promise<void>;
-
-  constructor(netns: string) {
-    const [cmd, ...args] = nsArgv(netns, ['nft', 'monitor', 'rules']);
-    this.p = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.p.on('error', () => undefined);
-    createInterface({ input: this.p.stdout! }).on('line', (line) => {
-      const at = performance.now();
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.match(line)) return true;
-        w.resolve(at);
-        return false;
-      });
-    });
-    // nft has no "listening" signal: a short pause after spawn (it subscribes before its first read).
-    this.ready = new Promise((r) => setTimeout(r, 300));
-  }
-
-  wait(match: (line: string) => boolean, timeoutMs: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const w = { match, resolve };
-      this.waiters.push(w);
-      setTimeout(() => {
-        if (this.waiters.includes(w)) {
-          this.waiters = this.waiters.filter((x) => x !== w);
-          reject(new Error('no such commit within the timeout'));
-        }
-      }, timeoutMs).unref();
-    });
-  }
-
-  stop(): void {
-    this.p.kill('SIGKILL');
-  }
-}
 
 interface KubeCluster {
   c: Cluster;

@@ -5,11 +5,9 @@
 //   network, so each holds the VIP; a member removed or added through one host's REST API, and the time until each
 //   host's kernel has committed the VIP chain with (or without) that member's element, seen by `nft monitor`
 //   running in every host namespace (an event per committed rule, timestamped as it arrives here).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { createInterface } from 'node:readline';
 import { startCluster, eventually, type Cluster, type Workload } from '../testbed/cluster.js';
-import { nsArgv } from '../testbed/shell.js';
+import { Monitor } from './nft-monitor.js';
 import type { PoolMember, Vip } from '../core/model/types.js';
 import {
   interleavedRounds,
@@ -115,47 +113,6 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
     ];
   } finally {
     await c.close();
-  }
-}
-
-/** `nft monitor` in a host namespace: resolves when a committed rule line satisfies `match`. */
-class Monitor {
-  private readonly p: ChildProcess;
-  private waiters: { match: (line: string) => boolean; resolve: (at: number) => void }[] = [];
-  readonly ready: Promise<void>;
-
-  constructor(netns: string) {
-    const [cmd, ...args] = nsArgv(netns, ['nft', 'monitor', 'rules']);
-    this.p = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.p.on('error', () => undefined);
-    const lines = createInterface({ input: this.p.stdout! });
-    lines.on('line', (line) => {
-      const at = performance.now();
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.match(line)) return true;
-        w.resolve(at);
-        return false;
-      });
-    });
-    // nft has no "listening" signal: a short pause after spawn (it subscribes before its first read).
-    this.ready = new Promise((r) => setTimeout(r, 300));
-  }
-
-  wait(match: (line: string) => boolean, timeoutMs: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const w = { match, resolve };
-      this.waiters.push(w);
-      setTimeout(() => {
-        if (this.waiters.includes(w)) {
-          this.waiters = this.waiters.filter((x) => x !== w);
-          reject(new Error('no such commit within the timeout'));
-        }
-      }, timeoutMs).unref();
-    });
-  }
-
-  stop(): void {
-    this.p.kill('SIGKILL');
   }
 }
 

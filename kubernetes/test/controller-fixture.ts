@@ -12,6 +12,7 @@ import type { Kind, Port } from '../../core/model/types.js';
 import { simulateExchange } from '../../core/policy/simulate.js';
 import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
+import { kubeConfigFor } from '../../e2e/kube/reach.js';
 import { Controller, type ControllerOptions } from '../controller/controller.js';
 
 export async function eventually<T>(
@@ -33,16 +34,7 @@ export async function eventually<T>(
   }
 }
 
-export const kubeConfigFor = (url: string): k8s.KubeConfig => {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: url, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  return kc;
-};
+export { kubeConfigFor };
 
 export type NamespaceSpec = string | { name: string; annotations?: Record<string, string> };
 

@@ -2,7 +2,6 @@
 // underlay bridge, one real ZooKeeper) with real agents that read pods from e2e/kube's ApiServer — a test DOUBLE
 // of kube-apiserver, not Kubernetes — and the controller in this process writing into the cluster's store.
 import type { ExecutionContext } from 'ava';
-import { createServer, connect, type Server } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +12,7 @@ import { ApiServer } from '../../e2e/kube/apiserver.js';
 import { kinds } from '../../e2e/kube/kinds.js';
 import { startCluster, eventually, type Workload } from '../../testbed/cluster.js';
 import { Controller, type ControllerOptions } from '../controller/controller.js';
-import { kubeConfigFor } from './controller-fixture.js';
+import { forward, kubeConfigFor } from '../../e2e/kube/reach.js';
 
 const LISTEN = `
 import socket, threading
@@ -33,18 +32,6 @@ try:
 except OSError:
     sys.exit(1)
 `;
-
-/** The API server double listens on 127.0.0.1; harness hosts reach the root namespace at harness.rootIp. */
-async function forward(listenIp: string, to: URL): Promise<Server> {
-  const srv = createServer((c) => {
-    const up = connect(Number(to.port), to.hostname);
-    c.pipe(up).pipe(c);
-    c.on('error', () => up.destroy());
-    up.on('error', () => c.destroy());
-  });
-  await new Promise<void>((r) => srv.listen(0, listenIp, r));
-  return srv;
-}
 
 /** Two harness hosts with agents that read pods from the double, and the controller on the cluster's store. */
 export async function kubeCluster(
