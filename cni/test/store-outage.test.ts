@@ -64,6 +64,7 @@ async function until(what: string, fn: () => Promise<boolean>, withinMs = 30_000
   }
 }
 
+const statusOf = () => new AgentClient(agent.socket).status();
 const portsOf = (workloadId: string) => agentPorts(agent, workloadId);
 const heldBy = (workloadId: string) => agentHeld(agent, workloadId);
 
@@ -81,6 +82,8 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
       plugins: [{ type: 'midonet', agentSocket: agent.socket, network: `n-${randomSuffix()}`, subnet: subnet.cidr }],
     }),
   );
+  // An earlier test's heal may still be reconnecting.
+  await until('the agent is ready', async () => (await statusOf()).ready, 60_000);
   const workload = async () => {
     const path = await cluster.harness.addWorkload(agent.host, `w${randomSuffix()}`);
     t.teardown(() => cluster.harness.removeWorkload(path).catch(() => undefined));
@@ -90,7 +93,11 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   await h.addNetworkList(list, before);
   await h.getStatusNetworkList(list);
   t.is(await metric('bees_store_up'), 1);
+  // One more, added just before the fault: the agent's cache (which follows the store's change stream) may not
+  // have seen its port yet when the store goes, and its DEL must still find the interface.
+  const fresh = { containerId: `f${randomSuffix(6)}`, netns: await workload(), ifname: 'eth0' };
   const vethsBefore = await workloadVeths(cluster.harness, agent.host);
+  await h.addNetworkList(list, fresh);
 
   await fault();
   t.teardown(heal);
@@ -113,8 +120,13 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   const took = Date.now() - started;
   t.like(add, { plugin: 'midonet', code: 11 });
   t.true(took < 3000, `ADD failed after ${took} ms`);
-  t.deepEqual(await workloadVeths(cluster.harness, agent.host), vethsBefore);
+  t.is((await workloadVeths(cluster.harness, agent.host)).length, vethsBefore.length + 1, 'only the fresh workload was added');
   t.false((await addrsIn(during.netns.replace('/run/netns/', ''))).some((l) => l.ifname === 'eth0'));
+
+  // DEL of the workload added just before the fault removes its interface too.
+  await h.delNetworkList(list, fresh);
+  t.deepEqual(await workloadVeths(cluster.harness, agent.host), vethsBefore, 'the fresh workload left no interface');
+  t.false((await addrsIn(fresh.netns.replace('/run/netns/', ''))).some((l) => l.ifname === 'eth0'));
 
   // DEL of the earlier workload removes its kernel side now.
   await h.delNetworkList(list, before);
@@ -126,8 +138,11 @@ async function outage(t: ExecutionContext, fault: () => Promise<void>, heal: () 
   await until('STATUS passes again', async () => (await statusCode()) === 0, 60_000);
   t.is(await metric('bees_store_up'), 1);
   // The release queued while the store was away reaches it; the failed ADD recorded nothing.
-  const released = async () => (await portsOf(before.containerId)).length === 0 && (await heldBy(before.containerId)).length === 0;
-  await until('the detached port leaves the store', released, 30_000);
+  const released = async () =>
+    (
+      await Promise.all([before, fresh].map(async (w) => (await portsOf(w.containerId)).length + (await heldBy(w.containerId)).length))
+    ).every((n) => n === 0);
+  await until('the detached ports leave the store', released, 30_000);
   t.deepEqual(await portsOf(during.containerId), []);
   t.deepEqual(await heldBy(during.containerId), []);
   // And the agent works again.
@@ -168,6 +183,8 @@ test.serial('a partitioned agent that fell behind the log retention relists once
   const client = new AgentClient(agent.socket);
   const netns = await cluster.harness.addWorkload(agent.host, `g${randomSuffix()}`);
   t.teardown(() => cluster.harness.removeWorkload(netns).catch(() => undefined));
+  // An earlier test's heal may still be reconnecting.
+  await until('the agent is ready', async () => (await statusOf()).ready, 60_000);
   const network = `gap-${randomSuffix()}`;
   const local = await client.attach({
     orchestrator: 'cli',

@@ -61,8 +61,20 @@ export class Workloads {
   private pending: { what: string; run: () => Promise<void> }[] = [];
   private flushing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Ports this agent attached that its cache has not seen yet. The cache follows the store's change stream, so a
+   * port written a moment ago may not be in it when the store becomes unreachable: a detach then (the runtime
+   * tearing the sandbox down) must still find it to remove its interface.
+   */
+  private readonly unseen = new Map<string, Port>();
 
-  constructor(private readonly d: WorkloadDeps) {}
+  constructor(private readonly d: WorkloadDeps) {
+    d.cache.on('changed', (c: { kind?: string; id?: string }) => {
+      if (this.unseen.size === 0) return;
+      if (c.kind === 'Port' && c.id) this.unseen.delete(c.id);
+      else if (c.kind === undefined) for (const id of this.unseen.keys()) if (d.cache.get('Port', id)) this.unseen.delete(id);
+    });
+  }
 
   async attach(request: AttachRequest): Promise<AttachResult> {
     validateRef(request);
@@ -169,6 +181,8 @@ export class Workloads {
       // Present: the port's published host ports become exactly these ([] unpublishes); absent: left as they are.
       if (req.portMappings !== undefined) await this.publish(portId, req.portMappings, addresses);
       this.d.reconciler.trigger();
+      if (!this.d.cache.get('Port', portId))
+        this.unseen.set(portId, { ...draft, ...(existing ? { portGroupIds: existing.portGroupIds } : {}) });
       const result = this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
       if (plugged.peerIfname) result.peerInterface = plugged.peerIfname;
       return result;
@@ -283,6 +297,7 @@ export class Workloads {
   }
 
   private async detachPort(port: Port, tr?: Trace): Promise<void> {
+    this.unseen.delete(port.id);
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
     // Published ports and the interface are separate kernel objects: removed side by side.
     await Promise.all([
@@ -314,17 +329,18 @@ export class Workloads {
             .map((b) => b.id),
         )
       : undefined;
-    const ports = this.d.cache
-      .list('Port')
-      .filter(
-        (p) =>
-          p.hostId === this.d.hostId &&
-          p.owner &&
-          ownerKey(p.owner) === owner &&
-          p.owner.ifname === req.ifname &&
-          (!bridges || bridges.size === 0 || bridges.has(p.bridgeId ?? '')),
-      );
+    const known = new Map(this.d.cache.list('Port').map((p) => [p.id, p]));
+    for (const p of this.unseen.values()) if (!known.has(p.id)) known.set(p.id, p);
+    const ports = [...known.values()].filter(
+      (p) =>
+        p.hostId === this.d.hostId &&
+        p.owner &&
+        ownerKey(p.owner) === owner &&
+        p.owner.ifname === req.ifname &&
+        (!bridges || bridges.size === 0 || bridges.has(p.bridgeId ?? '')),
+    );
     for (const port of ports) {
+      this.unseen.delete(port.id);
       await this.serialised(port.id, async () => {
         await Promise.all([
           tr.phase('unpublish', () => unpublishPorts(undefined, port.id)),
