@@ -36,12 +36,13 @@ const up: Command = {
   name: 'up',
   summary: 'Run an agent on this machine on the embedded store, with a default network and a quick demo',
   usage: `bees up [--state-dir DIR] [--network NAME] [--subnet CIDR] [--subnet6 CIDR] [--no-demo] [--underlay-ip IP]
-       [--docker | --no-docker]
+       [--docker | --no-docker] [--run-dir DIR] [--router-ns-prefix P]
   Starts the agent on file:<state-dir>/store (default /var/lib/bees), creates the default network ("${DEFAULT_NETWORK}",
   10.244.0.0/16 and fd00:bee::/64 unless given), shows two workloads on it reaching each other, the gateway and the
   host, then keeps serving the CNI plugin and the Docker driver until interrupted. The Docker driver ("midonet",
   local scope, on /run/docker/plugins/midonet.sock) is served when /run/docker/plugins exists (dockerd runs here)
-  or --docker.`,
+  or --docker. The API sockets are in the run directory (default /run/bees); router namespaces are named
+  P<router id> (P defaults to br-).`,
   rawArgs: true,
   async run(args, io) {
     const { values } = parse(
@@ -57,6 +58,8 @@ const up: Command = {
         store: { type: 'string' },
         docker: { type: 'boolean' },
         'no-docker': { type: 'boolean' },
+        'router-ns-prefix': { type: 'string' },
+        'run-dir': { type: 'string' },
       },
       { min: 0, max: 0 },
     );
@@ -74,6 +77,8 @@ const up: Command = {
         stateDir,
         workloadRoutes: [cniRoute],
         ...(values['underlay-ip'] ? { underlayIp: values['underlay-ip'] } : {}),
+        ...(values['router-ns-prefix'] ? { routerNsPrefix: values['router-ns-prefix'] } : {}),
+        ...(values['run-dir'] ? { runDir: values['run-dir'] } : {}),
         ...(docker ? { extraServices: [(a) => startDockerPlugin(a)] } : {}),
       },
       async (a, interrupted) => {

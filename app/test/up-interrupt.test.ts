@@ -1,7 +1,11 @@
 // `bees up` stopped with Ctrl-C while its demo runs: the demo's workloads (two network namespaces, their ports and
 // addresses) are removed through the still-running agent before it stops. It used to stop the agent at once and
-// leave the namespaces behind. Runs the real entry point in a harness host namespace, on a file store of its own.
+// leave the namespaces behind. And `bees up` beside a router namespace it did not make (another store's, e.g. a
+// `bees up` whose state directory was wiped) says so and how to fix it, and leaves it alone. Runs the real entry
+// point in a harness host namespace, on a file store of its own, with router namespaces of a prefix of its own: the
+// default names are machine wide, and a real `bees up` may have run on this machine.
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -10,11 +14,14 @@ import { join } from 'node:path';
 import { beesArgv } from '../../testbed/bees-entry.js';
 import { Harness } from '../../testbed/harness.js';
 import { openStore } from '../../core/store/open.js';
+import { routerId } from '../../core/model/ids.js';
+import { routerNsName } from '../../core/datapath/names.js';
 
-test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanly', async (t) => {
-  // `bees up` names its router namespace from the default network's router id: the same on every run, and machine
-  // wide (/run/netns). It stays when the agent stops (the datapath outlives the agent); this test removes it.
-  const before = new Set(readdirSync('/run/netns'));
+const nsPrefix = () => `bu${randomBytes(3).toString('hex')}-`;
+
+test.serial('Ctrl-C during the bees up demo removes the demo workloads and exits cleanly', async (t) => {
+  // The router namespace stays when the agent stops (the datapath outlives the agent); this test removes it.
+  const prefix = nsPrefix();
   const h = await Harness.create({ hosts: 1 });
   const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
   try {
@@ -36,6 +43,10 @@ test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanl
         '10.77.0.0/24',
         '--subnet6',
         'fd00:77::/64',
+        '--router-ns-prefix',
+        prefix,
+        '--run-dir',
+        join(stateDir, 'run'),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -84,6 +95,62 @@ test('Ctrl-C during the bees up demo removes the demo workloads and exits cleanl
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
     await h.destroy();
-    for (const n of readdirSync('/run/netns')) if (n.startsWith('br-') && !before.has(n)) execFileSync('ip', ['netns', 'del', n]);
+    for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) execFileSync('ip', ['netns', 'del', n]);
+  }
+});
+
+test.serial('bees up beside a router namespace another store left: a clear error naming it, and the namespace left alone', async (t) => {
+  const prefix = nsPrefix();
+  // What a `bees up` whose state directory was since wiped leaves: the default router's namespace, with its legs.
+  const leftover = routerNsName(prefix, routerId('default', 'default'));
+  execFileSync('ip', ['netns', 'add', leftover]);
+  execFileSync('ip', ['-n', leftover, 'link', 'add', 'l-1', 'type', 'veth', 'peer', 'name', 'l-1p']);
+  const h = await Harness.create({ hosts: 1 });
+  const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
+  try {
+    const host = h.hosts[0]!;
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        host.nsName,
+        ...beesArgv(),
+        'up',
+        '--state-dir',
+        stateDir,
+        '--no-docker',
+        '--underlay-ip',
+        host.underlayIp,
+        '--subnet',
+        '10.78.0.0/24',
+        '--router-ns-prefix',
+        prefix,
+        '--run-dir',
+        join(stateDir, 'run'),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 120_000;
+    while (!/exists already and this agent cannot prove it made it/.test(out) && child.exitCode === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (child.exitCode === null) child.kill('SIGINT');
+    await exited;
+    t.regex(out, new RegExp(`namespace /run/netns/${leftover} exists already and this agent cannot prove it made it`), out);
+    t.regex(out, new RegExp(`ip netns del ${leftover}`));
+    t.notRegex(out, /RTNETLINK answers: File exists/);
+    // Untouched: still there, with its own interface and nothing of ours in it.
+    const links = execFileSync('ip', ['-n', leftover, '-o', 'link', 'show']).toString();
+    t.regex(links, /: l-1@l-1p: /);
+    t.is(links.trim().split('\n').length, 3, links);
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+    await h.destroy();
+    for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) execFileSync('ip', ['netns', 'del', n]);
   }
 });

@@ -15,9 +15,9 @@
 // a file holding it has been renamed into place, before the plug makes its kernel object: an agent that crashes at
 // any point leaves no object the file does not name. Forgetting does not wait: an entry left behind by a crash
 // names an object already gone, which the next sweep drops.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { plugName } from '../datapath/names.js';
 import type {
   Datapath,
@@ -108,6 +108,12 @@ export class LocalInventory {
     return this.next;
   }
 
+  /** Whether this agent recorded the object as made by it for this store. */
+  holds(key: string): boolean {
+    const o = this.objects[key];
+    return o !== undefined && o.host === this.me.host && o.store === this.me.store;
+  }
+
   /** Record an object as made by this agent for this store (before making it: a crash then leaves no orphan). */
   async claim(key: string): Promise<void> {
     const o = this.objects[key];
@@ -181,6 +187,8 @@ export class LocalInventory {
 /** A datapath whose sweep is limited to a set of objects (LinuxDatapath). */
 export interface SweepableDatapath extends Datapath {
   sweep(desired: Partial<Inventory>, owned?: Partial<Inventory>): Promise<void>;
+  /** The namespace (path) a router instance lives in on this host. */
+  routerNetns?(routerId: string): string;
 }
 
 /**
@@ -239,6 +247,18 @@ export class OwnedDatapath implements Datapath {
   }
 
   async ensureRouter(r: DesiredRouter): Promise<void> {
+    // A router namespace of this name that this agent did not record is someone else's: left by an agent on
+    // another store (a wiped state directory, another `bees up`), or another agent on this machine with the same
+    // prefix. Building our legs into it would fail half-way on its interfaces, or worse, take it over.
+    if (!this.inv.holds(routerKey(r.id))) {
+      const ns = this.inner.routerNetns?.(r.id);
+      if (ns && existsSync(ns))
+        throw new Error(
+          `router ${r.id}: its namespace ${ns} exists already and this agent cannot prove it made it for this store ` +
+            `(left by an agent on another store, or another agent on this machine): if it is stale, remove it ` +
+            `(ip netns del ${basename(ns)}); or give this agent its own --router-ns-prefix`,
+        );
+    }
     await this.inv.claim(routerKey(r.id));
     await this.inner.ensureRouter(r);
   }
