@@ -71,6 +71,9 @@ test.serial('Ctrl-C during the bees up demo removes the demo workloads and exits
     const code = await exited;
     t.is(code, 0, out);
     t.regex(out, /bees: demo: workloads removed/);
+    // A terminal's log: plain lines (the operation lines used to come out as pino's JSON).
+    t.notRegex(out, /\{"level":/);
+    t.regex(out, /bees-agent: attach done .*\[request [0-9a-f-]+\]/);
     t.deepEqual(
       demoNs.filter((n) => existsSync(`/run/netns/${n}`)),
       [],

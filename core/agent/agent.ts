@@ -2,6 +2,7 @@
 // reconciles the kernel to the part of the topology this host needs.
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { pinoLineAsText } from './log-text.js';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Host } from '../model/types.js';
@@ -295,14 +296,17 @@ export class Agent {
       if (h.up) void this.workloads.flushPending();
     });
     this.metrics.instrument(this.workloads);
-    // fastify's logger (JSON lines, with the request id of each workload operation) writes where the agent's lines go.
+    // fastify's logger (JSON lines, with the request id of each workload operation) writes where the agent's lines
+    // go: as they are with --log-format json, as plain lines otherwise.
     const sink = o.log;
+    const json = o.logFormat === 'json';
+    const emit = (line: string): void => {
+      if (json) return void (sink ? sink(line.trimEnd()) : process.stderr.write(line));
+      const text = pinoLineAsText(line);
+      if (text !== undefined) this.plainLog(text);
+    };
     this.workloadApi = buildWorkloadServer(this.workloads, o.workloadRoutes, {
-      logger: {
-        level: 'info',
-        name: 'bees-agent',
-        stream: { write: (line: string) => void (sink ? sink(line.trimEnd()) : process.stderr.write(line)) },
-      },
+      logger: { level: 'info', name: 'bees-agent', stream: { write: emit } },
     });
     logOperations(this.workloads, this.workloadApi.log, (op, reqId, message) =>
       this.recentErrors.note(op, `${message} (request id ${reqId})`),
