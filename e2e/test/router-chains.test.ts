@@ -2,8 +2,8 @@
 // ZooKeeper. A router inbound drop rule cuts cross-network traffic and its removal restores it; a floating IP (DNAT
 // in the router's inbound chain) reaches a workload from the outside and the workload sees the outside's address;
 // a router SNAT rule gives a workload's connections to the outside the configured source; two tenants with
-// identical subnets each get their own translation; a bridge filter applies on the router leg too; and nothing is
-// left on any host once the workloads are gone.
+// identical subnets each get their own translation; a bridge filter applies on the router leg too; a router port's
+// own filter holds on every host; and nothing is left on any host once the workloads are gone.
 import test from 'ava';
 import type { Rule } from '../../core/model/types.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
@@ -33,7 +33,7 @@ const FIP = '198.51.100.10';
 const SNAT_A = '198.51.100.20';
 const SNAT_B = '198.51.100.30';
 
-test('router chains through the agents: inbound drop, floating IP, SNAT, overlapping tenants, bridge filter on the leg, nothing left', async (t) => {
+test('router chains through the agents: inbound drop, floating IP, SNAT, overlapping tenants, bridge and router port filters, nothing left', async (t) => {
   t.timeout(300_000);
   const c = await startCluster({ hosts: 2 });
   t.teardown(() => c.close());
@@ -177,7 +177,27 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   }
   t.true(back, 'bridge filter unset, traffic back');
 
-  // 6. Gone with the workloads: no router namespace, no table of ours, nothing on any host.
-  for (const w of [a1, a2, b1, b2]) await c.detach(w);
+  // 6. A router port's own filter (MidoNet's port inbound chain: what enters the router through that port), in
+  // force in the router's instance on every host: with ICMP entering from blue dropped, blue's workloads on h2 (a2)
+  // and on h1 (a3) no longer reach red, tenant B is untouched, and clearing the filter restores both.
+  const a3 = await c.attach(h1, 'a3', { tenant: tenA, network: 'blue', ips: ['10.62.0.11'] });
+  t.true(await c.pingEventually(a3.netns, a1.ip4!), 'blue on h1 -> red');
+  const bluePort = (await api.list('Port')).find(
+    (p) => p.type === 'router' && p.routerId === rA.id && p.ips.some((ip) => ip.startsWith('10.62.')),
+  );
+  t.truthy(bluePort, "router A's port on blue");
+  const portIn = await api.create('Chain', { tenantId: a2.result.tenantId, name: 'blue-port-in' });
+  await rule(portIn.id, 10, 'drop', { nwProto: 1 });
+  await api.update('Port', bluePort!.id, { inboundFilterId: portIn.id });
+  await eventually(async () => !(await c.ping(a2.netns, a1.ip4!, { timeoutSec: 1 })), 10_000, 'router port filter in force on h2');
+  await eventually(async () => !(await c.ping(a3.netns, a1.ip4!, { timeoutSec: 1 })), 10_000, 'router port filter in force on h1');
+  t.true(await c.ping(b2.netns, b1.ip4!), "tenant B's router port has no filter");
+  t.true(await c.ping(a2.netns, a3.ip4!), 'inside blue (bridged, not routed) is untouched');
+  await api.update('Port', bluePort!.id, { inboundFilterId: null });
+  t.true(await c.pingEventually(a2.netns, a1.ip4!), 'router port filter cleared: h2 routes blue -> red again');
+  t.true(await c.pingEventually(a3.netns, a1.ip4!), 'and h1');
+
+  // 7. Gone with the workloads: no router namespace, no table of ours, nothing on any host.
+  for (const w of [a1, a2, a3, b1, b2]) await c.detach(w);
   t.deepEqual(await settledDiff(c.harness, before, 'no leaks'), {}, 'leaks');
 });
