@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { CliError, type Command, type CommandModule } from '../core/cli/command.js';
 import { installLegacy, uninstallLegacy } from './install/legacy.js';
 import { buildManagedPlugin } from './install/managed.js';
-import { DEFAULT_DOCKER_SOCKET, dockerClient, installManagedPlugin } from './install/plugin-lifecycle.js';
+import { DEFAULT_DOCKER_SOCKET } from './driver/plugin-name.js';
 
 function fail(message: string, usage: string): never {
   throw new CliError(`${message}\nusage: ${usage.split('\n')[0]!}`, 2);
@@ -71,6 +71,9 @@ export const dockerPluginBuildCommand: Command = {
     const dir = await buildManagedPlugin({ out: values.out, ...(values['run-dir'] ? { beesRunDir: values['run-dir'] } : {}) });
     io.out(`${dir}\n`);
     if (values.install) {
+      // dockerode (and what it brings: grpc, protobufjs, ssh2) only when the daemon is really called: every bees
+      // process loads this module to list its commands, the agent included.
+      const { dockerClient, installManagedPlugin } = await import('./install/plugin-lifecycle.js');
       await installManagedPlugin(dockerClient(host), { name: values.install, dir });
       io.out(`plugin ${values.install} enabled\n`);
     }

@@ -1,7 +1,7 @@
 // libnetwork never tells a driver the name a user gave the network, only its id. The name is worth having on
 // the bridge (`bees net ls` shows it), so the driver asks the daemon's API for it (through dockerode) once the
-// network exists.
-import Docker from 'dockerode';
+// network exists. dockerode is loaded on first use: it brings grpc, protobufjs and ssh2, tens of MB an agent that
+// serves no Docker network should not carry.
 
 /**
  * The name of a Docker network, polled for a while: the daemon stores the network only after the driver's
@@ -14,6 +14,7 @@ export async function lookupNetworkName(
   attempts = 25,
   intervalMs = 200,
 ): Promise<string | undefined> {
+  const { default: Docker } = await import('dockerode');
   const docker = new Docker({ socketPath: dockerSocket, timeout: 2000 });
   for (let i = 0; i < attempts && !cancelled(); i++) {
     const net = (await docker

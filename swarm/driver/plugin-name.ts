@@ -10,3 +10,5 @@ export const DEFAULT_PLUGIN_SOCKET = `/run/docker/plugins/${PLUGIN_NAME}.sock`;
  */
 export const AGENT_PLUGIN_SOCKET_DIR = 'docker-plugin';
 export const AGENT_PLUGIN_SOCKET_NAME = `${AGENT_PLUGIN_SOCKET_DIR}/agent.sock`;
+/** The Docker daemon's API socket unless told otherwise. */
+export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';

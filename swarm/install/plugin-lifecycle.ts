@@ -4,10 +4,10 @@
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
-import { AGENT_PLUGIN_SOCKET_DIR } from '../driver/plugin-name.js';
+import { AGENT_PLUGIN_SOCKET_DIR, DEFAULT_DOCKER_SOCKET } from '../driver/plugin-name.js';
 import { RUN_MOUNT } from './managed.js';
 
-export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
+export { DEFAULT_DOCKER_SOCKET };
 
 /** An engine API client on a unix socket: a path, or `unix://PATH` as `docker -H` takes it. */
 export function dockerClient(host = DEFAULT_DOCKER_SOCKET): Docker {
