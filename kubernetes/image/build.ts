@@ -236,7 +236,7 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
         if (b !== `${process.platform}_${process.arch}`) await rm(join(koffiBuilds, b), { recursive: true, force: true });
     }
     const mainInImage = join(APP_DIR, 'dist', relative(dist, mainJs));
-    await chmod(join(fs.dir, mainInImage), 0o755); // run through its `#!/usr/bin/env node` line
+    await chmod(join(fs.dir, mainInImage), 0o755); // run through its `#!/usr/bin/env -S … node …` line
     await fs.link('usr/bin/bees', mainInImage);
     await fs.addFile(shim, `${APP_DIR}/dist/cni/midonet`, 0o755);
     const files = await countFiles(fs.dir);
