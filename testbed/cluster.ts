@@ -83,12 +83,21 @@ export class Cluster {
 
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
     const say = opts.progress ?? (() => undefined);
-    say('starting ZooKeeper');
-    const zk = await ZooKeeperServer.start({ clientPortAddress: '0.0.0.0', tickTime: opts.zkTickMs ?? 200, heapMb: 128 });
-    let harness: Harness | undefined;
+    const hosts = opts.hosts ?? 3;
+    say(`starting ZooKeeper and building ${hosts} hosts (network namespaces on an underlay bridge, MTU ${opts.underlayMtu ?? 1500})`);
+    // Independent: the JVM's start-up (seconds) covers the namespaces' making.
+    const [zkStarted, built] = await Promise.allSettled([
+      ZooKeeperServer.start({ clientPortAddress: '0.0.0.0', tickTime: opts.zkTickMs ?? 200, heapMb: 128 }),
+      Harness.create({ hosts, ...(opts.underlayMtu ? { underlayMtu: opts.underlayMtu } : {}) }),
+    ]);
+    if (zkStarted.status === 'rejected' || built.status === 'rejected') {
+      if (zkStarted.status === 'fulfilled') await zkStarted.value.cleanup();
+      if (built.status === 'fulfilled') await built.value.destroy();
+      throw zkStarted.status === 'rejected' ? zkStarted.reason : (built as PromiseRejectedResult).reason;
+    }
+    const zk = zkStarted.value;
+    const harness = built.value;
     try {
-      say(`building ${opts.hosts ?? 3} hosts (network namespaces on an underlay bridge, MTU ${opts.underlayMtu ?? 1500})`);
-      harness = await Harness.create({ hosts: opts.hosts ?? 3, ...(opts.underlayMtu ? { underlayMtu: opts.underlayMtu } : {}) });
       const storeUrl = `zk://${harness.rootIp}:${zk.port}/bees-${randomBytes(3).toString('hex')}`;
       const c = new Cluster(harness, zk, storeUrl, opts);
       for (const host of harness.hosts) {
@@ -109,9 +118,9 @@ export class Cluster {
       return c;
     } catch (e) {
       // The error may point to an agent's log: keep them, and say where.
-      await harness?.destroy({ keepLogs: true });
+      await harness.destroy({ keepLogs: true });
       await zk.cleanup();
-      if (harness && e instanceof Error) e.message += ` (logs kept in ${harness.baseDir})`;
+      if (e instanceof Error) e.message += ` (logs kept in ${harness.baseDir})`;
       throw e;
     }
   }
