@@ -20,7 +20,9 @@ const LIGHT: RegExp[] = [
   /^core\/test\/(policy-(compile|model|simulate|support|trace)|lb-compile|lb-health|errors-listen|metrics-dashboard|metrics-lb|attrib-parse|router-chains-compile)\.test\.ts$/,
   /^kubernetes\/test\/(chart|controller|controller-tenancy|controller-resilience|netpol-simulate)\.test\.ts$/,
   /^e2e\/kube\/test\/(apiserver|controllers)\.test\.ts$/,
-  /^app\/test\/(boundaries|cli-help)\.test\.ts$/,
+  // launcher: the package step against stand-ins for dpkg, apt-get and systemctl on PATH (the real systemctl is only
+  // asked what is active).
+  /^app\/test\/(boundaries|cli-help|launcher)\.test\.ts$/,
   /^(bench\/test\/(report|policy)|swarm\/test\/(flags|listen|protocol)|testbed\/test\/bees-entry)\.test\.ts$/,
   // The datapath against the kernel without an agent: each file makes its own network namespaces under a random
   // name (a testbed Harness, or `ip netns add` of a random tag), sets sysctls and nftables/iptables only inside
@@ -29,6 +31,7 @@ const LIGHT: RegExp[] = [
   // rates with iperf3, which a busy neighbour could starve.
   /^core\/test\/(datapath-(bridge|nft|router|portmap|host-firewall)|netlink|link-reaper|policy-(kernel|plug)|attrib-kernel)\.test\.ts$/,
   /^core\/test\/(router-chains-kernel|lb-dual-stack|lb-removal-kernel|workload-server)\.test\.ts$/,
+  /^e2e\/test\/harness\.test\.ts$/, // the testbed's own namespace hosts, no agents
 ];
 
 function testFiles(dir: string, out: string[] = []): string[] {
