@@ -188,7 +188,8 @@ export class Cluster {
 
   /**
    * Create a workload namespace on host `on` and attach it through that host's workload API. The attach is
-   * retried briefly while another host's write (a network created a moment ago) has not reached this agent yet.
+   * retried (for up to a minute, a hang guard) while another host's write (a network created a moment ago) has not
+   * reached this agent yet.
    */
   async attach(
     on: ClusterHost,
@@ -199,7 +200,7 @@ export class Cluster {
     const workloadId = req.workloadId ?? `${this.harness.tag}-${name}`;
     const full: AttachRequest = { orchestrator: 'cli', workloadId, ifname: 'eth0', netns, ...req };
     try {
-      const result = await eventually(() => on.workloads.attach(full), 15_000, `attach ${name} on ${on.host.name}`, 200);
+      const result = await eventually(() => on.workloads.attach(full), 60_000, `attach ${name} on ${on.host.name}`, 200);
       const ip = (f: 4 | 6) => result.ips.find((x) => x.family === f)?.address.split('/')[0];
       const w: Workload = { name, workloadId, netns, on, result, ...(ip(4) ? { ip4: ip(4)! } : {}), ...(ip(6) ? { ip6: ip(6)! } : {}) };
       this.attached.push(w);
@@ -222,8 +223,8 @@ export class Cluster {
     return this.harness.ping(from, ip, opts);
   }
 
-  /** ping until one reply, for up to `withinMs`. */
-  pingEventually(from: string | HarnessHost, ip: string, withinMs = 10_000): Promise<boolean> {
+  /** ping until one reply, for up to `withinMs` (a hang guard: see Harness.pingEventually). */
+  pingEventually(from: string | HarnessHost, ip: string, withinMs = 30_000): Promise<boolean> {
     return this.harness.pingEventually(from, ip, withinMs);
   }
 

@@ -114,7 +114,7 @@ test.serial('port security: frames with a source IP or MAC the port does not own
   t.is(await seen('spoofed_ip'), 0, 'no frame with the spoofed source address reaches w2');
   await sh(`ip addr del ${STOLEN_IP}/24 dev eth0 && ip addr add ${w1.ip4}/24 dev eth0`);
   await pinNeighbour();
-  t.true(await c.pingEventually(w1.netns, w2.ip4!, 5000), 'the owned address works again');
+  t.true(await c.pingEventually(w1.netns, w2.ip4!), 'the owned address works again');
 
   // Another MAC, with the owned address.
   await sh(`ip link set dev eth0 address ${STOLEN_MAC}`);
@@ -122,5 +122,5 @@ test.serial('port security: frames with a source IP or MAC the port does not own
   await c.ping(w1.netns, w2.ip4!, { count: 3, timeoutSec: 1 });
   t.is(await seen('spoofed_mac'), 0, 'no frame with the spoofed source MAC reaches w2');
   await sh(`ip link set dev eth0 address ${w1.result.interface.mac}`);
-  t.true(await c.pingEventually(w1.netns, w2.ip4!, 5000), 'the owned MAC works again');
+  t.true(await c.pingEventually(w1.netns, w2.ip4!), 'the owned MAC works again');
 });
