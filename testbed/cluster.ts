@@ -83,12 +83,21 @@ export class Cluster {
 
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
     const say = opts.progress ?? (() => undefined);
-    say('starting ZooKeeper');
-    const zk = await ZooKeeperServer.start({ clientPortAddress: '0.0.0.0', tickTime: opts.zkTickMs ?? 200, heapMb: 128 });
-    let harness: Harness | undefined;
+    const hosts = opts.hosts ?? 3;
+    say(`starting ZooKeeper and building ${hosts} hosts (network namespaces on an underlay bridge, MTU ${opts.underlayMtu ?? 1500})`);
+    // Independent: the JVM's start-up (seconds) covers the namespaces' making.
+    const [zkStarted, built] = await Promise.allSettled([
+      ZooKeeperServer.start({ clientPortAddress: '0.0.0.0', tickTime: opts.zkTickMs ?? 200, heapMb: 128 }),
+      Harness.create({ hosts, ...(opts.underlayMtu ? { underlayMtu: opts.underlayMtu } : {}) }),
+    ]);
+    if (zkStarted.status === 'rejected' || built.status === 'rejected') {
+      if (zkStarted.status === 'fulfilled') await zkStarted.value.cleanup();
+      if (built.status === 'fulfilled') await built.value.destroy();
+      throw zkStarted.status === 'rejected' ? zkStarted.reason : (built as PromiseRejectedResult).reason;
+    }
+    const zk = zkStarted.value;
+    const harness = built.value;
     try {
-      say(`building ${opts.hosts ?? 3} hosts (network namespaces on an underlay bridge, MTU ${opts.underlayMtu ?? 1500})`);
-      harness = await Harness.create({ hosts: opts.hosts ?? 3, ...(opts.underlayMtu ? { underlayMtu: opts.underlayMtu } : {}) });
       const storeUrl = `zk://${harness.rootIp}:${zk.port}/bees-${randomBytes(3).toString('hex')}`;
       const c = new Cluster(harness, zk, storeUrl, opts);
       for (const host of harness.hosts) {
@@ -109,9 +118,9 @@ export class Cluster {
       return c;
     } catch (e) {
       // The error may point to an agent's log: keep them, and say where.
-      await harness?.destroy({ keepLogs: true });
+      await harness.destroy({ keepLogs: true });
       await zk.cleanup();
-      if (harness && e instanceof Error) e.message += ` (logs kept in ${harness.baseDir})`;
+      if (e instanceof Error) e.message += ` (logs kept in ${harness.baseDir})`;
       throw e;
     }
   }
@@ -179,7 +188,8 @@ export class Cluster {
 
   /**
    * Create a workload namespace on host `on` and attach it through that host's workload API. The attach is
-   * retried briefly while another host's write (a network created a moment ago) has not reached this agent yet.
+   * retried (for up to a minute, a hang guard) while another host's write (a network created a moment ago) has not
+   * reached this agent yet.
    */
   async attach(
     on: ClusterHost,
@@ -190,7 +200,7 @@ export class Cluster {
     const workloadId = req.workloadId ?? `${this.harness.tag}-${name}`;
     const full: AttachRequest = { orchestrator: 'cli', workloadId, ifname: 'eth0', netns, ...req };
     try {
-      const result = await eventually(() => on.workloads.attach(full), 15_000, `attach ${name} on ${on.host.name}`, 200);
+      const result = await eventually(() => on.workloads.attach(full), 60_000, `attach ${name} on ${on.host.name}`, 200);
       const ip = (f: 4 | 6) => result.ips.find((x) => x.family === f)?.address.split('/')[0];
       const w: Workload = { name, workloadId, netns, on, result, ...(ip(4) ? { ip4: ip(4)! } : {}), ...(ip(6) ? { ip6: ip(6)! } : {}) };
       this.attached.push(w);
@@ -213,8 +223,8 @@ export class Cluster {
     return this.harness.ping(from, ip, opts);
   }
 
-  /** ping until one reply, for up to `withinMs`. */
-  pingEventually(from: string | HarnessHost, ip: string, withinMs = 10_000): Promise<boolean> {
+  /** ping until one reply, for up to `withinMs` (a hang guard: see Harness.pingEventually). */
+  pingEventually(from: string | HarnessHost, ip: string, withinMs = 30_000): Promise<boolean> {
     return this.harness.pingEventually(from, ip, withinMs);
   }
 

@@ -219,8 +219,11 @@ export class Harness {
     return r.code === 0;
   }
 
-  /** ping, retried for up to `withinMs` (the first packets may race address/route setup). */
-  async pingEventually(from: HarnessHost | string, ip: string, withinMs = 5000): Promise<boolean> {
+  /**
+   * ping, retried for up to `withinMs` (the first packets may race address/route setup, agents may still be
+   * programming). The default is a hang guard, generous because CI machines are slower than this one and loaded.
+   */
+  async pingEventually(from: HarnessHost | string, ip: string, withinMs = 30_000): Promise<boolean> {
     const end = Date.now() + withinMs;
     do {
       if (await this.ping(from, ip, { timeoutSec: 1 })) return true;

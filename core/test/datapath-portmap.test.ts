@@ -28,7 +28,11 @@ test('publish, conflict, replace and unpublish host ports', async (t) => {
   t.teardown(() => {
     server.kill();
   });
-  await new Promise((r) => setTimeout(r, 300));
+  // Wait for the listener instead of guessing how long its start takes on a busy machine (a minute: a hang guard).
+  for (const end = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 50))) {
+    if ((await sh(`ip netns exec ${wl} ss -Hltn 'sport = :8000'`)).stdout.trim() !== '') break;
+    if (Date.now() > end) throw new Error('the workload server never listened on :8000');
+  }
 
   await publishPorts(netns, 'port-a', [{ protocol: 'tcp', hostPort: 18080, ip: '10.66.0.2', port: 8000 }]);
   t.deepEqual(await publishedPorts(netns, 'port-a'), ['tcp . 18080']);

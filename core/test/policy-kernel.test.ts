@@ -3,6 +3,10 @@
 // drop, a bridge inbound reject) probed with real TCP, UDP and ICMP between every ordered pair. For every cell the
 // kernel's outcome (connect / echo answered or not) must equal simulateExchange()'s.
 import test from 'ava';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Chain, IpAddrGroup } from '../model/types.js';
 import { bridgeName } from '../datapath/names.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
@@ -168,21 +172,29 @@ test.serial('the kernel enforces compiled chains exactly as the simulator predic
   t.is(await nftQuery(ns, 'list chain bridge bees c-to-b', 'nft'), before, 'another chain was not rewritten (its counters kept)');
 });
 
-// Receive one UDP datagram on port argv[1] within argv[2] seconds (exit 0), after optionally sending one to
-// argv[3]:argv[4] from that port; send-only when argv[2] is 0.
+// A UDP peer on port argv[1]: optionally sends one datagram to argv[4]:argv[5] from that port, then creates the file
+// argv[2] (bound, and sent if it was to), then receives: exit 0 on a datagram, 1 once the file argv[3] exists (or
+// after a minute, a hang guard); send-only when argv[3] is '-'. The files let the test wait for the peer instead
+// of guessing how long python takes to start on a busy machine.
 const UDP_PEER = `
-import socket, sys
-port, wait = int(sys.argv[1]), float(sys.argv[2])
+import os, socket, sys, time
+port, ready, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port))
-if len(sys.argv) > 3:
-    s.sendto(b'x', (sys.argv[3], int(sys.argv[4])))
-if wait == 0:
+if len(sys.argv) > 4:
+    s.sendto(b'x', (sys.argv[4], int(sys.argv[5])))
+open(ready, 'w').close()
+if stop == '-':
     sys.exit(0)
-s.settimeout(wait)
-try:
-    s.recvfrom(100)
-except OSError:
-    sys.exit(1)
+s.settimeout(0.1)
+end = time.time() + 60
+while time.time() < end:
+    try:
+        s.recvfrom(100)
+        sys.exit(0)
+    except socket.timeout:
+        if os.path.exists(stop):
+            sys.exit(1)
+sys.exit(1)
 `;
 
 test.serial('conntrack zones per bridge: a connection on one bridge is no return flow on another with the same addresses', async (t) => {
@@ -218,28 +230,50 @@ test.serial('conntrack zones per bridge: a connection on one bridge is no return
   };
   await applyChains(ns, [compileChain('to-a2', rules, { macOf: () => undefined, chainExists: () => true })]);
   await bindStage(ns, 'port-outbound', A2.hostIfname!, 'to-a2');
-  const udp = (p: TestPort, args: (string | number)[]) =>
-    c.h.exec(p.netns!, ['python3', '-c', UDP_PEER, ...args.map(String)]).then((r) => r.code === 0);
+  const dir = await mkdtemp(join(tmpdir(), 'bees-udp-peer-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let peers = 0;
+  /** Starts a peer in p's namespace; resolves once it is bound (and has sent), with its outcome and its stop. */
+  const udp = async (p: TestPort, port: number, to?: [string, number], receive = true) => {
+    const ready = join(dir, `${++peers}.ready`);
+    const stopFile = join(dir, `${peers}.stop`);
+    const argv = ['python3', '-c', UDP_PEER, String(port), ready, receive ? stopFile : '-', ...(to ? [to[0], String(to[1])] : [])];
+    const done = c.h.exec(p.netns!, argv).then((r) => r.code === 0);
+    let exited = false;
+    void done.then(() => (exited = true));
+    const deadline = Date.now() + 60_000;
+    while (!existsSync(ready) && !exited && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    if (!existsSync(ready)) throw new Error(`UDP peer on ${ipOf(p)}:${port} never became ready`);
+    return { received: done, stop: () => writeFile(stopFile, '') };
+  };
+  const send = async (p: TestPort, port: number, to: [string, number]) => (await udp(p, port, to, false)).received;
+  // Whether a receiver got a datagram sent just now. A datagram crosses the bridge within the send, or soon after in
+  // a softirq; a second is a wide margin before the receiver is told nothing more will come.
+  const outcome = async (peer: Awaited<ReturnType<typeof udp>>) => {
+    const timer = setTimeout(() => void peer.stop(), 1000);
+    try {
+      return await peer.received;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   // On bridge X, A1:5000 → B1:5353 is delivered (no filters there): conntrack now holds that connection.
-  const b1 = udp(B1, [5353, 3]);
-  await new Promise((res) => setTimeout(res, 300));
-  t.true(await udp(A1, [5000, 0, ipOf(B1), 5353]));
-  t.true(await b1, 'B1 got the datagram');
+  const b1 = await udp(B1, 5353);
+  t.true(await send(A1, 5000, [ipOf(B1), 5353]));
+  t.true(await outcome(b1), 'B1 got the datagram');
 
   // On bridge Y, B2:5353 → A2:5000 has the reply tuple of X's connection. It is not a reply on Y.
   const unsolicited = { srcIp: ipOf(B2), dstIp: ipOf(A2), proto: PROTO_UDP, srcPort: 5353, dstPort: 5000, inPortId: 'b2', outPortId: 'a2' };
   t.false(simulateExchange(view, { id: 'y' }, unsolicited).delivered);
-  const a2 = udp(A2, [5000, 2]);
-  await new Promise((res) => setTimeout(res, 300));
-  await udp(B2, [5353, 0, ipOf(A2), 5000]);
-  t.false(await a2, "the kernel took it for a reply of the other tenant's connection");
+  const a2 = await udp(A2, 5000);
+  t.true(await send(B2, 5353, [ipOf(A2), 5000]));
+  t.false(await outcome(a2), "the kernel took it for a reply of the other tenant's connection");
 
   // Control: once A2 itself sent to B2:5353, the same datagram is a return flow and passes.
   const request = { ...unsolicited, srcIp: ipOf(A2), dstIp: ipOf(B2), srcPort: 5000, dstPort: 5353, inPortId: 'a2', outPortId: 'b2' };
   t.true(simulateExchange(view, { id: 'y' }, request).delivered);
-  const a2again = udp(A2, [5000, 3, ipOf(B2), 5353]);
-  await new Promise((res) => setTimeout(res, 500));
-  await udp(B2, [5353, 0, ipOf(A2), 5000]);
-  t.true(await a2again, 'a real reply on Y passes');
+  const a2again = await udp(A2, 5000, [ipOf(B2), 5353]);
+  t.true(await send(B2, 5353, [ipOf(A2), 5000]));
+  t.true(await outcome(a2again), 'a real reply on Y passes');
 });

@@ -73,13 +73,14 @@ export type SnapshotDiff = ReturnType<typeof snapshotDiff>;
 
 /**
  * The hosts' difference from `before` once they have settled: {} as soon as they are back to it (agents clean up
- * asynchronously), else what still differs after `withinMs`, for the assertion to show.
+ * asynchronously), else what still differs after `withinMs`, for the assertion to show. The default minute is a
+ * hang guard, not a speed bound: a loaded CI machine is slow to clean up, and a leak stays a leak after a minute.
  */
 export async function settledDiff(
   harness: Harness,
   before: Record<string, string[]>,
   what: string,
-  withinMs = 15_000,
+  withinMs = 60_000,
   stepMs?: number,
 ): Promise<SnapshotDiff> {
   return eventually(
@@ -91,4 +92,22 @@ export async function settledDiff(
     what,
     stepMs,
   ).catch(async () => snapshotDiff(before, await clusterSnapshot(harness)));
+}
+
+/**
+ * A snapshot of every host once the agents have settled: two snapshots `quietMs` apart that are equal. For a
+ * reference state taken after workloads were attached, where the agents may still be finishing a pass; a fixed
+ * pause is too short on a loaded machine and needlessly long on a quiet one. `withinMs` is a hang guard.
+ */
+export async function stableSnapshot(harness: Harness, quietMs = 1000, withinMs = 60_000): Promise<Record<string, string[]>> {
+  const deadline = Date.now() + withinMs;
+  let last = await clusterSnapshot(harness);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, quietMs));
+    const now = await clusterSnapshot(harness);
+    if (Object.keys(snapshotDiff(last, now)).length === 0) return now;
+    if (Date.now() > deadline)
+      throw new Error(`the hosts did not settle within ${withinMs} ms: ${JSON.stringify(snapshotDiff(last, now))}`);
+    last = now;
+  }
 }

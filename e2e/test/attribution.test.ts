@@ -28,7 +28,7 @@ test('counters and the drop log of a port, from the agent of its host; another h
   const ret = await api.create('Rule', { chainId: toB.id, position: 2, action: 'accept', condition: { matchReturnFlow: true } });
   const noPing = await api.create('Rule', { chainId: toB.id, position: 3, action: 'drop', condition: { nwProto: PROTO_ICMP } });
   await api.update('Port', b.result.portId, { outboundFilterId: toB.id });
-  await eventually(async () => !(await c.ping(a.netns, b.ip4!, { timeoutSec: 1 })), 10_000, "B's filter in force");
+  await eventually(async () => !(await c.ping(a.netns, b.ip4!, { timeoutSec: 1 })), 60_000, "B's filter in force");
   t.true(await c.ping(b.netns, a.ip4!, { timeoutSec: 1 }), 'B reaches A; the reply is a return flow');
 
   // Host 1's agent reads B's counters from its kernel.

@@ -110,7 +110,7 @@ test('an agent on an empty or wrong store tears nothing down; a sweep spares a f
   t.teardown(() => store.close());
   await store.delete('Port', w0.result.portId);
   await c.startAgent(h1);
-  await eventually(async () => !(await linkNames(c, h1)).includes(of0[2]!), 15_000, "w0's stale plug, made by this agent, is swept");
+  await eventually(async () => !(await linkNames(c, h1)).includes(of0[2]!), 60_000, "w0's stale plug, made by this agent, is swept");
   await survive([...of1, foreign], 'a sweep that removed a stale link of our own');
   await c.killAgent(h1);
 

@@ -96,7 +96,7 @@ test('port counters, drops by rule, latencies and reconcile lag of a real agent 
   await api.create('Rule', { chainId: toB.id, position: 1, action: 'accept', condition: { ethertype: ETH_ARP } });
   const noPing = await api.create('Rule', { chainId: toB.id, position: 2, action: 'drop', condition: { nwProto: PROTO_ICMP } });
   await api.update('Port', b.result.portId, { outboundFilterId: toB.id });
-  await eventually(async () => !(await c.ping(a.netns, b.ip4!, { timeoutSec: 1 })), 10_000, "B's filter in force");
+  await eventually(async () => !(await c.ping(a.netns, b.ip4!, { timeoutSec: 1 })), 60_000, "B's filter in force");
   const dropped0 = sample(await scrape(socket), 'bees_rule_drop_packets_total', { rule: noPing.id }) ?? 0;
   t.false(await c.ping(a.netns, b.ip4!, { count: 3, timeoutSec: 3 }));
   const m = await scrape(socket);

@@ -6,6 +6,7 @@
 import test from 'ava';
 import type { Port, Rule } from '../../core/model/types.js';
 import { ETH_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP, simulateExchange, type PolicyView } from '../../core/policy/simulate.js';
+import { openStore } from '../../core/store/open.js';
 import { eventually, startCluster, type Cluster, type Workload } from '../../testbed/cluster.js';
 import * as probes from '../../testbed/probes.js';
 import { clusterSnapshot, settledDiff } from '../lib/snapshot.js';
@@ -126,6 +127,17 @@ test('chains in force through the agents: the kernel agrees with the simulator o
 
   // A rule of the bridge's filter (bound on every host) changes: measure until each host's kernel holds it.
   const hosts = c.hosts.map((h) => h.host);
+  // When the store announces the change, as the agents' watches see it: the claim below counts from there.
+  const store = await openStore(c.storeUrl);
+  t.teardown(() => store.close());
+  let announced: number | undefined;
+  const stopWatch = await store.watch(
+    (ch) => {
+      if (ch.type === 'update' && ch.id === udpRule.id && announced === undefined) announced = performance.now();
+    },
+    { kinds: ['Rule'] },
+  );
+  t.teardown(stopWatch);
   const t0 = performance.now();
   await api.update('Rule', udpRule.id, { condition: { nwProto: PROTO_UDP, tpDst: { start: 5353, end: 5353 }, matchForwardFlow: true } });
   const stored = performance.now() - t0;
@@ -134,7 +146,7 @@ test('chains in force through the agents: the kernel agrees with the simulator o
       for (;;) {
         const r = await c.harness.exec(h, ['nft', 'list', 'chain', 'bridge', 'bees', `c-${bout.id}`]);
         if (r.stdout.includes('dport 5353')) return performance.now() - t0;
-        if (performance.now() - t0 > 5000) return Infinity;
+        if (performance.now() - t0 > 30_000) return Infinity; // a hang guard: a slow host still reports its time
       }
     }),
   );
@@ -142,9 +154,16 @@ test('chains in force through the agents: the kernel agrees with the simulator o
     `rule change stored after ${stored.toFixed(0)} ms, in force after ${inForce.map((x) => x.toFixed(0)).join(', ')} ms on hosts 0, 1, 2 ` +
       '(from the API call, polled with `nft list` at its own pace)',
   );
-  // The goal is 100 ms after the store has it; the bound is generous for 2 cores shared with other test runs (the
-  // API call, ZooKeeper's watch and the polling itself are in the figure).
-  t.true(Math.max(...inForce) < 1500, `rule change in force within 1.5 s on every host: ${inForce.join(', ')}`);
+  // The goal is 100 ms after the store has it, so the bound counts from the store's announcement: the API call's
+  // own latency (935 ms seen under load here) is not what is claimed. It is generous for 2 cores shared with other
+  // test runs (the agents' watches, their passes and the polling itself are in the figure).
+  await eventually(async () => announced !== undefined, 60_000, 'the store announces the rule change');
+  const afterAnnounced = inForce.map((x) => x - (announced! - t0));
+  t.log(`in force ${afterAnnounced.map((x) => x.toFixed(0)).join(', ')} ms after the store announced the change`);
+  t.true(
+    Math.max(...afterAnnounced) < 1500,
+    `rule change in force within 1.5 s of the store announcing it, on every host: ${afterAnnounced.join(', ')}`,
+  );
   t.false(await probe(c, a1, a2, { proto: 'udp', port: 5353 }), 'new connections meet the changed rule');
   t.true(await probe(c, a1, a2, { proto: 'udp', port: 7777 }));
 

@@ -66,7 +66,7 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   const inA = await api.create('Chain', { tenantId: a1.result.tenantId, name: 'a-pre' });
   const dropRule = await rule(inA.id, 10, 'drop', { nwSrc: '10.61.0.0/24', nwDst: '10.62.0.0/24', nwProto: 1 });
   await api.update('Router', rA.id, { inboundFilterId: inA.id });
-  await eventually(async () => !(await c.ping(a1.netns, a2.ip4!, { timeoutSec: 1 })), 10_000, 'router drop in force');
+  await eventually(async () => !(await c.ping(a1.netns, a2.ip4!, { timeoutSec: 1 })), 60_000, 'router drop in force');
   t.true(await c.ping(b1.netns, b2.ip4!), "tenant B's router has no such rule");
   t.false(await c.ping(a2.netns, a1.ip4!, { timeoutSec: 1 }), 'blue -> red: the echo reply (red -> blue) meets the stateless rule');
   t.true(await c.ping(a1.netns, '10.61.0.1'), 'the router itself answers red (the rule names blue)');
@@ -89,7 +89,7 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
       natTargets: [{ addressFrom: a2.ip4!, addressTo: a2.ip4!, portFrom: 0, portTo: 0 }],
     },
   );
-  const seen = await eventually(() => whoAmI(c, outside, FIP), 10_000, 'floating IP reaches a2').catch(() => undefined);
+  const seen = await eventually(() => whoAmI(c, outside, FIP), 60_000, 'floating IP reaches a2').catch(() => undefined);
   t.is(seen, c.harness.outsideIp, 'a2 sees the outside address through its floating IP');
 
   // 3. A router SNAT rule (outbound chain): a1's connections to the outside leave as SNAT_A; tenant B's a1-twin
@@ -159,7 +159,7 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
     10_000,
     'rule change in force',
   );
-  await eventually(async () => (await list(nsOf(h1, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 10_000, 'rule change on h1');
+  await eventually(async () => (await list(nsOf(h1, rA.id), `chain inet bees-r f-${inA.id}`)).includes('tcp'), 60_000, 'rule change on h1');
   t.is(await whoAmI(c, outside, FIP), c.harness.outsideIp, 'floating IP after the rule change');
   t.true((await snatCount()) >= countBefore, "router A's other chain was not rewritten");
   t.is(await list(nsOf(h1, rB.id), 'table inet bees-r'), tableB, "router B's table was not touched");
@@ -168,7 +168,7 @@ test('router chains through the agents: inbound drop, floating IP, SNAT, overlap
   const legDrop = await api.create('Chain', { tenantId: a2.result.tenantId, name: 'blue-in' });
   await rule(legDrop.id, 10, 'drop', { nwSrc: '10.61.0.0/24', nwProto: 1 });
   await api.update('Bridge', a2.result.bridgeId, { inboundFilterId: legDrop.id });
-  await eventually(async () => !(await c.ping(a1.netns, a2.ip4!, { timeoutSec: 1 })), 10_000, 'bridge filter on the leg in force');
+  await eventually(async () => !(await c.ping(a1.netns, a2.ip4!, { timeoutSec: 1 })), 60_000, 'bridge filter on the leg in force');
   t.true(await c.ping(b1.netns, b2.ip4!), 'the other tenant is untouched');
   await api.update('Bridge', a2.result.bridgeId, { inboundFilterId: null });
   const back = await c.pingEventually(a1.netns, a2.ip4!);

@@ -57,7 +57,7 @@ test('docker network create / run / ping / publish / restarts / rm through the m
       () => false,
     );
   const reaches = (from: string, ip: string, what: string) =>
-    eventually(async () => ((await ping(from, ip)) ? true : undefined), 15_000, what);
+    eventually(async () => ((await ping(from, ip)) ? true : undefined), 60_000, what);
   t.true(await reaches('ca', ipB, 'a pings b'));
   t.true(await ping('cb', ipA));
   t.true(await reaches('ca', '10.77.0.1', 'a pings the gateway'));
@@ -89,13 +89,13 @@ test('docker network create / run / ping / publish / restarts / rm through the m
     const r = fromHost ? await harness.exec(host.host, argv) : await execArgv(argv);
     return r.stdout.trim() === 'hello' ? true : undefined;
   };
-  t.true(await eventually(() => fetch(false), 15_000, 'published port from another machine of the underlay'));
-  t.true(await eventually(() => fetch(true), 15_000, 'published port from the host itself'));
+  t.true(await eventually(() => fetch(false), 60_000, 'published port from another machine of the underlay'));
+  t.true(await eventually(() => fetch(true), 60_000, 'published port from the host itself'));
   const nft = async () => (await harness.exec(host.host, ['/usr/sbin/nft', 'list', 'tables'])).stdout;
   t.regex(await nft(), /bees-portmap/);
   await dockerd.docker(['rm', '-f', 'web']);
   t.notRegex(
-    await eventually(async () => ((await nft()).includes('bees-portmap') ? undefined : await nft()), 10_000, 'port unpublished'),
+    await eventually(async () => ((await nft()).includes('bees-portmap') ? undefined : await nft()), 60_000, 'port unpublished'),
     /bees-portmap/,
   );
 

@@ -137,7 +137,7 @@ test('managed: plugin build, docker plugin create + enable, a container on a net
     ),
   );
   const dockerPorts = async () => (await store.list('Port')).filter((p) => p.value.owner?.orchestrator === 'docker').length;
-  t.is(await eventually(async () => ((await dockerPorts()) === 2 ? 2 : undefined), 5000, 'two ports').catch(dockerPorts), 2);
+  t.is(await eventually(async () => ((await dockerPorts()) === 2 ? 2 : undefined), 60_000, 'two ports').catch(dockerPorts), 2);
 
   await d.docker(['rm', '-f', 'pc', 'pd']);
   await d.docker(['network', 'rm', 'pnet']);
