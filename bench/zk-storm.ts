@@ -63,7 +63,9 @@ export async function measure(ctx: BenchContext, hosts: number, perHost: number)
     const store = await eventually(clean, 60_000, 'store clean').catch(() => storeProblems(c, all));
     const kernel = await kernelProblems(c, all);
     const f0 = Date.now();
-    const fdb = await eventually(async () => ((await fdbProblems(c)).length === 0 ? [] : undefined), 60_000, 'FDB').catch(() => fdbProblems(c));
+    const fdb = await eventually(async () => ((await fdbProblems(c)).length === 0 ? [] : undefined), 60_000, 'FDB').catch(() =>
+      fdbProblems(c),
+    );
     const fdbConvergeMs = Date.now() - f0;
     const lost = await unreachable(c, seeds, run.outcomes);
     const isUnavailable = (o: Outcome) => !o.result && o.status === 503 && o.code === 'unavailable';

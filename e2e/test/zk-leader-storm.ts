@@ -95,14 +95,12 @@ export class StormCluster {
       harness = await Harness.create({ hosts });
       const root = `/bees-storm-${randomBytes(3).toString('hex')}`;
       store = await ZooKeeperStore.open(`zk://${ensemble.connectString}${root}`);
-      const agents = harness.hosts.map(
-        (host): StormAgent => ({
-          host,
-          hostId: randomUUID(),
-          workloads: new WorkloadClient(join(host.stateDir, 'run', 'workload.sock'), 120_000),
-          proc: undefined,
-        }),
-      );
+      const agents = harness.hosts.map((host): StormAgent => ({
+        host,
+        hostId: randomUUID(),
+        workloads: new WorkloadClient(join(host.stateDir, 'run', 'workload.sock'), 120_000),
+        proc: undefined,
+      }));
       const c = new StormCluster(ensemble, harness, root, agents, store);
       progress(`starting ${hosts} agents (each connected to all three servers)`);
       for (let i = 0; i < agents.length; i += 4) await Promise.all(agents.slice(i, i + 4).map((a) => c.startAgent(a)));
@@ -156,7 +154,9 @@ export class StormCluster {
 
   /** Index of the member that says it leads, or -1. */
   async leader(): Promise<number> {
-    const modes = await Promise.all(this.ensemble.members.map((m) => (m.running ? fourLetterWord(m.host, m.port, 'srvr') : '')));
+    const modes = await Promise.all(
+      this.ensemble.members.map((m) => (m.running ? fourLetterWord(m.host, m.port, 'srvr') : Promise.resolve(''))),
+    );
     return modes.findIndex((s) => /Mode: leader/.test(s));
   }
 
@@ -217,18 +217,38 @@ async function plan(c: StormCluster, perHost: number, tag: string): Promise<Plan
 }
 
 /** Sends the planned attaches spread evenly over spreadMs; resolves with every outcome. */
-function send(planned: Planned[], spreadMs: number, timeoutMs: number, phase: Outcome['phase'], t0: number, killAt: () => number): Promise<Outcome>[] {
+function send(
+  planned: Planned[],
+  spreadMs: number,
+  timeoutMs: number,
+  phase: Outcome['phase'],
+  t0: number,
+  killAt: () => number,
+): Promise<Outcome>[] {
   return planned.map(async (p, i): Promise<Outcome> => {
     await sleep((spreadMs * i) / Math.max(1, planned.length - 1));
     const client = new WorkloadClient(p.a.workloads.socketPath, timeoutMs);
     const s = Date.now();
     const base = { host: p.host, workloadId: p.workloadId, netns: p.netns, startMs: s - t0, phase };
     try {
-      const result = await client.attach({ orchestrator: 'cli', workloadId: p.workloadId, ifname: 'eth0', netns: p.netns, network: NETWORK });
+      const result = await client.attach({
+        orchestrator: 'cli',
+        workloadId: p.workloadId,
+        ifname: 'eth0',
+        netns: p.netns,
+        network: NETWORK,
+      });
       return { ...base, ms: Date.now() - s, spansKill: Date.now() > killAt(), result };
     } catch (e) {
       const err = e as Partial<WorkloadApiError> & Error;
-      return { ...base, ms: Date.now() - s, spansKill: Date.now() > killAt(), status: err.status ?? 0, code: err.code ?? 'thrown', message: err.message };
+      return {
+        ...base,
+        ms: Date.now() - s,
+        spansKill: Date.now() > killAt(),
+        status: err.status ?? 0,
+        code: err.code ?? 'thrown',
+        message: err.message,
+      };
     }
   });
 }
@@ -253,7 +273,8 @@ export async function storm(c: StormCluster, opts: StormOptions, progress: (m: s
   const newLeader = await eventually(async () => ((await c.leader()) >= 0 ? Date.now() : undefined), 60_000, 'a new leader', 50);
   progress(`new leader after ${newLeader - killAt} ms`);
   const readyAgain = await eventually(
-    async () => ((await Promise.all(c.agents.map((a) => a.workloads.status().then((s) => s.ready)))).every(Boolean) ? Date.now() : undefined),
+    async () =>
+      (await Promise.all(c.agents.map((a) => a.workloads.status().then((s) => s.ready)))).every(Boolean) ? Date.now() : undefined,
     60_000,
     'every agent ready after the failover',
     50,
@@ -261,7 +282,13 @@ export async function storm(c: StormCluster, opts: StormOptions, progress: (m: s
   progress(`every agent ready again ${readyAgain - killAt} ms after the kill`);
   const outcomes = await Promise.all(attaches);
   const after = await Promise.all(send(later, 0, opts.attachTimeoutMs, 'after', t0, () => killAt));
-  return { outcomes: [...outcomes, ...after], killedMember: leader, killAtMs, newLeaderAtMs: newLeader - t0, readyAgainAtMs: readyAgain - t0 };
+  return {
+    outcomes: [...outcomes, ...after],
+    killedMember: leader,
+    killAtMs,
+    newLeaderAtMs: newLeader - t0,
+    readyAgainAtMs: readyAgain - t0,
+  };
 }
 
 /** Detaches every failed attach, as a container runtime does after a failed ADD; retried while the store is away. */
@@ -316,7 +343,12 @@ export async function storeProblems(c: StormCluster, outcomes: Outcome[]): Promi
         // Created once with its final state: a second version means the write was applied again (or re-bound).
         if (p.version !== 1) problems.push(`${o.workloadId}: port written ${p.version} times`);
       }
-      if (held.map((a) => a.address).sort().join() !== want.join())
+      if (
+        held
+          .map((a) => a.address)
+          .sort()
+          .join() !== want.join()
+      )
         problems.push(`${o.workloadId}: allocations ${held.map((a) => a.address).join() || 'none'}, attach returned ${want.join()}`);
     } else {
       if (mine.length > 0) problems.push(`${o.workloadId} failed (${o.code}) but left ${mine.length} ports`);
