@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkSection, markdown, type BenchContext, type BenchSection, type StoredSection } from './report.js';
 
-const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy', 'lb', 'k8s', 'scale', 'memory'] as const;
+const AREAS = ['store', 'ipam', 'cni', 'overlay', 'docker', 'policy', 'lb', 'k8s', 'scale', 'memory', 'zk-storm'] as const;
 /** Areas whose module is not bench/<area>.ts. */
 const MODULES: Partial<Record<string, string>> = { scale: './scale/bench.js' };
 
