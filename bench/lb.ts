@@ -48,17 +48,21 @@ while time.monotonic()-t0<d:
     if s.recv(1)!=b'x': bad+=1
     s.close(); n+=1
   except Exception: bad+=1
-if bad: print('errors',bad); sys.exit(1)
-print(n/(time.monotonic()-t0))
+print(n/(time.monotonic()-t0), bad)
 `;
+
+/** Connections that failed (timeout 3 s, reset), per destination: reported beside the rates, never hidden. */
+const failed = new Map<string, number>();
 
 /** `taskset -c <cpu>` before a client's argv when it is pinned (side by side: both clients on one CPU). */
 const pinned = (cpu: number | undefined, argv: string[]): string[] => (cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]);
 
 async function connRate(c: Cluster, from: string, to: string, port: number, seconds: number, cpu?: number): Promise<number> {
   const r = await c.harness.exec(from, pinned(cpu, ['python3', '-c', CONNECTOR, to, String(port), String(seconds)]));
-  if (r.code !== 0) throw new Error(`connections to ${to}:${port} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
-  return Number(r.stdout.trim());
+  const [rate, bad] = r.stdout.trim().split(' ').map(Number);
+  if (r.code !== 0 || !Number.isFinite(rate) || !rate) throw new Error(`connections to ${to}:${port} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
+  failed.set(to, (failed.get(to) ?? 0) + (bad ?? 0));
+  return rate;
 }
 
 /** Gbit/s of one single-stream iperf3 run to the server on `port` (the cluster's iperf() knows 5201 only). */
@@ -142,8 +146,17 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
     await eventually(async () => (await connRate(c, cl.netns, VIP, 8080, 0.2)) > 0, 20_000, 'the VIP answers');
     const vipConn = (cpu?: number) => connRate(c, cl.netns, VIP, 8080, seconds, cpu);
     const directConn = (cpu?: number) => connRate(c, cl.netns, m.ip4!, 8080, seconds, cpu);
+    // Failed connections of each kind of round, counted apart from the warm-up's.
+    const failures = (): string => {
+      const f = `failed connections (3 s timeout or reset): through the VIP ${failed.get(VIP) ?? 0}, direct ${failed.get(m.ip4!) ?? 0}`;
+      failed.clear();
+      return f;
+    };
+    failures();
     const rate = await interleavedRounds(rounds, () => vipConn(), () => directConn());
+    const rateFailed = failures();
     const rate2 = await sideBySide(pairs, vipConn, directConn);
+    const rate2Failed = failures();
     const tp = await interleavedRounds(
       rounds,
       () => iperfTo(c, cl.netns, VIP, 5201, seconds),
@@ -164,6 +177,7 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
         reference: spread(rate2.b, 0),
         ...pairedRatio(rate2.a, rate2.b),
         compares: `${same}, each round both running in the same ${seconds} s; ${goal}`,
+        note: rate2Failed,
       },
       {
         name: `TCP single stream, side by side (two iperf3 streams at once, ${seconds} s), client on h1, member on h2`,
@@ -180,6 +194,7 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
         reference: spread(rate.b, 0),
         ...pairedRatio(rate.a, rate.b),
         compares: `${same}, one after the other; ${goal}`,
+        note: rateFailed,
       },
       {
         name: `TCP single stream (iperf3, ${seconds} s), sequential, client on h1, member on h2`,
