@@ -37,18 +37,21 @@ async def main():
 asyncio.run(main())
 `;
 
-// Connections one after the other for a given time (connect, read the byte, close); prints connections per second.
-// A fixed time rather than a fixed count: both sides of a side-by-side round then run over the same interval.
+// Connections one after the other for a given time (connect, read the byte, close); prints connections per second,
+// failures, and the CPU time the process ran per connection (/proc/self/schedstat: on veths the forward path runs in
+// softirq in the sender's own context, and without IRQ time accounting that time is counted to it). A fixed time
+// rather than a fixed count: both sides of a side-by-side round then run over the same interval.
 const CONNECTOR = `
 import socket,sys,time
-d=float(sys.argv[3]); t0=time.monotonic(); n=0; bad=0
+cpu=lambda: int(open('/proc/self/schedstat').read().split()[0])
+d=float(sys.argv[3]); c0=cpu(); t0=time.monotonic(); n=0; bad=0
 while time.monotonic()-t0<d:
   try:
     s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3)
     if s.recv(1)!=b'x': bad+=1
     s.close(); n+=1
   except Exception: bad+=1
-print(n/(time.monotonic()-t0), bad)
+print(n/(time.monotonic()-t0), bad, (cpu()-c0)/max(n,1))
 `;
 
 /** Connections that failed (timeout 3 s, reset), per destination: reported beside the rates, never hidden. */
@@ -57,18 +60,50 @@ const failed = new Map<string, number>();
 /** `taskset -c <cpu>` before a client's argv when it is pinned (side by side: both clients on one CPU). */
 const pinned = (cpu: number | undefined, argv: string[]): string[] => (cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]);
 
-async function connRate(c: Cluster, from: string, to: string, port: number, seconds: number, cpu?: number): Promise<number> {
+/**
+ * Connections per second; the CPU nanoseconds per connection go to `costs` (when given), in call order, so a side's
+ * costs pair with its rates round by round.
+ */
+async function connRate(
+  c: Cluster,
+  from: string,
+  to: string,
+  port: number,
+  seconds: number,
+  cpu?: number,
+  costs?: number[],
+): Promise<number> {
   const r = await c.harness.exec(from, pinned(cpu, ['python3', '-c', CONNECTOR, to, String(port), String(seconds)]));
-  const [rate, bad] = r.stdout.trim().split(' ').map(Number);
-  if (r.code !== 0 || !Number.isFinite(rate) || !rate) throw new Error(`connections to ${to}:${port} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
+  const [rate, bad, ns] = r.stdout.trim().split(' ').map(Number);
+  if (r.code !== 0 || !Number.isFinite(rate) || !rate)
+    throw new Error(`connections to ${to}:${port} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
   failed.set(to, (failed.get(to) ?? 0) + (bad ?? 0));
+  costs?.push(ns!);
   return rate;
 }
 
-/** Gbit/s of one single-stream iperf3 run to the server on `port` (the cluster's iperf() knows 5201 only). */
-async function iperfTo(c: Cluster, from: string, to: string, port: number, seconds: number, cpu?: number): Promise<number> {
+/**
+ * Gbit/s of one single-stream iperf3 run to the server on `port` (the cluster's iperf() knows 5201 only); the
+ * client's CPU per byte (iperf3's own rusage figure: its softirq carries the forward path) goes to `costs` in ns/B.
+ */
+async function iperfTo(
+  c: Cluster,
+  from: string,
+  to: string,
+  port: number,
+  seconds: number,
+  cpu?: number,
+  costs?: number[],
+): Promise<number> {
   const r = await c.harness.exec(from, pinned(cpu, ['iperf3', '-c', to, '-p', String(port), '-t', String(seconds), '-J']));
-  let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string } = {};
+  let j: {
+    end?: {
+      sum_received?: { bits_per_second?: number; bytes?: number };
+      sum_sent?: { seconds?: number };
+      cpu_utilization_percent?: { host_total?: number };
+    };
+    error?: string;
+  } = {};
   try {
     j = JSON.parse(r.stdout || '{}') as typeof j;
   } catch {
@@ -76,6 +111,8 @@ async function iperfTo(c: Cluster, from: string, to: string, port: number, secon
   }
   const bps = j.end?.sum_received?.bits_per_second;
   if (!bps) throw new Error(`iperf3 to ${to}:${port} failed: ${j.error ?? (r.stderr.trim() || `exit ${r.code}`)}`);
+  const busy = ((j.end?.cpu_utilization_percent?.host_total ?? 0) / 100) * (j.end?.sum_sent?.seconds ?? seconds);
+  costs?.push((busy * 1e9) / (j.end?.sum_received?.bytes ?? 1));
   return bps / 1e9;
 }
 
@@ -153,14 +190,21 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
       return f;
     };
     failures();
-    const rate = await interleavedRounds(rounds, () => vipConn(), () => directConn());
+    // CPU per connection and per byte of the sequential rounds: a cost a loaded machine blurs less than a rate.
+    const connCost = { a: [] as number[], b: [] as number[] };
+    const byteCost = { a: [] as number[], b: [] as number[] };
+    const rate = await interleavedRounds(
+      rounds,
+      () => connRate(c, cl.netns, VIP, 8080, seconds, undefined, connCost.a),
+      () => connRate(c, cl.netns, m.ip4!, 8080, seconds, undefined, connCost.b),
+    );
     const rateFailed = failures();
     const rate2 = await sideBySide(pairs, vipConn, directConn);
     const rate2Failed = failures();
     const tp = await interleavedRounds(
       rounds,
-      () => iperfTo(c, cl.netns, VIP, 5201, seconds),
-      () => iperfTo(c, cl.netns, m.ip4!, 5201, seconds),
+      () => iperfTo(c, cl.netns, VIP, 5201, seconds, undefined, byteCost.a),
+      () => iperfTo(c, cl.netns, m.ip4!, 5201, seconds, undefined, byteCost.b),
     );
     const tp2 = await sideBySide(
       pairs,
@@ -203,6 +247,33 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
         reference: spread(tp.b),
         ...pairedRatio(tp.a, tp.b),
         compares: `${same}, one after the other; ${goal}`,
+      },
+      {
+        name: 'CPU per connection in the client (sequential rounds), client on h1, member on h2',
+        unit: 'µs per connection',
+        ours: spread(
+          connCost.a.map((x) => x / 1e3),
+          0,
+        ),
+        reference: spread(
+          connCost.b.map((x) => x / 1e3),
+          0,
+        ),
+        // Inverted so that, as for the rates, higher is better: the rate the cost allows, VIP ÷ direct.
+        ...pairedRatio(connCost.b, connCost.a),
+        compares:
+          "the client's CPU time per connection (its softirq carries the forward path through both hosts): direct ÷ through the VIP, " +
+          `i.e. the connection rate the cost allows, VIP relative to direct; ${goal}`,
+      },
+      {
+        name: 'CPU per byte in the iperf3 client (sequential rounds), client on h1, member on h2',
+        unit: 'ns/B',
+        ours: spread(byteCost.a, 3),
+        reference: spread(byteCost.b, 3),
+        ...pairedRatio(byteCost.b, byteCost.a),
+        compares:
+          "the iperf3 client's CPU time per byte received (rusage, tick-sampled): direct ÷ through the VIP, i.e. the throughput the " +
+          `cost allows, VIP relative to direct; ${goal}`,
       },
     ];
   } finally {
@@ -306,7 +377,11 @@ function previousChangeRows(): { rows: BenchRow[]; hosts: number; at: string } |
     const rows = (lb?.rows ?? []).filter((r) => r.name.startsWith('member '));
     if (!lb?.measuredAt || rows.length === 0) return undefined;
     const hosts = Number(/\((\d+) hosts\)/.exec(rows[0]!.name)?.[1] ?? 20);
-    return { rows: rows.map((r) => ({ ...r, note: `${r.note ?? ''}; carried over from the run of ${lb.measuredAt}` })), hosts, at: lb.measuredAt };
+    return {
+      rows: rows.map((r) => ({ ...r, note: `${r.note ?? ''}; carried over from the run of ${lb.measuredAt}` })),
+      hosts,
+      at: lb.measuredAt,
+    };
   } catch {
     return undefined;
   }
@@ -329,6 +404,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       'in two kinds of rounds: interleaved (one path at a time, the side going first alternates) and side by side (both paths at once ' +
       'over the same interval, from the same client, both clients pinned to one CPU, the side launched first alternating; iperf3 to two servers of the member). Side by ' +
       'side is the steadier comparison on a loaded machine: the load swings within seconds, and both paths meet the same swing. ' +
+      "The sequential rounds also record the clients' CPU time per connection (/proc/self/schedstat) and per byte (iperf3's rusage): " +
+      "on veths the forward path runs in softirq in the sender's context, so that is the path's cost, which load blurs less than a rate. " +
       'Member change: every host has a client of the network (so every host translates the VIP); a ' +
       'member of a three-member pool is removed, then added again, in turn; `nft monitor rules` in each host namespace timestamps the ' +
       `commit of the VIP's chain without or with it${carried ? ` (those rows carried over from the run of ${carried.at}: BENCH_LB=vip)` : ''}. ` +
