@@ -5,7 +5,7 @@
 // destroy() removes everything carrying the tag, whatever state a failed test left.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diff, namespacesWithPrefix, snapshotNetns } from './leaks.js';
@@ -55,7 +55,7 @@ export class Harness {
 
   private constructor(
     readonly tag: string,
-    octet: number,
+    private readonly octet: number,
     readonly underlayMtu: number,
   ) {
     this.underlaySubnet = `10.${octet}.0.0/24`;
@@ -286,6 +286,7 @@ export class Harness {
     const namespaces = namespacesWithPrefix(this.tag);
     if (namespaces.length) await execArgv(['ip', '-force', '-batch', '-'], namespaces.map((n) => `netns del ${n}`).join('\n') + '\n');
     await execArgv(['ip', 'link', 'del', this.rootLink]);
+    releaseOctet(this.octet);
     if (!opts.keepLogs) rmSync(this.baseDir, { recursive: true, force: true });
   }
 
@@ -313,13 +314,53 @@ function killGroup(p: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
-/** A second octet for 10.X.0.0/24 that no route of the root namespace already covers. */
+/**
+ * Underlay octets in use, one file per octet holding the pid of the process whose harness has it. Harnesses of
+ * several processes (the suite's two lanes, a benchmark beside a test) are made at the same moment: the route check
+ * alone let two of them pick one subnet between one's check and its route, and the loser's hosts then reached the
+ * other's ZooKeeper, or none. Creating the file (O_EXCL) is the reservation; a file whose process is gone is stale.
+ */
+const OCTET_DIR = '/run/bees-testbed/underlay-octets';
+
+function reserveOctet(o: number): boolean {
+  const file = join(OCTET_DIR, String(o));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const owner = Number(readFileSync(file, 'utf8').trim());
+    if (owner === process.pid || pidAlive(owner)) return false;
+    rmSync(file, { force: true }); // stale: its process died without destroying its harness
+  }
+  return false;
+}
+
+function releaseOctet(o: number): void {
+  rmSync(join(OCTET_DIR, String(o)), { force: true });
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A second octet for 10.X.0.0/24 that no route of the root namespace covers and no other harness reserved. */
 async function freeOctet(): Promise<number> {
+  mkdirSync(OCTET_DIR, { recursive: true });
   const r = await execArgv(['ip', '-j', 'route', 'show']);
   const used = new Set((JSON.parse(r.stdout || '[]') as { dst: string }[]).map((x) => x.dst));
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 100; i++) {
     const o = 100 + Math.floor(Math.random() * 150);
-    if (![...used].some((d) => d.startsWith(`10.${o}.`) || d === '10.0.0.0/8')) return o;
+    if ([...used].some((d) => d.startsWith(`10.${o}.`) || d === '10.0.0.0/8')) continue;
+    if (reserveOctet(o)) return o;
   }
   throw new Error('no free 10.X.0.0/24 underlay subnet in the root namespace');
 }
