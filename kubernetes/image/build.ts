@@ -214,6 +214,9 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
       await mkdir(join(fs.dir, d), { recursive: true });
     await chmod(join(fs.dir, 'tmp'), 0o1777);
     for (const d of ['bin', 'sbin', 'lib', 'lib64']) await fs.link(d, `usr/${d}`);
+    // As on Debian: /var/run is /run. containerd names pod namespaces /var/run/netns/cni-…, and the agent opens
+    // them by that name through its /run/netns mount.
+    await fs.link('var/run', '../run');
     await fs.addProgram(realpathSync(process.execPath), '/usr/bin/node');
     for (const tool of o.tools ?? DEFAULT_TOOLS) await fs.addTool(tool);
     // A static, minimal identity: tools that look up user 0 (ip netns, iptables' lock) find it.
