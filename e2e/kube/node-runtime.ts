@@ -15,6 +15,7 @@ import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Harness, HarnessHost } from '../harness/index.js';
 import { startHostContainerd, type ContainerdHarness } from '../../testbed/containerd.js';
+import { execArgv } from '../../testbed/shell.js';
 import { PAUSE_IMAGE, REFERENCE_DIR } from '../../cni/test/helpers.js';
 import { CriRuntime } from './cri.js';
 
@@ -73,9 +74,10 @@ export async function startNodeRuntime(
     await containerd.close();
     throw err;
   }
+  // ctr needs only the socket; an image import (unpacking some 50 MB) takes minutes on a loaded machine.
   const ctr = async (...args: string[]): Promise<void> => {
-    const r = await h.exec(host, ['ctr', '--address', containerd.socket, '-n', 'k8s.io', ...args]);
-    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')}: ${r.stderr}`);
+    const r = await execArgv(['ctr', '--address', containerd.socket, '-n', 'k8s.io', ...args], undefined, 600_000);
+    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   };
   const close = async (): Promise<void> => {
     cri.close();
