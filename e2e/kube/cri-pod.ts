@@ -78,9 +78,7 @@ function fieldOf(pod: k8s.V1Pod, path: string, hostIp: string): string {
 
 /** $(VAR) → its value when defined, $$ → $, as kubelet expands command, args and env values. */
 export function expandVars(s: string, env: Map<string, string>): string {
-  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (all, v: string | undefined) =>
-    v === undefined ? '$' : (env.get(v) ?? all),
-  );
+  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (all, v: string | undefined) => (v === undefined ? '$' : (env.get(v) ?? all)));
 }
 
 /** The container's environment in kubelet's order: envFrom sources, then env (later names win). */
@@ -101,9 +99,11 @@ export function envOf(pod: k8s.V1Pod, c: k8s.V1Container, ctx: PodContext): Map<
     else if (e.valueFrom?.configMapKeyRef) {
       const ref = e.valueFrom.configMapKeyRef;
       const v = ctx.configMaps.get(ref.name ?? '')?.[ref.key];
-      if (v === undefined && !ref.optional) throw new Error(`couldn't find key ${ref.key} in ConfigMap ${pod.metadata!.namespace}/${ref.name}`);
+      if (v === undefined && !ref.optional)
+        throw new Error(`couldn't find key ${ref.key} in ConfigMap ${pod.metadata!.namespace}/${ref.name}`);
       if (v !== undefined) env.set(e.name, v);
-    } else if (e.valueFrom) throw new Error(`kubelet-lite: env ${e.name} of container ${c.name}: only fieldRef and configMapKeyRef are modelled`);
+    } else if (e.valueFrom)
+      throw new Error(`kubelet-lite: env ${e.name} of container ${c.name}: only fieldRef and configMapKeyRef are modelled`);
     else env.set(e.name, expandVars(e.value ?? '', env));
   }
   return env;
@@ -131,7 +131,11 @@ export function mountsOf(pod: k8s.V1Pod, c: k8s.V1Container, ctx: PodContext): C
       propagation: PROPAGATION[vm.mountPropagation ?? 'None'] ?? 'PROPAGATION_PRIVATE',
     });
   }
-  if (ctx.serviceAccountDir && pod.spec?.automountServiceAccountToken !== false && !out.some((x) => x.container_path === SERVICE_ACCOUNT_PATH))
+  if (
+    ctx.serviceAccountDir &&
+    pod.spec?.automountServiceAccountToken !== false &&
+    !out.some((x) => x.container_path === SERVICE_ACCOUNT_PATH)
+  )
     out.push({ container_path: SERVICE_ACCOUNT_PATH, host_path: ctx.serviceAccountDir, readonly: true });
   return out;
 }
@@ -150,7 +154,11 @@ export function containerConfigOf(pod: k8s.V1Pod, c: k8s.V1Container, attempt: n
     ...(c.workingDir ? { working_dir: c.workingDir } : {}),
     envs: [...env].map(([key, value]) => ({ key, value })),
     mounts: mountsOf(pod, c, ctx),
-    labels: { 'io.kubernetes.container.name': c.name, 'io.kubernetes.pod.name': pod.metadata!.name!, 'io.kubernetes.pod.uid': pod.metadata!.uid! },
+    labels: {
+      'io.kubernetes.container.name': c.name,
+      'io.kubernetes.pod.name': pod.metadata!.name!,
+      'io.kubernetes.pod.uid': pod.metadata!.uid!,
+    },
     log_path: `${c.name}/${attempt}.log`,
     linux: {
       security_context: {

@@ -602,7 +602,7 @@ export class KubeletLite {
 
 /** Polls `fn` every 250 ms until it returns a value, or fails after `withinMs`. */
 async function until<T>(fn: () => Promise<T | undefined>, withinMs: number): Promise<T> {
-  for (const deadline = Date.now() + withinMs; ; ) {
+  for (const deadline = Date.now() + withinMs; ;) {
     const v = await fn();
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`kubelet-lite: timed out after ${withinMs} ms`);

@@ -34,7 +34,10 @@ export async function makeTestPki(dir: string, ips: string[] = []): Promise<Test
     '-subj',
     '/CN=bees-test-ca',
   ]);
-  await writeFile(f('san.ext'), `subjectAltName=${['IP:127.0.0.1', ...ips.map((ip) => `IP:${ip}`), 'DNS:localhost', 'DNS:kubernetes.default.svc'].join(',')}\nextendedKeyUsage=serverAuth\n`);
+  await writeFile(
+    f('san.ext'),
+    `subjectAltName=${['IP:127.0.0.1', ...ips.map((ip) => `IP:${ip}`), 'DNS:localhost', 'DNS:kubernetes.default.svc'].join(',')}\nextendedKeyUsage=serverAuth\n`,
+  );
   await run('openssl', [
     'req',
     '-newkey',

@@ -222,7 +222,10 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     // A static, minimal identity: tools that look up user 0 (ip netns, iptables' lock) find it.
     await writeFile(join(fs.dir, 'etc/passwd'), 'root:x:0:0:root:/root:/usr/sbin/nologin\n');
     await writeFile(join(fs.dir, 'etc/group'), 'root:x:0:\n');
-    await writeFile(join(fs.dir, 'etc/nsswitch.conf'), 'passwd: files\ngroup: files\nhosts: files dns\nprotocols: files\nservices: files\n');
+    await writeFile(
+      join(fs.dir, 'etc/nsswitch.conf'),
+      'passwd: files\ngroup: files\nhosts: files dns\nprotocols: files\nservices: files\n',
+    );
     // nft resolves protocol and service names (`meta l4proto tcp`) through them: without, every rule set with a
     // protocol fails to load ("Could not resolve protocol name").
     for (const f of ['/etc/protocols', '/etc/services']) {

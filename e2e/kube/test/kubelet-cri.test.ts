@@ -76,7 +76,10 @@ test('a hostNetwork pod runs as containers through the CRI: node network, env, m
   // A namespace mounted from inside the container under /run/netns: with Bidirectional it is the machine's.
   const nsName = `${harness.tag}-probe-ns`;
   closers.push(() => execArgv(['sh', '-c', `umount /run/netns/${nsName}; rm -f /run/netns/${nsName}`]));
-  await core.createNamespacedConfigMap({ namespace: 'kube-system', body: { metadata: { name: 'cfg' }, data: { GREETING: 'hello', FROM_ENVFROM: 'yes' } } });
+  await core.createNamespacedConfigMap({
+    namespace: 'kube-system',
+    body: { metadata: { name: 'cfg' }, data: { GREETING: 'hello', FROM_ENVFROM: 'yes' } },
+  });
   const state = '/var/lib/kcri-test';
   await core.createNamespacedPod({
     namespace: 'kube-system',
