@@ -322,7 +322,7 @@ test(`kubectl apply of the chart on 3 kubelet-lite nodes (agent ${HOST_NETWORK =
     await until(
       'every agent and controller replaced and Ready',
       async () => (await replaced(AGENT, 3)) && (await replaced(CONTROLLER, 2)),
-      360_000,
+      600_000, // each agent restarts in its container and passes its probes first; minutes on a loaded machine
     );
     await new Promise((r) => setTimeout(r, 1000));
     clearInterval(watchConflist);
