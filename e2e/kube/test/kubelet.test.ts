@@ -204,7 +204,8 @@ test(`kubectl apply of the chart on 3 kubelet-lite nodes (agent ${HOST_NETWORK =
 
     // Every node: the shim installed, the conflist once the agent is ready, the Node Ready and mapped to its Host.
     for (const n of nodes) {
-      await until(`the conflist on ${n.name}`, () => existsSync(conflistOf(n)));
+      // The agent starts in its container first: minutes on a loaded machine.
+      await until(`the conflist on ${n.name}`, () => existsSync(conflistOf(n)), 300_000);
       t.true(existsSync(join(n.kubelet.hostPathOf('/opt/cni/bin'), 'midonet')), `install-cni ran on ${n.name}`);
       const node = await until(`Node ${n.name} mapped`, async () => {
         const x = await core.readNode({ name: n.name });
