@@ -9,21 +9,29 @@
 //   and annotations (so the CNI plugin gets `io.kubernetes.cri.pod-annotations`), hence CNI ADD with the node's
 //   installed conflist; a deleted pod's sandbox is stopped (CNI DEL) and removed. Only the sandbox runs: the
 //   pod's containers are not started (the sandbox holds the pod's network, which is what is tested).
-// - hostNetwork pods (the bees DaemonSet) run their containers' own command lines as PROCESSES in the host's
-//   network namespace, not as containers: init containers to completion, then the containers, restarted when
-//   they exit; SIGTERM then SIGKILL after terminationGracePeriodSeconds on deletion. What a container's
-//   filesystem would give is stood in for: hostPath volumes are directories under the node's root (except
-//   machine-wide paths such as /run/netns), container paths in the command line are rewritten to them, the
-//   image's entry points and environment come from a table, and KUBECONFIG (also given to `--k8s-kubeconfig=in-cluster`) stands for the service account mount.
-//   Exec readiness probes run the same way; httpGet readiness probes are curl from the host's namespace.
+// - hostNetwork pods (the bees DaemonSet, the controller) run as REAL CONTAINERS through the same CRI (`hostNetwork:
+//   'cri'`, the default): a sandbox with the NODE network namespace (containerd runs in the harness host's, so
+//   that is the node's network) and NODE pid namespace for hostPID, the pod's images as imported into the node's
+//   containerd, init containers to completion, then the containers with their own command, args and env
+//   (cri-pod.ts), hostPath mounts with their propagation, privileged and capabilities from the security context,
+//   the service account token mounted at its in-cluster path; restarted when they exit (restartPolicy Always) or
+//   when their liveness probe fails; exec probes through ExecSync, httpGet probes as curl from the node's network
+//   namespace; StopContainer with terminationGracePeriodSeconds on deletion. hostPath volumes are directories under
+//   the node's root (kubelet-lite's stand-in for a machine of the node's own) except machine-wide ones (/run/netns,
+//   /lib/modules, /proc, /sys, /run/xtables.lock).
+// - The named fallback, `hostNetwork: 'process'`: the containers' command lines run as PROCESSES in the host's
+//   network namespace (no image needed): container paths in the command line are rewritten to the node's hostPath
+//   directories, the image's entry points and environment come from a table, and KUBECONFIG (also given to
+//   `--k8s-kubeconfig=in-cluster`) stands for the service account mount.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { Harness, HarnessHost } from '../harness/index.js';
-import type { CriClient } from '../../cni/test/cri/client.js';
 import { sandboxNetns } from '../../cni/test/helpers.js';
+import type { CriRuntime, PodSandboxConfig } from './cri.js';
+import { configMapsOf, containerConfigOf, sandboxConfigOf, type PodContext } from './cri-pod.js';
 
 /** How containers of one image run as processes here. */
 export interface ProcessImage {
@@ -40,14 +48,20 @@ export interface KubeletLiteOptions {
   host: HarnessHost;
   nodeName: string;
   /** The host's container runtime (CRI). */
-  cri: CriClient;
+  cri: CriRuntime;
+  /** How hostNetwork pods run: as containers through the CRI (default), or as processes (the fallback). */
+  hostNetwork?: 'cri' | 'process';
+  /** hostNetwork containers: a directory with the service account's `token`, `ca.crt` and `namespace`, mounted
+   *  read-only at /var/run/secrets/kubernetes.io/serviceaccount (the in-cluster config). */
+  serviceAccountDir?: string;
   /** The node's filesystem: hostPath volumes live under it, except `sharedHostPaths`. */
   nodeRoot: string;
   /** hostPaths that are machine-wide, the same for every harness host (the kernel's and /run/netns). */
   sharedHostPaths?: string[];
-  images: Record<string, ProcessImage>;
-  /** A kubeconfig file for pods: stands for the service account token mount in process mode. */
-  podKubeconfig: string;
+  /** Process mode: how each image's programs run here. */
+  images?: Record<string, ProcessImage>;
+  /** Process mode: a kubeconfig file for pods, standing for the service account token mount. */
+  podKubeconfig?: string;
   nodeLabels?: Record<string, string>;
 }
 
@@ -67,7 +81,29 @@ interface ProcessPod {
   /** When the readiness probes are due again (ms since the epoch). */
   nextProbe: number;
 }
-type Running = SandboxPod | ProcessPod;
+/** A probe's schedule and counts (kubelet's prober worker, one per probe). */
+interface ProbeState {
+  nextAt: number;
+  failures: number;
+}
+interface RunningContainer {
+  id: string;
+  attempt: number;
+  /** Startup probe passed (or none): liveness and readiness run only after it. */
+  started: boolean;
+  ready: boolean;
+  probes: Record<'startup' | 'liveness' | 'readiness', ProbeState>;
+}
+interface ContainerPod {
+  mode: 'containers';
+  pod: k8s.V1Pod;
+  sandboxId: string;
+  sandboxConfig: PodSandboxConfig;
+  containers: Map<string, RunningContainer>;
+  ready: boolean;
+  stopping: boolean;
+}
+type Running = SandboxPod | ProcessPod | ContainerPod;
 
 const PROCESS_PROBE_TIMEOUT_S = 30;
 const DEFAULT_SHARED = ['/run/netns', '/lib/modules', '/run/xtables.lock', '/proc', '/sys'];
@@ -120,7 +156,7 @@ export class KubeletLite {
     await this.pods.stop();
     await this.pending;
     // Sandboxes first: their CNI DEL needs the node's agent, which may be one of the process pods.
-    const order = [...this.running.values()].sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'sandbox' ? -1 : 1));
+    const order = [...this.running.values()].sort((a, b) => Number(a.mode !== 'sandbox') - Number(b.mode !== 'sandbox'));
     if (opts.pods) for (const r of order) await this.stopPod(r).catch((e) => this.errors.push(e));
   }
 
@@ -214,6 +250,7 @@ export class KubeletLite {
       try {
         if (!r) await this.startPod(pod);
         else if (r.mode === 'process') await this.tendProcesses(r);
+        else if (r.mode === 'containers') await this.tendContainers(r);
         this.startErrors.delete(uid);
       } catch (e) {
         this.startErrors.set(uid, (e as Error).message);
@@ -225,7 +262,7 @@ export class KubeletLite {
   // ---- pods on the pod network: the CRI ----
 
   private async startPod(pod: k8s.V1Pod): Promise<void> {
-    if (pod.spec?.hostNetwork) return this.startProcessPod(pod);
+    if (pod.spec?.hostNetwork) return this.o.hostNetwork === 'process' ? this.startProcessPod(pod) : this.startContainerPod(pod);
     const m = pod.metadata!;
     const id = await this.o.cri.runPodSandbox({
       metadata: { name: m.name!, uid: m.uid!, namespace: m.namespace!, attempt: 0 },
@@ -246,12 +283,180 @@ export class KubeletLite {
     if (r.mode === 'sandbox') {
       await this.o.cri.stopPodSandbox(r.sandboxId); // CNI DEL
       await this.o.cri.removePodSandbox(r.sandboxId);
+    } else if (r.mode === 'containers') {
+      r.stopping = true;
+      const grace = Math.min(r.pod.spec?.terminationGracePeriodSeconds ?? 30, 30);
+      await Promise.all([...r.containers.values()].map((c) => this.o.cri.stopContainer(c.id, grace).catch((e) => this.errors.push(e))));
+      await this.o.cri.stopPodSandbox(r.sandboxId);
+      await this.o.cri.removePodSandbox(r.sandboxId);
     } else {
       r.stopping = true;
       const grace = Math.min(r.pod.spec?.terminationGracePeriodSeconds ?? 30, 30) * 1000;
       await Promise.all([...r.procs.values()].map((p) => terminate(p, grace)));
     }
     this.running.delete(uid);
+  }
+
+  // ---- hostNetwork pods: containers through the CRI ----
+
+  /** What building the pod's CRI requests needs from this node; fetches the ConfigMaps its env names. */
+  private async podContext(pod: k8s.V1Pod): Promise<PodContext> {
+    const m = pod.metadata!;
+    const configMaps = new Map<string, Record<string, string>>();
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])])
+      for (const name of configMapsOf(c))
+        if (!configMaps.has(name)) {
+          const cm = await this.core.readNamespacedConfigMap({ namespace: m.namespace!, name }).catch(() => undefined);
+          if (cm) configMaps.set(name, cm.data ?? {});
+        }
+    const logDirectory = join(this.o.host.stateDir, 'pods', `${m.namespace}_${m.name}_${m.uid}`);
+    await mkdir(logDirectory, { recursive: true });
+    this.ensureHostPaths(pod);
+    return {
+      hostIp: this.o.host.underlayIp,
+      hostPathOf: (p) => this.hostPathOf(p),
+      logDirectory,
+      serviceAccountDir: this.o.serviceAccountDir,
+      configMaps,
+    };
+  }
+
+  /** hostPath types DirectoryOrCreate and FileOrCreate: made before the mount, as kubelet does. */
+  private ensureHostPaths(pod: k8s.V1Pod): void {
+    for (const v of pod.spec?.volumes ?? []) {
+      if (!v.hostPath) continue;
+      const path = this.hostPathOf(v.hostPath.path);
+      if (v.hostPath.type === 'DirectoryOrCreate') mkdirSync(path, { recursive: true });
+      else if (v.hostPath.type === 'FileOrCreate' && !existsSync(path)) {
+        mkdirSync(dirname(path), { recursive: true });
+        writeFileSync(path, '', { flag: 'a' });
+      }
+    }
+  }
+
+  private async startContainerPod(pod: k8s.V1Pod): Promise<void> {
+    const ctx = await this.podContext(pod);
+    const sandboxConfig = sandboxConfigOf(pod, ctx);
+    const cri = this.o.cri;
+    const sandboxId = await cri.runPodSandbox(sandboxConfig);
+    const r: ContainerPod = { mode: 'containers', pod, sandboxId, sandboxConfig, containers: new Map(), ready: false, stopping: false };
+    try {
+      for (const c of pod.spec?.initContainers ?? []) {
+        const id = await cri.createContainer(sandboxId, containerConfigOf(pod, c, 0, ctx), sandboxConfig);
+        await cri.startContainer(id);
+        const st = await until(async () => {
+          const x = await cri.containerStatus(id);
+          return x.state === 'CONTAINER_EXITED' || x.state === 'CONTAINER_UNKNOWN' ? x : undefined;
+        }, 300_000);
+        if (st.exit_code !== 0)
+          throw new Error(
+            `init container ${c.name} of ${pod.metadata!.namespace}/${pod.metadata!.name} exited with ${st.exit_code} (${st.reason}${st.message ? `: ${st.message}` : ''}); log ${join(ctx.logDirectory, st.log_path)}`,
+          );
+      }
+      for (const c of pod.spec?.containers ?? []) r.containers.set(c.name, await this.runContainer(r, c, 0, ctx));
+    } catch (err) {
+      await cri.stopPodSandbox(sandboxId).catch(() => undefined);
+      await cri.removePodSandbox(sandboxId).catch(() => undefined);
+      throw err;
+    }
+    this.running.set(pod.metadata!.uid!, r);
+    await this.tendContainers(r);
+  }
+
+  private async runContainer(r: ContainerPod, c: k8s.V1Container, attempt: number, ctx?: PodContext): Promise<RunningContainer> {
+    const config = containerConfigOf(r.pod, c, attempt, ctx ?? (await this.podContext(r.pod)));
+    const id = await this.o.cri.createContainer(r.sandboxId, config, r.sandboxConfig);
+    await this.o.cri.startContainer(id);
+    const now = Date.now();
+    const at = (p: k8s.V1Probe | undefined): ProbeState => ({ nextAt: now + (p?.initialDelaySeconds ?? 0) * 1000, failures: 0 });
+    return {
+      id,
+      attempt,
+      started: !c.startupProbe,
+      ready: false,
+      probes: { startup: at(c.startupProbe), liveness: at(c.livenessProbe), readiness: at(c.readinessProbe) },
+    };
+  }
+
+  /** Restart exited containers (restartPolicy Always) and run the probes that are due, as kubelet's prober. */
+  private async tendContainers(r: ContainerPod): Promise<void> {
+    if (r.stopping) return;
+    const cri = this.o.cri;
+    for (const c of r.pod.spec?.containers ?? []) {
+      let rc = r.containers.get(c.name)!;
+      const st = await cri.containerStatus(rc.id);
+      if (st.state !== 'CONTAINER_RUNNING') {
+        this.errors.push(new Error(`${r.pod.metadata!.name}/${c.name} exited (${st.exit_code} ${st.reason}); restarting`));
+        await cri.removeContainer(rc.id).catch(() => undefined);
+        rc = await this.runContainer(r, c, rc.attempt + 1);
+        r.containers.set(c.name, rc);
+        continue;
+      }
+      const now = Date.now();
+      const due = (kind: 'startup' | 'liveness' | 'readiness'): boolean => now >= rc.probes[kind].nextAt;
+      if (!rc.started) {
+        if (!due('startup')) continue;
+        const ok = await this.runProbe(rc, c, c.startupProbe!);
+        if (ok) rc.started = true;
+        if (await this.counted(r, c, rc, 'startup', c.startupProbe!, ok)) continue;
+        if (!ok) continue;
+      }
+      if (c.livenessProbe && due('liveness')) {
+        const ok = await this.runProbe(rc, c, c.livenessProbe);
+        if (await this.counted(r, c, rc, 'liveness', c.livenessProbe, ok)) continue;
+      }
+      if (!c.readinessProbe) rc.ready = true;
+      else if (due('readiness')) {
+        const ok = await this.runProbe(rc, c, c.readinessProbe);
+        const p = rc.probes.readiness;
+        p.failures = ok ? 0 : p.failures + 1;
+        // Ready on one success; unready after failureThreshold failures in a row (kubelet's thresholds).
+        if (ok && p.failures === 0) rc.ready = true;
+        if (!ok && p.failures >= (c.readinessProbe.failureThreshold ?? 3)) rc.ready = false;
+        p.nextAt = Date.now() + (c.readinessProbe.periodSeconds ?? 10) * 1000;
+      }
+    }
+    r.ready = (r.pod.spec?.containers ?? []).every((c) => r.containers.get(c.name)?.ready);
+  }
+
+  /** Counts a startup or liveness result; past failureThreshold the container is killed and started again
+   *  (returns true then). */
+  private async counted(
+    r: ContainerPod,
+    c: k8s.V1Container,
+    rc: RunningContainer,
+    kind: 'startup' | 'liveness',
+    probe: k8s.V1Probe,
+    ok: boolean,
+  ): Promise<boolean> {
+    const p = rc.probes[kind];
+    p.failures = ok ? 0 : p.failures + 1;
+    p.nextAt = Date.now() + (probe.periodSeconds ?? 10) * 1000;
+    if (p.failures < (probe.failureThreshold ?? 3)) return false;
+    this.errors.push(new Error(`${r.pod.metadata!.name}/${c.name}: ${kind} probe failed ${p.failures} times; restarting`));
+    const grace = Math.min(r.pod.spec?.terminationGracePeriodSeconds ?? 30, 30);
+    await this.o.cri.stopContainer(rc.id, grace);
+    await this.o.cri.removeContainer(rc.id);
+    r.containers.set(c.name, await this.runContainer(r, c, rc.attempt + 1));
+    return true;
+  }
+
+  private async runProbe(rc: RunningContainer, c: k8s.V1Container, probe: k8s.V1Probe): Promise<boolean> {
+    // A loaded test machine is slower than a node: every probe gets at least PROCESS_PROBE_TIMEOUT_S.
+    const timeout = Math.max(probe.timeoutSeconds ?? 1, PROCESS_PROBE_TIMEOUT_S);
+    if (probe.exec?.command) {
+      const res = await this.o.cri.execSync(rc.id, probe.exec.command, timeout).catch((e: Error) => ({ exitCode: -1, stderr: e.message }));
+      return res.exitCode === 0;
+    }
+    if (probe.httpGet) return this.httpProbe(c, probe.httpGet, timeout);
+    throw new Error(`kubelet-lite: container ${c.name}: only exec and httpGet probes are modelled`);
+  }
+
+  /** hostNetwork: the pod's address is the node's; curl from the node's namespace stands for the kubelet's GET. */
+  private httpProbe(c: k8s.V1Container, g: k8s.V1HTTPGetAction, timeout: number): Promise<boolean> {
+    const port = typeof g.port === 'number' ? g.port : Number(c.ports?.find((p) => p.name === g.port)?.containerPort ?? g.port);
+    const url = `${(g.scheme ?? 'HTTP').toLowerCase()}://${g.host ?? this.o.host.underlayIp}:${port}${g.path ?? '/'}`;
+    return this.probe(['curl', '-fsS', '-o', '/dev/null', '-m', String(timeout), url], { PATH: process.env.PATH }, (timeout + 5) * 1000);
   }
 
   // ---- hostNetwork pods: the containers' command lines as processes ----
@@ -282,16 +487,7 @@ export class KubeletLite {
       if (!rp?.exec?.command && !rp?.httpGet) continue;
       period = Math.min(period, rp.periodSeconds ?? 10);
       if (rp.httpGet) {
-        // hostNetwork: the pod's address is the host's; curl from the host's namespace stands for the kubelet's GET.
-        const g = rp.httpGet;
-        const port = typeof g.port === 'number' ? g.port : Number(c.ports?.find((p) => p.name === g.port)?.containerPort ?? g.port);
-        const url = `${(g.scheme ?? 'HTTP').toLowerCase()}://${g.host ?? this.o.host.underlayIp}:${port}${g.path ?? '/'}`;
-        const timeout = rp.timeoutSeconds ?? 1;
-        ready &&= await this.probe(
-          ['curl', '-fsS', '-o', '/dev/null', '-m', String(timeout), url],
-          { PATH: process.env.PATH },
-          (timeout + 5) * 1000,
-        );
+        ready &&= await this.httpProbe(c, rp.httpGet, rp.timeoutSeconds ?? 1);
         continue;
       }
       const argv = this.containerArgv(r.pod, c, rp.exec!.command!, []);
@@ -312,7 +508,9 @@ export class KubeletLite {
 
   /** A container's argv and environment as a process here: $(VAR) expanded, entry point and paths mapped. */
   private containerArgv(pod: k8s.V1Pod, c: k8s.V1Container, command: string[], args: string[]): { argv: string[]; env: NodeJS.ProcessEnv } {
-    const image = this.o.images[c.image ?? ''];
+    const image = this.o.images?.[c.image ?? ''];
+    const podKubeconfig = this.o.podKubeconfig;
+    if (!podKubeconfig) throw new Error('kubelet-lite: process mode needs podKubeconfig');
     if (!image) throw new Error(`kubelet-lite: no process mapping for image ${c.image} (container ${c.name})`);
     const mounts = this.mounts(pod, c);
     const mapPath = (p: string): string => {
@@ -324,7 +522,7 @@ export class KubeletLite {
     const expand = (s: string): string => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, v: string) => own[v] ?? all);
     const words = [...command, ...args].map(expand).map((w) => {
       // The service account mount is stood in for by a kubeconfig file: "in-cluster" names it instead.
-      if (/^--(k8s-)?kubeconfig=in-cluster$/.test(w)) return w.replace(/in-cluster$/, this.o.podKubeconfig);
+      if (/^--(k8s-)?kubeconfig=in-cluster$/.test(w)) return w.replace(/in-cluster$/, podKubeconfig);
       const eq = w.indexOf('=');
       if (w.startsWith('/')) return mapPath(w);
       if (eq > 0 && w[eq + 1] === '/') return w.slice(0, eq + 1) + mapPath(w.slice(eq + 1));
@@ -338,7 +536,7 @@ export class KubeletLite {
       NODE_OPTIONS: '',
       ...image.env?.(mapPath),
       ...own,
-      KUBECONFIG: this.o.podKubeconfig,
+      KUBECONFIG: podKubeconfig,
     };
     return { argv: [...entry, ...words.slice(1)], env };
   }
@@ -402,7 +600,17 @@ export class KubeletLite {
   }
 }
 
-/** The downward API fields the tests' pods use. */
+/** Polls `fn` every 250 ms until it returns a value, or fails after `withinMs`. */
+async function until<T>(fn: () => Promise<T | undefined>, withinMs: number): Promise<T> {
+  for (const deadline = Date.now() + withinMs; ;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`kubelet-lite: timed out after ${withinMs} ms`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
+/** The downward API fields the tests' pods use (process mode). */
 function fieldOf(pod: k8s.V1Pod, path: string | undefined, hostIp: string): string {
   switch (path) {
     case 'spec.nodeName':

@@ -14,8 +14,8 @@ export interface TestPki {
   key: string;
 }
 
-/** Make a CA and a server certificate for 127.0.0.1 / localhost / kubernetes.default.svc in `dir`. */
-export async function makeTestPki(dir: string): Promise<TestPki> {
+/** Make a CA and a server certificate for 127.0.0.1 / localhost / kubernetes.default.svc (and `ips`) in `dir`. */
+export async function makeTestPki(dir: string, ips: string[] = []): Promise<TestPki> {
   const f = (n: string): string => join(dir, n);
   await run('openssl', [
     'req',
@@ -34,7 +34,10 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
     '-subj',
     '/CN=bees-test-ca',
   ]);
-  await writeFile(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n');
+  await writeFile(
+    f('san.ext'),
+    `subjectAltName=${['IP:127.0.0.1', ...ips.map((ip) => `IP:${ip}`), 'DNS:localhost', 'DNS:kubernetes.default.svc'].join(',')}\nextendedKeyUsage=serverAuth\n`,
+  );
   await run('openssl', [
     'req',
     '-newkey',

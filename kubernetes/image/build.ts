@@ -214,12 +214,24 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
       await mkdir(join(fs.dir, d), { recursive: true });
     await chmod(join(fs.dir, 'tmp'), 0o1777);
     for (const d of ['bin', 'sbin', 'lib', 'lib64']) await fs.link(d, `usr/${d}`);
+    // As on Debian: /var/run is /run. containerd names pod namespaces /var/run/netns/cni-…, and the agent opens
+    // them by that name through its /run/netns mount.
+    await fs.link('var/run', '../run');
     await fs.addProgram(realpathSync(process.execPath), '/usr/bin/node');
     for (const tool of o.tools ?? DEFAULT_TOOLS) await fs.addTool(tool);
     // A static, minimal identity: tools that look up user 0 (ip netns, iptables' lock) find it.
     await writeFile(join(fs.dir, 'etc/passwd'), 'root:x:0:0:root:/root:/usr/sbin/nologin\n');
     await writeFile(join(fs.dir, 'etc/group'), 'root:x:0:\n');
-    await writeFile(join(fs.dir, 'etc/nsswitch.conf'), 'passwd: files\ngroup: files\nhosts: files dns\n');
+    await writeFile(
+      join(fs.dir, 'etc/nsswitch.conf'),
+      'passwd: files\ngroup: files\nhosts: files dns\nprotocols: files\nservices: files\n',
+    );
+    // nft resolves protocol and service names (`meta l4proto tcp`) through them: without, every rule set with a
+    // protocol fails to load ("Could not resolve protocol name").
+    for (const f of ['/etc/protocols', '/etc/services']) {
+      if (!existsSync(f)) throw new Error(`image build: ${f} is missing on this machine (apt-get install netbase)`);
+      await copyFile(f, join(fs.dir, f));
+    }
 
     await fs.copyTree(dist, `${APP_DIR}/dist`);
     // Source maps and declaration-less test builds are not needed to run.

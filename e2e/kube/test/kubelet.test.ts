@@ -1,11 +1,15 @@
-// The bees chart applied by the real kubectl to the API server DOUBLE, on 3 e2e harness hosts each with a
-// kubelet-lite (a kubelet DOUBLE) over a REAL private containerd (CRI), real agents and one REAL ZooKeeper. The
-// DaemonSet's agent runs as a PROCESS with its container's own command line (kubelet-lite's process mode: not in
-// a container), install-cni first; the conflist appears once the agent is ready; the Node becomes the Host.
+// The bees chart applied by the real kubectl to the API server DOUBLE (HTTPS, a bearer token), on 3 e2e harness
+// hosts each with a kubelet-lite (a kubelet DOUBLE) over a REAL private containerd (CRI), real agents and one REAL
+// ZooKeeper. The DaemonSet's agent runs as a CONTAINER of the image `bees image build` makes, imported into each
+// node's containerd (ctr -n k8s.io images import), in a sandbox with the node's network namespace, privileged, with
+// the chart's hostPath mounts (/run/netns Bidirectional) and its own command, args and env; in-cluster config from
+// the mounted service account token and the chart's k8sServiceHost. install-cni runs first (an init container);
+// the conflist appears once the agent is ready; the Node becomes the Host. BEES_KUBELET_HOST_NETWORK=process runs
+// the hostNetwork pods as processes instead (kubelet-lite's fallback, no image).
 // A Deployment's pods (CRI sandboxes through the installed conflist) land on all three nodes by the round-robin
 // scheduler double and reach each other across hosts; a pod's static IP and MAC come from its annotations; a
 // rolling upgrade of the agent keeps the conflist and the pods' traffic; deleting the DaemonSet removes the conflist.
-// The chart's controller Deployment runs as processes as well (kube-proxy replaced): a NodePort Service over the
+// The chart's controller Deployment runs as containers as well (kube-proxy replaced): a NodePort Service over the
 // Deployment is reached by ClusterIP from a pod on every host and by NodePort from the harness's outside namespace,
 // through controller → load balancer objects in the store → every agent's kernel; a scale-down takes the removed
 // endpoint out; sessionAffinity ClientIP keeps a client on one endpoint.
@@ -26,6 +30,8 @@ import { workloadVeths } from '../../../cni/test/real-agent.js';
 import { renderChart } from '../../../kubernetes/chart/manifest.js';
 import { HOST_ID_ANNOTATION, hostIdOfNode, TUNNEL_IP_ANNOTATION } from '../../../kubernetes/node/node-host.js';
 import { ApiServer } from '../apiserver.js';
+import { beesImageArchive } from '../cri-image.js';
+import { makeTestPki } from '../pki.js';
 import { kinds } from '../kinds.js';
 import { KubeletLite, type ProcessImage } from '../kubelet.js';
 import { startNodeRuntime, type NodeRuntime } from '../node-runtime.js';
@@ -59,6 +65,8 @@ print(json.dumps(c))
 `;
 
 const AGENT = 'app.kubernetes.io/name=bees-agent';
+const IMAGE_0 = 'docker.io/midonet/bees:0.1.0';
+const IMAGE_1 = 'docker.io/midonet/bees:0.1.1';
 const CONTROLLER = 'app.kubernetes.io/name=bees-controller';
 const nsKind = kinds.find((k) => k.kind === 'Namespace')!;
 
@@ -77,8 +85,10 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false> |
   }
 }
 
-test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, real containerd CRI): pods across hosts, upgrade, Services, uninstall', async (t) => {
-  t.timeout(10 * 60_000);
+const HOST_NETWORK = process.env.BEES_KUBELET_HOST_NETWORK === 'process' ? 'process' : 'cri';
+
+test(`kubectl apply of the chart on 3 kubelet-lite nodes (agent ${HOST_NETWORK === 'cri' ? 'in its image' : 'as a process'}, real containerd CRI): pods across hosts, upgrade, Services, uninstall`, async (t) => {
+  t.timeout(20 * 60_000);
   const closers: (() => Promise<unknown>)[] = [];
   t.teardown(async () => {
     // Each step bounded: a stuck one must not keep the rest (namespaces, processes) from being cleaned up.
@@ -88,27 +98,33 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
   closers.push(() => zk.stop());
   const harness = await Harness.create({ hosts: 3 });
   closers.push(() => harness.destroy());
-  const api = new ApiServer();
+  // The image, built while the rest is set up (BEES_TEST_IMAGE: one built beforehand, named IMAGE_0).
+  const image = HOST_NETWORK === 'cri' ? beesImageArchive(harness.baseDir, IMAGE_0) : undefined;
+  image?.catch(() => undefined); // awaited below; a failure must not be an unhandled rejection meanwhile
+  // HTTPS with a token, as the in-cluster config requires; the certificate names the address agents reach it at.
+  const api = new ApiServer({ tls: await makeTestPki(harness.baseDir, [harness.rootIp]), token: `t-${harness.tag}` });
   await api.start(0, harness.rootIp);
   closers.push(() => api.stop());
   api.create(nsKind, undefined, { metadata: { name: 'default' } });
   api.create(nsKind, undefined, { metadata: { name: 'kube-system' } });
   const kubeconfig = join(harness.baseDir, 'kubeconfig');
   await api.writeKubeconfig(kubeconfig);
-  // client-node takes http:// only with skipTLSVerify (what the pods' kubeconfig also needs).
+  // Process mode: the pods' kubeconfig stands for the service account mount.
   const podKubeconfig = join(harness.baseDir, 'pod-kubeconfig');
-  const kcDoc = YAML.parse(api.kubeconfig('kube-system')) as { clusters: { cluster: Record<string, unknown> }[] };
-  kcDoc.clusters[0]!.cluster['insecure-skip-tls-verify'] = true;
-  await writeFile(podKubeconfig, YAML.stringify(kcDoc));
+  await api.writeKubeconfig(podKubeconfig, 'kube-system');
+  // The service account token, CA and namespace every container gets at its in-cluster path.
+  await api.writeServiceAccount(harness.baseDir, 'kube-system');
+  const serviceAccountDir = join(harness.baseDir, 'var/run/secrets/kubernetes.io/serviceaccount');
   const kc = new k8s.KubeConfig();
-  kc.loadFromFile(podKubeconfig);
+  kc.loadFromFile(kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const kubectl = async (...args: string[]): Promise<string> =>
     (await run('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig } })).stdout;
 
-  // The image's programs, as processes: `bees` from this checkout, the CNI shim built as `npm run build:cni` does.
-  const shim = join(await buildPlugin(), 'midonet');
+  // Process mode only: the image's programs as processes, `bees` from this checkout, the CNI shim built as
+  // `npm run build:cni` does.
+  const shim = HOST_NETWORK === 'process' ? join(await buildPlugin(), 'midonet') : '';
   const beesImage: ProcessImage = {
     entrypoints: { '/usr/bin/bees': beesArgv() },
     env: (hostPath) => ({ BEES_CNI_BINARY: shim, BEES_API: `unix:${hostPath('/run/bees/api.sock')}` }),
@@ -123,8 +139,14 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
       binDir: join(nodeRoot, 'opt/cni/bin'),
       confDir: join(nodeRoot, 'etc/cni/net.d'),
       pauseArchive,
+      // The CNI plugin containerd runs finds the agent's socket at /run/bees/workload.sock, as the conflist says.
+      binds: { '/run/bees': join(nodeRoot, 'run/bees') },
     });
     closers.push(() => runtime.close());
+    if (image) {
+      await runtime.importImage(await image);
+      await runtime.tagImage(IMAGE_0, IMAGE_1); // the upgrade's tag: the same content under a new name
+    }
     // Node names carry the harness tag: the agents' router namespaces ($(NODE_NAME)-r-…) are then the harness's.
     const name = `${harness.tag}-${host.name}`;
     const kubelet = new KubeletLite({
@@ -134,7 +156,9 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
       nodeName: name,
       cri: runtime.cri,
       nodeRoot,
-      images: { 'docker.io/midonet/bees:0.1.0': beesImage, 'docker.io/midonet/bees:0.1.1': beesImage },
+      hostNetwork: HOST_NETWORK,
+      serviceAccountDir,
+      images: { [IMAGE_0]: beesImage, [IMAGE_1]: beesImage },
       podKubeconfig,
     });
     await kubelet.start();
@@ -165,6 +189,9 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
         // No kube-proxy here: the controller serves every Service (its host check finds no kube-proxy rules in the
         // harness hosts' namespaces, where it runs).
         kubeProxyReplacement: true,
+        // So the agents and the controller reach the API server without a ClusterIP (kube-proxy replaced).
+        k8sServiceHost: harness.rootIp,
+        k8sServicePort: new URL(api.url).port,
       });
     const apply = async (tag: string): Promise<void> => {
       const file = join(harness.baseDir, `values-${tag}.yaml`);
@@ -177,7 +204,8 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
 
     // Every node: the shim installed, the conflist once the agent is ready, the Node Ready and mapped to its Host.
     for (const n of nodes) {
-      await until(`the conflist on ${n.name}`, () => existsSync(conflistOf(n)));
+      // The agent starts in its container first: minutes on a loaded machine.
+      await until(`the conflist on ${n.name}`, () => existsSync(conflistOf(n)), 300_000);
       t.true(existsSync(join(n.kubelet.hostPathOf('/opt/cni/bin'), 'midonet')), `install-cni ran on ${n.name}`);
       const node = await until(`Node ${n.name} mapped`, async () => {
         const x = await core.readNode({ name: n.name });
@@ -295,7 +323,7 @@ test('kubectl apply of the chart on 3 kubelet-lite nodes (agent as a process, re
     await until(
       'every agent and controller replaced and Ready',
       async () => (await replaced(AGENT, 3)) && (await replaced(CONTROLLER, 2)),
-      360_000,
+      600_000, // each agent restarts in its container and passes its probes first; minutes on a loaded machine
     );
     await new Promise((r) => setTimeout(r, 1000));
     clearInterval(watchConflist);
