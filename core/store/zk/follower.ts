@@ -8,11 +8,15 @@ import { checkKind } from '../validate.js';
 import { deliver, type Watcher } from '../watcher.js';
 import { SEQ_STRIDE, childrenCb, logEntries, modelPath, trimmedSeq, zxidOf, type StoredChange } from './log.js';
 import { codeOf, sleep, type ZkSession } from './session.js';
+import { multiGetData, type ReadReply } from './wire.js';
 
 const { Exception } = zookeeper;
 
-/** Object reads in flight while loading every object (start, or after falling behind the log's retention). */
+/** Object reads in flight while loading every object one at a time (a server without multiRead). */
 const LOAD_CONCURRENCY = 500;
+/** Objects per multiRead while loading (~800 bytes each with its stat: replies of ~160 KiB), and requests in flight. */
+const MULTI_READ_BATCH = 200;
+const MULTI_READ_WINDOW = 8;
 
 interface CacheEntry {
   version: number;
@@ -202,28 +206,84 @@ export class Follower {
       const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
       this.loadProgress++;
       const map = new Map<string, CacheEntry>();
-      const read = (id: string) =>
-        s
-          .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
-          .then(
-            ([data, stat]) => {
-              map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
-              this.loadProgress++;
-            },
-            (err) => {
-              if (codeOf(err) !== Exception.NO_NODE) throw err;
-            },
-          );
-      // A bounded number in flight: 100,000 reads at once hold every request and reply in memory together, a peak
-      // the process keeps as resident memory long after (bench/scale), for no faster a load.
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, async () => {
-          for (let i = next++; i < ids.length; i = next++) await read(ids[i]!);
-        }),
-      );
+      if (this.multiRead) await this.loadBatched(kind, ids, map);
+      if (!this.multiRead)
+        await this.loadOneByOne(
+          kind,
+          ids.filter((id) => !map.has(id)),
+          map,
+        );
       this.cache.set(kind, map);
     }
+  }
+
+  /** Whether the server answers multiRead (ZooKeeper 3.6+); learnt on the first load. */
+  private multiRead = true;
+
+  /**
+   * Reads `ids` MULTI_READ_BATCH per request, MULTI_READ_WINDOW requests in flight: per object the server does a
+   * znode lookup instead of a request's whole path through its threads (wire.ts).
+   */
+  private async loadBatched(kind: Kind, ids: string[], map: Map<string, CacheEntry>): Promise<void> {
+    const s = this.s;
+    const batches: string[][] = [];
+    for (let i = 0; i < ids.length; i += MULTI_READ_BATCH) batches.push(ids.slice(i, i + MULTI_READ_BATCH));
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(MULTI_READ_WINDOW, batches.length) }, async () => {
+        for (let i = next++; i < batches.length && this.multiRead; i = next++) {
+          const batch = batches[i]!;
+          let replies: ReadReply[];
+          try {
+            replies = await s.zk<ReadReply[]>((c, cb) =>
+              multiGetData(
+                c,
+                batch.map((id) => modelPath(this.root, kind, id)),
+                cb,
+              ),
+            );
+          } catch (err) {
+            if (codeOf(err) !== Exception.UNIMPLEMENTED) throw err;
+            this.multiRead = false; // a server older than 3.6: the rest one at a time
+            return;
+          }
+          replies.forEach((r, j) => {
+            // An object deleted since the listing: NO_NODE in its place (its deletion is in the log).
+            if ('err' in r) {
+              if (r.err !== Exception.NO_NODE)
+                throw new StoreError('Unavailable', `ZooKeeper ${s.hosts}: reading ${kind} failed (${r.err})`);
+              return;
+            }
+            map.set(batch[j]!, { version: r.version + 1, json: r.data.toString('utf8'), zxid: r.mzxid });
+          });
+          this.loadProgress += replies.length;
+        }
+      }),
+    );
+  }
+
+  private async loadOneByOne(kind: Kind, ids: string[], map: Map<string, CacheEntry>): Promise<void> {
+    const s = this.s;
+    const read = (id: string) =>
+      s
+        .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
+        .then(
+          ([data, stat]) => {
+            map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
+            this.loadProgress++;
+          },
+          (err) => {
+            if (codeOf(err) !== Exception.NO_NODE) throw err;
+          },
+        );
+    // A bounded number in flight: 100,000 reads at once hold every request and reply in memory together, a peak
+    // the process keeps as resident memory long after (bench/scale), for no faster a load.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, async () => {
+        for (let i = next++; i < ids.length; i = next++) await read(ids[i]!);
+      }),
+    );
   }
 
   private applyToCache(c: StoredChange): void {
