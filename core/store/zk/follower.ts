@@ -123,6 +123,10 @@ export class Follower {
           loaded = true;
         }
         const fresh = children.filter((n) => n.tx > this.cursorTx);
+        // The entries and the trimmed watermark read at once (one round trip, not two in sequence); the entries are
+        // used only once the watermark shows none was trimmed before we got to it.
+        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
+        for (const p of datas) p.catch(() => {});
         if (fresh.length > 0 && Math.floor((await trimmedSeq(s, this.root)) / SEQ_STRIDE) > this.cursorTx) {
           // We fell behind the retention (a long disconnection): reload the objects, and tell the watchers, whose
           // stream now has a hole, so they relist.
@@ -136,9 +140,7 @@ export class Follower {
           for (const w of [...this.watchers]) this.tellGap(w);
           continue;
         }
-        // Fetch in parallel (one round trip's latency), apply in order.
-        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
-        for (const p of datas) p.catch(() => {});
+        // Fetched in parallel (above), applied in order.
         for (let i = 0; i < fresh.length; i++) {
           const [data, stat] = await datas[i]!;
           const rec = JSON.parse(data.toString('utf8')) as {
@@ -202,19 +204,21 @@ export class Follower {
 
   private async loadKinds(): Promise<void> {
     const s = this.s;
-    for (const kind of KINDS) {
-      const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
-      this.loadProgress++;
-      const map = new Map<string, CacheEntry>();
-      if (this.multiRead) await this.loadBatched(kind, ids, map);
-      if (!this.multiRead)
-        await this.loadOneByOne(
-          kind,
-          ids.filter((id) => !map.has(id)),
-          map,
-        );
-      this.cache.set(kind, map);
-    }
+    // Every kind's listing at once, then their objects through one window of reads: the kinds with few objects
+    // cost no round trip of their own in sequence.
+    const lists = await Promise.all(
+      KINDS.map((kind) => s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)))),
+    );
+    this.loadProgress++;
+    const maps = new Map(KINDS.map((k) => [k, new Map<string, CacheEntry>()]));
+    const all = KINDS.flatMap((kind, i) => lists[i]!.map((id) => ({ kind, id })));
+    if (this.multiRead) await this.loadBatched(all, maps);
+    if (!this.multiRead)
+      await this.loadOneByOne(
+        all.filter((o) => !maps.get(o.kind)!.has(o.id)),
+        maps,
+      );
+    for (const [kind, map] of maps) this.cache.set(kind, map);
   }
 
   /** Whether the server answers multiRead (ZooKeeper 3.6+); learnt on the first load. */
@@ -224,10 +228,10 @@ export class Follower {
    * Reads `ids` MULTI_READ_BATCH per request, MULTI_READ_WINDOW requests in flight: per object the server does a
    * znode lookup instead of a request's whole path through its threads (wire.ts).
    */
-  private async loadBatched(kind: Kind, ids: string[], map: Map<string, CacheEntry>): Promise<void> {
+  private async loadBatched(all: { kind: Kind; id: string }[], maps: Map<Kind, Map<string, CacheEntry>>): Promise<void> {
     const s = this.s;
-    const batches: string[][] = [];
-    for (let i = 0; i < ids.length; i += MULTI_READ_BATCH) batches.push(ids.slice(i, i + MULTI_READ_BATCH));
+    const batches: { kind: Kind; id: string }[][] = [];
+    for (let i = 0; i < all.length; i += MULTI_READ_BATCH) batches.push(all.slice(i, i + MULTI_READ_BATCH));
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(MULTI_READ_WINDOW, batches.length) }, async () => {
@@ -238,7 +242,7 @@ export class Follower {
             replies = await s.zk<ReadReply[]>((c, cb) =>
               multiGetData(
                 c,
-                batch.map((id) => modelPath(this.root, kind, id)),
+                batch.map((o) => modelPath(this.root, o.kind, o.id)),
                 cb,
               ),
             );
@@ -248,13 +252,14 @@ export class Follower {
             return;
           }
           replies.forEach((r, j) => {
+            const o = batch[j]!;
             // An object deleted since the listing: NO_NODE in its place (its deletion is in the log).
             if ('err' in r) {
               if (r.err !== Exception.NO_NODE)
-                throw new StoreError('Unavailable', `ZooKeeper ${s.hosts}: reading ${kind} failed (${r.err})`);
+                throw new StoreError('Unavailable', `ZooKeeper ${s.hosts}: reading ${o.kind} ${o.id} failed (error ${r.err})`);
               return;
             }
-            map.set(batch[j]!, { version: r.version + 1, json: r.data.toString('utf8'), zxid: r.mzxid });
+            maps.get(o.kind)!.set(o.id, { version: r.version + 1, json: r.data.toString('utf8'), zxid: r.mzxid });
           });
           this.loadProgress += replies.length;
         }
@@ -262,14 +267,14 @@ export class Follower {
     );
   }
 
-  private async loadOneByOne(kind: Kind, ids: string[], map: Map<string, CacheEntry>): Promise<void> {
+  private async loadOneByOne(all: { kind: Kind; id: string }[], maps: Map<Kind, Map<string, CacheEntry>>): Promise<void> {
     const s = this.s;
-    const read = (id: string) =>
+    const read = ({ kind, id }: { kind: Kind; id: string }) =>
       s
         .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
         .then(
           ([data, stat]) => {
-            map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
+            maps.get(kind)!.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
             this.loadProgress++;
           },
           (err) => {
@@ -280,8 +285,8 @@ export class Follower {
     // the process keeps as resident memory long after (bench/scale), for no faster a load.
     let next = 0;
     await Promise.all(
-      Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, async () => {
-        for (let i = next++; i < ids.length; i = next++) await read(ids[i]!);
+      Array.from({ length: Math.min(LOAD_CONCURRENCY, all.length) }, async () => {
+        for (let i = next++; i < all.length; i = next++) await read(all[i]!);
       }),
     );
   }
