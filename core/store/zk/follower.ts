@@ -16,7 +16,7 @@ const { Exception } = zookeeper;
 const LOAD_CONCURRENCY = 500;
 /** Objects per multiRead while loading (~800 bytes each with its stat: replies of ~160 KiB), and requests in flight. */
 const MULTI_READ_BATCH = 200;
-const MULTI_READ_WINDOW = 8;
+const MULTI_READ_WINDOW = 16;
 
 interface CacheEntry {
   version: number;
