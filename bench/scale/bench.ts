@@ -25,6 +25,12 @@ import { lineChart } from './svg.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const GC_HOOK = pathToFileURL(join(HERE, 'gc-hook.mjs')).href;
+const TRACE_HOOK = pathToFileURL(join(HERE, 'trace-hook.mjs')).href;
+/**
+ * BEES_SCALE_PROFILE=1: the agent runs with BEES_TRACE=1, its log lines stamped with the milliseconds since it
+ * started (trace-hook.mjs) and a CPU profile per run (--cpu-prof, in its state directory); the logs are kept.
+ */
+const PROFILE = process.env.BEES_SCALE_PROFILE === '1';
 
 export interface Size {
   hosts: number;
@@ -44,6 +50,12 @@ export interface StepResult extends Size {
   restartSyncCpu: number;
   /** Of coldSyncSecs, the process start until the workload API answered ready. */
   coldReadySecs: number;
+  /**
+   * Of coldSyncSecs, the process start until its code was loaded (its first log line, written just before it opens
+   * the store): what is left, coldSyncSecs - coldLoadSecs, is the sync itself.
+   */
+  coldLoadSecs?: number;
+  restartLoadSecs?: number;
   attachMs: number;
   changeWritesPerSec: number;
   changeAppliedPerSec: number;
@@ -164,6 +176,11 @@ async function memoryAfterGc(pid: number, file: string): Promise<{ rss: number; 
   throw new Error('the agent did not report its memory (gc-hook.mjs not loaded?)');
 }
 
+/** `node ARGS` with a CPU profile written to `dir` on exit (--cpu-prof is not allowed in NODE_OPTIONS). */
+function profiled(argv: string[], dir: string): string[] {
+  return [argv[0]!, '--cpu-prof', `--cpu-prof-dir=${dir}`, ...argv.slice(1)];
+}
+
 class RealAgent {
   proc: ReturnType<Harness['spawn']> | undefined;
   readonly hostId = randomUUID();
@@ -187,16 +204,21 @@ class RealAgent {
 
   /** When the last start() saw the workload API answer ready (ms since epoch). */
   readyAt = 0;
+  /** When the last start() saw the agent's first line, i.e. its code loaded (ms since epoch; 0: not seen). */
+  loadedAt = 0;
 
   /** Starts the agent; resolves with the start time once its workload API answers ready. */
   async start(): Promise<number> {
     const h = this.harness.hosts[0]!;
     rmSync(this.memFile, { force: true });
+    const logFile = join(h.stateDir, 'agent.log');
+    const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
+    this.loadedAt = 0;
     const at = Date.now();
     this.proc = this.harness.spawn(
       h,
       [
-        ...beesArgv(),
+        ...(PROFILE ? profiled(beesArgv(), join(h.stateDir, 'prof')) : beesArgv()),
         'agent',
         '--store',
         this.storeUrl,
@@ -213,12 +235,27 @@ class RealAgent {
         '--router-ns-prefix',
         h.routerNsPrefix,
       ],
-      { logName: 'agent', env: { ...process.env, NODE_OPTIONS: `--import ${GC_HOOK}`, BEES_SCALE_MEMFILE: this.memFile } },
+      {
+        logName: 'agent',
+        env: {
+          ...process.env,
+          BEES_SCALE_MEMFILE: this.memFile,
+          ...(PROFILE
+            ? {
+                NODE_OPTIONS: `--import ${GC_HOOK} --import ${TRACE_HOOK}`,
+                BEES_TRACE: '1',
+              }
+            : { NODE_OPTIONS: `--import ${GC_HOOK}` }),
+        },
+      },
     );
     const proc = this.proc;
     const deadline = Date.now() + TIMEOUT_MS;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`the agent exited with ${proc.exitCode}; see ${h.stateDir}/agent.log`);
+      if (this.loadedAt === 0 && existsSync(logFile) && readFileSync(logFile).subarray(logFrom).includes('bees-agent: host ')) {
+        this.loadedAt = Date.now();
+      }
       if (
         await this.workloads.status().then(
           (s) => s.ready,
@@ -279,6 +316,7 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     const coldStart = await agent.start();
     const coldSyncSecs = ((await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'cold full sync')) - coldStart) / 1000;
     const coldReadySecs = (agent.readyAt - coldStart) / 1000;
+    const coldLoadSecs = agent.loadedAt ? (agent.loadedAt - coldStart) / 1000 : NaN;
     const coldSyncCpu = cpuSeconds(agent.proc!.pid!);
     say(`cold full sync ${coldSyncSecs.toFixed(1)} s; attaching a workload to ${networkName(0)}`);
 
@@ -299,6 +337,7 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     const restartStart = await agent.start();
     const restartSyncSecs = ((await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'restart full sync')) - restartStart) / 1000;
     const restartSyncCpu = cpuSeconds(agent.proc!.pid!);
+    const restartLoadSecs = agent.loadedAt ? (agent.loadedAt - restartStart) / 1000 : NaN;
     await sleep(1000);
     const mem = await memoryAfterGc(agent.proc!.pid!, agent.memFile);
     const log = await logListing(ensemble.connectString, root);
@@ -311,6 +350,8 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       zkDataBytes: zk1.dataBytes - zk0.dataBytes,
       coldSyncSecs: r1(coldSyncSecs),
       coldReadySecs: r1(coldReadySecs),
+      coldLoadSecs: r1(coldLoadSecs),
+      restartLoadSecs: r1(restartLoadSecs),
       coldSyncCpu: r1(coldSyncCpu),
       restartSyncCpu: r1(restartSyncCpu),
       attachMs,
@@ -331,7 +372,8 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     throw err;
   } finally {
     await agent?.stop().catch(() => undefined);
-    await harness?.destroy({ keepLogs: failed });
+    if (PROFILE && harness) say(`logs and CPU profiles kept in ${harness.baseDir}`);
+    await harness?.destroy({ keepLogs: failed || PROFILE });
     await store.close();
   }
 }
@@ -418,6 +460,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
           ours: {
             coldSync: r.coldSyncSecs,
             coldReady: r.coldReadySecs,
+            ...(r.coldLoadSecs !== undefined ? { coldLoad: r.coldLoadSecs, restartLoad: r.restartLoadSecs ?? NaN } : {}),
             coldSyncCpu: r.coldSyncCpu,
             restartSyncCpu: r.restartSyncCpu,
             restartSync: r.restartSyncSecs,

@@ -38,6 +38,7 @@ import type { PortGroupResolver } from './port-groups.js';
 import type { WorkloadNetworkResolver } from './workload-network.js';
 import { withNetlink } from '../datapath/netlink/netns.js';
 import { linkStats } from '../datapath/netlink/link-stats.js';
+import { traceLine } from './trace.js';
 
 /** A line of the agent's log; a level other than info marks what a collector should surface. */
 export type AgentLog = (msg: string, level?: LogLevel) => void;
@@ -191,6 +192,7 @@ export class Agent {
     this.log(`host ${this.hostId} underlay ${underlay.ip} (${underlay.ifname}, mtu ${underlay.mtu}) store ${o.store}`);
 
     this.store = await openStore(o.store);
+    traceLine('start: store opened');
     // Made first so the store's and the datapath's calls are timed from the start; its sources are read at scrape.
     this.metrics = new AgentMetrics(
       {
@@ -229,6 +231,7 @@ export class Agent {
       await this.store.close().catch(() => undefined);
       throw e;
     }
+    traceLine('start: host claimed');
     // A store that does not know this host (first start, a wiped store) cannot vouch for anything made earlier.
     const inventory = new LocalInventory(join(stateDir, INVENTORY_FILE), { host: this.hostId, store: this.store.url });
     if (!(await this.store.get('Host', this.hostId))) {
@@ -239,9 +242,11 @@ export class Agent {
         );
     }
     await this.register(underlay.ip, underlay.mtu, tunnelPort, o.hostName ?? defaultHostName());
+    traceLine('start: registered');
 
     this.cache = new TopologyCache(this.store);
     await this.cache.start();
+    traceLine('start: cache started');
     // The datapath sweeps only what this agent recorded making, for this host and this store.
     const datapath = new OwnedDatapath(
       new LinuxDatapath({
@@ -269,6 +274,7 @@ export class Agent {
     this.cache.on('changed', () => this.reconciler.trigger());
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
+    traceLine('start: first pass done');
     this.resync = setInterval(() => this.reconciler.trigger(0, true), o.resyncMs ?? 30_000);
     this.resync.unref();
 
@@ -317,6 +323,7 @@ export class Agent {
     });
     // Before the workload API answers: its readiness then covers the hosted services too.
     for (const start of o.extraServices ?? []) this.services.push(await start(this));
+    traceLine('start: services');
     this.workloadEndpoint = await listen(this.workloadApi, `unix:${o.workloadSocket ?? join(runDir, 'workload.sock')}`);
     const metrics = this.metrics;
     const flowLog = new FlowLog({ log: this.log });
@@ -329,6 +336,7 @@ export class Agent {
     const prober = new Prober(this.hostId, this.store, this.log);
     await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`, 'warn'));
     this.prober = prober;
+    traceLine('start: prober');
     this.api = buildApi({
       prober: {
         hostId: this.hostId,

@@ -84,13 +84,32 @@ export class ZooKeeperStore implements Store {
     s.start();
     try {
       await s.waitConnected(Date.now() + s.options.opTimeoutMs);
-      for (const dir of ['log', 'tx', 'meta', 'ephemeral', ...KINDS.map((k) => `models/${k}`)]) {
-        await s.zk<void>((c, cb) => c.mkdirp(`${store.root}/${dir}`, s.acl, cb));
+      // Made once per store, by its first client: every later one only looks (reads, answered by the server it is
+      // connected to), instead of ~60 creates in sequence, each a quorum write refused as existing. The watermark is
+      // read, not just looked for: a read checks the ACL, so a client without the tree's credentials fails here.
+      const dirs = ['log', 'tx', 'meta', 'ephemeral', ...KINDS.map((k) => `models/${k}`)].map((d) => `${store.root}/${d}`);
+      const trimmed = `${store.root}/meta/trimmed`;
+      const [hasTrimmed, ...exists] = await Promise.all([
+        s
+          .zk<unknown>((c, cb) => c.getData(trimmed, cb))
+          .then(
+            () => true,
+            (err: unknown) => {
+              if (codeOf(err) === Exception.NO_NODE) return false;
+              throw err;
+            },
+          ),
+        ...dirs.map((p) => s.zk<Stat | null>((c, cb) => c.exists(p, cb)).then((st) => st !== null && st !== undefined)),
+      ]);
+      for (const [i, dir] of dirs.entries()) {
+        if (!exists[i]) await s.zk<void>((c, cb) => c.mkdirp(dir, s.acl, cb));
       }
-      try {
-        await s.zk<string>((c, cb) => c.create(`${store.root}/meta/trimmed`, Buffer.from('0'), s.acl, cb));
-      } catch (err) {
-        if (codeOf(err) !== Exception.NODE_EXISTS) throw err;
+      if (!hasTrimmed) {
+        try {
+          await s.zk<string>((c, cb) => c.create(trimmed, Buffer.from('0'), s.acl, cb));
+        } catch (err) {
+          if (codeOf(err) !== Exception.NODE_EXISTS) throw err;
+        }
       }
     } catch (err) {
       await store.close();

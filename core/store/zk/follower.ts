@@ -8,11 +8,15 @@ import { checkKind } from '../validate.js';
 import { deliver, type Watcher } from '../watcher.js';
 import { SEQ_STRIDE, childrenCb, logEntries, modelPath, trimmedSeq, zxidOf, type StoredChange } from './log.js';
 import { codeOf, sleep, type ZkSession } from './session.js';
+import { multiGetData, type ReadReply } from './wire.js';
 
 const { Exception } = zookeeper;
 
-/** Object reads in flight while loading every object (start, or after falling behind the log's retention). */
+/** Object reads in flight while loading every object one at a time (a server without multiRead). */
 const LOAD_CONCURRENCY = 500;
+/** Objects per multiRead while loading (~800 bytes each with its stat: replies of ~160 KiB), and requests in flight. */
+const MULTI_READ_BATCH = 200;
+const MULTI_READ_WINDOW = 16;
 
 interface CacheEntry {
   version: number;
@@ -119,6 +123,10 @@ export class Follower {
           loaded = true;
         }
         const fresh = children.filter((n) => n.tx > this.cursorTx);
+        // The entries and the trimmed watermark read at once (one round trip, not two in sequence); the entries are
+        // used only once the watermark shows none was trimmed before we got to it.
+        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
+        for (const p of datas) p.catch(() => {});
         if (fresh.length > 0 && Math.floor((await trimmedSeq(s, this.root)) / SEQ_STRIDE) > this.cursorTx) {
           // We fell behind the retention (a long disconnection): reload the objects, and tell the watchers, whose
           // stream now has a hole, so they relist.
@@ -132,9 +140,7 @@ export class Follower {
           for (const w of [...this.watchers]) this.tellGap(w);
           continue;
         }
-        // Fetch in parallel (one round trip's latency), apply in order.
-        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
-        for (const p of datas) p.catch(() => {});
+        // Fetched in parallel (above), applied in order.
         for (let i = 0; i < fresh.length; i++) {
           const [data, stat] = await datas[i]!;
           const rec = JSON.parse(data.toString('utf8')) as {
@@ -198,32 +204,91 @@ export class Follower {
 
   private async loadKinds(): Promise<void> {
     const s = this.s;
-    for (const kind of KINDS) {
-      const ids = await s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)));
-      this.loadProgress++;
-      const map = new Map<string, CacheEntry>();
-      const read = (id: string) =>
-        s
-          .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
-          .then(
-            ([data, stat]) => {
-              map.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
-              this.loadProgress++;
-            },
-            (err) => {
-              if (codeOf(err) !== Exception.NO_NODE) throw err;
-            },
-          );
-      // A bounded number in flight: 100,000 reads at once hold every request and reply in memory together, a peak
-      // the process keeps as resident memory long after (bench/scale), for no faster a load.
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, async () => {
-          for (let i = next++; i < ids.length; i = next++) await read(ids[i]!);
-        }),
+    // Every kind's listing at once, then their objects through one window of reads: the kinds with few objects
+    // cost no round trip of their own in sequence.
+    const lists = await Promise.all(
+      KINDS.map((kind) => s.zk<string[]>((c, cb) => c.getChildren(`${this.root}/models/${kind}`, childrenCb(cb)))),
+    );
+    this.loadProgress++;
+    const maps = new Map(KINDS.map((k) => [k, new Map<string, CacheEntry>()]));
+    const all = KINDS.flatMap((kind, i) => lists[i]!.map((id) => ({ kind, id })));
+    if (this.multiRead) await this.loadBatched(all, maps);
+    if (!this.multiRead)
+      await this.loadOneByOne(
+        all.filter((o) => !maps.get(o.kind)!.has(o.id)),
+        maps,
       );
-      this.cache.set(kind, map);
-    }
+    for (const [kind, map] of maps) this.cache.set(kind, map);
+  }
+
+  /** Whether the server answers multiRead (ZooKeeper 3.6+); learnt on the first load. */
+  private multiRead = true;
+
+  /**
+   * Reads `ids` MULTI_READ_BATCH per request, MULTI_READ_WINDOW requests in flight: per object the server does a
+   * znode lookup instead of a request's whole path through its threads (wire.ts).
+   */
+  private async loadBatched(all: { kind: Kind; id: string }[], maps: Map<Kind, Map<string, CacheEntry>>): Promise<void> {
+    const s = this.s;
+    const batches: { kind: Kind; id: string }[][] = [];
+    for (let i = 0; i < all.length; i += MULTI_READ_BATCH) batches.push(all.slice(i, i + MULTI_READ_BATCH));
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(MULTI_READ_WINDOW, batches.length) }, async () => {
+        for (let i = next++; i < batches.length && this.multiRead; i = next++) {
+          const batch = batches[i]!;
+          let replies: ReadReply[];
+          try {
+            replies = await s.zk<ReadReply[]>((c, cb) =>
+              multiGetData(
+                c,
+                batch.map((o) => modelPath(this.root, o.kind, o.id)),
+                cb,
+              ),
+            );
+          } catch (err) {
+            if (codeOf(err) !== Exception.UNIMPLEMENTED) throw err;
+            this.multiRead = false; // a server older than 3.6: the rest one at a time
+            return;
+          }
+          replies.forEach((r, j) => {
+            const o = batch[j]!;
+            // An object deleted since the listing: NO_NODE in its place (its deletion is in the log).
+            if ('err' in r) {
+              if (r.err !== Exception.NO_NODE)
+                throw new StoreError('Unavailable', `ZooKeeper ${s.hosts}: reading ${o.kind} ${o.id} failed (error ${r.err})`);
+              return;
+            }
+            maps.get(o.kind)!.set(o.id, { version: r.version + 1, json: r.data.toString('utf8'), zxid: r.mzxid });
+          });
+          this.loadProgress += replies.length;
+        }
+      }),
+    );
+  }
+
+  private async loadOneByOne(all: { kind: Kind; id: string }[], maps: Map<Kind, Map<string, CacheEntry>>): Promise<void> {
+    const s = this.s;
+    const read = ({ kind, id }: { kind: Kind; id: string }) =>
+      s
+        .zk<[Buffer, Stat]>((c, cb) => c.getData(modelPath(this.root, kind, id), cb))
+        .then(
+          ([data, stat]) => {
+            maps.get(kind)!.set(id, { version: stat.version + 1, json: data.toString('utf8'), zxid: zxidOf(stat.mzxid) });
+            this.loadProgress++;
+          },
+          (err) => {
+            if (codeOf(err) !== Exception.NO_NODE) throw err;
+          },
+        );
+    // A bounded number in flight: 100,000 reads at once hold every request and reply in memory together, a peak
+    // the process keeps as resident memory long after (bench/scale), for no faster a load.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(LOAD_CONCURRENCY, all.length) }, async () => {
+        for (let i = next++; i < all.length; i = next++) await read(all[i]!);
+      }),
+    );
   }
 
   private applyToCache(c: StoredChange): void {

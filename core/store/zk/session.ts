@@ -7,6 +7,7 @@ import { inspect } from 'node:util';
 import { StoreError, type StoreHealth } from '../store.js';
 import { redactUrl } from '../validate.js';
 import { watchConnection } from '../zk-watchdog.js';
+import { installWireOnLibrary } from './wire.js';
 
 const { Exception } = zookeeper;
 
@@ -146,6 +147,8 @@ export class ZkSession {
 
   start(): void {
     const { sessionTimeoutMs } = this.options;
+    // Before the first client: its connection manager picks the wire path up when made (wire.ts).
+    installWireOnLibrary();
     const client = zookeeper.createClient(this.hosts, { sessionTimeout: sessionTimeoutMs, spinDelay: 200, retries: 0 });
     this.client = client;
     this.connected = false;
