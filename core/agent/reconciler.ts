@@ -8,6 +8,7 @@ import type { Datapath, DesiredBridge, DesiredRouter, PlugResult, PlugSpec } fro
 import { SharedExclusiveLock } from './locks.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import {
+  bridgeDelta,
   emptyChange,
   keysOf,
   filtersDelta,
@@ -449,7 +450,13 @@ export class Reconciler {
   }
 
   private ensureBridge(b: DesiredBridge): Promise<void> {
-    return this.converged(`bridge/${b.vni}`, b, () => this.datapath.ensureBridge(b));
+    return this.converged(`bridge/${b.vni}`, b, async (prevJson) => {
+      // A workload coming or going elsewhere changes only the remote ports: a full ensureBridge re-reads the links,
+      // FDB and neighbours (four processes) and rewrites them, on every host of the network at once.
+      const delta = bridgeDelta(prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredBridge), b);
+      if (delta && this.datapath.setBridgeRemotes) return this.datapath.setBridgeRemotes(b.vni, delta);
+      await this.datapath.ensureBridge(b);
+    });
   }
 
   private ensureRouter(r: DesiredRouter): Promise<void> {

@@ -292,5 +292,7 @@ export async function removeLoadBalancers(netns: string | undefined, prev?: LbHo
   lastVips.delete(key);
   await dropTable(netns, HOST_LB);
   await dropTable(netns, HOST_LB6);
-  await (await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev))();
+  await (
+    await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev)
+  )();
 }
