@@ -97,6 +97,8 @@ export class Reconciler {
   private mainDirty = true;
   /** Some router planned here has filters (its chains follow Chain/Rule/IpAddrGroup changes too). */
   private routerFilters = false;
+  /** The next fast-lane pass also applies bridge and router deltas (a port changed). */
+  private fastTopology = false;
   /** Fast-lane passes run (tests and diagnostics). */
   fastPasses = 0;
 
@@ -126,8 +128,15 @@ export class Reconciler {
   changed(kind: string | undefined): void {
     if (this.stopped) return;
     const fast = kind !== undefined && (LB_KINDS.has(kind) || (POLICY_KINDS.has(kind) && !this.routerFilters));
-    if (fast) this.triggerFast();
-    else this.trigger();
+    if (fast) return this.triggerFast();
+    this.trigger();
+    // A port elsewhere came, went or moved: its bridges' remote entries and routers' neighbours change by a delta,
+    // applied at once by the fast lane even while a main pass (a resync re-reading the kernel) is under way; the
+    // main pass then finds them converged.
+    if (kind === 'Port') {
+      this.fastTopology = true;
+      this.triggerFast();
+    }
   }
 
   /** Ask for a fast-lane pass soon (see runFast); requests during one coalesce into one more. */
@@ -156,8 +165,16 @@ export class Reconciler {
         this.fastAgain = false;
         covered = !this.mainDirty && !this.running;
         const errors: string[] = [];
+        const topology = this.fastTopology;
+        this.fastTopology = false;
         await this.lock.runShared(async () => {
           const plan = this.plan();
+          if (topology) {
+            for (const b of plan.bridges.values())
+              await this.ensureBridge(b, true).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
+            for (const r of plan.routers.values())
+              await this.ensureRouter(r, true).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
+          }
           await this.ensurePolicy(plan).catch((e: Error) => errors.push(`policy: ${e.message}`));
           await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
         });
@@ -449,49 +466,75 @@ export class Reconciler {
     });
   }
 
-  private ensureBridge(b: DesiredBridge): Promise<void> {
-    return this.converged(`bridge/${b.vni}`, b, async (prevJson) => {
-      // A workload coming or going elsewhere changes only the remote ports: a full ensureBridge re-reads the links,
-      // FDB and neighbours (four processes) and rewrites them, on every host of the network at once.
-      const delta = bridgeDelta(prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredBridge), b);
-      if (delta && this.datapath.setBridgeRemotes) return this.datapath.setBridgeRemotes(b.vni, delta);
-      await this.datapath.ensureBridge(b);
-    });
+  /** `deltaOnly` (the fast lane): only when the remote ports alone changed; anything else is left to a main pass. */
+  private ensureBridge(b: DesiredBridge, deltaOnly = false): Promise<void> {
+    const deltaOf = (prevJson: string | undefined) =>
+      this.datapath.setBridgeRemotes
+        ? bridgeDelta(prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredBridge), b)
+        : undefined;
+    return this.converged(
+      `bridge/${b.vni}`,
+      b,
+      async (prevJson) => {
+        // A workload coming or going elsewhere changes only the remote ports: a full ensureBridge re-reads the links,
+        // FDB and neighbours (four processes) and rewrites them, on every host of the network at once.
+        const delta = deltaOf(prevJson);
+        if (delta) return this.datapath.setBridgeRemotes!(b.vni, delta);
+        traceLine(`bridge/${b.vni} whole: ${prevJson === undefined ? 'not applied before' : 'more than its remote ports changed'}`);
+        await this.datapath.ensureBridge(b);
+      },
+      deltaOnly ? (prevJson) => deltaOf(prevJson) !== undefined : undefined,
+    );
   }
 
-  private ensureRouter(r: DesiredRouter): Promise<void> {
-    return this.converged(`router/${r.id}`, r, async (prevJson) => {
-      // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
-      // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
-      const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
-      for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
-      // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
-      const chains = filtersDelta(prev, r);
-      if (chains && this.datapath.setRouterFilters) {
-        await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
-        const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
-        if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
-          await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
-        return;
-      }
-      const delta = neighbourDelta(prev, r);
-      if (delta && this.datapath.setRouterNeighbours) {
-        await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);
-        return;
-      }
-      await this.datapath.ensureRouter(r);
-    });
+  /** `deltaOnly` (the fast lane): only when its neighbours alone changed; anything else is left to a main pass. */
+  private ensureRouter(r: DesiredRouter, deltaOnly = false): Promise<void> {
+    const neighboursOnly = (prevJson: string | undefined): boolean =>
+      prevJson !== undefined &&
+      this.datapath.setRouterNeighbours !== undefined &&
+      neighbourDelta(JSON.parse(prevJson) as DesiredRouter, r) !== undefined;
+    return this.converged(
+      `router/${r.id}`,
+      r,
+      async (prevJson) => {
+        // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
+        // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
+        const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
+        for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
+        // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
+        const chains = filtersDelta(prev, r);
+        if (chains && this.datapath.setRouterFilters) {
+          await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
+          const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
+          if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
+            await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
+          return;
+        }
+        const delta = neighbourDelta(prev, r);
+        if (delta && this.datapath.setRouterNeighbours) {
+          await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);
+          return;
+        }
+        await this.datapath.ensureRouter(r);
+      },
+      deltaOnly ? neighboursOnly : undefined,
+    );
   }
 
   /**
    * Run `apply` unless `desired` is what was last applied under `key`; one apply per key at a time. `apply` is
    * given what was last applied (JSON), so it can change only the difference.
    */
-  private converged(key: string, desired: unknown, apply: (prevJson: string | undefined) => Promise<void>): Promise<void> {
+  private converged(
+    key: string,
+    desired: unknown,
+    apply: (prevJson: string | undefined) => Promise<void>,
+    onlyIf?: (prevJson: string | undefined) => boolean,
+  ): Promise<void> {
     return this.keyed.run(key, async () => {
       const json = JSON.stringify(desired);
       const prevJson = this.applied.get(key);
-      if (prevJson === json) return;
+      if (prevJson === json || (onlyIf && !onlyIf(prevJson))) return;
       this.applied.delete(key);
       const t0 = performance.now();
       await apply(prevJson);
