@@ -186,6 +186,8 @@ export class Reconciler {
           covered = false;
         }
       } while (this.fastAgain && !this.stopped);
+      // Not covered: a main pass must follow whose start (and so the sequence it claims) is after these changes.
+      if (!covered) this.trigger();
       return covered;
     })().finally(() => {
       this.fastRunning = undefined;
