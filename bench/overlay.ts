@@ -119,7 +119,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     name: 'convergence: attach on A until a workload on B gets a reply, 3 hosts',
     unit: 'ms',
     ours: stats(small.converge),
-    note: 'an ARP sent before host B holds the new neighbour entry is dropped by ARP suppression; the kernel retries after 1 s',
+    note:
+      "an ARP sent before host B holds the new neighbour entry is dropped by ARP suppression; B's agent announces the new address " +
+      "(gratuitous ARP) on its bridge as it programs it, which completes the probe's pending entry without the kernel's 1 s retry",
   });
   rows.push({
     name: `convergence: attach on A until a workload on B gets a reply, ${bigHosts} hosts`,

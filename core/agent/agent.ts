@@ -271,7 +271,7 @@ export class Agent {
     this.reconciler.onLbPlan = (lb) => lbHealth.update(lb.health);
     this.trackAppliedSeq(this.reconciler, this.cache);
     if (o.flowLog) this.reconciler.acceptLog = DEFAULT_DROP_LOG;
-    this.cache.on('changed', () => this.reconciler.trigger());
+    this.cache.on('changed', (c: { kind?: string }) => this.reconciler.changed(c.kind));
     // The first pass converges what a previous run left: healthy state is kept as it is.
     await this.reconciler.runOnce();
     traceLine('start: first pass done');
@@ -394,6 +394,14 @@ export class Agent {
       this.appliedSeq = Math.max(this.appliedSeq, seq);
       this.lastPass = { at: Date.now(), ms: Date.now() - started };
       if (reconciler.lastError) this.recentErrors.note('reconcile', reconciler.lastError);
+    };
+    // A fast-lane pass (policy and load balancer changes) counts only when it covered every change before it.
+    const runFast = reconciler.runFast.bind(reconciler);
+    reconciler.runFast = async () => {
+      const seq = cache.seq;
+      const covered = await runFast();
+      if (covered) this.appliedSeq = Math.max(this.appliedSeq, seq);
+      return covered;
     };
   }
 

@@ -208,6 +208,9 @@ export class OwnedDatapath implements Datapath {
     if (fast) this.setRouterNeighbours = fast;
     const filters = inner.setRouterFilters?.bind(inner);
     if (filters) this.setRouterFilters = filters;
+    // Only changes entries of a bridge ensureBridge made (and claimed) before.
+    const remotes = inner.setBridgeRemotes?.bind(inner);
+    if (remotes) this.setBridgeRemotes = remotes;
     // Policy lives in tables the sweep drops whole (with the last bridge and plug): nothing to record per object.
     const policy = inner.applyPolicy?.bind(inner);
     if (policy) this.applyPolicy = policy;
@@ -262,6 +265,9 @@ export class OwnedDatapath implements Datapath {
     await this.inv.claim(routerKey(r.id));
     await this.inner.ensureRouter(r);
   }
+
+  /** Present when the inner datapath has the fast path (the reconciler checks for it). */
+  readonly setBridgeRemotes?: NonNullable<Datapath['setBridgeRemotes']>;
 
   /** Present when the inner datapath has the fast path (the reconciler checks for it). */
   readonly setRouterFilters?: NonNullable<Datapath['setRouterFilters']>;

@@ -6,7 +6,7 @@
 // serves a local port has a leg on it (traffic routed here towards that bridge leaves from here, straight to the
 // destination host). Routers are realized on every host that has local ports on one of their bridges.
 import type { Bridge, Host, Models, Port, Router } from '../model/types.js';
-import type { DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
+import type { BridgeRemotesDelta, DesiredBridge, DesiredRouter, PolicyChange, RouterNeighbour, RouterRoute } from '../datapath/types.js';
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
@@ -293,6 +293,41 @@ export function neighbourDelta(
 /** Two router states differ at most in their neighbours. */
 function sameButNeighbours(a: DesiredRouter, b: DesiredRouter): boolean {
   return JSON.stringify({ ...a, neighbours: [] }) === JSON.stringify({ ...b, neighbours: [] });
+}
+
+/**
+ * How to bring a bridge from `prev` (what was last applied) to `next` when only its remote ports and flood hosts
+ * differ (a workload came or went on another host, the common change): the entries to add and remove; undefined
+ * when the whole bridge must be re-applied. An empty delta changes nothing.
+ */
+export function bridgeDelta(prev: DesiredBridge | undefined, next: DesiredBridge): BridgeRemotesDelta | undefined {
+  if (!prev) return undefined;
+  const strip = (b: DesiredBridge) => JSON.stringify({ ...b, remotes: [], floodHosts: [] });
+  if (strip(prev) !== strip(next)) return undefined;
+  const mac = (m: string) => m.toLowerCase();
+  const neighboursOf = (b: DesiredBridge) => new Map(b.remotes.flatMap((r) => r.ips.map((ip) => [ip, mac(r.mac)] as const)));
+  const tunnelOf = (b: DesiredBridge) =>
+    new Map(b.remotes.map((r) => [`${mac(r.mac)}|${r.hostIp}`, { mac: mac(r.mac), hostIp: r.hostIp }]));
+  const wasN = neighboursOf(prev);
+  const nowN = neighboursOf(next);
+  const wasT = tunnelOf(prev);
+  const nowT = tunnelOf(next);
+  const wasM = new Set([...wasT.values()].map((e) => e.mac));
+  const nowM = new Set([...nowT.values()].map((e) => e.mac));
+  const wasF = new Set(prev.floodHosts);
+  const nowF = new Set(next.floodHosts);
+  return {
+    neighbours: {
+      add: [...nowN].filter(([ip, m]) => wasN.get(ip) !== m).map(([ip, m]) => ({ ip, mac: m })),
+      remove: [...wasN.keys()].filter((ip) => !nowN.has(ip)),
+    },
+    tunnel: {
+      add: [...nowT].filter(([k]) => !wasT.has(k)).map(([, e]) => e),
+      remove: [...wasT].filter(([k]) => !nowT.has(k)).map(([, e]) => e),
+    },
+    macs: { add: [...nowM].filter((m) => !wasM.has(m)), remove: [...wasM].filter((m) => !nowM.has(m)) },
+    flood: { add: [...nowF].filter((h) => !wasF.has(h)), remove: [...wasF].filter((h) => !nowF.has(h)) },
+  };
 }
 
 /** Keys of the bridges and routers a plan holds (what a sweep would keep). */

@@ -8,6 +8,7 @@ import type { Datapath, DesiredBridge, DesiredRouter, PlugResult, PlugSpec } fro
 import { SharedExclusiveLock } from './locks.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import {
+  bridgeDelta,
   emptyChange,
   keysOf,
   filtersDelta,
@@ -27,6 +28,16 @@ import type { DropLog } from '../policy/compile.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
 
+/**
+ * Kinds whose changes reach only this host's policy and load balancer: they take the fast lane (runFast), which
+ * plans and converges those two alone, beside whatever main pass is under way, instead of a whole pass planning and
+ * comparing every bridge and router (and waiting behind a resync's kernel re-reads, seconds on a loaded host).
+ * Chains, rules and address groups also compile into routers' filters: with a router with filters planned here
+ * their changes take the main lane as well.
+ */
+const POLICY_KINDS = new Set(['Chain', 'Rule', 'PortGroup', 'IpAddrGroup']);
+const LB_KINDS = new Set(['LoadBalancer', 'Pool', 'PoolMember', 'Vip', 'HealthMonitor']);
+
 export class Reconciler {
   private running: Promise<void> | undefined;
   private again = false;
@@ -39,6 +50,10 @@ export class Reconciler {
   private readonly keyed = new KeyedMutex();
   /** Ports being plugged whose creation the cache has not seen yet: their bridge and veth are desired anyway. */
   private readonly pins = new Map<string, Pin>();
+  /** Bumped whenever a plug adds or drops a pin: a plan made before is stale for policy (see ensurePolicy). */
+  private pinGen = 0;
+  /** The pin generation each plan was made at. */
+  private readonly planGen = new WeakMap<HostPlan, number>();
   /**
    * What was last converged, per bridge and router, as JSON: a pass skips objects whose desired state has not
    * changed since, so a pass after one port's change costs one kernel update, not one per object. A forced pass
@@ -74,6 +89,18 @@ export class Reconciler {
   onLbPlan: ((lb: HostLb) => void) | undefined;
   /** Log new connections accepted by rules (the agent's `--flow-log`); set before the first pass. */
   acceptLog: DropLog | undefined;
+  /** The fast lane (see POLICY_KINDS): its pass under way, whether another is due, its debounce timer. */
+  private fastRunning: Promise<boolean> | undefined;
+  private fastAgain = false;
+  private fastTimer: NodeJS.Timeout | undefined;
+  /** A change only the main lane applies was noted since the last main pass began (the fast lane cannot claim it). */
+  private mainDirty = true;
+  /** Some router planned here has filters (its chains follow Chain/Rule/IpAddrGroup changes too). */
+  private routerFilters = false;
+  /** The next fast-lane pass also applies bridge and router deltas (a port changed). */
+  private fastTopology = false;
+  /** Fast-lane passes run (tests and diagnostics). */
+  fastPasses = 0;
 
   constructor(
     private readonly hostId: string,
@@ -88,12 +115,90 @@ export class Reconciler {
     for (const portId of [...this.pins.keys()]) {
       if (this.cache.get('Port', portId)?.hostId === this.hostId) this.pins.delete(portId);
     }
-    return planHost(this.cache, { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() });
+    const plan = planHost(this.cache, { hostId: this.hostId, underlayMtu: this.underlayMtu, pins: this.pins.values() });
+    this.planGen.set(plan, this.pinGen);
+    return plan;
+  }
+
+  /**
+   * A change of `kind` reached the cache (undefined: a relist, anything may have changed): policy and load balancer
+   * objects go through the fast lane, everything else (and any change a router's filters may read) through a main
+   * pass.
+   */
+  changed(kind: string | undefined): void {
+    if (this.stopped) return;
+    const fast = kind !== undefined && (LB_KINDS.has(kind) || (POLICY_KINDS.has(kind) && !this.routerFilters));
+    if (fast) return this.triggerFast();
+    this.trigger();
+    // A port elsewhere came, went or moved: its bridges' remote entries and routers' neighbours change by a delta,
+    // applied at once by the fast lane even while a main pass (a resync re-reading the kernel) is under way; the
+    // main pass then finds them converged.
+    if (kind === 'Port') {
+      this.fastTopology = true;
+      this.triggerFast();
+    }
+  }
+
+  /** Ask for a fast-lane pass soon (see runFast); requests during one coalesce into one more. */
+  private triggerFast(delayMs = 20): void {
+    if (this.stopped || this.fastTimer) return;
+    this.fastTimer = setTimeout(() => {
+      this.fastTimer = undefined;
+      void this.runFast();
+    }, delayMs);
+  }
+
+  /**
+   * One fast-lane pass: this host's policy and load balancer planned from the cache now and converged, beside a main
+   * pass if one is under way (their own locks keep the two apart per object, as for plugs). Resolves true when it
+   * covered every change noted before it began (no main-lane change was pending), so the caller may count the
+   * cache's sequence as applied.
+   */
+  async runFast(): Promise<boolean> {
+    if (this.fastRunning) {
+      this.fastAgain = true;
+      return this.fastRunning.then(() => false);
+    }
+    this.fastRunning = (async () => {
+      let covered = false;
+      do {
+        this.fastAgain = false;
+        covered = !this.mainDirty && !this.running;
+        const errors: string[] = [];
+        const topology = this.fastTopology;
+        this.fastTopology = false;
+        await this.lock.runShared(async () => {
+          const plan = this.plan();
+          if (topology) {
+            for (const b of plan.bridges.values())
+              await this.ensureBridge(b, true).catch((e: Error) => errors.push(`bridge vni ${b.vni}: ${e.message}`));
+            for (const r of plan.routers.values())
+              await this.ensureRouter(r, true).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
+          }
+          await this.ensurePolicy(plan).catch((e: Error) => errors.push(`policy: ${e.message}`));
+          await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
+        });
+        this.fastPasses++;
+        if (errors.length) {
+          // The main lane owns retries and lastError: a failed fast pass hands its work to a main pass.
+          this.log(`reconcile: ${errors.join('; ')}`, 'error');
+          this.trigger(0);
+          covered = false;
+        }
+      } while (this.fastAgain && !this.stopped);
+      // Not covered: a main pass must follow whose start (and so the sequence it claims) is after these changes.
+      if (!covered) this.trigger();
+      return covered;
+    })().finally(() => {
+      this.fastRunning = undefined;
+    });
+    return this.fastRunning;
   }
 
   /** Ask for a pass soon; passes never overlap and requests during a pass coalesce into one more pass. */
   trigger(delayMs = 20, force = false): void {
     if (this.stopped) return;
+    this.mainDirty = true;
     if (force) {
       this.applied.clear();
       this.policy = undefined;
@@ -130,7 +235,9 @@ export class Reconciler {
    * A pass after a port change therefore never holds up attaches on this host.
    */
   private async converge(): Promise<void> {
+    this.mainDirty = false;
     const plan = this.plan();
+    this.routerFilters = [...plan.routers.values()].some((r) => r.filters !== undefined);
     const errors: string[] = [];
     await this.lock.runShared(async () => {
       for (const b of plan.bridges.values()) {
@@ -139,7 +246,7 @@ export class Reconciler {
       for (const r of plan.routers.values()) {
         await this.ensureRouter(r).catch((e: Error) => errors.push(`router ${r.id}: ${e.message}`));
       }
-      await this.ensurePolicy().catch((e: Error) => errors.push(`policy: ${e.message}`));
+      await this.ensurePolicy(plan).catch((e: Error) => errors.push(`policy: ${e.message}`));
       await this.ensureLb(plan).catch((e: Error) => errors.push(`load balancer: ${e.message}`));
     });
     // What the plan holds, lingering included, read ONCE per decision: a linger that expires between two reads
@@ -234,6 +341,7 @@ export class Reconciler {
   /** `port`: the new port as it is being written (its groups apply before the cache shows it). */
   async plugPort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace, port?: Port): Promise<PlugResult> {
     this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '', portId, ...(port ? { port } : {}) });
+    this.pinGen++;
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
     const waited = performance.now();
     try {
@@ -259,6 +367,7 @@ export class Reconciler {
       });
     } catch (err) {
       this.pins.delete(portId);
+      this.pinGen++;
       // A failed plug removed whatever chains it had: they are no longer in force.
       if (spec.hostIfname) await this.forgetBindings(spec.hostIfname);
       throw err;
@@ -275,7 +384,7 @@ export class Reconciler {
     if (!this.datapath.applyPolicy) return phase('dpPlug', () => this.datapath.plug(spec));
     let plain = false;
     const r = await this.keyed.run('policy', async () => {
-      const next = this.planPolicyNow();
+      const next = this.planPolicyNow(this.plan());
       const change = policyDelta(this.policy, next);
       if (emptyChange(change)) {
         plain = true;
@@ -289,9 +398,11 @@ export class Reconciler {
     return plain ? phase('dpPlug', () => this.datapath.plug(spec)) : r!;
   }
 
-  /** This host's policy as planned from the cache now, pins included (core/agent/plan.ts planPolicy). */
-  private planPolicyNow(): HostPolicy {
-    const plan = this.plan();
+  /**
+   * This host's policy as planned from the cache now, pins included (core/agent/plan.ts planPolicy), given the host
+   * plan of the same moment (its bridges and routers).
+   */
+  private planPolicyNow(plan: HostPlan): HostPolicy {
     const next = planPolicy(
       this.cache,
       {
@@ -311,11 +422,13 @@ export class Reconciler {
    * Bring this host's policy to the plan (core/agent/plan.ts planPolicy) by changing only the difference. Planned
    * under the policy's own lock, so a pass planned before a plug began can never undo that plug's bindings.
    */
-  private ensurePolicy(): Promise<void> {
+  private ensurePolicy(passPlan: HostPlan): Promise<void> {
     const dp = this.datapath;
     if (!dp.applyPolicy) return Promise.resolve();
     return this.keyed.run('policy', async () => {
-      const next = this.planPolicyNow();
+      // The pass's plan, unless pins changed while waiting for the lock (a plug began: its bridge must be planned).
+      const plan = this.planGen.get(passPlan) === this.pinGen ? passPlan : this.plan();
+      const next = this.planPolicyNow(plan);
       const change = policyDelta(this.policy, next);
       if (emptyChange(change)) return;
       const t0 = performance.now();
@@ -355,43 +468,75 @@ export class Reconciler {
     });
   }
 
-  private ensureBridge(b: DesiredBridge): Promise<void> {
-    return this.converged(`bridge/${b.vni}`, b, () => this.datapath.ensureBridge(b));
+  /** `deltaOnly` (the fast lane): only when the remote ports alone changed; anything else is left to a main pass. */
+  private ensureBridge(b: DesiredBridge, deltaOnly = false): Promise<void> {
+    const deltaOf = (prevJson: string | undefined) =>
+      this.datapath.setBridgeRemotes
+        ? bridgeDelta(prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredBridge), b)
+        : undefined;
+    return this.converged(
+      `bridge/${b.vni}`,
+      b,
+      async (prevJson) => {
+        // A workload coming or going elsewhere changes only the remote ports: a full ensureBridge re-reads the links,
+        // FDB and neighbours (four processes) and rewrites them, on every host of the network at once.
+        const delta = deltaOf(prevJson);
+        if (delta) return this.datapath.setBridgeRemotes!(b.vni, delta);
+        traceLine(`bridge/${b.vni} whole: ${prevJson === undefined ? 'not applied before' : 'more than its remote ports changed'}`);
+        await this.datapath.ensureBridge(b);
+      },
+      deltaOnly ? (prevJson) => deltaOf(prevJson) !== undefined : undefined,
+    );
   }
 
-  private ensureRouter(r: DesiredRouter): Promise<void> {
-    return this.converged(`router/${r.id}`, r, async (prevJson) => {
-      // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
-      // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
-      const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
-      for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
-      // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
-      const chains = filtersDelta(prev, r);
-      if (chains && this.datapath.setRouterFilters) {
-        await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
-        const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
-        if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
-          await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
-        return;
-      }
-      const delta = neighbourDelta(prev, r);
-      if (delta && this.datapath.setRouterNeighbours) {
-        await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);
-        return;
-      }
-      await this.datapath.ensureRouter(r);
-    });
+  /** `deltaOnly` (the fast lane): only when its neighbours alone changed; anything else is left to a main pass. */
+  private ensureRouter(r: DesiredRouter, deltaOnly = false): Promise<void> {
+    const neighboursOnly = (prevJson: string | undefined): boolean =>
+      prevJson !== undefined &&
+      this.datapath.setRouterNeighbours !== undefined &&
+      neighbourDelta(JSON.parse(prevJson) as DesiredRouter, r) !== undefined;
+    return this.converged(
+      `router/${r.id}`,
+      r,
+      async (prevJson) => {
+        // A workload coming or going changes only the neighbours: a full ensureRouter re-reads and rewrites the
+        // whole namespace (a dozen processes), which on a busy host competes with the attaches themselves.
+        const prev = prevJson === undefined ? undefined : (JSON.parse(prevJson) as DesiredRouter);
+        for (const e of r.filters?.errors ?? []) this.log(`router ${r.id}: ${e}`);
+        // Only its chains changed: rewrite those chains alone (the neighbours follow, if they moved too).
+        const chains = filtersDelta(prev, r);
+        if (chains && this.datapath.setRouterFilters) {
+          await this.datapath.setRouterFilters(r.id, chains.prev, chains.next);
+          const n = neighbourDelta({ ...prev!, filters: r.filters! }, r);
+          if (n && this.datapath.setRouterNeighbours && (n.add.length || n.remove.length))
+            await this.datapath.setRouterNeighbours(r.id, n.add, n.remove);
+          return;
+        }
+        const delta = neighbourDelta(prev, r);
+        if (delta && this.datapath.setRouterNeighbours) {
+          await this.datapath.setRouterNeighbours(r.id, delta.add, delta.remove);
+          return;
+        }
+        await this.datapath.ensureRouter(r);
+      },
+      deltaOnly ? neighboursOnly : undefined,
+    );
   }
 
   /**
    * Run `apply` unless `desired` is what was last applied under `key`; one apply per key at a time. `apply` is
    * given what was last applied (JSON), so it can change only the difference.
    */
-  private converged(key: string, desired: unknown, apply: (prevJson: string | undefined) => Promise<void>): Promise<void> {
+  private converged(
+    key: string,
+    desired: unknown,
+    apply: (prevJson: string | undefined) => Promise<void>,
+    onlyIf?: (prevJson: string | undefined) => boolean,
+  ): Promise<void> {
     return this.keyed.run(key, async () => {
       const json = JSON.stringify(desired);
       const prevJson = this.applied.get(key);
-      if (prevJson === json) return;
+      if (prevJson === json || (onlyIf && !onlyIf(prevJson))) return;
       this.applied.delete(key);
       const t0 = performance.now();
       await apply(prevJson);
@@ -403,6 +548,7 @@ export class Reconciler {
 
   async unplugPort(portId: string, hostIfname: string): Promise<void> {
     this.pins.delete(portId);
+    this.pinGen++;
     await this.lock.runShared(() => this.datapath.unplug(hostIfname));
     await this.forgetBindings(hostIfname);
     this.trigger();
@@ -415,6 +561,7 @@ export class Reconciler {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    clearTimeout(this.fastTimer);
     clearTimeout(this.lingerTimer);
     clearTimeout(this.retryTimer);
   }

@@ -8,7 +8,8 @@ import { installTunnelFilter, removeTunnelFilter } from './nft/index.js';
 import { announce } from './announce.js';
 import { getLink, withNetlink } from './netlink/index.js';
 import { bridgeName, checkVni, vxlanName } from './names.js';
-import type { DesiredBridge } from './types.js';
+import type { BridgeRemotesDelta, DesiredBridge } from './types.js';
+import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
 
 export interface HostContext {
   netns: string | undefined;
@@ -172,6 +173,40 @@ export async function ensureBridge(ctx: HostContext, b: DesiredBridge): Promise<
       for (const why of announce(ctx.netns, index, arrivedV4)) process.emitWarning(`bridge ${br}: ${why}`);
     }
   }
+}
+
+/**
+ * Change only the remote ports of bridge `vni`, set up by ensureBridge before (core/agent/plan.ts bridgeDelta):
+ * neighbour entries through netlink in-process, FDB entries in one `bridge -batch`, new IPv4 neighbours announced
+ * on the local bridge (see ensureBridge). No kernel re-read: a workload arriving elsewhere costs each host one
+ * process instead of seven. A failure leaves the bridge for the caller's next full ensureBridge.
+ */
+export async function updateBridgeRemotes(ctx: HostContext, vni: number, d: BridgeRemotesDelta): Promise<void> {
+  checkVni(vni);
+  const br = bridgeName(vni);
+  const vx = vxlanName(vni);
+  // Checked before any of it reaches a batch line.
+  for (const h of [...d.tunnel.add.map((e) => e.hostIp), ...d.flood.add]) familyOf(h, 'host address of a remote port');
+  const fdb: string[] = [];
+  for (const e of d.tunnel.remove) fdb.push(`fdb del ${normalizeMac(e.mac)} dev ${vx} dst ${e.hostIp} self`);
+  for (const m of d.macs.remove) fdb.push(`fdb del ${normalizeMac(m)} dev ${vx} master`);
+  for (const h of d.flood.remove) fdb.push(`fdb del ${ZERO_MAC} dev ${vx} dst ${h} self`);
+  for (const e of d.tunnel.add) fdb.push(`fdb replace ${normalizeMac(e.mac)} dev ${vx} dst ${e.hostIp} self permanent`);
+  for (const h of d.flood.add) if (h !== ctx.underlayIp) fdb.push(`fdb append ${ZERO_MAC} dev ${vx} dst ${h} self permanent`);
+  for (const m of d.macs.add) fdb.push(`fdb replace ${normalizeMac(m)} dev ${vx} master static`);
+  const arrivedV4 = d.neighbours.add.filter((n) => familyOf(n.ip) === 4).map((n) => ({ ip: n.ip, mac: normalizeMac(n.mac) }));
+  const neighbours = async (): Promise<number | undefined> => {
+    if (d.neighbours.add.length === 0 && d.neighbours.remove.length === 0 && arrivedV4.length === 0) return undefined;
+    return withNetlink(ctx.netns, async (s) => {
+      const index = (await getLink(s, vx))?.index;
+      if (index === undefined) throw new Error(`bridge ${br}: no ${vx}`);
+      for (const ip of d.neighbours.remove) await deleteNeighbour(s, index, ip);
+      for (const n of d.neighbours.add) await replaceNeighbour(s, index, n.ip, normalizeMac(n.mac));
+      return arrivedV4.length ? (await getLink(s, br))?.index : undefined;
+    });
+  };
+  const [brIndex] = await Promise.all([neighbours(), bridgeBatch(ctx.netns, fdb, `could not program the FDB of ${vx}`)]);
+  if (brIndex !== undefined) for (const why of announce(ctx.netns, brIndex, arrivedV4)) process.emitWarning(`bridge ${br}: ${why}`);
 }
 
 /** Remove the bridge and its tunnel; ports still enslaved are released (their veths stay until unplugged). */

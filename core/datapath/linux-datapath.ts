@@ -5,7 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
 import { IFB_PREFIX } from './bandwidth.js';
-import { ensureBridge, removeBridge } from './bridge.js';
+import { ensureBridge, removeBridge, updateBridgeRemotes } from './bridge.js';
 import { ipBatch, runJson } from './exec.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE, HOST_CT } from './nft/index.js';
@@ -29,6 +29,7 @@ import type { RouterFilters } from '../policy/compile-router.js';
 import { applyLoadBalancers, removeLoadBalancers, type LbHostSpec } from './nft/lb.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
 import type {
+  BridgeRemotesDelta,
   DatapathOptions,
   DesiredBridge,
   DesiredRouter,
@@ -66,6 +67,10 @@ export class LinuxDatapath {
   async ensureBridge(b: DesiredBridge): Promise<void> {
     await prepareHostFirewall(this.ctx.netns);
     return ensureBridge(this.ctx, b);
+  }
+
+  setBridgeRemotes(vni: number, delta: BridgeRemotesDelta): Promise<void> {
+    return updateBridgeRemotes(this.ctx, vni, delta);
   }
 
   removeBridge(vni: number): Promise<void> {

@@ -51,6 +51,21 @@ export interface DesiredBridge {
   gateways?: GatewayAddress[];
 }
 
+/**
+ * What changes in a bridge already set up when only its remote ports and flood hosts moved (a workload came or
+ * went elsewhere): core/agent/plan.ts bridgeDelta computes it, Datapath.setBridgeRemotes applies it.
+ */
+export interface BridgeRemotesDelta {
+  /** Neighbour entries (ARP/ND suppression) to add or change (`mac`), and addresses to remove. */
+  neighbours: { add: { ip: string; mac: string }[]; remove: string[] };
+  /** Unicast tunnel entries (`self`): a MAC at a host, to add and to remove. */
+  tunnel: { add: { mac: string; hostIp: string }[]; remove: { mac: string; hostIp: string }[] };
+  /** MACs to forward to the tunnel port (bridge `master` entries), to add and to remove. */
+  macs: { add: string[]; remove: string[] };
+  /** Hosts to replicate broadcast and unknown unicast to, to add and to remove. */
+  flood: { add: string[]; remove: string[] };
+}
+
 export interface PlugRoute {
   dst: string;
   gw?: string;
@@ -157,6 +172,8 @@ export interface Inventory {
  */
 export interface Datapath {
   ensureBridge(b: DesiredBridge): Promise<void>;
+  /** Optional fast path: change only the remote ports of a bridge ensureBridge has set up (no kernel re-read). */
+  setBridgeRemotes?(vni: number, delta: BridgeRemotesDelta): Promise<void>;
   removeBridge(vni: number): Promise<void>;
   plug(p: PlugSpec): Promise<PlugResult>;
   unplug(hostIfname: string): Promise<void>;

@@ -11,6 +11,8 @@ import { bridgeZones, cutMember, vipsInKernel } from './lb-removal.js';
 import { nftApply, nftQuery } from './apply.js';
 import { dropTable } from './script.js';
 import { HOST_LB, HOST_LB6, type Table } from './tables.js';
+import { getLink, withNetlink } from '../netlink/index.js';
+import { deleteNeighbour, replaceNeighbour } from '../netlink/neighbour.js';
 
 /** Route tables of client bridges: this base + the bridge's VNI (24 bits), away from main/local/default. */
 export const LB_ROUTE_TABLE_BASE = 0x62000000;
@@ -107,8 +109,13 @@ const gatewayOf = (b: LbBridgeRouting, family: LbFamily): string | undefined => 
  * Policy rules, route tables, neighbours, rp_filter and hairpin of the client bridges: made for `spec`, and removed
  * where `prev` (or, without it, the kernel) has them and `spec` does not. Per family: a bridge gets IPv6 policy
  * routing when it has an IPv6 gateway (dual stack), the same table number in the IPv6 routing tables.
+ *
+ * What is new is made at once; what goes is removed by the function returned, which the caller runs after its nft
+ * commit: a member leaving keeps its neighbour entry until no VIP chain sends to it any more, and the commit that
+ * takes it out of rotation is not held up by the removal. Neighbour entries are changed through netlink in-process
+ * (a member change spawns no process).
  */
-async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHostSpec | undefined): Promise<void> {
+async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHostSpec | undefined): Promise<() => Promise<void>> {
   // The policy rules in force: those applied last (an incremental apply trusts them, as it trusts the table: a
   // member change then spawns no process at all), or the kernel's (a full apply).
   const rulesOf = new Map<LbFamily, RuleJson[]>();
@@ -144,16 +151,10 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
           .filter((n) => n.dev.startsWith(BRIDGE_PREFIX))
           .map((n) => [neighKey(n.dev, n.dst), { dev: n.dev, address: n.dst, mac: n.lladdr ?? '' }]),
       );
+  const goneN = [...wasN].filter(([k]) => !nowN.has(k)).map(([, n]) => n);
   const drop = dropOf.get(4)!;
-  for (const [k, n] of wasN) if (!nowN.has(k)) drop.push(`neigh del ${n.address} dev ${n.dev}`);
   const wasHairpin = new Set(prev?.hairpinPorts ?? []);
   for (const p of wasHairpin) if (!spec.hairpinPorts.includes(p)) drop.push(`link set dev ${p} type bridge_slave hairpin off`);
-  await ipTolerant(netns, drop);
-  if (dropOf.get(6)!.length)
-    await run(inNetns(netns, ['ip', '-6', '-force', '-batch', '-']), {
-      input: dropOf.get(6)!.join('\n') + '\n',
-      context: 'load balancer',
-    }).catch(() => undefined);
 
   const lines = new Map<LbFamily, string[]>(FAMILIES.map((f) => [f, []]));
   const fresh: string[] = [];
@@ -175,14 +176,49 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
     }
   }
   const v4 = lines.get(4)!;
-  for (const [k, n] of nowN)
-    if (wasN.get(k)?.mac !== n.mac) v4.push(`neigh replace ${n.address} lladdr ${n.mac} dev ${n.dev} nud permanent`);
+  const newN = [...nowN].filter(([k, n]) => wasN.get(k)?.mac !== n.mac).map(([, n]) => n);
   for (const p of spec.hairpinPorts) if (!wasHairpin.has(p)) v4.push(`link set dev ${p} type bridge_slave hairpin on`);
   await ipBatch(netns, v4, 'load balancer: could not set up routing of client bridges');
   await ipFamilyBatch(netns, 6, lines.get(6)!, 'load balancer: could not set up IPv6 routing of client bridges');
+  await setNeighbours(netns, newN, []);
   for (const b of fresh) {
     await run(inNetns(netns, ['sysctl', '-qw', `net.ipv4.conf.${b}.rp_filter=0`]), { context: `load balancer: rp_filter of ${b}` });
   }
+  return async () => {
+    // Best effort, as `ip -force -batch` was: a device already gone takes its entries with it.
+    await setNeighbours(netns, [], goneN).catch(() => undefined);
+    await ipTolerant(netns, drop);
+    if (dropOf.get(6)!.length)
+      await run(inNetns(netns, ['ip', '-6', '-force', '-batch', '-']), {
+        input: dropOf.get(6)!.join('\n') + '\n',
+        context: 'load balancer',
+      }).catch(() => undefined);
+  };
+}
+
+/** Permanent neighbours on bridges of the host namespace, made and removed through netlink in-process. */
+async function setNeighbours(
+  netns: string | undefined,
+  add: readonly { dev: string; address: string; mac: string }[],
+  remove: readonly { dev: string; address: string }[],
+): Promise<void> {
+  if (add.length === 0 && remove.length === 0) return;
+  await withNetlink(netns, async (s) => {
+    const indexes = new Map<string, number | undefined>();
+    const indexOf = async (dev: string): Promise<number | undefined> => {
+      if (!indexes.has(dev)) indexes.set(dev, (await getLink(s, dev))?.index);
+      return indexes.get(dev);
+    };
+    for (const n of remove) {
+      const index = await indexOf(n.dev);
+      if (index !== undefined) await deleteNeighbour(s, index, n.address);
+    }
+    for (const n of add) {
+      const index = await indexOf(n.dev);
+      if (index === undefined) throw new Error(`load balancer: no device ${n.dev} for neighbour ${n.address}`);
+      await replaceNeighbour(s, index, n.address, n.mac);
+    }
+  });
 }
 
 const tableOf = (family: LbFamily): Table => (family === 4 ? HOST_LB : HOST_LB6);
@@ -206,7 +242,7 @@ export async function applyLoadBalancers(netns: string | undefined, spec: LbHost
   const prev = opts.full ? undefined : applied.get(key);
   const had = applied.get(key);
   applied.delete(key);
-  await routing(netns, spec, prev);
+  const dropOld = await routing(netns, spec, prev);
   const list = (table: Table) => nftQuery(netns, `list table ${table.family} ${table.name}`, 'nft').catch(() => '');
   // What the kernel listed, for a restarted agent's read-back of the members in rotation (lb-removal.ts).
   const listings: string[] = [];
@@ -227,6 +263,7 @@ export async function applyLoadBalancers(netns: string | undefined, spec: LbHost
     const existing = listing === undefined ? undefined : parseExisting(listing);
     await nftApply(netns, compileLb(spec, existing, base, family), `load balancer: could not apply table ${table.family} ${table.name}`);
   }
+  await dropOld();
   applied.set(key, spec);
   const before = lastVips.get(key) ?? vipsInKernel(listings.join('\n'));
   const cuts = leavingMembers(before, spec.vips).filter((l) => l.action === 'cut');
@@ -255,5 +292,7 @@ export async function removeLoadBalancers(netns: string | undefined, prev?: LbHo
   lastVips.delete(key);
   await dropTable(netns, HOST_LB);
   await dropTable(netns, HOST_LB6);
-  await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev);
+  await (
+    await routing(netns, { bridges: [], vips: [], hairpinPorts: [] }, prev)
+  )();
 }
