@@ -328,6 +328,7 @@ export class Controller {
       { tenantId: string; bridgeIds: string[]; routerIds: Set<string>; namespaces: Set<string> | undefined }
     >();
     const balancers = new Map<string, Set<string> | undefined>();
+    const bridgesOfBalancer = new Map<string, Set<string>>();
     for (const { ref, namespaces: nss } of networks.values()) {
       let made: Awaited<ReturnType<Controller['ensureNetwork']>>;
       try {
@@ -349,6 +350,7 @@ export class Controller {
         const b = balancers.get(lbId) ?? (flat ? undefined : new Set<string>());
         for (const n of nss) b?.add(n);
         balancers.set(lbId, b);
+        if (bridgeId !== undefined) bridgesOfBalancer.set(lbId, (bridgesOfBalancer.get(lbId) ?? new Set()).add(bridgeId));
       }
     }
     const allPorts = await topology.list('Port');
@@ -388,9 +390,17 @@ export class Controller {
     }
     const services = this.services.list();
     const slices = this.slices.list();
+    const bridgeById = new Map((await topology.list('Bridge')).map((b) => [b.id, b]));
     for (const [lbId, scope] of balancers) {
       const mine = services.filter((x) => inScope(x.metadata.namespace, scope));
-      const svc = compileServices(lbId, mine, slices, { besideKubeProxy: this.o.besideKubeProxy ?? false });
+      // The address families the load balancer's networks have a subnet of: a VIP of another family is refused.
+      const families = new Set<4 | 6>();
+      for (const id of bridgesOfBalancer.get(lbId) ?? [])
+        for (const sub of bridgeById.get(id)?.subnets ?? []) families.add(sub.cidr.includes(':') ? 6 : 4);
+      const svc = compileServices(lbId, mine, slices, {
+        besideKubeProxy: this.o.besideKubeProxy ?? false,
+        ...(families.size ? { families } : {}),
+      });
       for (const err of svc.errors) {
         const s = mine.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
         if (s) await this.events.warn(s, 'Service', 'v1', 'ServiceNotProxied', err.message);
