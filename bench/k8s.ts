@@ -112,10 +112,9 @@ async function kubeCluster(ctx: BenchContext, hosts: number): Promise<KubeCluste
 const stats = (xs: number[]) => ({ ...latencyFigures(xs, 1), max: roundTo(Math.max(...xs), 1) });
 
 /** Policy change and endpoint change at `hosts` hosts: a target pod on every host, so every kernel holds both. */
-async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
+async function changes(ctx: BenchContext, k: KubeCluster, hosts: number): Promise<BenchRow[]> {
   const n = Math.max(4, Math.round(10 * ctx.scale));
   ctx.progress(`k8s: ${hosts} hosts, ${n} policy changes and ${n} endpoint changes`);
-  const k = await kubeCluster(ctx, hosts);
   const monitors: Monitor[] = [];
   try {
     const pods: Workload[] = [];
@@ -239,41 +238,47 @@ async function changes(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
     ];
   } finally {
     for (const m of monitors) m.stop();
-    await k.close();
   }
 }
 
-/** Pod ADD (API create + attach through the agent) until a pod on another host gets a ping reply from it. */
-async function podAdd(ctx: BenchContext): Promise<BenchRow> {
-  const hosts = 3;
-  const n = Math.max(4, Math.round(10 * ctx.scale));
+/**
+ * Pod ADD (API create + attach through the agent) until a pod on another host gets a ping reply from it. Runs on
+ * the cluster `changes` used (its policy selects none of these pods), so each size builds one cluster.
+ */
+async function podAdd(ctx: BenchContext, k: KubeCluster, hosts: number): Promise<BenchRow> {
+  const n = Math.max(6, Math.round(20 * ctx.scale));
   ctx.progress(`k8s: pod ADD → first reply, ${hosts} hosts, ${n} pods`);
+  const peers: Workload[] = [];
+  for (let i = 0; i < hosts; i++) peers.push(await k.pod(`p${i}`, { app: 'peer' }, i));
+  if (!(await k.c.pingEventually(peers[0]!.netns, peers[1]!.ip4!, 30_000))) throw new Error('peers do not reach each other');
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const on = i % hosts;
+    const peer = peers[(on + 1) % hosts]!;
+    const t0 = performance.now();
+    const w = await k.pod(`n${i}`, { app: 'new' }, on);
+    // One ping at a time with a 1 s timeout: a reply ends it at once; a miss costs up to a second.
+    const until = t0 + 30_000;
+    while (!(await k.c.ping(peer.netns, w.ip4!, { timeoutSec: 1 })))
+      if (performance.now() > until) throw new Error(`no reply from ${w.name}`);
+    samples.push(performance.now() - t0);
+  }
+  return {
+    name: `pod ADD → first reply from another host (${hosts} hosts)`,
+    unit: 'ms',
+    ours: stats(samples),
+    note:
+      'from the pod create call to the API double, through the attach on its host (CNI path with the pod identity, the agent reads ' +
+      'the pod), until `ping -c1 -W1` from a pod on the next host returns a reply (spawning ping included; a missed probe costs up ' +
+      'to 1 s); ours alone',
+  };
+}
+
+/** Every measurement at one size, on one cluster. */
+async function atSize(ctx: BenchContext, hosts: number): Promise<BenchRow[]> {
   const k = await kubeCluster(ctx, hosts);
   try {
-    const peers: Workload[] = [];
-    for (let i = 0; i < hosts; i++) peers.push(await k.pod(`p${i}`, { app: 'peer' }, i));
-    if (!(await k.c.pingEventually(peers[0]!.netns, peers[1]!.ip4!, 30_000))) throw new Error('peers do not reach each other');
-    const samples: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const on = i % hosts;
-      const peer = peers[(on + 1) % hosts]!;
-      const t0 = performance.now();
-      const w = await k.pod(`n${i}`, { app: 'new' }, on);
-      // One ping at a time with a 1 s timeout: a reply ends it at once; a miss costs up to a second.
-      const until = t0 + 30_000;
-      while (!(await k.c.ping(peer.netns, w.ip4!, { timeoutSec: 1 })))
-        if (performance.now() > until) throw new Error(`no reply from ${w.name}`);
-      samples.push(performance.now() - t0);
-    }
-    return {
-      name: `pod ADD → first reply from another host (${hosts} hosts)`,
-      unit: 'ms',
-      ours: stats(samples),
-      note:
-        'from the pod create call to the API double, through the attach on its host (CNI path with the pod identity, the agent reads ' +
-        'the pod), until `ping -c1 -W1` from a pod on the next host returns a reply (spawning ping included; a missed probe costs up ' +
-        'to 1 s); ours alone',
-    };
+    return [...(await changes(ctx, k, hosts)), await podAdd(ctx, k, hosts)];
   } finally {
     await k.close();
   }
@@ -284,8 +289,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   const sizes = (process.env.BENCH_K8S_HOSTS ?? '3,20').split(',').map(Number);
   const rows: BenchRow[] = [];
   try {
-    for (const h of sizes) rows.push(...(await changes(ctx, h)));
-    rows.push(await podAdd(ctx));
+    for (const h of sizes) rows.push(...(await atSize(ctx, h)));
   } catch (e) {
     // The client's ApiException keeps the API's own message in its body: say it.
     const body = (e as { body?: unknown }).body;

@@ -249,6 +249,17 @@ export class Writes {
       if (JSON.stringify(next.spec) !== JSON.stringify(cur.spec)) next.metadata.generation = (cur.metadata.generation ?? 0) + 1;
     }
     if (k === namespaceKind) next.metadata.labels = { ...next.metadata.labels, 'kubernetes.io/metadata.name': next.metadata.name };
+    if (k.kind === 'Service' && subresource !== 'status' && next.spec) {
+      // As the registry does on update: allocated addresses carry over when the update leaves them out, and a
+      // change of ipFamilyPolicy allocates (or releases) the secondary family's ClusterIP.
+      const was = cur.spec as Obj;
+      const spec = next.spec as Obj;
+      if ((spec.clusterIP === undefined || spec.clusterIP === '') && was.clusterIP !== undefined) {
+        spec.clusterIP = was.clusterIP;
+        if (spec.clusterIPs === undefined) spec.clusterIPs = was.clusterIPs;
+      }
+      this.serviceFamilies(spec);
+    }
     const key = keyOf(k, cur.metadata.namespace, cur.metadata.name);
     if (cur.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0) {
       // The last finalizer went: the object goes too.
@@ -257,6 +268,29 @@ export class Writes {
     }
     if (JSON.stringify(stripRv(next)) === JSON.stringify(stripRv(cur))) return cur; // no-op writes do not bump RV
     return this.store.commit(k, key, 'MODIFIED', next, cur);
+  }
+
+  /** A ClusterIP from 10.96.0.0/12 (IPv4) or fd00:10:96::/112 (IPv6), the kubeadm defaults. */
+  private allocateClusterIp(family: 4 | 6): string {
+    const n = this.nextClusterIp++;
+    return family === 4 ? `10.96.${n >> 8}.${n & 255}` : `fd00:10:96::${n.toString(16)}`;
+  }
+
+  /**
+   * A Service's `ipFamilyPolicy` (default SingleStack), its `clusterIPs` (a dual-stack policy gets one of the
+   * other family next to the primary; SingleStack keeps only the primary) and `ipFamilies` to match. This double
+   * is a dual-stack cluster with IPv4 primary. Headless and ExternalName Services are left as they are.
+   */
+  private serviceFamilies(spec: Obj): void {
+    const primary = spec.clusterIP as string | undefined;
+    if (primary === undefined || primary === 'None' || spec.type === 'ExternalName') return;
+    spec.ipFamilyPolicy ??= 'SingleStack';
+    const ips = ((spec.clusterIPs as string[] | undefined) ?? [primary]).filter((ip) => ip !== '');
+    if (ips[0] !== primary) ips.unshift(primary);
+    if (isDual(spec.ipFamilyPolicy) && ips.length === 1) ips.push(this.allocateClusterIp(primary.includes(':') ? 4 : 6));
+    if (!isDual(spec.ipFamilyPolicy)) ips.splice(1);
+    spec.clusterIPs = ips;
+    spec.ipFamilies = ips.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4'));
   }
 
   private defaults(k: Kind, obj: KObj): void {
@@ -276,10 +310,10 @@ export class Writes {
         spec!.type ??= 'ClusterIP';
         spec!.sessionAffinity ??= 'None';
         if (spec!.clusterIP === undefined && spec!.type !== 'ExternalName') {
-          const n = this.nextClusterIp++;
-          spec!.clusterIP = `10.96.${n >> 8}.${n & 255}`;
+          spec!.clusterIP = this.allocateClusterIp(4);
           spec!.clusterIPs = [spec!.clusterIP];
         }
+        this.serviceFamilies(spec!);
         for (const p of (spec!.ports as Obj[] | undefined) ?? []) {
           p.protocol ??= 'TCP';
           p.targetPort ??= p.port;
@@ -290,6 +324,8 @@ export class Writes {
     }
   }
 }
+
+const isDual = (policy: unknown): boolean => policy === 'PreferDualStack' || policy === 'RequireDualStack';
 
 const podKind = kinds.find((k) => k.kind === 'Pod')!;
 

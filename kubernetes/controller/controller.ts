@@ -13,6 +13,7 @@ import { EventRecorder } from './events.js';
 import { Watched } from './informers.js';
 import { findKubeProxy, kubeProxyRefusal } from './kube-proxy.js';
 import { LeaderElector } from './leader.js';
+import { removeStaleNetworks } from './namespace-cleanup.js';
 import { compilePolicies, policyNamespace, policyPod } from './netpol.js';
 import { keyOf, type EndpointSlice, type Namespace, type NetworkPolicy, type Pod, type Service } from './objects.js';
 import { compileServices, loadBalancerIdOf } from './services.js';
@@ -45,6 +46,8 @@ export interface ControllerOptions {
   hostCheck?: boolean;
   resyncMs?: number;
   relistMs?: number;
+  /** namespace tenancy: how soon to look again at a deleted Namespace's network that still has ports (ms). */
+  cleanupRetryMs?: number;
   log?: (line: string) => void;
 }
 
@@ -60,6 +63,7 @@ export class Controller {
   private running: Promise<void> = Promise.resolve();
   private queued = false;
   private resync: NodeJS.Timeout | undefined;
+  private cleanupRetry: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Policies last seen, kept while their namespace is being deleted and still has ports (CVE-2024-7598). */
   private readonly seenPolicies = new Map<string, NetworkPolicy>();
@@ -131,6 +135,7 @@ export class Controller {
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.resync) clearTimeout(this.resync);
+    if (this.cleanupRetry) clearTimeout(this.cleanupRetry);
     await this.elector.stop(opts.release ?? true);
     await Promise.all(this.watched.map((w) => w.stop()));
     await this.running;
@@ -264,6 +269,33 @@ export class Controller {
     return out;
   }
 
+  /**
+   * Namespace tenancy: removes the networks of deleted Namespaces that no longer hold ports (namespace-cleanup.ts),
+   * and forgets them here so this pass does not make them again. A network still holding ports is looked at again
+   * after `cleanupRetryMs`: a pod's port goes with its CNI DEL, which no API event announces.
+   */
+  private async cleanNamespaces(
+    namespaces: Namespace[],
+    networks: Map<string, { ref: NetworkRef; namespaces: Set<string> }>,
+    stats: WriteStats,
+  ): Promise<void> {
+    const cached = new Set(namespaces.map((n) => n.metadata.name));
+    const live = new Set([...this.placement].filter(([ns]) => cached.has(ns)).map(([, ref]) => refKey(ref)));
+    const { removed, waiting } = await removeStaleNetworks(this.o.topology, live, stats);
+    for (const ref of removed) {
+      const k = refKey(ref);
+      this.log(`removed network ${ref.tenant}/${ref.network}: its namespaces are gone and nothing is attached to it`);
+      networks.delete(k);
+      for (const [ns, r] of this.placement) if (!cached.has(ns) && refKey(r) === k) this.placement.delete(ns);
+    }
+    if (waiting.length && !this.cleanupRetry && !this.stopped) {
+      this.cleanupRetry = setTimeout(() => {
+        this.cleanupRetry = undefined;
+        this.kick();
+      }, this.o.cleanupRetryMs ?? 2000);
+    }
+  }
+
   /** Policies to compile: the current ones, plus deleted ones of a namespace being deleted that still has ports. */
   private policiesInForce(namespaces: Namespace[], ports: readonly Port[]): NetworkPolicy[] {
     const current = this.policies.list();
@@ -289,12 +321,14 @@ export class Controller {
     const flat = (this.o.tenancy ?? 'flat') === 'flat';
     const namespaces = this.namespaces.list();
     const networks = await this.plan(namespaces);
+    if (!flat) await this.cleanNamespaces(namespaces, networks, stats);
     // Per tenant: its networks' bridges, and per load balancer: the namespaces whose Services it carries.
     const tenants = new Map<
       string,
       { tenantId: string; bridgeIds: string[]; routerIds: Set<string>; namespaces: Set<string> | undefined }
     >();
     const balancers = new Map<string, Set<string> | undefined>();
+    const bridgesOfBalancer = new Map<string, Set<string>>();
     for (const { ref, namespaces: nss } of networks.values()) {
       let made: Awaited<ReturnType<Controller['ensureNetwork']>>;
       try {
@@ -316,6 +350,7 @@ export class Controller {
         const b = balancers.get(lbId) ?? (flat ? undefined : new Set<string>());
         for (const n of nss) b?.add(n);
         balancers.set(lbId, b);
+        if (bridgeId !== undefined) bridgesOfBalancer.set(lbId, (bridgesOfBalancer.get(lbId) ?? new Set()).add(bridgeId));
       }
     }
     const allPorts = await topology.list('Port');
@@ -355,9 +390,17 @@ export class Controller {
     }
     const services = this.services.list();
     const slices = this.slices.list();
+    const bridgeById = new Map((await topology.list('Bridge')).map((b) => [b.id, b]));
     for (const [lbId, scope] of balancers) {
       const mine = services.filter((x) => inScope(x.metadata.namespace, scope));
-      const svc = compileServices(lbId, mine, slices, { besideKubeProxy: this.o.besideKubeProxy ?? false });
+      // The address families the load balancer's networks have a subnet of: a VIP of another family is refused.
+      const families = new Set<4 | 6>();
+      for (const id of bridgesOfBalancer.get(lbId) ?? [])
+        for (const sub of bridgeById.get(id)?.subnets ?? []) families.add(sub.cidr.includes(':') ? 6 : 4);
+      const svc = compileServices(lbId, mine, slices, {
+        besideKubeProxy: this.o.besideKubeProxy ?? false,
+        ...(families.size ? { families } : {}),
+      });
       for (const err of svc.errors) {
         const s = mine.find((x) => x.metadata.namespace === err.namespace && x.metadata.name === err.name);
         if (s) await this.events.warn(s, 'Service', 'v1', 'ServiceNotProxied', err.message);

@@ -6,6 +6,11 @@
 // kernel side picks them only while no other member is selectable), sessionAffinity ClientIP with its timeout
 // (default 10800 s), internal/externalTrafficPolicy Local. Headless Services (clusterIP None) get no VIP, so
 // nothing: they are DNS only. The kernel side (DNAT, affinity, NodePort, conntrack) is core's `lbwire` work.
+// Dual stack: one pool per Service port holds the endpoints of both families, with a VIP per ClusterIP; a VIP is
+// written only once its pool has a member of its family (or no member at all), as the store requires (a VIP
+// over members of the other family only could never answer, core/topology/rules/lb.ts), so the IPv6 VIP of a
+// Service whose IPv4 endpoints came first waits for its own; a ClusterIP of a family the pod network has no
+// subnet of is never served, and is an error (an Event) instead of a write the store would refuse.
 import { stableId } from '../../core/model/ids.js';
 import type { Pool, PoolMember, Vip } from '../../core/model/types.js';
 import { isIp } from '../../core/net/ip.js';
@@ -30,6 +35,8 @@ export interface CompiledServices {
   vips: Vip[];
   errors: ServiceError[];
 }
+
+const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
 
 export const loadBalancerIdOf = (routerId: string): string => stableId('LoadBalancer', 'k8s', routerId);
 const poolIdOf = (lbId: string, ns: string, name: string, port: string): string => stableId('Pool', 'k8s', lbId, ns, name, port);
@@ -57,7 +64,7 @@ export function compileServices(
   lbId: string,
   services: readonly Service[],
   slices: readonly EndpointSlice[],
-  opts: { besideKubeProxy?: boolean } = {},
+  opts: { besideKubeProxy?: boolean; families?: ReadonlySet<4 | 6> } = {},
 ): CompiledServices {
   const out: CompiledServices = { pools: [], members: [], vips: [], errors: [] };
   const slicesOf = new Map<string, EndpointSlice[]>();
@@ -149,8 +156,27 @@ export function compileServices(
         if (spec.internalTrafficPolicy === 'Local') v.internalTrafficPolicy = 'local';
         return v;
       };
-      clusterIPs.forEach((ip, i) => out.vips.push(vip(ip, i === 0)));
-      for (const ip of externalIPs) if (!clusterIPs.includes(ip)) out.vips.push(vip(ip, false));
+      const poolMembers = out.members.filter((m) => m.poolId === poolId);
+      const servable = (address: string): boolean => {
+        const family = familyOf(address);
+        if (opts.families && !opts.families.has(family)) {
+          const message = `${address}: IPv${family} is not served: the pod network has no IPv${family} subnet`;
+          if (!out.errors.some((e) => e.namespace === ns && e.name === name && e.message === message))
+            out.errors.push({ namespace: ns, name, message });
+          return false;
+        }
+        return poolMembers.length === 0 || poolMembers.some((m) => familyOf(m.address) === family);
+      };
+      // The node port goes with the first served IPv4 ClusterIP: NodePorts are published on the hosts' IPv4
+      // underlay addresses (core/lb/compile.ts), whatever the Service's primary family.
+      let nodePortTaken = false;
+      for (const ip of clusterIPs) {
+        if (!servable(ip)) continue;
+        const withNodePort: boolean = !nodePortTaken && familyOf(ip) === 4;
+        out.vips.push(vip(ip, withNodePort));
+        nodePortTaken ||= withNodePort;
+      }
+      for (const ip of externalIPs) if (!clusterIPs.includes(ip) && servable(ip)) out.vips.push(vip(ip, false));
     }
   }
   return out;

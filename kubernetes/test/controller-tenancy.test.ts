@@ -136,3 +136,141 @@ test.serial('flat tenancy (the default): every namespace on the one network', as
     ['kubernetes/pods/10.128.0.0/16'],
   );
 });
+
+test.serial(
+  "namespace tenancy: a deleted Namespace's network goes once its pods' ports are gone; others untouched; also across a restart",
+  async (t) => {
+    const s = await setupController(t, ['default', 'x', 'y', 'v'], {
+      tenancy: 'namespace',
+      podCidrs: [POOL],
+      cleanupRetryMs: 200,
+    });
+    const c = s.controller();
+    await c.start();
+    await eventually('leads and passed', () => c.isLeader && c.passes > 0);
+    await c.settled();
+    // x: a pod's port, an IPAM block, a policy (groups and chains in tenant x) and a Service (pool, member, VIP).
+    await s.pod('x', 'a', { pod: 'a' });
+    const xBridge = (await s.topology.findBridge('x', 'pods'))!;
+    const xIp = (n: number) => xBridge.subnets[0]!.cidr.replace(/0\/24$/, String(n));
+    const pa = await s.podPort('x', 'pods', 'x', 'a', xIp(10));
+    await s.store.create('IpamBlock', {
+      id: '6d1f1c1e-0000-4000-8000-000000000001',
+      bridgeId: xBridge.id,
+      subnet: xBridge.subnets[0]!.cidr,
+      cidr: xBridge.subnets[0]!.cidr.replace(/0\/24$/, '0/26'),
+      allocations: {},
+    });
+    await s.kc.makeApiClient(k8s.NetworkingV1Api).createNamespacedNetworkPolicy({
+      namespace: 'x',
+      body: { metadata: { name: 'deny' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } },
+    });
+    await s.core.createNamespacedService({
+      namespace: 'x',
+      body: { metadata: { name: 'web' }, spec: { selector: { pod: 'a' }, ports: [{ port: 80 }] } },
+    });
+    await s.kc.makeApiClient(k8s.DiscoveryV1Api).createNamespacedEndpointSlice({
+      namespace: 'x',
+      body: {
+        metadata: { name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } },
+        addressType: 'IPv4',
+        ports: [{ port: 80, protocol: 'TCP' }],
+        endpoints: [{ addresses: [xIp(10)] }],
+      },
+    });
+    // y has the same kinds of objects, which must all stay as they are.
+    await s.kc.makeApiClient(k8s.NetworkingV1Api).createNamespacedNetworkPolicy({
+      namespace: 'y',
+      body: { metadata: { name: 'deny' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } },
+    });
+    await s.core.createNamespacedService({
+      namespace: 'y',
+      body: { metadata: { name: 'web' }, spec: { selector: { pod: 'a' }, ports: [{ port: 80 }] } },
+    });
+    const tenantOf = async (name: string) => (await s.topology.list('Tenant')).find((x) => x.name === name);
+    const xTenant = (await tenantOf('x'))!.id;
+    const xRouter = await eventually("x's router", () => s.topology.findRouter('x', 'default'));
+    await eventually('x: chains, groups, a VIP', async () => {
+      const chains = (await s.topology.list('Chain')).filter((x) => x.tenantId === xTenant);
+      const vips = await s.topology.list('Vip');
+      return chains.length > 0 && vips.length === 2 && (await s.topology.get('Port', pa.id)).portGroupIds.length > 0;
+    });
+    await c.settled();
+    const notOf = async (tenantIds: string[], bridgeIds: string[]) => {
+      const snap = await snapshot(s.topology);
+      const blocks = await s.topology.list('IpamBlock');
+      const lbs = new Set(
+        (await s.topology.list('Router')).filter((r) => tenantIds.includes(r.tenantId)).map((r) => loadBalancerIdOf(r.id)),
+      );
+      const pools = new Set(
+        snap.Pool!.filter((p) => lbs.has((p as { loadBalancerId: string }).loadBalancerId)).map((p) => (p as { id: string }).id),
+      );
+      const keep = (kind: string, o: Record<string, unknown>): boolean =>
+        !tenantIds.includes(o.tenantId as string) &&
+        !(kind === 'Tenant' && tenantIds.includes(o.id as string)) &&
+        !bridgeIds.includes(o.bridgeId as string) &&
+        !(kind === 'LoadBalancer' && lbs.has(o.id as string)) &&
+        !pools.has((o.poolId ?? (kind === 'Pool' ? o.id : '')) as string);
+      const out: Record<string, unknown[]> = {};
+      for (const [k, list] of Object.entries(snap)) out[k] = (list as Record<string, unknown>[]).filter((o) => keep(k, o));
+      out.IpamBlock = blocks.filter((b) => !bridgeIds.includes(b.bridgeId));
+      // Rules belong to chains: keep those of chains kept.
+      const chains = new Set((out.Chain as { id: string }[]).map((x) => x.id));
+      out.Rule = (snap.Rule as { chainId: string }[]).filter((r) => chains.has(r.chainId));
+      return out;
+    };
+    const others = await notOf([xTenant], [xBridge.id]);
+    t.is(others.Bridge!.length, 4, 'default, kube-system, y and v have their networks');
+    t.is(others.Vip!.length, 1, 'y has its VIP');
+
+    await s.core.deleteNamespace({ name: 'x' });
+    await eventually('x gone from the API', async () => !(await s.core.listNamespace()).items.some((n) => n.metadata?.name === 'x'));
+    await c.settled();
+    await new Promise((r) => setTimeout(r, 600)); // two cleanup retries
+    await c.settled();
+    t.truthy(await s.topology.findBridge('x', 'pods'), "x's network stays while its pod's port is attached");
+    t.true((await s.topology.get('Port', pa.id)).portGroupIds.length > 0, 'and the port keeps its isolation (CVE-2024-7598)');
+
+    await s.topology.delete('Port', pa.id); // the pod's CNI DEL
+    await eventually("x's network removed", async () => !(await s.topology.findBridge('x', 'pods')));
+    await eventually('and its tenant', async () => !(await tenantOf('x')));
+    await c.settled();
+    t.deepEqual(
+      {
+        router: (await s.topology.list('Router')).filter((r) => r.id === xRouter.id),
+        lb: (await s.topology.list('LoadBalancer')).filter((l) => l.routerId === xRouter.id),
+        chains: (await s.topology.list('Chain')).filter((x) => x.tenantId === xTenant),
+        groups: (await s.topology.list('PortGroup')).filter((x) => x.tenantId === xTenant),
+        blocks: (await s.topology.list('IpamBlock')).filter((b) => b.bridgeId === xBridge.id),
+        ports: (await s.topology.list('Port')).filter((p) => p.tenantId === xTenant),
+      },
+      { router: [], lb: [], chains: [], groups: [], blocks: [], ports: [] },
+      "x's router, load balancer, policy objects, IPAM blocks and link ports are gone",
+    );
+    t.deepEqual(await notOf([xTenant], [xBridge.id]), others, 'nothing of the other namespaces changed');
+    t.is((await s.topology.list('Vip')).length, 1);
+
+    // A Namespace deleted while the controller is down is cleaned at its next start.
+    await c.stop();
+    const vTenant = (await tenantOf('v'))!.id;
+    const vBridge = (await s.topology.findBridge('v', 'pods'))!;
+    const beforeV = await notOf([vTenant], [vBridge.id]);
+    await s.core.deleteNamespace({ name: 'v' });
+    await eventually('v gone from the API', async () => !(await s.core.listNamespace()).items.some((n) => n.metadata?.name === 'v'));
+    const c2 = s.controller();
+    await c2.start();
+    await eventually("v's network removed by the restarted controller", async () => !(await s.topology.findBridge('v', 'pods')));
+    await eventually('and its tenant', async () => !(await tenantOf('v')));
+    await c2.settled();
+    t.deepEqual(await notOf([vTenant], [vBridge.id]), beforeV, 'nothing of the other namespaces changed');
+    // Idempotent: another restart finds nothing to do.
+    const before = await snapshot(s.topology);
+    await c2.stop();
+    const c3 = s.controller();
+    await c3.start();
+    await eventually('c3 leads and passed', () => c3.isLeader && c3.passes > 0);
+    await c3.settled();
+    t.deepEqual(await snapshot(s.topology), before, 'a restart rewrites nothing');
+    t.deepEqual(c3.lastStats, { created: 0, updated: 0, deleted: 0, ports: 0 });
+  },
+);

@@ -12,7 +12,9 @@
 // The chart's controller Deployment runs as containers as well (kube-proxy replaced): a NodePort Service over the
 // Deployment is reached by ClusterIP from a pod on every host and by NodePort from the harness's outside namespace,
 // through controller → load balancer objects in the store → every agent's kernel; a scale-down takes the removed
-// endpoint out; sessionAffinity ClientIP keeps a client on one endpoint.
+// endpoint out; sessionAffinity ClientIP keeps a client on one endpoint; a UDP flow to a ClusterIP follows its
+// endpoint as it moves between pods (no reply from a removed one once it moved); externalTrafficPolicy Local: a
+// NodePort from outside answers only on a node with a local endpoint, with the client's address kept.
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -64,6 +66,28 @@ for i in range(int(sys.argv[3])):
 print(json.dumps(c))
 `;
 
+// A UDP echo on 8081: answers each datagram with "<pod>".
+const UDP_SERVER = `
+import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',8081))
+while True:
+  d,a=s.recvfrom(64); s.sendto(sys.argv[1].encode(),a)
+`;
+
+// One UDP flow (one socket, one source port) to ADDR:PORT, a datagram every 50 ms; prints "<unix time> <pod>" per reply.
+const UDP_CLIENT = `
+import socket,sys,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.connect((sys.argv[1],int(sys.argv[2]))); s.settimeout(0.05)
+while True:
+  try: s.send(b'x')
+  except OSError: pass
+  t=time.time()
+  try:
+    d=s.recv(64); print('%.3f %s' % (t,d.decode()),flush=True)
+  except OSError: pass
+  time.sleep(max(0,0.05-(time.time()-t)))
+`;
+
 const AGENT = 'app.kubernetes.io/name=bees-agent';
 const IMAGE_0 = 'docker.io/midonet/bees:0.1.0';
 const IMAGE_1 = 'docker.io/midonet/bees:0.1.1';
@@ -88,7 +112,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false> |
 const HOST_NETWORK = process.env.BEES_KUBELET_HOST_NETWORK === 'process' ? 'process' : 'cri';
 
 test(`kubectl apply of the chart on 3 kubelet-lite nodes (agent ${HOST_NETWORK === 'cri' ? 'in its image' : 'as a process'}, real containerd CRI): pods across hosts, upgrade, Services, uninstall`, async (t) => {
-  t.timeout(20 * 60_000);
+  t.timeout(25 * 60_000);
   const closers: (() => Promise<unknown>)[] = [];
   t.teardown(async () => {
     // Each step bounded: a stuck one must not keep the rest (namespaces, processes) from being cleaned up.
@@ -427,6 +451,109 @@ test(`kubectl apply of the chart on 3 kubelet-lite nodes (agent ${HOST_NETWORK =
       sessionPersistence: 'source_ip',
     });
     for (const x of servers) x.kill('SIGKILL');
+
+    // Endpoint churn under UDP traffic: one flow (one client socket in the fixed pod) to a UDP Service whose
+    // endpoints are the web pods labelled udp=on. Moving the label from one pod to the other moves the flow: a UDP
+    // "connection" never ends, so its conntrack entry must be cut when its endpoint goes (UDP pools' memberRemoval
+    // `cut`, kubernetes#48370), or it keeps going to the removed pod, whose server still answers here.
+    const [pa, pb] = web.filter((p) => kept.has(p.metadata!.name!));
+    const udpServers = [pa!, pb!].map((p) =>
+      harness.spawn(netnsOf(p), ['python3', '-c', UDP_SERVER, p.metadata!.name!], { logName: `udp-${p.metadata!.name}` }),
+    );
+    closers.push(async () => udpServers.forEach((x) => x.kill('SIGKILL')));
+    const label = (p: k8s.V1Pod, on: boolean) =>
+      core.patchNamespacedPod(
+        { namespace: 'default', name: p.metadata!.name!, body: { metadata: { labels: { udp: on ? 'on' : null } } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+    await label(pa!, true);
+    await core.createNamespacedService({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'echo' },
+        spec: { selector: { udp: 'on' }, ports: [{ name: 'u', port: 53, protocol: 'UDP', targetPort: 8081 }] },
+      },
+    });
+    const echoIp = (await core.readNamespacedService({ namespace: 'default', name: 'echo' })).spec!.clusterIP!;
+    const udpClient = spawn('nsenter', [`--net=${netnsOf(fixed)}`, 'python3', '-c', UDP_CLIENT, echoIp, '53'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    closers.push(async () => void udpClient.kill('SIGKILL'));
+    const replies: { at: number; pod: string }[] = [];
+    let partial = '';
+    udpClient.stdout.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const l of lines) {
+        const [at, pod] = l.split(' ');
+        replies.push({ at: Number(at) * 1000, pod: pod! });
+      }
+    });
+    const na = pa!.metadata!.name!;
+    await until(`UDP replies from ${na}`, () => replies.some((r) => r.pod === na), 120_000);
+    /** Moves the endpoint from `from` to `to`; the flow must follow within `within` ms and never go back. */
+    const move = async (from: k8s.V1Pod, to: k8s.V1Pod): Promise<void> => {
+      const [nFrom, nTo] = [from.metadata!.name!, to.metadata!.name!];
+      await label(to, true);
+      const t0 = Date.now();
+      await label(from, false);
+      const first = await until(
+        `the UDP flow moved from ${nFrom} to ${nTo}`,
+        () => replies.find((r) => r.at >= t0 && r.pod === nTo),
+        60_000,
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+      const stuck = replies.filter((r) => r.at > first.at + 500 && r.pod === nFrom);
+      t.is(stuck.length, 0, `no reply from the removed ${nFrom} once the flow moved (${stuck.length})`);
+      t.true(replies.filter((r) => r.at > first.at + 500).length > 20, `traffic resumed to ${nTo}`);
+      t.log(`UDP flow ${nFrom} -> ${nTo}: ${Math.round(first.at - t0)} ms from the relabel to the first reply from ${nTo}`);
+    };
+    await move(pa!, pb!);
+    await move(pb!, pa!);
+    udpClient.kill('SIGKILL');
+    udpServers.forEach((x) => x.kill('SIGKILL'));
+
+    // externalTrafficPolicy Local: a NodePort connection from outside is served only by an endpoint on the node it
+    // arrives at (none: no answer), and keeps the client's source address.
+    const tcpServers = [pa!, pb!].map((p) =>
+      harness.spawn(netnsOf(p), ['python3', '-c', SERVER, p.metadata!.name!], { logName: `server2-${p.metadata!.name}` }),
+    );
+    closers.push(async () => tcpServers.forEach((x) => x.kill('SIGKILL')));
+    for (const p of [pa!, pb!])
+      await until(
+        `the server in ${p.metadata!.name} again`,
+        async () => (await harness.exec(netnsOf(p), ['sh', '-c', 'ss -ltn | grep -q ":8080 "'])).code === 0,
+      );
+    await core.patchNamespacedService(
+      { namespace: 'default', name: 'web', body: { spec: { externalTrafficPolicy: 'Local', sessionAffinity: 'None' } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+    for (const [i, n] of nodes.entries()) {
+      const address = harness.hosts[i]!.underlayIp;
+      const local = [pa!, pb!].find((p) => p.spec!.nodeName === n.name);
+      if (local) {
+        const r = await served(outside, address, nodePort, new Set([local.metadata!.name!]), true, 10);
+        t.deepEqual(
+          Object.keys(r),
+          [`${local.metadata!.name} ${harness.outsideIp}`],
+          `${n.name}: its own endpoint, the client's address kept`,
+        );
+      } else {
+        const r = await until(`no answer on ${n.name} (no local endpoint)`, async () => {
+          const x = await connect(outside, address, nodePort, 3);
+          return Object.keys(x).every((k) => k.startsWith('error')) && x;
+        });
+        t.true(
+          Object.keys(r).every((k) => k.startsWith('error')),
+          `${n.name} has no endpoint: ${JSON.stringify(r)}`,
+        );
+      }
+    }
+    t.true(
+      nodes.some((n) => ![pa!, pb!].some((p) => p.spec!.nodeName === n.name)),
+      'one node has no web pod left (the no-answer case was checked)',
+    );
+    tcpServers.forEach((x) => x.kill('SIGKILL'));
 
     // Deleting the pods: their sandboxes go (CNI DEL through the agents), no veth left on any host.
     await apps.deleteNamespacedDeployment({ namespace: 'default', name: 'web' });
