@@ -36,7 +36,7 @@ import {
   stageChainScript,
 } from './nft/index.js';
 import { portSecurityRules } from './nft/port-security.js';
-import { ensureConntrack, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
+import { ensureConntrack, installedBindTargets, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
 import { changeSetElements } from './nft/policy-elements.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
@@ -146,7 +146,7 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
   const what = p.portSecurity ? `install port security` : `clear port security`;
   await nftApply(
     ctx.netns,
-    security + (policy ? policyChangeScript(policy) : ''),
+    security + (policy ? policyChangeScript(policy, installedBindTargets(ctx.netns, policy)) : ''),
     `could not ${what}${policy ? ' and policy' : ''} of ${host}`,
   );
   if (policy) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
