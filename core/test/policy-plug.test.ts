@@ -160,8 +160,11 @@ test.serial(
       await dp.plug({ ...spec(p), hostIfname, policy });
       p.hostIfname = hostIfname;
     };
-    // The first port brings the chain; the second finds it installed.
-    await plugInto(B1, 'bvsharedb1', bind('bvsharedb1', 'to-b', [chain]));
+    // The first port brings the chain, added once in its transaction (not again by its binding, after its rules);
+    // the second finds it installed.
+    const first = bind('bvsharedb1', 'to-b', [chain]);
+    t.is(policyChangeScript(first, installedBindTargets(ns, first)).match(/add chain bridge bees c-to-b\n/g)?.length, 1);
+    await plugInto(B1, 'bvsharedb1', first);
     t.true(chainExists(ns, 'bridge', 'bees', 'c-to-b'));
     t.false(chainExists(ns, 'bridge', 'bees', 'c-nope'));
     t.false(chainExists(ns, 'inet', 'no-such-table', 'c-to-b'));

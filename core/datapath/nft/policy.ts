@@ -230,8 +230,10 @@ export function policyChangeScript(c: PolicyChange, installed: ReadonlySet<strin
     else parts.push(setElementsScript(s.decl, 'add', s.add ?? []));
   }
   if (c.chains.length) parts.push(chainsScript(c.chains));
+  // A chain the change carries is added above: adding it again after its rules costs the same wait as an installed one.
+  const present = new Set([...installed, ...c.chains.map((x) => x.chainId)]);
   for (const b of c.bindings) {
-    parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId, installed.has(b.chainId)));
+    parts.push(b.chainId === null ? unbindScript(b.stage, b.ifname) : bindScript(b.stage, b.ifname, b.chainId, present.has(b.chainId)));
   }
   for (const id of c.removeChains) parts.push(removeChainScript(id));
   for (const name of c.removeSets)
