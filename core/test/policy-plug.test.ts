@@ -6,7 +6,8 @@ import type { PolicyChange } from '../datapath/index.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { changeSetElements } from '../datapath/nft/policy-elements.js';
 import { installedBindTargets, policyChangeScript, replaceSetScript } from '../datapath/nft/policy.js';
-import { chainExists } from '../datapath/nft/nfnetlink.js';
+import { chainExists, nftBatchCounter } from '../datapath/nft/nfnetlink.js';
+import { nftTransactionCounter } from '../datapath/nft/apply.js';
 import { compileChain, type CompileContext, type SetDecl } from '../policy/compile.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, spec, type TestPort } from './datapath-helpers.js';
 
@@ -172,7 +173,14 @@ test.serial(
     t.deepEqual([...installedBindTargets(ns, second)], ['to-b']);
     // Re-adding an installed chain holding rules makes the commit wait in the kernel: the binding does without.
     t.notRegex(policyChangeScript(second, installedBindTargets(ns, second)), /add chain bridge bees c-to-b\n/);
+    // Its binding goes over nfnetlink (port-binding.ts): nft text for the port security only.
+    const batches = nftBatchCounter.count;
+    const texts = nftTransactionCounter.count;
     await plugInto(B2, 'bvsharedb2', second);
+    t.is(nftBatchCounter.count - batches, 1);
+    t.is(nftTransactionCounter.count - texts, 1);
+    t.regex(await nftQuery(ns, 'list chain bridge bees tp-bvsharedb2', 'list'), /goto c-to-b/);
+    t.regex(await nftQuery(ns, 'list map bridge bees to-port', 'list'), /"bvsharedb2" : jump tp-bvsharedb2/);
     const ping = (from: TestPort, to: TestPort) => c.h.exec(from.netns!, ['ping', '-c', '1', '-W', '1', ipOf(to)]);
     t.not((await ping(A, B2)).code, 0, 'A is dropped on its way to B2');
     t.true(await c.h.pingEventually(C.netns!, ipOf(B2)), 'C reaches B2');

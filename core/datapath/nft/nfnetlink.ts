@@ -67,9 +67,13 @@ export interface BatchMessage {
   attrs: Buffer[];
 }
 
+/** nf_tables transactions sent by nftBatch (read before and after, as nftTransactionCounter for libnftables). */
+export const nftBatchCounter = { count: 0 };
+
 /** Send `messages` as one nf_tables transaction (all or nothing); rejects with the kernel's first error. */
 export async function nftBatch(netns: string | undefined, messages: readonly BatchMessage[], context: string): Promise<void> {
   if (messages.length === 0) return;
+  nftBatchCounter.count++;
   const first = (seqCounter = (seqCounter + messages.length + 2) & 0x3fffffff);
   let seq = first;
   const batch = Buffer.concat([
