@@ -505,8 +505,9 @@ function setElements(view: TopologyView, name: string, ports: readonly Port[]): 
  */
 export function policyDelta(prev: HostPolicy | undefined, next: HostPolicy): PolicyChange {
   const change: PolicyChange = { zones: [], sets: [], chains: [], bindings: [], removeChains: [], removeSets: [] };
-  // Zones only where policy is in use: a host without filters keeps no conntrack table.
-  const zonesOf = (p: HostPolicy | undefined): Map<number, number> => (p && p.bindings.size ? p.zones : new Map<number, number>());
+  // Every bridge has its zone, filters or not: br_netfilter conntracks every bridged frame, and in one zone two
+  // tenants' identical tuples would be one connection (a VIP's DNAT applied to the other tenant's flow).
+  const zonesOf = (p: HostPolicy | undefined): Map<number, number> => p?.zones ?? new Map<number, number>();
   const pz = zonesOf(prev);
   const nz = zonesOf(next);
   for (const [vni, zone] of nz) if (pz.get(vni) !== zone || !prev) change.zones.push({ vni, zone });

@@ -36,8 +36,9 @@ import {
   stageChainScript,
 } from './nft/index.js';
 import { portSecurityRules } from './nft/port-security.js';
-import { ensureConntrack, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
+import { ensureConntrack, installedBindTargets, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
 import { changeSetElements } from './nft/policy-elements.js';
+import { applyBindings, bindingsOnly } from './nft/port-binding.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -144,12 +145,19 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
     ? stageChainScript(PORT_SECURITY, host, portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }))
     : removePortSecurityScript(host);
   const what = p.portSecurity ? `install port security` : `clear port security`;
-  await nftApply(
-    ctx.netns,
-    security + (policy ? policyChangeScript(policy) : ''),
-    `could not ${what}${policy ? ' and policy' : ''} of ${host}`,
-  );
-  if (policy) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
+  const installed = policy ? installedBindTargets(ctx.netns, policy) : new Set<string>();
+  // Bound to chains already installed (a shared chain): the binding goes over nfnetlink beside the port security's
+  // transaction, so libnftables parses nothing of the policy; both are committed before the port joins its bridge.
+  const raw = policy !== undefined && bindingsOnly(policy, installed);
+  await Promise.all([
+    nftApply(
+      ctx.netns,
+      security + (policy && !raw ? policyChangeScript(policy, installed) : ''),
+      `could not ${what}${policy && !raw ? ' and policy' : ''} of ${host}`,
+    ),
+    raw ? applyBindings(ctx.netns, policy.bindings, `could not bind the policy of ${host}`) : undefined,
+  ]);
+  if (policy && !raw) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }
 
 export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult> {

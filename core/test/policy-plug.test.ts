@@ -5,7 +5,9 @@ import test from 'ava';
 import type { PolicyChange } from '../datapath/index.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { changeSetElements } from '../datapath/nft/policy-elements.js';
-import { replaceSetScript } from '../datapath/nft/policy.js';
+import { installedBindTargets, policyChangeScript, replaceSetScript } from '../datapath/nft/policy.js';
+import { chainExists, nftBatchCounter } from '../datapath/nft/nfnetlink.js';
+import { nftTransactionCounter } from '../datapath/nft/apply.js';
 import { compileChain, type CompileContext, type SetDecl } from '../policy/compile.js';
 import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, spec, type TestPort } from './datapath-helpers.js';
 
@@ -125,5 +127,82 @@ test.serial(
     };
     await t.throwsAsync(dp.plug({ ...spec(D), hostIfname: 'bvtestplugd', policy: broken }), { message: /policy of bvtestplugd/ });
     t.false((await dp.inventory()).plugs.includes('bvtestplugd'));
+  },
+);
+
+test.serial(
+  'ports sharing a chain: an attach binds the installed chain without adding it again; the chain goes with its last port',
+  async (t) => {
+    t.timeout(120_000);
+    const c = await cluster(t, 1);
+    const host = c.h.hosts[0]!;
+    const ns = host.netns;
+    const dp = c.dp.get(host.name)!;
+    const vni = randomVni();
+    const ports: TestPort[] = [0, 1, 2, 3].map((i) => ({ host, vni, mac: mac(), ips: [`10.78.1.${i + 2}/24`], portSecurity: true }));
+    const [A, B1, B2, C] = ports as [TestPort, TestPort, TestPort, TestPort];
+    await dp.ensureBridge(desiredBridge(host, vni, ports));
+    await plugAll(c, [A, C]);
+    const chain = compileChain(
+      'to-b',
+      [{ id: 'no-a', chainId: 'to-b', position: 1, action: 'drop', condition: { nwSrc: `${ipOf(A)}/32` } }],
+      CTX,
+    );
+    const bind = (ifname: string, chainId: string | null, chains = [] as (typeof chain)[]): PolicyChange => ({
+      zones: [],
+      sets: [],
+      chains,
+      bindings: [{ ifname, stage: 'port-outbound', chainId }],
+      removeChains: [],
+      removeSets: [],
+    });
+    const plugInto = async (p: TestPort, hostIfname: string, policy: PolicyChange) => {
+      p.netns = await c.h.addWorkload(host, `w${hostIfname.slice(-2)}`);
+      await dp.plug({ ...spec(p), hostIfname, policy });
+      p.hostIfname = hostIfname;
+    };
+    // The first port brings the chain, added once in its transaction (not again by its binding, after its rules);
+    // the second finds it installed.
+    const first = bind('bvsharedb1', 'to-b', [chain]);
+    t.is(policyChangeScript(first, installedBindTargets(ns, first)).match(/add chain bridge bees c-to-b\n/g)?.length, 1);
+    await plugInto(B1, 'bvsharedb1', first);
+    t.true(chainExists(ns, 'bridge', 'bees', 'c-to-b'));
+    t.false(chainExists(ns, 'bridge', 'bees', 'c-nope'));
+    t.false(chainExists(ns, 'inet', 'no-such-table', 'c-to-b'));
+    const second = bind('bvsharedb2', 'to-b');
+    t.deepEqual([...installedBindTargets(ns, second)], ['to-b']);
+    // Re-adding an installed chain holding rules makes the commit wait in the kernel: the binding does without.
+    t.notRegex(policyChangeScript(second, installedBindTargets(ns, second)), /add chain bridge bees c-to-b\n/);
+    // Its binding goes over nfnetlink (port-binding.ts): nft text for the port security only.
+    const batches = nftBatchCounter.count;
+    const texts = nftTransactionCounter.count;
+    await plugInto(B2, 'bvsharedb2', second);
+    t.is(nftBatchCounter.count - batches, 1);
+    t.is(nftTransactionCounter.count - texts, 1);
+    t.regex(await nftQuery(ns, 'list chain bridge bees tp-bvsharedb2', 'list'), /goto c-to-b/);
+    t.regex(await nftQuery(ns, 'list map bridge bees to-port', 'list'), /"bvsharedb2" : jump tp-bvsharedb2/);
+    const ping = (from: TestPort, to: TestPort) => c.h.exec(from.netns!, ['ping', '-c', '1', '-W', '1', ipOf(to)]);
+    t.not((await ping(A, B2)).code, 0, 'A is dropped on its way to B2');
+    t.true(await c.h.pingEventually(C.netns!, ipOf(B2)), 'C reaches B2');
+
+    // A binding to a chain the kernel lacks still creates it (empty), in the same transaction.
+    const D: TestPort = { host, vni, mac: mac(), ips: ['10.78.1.9/24'], portSecurity: true };
+    const missing = bind('bvsharedd', 'nope');
+    t.deepEqual([...installedBindTargets(ns, missing)], []);
+    await plugInto(D, 'bvsharedd', missing);
+    t.true(chainExists(ns, 'bridge', 'bees', 'c-nope'));
+
+    // The first port leaves: its stage chain and map element go, the shared chain stays for the second.
+    await dp.unplug(B1.hostIfname!);
+    const listing = () => nftQuery(ns, 'list table bridge bees', 'list');
+    t.notRegex(await listing(), /bvsharedb1/);
+    t.true(chainExists(ns, 'bridge', 'bees', 'c-to-b'));
+    t.not((await ping(A, B2)).code, 0, 'B2 is still filtered');
+    // The last port leaves; the agent's next pass removes the chains no binding reaches (core/agent/plan.ts).
+    await dp.unplug(B2.hostIfname!);
+    await dp.unplug(D.hostIfname!);
+    await dp.applyPolicy({ ...bind('bvsharedb2', null), bindings: [], removeChains: ['to-b', 'nope'] });
+    const left = await listing();
+    t.notRegex(left, /bvshared|c-to-b|c-nope/, left);
   },
 );

@@ -28,6 +28,10 @@ const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 const NLM_F_DUMP = 0x300;
 const NLMSG_DONE = 3;
+const NFT_MSG_NEWCHAIN = 3;
+const NFT_MSG_GETCHAIN = 4;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
 const NFT_MSG_NEWRULE = 6;
 const NFT_MSG_GETRULE = 7;
 const NFTA_RULE_TABLE = 1;
@@ -63,9 +67,13 @@ export interface BatchMessage {
   attrs: Buffer[];
 }
 
+/** nf_tables transactions sent by nftBatch (read before and after, as nftTransactionCounter for libnftables). */
+export const nftBatchCounter = { count: 0 };
+
 /** Send `messages` as one nf_tables transaction (all or nothing); rejects with the kernel's first error. */
 export async function nftBatch(netns: string | undefined, messages: readonly BatchMessage[], context: string): Promise<void> {
   if (messages.length === 0) return;
+  nftBatchCounter.count++;
   const first = (seqCounter = (seqCounter + messages.length + 2) & 0x3fffffff);
   let seq = first;
   const batch = Buffer.concat([
@@ -128,6 +136,45 @@ export function chainRuleComments(netns: string | undefined, family: Family, tab
         if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
           const ud = parseAttrs(buf, off + NLMSG_HDRLEN + 4, off + len).get(NFTA_RULE_USERDATA);
           out.push(ud ? ruleComment(ud) : '');
+        }
+        off += (len + 3) & ~3;
+      }
+    }
+  } finally {
+    c.close(fd);
+  }
+}
+
+/**
+ * Whether chain `chain` of table `family table` exists, by one kernel get of that chain alone (no dump, no
+ * libnftables cache): false when it or its table does not exist.
+ */
+export function chainExists(netns: string | undefined, family: Family, table: string, chain: string): boolean {
+  const context = `get chain ${family} ${table} ${chain}`;
+  const c = libc();
+  const fd = openSocket(netns, context);
+  try {
+    const seq = (seqCounter = (seqCounter + 1) & 0x3fffffff);
+    const req = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, 0, seq, NFPROTO[family], 0, [
+      strz(NFTA_CHAIN_TABLE, table),
+      strz(NFTA_CHAIN_NAME, chain),
+    ]);
+    if (c.sendto(fd, req, req.length, 0, kernelAddr(), 12) < 0) throw new KernelError(`${context}: nfnetlink send`, lastErrno());
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const n = c.recv(fd, buf, buf.length, 0);
+      if (n < 0) throw new KernelError(`${context}: nfnetlink receive`, lastErrno());
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+        const len = buf.readUInt32LE(off);
+        if (len < NLMSG_HDRLEN) break;
+        const type = buf.readUInt16LE(off + 4);
+        if (buf.readUInt32LE(off + 8) === seq) {
+          if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN)) return true;
+          if (type === NLMSG_ERROR) {
+            const errno = -buf.readInt32LE(off + NLMSG_HDRLEN);
+            if (errno === 2) return false; // ENOENT: no such table or chain
+            throw new KernelError(context, errno);
+          }
         }
         off += (len + 3) & ~3;
       }
