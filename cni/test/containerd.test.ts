@@ -6,12 +6,12 @@ import test from 'ava';
 import { join } from 'node:path';
 import type { Port } from '../../core/model/types.js';
 import { randomSuffix } from '../harness/netns.js';
-import { CriClient } from './cri/client.js';
+import { CriRuntime } from '../../testbed/cri.js';
 import { buildPlugin, busyboxRootfsTar, pauseImageArchive, randomSubnet, sandboxNetns, startContainerd, tempDir } from './helpers.js';
 import { startAgents, workloadVeths, type HostAgent } from './real-agent.js';
 
 interface Containerd {
-  cri: CriClient;
+  cri: CriRuntime;
   agent: HostAgent;
 }
 
@@ -41,7 +41,7 @@ test('CRI pods on two hosts get addresses from the agents, reach each other, and
         pauseArchive: archive,
       });
       t.teardown(() => c.close());
-      return { cri: new CriClient(c.socket), agent };
+      return { cri: new CriRuntime(c.socket), agent };
     }),
   );
   const sandboxes: [Containerd, string][] = [];

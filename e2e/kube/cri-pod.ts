@@ -5,7 +5,7 @@
 // and the security context (privileged, capabilities). Anything else the spec asks for that is not modelled
 // (other volume types, subPath, Secrets in env) is refused with an error naming it, never silently dropped.
 import type * as k8s from '@kubernetes/client-node';
-import type { ContainerConfig, CriMount, MountPropagation, PodSandboxConfig } from './cri.js';
+import type { ContainerConfig, CriMount, MountPropagation, PodSandboxConfig } from '../../testbed/cri.js';
 
 /** Where the service account token, CA and namespace are mounted in every container (automountServiceAccountToken). */
 export const SERVICE_ACCOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';

@@ -30,7 +30,7 @@ import { dirname, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { Harness, HarnessHost } from '../harness/index.js';
 import { sandboxNetns } from '../../cni/test/helpers.js';
-import type { CriRuntime, PodSandboxConfig } from './cri.js';
+import type { CriRuntime, PodSandboxConfig } from '../../testbed/cri.js';
 import { configMapsOf, containerConfigOf, sandboxConfigOf, type PodContext } from './cri-pod.js';
 
 /** How containers of one image run as processes here. */

@@ -17,7 +17,7 @@ import type { Harness, HarnessHost } from '../harness/index.js';
 import { startHostContainerd, type ContainerdHarness } from '../../testbed/containerd.js';
 import { execArgv } from '../../testbed/shell.js';
 import { PAUSE_IMAGE, REFERENCE_DIR } from '../../cni/test/helpers.js';
-import { CriRuntime } from './cri.js';
+import { CriRuntime } from '../../testbed/cri.js';
 
 export interface NodeRuntime {
   socket: string;

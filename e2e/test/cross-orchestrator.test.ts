@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bridge, Port } from '../../core/model/types.js';
-import { CriClient } from '../../cni/test/cri/client.js';
+import { CriRuntime } from '../../testbed/cri.js';
 import {
   buildPlugin,
   busyboxRootfsTar,
@@ -95,7 +95,7 @@ test('a Docker container, a podman container and a CRI pod on one virtual networ
   ]);
   t.teardown(() => containerd.close());
   t.teardown(() => podman.close());
-  const cri = new CriClient(containerd.socket);
+  const cri = new CriRuntime(containerd.socket);
   t.teardown(() => cri.close());
 
   // 3. One workload per orchestrator.

@@ -1,4 +1,4 @@
-// kubelet-lite's CRI client: the RuntimeService calls a kubelet makes for a pod (sandbox, containers, exec probes),
+// The tests' CRI client (kubelet-lite, the CNI containerd and cross-orchestrator tests): the RuntimeService calls a kubelet makes for a pod (sandbox, containers, exec probes),
 // over a containerd's unix socket, with the messages of cri.proto (upstream field numbers).
 import * as grpc from '@grpc/grpc-js';
 import * as loader from '@grpc/proto-loader';
