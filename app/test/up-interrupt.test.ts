@@ -19,6 +19,35 @@ import { routerNsName } from '../../core/datapath/names.js';
 
 const nsPrefix = () => `bu${randomBytes(3).toString('hex')}-`;
 
+/** `bees up` in the harness host's namespace, on its own state and run directories and router prefix; output collected. */
+function beesUp(host: { nsName: string; underlayIp: string }, stateDir: string, prefix: string, args: string[]) {
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      host.nsName,
+      ...beesArgv(),
+      'up',
+      '--state-dir',
+      stateDir,
+      '--no-docker',
+      '--underlay-ip',
+      host.underlayIp,
+      '--router-ns-prefix',
+      prefix,
+      '--run-dir',
+      join(stateDir, 'run'),
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const run = { child, out: '', exited: new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code))) };
+  child.stdout.on('data', (d: Buffer) => (run.out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (run.out += d.toString()));
+  return run;
+}
+
 test.serial('Ctrl-C during the bees up demo removes the demo workloads and exits cleanly', async (t) => {
   // The router namespace stays when the agent stops (the datapath outlives the agent); this test removes it.
   const prefix = nsPrefix();
@@ -26,40 +55,14 @@ test.serial('Ctrl-C during the bees up demo removes the demo workloads and exits
   const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
   try {
     const host = h.hosts[0]!;
-    const child = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        host.nsName,
-        ...beesArgv(),
-        'up',
-        '--state-dir',
-        stateDir,
-        '--no-docker',
-        '--underlay-ip',
-        host.underlayIp,
-        '--subnet',
-        '10.77.0.0/24',
-        '--subnet6',
-        'fd00:77::/64',
-        '--router-ns-prefix',
-        prefix,
-        '--run-dir',
-        join(stateDir, 'run'),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const up = beesUp(host, stateDir, prefix, ['--subnet', '10.77.0.0/24', '--subnet6', 'fd00:77::/64']);
+    const { child, exited } = up;
     // `ip netns exec` execs the command: the child's pid is the agent's, which names the demo's namespaces.
     const demoNs = [`bees-demo-a-${child.pid}`, `bees-demo-b-${child.pid}`];
     const deadline = Date.now() + 120_000;
     // Interrupt once the demo has made its workloads and is probing them.
-    while (!/bees: demo: .* -> /.test(out)) {
-      if (Date.now() > deadline || child.exitCode !== null) t.fail(`the demo never started probing:\n${out}`);
+    while (!/bees: demo: .* -> /.test(up.out)) {
+      if (Date.now() > deadline || child.exitCode !== null) t.fail(`the demo never started probing:\n${up.out}`);
       if (child.exitCode !== null || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -69,11 +72,11 @@ test.serial('Ctrl-C during the bees up demo removes the demo workloads and exits
     );
     child.kill('SIGINT');
     const code = await exited;
-    t.is(code, 0, out);
-    t.regex(out, /bees: demo: workloads removed/);
+    t.is(code, 0, up.out);
+    t.regex(up.out, /bees: demo: workloads removed/);
     // A terminal's log: plain lines (the operation lines used to come out as pino's JSON).
-    t.notRegex(out, /\{"level":/);
-    t.regex(out, /bees-agent: attach done .*\[request [0-9a-f-]+\]/);
+    t.notRegex(up.out, /\{"level":/);
+    t.regex(up.out, /bees-agent: attach done .*\[request [0-9a-f-]+\]/);
     t.deepEqual(
       demoNs.filter((n) => existsSync(`/run/netns/${n}`)),
       [],
@@ -112,41 +115,17 @@ test.serial('bees up beside a router namespace another store left: a clear error
   const stateDir = mkdtempSync(join(tmpdir(), 'bees-up-'));
   try {
     const host = h.hosts[0]!;
-    const child = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        host.nsName,
-        ...beesArgv(),
-        'up',
-        '--state-dir',
-        stateDir,
-        '--no-docker',
-        '--underlay-ip',
-        host.underlayIp,
-        '--subnet',
-        '10.78.0.0/24',
-        '--router-ns-prefix',
-        prefix,
-        '--run-dir',
-        join(stateDir, 'run'),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const up = beesUp(host, stateDir, prefix, ['--subnet', '10.78.0.0/24']);
+    const { child, exited } = up;
     const deadline = Date.now() + 120_000;
-    while (!/exists already and this agent cannot prove it made it/.test(out) && child.exitCode === null && Date.now() < deadline) {
+    while (!/exists already and this agent cannot prove it made it/.test(up.out) && child.exitCode === null && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
     if (child.exitCode === null) child.kill('SIGINT');
     await exited;
-    t.regex(out, new RegExp(`namespace /run/netns/${leftover} exists already and this agent cannot prove it made it`), out);
-    t.regex(out, new RegExp(`ip netns del ${leftover}`));
-    t.notRegex(out, /RTNETLINK answers: File exists/);
+    t.regex(up.out, new RegExp(`namespace /run/netns/${leftover} exists already and this agent cannot prove it made it`), up.out);
+    t.regex(up.out, new RegExp(`ip netns del ${leftover}`));
+    t.notRegex(up.out, /RTNETLINK answers: File exists/);
     // Untouched: still there, with its own interface and nothing of ours in it.
     const links = execFileSync('ip', ['-n', leftover, '-o', 'link', 'show']).toString();
     t.regex(links, /: l-1@l-1p: /);
