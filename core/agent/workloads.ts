@@ -181,8 +181,7 @@ export class Workloads {
       // Present: the port's published host ports become exactly these ([] unpublishes); absent: left as they are.
       if (req.portMappings !== undefined) await this.publish(portId, req.portMappings, addresses);
       this.d.reconciler.trigger();
-      if (!this.d.cache.get('Port', portId))
-        this.unseen.set(portId, { ...draft, ...(existing ? { portGroupIds: existing.portGroupIds } : {}) });
+      if (!this.d.cache.get('Port', portId)) this.unseen.set(portId, draft);
       const result = this.result(bridge, portId, req, spec, plugged.hostIfname, addresses);
       if (plugged.peerIfname) result.peerInterface = plugged.peerIfname;
       return result;
