@@ -4,6 +4,7 @@
 import type { ExecutionContext } from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { openStore } from '../../core/store/open.js';
@@ -35,6 +36,34 @@ export async function eventually<T>(
 }
 
 export { kubeConfigFor };
+
+/** A TCP relay to the API server that can go away (connections cut, nothing listening) and come back. */
+export class Relay {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+  constructor(private readonly to: URL) {}
+  async up(): Promise<void> {
+    const srv = createServer((c) => {
+      const up = connect(Number(this.to.port), this.to.hostname);
+      for (const s of [c, up]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => (s === c ? up : c).destroy());
+      }
+      c.pipe(up).pipe(c);
+    });
+    await new Promise<void>((r) => srv.listen(this.port, '127.0.0.1', r));
+    this.port = (srv.address() as { port: number }).port;
+    this.server = srv;
+  }
+  async down(): Promise<void> {
+    const srv = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    if (srv) await new Promise<void>((r) => srv.close(() => r()));
+  }
+}
 
 export type NamespaceSpec = string | { name: string; annotations?: Record<string, string> };
 

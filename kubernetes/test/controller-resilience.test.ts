@@ -6,40 +6,11 @@
 // simulator), the Services' pools and members as the cluster says, no object duplicated (names unique), nothing
 // removed while the API server is unreachable, and a fresh controller finding nothing to write.
 import test, { type ExecutionContext } from 'ava';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import type { Port } from '../../core/model/types.js';
 import type { Topology } from '../../core/topology/service.js';
 import type { Controller } from '../controller/controller.js';
-import { eventually, kubeConfigFor, reaches, setupController, snapshot } from './controller-fixture.js';
-
-/** A TCP relay to the API server that can go away (connections cut, nothing listening) and come back. */
-class Relay {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-  constructor(private readonly to: URL) {}
-  async up(): Promise<void> {
-    const srv = createServer((c) => {
-      const up = connect(Number(this.to.port), this.to.hostname);
-      for (const s of [c, up]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => (s === c ? up : c).destroy());
-      }
-      c.pipe(up).pipe(c);
-    });
-    await new Promise<void>((r) => srv.listen(this.port, '127.0.0.1', r));
-    this.port = (srv.address() as { port: number }).port;
-    this.server = srv;
-  }
-  async down(): Promise<void> {
-    const srv = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    if (srv) await new Promise<void>((r) => srv.close(() => r()));
-  }
-}
+import { eventually, kubeConfigFor, reaches, Relay, setupController, snapshot } from './controller-fixture.js';
 
 /** No object the controller writes appears twice under its natural key. */
 async function duplicates(topology: Topology): Promise<string[]> {

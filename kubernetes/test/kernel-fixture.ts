@@ -13,6 +13,7 @@ import { kinds } from '../../e2e/kube/kinds.js';
 import { startCluster, eventually, type Workload } from '../../testbed/cluster.js';
 import { Controller, type ControllerOptions } from '../controller/controller.js';
 import { forward, kubeConfigFor } from '../../e2e/kube/reach.js';
+import { Relay } from './controller-fixture.js';
 
 const LISTEN = `
 import socket, threading
@@ -37,7 +38,7 @@ except OSError:
 export async function kubeCluster(
   t: ExecutionContext,
   namespaces: string[],
-  o: { agentArgs?: string[]; controller?: Partial<ControllerOptions>; waitForNetwork?: boolean } = {},
+  o: { agentArgs?: string[]; controller?: Partial<ControllerOptions>; waitForNetwork?: boolean; viaRelay?: boolean } = {},
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'bees-netpol-svc-'));
   const api = new ApiServer();
@@ -65,21 +66,35 @@ export async function kubeCluster(
   const store = await openStore(c.storeUrl);
   t.teardown(() => store.close());
   const topology = new Topology(store);
-  const ctl = new Controller({
-    kc,
-    topology,
-    tenant: 'default',
-    network: 'pods',
-    podCidrs: ['10.47.0.0/24'],
-    resyncMs: 0,
-    relistMs: 0,
-    leaseDurationS: 2,
-    retryPeriodMs: 200,
-    besideKubeProxy: true, // nothing of kube-proxy here; serve every Service labelled for us
-    log: (l) => t.log(l),
-    ...o.controller,
-  });
-  t.teardown(() => ctl.stop());
+  // With viaRelay the controllers reach the API double through a relay the test can take down (an API server
+  // outage), while the agents and the test's own client go direct.
+  let controllerKc = kc;
+  const relay = new Relay(new URL(api.url));
+  if (o.viaRelay) {
+    await relay.up();
+    t.teardown(() => relay.down());
+    controllerKc = kubeConfigFor(`http://127.0.0.1:${relay.port}`);
+  }
+  const newController = (identity?: string): Controller => {
+    const next = new Controller({
+      kc: controllerKc,
+      topology,
+      tenant: 'default',
+      network: 'pods',
+      podCidrs: ['10.47.0.0/24'],
+      resyncMs: 0,
+      relistMs: 0,
+      leaseDurationS: 2,
+      retryPeriodMs: 200,
+      besideKubeProxy: true, // nothing of kube-proxy here; serve every Service labelled for us
+      log: (l) => t.log(l),
+      ...o.controller,
+      ...(identity ? { identity } : {}),
+    });
+    t.teardown(() => next.stop());
+    return next;
+  };
+  const ctl = newController();
   await ctl.start();
   await eventually(
     async () => (await topology.findBridge('default', 'pods'))?.outboundFilterId,
@@ -103,5 +118,5 @@ export async function kubeCluster(
   const listen = async (w: Workload): Promise<void> => {
     await c.helper(w.netns, ['python3', '-c', LISTEN], async () => reach(w.netns, '127.0.0.1', 80));
   };
-  return { c, kc, core, ctl, topology, pod, reach, listen, net: kc.makeApiClient(k8s.NetworkingV1Api) };
+  return { c, kc, api, relay, core, ctl, newController, topology, pod, reach, listen, net: kc.makeApiClient(k8s.NetworkingV1Api) };
 }
