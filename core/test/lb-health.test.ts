@@ -3,14 +3,8 @@
 // that is already as the verdict says is not written again. The probe is given (the real TCP and HTTP probes run
 // in e2e/test/lb.test.ts against real servers).
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { LbHealth } from '../agent/lb-health.js';
-import type { HealthTarget } from '../agent/plan-lb.js';
 import { codeExpected } from '../lb/health.js';
-import { openStore } from '../store/open.js';
-import { Topology } from '../topology/service.js';
+import { lbHealthFixture } from '../testing/lb-health-fixture.js';
 
 test('expected HTTP codes: single codes, ranges and lists', (t) => {
   t.true(codeExpected(200));
@@ -22,27 +16,9 @@ test('expected HTTP codes: single codes, ranges and lists', (t) => {
 });
 
 test('statuses are written once per verdict change, not per probe', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-lb-health-'));
-  const store = await openStore(`file:${dir}`);
-  const topo = new Topology(store);
-  const hs = new Map<string, boolean>();
-  const health = new LbHealth(
-    topo,
-    () => '/nonexistent',
-    () => undefined,
-    () => async (target) => hs.get(target.memberId) ?? false,
-  );
-  t.teardown(async () => {
-    health.stop();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const r = await topo.create('Router', { name: 'r' });
-  const lb = await topo.create('LoadBalancer', { routerId: r.id });
-  const monitor = await topo.create('HealthMonitor', { type: 'tcp', delay: 1, timeout: 1, maxRetries: 2 });
-  const pool = await topo.create('Pool', { loadBalancerId: lb.id, healthMonitorId: monitor.id });
+  const { topo, health, up: hs, pool, target: targetOf } = await lbHealthFixture(t);
   const m = await topo.create('PoolMember', { poolId: pool.id, address: '10.1.0.5', port: 80, status: 'up' });
-  const target: HealthTarget = { memberId: m.id, address: m.address, port: 80, routerId: r.id, monitor };
+  const target = targetOf(m);
   const status = async () => (await topo.get('PoolMember', m.id)).status;
   const until = async (ok: () => Promise<boolean>, ms: number) => {
     const end = Date.now() + ms;

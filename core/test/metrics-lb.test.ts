@@ -2,34 +2,11 @@
 // agent exports them (core/agent/metrics.ts), labelled by pool and member. LbHealth runs on the real topology
 // service and file store; the probe is given (the real TCP and HTTP probes run in e2e/test/lb.test.ts).
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { LbHealth } from '../agent/lb-health.js';
 import { AgentMetrics } from '../agent/metrics.js';
-import { openStore } from '../store/open.js';
-import { Topology } from '../topology/service.js';
+import { lbHealthFixture } from '../testing/lb-health-fixture.js';
 
 test("bees_lb_member_healthy follows the verdicts of this host's health monitors, by pool and member", async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'bees-lb-metric-'));
-  const store = await openStore(`file:${dir}`);
-  const topo = new Topology(store);
-  const up = new Map<string, boolean>();
-  const health = new LbHealth(
-    topo,
-    () => '/nonexistent',
-    () => undefined,
-    () => async (target) => up.get(target.memberId) ?? false,
-  );
-  t.teardown(async () => {
-    health.stop();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const r = await topo.create('Router', { name: 'r' });
-  const lb = await topo.create('LoadBalancer', { routerId: r.id });
-  const monitor = await topo.create('HealthMonitor', { type: 'tcp', delay: 1, timeout: 1, maxRetries: 2 });
-  const pool = await topo.create('Pool', { loadBalancerId: lb.id, healthMonitorId: monitor.id });
+  const { topo, health, up, pool, target } = await lbHealthFixture(t);
   const a = await topo.create('PoolMember', { poolId: pool.id, address: '10.1.0.5', port: 80 });
   const b = await topo.create('PoolMember', { poolId: pool.id, address: '10.1.0.6', port: 80 });
   const members = new Map([a, b].map((m) => [m.id, m]));
@@ -62,7 +39,6 @@ test("bees_lb_member_healthy follows the verdicts of this host's health monitors
       await new Promise((res) => setTimeout(res, 50));
     }
   };
-  const target = (m: { id: string; address: string }) => ({ memberId: m.id, address: m.address, port: 80, routerId: r.id, monitor });
 
   t.deepEqual(await series(), [], 'no series before a monitor runs');
   up.set(a.id, true);
