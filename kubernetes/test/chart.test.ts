@@ -38,6 +38,7 @@ interface Container {
   startupProbe?: { exec?: { command: string[] }; httpGet?: HttpGet; failureThreshold?: number; periodSeconds?: number };
   livenessProbe?: { httpGet?: HttpGet };
   readinessProbe?: { exec?: { command: string[] }; httpGet?: HttpGet };
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
 }
 interface PodSpec {
   hostNetwork?: boolean;
@@ -147,6 +148,8 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
   t.true((c.startupProbe?.failureThreshold ?? 3) * (c.startupProbe?.periodSeconds ?? 10) >= 120, 'startup may take minutes');
   t.deepEqual(c.livenessProbe?.httpGet, on('/healthz'));
   t.deepEqual(c.readinessProbe?.httpGet, on('/readyz'));
+  // On the host network the declared port is a hostPort: two replicas never share a node (and its health port).
+  t.deepEqual(c.ports, [{ name: 'health', containerPort: 9877, protocol: 'TCP' }]);
 });
 
 test('kube-proxy replaced: the controller serves every Service (and needs an external store)', async (t) => {
