@@ -10,8 +10,8 @@ import type { BridgeRemotesDelta, DesiredBridge, DesiredRouter, PolicyChange, Ro
 import { parseCidr } from '../net/ip.js';
 import type { CachedKind } from './cache.js';
 import { addrGroupElements, chainName, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../policy/compile.js';
-import { DEFAULT_DROP_LOG, type DropLog } from '../policy/compile.js';
-import { STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
+import { DEFAULT_DROP_LOG, logPrefix, type DropLog } from '../policy/compile.js';
+import { ADMIN_DOWN, STAGE_ORDER, type PolicyRule, type StageName } from '../policy/simulate.js';
 import { compileRouterFilters } from '../policy/compile-router.js';
 import { legName, routerLegName } from '../datapath/names.js';
 
@@ -402,16 +402,21 @@ export function planPolicy(
     list.push(r);
   }
   const bindings = new Map<string, Partial<Record<StageName, string>>>();
-  const bind = (ifname: string, bridgeId: string, port: Port | undefined): void => {
+  let anyDown = false;
+  // `down`: the port is administratively down (MidoNet: it drops everything in and out, ARP and ND included). Its
+  // own two stages go to the drop chain ADMIN_DOWN instead of its filters: a toggle is one port's bindings, and the
+  // port forwards again when they return, without a re-plug (core/datapath/README.md, "Admin state").
+  const bind = (ifname: string, bridgeId: string, port: Port | undefined, down = port?.adminStateUp === false): void => {
     const bridge = view.get('Bridge', bridgeId);
     const b: Partial<Record<StageName, string>> = {};
     const set = (stage: StageName, id: string | undefined): void => {
       if (id !== undefined) b[stage] = id;
     };
-    set('port-inbound', port?.inboundFilterId);
+    anyDown ||= down;
+    set('port-inbound', down ? ADMIN_DOWN : port?.inboundFilterId);
     set('bridge-inbound', bridge?.inboundFilterId);
     set('bridge-outbound', bridge?.outboundFilterId);
-    set('port-outbound', port?.outboundFilterId);
+    set('port-outbound', down ? ADMIN_DOWN : port?.outboundFilterId);
     if (Object.keys(b).length) bindings.set(ifname, b);
   };
   for (const p of ports) {
@@ -425,7 +430,9 @@ export function planPolicy(
       const bridge = bridgeByVni.get(leg.vni);
       if (!bridge) continue;
       const interior = ports.find((p) => p.bridgeId === bridge.id && p.peerId && portsById.get(p.peerId)?.routerId === r.id);
-      bind(legName(r.id, leg.vni), bridge.id, interior);
+      // Either end of the link being down cuts it: the router port's traffic all crosses this leg.
+      const routerPort = interior?.peerId ? portsById.get(interior.peerId) : undefined;
+      bind(legName(r.id, leg.vni), bridge.id, interior, interior?.adminStateUp === false || routerPort?.adminStateUp === false);
     }
   }
   for (const pin of pins) {
@@ -436,7 +443,7 @@ export function planPolicy(
 
   // Closure of the bound chains over jumps; a bound chain that is missing is bound as an empty one (accept).
   const needed = new Set<string>();
-  const queue = [...bindings.values()].flatMap((b) => Object.values(b));
+  const queue = [...bindings.values()].flatMap((b) => Object.values(b)).filter((id) => id !== ADMIN_DOWN);
   while (queue.length) {
     const id = queue.pop()!;
     if (needed.has(id)) continue;
@@ -469,6 +476,8 @@ export function planPolicy(
     }
   }
 
+  if (anyDown) compiled.set(ADMIN_DOWN, adminDownChain(ctx.dropLog));
+
   const sets = new Map<string, { decl: SetDecl; elements: string[] }>();
   for (const c of compiled.values()) {
     for (const decl of c.sets) {
@@ -479,6 +488,23 @@ export function planPolicy(
   const zones = new Map<number, number>();
   for (const b of bridges) zones.set(b.vni, zoneOf(b.vni));
   return { chains: compiled, bindings, sets, zones, errors };
+}
+
+/**
+ * The chain of a down port's stages: drops every frame, counted and logged as rule ADMIN_DOWN (what `bees trace`
+ * names, core/policy/simulate.ts), so `bees port drops` says why. One per host, shared by every down port.
+ */
+function adminDownChain(log: DropLog | undefined): CompiledChain {
+  const logRule = log
+    ? [`limit rate ${log.ratePerSecond}/second log prefix "${logPrefix('drop', ADMIN_DOWN)}" group ${log.group} comment "l=${ADMIN_DOWN}"`]
+    : [];
+  return {
+    chainId: ADMIN_DOWN,
+    name: chainName(ADMIN_DOWN),
+    rules: [...logRule, `counter drop comment "r=${ADMIN_DOWN}"`],
+    sets: [],
+    jumps: [],
+  };
 }
 
 /** Elements of a group set named as compile.ts names them: a port group's member MACs, an address group's addresses. */

@@ -20,6 +20,7 @@ import type { NatTarget, Port } from '../model/types.js';
 import { ipEquals, isIp } from '../net/ip.js';
 import { isDynamicNat } from './compile-router.js';
 import {
+  ADMIN_DOWN,
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
@@ -243,6 +244,9 @@ export function simulateRoutedExchange(
       const r = chains.process(chainId, stage === 'router-port-inbound' ? 'in' : 'out', seen, nat, reply, trace, stage);
       return r.verdict === 'accept' ? undefined : { verdict: r.verdict, stage, ruleId: r.ruleId, packet, trace };
     };
+    // A router port that is administratively down drops all it would carry (the agent drops at the port's leg).
+    if (chains.port(packet.inPortId)?.adminStateUp === false)
+      return { verdict: 'drop', stage: 'router-port-inbound', ruleId: ADMIN_DOWN, packet, trace };
     const pin = portFilter('router-port-inbound', chains.port(packet.inPortId)?.inboundFilterId);
     if (pin) return pin;
     if (router.inboundFilterId) {
@@ -265,6 +269,9 @@ export function simulateRoutedExchange(
     }
     const pout = portFilter('router-port-outbound', chains.port(out)?.outboundFilterId, routed);
     if (pout) return pout;
+    // After the filters, as in the kernel: the leg's drop is in the bridge, which the packet reaches last.
+    if (chains.port(out)?.adminStateUp === false)
+      return { verdict: 'drop', stage: 'router-port-outbound', ruleId: ADMIN_DOWN, packet, trace };
     // And its source on the way out (un-DNAT at postrouting).
     if (reply && nat.dnat) packet = { ...packet, srcIp: nat.dnat.ip, ...(nat.dnat.port !== undefined ? { srcPort: nat.dnat.port } : {}) };
     return { verdict: 'accept', packet, trace };

@@ -280,6 +280,14 @@ export class Simulator {
 export type StageName = 'port-inbound' | 'bridge-inbound' | 'bridge-outbound' | 'port-outbound';
 export const STAGE_ORDER: readonly StageName[] = ['port-inbound', 'bridge-inbound', 'bridge-outbound', 'port-outbound'];
 
+/**
+ * The rule id of a drop by an administratively down port, bridge or router (MidoNet: a down device drops all its
+ * traffic). Also the id of the chain the agent binds to a down port's own stages (core/agent/plan.ts), so the
+ * kernel's counter and log say `r=admin/down` as the simulator does. Stored ids cannot hold '/' (idSchema), so no
+ * chain or rule of the topology shares it.
+ */
+export const ADMIN_DOWN = 'admin/down';
+
 export interface BridgeFilters {
   id: string;
   inboundFilterId?: string;
@@ -315,7 +323,7 @@ export function simulateBridged(view: PolicyView | Simulator, bridge: BridgeFilt
     ['port-outbound', dst?.outboundFilterId, dst?.adminStateUp],
   ];
   for (const [stage, chainId, up] of stages) {
-    if (up === false) return { verdict: 'drop', stage, trace };
+    if (up === false) return { verdict: 'drop', stage, ruleId: ADMIN_DOWN, trace };
     if (!chainId) continue;
     const before = trace.length;
     const r = sim.process(chainId, p, trace, stage);

@@ -5,6 +5,7 @@
 // rule has one, commented `r=<rule id>`) tell what really happened.
 import type { Bridge, Chain, IpAddrGroup, Port, Rule } from '../model/types.js';
 import {
+  ADMIN_DOWN,
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
@@ -175,7 +176,8 @@ export function formatTrace(r: TraceResult): string {
   const what = p.proto === PROTO_ICMP ? 'icmp echo' : `${p.proto === PROTO_TCP ? 'tcp' : 'udp'} ${p.srcPort} → ${p.dstPort}`;
   const lines = [`${r.src.ip} (port ${r.src.portId}) → ${r.dst.ip} (port ${r.dst.portId}) on network ${r.bridge.name}: ${what}`];
   const leg = (title: string, l: TraceLeg): void => {
-    lines.push(`${title}: ${l.verdict.toUpperCase()}${l.stage ? ` at ${l.stage}` : ''}${l.ruleId ? ` by rule ${l.ruleId}` : ''}`);
+    const why = l.ruleId === ADMIN_DOWN ? ' (administratively down)' : l.ruleId ? ` by rule ${l.ruleId}` : '';
+    lines.push(`${title}: ${l.verdict.toUpperCase()}${l.stage ? ` at ${l.stage}` : ''}${why}`);
     if (!l.hops.length) lines.push('  (no filters)');
     for (const h of l.hops) {
       const pad = '  '.repeat(h.depth + 1);

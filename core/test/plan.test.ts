@@ -7,7 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TopologyCache } from '../agent/cache.js';
-import { keysOf, neighbourDelta, planHost, planPolicy, zoneOf, type HostPlan } from '../agent/plan.js';
+import { keysOf, neighbourDelta, planHost, planPolicy, policyDelta, zoneOf, type HostPlan } from '../agent/plan.js';
+import { ADMIN_DOWN } from '../policy/simulate.js';
 import { legName } from '../datapath/names.js';
 import { Reconciler } from '../agent/reconciler.js';
 import type { Datapath, DesiredBridge, DesiredRouter, Inventory, PlugSpec, PolicyChange, RouterNeighbour } from '../datapath/types.js';
@@ -443,6 +444,53 @@ test("policy: a plug under way gets its bridge's filters before the cache shows 
   t.deepEqual(Object.fromEntries(p.bindings), { 'bv-new': { 'bridge-inbound': c.id } });
   t.is(p.errors.length, 1);
   t.deepEqual(p.chains.get(c.id)!.rules, ['counter drop comment "r=broken"']);
+});
+
+test('policy: an administratively down port, or either end of a router link, binds its own stages to the drop chain; up again unbinds it', async (t) => {
+  const w = await world(t);
+  const pin = await w.topo.create('Chain', { name: 'pin' });
+  await w.topo.update('Port', w.ports.a1!.id, { inboundFilterId: pin.id, adminStateUp: false });
+  const links = (await w.topo.list('Port')).filter((p) => p.peerId);
+  const greenRouterPort = links.find((p) => p.type === 'router' && links.some((b) => b.bridgeId === w.green.id && b.peerId === p.id))!;
+  await w.topo.update('Port', greenRouterPort.id, { adminStateUp: false });
+  await cacheUntil(
+    w.cache,
+    () => w.cache.get('Port', w.ports.a1!.id)?.adminStateUp === false && w.cache.get('Port', greenRouterPort.id)?.adminStateUp === false,
+  );
+  const plan = () => {
+    const hp = planFor(w, w.hosts.a);
+    return planPolicy(w.cache, { hostId: w.hosts.a.id, underlayMtu: MTU }, hp.bridges.values(), hp.routers.values());
+  };
+  const down = plan();
+  const both = { 'port-inbound': ADMIN_DOWN, 'port-outbound': ADMIN_DOWN };
+  t.deepEqual(down.bindings.get('bp-a1'), both, "the port's filter gives way to the drop");
+  t.deepEqual(down.bindings.get(legName(w.r.id, w.green.tunnelKey)), both, 'the leg of the down router port');
+  t.is(down.bindings.get(legName(w.r.id, w.blue.tunnelKey)), undefined, 'the other leg is untouched');
+  t.deepEqual(down.chains.get(ADMIN_DOWN)!.rules.at(-1), `counter drop comment "r=${ADMIN_DOWN}"`);
+  t.false(down.chains.has(pin.id), 'the filter of a down port is not needed');
+
+  // Up again: only that port's bindings change, and the drop chain goes with its last binding.
+  await w.topo.update('Port', w.ports.a1!.id, { adminStateUp: true });
+  await cacheUntil(w.cache, () => w.cache.get('Port', w.ports.a1!.id)?.adminStateUp === true);
+  const upA1 = plan();
+  const d1 = policyDelta(down, upA1);
+  t.deepEqual(d1.bindings, [
+    { ifname: 'bp-a1', stage: 'port-inbound', chainId: pin.id },
+    { ifname: 'bp-a1', stage: 'port-outbound', chainId: null },
+  ]);
+  t.deepEqual(
+    d1.chains.map((c) => c.chainId),
+    [pin.id],
+  );
+  t.deepEqual(d1.removeChains, []);
+  await w.topo.update('Port', greenRouterPort.id, { adminStateUp: true });
+  await cacheUntil(w.cache, () => w.cache.get('Port', greenRouterPort.id)?.adminStateUp === true);
+  const d2 = policyDelta(upA1, plan());
+  t.deepEqual(d2.bindings.map((b) => `${b.ifname} ${b.stage} ${b.chainId}`).sort(), [
+    `${legName(w.r.id, w.green.tunnelKey)} port-inbound null`,
+    `${legName(w.r.id, w.green.tunnelKey)} port-outbound null`,
+  ]);
+  t.deepEqual(d2.removeChains, [ADMIN_DOWN]);
 });
 
 test('policy: zones are 1–65535 and distinct for VNIs less than 65535 apart', (t) => {

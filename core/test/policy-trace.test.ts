@@ -2,6 +2,7 @@
 import test from 'ava';
 import type { Bridge, Chain, Port, Rule } from '../model/types.js';
 import { formatTrace, TraceError, traceTopology, type TraceTopology } from '../policy/trace.js';
+import { ADMIN_DOWN } from '../policy/simulate.js';
 import { parseRuleCounters } from '../datapath/nft/policy.js';
 
 const port = (id: string, bridgeId: string, ip: string, mac: string, extra: Partial<Port> = {}): Port => ({
@@ -72,6 +73,19 @@ test('trace: every chain and rule on the path, the deciding rule, and the reply 
   t.like(dropped.request, { verdict: 'drop', stage: 'port-outbound', ruleId: 'r3' });
   t.regex(formatTrace(dropped), /DROP at port-outbound by rule r3/);
   t.regex(formatTrace(ok), /rule r4: matched → accept/);
+});
+
+test('trace: a port administratively down drops at its own stage, both ways, whatever its filters', (t) => {
+  const tp = topo();
+  const down = { ...tp, ports: tp.ports.map((p) => (p.id === 'a' ? { ...p, adminStateUp: false } : p)) };
+  const out = traceTopology(down, { src: 'a', dst: 'b', proto: 'icmp' });
+  t.like(out, { delivered: false, request: { verdict: 'drop', stage: 'port-inbound', ruleId: ADMIN_DOWN, hops: [] } });
+  t.regex(formatTrace(out), /request: DROP at port-inbound \(administratively down\)/);
+  t.like(traceTopology(down, { src: 'b', dst: 'a', proto: 'icmp' }).request, {
+    verdict: 'drop',
+    stage: 'port-outbound',
+    ruleId: ADMIN_DOWN,
+  });
 });
 
 test('trace: addresses reused across tenants resolve through the other end, ambiguity and strangers are refused', (t) => {

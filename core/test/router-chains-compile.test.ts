@@ -6,7 +6,7 @@ import type { Chain } from '../model/types.js';
 import { routerChainsScript } from '../datapath/nft/router-chains.js';
 import { BROKEN_PORT_CHAIN, compileRouterFilters, type RouterChainSource } from '../policy/compile-router.js';
 import { simulateRoutedExchange, type RouterPolicyView } from '../policy/simulate-router.js';
-import { PROTO_SCTP, PROTO_TCP, type PolicyRule } from '../policy/simulate.js';
+import { ADMIN_DOWN, PROTO_SCTP, PROTO_TCP, type PolicyRule } from '../policy/simulate.js';
 
 const chains: Chain[] = ['pre', 'pin', 'x'].map((id) => ({ id, name: id }));
 const legs: Record<string, string> = { rp1: 'l-000001', rp2: 'l-000002' };
@@ -99,4 +99,24 @@ test('dynamic NAT (several targets) translates TCP, UDP and ICMP only: SCTP pass
     },
   );
   t.is(tcp.request.packet.dstIp, '10.0.2.6');
+});
+
+test('a router port administratively down drops what enters or leaves by it, either direction', (t) => {
+  const view = (down: string) => ({
+    chains,
+    rules: [],
+    ipAddrGroups: [],
+    ports: ports.map((p) => (p.id === down ? { ...p, adminStateUp: false } : p)),
+  });
+  const req = { srcIp: '10.0.1.5', dstIp: '10.0.2.9', inPortId: 'rp1', proto: PROTO_TCP, srcPort: 1, dstPort: 80 };
+  const route = (ip: string) => (ip.startsWith('10.0.2.') ? 'rp2' : 'rp1');
+  t.true(simulateRoutedExchange(view('none'), { id: 'r' }, req, route).delivered);
+  t.like(simulateRoutedExchange(view('rp1'), { id: 'r' }, req, route), {
+    delivered: false,
+    request: { verdict: 'drop', stage: 'router-port-inbound', ruleId: ADMIN_DOWN },
+  });
+  t.like(simulateRoutedExchange(view('rp2'), { id: 'r' }, req, route), {
+    delivered: false,
+    request: { verdict: 'drop', stage: 'router-port-outbound', ruleId: ADMIN_DOWN },
+  });
 });

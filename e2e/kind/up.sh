@@ -26,13 +26,16 @@ ZK_IP=$(docker inspect -f '{{(index .NetworkSettings.Networks "kind").IPAddress}
 # The API server's real address (kubernetes.md §1.4: no ClusterIP for what the network itself needs).
 API_IP=$(docker inspect -f '{{(index .NetworkSettings.Networks "kind").IPAddress}}' "$CLUSTER-control-plane")
 
-# 4. The chart, kube-proxy replaced. TENANCY=namespace tries the per-namespace tenant mapping instead.
+# 4. The chart, kube-proxy replaced. TENANCY=namespace tries the per-namespace tenant mapping instead;
+#    CNI_VERSION=1.0.0 writes the conflist in CNI 1.0.0 for a node containerd that cannot read 1.1.0.
+#    ${CNI_VERSION:+…} is left unquoted on purpose: absent, it adds no argument at all.
 helm install midonet-bees charts/midonet-bees --namespace kube-system \
   --set image.tag="$VERSION" --set image.pullPolicy=Never \
   --set store.url="zk://$ZK_IP:2181/bees" \
   --set kubeProxyReplacement=true \
   --set k8sServiceHost="$API_IP" --set k8sServicePort=6443 \
-  --set tenantMapping.mode="${TENANCY:-flat}"
+  --set tenantMapping.mode="${TENANCY:-flat}" \
+  ${CNI_VERSION:+--set agent.cniVersion="$CNI_VERSION"}
 
 kubectl -n kube-system rollout status daemonset/bees-agent --timeout=300s
 kubectl -n kube-system rollout status deployment/bees-controller --timeout=300s

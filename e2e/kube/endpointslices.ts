@@ -2,7 +2,11 @@
 // a selector, slices labelled kubernetes.io/service-name listing the matching pods that have an IP, with
 // ready/serving/terminating from the pods' Ready condition and deletionTimestamp, one slice per distinct set of
 // resolved ports (named targetPorts resolve per pod). Slices of deleted or selector-less Services are removed.
-// Not done: maxEndpointsPerSlice splitting, IPv6/dual-stack, topology hints, trafficDistribution.
+// Per address family, as the real one: a slice of addressType IPv4 or IPv6 for each family of the Service
+// (`spec.ipFamilies`; without it, the family of its ClusterIP, or both for a headless Service), each listing the
+// pods' address of that family (`status.podIPs`); a pod without one is left out of that family's slices. A Service
+// with no endpoints has an empty slice per family.
+// Not done: maxEndpointsPerSlice splitting, topology hints, trafficDistribution.
 import { createHash } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 
@@ -97,13 +101,17 @@ export class EndpointSliceController {
   }
 
   private slicesFor(svc: k8s.V1Service): k8s.V1EndpointSlice[] {
+    return addressTypesOf(svc).flatMap((family) => this.slicesOfFamily(svc, family));
+  }
+
+  private slicesOfFamily(svc: k8s.V1Service, family: AddressType): k8s.V1EndpointSlice[] {
     const ns = svc.metadata!.namespace!;
     const selector = svc.spec!.selector!;
     const groups = new Map<string, { ports: k8s.DiscoveryV1EndpointPort[]; endpoints: k8s.V1Endpoint[] }>();
     for (const pod of this.pods.list(ns)) {
       const labels = pod.metadata?.labels ?? {};
       if (!Object.entries(selector).every(([k, v]) => labels[k] === v)) continue;
-      const ip = pod.status?.podIP;
+      const ip = podIpsOf(pod).find((a) => familyOf(a) === family);
       const phase = pod.status?.phase;
       if (!ip || phase === 'Succeeded' || phase === 'Failed') continue;
       const ports = (svc.spec!.ports ?? []).map((p) => ({
@@ -129,7 +137,7 @@ export class EndpointSliceController {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: {
-        name: `${svc.metadata!.name}-${createHash('sha256').update(sig).digest('hex').slice(0, 5)}`,
+        name: `${svc.metadata!.name}-${createHash('sha256').update(`${family}|${sig}`).digest('hex').slice(0, 5)}`,
         namespace: ns,
         labels: { [SERVICE_NAME]: svc.metadata!.name!, [MANAGED_BY_LABEL]: MANAGED_BY },
         ownerReferences: [
@@ -143,11 +151,35 @@ export class EndpointSliceController {
           },
         ],
       },
-      addressType: 'IPv4',
+      addressType: family,
       endpoints: g.endpoints.sort((a, b) => a.targetRef!.name!.localeCompare(b.targetRef!.name!)),
       ports: g.ports,
     }));
   }
+}
+
+type AddressType = 'IPv4' | 'IPv6';
+
+const familyOf = (ip: string): AddressType => (ip.includes(':') ? 'IPv6' : 'IPv4');
+
+/**
+ * The address types a Service's slices carry: its `ipFamilies` (the API server fills them for every Service with a
+ * ClusterIP); without them, the family of its ClusterIP, or both for a headless one (the real controller assumes
+ * dual stack there rather than drop endpoints of a family it cannot know).
+ */
+function addressTypesOf(svc: k8s.V1Service): AddressType[] {
+  const families = (svc.spec?.ipFamilies ?? []).filter((f): f is AddressType => f === 'IPv4' || f === 'IPv6');
+  if (families.length) return [...new Set(families)];
+  const clusterIp = svc.spec?.clusterIP;
+  if (clusterIp && clusterIp !== 'None') return [familyOf(clusterIp)];
+  return ['IPv4', 'IPv6'];
+}
+
+/** A pod's addresses: `status.podIPs`, or its `podIP` alone from a writer that sets only that. */
+function podIpsOf(pod: k8s.V1Pod): string[] {
+  const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).filter((ip): ip is string => !!ip);
+  const single = pod.status?.podIP;
+  return single && !ips.includes(single) ? [single, ...ips] : ips;
 }
 
 function resolvePort(p: k8s.V1ServicePort, pod: k8s.V1Pod): number | undefined {

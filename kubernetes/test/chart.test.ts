@@ -24,15 +24,21 @@ interface Mount {
   mountPropagation?: string;
   readOnly?: boolean;
 }
+interface HttpGet {
+  host?: string;
+  path: string;
+  port: number | string;
+}
 interface Container {
   name: string;
   command?: string[];
   args?: string[];
   securityContext?: { privileged?: boolean };
   volumeMounts?: Mount[];
-  startupProbe?: { exec?: { command: string[] } };
-  livenessProbe?: unknown;
-  readinessProbe?: { exec?: { command: string[] } };
+  startupProbe?: { exec?: { command: string[] }; httpGet?: HttpGet; failureThreshold?: number; periodSeconds?: number };
+  livenessProbe?: { httpGet?: HttpGet };
+  readinessProbe?: { exec?: { command: string[] }; httpGet?: HttpGet };
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
 }
 interface PodSpec {
   hostNetwork?: boolean;
@@ -134,6 +140,16 @@ test('the DaemonSet is a node agent: host network, privileged, the mounts, every
     '--pod-cidr=10.244.0.0/16',
   ])
     t.true(c.args!.includes(a), a);
+  // Probes on what `bees k8s controller --health-port` serves (kubernetes/commands.ts): startup and liveness on
+  // /healthz, readiness on /readyz (caches listed), all on the port the controller is given.
+  t.true(c.args!.includes('--health-port=9877'));
+  const on = (path: string) => ({ host: '127.0.0.1', path, port: 9877 });
+  t.deepEqual(c.startupProbe?.httpGet, on('/healthz'));
+  t.true((c.startupProbe?.failureThreshold ?? 3) * (c.startupProbe?.periodSeconds ?? 10) >= 120, 'startup may take minutes');
+  t.deepEqual(c.livenessProbe?.httpGet, on('/healthz'));
+  t.deepEqual(c.readinessProbe?.httpGet, on('/readyz'));
+  // On the host network the declared port is a hostPort: two replicas never share a node (and its health port).
+  t.deepEqual(c.ports, [{ name: 'health', containerPort: 9877, protocol: 'TCP' }]);
 });
 
 test('kube-proxy replaced: the controller serves every Service (and needs an external store)', async (t) => {

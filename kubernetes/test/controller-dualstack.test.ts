@@ -6,6 +6,7 @@
 import test from 'ava';
 import * as k8s from '@kubernetes/client-node';
 import { eventually, setupController } from './controller-fixture.js';
+import { EndpointSliceController } from '../../e2e/kube/endpointslices.js';
 
 const SLICE_LABELS = (svc: string) => ({ 'kubernetes.io/service-name': svc, 'endpointslice.kubernetes.io/managed-by': 'test' });
 
@@ -112,4 +113,72 @@ test.serial('dual-stack Service on an IPv4-only pod network: the IPv6 ClusterIP 
   await c.settled();
   t.is(c.lastError, undefined, 'no pass failed');
   t.is((await s.topology.list('Vip')).length, 1);
+});
+
+test.serial('IPv6 and dual-stack Services from slices the EndpointSlice controller double makes of pods: a VIP per family', async (t) => {
+  const s = await setupController(t, ['default'], { podCidrs: ['10.128.0.0/16', 'fd00:128::/64'] });
+  // Slices as kube-controller-manager makes them: one per address family of the Service, from the pods' podIPs.
+  const slices = new EndpointSliceController(s.kc);
+  await slices.start();
+  t.teardown(() => slices.stop());
+  const mp = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+  for (const [name, ips] of [
+    ['p1', ['10.128.0.30', 'fd00:128::30']],
+    ['p2', ['10.128.0.31', 'fd00:128::31']],
+  ] as const) {
+    await s.pod('default', name, { app: 'db' });
+    await s.core.patchNamespacedPodStatus(
+      {
+        namespace: 'default',
+        name,
+        body: {
+          status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })), conditions: [{ type: 'Ready', status: 'True' }] },
+        },
+      },
+      mp,
+    );
+  }
+  const service = (name: string, spec: k8s.V1ServiceSpec) =>
+    s.core.createNamespacedService({
+      namespace: 'default',
+      body: { metadata: { name }, spec: { selector: { app: 'db' }, ports: [{ name: 'sql', port: 5432, targetPort: 5432 }], ...spec } },
+    });
+  const dual = await service('db', { ipFamilyPolicy: 'RequireDualStack' });
+  const only6 = await service('db6', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'SingleStack', clusterIP: 'fd00:10:96::64' });
+  const disc = s.kc.makeApiClient(k8s.DiscoveryV1Api);
+  await eventually('the slices of both families', async () => {
+    const items = (await disc.listNamespacedEndpointSlice({ namespace: 'default' })).items;
+    return items.filter((x) => x.addressType === 'IPv6' && (x.endpoints ?? []).length === 2).length === 2 || undefined;
+  });
+
+  const c = s.controller();
+  await c.start();
+  await eventually('leads and passed', () => c.isLeader && c.passes > 0);
+  const vipsOf = async () => {
+    const pools = await s.topology.list('PoolMember');
+    return (await s.topology.list('Vip')).map((v) => ({
+      vip: `${v.address}:${v.port}`,
+      members: pools
+        .filter((m) => m.poolId === v.poolId)
+        .map((m) => `${m.address}:${m.port}`)
+        .sort(),
+    }));
+  };
+  const [d4, d6] = dual.spec!.clusterIPs!;
+  const want = [
+    { vip: `${d4}:5432`, members: ['10.128.0.30:5432', '10.128.0.31:5432', 'fd00:128::30:5432', 'fd00:128::31:5432'] },
+    { vip: `${d6}:5432`, members: ['10.128.0.30:5432', '10.128.0.31:5432', 'fd00:128::30:5432', 'fd00:128::31:5432'] },
+    { vip: `${only6.spec!.clusterIP}:5432`, members: ['fd00:128::30:5432', 'fd00:128::31:5432'] },
+  ];
+  let got: unknown;
+  await eventually('a VIP per family, members of both', async () => {
+    got = await vipsOf();
+    return (
+      JSON.stringify([...(got as typeof want)].sort((a, b) => a.vip.localeCompare(b.vip))) ===
+        JSON.stringify([...want].sort((a, b) => a.vip.localeCompare(b.vip))) || undefined
+    );
+  }).catch(() => t.deepEqual(got, want));
+  await c.settled();
+  t.is(c.lastError, undefined, 'no pass failed');
+  t.deepEqual(slices.errors, []);
 });

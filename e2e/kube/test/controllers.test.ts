@@ -152,3 +152,64 @@ test('the EndpointSlice controller follows pods: ready, serving, terminating, na
   await eventually('the slices to go', async () => (await slices()).length === 0);
   t.deepEqual(ctl.errors, []);
 });
+
+test('the EndpointSlice controller makes one slice per address family: IPv4, IPv6, dual stack, headless', async (t) => {
+  const { kc, core, discovery } = await setup(t);
+  const ctl = new EndpointSliceController(kc);
+  await ctl.start();
+  t.teardown(() => ctl.stop());
+  const svc = (name: string, spec: k8s.V1ServiceSpec) =>
+    core.createNamespacedService({
+      namespace: 'default',
+      body: { metadata: { name }, spec: { selector: { app: 'web' }, ports: [{ port: 80 }], ...spec } },
+    });
+  await svc('v4', {});
+  await svc('v6', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'SingleStack', clusterIP: 'fd00:10:96::a' });
+  await svc('dual', { ipFamilyPolicy: 'PreferDualStack' });
+  await svc('headless', { clusterIP: 'None' });
+  // A JSON merge patch replaces podIPs whole (a strategic one would merge the list by `ip`, as the real server does).
+  const mp = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+  const running = (name: string, ips: string[]) =>
+    core.patchNamespacedPodStatus(
+      {
+        namespace: 'default',
+        name,
+        body: {
+          status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })), conditions: [{ type: 'Ready', status: 'True' }] },
+        },
+      },
+      mp,
+    );
+  await core.createNamespacedPod({ namespace: 'default', body: pod('both', { app: 'web' }) });
+  await core.createNamespacedPod({ namespace: 'default', body: pod('only4', { app: 'web' }) });
+  await running('both', ['10.1.0.1', 'fd00:1::1']);
+  await running('only4', ['10.1.0.2']);
+
+  // Service → "addressType: addresses of its endpoints" per slice, sorted.
+  const view = async (name: string) =>
+    (await discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: `kubernetes.io/service-name=${name}` })).items
+      .map((s) => `${s.addressType}: ${(s.endpoints ?? []).map((e) => e.addresses.join('+')).join(',')}`)
+      .sort();
+  const want: Record<string, string[]> = {
+    v4: ['IPv4: 10.1.0.1,10.1.0.2'],
+    v6: ['IPv6: fd00:1::1'],
+    dual: ['IPv4: 10.1.0.1,10.1.0.2', 'IPv6: fd00:1::1'],
+    headless: ['IPv4: 10.1.0.1,10.1.0.2', 'IPv6: fd00:1::1'],
+  };
+  for (const [name, slices] of Object.entries(want)) {
+    let got: string[] = [];
+    await eventually(`slices of ${name}`, async () => {
+      got = await view(name);
+      return JSON.stringify(got) === JSON.stringify(slices) || undefined;
+    }).catch(() => t.deepEqual(got, slices, name));
+  }
+  // The dual-stack Service's families as the API server defaulted them, and each slice names its own.
+  t.deepEqual((await core.readNamespacedService({ namespace: 'default', name: 'dual' })).spec!.ipFamilies, ['IPv4', 'IPv6']);
+  // The IPv6 pod address goes: the IPv6 slice empties, the IPv4 one stays.
+  await running('both', ['10.1.0.1']);
+  await eventually(
+    'the IPv6 slice of dual empties',
+    async () => JSON.stringify(await view('dual')) === JSON.stringify(['IPv4: 10.1.0.1,10.1.0.2', 'IPv6: ']) || undefined,
+  );
+  t.deepEqual(ctl.errors, []);
+});
