@@ -43,7 +43,8 @@ const ref: Subject = {
     ),
 };
 const bin = await buildPlugin();
-const cluster = await startAgents(1);
+// The agent's default linger, as in bench/cni.ts: the network's bridge and router stay between batches.
+const cluster = await startAgents(1, { lingerSeconds: 60 });
 const ours = { ...midonetSubject(bin, cluster.agents[0]!.socket, '10.248.0.0/16'), label: 'ours' };
 const namespaces: Netns[] = [];
 for (let i = 0; i < n; i++) namespaces.push(await createNetns('bprf'));
@@ -59,6 +60,12 @@ async function collect(mode: string): Promise<void> {
   const lines = log.slice(seen).split('\n');
   seen = log.length;
   for (const line of lines) {
+    const route = /^trace cni (ADD|DEL) exit=0 ([\d.]+)$/.exec(line);
+    if (route) {
+      const key = `${route[1] === 'ADD' ? 'attach' : 'detach'} ${mode} cniRoute`;
+      (phases.get(key) ?? phases.set(key, []).get(key)!).push(Number(route[2]));
+      continue;
+    }
     const m = /^trace (attach|detach) \S+ ok (.*)$/.exec(line);
     if (!m) continue;
     if (process.env.PROFILE_RAW) appendFileSync(process.env.PROFILE_RAW, `${mode} ${line}\n`);
