@@ -43,7 +43,8 @@ const ref: Subject = {
     ),
 };
 const bin = await buildPlugin();
-const cluster = await startAgents(1);
+// The agent's default linger, as in bench/cni.ts: the network's bridge and router stay between batches.
+const cluster = await startAgents(1, { lingerSeconds: 60 });
 const ours = { ...midonetSubject(bin, cluster.agents[0]!.socket, '10.248.0.0/16'), label: 'ours' };
 const namespaces: Netns[] = [];
 for (let i = 0; i < n; i++) namespaces.push(await createNetns('bprf'));
@@ -54,11 +55,27 @@ const logFile = join(cluster.agents[0]!.host.stateDir, 'agent.log');
 /** Phase durations of the agent's trace lines, per mode ("attach c1 ipam" ...). */
 const phases = new Map<string, number[]>();
 let seen = 0;
+/** CPU time (user + system, ms) the agent process has used so far: a steadier figure than wall time under load. */
+async function agentCpuMs(): Promise<number> {
+  const pid = cluster.agents[0]!.proc?.pid;
+  if (pid === undefined) return 0;
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second here).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+/** Agent CPU ms per operation, per mode ("add c1" ...). */
+const cpu = new Map<string, number[]>();
 async function collect(mode: string): Promise<void> {
   const log = await readFile(logFile, 'utf8');
   const lines = log.slice(seen).split('\n');
   seen = log.length;
   for (const line of lines) {
+    const route = /^trace cni (ADD|DEL) exit=0 ([\d.]+)$/.exec(line);
+    if (route) {
+      const key = `${route[1] === 'ADD' ? 'attach' : 'detach'} ${mode} cniRoute`;
+      (phases.get(key) ?? phases.set(key, []).get(key)!).push(Number(route[2]));
+      continue;
+    }
     const m = /^trace (attach|detach) \S+ ok (.*)$/.exec(line);
     if (!m) continue;
     if (process.env.PROFILE_RAW) appendFileSync(process.env.PROFILE_RAW, `${mode} ${line}\n`);
@@ -77,10 +94,17 @@ try {
         const h = new CniHarness({ pluginDirs: s.pluginDirs, cacheDir: join(work, `c${runs++}`) });
         const rts = namespaces.map((ns, i) => ({ containerId: `p${i}${ns.name.slice(-6)}${round}`, netns: ns.path, ifname: 'eth0' }));
         const out = { add: [] as number[], del: [] as number[] };
+        const cpu0 = await agentCpuMs();
         for (let i = 0; i < rts.length; i += conc)
           out.add.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.addNetworkList(s.list, rt))))));
+        const cpu1 = await agentCpuMs();
         for (let i = 0; i < rts.length; i += conc)
           out.del.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.delNetworkList(s.list, rt))))));
+        const cpu2 = await agentCpuMs();
+        if (s === ours) {
+          (cpu.get(`add c${conc}`) ?? cpu.set(`add c${conc}`, []).get(`add c${conc}`)!).push((cpu1 - cpu0) / rts.length);
+          (cpu.get(`del c${conc}`) ?? cpu.set(`del c${conc}`, []).get(`del c${conc}`)!).push((cpu2 - cpu1) / rts.length);
+        }
         res[s.label] = out;
         if (s === ours) await collect(`c${conc}`);
         else await collect('ref');
@@ -94,6 +118,7 @@ try {
     }
   }
   for (const [k, rs] of Object.entries(ratios)) console.log(`${k}: ratios ${rs.map((r) => r.toFixed(2)).join(' ')}`);
+  for (const [k, xs] of cpu) console.log(`agent CPU ms per ${k}: ${xs.map((x) => x.toFixed(1)).join(' ')}`);
   for (const [k, xs] of phases) console.log(`${k}: n ${xs.length} p50 ${p50(xs)} p90 ${percentile(xs, 90).toFixed(1)}`);
 } finally {
   await cluster.close();

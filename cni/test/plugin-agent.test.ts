@@ -294,6 +294,12 @@ test.serial('agent refusals become CNI codes: address taken 102, full subnet 101
   });
   t.like(taken, { plugin: 'midonet', code: 102 });
   t.deepEqual(await portsOf(rts[1]!.containerId), [], 'a refused ADD leaves no port');
+  // Its veth was being made while IPAM refused the address (they overlap): it is gone too, on both sides.
+  t.is((await workloadVeths(cluster.harness, agent.host)).length, 1, 'a refused ADD leaves no veth in the host');
+  t.falsy(
+    (await addrsIn(spaces[1]!.name)).find((l) => l.ifname === 'eth0'),
+    'a refused ADD leaves no interface in the workload',
+  );
   let full: PluginError | undefined;
   for (const rt of rts.slice(1)) {
     full = await h.addNetworkList(list, rt).then(

@@ -63,7 +63,10 @@ async function waitReady(socket: string, proc: ChildProcess, withinMs = 60_000):
  * ZooKeeper (on the harness's root address) shared by all, under a random root. `opts.store` gives the store URL
  * instead (a test's own ZooKeeper, or a relay in front of it), once the harness exists.
  */
-export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) => Promise<string> } = {}): Promise<AgentCluster> {
+export async function startAgents(
+  hosts = 1,
+  opts: { store?: (harness: Harness) => Promise<string>; lingerSeconds?: number } = {},
+): Promise<AgentCluster> {
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
   const close = async (): Promise<void> => {
@@ -100,9 +103,9 @@ export async function startAgents(hosts = 1, opts: { store?: (harness: Harness) 
         host.underlayIp,
         '--router-ns-prefix',
         host.routerNsPrefix,
-        // Bridges and routers without local ports go after 1 s instead of 60: cleanup checks see them go.
+        // Bridges and routers without local ports go after 1 s instead of 60 unless asked: cleanup checks see them go.
         '--network-linger',
-        '1',
+        String(opts.lingerSeconds ?? 1),
       ];
       const a: HostAgent = {
         host,

@@ -232,6 +232,13 @@ export class OwnedDatapath implements Datapath {
     this.inv.forget(bridgeKey(vni));
   }
 
+  async preparePlug(p: PlugSpec): Promise<void> {
+    if (!this.inner.preparePlug) throw new Error('this datapath cannot prepare a plug');
+    // Recorded before the veth exists, as plug does (the plug that follows finds its claim written).
+    await this.inv.claim(plugKey(p.hostIfname ?? plugName(p.netns, p.ifname)));
+    await this.inner.preparePlug(p);
+  }
+
   async plug(p: PlugSpec): Promise<PlugResult> {
     const name = p.hostIfname ?? plugName(p.netns, p.ifname);
     await this.inv.claim(plugKey(name));

@@ -347,18 +347,7 @@ export class Reconciler {
     try {
       return await this.lock.runShared(async () => {
         if (tr) tr.mark('lockWait', performance.now() - waited);
-        const plan = await phase('plan', async () => this.plan());
-        const desired = plan.bridges.get(bridge.id);
-        if (!desired) throw new TopologyError('conflict', `network ${bridge.name} is administratively down`, 'network');
-        await phase('ensureBridge', () => this.ensureBridge(desired));
-        // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
-        // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
-        for (const r of plan.routers.values()) {
-          if (!r.legs.some((l) => l.vni === bridge.tunnelKey) || this.made.has(`router/${r.id}`)) continue;
-          // The router's other legs hang on their own bridges, which must exist here first.
-          for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
-          await this.ensureRouter(r);
-        }
+        await this.readyBridge(bridge, phase);
         // The port's filters (its own and its bridge's) go into the plug's own nft transaction, committed before
         // the port joins its bridge: its first frame meets them, and they cost no nft run of their own.
         const r = await this.plugWithPolicy(spec, phase);
@@ -374,6 +363,22 @@ export class Reconciler {
     }
   }
 
+  /** The bridge of a plug converged here, and a router on it made if missing (under the shared lock). */
+  private async readyBridge(bridge: Bridge, phase: <T>(name: string, fn: () => Promise<T>) => Promise<T>): Promise<void> {
+    const plan = await phase('plan', async () => this.plan());
+    const desired = plan.bridges.get(bridge.id);
+    if (!desired) throw new TopologyError('conflict', `network ${bridge.name} is administratively down`, 'network');
+    await phase('ensureBridge', () => this.ensureBridge(desired));
+    // A router already serving this bridge learns the new port's neighbour entry in the next pass; meanwhile
+    // it resolves local ports by ARP on the local bridge, which works. Only a missing router is made now.
+    for (const r of plan.routers.values()) {
+      if (!r.legs.some((l) => l.vni === bridge.tunnelKey) || this.made.has(`router/${r.id}`)) continue;
+      // The router's other legs hang on their own bridges, which must exist here first.
+      for (const b of plan.bridges.values()) if (r.legs.some((l) => l.vni === b.vni)) await this.ensureBridge(b);
+      await this.ensureRouter(r);
+    }
+  }
+
   /**
    * The plug with the policy change it needs (the difference between what was applied and the plan, which holds
    * the plug's pin) carried in its spec (PlugSpec.policy). Under the policy's lock when there is a change, so no
@@ -384,8 +389,10 @@ export class Reconciler {
     if (!this.datapath.applyPolicy) return phase('dpPlug', () => this.datapath.plug(spec));
     let plain = false;
     const r = await this.keyed.run('policy', async () => {
-      const next = this.planPolicyNow(this.plan());
-      const change = policyDelta(this.policy, next);
+      const { next, change } = await phase('policy', async () => {
+        const next = this.planPolicyNow(this.plan());
+        return { next, change: policyDelta(this.policy, next) };
+      });
       if (emptyChange(change)) {
         plain = true;
         return undefined;
@@ -544,6 +551,28 @@ export class Reconciler {
       this.applied.set(key, json);
       this.made.add(key);
     });
+  }
+
+  /**
+   * The part of a new port's plug that needs no addresses (the datapath's veth pair), started by attach beside
+   * IPAM: its bridge first, then the veth, pinned like a plug so no sweep takes it. Resolves whether it was made;
+   * never rejects (the plug then makes it itself, and reports what fails). Undone by unplugPort.
+   */
+  async preparePort(portId: string, bridge: Bridge, spec: PlugSpec, tr?: Trace): Promise<boolean> {
+    const dp = this.datapath;
+    if (!dp.preparePlug) return false;
+    this.pins.set(portId, { bridgeId: bridge.id, hostIfname: spec.hostIfname ?? '', portId });
+    this.pinGen++;
+    const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
+    try {
+      await this.lock.runShared(async () => {
+        await this.readyBridge(bridge, phase);
+        await phase('prepare', () => dp.preparePlug!(spec));
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async unplugPort(portId: string, hostIfname: string): Promise<void> {

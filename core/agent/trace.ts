@@ -31,7 +31,7 @@ export function startTrace(what: string): Trace {
       try {
         return await fn();
       } finally {
-        parts.push(`${name}=${(performance.now() - s).toFixed(1)}`);
+        parts.push(`${name}=${(performance.now() - s).toFixed(1)}@${(s - t0).toFixed(1)}`);
       }
     },
     mark(name, ms) {

@@ -122,9 +122,14 @@ export class Workloads {
     }
     let addresses: IpamResult[] = [];
     let created = false;
+    const mac = req.mac ? normalizeMac(req.mac) : (existing?.mac ?? macFor(portId));
+    // A new port's veth pair (recorded in the datapath's inventory first) is made while IPAM writes its addresses
+    // to the store: neither needs the other. It stays down and out of the bridge until the plug below.
+    const prepared = existing
+      ? Promise.resolve(false)
+      : this.d.reconciler.preparePort(portId, bridge, this.plugSpec(req, bridge, hostIfname, mac, []), tr);
     try {
       addresses = await tr.phase('ipam', () => ipam.allocate(bridge, owner, req.ifname, requested.length ? { requested } : {}));
-      const mac = req.mac ? normalizeMac(req.mac) : (existing?.mac ?? macFor(portId));
       const ips = addresses.map((a) => a.address);
       const labels = { ...(req.labels ?? {}) };
       // The port is recorded already up: one store write on the attach path instead of two. The reconciler pins
@@ -160,7 +165,10 @@ export class Workloads {
               created = true;
             });
       // The plug is given the port as it will be written, so its groups are in force from its first frame.
-      const [p, r] = await Promise.allSettled([this.d.reconciler.plugPort(portId, bridge, spec, tr, existing ? undefined : draft), record]);
+      const plugging = prepared.then((made) =>
+        this.d.reconciler.plugPort(portId, bridge, made ? { ...spec, prepared: true } : spec, tr, existing ? undefined : draft),
+      );
+      const [p, r] = await Promise.allSettled([plugging, record]);
       if (p.status === 'rejected') {
         await record.catch(() => undefined);
         throw p.reason;
@@ -189,6 +197,8 @@ export class Workloads {
       // Leave nothing half-made: a failed attach is followed by a detach anyway, but an operator running
       // `bees attach` by hand should not have to.
       if (!existing) {
+        // A veth still being prepared is waited for: removed after it is made, never before.
+        await prepared;
         await this.d.reconciler.unplugPort(portId, hostIfname).catch(() => undefined);
         if (created) await topology.delete('Port', portId).catch(() => undefined);
         await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);
@@ -298,16 +308,22 @@ export class Workloads {
   private async detachPort(port: Port, tr?: Trace): Promise<void> {
     this.unseen.delete(port.id);
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
-    // Published ports and the interface are separate kernel objects: removed side by side.
-    await Promise.all([
-      phase('unpublish', () => unpublishPorts(undefined, port.id)),
-      port.interfaceName ? phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
-    ]);
-    try {
-      await phase('deletePort', () => this.d.topology.delete('Port', port.id));
-    } catch (e) {
+    // Published ports, the interface and the port's record are removed side by side: the veth's deletion waits in
+    // the kernel for RCU grace periods, the record's in the store. Should the unplug fail, the veth stays in the
+    // datapath's inventory and no port wants it, so the next sweep removes it. The addresses are released only
+    // once the interface holding them is gone, so they are never handed out while still in use.
+    const deleted = phase('deletePort', () => this.d.topology.delete('Port', port.id)).catch((e: unknown) => {
       if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
-    }
+    });
+    const [kernel, store] = await Promise.allSettled([
+      Promise.all([
+        phase('unpublish', () => unpublishPorts(undefined, port.id)),
+        port.interfaceName ? phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
+      ]),
+      deleted,
+    ]);
+    if (kernel.status === 'rejected') throw kernel.reason;
+    if (store.status === 'rejected') throw store.reason;
     if (port.owner && port.bridgeId)
       await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
     this.d.reconciler.trigger();

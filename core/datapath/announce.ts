@@ -57,57 +57,121 @@ export interface Announcement {
 }
 
 /**
+ * Closing a packet socket waits for an RCU grace period (af_packet's release calls synchronize_net): 8 to 40 ms
+ * here, and done on the event loop it stalled every request in flight (an attach's reply waited for its own
+ * announcement's close). So packet sockets are closed on a pool thread, one at a time: a burst of attaches must not
+ * take every pool thread, where nft transactions and file writes run too.
+ */
+const closing: number[] = [];
+let closer: Promise<void> | undefined;
+let unclosed = 0;
+
+function closeInBackground(fd: number): void {
+  closing.push(fd);
+  unclosed++;
+  closer ??= (async () => {
+    for (let next = closing.shift(); next !== undefined; next = closing.shift()) {
+      await libc()
+        .closeAsync(next)
+        .catch(() => libc().close(next));
+      unclosed--;
+    }
+    closer = undefined;
+  })();
+}
+
+/** Packet sockets of announcements still being closed in the background. */
+export function announcementsClosing(): number {
+  return unclosed;
+}
+
+/** Resolves once every socket an announcement opened is closed (tests check that none is left open). */
+export async function announcementsClosed(): Promise<void> {
+  while (closer) await closer;
+}
+
+/**
+ * Announcement sockets of one interface (`ifindex` of the namespace at `netns`, the current one when undefined),
+ * opened once for the families needed and kept for repeated sends; `close` releases them.
+ */
+class Announcer {
+  private readonly fds: { v4?: number; v6?: number } = {};
+  readonly problems: string[] = [];
+  private readonly ll = Buffer.alloc(20);
+  private readonly to = Buffer.alloc(28);
+
+  constructor(netns: string | undefined, ifindex: number, families: { v4: boolean; v6: boolean }) {
+    const c = libc();
+    if (families.v4) {
+      // SOCK_DGRAM packet socket: the kernel builds the Ethernet header from the sockaddr_ll (broadcast).
+      const fd = inNamespace(netns, () => c.socket(AF_PACKET, SOCK_DGRAM, ((ETH_P_ARP & 0xff) << 8) | (ETH_P_ARP >> 8)));
+      if (fd < 0) this.problems.push('gratuitous ARP: no socket');
+      else this.fds.v4 = fd;
+      this.ll.writeUInt16LE(AF_PACKET, 0);
+      this.ll.writeUInt16BE(ETH_P_ARP, 2);
+      this.ll.writeInt32LE(ifindex, 4);
+      this.ll[11] = 6;
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).copy(this.ll, 12);
+    }
+    if (families.v6) {
+      const fd = inNamespace(netns, () => c.socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6));
+      if (fd < 0) this.problems.push('neighbour advertisement: no socket');
+      else {
+        this.fds.v6 = fd;
+        c.setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, int32(255), 4); // ND is only valid with hop limit 255
+        c.setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, int32(ifindex), 4);
+      }
+      this.to.writeUInt16LE(AF_INET6, 0);
+      ipBytes('ff02::1').copy(this.to, 8);
+      this.to.writeUInt32LE(ifindex, 24);
+    }
+  }
+
+  /** Send one announcement per entry; returns what could not be sent. */
+  send(entries: Announcement[]): string[] {
+    const c = libc();
+    const problems: string[] = [];
+    for (const { ip, mac } of entries) {
+      if (familyOf(ip) === 4) {
+        if (this.fds.v4 === undefined) continue;
+        const arp = gratuitousArp(mac, ip);
+        if (c.sendto(this.fds.v4, arp, arp.length, 0, this.ll, this.ll.length) !== arp.length)
+          problems.push(`gratuitous ARP for ${ip} not sent`);
+      } else {
+        if (this.fds.v6 === undefined) continue;
+        const na = unsolicitedAdvert(mac, ip);
+        if (c.sendto(this.fds.v6, na, na.length, 0, this.to, this.to.length) !== na.length)
+          problems.push(`neighbour advertisement for ${ip} not sent`);
+      }
+    }
+    return problems;
+  }
+
+  close(): void {
+    if (this.fds.v4 !== undefined) closeInBackground(this.fds.v4);
+    if (this.fds.v6 !== undefined) libc().close(this.fds.v6); // a raw IPv6 socket closes at once
+    delete this.fds.v4;
+    delete this.fds.v6;
+  }
+}
+
+function announcerFor(netns: string | undefined, ifindex: number, entries: Announcement[]): Announcer {
+  const fams = entries.map((e) => familyOf(e.ip));
+  return new Announcer(netns, ifindex, { v4: fams.includes(4), v6: fams.includes(6) });
+}
+
+/**
  * Send the announcements (plain addresses) from interface `ifindex` of the namespace at `netns` (the current one
  * when undefined), one socket per family for all of them. Each names its own MAC; the frame's source is the
  * interface's. Best effort by nature (datagrams): returns what could not be sent instead of throwing.
  */
 export function announce(netns: string | undefined, ifindex: number, entries: Announcement[]): string[] {
-  const c = libc();
-  const problems: string[] = [];
-  const v4 = entries.filter((e) => familyOf(e.ip) === 4);
-  const v6 = entries.filter((e) => familyOf(e.ip) === 6);
-  const withSocket = (domain: number, type: number, protocol: number, what: string, use: (fd: number) => void) => {
-    const fd = inNamespace(netns, () => c.socket(domain, type, protocol));
-    if (fd < 0) {
-      problems.push(`${what}: no socket`);
-      return;
-    }
-    try {
-      use(fd);
-    } finally {
-      c.close(fd);
-    }
-  };
-  if (v4.length) {
-    // SOCK_DGRAM packet socket: the kernel builds the Ethernet header from the sockaddr_ll (broadcast).
-    const ll = Buffer.alloc(20);
-    ll.writeUInt16LE(AF_PACKET, 0);
-    ll.writeUInt16BE(ETH_P_ARP, 2);
-    ll.writeInt32LE(ifindex, 4);
-    ll[11] = 6;
-    Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).copy(ll, 12);
-    withSocket(AF_PACKET, SOCK_DGRAM, ((ETH_P_ARP & 0xff) << 8) | (ETH_P_ARP >> 8), 'gratuitous ARP', (fd) => {
-      for (const { ip, mac } of v4) {
-        const arp = gratuitousArp(mac, ip);
-        if (c.sendto(fd, arp, arp.length, 0, ll, ll.length) !== arp.length) problems.push(`gratuitous ARP for ${ip} not sent`);
-      }
-    });
+  const a = announcerFor(netns, ifindex, entries);
+  try {
+    return [...a.problems, ...a.send(entries)];
+  } finally {
+    a.close();
   }
-  if (v6.length) {
-    const to = Buffer.alloc(28);
-    to.writeUInt16LE(AF_INET6, 0);
-    ipBytes('ff02::1').copy(to, 8);
-    to.writeUInt32LE(ifindex, 24);
-    withSocket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6, 'neighbour advertisement', (fd) => {
-      c.setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, int32(255), 4); // ND is only valid with hop limit 255
-      c.setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, int32(ifindex), 4);
-      for (const { ip, mac } of v6) {
-        const na = unsolicitedAdvert(mac, ip);
-        if (c.sendto(fd, na, na.length, 0, to, to.length) !== na.length) problems.push(`neighbour advertisement for ${ip} not sent`);
-      }
-    });
-  }
-  return problems;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -140,9 +204,15 @@ export async function announceWhenUp(
       }
     });
     if (!up) return;
-    for (const why of announce(netns, ifindex, entries)) warn(why);
-    await sleep(300);
-    announce(netns, ifindex, entries);
+    // Both rounds on the same sockets: one close (and its grace period) per plug instead of two.
+    const a = announcerFor(netns, ifindex, entries);
+    try {
+      for (const why of [...a.problems, ...a.send(entries)]) warn(why);
+      await sleep(300);
+      a.send(entries);
+    } finally {
+      a.close();
+    }
   } catch {
     // The namespace or the interface went away (the workload was detached): nothing to announce to.
   }

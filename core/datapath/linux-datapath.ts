@@ -22,7 +22,7 @@ import {
   vniOfBridgeName,
   vxlanName,
 } from './names.js';
-import { checkPlug, plug, unplug } from './plug.js';
+import { checkPlug, plug, preparePlug, unplug } from './plug.js';
 import { applyPolicyChange } from './nft/policy.js';
 import { ensureRouter, NETNS_DIR, removeRouter, setRouterFilters, setRouterNeighbours, type RouterContext } from './router.js';
 import type { RouterFilters } from '../policy/compile-router.js';
@@ -79,6 +79,10 @@ export class LinuxDatapath {
 
   plug(p: PlugSpec): Promise<PlugResult> {
     return plug(this.ctx, p);
+  }
+
+  preparePlug(p: PlugSpec): Promise<void> {
+    return preparePlug(this.ctx, p);
   }
 
   unplug(hostIfname: string): Promise<void> {

@@ -160,6 +160,23 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
   if (policy && !raw) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }
 
+/**
+ * The part of a plug that needs no addresses: the veth pair, its peer in the workload, neither up nor in a bridge
+ * (so no frame crosses it before its filters exist). Made while IPAM allocates; plug() with `prepared` goes on.
+ */
+export async function preparePlug(ctx: HostContext, spec: PlugSpec): Promise<void> {
+  const p = validate(ctx, { ...spec, ips: [], gateways: [], routes: [] });
+  const br = bridgeName(p.vni);
+  const peer = p.hostSideOnly ? plugPeerName(p.hostIfname) : p.ifname;
+  const where = p.hostSideOnly ? '' : ` in ${p.netns}`;
+  try {
+    await step(`could not create ${p.hostIfname} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br));
+  } catch (e) {
+    await unplug(ctx, p.hostIfname).catch(() => undefined);
+    throw e;
+  }
+}
+
 export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult> {
   const p = validate(ctx, spec);
   const br = bridgeName(p.vni);
@@ -169,7 +186,7 @@ export async function plug(ctx: HostContext, spec: PlugSpec): Promise<PlugResult
   const filters = installFilters(ctx, p);
   let ifindex: number | undefined;
   const link = async (): Promise<void> => {
-    await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br));
+    if (!p.prepared) await step(`could not create ${host} (peer ${peer}${where}) on ${br}`, () => createHostSide(ctx, p, br));
     // The port joins its bridge only once its filters (port security, the policy it carries) are committed: they
     // are in force from its first frame. When they failed, that error is the one reported (below).
     if (

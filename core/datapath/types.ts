@@ -96,6 +96,8 @@ export interface PlugSpec {
    * its bridge: the port's filters are in force from its first frame, at no extra nft run (core/datapath/plug.ts).
    */
   policy?: PolicyChange;
+  /** The veth pair was made already by preparePlug with this spec's names, MAC and MTU: plug goes on from there. */
+  prepared?: boolean;
 }
 
 export interface PlugResult {
@@ -176,6 +178,11 @@ export interface Datapath {
   setBridgeRemotes?(vni: number, delta: BridgeRemotesDelta): Promise<void>;
   removeBridge(vni: number): Promise<void>;
   plug(p: PlugSpec): Promise<PlugResult>;
+  /**
+   * Optional: the part of a plug that needs no addresses (the veth pair, down and in no bridge), so that it
+   * overlaps IPAM. `p.ips` are ignored. The plug that follows is given `prepared: true`; unplug removes it.
+   */
+  preparePlug?(p: PlugSpec): Promise<void>;
   unplug(hostIfname: string): Promise<void>;
   checkPlug(p: PlugSpec): Promise<string[]>;
   ensureRouter(r: DesiredRouter): Promise<void>;

@@ -14,6 +14,8 @@ export interface Libc {
   sendtoAsync(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): Promise<number>;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   close(fd: number): number;
+  /** close on a libuv pool thread: closing a packet socket waits for an RCU grace period (af_packet's release). */
+  closeAsync(fd: number): Promise<number>;
   setns(fd: number, nstype: number): number;
   strerror(errnum: number): string;
 }
@@ -24,6 +26,7 @@ export function libc(): Libc {
   if (bound) return bound;
   const lib = koffi.load('libc.so.6');
   const sendto = lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)');
+  const close = lib.func('int close(int)');
   bound = {
     socket: lib.func('int socket(int, int, int)'),
     bind: lib.func('int bind(int, const void *, uint32_t)'),
@@ -31,7 +34,8 @@ export function libc(): Libc {
     sendto,
     sendtoAsync: (...args: unknown[]) => onPoolThread<number>(sendto, args),
     recv: lib.func('intptr_t recv(int, _Out_ void *, size_t, int)'),
-    close: lib.func('int close(int)'),
+    close,
+    closeAsync: (fd: number) => onPoolThread<number>(close, [fd]),
     setns: lib.func('int setns(int, int)'),
     strerror: lib.func('const char *strerror(int)'),
   };
