@@ -198,7 +198,7 @@ export class Workloads {
       // `bees attach` by hand should not have to.
       if (!existing) {
         // A veth still being prepared is waited for: removed after it is made, never before.
-        await prepared;
+        await prepared.catch(() => undefined);
         await this.d.reconciler.unplugPort(portId, hostIfname).catch(() => undefined);
         if (created) await topology.delete('Port', portId).catch(() => undefined);
         await ipam.release(bridge.id, owner, req.ifname).catch(() => undefined);
