@@ -394,6 +394,7 @@ test('zk: a follower reads new log entries by name, without listing the log, whi
   );
   t.true(seen.every((c, i) => i === 0 || c.seq > seen[i - 1]!.seq));
   t.is(gaps, 0);
+  t.is(await a.lastSeq(), seen.at(-1)!.seq, 'lastSeq from the stat of log/ once the follower holds the newest entry');
   t.deepEqual(
     listed.filter((p) => p.endsWith('/log')),
     [],

@@ -11,6 +11,7 @@ import {
   childrenCb,
   entryCount,
   entryName,
+  headOf,
   lastSeqOf,
   logEntries,
   listLog,
@@ -141,6 +142,7 @@ export class Follower {
           // Start: everything up to the newest entry comes from the objects themselves. One listing, which also
           // checks that ZooKeeper numbers entries as logHead() assumes; if not, every wake lists (as before).
           const { entries, head: listedHead } = await listLog(s, this.root);
+          this.loadProgress++;
           const newest = entries.at(-1)?.tx ?? 0;
           this.byName = entries.length === 0 || newest === listedHead;
           if (!this.byName) process.emitWarning(`bees zk store: ${this.root}/log is not numbered as expected; following it by listing`);
@@ -417,6 +419,17 @@ export class Follower {
 
   /** The newest Change.seq in the log (the trimmed watermark when the log is empty). */
   async lastSeq(): Promise<number> {
+    // Asked per metrics scrape and status: when this follower has already applied the newest entry (log/'s stat
+    // says which), its last change is the answer, for one stat read instead of a listing and an entry's data.
+    if (this.byName) {
+      const head = await this.s
+        .read<Stat | null>((c, cb) => c.exists(`${this.root}/log`, cb))
+        .catch((err) => {
+          throw this.s.unavailable(err);
+        });
+      const last = this.ring.at(-1);
+      if (head && last && Math.floor(last.seq / SEQ_STRIDE) === headOf(head)) return last.seq;
+    }
     const children = await logEntries(this.s, this.root, true).catch((err) => {
       throw this.s.unavailable(err);
     });

@@ -73,7 +73,7 @@ export async function logHead(s: ZkSession, root: string, watch?: () => void): P
   return headOf(stat);
 }
 
-const headOf = (stat: Stat): number => (stat.cversion + stat.numChildren) / 2;
+export const headOf = (stat: Stat): number => (stat.cversion + stat.numChildren) / 2;
 
 /** The log's entries, oldest first, and the head its stat gives (logHead) in the same reply. */
 export async function listLog(s: ZkSession, root: string): Promise<{ entries: LogName[]; head: number }> {
