@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
@@ -73,6 +74,8 @@ export interface StepResult extends Size {
    */
   logEntries: number;
   logListingBytes: number;
+  /** The machine's 1-minute load average at the end of the size's run: figures measured under load say so. */
+  loadAvg?: number;
   error?: string;
 }
 
@@ -188,7 +191,10 @@ async function memoryAfterGc(pid: number, file: string): Promise<NodeJS.MemoryUs
  * size-optimised mode) and MALLOC_ARENA_MAX, which beesArgv() (node + tsx + the source) leaves out; memory read
  * without them says little about a deployed agent.
  */
-const LAUNCH = productionLaunch(readFileSync(join(HERE, '..', '..', 'app', 'main.ts'), 'utf8').split('\n')[0]!);
+// SCALE_DEFAULT_FLAGS=1: node's defaults instead, to compare (memory against sync and apply CPU).
+const LAUNCH = process.env.SCALE_DEFAULT_FLAGS
+  ? { env: {}, nodeArgs: [] }
+  : productionLaunch(readFileSync(join(HERE, '..', '..', 'app', 'main.ts'), 'utf8').split('\n')[0]!);
 const productionArgv = (argv: string[]): string[] => [argv[0]!, ...LAUNCH.nodeArgs, ...argv.slice(1)];
 
 /** `node ARGS` with a CPU profile written to `dir` on exit (--cpu-prof is not allowed in NODE_OPTIONS). */
@@ -381,6 +387,7 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       externalMiB: r1(mem.external / MiB),
       logEntries: log.entries,
       logListingBytes: log.bytes,
+      loadAvg: r1(loadavg()[0]!),
     };
     say(JSON.stringify(result));
     return result;
@@ -493,6 +500,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
             znodes: r.zkZnodes,
             logEntries: r.logEntries,
             logListingKiB: r1(r.logListingBytes / 1024),
+            ...(r.loadAvg !== undefined ? { loadAvg: r.loadAvg } : {}),
           },
           unit: 'sync s; MiB; ms; ports/s',
           note: `${r.remotePorts} ports in the store at the memory reading`,
