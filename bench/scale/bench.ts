@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
@@ -19,6 +20,7 @@ import { fourLetterWord, ZooKeeperEnsemble } from '../../core/testing/zookeeper.
 import { WorkloadClient } from '../../core/workload/client.js';
 import { beesArgv } from '../../testbed/bees-entry.js';
 import { Harness } from '../../testbed/index.js';
+import { productionLaunch } from '../memory.js';
 import { markdown, type BenchContext, type BenchRow, type BenchSection } from '../report.js';
 import { addHosts, addPorts, makeWorld, networkName } from './simulate.js';
 import { lineChart } from './svg.js';
@@ -63,9 +65,17 @@ export interface StepResult extends Size {
   restartSyncSecs: number;
   rssMiB: number;
   heapMiB: number;
-  /** Change-log entries at the end, and the bytes of one listing of them (what each follower reads per wake-up). */
+  /** V8 heap reserved (heap used + its free space) and memory outside it held by JS objects (Buffers), after GC. */
+  heapTotalMiB?: number;
+  externalMiB?: number;
+  /**
+   * Change-log entries at the end, and the bytes of one listing of them: what each follower read per wake-up until
+   * it read new entries by name (core/store/zk/log.ts); now only at its start and per lastSeq().
+   */
   logEntries: number;
   logListingBytes: number;
+  /** The machine's 1-minute load average at the end of the size's run: figures measured under load say so. */
+  loadAvg?: number;
   error?: string;
 }
 
@@ -104,8 +114,8 @@ async function mntr(ensemble: ZooKeeperEnsemble): Promise<{ znodes: number; data
 }
 
 /**
- * The change log's size as a follower sees it: every follower lists the whole log directory (every entry's name)
- * to find new entries, once per change it wakes for (core/store/zk/follower.ts).
+ * The change log's size as a listing: what a follower read per change it woke for before it read new entries by
+ * name (core/store/zk/follower.ts); it still lists once at start, and lastSeq() lists.
  */
 async function logListing(connectString: string, root: string): Promise<{ entries: number; bytes: number }> {
   const c = zookeeper.createClient(connectString);
@@ -161,13 +171,13 @@ export function cpuSeconds(pid: number): number {
 }
 
 /** Asks the agent (through gc-hook.mjs) to collect garbage and report its memory. */
-async function memoryAfterGc(pid: number, file: string): Promise<{ rss: number; heapUsed: number }> {
+async function memoryAfterGc(pid: number, file: string): Promise<NodeJS.MemoryUsage> {
   const before = Date.now();
   process.kill(pid, 'SIGUSR2');
   for (let i = 0; i < 200; i++) {
     await sleep(50);
     try {
-      const m = JSON.parse(readFileSync(file, 'utf8')) as { at: number; rss: number; heapUsed: number };
+      const m = JSON.parse(readFileSync(file, 'utf8')) as NodeJS.MemoryUsage & { at: number };
       if (m.at >= before) return m;
     } catch {
       // not written yet
@@ -175,6 +185,17 @@ async function memoryAfterGc(pid: number, file: string): Promise<{ rss: number; 
   }
   throw new Error('the agent did not report its memory (gc-hook.mjs not loaded?)');
 }
+
+/**
+ * The agent as production starts it: app/main.ts's first line sets node flags (a small young generation, V8's
+ * size-optimised mode) and MALLOC_ARENA_MAX, which beesArgv() (node + tsx + the source) leaves out; memory read
+ * without them says little about a deployed agent.
+ */
+// SCALE_DEFAULT_FLAGS=1: node's defaults instead, to compare (memory against sync and apply CPU).
+const LAUNCH = process.env.SCALE_DEFAULT_FLAGS
+  ? { env: {}, nodeArgs: [] }
+  : productionLaunch(readFileSync(join(HERE, '..', '..', 'app', 'main.ts'), 'utf8').split('\n')[0]!);
+const productionArgv = (argv: string[]): string[] => [argv[0]!, ...LAUNCH.nodeArgs, ...argv.slice(1)];
 
 /** `node ARGS` with a CPU profile written to `dir` on exit (--cpu-prof is not allowed in NODE_OPTIONS). */
 function profiled(argv: string[], dir: string): string[] {
@@ -218,7 +239,7 @@ class RealAgent {
     this.proc = this.harness.spawn(
       h,
       [
-        ...(PROFILE ? profiled(beesArgv(), join(h.stateDir, 'prof')) : beesArgv()),
+        ...(PROFILE ? profiled(productionArgv(beesArgv()), join(h.stateDir, 'prof')) : productionArgv(beesArgv())),
         'agent',
         '--store',
         this.storeUrl,
@@ -239,6 +260,7 @@ class RealAgent {
         logName: 'agent',
         env: {
           ...process.env,
+          ...LAUNCH.env,
           BEES_SCALE_MEMFILE: this.memFile,
           ...(PROFILE
             ? {
@@ -361,8 +383,11 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       restartSyncSecs: r1(restartSyncSecs),
       rssMiB: r1(mem.rss / MiB),
       heapMiB: r1(mem.heapUsed / MiB),
+      heapTotalMiB: r1(mem.heapTotal / MiB),
+      externalMiB: r1(mem.external / MiB),
       logEntries: log.entries,
       logListingBytes: log.bytes,
+      loadAvg: r1(loadavg()[0]!),
     };
     say(JSON.stringify(result));
     return result;
@@ -466,6 +491,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
             restartSync: r.restartSyncSecs,
             rssMiB: r.rssMiB,
             heapMiB: r.heapMiB,
+            ...(r.heapTotalMiB !== undefined ? { heapTotalMiB: r.heapTotalMiB, externalMiB: r.externalMiB ?? NaN } : {}),
             attachMs: r.attachMs,
             appliedPerSec: r.changeAppliedPerSec,
             writesPerSec: r.changeWritesPerSec,
@@ -474,6 +500,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
             znodes: r.zkZnodes,
             logEntries: r.logEntries,
             logListingKiB: r1(r.logListingBytes / 1024),
+            ...(r.loadAvg !== undefined ? { loadAvg: r.loadAvg } : {}),
           },
           unit: 'sync s; MiB; ms; ports/s',
           note: `${r.remotePorts} ports in the store at the memory reading`,
@@ -496,7 +523,9 @@ export function section(results: StepResult[], changes: number): BenchSection {
       `coldSync: agent start until its first reconcile pass has seen the newest change (no local port); restartSync: ` +
       `the same after a restart with one real workload on sim0 (its remote ports programmed). Change phase: ${changes} ` +
       `ports created one per transaction by 16 writers; appliedPerSec counts until the agent's passes saw the last ` +
-      `one. Memory: RSS and V8 heap used after two full GCs, after the restart. zkMiB/znodes: growth of ` +
+      `one. The agent runs under app/main.ts's production node flags and MALLOC_ARENA_MAX. Memory: RSS, V8 heap ` +
+      `used and reserved (heapTotal) and external after two full GCs, after the restart. logListingKiB: one ` +
+      `listing of log/ (no longer read per change: followers read new entries by name). zkMiB/znodes: growth of ` +
       `zk_approximate_data_size and zk_znode_count over the seeding. One run per size (no reference: no rounds). ` +
       `Plots: ![agent memory vs ports](scale/${plots[0]}) ![full sync vs hosts](scale/${plots[1]})`,
     columns: ['figures', '—'],

@@ -357,3 +357,81 @@ test.serial('zk: a 3-server ensemble keeps serving after losing one member', asy
   }
   t.deepEqual((await s.list('Tenant')).map((v) => v.value.id).sort(), ids.sort());
 });
+
+/** Records the paths `store`'s client lists from now on (the real client, the real server: only counted). */
+function countListings(store: ZooKeeperStore): string[] {
+  const client = (store as unknown as { session: { client: zookeeper.Client } }).session.client;
+  const listed: string[] = [];
+  const getChildren = client.getChildren.bind(client) as (...args: unknown[]) => void;
+  (client as unknown as { getChildren: (...args: unknown[]) => void }).getChildren = (path: unknown, ...rest: unknown[]) => {
+    listed.push(String(path));
+    getChildren(path, ...rest);
+  };
+  return listed;
+}
+
+test('zk: a follower reads new log entries by name, without listing the log, while the writer trims it', async (t) => {
+  // Retention 20: the writer trims every other commit, so entries vanish under the follower as it reads.
+  const { open } = await openFresh(t, { retention: 20 });
+  const a = await open();
+  const b = await open();
+  const seen: Change[] = [];
+  let gaps = 0;
+  t.teardown(await a.watch((c) => seen.push(c), { onGap: () => gaps++ }));
+  await a.sync();
+  const listed = countListings(a);
+  const ids: string[] = [];
+  for (let i = 0; i < 30; i++) {
+    const x = tenant();
+    ids.push(x.id);
+    await b.create('Tenant', x);
+  }
+  await waitFor(() => seen.length === 30, 'a sees every change', 30_000);
+  t.deepEqual(
+    seen.map((c) => c.id),
+    ids,
+    'each change once, in commit order',
+  );
+  t.true(seen.every((c, i) => i === 0 || c.seq > seen[i - 1]!.seq));
+  t.is(gaps, 0);
+  t.is(await a.lastSeq(), seen.at(-1)!.seq, 'lastSeq from the stat of log/ once the follower holds the newest entry');
+  t.deepEqual(
+    listed.filter((p) => p.endsWith('/log')),
+    [],
+    'no listing of the change log',
+  );
+  t.is((await a.list('Tenant')).length, 30);
+});
+
+test('zk: entries an older writer named with their count are still followed, in order', async (t) => {
+  const { open, root } = await openFresh(t);
+  const a = await open();
+  const b = await open();
+  const seen: Change[] = [];
+  t.teardown(await a.watch((c) => seen.push(c)));
+  await a.sync();
+  // An older writer: the object and a log entry named n<count>_ in one multi, and no write to log/ itself.
+  const old = tenant();
+  const raw = zookeeper.createClient(zk.connectString);
+  raw.connect();
+  t.teardown(() => raw.close());
+  await new Promise<void>((resolve, reject) =>
+    raw
+      .transaction()
+      .create(`${root}/models/Tenant/${old.id}`, Buffer.from(JSON.stringify(old)))
+      .create(
+        `${root}/log/n1_`,
+        Buffer.from(JSON.stringify({ changes: [{ kind: 'Tenant', id: old.id, type: 'create', version: 1, value: old }] })),
+        zookeeper.CreateMode.PERSISTENT_SEQUENTIAL,
+      )
+      .commit((e: unknown) => (e ? reject(e instanceof Error ? e : new Error(JSON.stringify(e))) : resolve())),
+  );
+  const next = tenant();
+  await b.create('Tenant', next);
+  await waitFor(() => seen.length === 2, 'a sees both changes', 30_000);
+  t.deepEqual(
+    seen.map((c) => c.id),
+    [old.id, next.id],
+  );
+  t.deepEqual((await a.list('Tenant')).map((v) => v.value.id).sort(), [old.id, next.id].sort());
+});

@@ -8,7 +8,7 @@ import zookeeper, { type Client, type Stat } from 'node-zookeeper-client';
 import type { Kind } from '../../model/types.js';
 import { StoreError, type Change, type Op } from '../store.js';
 import { checkOps, encodeValue, opId } from '../validate.js';
-import { SEQ_STRIDE, childrenCb, logEntries, modelPath, parseLogName } from './log.js';
+import { ENTRY_PREFIX, SEQ_STRIDE, childrenCb, entryCount, logEntries, modelPath, parseLogName } from './log.js';
 import { call, codeOf, isConnectionError, sleep, type ZkSession } from './session.js';
 
 const { CreateMode, Exception } = zookeeper;
@@ -80,8 +80,10 @@ export class Committer {
           if (payload.length * 2 > MAX_TX_BYTES)
             throw new StoreError('Invalid', `commit too large for ZooKeeper (${payload.length} bytes of changes)`);
           logIndex = plan.count;
-          tx.create(`${this.root}/log/n${plan.changes.length}_`, payload, s.acl, CreateMode.PERSISTENT_SEQUENTIAL);
+          tx.create(`${this.root}/log/${ENTRY_PREFIX}`, payload, s.acl, CreateMode.PERSISTENT_SEQUENTIAL);
           tx.create(marker, Buffer.alloc(0), s.acl, CreateMode.PERSISTENT);
+          // Fires followers' data watch on log/ (log.ts): they read the new entry by name, listing nothing.
+          tx.setData(`${this.root}/log`, Buffer.alloc(0), -1);
         }
         const results = await call<{ path?: string }[]>((cb) => tx.commit(cb), Math.max(1, deadline - Date.now()), s.inflight);
         if (logIndex >= 0) {
@@ -202,7 +204,7 @@ export class Committer {
         const batch = excess.slice(i, i + 200);
         const last = batch.at(-1)!;
         const [data, stat] = await s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/meta/trimmed`, cb));
-        const mark = Math.max(Number(data.toString()) || 0, last.tx * SEQ_STRIDE + last.count - 1);
+        const mark = Math.max(Number(data.toString()) || 0, last.tx * SEQ_STRIDE + (await entryCount(s, this.root, last)) - 1);
         const tx = s.client.transaction();
         // The watermark moves first (same multi), so nobody resumes into a hole unnoticed.
         tx.setData(`${this.root}/meta/trimmed`, Buffer.from(String(mark)), stat.version);

@@ -3,10 +3,25 @@
 // disconnection) reloads every object and tells its watchers they missed changes (onGap), so they relist.
 import zookeeper, { type Stat } from 'node-zookeeper-client';
 import { KINDS, type Kind, type Models } from '../../model/types.js';
-import { StoreError, type Change, type ChangeHandler, type Versioned, type WatchOptions } from '../store.js';
+import { StoreError, type ChangeHandler, type Versioned, type WatchOptions } from '../store.js';
 import { checkKind } from '../validate.js';
 import { deliver, type Watcher } from '../watcher.js';
-import { SEQ_STRIDE, childrenCb, logEntries, modelPath, trimmedSeq, zxidOf, type StoredChange } from './log.js';
+import {
+  SEQ_STRIDE,
+  childrenCb,
+  entryCount,
+  entryName,
+  headOf,
+  lastSeqOf,
+  logEntries,
+  listLog,
+  logHead,
+  modelPath,
+  trimmedSeq,
+  zxidOf,
+  type LogRecord,
+  type StoredChange,
+} from './log.js';
 import { codeOf, sleep, type ZkSession } from './session.js';
 import { multiGetData, type ReadReply } from './wire.js';
 
@@ -17,6 +32,12 @@ const LOAD_CONCURRENCY = 500;
 /** Objects per multiRead while loading (~800 bytes each with its stat: replies of ~160 KiB), and requests in flight. */
 const MULTI_READ_BATCH = 200;
 const MULTI_READ_WINDOW = 16;
+/**
+ * Log entries per read and reads in flight while following: entries are small (one attach's port) up to ~900 KiB
+ * (a bulk commit), so fewer per request than objects, and the watermark is checked after each group.
+ */
+const ENTRY_BATCH = 32;
+const ENTRY_WINDOW = 8;
 
 interface CacheEntry {
   version: number;
@@ -81,7 +102,7 @@ export class Follower {
         },
         fail,
       };
-      // No kick: the log's child watch fires for the entry we wait for (a kick per call would pile up watches).
+      // No kick: the data watch on log/ fires for the entry we wait for (a kick per call would pile up watches).
       this.followWaiters.push(w);
       // Loading every object (the first read, or after a gap) takes longer than one operation's timeout at scale
       // (100,000 objects: minutes on a busy machine, bench/scale): the wait goes on while the load advances, and
@@ -114,24 +135,29 @@ export class Follower {
         await s.waitConnected(Number.POSITIVE_INFINITY);
         // Until the first load is done, waits for this follower go on while it advances (see sync()).
         if (!loaded) this.loading = true;
-        const children = await logEntries(s, this.root, false, () => this.kick());
+        // The watch first: a commit after this stat fires it, and the next round reads that commit's entry.
+        const head = await logHead(s, this.root, () => this.kick());
         this.loadProgress++;
         if (!loaded) {
-          // Start: everything up to the newest entry comes from the objects themselves.
-          this.cursorTx = children.at(-1)?.tx ?? 0;
+          // Start: everything up to the newest entry comes from the objects themselves. One listing, which also
+          // checks that ZooKeeper numbers entries as logHead() assumes; if not, every wake lists (as before).
+          const { entries, head: listedHead } = await listLog(s, this.root);
+          this.loadProgress++;
+          const newest = entries.at(-1)?.tx ?? 0;
+          this.byName = entries.length === 0 || newest === listedHead;
+          if (!this.byName) process.emitWarning(`bees zk store: ${this.root}/log is not numbered as expected; following it by listing`);
+          this.cursorTx = newest;
           await this.loadAll();
           loaded = true;
         }
-        const fresh = children.filter((n) => n.tx > this.cursorTx);
-        // The entries and the trimmed watermark read at once (one round trip, not two in sequence); the entries are
-        // used only once the watermark shows none was trimmed before we got to it.
-        const datas = fresh.map((n) => s.zk<[Buffer, Stat]>((c, cb) => c.getData(`${this.root}/log/${n.name}`, cb)));
-        for (const p of datas) p.catch(() => {});
-        if (fresh.length > 0 && Math.floor((await trimmedSeq(s, this.root)) / SEQ_STRIDE) > this.cursorTx) {
+        let outcome = this.byName ? await this.readEntries(head) : 'unknown';
+        // The newest entry is not where the stat says (an entry of an older writer, named differently): list.
+        if (outcome === 'unknown') outcome = await this.readListed();
+        if (outcome === 'gap') {
           // We fell behind the retention (a long disconnection): reload the objects, and tell the watchers, whose
           // stream now has a hole, so they relist.
           process.emitWarning(`bees zk store: change log trimmed past this client's position; reloading ${this.url}`);
-          this.cursorTx = children.at(-1)!.tx;
+          this.cursorTx = (await logEntries(s, this.root, false)).at(-1)?.tx ?? this.cursorTx;
           await this.loadAll();
           this.gaps++;
           // Nothing older than the reload may be replayed to a new watcher as if it were contiguous.
@@ -139,27 +165,6 @@ export class Follower {
           this.releaseWaiters();
           for (const w of [...this.watchers]) this.tellGap(w);
           continue;
-        }
-        // Fetched in parallel (above), applied in order.
-        for (let i = 0; i < fresh.length; i++) {
-          const [data, stat] = await datas[i]!;
-          const rec = JSON.parse(data.toString('utf8')) as {
-            changes: Omit<StoredChange, 'seq' | 'zxid' | 'json'>[] & { value?: unknown }[];
-          };
-          const zxid = zxidOf(stat.czxid);
-          const changes = rec.changes.map((c, j) => ({
-            seq: fresh[i]!.tx * SEQ_STRIDE + j,
-            kind: c.kind,
-            id: c.id,
-            type: c.type,
-            version: c.version,
-            json: c.type === 'delete' ? undefined : JSON.stringify((c as { value?: unknown }).value),
-            zxid,
-          }));
-          for (const c of changes) this.applyToCache(c);
-          this.cursorTx = fresh[i]!.tx;
-          for (const c of changes) this.remember(c);
-          for (const w of this.watchers) for (const c of changes) deliver(w, c, 'zk');
         }
         this.releaseWaiters();
       } catch (err) {
@@ -170,6 +175,111 @@ export class Follower {
         if (codeOf(err) !== Exception.NO_NODE) await sleep(200);
       }
     }
+  }
+
+  /**
+   * Reads and applies the entries after the cursor up to `head` (logHead) by their names, no listing. ZooKeeper
+   * numbers creates only, so every number up to the head names an entry: one that is absent was trimmed (the
+   * watermark, read after the entries, tells: 'gap') or is named otherwise, by an older writer ('unknown': the
+   * caller lists). Groups of reads in flight bound what is held at once.
+   */
+  private async readEntries(head: number): Promise<'ok' | 'gap' | 'unknown'> {
+    while (this.cursorTx < head) {
+      const from = this.cursorTx + 1;
+      const to = Math.min(head, from + ENTRY_BATCH * ENTRY_WINDOW - 1);
+      const names: { tx: number; name: string }[] = [];
+      for (let tx = from; tx <= to; tx++) names.push({ tx, name: entryName(tx) });
+      const got = await this.readGroup(names);
+      if (got === 'gap') return 'gap';
+      if (got.length < names.length) return 'unknown';
+      for (const e of got) this.applyEntry(e.tx, e.data, e.czxid);
+      this.cursorTx = to;
+    }
+    return 'ok';
+  }
+
+  /** The entries after the cursor that a listing shows, read and applied (the path when names cannot be predicted). */
+  private async readListed(): Promise<'ok' | 'gap'> {
+    const fresh = (await logEntries(this.s, this.root, false)).filter((n) => n.tx > this.cursorTx);
+    for (let i = 0; i < fresh.length; i += ENTRY_BATCH * ENTRY_WINDOW) {
+      const part = fresh.slice(i, i + ENTRY_BATCH * ENTRY_WINDOW);
+      const got = await this.readGroup(part);
+      if (got === 'gap') return 'gap';
+      for (const e of got) this.applyEntry(e.tx, e.data, e.czxid);
+      this.cursorTx = part.at(-1)!.tx;
+    }
+    return 'ok';
+  }
+
+  /**
+   * Reads `names`, ENTRY_BATCH per request, then the trimmed watermark: 'gap' when an entry after the cursor was
+   * trimmed, else the entries that exist, in order.
+   */
+  private async readGroup(names: { tx: number; name: string }[]): Promise<'gap' | { tx: number; data: Buffer; czxid: bigint }[]> {
+    const reads: Promise<({ data: Buffer; czxid: bigint } | null)[]>[] = [];
+    for (let i = 0; i < names.length; i += ENTRY_BATCH) reads.push(this.readByName(names.slice(i, i + ENTRY_BATCH).map((n) => n.name)));
+    for (const p of reads) p.catch(() => {});
+    // Requested after the entries, so answered after them: an entry trimmed before we read it shows here.
+    const trimmed = trimmedSeq(this.s, this.root);
+    trimmed.catch(() => {});
+    const replies = (await Promise.all(reads)).flat();
+    if (Math.floor((await trimmed) / SEQ_STRIDE) > this.cursorTx) return 'gap';
+    const entries: { tx: number; data: Buffer; czxid: bigint }[] = [];
+    names.forEach((n, i) => {
+      const r = replies[i];
+      if (r) entries.push({ tx: n.tx, data: r.data, czxid: r.czxid });
+    });
+    return entries;
+  }
+
+  /** Entries by name, null where there is none; one multiRead (3.6+), else one read each. */
+  private async readByName(names: string[]): Promise<({ data: Buffer; czxid: bigint } | null)[]> {
+    const s = this.s;
+    const paths = names.map((n) => `${this.root}/log/${n}`);
+    if (this.multiRead) {
+      try {
+        const replies = await s.zk<ReadReply[]>((c, cb) => multiGetData(c, paths, cb));
+        return replies.map((r, i) => {
+          if (!('err' in r)) return r;
+          if (r.err !== Exception.NO_NODE)
+            throw new StoreError('Unavailable', `ZooKeeper ${s.hosts}: reading ${paths[i]} failed (error ${r.err})`);
+          return null;
+        });
+      } catch (err) {
+        if (codeOf(err) !== Exception.UNIMPLEMENTED) throw err;
+        this.multiRead = false; // a server older than 3.6
+      }
+    }
+    return Promise.all(
+      paths.map((p) =>
+        s
+          .zk<[Buffer, Stat]>((c, cb) => c.getData(p, cb))
+          .then(
+            ([data, stat]) => ({ data, czxid: zxidOf(stat.czxid) }),
+            (err) => {
+              if (codeOf(err) === Exception.NO_NODE) return null;
+              throw err;
+            },
+          ),
+      ),
+    );
+  }
+
+  /** Applies log entry `tx` to the cache and gives its changes to the watchers, in order. */
+  private applyEntry(tx: number, data: Buffer, zxid: bigint): void {
+    const rec = JSON.parse(data.toString('utf8')) as LogRecord;
+    const changes: StoredChange[] = rec.changes.map((c, j) => ({
+      seq: tx * SEQ_STRIDE + j,
+      kind: c.kind,
+      id: c.id,
+      type: c.type,
+      version: c.version,
+      json: c.type === 'delete' ? undefined : JSON.stringify(c.value),
+      zxid,
+    }));
+    for (const c of changes) this.applyToCache(c);
+    for (const c of changes) this.remember(c);
+    for (const w of this.watchers) for (const c of changes) deliver(w, c, 'zk');
   }
 
   private tellGap(w: Watcher): void {
@@ -223,6 +333,8 @@ export class Follower {
 
   /** Whether the server answers multiRead (ZooKeeper 3.6+); learnt on the first load. */
   private multiRead = true;
+  /** Whether new entries are read by name (logHead checked against a listing at start); else every wake lists. */
+  private byName = false;
 
   /**
    * Reads `ids` MULTI_READ_BATCH per request, MULTI_READ_WINDOW requests in flight: per object the server does a
@@ -307,11 +419,29 @@ export class Follower {
 
   /** The newest Change.seq in the log (the trimmed watermark when the log is empty). */
   async lastSeq(): Promise<number> {
+    // Asked per metrics scrape and status: when this follower has already applied the newest entry (log/'s stat
+    // says which), its last change is the answer, for one stat read instead of a listing and an entry's data.
+    if (this.byName) {
+      const head = await this.s
+        .read<Stat | null>((c, cb) => c.exists(`${this.root}/log`, cb))
+        .catch((err) => {
+          throw this.s.unavailable(err);
+        });
+      const last = this.ring.at(-1);
+      if (head && last && Math.floor(last.seq / SEQ_STRIDE) === headOf(head)) return last.seq;
+    }
     const children = await logEntries(this.s, this.root, true).catch((err) => {
       throw this.s.unavailable(err);
     });
     const best = children.at(-1);
-    if (best) return best.tx * SEQ_STRIDE + best.count - 1;
+    if (best)
+      return (
+        best.tx * SEQ_STRIDE +
+        (await entryCount(this.s, this.root, best).catch((err) => {
+          throw this.s.unavailable(err);
+        })) -
+        1
+      );
     return trimmedSeq(this.s, this.root);
   }
 
@@ -340,9 +470,7 @@ export class Follower {
       if (w.cursor < (await trimmedSeq(s, this.root))) {
         throw new StoreError('Gone', `changes after seq ${w.cursor} are no longer retained`);
       }
-      const children = (await logEntries(s, this.root, true)).filter(
-        (n) => n.tx * SEQ_STRIDE + n.count - 1 > w.cursor && n.tx * SEQ_STRIDE < ringStart,
-      );
+      const children = (await logEntries(s, this.root, true)).filter((n) => lastSeqOf(n) > w.cursor && n.tx * SEQ_STRIDE < ringStart);
       for (const n of children) {
         let got: [Buffer, Stat];
         try {
@@ -351,9 +479,7 @@ export class Follower {
           if (codeOf(err) === Exception.NO_NODE) throw new StoreError('Gone', `changes after seq ${w.cursor} are no longer retained`);
           throw err;
         }
-        const rec = JSON.parse(got[0].toString('utf8')) as {
-          changes: { kind: Kind; id: string; type: Change['type']; version: number; value?: unknown }[];
-        };
+        const rec = JSON.parse(got[0].toString('utf8')) as LogRecord;
         rec.changes.forEach((c, j) =>
           deliver(
             w,
@@ -368,6 +494,9 @@ export class Follower {
             'zk',
           ),
         );
+        // Past the whole entry, also when all of it was at or before the cursor (a name without its count: the
+        // listing's filter could not tell).
+        w.cursor = Math.max(w.cursor, n.tx * SEQ_STRIDE + SEQ_STRIDE - 1);
       }
       if (children.length === 0) w.cursor = Math.max(w.cursor, ringStart - 1);
     }
