@@ -38,7 +38,10 @@ import {
 import { portSecurityRules } from './nft/port-security.js';
 import { ensureConntrack, installedBindTargets, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
 import { changeSetElements } from './nft/policy-elements.js';
-import { applyBindings, bindingsOnly } from './nft/port-binding.js';
+import { policyMessages } from './nft/port-binding.js';
+import { chainExists, nftBatch } from './nft/nfnetlink.js';
+import { HOST_BRIDGE } from './nft/tables.js';
+import { chainName } from '../policy/compile.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
 import type { PlugResult, PlugSpec } from './types.js';
 
@@ -146,16 +149,18 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
     : removePortSecurityScript(host);
   const what = p.portSecurity ? `install port security` : `clear port security`;
   const installed = policy ? installedBindTargets(ctx.netns, policy) : new Set<string>();
-  // Bound to chains already installed (a shared chain): the binding goes over nfnetlink beside the port security's
-  // transaction, so libnftables parses nothing of the policy; both are committed before the port joins its bridge.
-  const raw = policy !== undefined && bindingsOnly(policy, installed);
+  // Bound to chains already installed (a shared chain), or bringing chains whose rules all have a netlink form:
+  // the policy goes over nfnetlink beside the port security's transaction, so libnftables parses nothing of it;
+  // both are committed before the port joins its bridge.
+  const raw =
+    policy && policyMessages(policy, installed, (id) => chainExists(ctx.netns, HOST_BRIDGE.family, HOST_BRIDGE.name, chainName(id)));
   await Promise.all([
     nftApply(
       ctx.netns,
       security + (policy && !raw ? policyChangeScript(policy, installed) : ''),
       `could not ${what}${policy && !raw ? ' and policy' : ''} of ${host}`,
     ),
-    raw ? applyBindings(ctx.netns, policy.bindings, `could not bind the policy of ${host}`) : undefined,
+    raw ? nftBatch(ctx.netns, raw, `could not apply the policy of ${host}`) : undefined,
   ]);
   if (policy && !raw) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }

@@ -9,7 +9,7 @@ import { installedBindTargets, policyChangeScript, replaceSetScript } from '../d
 import { chainExists, nftBatchCounter } from '../datapath/nft/nfnetlink.js';
 import { nftTransactionCounter } from '../datapath/nft/apply.js';
 import { compileChain, type CompileContext, type SetDecl } from '../policy/compile.js';
-import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, spec, type TestPort } from './datapath-helpers.js';
+import { cluster, desiredBridge, ipOf, mac, plugAll, randomVni, spec, threePorts, type TestPort } from './datapath-helpers.js';
 
 const CTX: CompileContext = { macOf: () => undefined, chainExists: () => true };
 
@@ -86,15 +86,7 @@ test.serial(
   "a plug carrying its port's policy: in force when the plug returns, one transaction; a failed one leaves no port",
   async (t) => {
     t.timeout(120_000);
-    const c = await cluster(t, 1);
-    const host = c.h.hosts[0]!;
-    const dp = c.dp.get(host.name)!;
-    const vni = randomVni();
-    const ports: TestPort[] = [0, 1, 2].map((i) => ({ host, vni, mac: mac(), ips: [`10.78.0.${i + 2}/24`], portSecurity: true }));
-    const [A, B, C] = ports as [TestPort, TestPort, TestPort];
-    await dp.ensureBridge(desiredBridge(host, vni, ports));
-    await plugAll(c, [A, C]);
-    B.netns = await c.h.addWorkload(host, 'wb');
+    const { c, host, dp, vni, A, B, C } = await threePorts(t, '10.78.0');
     // B's port-outbound chain (frames going to B) drops ICMP from A only.
     const chain = compileChain(
       'to-b',
