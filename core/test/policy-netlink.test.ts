@@ -7,9 +7,17 @@ import test from 'ava';
 import type { PolicyChange } from '../datapath/index.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { nftTransactionCounter } from '../datapath/nft/apply.js';
-import { NFPROTO, NLM_F_CREATE, chainRuleComments, nftBatch, nftBatchCounter, type BatchMessage } from '../datapath/nft/nfnetlink.js';
+import {
+  NFPROTO,
+  NLM_F_CREATE,
+  chainExists,
+  chainRuleComments,
+  nftBatch,
+  nftBatchCounter,
+  type BatchMessage,
+} from '../datapath/nft/nfnetlink.js';
 import { applyChains, policyBaseChains, replaceSetScript } from '../datapath/nft/policy.js';
-import { chainMessages, ruleNetlink } from '../datapath/nft/rule-netlink.js';
+import { chainMessages, newChain, ruleNetlink } from '../datapath/nft/rule-netlink.js';
 import { ensureBaseChains, header } from '../datapath/nft/script.js';
 import { HOST_BRIDGE } from '../datapath/nft/tables.js';
 import { DEFAULT_DROP_LOG, compileChain, type CompileContext } from '../policy/compile.js';
@@ -150,6 +158,11 @@ test.serial('compiled rules sent as netlink expressions list exactly as nft comp
     [24, 29, 30, 31, 32, 33, 34].includes(i) ? [] : [{ id: `p${i}`, chainId: 'y', position: i, action: 'drop' as const, condition }],
   );
   t.truthy(chainMessages([compileChain('y', plain, CTX)]));
+  // A message failing in the middle of a batch (only the last asks for an acknowledgement) rejects it whole.
+  const jumpToNothing = chainMessages([{ chainId: 'bad', name: 'c-bad', rules: ['jump c-nothing'], sets: [], jumps: [] }])!;
+  await t.throwsAsync(nftBatch(ns, [...jumpToNothing, newChain('c-after')], 'broken'), { message: /broken: .*(ENOENT|No such file)/ });
+  t.false(chainExists(ns, 'bridge', 'bees', 'c-bad'));
+  t.false(chainExists(ns, 'bridge', 'bees', 'c-after'));
 });
 
 /** A NUL-terminated string attribute (the test spells the messages the way nfnetlink.ts does). */

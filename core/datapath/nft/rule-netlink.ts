@@ -85,7 +85,37 @@ const once = (key: string, make: () => Buffer): Buffer => {
 const payload = (base: number, offset: number, len: number): Buffer =>
   once(`p${base}.${offset}.${len}`, () => expr('payload', [be32(1, NFT_REG_1), be32(2, base), be32(3, offset), be32(4, len)]));
 const meta = (key: number): Buffer => once(`m${key}`, () => expr('meta', [be32(2, key), be32(1, NFT_REG_1)]));
-const cmp = (op: number, bytes: Buffer): Buffer => expr('cmp', [be32(1, NFT_REG_1), be32(2, op), value(3, bytes)]);
+/**
+ * `cmp`, the commonest expression with a value of the rule's own, written into one buffer: what expr() and its
+ * helpers would build from nine (an attach encodes tens of them; the allocations were most of the encoder's time).
+ */
+function cmp(op: number, bytes: Buffer): Buffer {
+  const padded = (bytes.length + 3) & ~3;
+  const data = 4 + 4 + padded; // CMP_DATA { DATA_VALUE { bytes } }
+  const inner = 8 + 8 + data; // SREG, OP, CMP_DATA
+  const b = Buffer.alloc(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
+  let o = 0;
+  const hdr = (len: number, type: number) => {
+    b.writeUInt16LE(len, o);
+    b.writeUInt16LE(type, o + 2);
+    o += 4;
+  };
+  hdr(b.length, NFTA_LIST_ELEM | NLA_F_NESTED);
+  hdr(8, NFTA_EXPR_NAME);
+  b.write('cmp', o);
+  o += 4;
+  hdr(4 + inner, NFTA_EXPR_DATA | NLA_F_NESTED);
+  hdr(8, 1);
+  b.writeInt32BE(NFT_REG_1, o);
+  o += 4;
+  hdr(8, 2);
+  b.writeInt32BE(op, o);
+  o += 4;
+  hdr(data, 3 | NLA_F_NESTED);
+  hdr(4 + bytes.length, NFTA_DATA_VALUE);
+  bytes.copy(b, o);
+  return b;
+}
 const bitwise = (mask: Buffer): Buffer =>
   expr('bitwise', [be32(1, NFT_REG_1), be32(2, NFT_REG_1), be32(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
 const lookup = (set: string, inv: boolean): Buffer => expr('lookup', [strAttr(1, set), be32(2, NFT_REG_1), ...(inv ? [be32(5, 1)] : [])]);
@@ -332,17 +362,12 @@ export const flushChain = (name: string): BatchMessage => ({
   family,
   attrs: [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)],
 });
-/** A rule appended to chain `name`. */
-export const newRule = (name: string, r: RuleNetlink): BatchMessage => ({
+/** A rule appended to chain `name` (or to the chain its `head`, table and chain attributes, names). */
+export const newRule = (name: string, r: RuleNetlink, head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)]): BatchMessage => ({
   type: NFT_MSG.NEWRULE,
   flags: NLM_F_CREATE | NLM_F_APPEND,
   family,
-  attrs: [
-    table(NFTA_RULE_TABLE),
-    strAttr(NFTA_RULE_CHAIN, name),
-    r.expressions,
-    ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : []),
-  ],
+  attrs: [...head, r.expressions, ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : [])],
 });
 /** A rule of the given expressions (list elements), without comment. */
 export const ruleOf = (expressions: Buffer[]): RuleNetlink => ({ expressions: nest(NFTA_RULE_EXPRESSIONS, expressions) });
@@ -361,10 +386,11 @@ export function chainMessages(chains: readonly CompiledChain[]): BatchMessage[] 
     if (c.name !== chainName(c.chainId)) return undefined;
     create.push(newChain(c.name));
     fill.push(flushChain(c.name));
+    const head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, c.name)];
     for (const r of c.rules) {
       const nl = ruleNetlink(r);
       if (!nl) return undefined;
-      fill.push(newRule(c.name, nl));
+      fill.push(newRule(c.name, nl, head));
     }
   }
   // Every chain exists before any rule jumps to one of them.
