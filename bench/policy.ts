@@ -366,23 +366,28 @@ async function attach(
       'goal in issue 10: ≤ 1.1×. The agent installs a chain once per host (core/agent/plan.ts policyDelta: only ' +
         'chains it has not applied) and removes it with its last binding. An attach to it sends its binding (a stage ' +
         "chain with one `goto` and its verdict-map element) as one nfnetlink batch beside the port security's nft " +
-        'transaction (nft/port-binding.ts), both committed before the port joins the bridge. Before: the binding rode ' +
-        'in the nft text and re-added the installed chain, an `add chain` that made the commit wait 12–16 ms in the ' +
-        'kernel. CPU of the process per attach, measured apart in 4 interleaved rounds of 10: 6.2 vs 5.3 ms (medians; ' +
-        'per round 1.07–1.56×): what remains is the binding batch, two kernel lookups (base chain, chain present) and ' +
-        "the kernel's validation of the new jumps. Not counted: the agent compiling the chains of the host at plan time",
+        'transaction (nft/port-binding.ts), both committed before the port joins the bridge; since 2026-12-02 13:00 a ' +
+        'batch asks the kernel to acknowledge its last message only (one per message cost half its CPU). `CPU ms p50`: ' +
+        'process CPU per attach, less blurred by load than wall time; over seven runs of this row the same hour ' +
+        '(load 15–20) the binding cost 0.39–0.74 ms of CPU over a plain attach (1.14–1.28×; 6.2 vs 5.3 ms, 1.17×, ' +
+        'before) and the wall ratio was 0.85–1.51×, median 1.2. What remains: ' +
+        "the binding batch as a second kernel transaction, two kernel lookups (base chain, chain present) and the kernel's " +
+        'validation of the new jumps; putting the port security in the same batch (its rules in netlink form, with ' +
+        'anonymous sets) would leave one transaction. Not counted: the agent compiling the chains at plan time',
     ),
     row(
       'new',
       'attach: veth into the bridge + a new 50-rule chain bound to the port vs plain attach',
-      "the first port of a chain on the host: plug carrying the compiled 50-rule chain and its binding in the plug's " +
-        'own nft transaction ÷ plug alone, median per round',
-      "libnftables parsing and evaluating the 50 rules is on the attach's critical path: ~2.8 ms of CPU measured " +
-        'alone (3.6 vs 0.8 ms for an empty chain), which a loaded 2-core machine stretches to tens of ms. The binding ' +
-        'no longer re-adds the chain the transaction carries (that `add chain`, after its rules, made the commit wait ' +
-        '12–16 ms: a new 50-rule chain with its binding now commits in ~4 ms wall, 16–20 before). Tried: the same ' +
-        'rules as libnftables JSON cost 1.3–1.4× the CPU of the text; configuring the workload side while the ' +
-        'transaction commits gained nothing measurable',
+      'the first port of a chain on the host: plug carrying the compiled 50-rule chain and its binding ÷ plug alone, ' + 'median per round',
+      'Since 2026-12-02 the chain goes as netlink expressions (nft/rule-netlink.ts, encoded from the compiled text ' +
+        "as nft encodes it) in one nfnetlink batch with its binding, beside the port security's nft transaction: no " +
+        'libnftables parse of the rules. Measured apart, three alternating runs at load ~15 (this path vs the text in ' +
+        "the plug's own nft transaction, by refusing the chains to the encoder): CPU over a plain attach +1.84–2.32 ms " +
+        'vs +1.44–1.91 ms, wall ratio 1.6–2.6× vs 1.9–4.2×: no measurable gain. libnftables parsed 50 such rules in ' +
+        '~0.4 ms (not the ~2.8 ms measured before, under load 30); the encoder takes ~0.2 ms, the kernel ~0.3 ms for ' +
+        'the batch, and the path adds a second kernel transaction. The rest of the cost is the kernel taking 50 rules ' +
+        'with counters. Not on the attach path any more would be the way to 1.1×: the agent installing the chains a ' +
+        "host's bridges' ports use before a port needs them",
     ),
   ];
 }
