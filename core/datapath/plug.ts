@@ -38,7 +38,7 @@ import {
 import { portSecurityRules } from './nft/port-security.js';
 import { ensureConntrack, installedBindTargets, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
 import { changeSetElements } from './nft/policy-elements.js';
-import { policyMessages } from './nft/port-binding.js';
+import { policyMessages, portSecurityMessages } from './nft/port-binding.js';
 import { chainExists, nftBatch } from './nft/nfnetlink.js';
 import { HOST_BRIDGE } from './nft/tables.js';
 import { chainName } from '../policy/compile.js';
@@ -144,16 +144,23 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
   ];
   if (policy?.zones.some((z) => z.zone !== null)) await ensureConntrack(ctx.netns);
   await ensureBaseChains(ctx.netns, bases);
-  const security = p.portSecurity
-    ? stageChainScript(PORT_SECURITY, host, portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }))
-    : removePortSecurityScript(host);
-  const what = p.portSecurity ? `install port security` : `clear port security`;
+  const securityRules = p.portSecurity
+    ? portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) })
+    : undefined;
   const installed = policy ? installedBindTargets(ctx.netns, policy) : new Set<string>();
   // Bound to chains already installed (a shared chain), or bringing chains whose rules all have a netlink form:
-  // the policy goes over nfnetlink beside the port security's transaction, so libnftables parses nothing of it;
-  // both are committed before the port joins its bridge.
+  // the policy goes over nfnetlink, so libnftables parses nothing of it; and with it the port security when its
+  // rules have a netlink form too, one kernel transaction for the whole plug. Either way all is committed before
+  // the port joins its bridge.
   const raw =
     policy && policyMessages(policy, installed, (id) => chainExists(ctx.netns, HOST_BRIDGE.family, HOST_BRIDGE.name, chainName(id)));
+  const securityRaw = securityRules && (!policy || raw) ? portSecurityMessages(host, securityRules) : undefined;
+  if (securityRaw) {
+    await nftBatch(ctx.netns, [...securityRaw, ...(raw ?? [])], `could not install port security${policy ? ' and policy' : ''} of ${host}`);
+    return;
+  }
+  const security = securityRules ? stageChainScript(PORT_SECURITY, host, securityRules) : removePortSecurityScript(host);
+  const what = p.portSecurity ? `install port security` : `clear port security`;
   await Promise.all([
     nftApply(
       ctx.netns,

@@ -12,9 +12,22 @@ import { attr, strAttr } from '../netlink/attributes.js';
 import { chainName } from '../../policy/compile.js';
 import type { PolicyChange } from '../types.js';
 import { NFPROTO, NLM_F_CREATE, type BatchMessage } from './nfnetlink.js';
-import { NFT_MSG, VERDICT, chainMessages, flushChain, nest, newChain, newRule, ruleOf, verdict, verdictData } from './rule-netlink.js';
+import {
+  NFT_MSG,
+  VERDICT,
+  chainMessages,
+  flushChain,
+  nest,
+  newChain,
+  newRule,
+  ruleNetlink,
+  ruleOf,
+  verdict,
+  verdictData,
+  type RuleNetlink,
+} from './rule-netlink.js';
 import { POLICY_STAGE } from './policy.js';
-import { HOST_BRIDGE } from './tables.js';
+import { HOST_BRIDGE, PORT_SECURITY, type Stage } from './tables.js';
 
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
@@ -53,23 +66,22 @@ export function policyMessages(
 }
 
 /**
- * The messages binding interfaces to installed chains: stage chain created (a port's stage chains go with it,
- * forgetDevices, so at attach it is new) and flushed, its `goto`, its map element. The stage's base chain and map
- * must exist (ensureBaseChains).
+ * One device's chain of one stage of `table bridge bees`, as stageChainScript writes it: the chain created and
+ * flushed (a leftover of an earlier attempt under this name must not keep other rules), its rules, and the stage
+ * map's element jumping to it. The stage's base chain and map must exist (ensureBaseChains).
  */
-export function bindingMessages(bindings: PolicyChange['bindings']): BatchMessage[] {
-  const msgs: BatchMessage[] = [];
-  for (const b of bindings) {
-    if (b.chainId === null) throw new Error(`unbinding ${b.ifname} is not a binding`);
-    const stage = POLICY_STAGE[b.stage];
-    const chain = stage.chain(b.ifname);
-    // Flushed, as the text does: a leftover of an earlier attempt under this name must not keep another `goto`.
-    msgs.push(newChain(chain), flushChain(chain), newRule(chain, ruleOf([verdict(VERDICT.goto, chainName(b.chainId))])));
-    const element = nest(NFTA_LIST_ELEM, [
-      nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, ifnameKey(b.ifname))]),
-      nest(NFTA_SET_ELEM_DATA, [verdictData(VERDICT.jump, chain)]),
-    ]);
-    msgs.push({
+export function stageMessages(stage: Stage, ifname: string, rules: readonly RuleNetlink[]): BatchMessage[] {
+  if (stage.table !== HOST_BRIDGE) throw new Error(`stage ${stage.map} is not in table ${HOST_BRIDGE.name}`);
+  const chain = stage.chain(ifname);
+  const element = nest(NFTA_LIST_ELEM, [
+    nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, ifnameKey(ifname))]),
+    nest(NFTA_SET_ELEM_DATA, [verdictData(VERDICT.jump, chain)]),
+  ]);
+  return [
+    newChain(chain),
+    flushChain(chain),
+    ...rules.flatMap((r) => [...(r.sets ?? []), newRule(chain, r)]),
+    {
       type: NFT_MSG.NEWSETELEM,
       flags: NLM_F_CREATE,
       family: NFPROTO[HOST_BRIDGE.family],
@@ -78,7 +90,23 @@ export function bindingMessages(bindings: PolicyChange['bindings']): BatchMessag
         strAttr(NFTA_SET_ELEM_LIST_SET, stage.map),
         nest(NFTA_SET_ELEM_LIST_ELEMENTS, [element]),
       ],
-    });
-  }
-  return msgs;
+    },
+  ];
+}
+
+/**
+ * A port's anti-spoofing chain (port-security.ts's rules) as messages, or undefined when a rule has no netlink
+ * form (then it goes as nft text).
+ */
+export function portSecurityMessages(ifname: string, rules: readonly string[]): BatchMessage[] | undefined {
+  const encoded = rules.map(ruleNetlink);
+  return encoded.every((r) => r !== undefined) ? stageMessages(PORT_SECURITY, ifname, encoded) : undefined;
+}
+
+/** The messages binding interfaces to chains: per binding its stage chain holding one `goto`, and its map element. */
+export function bindingMessages(bindings: PolicyChange['bindings']): BatchMessage[] {
+  return bindings.flatMap((b) => {
+    if (b.chainId === null) throw new Error(`unbinding ${b.ifname} is not a binding`);
+    return stageMessages(POLICY_STAGE[b.stage], b.ifname, [ruleOf([verdict(VERDICT.goto, chainName(b.chainId))])]);
+  });
 }

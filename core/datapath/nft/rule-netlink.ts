@@ -21,7 +21,7 @@ import { NFPROTO, NLA_F_NESTED, NLM_F_CREATE, type BatchMessage } from './nfnetl
 import { HOST_BRIDGE } from './tables.js';
 
 /** nf_tables message types (NFT_MSG_*) the batches here send. */
-export const NFT_MSG = { NEWCHAIN: 3, NEWRULE: 6, DELRULE: 8, NEWSETELEM: 12 } as const;
+export const NFT_MSG = { NEWCHAIN: 3, NEWRULE: 6, DELRULE: 8, NEWSET: 9, NEWSETELEM: 12 } as const;
 const NLM_F_APPEND = 0x800;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
@@ -54,6 +54,20 @@ export const VERDICT: Readonly<Record<'drop' | 'accept' | 'return' | 'jump' | 'g
   goto: -4,
 };
 const ETHERTYPE = { ip: 0x0800, ip6: 0x86dd } as const;
+const ETHERTYPE_NAMES: Readonly<Record<string, number>> = { ip: 0x0800, ip6: 0x86dd, arp: 0x0806, '8021q': 0x8100, '8021ad': 0x88a8 };
+const L4PROTO_NAMES: Readonly<Record<string, number>> = { icmp: 1, tcp: 6, udp: 17, 'ipv6-icmp': 58 };
+const ICMPV6_TYPES: Readonly<Record<string, number>> = {
+  'echo-request': 128,
+  'echo-reply': 129,
+  'nd-router-solicit': 133,
+  'nd-router-advert': 134,
+  'nd-neighbor-solicit': 135,
+  'nd-neighbor-advert': 136,
+  'nd-redirect': 137,
+};
+
+const family = NFPROTO[HOST_BRIDGE.family];
+const table = (type: number): Buffer => strAttr(type, HOST_BRIDGE.name);
 
 export const nest = (type: number, children: Buffer[]): Buffer => attr(type | NLA_F_NESTED, Buffer.concat(children));
 export const be32 = (type: number, v: number): Buffer => {
@@ -118,6 +132,59 @@ function cmp(op: number, bytes: Buffer): Buffer {
 }
 const bitwise = (mask: Buffer): Buffer =>
   expr('bitwise', [be32(1, NFT_REG_1), be32(2, NFT_REG_1), be32(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
+/** nft's datatypes (src/datatype.h), which `nft list` reads an anonymous set's elements by. */
+const DATATYPE = { integer: 4, ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ethertype: 10, icmpv6_type: 29 } as const;
+const NFT_SET_ANONYMOUS = 0x1;
+const NFT_SET_CONSTANT = 0x2;
+const ANON_SET = '__set%d';
+let setIds = Math.floor(Math.random() * 0x3fffffff);
+
+/**
+ * An anonymous constant set of `elements` and the lookup of it (by the id it has in the batch, the kernel naming
+ * it): what nft makes of `{ a, b }`. A single element is a compare, as nft makes it.
+ */
+function inSet(type: number, len: number, elements: Buffer[], neq: boolean, sets: BatchMessage[]): Buffer {
+  if (elements.length === 1) return cmp(neq ? CMP.NEQ : CMP.EQ, elements[0]!);
+  const id = (setIds = (setIds + 1) & 0x3fffffff);
+  // Key byte order big endian (NFTNL_UDATA_SET_KEYBYTEORDER, host-order u32), as nft records it for these types.
+  const udata = Buffer.alloc(6);
+  udata[0] = 0;
+  udata[1] = 4;
+  udata.writeUInt32LE(2, 2);
+  sets.push(
+    {
+      type: NFT_MSG.NEWSET,
+      flags: NLM_F_CREATE,
+      family,
+      attrs: [
+        table(1),
+        strAttr(2, ANON_SET),
+        be32(3, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT),
+        be32(4, type),
+        be32(5, len),
+        nest(9, [be32(1, elements.length)]),
+        be32(10, id),
+        attr(13, udata),
+      ],
+    },
+    {
+      type: NFT_MSG.NEWSETELEM,
+      flags: NLM_F_CREATE,
+      family,
+      attrs: [
+        table(1),
+        strAttr(2, ANON_SET),
+        be32(4, id),
+        nest(
+          3,
+          elements.map((e) => nest(NFTA_LIST_ELEM, [nest(1, [attr(NFTA_DATA_VALUE, e)])])),
+        ),
+      ],
+    },
+  );
+  return expr('lookup', [strAttr(1, ANON_SET), be32(2, NFT_REG_1), be32(4, id), ...(neq ? [be32(5, 1)] : [])]);
+}
+
 const lookup = (set: string, inv: boolean): Buffer => expr('lookup', [strAttr(1, set), be32(2, NFT_REG_1), ...(inv ? [be32(5, 1)] : [])]);
 /** A verdict as data (NFTA_DATA_VERDICT): of an immediate expression, or of a verdict map's element. */
 export const verdictData = (code: number, chain?: string): Buffer =>
@@ -130,6 +197,8 @@ export const verdict = (code: number, chain?: string): Buffer =>
 export interface RuleNetlink {
   expressions: Buffer;
   userdata?: Buffer;
+  /** Anonymous sets the rule looks up (`{ … }`): created with their elements before it, in the same batch. */
+  sets?: BatchMessage[];
 }
 
 class Unsupported extends Error {}
@@ -189,12 +258,35 @@ function encode(text: string): RuleNetlink {
   let done = false;
   /** Network protocols established in this rule (explicit `ether type` or an earlier dependency). */
   const known = new Set<number>();
+  /** The transport protocol established in this rule (`meta l4proto N`, or a dependency nft would add). */
+  let l4: number | undefined;
+  const sets: BatchMessage[] = [];
   let i = 0;
   const next = (): string | undefined => toks[i++];
   const peekNeq = (): boolean => {
     if (toks[i] !== '!=') return false;
     i++;
     return true;
+  };
+  /** One value, or the elements of `{ a, b, … }`. */
+  const values = (parse: (tok: string) => Buffer): Buffer[] => {
+    const tok = next();
+    if (tok === undefined) throw new Unsupported();
+    if (tok !== '{') return [parse(tok)];
+    const items: Buffer[] = [];
+    for (let v = next(); v !== '}'; v = next()) {
+      if (v === undefined) throw new Unsupported();
+      for (const part of v.split(',')) if (part) items.push(parse(part));
+    }
+    if (items.length === 0) throw new Unsupported();
+    return items;
+  };
+  const addrOf = (family: 4 | 6) => (tok: string) => addrBytes(tok, family);
+  const l4dependency = (proto: number): void => {
+    if (l4 === proto) return;
+    if (l4 !== undefined) throw new Unsupported();
+    out.push(meta(META.L4PROTO), cmp(CMP.EQ, Buffer.of(proto)));
+    l4 = proto;
   };
   while (i < toks.length) {
     const t = next()!;
@@ -216,7 +308,10 @@ function encode(text: string): RuleNetlink {
           out.push(meta(META.MARK), bitwise(m), cmp(op === '==' ? CMP.EQ : CMP.NEQ, x));
         } else if (key === 'l4proto') {
           const neq = peekNeq();
-          out.push(meta(META.L4PROTO), cmp(neq ? CMP.NEQ : CMP.EQ, Buffer.of(int(next(), 0xff))));
+          const tok = next() ?? '';
+          const proto = L4PROTO_NAMES[tok] ?? int(tok, 0xff);
+          out.push(meta(META.L4PROTO), cmp(neq ? CMP.NEQ : CMP.EQ, Buffer.of(proto)));
+          if (!neq) l4 = proto;
         } else throw new Unsupported();
         break;
       }
@@ -224,10 +319,9 @@ function encode(text: string): RuleNetlink {
         const field = next();
         if (field === 'type') {
           const neq = peekNeq();
-          const name = next();
-          const type = name === 'ip' || name === 'ip6' ? ETHERTYPE[name] : int(name, 0xffff);
-          out.push(payload(PAYLOAD.LL, 12, 2), cmp(neq ? CMP.NEQ : CMP.EQ, u16be(type)));
-          if (!neq) known.add(type);
+          const types = values((n) => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff)));
+          out.push(payload(PAYLOAD.LL, 12, 2), inSet(DATATYPE.ethertype, 2, types, neq, sets));
+          if (!neq && types.length === 1) known.add(types[0]!.readUInt16BE());
         } else if (field === 'saddr' || field === 'daddr') {
           const offset = field === 'saddr' ? 6 : 0;
           if (toks[i] === '&') {
@@ -239,10 +333,12 @@ function encode(text: string): RuleNetlink {
             break;
           }
           const neq = peekNeq();
-          const v = next();
           out.push(payload(PAYLOAD.LL, offset, 6));
-          if (v?.startsWith('@')) out.push(lookup(v.slice(1), neq));
-          else out.push(cmp(neq ? CMP.NEQ : CMP.EQ, macBytes(v)));
+          const v = toks[i];
+          if (v?.startsWith('@')) {
+            i++;
+            out.push(lookup(v.slice(1), neq));
+          } else out.push(inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
         } else throw new Unsupported();
         break;
       }
@@ -259,6 +355,11 @@ function encode(text: string): RuleNetlink {
         const size = family === 4 ? 4 : 16;
         const offset = family === 4 ? (field === 'saddr' ? 12 : 16) : field === 'saddr' ? 8 : 24;
         const neq = peekNeq();
+        if (toks[i] === '{') {
+          const type = family === 4 ? DATATYPE.ipv4_addr : DATATYPE.ipv6_addr;
+          out.push(payload(PAYLOAD.NETWORK, offset, size), inSet(type, size, values(addrOf(family)), neq, sets));
+          break;
+        }
         const v = next();
         if (v === undefined) throw new Unsupported();
         if (v.startsWith('@')) {
@@ -278,6 +379,33 @@ function encode(text: string): RuleNetlink {
           const masked = Buffer.from(bytes.map((x, k) => x & mask[k]!));
           out.push(payload(PAYLOAD.NETWORK, offset, size), bitwise(mask), cmp(op, masked));
         }
+        break;
+      }
+      case 'arp': {
+        // `arp saddr ether|ip`: the sender's hardware and protocol addresses, after an explicit `ether type arp`.
+        if (next() !== 'saddr' || !known.has(ETHERTYPE_NAMES.arp!)) throw new Unsupported();
+        const kind = next();
+        const neq = peekNeq();
+        if (kind === 'ether') out.push(payload(PAYLOAD.NETWORK, 8, 6), inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
+        else if (kind === 'ip') out.push(payload(PAYLOAD.NETWORK, 14, 4), inSet(DATATYPE.ipv4_addr, 4, values(addrOf(4)), neq, sets));
+        else throw new Unsupported();
+        break;
+      }
+      case 'icmpv6': {
+        // Only after an explicit `meta l4proto ipv6-icmp` (nft's own dependency would be more than that).
+        if (next() !== 'type' || l4 !== L4PROTO_NAMES['ipv6-icmp']) throw new Unsupported();
+        const neq = peekNeq();
+        const types = values((n) => Buffer.of(ICMPV6_TYPES[n] ?? int(n, 0xff)));
+        out.push(payload(PAYLOAD.TRANSPORT, 0, 1), inSet(DATATYPE.icmpv6_type, 1, types, neq, sets));
+        break;
+      }
+      case 'udp':
+      case 'tcp': {
+        const field = next();
+        if (field !== 'sport' && field !== 'dport') throw new Unsupported();
+        l4dependency(L4PROTO_NAMES[t]!);
+        const neq = peekNeq();
+        out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2), cmp(neq ? CMP.NEQ : CMP.EQ, u16be(int(next(), 0xffff))));
         break;
       }
       case 'th': {
@@ -332,8 +460,18 @@ function encode(text: string): RuleNetlink {
         comment = quoted(next());
         if (i !== toks.length) throw new Unsupported();
         break;
-      default:
-        throw new Unsupported();
+      default: {
+        // A raw transport payload, `@th,<bit offset>,<bit length>` (whole bytes only), against integers.
+        const raw = /^@th,(\d+),(\d+)$/.exec(t);
+        if (!raw || Number(raw[1]) % 8 || Number(raw[2]) % 8 || Number(raw[2]) === 0 || Number(raw[2]) > 128) throw new Unsupported();
+        const len = Number(raw[2]) / 8;
+        const neq = peekNeq();
+        const ints = values((v) => {
+          if (!/^0x[0-9a-f]+$/i.test(v) || v.length - 2 > len * 2) throw new Unsupported();
+          return Buffer.from(v.slice(2).padStart(len * 2, '0'), 'hex');
+        });
+        out.push(payload(PAYLOAD.TRANSPORT, Number(raw[1]) / 8, len), inSet(DATATYPE.integer, len, ints, neq, sets));
+      }
     }
   }
   let userdata: Buffer | undefined;
@@ -342,11 +480,8 @@ function encode(text: string): RuleNetlink {
     if (c.length > COMMENT_MAX) throw new Unsupported();
     userdata = Buffer.concat([Buffer.of(NFTNL_UDATA_RULE_COMMENT, c.length), c]);
   }
-  return { expressions: nest(NFTA_RULE_EXPRESSIONS, out), ...(userdata ? { userdata } : {}) };
+  return { expressions: nest(NFTA_RULE_EXPRESSIONS, out), ...(userdata ? { userdata } : {}), ...(sets.length ? { sets } : {}) };
 }
-
-const family = NFPROTO[HOST_BRIDGE.family];
-const table = (type: number): Buffer => strAttr(type, HOST_BRIDGE.name);
 
 /** Chain `name` of `table bridge bees` created (no error when it exists). */
 export const newChain = (name: string): BatchMessage => ({
@@ -390,7 +525,7 @@ export function chainMessages(chains: readonly CompiledChain[]): BatchMessage[] 
     for (const r of c.rules) {
       const nl = ruleNetlink(r);
       if (!nl) return undefined;
-      fill.push(newRule(c.name, nl, head));
+      fill.push(...(nl.sets ?? []), newRule(c.name, nl, head));
     }
   }
   // Every chain exists before any rule jumps to one of them.
