@@ -364,30 +364,32 @@ async function attach(
         'host (a chain shared by ports, bound to another port here), the plug carrying only its binding ' +
         '(PlugSpec.policy) ÷ plug alone, median per round; the datapath calls the agent makes, not a whole CNI ADD',
       'goal in issue 10: ≤ 1.1×. The agent installs a chain once per host (core/agent/plan.ts policyDelta: only ' +
-        'chains it has not applied) and removes it with its last binding. An attach to it sends its binding (a stage ' +
-        "chain with one `goto` and its verdict-map element) as one nfnetlink batch beside the port security's nft " +
-        'transaction (nft/port-binding.ts), both committed before the port joins the bridge; since 2026-12-02 13:00 a ' +
-        'batch asks the kernel to acknowledge its last message only (one per message cost half its CPU). `CPU ms p50`: ' +
-        'process CPU per attach, less blurred by load than wall time; over seven runs of this row the same hour ' +
-        '(load 15–20) the binding cost 0.39–0.74 ms of CPU over a plain attach (1.14–1.28×; 6.2 vs 5.3 ms, 1.17×, ' +
-        'before) and the wall ratio was 0.85–1.51×, median 1.2. What remains: ' +
-        "the binding batch as a second kernel transaction, two kernel lookups (base chain, chain present) and the kernel's " +
-        'validation of the new jumps; putting the port security in the same batch (its rules in netlink form, with ' +
-        'anonymous sets) would leave one transaction. Not counted: the agent compiling the chains at plan time',
+        'chains it has not applied) and removes it with its last binding. Since 2026-12-02 13:30 the plug sends the ' +
+        "port's anti-spoofing chain and its binding (a stage chain with one `goto`, its verdict-map element) as one " +
+        'nfnetlink batch, one kernel transaction, no libnftables (nft/rule-netlink.ts, nft/port-binding.ts), ' +
+        'presuming the bound chain installed (a missing one fails the batch whole and the careful path runs); a batch ' +
+        'asks the kernel to acknowledge its last message only. `CPU ms p50`: process CPU per attach, less blurred by ' +
+        'load than wall time. Six runs at load 4.5–8.3 (the last of 10 rounds of 20): +0.18–0.34 ms of CPU over a ' +
+        'plain attach (1.09–1.16×), wall 0.74–2.10×, median 1.07; before, the same hour at load 13–20 (binding batch beside the port security as nft text, ' +
+        'a kernel lookup of the chain): +0.39–0.74 ms (1.14–1.28×), wall 0.85–1.51×. What remains: the binding ' +
+        "messages, one rule dump more (the stage's base chain checked), the kernel validating the new jumps. Not " +
+        'counted: the agent compiling the chains at plan time',
     ),
     row(
       'new',
       'attach: veth into the bridge + a new 50-rule chain bound to the port vs plain attach',
       'the first port of a chain on the host: plug carrying the compiled 50-rule chain and its binding ÷ plug alone, ' + 'median per round',
       'Since 2026-12-02 the chain goes as netlink expressions (nft/rule-netlink.ts, encoded from the compiled text ' +
-        "as nft encodes it) in one nfnetlink batch with its binding, beside the port security's nft transaction: no " +
-        'libnftables parse of the rules. Measured apart, three alternating runs at load ~15 (this path vs the text in ' +
-        "the plug's own nft transaction, by refusing the chains to the encoder): CPU over a plain attach +1.84–2.32 ms " +
-        'vs +1.44–1.91 ms, wall ratio 1.6–2.6× vs 1.9–4.2×: no measurable gain. libnftables parsed 50 such rules in ' +
-        '~0.4 ms (not the ~2.8 ms measured before, under load 30); the encoder takes ~0.2 ms, the kernel ~0.3 ms for ' +
-        'the batch, and the path adds a second kernel transaction. The rest of the cost is the kernel taking 50 rules ' +
-        'with counters. Not on the attach path any more would be the way to 1.1×: the agent installing the chains a ' +
-        "host's bridges' ports use before a port needs them",
+        'as nft encodes it) in the one nfnetlink batch of the plug, with the port security and the binding: no ' +
+        'libnftables. Six runs at load 4.5–8.3: +1.3–2.2 ms of CPU over a plain attach (1.6–2.1×), wall 1.1–2.4×, ' +
+        'median 1.6. ' +
+        'Measured apart before the port security joined the batch (three alternating runs at load ~15, by refusing ' +
+        "the chains to the encoder): the netlink chain gained nothing over the text in the port security's nft " +
+        'transaction (CPU over plain +1.84–2.32 vs +1.44–1.91 ms): libnftables parsed 50 such rules in ~0.4 ms (not ' +
+        'the ~2.8 ms measured before, under load 30), the encoder takes ~0.2 ms. Most of what remains is the kernel ' +
+        'taking 50 counted rules (~0.3 ms for the batch alone, more with the jump validation) and the compile (~0.2 ' +
+        "ms). 1.1× needs the chain off the attach path: the agent installing the chains a host's bridges' ports use " +
+        'before a port needs them',
     ),
   ];
 }
