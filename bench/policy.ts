@@ -7,7 +7,10 @@
 // - forwarding between two workloads through the bridge with 0 rules vs 1,000 linear rules vs one rule looking up
 //   a set of 1,000 addresses in the path (ping flood round trip, and a single iperf3 TCP stream).
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { LinuxDatapath, type PlugSpec, type PolicyChange } from '../core/datapath/index.js';
 import { applyChains, applyPolicyChange, addrGroupScript, bindStage } from '../core/datapath/nft/policy.js';
 import { plugName } from '../core/datapath/names.js';
@@ -282,6 +285,7 @@ async function attach(
     removeSets: [],
   });
   let n = 0;
+  const cpuMs: Record<AttachKind, number[]> = { shared: [], new: [], plain: [] };
   const attachOnce = async (kind: AttachKind): Promise<number> => {
     const i = n++;
     const netns = await h.addWorkload(host, `a${randomBytes(3).toString('hex')}`);
@@ -296,6 +300,9 @@ async function attach(
       removeSets: [],
     });
     let hostIfname = '';
+    // CPU of the process (its threads too: libnftables, the pool threads sending netlink) over the attach: a loaded
+    // machine stretches the wall time of a step by whatever else runs, much less the CPU it takes.
+    const cpu0 = process.cpuUsage();
     // A new chain is compiled inside the timing (the agent compiles at plan time, on every attach that needs it).
     const ms = await timed(async () => {
       if (kind === 'plain') hostIfname = (await dp.plug(spec)).hostIfname;
@@ -305,6 +312,8 @@ async function attach(
         hostIfname = (await dp.plug({ ...spec, policy: change([compileChain(chainIds[0]!, rules, CTX)], chainIds[0]!) })).hostIfname;
       }
     });
+    const used = process.cpuUsage(cpu0);
+    cpuMs[kind].push((used.user + used.system) / 1000);
     // Detached outside the timing: the next attach starts from the same state. A chain of its own goes with it (the
     // agent's next pass removes a chain no binding reaches); the shared one stays with the resident port.
     if (kind === 'new') {
@@ -322,6 +331,10 @@ async function attach(
     return ms;
   };
   const kinds: AttachKind[] = ['shared', 'new', 'plain'];
+  // One attach of each kind first, not counted: the agent is a long-running process, and the first call of a
+  // path pays for loading and compiling its code (the netlink encoder's first chain: ~8 ms of CPU, then ~0.3).
+  for (const kind of kinds) await attachOnce(kind);
+  for (const kind of kinds) cpuMs[kind].length = 0;
   const per: Record<AttachKind, number[][]> = { shared: [], new: [], plain: [] };
   for (let r = 0; r < rounds; r++) {
     // Each kind goes first, second and last in turn, so drift of a shared machine favours none.
@@ -337,8 +350,8 @@ async function attach(
   const row = (kind: 'shared' | 'new', name: string, compares: string, note: string): BenchRow => ({
     name,
     unit: 'ms',
-    ours: stats(per[kind].flat()),
-    reference: stats(per.plain.flat()),
+    ours: { ...stats(per[kind].flat()), 'CPU ms p50': roundTo(median(cpuMs[kind]), 2) },
+    reference: { ...stats(per.plain.flat()), 'CPU ms p50': roundTo(median(cpuMs.plain), 2) },
     ...pairedRatio(per[kind].map(median), plain),
     compares,
     note,
@@ -351,25 +364,32 @@ async function attach(
         'host (a chain shared by ports, bound to another port here), the plug carrying only its binding ' +
         '(PlugSpec.policy) ÷ plug alone, median per round; the datapath calls the agent makes, not a whole CNI ADD',
       'goal in issue 10: ≤ 1.1×. The agent installs a chain once per host (core/agent/plan.ts policyDelta: only ' +
-        'chains it has not applied) and removes it with its last binding. An attach to it sends its binding (a stage ' +
-        "chain with one `goto` and its verdict-map element) as one nfnetlink batch beside the port security's nft " +
-        'transaction (nft/port-binding.ts), both committed before the port joins the bridge. Before: the binding rode ' +
-        'in the nft text and re-added the installed chain, an `add chain` that made the commit wait 12–16 ms in the ' +
-        'kernel. CPU of the process per attach, measured apart in 4 interleaved rounds of 10: 6.2 vs 5.3 ms (medians; ' +
-        'per round 1.07–1.56×): what remains is the binding batch, two kernel lookups (base chain, chain present) and ' +
-        "the kernel's validation of the new jumps. Not counted: the agent compiling the chains of the host at plan time",
+        'chains it has not applied) and removes it with its last binding. Since 2026-12-02 13:30 the plug sends the ' +
+        "port's anti-spoofing chain and its binding (a stage chain with one `goto`, its verdict-map element) as one " +
+        'nfnetlink batch, one kernel transaction, no libnftables (nft/rule-netlink.ts, nft/port-binding.ts), ' +
+        'presuming the bound chain installed (a missing one fails the batch whole and the careful path runs); a batch ' +
+        'asks the kernel to acknowledge its last message only. `CPU ms p50`: process CPU per attach, less blurred by ' +
+        'load than wall time. Six runs at load 4.5–8.3 (the last of 10 rounds of 20): +0.18–0.34 ms of CPU over a ' +
+        'plain attach (1.09–1.16×), wall 0.74–2.10×, median 1.07; before, the same hour at load 13–20 (binding batch beside the port security as nft text, ' +
+        'a kernel lookup of the chain): +0.39–0.74 ms (1.14–1.28×), wall 0.85–1.51×. What remains: the binding ' +
+        "messages, one rule dump more (the stage's base chain checked), the kernel validating the new jumps. Not " +
+        'counted: the agent compiling the chains at plan time',
     ),
     row(
       'new',
       'attach: veth into the bridge + a new 50-rule chain bound to the port vs plain attach',
-      "the first port of a chain on the host: plug carrying the compiled 50-rule chain and its binding in the plug's " +
-        'own nft transaction ÷ plug alone, median per round',
-      "libnftables parsing and evaluating the 50 rules is on the attach's critical path: ~2.8 ms of CPU measured " +
-        'alone (3.6 vs 0.8 ms for an empty chain), which a loaded 2-core machine stretches to tens of ms. The binding ' +
-        'no longer re-adds the chain the transaction carries (that `add chain`, after its rules, made the commit wait ' +
-        '12–16 ms: a new 50-rule chain with its binding now commits in ~4 ms wall, 16–20 before). Tried: the same ' +
-        'rules as libnftables JSON cost 1.3–1.4× the CPU of the text; configuring the workload side while the ' +
-        'transaction commits gained nothing measurable',
+      'the first port of a chain on the host: plug carrying the compiled 50-rule chain and its binding ÷ plug alone, ' + 'median per round',
+      'Since 2026-12-02 the chain goes as netlink expressions (nft/rule-netlink.ts, encoded from the compiled text ' +
+        'as nft encodes it) in the one nfnetlink batch of the plug, with the port security and the binding: no ' +
+        'libnftables. Six runs at load 4.5–8.3: +1.3–2.2 ms of CPU over a plain attach (1.6–2.1×), wall 1.1–2.4×, ' +
+        'median 1.6. ' +
+        'Measured apart before the port security joined the batch (three alternating runs at load ~15, by refusing ' +
+        "the chains to the encoder): the netlink chain gained nothing over the text in the port security's nft " +
+        'transaction (CPU over plain +1.84–2.32 vs +1.44–1.91 ms): libnftables parsed 50 such rules in ~0.4 ms (not ' +
+        'the ~2.8 ms measured before, under load 30), the encoder takes ~0.2 ms. Most of what remains is the kernel ' +
+        'taking 50 counted rules (~0.3 ms for the batch alone, more with the jump validation) and the compile (~0.2 ' +
+        "ms). 1.1× needs the chain off the attach path: the agent installing the chains a host's bridges' ports use " +
+        'before a port needs them',
     ),
   ];
 }
@@ -491,7 +511,38 @@ export async function attachRows(ctx: BenchContext): Promise<BenchRow[]> {
   }
 }
 
+/**
+ * `BENCH_POLICY_ROWS=attach`: the attach rows alone, measured now, in the section of the previous results
+ * (bench/results.json) whose other rows stay as they were, each re-measured row saying when and under what load.
+ */
+async function attachOnly(ctx: BenchContext): Promise<BenchSection> {
+  const file = join(dirname(fileURLToPath(import.meta.url)), 'results.json');
+  const old = (
+    JSON.parse(readFileSync(file, 'utf8')) as { sections: (BenchSection & { area: string; measuredAt: string; scale: number })[] }
+  ).sections.find((x) => x.area === 'policy');
+  if (!old) throw new Error('BENCH_POLICY_ROWS=attach needs an earlier policy section in bench/results.json');
+  const load = loadavg()[0]!.toFixed(1);
+  const at = new Date().toISOString();
+  const fresh = (await attachRows(ctx)).map((r) => ({
+    ...r,
+    note:
+      `${r.note ?? ''} Re-measured on their own at ${at} (BENCH_SCALE=${ctx.scale}, ${cpus().length} cores, load ` +
+      `average ${load} at the start); the section's other rows are from the run above`,
+  }));
+  const isAttach = (r: BenchRow) => r.name.startsWith('attach: ');
+  const { area: _area, measuredAt, scale, ...section } = old;
+  void _area;
+  // The section's date becomes today's: the rows not re-measured say when they were.
+  const method = section.method.replace(/^Rows other than the attach rows measured \S+, BENCH_SCALE=[\d.]+\. /, '');
+  section.method = `Rows other than the attach rows measured ${measuredAt}, BENCH_SCALE=${scale}. ${method}`;
+  const rows = old.rows.filter((r) => !isAttach(r));
+  const at0 = old.rows.findIndex(isAttach);
+  rows.splice(at0 < 0 ? rows.length : at0, 0, ...fresh);
+  return { ...section, rows };
+}
+
 export async function run(ctx: BenchContext): Promise<BenchSection> {
+  if (process.env.BENCH_POLICY_ROWS === 'attach') return attachOnly(ctx);
   const rounds = Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale));
   // The sizes issue 10 names, whatever the scale (an apply of 10,000 rules takes seconds, not minutes); a tiny
   // scale (the test) shrinks them.

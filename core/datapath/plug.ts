@@ -38,9 +38,12 @@ import {
 import { portSecurityRules } from './nft/port-security.js';
 import { ensureConntrack, installedBindTargets, policyBaseChains, policyChangeScript, removedElements } from './nft/policy.js';
 import { changeSetElements } from './nft/policy-elements.js';
-import { applyBindings, bindingsOnly } from './nft/port-binding.js';
+import { policyMessages, portSecurityMessages } from './nft/port-binding.js';
+import { chainExists, nftBatch } from './nft/nfnetlink.js';
+import { HOST_BRIDGE } from './nft/tables.js';
+import { chainName } from '../policy/compile.js';
 import { bridgeName, checkVni, isPlugName, plugName, plugPeerName } from './names.js';
-import type { PlugResult, PlugSpec } from './types.js';
+import type { PlugResult, PlugSpec, PolicyChange } from './types.js';
 
 interface Checked extends PlugSpec {
   hostIfname: string;
@@ -127,6 +130,13 @@ async function joinBridge(ctx: HostContext, p: Checked, br: string): Promise<voi
   });
 }
 
+/** The chains a policy change binds or jumps to without carrying them. */
+function referenced(c: PolicyChange): Set<string> {
+  const carried = new Set(c.chains.map((x) => x.chainId));
+  const ids = [...c.bindings.flatMap((b) => (b.chainId === null ? [] : [b.chainId])), ...c.chains.flatMap((x) => x.jumps)];
+  return new Set(ids.filter((id) => !carried.has(id)));
+}
+
 /**
  * The plug's nft work: its anti-spoofing chain (or its removal) and the policy change it carries, one transaction
  * (one nft run, after one listing of the base chains it hangs on); elements the change deletes from sets follow
@@ -141,21 +151,43 @@ async function installFilters(ctx: HostContext, p: Checked): Promise<void> {
   ];
   if (policy?.zones.some((z) => z.zone !== null)) await ensureConntrack(ctx.netns);
   await ensureBaseChains(ctx.netns, bases);
-  const security = p.portSecurity
-    ? stageChainScript(PORT_SECURITY, host, portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) }))
-    : removePortSecurityScript(host);
-  const what = p.portSecurity ? `install port security` : `clear port security`;
+  const securityRules = p.portSecurity
+    ? portSecurityRules({ hostIfname: host, mac: p.mac, ips: p.ips.map((c) => parseCidr(c).ip) })
+    : undefined;
+  // First as one nfnetlink batch (port security, the chains the policy brings, its bindings: one kernel
+  // transaction, no libnftables), presuming the chains it binds or jumps to without carrying them are installed, as
+  // the agent believes (it sends only chains it has not applied): no kernel lookup for them. Should one be missing,
+  // the batch fails whole (ENOENT) and the careful way below looks them up and creates the missing ones empty.
+  if (securityRules) {
+    const presumed = policy ? policyMessages(policy, referenced(policy), () => true) : undefined;
+    const batch = !policy || presumed ? portSecurityMessages(host, securityRules) : undefined;
+    if (batch) {
+      const context = `could not install port security${policy ? ' and policy' : ''} of ${host}`;
+      const sent = await nftBatch(ctx.netns, [...batch, ...(presumed ?? [])], context).then(
+        () => true,
+        (e: unknown) => {
+          if (policy && e instanceof KernelError && e.code === 'ENOENT') return false;
+          throw e;
+        },
+      );
+      if (sent) return;
+    }
+  }
   const installed = policy ? installedBindTargets(ctx.netns, policy) : new Set<string>();
-  // Bound to chains already installed (a shared chain): the binding goes over nfnetlink beside the port security's
-  // transaction, so libnftables parses nothing of the policy; both are committed before the port joins its bridge.
-  const raw = policy !== undefined && bindingsOnly(policy, installed);
+  // Bound to chains already installed (a shared chain), or bringing chains whose rules all have a netlink form:
+  // the policy goes over nfnetlink beside the port security's nft transaction, so libnftables parses nothing of it;
+  // both are committed before the port joins its bridge.
+  const raw =
+    policy && policyMessages(policy, installed, (id) => chainExists(ctx.netns, HOST_BRIDGE.family, HOST_BRIDGE.name, chainName(id)));
+  const security = securityRules ? stageChainScript(PORT_SECURITY, host, securityRules) : removePortSecurityScript(host);
+  const what = p.portSecurity ? `install port security` : `clear port security`;
   await Promise.all([
     nftApply(
       ctx.netns,
       security + (policy && !raw ? policyChangeScript(policy, installed) : ''),
       `could not ${what}${policy && !raw ? ' and policy' : ''} of ${host}`,
     ),
-    raw ? applyBindings(ctx.netns, policy.bindings, `could not bind the policy of ${host}`) : undefined,
+    raw ? nftBatch(ctx.netns, raw, `could not apply the policy of ${host}`) : undefined,
   ]);
   if (policy && !raw) await changeSetElements(ctx.netns, removedElements(policy), `could not remove set elements for ${host}`);
 }

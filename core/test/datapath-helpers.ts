@@ -70,6 +70,23 @@ export async function plugAll(c: Cluster, ports: TestPort[]): Promise<void> {
   }
 }
 
+/**
+ * One harness host with one bridge and three ports A, B, C on `${subnet}.2–4/24` (port security on); A and C
+ * plugged, B only given a workload namespace, for a test to plug it its own way.
+ */
+export async function threePorts(t: ExecutionContext, subnet: string) {
+  const c = await cluster(t, 1);
+  const host = c.h.hosts[0]!;
+  const dp = c.dp.get(host.name)!;
+  const vni = randomVni();
+  const ports: TestPort[] = [0, 1, 2].map((i) => ({ host, vni, mac: mac(), ips: [`${subnet}.${i + 2}/24`], portSecurity: true }));
+  const [A, B, C] = ports as [TestPort, TestPort, TestPort];
+  await dp.ensureBridge(desiredBridge(host, vni, ports));
+  await plugAll(c, [A, C]);
+  B.netns = await c.h.addWorkload(host, `w${randomBytes(2).toString('hex')}`);
+  return { c, host, dp, vni, A, B, C };
+}
+
 export function spec(p: TestPort): PlugSpec {
   return {
     vni: p.vni,

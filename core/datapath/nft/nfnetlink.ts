@@ -78,10 +78,22 @@ export async function nftBatch(netns: string | undefined, messages: readonly Bat
   let seq = first;
   const batch = Buffer.concat([
     message(NFNL_MSG_BATCH_BEGIN, 0, seq, 0, NFNL_SUBSYS_NFTABLES, []),
-    ...messages.map((m) => message((NFNL_SUBSYS_NFTABLES << 8) | m.type, m.flags | NLM_F_ACK, ++seq, m.family, 0, m.attrs)),
+    // Only the last message asks for an acknowledgement: the kernel reports a failing message whatever its flags
+    // (in batch order, before that acknowledgement), and an acknowledgement per message cost as much CPU as the
+    // kernel's work on a 50-rule chain (0.3 ms of 0.6 measured here).
+    ...messages.map((m, i) =>
+      message(
+        (NFNL_SUBSYS_NFTABLES << 8) | m.type,
+        (m.flags & ~NLM_F_ACK) | (i === messages.length - 1 ? NLM_F_ACK : 0),
+        ++seq,
+        m.family,
+        0,
+        m.attrs,
+      ),
+    ),
     message(NFNL_MSG_BATCH_END, 0, ++seq, 0, NFNL_SUBSYS_NFTABLES, []),
   ]);
-  await exchange(netns, batch, messages.length, context);
+  await exchange(netns, batch, 1, context);
 }
 
 function openSocket(netns: string | undefined, context: string): number {
@@ -206,7 +218,7 @@ function strz(type: number, s: string): Buffer {
   return b;
 }
 
-/** Send a batch and read one acknowledgement per message; the first error rejects (the kernel applied nothing). */
+/** Send a batch and read `acks` acknowledgements; the first error rejects (the kernel applied nothing). */
 async function exchange(netns: string | undefined, batch: Buffer, acks: number, context: string): Promise<void> {
   const c = libc();
   const fd = openSocket(netns, context);

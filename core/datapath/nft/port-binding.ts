@@ -4,51 +4,40 @@
 // chain once per host) then costs libnftables nothing beyond the port security it parses anyway: the text binding
 // cost ~1 ms of CPU in libnftables (its parse, evaluation and cache), which a loaded machine multiplies, for a few
 // hundred bytes of netlink.
+//
+// A port bringing chains of its own (the first port of a chain on the host) goes the same way when every rule of
+// them has a netlink form (rule-netlink.ts): the chains, their rules and the binding in one batch, so no
+// libnftables parse of the rules sits on the attach path either.
 import { attr, strAttr } from '../netlink/attributes.js';
 import { chainName } from '../../policy/compile.js';
 import type { PolicyChange } from '../types.js';
-import { NFPROTO, NLA_F_NESTED, NLM_F_CREATE, nftBatch, type BatchMessage } from './nfnetlink.js';
+import { NFPROTO, NLM_F_CREATE, type BatchMessage } from './nfnetlink.js';
+import {
+  NFT_MSG,
+  VERDICT,
+  chainMessages,
+  flushChain,
+  nest,
+  newChain,
+  newRule,
+  ruleNetlink,
+  ruleOf,
+  verdict,
+  verdictData,
+  type RuleNetlink,
+} from './rule-netlink.js';
 import { POLICY_STAGE } from './policy.js';
-import { HOST_BRIDGE } from './tables.js';
+import { HOST_BRIDGE, PORT_SECURITY, type Stage } from './tables.js';
 
-const NFT_MSG_NEWCHAIN = 3;
-const NFT_MSG_NEWRULE = 6;
-const NFT_MSG_DELRULE = 8;
-const NFT_MSG_NEWSETELEM = 12;
-const NLM_F_APPEND = 0x800;
-const NFTA_CHAIN_TABLE = 1;
-const NFTA_CHAIN_NAME = 3;
-const NFTA_RULE_TABLE = 1;
-const NFTA_RULE_CHAIN = 2;
-const NFTA_RULE_EXPRESSIONS = 4;
-const NFTA_LIST_ELEM = 1;
-const NFTA_EXPR_NAME = 1;
-const NFTA_EXPR_DATA = 2;
-const NFTA_IMMEDIATE_DREG = 1;
-const NFTA_IMMEDIATE_DATA = 2;
-const NFTA_DATA_VALUE = 1;
-const NFTA_DATA_VERDICT = 2;
-const NFTA_VERDICT_CODE = 1;
-const NFTA_VERDICT_CHAIN = 2;
-const NFT_REG_VERDICT = 0;
-const NFT_JUMP = -3;
-const NFT_GOTO = -4;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_DATA = 2;
+const NFTA_DATA_VALUE = 1;
 /** `ifname` keys are IFNAMSIZ bytes, NUL-padded. */
 const IFNAMSIZ = 16;
-
-const nest = (type: number, children: Buffer[]): Buffer => attr(type | NLA_F_NESTED, Buffer.concat(children));
-const be32 = (type: number, v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(v);
-  return attr(type, b);
-};
-const verdict = (code: number, chain: string): Buffer =>
-  nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, code), strAttr(NFTA_VERDICT_CHAIN, chain)]);
 
 function ifnameKey(ifname: string): Buffer {
   const b = Buffer.alloc(IFNAMSIZ);
@@ -57,68 +46,67 @@ function ifnameKey(ifname: string): Buffer {
   return b;
 }
 
-/** Whether `c` is only bindings to chains in `installed`, which bindingMessages can carry alone. */
-export function bindingsOnly(c: PolicyChange, installed: ReadonlySet<string>): boolean {
-  return (
-    c.zones.length + c.sets.length + c.chains.length + c.removeChains.length + c.removeSets.length === 0 &&
-    c.bindings.length > 0 &&
-    c.bindings.every((b) => b.chainId !== null && installed.has(b.chainId))
-  );
+/**
+ * A change of chains and bindings only as one nfnetlink batch: the chains it carries (rule-netlink.ts), then the
+ * bindings. Undefined when libnftables must carry it: zones, sets or removals in it, a chain needing sets or
+ * holding a rule without a netlink form, a binding to a chain neither carried nor in `installed`, or a jump to a
+ * chain neither carried nor known to exist (`exists`: the text form would create it empty).
+ */
+export function policyMessages(
+  c: PolicyChange,
+  installed: ReadonlySet<string>,
+  exists: (chainId: string) => boolean,
+): BatchMessage[] | undefined {
+  if (c.zones.length + c.sets.length + c.removeChains.length + c.removeSets.length > 0 || c.bindings.length === 0) return undefined;
+  const carried = new Set(c.chains.map((x) => x.chainId));
+  if (!c.bindings.every((b) => b.chainId !== null && (carried.has(b.chainId) || installed.has(b.chainId)))) return undefined;
+  if (!c.chains.every((x) => x.jumps.every((j) => carried.has(j) || installed.has(j) || exists(j)))) return undefined;
+  const chains = chainMessages(c.chains);
+  return chains && [...chains, ...bindingMessages(c.bindings)];
 }
 
 /**
- * The messages binding interfaces to installed chains: stage chain created (a port's stage chains go with it,
- * forgetDevices, so at attach it is new) and flushed, its `goto`, its map element. The stage's base chain and map
- * must exist (ensureBaseChains).
+ * One device's chain of one stage of `table bridge bees`, as stageChainScript writes it: the chain created and
+ * flushed (a leftover of an earlier attempt under this name must not keep other rules), its rules, and the stage
+ * map's element jumping to it. The stage's base chain and map must exist (ensureBaseChains).
  */
-export function bindingMessages(bindings: PolicyChange['bindings']): BatchMessage[] {
-  const family = NFPROTO[HOST_BRIDGE.family];
-  const table = strAttr(NFTA_CHAIN_TABLE, HOST_BRIDGE.name);
-  const msgs: BatchMessage[] = [];
-  for (const b of bindings) {
-    if (b.chainId === null) throw new Error(`unbinding ${b.ifname} is not a binding`);
-    const stage = POLICY_STAGE[b.stage];
-    const chain = stage.chain(b.ifname);
-    msgs.push({ type: NFT_MSG_NEWCHAIN, flags: NLM_F_CREATE, family, attrs: [table, strAttr(NFTA_CHAIN_NAME, chain)] });
-    // Flushed, as the text does: a leftover of an earlier attempt under this name must not keep another `goto`.
-    msgs.push({
-      type: NFT_MSG_DELRULE,
-      flags: 0,
-      family,
-      attrs: [strAttr(NFTA_RULE_TABLE, HOST_BRIDGE.name), strAttr(NFTA_RULE_CHAIN, chain)],
-    });
-    const immediate = nest(NFTA_LIST_ELEM, [
-      strAttr(NFTA_EXPR_NAME, 'immediate'),
-      nest(NFTA_EXPR_DATA, [
-        be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT),
-        nest(NFTA_IMMEDIATE_DATA, [verdict(NFT_GOTO, chainName(b.chainId))]),
-      ]),
-    ]);
-    msgs.push({
-      type: NFT_MSG_NEWRULE,
-      flags: NLM_F_CREATE | NLM_F_APPEND,
-      family,
-      attrs: [strAttr(NFTA_RULE_TABLE, HOST_BRIDGE.name), strAttr(NFTA_RULE_CHAIN, chain), nest(NFTA_RULE_EXPRESSIONS, [immediate])],
-    });
-    const element = nest(NFTA_LIST_ELEM, [
-      nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, ifnameKey(b.ifname))]),
-      nest(NFTA_SET_ELEM_DATA, [verdict(NFT_JUMP, chain)]),
-    ]);
-    msgs.push({
-      type: NFT_MSG_NEWSETELEM,
+export function stageMessages(stage: Stage, ifname: string, rules: readonly RuleNetlink[]): BatchMessage[] {
+  if (stage.table !== HOST_BRIDGE) throw new Error(`stage ${stage.map} is not in table ${HOST_BRIDGE.name}`);
+  const chain = stage.chain(ifname);
+  const element = nest(NFTA_LIST_ELEM, [
+    nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, ifnameKey(ifname))]),
+    nest(NFTA_SET_ELEM_DATA, [verdictData(VERDICT.jump, chain)]),
+  ]);
+  return [
+    newChain(chain),
+    flushChain(chain),
+    ...rules.flatMap((r) => [...(r.sets ?? []), newRule(chain, r)]),
+    {
+      type: NFT_MSG.NEWSETELEM,
       flags: NLM_F_CREATE,
-      family,
+      family: NFPROTO[HOST_BRIDGE.family],
       attrs: [
         strAttr(NFTA_SET_ELEM_LIST_TABLE, HOST_BRIDGE.name),
         strAttr(NFTA_SET_ELEM_LIST_SET, stage.map),
         nest(NFTA_SET_ELEM_LIST_ELEMENTS, [element]),
       ],
-    });
-  }
-  return msgs;
+    },
+  ];
 }
 
-/** Bind interfaces to installed chains, one nfnetlink batch (all or nothing). */
-export function applyBindings(netns: string | undefined, bindings: PolicyChange['bindings'], context: string): Promise<void> {
-  return nftBatch(netns, bindingMessages(bindings), context);
+/**
+ * A port's anti-spoofing chain (port-security.ts's rules) as messages, or undefined when a rule has no netlink
+ * form (then it goes as nft text).
+ */
+export function portSecurityMessages(ifname: string, rules: readonly string[]): BatchMessage[] | undefined {
+  const encoded = rules.map(ruleNetlink);
+  return encoded.every((r) => r !== undefined) ? stageMessages(PORT_SECURITY, ifname, encoded) : undefined;
+}
+
+/** The messages binding interfaces to chains: per binding its stage chain holding one `goto`, and its map element. */
+export function bindingMessages(bindings: PolicyChange['bindings']): BatchMessage[] {
+  return bindings.flatMap((b) => {
+    if (b.chainId === null) throw new Error(`unbinding ${b.ifname} is not a binding`);
+    return stageMessages(POLICY_STAGE[b.stage], b.ifname, [ruleOf([verdict(VERDICT.goto, chainName(b.chainId))])]);
+  });
 }

@@ -1,0 +1,533 @@
+// Compiled rules (core/policy/compile.ts's nft text, the one source of what a rule means) turned into nf_tables
+// netlink expressions, so a port's new chain can go to the kernel as a raw nfnetlink batch: libnftables' parse and
+// evaluation of 50 rules cost ~2.8 ms of CPU on the attach's critical path, this costs a few tens of microseconds.
+//
+// Only the grammar compile.ts emits for bridge stages is understood, and it is encoded the way nft 1.0.6 encodes it
+// (its `--debug=netlink` output was the model), so `nft list` prints the same rule either way:
+// - `ip`/`ip6` matches carry nft's implicit dependency `meta protocol == ip|ip6` (once per rule and family, not
+//   after an explicit `ether type` of that family); a prefix on a byte boundary loads only its bytes, any other
+//   prefix loads the address and masks it;
+// - an equal port range is two compares (>=, <=), an unequal one a range expression;
+// - `counter`, verdicts, `limit rate N/second` (burst 5, nft's default), `log prefix … group N`, and the comment as
+//   libnftnl's rule userdata (TLV type 0, NUL-terminated).
+// One difference on purpose: nft merges adjacent loads of one header into one compare, also for `!=`, where
+// `ether saddr != A ether type != B` then matches when either differs; here each match stays its own compare.
+// Anything else (anonymous sets `{ … }`, ICMP fields, conntrack, interface names) is refused with undefined, and
+// the caller sends the text through libnftables as before. core/test/policy-netlink.test.ts installs a corpus both
+// ways and compares nft's listings.
+import { attr, ipBytes, strAttr } from '../netlink/attributes.js';
+import { chainName, type CompiledChain } from '../../policy/compile.js';
+import { NFPROTO, NLA_F_NESTED, NLM_F_CREATE, type BatchMessage } from './nfnetlink.js';
+import { HOST_BRIDGE } from './tables.js';
+
+/** nf_tables message types (NFT_MSG_*) the batches here send. */
+export const NFT_MSG = { NEWCHAIN: 3, NEWRULE: 6, DELRULE: 8, NEWSET: 9, NEWSETELEM: 12 } as const;
+const NLM_F_APPEND = 0x800;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_RULE_USERDATA = 7;
+const NFTA_LIST_ELEM = 1;
+const NFTA_EXPR_NAME = 1;
+const NFTA_EXPR_DATA = 2;
+const NFTA_DATA_VALUE = 1;
+const NFTA_DATA_VERDICT = 2;
+const NFTA_VERDICT_CODE = 1;
+const NFTA_VERDICT_CHAIN = 2;
+const NFT_REG_VERDICT = 0;
+const NFT_REG_1 = 1;
+const NFTNL_UDATA_RULE_COMMENT = 0;
+/** nft's limit on a comment (NFT_USERDATA_MAXLEN is larger; nft refuses longer comments first). */
+const COMMENT_MAX = 128;
+
+const PAYLOAD = { LL: 0, NETWORK: 1, TRANSPORT: 2 } as const;
+const META = { PROTOCOL: 1, MARK: 3, L4PROTO: 16 } as const;
+const CMP = { EQ: 0, NEQ: 1, LTE: 3, GTE: 5 } as const;
+/** Verdict codes (NF_DROP, NF_ACCEPT, NFT_RETURN, NFT_JUMP, NFT_GOTO). */
+export const VERDICT: Readonly<Record<'drop' | 'accept' | 'return' | 'jump' | 'goto', number>> = {
+  drop: 0,
+  accept: 1,
+  return: -5,
+  jump: -3,
+  goto: -4,
+};
+const ETHERTYPE = { ip: 0x0800, ip6: 0x86dd } as const;
+const ETHERTYPE_NAMES: Readonly<Record<string, number>> = { ip: 0x0800, ip6: 0x86dd, arp: 0x0806, '8021q': 0x8100, '8021ad': 0x88a8 };
+const L4PROTO_NAMES: Readonly<Record<string, number>> = { icmp: 1, tcp: 6, udp: 17, 'ipv6-icmp': 58 };
+const ICMPV6_TYPES: Readonly<Record<string, number>> = {
+  'echo-request': 128,
+  'echo-reply': 129,
+  'nd-router-solicit': 133,
+  'nd-router-advert': 134,
+  'nd-neighbor-solicit': 135,
+  'nd-neighbor-advert': 136,
+  'nd-redirect': 137,
+};
+
+const family = NFPROTO[HOST_BRIDGE.family];
+const table = (type: number): Buffer => strAttr(type, HOST_BRIDGE.name);
+
+export const nest = (type: number, children: Buffer[]): Buffer => attr(type | NLA_F_NESTED, Buffer.concat(children));
+export const be32 = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(v);
+  return attr(type, b);
+};
+const be64 = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(v));
+  return attr(type, b);
+};
+const be16 = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(v);
+  return attr(type, b);
+};
+const value = (type: number, bytes: Buffer): Buffer => nest(type, [attr(NFTA_DATA_VALUE, bytes)]);
+const expr = (name: string, data: Buffer[]): Buffer =>
+  nest(NFTA_LIST_ELEM, [strAttr(NFTA_EXPR_NAME, name), ...(data.length ? [nest(NFTA_EXPR_DATA, data)] : [])]);
+
+/** Expressions that take no value from the rule are built once (an attach encodes tens of rules). */
+const memo = new Map<string, Buffer>();
+const once = (key: string, make: () => Buffer): Buffer => {
+  let b = memo.get(key);
+  if (!b) memo.set(key, (b = make()));
+  return b;
+};
+const payload = (base: number, offset: number, len: number): Buffer =>
+  once(`p${base}.${offset}.${len}`, () => expr('payload', [be32(1, NFT_REG_1), be32(2, base), be32(3, offset), be32(4, len)]));
+const meta = (key: number): Buffer => once(`m${key}`, () => expr('meta', [be32(2, key), be32(1, NFT_REG_1)]));
+/**
+ * `cmp`, the commonest expression with a value of the rule's own, written into one buffer: what expr() and its
+ * helpers would build from nine (an attach encodes tens of them; the allocations were most of the encoder's time).
+ */
+function cmp(op: number, bytes: Buffer): Buffer {
+  const padded = (bytes.length + 3) & ~3;
+  const data = 4 + 4 + padded; // CMP_DATA { DATA_VALUE { bytes } }
+  const inner = 8 + 8 + data; // SREG, OP, CMP_DATA
+  const b = Buffer.alloc(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
+  let o = 0;
+  const hdr = (len: number, type: number) => {
+    b.writeUInt16LE(len, o);
+    b.writeUInt16LE(type, o + 2);
+    o += 4;
+  };
+  hdr(b.length, NFTA_LIST_ELEM | NLA_F_NESTED);
+  hdr(8, NFTA_EXPR_NAME);
+  b.write('cmp', o);
+  o += 4;
+  hdr(4 + inner, NFTA_EXPR_DATA | NLA_F_NESTED);
+  hdr(8, 1);
+  b.writeInt32BE(NFT_REG_1, o);
+  o += 4;
+  hdr(8, 2);
+  b.writeInt32BE(op, o);
+  o += 4;
+  hdr(data, 3 | NLA_F_NESTED);
+  hdr(4 + bytes.length, NFTA_DATA_VALUE);
+  bytes.copy(b, o);
+  return b;
+}
+const bitwise = (mask: Buffer): Buffer =>
+  expr('bitwise', [be32(1, NFT_REG_1), be32(2, NFT_REG_1), be32(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
+/** nft's datatypes (src/datatype.h), which `nft list` reads an anonymous set's elements by. */
+const DATATYPE = { integer: 4, ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ethertype: 10, icmpv6_type: 29 } as const;
+const NFT_SET_ANONYMOUS = 0x1;
+const NFT_SET_CONSTANT = 0x2;
+const ANON_SET = '__set%d';
+let setIds = Math.floor(Math.random() * 0x3fffffff);
+
+/**
+ * An anonymous constant set of `elements` and the lookup of it (by the id it has in the batch, the kernel naming
+ * it): what nft makes of `{ a, b }`. A single element is a compare, as nft makes it.
+ */
+function inSet(type: number, len: number, elements: Buffer[], neq: boolean, sets: BatchMessage[]): Buffer {
+  if (elements.length === 1) return cmp(neq ? CMP.NEQ : CMP.EQ, elements[0]!);
+  const id = (setIds = (setIds + 1) & 0x3fffffff);
+  // Key byte order big endian (NFTNL_UDATA_SET_KEYBYTEORDER, host-order u32), as nft records it for these types.
+  const udata = Buffer.alloc(6);
+  udata[0] = 0;
+  udata[1] = 4;
+  udata.writeUInt32LE(2, 2);
+  sets.push(
+    {
+      type: NFT_MSG.NEWSET,
+      flags: NLM_F_CREATE,
+      family,
+      attrs: [
+        table(1),
+        strAttr(2, ANON_SET),
+        be32(3, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT),
+        be32(4, type),
+        be32(5, len),
+        nest(9, [be32(1, elements.length)]),
+        be32(10, id),
+        attr(13, udata),
+      ],
+    },
+    {
+      type: NFT_MSG.NEWSETELEM,
+      flags: NLM_F_CREATE,
+      family,
+      attrs: [
+        table(1),
+        strAttr(2, ANON_SET),
+        be32(4, id),
+        nest(
+          3,
+          elements.map((e) => nest(NFTA_LIST_ELEM, [nest(1, [attr(NFTA_DATA_VALUE, e)])])),
+        ),
+      ],
+    },
+  );
+  return expr('lookup', [strAttr(1, ANON_SET), be32(2, NFT_REG_1), be32(4, id), ...(neq ? [be32(5, 1)] : [])]);
+}
+
+const lookup = (set: string, inv: boolean): Buffer => expr('lookup', [strAttr(1, set), be32(2, NFT_REG_1), ...(inv ? [be32(5, 1)] : [])]);
+/** A verdict as data (NFTA_DATA_VERDICT): of an immediate expression, or of a verdict map's element. */
+export const verdictData = (code: number, chain?: string): Buffer =>
+  nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, code), ...(chain ? [strAttr(NFTA_VERDICT_CHAIN, chain)] : [])]);
+/** The expression ending a rule with a verdict. */
+export const verdict = (code: number, chain?: string): Buffer =>
+  expr('immediate', [be32(1, NFT_REG_VERDICT), nest(2, [verdictData(code, chain)])]);
+
+/** A rule in netlink form: its expressions and userdata (the comment), ready for NFT_MSG_NEWRULE. */
+export interface RuleNetlink {
+  expressions: Buffer;
+  userdata?: Buffer;
+  /** Anonymous sets the rule looks up (`{ … }`): created with their elements before it, in the same batch. */
+  sets?: BatchMessage[];
+}
+
+class Unsupported extends Error {}
+
+const u16be = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+
+function int(tok: string | undefined, max: number): number {
+  if (tok === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(tok)) throw new Unsupported();
+  const n = Number(tok);
+  if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Unsupported();
+  return n;
+}
+
+function macBytes(tok: string | undefined): Buffer {
+  if (tok === undefined || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(tok)) throw new Unsupported();
+  return Buffer.from(tok.replace(/:/g, ''), 'hex');
+}
+
+function addrBytes(text: string, family: 4 | 6): Buffer {
+  let b: Buffer;
+  try {
+    b = ipBytes(text);
+  } catch {
+    throw new Unsupported();
+  }
+  if (b.length !== (family === 4 ? 4 : 16)) throw new Unsupported();
+  return b;
+}
+
+/** `"…"` → its text; the grammar has no escapes inside (rule ids and prefixes are plain). */
+function quoted(tok: string | undefined): string {
+  if (tok === undefined || tok.length < 2 || !tok.startsWith('"') || !tok.endsWith('"')) throw new Unsupported();
+  return tok.slice(1, -1);
+}
+
+/**
+ * One compiled rule's text in netlink form, or undefined when it says something this encoder does not know (the
+ * caller then uses libnftables for it).
+ */
+export function ruleNetlink(text: string): RuleNetlink | undefined {
+  try {
+    return encode(text);
+  } catch (e) {
+    if (e instanceof Unsupported) return undefined;
+    throw e;
+  }
+}
+
+function encode(text: string): RuleNetlink {
+  const toks = text.match(/"[^"]*"|\S+/g) ?? [];
+  const out: Buffer[] = [];
+  let comment: string | undefined;
+  let done = false;
+  /** Network protocols established in this rule (explicit `ether type` or an earlier dependency). */
+  const known = new Set<number>();
+  /** The transport protocol established in this rule (`meta l4proto N`, or a dependency nft would add). */
+  let l4: number | undefined;
+  const sets: BatchMessage[] = [];
+  let i = 0;
+  const next = (): string | undefined => toks[i++];
+  const peekNeq = (): boolean => {
+    if (toks[i] !== '!=') return false;
+    i++;
+    return true;
+  };
+  /** One value, or the elements of `{ a, b, … }`. */
+  const values = (parse: (tok: string) => Buffer): Buffer[] => {
+    const tok = next();
+    if (tok === undefined) throw new Unsupported();
+    if (tok !== '{') return [parse(tok)];
+    const items: Buffer[] = [];
+    for (let v = next(); v !== '}'; v = next()) {
+      if (v === undefined) throw new Unsupported();
+      for (const part of v.split(',')) if (part) items.push(parse(part));
+    }
+    if (items.length === 0) throw new Unsupported();
+    return items;
+  };
+  const addrOf = (family: 4 | 6) => (tok: string) => addrBytes(tok, family);
+  const l4dependency = (proto: number): void => {
+    if (l4 === proto) return;
+    if (l4 !== undefined) throw new Unsupported();
+    out.push(meta(META.L4PROTO), cmp(CMP.EQ, Buffer.of(proto)));
+    l4 = proto;
+  };
+  while (i < toks.length) {
+    const t = next()!;
+    if (done && t !== 'comment') throw new Unsupported();
+    switch (t) {
+      case 'meta': {
+        const key = next();
+        if (key === 'mark') {
+          if (next() !== '&') throw new Unsupported();
+          const mask = int(next(), 0xffffffff);
+          const op = next();
+          if (op !== '==' && op !== '!=') throw new Unsupported();
+          const v = int(next(), 0xffffffff);
+          // The mark is host byte order in the register (as nft sends it).
+          const m = Buffer.alloc(4);
+          m.writeUInt32LE(mask);
+          const x = Buffer.alloc(4);
+          x.writeUInt32LE(v);
+          out.push(meta(META.MARK), bitwise(m), cmp(op === '==' ? CMP.EQ : CMP.NEQ, x));
+        } else if (key === 'l4proto') {
+          const neq = peekNeq();
+          const tok = next() ?? '';
+          const proto = L4PROTO_NAMES[tok] ?? int(tok, 0xff);
+          out.push(meta(META.L4PROTO), cmp(neq ? CMP.NEQ : CMP.EQ, Buffer.of(proto)));
+          if (!neq) l4 = proto;
+        } else throw new Unsupported();
+        break;
+      }
+      case 'ether': {
+        const field = next();
+        if (field === 'type') {
+          const neq = peekNeq();
+          const types = values((n) => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff)));
+          out.push(payload(PAYLOAD.LL, 12, 2), inSet(DATATYPE.ethertype, 2, types, neq, sets));
+          if (!neq && types.length === 1) known.add(types[0]!.readUInt16BE());
+        } else if (field === 'saddr' || field === 'daddr') {
+          const offset = field === 'saddr' ? 6 : 0;
+          if (toks[i] === '&') {
+            i++;
+            const mask = macBytes(next());
+            const op = next();
+            if (op !== '==' && op !== '!=') throw new Unsupported();
+            out.push(payload(PAYLOAD.LL, offset, 6), bitwise(mask), cmp(op === '==' ? CMP.EQ : CMP.NEQ, macBytes(next())));
+            break;
+          }
+          const neq = peekNeq();
+          out.push(payload(PAYLOAD.LL, offset, 6));
+          const v = toks[i];
+          if (v?.startsWith('@')) {
+            i++;
+            out.push(lookup(v.slice(1), neq));
+          } else out.push(inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
+        } else throw new Unsupported();
+        break;
+      }
+      case 'ip':
+      case 'ip6': {
+        const family = t === 'ip' ? 4 : 6;
+        const field = next();
+        if (field !== 'saddr' && field !== 'daddr') throw new Unsupported();
+        const type = ETHERTYPE[t];
+        if (!known.has(type)) {
+          out.push(meta(META.PROTOCOL), cmp(CMP.EQ, u16be(type)));
+          known.add(type);
+        }
+        const size = family === 4 ? 4 : 16;
+        const offset = family === 4 ? (field === 'saddr' ? 12 : 16) : field === 'saddr' ? 8 : 24;
+        const neq = peekNeq();
+        if (toks[i] === '{') {
+          const type = family === 4 ? DATATYPE.ipv4_addr : DATATYPE.ipv6_addr;
+          out.push(payload(PAYLOAD.NETWORK, offset, size), inSet(type, size, values(addrOf(family)), neq, sets));
+          break;
+        }
+        const v = next();
+        if (v === undefined) throw new Unsupported();
+        if (v.startsWith('@')) {
+          out.push(payload(PAYLOAD.NETWORK, offset, size), lookup(v.slice(1), neq));
+          break;
+        }
+        const [addr, lenText] = v.split('/');
+        const len = lenText === undefined ? size * 8 : int(lenText, size * 8);
+        if (len === 0) throw new Unsupported();
+        const bytes = addrBytes(addr!, family);
+        const op = neq ? CMP.NEQ : CMP.EQ;
+        if (len % 8 === 0) {
+          out.push(payload(PAYLOAD.NETWORK, offset, len / 8), cmp(op, bytes.subarray(0, len / 8)));
+        } else {
+          const mask = Buffer.alloc(size);
+          for (let b = 0; b < size; b++) mask[b] = b < len >> 3 ? 0xff : b === len >> 3 ? (0xff << (8 - (len & 7))) & 0xff : 0;
+          const masked = Buffer.from(bytes.map((x, k) => x & mask[k]!));
+          out.push(payload(PAYLOAD.NETWORK, offset, size), bitwise(mask), cmp(op, masked));
+        }
+        break;
+      }
+      case 'arp': {
+        // `arp saddr ether|ip`: the sender's hardware and protocol addresses, after an explicit `ether type arp`.
+        if (next() !== 'saddr' || !known.has(ETHERTYPE_NAMES.arp!)) throw new Unsupported();
+        const kind = next();
+        const neq = peekNeq();
+        if (kind === 'ether') out.push(payload(PAYLOAD.NETWORK, 8, 6), inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
+        else if (kind === 'ip') out.push(payload(PAYLOAD.NETWORK, 14, 4), inSet(DATATYPE.ipv4_addr, 4, values(addrOf(4)), neq, sets));
+        else throw new Unsupported();
+        break;
+      }
+      case 'icmpv6': {
+        // Only after an explicit `meta l4proto ipv6-icmp` (nft's own dependency would be more than that).
+        if (next() !== 'type' || l4 !== L4PROTO_NAMES['ipv6-icmp']) throw new Unsupported();
+        const neq = peekNeq();
+        const types = values((n) => Buffer.of(ICMPV6_TYPES[n] ?? int(n, 0xff)));
+        out.push(payload(PAYLOAD.TRANSPORT, 0, 1), inSet(DATATYPE.icmpv6_type, 1, types, neq, sets));
+        break;
+      }
+      case 'udp':
+      case 'tcp': {
+        const field = next();
+        if (field !== 'sport' && field !== 'dport') throw new Unsupported();
+        l4dependency(L4PROTO_NAMES[t]!);
+        const neq = peekNeq();
+        out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2), cmp(neq ? CMP.NEQ : CMP.EQ, u16be(int(next(), 0xffff))));
+        break;
+      }
+      case 'th': {
+        const field = next();
+        if (field !== 'sport' && field !== 'dport') throw new Unsupported();
+        const neq = peekNeq();
+        const v = next() ?? '';
+        const m = /^(\d+)(?:-(\d+))?$/.exec(v);
+        if (!m) throw new Unsupported();
+        const from = int(m[1], 0xffff);
+        const to = m[2] === undefined ? from : int(m[2], 0xffff);
+        if (to < from) throw new Unsupported();
+        out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2));
+        if (from === to) out.push(cmp(neq ? CMP.NEQ : CMP.EQ, u16be(from)));
+        else if (!neq) out.push(cmp(CMP.GTE, u16be(from)), cmp(CMP.LTE, u16be(to)));
+        else out.push(expr('range', [be32(1, NFT_REG_1), be32(2, 1), value(3, u16be(from)), value(4, u16be(to))]));
+        break;
+      }
+      case 'counter':
+        out.push(once('counter', () => expr('counter', [be64(1, 0), be64(2, 0)])));
+        break;
+      case 'accept':
+      case 'drop':
+      case 'return':
+        out.push(once(t, () => verdict(VERDICT[t])));
+        done = true;
+        break;
+      case 'jump':
+      case 'goto': {
+        const target = next();
+        if (!target || !/^[\w.-]+$/.test(target)) throw new Unsupported();
+        out.push(verdict(VERDICT[t], target));
+        done = true;
+        break;
+      }
+      case 'limit': {
+        if (next() !== 'rate') throw new Unsupported();
+        const m = /^(\d+)\/second$/.exec(next() ?? '');
+        if (!m) throw new Unsupported();
+        // nft's defaults: burst 5 packets, no flags.
+        out.push(expr('limit', [be64(1, int(m[1], 0xffffffff)), be64(2, 1), be32(3, 5), be32(4, 0), be32(5, 0)]));
+        break;
+      }
+      case 'log': {
+        if (next() !== 'prefix') throw new Unsupported();
+        const prefix = quoted(next());
+        if (next() !== 'group') throw new Unsupported();
+        out.push(expr('log', [be16(1, int(next(), 0xffff)), strAttr(2, prefix)]));
+        break;
+      }
+      case 'comment':
+        comment = quoted(next());
+        if (i !== toks.length) throw new Unsupported();
+        break;
+      default: {
+        // A raw transport payload, `@th,<bit offset>,<bit length>` (whole bytes only), against integers.
+        const raw = /^@th,(\d+),(\d+)$/.exec(t);
+        if (!raw || Number(raw[1]) % 8 || Number(raw[2]) % 8 || Number(raw[2]) === 0 || Number(raw[2]) > 128) throw new Unsupported();
+        const len = Number(raw[2]) / 8;
+        const neq = peekNeq();
+        const ints = values((v) => {
+          if (!/^0x[0-9a-f]+$/i.test(v) || v.length - 2 > len * 2) throw new Unsupported();
+          return Buffer.from(v.slice(2).padStart(len * 2, '0'), 'hex');
+        });
+        out.push(payload(PAYLOAD.TRANSPORT, Number(raw[1]) / 8, len), inSet(DATATYPE.integer, len, ints, neq, sets));
+      }
+    }
+  }
+  let userdata: Buffer | undefined;
+  if (comment !== undefined) {
+    const c = Buffer.from(`${comment}\0`);
+    if (c.length > COMMENT_MAX) throw new Unsupported();
+    userdata = Buffer.concat([Buffer.of(NFTNL_UDATA_RULE_COMMENT, c.length), c]);
+  }
+  return { expressions: nest(NFTA_RULE_EXPRESSIONS, out), ...(userdata ? { userdata } : {}), ...(sets.length ? { sets } : {}) };
+}
+
+/** Chain `name` of `table bridge bees` created (no error when it exists). */
+export const newChain = (name: string): BatchMessage => ({
+  type: NFT_MSG.NEWCHAIN,
+  flags: NLM_F_CREATE,
+  family,
+  attrs: [table(NFTA_CHAIN_TABLE), strAttr(NFTA_CHAIN_NAME, name)],
+});
+/** Every rule of chain `name` deleted (`flush chain`). */
+export const flushChain = (name: string): BatchMessage => ({
+  type: NFT_MSG.DELRULE,
+  flags: 0,
+  family,
+  attrs: [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)],
+});
+/** A rule appended to chain `name` (or to the chain its `head`, table and chain attributes, names). */
+export const newRule = (name: string, r: RuleNetlink, head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)]): BatchMessage => ({
+  type: NFT_MSG.NEWRULE,
+  flags: NLM_F_CREATE | NLM_F_APPEND,
+  family,
+  attrs: [...head, r.expressions, ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : [])],
+});
+/** A rule of the given expressions (list elements), without comment. */
+export const ruleOf = (expressions: Buffer[]): RuleNetlink => ({ expressions: nest(NFTA_RULE_EXPRESSIONS, expressions) });
+
+/**
+ * Compiled chains as nfnetlink messages for `table bridge bees`: each chain created (new at attach: `add chain` of
+ * a chain holding rules makes the kernel's commit wait, but a new one does not), flushed, its rules appended. The
+ * chains they jump to must exist or be among `chains`. Undefined when a chain needs sets (their declarations stay
+ * with libnftables) or a rule this encoder does not know.
+ */
+export function chainMessages(chains: readonly CompiledChain[]): BatchMessage[] | undefined {
+  if (chains.some((c) => c.sets.length > 0)) return undefined;
+  const create: BatchMessage[] = [];
+  const fill: BatchMessage[] = [];
+  for (const c of chains) {
+    if (c.name !== chainName(c.chainId)) return undefined;
+    create.push(newChain(c.name));
+    fill.push(flushChain(c.name));
+    const head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, c.name)];
+    for (const r of c.rules) {
+      const nl = ruleNetlink(r);
+      if (!nl) return undefined;
+      fill.push(...(nl.sets ?? []), newRule(c.name, nl, head));
+    }
+  }
+  // Every chain exists before any rule jumps to one of them.
+  return [...create, ...fill];
+}
