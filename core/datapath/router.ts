@@ -8,7 +8,16 @@ import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
-import { getLink, withNetlink } from './netlink/index.js';
+import {
+  getLink,
+  listAddresses,
+  listLinks,
+  listNeighbours,
+  listRoutes,
+  withNetlink,
+  type Link,
+  type NetlinkSocket,
+} from './netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
 import { ensureRouterChains, setHostMasquerade, setRouterChains, setRouterSnat } from './nft/index.js';
 import type { RouterFilters } from '../policy/compile-router.js';
@@ -79,6 +88,67 @@ function normDst(dst: string): string {
   const m = /^(.*)\/(32|128)$/.exec(dst);
   if (m && ((m[2] === '32' && familyOf(m[1]!) === 4) || (m[2] === '128' && familyOf(m[1]!) === 6))) return m[1]!;
   return dst;
+}
+
+type Names = Map<number, Link>;
+
+/** Read through one netlink socket of `netns`, given its links by index; errors keep the caller's context. */
+async function readJson<T>(netns: string | undefined, context: string, fn: (s: NetlinkSocket, links: Names) => Promise<T[]>): Promise<T[]> {
+  try {
+    return await withNetlink(netns, async (s) => fn(s, new Map((await listLinks(s)).map((l) => [l.index, l]))));
+  } catch (e) {
+    if (isGone(e)) throw e;
+    throw new Error(`${context}: ${(e as Error).message}`);
+  }
+}
+
+const SCOPES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
+
+/** Links with their addresses, as `ip -j addr show` prints them (the fields read here). */
+async function addrsJson(s: NetlinkSocket, links: Names): Promise<AddrJson[]> {
+  const byLink = new Map<number, AddrJson>();
+  for (const l of links.values()) byLink.set(l.index, { ifname: l.name, mtu: l.mtu, address: l.mac, addr_info: [] });
+  for (const a of await listAddresses(s)) {
+    byLink.get(a.index)?.addr_info!.push({
+      family: a.family === 4 ? 'inet' : 'inet6',
+      local: a.ip,
+      prefixlen: a.prefix,
+      scope: SCOPES[a.scope] ?? String(a.scope),
+    });
+  }
+  return [...byLink.values()];
+}
+
+const ROUTE_TYPES: Record<number, string> = {
+  1: 'unicast',
+  2: 'local',
+  3: 'broadcast',
+  4: 'anycast',
+  5: 'multicast',
+  6: 'blackhole',
+  7: 'unreachable',
+  8: 'prohibit',
+  9: 'throw',
+  10: 'nat',
+};
+const RTPROT_KERNEL = 2;
+
+/** Routes of the main table of one family, as `ip -j route show table main` prints them (the fields read here). */
+async function routesJson(s: NetlinkSocket, links: Names, family: 4 | 6): Promise<RouteJson[]> {
+  return (await listRoutes(s, family)).map((r) => ({
+    dst: normDst(r.dst),
+    ...(r.gateway ? { gateway: r.gateway } : {}),
+    ...(r.oif !== undefined && links.has(r.oif) ? { dev: links.get(r.oif)!.name } : {}),
+    protocol: r.protocol === RTPROT_KERNEL ? 'kernel' : String(r.protocol),
+    type: ROUTE_TYPES[r.type] ?? String(r.type),
+  }));
+}
+
+/** Permanent neighbour entries, as `ip -j neigh show nud permanent` prints them. */
+async function permanentNeighboursJson(s: NetlinkSocket, links: Names): Promise<NeighJson[]> {
+  return (await listNeighbours(s))
+    .filter((n) => n.permanent && links.has(n.index))
+    .map((n) => ({ dst: n.ip, dev: links.get(n.index)!.name, ...(n.mac ? { lladdr: n.mac } : {}) }));
 }
 
 async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
@@ -166,13 +236,14 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
       if (!/File exists/.test(String(e))) throw e;
     });
   }
+  // Read in-process (netlink), in the form `ip -j` prints: the periodic resync re-reads every router on every host.
   const [hostAddrs, hostRoutes, nsAddrs, nsNeigh, nsRoutes4, nsRoutes6] = await Promise.all([
-    runJson<AddrJson[]>(ctx.netns, ['ip', '-d', '-j', 'addr', 'show'], `${what}: could not read host interfaces`),
-    runJson<RouteJson[]>(ctx.netns, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read host routes`),
-    runJson<AddrJson[]>(nsPath, ['ip', '-j', 'addr', 'show'], `${what}: could not read ${ns}`),
-    readOr(runJson<NeighJson[]>(nsPath, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'], `${what}: could not read neighbours`)),
-    runJson<RouteJson[]>(nsPath, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
-    runJson<RouteJson[]>(nsPath, ['ip', '-6', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
+    readJson(ctx.netns, `${what}: could not read host interfaces`, (s, names) => addrsJson(s, names)),
+    readJson(ctx.netns, `${what}: could not read host routes`, (s, names) => routesJson(s, names, 4)),
+    readJson(nsPath, `${what}: could not read ${ns}`, (s, names) => addrsJson(s, names)),
+    readOr(readJson(nsPath, `${what}: could not read neighbours`, (s, names) => permanentNeighboursJson(s, names))),
+    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 4)),
+    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 6)),
   ]);
   const host: string[] = [];
   const inner: string[] = ['link set dev lo up'];
