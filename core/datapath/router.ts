@@ -3,14 +3,16 @@
 // between bridges is routed on the host where it enters and then tunnelled straight to the destination host.
 // The router never resolves addresses (it has permanent neighbours for every port of its bridges), and reaches
 // the outside through an uplink veth to the host namespace, where it is masqueraded.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
 import {
   getLink,
+  inNamespace,
   listAddresses,
+  listFdb,
   listLinks,
   listNeighbours,
   listRoutes,
@@ -245,6 +247,9 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 4)),
     readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 6)),
   ]);
+  const hostFdb = await readJson(ctx.netns, `${what}: could not read the host's FDB`, async (s, names) =>
+    (await listFdb(s)).filter((f) => !f.self && f.static && !f.permanent).map((f) => `${names.get(f.index)?.name ?? ''} ${f.mac}`),
+  );
   const host: string[] = [];
   const inner: string[] = ['link set dev lo up'];
   const fdb: string[] = [];
@@ -264,7 +269,7 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     inner.push(`link set dev ${l.inner} mtu ${brLink.mtu}`);
     host.push(`link set dev ${l.host} addrgenmode none`, `link set dev ${l.host} master ${bridgeName(l.vni)}`, `link set dev ${l.host} up`);
     // The gateway MAC is local on every host: pin it to the leg so nothing floods it.
-    fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
+    if (!hostFdb.includes(`${l.host} ${normalizeMac(l.mac)}`)) fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
     // Setting a MAC (even the same one) flushes the leg's neighbours, permanent ones included: only when it differs.
     if (nsLinks.get(l.inner)?.address !== l.mac) inner.push(`link set dev ${l.inner} address ${l.mac}`);
     inner.push(`link set dev ${l.inner} up`);
@@ -366,17 +371,39 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   await Promise.all([
     ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
-    run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
+    sysctlsSet(nsPath, sysctl.slice(2))
+      ? undefined
+      : run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
     setRouterSnat(nsPath, ROUTER_UPLINK, snat, `${what}: could not set NAT in ${ns}`),
     // Rebuilt whole unless this version is in place (what was there is unknown); setRouterFilters changes only what
     // differs.
     ensureRouterChains(nsPath, r.filters, `${what}: could not set its chains in ${ns}`),
-    snat
+    snat && !sysctlsSet(ctx.netns, ['net.ipv4.ip_forward=1'])
       ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), {
           context: `${what}: could not enable forwarding on the host`,
         }).then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`))
-      : undefined,
+      : snat
+        ? setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`)
+        : undefined,
   ]);
+}
+
+/**
+ * Whether every `name=value` sysctl already holds its value in the namespace at `netns`, read in-process
+ * (/proc/sys/net is the namespace of the thread that opens it): a converged router then costs no `sysctl` process.
+ * False when one cannot be read (the `sysctl` run says why).
+ */
+function sysctlsSet(netns: string | undefined, settings: string[]): boolean {
+  try {
+    return inNamespace(netns, () =>
+      settings.every((kv) => {
+        const [name, value] = kv.split('=') as [string, string];
+        return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8').trim() === value;
+      }),
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** Only the chains of a router in place changed: rewrite what differs in its `table inet bees-r`. */
