@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
+import { canonicalIp } from '../net/ip.js';
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
 import {
@@ -16,6 +17,7 @@ import {
   listLinks,
   listNeighbours,
   listRoutes,
+  canonicalDestination,
   withNetlink,
   type Link,
   type NetlinkSocket,
@@ -49,6 +51,8 @@ interface NeighJson {
   state?: string[];
 }
 interface RouteJson {
+  /** Not printed by ip: which listing the route came from. */
+  family?: 4 | 6;
   dst: string;
   gateway?: string;
   dev?: string;
@@ -109,7 +113,17 @@ const SCOPES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 
 /** Links with their addresses, as `ip -j addr show` prints them (the fields read here). */
 async function addrsJson(s: NetlinkSocket, links: Names): Promise<AddrJson[]> {
   const byLink = new Map<number, AddrJson>();
-  for (const l of links.values()) byLink.set(l.index, { ifname: l.name, mtu: l.mtu, address: l.mac, addr_info: [] });
+  for (const l of links.values()) {
+    const master = l.masterIndex === undefined ? undefined : links.get(l.masterIndex)?.name;
+    byLink.set(l.index, {
+      ifname: l.name,
+      mtu: l.mtu,
+      address: l.mac,
+      flags: l.up ? ['UP'] : [],
+      ...(master ? { master } : {}),
+      addr_info: [],
+    });
+  }
   for (const a of await listAddresses(s)) {
     byLink.get(a.index)?.addr_info!.push({
       family: a.family === 4 ? 'inet' : 'inet6',
@@ -138,6 +152,7 @@ const RTPROT_KERNEL = 2;
 /** Routes of the main table of one family, as `ip -j route show table main` prints them (the fields read here). */
 async function routesJson(s: NetlinkSocket, links: Names, family: 4 | 6): Promise<RouteJson[]> {
   return (await listRoutes(s, family)).map((r) => ({
+    family,
     dst: normDst(r.dst),
     ...(r.gateway ? { gateway: r.gateway } : {}),
     ...(r.oif !== undefined && links.has(r.oif) ? { dev: links.get(r.oif)!.name } : {}),
@@ -366,10 +381,12 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     else inner.push(`route replace ${dst}${rt.via ? ` via ${rt.via}` : ''}${rt.dev ? ` dev ${rt.dev}` : ''}`);
   }
 
-  await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
+  // A converged router (every periodic resync) holds every line already: then no `ip` process at all.
+  if (!host.every((l) => holds(l, hostAddrs, hostRoutes))) await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
+  const innerHeld = inner.every((l) => holds(l, nsAddrs, [...nsRoutes4, ...nsRoutes6]));
   const sysctl = ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0'];
   await Promise.all([
-    ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
+    innerHeld ? undefined : ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
     sysctlsSet(nsPath, sysctl.slice(2))
       ? undefined
@@ -386,6 +403,44 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
         ? setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`)
         : undefined,
   ]);
+}
+
+/**
+ * Whether the kernel, as read (`links` with their addresses, `routes`), already holds what an `ip -batch` line of
+ * ensureRouter would set. Only the idempotent settings are recognised; any other line (a creation, a deletion, a
+ * neighbour, a MAC change) counts as not held, so the batch runs whole, as before.
+ */
+function holds(line: string, links: AddrJson[], routes: RouteJson[]): boolean {
+  const link = (name: string | undefined): AddrJson | undefined => links.find((l) => l.ifname === name);
+  let m = /^link set dev (\S+) (mtu (\d+)|up|addrgenmode none|master (\S+))$/.exec(line);
+  if (m) {
+    const l = link(m[1]);
+    if (!l) return false;
+    if (m[3] !== undefined) return l.mtu === Number(m[3]);
+    if (m[2] === 'up') return l.flags?.includes('UP') ?? false;
+    if (m[4] !== undefined) return l.master === m[4];
+    return true; // addrgenmode is set when the link is made, in the batch that makes it
+  }
+  m = /^addr replace (\S+)\/(\d+) dev (\S+)( nodad)?$/.exec(line);
+  if (m) {
+    const ip = canonicalIp(m[1]!);
+    return link(m[3])?.addr_info?.some((a) => a.local === ip && a.prefixlen === Number(m![2])) ?? false;
+  }
+  m = /^route replace (?:(blackhole|prohibit) )?(\S+)(?: via (\S+))?(?: dev (\S+))?$/.exec(line);
+  if (m) {
+    const [, type, dst, via, dev] = m;
+    const family = via !== undefined ? familyOf(via) : dst!.includes(':') ? 6 : 4;
+    const want = normDst(dst!.includes('/') || dst === 'default' ? canonicalDestination(dst!, family) : canonicalIp(dst!));
+    return routes.some(
+      (r) =>
+        r.family === family &&
+        r.dst === want &&
+        (r.type ?? 'unicast') === (type ?? 'unicast') &&
+        (via === undefined ? r.gateway === undefined : r.gateway === canonicalIp(via)) &&
+        (dev === undefined || r.dev === dev),
+    );
+  }
+  return false;
 }
 
 /**
