@@ -14,8 +14,9 @@
 // host without one keeps no iptables state of ours; the `iptables` binary is whichever backend the host selected
 // (Debian: iptables-nft), the one Docker and ufw use. Nothing else in the table is read for more than this decision
 // or changed: only our chain and our jump.
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { inNetns, run, systemTool } from './exec.js';
+import { chainFingerprint } from './nft/nfnetlink.js';
 import { BRIDGE_PREFIX, UPLINK_PREFIX } from './names.js';
 
 export const FORWARD_CHAIN = 'BEES-FORWARD';
@@ -112,6 +113,8 @@ async function removeFamily(netns: string | undefined, f: Family): Promise<void>
 
 /** Namespaces (key '' = ours) where the chain was checked since load: plugs and bridges then cost no spawn. */
 const checked = new Set<string>();
+/** Per namespace, the nf_tables state of the chains concerned right after the last check (see stateNow). */
+const checkedState = new Map<string, string>();
 let queue: Promise<unknown> = Promise.resolve();
 
 function serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -120,17 +123,43 @@ function serial<T>(fn: () => Promise<T>): Promise<T> {
   return next;
 }
 
+const NFT_FAMILY = { iptables: 'ip', ip6tables: 'ip6' } as const;
+
+/**
+ * The state of FORWARD and our chain in every family's `filter` table as nf_tables holds it (chain handles, policies,
+ * rule handles), read in-process; undefined when it cannot tell: iptables is the legacy backend (its tables are not
+ * in nf_tables) or the read failed. Any change to those chains by any tool (a firewall reload, Docker's restart,
+ * `iptables -P`) changes it, so the periodic recheck spawns `iptables -S` only when something did change.
+ */
+function stateNow(netns: string | undefined): string | undefined {
+  const fams = families();
+  try {
+    if (fams.some((f) => !realpathSync(systemTool(f.tool)).includes('nft'))) return undefined;
+    return fams
+      .flatMap((f) => ['FORWARD', FORWARD_CHAIN].map((c) => chainFingerprint(netns, NFT_FAMILY[f.tool], 'filter', c) ?? '-'))
+      .join(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Make bees' traffic pass the host's FORWARD filtering: install or repair our chain and its jump where the host
  * filters FORWARD. Checked once per namespace and process unless `recheck` (the periodic resync), which finds
- * the chain again when a firewall reload, `iptables-restore` or a Docker started later removed or needed it.
+ * the chain again when a firewall reload, `iptables-restore` or a Docker started later removed or needed it; a
+ * recheck finding the chains as the last check left them (stateNow) starts no process.
  */
 export function ensureHostFirewall(netns: string | undefined, opts: { recheck?: boolean } = {}): Promise<void> {
   const key = netns ?? '';
   if (checked.has(key) && !opts.recheck) return Promise.resolve();
   return serial(async () => {
+    const seen = checked.has(key) ? checkedState.get(key) : undefined;
+    if (seen !== undefined && seen === stateNow(netns)) return;
+    checkedState.delete(key);
     for (const f of families()) await ensureFamily(netns, f);
     checked.add(key);
+    const after = stateNow(netns);
+    if (after !== undefined) checkedState.set(key, after);
   });
 }
 
@@ -146,6 +175,7 @@ export function prepareHostFirewall(netns: string | undefined): Promise<void> {
 export function removeHostFirewall(netns: string | undefined): Promise<void> {
   return serial(async () => {
     checked.delete(netns ?? '');
+    checkedState.delete(netns ?? '');
     for (const f of families()) await removeFamily(netns, f);
   });
 }

@@ -6,7 +6,8 @@ import { readdirSync } from 'node:fs';
 import { familyOf } from './addresses.js';
 import { IFB_PREFIX } from './bandwidth.js';
 import { ensureBridge, removeBridge, updateBridgeRemotes } from './bridge.js';
-import { ipBatch, runJson } from './exec.js';
+import { ipBatch } from './exec.js';
+import { listLinks, withNetlink } from './netlink/index.js';
 import { ensureHostFirewall, prepareHostFirewall, removeHostFirewall } from './host-firewall.js';
 import { dropHostMasquerade, dropTable, forgetDevices, HOST_BRIDGE, HOST_CT } from './nft/index.js';
 import {
@@ -43,6 +44,16 @@ import type {
 interface LinkJson {
   ifname: string;
   linkinfo?: { info_kind?: string };
+}
+
+/** The links of the namespace, read in-process: the sweep of every periodic resync lists them twice. */
+async function listLinkKinds(netns: string | undefined): Promise<LinkJson[]> {
+  try {
+    const links = await withNetlink(netns, (s) => listLinks(s));
+    return links.map((l) => ({ ifname: l.name, ...(l.kind ? { linkinfo: { info_kind: l.kind } } : {}) }));
+  } catch (e) {
+    throw new Error(`could not list links: ${(e as Error).message}`);
+  }
 }
 
 export class LinuxDatapath {
@@ -125,7 +136,7 @@ export class LinuxDatapath {
 
   /** What of ours exists on this host. */
   async inventory(): Promise<Inventory> {
-    const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
+    const links = await listLinkKinds(this.ctx.netns);
     const bridges: number[] = [];
     const plugs: string[] = [];
     for (const l of links) {
@@ -173,7 +184,7 @@ export class LinuxDatapath {
     const mayPlug = (n: string): boolean => !ownedPlugs || ownedPlugs.has(n);
     const mayBridge = (vni: number): boolean => !ownedBridges || ownedBridges.has(vni);
     for (const id of this.routerIds()) if (!keepRouters.has(id) && (!ownedRouters || ownedRouters.has(id))) await this.removeRouter(id);
-    const links = await runJson<LinkJson[]>(this.ctx.netns, ['ip', '-d', '-j', 'link', 'show'], 'could not list links');
+    const links = await listLinkKinds(this.ctx.netns);
     const del: string[] = [];
     /** Devices whose nft chains go with them. */
     const nft: string[] = [];

@@ -3,12 +3,25 @@
 // between bridges is routed on the host where it enters and then tunnelled straight to the destination host.
 // The router never resolves addresses (it has permanent neighbours for every port of its bridges), and reaches
 // the outside through an uplink veth to the host namespace, where it is masqueraded.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
+import { canonicalIp } from '../net/ip.js';
 import type { HostContext } from './bridge.js';
 import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
-import { getLink, withNetlink } from './netlink/index.js';
+import {
+  getLink,
+  inNamespace,
+  listAddresses,
+  listFdb,
+  listLinks,
+  listNeighbours,
+  listRoutes,
+  canonicalDestination,
+  withNetlink,
+  type Link,
+  type NetlinkSocket,
+} from './netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
 import { ensureRouterChains, setHostMasquerade, setRouterChains, setRouterSnat } from './nft/index.js';
 import type { RouterFilters } from '../policy/compile-router.js';
@@ -38,6 +51,8 @@ interface NeighJson {
   state?: string[];
 }
 interface RouteJson {
+  /** Not printed by ip: which listing the route came from. */
+  family?: 4 | 6;
   dst: string;
   gateway?: string;
   dev?: string;
@@ -79,6 +94,78 @@ function normDst(dst: string): string {
   const m = /^(.*)\/(32|128)$/.exec(dst);
   if (m && ((m[2] === '32' && familyOf(m[1]!) === 4) || (m[2] === '128' && familyOf(m[1]!) === 6))) return m[1]!;
   return dst;
+}
+
+type Names = Map<number, Link>;
+
+/** Read through one netlink socket of `netns`, given its links by index; errors keep the caller's context. */
+async function readJson<T>(netns: string | undefined, context: string, fn: (s: NetlinkSocket, links: Names) => Promise<T[]>): Promise<T[]> {
+  try {
+    return await withNetlink(netns, async (s) => fn(s, new Map((await listLinks(s)).map((l) => [l.index, l]))));
+  } catch (e) {
+    if (isGone(e)) throw e;
+    throw new Error(`${context}: ${(e as Error).message}`);
+  }
+}
+
+const SCOPES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
+
+/** Links with their addresses, as `ip -j addr show` prints them (the fields read here). */
+async function addrsJson(s: NetlinkSocket, links: Names): Promise<AddrJson[]> {
+  const byLink = new Map<number, AddrJson>();
+  for (const l of links.values()) {
+    const master = l.masterIndex === undefined ? undefined : links.get(l.masterIndex)?.name;
+    byLink.set(l.index, {
+      ifname: l.name,
+      mtu: l.mtu,
+      address: l.mac,
+      flags: l.up ? ['UP'] : [],
+      ...(master ? { master } : {}),
+      addr_info: [],
+    });
+  }
+  for (const a of await listAddresses(s)) {
+    byLink.get(a.index)?.addr_info!.push({
+      family: a.family === 4 ? 'inet' : 'inet6',
+      local: a.ip,
+      prefixlen: a.prefix,
+      scope: SCOPES[a.scope] ?? String(a.scope),
+    });
+  }
+  return [...byLink.values()];
+}
+
+const ROUTE_TYPES: Record<number, string> = {
+  1: 'unicast',
+  2: 'local',
+  3: 'broadcast',
+  4: 'anycast',
+  5: 'multicast',
+  6: 'blackhole',
+  7: 'unreachable',
+  8: 'prohibit',
+  9: 'throw',
+  10: 'nat',
+};
+const RTPROT_KERNEL = 2;
+
+/** Routes of the main table of one family, as `ip -j route show table main` prints them (the fields read here). */
+async function routesJson(s: NetlinkSocket, links: Names, family: 4 | 6): Promise<RouteJson[]> {
+  return (await listRoutes(s, family)).map((r) => ({
+    family,
+    dst: normDst(r.dst),
+    ...(r.gateway ? { gateway: r.gateway } : {}),
+    ...(r.oif !== undefined && links.has(r.oif) ? { dev: links.get(r.oif)!.name } : {}),
+    protocol: r.protocol === RTPROT_KERNEL ? 'kernel' : String(r.protocol),
+    type: ROUTE_TYPES[r.type] ?? String(r.type),
+  }));
+}
+
+/** Permanent neighbour entries, as `ip -j neigh show nud permanent` prints them. */
+async function permanentNeighboursJson(s: NetlinkSocket, links: Names): Promise<NeighJson[]> {
+  return (await listNeighbours(s))
+    .filter((n) => n.permanent && links.has(n.index))
+    .map((n) => ({ dst: n.ip, dev: links.get(n.index)!.name, ...(n.mac ? { lladdr: n.mac } : {}) }));
 }
 
 async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
@@ -166,14 +253,18 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
       if (!/File exists/.test(String(e))) throw e;
     });
   }
+  // Read in-process (netlink), in the form `ip -j` prints: the periodic resync re-reads every router on every host.
   const [hostAddrs, hostRoutes, nsAddrs, nsNeigh, nsRoutes4, nsRoutes6] = await Promise.all([
-    runJson<AddrJson[]>(ctx.netns, ['ip', '-d', '-j', 'addr', 'show'], `${what}: could not read host interfaces`),
-    runJson<RouteJson[]>(ctx.netns, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read host routes`),
-    runJson<AddrJson[]>(nsPath, ['ip', '-j', 'addr', 'show'], `${what}: could not read ${ns}`),
-    readOr(runJson<NeighJson[]>(nsPath, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'], `${what}: could not read neighbours`)),
-    runJson<RouteJson[]>(nsPath, ['ip', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
-    runJson<RouteJson[]>(nsPath, ['ip', '-6', '-j', 'route', 'show', 'table', 'main'], `${what}: could not read routes`),
+    readJson(ctx.netns, `${what}: could not read host interfaces`, (s, names) => addrsJson(s, names)),
+    readJson(ctx.netns, `${what}: could not read host routes`, (s, names) => routesJson(s, names, 4)),
+    readJson(nsPath, `${what}: could not read ${ns}`, (s, names) => addrsJson(s, names)),
+    readOr(readJson(nsPath, `${what}: could not read neighbours`, (s, names) => permanentNeighboursJson(s, names))),
+    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 4)),
+    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 6)),
   ]);
+  const hostFdb = await readJson(ctx.netns, `${what}: could not read the host's FDB`, async (s, names) =>
+    (await listFdb(s)).filter((f) => !f.self && f.static && !f.permanent).map((f) => `${names.get(f.index)?.name ?? ''} ${f.mac}`),
+  );
   const host: string[] = [];
   const inner: string[] = ['link set dev lo up'];
   const fdb: string[] = [];
@@ -193,7 +284,7 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     inner.push(`link set dev ${l.inner} mtu ${brLink.mtu}`);
     host.push(`link set dev ${l.host} addrgenmode none`, `link set dev ${l.host} master ${bridgeName(l.vni)}`, `link set dev ${l.host} up`);
     // The gateway MAC is local on every host: pin it to the leg so nothing floods it.
-    fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
+    if (!hostFdb.includes(`${l.host} ${normalizeMac(l.mac)}`)) fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
     // Setting a MAC (even the same one) flushes the leg's neighbours, permanent ones included: only when it differs.
     if (nsLinks.get(l.inner)?.address !== l.mac) inner.push(`link set dev ${l.inner} address ${l.mac}`);
     inner.push(`link set dev ${l.inner} up`);
@@ -290,22 +381,84 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     else inner.push(`route replace ${dst}${rt.via ? ` via ${rt.via}` : ''}${rt.dev ? ` dev ${rt.dev}` : ''}`);
   }
 
-  await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
+  // A converged router (every periodic resync) holds every line already: then no `ip` process at all.
+  if (!host.every((l) => holds(l, hostAddrs, hostRoutes))) await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
+  const innerHeld = inner.every((l) => holds(l, nsAddrs, [...nsRoutes4, ...nsRoutes6]));
   const sysctl = ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0'];
   await Promise.all([
-    ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
+    innerHeld ? undefined : ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
     bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
-    run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
+    sysctlsSet(nsPath, sysctl.slice(2))
+      ? undefined
+      : run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
     setRouterSnat(nsPath, ROUTER_UPLINK, snat, `${what}: could not set NAT in ${ns}`),
     // Rebuilt whole unless this version is in place (what was there is unknown); setRouterFilters changes only what
     // differs.
     ensureRouterChains(nsPath, r.filters, `${what}: could not set its chains in ${ns}`),
-    snat
+    snat && !sysctlsSet(ctx.netns, ['net.ipv4.ip_forward=1'])
       ? run(inNetns(ctx.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']), {
           context: `${what}: could not enable forwarding on the host`,
         }).then(() => setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`))
-      : undefined,
+      : snat
+        ? setHostMasquerade(ctx.netns, UPLINK_NET, UPLINK_PREFIX, `${what}: could not set up masquerading on the host`)
+        : undefined,
   ]);
+}
+
+/**
+ * Whether the kernel, as read (`links` with their addresses, `routes`), already holds what an `ip -batch` line of
+ * ensureRouter would set. Only the idempotent settings are recognised; any other line (a creation, a deletion, a
+ * neighbour, a MAC change) counts as not held, so the batch runs whole, as before.
+ */
+function holds(line: string, links: AddrJson[], routes: RouteJson[]): boolean {
+  const link = (name: string | undefined): AddrJson | undefined => links.find((l) => l.ifname === name);
+  let m = /^link set dev (\S+) (mtu (\d+)|up|addrgenmode none|master (\S+))$/.exec(line);
+  if (m) {
+    const l = link(m[1]);
+    if (!l) return false;
+    if (m[3] !== undefined) return l.mtu === Number(m[3]);
+    if (m[2] === 'up') return l.flags?.includes('UP') ?? false;
+    if (m[4] !== undefined) return l.master === m[4];
+    return true; // addrgenmode is set when the link is made, in the batch that makes it
+  }
+  m = /^addr replace (\S+)\/(\d+) dev (\S+)( nodad)?$/.exec(line);
+  if (m) {
+    const ip = canonicalIp(m[1]!);
+    return link(m[3])?.addr_info?.some((a) => a.local === ip && a.prefixlen === Number(m![2])) ?? false;
+  }
+  m = /^route replace (?:(blackhole|prohibit) )?(\S+)(?: via (\S+))?(?: dev (\S+))?$/.exec(line);
+  if (m) {
+    const [, type, dst, via, dev] = m;
+    const family = via !== undefined ? familyOf(via) : dst!.includes(':') ? 6 : 4;
+    const want = normDst(dst!.includes('/') || dst === 'default' ? canonicalDestination(dst!, family) : canonicalIp(dst!));
+    return routes.some(
+      (r) =>
+        r.family === family &&
+        r.dst === want &&
+        (r.type ?? 'unicast') === (type ?? 'unicast') &&
+        (via === undefined ? r.gateway === undefined : r.gateway === canonicalIp(via)) &&
+        (dev === undefined || r.dev === dev),
+    );
+  }
+  return false;
+}
+
+/**
+ * Whether every `name=value` sysctl already holds its value in the namespace at `netns`, read in-process
+ * (/proc/sys/net is the namespace of the thread that opens it): a converged router then costs no `sysctl` process.
+ * False when one cannot be read (the `sysctl` run says why).
+ */
+function sysctlsSet(netns: string | undefined, settings: string[]): boolean {
+  try {
+    return inNamespace(netns, () =>
+      settings.every((kv) => {
+        const [name, value] = kv.split('=') as [string, string];
+        return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8').trim() === value;
+      }),
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** Only the chains of a router in place changed: rewrite what differs in its `table inet bees-r`. */

@@ -18,7 +18,7 @@ async function tunnelState(h: Harness, host: HarnessHost, vni: number): Promise<
     .sort();
 }
 
-test.serial('a remote-ports delta leaves the kernel as a full ensureBridge would, in one process', async (t) => {
+test.serial('a remote-ports delta leaves the kernel as a full ensureBridge would, without a process', async (t) => {
   const c = await cluster(t, 3);
   const vni = randomVni();
   const [h1, h2, h3] = c.h.hosts as [HarnessHost, HarnessHost, HarnessHost];
@@ -39,7 +39,7 @@ test.serial('a remote-ports delta leaves the kernel as a full ensureBridge would
   if (!delta) return t.fail('a remote-ports change must give a delta');
   const spawns = spawnCounter.count;
   await dp1.setBridgeRemotes(vni, delta);
-  t.is(spawnCounter.count - spawns, 1, 'one bridge -batch; neighbours through netlink');
+  t.is(spawnCounter.count - spawns, 0, 'FDB and neighbours through netlink: no process');
   const viaDelta = await tunnelState(c.h, h1, vni);
 
   // A full ensureBridge of the same desired state finds nothing to change.
@@ -58,6 +58,46 @@ test.serial('a remote-ports delta leaves the kernel as a full ensureBridge would
   for (const host of [h2, h3]) await c.dp.get(host.name)!.ensureBridge(desiredBridge(host, vni, [a, b, movedNow, fresh]));
   await plugAll(c, [a, fresh]);
   t.true(await c.h.ping(a.netns!, ipOf(fresh)), 'h1 reaches the port that arrived on h3');
+});
+
+test.serial('the resync of a converged bridge starts no process, and still repairs what changed behind its back', async (t) => {
+  const c = await cluster(t, 2);
+  const vni = randomVni();
+  const [h1, h2] = c.h.hosts as [HarnessHost, HarnessHost];
+  const a = { host: h1, vni, mac: mac(), ips: ['10.52.0.2/24', 'fd00:52::2/64'] };
+  const b = { host: h2, vni, mac: mac(), ips: ['10.52.0.3/24', 'fd00:52::3/64'] };
+  const dp1 = c.dp.get('h1')!;
+  const want = desiredBridge(h1, vni, [a, b]);
+  await dp1.ensureBridge(want);
+  const converged = await tunnelState(c.h, h1, vni);
+
+  // What every periodic resync does for a bridge: a full ensureBridge, and the sweep's inventory.
+  const spawns = spawnCounter.count;
+  await dp1.ensureBridge(want);
+  const inv = await dp1.inventory();
+  t.is(spawnCounter.count - spawns, 0, 'read and compared in-process');
+  t.true(inv.bridges.includes(vni));
+  t.deepEqual(await tunnelState(c.h, h1, vni), converged, 'nothing changed');
+
+  // Entries and settings removed behind our back come back, still without a process.
+  const vx = `bx-${vni.toString(16)}`;
+  await c.h.exec(h1, ['bridge', 'fdb', 'del', b.mac, 'dev', vx, 'dst', h2.underlayIp, 'self']);
+  await c.h.exec(h1, ['ip', 'neigh', 'del', '10.52.0.3', 'dev', vx]);
+  await c.h.exec(h1, ['bridge', 'fdb', 'add', '02:00:00:00:99:99', 'dev', vx, 'dst', '192.0.2.99', 'self', 'permanent']);
+  const repair = spawnCounter.count;
+  await dp1.ensureBridge(want);
+  t.is(spawnCounter.count - repair, 0, 'entries repaired through netlink');
+  t.deepEqual(await tunnelState(c.h, h1, vni), converged, 'entries repaired, the stray one removed');
+
+  // A link setting changed behind our back takes the one `ip -batch` of the links' set-up.
+  await c.h.exec(h1, ['ip', 'link', 'set', 'dev', vx, 'type', 'bridge_slave', 'learning', 'on']);
+  const relink = spawnCounter.count;
+  await dp1.ensureBridge(want);
+  t.is(spawnCounter.count - relink, 1);
+  const port = JSON.parse((await c.h.exec(h1, ['ip', '-d', '-j', 'link', 'show', 'dev', vx])).stdout) as {
+    linkinfo: { info_slave_data: { learning: boolean } };
+  }[];
+  t.false(port[0]!.linkinfo.info_slave_data.learning, 'learning off again');
 });
 
 test('bridgeDelta: only remote ports and flood hosts changed gives the entries, anything else a full ensure', (t) => {

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { ensureHostFirewall, FORWARD_CHAIN, removeHostFirewall } from '../datapath/host-firewall.js';
+import { spawnCounter } from '../datapath/index.js';
 
 const exec = promisify(execFile);
 const sh = (cmd: string) => exec('sh', ['-c', cmd]);
@@ -68,13 +69,18 @@ test('the FORWARD chain: only where needed, lets bridged frames through FORWARD 
     new RegExp(`-A FORWARD -m comment --comment bees -j ${FORWARD_CHAIN}\\n-A FORWARD -j DOCKER-USER`),
     'our jump comes first',
   );
+  // The periodic recheck of chains nobody touched reads nf_tables in-process: no iptables process.
+  const spawns = spawnCounter.count;
   await ensureHostFirewall(netns, { recheck: true });
+  t.is(spawnCounter.count - spawns, 0, 'a recheck of unchanged chains starts no process');
   t.is(await save(), installed, 'idempotent');
 
   // Docker restarts and puts its jump on top again: ours is neither moved nor doubled.
   await inHost('iptables -w -D FORWARD -j DOCKER-USER && iptables -w -I FORWARD 1 -j DOCKER-USER');
   const reordered = await save();
+  const spawnsBefore = spawnCounter.count;
   await ensureHostFirewall(netns, { recheck: true });
+  t.true(spawnCounter.count > spawnsBefore, 'a changed FORWARD is read again');
   t.is(await save(), reordered);
   t.true(await ping('10.67.0.3'));
 

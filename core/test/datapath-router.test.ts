@@ -123,6 +123,12 @@ test.serial(
     const expected = [...r.neighbours!.filter((n) => n.mac !== wb3.mac), extra].map((n) => `${n.ip} ${n.mac}`).sort();
     t.deepEqual(await permanent(), expected);
     await c.dp.get('h1')!.ensureRouter(r);
+    t.deepEqual(await permanent(), r.neighbours!.map((n) => `${n.ip} ${n.mac}`).sort(), 'neighbours back to the plan');
+    // The full ensure of a converged router (every periodic resync) reads the host, the namespace, the gateway FDB
+    // entries and the sysctls in-process, finds every setting held, and starts no process.
+    const resync = spawnCounter.count;
+    await c.dp.get('h1')!.ensureRouter(r);
+    t.is(spawnCounter.count - resync, 0, `a full ensureRouter of a converged router started ${spawnCounter.count - resync} processes`);
 
     await teardownAll(c, ports, [a, b], [r]);
     t.deepEqual(await c.h.allLeaks(), {});

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { execArgv, mustExec, nsArgv } from '../../testbed/shell.js';
 import { applyLoadBalancers, forgetApplied, LB_ROUTE_TABLE_BASE, type LbHostSpec } from '../datapath/nft/lb.js';
 import { vipsInKernel } from '../datapath/nft/lb-removal.js';
+import { spawnCounter } from '../datapath/index.js';
 import { nftApply, nftQuery } from '../datapath/nft/index.js';
 import { bridgeZoneScript, ensureConntrack } from '../datapath/nft/policy.js';
 import type { LbMember, LbVip } from '../lb/compile.js';
@@ -130,4 +131,36 @@ test.serial("a cut member's connections go in its tenant's zone only, and after 
   forgetApplied(path);
   await applyLoadBalancers(path, spec([m3], [m1, m2]), { full: true });
   t.deepEqual(await left(), ['2 10.1.0.64', '2 10.1.0.65']);
+});
+
+test.serial("a restarted agent's full apply with no load balancer reads the kernel without a process", async (t) => {
+  const netns = `lbe${randomBytes(3).toString('hex')}`;
+  const path = `/run/netns/${netns}`;
+  t.teardown(async () => {
+    forgetApplied(path);
+    await execArgv(['ip', 'netns', 'del', netns]);
+  });
+  await mustExec(['ip', 'netns', 'add', netns]);
+  const table = String(LB_ROUTE_TABLE_BASE + 12);
+  // What an earlier run left: its policy rule and a permanent neighbour on a client bridge.
+  await mustExec(
+    ['ip', '-n', netns, '-batch', '-'],
+    [
+      'link add bb-00000c type bridge',
+      'link set bb-00000c up',
+      `rule add iif bb-00000c lookup ${table} priority 10500`,
+      'neigh replace 10.1.0.64 lladdr 02:00:00:00:00:64 dev bb-00000c nud permanent',
+    ].join('\n') + '\n',
+  );
+  const empty: LbHostSpec = { bridges: [], vips: [], hairpinPorts: [] };
+  await applyLoadBalancers(path, empty, { full: true });
+  const rules = await mustExec(['ip', '-n', netns, 'rule', 'show']);
+  t.false(rules.includes('bb-00000c'), 'the leftover rule is removed');
+  const neigh = await mustExec(['ip', '-n', netns, 'neigh', 'show', 'dev', 'bb-00000c']);
+  t.is(neigh.trim(), '', 'the leftover neighbour is removed');
+  // Restarted again: nothing applied is remembered, the kernel is read (rules, neighbours), nothing is left to remove.
+  forgetApplied(path);
+  const spawns = spawnCounter.count;
+  await applyLoadBalancers(path, empty, { full: true });
+  t.is(spawnCounter.count - spawns, 0, 'nothing left: the kernel read in-process');
 });

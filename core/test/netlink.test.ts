@@ -8,8 +8,15 @@ import { statSync } from 'node:fs';
 import {
   createVeth,
   deleteLink,
+  deleteFdb,
   getLink,
   KernelError,
+  listFdb,
+  listLinks,
+  listNeighbours,
+  replaceNeighbour,
+  setBridgeFdb,
+  setTunnelFdb,
   listAddresses,
   listRoutes,
   replaceAddress,
@@ -162,6 +169,93 @@ test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently an
     withNetlink(b.path, (s) => replaceRoute(s, { dst: '10.10.0.0/16', gateway: '192.0.2.1', oif: seen.index })),
     { message: /replace route 10\.10\.0\.0\/16 via 192\.0\.2\.1.*Network is unreachable/ },
   );
+});
+
+interface FdbJson {
+  mac: string;
+  ifname: string;
+  dst?: string;
+  master?: string;
+  flags?: string[];
+  state?: string;
+}
+interface NeighJson {
+  dst: string;
+  dev: string;
+  lladdr?: string;
+  state: string[];
+}
+
+test('FDB and neighbour dumps, and a VXLAN device, a bridge and its port read as `bridge -j` and `ip -d -j` print them', async (t) => {
+  const a = namespace(t);
+  const sh = (...args: string[]): void => void execFileSync(IP, ['-n', a.name, ...args]);
+  sh('link', 'add', 'bbt', 'type', 'bridge', 'nf_call_iptables', '1');
+  sh('link', 'add', 'bxt', 'type', 'vxlan', 'id', '4242', 'local', '192.0.2.1', 'dstport', '6677', 'nolearning', 'proxy');
+  sh('link', 'set', 'bxt', 'master', 'bbt');
+  sh('link', 'set', 'dev', 'bxt', 'type', 'bridge_slave', 'learning', 'off');
+  // Some written by the tools, some by us: each side must read the other's.
+  const fdbCmd = (verb: string, mac: string, dst: string): void =>
+    void execFileSync('/usr/sbin/bridge', ['-n', a.name, 'fdb', verb, mac, 'dev', 'bxt', 'dst', dst, 'self', 'permanent']);
+  fdbCmd('append', '00:00:00:00:00:00', '192.0.2.2');
+  fdbCmd('replace', '02:00:00:00:00:0a', '192.0.2.2');
+  sh('neigh', 'replace', '10.9.0.10', 'lladdr', '02:00:00:00:00:0a', 'dev', 'bxt', 'nud', 'permanent');
+  await withNetlink(a.path, async (s) => {
+    const vx = (await getLink(s, 'bxt'))!;
+    await setTunnelFdb(s, vx.index, '00:00:00:00:00:00', '192.0.2.3', true);
+    await setTunnelFdb(s, vx.index, '02:00:00:00:00:0b', '192.0.2.4');
+    await setBridgeFdb(s, vx.index, '02:00:00:00:00:0b');
+    await replaceNeighbour(s, vx.index, 'fd00:9::11', '02:00:00:00:00:0b');
+    t.like(vx, {
+      kind: 'vxlan',
+      vxlan: { id: 4242, local: '192.0.2.1', port: 6677, learning: false, proxy: true },
+      bridgePort: { learning: false },
+    });
+    t.like(await getLink(s, 'bbt'), { kind: 'bridge', bridge: { nfCallIptables: true, nfCallIp6tables: false } });
+    t.is((await listLinks(s)).find((l) => l.name === 'bxt')?.masterIndex, (await getLink(s, 'bbt'))!.index);
+  });
+
+  // What the tools print, in the form of our dumps.
+  const fdbJson = JSON.parse(execFileSync('/usr/sbin/bridge', ['-n', a.name, '-j', 'fdb', 'show', 'dev', 'bxt']).toString()) as FdbJson[];
+  const neighJson = ip(a.name, 'neigh', 'show', 'dev', 'bxt') as NeighJson[];
+  const key = (mac: string, dst: string | undefined, self: boolean, master: string | undefined, state: string): string =>
+    [mac, dst ?? '-', self ? 'self' : '-', master ?? '-', state].join(' ');
+  const expectFdb = fdbJson.map((f) => key(f.mac, f.dst, f.flags?.includes('self') ?? false, f.master, f.state ?? '')).sort();
+  const expectNeigh = neighJson.map((n) => `${n.dst} ${n.lladdr ?? '-'} ${n.state.includes('PERMANENT')}`).sort();
+  const got = await withNetlink(a.path, async (s) => {
+    const vx = (await getLink(s, 'bxt'))!;
+    const names = new Map((await listLinks(s)).map((l) => [l.index, l.name]));
+    const fdb = (await listFdb(s, vx.index)).map((f) =>
+      key(
+        f.mac,
+        f.dst,
+        f.self,
+        f.masterIndex === undefined ? undefined : names.get(f.masterIndex),
+        f.permanent ? 'permanent' : f.static ? 'static' : '',
+      ),
+    );
+    const neigh = (await listNeighbours(s, vx.index)).map((n) => `${n.ip} ${n.mac ?? '-'} ${n.permanent}`);
+    return { fdb: fdb.sort(), neigh: neigh.sort() };
+  });
+  t.deepEqual(got.fdb, expectFdb);
+  t.deepEqual(got.neigh, expectNeigh);
+  t.true(expectFdb.includes('00:00:00:00:00:00 192.0.2.3 self - permanent'), 'appended replication entry');
+  t.true(expectFdb.includes('02:00:00:00:00:0b - - bbt static'), 'static bridge entry');
+  t.true(expectFdb.includes('02:00:00:00:00:0b 192.0.2.4 self - permanent'));
+  t.is(got.neigh.length, 2);
+
+  // Deletes, and deleting twice says "gone".
+  await withNetlink(a.path, async (s) => {
+    const vx = (await getLink(s, 'bxt'))!;
+    t.is(await deleteFdb(s, vx.index, '02:00:00:00:00:0a', '192.0.2.2'), 'deleted');
+    t.is(await deleteFdb(s, vx.index, '02:00:00:00:00:0a', '192.0.2.2'), 'gone');
+    t.is(await deleteFdb(s, vx.index, '02:00:00:00:00:0b'), 'deleted');
+    t.is(await deleteFdb(s, vx.index, '00:00:00:00:00:00', '192.0.2.2'), 'deleted');
+  });
+  const after = (
+    JSON.parse(execFileSync('/usr/sbin/bridge', ['-n', a.name, '-j', 'fdb', 'show', 'dev', 'bxt']).toString()) as FdbJson[]
+  ).map((f) => `${f.mac} ${f.dst ?? f.master}`);
+  t.false(after.some((l) => l.startsWith('02:00:00:00:00:0a') || l === '02:00:00:00:00:0b bbt' || l === '00:00:00:00:00:00 192.0.2.2'));
+  t.true(after.includes('00:00:00:00:00:00 192.0.2.3'), 'the other replication entry stays');
 });
 
 test('a missing namespace is a clear, "gone" error', async (t) => {

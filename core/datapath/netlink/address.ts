@@ -29,11 +29,12 @@ function ifaddrmsg(family: number, prefix: number, index: number): Buffer {
   return b;
 }
 
-/** Addresses of link `index`, both families. */
-export async function listAddresses(s: NetlinkSocket, index: number): Promise<Address[]> {
+/** Addresses of link `index` (of every link when undefined), both families. */
+export async function listAddresses(s: NetlinkSocket, index?: number): Promise<Address[]> {
   const out: Address[] = [];
-  for (const r of await s.dump(RTM_GETADDR, ifaddrmsg(0, 0, index), `list addresses of link #${index}`)) {
-    if (r.type !== RTM_NEWADDR || r.body.readUInt32LE(4) !== index) continue;
+  const what = index === undefined ? 'list addresses' : `list addresses of link #${index}`;
+  for (const r of await s.dump(RTM_GETADDR, ifaddrmsg(0, 0, index ?? 0), what)) {
+    if (r.type !== RTM_NEWADDR || (index !== undefined && r.body.readUInt32LE(4) !== index)) continue;
     const a = parseAttrs(r.body, 8);
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on point-to-point links.
     const ip = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
@@ -42,7 +43,7 @@ export async function listAddresses(s: NetlinkSocket, index: number): Promise<Ad
       family: r.body[0] === AF_INET ? 4 : 6,
       ip: ipText(ip),
       prefix: r.body[1]!,
-      index,
+      index: r.body.readUInt32LE(4),
       flags: a.get(IFA_FLAGS)?.readUInt32LE(0) ?? r.body[2]!,
       scope: r.body[3]!,
     });

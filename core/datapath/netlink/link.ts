@@ -1,7 +1,7 @@
 // Network interfaces (RTM_*LINK, linux/if_link.h, linux/veth.h): read one, create a veth pair, change flags,
 // master and IPv6 address generation, delete. A link is named either by index or by name: the kernel looks a name
 // up itself (IFLA_IFNAME with index 0), which saves a round trip per change.
-import { AF_INET6, attr, macBytes, macText, nested, parseAttrs, readString, strAttr, u32Attr, u8Attr } from './attributes.js';
+import { AF_INET6, attr, ipText, macBytes, macText, nested, parseAttrs, readString, strAttr, u32Attr, u8Attr } from './attributes.js';
 import { closeSync } from 'node:fs';
 import { KernelError } from './libc.js';
 import { openNamespace } from './netns.js';
@@ -23,6 +23,18 @@ const IFLA_EXT_MASK = 29;
 const IFLA_GROUP = 27;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
+const IFLA_INFO_SLAVE_KIND = 4;
+const IFLA_INFO_SLAVE_DATA = 5;
+// linux/if_link.h: the parts of a VXLAN device, a bridge and a bridge port that bridge.ts checks.
+const IFLA_VXLAN_ID = 1;
+const IFLA_VXLAN_LOCAL = 4;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PROXY = 11;
+const IFLA_VXLAN_PORT = 15;
+const IFLA_VXLAN_LOCAL6 = 17;
+const IFLA_BR_NF_CALL_IPTABLES = 36;
+const IFLA_BR_NF_CALL_IP6TABLES = 37;
+const IFLA_BRPORT_LEARNING = 8;
 const VETH_INFO_PEER = 1;
 const IFLA_INET6_ADDR_GEN_MODE = 8;
 const IN6_ADDR_GEN_MODE_NONE = 1;
@@ -47,6 +59,12 @@ export interface Link {
   kind?: string;
   /** Its group (IFLA_GROUP); 0 is the default. */
   group: number;
+  /** A VXLAN device's settings (IFLA_INFO_DATA). */
+  vxlan?: { id: number; local?: string; port: number; learning: boolean; proxy: boolean };
+  /** A bridge's netfilter switches (IFLA_INFO_DATA). */
+  bridge?: { nfCallIptables: boolean; nfCallIp6tables: boolean };
+  /** A bridge port's learning switch (IFLA_INFO_SLAVE_DATA). */
+  bridgePort?: { learning: boolean };
 }
 
 /** A link by name or by index. */
@@ -68,11 +86,39 @@ function target(ref: LinkRef, flags = 0, change = 0): Buffer[] {
 
 const label = (ref: LinkRef): string => (typeof ref === 'number' ? `link #${ref}` : ref);
 
+/** What `ip -d link` shows of the kinds bridge.ts converges: VXLAN, bridge, bridge port. */
+function linkDetails(info: Map<number, Buffer>, kind: string | undefined): Pick<Link, 'vxlan' | 'bridge' | 'bridgePort'> {
+  const out: Pick<Link, 'vxlan' | 'bridge' | 'bridgePort'> = {};
+  const data = info.get(IFLA_INFO_DATA);
+  const flag = (m: Map<number, Buffer>, t: number): boolean => (m.get(t)?.[0] ?? 0) !== 0;
+  if (data && kind === 'vxlan') {
+    const d = parseAttrs(data);
+    const local = d.get(IFLA_VXLAN_LOCAL) ?? d.get(IFLA_VXLAN_LOCAL6);
+    out.vxlan = {
+      id: d.get(IFLA_VXLAN_ID)?.readUInt32LE(0) ?? 0,
+      ...(local ? { local: ipText(local) } : {}),
+      port: d.get(IFLA_VXLAN_PORT)?.readUInt16BE(0) ?? 0,
+      learning: flag(d, IFLA_VXLAN_LEARNING),
+      proxy: flag(d, IFLA_VXLAN_PROXY),
+    };
+  } else if (data && kind === 'bridge') {
+    const d = parseAttrs(data);
+    out.bridge = { nfCallIptables: flag(d, IFLA_BR_NF_CALL_IPTABLES), nfCallIp6tables: flag(d, IFLA_BR_NF_CALL_IP6TABLES) };
+  }
+  const slaveKind = info.get(IFLA_INFO_SLAVE_KIND);
+  const slave = info.get(IFLA_INFO_SLAVE_DATA);
+  if (slave && slaveKind && readString(slaveKind) === 'bridge')
+    out.bridgePort = { learning: flag(parseAttrs(slave), IFLA_BRPORT_LEARNING) };
+  return out;
+}
+
 function decodeLink(body: Buffer): Link {
   const a = parseAttrs(body, 16);
   const flags = body.readUInt32LE(8);
-  const info = a.get(IFLA_LINKINFO);
-  const kind = info ? parseAttrs(info).get(IFLA_INFO_KIND) : undefined;
+  const linkinfo = a.get(IFLA_LINKINFO);
+  const info = linkinfo ? parseAttrs(linkinfo) : undefined;
+  const kindBytes = info?.get(IFLA_INFO_KIND);
+  const kind = kindBytes ? readString(kindBytes) : undefined;
   const master = a.get(IFLA_MASTER);
   const oper = a.get(IFLA_OPERSTATE);
   const mac = a.get(IFLA_ADDRESS);
@@ -85,8 +131,9 @@ function decodeLink(body: Buffer): Link {
     mac: mac ? macText(mac) : '',
     ...(master ? { masterIndex: master.readUInt32LE(0) } : {}),
     operstate: OPERSTATES[oper?.[0] ?? 0] ?? 'UNKNOWN',
-    ...(kind ? { kind: readString(kind) } : {}),
+    ...(kind ? { kind } : {}),
     group: a.get(IFLA_GROUP)?.readUInt32LE(0) ?? 0,
+    ...(info ? linkDetails(info, kind) : {}),
   };
 }
 

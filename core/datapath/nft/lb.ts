@@ -6,12 +6,12 @@
 // what it applied last (a full pass re-reads the kernel and removes whatever of ours is not wanted).
 import { compileLb, familyOf, leavingMembers, type LbBridge, type LbFamily, type LbVip } from '../../lb/compile.js';
 import { BRIDGE_PREFIX } from '../names.js';
-import { inNetns, ipBatch, run, runJson } from '../exec.js';
+import { inNetns, ipBatch, run } from '../exec.js';
 import { bridgeZones, cutMember, vipsInKernel } from './lb-removal.js';
 import { nftApply, nftQuery } from './apply.js';
 import { dropTable } from './script.js';
 import { HOST_LB, HOST_LB6, type Table } from './tables.js';
-import { getLink, withNetlink } from '../netlink/index.js';
+import { getLink, listLinks, listNeighbours, listRules, withNetlink } from '../netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from '../netlink/neighbour.js';
 
 /** Route tables of client bridges: this base + the bridge's VNI (24 bits), away from main/local/default. */
@@ -81,7 +81,30 @@ interface NeighJson {
   dst: string;
   dev: string;
   lladdr?: string;
-  state?: string[];
+}
+
+/** The kernel's policy rules, read in-process: a full apply (every periodic resync) runs this on every host. */
+async function kernelRules(netns: string | undefined, family: LbFamily): Promise<RuleJson[]> {
+  try {
+    return await withNetlink(netns, (s) => listRules(s, family));
+  } catch (e) {
+    throw new Error(`could not list policy rules: ${(e as Error).message}`);
+  }
+}
+
+/** Permanent neighbour entries on our bridges (`bb-*`) of the host namespace, read in-process. */
+async function kernelBridgeNeighbours(netns: string | undefined): Promise<NeighJson[]> {
+  try {
+    return await withNetlink(netns, async (s) => {
+      const names = new Map((await listLinks(s)).filter((l) => l.name.startsWith(BRIDGE_PREFIX)).map((l) => [l.index, l.name]));
+      if (names.size === 0) return [];
+      return (await listNeighbours(s))
+        .filter((n) => n.permanent && names.has(n.index))
+        .map((n) => ({ dst: n.ip, dev: names.get(n.index)!, ...(n.mac ? { lladdr: n.mac } : {}) }));
+    });
+  } catch (e) {
+    throw new Error(`could not list neighbours: ${(e as Error).message}`);
+  }
 }
 
 const neighKey = (dev: string, address: string): string => `${dev}|${address}`;
@@ -126,7 +149,7 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
         ? prev.bridges
             .filter((b) => gatewayOf(b, f) !== undefined)
             .map((b) => ({ priority: LB_RULE_PRIORITY, iif: b.ifname, table: b.table }))
-        : await runJson<RuleJson[]>(netns, ['ip', ...(f === 6 ? ['-6'] : []), '-j', 'rule', 'show'], 'could not list policy rules'),
+        : await kernelRules(netns, f),
     );
   const want = new Map(spec.bridges.map((b) => [b.ifname, b]));
   const dropOf = new Map<LbFamily, string[]>();
@@ -147,9 +170,7 @@ async function routing(netns: string | undefined, spec: LbHostSpec, prev: LbHost
   const wasN = prev
     ? wantedNeighbours(prev)
     : new Map(
-        (await runJson<NeighJson[]>(netns, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'], 'could not list neighbours'))
-          .filter((n) => n.dev.startsWith(BRIDGE_PREFIX))
-          .map((n) => [neighKey(n.dev, n.dst), { dev: n.dev, address: n.dst, mac: n.lladdr ?? '' }]),
+        (await kernelBridgeNeighbours(netns)).map((n) => [neighKey(n.dev, n.dst), { dev: n.dev, address: n.dst, mac: n.lladdr ?? '' }]),
       );
   const goneN = [...wasN].filter(([k]) => !nowN.has(k)).map(([, n]) => n);
   const drop = dropOf.get(4)!;

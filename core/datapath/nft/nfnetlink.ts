@@ -31,11 +31,14 @@ const NLMSG_DONE = 3;
 const NFT_MSG_NEWCHAIN = 3;
 const NFT_MSG_GETCHAIN = 4;
 const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_HANDLE = 2;
 const NFTA_CHAIN_NAME = 3;
+const NFTA_CHAIN_POLICY = 5;
 const NFT_MSG_NEWRULE = 6;
 const NFT_MSG_GETRULE = 7;
 const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
 const NFTA_RULE_USERDATA = 7;
 /** libnftnl's rule userdata: TLVs of (u8 type, u8 length, value); a comment is type 0, NUL-terminated. */
 const NFTNL_UDATA_RULE_COMMENT = 0;
@@ -116,11 +119,8 @@ const kernelAddr = (): Buffer => {
   return addr;
 };
 
-/**
- * The comments of the rules of chain `chain` of table `family table` (a rule without one gives ''), read by one
- * rule dump filtered in the kernel: no set element is read. [] when the chain or table does not exist.
- */
-export function chainRuleComments(netns: string | undefined, family: Family, table: string, chain: string): string[] {
+/** The attributes of every rule of chain `chain` of table `family table`, by one rule dump filtered in the kernel. */
+function dumpChainRules(netns: string | undefined, family: Family, table: string, chain: string): Map<number, Buffer>[] {
   const context = `list rules of ${family} ${table} ${chain}`;
   const c = libc();
   const fd = openSocket(netns, context);
@@ -130,7 +130,7 @@ export function chainRuleComments(netns: string | undefined, family: Family, tab
       strz(NFTA_RULE_CHAIN, chain),
     ]);
     if (c.sendto(fd, req, req.length, 0, kernelAddr(), 12) < 0) throw new KernelError(`${context}: nfnetlink send`, lastErrno());
-    const out: string[] = [];
+    const out: Map<number, Buffer>[] = [];
     const buf = Buffer.alloc(256 * 1024);
     for (;;) {
       const n = c.recv(fd, buf, buf.length, 0);
@@ -146,8 +146,8 @@ export function chainRuleComments(netns: string | undefined, family: Family, tab
           throw new KernelError(context, errno);
         }
         if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
-          const ud = parseAttrs(buf, off + NLMSG_HDRLEN + 4, off + len).get(NFTA_RULE_USERDATA);
-          out.push(ud ? ruleComment(ud) : '');
+          // Copied: the receive buffer is reused by the next read.
+          out.push(new Map([...parseAttrs(buf, off + NLMSG_HDRLEN + 4, off + len)].map(([k, v]) => [k, Buffer.from(v)])));
         }
         off += (len + 3) & ~3;
       }
@@ -158,10 +158,39 @@ export function chainRuleComments(netns: string | undefined, family: Family, tab
 }
 
 /**
+ * The comments of the rules of chain `chain` of table `family table` (a rule without one gives ''), read by one
+ * rule dump filtered in the kernel: no set element is read. [] when the chain or table does not exist.
+ */
+export function chainRuleComments(netns: string | undefined, family: Family, table: string, chain: string): string[] {
+  return dumpChainRules(netns, family, table, chain).map((a) => {
+    const ud = a.get(NFTA_RULE_USERDATA);
+    return ud ? ruleComment(ud) : '';
+  });
+}
+
+/**
+ * What identifies the state of a chain: its handle and policy, and the handles of its rules in order (every change
+ * of a rule by any tool gives it a new handle). undefined when the chain or its table does not exist.
+ */
+export function chainFingerprint(netns: string | undefined, family: Family, table: string, chain: string): string | undefined {
+  const attrs = getChain(netns, family, table, chain);
+  if (!attrs) return undefined;
+  const handle = attrs.get(NFTA_CHAIN_HANDLE)?.readBigUInt64BE(0) ?? 0n;
+  const policy = attrs.get(NFTA_CHAIN_POLICY)?.readUInt32BE(0) ?? -1;
+  const rules = dumpChainRules(netns, family, table, chain).map((a) => a.get(NFTA_RULE_HANDLE)?.readBigUInt64BE(0) ?? 0n);
+  return `${handle}/${policy}/${rules.join(',')}`;
+}
+
+/**
  * Whether chain `chain` of table `family table` exists, by one kernel get of that chain alone (no dump, no
  * libnftables cache): false when it or its table does not exist.
  */
 export function chainExists(netns: string | undefined, family: Family, table: string, chain: string): boolean {
+  return getChain(netns, family, table, chain) !== undefined;
+}
+
+/** The chain's attributes, by one kernel get of that chain alone; undefined when it or its table does not exist. */
+function getChain(netns: string | undefined, family: Family, table: string, chain: string): Map<number, Buffer> | undefined {
   const context = `get chain ${family} ${table} ${chain}`;
   const c = libc();
   const fd = openSocket(netns, context);
@@ -181,10 +210,11 @@ export function chainExists(netns: string | undefined, family: Family, table: st
         if (len < NLMSG_HDRLEN) break;
         const type = buf.readUInt16LE(off + 4);
         if (buf.readUInt32LE(off + 8) === seq) {
-          if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN)) return true;
+          if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN))
+            return new Map([...parseAttrs(buf, off + NLMSG_HDRLEN + 4, off + len)].map(([k, v]) => [k, Buffer.from(v)]));
           if (type === NLMSG_ERROR) {
             const errno = -buf.readInt32LE(off + NLMSG_HDRLEN);
-            if (errno === 2) return false; // ENOENT: no such table or chain
+            if (errno === 2) return undefined; // ENOENT: no such table or chain
             throw new KernelError(context, errno);
           }
         }
