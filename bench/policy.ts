@@ -18,6 +18,7 @@ import { nftApply } from '../core/datapath/nft/index.js';
 import { addrGroupSet, compileChain, type CompileContext, type CompiledChain, type SetDecl } from '../core/policy/compile.js';
 import { PROTO_TCP, type PolicyRule } from '../core/policy/simulate.js';
 import { Harness, type HarnessHost } from '../testbed/index.js';
+import { versusIptables } from './policy-reference.js';
 import {
   interleavedRounds,
   latencyFigures,
@@ -511,38 +512,64 @@ export async function attachRows(ctx: BenchContext): Promise<BenchRow[]> {
   }
 }
 
+/** The rows comparing our chain loads with iptables-restore (bench/policy-reference.ts), at both sizes and backends. */
+async function iptablesRows(ctx: BenchContext, small: number, big: number, rounds: number, h?: Harness): Promise<BenchRow[]> {
+  const own = h ?? (await Harness.create({ hosts: 2 }));
+  try {
+    const rows: BenchRow[] = [];
+    for (const backend of ['nft', 'legacy'] as const)
+      for (const n of [small, big]) rows.push(...(await versusIptables(ctx, own, backend, n, rounds)));
+    return rows;
+  } finally {
+    if (!h) await own.destroy();
+  }
+}
+
+const ROW_SETS: Record<string, { what: string; mine: (r: BenchRow) => boolean; measure: (ctx: BenchContext) => Promise<BenchRow[]> }> = {
+  attach: { what: 'the attach rows', mine: (r) => r.name.startsWith('attach: '), measure: attachRows },
+  iptables: {
+    what: 'the iptables rows',
+    mine: (r) => r.name.includes(': ours vs iptables-'),
+    measure: (ctx) => iptablesRows(ctx, 1000, 10_000, Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale))),
+  },
+};
+
 /**
- * `BENCH_POLICY_ROWS=attach`: the attach rows alone, measured now, in the section of the previous results
+ * `BENCH_POLICY_ROWS=attach` (or `iptables`): those rows alone, measured now, in the section of the previous results
  * (bench/results.json) whose other rows stay as they were, each re-measured row saying when and under what load.
  */
-async function attachOnly(ctx: BenchContext): Promise<BenchSection> {
+async function rowsOnly(ctx: BenchContext, which: string): Promise<BenchSection> {
+  const set = ROW_SETS[which];
+  if (!set) throw new Error(`BENCH_POLICY_ROWS must be one of ${Object.keys(ROW_SETS).join(', ')}`);
   const file = join(dirname(fileURLToPath(import.meta.url)), 'results.json');
   const old = (
     JSON.parse(readFileSync(file, 'utf8')) as { sections: (BenchSection & { area: string; measuredAt: string; scale: number })[] }
   ).sections.find((x) => x.area === 'policy');
-  if (!old) throw new Error('BENCH_POLICY_ROWS=attach needs an earlier policy section in bench/results.json');
+  if (!old) throw new Error(`BENCH_POLICY_ROWS=${which} needs an earlier policy section in bench/results.json`);
   const load = loadavg()[0]!.toFixed(1);
   const at = new Date().toISOString();
-  const fresh = (await attachRows(ctx)).map((r) => ({
+  const fresh = (await set.measure(ctx)).map((r) => ({
     ...r,
     note:
       `${r.note ?? ''} Re-measured on their own at ${at} (BENCH_SCALE=${ctx.scale}, ${cpus().length} cores, load ` +
       `average ${load} at the start); the section's other rows are from the run above`,
   }));
-  const isAttach = (r: BenchRow) => r.name.startsWith('attach: ');
   const { area: _area, measuredAt, scale, ...section } = old;
   void _area;
-  // The section's date becomes today's: the rows not re-measured say when they were.
-  const method = section.method.replace(/^Rows other than the attach rows measured \S+, BENCH_SCALE=[\d.]+\. /, '');
-  section.method = `Rows other than the attach rows measured ${measuredAt}, BENCH_SCALE=${scale}. ${method}`;
-  const rows = old.rows.filter((r) => !isAttach(r));
-  const at0 = old.rows.findIndex(isAttach);
+  // The section's date becomes today's: the rows not re-measured say when they were. A section already partly
+  // re-measured keeps the date of its oldest rows and names every set re-measured since.
+  const prior = /^Rows other than (.+?) measured (\S+), BENCH_SCALE=([\d.]+)\. /.exec(section.method);
+  const sets = prior ? [...new Set([...prior[1]!.split(' and '), set.what])] : [set.what];
+  const method = prior ? section.method.slice(prior[0].length) : section.method;
+  section.method = `Rows other than ${sets.join(' and ')} measured ${prior?.[2] ?? measuredAt}, BENCH_SCALE=${prior?.[3] ?? scale}. ${method}`;
+  const rows = old.rows.filter((r) => !set.mine(r));
+  const at0 = old.rows.findIndex(set.mine);
   rows.splice(at0 < 0 ? rows.length : at0, 0, ...fresh);
   return { ...section, rows };
 }
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {
-  if (process.env.BENCH_POLICY_ROWS === 'attach') return attachOnly(ctx);
+  if (process.env.BENCH_POLICY_ROWS) return rowsOnly(ctx, process.env.BENCH_POLICY_ROWS);
   const rounds = Math.max(MIN_ROUNDS, Math.round(5 * ctx.scale));
   // The sizes issue 10 names, whatever the scale (an apply of 10,000 rules takes seconds, not minutes); a tiny
   // scale (the test) shrinks them.
@@ -555,6 +582,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     rows.push(...(await applyAndChange(ctx, h, { n: small, chains: 1 }, { n: big, chains: 1 }, rounds)));
     rows.push(...(await applyAndChange(ctx, h, { n: small, chains: 100 }, { n: big, chains: 100 }, rounds)));
     rows.push(...(await setElements(ctx, h, small, big, rounds)));
+    rows.push(...(await iptablesRows(ctx, small, big, rounds, h)));
     const { host, dp, vni } = await oneBridge(h);
     rows.push(...(await attach(ctx, h, dp, host, vni, rounds, attachesPerRound(ctx))));
     rows.push(...(await forwarding(ctx, h, dp, host, vni, rounds, 1000)));
@@ -567,6 +595,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         'is tested against all of them. Apply: compile + one nft transaction into `table bridge bees`, the table removed ' +
         'before each full apply; address sets: an address group of 1,000 or 10,000 IPv4 addresses replaced, then one ' +
         "address added then removed (the agent's delta, `applyPolicyChange`); one-rule change: a rule added to the first chain, that chain alone recompiled and replaced. " +
+        'Reference: the same TCP-port drops in one chain loaded by `iptables-restore --noflush` (a process per load, as ' +
+        "kube-proxy's and Calico's iptables modes load theirs) through iptables-nft and iptables-legacy, and one rule " +
+        'inserted at the head by `iptables -I`, each side in its own host (bench/policy-reference.ts). ' +
         'Attach: `LinuxDatapath.plug` (veth into a Linux bridge) with or without a 50-rule chain bound to the port, ' +
         "the chain already installed (its binding carried in the plug's own transaction, `PlugSpec.policy`) or brought by " +
         'the attach (chain and binding in that transaction), the three kinds in rotating order in each round. ' +
