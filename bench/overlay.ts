@@ -3,19 +3,25 @@
 //   underlay (iperf3, alternating runs, medians), at underlay MTU 1500 and 9000, and the CPU those runs cost per byte;
 // - attach latency (workload API call on the agent, p50/p99);
 // - convergence: from the start of an attach on host A until a workload on host B gets an echo reply from it, at
-//   3 hosts and at 20 (20 agents on a 2-core machine: the figure includes their contention).
+//   3, 10 and 20 hosts (20 agents on a 2-core machine: the figure includes their contention), plotted in
+//   bench/scale/convergence.svg.
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster, type Workload } from '../testbed/cluster.js';
 import {
   interleavedRounds,
   latencyFigures,
   MIN_ROUNDS,
   pairedRatio,
+  percentile,
   roundsSpread,
   timed,
   type BenchContext,
   type BenchRow,
   type BenchSection,
 } from './report.js';
+import { lineChart } from './scale/svg.js';
 
 const stats = (xs: number[]) => latencyFigures(xs, 1);
 
@@ -162,25 +168,37 @@ async function attachAndConverge(ctx: BenchContext, hosts: number, samples: numb
 export async function run(ctx: BenchContext): Promise<BenchSection> {
   const rows: BenchRow[] = [];
   for (const mtu of [1500, 9000]) rows.push(...(await throughput(ctx, mtu)));
-  const small = await attachAndConverge(ctx, 3, Math.max(5, Math.round(30 * ctx.scale)));
+  // Three cluster sizes (at small scales two), so the plot shows how convergence grows with the hosts watching.
   const bigHosts = ctx.scale < 0.3 ? Math.max(5, Math.round(20 * ctx.scale)) : 20;
-  const big = await attachAndConverge(ctx, bigHosts, Math.max(5, Math.round(15 * ctx.scale)));
-  rows.push({ name: 'attach (workload API, 3 hosts)', unit: 'ms', ours: stats(small.attach) });
-  rows.push({ name: `attach (workload API, ${bigHosts} hosts)`, unit: 'ms', ours: stats(big.attach) });
-  rows.push({
-    name: 'convergence: attach on A until a workload on B gets a reply, 3 hosts',
-    unit: 'ms',
-    ours: stats(small.converge),
-    note:
-      "an ARP sent before host B holds the new neighbour entry is dropped by ARP suppression; B's agent announces the new address " +
-      "(gratuitous ARP) on its bridge as it programs it, which completes the probe's pending entry without the kernel's 1 s retry",
+  const sizes = ctx.scale < 0.3 ? [3, bigHosts] : [3, 10, bigHosts];
+  const measured: { hosts: number; attach: number[]; converge: number[] }[] = [];
+  for (const hosts of sizes) {
+    const samples = Math.max(5, Math.round((hosts <= 3 ? 30 : 15) * ctx.scale));
+    measured.push({ hosts, ...(await attachAndConverge(ctx, hosts, samples)) });
+  }
+  for (const m of measured) rows.push({ name: `attach (workload API, ${m.hosts} hosts)`, unit: 'ms', ours: stats(m.attach) });
+  for (const m of measured)
+    rows.push({
+      name: `convergence: attach on A until a workload on B gets a reply, ${m.hosts} hosts`,
+      unit: 'ms',
+      ours: stats(m.converge),
+      note:
+        m.hosts <= 3
+          ? "an ARP sent before host B holds the new neighbour entry is dropped by ARP suppression; B's agent announces the new address " +
+            "(gratuitous ARP) on its bridge as it programs it, which completes the probe's pending entry without the kernel's 1 s retry"
+          : `${m.hosts} agents, one ZooKeeper and the traffic share 2 cores`,
+    });
+  const plot = lineChart({
+    title: 'Convergence (attach on A → first reply on B) vs hosts',
+    xLabel: 'hosts (one agent each, every host with a workload of the network)',
+    yLabel: 'ms',
+    series: [
+      { name: 'p50', points: measured.map((m) => [m.hosts, percentile(m.converge, 50)]) },
+      { name: 'p99', points: measured.map((m) => [m.hosts, percentile(m.converge, 99)]) },
+    ],
+    goals: [{ y: 250, label: 'goal: p99 < 250 ms at 20 hosts' }],
   });
-  rows.push({
-    name: `convergence: attach on A until a workload on B gets a reply, ${bigHosts} hosts`,
-    unit: 'ms',
-    ours: stats(big.converge),
-    note: `${bigHosts} agents, one ZooKeeper and the traffic share 2 cores`,
-  });
+  writeFileSync(join(dirname(fileURLToPath(import.meta.url)), 'scale', 'convergence.svg'), plot);
   return {
     title: 'Overlay (agents, VXLAN datapath)',
     method:
@@ -188,7 +206,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       'Throughput: iperf3 single TCP stream, workload-to-workload and host-to-host in interleaved rounds (the side going first alternates), medians; ' +
       "CPU per byte from the same runs (iperf3's own CPU figures of client and server, which on this kernel include the softirq work of the path). " +
       'Attach: time of the workload API call (veth, addresses, port security, store writes). Convergence: from the start ' +
-      'of the attach on host A to the first echo reply at a workload on host B (ping every 10 ms); every host holds a workload of the network.',
+      'of the attach on host A to the first echo reply at a workload on host B (ping every 10 ms); every host holds a workload of the network. ' +
+      'Plot: ![convergence vs hosts](scale/convergence.svg)',
     rows,
   };
 }
