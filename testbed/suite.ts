@@ -30,7 +30,7 @@ const LIGHT: RegExp[] = [
   // them, and starts no ZooKeeper, agent, dockerd or containerd: nothing they touch is another file's. Their time is
   // mostly `ip` and `nft` commands and waiting, not CPU. datapath-bandwidth stays in the kernel lane: it measures
   // rates with iperf3, which a busy neighbour could starve.
-  /^core\/test\/(datapath-(bridge|nft|router|portmap|host-firewall)|netlink|link-reaper|policy-(kernel|plug)|attrib-kernel)\.test\.ts$/,
+  /^core\/test\/(datapath-(bridge|nft|router|portmap|host-firewall)|netlink|link-reaper|policy-(kernel|kernel-inverted|plug)|attrib-kernel)\.test\.ts$/,
   /^core\/test\/(router-chains-kernel|lb-dual-stack|lb-removal-kernel|workload-server)\.test\.ts$/,
   /^e2e\/test\/harness\.test\.ts$/, // the testbed's own namespace hosts, no agents
 ];

@@ -116,6 +116,22 @@ export type Fam = '4' | '6' | '!4' | '!6' | '!ip';
 export interface Alt {
   text: string;
   fam?: Fam | undefined;
+  /** An inverted single-value header compare, with a form nft does not merge with its neighbour (see Apart). */
+  apart?: Apart | undefined;
+}
+
+/**
+ * Where an inverted compare reads, and the same match as a one-value range. nft 1.0.6 merges compares of
+ * contiguous header fields with the same operator into one wider compare, in any order, even with other matches
+ * between them: `ether saddr != A ether type != B` becomes one 8-byte `!=`, true when *either* field differs,
+ * where MidoNet means both. A range expression is never merged, so `expand` writes the second of two adjacent
+ * inverted compares as `!= v-v` (same meaning; one `range` expression in place of the `cmp`).
+ */
+export interface Apart {
+  layer: 'll' | 'th';
+  offset: number;
+  len: number;
+  text: string;
 }
 /** One nft match per alternative; a term holds one or more disjoint alternatives. */
 export type Term = Alt[];
@@ -130,6 +146,26 @@ const CONFLICTS: Record<Fam, readonly Fam[]> = {
 const alt = (text: string, fam?: Fam): Alt => ({ text, fam });
 const one = (text: string, fam?: Fam): Term => [alt(text, fam)];
 
+/** Header fields nft merges when compared adjacently: byte offset and length in their header. */
+const FIELDS = {
+  'ether daddr': ['ll', 0, 6],
+  'ether saddr': ['ll', 6, 6],
+  'ether type': ['ll', 12, 2],
+  'th sport': ['th', 0, 2],
+  'th dport': ['th', 2, 2],
+  'icmp type': ['th', 0, 1],
+  'icmp code': ['th', 1, 1],
+  'icmpv6 type': ['th', 0, 1],
+  'icmpv6 code': ['th', 1, 1],
+} as const;
+
+/** `field value`, or `field != value` that stays a separate compare in the kernel (see Apart). */
+function match(field: keyof typeof FIELDS, value: string, inv: boolean | undefined, fam?: Fam): Alt {
+  if (!inv) return alt(`${field} ${value}`, fam);
+  const [layer, offset, len] = FIELDS[field];
+  return { text: `${field} != ${value}`, fam, apart: { layer, offset, len, text: `${field} != ${value}-${value}` } };
+}
+
 /** An address condition: MidoNet matches "has an IP source in the subnet"; inverted, also every non-IP frame. */
 function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean, router?: boolean): Term {
   const text: string = cidr;
@@ -137,8 +173,10 @@ function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean, router
   const v6 = isV6(cidr);
   const fam = v6 ? 'ip6' : 'ip';
   if (!inv) return one(`${fam} ${dir} ${cidr}`, v6 ? '6' : '4');
-  const other = router ? `meta nfproto != ipv${v6 ? 6 : 4}` : `ether type != ${fam}`;
-  return [alt(other, v6 ? '!6' : '!4'), alt(`${fam} ${dir} != ${cidr}`, v6 ? '6' : '4')];
+  const other = router
+    ? alt(`meta nfproto != ipv${v6 ? 6 : 4}`, v6 ? '!6' : '!4')
+    : { ...match('ether type', hex(v6 ? ETH_IPV6 : ETH_IPV4), true, v6 ? '!6' : '!4'), text: `ether type != ${fam}` };
+  return [other, alt(`${fam} ${dir} != ${cidr}`, v6 ? '6' : '4')];
 }
 
 export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Map<string, SetDecl>, ruleId: string): Term[] | null {
@@ -191,7 +229,9 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
       if (!m) throw new CompileError(`rule ${ruleId}: port ${id} is unknown`);
       return m.toLowerCase();
     });
-    terms.push(one(`ether ${dir} ${not(inv)}${portSet([...new Set(macs)])}`));
+    const set = [...new Set(macs)];
+    // A set is a lookup, never merged; a single MAC is a compare.
+    terms.push(set.length === 1 ? [match(`ether ${dir}`, set[0]!, inv)] : one(`ether ${dir} ${not(inv)}${portSet(set)}`));
   }
   if (c.ethertype !== undefined && router) {
     // Only IPv4 and IPv6 reach a router's hooks: another ethertype never matches (inverted: always).
@@ -200,7 +240,7 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     else if (!c.invEthertype) return null;
   } else if (c.ethertype !== undefined) {
     const f = c.ethertype === ETH_IPV4 ? '4' : c.ethertype === ETH_IPV6 ? '6' : undefined;
-    terms.push(one(`ether type ${not(c.invEthertype)}${hex(c.ethertype)}`, f && (c.invEthertype ? `!${f}` : f)));
+    terms.push([match('ether type', hex(c.ethertype), c.invEthertype, f && (c.invEthertype ? `!${f}` : f))]);
   }
   for (const [mac, mask, dir, inv] of [
     [c.dlSrc, c.dlSrcMask, 'saddr', c.invDlSrc],
@@ -209,7 +249,7 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     if (mac === undefined) continue;
     const m = normalizeMac(mac);
     const k = mask === undefined ? undefined : normalizeMac(mask);
-    if (k === undefined || k === 'ff:ff:ff:ff:ff:ff') terms.push(one(`ether ${dir} ${not(inv)}${m}`));
+    if (k === undefined || k === 'ff:ff:ff:ff:ff:ff') terms.push([match(`ether ${dir}`, m, inv)]);
     else terms.push(one(`ether ${dir} & ${k} ${inv ? '!=' : '=='} ${maskMac(m, k)}`));
   }
   if (c.nwProto !== undefined) terms.push(one(`meta l4proto ${not(c.invNwProto)}${c.nwProto}`));
@@ -224,10 +264,15 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     if (!icmp && !ported) throw new CompileError(`rule ${ruleId}: protocol ${c.nwProto} has no ports`);
     // ICMP: type in the source-port slot, code in the destination-port slot (MidoNet's flow match).
     const f: Fam | undefined = icmp === 'icmp' ? '4' : icmp ? '6' : undefined;
-    if (c.tpSrc)
-      terms.push(one(icmp ? `${icmp} type ${not(c.invTpSrc)}${range(c.tpSrc)}` : `th sport ${not(c.invTpSrc)}${range(c.tpSrc)}`, f));
-    if (c.tpDst)
-      terms.push(one(icmp ? `${icmp} code ${not(c.invTpDst)}${range(c.tpDst)}` : `th dport ${not(c.invTpDst)}${range(c.tpDst)}`, f));
+    // A real range is a range expression already; one value is a compare (icmp type and code are adjacent bytes,
+    // as are the two ports).
+    for (const [r, inv, field] of [
+      [c.tpSrc, c.invTpSrc, icmp ? (`${icmp} type` as const) : ('th sport' as const)],
+      [c.tpDst, c.invTpDst, icmp ? (`${icmp} code` as const) : ('th dport' as const)],
+    ] as const) {
+      if (!r) continue;
+      terms.push(r.start === r.end ? [match(field, `${r.start}`, inv, f)] : one(`${field} ${not(inv)}${range(r)}`, f));
+    }
   }
   for (const [g, dir, inv] of [
     [c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc],
@@ -257,13 +302,24 @@ function maskMac(mac: string, mask: string): string {
     .join(':');
 }
 
+const adjacent = (a: Apart, b: Apart): boolean => a.layer === b.layer && (a.offset + a.len === b.offset || b.offset + b.len === a.offset);
+
 export function expand(terms: Term[], ruleId: string): string[] {
-  let out: { text: string; fams: Fam[] }[] = [{ text: '', fams: [] }];
+  // `neq`: the inverted compares a rule holds so far; one adjacent to them is written as a range (see Apart).
+  let out: { text: string; fams: Fam[]; neq: Apart[] }[] = [{ text: '', fams: [], neq: [] }];
   for (const t of terms) {
     out = out.flatMap((prefix) =>
       t
         .filter((a) => !a.fam || !prefix.fams.some((f) => CONFLICTS[a.fam!].includes(f)))
-        .map((a) => ({ text: prefix.text ? `${prefix.text} ${a.text}` : a.text, fams: a.fam ? [...prefix.fams, a.fam] : prefix.fams })),
+        .map((a) => {
+          const apart = a.apart && prefix.neq.some((n) => adjacent(n, a.apart!));
+          const text = apart ? a.apart!.text : a.text;
+          return {
+            text: prefix.text ? `${prefix.text} ${text}` : text,
+            fams: a.fam ? [...prefix.fams, a.fam] : prefix.fams,
+            neq: a.apart && !apart ? [...prefix.neq, a.apart] : prefix.neq,
+          };
+        }),
     );
     if (out.length > MAX_EXPANSION) throw new CompileError(`rule ${ruleId}: condition expands to more than ${MAX_EXPANSION} nft rules`);
   }

@@ -81,6 +81,27 @@ test('ports by MAC, groups as sets, return flow as the mark bit, ICMP type/code 
   t.deepEqual(compileChain('c', [p], ctx).rules, [`meta l4proto 6 th dport != 80-90 counter accept comment "r=${p.id}"`]);
 });
 
+test('of two inverted compares on adjacent header fields, the second is a one-value range nft does not merge', (t) => {
+  const text = (c: PolicyCondition): string[] => compileChain('c', [rule('drop', c)], ctx).rules.map((x) => x.replace(/ counter.*/, ''));
+  const A = '02:00:00:00:00:0a';
+  t.deepEqual(text({ inPortIds: ['p1'], invInPorts: true, ethertype: 0x86dd, invEthertype: true }), [
+    'ether saddr != 02:aa:00:00:00:01 ether type != 0x86dd-0x86dd',
+  ]);
+  t.deepEqual(text({ dlSrc: A, invDlSrc: true, nwSrc: '10.0.0.0/8', invNwSrc: true }), [
+    `ether saddr != ${A} ether type != 0x800-0x800`,
+    `ether saddr != ${A} ip saddr != 10.0.0.0/8`,
+  ]);
+  // daddr and type are not adjacent: only saddr, between them, becomes a range.
+  t.deepEqual(text({ outPortIds: ['p1'], invOutPorts: true, ethertype: 0x800, invEthertype: true, dlSrc: A, invDlSrc: true }), [
+    `ether daddr != 02:aa:00:00:00:01 ether type != 0x800 ether saddr != ${A}-${A}`,
+  ]);
+  t.deepEqual(text({ nwProto: PROTO_TCP, tpSrc: { start: 1, end: 1 }, invTpSrc: true, tpDst: { start: 2, end: 2 }, invTpDst: true }), [
+    'meta l4proto 6 th sport != 1 th dport != 2-2',
+  ]);
+  // Alone, or next to a non-inverted compare (nft merges only equal operators), a compare stays a compare.
+  t.deepEqual(text({ dlSrc: A, invDlSrc: true, ethertype: 0x800 }), [`ether type 0x800 ether saddr != ${A}`]);
+});
+
 test('what cannot be compiled is refused, naming the rule', (t) => {
   const bad = [rule('accept', { tpDst: { start: 1, end: 2 } }), rule('accept', { inPortIds: ['unknown'] }), rule('dnat')];
   for (const b of bad) t.throws(() => compileChain('c', [b], ctx), { instanceOf: CompileError, message: new RegExp(`rule ${b.id}`) });

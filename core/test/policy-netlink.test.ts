@@ -77,6 +77,10 @@ const CONDITIONS: PolicyCondition[] = [
   { nwProto: PROTO_ICMP, tpSrc: { start: 8, end: 8 } },
   { nwProto: PROTO_ICMPV6, tpSrc: { start: 128, end: 128 }, tpDst: { start: 0, end: 0 } },
   { matchReturnFlow: true, inPortIds: ['pa'], invInPorts: true, ethertype: ETH_IPV4, invEthertype: true },
+  // Inverted pairs nft would merge: the second of each is written as a one-value range (compile.ts, Apart).
+  { dlSrc: '02:00:00:00:00:01', invDlSrc: true, nwDst: 'fd00::/8', invNwDst: true },
+  { outPortIds: ['pb'], invOutPorts: true, dlSrc: '02:00:00:00:00:01', invDlSrc: true, ethertype: ETH_IPV6, invEthertype: true },
+  { nwProto: PROTO_TCP, tpSrc: { start: 1, end: 1 }, invTpSrc: true, tpDst: { start: 80, end: 80 }, invTpDst: true },
 ];
 const ACTIONS: PolicyRule['action'][] = ['accept', 'drop', 'reject', 'return', 'continue', 'jump'];
 

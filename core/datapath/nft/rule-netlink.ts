@@ -10,8 +10,10 @@
 // - an equal port range is two compares (>=, <=), an unequal one a range expression;
 // - `counter`, verdicts, `limit rate N/second` (burst 5, nft's default), `log prefix … group N`, and the comment as
 //   libnftnl's rule userdata (TLV type 0, NUL-terminated).
-// One difference on purpose: nft merges adjacent loads of one header into one compare, also for `!=`, where
-// `ether saddr != A ether type != B` then matches when either differs; here each match stays its own compare.
+// - `!= v-v`, a one-value range compile.ts writes where nft would merge two adjacent `!=` compares into one (true
+//   when either field differs), is a range expression, as nft makes it;
+// nft merges other adjacent compares of one header (`==`, or `!=` not written as a range) into one load; here each
+// match stays its own compare (the same meaning, since compile.ts never leaves a merge that changes it).
 // Anything else (anonymous sets `{ … }`, ICMP fields, conntrack, interface names) is refused with undefined, and
 // the caller sends the text through libnftables as before. core/test/policy-netlink.test.ts installs a corpus both
 // ways and compares nft's listings.
@@ -99,6 +101,11 @@ const once = (key: string, make: () => Buffer): Buffer => {
 const payload = (base: number, offset: number, len: number): Buffer =>
   once(`p${base}.${offset}.${len}`, () => expr('payload', [be32(1, NFT_REG_1), be32(2, base), be32(3, offset), be32(4, len)]));
 const meta = (key: number): Buffer => once(`m${key}`, () => expr('meta', [be32(2, key), be32(1, NFT_REG_1)]));
+/** `range neq` (NFT_RANGE_NEQ): the register is outside [from, to]. */
+function rangeNeq(from: Buffer, to: Buffer): Buffer {
+  return expr('range', [be32(1, NFT_REG_1), be32(2, 1), value(3, from), value(4, to)]);
+}
+
 /**
  * `cmp`, the commonest expression with a value of the rule's own, written into one buffer: what expr() and its
  * helpers would build from nine (an attach encodes tens of them; the allocations were most of the encoder's time).
@@ -282,6 +289,15 @@ function encode(text: string): RuleNetlink {
     return items;
   };
   const addrOf = (family: 4 | 6) => (tok: string) => addrBytes(tok, family);
+  /** `!= v-v` (see the header) as nft's range expression; undefined when the next token is not one. */
+  const oneValueRange = (neq: boolean, parse: (tok: string) => Buffer): Buffer | undefined => {
+    const m = /^([^-{}@]+)-([^-{}@]+)$/.exec(toks[i] ?? '');
+    if (!m) return undefined;
+    const [from, to] = [parse(m[1]!), parse(m[2]!)];
+    if (!neq || !from.equals(to)) throw new Unsupported();
+    i++;
+    return rangeNeq(from, to);
+  };
   const l4dependency = (proto: number): void => {
     if (l4 === proto) return;
     if (l4 !== undefined) throw new Unsupported();
@@ -319,7 +335,13 @@ function encode(text: string): RuleNetlink {
         const field = next();
         if (field === 'type') {
           const neq = peekNeq();
-          const types = values((n) => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff)));
+          const parse = (n: string) => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff));
+          const r = oneValueRange(neq, parse);
+          if (r) {
+            out.push(payload(PAYLOAD.LL, 12, 2), r);
+            break;
+          }
+          const types = values(parse);
           out.push(payload(PAYLOAD.LL, 12, 2), inSet(DATATYPE.ethertype, 2, types, neq, sets));
           if (!neq && types.length === 1) known.add(types[0]!.readUInt16BE());
         } else if (field === 'saddr' || field === 'daddr') {
@@ -334,6 +356,11 @@ function encode(text: string): RuleNetlink {
           }
           const neq = peekNeq();
           out.push(payload(PAYLOAD.LL, offset, 6));
+          const r = oneValueRange(neq, macBytes);
+          if (r) {
+            out.push(r);
+            break;
+          }
           const v = toks[i];
           if (v?.startsWith('@')) {
             i++;
@@ -419,9 +446,10 @@ function encode(text: string): RuleNetlink {
         const to = m[2] === undefined ? from : int(m[2], 0xffff);
         if (to < from) throw new Unsupported();
         out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2));
-        if (from === to) out.push(cmp(neq ? CMP.NEQ : CMP.EQ, u16be(from)));
+        // `!= 5-5` stays a range (see the header); `5-5` equal is one compare, as before.
+        if (m[2] === undefined || (!neq && from === to)) out.push(cmp(neq ? CMP.NEQ : CMP.EQ, u16be(from)));
         else if (!neq) out.push(cmp(CMP.GTE, u16be(from)), cmp(CMP.LTE, u16be(to)));
-        else out.push(expr('range', [be32(1, NFT_REG_1), be32(2, 1), value(3, u16be(from)), value(4, u16be(to))]));
+        else out.push(rangeNeq(u16be(from), u16be(to)));
         break;
       }
       case 'counter':
