@@ -9,11 +9,13 @@ import { LinuxDatapath } from '../datapath/index.js';
 import {
   applyStageChain,
   dropTable,
+  forgetDevices,
   FROM_PORT,
   HOST_BRIDGE,
   HOST_NAT,
   installPortSecurity,
   listStageChain,
+  nftQueryCounter,
   nftTransactionCounter,
   stageChain,
 } from '../datapath/nft/index.js';
@@ -91,6 +93,28 @@ test.serial('the base chain is installed once: a second port costs one transacti
   await nft(ns, 'flush', 'chain', HOST_BRIDGE.family, HOST_BRIDGE.name, 'forward');
   await installPortSecurity(path, { hostIfname: 'bvc', mac: '02:00:00:00:00:0c', ips: ['10.0.0.12'] });
   t.regex(await handles(), /oifname vmap @tunnels/);
+});
+
+test.serial('devices forgotten at the same time share their chain listings, and each loses its chains', async (t) => {
+  const ns = await namespace(t);
+  const path = `/run/netns/${ns}`;
+  const devices = Array.from({ length: 12 }, (_, i) => `bvf${i}`);
+  for (const [i, d] of devices.entries()) {
+    await installPortSecurity(path, { hostIfname: d, mac: mac(), ips: [`10.0.1.${i + 1}`] });
+    await applyStageChain(path, FROM_PORT, d, ['counter'], 'test feature');
+  }
+  const queries = nftQueryCounter.count;
+  // As twenty unplugs at once call it: one device each.
+  await Promise.all(devices.map((d) => forgetDevices(path, [d], `forget ${d}`)));
+  // The first call lists alone, the others queue behind it and share the next listing.
+  t.true(nftQueryCounter.count - queries <= 2, `${nftQueryCounter.count - queries} listings for ${devices.length} devices`);
+  const left = await nft(ns, 'list', 'chains', HOST_BRIDGE.family);
+  for (const d of devices) t.false(left.includes(stageChain(FROM_PORT, d)), `${d} kept its chain`);
+  t.notRegex(left, /chain p-bvf/);
+  // A later call lists afresh: a chain made after the shared listings is still found.
+  await applyStageChain(path, FROM_PORT, 'bvg', ['counter'], 'test feature');
+  await forgetDevices(path, ['bvg'], 'forget bvg');
+  t.false((await nft(ns, 'list', 'chains', HOST_BRIDGE.family)).includes(stageChain(FROM_PORT, 'bvg')));
 });
 
 test.serial('sweeps delete our tables and leave a foreign table of the same name', async (t) => {

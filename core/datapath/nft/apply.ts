@@ -83,8 +83,12 @@ async function drainNft(netns: string | undefined, key: string): Promise<void> {
   }
 }
 
+/** nft queries (listings) run by nftQuery; read before and after. */
+export const nftQueryCounter = { count: 0 };
+
 /** Run a read-only nft command (e.g. `list chain bridge bees p-x`) inside `netns`; resolves with its output. */
 export async function nftQuery(netns: string | undefined, command: string, context: string): Promise<string> {
+  nftQueryCounter.count++;
   if (nftLibrary()) return runNft(netns, command, context);
   return run(inNetns(netns, ['nft', ...command.split(/\s+/)]), { context });
 }

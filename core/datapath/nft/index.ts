@@ -1,6 +1,6 @@
 // nftables for the datapath: the table registry (tables.ts), transactions (apply.ts over libnftables, lib.ts),
 // script building for a declared table (script.ts), and the features that hang chains on those tables.
-export { nftApply, nftQuery, nftTransactionCounter } from './apply.js';
+export { nftApply, nftQuery, nftQueryCounter, nftTransactionCounter } from './apply.js';
 export { NftError } from './lib.js';
 export * from './tables.js';
 export {

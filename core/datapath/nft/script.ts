@@ -169,7 +169,7 @@ export async function forgetDevices(netns: string | undefined, ifnames: readonly
   const families = [...new Set(STAGES.map((s) => s.table.family))];
   const scripts: string[] = [];
   for (const family of families) {
-    const listing = await nftQuery(netns, `list chains ${family}`, 'nft').catch(() => '');
+    const listing = await freshChainListing(netns, family);
     const chains = chainsByTable(listing);
     for (const s of STAGES.filter((x) => x.table.family === family)) {
       const have = chains.get(ref(s.table));
@@ -177,6 +177,36 @@ export async function forgetDevices(netns: string | undefined, ifnames: readonly
     }
   }
   await nftApply(netns, scripts.join(''), context);
+}
+
+interface Listing {
+  running: Promise<string>;
+  /** The listing that starts once `running` is done, shared by every caller that arrived while it ran. */
+  next?: Promise<string>;
+}
+const listings = new Map<string, Listing>();
+
+/**
+ * `list chains FAMILY` in `netns` ('' when it fails), started after this call: twenty unplugs at once each asked
+ * for one, twenty libnftables runs for the same answer. Callers arriving while a listing runs share the next one
+ * (a listing already under way may predate a chain made just before the call, so it is never joined).
+ */
+function freshChainListing(netns: string | undefined, family: string): Promise<string> {
+  const key = `${netns ?? ''}\0${family}`;
+  const current = listings.get(key);
+  if (!current) return startListing(key, netns, family);
+  current.next ??= current.running.then(() => startListing(key, netns, family));
+  return current.next;
+}
+
+function startListing(key: string, netns: string | undefined, family: string): Promise<string> {
+  const state: Listing = { running: nftQuery(netns, `list chains ${family}`, 'nft').catch(() => '') };
+  listings.set(key, state);
+  // Runs before `next` starts (registered first): the entry goes only when nobody waits for another listing.
+  void state.running.then(() => {
+    if (listings.get(key) === state && !state.next) listings.delete(key);
+  });
+  return state.running;
 }
 
 /**
