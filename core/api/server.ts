@@ -4,7 +4,7 @@
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { TopologyError } from '../topology/errors.js';
@@ -77,6 +77,31 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/** What fastify calls to validate a request part: ajv's function shape. */
+type Validate = ((data: unknown, cxt?: Parameters<ValidateFunction>[1]) => boolean) & {
+  errors?: ErrorObject[] | null;
+  schemaEnv?: unknown;
+};
+
+/**
+ * An ajv validator compiled when its route is first called, not when the server starts: the agent serves ~90 route
+ * schemas of which a host uses a few, and compiling them all cost ~1 MB of generated source and its code in every
+ * idle agent (issue 12, idle RSS) and CPU at start. Same validation, same errors (`errors` is copied across).
+ */
+export function compiledOnFirstUse(compile: () => ValidateFunction): Validate {
+  let v: ValidateFunction | undefined;
+  const lazy: Validate = (data, cxt) => {
+    v ??= compile();
+    const ok = v(data, cxt);
+    lazy.errors = v.errors ?? null;
+    return ok;
+  };
+  // fastify hands the request part's parent (which ajv needs to coerce or default a root value) only to a function
+  // carrying ajv's schemaEnv.
+  lazy.schemaEnv = true;
+  return lazy;
+}
+
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
 export function buildApi(opts: ApiOptions): ServerApp {
@@ -104,7 +129,7 @@ export function buildApi(opts: ApiOptions): ServerApp {
   // Query strings and path parameters are text by nature: coerce them to the declared types.
   const bodyAjv = strictAjv();
   const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+  app.setValidatorCompiler(({ schema, httpPart }) => compiledOnFirstUse(() => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema)));
   app.setSchemaErrorFormatter((errors, dataVar) => {
     const part = PART_NAMES[dataVar] ?? dataVar;
     const { message, field } = describeAjvError(errors[0] as ErrorObject);
