@@ -197,8 +197,9 @@ export function buildApi(opts: ApiOptions): ServerApp {
       },
     });
   }
-  const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token });
-  app.get('/openapi.json', async () => doc);
+  // Built on the first request: ~200 KB of JSON every agent held from start for a document few ever fetch.
+  let doc: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/openapi.json', async () => (doc ??= openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token })));
   eventRoutes(app, opts.store);
   uiRoutes(app);
   opts.extraRoutes?.(app);
