@@ -77,6 +77,17 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/**
+ * How the API compiles a request part's schema. Bodies: no coercion and no stripping, so a wrong type or an unknown
+ * field is an error, not silently "fixed". Query strings and path parameters are text by nature: coerced to the
+ * declared types. Exported for the test that compiles every route's schemas, since the server only does on use.
+ */
+export function requestValidatorCompiler(): (schema: object, httpPart: string | undefined) => ValidateFunction {
+  const bodyAjv = strictAjv();
+  const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
+  return (schema, httpPart) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema);
+}
+
 /** What fastify calls to validate a request part: ajv's function shape. */
 type Validate = ((data: unknown, cxt?: Parameters<ValidateFunction>[1]) => boolean) & {
   errors?: ErrorObject[] | null;
@@ -125,11 +136,8 @@ export function buildApi(opts: ApiOptions): ServerApp {
   const app: ServerApp = opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base);
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
   setListenGuard(app, guard);
-  // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
-  // Query strings and path parameters are text by nature: coerce them to the declared types.
-  const bodyAjv = strictAjv();
-  const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
-  app.setValidatorCompiler(({ schema, httpPart }) => compiledOnFirstUse(() => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema)));
+  const compile = requestValidatorCompiler();
+  app.setValidatorCompiler(({ schema, httpPart }) => compiledOnFirstUse(() => compile(schema, httpPart)));
   app.setSchemaErrorFormatter((errors, dataVar) => {
     const part = PART_NAMES[dataVar] ?? dataVar;
     const { message, field } = describeAjvError(errors[0] as ErrorObject);
