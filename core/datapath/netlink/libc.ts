@@ -16,6 +16,8 @@ export interface Libc {
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   strerror(errnum: number): string;
+  /** glibc's malloc_trim: hands the free pages of every malloc arena back to the kernel; 1 if any were. */
+  mallocTrim(pad: number): number;
 }
 
 let bound: Libc | undefined;
@@ -34,6 +36,7 @@ export function libc(): Libc {
     close: lib.func('int close(int)'),
     setns: lib.func('int setns(int, int)'),
     strerror: lib.func('const char *strerror(int)'),
+    mallocTrim: lib.func('int malloc_trim(size_t)'),
   };
   return bound;
 }
