@@ -279,10 +279,10 @@ export class Agent {
     traceLine('start: first pass done');
     this.resync = setInterval(() => this.reconciler.trigger(0, true), o.resyncMs ?? 30_000);
     this.resync.unref();
-    // glibc keeps what the attach path frees (libnftables' and the netlink calls' working space, on the main thread
-    // and the pool threads) in its arenas: after 1,000 attaches 21 MiB of them were free against 5 MiB in use, and
-    // RSS grew 10-15 MiB in steps (issue 12, core/README.md "Memory"). Trimming hands the free pages back; cheap
-    // (the arenas are small) and harmless when nothing is free, so on a timer rather than after each burst.
+    // glibc keeps what the attach path frees natively (main thread and pool threads) in its arenas: after 1,000
+    // attaches 21 MiB of them were free against 5 MiB in use, and RSS grew 10-15 MiB in steps (issue 12,
+    // core/README.md "Memory"). Trimming hands the free pages back; cheap (the arenas are small) and harmless when
+    // nothing is free, so on a timer rather than after each burst.
     this.trim = setInterval(() => {
       try {
         libc().mallocTrim(0);
