@@ -1,17 +1,19 @@
-// Agent memory (issue 12 item 4): the resident size of an idle agent, and what local ports add to it, for the agent
-// as it runs in production (the built dist/, with the node flags of app/main.ts's first line: the installed `bees`,
-// the image and the ./bees launcher all use them) next to the same build under node's default flags, in the same
-// run, interleaved. One agent at a time on the embedded file store, in a network namespace of its own with a veth
-// for its underlay; workloads are namespaces attached through the workload API, then detached.
+// Agent memory (issue 12 item 4): what an agent holds idle and what each local port adds, for the agent as it runs in
+// production (the built dist/, with the node flags of app/main.ts's first line: the installed `bees`, the image and
+// the ./bees launcher all use them). One agent per round on the embedded file store, in a network namespace of its
+// own with a veth for its underlay; workloads are namespaces attached through the workload API. Every reading is
+// taken after full garbage collections (bench/scale/gc-hook.mjs, preloaded), at several sizes: the slope between the
+// smallest and the largest is the cost per port, apart from the one-off growth of the first ports (code compiled,
+// heap and malloc arenas grown by the attach path), which a single "loaded minus idle" figure mixes in.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { AgentClient } from '../cni/plugin/agent-client.js';
-import { interleavedRounds, median, pairedRatio, type BenchContext, type BenchRow, type BenchSection } from './report.js';
+import { median, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 const sh = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -33,33 +35,45 @@ export function productionLaunch(shebang: string): Launch {
   return { env, nodeArgs: words.slice(at + 1) };
 }
 
-interface Sample {
-  idleMiB: number;
-  loadedMiB: number;
-  perThousandMiB: number;
-}
-
-function rssOf(pid: number): number {
-  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Number(kb) / 1024;
+/** Memory after GC at each size; index 0 is the idle agent. */
+interface Curve {
+  sizes: number[];
+  rssMiB: number[];
+  heapMiB: number[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MiB = 1024 * 1024;
+const GC_HOOK = pathToFileURL(join(ROOT, 'bench', 'scale', 'gc-hook.mjs')).href;
 
-/** Lowest of a few readings a second apart: a reading in the middle of a GC cycle says little about steady state. */
-async function steadyRss(pid: number): Promise<number> {
-  const readings: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    await sleep(1000);
-    readings.push(rssOf(pid));
+/** Asks the agent (through gc-hook.mjs) for two full GCs and its memory then; a second ask a moment later settles it. */
+async function memoryAfterGc(pid: number, file: string): Promise<{ rss: number; heapUsed: number }> {
+  let last: { rss: number; heapUsed: number } | undefined;
+  for (let ask = 0; ask < 2; ask++) {
+    // The first ask after the agent's malloc_trim timer (10 s, core/agent/agent.ts) has run once since the burst.
+    await sleep(ask === 0 ? 11_000 : 1500);
+    const before = Date.now();
+    process.kill(pid, 'SIGUSR2');
+    for (let i = 0; i < 400 && !last; i++) {
+      await sleep(50);
+      try {
+        const m = JSON.parse(readFileSync(file, 'utf8')) as { at: number; rss: number; heapUsed: number };
+        if (m.at >= before) last = m;
+      } catch {
+        // not written yet
+      }
+    }
+    if (!last) throw new Error('the agent did not report its memory (gc-hook.mjs not loaded?)');
+    if (ask === 0) last = undefined;
   }
-  return Math.min(...readings);
+  return last!;
 }
 
-async function measure(launch: Launch, ports: number): Promise<Sample> {
+async function measure(launch: Launch, sizes: number[]): Promise<Curve> {
   const tag = `bm${randomBytes(3).toString('hex')}`;
   const ns = `${tag}-host`;
   const dir = mkdtempSync(join(tmpdir(), 'bees-mem-'));
+  const memFile = join(dir, 'memory.json');
   const workloads: string[] = [];
   let agent: ChildProcess | undefined;
   await sh('ip', ['netns', 'add', ns]);
@@ -69,6 +83,7 @@ async function measure(launch: Launch, ports: number): Promise<Sample> {
     await sh('ip', ['-n', ns, 'addr', 'add', '10.254.0.1/24', 'dev', 'ul0']);
     for (const l of ['ul0', 'ul1']) await sh('ip', ['-n', ns, 'link', 'set', l, 'up']);
     const argv = [...launch.nodeArgs, MAIN_JS, 'agent', '--store', `file:${dir}/store`, '--state-dir', dir, '--run-dir', join(dir, 'run')];
+    const env = { ...launch.env, NODE_OPTIONS: `--import ${GC_HOOK}`, BEES_SCALE_MEMFILE: memFile };
     agent = spawn(
       'ip',
       [
@@ -76,7 +91,7 @@ async function measure(launch: Launch, ports: number): Promise<Sample> {
         'exec',
         ns,
         'env',
-        ...Object.entries(launch.env).map(([k, v]) => `${k}=${v}`),
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
         process.execPath,
         ...argv,
         '--router-ns-prefix',
@@ -84,9 +99,7 @@ async function measure(launch: Launch, ports: number): Promise<Sample> {
         '--underlay-ip',
         '10.254.0.1',
       ],
-      {
-        stdio: 'ignore',
-      },
+      { stdio: 'ignore' },
     );
     const client = new AgentClient(join(dir, 'run', 'workload.sock'));
     const deadline = Date.now() + 60_000;
@@ -99,30 +112,39 @@ async function measure(launch: Launch, ports: number): Promise<Sample> {
       if (Date.now() > deadline || agent.exitCode !== null) throw new Error('the agent did not become ready within 60 s');
       await sleep(200);
     }
-    // `ip netns exec` execs: the child is the agent.
+    // `ip netns exec` and `env` exec: the child is the agent.
     const pid = agent.pid!;
-    const idleMiB = await steadyRss(pid);
-    for (let i = 0; i < ports; i++) {
-      const w = `${tag}-w${i}`;
-      await sh('ip', ['netns', 'add', w]);
-      workloads.push(w);
-      await client.attach({
-        orchestrator: 'cli',
-        workloadId: w,
-        ifname: 'eth0',
-        network: 'mem',
-        netns: `/run/netns/${w}`,
-        create: { subnets: [{ cidr: '10.201.0.0/16' }] },
-      });
+    await sleep(2000);
+    const curve: Curve = { sizes: [0], rssMiB: [], heapMiB: [] };
+    const read = async () => {
+      const m = await memoryAfterGc(pid, memFile);
+      curve.rssMiB.push(m.rss / MiB);
+      curve.heapMiB.push(m.heapUsed / MiB);
+    };
+    await read();
+    for (const size of sizes) {
+      while (workloads.length < size) {
+        const w = `${tag}-w${workloads.length}`;
+        await sh('ip', ['netns', 'add', w]);
+        workloads.push(w);
+        await client.attach({
+          orchestrator: 'cli',
+          workloadId: w,
+          ifname: 'eth0',
+          network: 'mem',
+          netns: `/run/netns/${w}`,
+          create: { subnets: [{ cidr: '10.201.0.0/16' }] },
+        });
+      }
+      curve.sizes.push(size);
+      await read();
     }
-    const loadedMiB = await steadyRss(pid);
-    for (const w of workloads) await client.detach({ orchestrator: 'cli', workloadId: w, ifname: 'eth0' });
-    return { idleMiB, loadedMiB, perThousandMiB: ((loadedMiB - idleMiB) * 1000) / Math.max(1, ports) };
+    return curve;
   } finally {
     agent?.kill('SIGTERM');
     if (agent && agent.exitCode === null) await new Promise((r) => agent!.once('exit', r));
+    // Deleting a workload's namespace takes its veth pair along; the agent's datapath goes with its own namespace.
     for (const w of workloads) await sh('ip', ['netns', 'del', w]).catch(() => undefined);
-    // The agent leaves its datapath (bridges, router namespaces) when it stops: they go with its namespace here.
     const { stdout } = await sh('ip', ['netns', 'list']);
     for (const line of stdout.split('\n')) {
       const name = line.split(' ')[0];
@@ -138,45 +160,54 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   await sh('npm', ['run', '-s', 'build'], { cwd: ROOT, maxBuffer: 1 << 24 });
   if (!existsSync(MAIN_JS)) throw new Error(`the build wrote no ${MAIN_JS}`);
   const production = productionLaunch(readFileSync(join(ROOT, 'app', 'main.ts'), 'utf8').split('\n')[0]!);
-  const defaults: Launch = { env: {}, nodeArgs: [] };
-  const ports = Math.max(50, Math.round(300 * ctx.scale));
-  const rounds = 3;
-  ctx.progress(`memory: ${rounds} interleaved rounds, ${ports} local ports each`);
-  const { a, b } = await interleavedRounds(
-    rounds,
-    async (r) => {
-      ctx.progress(`memory: round ${r + 1}: production flags`);
-      return measure(production, ports);
-    },
-    async (r) => {
-      ctx.progress(`memory: round ${r + 1}: node defaults`);
-      return measure(defaults, ports);
-    },
-  );
-  const row = (name: string, pick: (s: Sample) => number, note: string): BenchRow => {
-    const { ratio, roundRatios } = pairedRatio(a.map(pick), b.map(pick));
-    return {
-      name,
-      ours: { median: round1(median(a.map(pick))), min: round1(Math.min(...a.map(pick))), max: round1(Math.max(...a.map(pick))) },
-      reference: { median: round1(median(b.map(pick))), min: round1(Math.min(...b.map(pick))), max: round1(Math.max(...b.map(pick))) },
-      ratio,
-      roundRatios,
-      compares: `the same built agent (dist/) under the production node flags (${[...Object.entries(production.env).map(([k, v]) => `${k}=${v}`), ...production.nodeArgs].join(' ')}) ÷ under node's defaults; lower is better`,
-      unit: 'MiB',
-      note,
-    };
+  const sizes = [100, 400, 1000].map((n) => Math.max(10, Math.round(n * ctx.scale)));
+  const rounds = Number(process.env.BENCH_MEMORY_ROUNDS ?? 3);
+  const curves: Curve[] = [];
+  for (let r = 0; r < rounds; r++) {
+    ctx.progress(`memory: round ${r + 1} of ${rounds}: ${sizes.join(', ')} local ports (load ${loadavg()[0]!.toFixed(1)})`);
+    curves.push(await measure(production, sizes));
+  }
+  const spread = (pick: (c: Curve) => number): Record<string, number> => {
+    const v = curves.map(pick);
+    return { median: round1(median(v)), min: round1(Math.min(...v)), max: round1(Math.max(...v)) };
   };
+  // Slopes between two sizes (indices into a curve; 0 is idle): from the smallest, and between the two largest, where
+  // the one-off growth of the first ports (arenas, compiled code) is behind.
+  const slope = (series: (c: Curve) => number[], from: number, to: number) => (c: Curve) =>
+    ((series(c)[to]! - series(c)[from]!) * 1000) / (sizes[to - 1]! - sizes[from - 1]!);
+  const [s1, s2, s3] = [1, 2, 3];
+  const perThousand = (what: string, series: (c: Curve) => number[], from: number, note?: string): BenchRow => ({
+    name: `${what} per 1,000 local ports (slope ${sizes[from - 1]} → ${sizes[s3 - 1]})`,
+    ours: spread(slope(series, from, s3)),
+    unit: 'MiB',
+    ...(note ? { note } : {}),
+  });
+  const rows: BenchRow[] = [
+    { name: 'agent RSS after GC, idle', ours: spread((c) => c.rssMiB[0]!), unit: 'MiB', note: 'goal ≤ 80 MB (76.3 MiB)' },
+    { name: 'agent V8 heap used after GC, idle', ours: spread((c) => c.heapMiB[0]!), unit: 'MiB' },
+    ...sizes.map((n, i) => ({
+      name: `RSS and V8 heap after GC, ${n} local ports`,
+      ours: { rss: round1(median(curves.map((c) => c.rssMiB[i + 1]!))), heap: round1(median(curves.map((c) => c.heapMiB[i + 1]!))) },
+      unit: 'MiB (medians)',
+    })),
+    {
+      name: `one-off growth with the first ${sizes[0]} local ports (RSS)`,
+      ours: spread((c) => c.rssMiB[s1]! - c.rssMiB[0]!),
+      unit: 'MiB',
+      note: 'code compiled, heap and malloc arenas grown by the attach path',
+    },
+    perThousand('RSS', (c) => c.rssMiB, s1, 'goal < 10 MiB'),
+    perThousand('RSS', (c) => c.rssMiB, s2, 'goal < 10 MiB'),
+    perThousand('V8 heap', (c) => c.heapMiB, s1),
+    perThousand('V8 heap', (c) => c.heapMiB, s2),
+  ];
   return {
     title: 'Agent memory: resident size idle and per 1,000 local ports',
     method:
-      `One agent at a time from the built dist/ on the embedded file store, in a namespace of its own. Idle: the lowest of five RSS readings a second apart once ready. Loaded: the same after ${ports} workloads (each a namespace, attached through the workload API to one network). ` +
-      `${rounds} interleaved rounds (production flags first in odd rounds). Goals in issue 12: baseline ≤ 80 MB, < 10 MiB per 1,000 local ports.`,
-    columns: ['production flags', 'node defaults'],
-    rows: [
-      row('agent RSS, idle after start', (s) => s.idleMiB, 'goal ≤ 80 MB'),
-      row(`agent RSS with ${ports} local ports`, (s) => s.loadedMiB, ''),
-      row('RSS added per 1,000 local ports', (s) => s.perThousandMiB, `goal < 10 MiB; from ${ports} ports, scaled`),
-    ],
+      `One agent per round from the built dist/ under the production node flags (${[...Object.entries(production.env).map(([k, v]) => `${k}=${v}`), ...production.nodeArgs].join(' ')}), on the embedded file store, in a namespace of its own. ` +
+      `Every reading after two full GCs (bench/scale/gc-hook.mjs), idle once ready and after ${sizes.join(', ')} workloads (each a namespace, attached through the workload API to one network). ` +
+      `${rounds} rounds, one after the other (no reference: node's defaults cost 20-25% more idle and ~3× per port in earlier runs). Goals in issue 12: baseline ≤ 80 MB, < 10 MiB per 1,000 local ports.`,
+    rows,
   };
 }
 

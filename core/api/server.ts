@@ -4,7 +4,7 @@
 // certificate, and a listener reachable from other machines must have both (listen() refuses it otherwise).
 import Fastify, { type FastifyError } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { classify } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { TopologyError } from '../topology/errors.js';
@@ -77,6 +77,42 @@ function errorBody(error: string, message: string, field?: string, id?: string):
   return { error, message, ...(field ? { field } : {}), ...(id ? { id } : {}) };
 }
 
+/**
+ * How the API compiles a request part's schema. Bodies: no coercion and no stripping, so a wrong type or an unknown
+ * field is an error, not silently "fixed". Query strings and path parameters are text by nature: coerced to the
+ * declared types. Exported for the test that compiles every route's schemas, since the server only does on use.
+ */
+export function requestValidatorCompiler(): (schema: object, httpPart: string | undefined) => ValidateFunction {
+  const bodyAjv = strictAjv();
+  const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
+  return (schema, httpPart) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema);
+}
+
+/** What fastify calls to validate a request part: ajv's function shape. */
+type Validate = ((data: unknown, cxt?: Parameters<ValidateFunction>[1]) => boolean) & {
+  errors?: ErrorObject[] | null;
+  schemaEnv?: unknown;
+};
+
+/**
+ * An ajv validator compiled when its route is first called, not when the server starts: the agent serves ~90 route
+ * schemas of which a host uses a few, and compiling them all cost ~1 MB of generated source and its code in every
+ * idle agent (issue 12, idle RSS) and CPU at start. Same validation, same errors (`errors` is copied across).
+ */
+export function compiledOnFirstUse(compile: () => ValidateFunction): Validate {
+  let v: ValidateFunction | undefined;
+  const lazy: Validate = (data, cxt) => {
+    v ??= compile();
+    const ok = v(data, cxt);
+    lazy.errors = v.errors ?? null;
+    return ok;
+  };
+  // fastify hands the request part's parent (which ajv needs to coerce or default a root value) only to a function
+  // carrying ajv's schemaEnv.
+  lazy.schemaEnv = true;
+  return lazy;
+}
+
 const PART_NAMES: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
 
 export function buildApi(opts: ApiOptions): ServerApp {
@@ -100,11 +136,8 @@ export function buildApi(opts: ApiOptions): ServerApp {
   const app: ServerApp = opts.tls ? Fastify({ ...base, https: { cert: opts.tls.cert, key: opts.tls.key } }) : Fastify(base);
   const guard: Guard = { tls: !!opts.tls, token: opts.token !== undefined || opts.readToken !== undefined, unix: false };
   setListenGuard(app, guard);
-  // Bodies: no coercion and no stripping, so a wrong type or an unknown field is an error, not silently "fixed".
-  // Query strings and path parameters are text by nature: coerce them to the declared types.
-  const bodyAjv = strictAjv();
-  const textAjv = new Ajv({ allErrors: false, coerceTypes: true, removeAdditional: false, useDefaults: false, strict: false });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+  const compile = requestValidatorCompiler();
+  app.setValidatorCompiler(({ schema, httpPart }) => compiledOnFirstUse(() => compile(schema, httpPart)));
   app.setSchemaErrorFormatter((errors, dataVar) => {
     const part = PART_NAMES[dataVar] ?? dataVar;
     const { message, field } = describeAjvError(errors[0] as ErrorObject);
@@ -172,8 +205,9 @@ export function buildApi(opts: ApiOptions): ServerApp {
       },
     });
   }
-  const doc = openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token });
-  app.get('/openapi.json', async () => doc);
+  // Built on the first request: ~200 KB of JSON every agent held from start for a document few ever fetch.
+  let doc: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/openapi.json', async () => (doc ??= openApiDocument(routes, { version: opts.version ?? API_VERSION, token: guard.token })));
   eventRoutes(app, opts.store);
   uiRoutes(app);
   opts.extraRoutes?.(app);

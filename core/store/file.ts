@@ -49,6 +49,8 @@ export interface FileStoreOptions {
   compactBytes?: number;
   /** How many recent changes are kept in memory for `watch({ fromSeq })`. Default 100 000. */
   watchRetention?: number | undefined;
+  /** At most this much of them (their JSON text, bytes). Default 1 MiB: see file/change-ring.ts. */
+  watchRetentionBytes?: number | undefined;
 }
 
 interface PendingCommit {
@@ -91,7 +93,7 @@ export class FileStore implements Store {
     this.url = url;
     this.dir = dir;
     this.compactBytes = options.compactBytes ?? 64 * 1024 * 1024;
-    this.changes = new ChangeRing(Math.max(1, options.watchRetention ?? 100_000));
+    this.changes = new ChangeRing(Math.max(1, options.watchRetention ?? 100_000), Math.max(1, options.watchRetentionBytes ?? 1024 * 1024));
     this.writeHealth = new WriteHealth(dir);
   }
 

@@ -26,6 +26,31 @@ registerStoreConformance(test, 'file', async (t, options) => {
   return store;
 });
 
+// The ring of recent changes is bounded by size as well as by count: an IPAM block rewritten on every allocation
+// otherwise kept every version of itself (~4 KB per attached port in the agent, issue 12).
+test('file: the watch ring keeps at most watchRetentionBytes of changes; older resumes are Gone', async (t) => {
+  const dir = await tempDir(t);
+  const store = await FileStore.open(`file:${dir}`, { watchRetentionBytes: 20_000 });
+  t.teardown(() => store.close());
+  const first = await store.lastSeq();
+  const seqs: number[] = [];
+  // About 200 bytes each in the ring, so 400 of them weigh four times the budget; the count bound (100,000) is far.
+  for (let i = 0; i < 400; i++) {
+    await store.create('Tenant', tenant());
+    seqs.push(await store.lastSeq());
+  }
+  const err = await t.throwsAsync(
+    store.watch(() => {}, { fromSeq: first }),
+    { instanceOf: StoreError },
+  );
+  t.is(err?.code, 'Gone');
+  // What fits in half the budget is always still there, in order.
+  const from = seqs.at(-40)!;
+  const replayed: number[] = [];
+  t.teardown(await store.watch((c) => replayed.push(c.seq), { fromSeq: from }));
+  t.deepEqual(replayed, seqs.slice(-39));
+});
+
 test('file: URL forms', (t) => {
   t.is(fileUrlToDir('file:/var/lib/bees'), '/var/lib/bees');
   t.is(fileUrlToDir('file:///var/lib/bees'), '/var/lib/bees');

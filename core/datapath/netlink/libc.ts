@@ -18,6 +18,8 @@ export interface Libc {
   closeAsync(fd: number): Promise<number>;
   setns(fd: number, nstype: number): number;
   strerror(errnum: number): string;
+  /** glibc's malloc_trim: hands the free pages of every malloc arena back to the kernel; 1 if any were. */
+  mallocTrim(pad: number): number;
 }
 
 let bound: Libc | undefined;
@@ -38,6 +40,7 @@ export function libc(): Libc {
     closeAsync: (fd: number) => onPoolThread<number>(close, [fd]),
     setns: lib.func('int setns(int, int)'),
     strerror: lib.func('const char *strerror(int)'),
+    mallocTrim: lib.func('int malloc_trim(size_t)'),
   };
   return bound;
 }
