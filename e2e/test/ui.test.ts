@@ -169,6 +169,11 @@ test('the web view in Chromium: the 3-host topology live, a new port within 1 s,
   // The page's own record (same clock): when the change arrived, when the graph held it, when it was on the canvas
   // (the frame after), and later the layout. The test's own observation adds the polling over the DevTools protocol,
   // which waits behind that layout: an upper bound, logged.
+  // 'shown' is marked in the animation frame after the drawing, which can come after the test's own poll saw the
+  // node in the graph: wait for the mark (its time, on the page's clock, is what is asserted below).
+  await page
+    .waitForFunction(`window.bees.timeline.some(([w, s]) => w === 'shown' && s >= ${announcedSeq})`, { timeout: 10_000, polling: 10 })
+    .catch(() => undefined);
   const timeline = (await page.evaluate('window.bees.timeline')) as [string, number, number][];
   const since = (at: number) => at - announced!;
   t.log(
