@@ -3,21 +3,24 @@
 // broadcast and unknown traffic to each endpoint listed) and the bridge's static entries on a port (NTF_MASTER).
 import { familyOf } from '../addresses.js';
 import { attr, ipBytes, ipText, macBytes, macText, parseAttrs } from './attributes.js';
+import {
+  ENOENT,
+  NDA_DST,
+  NDA_LLADDR,
+  NUD_PERMANENT,
+  RTM_DELNEIGH,
+  RTM_GETNEIGH,
+  RTM_NEWNEIGH,
+  ndmsg as neighbourMsg,
+} from './neighbour.js';
 import { KernelError, NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
-const RTM_NEWNEIGH = 28;
-const RTM_DELNEIGH = 29;
-const RTM_GETNEIGH = 30;
 const AF_BRIDGE = 7;
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
 const NDA_MASTER = 9;
 const NTF_SELF = 0x02;
 const NTF_MASTER = 0x04;
 const NUD_NOARP = 0x40;
-const NUD_PERMANENT = 0x80;
 const NLM_F_APPEND = 0x800;
-const ENOENT = 2;
 
 export interface FdbEntry {
   /** The port (bridge port or VXLAN device) the entry is on. */
@@ -35,14 +38,7 @@ export interface FdbEntry {
 }
 
 /** struct ndmsg in family AF_BRIDGE. */
-function ndmsg(index: number, state: number, flags: number): Buffer {
-  const b = Buffer.alloc(12);
-  b[0] = AF_BRIDGE;
-  b.writeInt32LE(index, 4);
-  b.writeUInt16LE(state, 8);
-  b[10] = flags;
-  return b;
-}
+const ndmsg = (index: number, state: number, flags: number): Buffer => neighbourMsg(AF_BRIDGE, index, state, flags);
 
 /**
  * Every FDB entry of the namespace, of port `index` only when given (filtered here: with a bare ndmsg the kernel

@@ -5,20 +5,22 @@ import { familyOf } from '../addresses.js';
 import { addressFamily, attr, ipBytes, ipText, macBytes, macText, parseAttrs } from './attributes.js';
 import { KernelError, NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
-const RTM_NEWNEIGH = 28;
-const RTM_DELNEIGH = 29;
-const RTM_GETNEIGH = 30;
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
-const NUD_PERMANENT = 0x80;
-const ENOENT = 2;
+// Shared with the bridge's forwarding database (fdb.ts): the same messages in family AF_BRIDGE.
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
+export const RTM_GETNEIGH = 30;
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+export const NUD_PERMANENT = 0x80;
+export const ENOENT = 2;
 
 /** struct ndmsg: family, ifindex, state, flags, type. */
-function ndmsg(family: number, index: number, state = 0): Buffer {
+export function ndmsg(family: number, index: number, state = 0, flags = 0): Buffer {
   const b = Buffer.alloc(12);
   b[0] = family;
   b.writeInt32LE(index, 4);
   b.writeUInt16LE(state, 8);
+  b[10] = flags;
   return b;
 }
 
