@@ -98,8 +98,15 @@ function normDst(dst: string): string {
 
 type Names = Map<number, Link>;
 
-/** Read through one netlink socket of `netns`, given its links by index; errors keep the caller's context. */
-async function readJson<T>(netns: string | undefined, context: string, fn: (s: NetlinkSocket, links: Names) => Promise<T[]>): Promise<T[]> {
+/**
+ * Read through one netlink socket of `netns` and one listing of its links (by index), whatever `fn` reads with them;
+ * errors keep the caller's context.
+ */
+async function readNamespace<T>(
+  netns: string | undefined,
+  context: string,
+  fn: (s: NetlinkSocket, links: Names) => Promise<T>,
+): Promise<T> {
   try {
     return await withNetlink(netns, async (s) => fn(s, new Map((await listLinks(s)).map((l) => [l.index, l]))));
   } catch (e) {
@@ -254,17 +261,22 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
     });
   }
   // Read in-process (netlink), in the form `ip -j` prints: the periodic resync re-reads every router on every host.
-  const [hostAddrs, hostRoutes, nsAddrs, nsNeigh, nsRoutes4, nsRoutes6] = await Promise.all([
-    readJson(ctx.netns, `${what}: could not read host interfaces`, (s, names) => addrsJson(s, names)),
-    readJson(ctx.netns, `${what}: could not read host routes`, (s, names) => routesJson(s, names, 4)),
-    readJson(nsPath, `${what}: could not read ${ns}`, (s, names) => addrsJson(s, names)),
-    readOr(readJson(nsPath, `${what}: could not read neighbours`, (s, names) => permanentNeighboursJson(s, names))),
-    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 4)),
-    readJson(nsPath, `${what}: could not read routes`, (s, names) => routesJson(s, names, 6)),
+  // One socket and one link listing per namespace for everything read there.
+  const [onHost, inRouter] = await Promise.all([
+    readNamespace(ctx.netns, `${what}: could not read the host's interfaces, routes and FDB`, async (s, names) => ({
+      addrs: await addrsJson(s, names),
+      routes: await routesJson(s, names, 4),
+      fdb: (await listFdb(s)).filter((f) => !f.self && f.static && !f.permanent).map((f) => `${names.get(f.index)?.name ?? ''} ${f.mac}`),
+    })),
+    readNamespace(nsPath, `${what}: could not read ${ns}`, async (s, names) => ({
+      addrs: await addrsJson(s, names),
+      neigh: await readOr(permanentNeighboursJson(s, names)),
+      routes4: await routesJson(s, names, 4),
+      routes6: await routesJson(s, names, 6),
+    })),
   ]);
-  const hostFdb = await readJson(ctx.netns, `${what}: could not read the host's FDB`, async (s, names) =>
-    (await listFdb(s)).filter((f) => !f.self && f.static && !f.permanent).map((f) => `${names.get(f.index)?.name ?? ''} ${f.mac}`),
-  );
+  const { addrs: hostAddrs, routes: hostRoutes, fdb: hostFdb } = onHost;
+  const { addrs: nsAddrs, neigh: nsNeigh, routes4: nsRoutes4, routes6: nsRoutes6 } = inRouter;
   const host: string[] = [];
   const inner: string[] = ['link set dev lo up'];
   const fdb: string[] = [];
