@@ -17,7 +17,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Test files that need no agent cluster, container runtime or machine-wide state of their own. */
 const LIGHT: RegExp[] = [
-  /^core\/test\/(api[^/]*|cli[^/]*|store-[^/]*|ipam[^/]*|topology|plan|plan-lb|cache-scale|security-groups|keyed-mutex|ip|ifname)\.test\.ts$/,
+  /^core\/test\/(api[^/]*|cli[^/]*|store-[^/]*|ipam[^/]*|topology|plan|plan-lb|router-state|cache-scale|security-groups|keyed-mutex|ip|ifname)\.test\.ts$/,
   /^core\/test\/(policy-(compile|model|simulate|support|trace)|lb-compile|lb-health|errors-listen|metrics-dashboard|metrics-lb|attrib-parse|router-chains-compile)\.test\.ts$/,
   /^kubernetes\/test\/(chart|controller|controller-tenancy|controller-resilience|netpol-simulate)\.test\.ts$/,
   /^e2e\/kube\/test\/(apiserver|controllers)\.test\.ts$/,

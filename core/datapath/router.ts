@@ -4,12 +4,12 @@
 // The router never resolves addresses (it has permanent neighbours for every port of its bridges), and reaches
 // the outside through an uplink veth to the host namespace, where it is masqueraded.
 import { existsSync, readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
-import { canonicalIp } from '../net/ip.js';
+import { familyOf, normalizeMac } from './addresses.js';
 import type { HostContext } from './bridge.js';
-import { bridgeBatch, inNetns, ipBatch, isGone, run, runJson } from './exec.js';
+import { inNetns, ipBatch, isGone, run, runJson } from './exec.js';
 import {
+  createVeth,
+  deleteLink,
   getLink,
   inNamespace,
   listAddresses,
@@ -17,162 +17,50 @@ import {
   listLinks,
   listNeighbours,
   listRoutes,
-  canonicalDestination,
+  replaceAddress,
+  replaceRoute,
+  setBridgeFdb,
+  setLink,
   withNetlink,
-  type Link,
   type NetlinkSocket,
 } from './netlink/index.js';
 import { deleteNeighbour, replaceNeighbour } from './netlink/neighbour.js';
 import { ensureRouterChains, setHostMasquerade, setRouterChains, setRouterSnat } from './nft/index.js';
 import type { RouterFilters } from '../policy/compile-router.js';
-import { bridgeName, checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
+import { checkVni, legName, routerLegName, routerNsName, ROUTER_UPLINK, UPLINK_PREFIX, uplinkName } from './names.js';
+import {
+  checkRouterId,
+  desiredRouterState,
+  diffRouter,
+  ipLine,
+  namespaceState,
+  planRouter,
+  uplinkSlot,
+  UPLINK_NET,
+  type Change,
+  type NamespaceState,
+} from './router-state.js';
 import type { DesiredRouter, RouterNeighbour } from './types.js';
 
+export { uplinkHostAddress } from './router-state.js';
 export const NETNS_DIR = '/run/netns';
-/** Uplinks get a /30 of this range per router: .1 in the router, .2 on the host. */
-const UPLINK_NET = '169.254.0.0/16';
-/** Slot holding 169.254.169.254 (cloud metadata), never used. */
-const METADATA_SLOT = (169 * 256 + 252) / 4;
-const SLOTS = 16384;
-
-interface AddrJson {
-  ifname: string;
-  mtu?: number;
-  flags?: string[];
-  address?: string;
-  master?: string;
-  linkinfo?: { info_kind?: string };
-  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
-}
-interface NeighJson {
-  dst: string;
-  dev: string;
-  lladdr?: string;
-  state?: string[];
-}
-interface RouteJson {
-  /** Not printed by ip: which listing the route came from. */
-  family?: 4 | 6;
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  protocol?: string;
-  type?: string;
-}
 
 export interface RouterContext extends HostContext {
   routerNsPrefix: string;
 }
 
-const slotAddr = (slot: number, host: 1 | 2): string => {
-  const n = slot * 4 + host;
-  return `169.254.${n >> 8}.${n & 255}`;
-};
-/** Where a router's uplink slot search starts: the same on every host, so the slot usually is too. */
-const firstSlotOf = (routerId: string): number => parseInt(createHash('sha1').update(routerId).digest('hex').slice(0, 8), 16) % SLOTS;
-/**
- * The host end of a router's uplink as every host gives it unless that slot is taken there by another router: the
- * source address of the host's own traffic to the router's subnets (an orchestrator's "from the node").
- */
-export function uplinkHostAddress(routerId: string): string {
-  let s = firstSlotOf(routerId);
-  while (s === 0 || s === METADATA_SLOT) s = (s + 1) % SLOTS;
-  return slotAddr(s, 2);
-}
-const slotOf = (ip: string): number | undefined => {
-  const m = /^169\.254\.(\d+)\.(\d+)$/.exec(ip);
-  return m ? (Number(m[1]) * 256 + Number(m[2])) >> 2 : undefined;
-};
-
-function checkId(id: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(id ?? '')) throw new Error(`invalid router id "${id}"`);
-}
-
-/** Route destinations as `ip -j route` prints them, so desired and present routes compare. */
-function normDst(dst: string): string {
-  if (dst === 'default' || dst === '0.0.0.0/0' || dst === '::/0') return 'default';
-  const m = /^(.*)\/(32|128)$/.exec(dst);
-  if (m && ((m[2] === '32' && familyOf(m[1]!) === 4) || (m[2] === '128' && familyOf(m[1]!) === 6))) return m[1]!;
-  return dst;
-}
-
-type Names = Map<number, Link>;
-
-/**
- * Read through one netlink socket of `netns` and one listing of its links (by index), whatever `fn` reads with them;
- * errors keep the caller's context.
- */
-async function readNamespace<T>(
+/** Read one namespace through one netlink socket; errors keep the caller's context. */
+async function readNamespace(
   netns: string | undefined,
   context: string,
-  fn: (s: NetlinkSocket, links: Names) => Promise<T>,
-): Promise<T> {
+  fn: (s: NetlinkSocket) => Promise<NamespaceState>,
+): Promise<NamespaceState> {
   try {
-    return await withNetlink(netns, async (s) => fn(s, new Map((await listLinks(s)).map((l) => [l.index, l]))));
+    return await withNetlink(netns, fn);
   } catch (e) {
     if (isGone(e)) throw e;
     throw new Error(`${context}: ${(e as Error).message}`);
   }
-}
-
-const SCOPES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
-
-/** Links with their addresses, as `ip -j addr show` prints them (the fields read here). */
-async function addrsJson(s: NetlinkSocket, links: Names): Promise<AddrJson[]> {
-  const byLink = new Map<number, AddrJson>();
-  for (const l of links.values()) {
-    const master = l.masterIndex === undefined ? undefined : links.get(l.masterIndex)?.name;
-    byLink.set(l.index, {
-      ifname: l.name,
-      mtu: l.mtu,
-      address: l.mac,
-      flags: l.up ? ['UP'] : [],
-      ...(master ? { master } : {}),
-      addr_info: [],
-    });
-  }
-  for (const a of await listAddresses(s)) {
-    byLink.get(a.index)?.addr_info!.push({
-      family: a.family === 4 ? 'inet' : 'inet6',
-      local: a.ip,
-      prefixlen: a.prefix,
-      scope: SCOPES[a.scope] ?? String(a.scope),
-    });
-  }
-  return [...byLink.values()];
-}
-
-const ROUTE_TYPES: Record<number, string> = {
-  1: 'unicast',
-  2: 'local',
-  3: 'broadcast',
-  4: 'anycast',
-  5: 'multicast',
-  6: 'blackhole',
-  7: 'unreachable',
-  8: 'prohibit',
-  9: 'throw',
-  10: 'nat',
-};
-const RTPROT_KERNEL = 2;
-
-/** Routes of the main table of one family, as `ip -j route show table main` prints them (the fields read here). */
-async function routesJson(s: NetlinkSocket, links: Names, family: 4 | 6): Promise<RouteJson[]> {
-  return (await listRoutes(s, family)).map((r) => ({
-    family,
-    dst: normDst(r.dst),
-    ...(r.gateway ? { gateway: r.gateway } : {}),
-    ...(r.oif !== undefined && links.has(r.oif) ? { dev: links.get(r.oif)!.name } : {}),
-    protocol: r.protocol === RTPROT_KERNEL ? 'kernel' : String(r.protocol),
-    type: ROUTE_TYPES[r.type] ?? String(r.type),
-  }));
-}
-
-/** Permanent neighbour entries, as `ip -j neigh show nud permanent` prints them. */
-async function permanentNeighboursJson(s: NetlinkSocket, links: Names): Promise<NeighJson[]> {
-  return (await listNeighbours(s))
-    .filter((n) => n.permanent && links.has(n.index))
-    .map((n) => ({ dst: n.ip, dev: links.get(n.index)!.name, ...(n.mac ? { lladdr: n.mac } : {}) }));
 }
 
 async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
@@ -186,8 +74,8 @@ async function readOr<T>(p: Promise<T[]>): Promise<T[]> {
 
 /**
  * Only the permanent neighbours of a router already in place change (a workload came or went on one of its
- * bridges): a few netlink requests in its namespace, no process, instead of a full ensureRouter (which reads and
- * rewrites everything). This runs for every attach and detach on a routed network. Removing an entry that is not
+ * bridges): a few netlink requests in its namespace, no process, instead of a full ensureRouter (which reads
+ * everything). This runs for every attach and detach on a routed network. Removing an entry that is not
  * there is not an error.
  */
 export async function setRouterNeighbours(
@@ -196,7 +84,7 @@ export async function setRouterNeighbours(
   add: RouterNeighbour[],
   remove: RouterNeighbour[],
 ): Promise<void> {
-  checkId(id);
+  checkRouterId(id);
   for (const n of [...remove, ...add]) {
     familyOf(n.ip, `neighbour of router ${id}`);
     checkVni(n.vni);
@@ -223,183 +111,50 @@ export async function setRouterNeighbours(
   }
 }
 
+/**
+ * Converge the router instance: its desired state (router-state.ts) against the host's and its namespace's as read
+ * through netlink; only the difference is applied.
+ */
 export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promise<void> {
-  checkId(r.id);
+  // Validate everything before touching the kernel.
+  const plan = planRouter(r);
   const ns = routerNsName(ctx.routerNsPrefix, r.id);
   const nsPath = `${NETNS_DIR}/${ns}`;
   const what = `router ${r.id}`;
-  // Validate everything before touching the kernel.
-  const legs = r.legs.map((l) => {
-    checkVni(l.vni);
-    l.addresses.forEach((a) => parseCidr(a, `gateway address of ${what} on ${l.vni}`));
-    return { ...l, mac: normalizeMac(l.mac), host: legName(r.id, l.vni), inner: routerLegName(l.vni) };
-  });
-  if (new Set(legs.map((l) => l.vni)).size !== legs.length) throw new Error(`${what}: two legs on one bridge`);
-  const legOf = (vni: number, ctxt: string): string => {
-    const l = legs.find((x) => x.vni === vni);
-    if (!l) throw new Error(`${what}: ${ctxt} refers to bridge ${vni}, which has no leg`);
-    return l.inner;
-  };
-  const routes = (r.routes ?? []).map((rt) => {
-    checkDestination(rt.dst);
-    if (rt.via) familyOf(rt.via, `next hop of route ${rt.dst}`);
-    if (!rt.via && rt.vni === undefined && !rt.type) throw new Error(`${what}: route ${rt.dst} needs a next hop or a leg`);
-    return { ...rt, dev: rt.vni !== undefined ? legOf(rt.vni, `route ${rt.dst}`) : undefined };
-  });
-  const neighbours = (r.neighbours ?? []).map((n) => {
-    familyOf(n.ip, `neighbour of ${what}`);
-    return { ip: n.ip, mac: normalizeMac(n.mac), dev: legOf(n.vni, `neighbour ${n.ip}`) };
-  });
-  const hostReachable = r.hostReachable ?? [];
-  hostReachable.forEach((c) => parseCidr(c, `host-reachable subnet of ${what}`));
-  const snat = r.snat ?? false;
-  const needUplink = snat || hostReachable.length > 0;
 
   if (!existsSync(nsPath)) {
     await run(['ip', 'netns', 'add', ns], { context: `${what}: could not create namespace ${ns}` }).catch((e) => {
       if (!/File exists/.test(String(e))) throw e;
     });
   }
-  // Read in-process (netlink), in the form `ip -j` prints: the periodic resync re-reads every router on every host.
-  // One socket and one link listing per namespace for everything read there.
-  const [onHost, inRouter] = await Promise.all([
-    readNamespace(ctx.netns, `${what}: could not read the host's interfaces, routes and FDB`, async (s, names) => ({
-      addrs: await addrsJson(s, names),
-      routes: await routesJson(s, names, 4),
-      fdb: (await listFdb(s)).filter((f) => !f.self && f.static && !f.permanent).map((f) => `${names.get(f.index)?.name ?? ''} ${f.mac}`),
-    })),
-    readNamespace(nsPath, `${what}: could not read ${ns}`, async (s, names) => ({
-      addrs: await addrsJson(s, names),
-      neigh: await readOr(permanentNeighboursJson(s, names)),
-      routes4: await routesJson(s, names, 4),
-      routes6: await routesJson(s, names, 6),
-    })),
+  // Read in-process (netlink): the periodic resync re-reads every router on every host. One socket per namespace.
+  const [hostNow, nsNow] = await Promise.all([
+    readNamespace(ctx.netns, `${what}: could not read the host's interfaces, routes and FDB`, async (s) =>
+      namespaceState(await listLinks(s), await listAddresses(s), await listRoutes(s, 4), [], await listFdb(s)),
+    ),
+    readNamespace(nsPath, `${what}: could not read ${ns}`, async (s) =>
+      namespaceState(await listLinks(s), await listAddresses(s), await listRoutes(s), await readOr(listNeighbours(s))),
+    ),
   ]);
-  const { addrs: hostAddrs, routes: hostRoutes, fdb: hostFdb } = onHost;
-  const { addrs: nsAddrs, neigh: nsNeigh, routes4: nsRoutes4, routes6: nsRoutes6 } = inRouter;
-  const host: string[] = [];
-  const inner: string[] = ['link set dev lo up'];
-  const fdb: string[] = [];
-  const hostHas = new Set(hostAddrs.map((a) => a.ifname));
-  const nsLinks = new Map(nsAddrs.map((a) => [a.ifname, a]));
-
-  // Legs.
-  for (const l of legs) {
-    if (!hostHas.has(l.host) || !nsLinks.has(l.inner)) {
-      if (hostHas.has(l.host)) host.push(`link del ${l.host}`);
-      if (nsLinks.has(l.inner)) inner.unshift(`link del ${l.inner}`);
-      host.push(`link add ${l.host} type veth peer name ${l.inner} address ${l.mac} netns ${nsPath}`);
-    }
-    const brLink = hostAddrs.find((a) => a.ifname === bridgeName(l.vni));
-    if (!brLink) throw new Error(`${what}: bridge ${bridgeName(l.vni)} does not exist on this host (ensureBridge first)`);
-    host.push(`link set dev ${l.host} mtu ${brLink.mtu}`);
-    inner.push(`link set dev ${l.inner} mtu ${brLink.mtu}`);
-    host.push(`link set dev ${l.host} addrgenmode none`, `link set dev ${l.host} master ${bridgeName(l.vni)}`, `link set dev ${l.host} up`);
-    // The gateway MAC is local on every host: pin it to the leg so nothing floods it.
-    if (!hostFdb.includes(`${l.host} ${normalizeMac(l.mac)}`)) fdb.push(`fdb replace ${l.mac} dev ${l.host} master static`);
-    // Setting a MAC (even the same one) flushes the leg's neighbours, permanent ones included: only when it differs.
-    if (nsLinks.get(l.inner)?.address !== l.mac) inner.push(`link set dev ${l.inner} address ${l.mac}`);
-    inner.push(`link set dev ${l.inner} up`);
-    const have = nsLinks.get(l.inner)?.addr_info?.filter((a) => a.scope !== 'link') ?? [];
-    const want = new Set(
-      l.addresses.map((a) => {
-        const c = parseCidr(a);
-        return `${c.ip}/${c.prefix}`;
-      }),
-    );
-    for (const a of have) if (!want.has(`${a.local}/${a.prefixlen}`)) inner.push(`addr del ${a.local}/${a.prefixlen} dev ${l.inner}`);
-    for (const a of l.addresses) inner.push(`addr replace ${a} dev ${l.inner}${parseCidr(a).family === 6 ? ' nodad' : ''}`);
-  }
-  for (const name of nsLinks.keys()) {
-    if (name.startsWith('l-') && !legs.some((l) => l.inner === name)) inner.unshift(`link del ${name}`);
+  const bridgeMtu = (bridge: string): number => {
+    const l = hostNow.links.get(bridge);
+    if (!l) throw new Error(`${what}: bridge ${bridge} does not exist on this host (ensureBridge first)`);
+    return l.mtu;
+  };
+  const slot = plan.needUplink ? uplinkSlot(r.id, hostNow) : undefined;
+  if (plan.needUplink && slot === undefined) throw new Error(`${what}: no free uplink address in ${UPLINK_NET}`);
+  // A converged router (every periodic resync) differs in nothing: no request, no process.
+  const changes = diffRouter(desiredRouterState(plan, bridgeMtu, slot), hostNow, nsNow);
+  if (changes.length > 0) {
+    await applyChanges(ctx.netns, nsPath, changes, {
+      host: `${what}: could not set up its legs/uplink`,
+      ns: `${what}: could not configure ${ns}`,
+    });
   }
 
-  // Uplink.
-  const up = uplinkName(r.id);
-  let slot: number | undefined;
-  const hostUp = hostAddrs.find((a) => a.ifname === up);
-  if (needUplink) {
-    slot = hostUp?.addr_info?.map((a) => slotOf(a.local)).find((s) => s !== undefined);
-    if (slot === undefined) {
-      const used = new Set(
-        hostAddrs
-          .filter((a) => a.ifname.startsWith(UPLINK_PREFIX))
-          .flatMap((a) => a.addr_info ?? [])
-          .map((a) => slotOf(a.local)),
-      );
-      const start = firstSlotOf(r.id);
-      for (let i = 0; i < SLOTS && slot === undefined; i++) {
-        const s = (start + i) % SLOTS;
-        if (s !== 0 && s !== METADATA_SLOT && !used.has(s)) slot = s;
-      }
-      if (slot === undefined) throw new Error(`${what}: no free uplink address in ${UPLINK_NET}`);
-    }
-    const rip = slotAddr(slot, 1);
-    const hip = slotAddr(slot, 2);
-    if (!hostUp || !nsLinks.has(ROUTER_UPLINK)) {
-      if (hostUp) host.push(`link del ${up}`);
-      host.push(`link add ${up} type veth peer name ${ROUTER_UPLINK} netns ${nsPath}`);
-    }
-    host.push(`link set dev ${up} addrgenmode none`, `addr replace ${hip}/30 dev ${up}`, `link set dev ${up} up`);
-    const wantHost = new Set(hostReachable.map(normDst));
-    for (const rt of hostRoutes) {
-      if (rt.dev === up && rt.protocol !== 'kernel' && !wantHost.has(rt.dst)) host.push(`route del ${rt.dst} dev ${up}`);
-    }
-    for (const c of hostReachable) host.push(`route replace ${c} via ${rip} dev ${up}`);
-    // The uplink is IPv4 only: no IPv6 link-local address, so the kernel adds no multicast state to it later.
-    inner.push(`link set dev ${ROUTER_UPLINK} addrgenmode none`);
-    inner.push(
-      `addr replace ${rip}/30 dev ${ROUTER_UPLINK}`,
-      `link set dev ${ROUTER_UPLINK} up`,
-      `route replace default via ${hip} dev ${ROUTER_UPLINK}`,
-    );
-  } else if (hostUp) {
-    host.push(`link del ${up}`);
-  }
-
-  // Neighbours: permanent, from the topology.
-  const wantNeigh = new Map(neighbours.map((n) => [`${n.ip}|${n.dev}`, n]));
-  for (const n of nsNeigh) {
-    if (n.dev?.startsWith('l-') && !wantNeigh.has(`${n.dst}|${n.dev}`)) inner.push(`neigh del ${n.dst} dev ${n.dev}`);
-  }
-  for (const n of neighbours) {
-    const have = nsNeigh.find((x) => x.dst === n.ip && x.dev === n.dev);
-    if (!have || have.lladdr !== n.mac) inner.push(`neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud permanent`);
-  }
-
-  // Routes from the model; everything else not installed by the kernel is stale.
-  const wantRoutes = new Set(
-    routes.map((rt) => `${familyOf(rt.dst === 'default' ? (rt.via ?? '0.0.0.0') : rt.dst.split('/')[0]!)}|${normDst(rt.dst)}`),
-  );
-  if (needUplink) wantRoutes.add('4|default');
-  for (const [fam, list] of [
-    [4, nsRoutes4],
-    [6, nsRoutes6],
-  ] as const) {
-    for (const rt of list) {
-      if (rt.protocol === 'kernel' || rt.type === 'multicast' || rt.type === 'local') continue;
-      if (fam === 6 && rt.dst.startsWith('fe80')) continue;
-      if (!wantRoutes.has(`${fam}|${rt.dst}`)) {
-        const dst = rt.dst === 'default' ? (fam === 4 ? '0.0.0.0/0' : '::/0') : rt.dst;
-        inner.push(`route del ${rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''}${dst}`);
-      }
-    }
-  }
-  for (const rt of routes) {
-    const fam = rt.dst === 'default' ? (rt.via ? familyOf(rt.via) : 4) : familyOf(rt.dst.split('/')[0]!);
-    const dst = rt.dst === 'default' ? (fam === 4 ? '0.0.0.0/0' : '::/0') : rt.dst;
-    if (rt.type === 'blackhole') inner.push(`route replace blackhole ${dst}`);
-    else if (rt.type === 'reject') inner.push(`route replace prohibit ${dst}`);
-    else inner.push(`route replace ${dst}${rt.via ? ` via ${rt.via}` : ''}${rt.dev ? ` dev ${rt.dev}` : ''}`);
-  }
-
-  // A converged router (every periodic resync) holds every line already: then no `ip` process at all.
-  if (!host.every((l) => holds(l, hostAddrs, hostRoutes))) await ipBatch(ctx.netns, host, `${what}: could not set up its legs/uplink`);
-  const innerHeld = inner.every((l) => holds(l, nsAddrs, [...nsRoutes4, ...nsRoutes6]));
   const sysctl = ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0'];
+  const snat = plan.snat;
   await Promise.all([
-    innerHeld ? undefined : ipBatch(nsPath, inner, `${what}: could not configure ${ns}`),
-    bridgeBatch(ctx.netns, fdb, `${what}: could not pin its gateway MACs`),
     sysctlsSet(nsPath, sysctl.slice(2))
       ? undefined
       : run(inNetns(nsPath, sysctl), { context: `${what}: could not enable forwarding in ${ns}` }),
@@ -417,42 +172,123 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   ]);
 }
 
+/** Changes no netlink writer makes yet: a MAC change, removals of addresses and routes, typed or device-less routes. */
+const needsIp = (c: Change): boolean =>
+  c.op === 'link-mac' ||
+  c.op === 'addr-del' ||
+  c.op === 'route-del' ||
+  (c.op === 'route-set' && (c.route.type !== 'unicast' || c.route.dev === undefined));
+
+/** One change through netlink; `index` resolves a link name of the change's namespace, `forget` drops those known. */
+async function viaNetlink(
+  s: NetlinkSocket,
+  c: Change,
+  index: (name: string) => Promise<number>,
+  nsPath: string,
+  forget: () => void,
+): Promise<void> {
+  switch (c.op) {
+    case 'link-del':
+      forget();
+      await deleteLink(s, c.name);
+      return;
+    case 'veth-add': {
+      forget();
+      const mtu = c.mtu !== undefined ? { mtu: c.mtu } : {};
+      await createVeth(s, {
+        name: c.name,
+        ...mtu,
+        peer: { name: c.peer, netns: nsPath, ...mtu, ...(c.peerMac ? { mac: c.peerMac } : {}) },
+      });
+      return;
+    }
+    case 'link-set':
+      await setLink(s, c.name, {
+        ...(c.mtu !== undefined ? { mtu: c.mtu } : {}),
+        ...(c.master !== undefined ? { master: await index(c.master) } : {}),
+        ...(c.up ? { up: true } : {}),
+        ...(c.noAddrGen ? { noIpv6AddrGen: true } : {}),
+      });
+      return;
+    case 'addr-add':
+      await replaceAddress(s, await index(c.dev), c.cidr, { nodad: c.nodad });
+      return;
+    case 'neigh-set':
+      await replaceNeighbour(s, await index(c.dev), c.ip, c.mac);
+      return;
+    case 'neigh-del':
+      await deleteNeighbour(s, await index(c.dev), c.ip);
+      return;
+    case 'fdb-pin':
+      await setBridgeFdb(s, await index(c.dev), c.mac);
+      return;
+    case 'route-set': {
+      const { family, dst, gateway, dev } = c.route;
+      await replaceRoute(s, { dst, family, gateway, oif: await index(dev!) });
+      return;
+    }
+    default:
+      throw new Error(`${c.op} has no netlink writer`);
+  }
+}
+
 /**
- * Whether the kernel, as read (`links` with their addresses, `routes`), already holds what an `ip -batch` line of
- * ensureRouter would set. Only the idempotent settings are recognised; any other line (a creation, a deletion, a
- * neighbour, a MAC change) counts as not held, so the batch runs whole, as before.
+ * Make `changes` in order: through netlink where a writer exists, the rest (a MAC change, removals, typed routes)
+ * as `ip -batch` lines, each run of consecutive such lines of one namespace in one process.
  */
-function holds(line: string, links: AddrJson[], routes: RouteJson[]): boolean {
-  const link = (name: string | undefined): AddrJson | undefined => links.find((l) => l.ifname === name);
-  let m = /^link set dev (\S+) (mtu (\d+)|up|addrgenmode none|master (\S+))$/.exec(line);
-  if (m) {
-    const l = link(m[1]);
-    if (!l) return false;
-    if (m[3] !== undefined) return l.mtu === Number(m[3]);
-    if (m[2] === 'up') return l.flags?.includes('UP') ?? false;
-    if (m[4] !== undefined) return l.master === m[4];
-    return true; // addrgenmode is set when the link is made, in the batch that makes it
-  }
-  m = /^addr replace (\S+)\/(\d+) dev (\S+)( nodad)?$/.exec(line);
-  if (m) {
-    const ip = canonicalIp(m[1]!);
-    return link(m[3])?.addr_info?.some((a) => a.local === ip && a.prefixlen === Number(m![2])) ?? false;
-  }
-  m = /^route replace (?:(blackhole|prohibit) )?(\S+)(?: via (\S+))?(?: dev (\S+))?$/.exec(line);
-  if (m) {
-    const [, type, dst, via, dev] = m;
-    const family = via !== undefined ? familyOf(via) : dst!.includes(':') ? 6 : 4;
-    const want = normDst(dst!.includes('/') || dst === 'default' ? canonicalDestination(dst!, family) : canonicalIp(dst!));
-    return routes.some(
-      (r) =>
-        r.family === family &&
-        r.dst === want &&
-        (r.type ?? 'unicast') === (type ?? 'unicast') &&
-        (via === undefined ? r.gateway === undefined : r.gateway === canonicalIp(via)) &&
-        (dev === undefined || r.dev === dev),
-    );
-  }
-  return false;
+async function applyChanges(
+  hostNetns: string | undefined,
+  nsPath: string,
+  changes: Change[],
+  context: { host: string; ns: string },
+): Promise<void> {
+  await withNetlink(hostNetns, (hs) =>
+    withNetlink(nsPath, async (rs) => {
+      const sockets = { host: hs, ns: rs };
+      // Link indexes by name, looked up when first needed; forgotten when links come or go.
+      const indexes = { host: new Map<string, number>(), ns: new Map<string, number>() };
+      const index = async (where: 'host' | 'ns', name: string): Promise<number> => {
+        let i = indexes[where].get(name);
+        if (i === undefined) {
+          i = (await getLink(sockets[where], name))?.index;
+          if (i === undefined) throw new Error(`no link ${name}`);
+          indexes[where].set(name, i);
+        }
+        return i;
+      };
+      let pending: { where: 'host' | 'ns'; lines: string[] } | undefined;
+      const flush = async (): Promise<void> => {
+        if (!pending) return;
+        const p = pending;
+        pending = undefined;
+        await ipBatch(p.where === 'host' ? hostNetns : nsPath, p.lines, context[p.where]);
+      };
+      for (const c of changes) {
+        if (needsIp(c)) {
+          if (pending && pending.where !== c.where) await flush();
+          pending ??= { where: c.where, lines: [] };
+          pending.lines.push(ipLine(c));
+          continue;
+        }
+        await flush();
+        try {
+          await viaNetlink(
+            sockets[c.where],
+            c,
+            (name) => index(c.where, name),
+            nsPath,
+            () => {
+              indexes.host.clear();
+              indexes.ns.clear();
+            },
+          );
+        } catch (e) {
+          throw new Error(`${context[c.where]}: ${(e as Error).message}`, { cause: e });
+        }
+      }
+      await flush();
+    }),
+  );
 }
 
 /**
@@ -480,20 +316,25 @@ export async function setRouterFilters(
   prev: RouterFilters | undefined,
   next: RouterFilters | undefined,
 ): Promise<void> {
-  checkId(id);
+  checkRouterId(id);
   const ns = routerNsName(ctx.routerNsPrefix, id);
   await setRouterChains(`${NETNS_DIR}/${ns}`, prev, next, `router ${id}: could not set its chains in ${ns}`);
 }
 
+/** The field of `ip -j link show` read here. */
+interface LinkJson {
+  ifname: string;
+}
+
 /** Remove the router instance: its namespace (legs and uplink go with it). */
 export async function removeRouter(ctx: RouterContext, id: string): Promise<void> {
-  checkId(id);
+  checkRouterId(id);
   const ns = routerNsName(ctx.routerNsPrefix, id);
   // Deleting the host ends first avoids relying on namespace teardown timing for name reuse.
   const hostEnds = [uplinkName(id)];
-  const legs = await runJson<AddrJson[]>(ctx.netns, ['ip', '-j', 'link', 'show'], `router ${id}: could not read host links`);
+  const legs = await runJson<LinkJson[]>(ctx.netns, ['ip', '-j', 'link', 'show'], `router ${id}: could not read host links`);
   const inNs = existsSync(`${NETNS_DIR}/${ns}`)
-    ? await runJson<AddrJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`)
+    ? await runJson<LinkJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`)
     : [];
   for (const l of inNs) if (l.ifname.startsWith('l-')) hostEnds.push(legName(id, parseInt(l.ifname.slice(2), 16)));
   const del = hostEnds.filter((n) => legs.some((l) => l.ifname === n)).map((n) => `link del ${n}`);

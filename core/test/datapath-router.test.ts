@@ -278,3 +278,61 @@ test.serial("port security: a workload cannot claim a neighbour's IPv6 address w
   await c.dp.get('h1')!.sweep({});
   t.deepEqual(await c.h.allLeaks(), {});
 });
+
+test.serial('router routes and legs in both families: next hops, blackhole and reject routes, a new MAC, a dropped address', async (t) => {
+  const c = await cluster(t, 1);
+  const h1 = c.h.host('h1');
+  const a = net(1, 62);
+  const b = net(2, 62);
+  const ports = [port(c, 'h1', a, 10)];
+  const routes: DesiredRouter['routes'] = [
+    { dst: '10.62.9.0/24', via: '10.62.2.254', vni: b.vni },
+    { dst: 'fd00:62:9::/48', via: 'fd00:62:2::fe', vni: b.vni },
+    { dst: '10.62.8.0/24', type: 'blackhole' },
+    { dst: 'fd00:62:8::/48', type: 'reject' },
+  ];
+  const r = router('00000000-0000-4000-8000-0000000000c1', [a, b], ports, { routes });
+  await topology(c, [a, b], ports, [r]);
+  const ns = routerNsName(h1.routerNsPrefix, r.id);
+  const ip = async (...args: string[]): Promise<unknown[]> =>
+    JSON.parse((await c.h.exec(h1, ['ip', '-n', ns, '-j', ...args])).stdout || '[]') as unknown[];
+  const ours = async (): Promise<string[]> =>
+    [...(await ip('-4', 'route', 'show', 'proto', 'boot')), ...(await ip('-6', 'route', 'show', 'proto', 'boot'))]
+      .map((x) => {
+        const rt = x as { dst: string; type?: string; gateway?: string; dev?: string };
+        return `${rt.type && rt.type !== 'unicast' ? `${rt.type} ` : ''}${rt.dst}${rt.gateway ? ` via ${rt.gateway}` : ''}`;
+      })
+      .sort();
+  t.deepEqual(
+    await ours(),
+    ['blackhole 10.62.8.0/24', 'prohibit fd00:62:8::/48', '10.62.9.0/24 via 10.62.2.254', 'fd00:62:9::/48 via fd00:62:2::fe'].sort(),
+  );
+  t.true(await c.h.pingEventually(ports[0]!.netns!, b.gw4), 'routed to the other leg');
+
+  // Another next hop, the blackhole gone, leg A's MAC changed and its IPv6 gateway dropped.
+  const legA = `l-${a.vni.toString(16)}`;
+  const newMac = mac();
+  const next: DesiredRouter = {
+    ...r,
+    legs: [{ ...r.legs[0]!, mac: newMac, addresses: [`${a.gw4}/24`] }, r.legs[1]!],
+    routes: [{ ...routes[0]!, via: '10.62.2.253' }, routes[1]!, routes[3]!],
+  };
+  await c.dp.get('h1')!.ensureRouter(next);
+  t.deepEqual(await ours(), ['10.62.9.0/24 via 10.62.2.253', 'fd00:62:9::/48 via fd00:62:2::fe', 'prohibit fd00:62:8::/48'].sort());
+  const link = (await ip('addr', 'show', 'dev', legA))[0] as { address: string; addr_info: { local: string; scope: string }[] };
+  t.is(link.address, newMac);
+  t.deepEqual(
+    link.addr_info.filter((x) => x.scope !== 'link').map((x) => x.local),
+    [a.gw4],
+  );
+  // Setting the MAC flushed the leg's neighbours: they were put back in the same ensure.
+  const neigh = (await ip('neigh', 'show', 'dev', legA, 'nud', 'permanent')).map((x) => (x as { dst: string }).dst).sort();
+  t.deepEqual(neigh, ports[0]!.ips.map((x) => x.split('/')[0]!).sort());
+
+  const resync = spawnCounter.count;
+  await c.dp.get('h1')!.ensureRouter(next);
+  t.is(spawnCounter.count - resync, 0, 'a converged router starts no process');
+
+  await teardownAll(c, ports, [a, b], [next]);
+  t.deepEqual(await c.h.allLeaks(), {});
+});
