@@ -306,6 +306,10 @@ const adjacent = (a: Apart, b: Apart): boolean => a.layer === b.layer && (a.offs
 
 export function expand(terms: Term[], ruleId: string): string[] {
   // `neq`: the inverted compares a rule holds so far; one adjacent to them is written as a range (see Apart).
+  if (terms.every((t) => t.length === 1)) {
+    const text = single(terms);
+    return text === undefined ? [] : [text];
+  }
   let out: { text: string; fams: Fam[]; neq: Apart[] }[] = [{ text: '', fams: [], neq: [] }];
   for (const t of terms) {
     out = out.flatMap((prefix) =>
@@ -324,6 +328,25 @@ export function expand(terms: Term[], ruleId: string): string[] {
     if (out.length > MAX_EXPANSION) throw new CompileError(`rule ${ruleId}: condition expands to more than ${MAX_EXPANSION} nft rules`);
   }
   return out.map((x) => x.text);
+}
+
+/**
+ * expand() of terms with one alternative each (most rules), without its per-term copies: a 10,000-rule chain is
+ * compiled again for every change of it. undefined when two families conflict: the rule can never match.
+ */
+function single(terms: Term[]): string | undefined {
+  let text = '';
+  const fams: Fam[] = [];
+  const neq: Apart[] = [];
+  for (const [a] of terms as [Alt][]) {
+    if (a.fam && fams.some((f) => CONFLICTS[a.fam!].includes(f))) return undefined;
+    const apart = a.apart && neq.some((n) => adjacent(n, a.apart!));
+    const t = apart ? a.apart!.text : a.text;
+    text = text ? `${text} ${t}` : t;
+    if (a.fam) fams.push(a.fam);
+    if (a.apart && !apart) neq.push(a.apart);
+  }
+  return text;
 }
 
 function verdictOf(rule: PolicyRule, ctx: CompileContext): string | null {
