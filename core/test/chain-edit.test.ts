@@ -9,7 +9,7 @@ import { chainEditCounter, forgetNamespace } from '../datapath/nft/chain-edit.js
 import { nftBatchCounter } from '../datapath/nft/nfnetlink.js';
 import { applyChains, applyPolicyChange, chainsScript } from '../datapath/nft/policy.js';
 import { diffRules } from '../datapath/nft/rule-diff.js';
-import { compileChain, type CompileContext } from '../policy/compile.js';
+import { DEFAULT_DROP_LOG, compileChain, type CompileContext } from '../policy/compile.js';
 import { ETH_IPV4, PROTO_TCP, PROTO_UDP, type PolicyCondition, type PolicyRule } from '../policy/simulate.js';
 import { cluster, listedRules } from './datapath-helpers.js';
 
@@ -54,6 +54,28 @@ test('diffRules: applying the diff to the old list gives the new one, within the
   }
   t.is(diffRules(['a', 'b', 'c'], ['c', 'b', 'a'], 1), undefined, 'beyond the bound');
   t.deepEqual(diffRules(['a', 'b'], ['a', 'x', 'b'], 2)?.inserted, [1]);
+});
+
+test('compileChain reuses the texts of a rule only for the same rule object, condition and logging', (t) => {
+  const r: PolicyRule = {
+    id: 'c1',
+    chainId: 'k',
+    position: 1,
+    action: 'drop',
+    condition: { nwProto: PROTO_TCP, tpDst: { start: 22, end: 22 } },
+  };
+  const plain = compileChain('k', [r], CTX).rules;
+  t.is(compileChain('k', [r], CTX).rules[0], plain[0], 'the same string again');
+  const logged = compileChain('k', [r], { ...CTX, dropLog: DEFAULT_DROP_LOG }).rules;
+  t.is(logged.length, 2, 'the drop log is not taken from the cache');
+  t.deepEqual(compileChain('k', [{ ...r, condition: { ...r.condition, tpDst: { start: 23, end: 23 } } }], CTX).rules, [
+    plain[0]!.replace('22', '23'),
+  ]);
+  // A port-id match depends on macOf: never cached.
+  const p: PolicyRule = { ...r, id: 'c2', condition: { inPortIds: ['a'] } };
+  const mac1 = compileChain('k', [p], { ...CTX, macOf: () => '02:00:00:00:00:01' }).rules;
+  const mac2 = compileChain('k', [p], { ...CTX, macOf: () => '02:00:00:00:00:02' }).rules;
+  t.notDeepEqual(mac1, mac2);
 });
 
 const CONDITIONS: ((i: number) => PolicyCondition)[] = [
