@@ -2,8 +2,8 @@
 // drops in one chain loaded the way kube-proxy's and Calico's iptables modes load theirs, with `iptables-restore
 // --noflush` (a process per load), through both of Debian's backends: iptables-nft (rules become nftables rules,
 // added incrementally) and iptables-legacy (the whole filter table is rebuilt and swapped by the kernel). Then one
-// rule inserted at the head of that chain: ours recompiles and replaces the chain (policy.ts's one-rule change), the
-// reference runs `iptables -I`. Each side in its own harness host, interleaved rounds.
+// rule inserted at the head of that chain: ours recompiles the chain and applies the difference (policy.ts
+// applyChains: a rule-level edit by handle, chain-edit.ts), the reference runs `iptables -I`. Each side in its own harness host, interleaved rounds.
 import { applyChains } from '../core/datapath/nft/policy.js';
 import { nftApply } from '../core/datapath/nft/index.js';
 import { compileChain, type CompileContext } from '../core/policy/compile.js';
@@ -52,7 +52,9 @@ export async function versusIptables(
   ctx.progress(`policy: ${label} rules in one chain, ours vs ${tool}-restore, ${rounds} rounds`);
   const input = restoreInput(n);
   const chainId = `iref${n}`;
-  const rules = oursRules(n, chainId);
+  // New rule objects for every load: compileChain keeps a rule's texts per rule object (as the agent's store cache
+  // keeps an unchanged rule's object), and a load should compile them all, as after an agent start.
+  let rules = oursRules(n, chainId);
   const clearRef = async () => {
     await h.exec(ref, [tool, '-F', CHAIN]);
     await h.exec(ref, [tool, '-X', CHAIN]);
@@ -63,7 +65,8 @@ export async function versusIptables(
     rounds,
     async () => {
       await clearOurs();
-      return timed(() => applyChains(ours.netns, [compileChain(chainId, rules, CTX)]));
+      const fresh = (rules = oursRules(n, chainId));
+      return timed(() => applyChains(ours.netns, [compileChain(chainId, fresh, CTX)]));
     },
     async () => {
       await clearRef();
@@ -109,7 +112,7 @@ export async function versusIptables(
       ours: roundsSpread(insert.a, 2),
       reference: roundsSpread(insert.b, 2),
       ...pairedRatio(insert.a, insert.b),
-      compares: `ours (the chain recompiled and replaced whole, as the agent changes a chain) ÷ \`${tool} -I\` of one rule (a process); lower is better`,
+      compares: `ours (the chain recompiled, then only the difference applied: one rule inserted before the handle of the old head, one nfnetlink transaction, as the agent changes a chain; compile included, the unchanged rules' texts reused from the last compile as for the agent's unchanged rule objects) ÷ \`${tool} -I\` of one rule (a process); lower is better`,
     },
   ];
 }

@@ -101,3 +101,11 @@ export function spec(p: TestPort): PlugSpec {
 
 export const ipOf = (p: TestPort, family: 4 | 6 = 4): string =>
   p.ips.map((c) => c.split('/')[0]!).find((ip) => (family === 4) === !ip.includes(':'))!;
+
+/** The rules of a chain of `table bridge bees` as nft's JSON listing gives them, without handles and chain name. */
+export async function listedRules(h: Harness, ns: string, chain: string): Promise<unknown[]> {
+  const r = await h.exec(ns, ['nft', '-j', 'list', 'chain', 'bridge', 'bees', chain]);
+  if (r.code !== 0) throw new Error(`nft -j list chain ${chain}: ${r.stderr}`);
+  const json = JSON.parse(r.stdout) as { nftables: { rule?: Record<string, unknown> }[] };
+  return json.nftables.flatMap((x) => (x.rule ? [{ expr: x.rule.expr, comment: x.rule.comment }] : []));
+}

@@ -33,8 +33,7 @@ import {
   type PolicyCondition,
   type PolicyRule,
 } from '../policy/simulate.js';
-import type { Harness } from '../../testbed/harness.js';
-import { cluster, ipOf, spec, threePorts, type TestPort } from './datapath-helpers.js';
+import { cluster, ipOf, listedRules, spec, threePorts, type TestPort } from './datapath-helpers.js';
 
 const MACS: Record<string, string> = { pa: '02:00:00:00:0a:01', pb: '02:00:00:00:0b:02' };
 const CTX: CompileContext = { macOf: (id) => MACS[id], chainExists: () => true };
@@ -89,14 +88,6 @@ function corpus(chainId: string): PolicyRule[] {
     const action = ACTIONS[i % ACTIONS.length]!;
     return { id: `r${i}`, chainId, position: i, action, condition, ...(action === 'jump' ? { jumpChainId: 'target' } : {}) };
   });
-}
-
-/** The rules of a chain as nft's JSON listing gives them, without what differs between two chains (handles, names). */
-async function listedRules(h: Harness, ns: string, chain: string): Promise<unknown[]> {
-  const r = await h.exec(ns, ['nft', '-j', 'list', 'chain', 'bridge', 'bees', chain]);
-  if (r.code !== 0) throw new Error(`nft -j list chain ${chain}: ${r.stderr}`);
-  const json = JSON.parse(r.stdout) as { nftables: { rule?: Record<string, unknown> }[] };
-  return json.nftables.flatMap((x) => (x.rule ? [{ expr: x.rule.expr, comment: x.rule.comment }] : []));
 }
 
 test.serial('compiled rules sent as netlink expressions list exactly as nft compiles their text', async (t) => {

@@ -18,6 +18,7 @@ import type { PolicyChange } from '../types.js';
 import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
 import { changeSetElements, type ElementChange } from './policy-elements.js';
 import { chainExists } from './nfnetlink.js';
+import { chainEditCounter, editChains, forgetChain, recordRewrite } from './chain-edit.js';
 
 export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
 
@@ -114,9 +115,16 @@ export function chainsScript(chains: readonly CompiledChain[]): string {
   return header(HOST_BRIDGE) + lines.join('\n') + '\n';
 }
 
+/**
+ * Install or replace compiled chains: rule-level edits when each is a small change of what we last wrote there
+ * (chain-edit.ts), else chainsScript's rewrite in one transaction.
+ */
 export async function applyChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<void> {
   if (chains.length === 0) return;
+  if (await editChains(netns, chains)) return;
   await nftApply(netns, chainsScript(chains), `could not install chains ${chains.map((c) => c.chainId).join(', ')}`);
+  chainEditCounter.rewritten += chains.length;
+  recordRewrite(netns, chains);
 }
 
 /** Remove a compiled chain (it must no longer be referenced by a stage or a jump). */
@@ -252,9 +260,15 @@ export const removedElements = (c: PolicyChange): ElementChange[] =>
  * installed first when a change needs them and they are missing.
  */
 export async function applyPolicyChange(netns: string | undefined, c: PolicyChange): Promise<void> {
+  // A change of chains alone (a rule edited): rule-level edits when they apply, one transaction.
+  const chainsOnly = c.zones.length + c.sets.length + c.bindings.length + c.removeChains.length + c.removeSets.length === 0;
+  if (chainsOnly && (await editChains(netns, c.chains))) return;
   if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
   for (const b of policyBaseChains(c)) await ensureBaseChain(netns, b.table, b.name);
   await nftApply(netns, policyChangeScript(c, installedBindTargets(netns, c)), 'could not apply the policy');
+  if (c.chains.length) chainEditCounter.rewritten += c.chains.length;
+  recordRewrite(netns, c.chains);
+  for (const id of c.removeChains) forgetChain(netns, chainName(id));
   await changeSetElements(netns, removedElements(c), 'could not remove set elements');
 }
 

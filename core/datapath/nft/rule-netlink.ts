@@ -29,6 +29,8 @@ const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
 const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
+const NFTA_RULE_POSITION = 6;
 const NFTA_RULE_EXPRESSIONS = 4;
 const NFTA_RULE_USERDATA = 7;
 const NFTA_LIST_ELEM = 1;
@@ -532,6 +534,35 @@ export const newRule = (name: string, r: RuleNetlink, head = [table(NFTA_RULE_TA
   family,
   attrs: [...head, r.expressions, ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : [])],
 });
+/**
+ * A rule inserted into chain `name` just before the rule of handle `before` (NFTA_RULE_POSITION without
+ * NLM_F_APPEND), or appended when `before` is undefined. A `before` that is no longer in the chain fails the batch
+ * (ENOENT).
+ */
+export const insertRule = (name: string, r: RuleNetlink, before: bigint | undefined): BatchMessage => ({
+  type: NFT_MSG.NEWRULE,
+  flags: NLM_F_CREATE | (before === undefined ? NLM_F_APPEND : 0),
+  family,
+  attrs: [
+    table(NFTA_RULE_TABLE),
+    strAttr(NFTA_RULE_CHAIN, name),
+    ...(before === undefined ? [] : [handleAttr(NFTA_RULE_POSITION, before)]),
+    r.expressions,
+    ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : []),
+  ],
+});
+/** The rule of handle `handle` of chain `name` deleted (ENOENT fails the batch when it is not there). */
+export const deleteRule = (name: string, handle: bigint): BatchMessage => ({
+  type: NFT_MSG.DELRULE,
+  flags: 0,
+  family,
+  attrs: [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name), handleAttr(NFTA_RULE_HANDLE, handle)],
+});
+function handleAttr(type: number, h: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(h);
+  return attr(type, b);
+}
 /** A rule of the given expressions (list elements), without comment. */
 export const ruleOf = (expressions: Buffer[]): RuleNetlink => ({ expressions: nest(NFTA_RULE_EXPRESSIONS, expressions) });
 
