@@ -310,22 +310,29 @@ export class Workloads {
     const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> => (tr ? tr.phase(name, fn) : fn());
     // Published ports, the interface and the port's record are removed side by side: the veth's deletion waits in
     // the kernel for RCU grace periods, the record's in the store. Should the unplug fail, the veth stays in the
-    // datapath's inventory and no port wants it, so the next sweep removes it. The addresses are released only
-    // once the interface holding them is gone, so they are never handed out while still in use.
+    // datapath's inventory and no port wants it, so the next sweep removes it. The addresses are never handed out
+    // while the interface holding them is in use: released once it is gone, or beside its deletion under IPAM's
+    // quarantine (ipam/quarantine.ts) where the store has no other writer.
     const deleted = phase('deletePort', () => this.d.topology.delete('Port', port.id)).catch((e: unknown) => {
       if (!(e instanceof TopologyError && e.code === 'not_found')) throw e;
     });
-    const [kernel, store] = await Promise.allSettled([
-      Promise.all([
-        phase('unpublish', () => unpublishPorts(undefined, port.id)),
-        port.interfaceName ? phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
-      ]),
-      deleted,
+    const kernelDone = Promise.all([
+      phase('unpublish', () => unpublishPorts(undefined, port.id)),
+      port.interfaceName ? phase('unplug', () => this.d.reconciler.unplugPort(port.id, port.interfaceName!)) : undefined,
     ]);
+    const owner = port.owner;
+    const bridgeId = port.bridgeId;
+    // Where IPAM can quarantine (this process alone writes the store), the release goes beside the veth's
+    // deletion too: freed in the store now, kept from this host's allocations until the veth is gone.
+    const early =
+      owner && bridgeId && this.d.ipam.canQuarantine
+        ? phase('release', () => this.d.ipam.releaseWhile(bridgeId, ownerKey(owner), owner.ifname, kernelDone))
+        : undefined;
+    const [kernel, store, released] = await Promise.allSettled([kernelDone, deleted, early]);
     if (kernel.status === 'rejected') throw kernel.reason;
     if (store.status === 'rejected') throw store.reason;
-    if (port.owner && port.bridgeId)
-      await phase('release', () => this.d.ipam.release(port.bridgeId!, ownerKey(port.owner!), port.owner!.ifname));
+    if (released.status === 'rejected') throw released.reason;
+    if (owner && bridgeId && !early) await phase('release', () => this.d.ipam.release(bridgeId, ownerKey(owner), owner.ifname));
     this.d.reconciler.trigger();
   }
 

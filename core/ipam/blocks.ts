@@ -5,6 +5,7 @@ import type { Allocation, Bridge, IpamBlock } from '../model/types.js';
 import { compareIp, contains, formatIp, overlaps, parseIp, type Family } from '../net/ip.js';
 import { StoreError, type Store, type Versioned } from '../store/store.js';
 import { TopologyError } from '../topology/errors.js';
+import type { Quarantine } from './quarantine.js';
 import { retryRaces, type RetryOptions } from './retry.js';
 import { blockId, SubnetPlan } from './subnet-plan.js';
 
@@ -40,7 +41,14 @@ export class Blocks {
     readonly store: BlockStore,
     readonly hostId: string,
     readonly options: RetryOptions = {},
+    /** Addresses released while an interface here may still hold them: taken, for this host's allocations. */
+    readonly quarantine?: Quarantine,
   ) {}
+
+  /** What `freeAddress` must skip in a block of `bridgeId`: its allocations and the quarantined addresses. */
+  private taken(bridgeId: string, allocations: Record<string, unknown>): Record<string, unknown> {
+    return this.quarantine ? this.quarantine.taken(bridgeId, allocations) : allocations;
+  }
 
   plansOf(bridge: Bridge): SubnetPlan[] {
     if (!bridge || typeof bridge.id !== 'string' || !Array.isArray(bridge.subnets)) {
@@ -98,6 +106,9 @@ export class Blocks {
     if (reason) throw new TopologyError('invalid', `${text} cannot be assigned: it is ${reason}`);
     // An existing block may have been cut with an older blockPrefix: whichever block holds the address rules.
     const b = blocks.find((x) => contains(x.value.cidr, ip));
+    if (!b?.value.allocations[text] && this.quarantine?.has(bridge.id, text)) {
+      throw new TopologyError('conflict', `${text} is being released: the interface that held it is still being deleted`);
+    }
     if (b) {
       const holder = b.value.allocations[text];
       if (holder) {
@@ -172,14 +183,14 @@ export class Blocks {
 
     // 1. A block this host has affinity to: no other host writes it, so no cross-host contention.
     for (const b of mine.filter((x) => x.value.hostId === this.hostId).sort(byCidr)) {
-      const address = plan.freeAddress(b.value.cidr, b.value.allocations);
+      const address = plan.freeAddress(b.value.cidr, this.taken(bridge.id, b.value.allocations));
       if (address === undefined) continue;
       await this.store.update('IpamBlock', blockFor(b, { ...b.value.allocations, [address]: alloc }), b.version);
       return address;
     }
     // 2. Claim a block nobody has affinity to (a reclaimed one), or create the next block of the subnet.
     for (const b of mine.filter((x) => x.value.hostId === undefined).sort(byCidr)) {
-      const address = plan.freeAddress(b.value.cidr, b.value.allocations);
+      const address = plan.freeAddress(b.value.cidr, this.taken(bridge.id, b.value.allocations));
       if (address === undefined) continue;
       await this.store.update('IpamBlock', blockFor(b, { ...b.value.allocations, [address]: alloc }, this.hostId), b.version);
       return address;
@@ -187,14 +198,15 @@ export class Blocks {
     const taken = all.map((b) => b.value.cidr);
     for (const cidr of plan.newBlocks(new Set(mine.map((b) => b.value.cidr)))) {
       if (taken.some((t) => overlaps(t, cidr))) continue; // cut earlier with another block size
-      const address = plan.freeAddress(cidr, {})!;
+      const address = plan.freeAddress(cidr, this.taken(bridge.id, {}));
+      if (address === undefined) continue;
       await this.createBlock(bridge, plan, cidr, { [address]: alloc });
       return address;
     }
     // 3. Borrow from another host's block; a random one, so borrowing hosts spread out instead of colliding.
     const others = mine
       .filter((x) => x.value.hostId !== undefined && x.value.hostId !== this.hostId)
-      .map((b) => ({ b, address: plan.freeAddress(b.value.cidr, b.value.allocations) }))
+      .map((b) => ({ b, address: plan.freeAddress(b.value.cidr, this.taken(bridge.id, b.value.allocations)) }))
       .filter((x) => x.address !== undefined);
     if (others.length > 0) {
       const { b, address } = others[Math.floor(Math.random() * others.length)]!;

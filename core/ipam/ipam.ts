@@ -10,6 +10,7 @@ import { TopologyError } from '../topology/errors.js';
 import { Blocks, type AllocateOptions, type IpamResult } from './blocks.js';
 import { retryRaces, type RetryOptions } from './retry.js';
 import { BlockBatches } from './staged.js';
+import { Quarantine } from './quarantine.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 
 export { DEFAULT_BLOCK_PREFIX, subnetGateway, blockId } from './subnet-plan.js';
@@ -37,6 +38,12 @@ export interface ReclaimedBlock {
 
 export type IpamOptions = RetryOptions;
 
+/** One quarantine per store object, whichever Ipam instances of the process use it. */
+const quarantines = new WeakMap<Store, Quarantine>();
+function quarantineOf(store: Store): Quarantine {
+  return quarantines.get(store) ?? quarantines.set(store, new Quarantine()).get(store)!;
+}
+
 function checkName(field: string, value: unknown, allowEmpty: boolean): asserts value is string {
   if (typeof value !== 'string' || (!allowEmpty && value.length === 0)) {
     throw new TopologyError('invalid', `${field} must be a ${allowEmpty ? '' : 'non-empty '}string, got ${JSON.stringify(value)}`, field);
@@ -50,6 +57,8 @@ export class Ipam {
   private readonly batches: BlockBatches;
   /** The block algorithm on the store itself, for what is not batched (listings, gc, reclaiming). */
   private readonly direct: Blocks;
+  /** Set when this process alone writes the store: releases may then overlap the deletion of their interface. */
+  private readonly quarantine: Quarantine | undefined;
 
   constructor(
     private readonly store: Store,
@@ -58,12 +67,18 @@ export class Ipam {
   ) {
     checkName('hostId', hostId, false);
     this.batches = new BlockBatches(store, options);
-    this.direct = new Blocks(store, hostId, options);
+    this.quarantine = store.exclusive ? quarantineOf(store) : undefined;
+    this.direct = new Blocks(store, hostId, options, this.quarantine);
+  }
+
+  /** Whether `releaseWhile` may be called: the store is written by this process alone (Store.exclusive). */
+  get canQuarantine(): boolean {
+    return this.quarantine !== undefined;
   }
 
   /** Run `fn` with the block algorithm in the next batch of `bridgeId`'s writes. */
   private batched<T>(bridgeId: string, fn: (b: Blocks) => Promise<T>): Promise<T> {
-    return this.batches.run(bridgeId, (staged) => fn(new Blocks(staged, this.hostId, this.options)));
+    return this.batches.run(bridgeId, (staged) => fn(new Blocks(staged, this.hostId, this.options, this.quarantine)));
   }
 
   /**
@@ -117,6 +132,22 @@ export class Ipam {
   /** Frees every address `owner` holds on the bridge (only those of `ifname` when given). No error if none. */
   release(bridgeId: string, owner: string, ifname?: string): Promise<string[]> {
     return this.batched(bridgeId, (b) => b.release(bridgeId, owner, ifname));
+  }
+
+  /**
+   * release(), while the interface that holds the addresses is still being deleted: they are freed in the store
+   * now but stay taken for this process's allocations until `interfaceGone` settles (quarantine.ts). Only where
+   * canQuarantine; elsewhere another host could take them, so the caller releases after the deletion instead.
+   */
+  releaseWhile(bridgeId: string, owner: string, ifname: string | undefined, interfaceGone: Promise<unknown>): Promise<string[]> {
+    const q = this.quarantine;
+    if (!q) return Promise.reject(new Error('releaseWhile needs a store this process alone writes (Store.exclusive)'));
+    return this.batched(bridgeId, async (b) => {
+      const freed = await b.release(bridgeId, owner, ifname);
+      // Held before the batch commits: no allocation can see them free before the quarantine does.
+      q.hold(bridgeId, freed, interfaceGone);
+      return freed;
+    });
   }
 
   /** Frees one address; false if it was not allocated. */

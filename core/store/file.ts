@@ -70,6 +70,8 @@ function isDiskFull(err: unknown): boolean {
 export class FileStore implements Store {
   readonly url: string;
   readonly dir: string;
+  /** One process owns the directory (lock.ts): this client is the only writer. */
+  readonly exclusive = true;
   private readonly objects = new ObjectTable();
   /** Seq of the newest change on disk; what watchers and lastSeq see. */
   private durableSeq = 0;

@@ -76,6 +76,11 @@ export interface StoreHealth {
 export interface Store {
   /** The URL this store was opened with (credentials removed). */
   readonly url: string;
+  /**
+   * True when this client is the store's only writer (the file store: one process owns its directory), so state
+   * kept in this process (IPAM's quarantine of released addresses, ipam/quarantine.ts) is seen by every writer.
+   */
+  readonly exclusive?: boolean;
 
   get<K extends Kind>(kind: K, id: string): Promise<Versioned<Models[K]> | undefined>;
   list<K extends Kind>(kind: K): Promise<Versioned<Models[K]>[]>;

@@ -309,3 +309,47 @@ test('a burst on one host is written in a few commits; a refused request in a ba
     ['first'],
   );
 });
+
+test('a release beside its interface deletion keeps the addresses from allocation until the interface is gone', async (t) => {
+  const store = await fileStore(t);
+  const ipam = new Ipam(store, 'host-a');
+  t.true(ipam.canQuarantine);
+  const br = bridge({ cidr: '10.53.0.0/29' }); // 5 usable addresses
+  for (let i = 0; i < 5; i++) await ipam.allocate(br, `w${i}`, 'eth0');
+  let gone!: () => void;
+  const interfaceGone = new Promise<void>((resolve) => (gone = resolve));
+  t.deepEqual(await ipam.releaseWhile(br.id, 'w2', 'eth0', interfaceGone), ['10.53.0.4']);
+  // Free in the store (durable: a crash now leaks nothing) ...
+  t.false((await ipam.allocations(br.id)).some((a) => a.address === '10.53.0.4'));
+  // ... but not handed out while the interface that held it is still being deleted.
+  const full = await t.throwsAsync(ipam.allocate(br, 'w5', 'eth0'), { instanceOf: TopologyError });
+  t.is(full.code, 'exhausted');
+  const busy = await t.throwsAsync(ipam.allocate(br, 'w6', 'eth0', { requested: ['10.53.0.4'] }), { instanceOf: TopologyError });
+  t.is(busy.code, 'conflict');
+  t.regex(busy.message, /10\.53\.0\.4 is being released/);
+  gone();
+  await interfaceGone;
+  t.is((await ipam.allocate(br, 'w5', 'eth0'))[0]!.address, '10.53.0.4');
+
+  // A deletion that failed keeps them held (the sweep removes the interface later).
+  const failed = Promise.reject(new Error('unplug failed'));
+  failed.catch(() => undefined);
+  t.deepEqual(await ipam.releaseWhile(br.id, 'w3', 'eth0', failed), ['10.53.0.5']);
+  await failed.catch(() => undefined);
+  t.is((await t.throwsAsync(ipam.allocate(br, 'w7', 'eth0'), { instanceOf: TopologyError })).code, 'exhausted');
+});
+
+test('a store with other writers gets no quarantine: releases wait for the interface instead', async (t) => {
+  const store = await fileStore(t);
+  // The same store seen as a shared one (ZooKeeper's kind): a quarantine in this process would not bind other hosts.
+  const shared = new Proxy(store, {
+    get: (target, key) => {
+      if (key === 'exclusive') return undefined;
+      const v = Reflect.get(target, key) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const ipam = new Ipam(shared, 'host-a');
+  t.false(ipam.canQuarantine);
+  await t.throwsAsync(ipam.releaseWhile('b', 'w', 'eth0', Promise.resolve()), { message: /Store\.exclusive/ });
+});
