@@ -1,8 +1,12 @@
 // Where the ms of a CNI ADD/DEL go: the bench's CNI comparison (ours vs bridge + host-local, serial and 20-way,
 // interleaved) with the agent's phase trace (BEES_TRACE=1) summarised per phase. Not part of `npm run bench`:
-// run it by hand, `node --import tsx bench/cni-profile.ts [containers] [rounds]`.
+// run it by hand, `node --import tsx bench/cni-profile.ts [containers] [rounds]`. It prints the agent's CPU per
+// operation, split into the event loop's thread and the others (libuv's pool, V8's helpers), user and system.
+// PROFILE_RAW=file keeps the raw trace lines; PROFILE_WINDOWS=file appends each ADD and DEL batch's bounds on the
+// monotonic clock (µs), to cut a profile of the agent run with BEES_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"
+// (cni/test/real-agent.ts) to those batches.
 import { appendFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseNetworkConfig } from '../cni/harness/config.js';
@@ -55,13 +59,43 @@ const logFile = join(cluster.agents[0]!.host.stateDir, 'agent.log');
 /** Phase durations of the agent's trace lines, per mode ("attach c1 ipam" ...). */
 const phases = new Map<string, number[]>();
 let seen = 0;
-/** CPU time (user + system, ms) the agent process has used so far: a steadier figure than wall time under load. */
-async function agentCpuMs(): Promise<number> {
+/** CPU time (ms) the agent process has used so far: a steadier figure than wall time under load. */
+interface Cpu {
+  /** user and system time of the main thread (the event loop) */
+  mainUser: number;
+  mainSys: number;
+  /** user and system time of all other threads (libuv's pool: netlink and nft calls, fsync; V8's helpers) */
+  otherUser: number;
+  otherSys: number;
+}
+async function agentCpu(): Promise<Cpu> {
   const pid = cluster.agents[0]!.proc?.pid;
-  if (pid === undefined) return 0;
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second here).
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  const out = { mainUser: 0, mainSys: 0, otherUser: 0, otherSys: 0 };
+  if (pid === undefined) return out;
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) continue; // the thread has just exited
+    const fields = stat.split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second here).
+    const [user, sys] = [Number(fields[11]) * 10, Number(fields[12]) * 10];
+    if (tid === String(pid)) [out.mainUser, out.mainSys] = [user, sys];
+    else [out.otherUser, out.otherSys] = [out.otherUser + user, out.otherSys + sys];
+  }
+  return out;
+}
+const cpuTotal = (c: Cpu) => c.mainUser + c.mainSys + c.otherUser + c.otherSys;
+const cpuDiff = (a: Cpu, b: Cpu): Cpu => ({
+  mainUser: b.mainUser - a.mainUser,
+  mainSys: b.mainSys - a.mainSys,
+  otherUser: b.otherUser - a.otherUser,
+  otherSys: b.otherSys - a.otherSys,
+});
+/** The split per operation, summed over a mode's batches. */
+const split = new Map<string, { ops: number; cpu: Cpu }>();
+function addSplit(key: string, d: Cpu, ops: number): void {
+  const s = split.get(key) ?? split.set(key, { ops: 0, cpu: { mainUser: 0, mainSys: 0, otherUser: 0, otherSys: 0 } }).get(key)!;
+  s.ops += ops;
+  for (const k of Object.keys(d) as (keyof Cpu)[]) s.cpu[k] += d[k];
 }
 /** Agent CPU ms per operation, per mode ("add c1" ...). */
 const cpu = new Map<string, number[]>();
@@ -94,16 +128,29 @@ try {
         const h = new CniHarness({ pluginDirs: s.pluginDirs, cacheDir: join(work, `c${runs++}`) });
         const rts = namespaces.map((ns, i) => ({ containerId: `p${i}${ns.name.slice(-6)}${round}`, netns: ns.path, ifname: 'eth0' }));
         const out = { add: [] as number[], del: [] as number[] };
-        const cpu0 = await agentCpuMs();
+        const cpu0 = await agentCpu();
+        const t0 = process.hrtime.bigint() / 1000n;
         for (let i = 0; i < rts.length; i += conc)
           out.add.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.addNetworkList(s.list, rt))))));
-        const cpu1 = await agentCpuMs();
+        const cpu1 = await agentCpu();
+        const t1 = process.hrtime.bigint() / 1000n;
         for (let i = 0; i < rts.length; i += conc)
           out.del.push(...(await Promise.all(rts.slice(i, i + conc).map((rt) => timed(() => h.delNetworkList(s.list, rt))))));
-        const cpu2 = await agentCpuMs();
+        const cpu2 = await agentCpu();
+        const t2 = process.hrtime.bigint() / 1000n;
         if (s === ours) {
-          (cpu.get(`add c${conc}`) ?? cpu.set(`add c${conc}`, []).get(`add c${conc}`)!).push((cpu1 - cpu0) / rts.length);
-          (cpu.get(`del c${conc}`) ?? cpu.set(`del c${conc}`, []).get(`del c${conc}`)!).push((cpu2 - cpu1) / rts.length);
+          (cpu.get(`add c${conc}`) ?? cpu.set(`add c${conc}`, []).get(`add c${conc}`)!).push(
+            (cpuTotal(cpu1) - cpuTotal(cpu0)) / rts.length,
+          );
+          addSplit(`add c${conc}`, cpuDiff(cpu0, cpu1), rts.length);
+          (cpu.get(`del c${conc}`) ?? cpu.set(`del c${conc}`, []).get(`del c${conc}`)!).push(
+            (cpuTotal(cpu2) - cpuTotal(cpu1)) / rts.length,
+          );
+          addSplit(`del c${conc}`, cpuDiff(cpu1, cpu2), rts.length);
+          // The batches' bounds on the monotonic clock in µs, the clock of a .cpuprofile's timestamps: with the agent
+          // run under `--cpu-prof` (BEES_AGENT_NODE_ARGS), its samples can be cut to the ADD or DEL batches.
+          if (process.env.PROFILE_WINDOWS)
+            appendFileSync(process.env.PROFILE_WINDOWS, `add c${conc} ${t0} ${t1}\ndel c${conc} ${t1} ${t2}\n`);
         }
         res[s.label] = out;
         if (s === ours) await collect(`c${conc}`);
@@ -119,6 +166,13 @@ try {
   }
   for (const [k, rs] of Object.entries(ratios)) console.log(`${k}: ratios ${rs.map((r) => r.toFixed(2)).join(' ')}`);
   for (const [k, xs] of cpu) console.log(`agent CPU ms per ${k}: ${xs.map((x) => x.toFixed(1)).join(' ')}`);
+  for (const [k, { ops, cpu: c }] of split) {
+    const per = (x: number) => (x / ops).toFixed(1);
+    console.log(
+      `agent CPU ms per ${k}, all batches: main thread user ${per(c.mainUser)} sys ${per(c.mainSys)}, ` +
+        `other threads user ${per(c.otherUser)} sys ${per(c.otherSys)}`,
+    );
+  }
   for (const [k, xs] of phases) console.log(`${k}: n ${xs.length} p50 ${p50(xs)} p90 ${percentile(xs, 90).toFixed(1)}`);
 } finally {
   await cluster.close();

@@ -89,6 +89,9 @@ export async function startAgents(
       const store = given ?? (zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`);
       const argv = [
         process.execPath,
+        // Node options for the agent alone (`--cpu-prof --cpu-prof-dir=DIR` in bench/cni-profile.ts), since
+        // NODE_OPTIONS is cleared for it below.
+        ...(process.env.BEES_AGENT_NODE_ARGS ? process.env.BEES_AGENT_NODE_ARGS.split(' ') : []),
         '--import',
         'tsx',
         join(ROOT, 'app/main.ts'),

@@ -18,7 +18,7 @@ interface Nftables {
   run: { (ctx: unknown, script: string): number; async: (...args: unknown[]) => void };
   output(ctx: unknown): string | null;
   error(ctx: unknown): string | null;
-  free(ctx: unknown): void;
+  free: { (ctx: unknown): void; async: (...args: unknown[]) => void };
 }
 
 let lib: Nftables | undefined;
@@ -80,6 +80,18 @@ export async function runNft(netns: string | undefined, script: string, context:
     }
     return n.output(ctx) ?? '';
   } finally {
-    n.free(ctx);
+    freeOffLoop(n, ctx);
   }
+}
+
+/**
+ * Free a context on a libuv pool thread, without waiting: freeing closes its netlink socket, and closing a
+ * nfnetlink socket after a commit that removed anything (a flushed or deleted chain, a deleted element) waits in
+ * the kernel for that transaction's destruction, an RCU grace period (7-15 ms measured here). On the event loop
+ * that stalled every other request of the agent once per such transaction; the commit itself is over by now.
+ */
+function freeOffLoop(n: Nftables, ctx: unknown): void {
+  void onPoolThread<void>(n.free, [ctx]).catch((e: unknown) => {
+    process.stderr.write(`bees datapath: nft_ctx_free failed: ${String(e)}\n`);
+  });
 }
