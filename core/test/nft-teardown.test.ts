@@ -33,9 +33,11 @@ async function longestStall(fn: () => Promise<unknown>): Promise<number> {
   return Math.max(worst, performance.now() - last);
 }
 
-// A single stall can be the machine's load; one in most rounds is the kernel's teardown on the event loop.
+// A stall now and then is the machine's load (CI runs two lanes on 2 cores); the kernel's teardown on the event
+// loop stalls nearly every round (8 or 9 of 9 without the fix, 5-20 ms each).
 const ROUNDS = 9;
-const STALL_MS = 5;
+const STALL_MS = 4;
+const STALLED_ROUNDS = 6;
 
 test.serial('libnftables: a transaction removing rules does not stall the event loop while its context goes', async (t) => {
   await runNft(netns, 'add table bridge bees\n', 'setup');
@@ -45,7 +47,7 @@ test.serial('libnftables: a transaction removing rules does not stall the event 
     stalls.push(await longestStall(() => runNft(netns, `flush chain bridge bees c${i}\ndelete chain bridge bees c${i}\n`, 'flush')));
   }
   t.log(`longest stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
-  t.true(stalls.filter((s) => s >= STALL_MS).length < ROUNDS / 2, `stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
+  t.true(stalls.filter((s) => s >= STALL_MS).length < STALLED_ROUNDS, `stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
 });
 
 test.serial('nfnetlink batches: a flush does not stall the event loop while its socket closes', async (t) => {
@@ -58,5 +60,5 @@ test.serial('nfnetlink batches: a flush does not stall the event loop while its 
     stalls.push(await longestStall(() => nftBatch(netns, [flushChain(`r${i}`)], 'flush')));
   }
   t.log(`longest stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
-  t.true(stalls.filter((s) => s >= STALL_MS).length < ROUNDS / 2, `stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
+  t.true(stalls.filter((s) => s >= STALL_MS).length < STALLED_ROUNDS, `stalls (ms): ${stalls.map((s) => s.toFixed(1)).join(' ')}`);
 });
