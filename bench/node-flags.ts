@@ -1,7 +1,7 @@
 // The node flags a benchmark runs the agent under. Production's are app/main.ts's first line (`#!/usr/bin/env -S
 // VAR=… node FLAGS`: the installed `bees`, the image and the ./bees launcher all run it); the memory and scale benches
 // start the agent with them by default, and can compare other sets side by side (BENCH_NODE_FLAGS), because the
-// flags trade memory (a small young generation) against CPU (more scavenges), and only an interleaved run on one
+// flags trade memory (how much heap V8 reserves) against CPU (how often it collects), and only an interleaved run on one
 // machine tells which way a change of them goes.
 import { parseLaunch, productionLaunch, type NodeLaunch } from '../testbed/bees-entry.js';
 
