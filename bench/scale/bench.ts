@@ -646,7 +646,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
       `coldSync: agent start until its first reconcile pass has seen the newest change (no local port); restartSync: ` +
       `the same after a restart with one real workload on sim0 (its remote ports programmed). Change phase: ${changes} ` +
       `ports created one per transaction by 16 writers; appliedPerSec counts until the agent's passes saw the last ` +
-      `one. ${names.length > 1 ? `The agent runs under each set of node flags in turn, on the same seeded store (the change phase's ports deleted after each run), the order reversed every other round; medians per set at the largest size.` : `The agent runs under app/main.ts's production node flags and MALLOC_ARENA_MAX.`} Memory: RSS, V8 heap ` +
+      `one. ${names.length > 1 ? `The agent runs under each set of node flags in turn, on the same seeded store (the change phase's ports deleted after each run), the order reversed every other round; medians per set at the largest size.` : `The agent runs under ${names[0] ? `these node flags and environment: ${names[0]}` : "app/main.ts's production node flags and MALLOC_ARENA_MAX"}.`} Memory: RSS, V8 heap ` +
       `used and reserved (heapTotal) and external after two full GCs, after the restart. logListingKiB: one ` +
       `listing of log/ (no longer read per change: followers read new entries by name). zkMiB/znodes: growth of ` +
       `zk_approximate_data_size and zk_znode_count over the seeding. ${names.length > 1 ? 'No reference (ours alone, flags against flags).' : 'One run per size (no reference: no rounds).'} ` +
