@@ -35,7 +35,8 @@ async function main(): Promise<void> {
   const hosts = Number(process.argv[2] ?? 20);
   const attaches = Number(process.argv[3] ?? 10);
   const idleS = Number(process.argv[4] ?? 62);
-  const c = await startCluster({ hosts, progress: (m) => console.error(m) });
+  // Under production's node flags: the CPU per change depends on them (2-3× under --optimize-for-size, core/README.md).
+  const c = await startCluster({ hosts, productionFlags: true, progress: (m) => console.error(m) });
   try {
     const probe = await c.attach(c.host(1), 'probe', { network: 'cv', create: { subnets: [{ cidr: '10.89.0.0/22' }] } });
     for (let i = 2; i < hosts; i++) await c.attach(c.host(i), `bg${i}`, { network: 'cv' });

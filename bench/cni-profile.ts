@@ -48,7 +48,8 @@ const ref: Subject = {
 };
 const bin = await buildPlugin();
 // The agent's default linger, as in bench/cni.ts: the network's bridge and router stay between batches.
-const cluster = await startAgents(1, { lingerSeconds: 60 });
+// Under production's node flags, as deployed (the CPU per ADD/DEL depends on them).
+const cluster = await startAgents(1, { lingerSeconds: 60, productionFlags: true });
 const ours = { ...midonetSubject(bin, cluster.agents[0]!.socket, '10.248.0.0/16'), label: 'ours' };
 const namespaces: Netns[] = [];
 for (let i = 0; i < n; i++) namespaces.push(await createNetns('bprf'));

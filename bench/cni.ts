@@ -90,7 +90,8 @@ async function subjects(_work: string): Promise<Subject[]> {
   // The agent's default linger (60 s), as on a node: the network's bridge and router stay between batches, as the
   // reference's bridge does. With the tests' 1 s they went while the reference ran, and each batch of ours paid for
   // making them again (about 300 ms, which all 20 concurrent ADDs of a batch waited for).
-  const cluster = await startAgents(1, { lingerSeconds: 60 });
+  // Under production's node flags: the latency and CPU compared are the deployed agent's.
+  const cluster = await startAgents(1, { lingerSeconds: 60, productionFlags: true });
   const s = midonetSubject(bin, cluster.agents[0]!.socket);
   return [{ ...s, label: 'midonet + real agent', cleanup: () => cluster.close() }];
 }

@@ -56,6 +56,7 @@ async function kubeCluster(ctx: BenchContext, hosts: number): Promise<KubeCluste
     const c = await startCluster({
       hosts,
       agentArgs: ['--k8s-kubeconfig', agentKc],
+      productionFlags: true,
       progress: (m) => ctx.progress(`k8s: ${hosts} hosts: ${m}`),
     });
     closers.push(() => c.close());

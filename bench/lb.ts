@@ -153,7 +153,7 @@ async function viaVip(ctx: BenchContext): Promise<BenchRow[]> {
   const pairs = Math.max(MIN_ROUNDS, Math.round(15 * ctx.scale));
   const seconds = Math.max(2, Math.round(3 * ctx.scale));
   ctx.progress(`lb: VIP vs direct: 2 hosts, ${rounds} interleaved and ${pairs} side-by-side rounds of ${seconds} s per side`);
-  const c = await startCluster({ hosts: 2, progress: (m) => ctx.progress(`lb: ${m}`) });
+  const c = await startCluster({ hosts: 2, productionFlags: true, progress: (m) => ctx.progress(`lb: ${m}`) });
   try {
     const [h1, h2] = [c.host(0), c.host(1)];
     const cl = await c.attach(h1, 'cl', { network: 'lbb', create: { subnets: [{ cidr: '10.87.0.0/24' }] } });
@@ -286,7 +286,7 @@ async function memberChange(ctx: BenchContext): Promise<{ rows: BenchRow[]; host
   const hosts = ctx.scale < 0.3 ? Math.max(5, Math.round(20 * ctx.scale)) : 20;
   const changes = Math.max(4, Math.round(10 * ctx.scale));
   ctx.progress(`lb: member change on ${hosts} hosts, ${changes} changes (removed and added in turn)`);
-  const c = await startCluster({ hosts, progress: (m) => ctx.progress(`lb: ${hosts} hosts: ${m}`) });
+  const c = await startCluster({ hosts, productionFlags: true, progress: (m) => ctx.progress(`lb: ${hosts} hosts: ${m}`) });
   const monitors: Monitor[] = [];
   try {
     const clients: Workload[] = [];

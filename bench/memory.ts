@@ -13,27 +13,12 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { AgentClient } from '../cni/plugin/agent-client.js';
+import { flagVariants, interleavedOrder, type FlagVariant, type Launch } from './node-flags.js';
 import { median, type BenchContext, type BenchRow, type BenchSection } from './report.js';
 
 const sh = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MAIN_JS = join(ROOT, 'dist', 'app', 'main.js');
-
-interface Launch {
-  env: Record<string, string>;
-  nodeArgs: string[];
-}
-
-/** What app/main.ts's `#!/usr/bin/env -S VAR=… node FLAGS` line runs: its environment assignments and node flags. */
-export function productionLaunch(shebang: string): Launch {
-  const m = /^#!\/usr\/bin\/env -S (.*)$/.exec(shebang.trim());
-  if (!m) throw new Error(`app/main.ts does not start with a '#!/usr/bin/env -S' line: ${shebang}`);
-  const words = m[1]!.split(/\s+/);
-  const at = words.indexOf('node');
-  if (at < 0) throw new Error(`no node in ${shebang}`);
-  const env = Object.fromEntries(words.slice(0, at).map((w) => w.split('=', 2) as [string, string]));
-  return { env, nodeArgs: words.slice(at + 1) };
-}
 
 /** Memory after GC at each size; index 0 is the idle agent. */
 interface Curve {
@@ -159,56 +144,86 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
   ctx.progress('memory: building dist/ (npm run build)');
   await sh('npm', ['run', '-s', 'build'], { cwd: ROOT, maxBuffer: 1 << 24 });
   if (!existsSync(MAIN_JS)) throw new Error(`the build wrote no ${MAIN_JS}`);
-  const production = productionLaunch(readFileSync(join(ROOT, 'app', 'main.ts'), 'utf8').split('\n')[0]!);
-  const sizes = [100, 400, 1000].map((n) => Math.max(10, Math.round(n * ctx.scale)));
+  // BENCH_NODE_FLAGS compares flag sets (bench/node-flags.ts), interleaved per round; default: production's alone.
+  const variants = flagVariants(process.env.BENCH_NODE_FLAGS);
+  // BENCH_MEMORY_SIZES=100,400 picks the local port counts; `idle` measures the idle agent alone.
+  const sizes = sizesFrom(process.env.BENCH_MEMORY_SIZES, ctx.scale);
   const rounds = Number(process.env.BENCH_MEMORY_ROUNDS ?? 3);
-  const curves: Curve[] = [];
+  const curves = new Map<FlagVariant, Curve[]>(variants.map((v) => [v, []]));
+  const loads: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    ctx.progress(`memory: round ${r + 1} of ${rounds}: ${sizes.join(', ')} local ports (load ${loadavg()[0]!.toFixed(1)})`);
-    curves.push(await measure(production, sizes));
+    for (const i of interleavedOrder(variants.length, r)) {
+      const v = variants[i]!;
+      loads.push(loadavg()[0]!);
+      ctx.progress(`memory: round ${r + 1} of ${rounds}, ${v.name}: ${sizes.join(', ') || 'idle'} (load ${loads.at(-1)!.toFixed(1)})`);
+      curves.get(v)!.push(await measure(v.launch, sizes));
+    }
   }
+  const rows = variants.flatMap((v) => memoryRows(curves.get(v)!, sizes, variants.length > 1 ? `${v.name}: ` : ''));
+  const load = `load average ${round1(Math.min(...loads))}-${round1(Math.max(...loads))} at the rounds' starts`;
+  return {
+    title: 'Agent memory: resident size idle and per 1,000 local ports',
+    method:
+      `One agent per round from the built dist/ under ${variants.length > 1 ? `each of ${variants.length} sets of node flags, interleaved (the order reversed every other round)` : `the production node flags (${variants[0]!.name})`}, on the embedded file store, in a namespace of its own. ` +
+      `Every reading after two full GCs (bench/scale/gc-hook.mjs), idle once ready${sizes.length ? ` and after ${sizes.join(', ')} workloads (each a namespace, attached through the workload API to one network)` : ''}. ` +
+      `${rounds} rounds; ${load}. No reference (node's defaults cost 20-25% more idle and ~3× per port in earlier runs). Goals in issue 12: baseline ≤ 80 MB, < 10 MiB per 1,000 local ports.`,
+    rows,
+  };
+}
+
+/** The local port counts: `idle` for none, else a comma list; default 100, 400, 1,000 × BENCH_SCALE. */
+export function sizesFrom(env: string | undefined, scale: number): number[] {
+  if (env === 'idle') return [];
+  if (env) {
+    const sizes = env.split(',').map(Number);
+    if (sizes.some((n) => !Number.isInteger(n) || n < 1) || sizes.some((n, i) => i > 0 && n <= sizes[i - 1]!))
+      throw new Error(`bad BENCH_MEMORY_SIZES ${env}: 'idle' or growing port counts`);
+    return sizes;
+  }
+  return [100, 400, 1000].map((n) => Math.max(10, Math.round(n * scale)));
+}
+
+function memoryRows(curves: Curve[], sizes: number[], prefix: string): BenchRow[] {
   const spread = (pick: (c: Curve) => number): Record<string, number> => {
     const v = curves.map(pick);
     return { median: round1(median(v)), min: round1(Math.min(...v)), max: round1(Math.max(...v)) };
   };
+  const idle: BenchRow[] = [
+    { name: `${prefix}agent RSS after GC, idle`, ours: spread((c) => c.rssMiB[0]!), unit: 'MiB', note: 'goal ≤ 80 MB (76.3 MiB)' },
+    { name: `${prefix}agent V8 heap used after GC, idle`, ours: spread((c) => c.heapMiB[0]!), unit: 'MiB' },
+  ];
+  if (sizes.length < 2) return idle;
   // Slopes between two sizes (indices into a curve; 0 is idle): from the smallest, and between the two largest, where
   // the one-off growth of the first ports (arenas, compiled code) is behind.
   const slope = (series: (c: Curve) => number[], from: number, to: number) => (c: Curve) =>
     ((series(c)[to]! - series(c)[from]!) * 1000) / (sizes[to - 1]! - sizes[from - 1]!);
-  const [s1, s2, s3] = [1, 2, 3];
+  const s1 = 1;
+  const s2 = sizes.length - 1;
+  const s3 = sizes.length;
   const perThousand = (what: string, series: (c: Curve) => number[], from: number, note?: string): BenchRow => ({
-    name: `${what} per 1,000 local ports (slope ${sizes[from - 1]} → ${sizes[s3 - 1]})`,
+    name: `${prefix}${what} per 1,000 local ports (slope ${sizes[from - 1]} → ${sizes[s3 - 1]})`,
     ours: spread(slope(series, from, s3)),
     unit: 'MiB',
     ...(note ? { note } : {}),
   });
-  const rows: BenchRow[] = [
-    { name: 'agent RSS after GC, idle', ours: spread((c) => c.rssMiB[0]!), unit: 'MiB', note: 'goal ≤ 80 MB (76.3 MiB)' },
-    { name: 'agent V8 heap used after GC, idle', ours: spread((c) => c.heapMiB[0]!), unit: 'MiB' },
+  return [
+    ...idle,
     ...sizes.map((n, i) => ({
-      name: `RSS and V8 heap after GC, ${n} local ports`,
+      name: `${prefix}RSS and V8 heap after GC, ${n} local ports`,
       ours: { rss: round1(median(curves.map((c) => c.rssMiB[i + 1]!))), heap: round1(median(curves.map((c) => c.heapMiB[i + 1]!))) },
       unit: 'MiB (medians)',
     })),
     {
-      name: `one-off growth with the first ${sizes[0]} local ports (RSS)`,
+      name: `${prefix}one-off growth with the first ${sizes[0]} local ports (RSS)`,
       ours: spread((c) => c.rssMiB[s1]! - c.rssMiB[0]!),
       unit: 'MiB',
       note: 'code compiled, heap and malloc arenas grown by the attach path',
     },
     perThousand('RSS', (c) => c.rssMiB, s1, 'goal < 10 MiB'),
-    perThousand('RSS', (c) => c.rssMiB, s2, 'goal < 10 MiB'),
+    ...(s2 > s1 ? [perThousand('RSS', (c) => c.rssMiB, s2, 'goal < 10 MiB')] : []),
     perThousand('V8 heap', (c) => c.heapMiB, s1),
-    perThousand('V8 heap', (c) => c.heapMiB, s2),
+    ...(s2 > s1 ? [perThousand('V8 heap', (c) => c.heapMiB, s2)] : []),
   ];
-  return {
-    title: 'Agent memory: resident size idle and per 1,000 local ports',
-    method:
-      `One agent per round from the built dist/ under the production node flags (${[...Object.entries(production.env).map(([k, v]) => `${k}=${v}`), ...production.nodeArgs].join(' ')}), on the embedded file store, in a namespace of its own. ` +
-      `Every reading after two full GCs (bench/scale/gc-hook.mjs), idle once ready and after ${sizes.join(', ')} workloads (each a namespace, attached through the workload API to one network). ` +
-      `${rounds} rounds, one after the other (no reference: node's defaults cost 20-25% more idle and ~3× per port in earlier runs). Goals in issue 12: baseline ≤ 80 MB, < 10 MiB per 1,000 local ports.`,
-    rows,
-  };
 }
 
 function round1(x: number): number {

@@ -135,7 +135,7 @@ export async function throughput(ctx: BenchContext, mtu: number): Promise<BenchR
 /** Attach latency on host 0, and convergence seen from a workload on host 1. */
 async function attachAndConverge(ctx: BenchContext, hosts: number, samples: number): Promise<{ attach: number[]; converge: number[] }> {
   ctx.progress(`overlay: ${hosts} hosts (${hosts} agents), ${samples} attaches`);
-  const c = await startCluster({ hosts, progress: (m) => ctx.progress(`overlay: ${hosts} hosts: ${m}`) });
+  const c = await startCluster({ hosts, productionFlags: true, progress: (m) => ctx.progress(`overlay: ${hosts} hosts: ${m}`) });
   try {
     const a = c.host(0);
     const b = c.host(1);

@@ -2,7 +2,7 @@
 // tests, `npm run bench`) that is the source entry app/main.ts with `--import tsx`; from a build (`./bees demo`,
 // the installed `bees`) it is the compiled dist/app/main.js, where no .ts file exists.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -15,6 +15,45 @@ export function beesArgv(moduleUrl: string = import.meta.url): string[] {
   if (!existsSync(entry))
     throw new Error(`the bees entry point ${entry} does not exist${fromSource ? '' : ' (run the build: npx tsc -p tsconfig.json)'}`);
   return fromSource ? [process.execPath, '--import', 'tsx', entry] : [process.execPath, entry];
+}
+
+/** Environment assignments and node flags a `bees` process runs under. */
+export interface NodeLaunch {
+  env: Record<string, string>;
+  nodeArgs: string[];
+}
+
+/** `VAR=value` words are environment, the rest node flags (each must start with `-`). */
+export function parseLaunch(words: string[]): NodeLaunch {
+  const env: Record<string, string> = {};
+  const nodeArgs: string[] = [];
+  for (const w of words) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(w);
+    if (m) env[m[1]!] = m[2]!;
+    else if (w.startsWith('-')) nodeArgs.push(w);
+    else throw new Error(`'${w}' is neither VAR=value nor a node flag`);
+  }
+  return { env, nodeArgs };
+}
+
+/**
+ * What production runs `bees` under: the entry's `#!/usr/bin/env -S VAR=… node FLAGS` line (app/main.ts's, kept
+ * in dist/app/main.js), which the installed `bees`, the image and the ./bees launcher use. beesArgv() leaves it out
+ * (it runs node on the entry); agents whose CPU or memory a benchmark reports should run under it.
+ */
+export function productionLaunch(shebang?: string, moduleUrl: string = import.meta.url): NodeLaunch {
+  const line = shebang ?? readFileSync(beesArgv(moduleUrl).at(-1)!, 'utf8').split('\n')[0]!;
+  const m = /^#!\/usr\/bin\/env -S (.*)$/.exec(line.trim());
+  if (!m) throw new Error(`the bees entry does not start with a '#!/usr/bin/env -S' line: ${line}`);
+  const words = m[1]!.split(/\s+/);
+  const at = words.indexOf('node');
+  if (at < 0) throw new Error(`no node in ${line}`);
+  return parseLaunch([...words.slice(0, at), ...words.slice(at + 1)]);
+}
+
+/** `argv` (node first, as beesArgv() gives it) with `launch`'s node flags after node. */
+export function withNodeFlags(argv: string[], launch: NodeLaunch): string[] {
+  return [argv[0]!, ...launch.nodeArgs, ...argv.slice(1)];
 }
 
 export interface BeesRun {

@@ -10,7 +10,7 @@ import { ApiClient } from '../core/api/client.js';
 import { ZooKeeperServer } from '../core/testing/zookeeper.js';
 import { WorkloadClient } from '../core/workload/client.js';
 import type { AttachRequest, AttachResult } from '../core/workload/types.js';
-import { beesArgv } from './bees-entry.js';
+import { beesArgv, productionLaunch, withNodeFlags } from './bees-entry.js';
 import { Harness, nsArgv, type HarnessHost } from './index.js';
 
 export interface ClusterOptions {
@@ -23,6 +23,11 @@ export interface ClusterOptions {
   zkTickMs?: number;
   /** Extra flags for every agent. */
   agentArgs?: string[];
+  /**
+   * Run the agents under production's node flags and environment (app/main.ts's first line) instead of node's
+   * defaults: for benchmarks whose figures (CPU, latency, memory) depend on them. Tests leave it off.
+   */
+  productionFlags?: boolean;
   /** Progress lines for a person watching (the demo, benchmarks). */
   progress?: (msg: string) => void;
   /** Milliseconds to wait for each agent to answer ready. Default 90 s (20 agents start slowly on 2 cores). */
@@ -134,10 +139,11 @@ export class Cluster {
   /** Start (or restart) the agent of a host and wait until its workload API says ready. */
   async startAgent(h: ClusterHost): Promise<void> {
     if (h.agent && h.agent.exitCode === null && h.agent.signalCode === null) throw new Error(`agent of ${h.host.name} is running`);
+    const launch = this.opts.productionFlags ? productionLaunch() : { env: {}, nodeArgs: [] };
     h.agent = this.harness.spawn(
       h.host,
       [
-        ...beesArgv(),
+        ...withNodeFlags(beesArgv(), launch),
         'agent',
         '--store',
         this.storeUrl,
@@ -158,7 +164,7 @@ export class Cluster {
         '1',
         ...(this.opts.agentArgs ?? []),
       ],
-      { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } },
+      { logName: 'agent', env: { ...process.env, ...launch.env, NODE_OPTIONS: '' } },
     );
     const proc = h.agent;
     // An agent that exited will not become ready: say so at once (eventually() would retry past a throw).

@@ -24,7 +24,7 @@ const LIGHT: RegExp[] = [
   // launcher: the package step against stand-ins for dpkg, apt-get and systemctl on PATH (the real systemctl is only
   // asked what is active).
   /^app\/test\/(boundaries|cli-help|launcher)\.test\.ts$/,
-  /^(bench\/test\/(report|policy)|swarm\/test\/(flags|listen|protocol)|testbed\/test\/bees-entry)\.test\.ts$/,
+  /^(bench\/test\/(report|policy|node-flags)|swarm\/test\/(flags|listen|protocol)|testbed\/test\/bees-entry)\.test\.ts$/,
   // The datapath against the kernel without an agent: each file makes its own network namespaces under a random
   // name (a testbed Harness, or `ip netns add` of a random tag), sets sysctls and nftables/iptables only inside
   // them, and starts no ZooKeeper, agent, dockerd or containerd: nothing they touch is another file's. Their time is

@@ -20,9 +20,9 @@ import { fourLetterWord, ZooKeeperEnsemble } from '../../core/testing/zookeeper.
 import { WorkloadClient } from '../../core/workload/client.js';
 import { beesArgv } from '../../testbed/bees-entry.js';
 import { Harness } from '../../testbed/index.js';
-import { productionLaunch } from '../memory.js';
-import { markdown, type BenchContext, type BenchRow, type BenchSection } from '../report.js';
-import { addHosts, addPorts, makeWorld, networkName } from './simulate.js';
+import { flagVariants, interleavedOrder, type FlagVariant, type Launch } from '../node-flags.js';
+import { markdown, median, type BenchContext, type BenchRow, type BenchSection } from '../report.js';
+import { addHosts, addPorts, makeWorld, networkName, removePorts } from './simulate.js';
 import { lineChart } from './svg.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -40,6 +40,10 @@ export interface Size {
 }
 
 export interface StepResult extends Size {
+  /** The agent's node flags and environment (bench/node-flags.ts launchName); absent in runs before variants. */
+  flags?: string;
+  /** Which round of the interleaved variants (0-based). */
+  round?: number;
   /** Ports in the store when memory was measured (seeded + the change phase). */
   remotePorts: number;
   seedSecs: number;
@@ -62,6 +66,8 @@ export interface StepResult extends Size {
   changeWritesPerSec: number;
   changeAppliedPerSec: number;
   changeLagMs: number;
+  /** CPU the agent spent over the change phase, per port changed (ms): what load blurs least of the apply rate. */
+  changeCpuMsPerPort?: number;
   restartSyncSecs: number;
   rssMiB: number;
   heapMiB: number;
@@ -187,15 +193,14 @@ async function memoryAfterGc(pid: number, file: string): Promise<NodeJS.MemoryUs
 }
 
 /**
- * The agent as production starts it: app/main.ts's first line sets node flags (a small young generation, V8's
- * size-optimised mode) and MALLOC_ARENA_MAX, which beesArgv() (node + tsx + the source) leaves out; memory read
- * without them says little about a deployed agent.
+ * The node flags the agent runs under: app/main.ts's first line (production's flags and MALLOC_ARENA_MAX, which
+ * beesArgv(), node + tsx + the source, leaves out) unless BENCH_NODE_FLAGS names variants to compare
+ * (bench/node-flags.ts); SCALE_DEFAULT_FLAGS=1 is BENCH_NODE_FLAGS=defaults, node's own.
  */
-// SCALE_DEFAULT_FLAGS=1: node's defaults instead, to compare (memory against sync and apply CPU).
-const LAUNCH = process.env.SCALE_DEFAULT_FLAGS
-  ? { env: {}, nodeArgs: [] }
-  : productionLaunch(readFileSync(join(HERE, '..', '..', 'app', 'main.ts'), 'utf8').split('\n')[0]!);
-const productionArgv = (argv: string[]): string[] => [argv[0]!, ...LAUNCH.nodeArgs, ...argv.slice(1)];
+function variantsFromEnv(): FlagVariant[] {
+  return flagVariants(process.env.BENCH_NODE_FLAGS ?? (process.env.SCALE_DEFAULT_FLAGS ? 'defaults' : undefined));
+}
+const withFlags = (launch: Launch, argv: string[]): string[] => [argv[0]!, ...launch.nodeArgs, ...argv.slice(1)];
 
 /** `node ARGS` with a CPU profile written to `dir` on exit (--cpu-prof is not allowed in NODE_OPTIONS). */
 function profiled(argv: string[], dir: string): string[] {
@@ -212,6 +217,7 @@ class RealAgent {
   constructor(
     private readonly harness: Harness,
     private readonly storeUrl: string,
+    private readonly launch: Launch,
   ) {
     const h = harness.hosts[0]!;
     this.runDir = join(h.stateDir, 'run');
@@ -239,7 +245,7 @@ class RealAgent {
     this.proc = this.harness.spawn(
       h,
       [
-        ...(PROFILE ? profiled(productionArgv(beesArgv()), join(h.stateDir, 'prof')) : productionArgv(beesArgv())),
+        ...(PROFILE ? profiled(withFlags(this.launch, beesArgv()), join(h.stateDir, 'prof')) : withFlags(this.launch, beesArgv())),
         'agent',
         '--store',
         this.storeUrl,
@@ -260,7 +266,7 @@ class RealAgent {
         logName: 'agent',
         env: {
           ...process.env,
-          ...LAUNCH.env,
+          ...this.launch.env,
           BEES_SCALE_MEMFILE: this.memFile,
           ...(PROFILE
             ? {
@@ -304,13 +310,20 @@ class RealAgent {
   }
 }
 
-async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, index: number, changes: number): Promise<StepResult> {
+/** A size's store, seeded once: every flag variant's agent runs against the same one. */
+interface Seeded {
+  store: ZooKeeperStore;
+  root: string;
+  world: Awaited<ReturnType<typeof makeWorld>>;
+  seedSecs: number;
+  zkZnodes: number;
+  zkDataBytes: number;
+}
+
+async function seed(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, index: number): Promise<Seeded> {
   const say = (m: string) => ctx.progress(`scale ${size.hosts}/${size.ports}: ${m}`);
   const root = `/bees-scale-${index}-${randomUUID().slice(0, 6)}`;
   const store = await ZooKeeperStore.open(`zk://${ensemble.connectString}${root}`);
-  let harness: Harness | undefined;
-  let agent: RealAgent | undefined;
-  let failed = false;
   try {
     const zk0 = await mntr(ensemble);
     const world = await makeWorld(store, size);
@@ -329,10 +342,36 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     });
     const seedSecs = (Date.now() - seedStart) / 1000;
     const zk1 = await mntr(ensemble);
+    return { store, root, world, seedSecs, zkZnodes: zk1.znodes - zk0.znodes, zkDataBytes: zk1.dataBytes - zk0.dataBytes };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
 
+/**
+ * One real agent under `variant`'s flags on a seeded store: cold sync, attach, change phase, restart, memory. The
+ * change phase's ports are deleted at the end, so the next variant's agent finds the store as this one did.
+ */
+async function agentRun(
+  ctx: BenchContext,
+  ensemble: ZooKeeperEnsemble,
+  size: Size,
+  seeded: Seeded,
+  variant: FlagVariant,
+  round: number,
+  changes: number,
+): Promise<StepResult> {
+  const say = (m: string) => ctx.progress(`scale ${size.hosts}/${size.ports} [${variant.name}, round ${round + 1}]: ${m}`);
+  const { store, root, world } = seeded;
+  let harness: Harness | undefined;
+  let agent: RealAgent | undefined;
+  let failed = false;
+  let changed: string[] = [];
+  try {
     harness = await Harness.create({ hosts: 1 });
     const agentUrl = `zk://${ensemble.connectString.replaceAll('127.0.0.1', harness.rootIp)}${root}`;
-    agent = new RealAgent(harness, agentUrl);
+    agent = new RealAgent(harness, agentUrl, variant.launch);
     say('starting the real agent (no local port)');
     let target = await store.lastSeq();
     const coldStart = await agent.start();
@@ -348,11 +387,13 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     const attachMs = Date.now() - a0;
 
     say(`change phase: ${changes} ports, one per transaction, 16 writers`);
+    const cpu0 = cpuSeconds(agent.proc!.pid!);
     const c0 = Date.now();
-    await addPorts(store, world, changes, { batch: 1, concurrency: 16 });
+    changed = await addPorts(store, world, changes, { batch: 1, concurrency: 16 });
     const written = Date.now();
     target = await store.lastSeq();
     const applied = await untilApplied(agent.apiSock, target, TIMEOUT_MS, 'change phase applied');
+    const changeCpu = cpuSeconds(agent.proc!.pid!) - cpu0;
 
     say('restarting the agent (its workload on sim0)');
     await agent.stop();
@@ -365,11 +406,13 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     const log = await logListing(ensemble.connectString, root);
     const result: StepResult = {
       ...size,
-      remotePorts: world.ports,
-      seedSecs: r1(seedSecs),
-      seedPortsPerSec: Math.round(size.ports / Math.max(0.001, seedSecs)),
-      zkZnodes: zk1.znodes - zk0.znodes,
-      zkDataBytes: zk1.dataBytes - zk0.dataBytes,
+      flags: variant.name,
+      round,
+      remotePorts: size.ports + changes,
+      seedSecs: r1(seeded.seedSecs),
+      seedPortsPerSec: Math.round(size.ports / Math.max(0.001, seeded.seedSecs)),
+      zkZnodes: seeded.zkZnodes,
+      zkDataBytes: seeded.zkDataBytes,
       coldSyncSecs: r1(coldSyncSecs),
       coldReadySecs: r1(coldReadySecs),
       coldLoadSecs: r1(coldLoadSecs),
@@ -380,6 +423,7 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
       changeWritesPerSec: Math.round(changes / ((written - c0) / 1000)),
       changeAppliedPerSec: Math.round(changes / ((applied - c0) / 1000)),
       changeLagMs: applied - written,
+      changeCpuMsPerPort: r1((changeCpu * 1000) / changes),
       restartSyncSecs: r1(restartSyncSecs),
       rssMiB: r1(mem.rss / MiB),
       heapMiB: r1(mem.heapUsed / MiB),
@@ -399,22 +443,70 @@ async function step(ctx: BenchContext, ensemble: ZooKeeperEnsemble, size: Size, 
     await agent?.stop().catch(() => undefined);
     if (PROFILE && harness) say(`logs and CPU profiles kept in ${harness.baseDir}`);
     await harness?.destroy({ keepLogs: failed || PROFILE });
-    await store.close();
+    if (changed.length) await removePorts(store, changed);
   }
 }
 
+/** A size: seeded once, then every variant's agent, `rounds` times, interleaved (the order reversed every other round). */
+async function step(
+  ctx: BenchContext,
+  ensemble: ZooKeeperEnsemble,
+  size: Size,
+  index: number,
+  changes: number,
+  variants: FlagVariant[],
+  rounds: number,
+): Promise<StepResult[]> {
+  const seeded = await seed(ctx, ensemble, size, index);
+  const out: StepResult[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const i of interleavedOrder(variants.length, r)) {
+        const v = variants[i]!;
+        try {
+          out.push(await agentRun(ctx, ensemble, size, seeded, v, r, changes));
+        } catch (err) {
+          ctx.progress(`scale ${size.hosts}/${size.ports} [${v.name}]: FAILED ${(err as Error).message}`);
+          out.push({ ...size, flags: v.name, round: r, error: (err as Error).message } as StepResult);
+        }
+      }
+    }
+    return out;
+  } finally {
+    await seeded.store.close();
+  }
+}
+
+/** The medians over rounds of one variant's runs of one size. */
+function medianOf(runs: StepResult[], pick: (r: StepResult) => number | undefined): number {
+  return median(runs.map(pick).filter((x): x is number => x !== undefined && Number.isFinite(x)));
+}
+
+/** Memory per remote port of one variant's runs: the largest size's median RSS minus the smallest's, per port. */
 export function perPortBytes(results: StepResult[]): { rss: number; heap: number } | undefined {
   const ok = results.filter((r) => !r.error);
-  if (ok.length < 2) return undefined;
-  const base = ok[0]!;
-  const top = ok.at(-1)!;
-  const d = top.remotePorts - base.remotePorts;
-  if (d <= 0) return undefined;
-  return { rss: ((top.rssMiB - base.rssMiB) * MiB) / d, heap: ((top.heapMiB - base.heapMiB) * MiB) / d };
+  const sizes = [...new Set(ok.map((r) => r.remotePorts))].sort((x, y) => x - y);
+  if (sizes.length < 2) return undefined;
+  const at = (n: number) => ok.filter((r) => r.remotePorts === n);
+  const [lo, hi] = [at(sizes[0]!), at(sizes.at(-1)!)];
+  const d = sizes.at(-1)! - sizes[0]!;
+  return {
+    rss: ((medianOf(hi, (r) => r.rssMiB) - medianOf(lo, (r) => r.rssMiB)) * MiB) / d,
+    heap: ((medianOf(hi, (r) => r.heapMiB) - medianOf(lo, (r) => r.heapMiB)) * MiB) / d,
+  };
+}
+
+/** The variants' names in the order the results first name them (runs before variants: one, unnamed). */
+function variantNames(results: StepResult[]): (string | undefined)[] {
+  return [...new Set(results.map((r) => r.flags))];
 }
 
 export function writePlots(results: StepResult[], dir: string): string[] {
-  const ok = results.filter((r) => !r.error);
+  // The first variant's first run at each size (with variants, the table compares them; the plots show one).
+  const first = variantNames(results)[0];
+  const ok = results.filter(
+    (r, i, all) => !r.error && r.flags === first && all.findIndex((x) => !x.error && x.flags === first && x.ports === r.ports) === i,
+  );
   const memory = lineChart({
     title: 'Real agent memory after GC vs ports in the store',
     xLabel: 'ports (remote, on simulated hosts)',
@@ -453,17 +545,21 @@ export function writePlots(results: StepResult[], dir: string): string[] {
 export async function run(ctx: BenchContext): Promise<BenchSection> {
   const sizes = sizesFrom(process.env.SCALE_SIZES, ctx.scale);
   const changes = Math.max(200, Math.round(1000 * Math.min(1, ctx.scale)));
+  const variants = variantsFromEnv();
+  const rounds = Number(process.env.SCALE_ROUNDS ?? (variants.length > 1 ? 2 : 1));
   ctx.progress(`scale: starting a 3-server ZooKeeper ensemble`);
   const ensemble = await ZooKeeperEnsemble.start(3, { clientPortAddress: '0.0.0.0', heapMb: 1024 });
   const results: StepResult[] = [];
   try {
     for (const [i, size] of sizes.entries()) {
       try {
-        results.push(await step(ctx, ensemble, size, i, changes));
+        const runs = await step(ctx, ensemble, size, i, changes, variants, rounds);
+        results.push(...runs);
+        if (runs.every((r) => r.error)) break; // a bigger size would fail the same way, later
       } catch (err) {
         ctx.progress(`scale ${size.hosts}/${size.ports}: FAILED ${(err as Error).message}`);
         results.push({ ...size, error: (err as Error).message } as StepResult);
-        break; // a bigger size would fail the same way, later
+        break;
       }
     }
   } finally {
@@ -476,12 +572,14 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
 /** The results.md section of a run (also from a saved bench/scale/results.json: `--report`). */
 export function section(results: StepResult[], changes: number): BenchSection {
   const plots = writePlots(results, HERE);
-  const per = perPortBytes(results);
+  const names = variantNames(results);
+  const label = (r: StepResult) =>
+    `${r.hosts} hosts, ${r.ports} ports${names.length > 1 || r.flags ? ` [${r.flags ?? 'production'}${r.round !== undefined ? `, round ${r.round + 1}` : ''}]` : ''}`;
   const rows: BenchRow[] = results.map((r) =>
     r.error
-      ? { name: `${r.hosts} hosts, ${r.ports} ports`, ours: {}, unit: '', note: `FAILED: ${r.error}` }
+      ? { name: label(r), ours: {}, unit: '', note: `FAILED: ${r.error}` }
       : {
-          name: `${r.hosts} hosts, ${r.ports} ports`,
+          name: label(r),
           ours: {
             coldSync: r.coldSyncSecs,
             coldReady: r.coldReadySecs,
@@ -494,6 +592,7 @@ export function section(results: StepResult[], changes: number): BenchSection {
             ...(r.heapTotalMiB !== undefined ? { heapTotalMiB: r.heapTotalMiB, externalMiB: r.externalMiB ?? NaN } : {}),
             attachMs: r.attachMs,
             appliedPerSec: r.changeAppliedPerSec,
+            ...(r.changeCpuMsPerPort !== undefined ? { changeCpuMsPerPort: r.changeCpuMsPerPort } : {}),
             writesPerSec: r.changeWritesPerSec,
             seedPortsPerSec: r.seedPortsPerSec,
             zkMiB: r1(r.zkDataBytes / MiB),
@@ -506,13 +605,37 @@ export function section(results: StepResult[], changes: number): BenchSection {
           note: `${r.remotePorts} ports in the store at the memory reading`,
         },
   );
-  if (per) {
-    rows.push({
-      name: 'agent memory per remote port (largest vs smallest size)',
-      ours: { rssBytes: Math.round(per.rss), heapBytes: Math.round(per.heap) },
-      unit: 'bytes per port',
-      note: 'goal < 2,048 bytes',
-    });
+  for (const name of names) {
+    const runs = results.filter((r) => r.flags === name && !r.error);
+    const per = perPortBytes(runs);
+    const tag = names.length > 1 || name ? ` [${name ?? 'production'}]` : '';
+    const largest = runs.filter((r) => r.ports === Math.max(...runs.map((x) => x.ports)));
+    if (names.length > 1 && largest.length > 0) {
+      const m = (pick: (r: StepResult) => number | undefined) => r1(medianOf(largest, pick));
+      rows.push({
+        name: `medians at ${largest[0]!.hosts} hosts, ${largest[0]!.ports} ports${tag}`,
+        ours: {
+          coldSync: m((r) => r.coldSyncSecs),
+          coldSyncCpu: m((r) => r.coldSyncCpu),
+          restartSync: m((r) => r.restartSyncSecs),
+          restartSyncCpu: m((r) => r.restartSyncCpu),
+          appliedPerSec: m((r) => r.changeAppliedPerSec),
+          changeCpuMsPerPort: m((r) => r.changeCpuMsPerPort),
+          rssMiB: m((r) => r.rssMiB),
+          runs: largest.length,
+        },
+        unit: 'sync s; CPU s; ports/s; ms; MiB',
+        note: `load ${r1(Math.min(...largest.map((r) => r.loadAvg ?? NaN)))}-${r1(Math.max(...largest.map((r) => r.loadAvg ?? NaN)))}`,
+      });
+    }
+    if (per) {
+      rows.push({
+        name: `agent memory per remote port (largest vs smallest size)${tag}`,
+        ours: { rssBytes: Math.round(per.rss), heapBytes: Math.round(per.heap) },
+        unit: 'bytes per port',
+        note: 'goal < 2,048 bytes',
+      });
+    }
   }
   return {
     title: 'Scale by simulation: 1 real agent among simulated hosts on a 3-server ZooKeeper',
@@ -523,10 +646,10 @@ export function section(results: StepResult[], changes: number): BenchSection {
       `coldSync: agent start until its first reconcile pass has seen the newest change (no local port); restartSync: ` +
       `the same after a restart with one real workload on sim0 (its remote ports programmed). Change phase: ${changes} ` +
       `ports created one per transaction by 16 writers; appliedPerSec counts until the agent's passes saw the last ` +
-      `one. The agent runs under app/main.ts's production node flags and MALLOC_ARENA_MAX. Memory: RSS, V8 heap ` +
+      `one. ${names.length > 1 ? `The agent runs under each set of node flags in turn, on the same seeded store (the change phase's ports deleted after each run), the order reversed every other round; medians per set at the largest size.` : `The agent runs under ${names[0] ? `these node flags and environment: ${names[0]}` : "app/main.ts's production node flags and MALLOC_ARENA_MAX"}.`} Memory: RSS, V8 heap ` +
       `used and reserved (heapTotal) and external after two full GCs, after the restart. logListingKiB: one ` +
       `listing of log/ (no longer read per change: followers read new entries by name). zkMiB/znodes: growth of ` +
-      `zk_approximate_data_size and zk_znode_count over the seeding. One run per size (no reference: no rounds). ` +
+      `zk_approximate_data_size and zk_znode_count over the seeding. ${names.length > 1 ? 'No reference (ours alone, flags against flags).' : 'One run per size (no reference: no rounds).'} ` +
       `Plots: ![agent memory vs ports](scale/${plots[0]}) ![full sync vs hosts](scale/${plots[1]})`,
     columns: ['figures', '—'],
     rows,

@@ -120,22 +120,25 @@ export async function addHosts(store: Store, world: SimWorld, count: number, bat
 
 /**
  * Writes `count` more ports, `batch` per commit with `concurrency` commits in flight; calls `onCommit` with the
- * ports written so far after each commit. A batch of 1 is what attaches write (one port per transaction).
+ * ports written so far after each commit. A batch of 1 is what attaches write (one port per transaction). Resolves with
+ * the new ports' ids.
  */
 export async function addPorts(
   store: Store,
   world: SimWorld,
   count: number,
   opts: { batch?: number; concurrency?: number; onCommit?: (written: number) => void } = {},
-): Promise<void> {
+): Promise<string[]> {
   if (world.hosts.length === 0) throw new Error('simulated ports need simulated hosts');
   const batch = opts.batch ?? 250;
   const jobs: (() => Promise<unknown>)[] = [];
   const start = world.ports;
   let written = 0;
+  const ids: string[] = [];
   for (let i = 0; i < count; i += batch) {
     const n = Math.min(batch, count - i);
     const ops: Op[] = Array.from({ length: n }, (_, j) => ({ op: 'create', kind: 'Port', value: simPort(world, start + i + j) }));
+    for (const o of ops) if (o.op === 'create') ids.push(o.value.id);
     jobs.push(async () => {
       await store.commit(ops);
       written += n;
@@ -144,4 +147,15 @@ export async function addPorts(
   }
   world.ports += count;
   await pool(jobs, opts.concurrency ?? 4);
+  return ids;
+}
+
+/** Deletes ports (by id), `batch` per commit, 4 commits in flight. */
+export async function removePorts(store: Store, ids: string[], batch = 250): Promise<void> {
+  const jobs: (() => Promise<unknown>)[] = [];
+  for (let i = 0; i < ids.length; i += batch) {
+    const ops: Op[] = ids.slice(i, i + batch).map((id) => ({ op: 'delete', kind: 'Port', id }));
+    jobs.push(() => store.commit(ops));
+  }
+  await pool(jobs, 4);
 }

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { IpamBlock } from '../../core/model/types.js';
 import { ZooKeeperServer } from '../../core/testing/zookeeper.js';
 import { Harness, type HarnessHost } from '../../e2e/harness/index.js';
+import { productionLaunch } from '../../testbed/bees-entry.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -65,7 +66,8 @@ async function waitReady(socket: string, proc: ChildProcess, withinMs = 60_000):
  */
 export async function startAgents(
   hosts = 1,
-  opts: { store?: (harness: Harness) => Promise<string>; lingerSeconds?: number } = {},
+  // productionFlags: the agents run under app/main.ts's node flags (benchmarks; see testbed/cluster.ts).
+  opts: { store?: (harness: Harness) => Promise<string>; lingerSeconds?: number; productionFlags?: boolean } = {},
 ): Promise<AgentCluster> {
   const closers: (() => Promise<void>)[] = [];
   let closed = false;
@@ -87,8 +89,10 @@ export async function startAgents(
     const agents = harness.hosts.map((host): HostAgent => {
       const run = join(host.stateDir, 'run');
       const store = given ?? (zk ? `zk://${harness.rootIp}:${zk.port}${zkRoot}` : `file:${join(host.stateDir, 'store')}`);
+      const launch = opts.productionFlags ? productionLaunch() : { env: {}, nodeArgs: [] };
       const argv = [
         process.execPath,
+        ...launch.nodeArgs,
         // Node options for the agent alone (`--cpu-prof --cpu-prof-dir=DIR` in bench/cni-profile.ts), since
         // NODE_OPTIONS is cleared for it below.
         ...(process.env.BEES_AGENT_NODE_ARGS ? process.env.BEES_AGENT_NODE_ARGS.split(' ') : []),
@@ -129,7 +133,7 @@ export async function startAgents(
           if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
         },
         async start() {
-          a.proc = harness.spawn(host, argv, { logName: 'agent', env: { ...process.env, NODE_OPTIONS: '' } });
+          a.proc = harness.spawn(host, argv, { logName: 'agent', env: { ...process.env, ...launch.env, NODE_OPTIONS: '' } });
           await waitReady(a.socket, a.proc);
           // The REST API socket opens just after the workload socket: wait for it too, tests read it at once.
           for (
