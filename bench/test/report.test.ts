@@ -6,6 +6,7 @@ import {
   interleavedRounds,
   latencyFigures,
   markdown,
+  median,
   pairedRatio,
   roundsSpread,
   roundTo,
@@ -32,6 +33,14 @@ test('interleaved rounds alternate which side goes first', async (t) => {
 test('a paired ratio is the median of the per-round ratios, and keeps them', (t) => {
   t.deepEqual(pairedRatio([2, 3, 10], [1, 1, 4]), { ratio: 2.5, roundRatios: [2, 3, 2.5] });
   t.throws(() => pairedRatio([1, 2], [1]), { message: /rounds on both sides/ });
+});
+
+test('the median of an even number of rounds is the mean of the two middle ones, not the lower', (t) => {
+  t.is(median([3, 1, 2]), 2);
+  t.is(median([1, 3]), 2);
+  t.is(median([4, 1, 3, 2]), 2.5);
+  t.is(pairedRatio([1, 3], [1, 1]).ratio, 2);
+  t.true(Number.isNaN(median([])));
 });
 
 test('figures are rounded to the digits a section asks for: latency p50/p99 with n, per-round median/min/max', (t) => {
