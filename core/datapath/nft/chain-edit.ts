@@ -17,7 +17,7 @@
 import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { diffRules } from './rule-diff.js';
 import { chainExists, chainRuleHandles, generation, nftBatch, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
-import { NFT_MSG, deleteRule, flushChain, insertRule, newChain, newRule, newTable, ruleNetlink } from './rule-netlink.js';
+import { NFT_MSG, deleteRule, flushChain, insertRule, newChain, newRule, newTable, ruleHead, ruleNetlink } from './rule-netlink.js';
 import { HOST_BRIDGE } from './tables.js';
 
 interface Written {
@@ -190,6 +190,7 @@ export async function rewriteChains(netns: string | undefined, chains: readonly 
     const at: number[] = [];
     const offset: number[] = [];
     let handles = 0;
+    const where = ruleHead(c.name);
     for (const text of c.rules) {
       const nl = ruleNetlink(text);
       if (!nl) return false;
@@ -201,7 +202,7 @@ export async function rewriteChains(netns: string | undefined, chains: readonly 
       if (at.length) handles++;
       at.push(fill.length);
       offset.push(handles);
-      fill.push(newRule(c.name, nl));
+      fill.push(newRule(c.name, nl, where));
     }
     placed.push({ at, offset });
   }

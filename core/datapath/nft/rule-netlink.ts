@@ -133,13 +133,15 @@ function cmp(op: number, bytes: Buffer): Buffer {
   const padded = (bytes.length + 3) & ~3;
   const data = 4 + 4 + padded; // CMP_DATA { DATA_VALUE { bytes } }
   const inner = 8 + 8 + data; // SREG, OP, CMP_DATA
-  const b = Buffer.alloc(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
+  // From the pool, unzeroed (every byte is written below): a zeroed buffer is an allocation of its own each.
+  const b = Buffer.allocUnsafe(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
   let o = hdr(b, 0, b.length, NFTA_LIST_ELEM | NLA_F_NESTED);
   o = hdr(b, o, 8, NFTA_EXPR_NAME);
   // "cmp\0" by hand: Buffer.write of a 3-byte string cost more than the rest of the rule's encoding.
   b[o] = 0x63;
   b[o + 1] = 0x6d;
   b[o + 2] = 0x70;
+  b[o + 3] = 0;
   o = hdr(b, o + 4, 4 + inner, NFTA_EXPR_DATA | NLA_F_NESTED);
   o = hdr(b, o, 8, 1);
   b.writeInt32BE(NFT_REG_1, o);
@@ -147,13 +149,15 @@ function cmp(op: number, bytes: Buffer): Buffer {
   b.writeInt32BE(op, o);
   o = hdr(b, o + 4, data, 3 | NLA_F_NESTED);
   o = hdr(b, o, 4 + bytes.length, NFTA_DATA_VALUE);
-  bytes.copy(b, o);
+  b.fill(0, o + bytes.copy(b, o));
   return b;
 }
 /** An attribute header (length, type) written at `o`; returns the offset after it. */
 function hdr(b: Buffer, o: number, len: number, type: number): number {
-  b.writeUInt16LE(len, o);
-  b.writeUInt16LE(type, o + 2);
+  b[o] = len & 0xff;
+  b[o + 1] = len >> 8;
+  b[o + 2] = type & 0xff;
+  b[o + 3] = type >> 8;
   return o + 4;
 }
 const bitwise = (mask: Buffer): Buffer =>
@@ -234,7 +238,7 @@ const COUNTER = expr('counter', [be64(1, 0), be64(2, 0)]);
 const VERDICT_EXPR = { accept: verdict(VERDICT.accept), drop: verdict(VERDICT.drop), return: verdict(VERDICT.return) };
 
 const u16be = (n: number): Buffer => {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(n);
   return b;
 };
@@ -266,10 +270,15 @@ function int(tok: string | undefined, max: number): number {
 function tokens(text: string): string[] {
   if (OTHER_SPACE.test(text)) return text.match(TOKEN) ?? [];
   const quick = text.split(' ');
-  for (const t of quick) {
-    const q = t.indexOf('"');
-    if (t === '' || q > 0 || (q === 0 && (t.length < 2 || t.indexOf('"', 1) !== t.length - 1))) return text.match(TOKEN) ?? [];
-  }
+  // Exact when no token is empty and every quote opens a token and closes it (one quoted token, or none).
+  if (text.includes('  ') || text.startsWith(' ') || text.endsWith(' ')) return text.match(TOKEN) ?? [];
+  const q = text.indexOf('"');
+  if (q < 0) return quick;
+  const close = text.indexOf('"', q + 1);
+  const quoted = close < 0 ? '' : text.slice(q, close + 1);
+  if ((q > 0 && text[q - 1] !== ' ') || close < 0 || quoted.includes(' ') || (close + 1 < text.length && text[close + 1] !== ' '))
+    return text.match(TOKEN) ?? [];
+  if (text.indexOf('"', close + 1) >= 0) return text.match(TOKEN) ?? [];
   return quick;
 }
 /** Whitespace other than the space (`\S` of TOKEN splits on it too). */
@@ -576,7 +585,8 @@ function encode(text: string): RuleNetlink {
     // concatenated it was a good part of a bulk load's encoding.
     const len = Buffer.byteLength(comment) + 1;
     if (len > COMMENT_MAX) throw new Unsupported();
-    ud = Buffer.alloc((4 + 2 + len + 3) & ~3);
+    ud = Buffer.allocUnsafe((4 + 2 + len + 3) & ~3);
+    ud.fill(0, 4 + len); // the comment's NUL and the padding
     ud.writeUInt16LE(4 + 2 + len, 0);
     ud.writeUInt16LE(NFTA_RULE_USERDATA, 2);
     ud[4] = NFTNL_UDATA_RULE_COMMENT;
@@ -625,8 +635,10 @@ export const flushChain = (name: string): BatchMessage => ({
   family,
   attrs: [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)],
 });
+/** The table and chain attributes of a rule of chain `name`: built once for all the rules of a chain. */
+export const ruleHead = (name: string): Buffer[] => [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)];
 /** A rule appended to chain `name` (or to the chain its `head`, table and chain attributes, names). */
-export const newRule = (name: string, r: RuleNetlink, head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)]): BatchMessage => ({
+export const newRule = (name: string, r: RuleNetlink, head = ruleHead(name)): BatchMessage => ({
   type: NFT_MSG.NEWRULE,
   flags: NLM_F_CREATE | NLM_F_APPEND,
   family,
