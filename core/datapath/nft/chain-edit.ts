@@ -18,6 +18,7 @@ import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { diffRules } from './rule-diff.js';
 import { chainExists, chainRuleHandles, generation, nftBatch, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
 import { NFT_MSG, deleteRule, flushChain, insertRule, newChain, newRule, newTable, ruleHead, ruleNetlink } from './rule-netlink.js';
+import { onOwnCommit, ownCommit } from './own-commits.js';
 import { HOST_BRIDGE } from './tables.js';
 
 interface Written {
@@ -33,6 +34,25 @@ interface Written {
 
 const written = new Map<string, Written>();
 const key = (netns: string | undefined, chain: string): string => `${netns ?? ''}\0${chain}`;
+
+// Another commit of ours (a plug's batch, set elements, an edit of another chain) that made generation g right
+// after the one a record holds (g - 1) proves nobody else committed in between: the record stays trusted at g,
+// unless that commit may have changed its chain (then the next edit checks by a dump).
+onOwnCommit({
+  interested: (netns) => {
+    const prefix = `${netns ?? ''}\0`;
+    for (const k of written.keys()) if (k.startsWith(prefix)) return true;
+    return false;
+  },
+  committed: (netns, gen, touches) => {
+    const prefix = `${netns ?? ''}\0`;
+    for (const [k, w] of written) {
+      if (!k.startsWith(prefix) || w.generation === gen) continue;
+      if (touches(k.slice(prefix.length))) w.generation = -1;
+      else if (w.generation === gen - 1) w.generation = gen;
+    }
+  },
+});
 
 /** An edit is worth it below this many deletions plus insertions (and a quarter of the chain). */
 export const MAX_EDITS = 256;
@@ -151,6 +171,7 @@ export async function editChains(netns: string | undefined, chains: readonly Com
     return false;
   }
   let base = 0;
+  const edited = new Set(plans.map((p) => p.chain.name));
   for (const p of plans) {
     for (const [i, m] of p.echoes) p.handles[i] = echo.handles.get(base + m);
     base += p.messages.length;
@@ -162,6 +183,7 @@ export async function editChains(netns: string | undefined, chains: readonly Com
       sets: new Set(p.chain.sets.map((s) => s.name)),
     });
   }
+  ownCommit(netns, echo.generation, (chain) => edited.has(chain));
   chainEditCounter.edited += chains.length;
   return true;
 }
@@ -233,6 +255,7 @@ export async function rewriteChains(netns: string | undefined, chains: readonly 
     if (first !== undefined && last === first + BigInt(p.offset[p.offset.length - 1]!)) handles = p.offset.map((o) => first + BigInt(o));
     record(netns, c, handles, handles && reply ? reply.generation : -1);
   });
+  if (reply) ownCommit(netns, reply.generation, (chain) => names.has(chain));
   chainEditCounter.rewrittenByNetlink += chains.length;
   return true;
 }

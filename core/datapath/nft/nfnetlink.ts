@@ -4,6 +4,7 @@
 import { parseAttrs } from '../netlink/attributes.js';
 import { KernelError, lastErrno, libc } from '../netlink/libc.js';
 import { inNamespace } from '../netlink/netns.js';
+import { ownCommit, ownCommitWanted } from './own-commits.js';
 import type { Family } from './tables.js';
 
 const AF_NETLINK = 16;
@@ -125,11 +126,47 @@ function batchBuffer(messages: readonly BatchMessage[], flags: number, only?: Re
   return { batch, first };
 }
 
-/** Send `messages` as one nf_tables transaction (all or nothing); rejects with the kernel's first error. */
+/**
+ * Send `messages` as one nf_tables transaction (all or nothing); rejects with the kernel's first error. When
+ * something keeps state by generation in the namespace (own-commits.ts), the commit's generation is echoed (its
+ * first message asks for an echo, which is what makes the kernel echo it) and reported with the chains the batch
+ * names.
+ */
 export async function nftBatch(netns: string | undefined, messages: readonly BatchMessage[], context: string): Promise<void> {
   if (messages.length === 0) return;
+  if (ownCommitWanted(netns)) {
+    const echo = await nftBatchEcho(netns, messages, context, new Set([0]));
+    ownCommit(netns, echo.generation, batchTouches(messages));
+    return;
+  }
   nftBatchCounter.count++;
   await exchange(netns, batchBuffer(messages, 0).batch, 1, context);
+}
+
+const NFT_MSG_DELTABLE = 2;
+const NFT_MSG_DELCHAIN = 5;
+const NFT_MSG_DELRULE = 8;
+const NFTA_ATTR_TYPE_MASK = 0x3fff;
+
+/** Which chains a batch may change: those its chain and rule messages name; all when it deletes a table. */
+export function batchTouches(messages: readonly BatchMessage[]): (chain: string) => boolean {
+  const names = new Set<string>();
+  for (const m of messages) {
+    if (m.type === NFT_MSG_DELTABLE) return () => true;
+    const attr =
+      m.type === NFT_MSG_NEWRULE || m.type === NFT_MSG_DELRULE
+        ? NFTA_RULE_CHAIN
+        : m.type === NFT_MSG_NEWCHAIN || m.type === NFT_MSG_DELCHAIN
+          ? NFTA_CHAIN_NAME
+          : undefined;
+    if (attr === undefined) continue;
+    const a = m.attrs.find((b) => (b.readUInt16LE(2) & NFTA_ATTR_TYPE_MASK) === attr);
+    // A chain named by handle only (no name attribute): it could be any.
+    if (!a) return () => true;
+    const len = a.readUInt16LE(0);
+    names.add(a.subarray(4, len).toString().replace(/\0+$/, ''));
+  }
+  return (chain) => names.has(chain);
 }
 
 /** What the kernel echoed of a batch sent by nftBatchEcho. */
