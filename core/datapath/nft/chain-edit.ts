@@ -9,11 +9,13 @@
 // What we last wrote is remembered per namespace and chain: each rule's text and kernel handle, and the ruleset
 // generation of the commit that wrote it. Handles come from the kernel's echo of an edit or a netlink rewrite
 // (NLM_F_ECHO), or, after a full rewrite through libnftables (whose handles we do not see), from a dump of the chain
-// at its first edit, taken only if the dumped comments are those of the rules we wrote. Before an edit, the generation is compared: if anyone
-// (any tool, or another feature of ours) committed since, the chain's rule handles are dumped and must be exactly
-// ours (handles are unique in a table and every changed rule gets a new one). Otherwise — drift, no record (agent
-// restart), a large diff, a rule the netlink encoder does not know, new sets — the chain is rewritten whole, as
-// before; a failed edit batch (e.g. ENOENT: a handle vanished between the check and the commit) too.
+// at its first edit, taken only if the dumped comments are those of the rules we wrote. Before an edit, the
+// generation is compared: if anyone (any tool, or a libnftables commit of ours; our nfnetlink commits that do not
+// name the chain are known as ours by their generation, own-commits.ts) committed since, the chain's rule handles
+// are dumped and must be exactly ours (handles are unique in a table and every changed rule gets a new one).
+// Otherwise — drift, no record (agent restart), a large diff, a rule the netlink encoder does not know, new sets —
+// the chain is rewritten whole, as before; a failed edit batch (e.g. ENOENT: a handle vanished between the check and
+// the commit) too.
 import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { diffRules } from './rule-diff.js';
 import { chainExists, chainRuleHandles, generation, nftBatch, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
