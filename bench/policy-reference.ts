@@ -104,7 +104,7 @@ export async function versusIptables(
       ours: roundsSpread(load.a, 2),
       reference: roundsSpread(load.b, 2),
       ...pairedRatio(load.a, load.b),
-      compares: `ours (MidoNet rules compiled, one nft transaction through libnftables in-process) ÷ the same ${label} TCP-port drops loaded by \`${tool}-restore --noflush\` (a process per load, as kube-proxy and Calico's iptables mode run it) through ${what}; lower is better`,
+      compares: `ours (MidoNet rules compiled, then written as one nfnetlink batch, one transaction: policy.ts applyChains → chain-edit.ts rewriteChains; libnftables only for rules without a netlink form) ÷ the same ${label} TCP-port drops loaded by \`${tool}-restore --noflush\` (a process per load, as kube-proxy and Calico's iptables mode run it) through ${what}; lower is better`,
     },
     {
       name: `one rule inserted at the head of ${label}: ours vs ${tool} -I`,

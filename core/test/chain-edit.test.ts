@@ -5,8 +5,9 @@
 import test from 'ava';
 import { nftApply } from '../datapath/nft/index.js';
 import { nftTransactionCounter } from '../datapath/nft/apply.js';
-import { chainEditCounter, forgetNamespace } from '../datapath/nft/chain-edit.js';
-import { nftBatchCounter } from '../datapath/nft/nfnetlink.js';
+import { chainEditCounter, forgetNamespace, rewriteChains } from '../datapath/nft/chain-edit.js';
+import { nftBatch, nftBatchCounter } from '../datapath/nft/nfnetlink.js';
+import { newChain, newRule, ruleNetlink } from '../datapath/nft/rule-netlink.js';
 import { applyChains, applyPolicyChange, chainsScript } from '../datapath/nft/policy.js';
 import { diffRules } from '../datapath/nft/rule-diff.js';
 import { DEFAULT_DROP_LOG, compileChain, type CompileContext } from '../policy/compile.js';
@@ -192,4 +193,79 @@ test.serial('random edit sequences leave the chain a full rewrite gives, one tra
   await applyChains(ns, [compiled()]);
   t.is(chainEditCounter.rewritten, rewritten + 4, 'a large diff is rewritten');
   t.deepEqual(await listedRules(c.h, ns, 'c-edit'), await reference());
+});
+
+test.serial('a full rewrite is one nfnetlink batch: what libnftables writes, handles kept, failure harmless', async (t) => {
+  t.timeout(240_000);
+  const c = await cluster(t, 1);
+  const ns = c.h.hosts[0]!.netns;
+  const r = rng(20261203);
+  // Port-id matches of two ports make anonymous sets, which take handles between the rules.
+  const ctx: CompileContext = { ...CTX, macOf: (id) => (id === 'pa' ? '02:00:00:00:00:0a' : '02:00:00:00:00:0b') };
+  const make = (i: number): PolicyRule => ({
+    id: `b${i}`,
+    chainId: 'bulk',
+    position: 0,
+    action: ACTIONS[r(ACTIONS.length)]!,
+    condition: i % 97 === 0 ? { inPortIds: ['pa', 'pb'] } : CONDITIONS[r(CONDITIONS.length)]!(i),
+  });
+  // 10,000 rules: a batch of ~3 MB, beyond the socket's default send buffer.
+  const rules = Array.from({ length: 10_000 }, (_, i) => make(i));
+  const compiled = (chainId: string, of = rules) =>
+    compileChain(
+      chainId,
+      of.map((x, i) => ({ ...x, chainId, position: i })),
+      ctx,
+    );
+  /** `listing` is what libnftables writes of `of` (into chain c-bref). */
+  const sameAsLibnftables = async (listing: unknown[], of: PolicyRule[], step: string) => {
+    await nftApply(ns, chainsScript([compiled('bref', of)]), 'reference chain');
+    t.deepEqual(listing, await listedRules(c.h, ns, 'c-bref'), step);
+  };
+
+  const tx = nftTransactionCounter.count;
+  const batches = nftBatchCounter.count;
+  const byNetlink = chainEditCounter.rewrittenByNetlink;
+  await applyChains(ns, [compiled('bulk')]);
+  t.is(nftTransactionCounter.count, tx, 'no libnftables transaction');
+  t.is(nftBatchCounter.count, batches + 1, 'one nfnetlink transaction');
+  t.is(chainEditCounter.rewrittenByNetlink, byNetlink + 1);
+  const written = [...rules];
+  const afterWrite = await listedRules(c.h, ns, 'c-bulk');
+
+  // The next edit knows the handles written and the generation of that commit: no dump.
+  const dumped = chainEditCounter.dumped;
+  const edited = chainEditCounter.edited;
+  rules.splice(5_000, 1);
+  rules.splice(10, 0, make(10_001));
+  rules.push(make(10_002));
+  await applyChains(ns, [compiled('bulk')]);
+  t.is(chainEditCounter.edited, edited + 1, 'an edit');
+  t.is(chainEditCounter.dumped, dumped, 'no dump of the handles');
+
+  // Another commit of ours through nfnetlink that names another chain (as a plug's batch does): the generation moved
+  // by one, through us, so the handles are still trusted.
+  await nftBatch(ns, [newChain('c-unrelated')], 'an unrelated chain');
+  rules.splice(20, 1);
+  await applyChains(ns, [compiled('bulk')]);
+  t.is(chainEditCounter.edited, edited + 2, 'an edit');
+  t.is(chainEditCounter.dumped, dumped, 'no dump after an unrelated commit of ours');
+  // A commit of ours that adds a rule to the chain itself: checked by a dump, found changed, rewritten.
+  await nftBatch(ns, [newRule('c-bulk', ruleNetlink('counter comment "stray"')!)], 'a stray rule');
+  rules.splice(30, 1);
+  const rewritten = chainEditCounter.rewritten;
+  await applyChains(ns, [compiled('bulk')]);
+  t.is(chainEditCounter.dumped, dumped + 1, 'checked');
+  t.is(chainEditCounter.rewritten, rewritten + 1, 'the stray rule is drift');
+  const afterEdit = await listedRules(c.h, ns, 'c-bulk');
+  await sameAsLibnftables(afterWrite, written, 'the bulk write');
+  await sameAsLibnftables(afterEdit, rules, 'the edits after the bulk write');
+
+  // A batch the kernel refuses (its last rule looks up a set that does not exist: ENOENT) leaves the chain as it
+  // was, and the caller gets false to try libnftables.
+  const before = await listedRules(c.h, ns, 'c-bulk');
+  const good = compiled('bulk');
+  t.false(await rewriteChains(ns, [{ ...good, rules: [...good.rules.slice(1), 'ether saddr @no-such-set counter drop'] }]), 'refused');
+  t.deepEqual(await listedRules(c.h, ns, 'c-bulk'), before, 'the old chain intact');
+  await nftApply(ns, 'delete chain bridge bees c-bref\ndelete chain bridge bees c-unrelated\n', 'remove the reference');
 });

@@ -140,7 +140,7 @@ test.serial('compiled rules sent as netlink expressions list exactly as nft comp
         type: 6,
         flags: NLM_F_CREATE | 0x800,
         family,
-        attrs: [strz(1, 'bees'), strz(2, same.name), nl.expressions, ...(nl.userdata ? [attrOf(7, nl.userdata)] : [])],
+        attrs: [strz(1, 'bees'), strz(2, same.name), nl.expressions, ...(nl.userdata ? [nl.userdata] : [])],
       });
     });
     await nftBatch(ns, messages, `install ${same.name}`);

@@ -3,18 +3,24 @@
 // them — in one nfnetlink batch (one transaction: no packet sees half of it), instead of `flush chain` and every rule
 // again (a one-rule change to a 10,000-rule chain cost ~190 ms, bench/policy-reference.ts).
 //
+// Full rewrites go the same way when every rule has a netlink form (rewriteChains: one batch, flush and every rule),
+// else through libnftables.
+//
 // What we last wrote is remembered per namespace and chain: each rule's text and kernel handle, and the ruleset
-// generation of the commit that wrote it. Handles come from the kernel's echo of an edit (NLM_F_ECHO), or, after a
-// full rewrite through libnftables (whose handles we do not see), from a dump of the chain at its first edit, taken
-// only if the dumped comments are those of the rules we wrote. Before an edit, the generation is compared: if anyone
-// (any tool, or another feature of ours) committed since, the chain's rule handles are dumped and must be exactly
-// ours (handles are unique in a table and every changed rule gets a new one). Otherwise — drift, no record (agent
-// restart), a large diff, a rule the netlink encoder does not know, new sets — the chain is rewritten whole, as
-// before; a failed edit batch (e.g. ENOENT: a handle vanished between the check and the commit) too.
-import type { CompiledChain } from '../../policy/compile.js';
+// generation of the commit that wrote it. Handles come from the kernel's echo of an edit or a netlink rewrite
+// (NLM_F_ECHO), or, after a full rewrite through libnftables (whose handles we do not see), from a dump of the chain
+// at its first edit, taken only if the dumped comments are those of the rules we wrote. Before an edit, the
+// generation is compared: if anyone (any tool, or a libnftables commit of ours; our nfnetlink commits that do not
+// name the chain are known as ours by their generation, own-commits.ts) committed since, the chain's rule handles
+// are dumped and must be exactly ours (handles are unique in a table and every changed rule gets a new one).
+// Otherwise — drift, no record (agent restart), a large diff, a rule the netlink encoder does not know, new sets —
+// the chain is rewritten whole, as before; a failed edit batch (e.g. ENOENT: a handle vanished between the check and
+// the commit) too.
+import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { diffRules } from './rule-diff.js';
-import { chainRuleHandles, generation, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
-import { deleteRule, insertRule, ruleNetlink } from './rule-netlink.js';
+import { chainExists, chainRuleHandles, generation, nftBatch, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
+import { NFT_MSG, deleteRule, flushChain, insertRule, newChain, newRule, newTable, ruleHead, ruleNetlink } from './rule-netlink.js';
+import { onOwnCommit, ownCommit } from './own-commits.js';
 import { HOST_BRIDGE } from './tables.js';
 
 interface Written {
@@ -31,13 +37,32 @@ interface Written {
 const written = new Map<string, Written>();
 const key = (netns: string | undefined, chain: string): string => `${netns ?? ''}\0${chain}`;
 
+// Another commit of ours (a plug's batch, set elements, an edit of another chain) that made generation g right
+// after the one a record holds (g - 1) proves nobody else committed in between: the record stays trusted at g,
+// unless that commit may have changed its chain (then the next edit checks by a dump).
+onOwnCommit({
+  interested: (netns) => {
+    const prefix = `${netns ?? ''}\0`;
+    for (const k of written.keys()) if (k.startsWith(prefix)) return true;
+    return false;
+  },
+  committed: (netns, gen, touches) => {
+    const prefix = `${netns ?? ''}\0`;
+    for (const [k, w] of written) {
+      if (!k.startsWith(prefix) || w.generation === gen) continue;
+      if (touches(k.slice(prefix.length))) w.generation = -1;
+      else if (w.generation === gen - 1) w.generation = gen;
+    }
+  },
+});
+
 /** An edit is worth it below this many deletions plus insertions (and a quarter of the chain). */
 export const MAX_EDITS = 256;
 /** Chains shorter than this are rewritten whole: the rewrite is as cheap as a check. */
 export const MIN_EDIT_RULES = 16;
 
 /** Counters of what editChains did, for tests and benchmarks (read before and after). */
-export const chainEditCounter = { edited: 0, rewritten: 0, dumped: 0 };
+export const chainEditCounter = { edited: 0, rewritten: 0, dumped: 0, rewrittenByNetlink: 0 };
 
 const commentOf = (text: string): string => /comment "([^"]*)"\s*$/.exec(text)?.[1] ?? '';
 
@@ -57,10 +82,13 @@ export function forgetNamespace(netns: string | undefined): void {
  * first edit reads them.
  */
 export function recordRewrite(netns: string | undefined, chains: readonly CompiledChain[]): void {
-  for (const c of chains) {
-    if (c.rules.length < MIN_EDIT_RULES) written.delete(key(netns, c.name));
-    else written.set(key(netns, c.name), { rules: c.rules, handles: undefined, generation: -1, sets: new Set(c.sets.map((s) => s.name)) });
-  }
+  for (const c of chains) record(netns, c, undefined, -1);
+}
+
+function record(netns: string | undefined, c: CompiledChain, handles: bigint[] | undefined, gen: number): void {
+  if (c.rules.length < MIN_EDIT_RULES) written.delete(key(netns, c.name));
+  else
+    written.set(key(netns, c.name), { rules: c.rules, handles, generation: handles ? gen : -1, sets: new Set(c.sets.map((s) => s.name)) });
 }
 
 /** The handles of our record of a chain if the kernel's chain is exactly what we wrote, else undefined. */
@@ -145,6 +173,7 @@ export async function editChains(netns: string | undefined, chains: readonly Com
     return false;
   }
   let base = 0;
+  const edited = new Set(plans.map((p) => p.chain.name));
   for (const p of plans) {
     for (const [i, m] of p.echoes) p.handles[i] = echo.handles.get(base + m);
     base += p.messages.length;
@@ -156,6 +185,79 @@ export async function editChains(netns: string | undefined, chains: readonly Com
       sets: new Set(p.chain.sets.map((s) => s.name)),
     });
   }
+  ownCommit(netns, echo.generation, (chain) => edited.has(chain));
   chainEditCounter.edited += chains.length;
+  return true;
+}
+
+/**
+ * Write `chains` whole (each flushed, then every rule appended) as one nfnetlink batch, one transaction, when every
+ * rule has a netlink form and no chain needs sets: libnftables' parse and evaluation of 10,000 rules cost ~100 ms
+ * more than the kernel's work. The table and any missing chain (and jump target) are created in the batch; an
+ * existing chain is not added again (that makes the kernel's commit wait, README). Returns false, having applied
+ * nothing, when the batch cannot be built or the kernel refuses it: the caller then writes the chains through
+ * libnftables.
+ *
+ * The handles of the rules written are kept, so the next edit needs no dump. Only the first and last rule of each
+ * chain ask for an echo (an echo of every rule cost the kernel ~30 ms at 10,000): the kernel gives a table's new
+ * rules and sets consecutive handles in batch order (one counter per table, under the commit mutex), so the rules
+ * in between are numbered from the first, and the last one's echo checks it; if it does not match, the handles
+ * stay unknown and the first edit reads them, as after a libnftables rewrite.
+ */
+export async function rewriteChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<boolean> {
+  if (chains.length === 0 || chains.some((c) => c.sets.length > 0 || c.name !== chainName(c.chainId))) return false;
+  const fill: BatchMessage[] = [];
+  /** Per chain: the index in `fill` of each rule's message, and each rule's handle offset from the first one. */
+  const placed: { at: number[]; offset: number[] }[] = [];
+  for (const c of chains) {
+    fill.push(flushChain(c.name));
+    const at: number[] = [];
+    const offset: number[] = [];
+    let handles = 0;
+    const where = ruleHead(c.name);
+    for (const text of c.rules) {
+      const nl = ruleNetlink(text);
+      if (!nl) return false;
+      for (const m of nl.sets ?? []) {
+        // An anonymous set takes a handle from the same counter as the rules.
+        if (m.type === NFT_MSG.NEWSET && at.length) handles++;
+        fill.push(m);
+      }
+      if (at.length) handles++;
+      at.push(fill.length);
+      offset.push(handles);
+      fill.push(newRule(c.name, nl, where));
+    }
+    placed.push({ at, offset });
+  }
+  const names = new Set(chains.flatMap((c) => [c.name, ...c.jumps.map(chainName)]));
+  const create = [...names].filter((n) => !chainExists(netns, HOST_BRIDGE.family, HOST_BRIDGE.name, n)).map(newChain);
+  const head = [newTable(), ...create];
+  const messages = [...head, ...fill];
+  const context = `could not install chains ${chains.map((c) => c.chainId).join(', ')}`;
+  const kept = chains.map((c) => c.rules.length >= MIN_EDIT_RULES);
+  // The kernel echoes the commit's generation when the batch's first message asks for an echo (kernel 6.18; it
+  // reads the flags of the message after the batch begin): the table's, which is no more.
+  const echo = new Set<number>([0]);
+  placed.forEach((p, k) => {
+    if (kept[k] && p.at.length) echo.add(head.length + p.at[0]!).add(head.length + p.at[p.at.length - 1]!);
+  });
+  let reply: Awaited<ReturnType<typeof nftBatchEcho>> | undefined;
+  try {
+    if (echo.size > 1) reply = await nftBatchEcho(netns, messages, context, echo);
+    else await nftBatch(netns, messages, context);
+  } catch {
+    return false;
+  }
+  chains.forEach((c, k) => {
+    const p = placed[k]!;
+    let handles: bigint[] | undefined;
+    const first = reply?.handles.get(head.length + p.at[0]!);
+    const last = reply?.handles.get(head.length + p.at[p.at.length - 1]!);
+    if (first !== undefined && last === first + BigInt(p.offset[p.offset.length - 1]!)) handles = p.offset.map((o) => first + BigInt(o));
+    record(netns, c, handles, handles && reply ? reply.generation : -1);
+  });
+  if (reply) ownCommit(netns, reply.generation, (chain) => names.has(chain));
+  chainEditCounter.rewrittenByNetlink += chains.length;
   return true;
 }

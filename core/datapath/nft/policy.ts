@@ -18,7 +18,7 @@ import type { PolicyChange } from '../types.js';
 import { BRIDGE_IN, BRIDGE_OUT, FROM_PORT, HOST_BRIDGE, HOST_CT, OWNER_COMMENT, TO_PORT, type Stage, type Table } from './tables.js';
 import { changeSetElements, type ElementChange } from './policy-elements.js';
 import { chainExists } from './nfnetlink.js';
-import { chainEditCounter, editChains, forgetChain, recordRewrite } from './chain-edit.js';
+import { chainEditCounter, editChains, forgetChain, recordRewrite, rewriteChains } from './chain-edit.js';
 
 export { BRIDGE_IN, BRIDGE_OUT, HOST_CT };
 
@@ -122,8 +122,9 @@ export function chainsScript(chains: readonly CompiledChain[]): string {
 export async function applyChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<void> {
   if (chains.length === 0) return;
   if (await editChains(netns, chains)) return;
-  await nftApply(netns, chainsScript(chains), `could not install chains ${chains.map((c) => c.chainId).join(', ')}`);
   chainEditCounter.rewritten += chains.length;
+  if (await rewriteChains(netns, chains)) return;
+  await nftApply(netns, chainsScript(chains), `could not install chains ${chains.map((c) => c.chainId).join(', ')}`);
   recordRewrite(netns, chains);
 }
 
@@ -263,6 +264,10 @@ export async function applyPolicyChange(netns: string | undefined, c: PolicyChan
   // A change of chains alone (a rule edited): rule-level edits when they apply, one transaction.
   const chainsOnly = c.zones.length + c.sets.length + c.bindings.length + c.removeChains.length + c.removeSets.length === 0;
   if (chainsOnly && (await editChains(netns, c.chains))) return;
+  if (chainsOnly && c.chains.length && (await rewriteChains(netns, c.chains))) {
+    chainEditCounter.rewritten += c.chains.length;
+    return;
+  }
   if (c.zones.some((z) => z.zone !== null)) await ensureConntrack(netns);
   for (const b of policyBaseChains(c)) await ensureBaseChain(netns, b.table, b.name);
   await nftApply(netns, policyChangeScript(c, installedBindTargets(netns, c)), 'could not apply the policy');

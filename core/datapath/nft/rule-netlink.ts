@@ -20,11 +20,14 @@
 import { attr, ipBytes, strAttr } from '../netlink/attributes.js';
 import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { NFPROTO, NLA_F_NESTED, NLM_F_CREATE, type BatchMessage } from './nfnetlink.js';
-import { HOST_BRIDGE } from './tables.js';
+import { HOST_BRIDGE, OWNER_COMMENT } from './tables.js';
 
 /** nf_tables message types (NFT_MSG_*) the batches here send. */
-export const NFT_MSG = { NEWCHAIN: 3, NEWRULE: 6, DELRULE: 8, NEWSET: 9, NEWSETELEM: 12 } as const;
+export const NFT_MSG = { NEWTABLE: 0, NEWCHAIN: 3, NEWRULE: 6, DELRULE: 8, NEWSET: 9, NEWSETELEM: 12 } as const;
 const NLM_F_APPEND = 0x800;
+const NFTA_TABLE_NAME = 1;
+const NFTA_TABLE_USERDATA = 6;
+const NFTNL_UDATA_TABLE_COMMENT = 0;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
 const NFTA_RULE_TABLE = 1;
@@ -73,7 +76,17 @@ const ICMPV6_TYPES: Readonly<Record<string, number>> = {
 const family = NFPROTO[HOST_BRIDGE.family];
 const table = (type: number): Buffer => strAttr(type, HOST_BRIDGE.name);
 
-export const nest = (type: number, children: Buffer[]): Buffer => attr(type | NLA_F_NESTED, Buffer.concat(children));
+/** A nested attribute of `children` (each already padded), written into one buffer. */
+export function nest(type: number, children: readonly Buffer[]): Buffer {
+  let len = 4;
+  for (const c of children) len += c.length;
+  const b = Buffer.allocUnsafe(len);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type | NLA_F_NESTED, 2);
+  let o = 4;
+  for (const c of children) o += c.copy(b, o);
+  return b;
+}
 export const be32 = (type: number, v: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeInt32BE(v);
@@ -94,15 +107,19 @@ const expr = (name: string, data: Buffer[]): Buffer =>
   nest(NFTA_LIST_ELEM, [strAttr(NFTA_EXPR_NAME, name), ...(data.length ? [nest(NFTA_EXPR_DATA, data)] : [])]);
 
 /** Expressions that take no value from the rule are built once (an attach encodes tens of rules). */
-const memo = new Map<string, Buffer>();
-const once = (key: string, make: () => Buffer): Buffer => {
-  let b = memo.get(key);
-  if (!b) memo.set(key, (b = make()));
+const payloads = new Map<number, Buffer>();
+const metas = new Map<number, Buffer>();
+function payload(base: number, offset: number, len: number): Buffer {
+  const key = (base << 16) | (offset << 8) | len;
+  let b = payloads.get(key);
+  if (!b) payloads.set(key, (b = expr('payload', [be32(1, NFT_REG_1), be32(2, base), be32(3, offset), be32(4, len)])));
   return b;
-};
-const payload = (base: number, offset: number, len: number): Buffer =>
-  once(`p${base}.${offset}.${len}`, () => expr('payload', [be32(1, NFT_REG_1), be32(2, base), be32(3, offset), be32(4, len)]));
-const meta = (key: number): Buffer => once(`m${key}`, () => expr('meta', [be32(2, key), be32(1, NFT_REG_1)]));
+}
+function meta(key: number): Buffer {
+  let b = metas.get(key);
+  if (!b) metas.set(key, (b = expr('meta', [be32(2, key), be32(1, NFT_REG_1)])));
+  return b;
+}
 /** `range neq` (NFT_RANGE_NEQ): the register is outside [from, to]. */
 function rangeNeq(from: Buffer, to: Buffer): Buffer {
   return expr('range', [be32(1, NFT_REG_1), be32(2, 1), value(3, from), value(4, to)]);
@@ -116,28 +133,32 @@ function cmp(op: number, bytes: Buffer): Buffer {
   const padded = (bytes.length + 3) & ~3;
   const data = 4 + 4 + padded; // CMP_DATA { DATA_VALUE { bytes } }
   const inner = 8 + 8 + data; // SREG, OP, CMP_DATA
-  const b = Buffer.alloc(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
-  let o = 0;
-  const hdr = (len: number, type: number) => {
-    b.writeUInt16LE(len, o);
-    b.writeUInt16LE(type, o + 2);
-    o += 4;
-  };
-  hdr(b.length, NFTA_LIST_ELEM | NLA_F_NESTED);
-  hdr(8, NFTA_EXPR_NAME);
-  b.write('cmp', o);
-  o += 4;
-  hdr(4 + inner, NFTA_EXPR_DATA | NLA_F_NESTED);
-  hdr(8, 1);
+  // From the pool, unzeroed (every byte is written below): a zeroed buffer is an allocation of its own each.
+  const b = Buffer.allocUnsafe(4 + 8 + 4 + inner); // LIST_ELEM { NAME "cmp", EXPR_DATA { … } }
+  let o = hdr(b, 0, b.length, NFTA_LIST_ELEM | NLA_F_NESTED);
+  o = hdr(b, o, 8, NFTA_EXPR_NAME);
+  // "cmp\0" by hand: Buffer.write of a 3-byte string cost more than the rest of the rule's encoding.
+  b[o] = 0x63;
+  b[o + 1] = 0x6d;
+  b[o + 2] = 0x70;
+  b[o + 3] = 0;
+  o = hdr(b, o + 4, 4 + inner, NFTA_EXPR_DATA | NLA_F_NESTED);
+  o = hdr(b, o, 8, 1);
   b.writeInt32BE(NFT_REG_1, o);
-  o += 4;
-  hdr(8, 2);
+  o = hdr(b, o + 4, 8, 2);
   b.writeInt32BE(op, o);
-  o += 4;
-  hdr(data, 3 | NLA_F_NESTED);
-  hdr(4 + bytes.length, NFTA_DATA_VALUE);
-  bytes.copy(b, o);
+  o = hdr(b, o + 4, data, 3 | NLA_F_NESTED);
+  o = hdr(b, o, 4 + bytes.length, NFTA_DATA_VALUE);
+  b.fill(0, o + bytes.copy(b, o));
   return b;
+}
+/** An attribute header (length, type) written at `o`; returns the offset after it. */
+function hdr(b: Buffer, o: number, len: number, type: number): number {
+  b[o] = len & 0xff;
+  b[o + 1] = len >> 8;
+  b[o + 2] = type & 0xff;
+  b[o + 3] = type >> 8;
+  return o + 4;
 }
 const bitwise = (mask: Buffer): Buffer =>
   expr('bitwise', [be32(1, NFT_REG_1), be32(2, NFT_REG_1), be32(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
@@ -205,6 +226,7 @@ export const verdict = (code: number, chain?: string): Buffer =>
 /** A rule in netlink form: its expressions and userdata (the comment), ready for NFT_MSG_NEWRULE. */
 export interface RuleNetlink {
   expressions: Buffer;
+  /** The comment as the rule's NFTA_RULE_USERDATA attribute (libnftnl's TLVs), ready to send. */
   userdata?: Buffer;
   /** Anonymous sets the rule looks up (`{ … }`): created with their elements before it, in the same batch. */
   sets?: BatchMessage[];
@@ -212,18 +234,55 @@ export interface RuleNetlink {
 
 class Unsupported extends Error {}
 
+const COUNTER = expr('counter', [be64(1, 0), be64(2, 0)]);
+const VERDICT_EXPR = { accept: verdict(VERDICT.accept), drop: verdict(VERDICT.drop), return: verdict(VERDICT.return) };
+
 const u16be = (n: number): Buffer => {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(n);
   return b;
 };
 
 function int(tok: string | undefined, max: number): number {
-  if (tok === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(tok)) throw new Unsupported();
-  const n = Number(tok);
+  if (tok === undefined) throw new Unsupported();
+  // Decimal digits by hand (the common case, a port or a mark); hex and anything else by the pattern.
+  let n = 0;
+  for (let k = 0; k < tok.length; k++) {
+    const d = tok.charCodeAt(k) - 48;
+    if (d < 0 || d > 9 || k > 15) {
+      n = -1;
+      break;
+    }
+    n = n * 10 + d;
+  }
+  if (n < 0 || tok.length === 0) {
+    if (!/^(0x[0-9a-f]+|\d+)$/i.test(tok)) throw new Unsupported();
+    n = Number(tok);
+  }
   if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Unsupported();
   return n;
 }
+
+/**
+ * A rule's tokens: words, and quoted strings whole. Split on single spaces when that gives the same (no empty
+ * token, no quoted string with a space in it), which is much cheaper than the pattern for 10,000 rules.
+ */
+function tokens(text: string): string[] {
+  if (OTHER_SPACE.test(text)) return text.match(TOKEN) ?? [];
+  const quick = text.split(' ');
+  // Exact when no token is empty and every quote opens a token and closes it (one quoted token, or none).
+  if (text.includes('  ') || text.startsWith(' ') || text.endsWith(' ')) return text.match(TOKEN) ?? [];
+  const q = text.indexOf('"');
+  if (q < 0) return quick;
+  const close = text.indexOf('"', q + 1);
+  const quoted = close < 0 ? '' : text.slice(q, close + 1);
+  if ((q > 0 && text[q - 1] !== ' ') || close < 0 || quoted.includes(' ') || (close + 1 < text.length && text[close + 1] !== ' '))
+    return text.match(TOKEN) ?? [];
+  if (text.indexOf('"', close + 1) >= 0) return text.match(TOKEN) ?? [];
+  return quick;
+}
+/** Whitespace other than the space (`\S` of TOKEN splits on it too). */
+const OTHER_SPACE = /[^\S ]/;
 
 function macBytes(tok: string | undefined): Buffer {
   if (tok === undefined || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(tok)) throw new Unsupported();
@@ -260,64 +319,81 @@ export function ruleNetlink(text: string): RuleNetlink | undefined {
   }
 }
 
+/**
+ * The encoder's place in a rule's tokens and what the rule established so far. A plain object handed to module-level
+ * functions, not closures made per rule: a bulk load encodes 10,000 rules, and under tsx (keepNames) each closure
+ * made per rule also cost an Object.defineProperty — most of the encoder's time.
+ */
+interface Cursor {
+  toks: string[];
+  i: number;
+  out: Buffer[];
+  /** The transport protocol established in this rule (`meta l4proto N`, or a dependency nft would add). */
+  l4: number | undefined;
+}
+
+const TOKEN = /"[^"]*"|\S+/g;
+const ONE_VALUE_RANGE = /^([^-{}@]+)-([^-{}@]+)$/;
+const next = (c: Cursor): string | undefined => c.toks[c.i++];
+function peekNeq(c: Cursor): boolean {
+  if (c.toks[c.i] !== '!=') return false;
+  c.i++;
+  return true;
+}
+/** One value, or the elements of `{ a, b, … }`. */
+function values(c: Cursor, parse: (tok: string) => Buffer): Buffer[] {
+  const tok = next(c);
+  if (tok === undefined) throw new Unsupported();
+  if (tok !== '{') return [parse(tok)];
+  const items: Buffer[] = [];
+  for (let v = next(c); v !== '}'; v = next(c)) {
+    if (v === undefined) throw new Unsupported();
+    for (const part of v.split(',')) if (part) items.push(parse(part));
+  }
+  if (items.length === 0) throw new Unsupported();
+  return items;
+}
+const addr4 = (tok: string): Buffer => addrBytes(tok, 4);
+const addr6 = (tok: string): Buffer => addrBytes(tok, 6);
+const ethertypeValue = (n: string): Buffer => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff));
+const icmpv6Type = (n: string): Buffer => Buffer.of(ICMPV6_TYPES[n] ?? int(n, 0xff));
+/** `!= v-v` (see the header) as nft's range expression; undefined when the next token is not one. */
+function oneValueRange(c: Cursor, neq: boolean, parse: (tok: string) => Buffer): Buffer | undefined {
+  const m = ONE_VALUE_RANGE.exec(c.toks[c.i] ?? '');
+  if (!m) return undefined;
+  const [from, to] = [parse(m[1]!), parse(m[2]!)];
+  if (!neq || !from.equals(to)) throw new Unsupported();
+  c.i++;
+  return rangeNeq(from, to);
+}
+function l4dependency(c: Cursor, proto: number): void {
+  if (c.l4 === proto) return;
+  if (c.l4 !== undefined) throw new Unsupported();
+  c.out.push(meta(META.L4PROTO), cmp(CMP.EQ, Buffer.of(proto)));
+  c.l4 = proto;
+}
+
 function encode(text: string): RuleNetlink {
-  const toks = text.match(/"[^"]*"|\S+/g) ?? [];
+  const toks = tokens(text);
   const out: Buffer[] = [];
+  const c: Cursor = { toks, i: 0, out, l4: undefined };
   let comment: string | undefined;
   let done = false;
   /** Network protocols established in this rule (explicit `ether type` or an earlier dependency). */
   const known = new Set<number>();
-  /** The transport protocol established in this rule (`meta l4proto N`, or a dependency nft would add). */
-  let l4: number | undefined;
   const sets: BatchMessage[] = [];
-  let i = 0;
-  const next = (): string | undefined => toks[i++];
-  const peekNeq = (): boolean => {
-    if (toks[i] !== '!=') return false;
-    i++;
-    return true;
-  };
-  /** One value, or the elements of `{ a, b, … }`. */
-  const values = (parse: (tok: string) => Buffer): Buffer[] => {
-    const tok = next();
-    if (tok === undefined) throw new Unsupported();
-    if (tok !== '{') return [parse(tok)];
-    const items: Buffer[] = [];
-    for (let v = next(); v !== '}'; v = next()) {
-      if (v === undefined) throw new Unsupported();
-      for (const part of v.split(',')) if (part) items.push(parse(part));
-    }
-    if (items.length === 0) throw new Unsupported();
-    return items;
-  };
-  const addrOf = (family: 4 | 6) => (tok: string) => addrBytes(tok, family);
-  /** `!= v-v` (see the header) as nft's range expression; undefined when the next token is not one. */
-  const oneValueRange = (neq: boolean, parse: (tok: string) => Buffer): Buffer | undefined => {
-    const m = /^([^-{}@]+)-([^-{}@]+)$/.exec(toks[i] ?? '');
-    if (!m) return undefined;
-    const [from, to] = [parse(m[1]!), parse(m[2]!)];
-    if (!neq || !from.equals(to)) throw new Unsupported();
-    i++;
-    return rangeNeq(from, to);
-  };
-  const l4dependency = (proto: number): void => {
-    if (l4 === proto) return;
-    if (l4 !== undefined) throw new Unsupported();
-    out.push(meta(META.L4PROTO), cmp(CMP.EQ, Buffer.of(proto)));
-    l4 = proto;
-  };
-  while (i < toks.length) {
-    const t = next()!;
+  while (c.i < toks.length) {
+    const t = next(c)!;
     if (done && t !== 'comment') throw new Unsupported();
     switch (t) {
       case 'meta': {
-        const key = next();
+        const key = next(c);
         if (key === 'mark') {
-          if (next() !== '&') throw new Unsupported();
-          const mask = int(next(), 0xffffffff);
-          const op = next();
+          if (next(c) !== '&') throw new Unsupported();
+          const mask = int(next(c), 0xffffffff);
+          const op = next(c);
           if (op !== '==' && op !== '!=') throw new Unsupported();
-          const v = int(next(), 0xffffffff);
+          const v = int(next(c), 0xffffffff);
           // The mark is host byte order in the register (as nft sends it).
           const m = Buffer.alloc(4);
           m.writeUInt32LE(mask);
@@ -325,56 +401,55 @@ function encode(text: string): RuleNetlink {
           x.writeUInt32LE(v);
           out.push(meta(META.MARK), bitwise(m), cmp(op === '==' ? CMP.EQ : CMP.NEQ, x));
         } else if (key === 'l4proto') {
-          const neq = peekNeq();
-          const tok = next() ?? '';
+          const neq = peekNeq(c);
+          const tok = next(c) ?? '';
           const proto = L4PROTO_NAMES[tok] ?? int(tok, 0xff);
           out.push(meta(META.L4PROTO), cmp(neq ? CMP.NEQ : CMP.EQ, Buffer.of(proto)));
-          if (!neq) l4 = proto;
+          if (!neq) c.l4 = proto;
         } else throw new Unsupported();
         break;
       }
       case 'ether': {
-        const field = next();
+        const field = next(c);
         if (field === 'type') {
-          const neq = peekNeq();
-          const parse = (n: string) => u16be(ETHERTYPE_NAMES[n] ?? int(n, 0xffff));
-          const r = oneValueRange(neq, parse);
+          const neq = peekNeq(c);
+          const r = oneValueRange(c, neq, ethertypeValue);
           if (r) {
             out.push(payload(PAYLOAD.LL, 12, 2), r);
             break;
           }
-          const types = values(parse);
+          const types = values(c, ethertypeValue);
           out.push(payload(PAYLOAD.LL, 12, 2), inSet(DATATYPE.ethertype, 2, types, neq, sets));
           if (!neq && types.length === 1) known.add(types[0]!.readUInt16BE());
         } else if (field === 'saddr' || field === 'daddr') {
           const offset = field === 'saddr' ? 6 : 0;
-          if (toks[i] === '&') {
-            i++;
-            const mask = macBytes(next());
-            const op = next();
+          if (toks[c.i] === '&') {
+            c.i++;
+            const mask = macBytes(next(c));
+            const op = next(c);
             if (op !== '==' && op !== '!=') throw new Unsupported();
-            out.push(payload(PAYLOAD.LL, offset, 6), bitwise(mask), cmp(op === '==' ? CMP.EQ : CMP.NEQ, macBytes(next())));
+            out.push(payload(PAYLOAD.LL, offset, 6), bitwise(mask), cmp(op === '==' ? CMP.EQ : CMP.NEQ, macBytes(next(c))));
             break;
           }
-          const neq = peekNeq();
+          const neq = peekNeq(c);
           out.push(payload(PAYLOAD.LL, offset, 6));
-          const r = oneValueRange(neq, macBytes);
+          const r = oneValueRange(c, neq, macBytes);
           if (r) {
             out.push(r);
             break;
           }
-          const v = toks[i];
+          const v = toks[c.i];
           if (v?.startsWith('@')) {
-            i++;
+            c.i++;
             out.push(lookup(v.slice(1), neq));
-          } else out.push(inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
+          } else out.push(inSet(DATATYPE.ether_addr, 6, values(c, macBytes), neq, sets));
         } else throw new Unsupported();
         break;
       }
       case 'ip':
       case 'ip6': {
         const family = t === 'ip' ? 4 : 6;
-        const field = next();
+        const field = next(c);
         if (field !== 'saddr' && field !== 'daddr') throw new Unsupported();
         const type = ETHERTYPE[t];
         if (!known.has(type)) {
@@ -383,13 +458,13 @@ function encode(text: string): RuleNetlink {
         }
         const size = family === 4 ? 4 : 16;
         const offset = family === 4 ? (field === 'saddr' ? 12 : 16) : field === 'saddr' ? 8 : 24;
-        const neq = peekNeq();
-        if (toks[i] === '{') {
+        const neq = peekNeq(c);
+        if (toks[c.i] === '{') {
           const type = family === 4 ? DATATYPE.ipv4_addr : DATATYPE.ipv6_addr;
-          out.push(payload(PAYLOAD.NETWORK, offset, size), inSet(type, size, values(addrOf(family)), neq, sets));
+          out.push(payload(PAYLOAD.NETWORK, offset, size), inSet(type, size, values(c, family === 4 ? addr4 : addr6), neq, sets));
           break;
         }
-        const v = next();
+        const v = next(c);
         if (v === undefined) throw new Unsupported();
         if (v.startsWith('@')) {
           out.push(payload(PAYLOAD.NETWORK, offset, size), lookup(v.slice(1), neq));
@@ -412,36 +487,36 @@ function encode(text: string): RuleNetlink {
       }
       case 'arp': {
         // `arp saddr ether|ip`: the sender's hardware and protocol addresses, after an explicit `ether type arp`.
-        if (next() !== 'saddr' || !known.has(ETHERTYPE_NAMES.arp!)) throw new Unsupported();
-        const kind = next();
-        const neq = peekNeq();
-        if (kind === 'ether') out.push(payload(PAYLOAD.NETWORK, 8, 6), inSet(DATATYPE.ether_addr, 6, values(macBytes), neq, sets));
-        else if (kind === 'ip') out.push(payload(PAYLOAD.NETWORK, 14, 4), inSet(DATATYPE.ipv4_addr, 4, values(addrOf(4)), neq, sets));
+        if (next(c) !== 'saddr' || !known.has(ETHERTYPE_NAMES.arp!)) throw new Unsupported();
+        const kind = next(c);
+        const neq = peekNeq(c);
+        if (kind === 'ether') out.push(payload(PAYLOAD.NETWORK, 8, 6), inSet(DATATYPE.ether_addr, 6, values(c, macBytes), neq, sets));
+        else if (kind === 'ip') out.push(payload(PAYLOAD.NETWORK, 14, 4), inSet(DATATYPE.ipv4_addr, 4, values(c, addr4), neq, sets));
         else throw new Unsupported();
         break;
       }
       case 'icmpv6': {
         // Only after an explicit `meta l4proto ipv6-icmp` (nft's own dependency would be more than that).
-        if (next() !== 'type' || l4 !== L4PROTO_NAMES['ipv6-icmp']) throw new Unsupported();
-        const neq = peekNeq();
-        const types = values((n) => Buffer.of(ICMPV6_TYPES[n] ?? int(n, 0xff)));
+        if (next(c) !== 'type' || c.l4 !== L4PROTO_NAMES['ipv6-icmp']) throw new Unsupported();
+        const neq = peekNeq(c);
+        const types = values(c, icmpv6Type);
         out.push(payload(PAYLOAD.TRANSPORT, 0, 1), inSet(DATATYPE.icmpv6_type, 1, types, neq, sets));
         break;
       }
       case 'udp':
       case 'tcp': {
-        const field = next();
+        const field = next(c);
         if (field !== 'sport' && field !== 'dport') throw new Unsupported();
-        l4dependency(L4PROTO_NAMES[t]!);
-        const neq = peekNeq();
-        out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2), cmp(neq ? CMP.NEQ : CMP.EQ, u16be(int(next(), 0xffff))));
+        l4dependency(c, L4PROTO_NAMES[t]!);
+        const neq = peekNeq(c);
+        out.push(payload(PAYLOAD.TRANSPORT, field === 'sport' ? 0 : 2, 2), cmp(neq ? CMP.NEQ : CMP.EQ, u16be(int(next(c), 0xffff))));
         break;
       }
       case 'th': {
-        const field = next();
+        const field = next(c);
         if (field !== 'sport' && field !== 'dport') throw new Unsupported();
-        const neq = peekNeq();
-        const v = next() ?? '';
+        const neq = peekNeq(c);
+        const v = next(c) ?? '';
         const m = /^(\d+)(?:-(\d+))?$/.exec(v);
         if (!m) throw new Unsupported();
         const from = int(m[1], 0xffff);
@@ -455,48 +530,48 @@ function encode(text: string): RuleNetlink {
         break;
       }
       case 'counter':
-        out.push(once('counter', () => expr('counter', [be64(1, 0), be64(2, 0)])));
+        out.push(COUNTER);
         break;
       case 'accept':
       case 'drop':
       case 'return':
-        out.push(once(t, () => verdict(VERDICT[t])));
+        out.push(VERDICT_EXPR[t]);
         done = true;
         break;
       case 'jump':
       case 'goto': {
-        const target = next();
+        const target = next(c);
         if (!target || !/^[\w.-]+$/.test(target)) throw new Unsupported();
         out.push(verdict(VERDICT[t], target));
         done = true;
         break;
       }
       case 'limit': {
-        if (next() !== 'rate') throw new Unsupported();
-        const m = /^(\d+)\/second$/.exec(next() ?? '');
+        if (next(c) !== 'rate') throw new Unsupported();
+        const m = /^(\d+)\/second$/.exec(next(c) ?? '');
         if (!m) throw new Unsupported();
         // nft's defaults: burst 5 packets, no flags.
         out.push(expr('limit', [be64(1, int(m[1], 0xffffffff)), be64(2, 1), be32(3, 5), be32(4, 0), be32(5, 0)]));
         break;
       }
       case 'log': {
-        if (next() !== 'prefix') throw new Unsupported();
-        const prefix = quoted(next());
-        if (next() !== 'group') throw new Unsupported();
-        out.push(expr('log', [be16(1, int(next(), 0xffff)), strAttr(2, prefix)]));
+        if (next(c) !== 'prefix') throw new Unsupported();
+        const prefix = quoted(next(c));
+        if (next(c) !== 'group') throw new Unsupported();
+        out.push(expr('log', [be16(1, int(next(c), 0xffff)), strAttr(2, prefix)]));
         break;
       }
       case 'comment':
-        comment = quoted(next());
-        if (i !== toks.length) throw new Unsupported();
+        comment = quoted(next(c));
+        if (c.i !== toks.length) throw new Unsupported();
         break;
       default: {
         // A raw transport payload, `@th,<bit offset>,<bit length>` (whole bytes only), against integers.
         const raw = /^@th,(\d+),(\d+)$/.exec(t);
         if (!raw || Number(raw[1]) % 8 || Number(raw[2]) % 8 || Number(raw[2]) === 0 || Number(raw[2]) > 128) throw new Unsupported();
         const len = Number(raw[2]) / 8;
-        const neq = peekNeq();
-        const ints = values((v) => {
+        const neq = peekNeq(c);
+        const ints = values(c, (v) => {
           if (!/^0x[0-9a-f]+$/i.test(v) || v.length - 2 > len * 2) throw new Unsupported();
           return Buffer.from(v.slice(2).padStart(len * 2, '0'), 'hex');
         });
@@ -504,13 +579,46 @@ function encode(text: string): RuleNetlink {
       }
     }
   }
-  let userdata: Buffer | undefined;
+  let ud: Buffer | undefined;
   if (comment !== undefined) {
-    const c = Buffer.from(`${comment}\0`);
-    if (c.length > COMMENT_MAX) throw new Unsupported();
-    userdata = Buffer.concat([Buffer.of(NFTNL_UDATA_RULE_COMMENT, c.length), c]);
+    // The attribute in one buffer (header, TLV type and length, the comment, NUL, padding): built in pieces and
+    // concatenated it was a good part of a bulk load's encoding.
+    const len = Buffer.byteLength(comment) + 1;
+    if (len > COMMENT_MAX) throw new Unsupported();
+    ud = Buffer.allocUnsafe((4 + 2 + len + 3) & ~3);
+    ud.fill(0, 4 + len); // the comment's NUL and the padding
+    ud.writeUInt16LE(4 + 2 + len, 0);
+    ud.writeUInt16LE(NFTA_RULE_USERDATA, 2);
+    ud[4] = NFTNL_UDATA_RULE_COMMENT;
+    ud[5] = len;
+    // ASCII by hand (rule ids are): Buffer.write of a short string costs a native call each.
+    if (len === comment.length + 1) for (let k = 0; k < comment.length; k++) ud[6 + k] = comment.charCodeAt(k);
+    else ud.write(comment, 6);
   }
-  return { expressions: nest(NFTA_RULE_EXPRESSIONS, out), ...(userdata ? { userdata } : {}), ...(sets.length ? { sets } : {}) };
+  return {
+    expressions: nest(NFTA_RULE_EXPRESSIONS, out),
+    ...(ud ? { userdata: ud } : {}),
+    ...(sets.length ? { sets } : {}),
+  };
+}
+
+const userdataOf = (r: RuleNetlink): Buffer[] => (r.userdata ? [r.userdata] : []);
+
+/**
+ * `table bridge bees` created with our owner comment, as header() writes it (libnftnl's table userdata, TLV type 0).
+ * An existing table is left as it is: without NFTA_TABLE_FLAGS the kernel's update of it is no operation.
+ */
+export function newTable(): BatchMessage {
+  const comment = Buffer.from(`${OWNER_COMMENT}\0`);
+  return {
+    type: NFT_MSG.NEWTABLE,
+    flags: NLM_F_CREATE,
+    family,
+    attrs: [
+      table(NFTA_TABLE_NAME),
+      attr(NFTA_TABLE_USERDATA, Buffer.concat([Buffer.of(NFTNL_UDATA_TABLE_COMMENT, comment.length), comment])),
+    ],
+  };
 }
 
 /** Chain `name` of `table bridge bees` created (no error when it exists). */
@@ -527,12 +635,14 @@ export const flushChain = (name: string): BatchMessage => ({
   family,
   attrs: [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)],
 });
+/** The table and chain attributes of a rule of chain `name`: built once for all the rules of a chain. */
+export const ruleHead = (name: string): Buffer[] => [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)];
 /** A rule appended to chain `name` (or to the chain its `head`, table and chain attributes, names). */
-export const newRule = (name: string, r: RuleNetlink, head = [table(NFTA_RULE_TABLE), strAttr(NFTA_RULE_CHAIN, name)]): BatchMessage => ({
+export const newRule = (name: string, r: RuleNetlink, head = ruleHead(name)): BatchMessage => ({
   type: NFT_MSG.NEWRULE,
   flags: NLM_F_CREATE | NLM_F_APPEND,
   family,
-  attrs: [...head, r.expressions, ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : [])],
+  attrs: [...head, r.expressions, ...userdataOf(r)],
 });
 /**
  * A rule inserted into chain `name` just before the rule of handle `before` (NFTA_RULE_POSITION without
@@ -548,7 +658,7 @@ export const insertRule = (name: string, r: RuleNetlink, before: bigint | undefi
     strAttr(NFTA_RULE_CHAIN, name),
     ...(before === undefined ? [] : [handleAttr(NFTA_RULE_POSITION, before)]),
     r.expressions,
-    ...(r.userdata ? [attr(NFTA_RULE_USERDATA, r.userdata)] : []),
+    ...userdataOf(r),
   ],
 });
 /** The rule of handle `handle` of chain `name` deleted (ENOENT fails the batch when it is not there). */
