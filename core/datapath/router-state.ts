@@ -7,7 +7,7 @@ import { canonicalIp } from '../net/ip.js';
 import { checkDestination, familyOf, normalizeMac, parseCidr } from './addresses.js';
 import { bridgeName, checkVni, legName, ROUTER_UPLINK, routerLegName, UPLINK_PREFIX, uplinkName } from './names.js';
 import type { Address, FdbEntry, Link, Neighbour, Route } from './netlink/index.js';
-import { canonicalDestination } from './netlink/route.js';
+import { canonicalDestination, RTN } from './netlink/route.js';
 import type { DesiredRouter } from './types.js';
 
 /** Uplinks get a /30 of this range per router: .1 in the router, .2 on the host. */
@@ -83,7 +83,6 @@ export interface NamespaceState {
 
 const RTPROT_KERNEL = 2;
 const RT_SCOPE_LINK = 253;
-const RTN = { unicast: 1, local: 2, multicast: 5, blackhole: 6, prohibit: 8 } as const;
 const routeType = (t: number): RouteType | undefined =>
   t === RTN.unicast ? 'unicast' : t === RTN.blackhole ? 'blackhole' : t === RTN.prohibit ? 'prohibit' : undefined;
 
@@ -440,23 +439,4 @@ export function diffRouter(want: RouterWant, hostNow: NamespaceState, nsNow: Nam
   // Routes from the model (and the uplink's default); every other route not installed by the kernel is stale.
   routeChanges('ns', want.ns.routes, ns.routes, (r) => !foreign(r), out);
   return out;
-}
-
-/** The `ip -batch` line of a change no netlink writer makes yet. */
-export function ipLine(c: Change): string {
-  switch (c.op) {
-    case 'link-mac':
-      return `link set dev ${c.name} address ${c.mac}`;
-    case 'addr-del':
-      return `addr del ${c.cidr} dev ${c.dev}`;
-    case 'route-del':
-      return `route del ${c.route.type === 'unicast' ? '' : `${c.route.type} `}${c.route.dst}${c.route.dev ? ` dev ${c.route.dev}` : ''}`;
-    case 'route-set': {
-      const r = c.route;
-      if (r.type !== 'unicast') return `route replace ${r.type} ${r.dst}`;
-      return `route replace ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`;
-    }
-    default:
-      throw new Error(`no ip line for ${c.op}`);
-  }
 }

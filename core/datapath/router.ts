@@ -6,10 +6,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { familyOf, normalizeMac } from './addresses.js';
 import type { HostContext } from './bridge.js';
-import { inNetns, ipBatch, isGone, run, runJson } from './exec.js';
+import { inNetns, isGone, run } from './exec.js';
 import {
   createVeth,
+  deleteAddress,
   deleteLink,
+  deleteRoute,
   getLink,
   inNamespace,
   listAddresses,
@@ -32,7 +34,6 @@ import {
   checkRouterId,
   desiredRouterState,
   diffRouter,
-  ipLine,
   namespaceState,
   planRouter,
   uplinkSlot,
@@ -172,13 +173,6 @@ export async function ensureRouter(ctx: RouterContext, r: DesiredRouter): Promis
   ]);
 }
 
-/** Changes no netlink writer makes yet: a MAC change, removals of addresses and routes, typed or device-less routes. */
-const needsIp = (c: Change): boolean =>
-  c.op === 'link-mac' ||
-  c.op === 'addr-del' ||
-  c.op === 'route-del' ||
-  (c.op === 'route-set' && (c.route.type !== 'unicast' || c.route.dev === undefined));
-
 /** One change through netlink; `index` resolves a link name of the change's namespace, `forget` drops those known. */
 async function viaNetlink(
   s: NetlinkSocket,
@@ -210,8 +204,14 @@ async function viaNetlink(
         ...(c.noAddrGen ? { noIpv6AddrGen: true } : {}),
       });
       return;
+    case 'link-mac':
+      await setLink(s, c.name, { mac: c.mac });
+      return;
     case 'addr-add':
       await replaceAddress(s, await index(c.dev), c.cidr, { nodad: c.nodad });
+      return;
+    case 'addr-del':
+      await deleteAddress(s, await index(c.dev), c.cidr);
       return;
     case 'neigh-set':
       await replaceNeighbour(s, await index(c.dev), c.ip, c.mac);
@@ -222,20 +222,24 @@ async function viaNetlink(
     case 'fdb-pin':
       await setBridgeFdb(s, await index(c.dev), c.mac);
       return;
-    case 'route-set': {
-      const { family, dst, gateway, dev } = c.route;
-      await replaceRoute(s, { dst, family, gateway, oif: await index(dev!) });
+    case 'route-set':
+    case 'route-del': {
+      const { family, dst, type, dev } = c.route;
+      // A typed route (blackhole, prohibit) names no device; a desired unicast one may leave it to the kernel.
+      const r = {
+        dst,
+        family,
+        type,
+        ...(c.op === 'route-set' ? { gateway: c.route.gateway } : {}),
+        oif: dev === undefined ? undefined : await index(dev),
+      };
+      await (c.op === 'route-set' ? replaceRoute(s, r) : deleteRoute(s, r));
       return;
     }
-    default:
-      throw new Error(`${c.op} has no netlink writer`);
   }
 }
 
-/**
- * Make `changes` in order: through netlink where a writer exists, the rest (a MAC change, removals, typed routes)
- * as `ip -batch` lines, each run of consecutive such lines of one namespace in one process.
- */
+/** Make `changes` in order, each through netlink, on one socket per namespace. */
 async function applyChanges(
   hostNetns: string | undefined,
   nsPath: string,
@@ -256,21 +260,7 @@ async function applyChanges(
         }
         return i;
       };
-      let pending: { where: 'host' | 'ns'; lines: string[] } | undefined;
-      const flush = async (): Promise<void> => {
-        if (!pending) return;
-        const p = pending;
-        pending = undefined;
-        await ipBatch(p.where === 'host' ? hostNetns : nsPath, p.lines, context[p.where]);
-      };
       for (const c of changes) {
-        if (needsIp(c)) {
-          if (pending && pending.where !== c.where) await flush();
-          pending ??= { where: c.where, lines: [] };
-          pending.lines.push(ipLine(c));
-          continue;
-        }
-        await flush();
         try {
           await viaNetlink(
             sockets[c.where],
@@ -286,7 +276,6 @@ async function applyChanges(
           throw new Error(`${context[c.where]}: ${(e as Error).message}`, { cause: e });
         }
       }
-      await flush();
     }),
   );
 }
@@ -321,24 +310,26 @@ export async function setRouterFilters(
   await setRouterChains(`${NETNS_DIR}/${ns}`, prev, next, `router ${id}: could not set its chains in ${ns}`);
 }
 
-/** The field of `ip -j link show` read here. */
-interface LinkJson {
-  ifname: string;
-}
-
 /** Remove the router instance: its namespace (legs and uplink go with it). */
 export async function removeRouter(ctx: RouterContext, id: string): Promise<void> {
   checkRouterId(id);
   const ns = routerNsName(ctx.routerNsPrefix, id);
+  const nsPath = `${NETNS_DIR}/${ns}`;
   // Deleting the host ends first avoids relying on namespace teardown timing for name reuse.
   const hostEnds = [uplinkName(id)];
-  const legs = await runJson<LinkJson[]>(ctx.netns, ['ip', '-j', 'link', 'show'], `router ${id}: could not read host links`);
-  const inNs = existsSync(`${NETNS_DIR}/${ns}`)
-    ? await runJson<LinkJson[]>(`${NETNS_DIR}/${ns}`, ['ip', '-j', 'link', 'show'], `router ${id}: could not read ${ns}`)
-    : [];
-  for (const l of inNs) if (l.ifname.startsWith('l-')) hostEnds.push(legName(id, parseInt(l.ifname.slice(2), 16)));
-  const del = hostEnds.filter((n) => legs.some((l) => l.ifname === n)).map((n) => `link del ${n}`);
-  await ipBatch(ctx.netns, del, `router ${id}: could not delete its legs`);
+  if (existsSync(nsPath)) {
+    const inner = await withNetlink(nsPath, listLinks).catch((e: unknown) => {
+      if (isGone(e)) return [];
+      throw new Error(`router ${id}: could not read ${ns}: ${(e as Error).message}`, { cause: e });
+    });
+    for (const l of inner) if (l.name.startsWith('l-')) hostEnds.push(legName(id, parseInt(l.name.slice(2), 16)));
+  }
+  // A link already gone (or never made) is "gone", not an error.
+  await withNetlink(ctx.netns, async (s) => {
+    for (const n of hostEnds) await deleteLink(s, n);
+  }).catch((e: unknown) => {
+    throw new Error(`router ${id}: could not delete its legs: ${(e as Error).message}`, { cause: e });
+  });
   await run(['ip', 'netns', 'del', ns], { context: `router ${id}: could not delete namespace ${ns}` }).catch((e) => {
     if (!isGone(e)) throw e;
   });

@@ -317,7 +317,10 @@ test.serial('router routes and legs in both families: next hops, blackhole and r
     legs: [{ ...r.legs[0]!, mac: newMac, addresses: [`${a.gw4}/24`] }, r.legs[1]!],
     routes: [{ ...routes[0]!, via: '10.62.2.253' }, routes[1]!, routes[3]!],
   };
+  const changing = spawnCounter.count;
   await c.dp.get('h1')!.ensureRouter(next);
+  // Every one of these changes is a netlink request: a new MAC, removals of an address and a route, typed routes.
+  t.is(spawnCounter.count - changing, 0, 'changing a router in place starts no process');
   t.deepEqual(await ours(), ['10.62.9.0/24 via 10.62.2.253', 'fd00:62:9::/48 via fd00:62:2::fe', 'prohibit fd00:62:8::/48'].sort());
   const link = (await ip('addr', 'show', 'dev', legA))[0] as { address: string; addr_info: { local: string; scope: string }[] };
   t.is(link.address, newMac);
@@ -333,6 +336,12 @@ test.serial('router routes and legs in both families: next hops, blackhole and r
   await c.dp.get('h1')!.ensureRouter(next);
   t.is(spawnCounter.count - resync, 0, 'a converged router starts no process');
 
-  await teardownAll(c, ports, [a, b], [next]);
+  // Removal reads and deletes the links through netlink: the namespace's `ip netns del` is its one process.
+  const removing = spawnCounter.count;
+  await c.dp.get('h1')!.removeRouter(next.id);
+  t.is(spawnCounter.count - removing, 1, 'removeRouter starts only `ip netns del`');
+  t.false((await c.h.exec(h1, ['ip', 'netns', 'list'])).stdout.includes(ns));
+
+  await teardownAll(c, ports, [a, b], [next]); // removes the router again: nothing left to do, no error
   t.deepEqual(await c.h.allLeaks(), {});
 });

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import {
   createVeth,
+  deleteAddress,
   deleteLink,
+  deleteRoute,
   deleteFdb,
   getLink,
   KernelError,
@@ -21,6 +23,7 @@ import {
   listRoutes,
   replaceAddress,
   replaceRoute,
+  RTN,
   setLink,
   withNetlink,
 } from '../datapath/netlink/index.js';
@@ -169,6 +172,79 @@ test('IPv4 and IPv6 addresses and routes are installed, replaced idempotently an
     withNetlink(b.path, (s) => replaceRoute(s, { dst: '10.10.0.0/16', gateway: '192.0.2.1', oif: seen.index })),
     { message: /replace route 10\.10\.0\.0\/16 via 192\.0\.2\.1.*Network is unreachable/ },
   );
+});
+
+test('a MAC is set, addresses and routes are deleted ("gone" the second time), typed routes in both families', async (t) => {
+  const a = namespace(t);
+  const b = namespace(t);
+  await withNetlink(a.path, (s) => createVeth(s, { name: 'h0', peer: { name: 'eth0', netns: b.path } }));
+  const seen = await withNetlink(b.path, async (s) => {
+    const l = (await getLink(s, 'eth0'))!;
+    await setLink(s, l.index, { up: true, mac: '02:aa:bb:cc:dd:0e' });
+    await replaceAddress(s, l.index, '10.7.0.5/24');
+    await replaceAddress(s, l.index, '10.7.1.5/24');
+    await replaceAddress(s, l.index, 'fd00:7::5/64', { nodad: true });
+    await replaceRoute(s, { dst: '10.8.0.0/16', gateway: '10.7.0.254', oif: l.index });
+    await replaceRoute(s, { dst: 'fd00:8::/48', gateway: 'fd00:7::fe' }); // the kernel finds the link
+    for (const [dst, type] of [
+      ['10.9.0.0/16', 'blackhole'],
+      ['10.10.0.0/16', 'unreachable'],
+      ['10.11.0.0/16', 'prohibit'],
+      ['fd00:9::/48', 'blackhole'],
+      ['fd00:10::/48', 'unreachable'],
+      ['fd00:11::/48', 'prohibit'],
+    ] as const) {
+      for (let i = 0; i < 2; i++) await replaceRoute(s, { dst, type });
+    }
+    // A route replaced by one of another type, and back.
+    await replaceRoute(s, { dst: '10.8.0.0/16', type: 'prohibit' });
+    await replaceRoute(s, { dst: '10.8.0.0/16', gateway: '10.7.0.253', oif: l.index });
+    return { index: l.index, routes: await listRoutes(s) };
+  });
+  t.is((ip(b.name, 'link', 'show', 'eth0') as LinkJson[])[0]!.address, '02:aa:bb:cc:dd:0e');
+  const typed = (fam: string): string[] =>
+    (ip(b.name, fam, 'route', 'show', 'table', 'main') as (RouteJson & { type?: string })[])
+      .filter((r) => r.type && r.type !== 'unicast')
+      .map((r) => `${r.type} ${r.dst}`)
+      .sort();
+  t.deepEqual(typed('-4'), ['blackhole 10.9.0.0/16', 'prohibit 10.11.0.0/16', 'unreachable 10.10.0.0/16']);
+  t.deepEqual(typed('-6'), ['blackhole fd00:9::/48', 'prohibit fd00:11::/48', 'unreachable fd00:10::/48']);
+  t.true(seen.routes.some((r) => r.dst === '10.8.0.0/16' && r.gateway === '10.7.0.253' && r.type === RTN.unicast));
+  t.true(seen.routes.some((r) => r.dst === 'fd00:8::/48' && r.gateway === 'fd00:7::fe' && r.oif === seen.index));
+  t.true(seen.routes.some((r) => r.dst === 'fd00:11::/48' && r.type === RTN.prohibit));
+
+  await withNetlink(b.path, async (s) => {
+    for (let i = 0; i < 2; i++) {
+      const want = i === 0 ? 'deleted' : 'gone';
+      t.is(await deleteAddress(s, seen.index, '10.7.1.5/24'), want);
+      t.is(await deleteAddress(s, seen.index, 'fd00:7::5/64'), want);
+      t.is(await deleteRoute(s, { dst: '10.8.0.0/16', oif: seen.index }), want);
+      t.is(await deleteRoute(s, { dst: 'fd00:8::/48', oif: seen.index }), want);
+      t.is(await deleteRoute(s, { dst: '10.9.0.0/16', type: 'blackhole' }), want);
+      t.is(await deleteRoute(s, { dst: 'fd00:11::/48', type: 'prohibit' }), want);
+    }
+    // A typed IPv6 route reads back through lo, and is deleted as read.
+    const lo = seen.routes.find((r) => r.dst === 'fd00:10::/48')!.oif;
+    t.is(lo, (await getLink(s, 'lo'))!.index);
+    t.is(await deleteRoute(s, { dst: 'fd00:10::/48', type: 'unreachable', oif: lo }), 'deleted');
+    // Delete matches the type: an IPv4 unreachable route is not a blackhole one.
+    t.is(await deleteRoute(s, { dst: '10.10.0.0/16', type: 'blackhole' }), 'gone');
+    t.is(await deleteAddress(s, 9999, '10.7.0.5/24'), 'gone', 'no such link');
+    await t.throwsAsync(replaceRoute(s, { dst: '10.12.0.0/16', type: 'blackhole', gateway: '10.7.0.1' }), {
+      message: /route blackhole 10\.12\.0\.0\/16 via 10\.7\.0\.1: a blackhole route has no next hop or device/,
+    });
+    await t.throwsAsync(replaceRoute(s, { dst: '10.12.0.0/16' }), { message: /route 10\.12\.0\.0\/16: needs a next hop or a device/ });
+    await t.throwsAsync(setLink(s, seen.index, { mac: 'zz' }), { message: /invalid MAC address "zz"/ });
+  });
+  const addrs = (ip(b.name, 'addr', 'show', 'dev', 'eth0') as AddrJson[])[0]!.addr_info.filter((x) => !x.local.startsWith('fe80'));
+  t.deepEqual(
+    addrs.map((x) => `${x.local}/${x.prefixlen}`),
+    ['10.7.0.5/24'],
+  );
+  t.deepEqual(typed('-4'), ['prohibit 10.11.0.0/16', 'unreachable 10.10.0.0/16']);
+  t.deepEqual(typed('-6'), ['blackhole fd00:9::/48']);
+  const v4 = ip(b.name, 'route', 'show', 'table', 'main') as RouteJson[];
+  t.false(v4.some((r) => r.dst === '10.8.0.0/16'));
 });
 
 interface FdbJson {

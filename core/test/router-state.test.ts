@@ -4,7 +4,6 @@ import test from 'ava';
 import {
   desiredRouterState,
   diffRouter,
-  ipLine,
   planRouter,
   type Change,
   type CurrentLink,
@@ -84,6 +83,25 @@ function converged(w: RouterWant): { host: NamespaceState; ns: NamespaceState } 
 }
 
 const ops = (cs: Change[]): string[] => cs.map((c) => `${c.where} ${c.op}`);
+
+/** A change as the `ip` command that would make it reads: compact, and checkable against `ip -batch` by eye. */
+function ipLine(c: Change): string {
+  switch (c.op) {
+    case 'link-mac':
+      return `link set dev ${c.name} address ${c.mac}`;
+    case 'addr-del':
+      return `addr del ${c.cidr} dev ${c.dev}`;
+    case 'route-del':
+      return `route del ${c.route.type === 'unicast' ? '' : `${c.route.type} `}${c.route.dst}${c.route.dev ? ` dev ${c.route.dev}` : ''}`;
+    case 'route-set': {
+      const r = c.route;
+      if (r.type !== 'unicast') return `route replace ${r.type} ${r.dst}`;
+      return `route replace ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`;
+    }
+    default:
+      throw new Error(`no ip line for ${c.op}`);
+  }
+}
 
 test('a converged router differs in nothing, in either family', (t) => {
   const w = want();

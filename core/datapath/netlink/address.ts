@@ -1,9 +1,11 @@
-// Interface addresses (RTM_*ADDR, linux/if_addr.h).
+// Interface addresses (RTM_*ADDR, linux/if_addr.h): list, add or update, delete.
 import { parseCidr } from '../addresses.js';
 import { AF_INET, addressFamily, ipBytes, ipText, parseAttrs, u32Attr, attr } from './attributes.js';
+import { KernelError } from './libc.js';
 import { NLM_F_CREATE, NLM_F_REPLACE, type NetlinkSocket } from './socket.js';
 
 const RTM_NEWADDR = 20;
+const RTM_DELADDR = 21;
 const RTM_GETADDR = 22;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
@@ -51,11 +53,10 @@ export async function listAddresses(s: NetlinkSocket, index?: number): Promise<A
   return out;
 }
 
-/** Add `cidr` (address/prefix) to link `index`, or update it if present. */
-export async function replaceAddress(s: NetlinkSocket, index: number, cidr: string, opts: { nodad?: boolean } = {}): Promise<void> {
+/** The request naming `cidr` on link `index`: the address as both local and peer, as `ip addr` sends it. */
+function addressRequest(index: number, cidr: string, flags = 0): Buffer {
   const c = parseCidr(cidr);
   const ip = ipBytes(c.ip);
-  const flags = opts.nodad ? IFA_F_NODAD : 0;
   const body = Buffer.concat([
     ifaddrmsg(addressFamily(c.family), c.prefix, index),
     attr(IFA_LOCAL, ip),
@@ -63,5 +64,22 @@ export async function replaceAddress(s: NetlinkSocket, index: number, cidr: stri
     ...(flags ? [u32Attr(IFA_FLAGS, flags)] : []),
   ]);
   body[2] = flags & 0xff;
+  return body;
+}
+
+/** Add `cidr` (address/prefix) to link `index`, or update it if present. */
+export async function replaceAddress(s: NetlinkSocket, index: number, cidr: string, opts: { nodad?: boolean } = {}): Promise<void> {
+  const body = addressRequest(index, cidr, opts.nodad ? IFA_F_NODAD : 0);
   await s.ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, body, `replace address ${cidr} on link #${index}`);
+}
+
+/** Remove `cidr` (address/prefix) from link `index`; "gone" when the link does not hold it (or is gone itself). */
+export async function deleteAddress(s: NetlinkSocket, index: number, cidr: string): Promise<'deleted' | 'gone'> {
+  try {
+    await s.ack(RTM_DELADDR, 0, addressRequest(index, cidr), `delete address ${cidr} from link #${index}`);
+    return 'deleted';
+  } catch (e) {
+    if (e instanceof KernelError && (e.code === 'EADDRNOTAVAIL' || e.code === 'ENODEV')) return 'gone';
+    throw e;
+  }
 }

@@ -16,8 +16,8 @@ export {
   type LinkRef,
   type VethSpec,
 } from './link.js';
-export { listAddresses, replaceAddress, IFA_F_NODAD, type Address } from './address.js';
-export { canonicalDestination, listRoutes, replaceRoute, type Route, type RouteSpec } from './route.js';
+export { deleteAddress, listAddresses, replaceAddress, IFA_F_NODAD, type Address } from './address.js';
+export { canonicalDestination, deleteRoute, listRoutes, replaceRoute, RTN, type Route, type RouteSpec, type RouteType } from './route.js';
 export { listNeighbours, replaceNeighbour, deleteNeighbour, type Neighbour } from './neighbour.js';
 export { deleteFdb, listFdb, setBridgeFdb, setTunnelFdb, type FdbEntry } from './fdb.js';
 export { listRules, type Rule } from './rule.js';

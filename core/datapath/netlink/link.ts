@@ -1,5 +1,5 @@
 // Network interfaces (RTM_*LINK, linux/if_link.h, linux/veth.h): read one, create a veth pair, change flags,
-// master and IPv6 address generation, delete. A link is named either by index or by name: the kernel looks a name
+// master, MAC and IPv6 address generation, delete. A link is named either by index or by name: the kernel looks a name
 // up itself (IFLA_IFNAME with index 0), which saves a round trip per change.
 import { AF_INET6, attr, ipText, macBytes, macText, nested, parseAttrs, readString, strAttr, u32Attr, u8Attr } from './attributes.js';
 import { closeSync } from 'node:fs';
@@ -210,6 +210,8 @@ export interface LinkChange {
   noIpv6AddrGen?: boolean;
   /** The link's group (0 is the default group). */
   group?: number;
+  /** Its MAC address. Setting one (even the same) flushes the link's neighbours, permanent ones included. */
+  mac?: string;
 }
 
 /** Apply changes to one link in one request. */
@@ -218,6 +220,7 @@ export async function setLink(s: NetlinkSocket, ref: LinkRef, c: LinkChange): Pr
   if (c.master !== undefined) attrs.push(u32Attr(IFLA_MASTER, c.master));
   if (c.mtu !== undefined) attrs.push(u32Attr(IFLA_MTU, c.mtu));
   if (c.group !== undefined) attrs.push(u32Attr(IFLA_GROUP, c.group));
+  if (c.mac !== undefined) attrs.push(attr(IFLA_ADDRESS, macBytes(c.mac)));
   if (c.noIpv6AddrGen) {
     attrs.push(nested(IFLA_AF_SPEC, [nested(AF_INET6, [u8Attr(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)])]));
   }
