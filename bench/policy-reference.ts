@@ -6,6 +6,7 @@
 // applyChains: a rule-level edit by handle, chain-edit.ts), the reference runs `iptables -I`. Each side in its own harness host, interleaved rounds.
 import { applyChains } from '../core/datapath/nft/policy.js';
 import { nftApply } from '../core/datapath/nft/index.js';
+import { generation } from '../core/datapath/nft/nfnetlink.js';
 import { compileChain, type CompileContext } from '../core/policy/compile.js';
 import { PROTO_TCP, type PolicyRule } from '../core/policy/simulate.js';
 import type { Harness, HarnessHost } from '../testbed/index.js';
@@ -14,6 +15,8 @@ import { interleavedRounds, pairedRatio, roundsSpread, timed, type BenchContext,
 const CTX: CompileContext = { macOf: () => undefined, chainExists: () => true };
 const CHAIN = 'BEES-BENCH';
 const portOf = (i: number) => 20000 + (i % 40000);
+/** Untimed loads per side before the timed rounds (see versusIptables). */
+const WARM_LOADS = 5;
 
 /** `iptables-restore` input: one chain in the filter table holding `n` TCP-port drops (the same ports as ours). */
 function restoreInput(n: number): string {
@@ -59,8 +62,27 @@ export async function versusIptables(
     await h.exec(ref, [tool, '-F', CHAIN]);
     await h.exec(ref, [tool, '-X', CHAIN]);
   };
-  const clearOurs = () =>
-    nftApply(ours.netns, 'add table bridge bees\ndelete table bridge bees\n', 'could not remove table bridge bees').catch(() => undefined);
+  const clearOurs = async () => {
+    await nftApply(ours.netns, 'add table bridge bees\ndelete table bridge bees\n', 'could not remove table bridge bees').catch(
+      () => undefined,
+    );
+    // The removal's teardown finished before the load is timed, as the reference's `iptables -X` process finishes
+    // before its restore: libnftables' socket is closed on a pool thread, not waited for, and that close waits in
+    // the kernel (under the commit mutex) for the table's destruction, an RCU grace period, which the load's commit
+    // then waited for (~6 ms of a 1,000-rule load). A request on a socket of its own closed here waits for it.
+    generation(ours.netns);
+  };
+  // Untimed loads per side first (WARM_LOADS): the agent is a long-running process whose compiler, encoder and
+  // batch code are hot (every attach runs them for its port's chains). Without them the first rounds measured V8
+  // tiering that code up: a 1,000-rule load took ~45, 30, 22, 20, 17 ms in its first five rounds, ~8-10 after, and
+  // the section measured first paid it alone. The reference's process per load has nothing to warm but the page
+  // cache.
+  for (let w = 0; w < WARM_LOADS; w++) {
+    await clearOurs();
+    await applyChains(ours.netns, [compileChain(chainId, oursRules(n, chainId), CTX)]);
+    await clearRef();
+    await must(h, ref, [`${tool}-restore`, '--noflush'], input);
+  }
   const load = await interleavedRounds(
     rounds,
     async () => {

@@ -166,6 +166,9 @@ function match(field: keyof typeof FIELDS, value: string, inv: boolean | undefin
   return { text: `${field} != ${value}`, fam, apart: { layer, offset, len, text: `${field} != ${value}-${value}` } };
 }
 
+/** The operator of an inverted match (module-level: a closure per call cost tsx's keepNames a defineProperty). */
+const not = (inv?: boolean): string => (inv ? '!= ' : '');
+
 /** An address condition: MidoNet matches "has an IP source in the subnet"; inverted, also every non-IP frame. */
 function addressTerm(dir: 'saddr' | 'daddr', cidr: string, inv?: boolean, router?: boolean): Term {
   const text: string = cidr;
@@ -184,7 +187,6 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
   // noVlan needs no match: tagged frames never reach the filters (simulate.ts skips them too).
   const marks = ctx.marks ?? DEFAULT_MARKS;
   const terms: Term[] = [];
-  const not = (inv?: boolean) => (inv ? '!= ' : '');
   const router = ctx.router;
   if (router) {
     // The bridge stages' mark bit, spelled out: a reply of an established connection, or a related packet.
@@ -200,39 +202,42 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     (c.portGroupSrc !== undefined || c.portGroupDst !== undefined || c.ipAddrGroupSrc !== undefined || c.ipAddrGroupDst !== undefined)
   )
     throw new CompileError(`rule ${ruleId}: port and address groups are not supported in router chains yet`);
-  for (const [field, dir, inv] of [
-    ['portGroupSrc', 'saddr', c.invPortGroupSrc],
-    ['portGroupDst', 'daddr', c.invPortGroupDst],
-  ] as const) {
-    const g = c[field];
-    if (g === undefined) continue;
-    const s = portGroupSet(g);
-    sets.set(s, { name: s, type: 'ether_addr' });
-    terms.push(one(`ether ${dir} ${not(inv)}@${s}`));
-  }
-  for (const [ids, dir, inv] of [
-    [c.inPortIds, 'saddr', c.invInPorts],
-    [c.outPortIds, 'daddr', c.invOutPorts],
-  ] as const) {
-    if (!ids?.length) continue;
-    if (router) {
-      const names = ids.map((id) => {
-        const n = router.ifnameOf(id);
-        if (!n) throw new CompileError(`rule ${ruleId}: port ${id} is not a port of this router`);
-        return `"${n}"`;
-      });
-      terms.push(one(`${dir === 'saddr' ? 'iifname' : 'oifname'} ${not(inv)}${portSet([...new Set(names)])}`));
-      continue;
+  // Each loop below is skipped whole when its fields are absent (most rules): its array literals are allocations.
+  if (c.portGroupSrc !== undefined || c.portGroupDst !== undefined)
+    for (const [field, dir, inv] of [
+      ['portGroupSrc', 'saddr', c.invPortGroupSrc],
+      ['portGroupDst', 'daddr', c.invPortGroupDst],
+    ] as const) {
+      const g = c[field];
+      if (g === undefined) continue;
+      const s = portGroupSet(g);
+      sets.set(s, { name: s, type: 'ether_addr' });
+      terms.push(one(`ether ${dir} ${not(inv)}@${s}`));
     }
-    const macs = ids.map((id) => {
-      const m = ctx.macOf(id);
-      if (!m) throw new CompileError(`rule ${ruleId}: port ${id} is unknown`);
-      return m.toLowerCase();
-    });
-    const set = [...new Set(macs)];
-    // A set is a lookup, never merged; a single MAC is a compare.
-    terms.push(set.length === 1 ? [match(`ether ${dir}`, set[0]!, inv)] : one(`ether ${dir} ${not(inv)}${portSet(set)}`));
-  }
+  if (c.inPortIds?.length || c.outPortIds?.length)
+    for (const [ids, dir, inv] of [
+      [c.inPortIds, 'saddr', c.invInPorts],
+      [c.outPortIds, 'daddr', c.invOutPorts],
+    ] as const) {
+      if (!ids?.length) continue;
+      if (router) {
+        const names = ids.map((id) => {
+          const n = router.ifnameOf(id);
+          if (!n) throw new CompileError(`rule ${ruleId}: port ${id} is not a port of this router`);
+          return `"${n}"`;
+        });
+        terms.push(one(`${dir === 'saddr' ? 'iifname' : 'oifname'} ${not(inv)}${portSet([...new Set(names)])}`));
+        continue;
+      }
+      const macs = ids.map((id) => {
+        const m = ctx.macOf(id);
+        if (!m) throw new CompileError(`rule ${ruleId}: port ${id} is unknown`);
+        return m.toLowerCase();
+      });
+      const set = [...new Set(macs)];
+      // A set is a lookup, never merged; a single MAC is a compare.
+      terms.push(set.length === 1 ? [match(`ether ${dir}`, set[0]!, inv)] : one(`ether ${dir} ${not(inv)}${portSet(set)}`));
+    }
   if (c.ethertype !== undefined && router) {
     // Only IPv4 and IPv6 reach a router's hooks: another ethertype never matches (inverted: always).
     const nf = c.ethertype === ETH_IPV4 ? 'ipv4' : c.ethertype === ETH_IPV6 ? 'ipv6' : undefined;
@@ -242,16 +247,17 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     const f = c.ethertype === ETH_IPV4 ? '4' : c.ethertype === ETH_IPV6 ? '6' : undefined;
     terms.push([match('ether type', hex(c.ethertype), c.invEthertype, f && (c.invEthertype ? `!${f}` : f))]);
   }
-  for (const [mac, mask, dir, inv] of [
-    [c.dlSrc, c.dlSrcMask, 'saddr', c.invDlSrc],
-    [c.dlDst, c.dlDstMask, 'daddr', c.invDlDst],
-  ] as const) {
-    if (mac === undefined) continue;
-    const m = normalizeMac(mac);
-    const k = mask === undefined ? undefined : normalizeMac(mask);
-    if (k === undefined || k === 'ff:ff:ff:ff:ff:ff') terms.push([match(`ether ${dir}`, m, inv)]);
-    else terms.push(one(`ether ${dir} & ${k} ${inv ? '!=' : '=='} ${maskMac(m, k)}`));
-  }
+  if (c.dlSrc !== undefined || c.dlDst !== undefined)
+    for (const [mac, mask, dir, inv] of [
+      [c.dlSrc, c.dlSrcMask, 'saddr', c.invDlSrc],
+      [c.dlDst, c.dlDstMask, 'daddr', c.invDlDst],
+    ] as const) {
+      if (mac === undefined) continue;
+      const m = normalizeMac(mac);
+      const k = mask === undefined ? undefined : normalizeMac(mask);
+      if (k === undefined || k === 'ff:ff:ff:ff:ff:ff') terms.push([match(`ether ${dir}`, m, inv)]);
+      else terms.push(one(`ether ${dir} & ${k} ${inv ? '!=' : '=='} ${maskMac(m, k)}`));
+    }
   if (c.nwProto !== undefined) terms.push(one(`meta l4proto ${not(c.invNwProto)}${c.nwProto}`));
   if (c.nwSrc !== undefined) terms.push(addressTerm('saddr', c.nwSrc, c.invNwSrc, !!router));
   if (c.nwDst !== undefined) terms.push(addressTerm('daddr', c.nwDst, c.invNwDst, !!router));
@@ -260,37 +266,38 @@ export function conditionTerms(c: PolicyCondition, ctx: CompileContext, sets: Ma
     // compiled only next to the protocol it is about.
     if (c.nwProto === undefined || c.invNwProto) throw new CompileError(`rule ${ruleId}: a port range needs a (non-inverted) nwProto`);
     const icmp = c.nwProto === PROTO_ICMP ? 'icmp' : c.nwProto === PROTO_ICMPV6 ? 'icmpv6' : undefined;
-    const ported = [PROTO_TCP, PROTO_UDP, PROTO_SCTP].includes(c.nwProto);
+    const ported = c.nwProto === PROTO_TCP || c.nwProto === PROTO_UDP || c.nwProto === PROTO_SCTP;
     if (!icmp && !ported) throw new CompileError(`rule ${ruleId}: protocol ${c.nwProto} has no ports`);
     // ICMP: type in the source-port slot, code in the destination-port slot (MidoNet's flow match).
     const f: Fam | undefined = icmp === 'icmp' ? '4' : icmp ? '6' : undefined;
     // A real range is a range expression already; one value is a compare (icmp type and code are adjacent bytes,
     // as are the two ports).
-    for (const [r, inv, field] of [
-      [c.tpSrc, c.invTpSrc, icmp ? (`${icmp} type` as const) : ('th sport' as const)],
-      [c.tpDst, c.invTpDst, icmp ? (`${icmp} code` as const) : ('th dport' as const)],
+    if (c.tpSrc) terms.push(portTerm(c.tpSrc, c.invTpSrc, icmp ? `${icmp} type` : 'th sport', f));
+    if (c.tpDst) terms.push(portTerm(c.tpDst, c.invTpDst, icmp ? `${icmp} code` : 'th dport', f));
+  }
+  if (c.ipAddrGroupSrc !== undefined || c.ipAddrGroupDst !== undefined)
+    for (const [g, dir, inv] of [
+      [c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc],
+      [c.ipAddrGroupDst, 'daddr', c.invIpAddrGroupDst],
     ] as const) {
-      if (!r) continue;
-      terms.push(r.start === r.end ? [match(field, `${r.start}`, inv, f)] : one(`${field} ${not(inv)}${range(r)}`, f));
+      if (g === undefined) continue;
+      const v4 = addrGroupSet(g, 4);
+      const v6 = addrGroupSet(g, 6);
+      // Interval sets hold prefixes as well as addresses (our groups accept CIDRs; MidoNet's held addresses only).
+      sets.set(v4, { name: v4, type: 'ipv4_addr', interval: true });
+      sets.set(v6, { name: v6, type: 'ipv6_addr', interval: true });
+      terms.push(
+        inv
+          ? [alt('ether type != { ip, ip6 }', '!ip'), alt(`ip ${dir} != @${v4}`, '4'), alt(`ip6 ${dir} != @${v6}`, '6')]
+          : [alt(`ip ${dir} @${v4}`, '4'), alt(`ip6 ${dir} @${v6}`, '6')],
+      );
     }
-  }
-  for (const [g, dir, inv] of [
-    [c.ipAddrGroupSrc, 'saddr', c.invIpAddrGroupSrc],
-    [c.ipAddrGroupDst, 'daddr', c.invIpAddrGroupDst],
-  ] as const) {
-    if (g === undefined) continue;
-    const v4 = addrGroupSet(g, 4);
-    const v6 = addrGroupSet(g, 6);
-    // Interval sets hold prefixes as well as addresses (our groups accept CIDRs; MidoNet's held addresses only).
-    sets.set(v4, { name: v4, type: 'ipv4_addr', interval: true });
-    sets.set(v6, { name: v6, type: 'ipv6_addr', interval: true });
-    terms.push(
-      inv
-        ? [alt('ether type != { ip, ip6 }', '!ip'), alt(`ip ${dir} != @${v4}`, '4'), alt(`ip6 ${dir} != @${v6}`, '6')]
-        : [alt(`ip ${dir} @${v4}`, '4'), alt(`ip6 ${dir} @${v6}`, '6')],
-    );
-  }
   return terms;
+}
+
+/** A port (or ICMP type/code) range term: one value is a compare (it may need to stay apart), a range a range. */
+function portTerm(r: { start: number; end: number }, inv: boolean | undefined, field: keyof typeof FIELDS, f: Fam | undefined): Term {
+  return r.start === r.end ? [match(field, `${r.start}`, inv, f)] : one(`${field} ${not(inv)}${range(r)}`, f);
 }
 
 /** `mac & mask`, as nft compares a masked field with a value that has no bits outside the mask. */
@@ -405,7 +412,7 @@ export function compileChain(chainId: string, rules: readonly PolicyRule[], ctx:
         ctxKey,
         condition: rule.condition,
         lines: out.slice(first),
-        sets: conditionSets(rule.condition).flatMap((n) => sets.get(n) ?? []),
+        sets: sets.size ? conditionSets(rule.condition).flatMap((n) => sets.get(n) ?? []) : NO_SETS,
       });
     }
   }
@@ -419,6 +426,7 @@ export function compileChain(chainId: string, rules: readonly PolicyRule[], ctx:
  * unchanged rules by identity. Only rules whose texts depend on nothing but the rule and the context's logging and
  * mark settings (the key) are cached: not port-id matches (macOf) nor jumps (chainExists), nor router chains.
  */
+const NO_SETS: SetDecl[] = [];
 const ruleCache = new WeakMap<PolicyRule, { ctxKey: string; condition: PolicyRule['condition']; lines: string[]; sets: SetDecl[] }>();
 
 /** The set names a condition refers to (its groups), for ruleCache. */
@@ -440,7 +448,7 @@ function compileRule(rule: PolicyRule, ctx: CompileContext, sets: Map<string, Se
   const terms = conditionTerms(rule.condition, ctx, sets, rule.id);
   if (terms === null) return;
   if (rule.action === 'jump') jumps.add(rule.jumpChainId!);
-  const tail = ['counter', verdict, `comment "r=${rule.id}"`].filter(Boolean).join(' ');
+  const tail = verdict ? `counter ${verdict} comment "r=${rule.id}"` : `counter comment "r=${rule.id}"`;
   // Not counted and commented `l=`: the counters stay one per rule (parseRuleCounters reads `r=`).
   const log =
     ctx.dropLog && verdict === 'drop'

@@ -12,7 +12,9 @@ import {
   NLM_F_CREATE,
   chainExists,
   chainRuleComments,
+  closeShared,
   nftBatch,
+  openShared,
   nftBatchCounter,
   type BatchMessage,
 } from '../datapath/nft/nfnetlink.js';
@@ -174,6 +176,19 @@ test.serial('compiled rules sent as netlink expressions list exactly as nft comp
   await t.throwsAsync(nftBatch(ns, [...jumpToNothing, newChain('c-after')], 'broken'), { message: /broken: .*(ENOENT|No such file)/ });
   t.false(chainExists(ns, 'bridge', 'bees', 'c-bad'));
   t.false(chainExists(ns, 'bridge', 'bees', 'c-after'));
+  // On a socket shared by several requests (a chain write's), a refused batch's late replies (the acknowledgement
+  // of its last message comes after the error) must not be taken for the next batch's: the next refusal is seen,
+  // and a good batch after it is applied.
+  const via = openShared(ns, 'shared');
+  try {
+    await t.throwsAsync(nftBatch(ns, [...jumpToNothing, newChain('c-after')], 'first', via), { message: /first: / });
+    await t.throwsAsync(nftBatch(ns, [...jumpToNothing, newChain('c-after')], 'second', via), { message: /second: / });
+    t.false(chainExists(ns, 'bridge', 'bees', 'c-after', via));
+    await nftBatch(ns, [newChain('c-after')], 'third', via);
+    t.true(chainExists(ns, 'bridge', 'bees', 'c-after', via));
+  } finally {
+    closeShared(via);
+  }
 });
 
 /** A NUL-terminated string attribute (the test spells the messages the way nfnetlink.ts does). */

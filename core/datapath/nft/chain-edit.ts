@@ -18,7 +18,17 @@
 // the commit) too.
 import { chainName, type CompiledChain } from '../../policy/compile.js';
 import { diffRules } from './rule-diff.js';
-import { chainExists, chainRuleHandles, generation, nftBatch, nftBatchEcho, type BatchMessage } from './nfnetlink.js';
+import {
+  BatchWriter,
+  NLM_F_ECHO,
+  chainExists,
+  chainRuleHandles,
+  generation,
+  nftBatchEcho,
+  nftBatchEchoWritten,
+  type BatchMessage,
+  type SharedSocket,
+} from './nfnetlink.js';
 import { NFT_MSG, deleteRule, flushChain, insertRule, newChain, newRule, newTable, ruleHead, ruleNetlink } from './rule-netlink.js';
 import { onOwnCommit, ownCommit } from './own-commits.js';
 import { HOST_BRIDGE } from './tables.js';
@@ -92,10 +102,10 @@ function record(netns: string | undefined, c: CompiledChain, handles: bigint[] |
 }
 
 /** The handles of our record of a chain if the kernel's chain is exactly what we wrote, else undefined. */
-function verifiedHandles(netns: string | undefined, w: Written, name: string, gen: number): bigint[] | undefined {
+function verifiedHandles(netns: string | undefined, w: Written, name: string, gen: number, via?: SharedSocket): bigint[] | undefined {
   if (w.handles && w.generation === gen) return w.handles;
   chainEditCounter.dumped++;
-  const now = chainRuleHandles(netns, HOST_BRIDGE.family, HOST_BRIDGE.name, name);
+  const now = chainRuleHandles(netns, HOST_BRIDGE.family, HOST_BRIDGE.name, name, via);
   if (now.length !== w.rules.length) return undefined;
   if (w.handles) return now.every((r, i) => r.handle === w.handles![i]) ? w.handles : undefined;
   // First edit after a full rewrite: the rules must carry our comments in our order.
@@ -112,13 +122,13 @@ interface Plan {
 }
 
 /** The edit of one chain, or undefined when it must be rewritten whole. */
-function planEdit(netns: string | undefined, c: CompiledChain, gen: () => number): Plan | undefined {
+function planEdit(netns: string | undefined, c: CompiledChain, gen: () => number, via?: SharedSocket): Plan | undefined {
   const w = written.get(key(netns, c.name));
   if (!w || c.rules.length < MIN_EDIT_RULES) return undefined;
   if (c.sets.some((s) => !w.sets.has(s.name))) return undefined;
   const diff = diffRules(w.rules, c.rules, Math.min(MAX_EDITS, Math.max(8, c.rules.length >> 2)));
   if (!diff) return undefined;
-  const handles = verifiedHandles(netns, w, c.name, gen());
+  const handles = verifiedHandles(netns, w, c.name, gen(), via);
   if (!handles) return undefined;
   const messages: BatchMessage[] = diff.deleted.map((i) => deleteRule(c.name, handles[i]!));
   const next: (bigint | undefined)[] = new Array<bigint | undefined>(c.rules.length);
@@ -142,13 +152,13 @@ function planEdit(netns: string | undefined, c: CompiledChain, gen: () => number
  * exactly that: one nfnetlink transaction for all of them. Returns false (and changes nothing) when any chain needs
  * a full rewrite: the caller then rewrites them all in its own transaction, so a change stays one transaction.
  */
-export async function editChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<boolean> {
+export async function editChains(netns: string | undefined, chains: readonly CompiledChain[], via?: SharedSocket): Promise<boolean> {
   if (chains.length === 0) return false;
   let g: number | undefined;
-  const gen = (): number => (g ??= generation(netns));
+  const gen = (): number => (g ??= generation(netns, via));
   const plans: Plan[] = [];
   for (const c of chains) {
-    const p = planEdit(netns, c, gen);
+    const p = planEdit(netns, c, gen, via);
     if (!p) return false;
     plans.push(p);
   }
@@ -166,7 +176,7 @@ export async function editChains(netns: string | undefined, chains: readonly Com
   }
   let echo;
   try {
-    echo = await nftBatchEcho(netns, messages, `could not edit chains ${chains.map((c) => c.chainId).join(', ')}`);
+    echo = await nftBatchEcho(netns, messages, `could not edit chains ${chains.map((c) => c.chainId).join(', ')}`, undefined, via);
   } catch {
     // Nothing was applied (one transaction); the full rewrite decides.
     for (const c of chains) forgetChain(netns, c.name);
@@ -204,60 +214,60 @@ export async function editChains(netns: string | undefined, chains: readonly Com
  * in between are numbered from the first, and the last one's echo checks it; if it does not match, the handles
  * stay unknown and the first edit reads them, as after a libnftables rewrite.
  */
-export async function rewriteChains(netns: string | undefined, chains: readonly CompiledChain[]): Promise<boolean> {
+export async function rewriteChains(netns: string | undefined, chains: readonly CompiledChain[], via?: SharedSocket): Promise<boolean> {
   if (chains.length === 0 || chains.some((c) => c.sets.length > 0 || c.name !== chainName(c.chainId))) return false;
-  const fill: BatchMessage[] = [];
-  /** Per chain: the index in `fill` of each rule's message, and each rule's handle offset from the first one. */
-  const placed: { at: number[]; offset: number[] }[] = [];
+  const names = new Set(chains.flatMap((c) => [c.name, ...c.jumps.map(chainName)]));
+  const create = [...names].filter((n) => !chainExists(netns, HOST_BRIDGE.family, HOST_BRIDGE.name, n, via)).map(newChain);
+  const context = `could not install chains ${chains.map((c) => c.chainId).join(', ')}`;
+  // Each rule is encoded and written into the batch at once (BatchWriter: nothing per rule outlives its turn).
+  // The kernel echoes the commit's generation when the batch's first message asks for an echo (kernel 6.18; it
+  // reads the flags of the message after the batch begin): the table's, which is no more.
+  let size = 256;
+  for (const c of chains) size += 192 * c.rules.length;
+  const w = new BatchWriter(NLM_F_ECHO, size);
+  w.add(newTable());
+  for (const m of create) w.add(m, false);
+  /** Per chain: the message index of its first and last rule, and each rule's handle offset from the first one. */
+  const placed: { first: number; last: number; offset: number[] }[] = [];
   for (const c of chains) {
-    fill.push(flushChain(c.name));
-    const at: number[] = [];
-    const offset: number[] = [];
+    const kept = c.rules.length >= MIN_EDIT_RULES;
+    w.add(flushChain(c.name), false);
+    let first = -1;
+    let last = -1;
     let handles = 0;
+    const offset: number[] = [];
     const where = ruleHead(c.name);
-    for (const text of c.rules) {
-      const nl = ruleNetlink(text);
+    for (let i = 0; i < c.rules.length; i++) {
+      const nl = ruleNetlink(c.rules[i]!);
       if (!nl) return false;
       for (const m of nl.sets ?? []) {
         // An anonymous set takes a handle from the same counter as the rules.
-        if (m.type === NFT_MSG.NEWSET && at.length) handles++;
-        fill.push(m);
+        if (m.type === NFT_MSG.NEWSET && first >= 0) handles++;
+        w.add(m, false);
       }
-      if (at.length) handles++;
-      at.push(fill.length);
+      if (first >= 0) handles++;
       offset.push(handles);
-      fill.push(newRule(c.name, nl, where));
+      const at = w.add(newRule(c.name, nl, where), kept && (i === 0 || i === c.rules.length - 1));
+      if (first < 0) first = at;
+      last = at;
     }
-    placed.push({ at, offset });
+    placed.push({ first, last, offset });
   }
-  const names = new Set(chains.flatMap((c) => [c.name, ...c.jumps.map(chainName)]));
-  const create = [...names].filter((n) => !chainExists(netns, HOST_BRIDGE.family, HOST_BRIDGE.name, n)).map(newChain);
-  const head = [newTable(), ...create];
-  const messages = [...head, ...fill];
-  const context = `could not install chains ${chains.map((c) => c.chainId).join(', ')}`;
-  const kept = chains.map((c) => c.rules.length >= MIN_EDIT_RULES);
-  // The kernel echoes the commit's generation when the batch's first message asks for an echo (kernel 6.18; it
-  // reads the flags of the message after the batch begin): the table's, which is no more.
-  const echo = new Set<number>([0]);
-  placed.forEach((p, k) => {
-    if (kept[k] && p.at.length) echo.add(head.length + p.at[0]!).add(head.length + p.at[p.at.length - 1]!);
-  });
-  let reply: Awaited<ReturnType<typeof nftBatchEcho>> | undefined;
+  let reply: Awaited<ReturnType<typeof nftBatchEchoWritten>>;
   try {
-    if (echo.size > 1) reply = await nftBatchEcho(netns, messages, context, echo);
-    else await nftBatch(netns, messages, context);
+    reply = await nftBatchEchoWritten(netns, w, context, via);
   } catch {
     return false;
   }
   chains.forEach((c, k) => {
     const p = placed[k]!;
     let handles: bigint[] | undefined;
-    const first = reply?.handles.get(head.length + p.at[0]!);
-    const last = reply?.handles.get(head.length + p.at[p.at.length - 1]!);
+    const first = reply.handles.get(p.first);
+    const last = reply.handles.get(p.last);
     if (first !== undefined && last === first + BigInt(p.offset[p.offset.length - 1]!)) handles = p.offset.map((o) => first + BigInt(o));
-    record(netns, c, handles, handles && reply ? reply.generation : -1);
+    record(netns, c, handles, handles ? reply.generation : -1);
   });
-  if (reply) ownCommit(netns, reply.generation, (chain) => names.has(chain));
+  ownCommit(netns, reply.generation, (chain) => names.has(chain));
   chainEditCounter.rewrittenByNetlink += chains.length;
   return true;
 }

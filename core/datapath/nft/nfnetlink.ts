@@ -13,6 +13,7 @@ const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
 const SOL_SOCKET = 1;
 const SO_RCVTIMEO = 20;
+const MSG_DONTWAIT = 0x40;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
 /** The socket buffers' default size (net.core.wmem_default / rmem_default): a bigger batch needs them raised. */
@@ -83,47 +84,93 @@ export interface BatchMessage {
 export const nftBatchCounter = { count: 0 };
 
 /**
+ * An nf_tables batch written message by message into one growing buffer: a bulk write adds each rule as it is
+ * encoded, so the rule's buffers and message die young (10,000 of them kept until the batch was framed cost more
+ * in the garbage collector's copies than their encoding). `flags` go on the batch begin and on each message added
+ * with `flagged`; only the last message asks for an acknowledgement (the kernel reports a failing message whatever
+ * its flags, in batch order, before that acknowledgement; an acknowledgement per message cost as much CPU as the
+ * kernel's work on a 50-rule chain, 0.3 ms of 0.6 measured here). Message i has sequence number first + 1 + i.
+ */
+export class BatchWriter {
+  private buf: Buffer;
+  private o = 0;
+  private lastAt = -1;
+  /** Messages added so far. */
+  count = 0;
+  readonly first: number;
+
+  constructor(
+    private readonly flags: number,
+    sizeHint = 4096,
+  ) {
+    this.buf = Buffer.allocUnsafe(Math.max(sizeHint, 64));
+    this.first = (seqCounter + 1) & 0x3fffffff;
+    this.put(NFNL_MSG_BATCH_BEGIN, flags, this.first, 0, NFNL_SUBSYS_NFTABLES, []);
+  }
+
+  /** Append `m`; returns its index. */
+  add(m: BatchMessage, flagged = true): number {
+    this.lastAt = this.o;
+    this.put(
+      (NFNL_SUBSYS_NFTABLES << 8) | m.type,
+      (m.flags | (flagged ? this.flags : 0)) & ~NLM_F_ACK,
+      this.first + 1 + this.count,
+      m.family,
+      0,
+      m.attrs,
+    );
+    return this.count++;
+  }
+
+  /** The framed batch (the writer is done with). */
+  finish(): { batch: Buffer; first: number; count: number } {
+    if (this.lastAt >= 0) this.buf.writeUInt16LE(this.buf.readUInt16LE(this.lastAt + 6) | NLM_F_ACK, this.lastAt + 6);
+    const seq = this.first + 1 + this.count;
+    this.put(NFNL_MSG_BATCH_END, 0, seq, 0, NFNL_SUBSYS_NFTABLES, []);
+    seqCounter = seq & 0x3fffffff;
+    return { batch: this.buf.subarray(0, this.o), first: this.first, count: this.count };
+  }
+
+  private put(type: number, f: number, seq: number, family: number, resId: number, attrs: readonly Buffer[]): void {
+    const HEAD = NLMSG_HDRLEN + 4;
+    let len = HEAD;
+    for (const a of attrs) len += a.length;
+    if (this.o + len > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.o + len));
+      this.buf.copy(grown, 0, 0, this.o);
+      this.buf = grown;
+    }
+    const b = this.buf;
+    const start = this.o;
+    let o = start + HEAD;
+    for (const a of attrs) o += a.copy(b, o);
+    b.writeUInt32LE(len, start);
+    b.writeUInt16LE(type, start + 4);
+    b.writeUInt16LE(f | NLM_F_REQUEST, start + 6);
+    b.writeUInt32LE(seq, start + 8);
+    b.writeUInt32LE(0, start + 12); // port id: the kernel's
+    b[start + NLMSG_HDRLEN] = family;
+    b[start + NLMSG_HDRLEN + 1] = 0; // NFNETLINK_V0
+    b.writeUInt16BE(resId, start + NLMSG_HDRLEN + 2);
+    this.o = o;
+  }
+}
+
+/**
  * `messages` framed as one nf_tables batch, `flags` added to the batch begin and every message (or those whose index
  * is in `only`); `first` is the sequence number of the batch begin (message i is first + 1 + i).
  */
 function batchBuffer(messages: readonly BatchMessage[], flags: number, only?: ReadonlySet<number>): { batch: Buffer; first: number } {
-  const first = (seqCounter = (seqCounter + messages.length + 2) & 0x3fffffff);
-  // Sized first and written in place: a 10,000-rule chain's batch built message by message (a buffer each, then
-  // all concatenated) cost as much as its encoding.
-  const HEAD = NLMSG_HDRLEN + 4;
-  let size = 2 * HEAD;
+  // Sized first: a 10,000-rule chain's batch built message by message (a buffer each, then all concatenated) cost
+  // as much as its encoding.
+  let size = 2 * (NLMSG_HDRLEN + 4);
   for (const m of messages) {
-    size += HEAD;
+    size += NLMSG_HDRLEN + 4;
     for (const a of m.attrs) size += a.length;
   }
-  const batch = Buffer.allocUnsafe(size);
-  let o = 0;
-  const put = (type: number, f: number, seq: number, family: number, resId: number, attrs: readonly Buffer[]): void => {
-    const start = o;
-    o += HEAD;
-    for (const a of attrs) o += a.copy(batch, o);
-    batch.writeUInt32LE(o - start, start);
-    batch.writeUInt16LE(type, start + 4);
-    batch.writeUInt16LE(f | NLM_F_REQUEST, start + 6);
-    batch.writeUInt32LE(seq, start + 8);
-    batch.writeUInt32LE(0, start + 12); // port id: the kernel's
-    batch[start + NLMSG_HDRLEN] = family;
-    batch[start + NLMSG_HDRLEN + 1] = 0; // NFNETLINK_V0
-    batch.writeUInt16BE(resId, start + NLMSG_HDRLEN + 2);
-  };
-  let seq = first;
-  put(NFNL_MSG_BATCH_BEGIN, flags, seq, 0, NFNL_SUBSYS_NFTABLES, []);
-  // Only the last message asks for an acknowledgement: the kernel reports a failing message whatever its flags
-  // (in batch order, before that acknowledgement), and an acknowledgement per message cost as much CPU as the
-  // kernel's work on a 50-rule chain (0.3 ms of 0.6 measured here).
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    const ack = i === messages.length - 1 ? NLM_F_ACK : 0;
-    const f = only && !only.has(i) ? 0 : flags;
-    put((NFNL_SUBSYS_NFTABLES << 8) | m.type, ((m.flags | f) & ~NLM_F_ACK) | ack, ++seq, m.family, 0, m.attrs);
-  }
-  put(NFNL_MSG_BATCH_END, 0, ++seq, 0, NFNL_SUBSYS_NFTABLES, []);
-  return { batch, first };
+  const w = new BatchWriter(flags, size);
+  for (let i = 0; i < messages.length; i++) w.add(messages[i]!, !only || only.has(i));
+  return w.finish();
 }
 
 /**
@@ -132,15 +179,20 @@ function batchBuffer(messages: readonly BatchMessage[], flags: number, only?: Re
  * first message asks for an echo, which is what makes the kernel echo it) and reported with the chains the batch
  * names.
  */
-export async function nftBatch(netns: string | undefined, messages: readonly BatchMessage[], context: string): Promise<void> {
+export async function nftBatch(
+  netns: string | undefined,
+  messages: readonly BatchMessage[],
+  context: string,
+  via?: SharedSocket,
+): Promise<void> {
   if (messages.length === 0) return;
   if (ownCommitWanted(netns)) {
-    const echo = await nftBatchEcho(netns, messages, context, new Set([0]));
+    const echo = await nftBatchEcho(netns, messages, context, new Set([0]), via);
     ownCommit(netns, echo.generation, batchTouches(messages));
     return;
   }
   nftBatchCounter.count++;
-  await exchange(netns, batchBuffer(messages, 0).batch, 1, context);
+  await exchange(netns, batchBuffer(messages, 0).batch, 1, context, undefined, via);
 }
 
 const NFT_MSG_DELTABLE = 2;
@@ -189,24 +241,82 @@ export async function nftBatchEcho(
   messages: readonly BatchMessage[],
   context: string,
   only?: ReadonlySet<number>,
+  via?: SharedSocket,
+): Promise<BatchEcho> {
+  return sendEcho(netns, batchBuffer(messages, NLM_F_ECHO, only), messages.length, context, via);
+}
+
+/** nftBatchEcho of a batch written by a BatchWriter made with NLM_F_ECHO (the writer is finished here). */
+export function nftBatchEchoWritten(netns: string | undefined, w: BatchWriter, context: string, via?: SharedSocket): Promise<BatchEcho> {
+  const { batch, first, count } = w.finish();
+  return sendEcho(netns, { batch, first }, count, context, via);
+}
+
+async function sendEcho(
+  netns: string | undefined,
+  { batch, first }: { batch: Buffer; first: number },
+  count: number,
+  context: string,
+  via: SharedSocket | undefined,
 ): Promise<BatchEcho> {
   nftBatchCounter.count++;
-  const { batch, first } = batchBuffer(messages, NLM_F_ECHO, only);
   const echo: BatchEcho = { generation: -1, handles: new Map() };
-  await exchange(netns, batch, messages.length ? 1 : 0, context, (type, s, attrs) => {
-    if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) echo.generation = attrs().get(NFTA_GEN_ID)?.readUInt32BE(0) ?? -1;
-    else if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
-      const h = attrs().get(NFTA_RULE_HANDLE);
-      if (h) echo.handles.set(s - first - 1, h.readBigUInt64BE(0));
-    }
-  });
+  await exchange(
+    netns,
+    batch,
+    count ? 1 : 0,
+    context,
+    (type, s, attrs) => {
+      if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) echo.generation = attrs().get(NFTA_GEN_ID)?.readUInt32BE(0) ?? -1;
+      else if (type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+        const h = attrs().get(NFTA_RULE_HANDLE);
+        if (h) echo.handles.set(s - first - 1, h.readBigUInt64BE(0));
+      }
+    },
+    via,
+  );
   return echo;
 }
 
 /** The current ruleset generation id of the namespace (NFT_MSG_GETGEN): every commit by anyone changes it. */
-export function generation(netns: string | undefined): number {
-  const attrs = getOne(netns, NFT_MSG_GETGEN, NFT_MSG_NEWGEN, 0, [], 'get the nftables generation');
+export function generation(netns: string | undefined, via?: SharedSocket): number {
+  const attrs = getOne(netns, NFT_MSG_GETGEN, NFT_MSG_NEWGEN, 0, [], 'get the nftables generation', via);
   return attrs?.get(NFTA_GEN_ID)?.readUInt32BE(0) ?? -1;
+}
+
+/**
+ * One nfnetlink socket for the requests of one operation (a generation check, a dump, chain gets and the batch),
+ * closed once at its end, off the event loop (closeShared). Closing an nfnetlink socket waits in the kernel
+ * (nft_rcv_nl_event, under the commit mutex) for the destruction of the namespace's past transactions, an RCU grace
+ * period after a recent commit (~10 ms here): with a socket per request, the first request after a commit (the
+ * generation check of a chain load) paid it on the event loop, before the batch.
+ */
+export interface SharedSocket {
+  readonly fd: number;
+}
+
+/** A socket for several requests in `netns`; hand it to them and closeShared it at the end. */
+export function openShared(netns: string | undefined, context: string): SharedSocket {
+  return { fd: openSocket(netns, context) };
+}
+
+/**
+ * The socket of a request: `via`'s, with whatever an earlier request left unread dropped first (an aborted batch
+ * need not deliver every reply), or a new one.
+ */
+function socketFor(netns: string | undefined, context: string, via: SharedSocket | undefined): number {
+  if (!via) return openSocket(netns, context);
+  const c = libc();
+  const scrap = Buffer.allocUnsafe(64 * 1024);
+  while (c.recv(via.fd, scrap, scrap.length, MSG_DONTWAIT) > 0);
+  return via.fd;
+}
+
+/** Close a shared socket on a pool thread, not waited for (see SharedSocket). */
+export function closeShared(s: SharedSocket): void {
+  void libc()
+    .closeAsync(s.fd)
+    .catch(() => undefined);
 }
 
 function openSocket(netns: string | undefined, context: string): number {
@@ -236,10 +346,11 @@ function dumpChainRules(
   table: string,
   chain: string,
   keep?: readonly number[],
+  via?: SharedSocket,
 ): Map<number, Buffer>[] {
   const context = `list rules of ${family} ${table} ${chain}`;
   const c = libc();
-  const fd = openSocket(netns, context);
+  const fd = socketFor(netns, context, via);
   try {
     const req = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, NLM_F_DUMP, ++seqCounter, NFPROTO[family], 0, [
       strz(NFTA_RULE_TABLE, table),
@@ -271,7 +382,7 @@ function dumpChainRules(
       }
     }
   } finally {
-    c.close(fd);
+    if (!via) c.close(fd);
   }
 }
 
@@ -292,8 +403,9 @@ export function chainRuleHandles(
   family: Family,
   table: string,
   chain: string,
+  via?: SharedSocket,
 ): { handle: bigint; comment: string }[] {
-  return dumpChainRules(netns, family, table, chain, [NFTA_RULE_HANDLE, NFTA_RULE_USERDATA]).map((a) => {
+  return dumpChainRules(netns, family, table, chain, [NFTA_RULE_HANDLE, NFTA_RULE_USERDATA], via).map((a) => {
     const ud = a.get(NFTA_RULE_USERDATA);
     return { handle: a.get(NFTA_RULE_HANDLE)?.readBigUInt64BE(0) ?? 0n, comment: ud ? ruleComment(ud) : '' };
   });
@@ -316,12 +428,18 @@ export function chainFingerprint(netns: string | undefined, family: Family, tabl
  * Whether chain `chain` of table `family table` exists, by one kernel get of that chain alone (no dump, no
  * libnftables cache): false when it or its table does not exist.
  */
-export function chainExists(netns: string | undefined, family: Family, table: string, chain: string): boolean {
-  return getChain(netns, family, table, chain) !== undefined;
+export function chainExists(netns: string | undefined, family: Family, table: string, chain: string, via?: SharedSocket): boolean {
+  return getChain(netns, family, table, chain, via) !== undefined;
 }
 
 /** The chain's attributes, by one kernel get of that chain alone; undefined when it or its table does not exist. */
-function getChain(netns: string | undefined, family: Family, table: string, chain: string): Map<number, Buffer> | undefined {
+function getChain(
+  netns: string | undefined,
+  family: Family,
+  table: string,
+  chain: string,
+  via?: SharedSocket,
+): Map<number, Buffer> | undefined {
   return getOne(
     netns,
     NFT_MSG_GETCHAIN,
@@ -329,6 +447,7 @@ function getChain(netns: string | undefined, family: Family, table: string, chai
     NFPROTO[family],
     [strz(NFTA_CHAIN_TABLE, table), strz(NFTA_CHAIN_NAME, chain)],
     `get chain ${family} ${table} ${chain}`,
+    via,
   );
 }
 
@@ -340,9 +459,10 @@ function getOne(
   family: number,
   attrs: Buffer[],
   context: string,
+  via?: SharedSocket,
 ): Map<number, Buffer> | undefined {
   const c = libc();
-  const fd = openSocket(netns, context);
+  const fd = socketFor(netns, context, via);
   try {
     const seq = (seqCounter = (seqCounter + 1) & 0x3fffffff);
     const req = message((NFNL_SUBSYS_NFTABLES << 8) | type, 0, seq, family, 0, attrs);
@@ -368,7 +488,7 @@ function getOne(
       }
     }
   } finally {
-    c.close(fd);
+    if (!via) c.close(fd);
   }
 }
 
@@ -401,9 +521,10 @@ async function exchange(
   acks: number,
   context: string,
   onMessage?: (type: number, seq: number, attrs: () => Map<number, Buffer>) => void,
+  via?: SharedSocket,
 ): Promise<void> {
   const c = libc();
-  const fd = openSocket(netns, context);
+  const fd = socketFor(netns, context, via);
   try {
     // netlink refuses a message longer than the send buffer (EMSGSIZE) and a batch must be one message: a
     // 10,000-rule chain is ~3 MB. We are root (CAP_NET_ADMIN), so the FORCE options may pass net.core.wmem_max.
@@ -447,6 +568,6 @@ async function exchange(
   } finally {
     // Off the event loop and not waited for: closing after a commit that removed anything waits in the kernel for
     // that transaction's destruction, an RCU grace period (7-15 ms here), and the commit is acknowledged already.
-    void c.closeAsync(fd).catch(() => undefined);
+    if (!via) void c.closeAsync(fd).catch(() => undefined);
   }
 }
