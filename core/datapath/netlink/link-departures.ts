@@ -12,20 +12,22 @@
 // The socket is read without blocking (nothing in Node can wait on a netlink descriptor): the caller polls it.
 import { inNamespace } from './netns.js';
 import { KernelError, lastErrno, libc } from './libc.js';
+import {
+  AF_NETLINK,
+  SOCK_RAW,
+  SOCK_CLOEXEC,
+  NETLINK_ROUTE,
+  SOL_SOCKET,
+  SO_RCVBUF,
+  MSG_DONTWAIT,
+  NLMSG_HDRLEN,
+  EINTR,
+  EAGAIN,
+  ENOBUFS,
+} from './sys.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_ROUTE = 0;
 const RTMGRP_LINK = 1;
-const SOL_SOCKET = 1;
-const SO_RCVBUF = 8;
-const MSG_DONTWAIT = 0x40;
-const EINTR = 4;
-const EAGAIN = 11;
-const ENOBUFS = 105;
 const RTM_DELLINK = 17;
-const NLMSG_HDRLEN = 16;
 
 export class LinkDepartures {
   private readonly buf = Buffer.alloc(64 * 1024);

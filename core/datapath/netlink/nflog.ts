@@ -9,24 +9,26 @@
 import { attr, ipText, macText, parseAttrs, readString } from './attributes.js';
 import { KernelError, lastErrno, libc } from './libc.js';
 import { inNamespace } from './netns.js';
+import {
+  AF_NETLINK,
+  SOCK_RAW,
+  SOCK_CLOEXEC,
+  SOL_SOCKET,
+  SO_RCVBUF,
+  MSG_TRUNC,
+  MSG_DONTWAIT,
+  NLMSG_HDRLEN,
+  EINTR,
+  EAGAIN,
+  ENOBUFS,
+} from './sys.js';
 
-const AF_NETLINK = 16;
 const AF_UNSPEC = 0;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
-const SO_RCVBUF = 8;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
-const EAGAIN = 11;
-const EINTR = 4;
-const ENOBUFS = 105;
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLMSG_ERROR = 2;
-const NLMSG_HDRLEN = 16;
 
 const NFNL_SUBSYS_ULOG = 4;
 const NFULNL_MSG_PACKET = 0;

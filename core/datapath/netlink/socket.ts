@@ -8,6 +8,21 @@
 import { readString, parseAttrs } from './attributes.js';
 import { KernelError, lastErrno, libc } from './libc.js';
 import { Mutex } from '../../util/keyed-mutex.js';
+import {
+  AF_NETLINK,
+  SOCK_RAW,
+  SOCK_CLOEXEC,
+  NETLINK_ROUTE,
+  SOL_SOCKET,
+  SO_RCVTIMEO,
+  SOL_NETLINK,
+  NETLINK_CAP_ACK,
+  NETLINK_EXT_ACK,
+  MSG_TRUNC,
+  NLMSG_HDRLEN,
+  EINTR,
+  EAGAIN,
+} from './sys.js';
 
 export { KernelError };
 
@@ -39,19 +54,6 @@ class Slots {
 
 const poolSlots = new Slots();
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_ROUTE = 0;
-const SOL_SOCKET = 1;
-const SO_RCVTIMEO = 20;
-const SOL_NETLINK = 270;
-const NETLINK_CAP_ACK = 10;
-const NETLINK_EXT_ACK = 11;
-const MSG_TRUNC = 0x20;
-const EINTR = 4;
-const EAGAIN = 11;
-
 export const NLM_F_REQUEST = 0x1;
 const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
@@ -66,7 +68,6 @@ const NLMSGERR_ATTR_MSG = 1;
 
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
-const NLMSG_HDRLEN = 16;
 
 /** How long to wait for the kernel's answer before calling the socket wedged (it answers in microseconds). */
 const RECV_TIMEOUT_S = 5;

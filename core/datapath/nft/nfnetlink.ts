@@ -6,27 +6,29 @@ import { KernelError, lastErrno, libc } from '../netlink/libc.js';
 import { inNamespace } from '../netlink/netns.js';
 import { ownCommit, ownCommitWanted } from './own-commits.js';
 import type { Family } from './tables.js';
+import {
+  AF_NETLINK,
+  SOCK_RAW,
+  SOCK_CLOEXEC,
+  SOL_SOCKET,
+  SO_RCVTIMEO,
+  SOL_NETLINK,
+  NETLINK_CAP_ACK,
+  NETLINK_EXT_ACK,
+  MSG_DONTWAIT,
+  NLMSG_HDRLEN,
+} from '../netlink/sys.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
-const SO_RCVTIMEO = 20;
-const MSG_DONTWAIT = 0x40;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
 /** The socket buffers' default size (net.core.wmem_default / rmem_default): a bigger batch needs them raised. */
 const DEFAULT_SOCKET_BUFFER = 212_992;
-const SOL_NETLINK = 270;
-const NETLINK_CAP_ACK = 10;
-const NETLINK_EXT_ACK = 11;
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
-const NLMSG_HDRLEN = 16;
 const NLA_F_NESTED = 0x8000;
 
 const NFNL_SUBSYS_NFTABLES = 10;
