@@ -160,10 +160,15 @@ int rx(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	count(RX_REDIRECT);
+#ifdef RX_VIA_VETH
+	// Variant (-DRX_VIA_VETH): out of the host end, so the veth crossing stays and only the bridge goes.
+	return bpf_redirect(*veth, 0);
+#else
 	// eth_type_trans on the VXLAN device marked the frame PACKET_OTHERHOST (not its MAC); the peer's ingress
 	// does not classify it again, and IP drops OTHERHOST frames.
 	bpf_skb_change_type(skb, PACKET_HOST);
 	return bpf_redirect_peer(*veth, 0);
+#endif
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

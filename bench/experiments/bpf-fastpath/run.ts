@@ -4,6 +4,7 @@
 // from the attach results, checks what still works with it on, then measures single-stream iperf3 overlay vs
 // underlay with the fast path on and off in alternating rounds, and removes everything it added.
 //   node --import tsx bench/experiments/bpf-fastpath/run.ts [rounds=6] [seconds=4] [underlay MTU=1500]
+//   (FASTPATH_CFLAGS=-DRX_VIA_VETH: rx leaves through the host end of the veth instead of bpf_redirect_peer)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,12 +128,9 @@ class Experiment {
     return this.sides.map((s) => {
       const out = JSON.parse(
         execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(s.dir, 'maps', 'fp_stats')], { encoding: 'utf8' }),
-      ) as {
-        key: number;
-        values: { value: number }[];
-      }[];
+      ) as { formatted: { key: number; values: { value: number }[] } }[]; // bpftool's BTF-decoded form
       const r: Record<string, number> = { host: s.h.host.index };
-      for (const e of out) r[COUNTERS[e.key] ?? `c${e.key}`] = e.values.reduce((a, v) => a + v.value, 0);
+      for (const { formatted: e } of out) r[COUNTERS[e.key] ?? `c${e.key}`] = e.values.reduce((a, v) => a + v.value, 0);
       return r;
     });
   }
@@ -161,6 +159,7 @@ async function main(): Promise<void> {
     '-target',
     'bpf',
     '-I/usr/include/x86_64-linux-gnu',
+    ...(process.env.FASTPATH_CFLAGS ?? '').split(' ').filter(Boolean),
     '-c',
     join(here, 'fastpath.bpf.c'),
     '-o',
