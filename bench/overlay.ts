@@ -26,14 +26,14 @@ import { lineChart } from './scale/svg.js';
 const stats = (xs: number[]) => latencyFigures(xs, 1);
 
 /** Packets and bytes a namespace's device has received (ip -s). */
-async function rxCounters(c: Cluster, netns: string, dev: string): Promise<{ packets: number; bytes: number }> {
+export async function rxCounters(c: Cluster, netns: string, dev: string): Promise<{ packets: number; bytes: number }> {
   const r = await c.harness.exec(netns, ['ip', '-s', '-j', 'link', 'show', 'dev', dev]);
   const rx = (JSON.parse(r.stdout || '[]') as { stats64?: { rx?: { packets: number; bytes: number } } }[])[0]?.stats64?.rx;
   return { packets: rx?.packets ?? 0, bytes: rx?.bytes ?? 0 };
 }
 
 /** One single-stream iperf3 run: Gbit/s received and the CPU it cost per byte. */
-interface IperfRun {
+export interface IperfRun {
   gbps: number;
   /**
    * CPU time of the iperf3 client and server (their rusage, as iperf3 reports it) per byte received, in ns. This
@@ -45,7 +45,7 @@ interface IperfRun {
   nsPerByte: number;
 }
 
-async function iperfRun(c: Cluster, from: string, to: string, seconds: number): Promise<IperfRun> {
+export async function iperfRun(c: Cluster, from: string, to: string, seconds: number): Promise<IperfRun> {
   const r = await c.harness.exec(from, ['iperf3', '-c', to, '-p', '5201', '-t', String(seconds), '-J']);
   type Out = {
     end?: {
