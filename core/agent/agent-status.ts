@@ -4,6 +4,8 @@
 // groups, the metrics listener), the local ports, and the last errors. `healthy` is false, with the reasons in
 // `problems`, when something an operator must act on is wrong.
 
+import type { FastPathStatus } from '../datapath/types.js';
+
 /** One thing that serves workloads or operators on this host, as the agent sees it. */
 export interface AdapterStatus {
   name: string;
@@ -37,7 +39,11 @@ export interface AgentStatus {
     /** Store changes not applied yet (storeSeq - appliedSeq). */
     lag?: number;
   };
-  datapath: { flowLog: { running: boolean; lost: number } };
+  datapath: {
+    flowLog: { running: boolean; lost: number };
+    /** The tc-BPF fast path (core/datapath/README.md, "The fast path"): whether it runs and what it carried. */
+    fastPath?: { state: 'on' | 'off' | 'unavailable'; reason?: string; ports: number; outcomes: Record<string, number> };
+  };
   adapters: AdapterStatus[];
   ports: { local: number };
   lastErrors: RecentError[];
@@ -94,4 +100,9 @@ export function problemsOf(
     problems.push(`${s.reconcile.lag} store change(s) not applied; no reconcile pass ended for ${Math.round((now - lastPassAt) / 1000)} s`);
   for (const a of s.adapters) if (!a.ok) problems.push(`${a.name}: ${a.detail}`);
   return problems;
+}
+
+/** The status page's view of the fast path: counts, not the per-port table (that is in the metrics). */
+export function fastPathSummary(s: FastPathStatus): NonNullable<AgentStatus['datapath']['fastPath']> {
+  return { state: s.state, ...(s.reason ? { reason: s.reason } : {}), ports: s.ports.length, outcomes: s.outcomes };
 }

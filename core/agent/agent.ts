@@ -28,7 +28,8 @@ import { Workloads } from './workloads.js';
 import { AgentMetrics } from './metrics.js';
 import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { currentOperation, logOperations } from './operation-log.js';
-import { problemsOf, RecentErrors, STUCK_LAG_MS, type AdapterStatus, type AgentStatus } from './agent-status.js';
+import { fastPathSummary, problemsOf, RecentErrors, STUCK_LAG_MS, type AdapterStatus, type AgentStatus } from './agent-status.js';
+import type { FastPathStatus } from '../datapath/types.js';
 import { buildWorkloadServer, type WorkloadRoutes } from './workload-server.js';
 import { FlowLog } from '../datapath/flow-log.js';
 import { libc } from '../datapath/netlink/libc.js';
@@ -85,6 +86,8 @@ export interface AgentOptions {
    * rule. Off by default: every packet through an accept rule then also meets a conntrack match and a log rule.
    */
   flowLog?: boolean;
+  /** The datapath's tc-BPF fast path; default on (core/datapath/README.md, "The fast path"). */
+  fastPath?: boolean;
   /**
    * How long a network's bridge and router stay on this host after its last local port left, while the network
    * exists (the next workload then does not rebuild them). Default 60 s; 0 removes them with the last port.
@@ -156,6 +159,8 @@ export class Agent {
   private stopHealth: (() => void) | undefined;
   /** Drops logged by the compiled rules (NFLOG), per port; undefined when NFLOG could not be bound. */
   flowLog: FlowLog | undefined;
+  /** The datapath's fast path as it stands (undefined before start or with a datapath that has none). */
+  private fastPathStatus?: () => FastPathStatus;
   private prober: Prober | undefined;
   /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
   appliedSeq = 0;
@@ -208,6 +213,7 @@ export class Agent {
             .filter((p) => p.hostId === this.hostId && p.interfaceName)
             .map((p) => ({ portId: p.id, ifname: p.interfaceName! })),
         linkStats: () => withNetlink(undefined, linkStats),
+        fastPath: () => this.fastPathStatus?.(),
         dropRuleIds: () =>
           new Set((this.cache?.list('Rule') ?? []).filter((r) => r.action === 'drop' || r.action === 'reject').map((r) => r.id)),
         ruleCounters: () => ruleCounters(undefined),
@@ -256,11 +262,14 @@ export class Agent {
         tunnelPort,
         underlayMtu: underlay.mtu,
         ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
+        ...(o.fastPath === false ? { fastPath: false } : {}),
+        log: (msg, level) => this.log(msg, level),
       }),
       inventory,
       this.log,
     );
     this.metrics.instrumentDatapath(datapath);
+    if (datapath.fastPathStatus) this.fastPathStatus = datapath.fastPathStatus;
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);
     if (o.networkLingerMs !== undefined) this.reconciler.lingerMs = o.networkLingerMs;
     // Health monitors of the members bound here follow each pass's load balancer plan (lb-health.ts).
@@ -474,7 +483,10 @@ export class Agent {
         appliedSeq: this.appliedSeq,
         ...(storeSeq !== undefined ? { storeSeq, lag: Math.max(0, storeSeq - this.appliedSeq) } : {}),
       },
-      datapath: { flowLog: { running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0 } },
+      datapath: {
+        flowLog: { running: this.flowLog !== undefined, lost: this.flowLog?.lost ?? 0 },
+        ...(this.fastPathStatus ? { fastPath: fastPathSummary(this.fastPathStatus()) } : {}),
+      },
       adapters,
       ports: { local: this.cache.list('Port').filter((p) => p.hostId === this.hostId).length },
       lastErrors: this.recentErrors.list(),

@@ -217,7 +217,15 @@ export class OwnedDatapath implements Datapath {
     // The load balancer lives in a table and policy rules the sweep removes whole (with the last bridge).
     const lb = inner.applyLoadBalancers?.bind(inner);
     if (lb) this.applyLoadBalancers = lb;
+    // The BPF fast path's maps and filters go with the links they are on (bridges and veths the sweep removes).
+    const fastPath = inner.setFastPath?.bind(inner);
+    if (fastPath) this.setFastPath = fastPath;
+    const fastStatus = inner.fastPathStatus?.bind(inner);
+    if (fastStatus) this.fastPathStatus = fastStatus;
   }
+
+  readonly setFastPath?: NonNullable<Datapath['setFastPath']>;
+  readonly fastPathStatus?: NonNullable<Datapath['fastPathStatus']>;
 
   readonly applyPolicy?: (change: PolicyChange) => Promise<void>;
   readonly applyLoadBalancers?: (spec: LbHostSpec, opts: { full: boolean }) => Promise<void>;

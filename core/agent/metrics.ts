@@ -4,6 +4,7 @@
 // workloads this host carries, whether the store is reachable and how often its connection had to be reset, and
 // the Node process itself (CPU, memory, event-loop lag).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { FastPathStatus } from '../datapath/types.js';
 import type { Workloads } from './workloads.js';
 import type { LinkStats } from '../datapath/netlink/link-stats.js';
 
@@ -36,6 +37,8 @@ export interface HostMetricSources {
    * bound here, and only once a first verdict exists (a member still being probed has no series yet).
    */
   lbMembers?(): { poolId: string; memberId: string; healthy: boolean }[];
+  /** The datapath's fast path: frames it carried (per outcome, per port), read from its BPF maps. */
+  fastPath?(): FastPathStatus | undefined;
 }
 
 /** Datapath operations timed, by the method of the Datapath interface that does them. */
@@ -161,12 +164,18 @@ export class AgentMetrics {
         registers,
         async collect() {
           const stats = await links().catch(() => new Map<string, LinkStats>());
+          // Frames the fast path delivered into the workload's namespace never cross the host-side veth's transmit.
+          const fast = field === 'txBytes' || field === 'txPackets' ? host.fastPath?.()?.counts : undefined;
+          const extra = (ifname: string): number => {
+            const c = fast?.[ifname];
+            return c ? (field === 'txBytes' ? c.rxBytes : c.rxPackets) : 0;
+          };
           setCounter(
             this,
             host
               .localPorts()
               .filter((p) => stats.has(p.ifname))
-              .map((p) => [{ port: p.portId }, stats.get(p.ifname)![field]]),
+              .map((p) => [{ port: p.portId }, stats.get(p.ifname)![field] + extra(p.ifname)]),
           );
         },
       });
@@ -193,6 +202,26 @@ export class AgentMetrics {
       });
     dropCounter('bees_rule_drop_packets_total', "Packets dropped or rejected by a rule in this host's kernel (nft counter).", 'packets');
     dropCounter('bees_rule_drop_bytes_total', "Bytes dropped or rejected by a rule in this host's kernel (nft counter).", 'bytes');
+    new Counter({
+      name: 'bees_fastpath_frames_total',
+      help: 'Frames seen by the tc-BPF fast path by outcome: tx_fast/rx_fast carried, tx_bridge/rx_bridge/rx_nat/tx_spoof left to the bridge.',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        setCounter(
+          this,
+          Object.entries(host.fastPath?.()?.outcomes ?? {}).map(([outcome, n]) => [{ outcome }, n]),
+        );
+      },
+    });
+    new Gauge({
+      name: 'bees_fastpath_ports',
+      help: 'Local ports the fast path carries (no filter bound, unshaped).',
+      registers,
+      collect() {
+        this.set(host.fastPath?.()?.ports.length ?? 0);
+      },
+    });
     new Gauge({
       name: 'bees_store_sequence',
       help: "The store's newest change sequence number.",

@@ -24,6 +24,7 @@ import {
 import { TopologyError } from '../topology/errors.js';
 import { traceLine, type Trace } from './trace.js';
 import { planLb, type HostLb } from './plan-lb.js';
+import { planFastPath } from './plan-fastpath.js';
 import type { DropLog } from '../policy/compile.js';
 
 export { bareIp, tunnelIpOf, type HostPlan } from './plan.js';
@@ -437,12 +438,16 @@ export class Reconciler {
       const plan = this.planGen.get(passPlan) === this.pinGen ? passPlan : this.plan();
       const next = this.planPolicyNow(plan);
       const change = policyDelta(this.policy, next);
-      if (emptyChange(change)) return;
-      const t0 = performance.now();
-      this.policy = undefined;
-      await dp.applyPolicy!(change);
-      this.policy = next;
-      traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+      if (!emptyChange(change)) {
+        const t0 = performance.now();
+        this.policy = undefined;
+        // Ports about to get a filter leave the fast path first (the datapath drops them before it commits).
+        await dp.applyPolicy!(change);
+        this.policy = next;
+        traceLine(`converge policy ${(performance.now() - t0).toFixed(1)}`);
+      }
+      // Under the policy's lock: what the fast path may carry follows the bindings just committed.
+      if (dp.setFastPath) await dp.setFastPath(planFastPath(this.cache, this.hostId, plan, [next, this.policy]));
     });
   }
 

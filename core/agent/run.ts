@@ -31,6 +31,8 @@ export const AGENT_FLAGS = {
   // GET /metrics alone on a TCP address, for Prometheus; with a bearer token read from a file.
   'metrics-listen': { type: 'string' },
   'metrics-token-file': { type: 'string' },
+  // The tc-BPF fast path (core/datapath/README.md, "The fast path"): on (default) or off; also $BEES_FAST_PATH.
+  'fast-path': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export type AgentFlagValues = {
@@ -60,6 +62,8 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     lingerMs = Math.round(s * 1000);
   }
   const runDir = values['run-dir'] ?? DEFAULT_RUN_DIR;
+  const fastPath = values['fast-path'] ?? process.env.BEES_FAST_PATH ?? 'on';
+  if (fastPath !== 'on' && fastPath !== 'off') throw new Error(`--fast-path must be on or off, got '${fastPath}'`);
   if (values['metrics-listen'] !== undefined) parseMetricsListen(values['metrics-listen']);
   if (values['metrics-token-file'] !== undefined && values['metrics-listen'] === undefined)
     throw new Error('--metrics-token-file goes with --metrics-listen ADDR:PORT');
@@ -82,6 +86,7 @@ export function agentOptionsOf(values: AgentFlagValues): AgentOptions & { runDir
     ...(lingerMs !== undefined ? { networkLingerMs: lingerMs } : {}),
     ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] } : {}),
     ...(metricsToken ? { metricsToken } : {}),
+    ...(fastPath === 'off' ? { fastPath: false } : {}),
   };
 }
 

@@ -29,11 +29,14 @@ import { ensureRouter, NETNS_DIR, removeRouter, setRouterFilters, setRouterNeigh
 import type { RouterFilters } from '../policy/compile-router.js';
 import { applyLoadBalancers, removeLoadBalancers, type LbHostSpec } from './nft/lb.js';
 import { DEFAULT_TUNNEL_PORT } from '../model/defaults.js';
+import { FastPathHolder } from './fastpath/holder.js';
 import type {
   BridgeRemotesDelta,
   DatapathOptions,
   DesiredBridge,
   DesiredRouter,
+  FastPathStatus,
+  FastPort,
   Inventory,
   PlugResult,
   PlugSpec,
@@ -58,6 +61,7 @@ async function listLinkKinds(netns: string | undefined): Promise<LinkJson[]> {
 
 export class LinuxDatapath {
   private readonly ctx: RouterContext;
+  private readonly fast: FastPathHolder;
 
   constructor(opts: DatapathOptions) {
     familyOf(opts.underlayIp, 'underlay address');
@@ -68,6 +72,7 @@ export class LinuxDatapath {
     const prefix = opts.routerNsPrefix ?? 'br-';
     if (!/^[A-Za-z0-9_.-]{1,40}$/.test(prefix)) throw new Error(`invalid router namespace prefix "${prefix}"`);
     this.ctx = { netns: opts.hostNetns, underlayIp: opts.underlayIp, tunnelPort, underlayMtu, routerNsPrefix: prefix };
+    this.fast = new FastPathHolder(opts.hostNetns, opts.fastPath !== false, opts.log ?? (() => {}));
   }
 
   /** MTU given to a bridge and its ports when the model sets none. */
@@ -77,19 +82,43 @@ export class LinuxDatapath {
 
   async ensureBridge(b: DesiredBridge): Promise<void> {
     await prepareHostFirewall(this.ctx.netns);
-    return ensureBridge(this.ctx, b);
+    await ensureBridge(this.ctx, b);
+    // After the tunnel FDB: a remote MAC on the fast path must already be known to the VXLAN device.
+    await this.fast.ensureBridge(
+      b.vni,
+      vxlanName(b.vni),
+      b.remotes.map((r) => r.mac),
+    );
   }
 
-  setBridgeRemotes(vni: number, delta: BridgeRemotesDelta): Promise<void> {
-    return updateBridgeRemotes(this.ctx, vni, delta);
+  async setBridgeRemotes(vni: number, delta: BridgeRemotesDelta): Promise<void> {
+    // A MAC leaves the fast path before its tunnel entry, and joins it after.
+    this.fast.updateRemotes(vni, [], delta.macs.remove);
+    await updateBridgeRemotes(this.ctx, vni, delta);
+    this.fast.updateRemotes(vni, delta.macs.add, []);
   }
 
   removeBridge(vni: number): Promise<void> {
+    this.fast.removeBridge(vni);
     return removeBridge(this.ctx, vni);
   }
 
   plug(p: PlugSpec): Promise<PlugResult> {
+    this.dropBound(p.policy);
     return plug(this.ctx, p);
+  }
+
+  /** Ports getting a filter leave the fast path before the filter is committed (their frames must meet it). */
+  private dropBound(change: PolicyChange | undefined): void {
+    for (const b of change?.bindings ?? []) if (b.chainId !== null) this.fast.dropPort(b.ifname);
+  }
+
+  setFastPath(ports: FastPort[]): Promise<void> {
+    return this.fast.setPorts(ports);
+  }
+
+  fastPathStatus(): FastPathStatus {
+    return this.fast.status();
   }
 
   preparePlug(p: PlugSpec): Promise<void> {
@@ -97,6 +126,8 @@ export class LinuxDatapath {
   }
 
   unplug(hostIfname: string): Promise<void> {
+    // Before the veth goes: its ifindex may be the next device's.
+    this.fast.forgetDevice(hostIfname);
     return unplug(this.ctx, hostIfname);
   }
 
@@ -122,6 +153,7 @@ export class LinuxDatapath {
   }
 
   applyPolicy(change: PolicyChange): Promise<void> {
+    this.dropBound(change);
     return applyPolicyChange(this.ctx.netns, change);
   }
 
@@ -195,6 +227,7 @@ export class LinuxDatapath {
         if (!mayPlug(n)) continue;
         del.push(`link del ${n}`);
         nft.push(n);
+        this.fast.forgetDevice(n);
       } else if (kind === 'ifb' && n.startsWith(IFB_PREFIX)) {
         // A shaped plug's ifb (bandwidth.ts): goes with its plug, or as a stray once the plug is gone.
         const owner = `${PLUG_PREFIX}${n.slice(IFB_PREFIX.length)}`;
@@ -213,6 +246,7 @@ export class LinuxDatapath {
         if (vni !== undefined && !keepBridges.has(vni) && mayBridge(vni)) {
           del.push(`link del ${n}`);
           nft.push(vxlanName(vni));
+          this.fast.removeBridge(vni);
         }
       } else if (kind === 'vxlan' && n.startsWith('bx-')) {
         const vni = parseInt(n.slice(3), 16);

@@ -4,6 +4,9 @@ import type { CompiledChain, SetDecl } from '../policy/compile.js';
 import type { StageName } from '../policy/simulate.js';
 import type { RouterFilters } from '../policy/compile-router.js';
 import type { LbHostSpec } from './nft/lb.js';
+import type { FastPort } from './fastpath/fastpath.js';
+
+export type { FastPort };
 
 export interface DatapathOptions {
   /** This host's address on the underlay: the VXLAN source address. */
@@ -22,6 +25,13 @@ export interface DatapathOptions {
    * are machine-wide, so several simulated hosts on one machine need distinct prefixes.
    */
   routerNsPrefix?: string;
+  /**
+   * The tc-BPF fast path for ports without filters (fastpath/, README "The fast path"); default on. Off, or where it
+   * cannot load (no clang/libbpf, an old kernel), every frame takes the bridge.
+   */
+  fastPath?: boolean;
+  /** Where the datapath says what it decided on its own (the fast path turned off, a port left off it). */
+  log?: (msg: string, level?: 'warn') => void;
 }
 
 /** Where a remote port lives: FDB (MAC -> host) and ARP/ND suppression (IPs -> MAC) entries. */
@@ -162,6 +172,19 @@ export interface PolicyChange {
   removeSets: string[];
 }
 
+/** The fast path as the agent reports it. */
+export interface FastPathStatus {
+  state: 'on' | 'off' | 'unavailable';
+  /** Why it is off or unavailable, or its last failure. */
+  reason?: string;
+  /** Host-side interfaces it carries. */
+  ports: string[];
+  /** Frames by outcome since it was loaded (tx_fast, tx_bridge, tx_spoof, rx_fast, rx_bridge, rx_nat). */
+  outcomes: Record<string, number>;
+  /** Per carried port: frames and bytes it carried each way. */
+  counts: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
+}
+
 export interface Inventory {
   bridges: number[];
   plugs: string[];
@@ -195,6 +218,12 @@ export interface Datapath {
   applyPolicy?(change: PolicyChange): Promise<void>;
   /** The L4 load balancer of this host (core/datapath/nft/lb.ts); `full`: re-read the kernel, rewrite everything. */
   applyLoadBalancers?(spec: LbHostSpec, opts: { full: boolean }): Promise<void>;
+  /**
+   * Optional: the local ports the fast path may carry now (no filter bound, on a bridge set up here); the datapath
+   * leaves shaped ones and what it cannot attach to on the bridge path.
+   */
+  setFastPath?(ports: FastPort[]): Promise<void>;
+  fastPathStatus?(): FastPathStatus;
   inventory(): Promise<Inventory>;
   /** Removes every object of ours that `desired` does not name. */
   sweep(desired: Partial<Inventory>): Promise<void>;

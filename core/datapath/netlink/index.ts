@@ -21,3 +21,4 @@ export { canonicalDestination, deleteRoute, listRoutes, replaceRoute, RTN, type 
 export { listNeighbours, replaceNeighbour, deleteNeighbour, type Neighbour } from './neighbour.js';
 export { deleteFdb, listFdb, setBridgeFdb, setTunnelFdb, type FdbEntry } from './fdb.js';
 export { listRules, type Rule } from './rule.js';
+export { listQdiscs, type Qdisc } from './qdisc.js';
