@@ -22,6 +22,7 @@ import {
   type BenchSection,
 } from './report.js';
 import { lineChart } from './scale/svg.js';
+import type { AgentStatus } from '../core/agent/agent-status.js';
 
 const stats = (xs: number[]) => latencyFigures(xs, 1);
 
@@ -75,11 +76,12 @@ export async function iperfRun(c: Cluster, from: string, to: string, seconds: nu
  * receive offloads (TSO/GSO on the sender, the VXLAN device's GRO) survive the whole overlay path, so the remaining
  * cost is per packet (encapsulation, bridging, the netfilter hooks of policy), not per MTU-sized segment.
  */
-export async function throughput(ctx: BenchContext, mtu: number): Promise<BenchRow[]> {
+export async function throughput(ctx: BenchContext, mtu: number, fastPath = true): Promise<BenchRow[]> {
   const runs = Math.max(MIN_ROUNDS, Math.round(5 * Math.min(1, ctx.scale)));
   const seconds = Math.max(2, Math.round(4 * ctx.scale));
-  ctx.progress(`overlay: throughput at underlay MTU ${mtu}: 2 hosts, ${runs} interleaved rounds of ${seconds} s each side`);
-  const c = await startCluster({ hosts: 2, underlayMtu: mtu });
+  const path = fastPath ? 'fast path' : 'bridge path, --fast-path off';
+  ctx.progress(`overlay: throughput at underlay MTU ${mtu} (${path}): 2 hosts, ${runs} interleaved rounds of ${seconds} s each side`);
+  const c = await startCluster({ hosts: 2, underlayMtu: mtu, ...(fastPath ? {} : { agentArgs: ['--fast-path', 'off'] }) });
   try {
     const [h1, h2] = c.hosts as [Cluster['hosts'][0], Cluster['hosts'][0]];
     const w1 = await c.attach(h1, 'tp1', { network: 'tp', create: { subnets: [{ cidr: '10.88.0.0/24' }] } });
@@ -107,7 +109,9 @@ export async function throughput(ctx: BenchContext, mtu: number): Promise<BenchR
       reference: roundsSpread(underlay.map(pick), digits),
       ...pairedRatio(overlay.map(pick), underlay.map(pick)),
     });
-    const name = `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})`;
+    const name = `TCP single stream, underlay MTU ${mtu} (workload MTU ${w1.result.mtu})${fastPath ? '' : ', fast path off'}`;
+    // The path the frames took: the fast path's counters on both hosts (the agent's status), or none when off.
+    const carried = fastPath ? await fastFrames(c) : undefined;
     return [
       {
         name,
@@ -116,7 +120,11 @@ export async function throughput(ctx: BenchContext, mtu: number): Promise<BenchR
         compares:
           "the overlay's cost: workload to workload across hosts over VXLAN ÷ host to host on the same underlay " +
           '(not another product); higher is better',
-        note: `the receiving workload got ${Math.round(rxBytes / Math.max(1, rxPackets))} bytes per packet on average (offloads intact end to end)`,
+        note:
+          `the receiving workload got ${Math.round(rxBytes / Math.max(1, rxPackets))} bytes per packet on average (offloads intact end to end); ` +
+          (carried
+            ? `fast path (tc-BPF, the agent's default): ${carried.fast} frames carried, ${carried.bridge} left to the bridge (ARP, ND, first frames)`
+            : 'bridge path (agents run with --fast-path off): what every port with a filter gets'),
       },
       {
         name: `${name}: CPU per byte`,
@@ -130,6 +138,19 @@ export async function throughput(ctx: BenchContext, mtu: number): Promise<BenchR
   } finally {
     await c.close();
   }
+}
+
+/** Frames the fast path carried and left to the bridge on the cluster's hosts so far (their agents' status). */
+async function fastFrames(c: Cluster): Promise<{ fast: number; bridge: number }> {
+  let fast = 0;
+  let bridge = 0;
+  for (const h of c.hosts) {
+    const s = await h.api.request<AgentStatus>('GET', '/v1/agent/status');
+    const o = s.datapath.fastPath?.outcomes ?? {};
+    fast += (o.tx_fast ?? 0) + (o.rx_fast ?? 0);
+    bridge += (o.tx_bridge ?? 0) + (o.rx_bridge ?? 0) + (o.rx_nat ?? 0) + (o.tx_spoof ?? 0);
+  }
+  return { fast, bridge };
 }
 
 /** Attach latency on host 0, and convergence seen from a workload on host 1. */
@@ -168,6 +189,8 @@ async function attachAndConverge(ctx: BenchContext, hosts: number, samples: numb
 export async function run(ctx: BenchContext): Promise<BenchSection> {
   const rows: BenchRow[] = [];
   for (const mtu of [1500, 9000]) rows.push(...(await throughput(ctx, mtu)));
+  // What ports with a filter get (and every port with --fast-path off): the bridge path, in its own rounds.
+  rows.push(...(await throughput(ctx, 1500, false)));
   // Three cluster sizes (at small scales two), so the plot shows how convergence grows with the hosts watching.
   const bigHosts = ctx.scale < 0.3 ? Math.max(5, Math.round(20 * ctx.scale)) : 20;
   const sizes = ctx.scale < 0.3 ? [3, bigHosts] : [3, 10, bigHosts];

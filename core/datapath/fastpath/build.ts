@@ -13,8 +13,10 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The C source: next to this module, in the tree and in dist/ (the build copies it). */
-export const SOURCE = join(here, 'fastpath.bpf.c');
+/** The C source: next to this module in the tree; from dist/ (tsc copies no C), the tree's copy. */
+export const SOURCE =
+  [join(here, 'fastpath.bpf.c'), join(here, '../../../../core/datapath/fastpath/fastpath.bpf.c')].find((p) => existsSync(p)) ??
+  join(here, 'fastpath.bpf.c');
 const DEFAULT_CACHE = '/var/cache/bees/bpf';
 
 /** Debian puts <asm/types.h> (which <linux/bpf.h> needs) under the target triple's include directory. */
@@ -53,4 +55,15 @@ export async function fastPathObject(opts: { cacheDir?: string; clang?: string }
   }
   renameSync(tmp, out);
   return out;
+}
+
+// `npm run build:bpf`: build into the cache now, so the agent's first bridge does not wait for clang.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  fastPathObject().then(
+    (path) => console.log(path),
+    (e: Error) => {
+      console.error(e.message);
+      process.exitCode = 1;
+    },
+  );
 }
