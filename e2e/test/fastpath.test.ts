@@ -97,3 +97,51 @@ test.serial('unfiltered ports ride the fast path; spoofing, filters and admin st
   await c.detach(b);
   await eventually(async () => (await carried(h1)) + (await carried(h2)) === 0, 20_000, 'no port left on the fast path');
 });
+
+test.serial('an agent killed and restarted: traffic keeps flowing, and the new agent takes the fast path over', async (t) => {
+  const c = cluster!;
+  c.logAgentsOnFailure(t);
+  const [h1, h2] = c.hosts as [ClusterHost, ClusterHost];
+  const a = await c.attach(h1, 'ra', { network: 'restart', create: { subnets: [{ cidr: '10.96.0.0/24' }] } });
+  const b = await c.attach(h2, 'rb', { network: 'restart' });
+  t.true(await c.pingEventually(a.netns, b.ip4!), 'a -> b');
+  await eventually(async () => (await carried(h2)) === 1, 20_000, 'b on the fast path');
+  const server = await c.iperfServer(b.netns);
+  try {
+    // With h2's agent gone, its programs and maps stay in the kernel (the filters hold them) and keep carrying.
+    await c.killAgent(h2);
+    t.true((await c.iperf(a.netns, b.ip4!, 1)) > 0, 'TCP while the agent is down');
+    await c.startAgent(h2);
+    // The new agent loads its own object and replaces the filters; its counters start at zero and move.
+    await eventually(async () => (await carried(h2)) === 1, 30_000, "b on the new agent's fast path");
+    t.true((await c.iperf(a.netns, b.ip4!, 1)) > 0, 'TCP after the restart');
+    t.true((await outcome(h2, 'rx_fast')) > 1000, "the new agent's program carries b's traffic");
+  } finally {
+    server.stop();
+  }
+  await c.detach(a);
+  await c.detach(b);
+});
+
+test.serial('a shaped port stays on the bridge path, where its rate limits are', async (t) => {
+  const c = cluster!;
+  c.logAgentsOnFailure(t);
+  const [h1, h2] = c.hosts as [ClusterHost, ClusterHost];
+  const a = await c.attach(h1, 'sa', { network: 'shaped', create: { subnets: [{ cidr: '10.97.0.0/24' }] } });
+  const b = await c.attach(h2, 'sb', {
+    network: 'shaped',
+    bandwidth: { ingressRate: 20_000_000, ingressBurst: 2_000_000, egressRate: 20_000_000, egressBurst: 2_000_000 },
+  });
+  t.true(await c.pingEventually(a.netns, b.ip4!), 'a -> b');
+  await eventually(async () => (await carried(h1)) === 1, 20_000, 'a (unshaped) on the fast path');
+  t.is(await carried(h2), 0, 'b (shaped) is not');
+  const server = await c.iperfServer(b.netns);
+  try {
+    const gbps = await c.iperf(a.netns, b.ip4!, 2);
+    t.true(gbps < 0.05, `b's ingress rate (20 Mbit/s) holds although a sends on the fast path: ${gbps} Gbit/s`);
+  } finally {
+    server.stop();
+  }
+  await c.detach(a);
+  await c.detach(b);
+});
