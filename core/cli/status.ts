@@ -49,6 +49,7 @@ function agentText(a: AgentStatus): string {
         'flow log',
         a.datapath.flowLog.running ? `running${a.datapath.flowLog.lost ? `, ${a.datapath.flowLog.lost} lost` : ''}` : 'not running',
       ],
+      ...(a.datapath.fastPath ? [['fast path', fastPathLine(a.datapath.fastPath)] as [string, string]] : []),
       ['local ports', String(a.ports.local)],
     ]),
     '\n',
@@ -65,6 +66,15 @@ function agentText(a: AgentStatus): string {
       : 'last errors: none\n',
   ];
   return out.join('');
+}
+
+/** "on, 3 ports; 120 frames carried, 8 to the bridge" or why it is off. */
+function fastPathLine(f: NonNullable<AgentStatus['datapath']['fastPath']>): string {
+  if (f.state !== 'on') return `${f.state}${f.reason ? `: ${f.reason}` : ''}`;
+  const o = f.outcomes;
+  const fast = (o.tx_fast ?? 0) + (o.rx_fast ?? 0);
+  const bridge = (o.tx_bridge ?? 0) + (o.rx_bridge ?? 0) + (o.rx_nat ?? 0) + (o.tx_spoof ?? 0);
+  return `on, ${f.ports} port${f.ports === 1 ? '' : 's'}; ${fast} frames carried, ${bridge} left to the bridge${f.reason ? `; last failure: ${f.reason}` : ''}`;
 }
 
 const status: Command = {
