@@ -12,7 +12,7 @@ export const AGENT_USAGE = `bees agent --store URL [--host-id UUID] [--host-name
            [--state-dir DIR] [--run-dir DIR] [--router-ns-prefix P] [--flow-log] [--log-format text|json] [--network-linger SECONDS]
            [--docker-plugin [unix:PATH]] [--docker-scope local|global] [--docker-host unix://PATH]
            [--k8s-kubeconfig PATH|in-cluster] [--k8s-tenancy flat|namespace]
-           [--metrics-listen ADDR:PORT [--metrics-token-file FILE]]`;
+           [--metrics-listen ADDR:PORT [--metrics-token-file FILE]] [--fast-path on|off]`;
 
 const agent: Command = {
   name: 'agent',

@@ -5,6 +5,7 @@
 // that also carries a Docker `manifest.json`, so `ctr images import` and `docker load` both accept the same file.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { CACHE_DIR as FASTPATH_CACHE, fastPathObject, objectName, SOURCE as FASTPATH_SOURCE } from '../../core/datapath/fastpath/build.js';
 import { existsSync, realpathSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -251,6 +252,16 @@ export async function buildImage(o: ImageOptions): Promise<ImageReport> {
     await chmod(join(fs.dir, mainInImage), 0o755); // run through its `#!/usr/bin/env -S … node …` line
     await fs.link('usr/bin/bees', mainInImage);
     await fs.addFile(shim, `${APP_DIR}/dist/cni/midonet`, 0o755);
+    // The datapath's fast path: its source beside its loader (tsc copies no C), the object built here from it into
+    // the cache the agent reads (the image has no clang), and libbpf to load it. Without clang here the image still
+    // runs, with the fast path unavailable (the agent says why).
+    await fs.addFile(FASTPATH_SOURCE, `${APP_DIR}/dist/core/datapath/fastpath/fastpath.bpf.c`);
+    const libbpf = '/usr/lib/x86_64-linux-gnu/libbpf.so.1';
+    const object = await fastPathObject().catch(() => undefined);
+    if (object && existsSync(libbpf)) {
+      await fs.addFile(object, join(FASTPATH_CACHE, objectName()));
+      await fs.addProgram(realpathSync(libbpf), libbpf);
+    }
     const files = await countFiles(fs.dir);
 
     // One reproducible layer: sorted, owned by root, fixed times.

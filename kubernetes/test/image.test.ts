@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildShim } from '../../cni/shim/build.js';
 import { buildImage, productionPackages, projectRoot, type ImageReport } from '../image/build.js';
+import { objectName } from '../../core/datapath/fastpath/build.js';
 import { startDockerd } from '../../swarm/test/dockerd.js';
 
 const run = promisify(execFile);
@@ -58,6 +59,10 @@ test('the image holds node, the built project, production modules only, the shim
     'usr/sbin/iptables',
     'usr/lib64/ld-linux-x86-64.so.2',
     'usr/lib/x86_64-linux-gnu/libc.so.6',
+    // The datapath's fast path: its source, the object built from it where the agent looks, and libbpf.
+    'opt/bees/dist/core/datapath/fastpath/fastpath.bpf.c',
+    `var/cache/bees/bpf/${objectName()}`,
+    'usr/lib/x86_64-linux-gnu/libbpf.so.1',
   ]) {
     t.true(files.has(f), `${f} in the image`);
   }

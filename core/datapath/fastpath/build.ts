@@ -1,7 +1,8 @@
 // The fast path's BPF object, compiled from fastpath.bpf.c with clang (Debian: clang + libbpf-dev), once per
-// source and compiler: the object lands in a cache directory under a name made of both, so an upgraded source or
-// clang builds a new one and a running agent's object is never overwritten under it. `./bees` builds it with the
-// rest (ensure_build); an agent started from the source tree builds it at its first bridge (about a second).
+// source: the object lands in a cache directory under a name made of the source's hash, so a changed source builds
+// a new one, a running agent's object is never overwritten under it, and a machine without clang (the node image,
+// kubernetes/image) runs an object built elsewhere from the same source. `./bees` builds it with the rest
+// (ensure_build); an agent started from the source tree builds it at its first bridge (about a second).
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The C source: next to this module in the tree; from dist/ (tsc copies no C), the tree's copy. */
+/** The C source: next to this module (the builds copy it into dist/); from a dist/ without it, the tree's copy. */
 export const SOURCE =
   [join(here, 'fastpath.bpf.c'), join(here, '../../../../core/datapath/fastpath/fastpath.bpf.c')].find((p) => existsSync(p)) ??
   join(here, 'fastpath.bpf.c');
@@ -22,14 +23,21 @@ const DEFAULT_CACHE = '/var/cache/bees/bpf';
 /** Debian puts <asm/types.h> (which <linux/bpf.h> needs) under the target triple's include directory. */
 const multiarch = (): string => ({ x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' })[arch()] ?? `${arch()}-linux-gnu`;
 
-async function clangVersion(clang: string): Promise<string> {
+async function clangVersion(clang: string): Promise<void> {
   try {
-    const { stdout } = await run(clang, ['--version']);
-    return stdout.split('\n')[0] ?? '';
+    await run(clang, ['--version']);
   } catch {
     throw new Error(`${clang} not found: the fast path needs clang and libbpf-dev (apt-get install clang libbpf-dev)`);
   }
 }
+
+/** The cached object's file name: the source's hash. */
+export function objectName(): string {
+  return `fastpath-${createHash('sha256').update(readFileSync(SOURCE)).digest('hex').slice(0, 16)}.o`;
+}
+
+/** Where agents look for the object by default. */
+export const CACHE_DIR = DEFAULT_CACHE;
 
 /**
  * The object's path, compiled first if the cache lacks it. Throws with what is missing (clang, headers) or clang's
@@ -38,11 +46,9 @@ async function clangVersion(clang: string): Promise<string> {
 export async function fastPathObject(opts: { cacheDir?: string; clang?: string } = {}): Promise<string> {
   const clang = opts.clang ?? process.env.BEES_CLANG ?? 'clang';
   const dir = opts.cacheDir ?? process.env.BEES_BPF_CACHE ?? DEFAULT_CACHE;
-  const source = readFileSync(SOURCE);
-  const version = await clangVersion(clang);
-  const key = createHash('sha256').update(source).update(version).digest('hex').slice(0, 16);
-  const out = join(dir, `fastpath-${key}.o`);
+  const out = join(dir, objectName());
   if (existsSync(out)) return out;
+  await clangVersion(clang);
   mkdirSync(dir, { recursive: true });
   // Written aside and renamed: two agents (or the build and an agent) compiling at once never see half an object.
   const tmp = `${out}.${process.pid}.tmp`;
