@@ -119,6 +119,33 @@ test.serial('an agent killed and restarted: traffic keeps flowing, and the new a
   } finally {
     server.stop();
   }
+
+  // A filter on b's own frames bound while h2's agent is down: the old program on b's veth still has b in its maps.
+  // The new agent takes the veth over (removes the old filter) and leaves b on the bridge, where the filter runs.
+  const serverA = await c.iperfServer(a.netns);
+  try {
+    t.is((await c.harness.exec(b.netns, ['nc', '-z', '-w', '2', a.ip4!, '5201'])).code, 0, 'b reaches a:5201 before');
+    await c.killAgent(h2);
+    const { tenantId } = await h1.api.get('Bridge', b.result.bridgeId);
+    const chain = await h1.api.create('Chain', { tenantId, name: 'b-no-5201' });
+    await h1.api.create('Rule', {
+      chainId: chain.id,
+      position: 1,
+      action: 'drop',
+      condition: { nwProto: PROTO_TCP, tpDst: { start: 5201, end: 5201 } },
+    });
+    await h1.api.update('Port', b.result.portId, { inboundFilterId: chain.id });
+    await c.startAgent(h2);
+    await eventually(
+      async () => (await c.harness.exec(b.netns, ['nc', '-z', '-w', '1', a.ip4!, '5201'])).code !== 0,
+      20_000,
+      "b's new filter holds after the restart",
+    );
+    t.is(await carried(h2), 0, 'b is off the fast path');
+    t.true(await c.ping(b.netns, a.ip4!), 'the rest of b traffic passes');
+  } finally {
+    serverA.stop();
+  }
   await c.detach(a);
   await c.detach(b);
 });

@@ -9,6 +9,7 @@ import { ipBytes, macBytes } from '../netlink/attributes.js';
 import { libc } from '../netlink/libc.js';
 import { getLink, inNamespace, listLinks, listQdiscs, setBridgeFdb, withNetlink } from '../netlink/index.js';
 import { fastPathObject } from './build.js';
+import { isPlugName } from '../names.js';
 import { BPF_TC_F_REPLACE, errnoOf, libbpf, loadAsync, tcIngressHook, tcOpts, whyUnavailable, type Libbpf } from './libbpf.js';
 import { isIP } from 'node:net';
 
@@ -173,6 +174,21 @@ export class FastPath {
       if (rc !== 0 && errnoOf(rc) !== EEXIST) this.check(rc, `clsact on ${what}`);
       this.check(this.l.attach(hook, tcOpts({ progFd, flags: BPF_TC_F_REPLACE, ...FILTER })), `attach to ${what}`);
     });
+  }
+
+  /**
+   * Takes over from an earlier agent: its programs stay on our veths with its maps, frozen as they were when it
+   * stopped, and a port that got a filter since would keep bypassing it. So our filter is removed from every plug
+   * veth of the namespace; setPorts puts this agent's program back on the eligible ones. Meanwhile their frames take
+   * the bridge, which is complete. (The VXLAN devices' rx is replaced at each bridge's first ensure.)
+   */
+  async adoptDevices(): Promise<number> {
+    const veths = await withNetlink(this.netns, async (s) => (await listLinks(s)).filter((l) => l.kind === 'veth' && isPlugName(l.name)));
+    let detached = 0;
+    inNamespace(this.netns, () => {
+      for (const l of veths) if (this.l.detach(tcIngressHook(l.index), tcOpts(FILTER)) === 0) detached++;
+    });
+    return detached;
   }
 
   /**

@@ -23,9 +23,12 @@ export class FastPathHolder {
   private get(): Promise<FastPath | undefined> {
     if (!this.enabled) return Promise.resolve(undefined);
     this.loading ??= FastPath.load(this.netns).then(
-      (fp) => {
+      async (fp) => {
+        const adopted = await fp.adoptDevices();
         this.fp = fp;
-        this.log('fast path on: ports without filters bypass the bridge (tc-BPF)');
+        this.log(
+          `fast path on: ports without filters bypass the bridge (tc-BPF)${adopted ? `; took ${adopted} port(s) over from an earlier agent` : ''}`,
+        );
         return fp;
       },
       (e: Error) => {
