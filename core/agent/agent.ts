@@ -256,18 +256,17 @@ export class Agent {
     await this.cache.start();
     traceLine('start: cache started');
     // The datapath sweeps only what this agent recorded making, for this host and this store.
-    const datapath = new OwnedDatapath(
-      new LinuxDatapath({
-        underlayIp: underlay.ip,
-        tunnelPort,
-        underlayMtu: underlay.mtu,
-        ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
-        ...(o.fastPath === false ? { fastPath: false } : {}),
-        log: (msg, level) => this.log(msg, level),
-      }),
-      inventory,
-      this.log,
-    );
+    const linux = new LinuxDatapath({
+      underlayIp: underlay.ip,
+      tunnelPort,
+      underlayMtu: underlay.mtu,
+      ...(o.routerNsPrefix ? { routerNsPrefix: o.routerNsPrefix } : {}),
+      ...(o.fastPath === false ? { fastPath: false } : {}),
+      log: (msg, level) => this.log(msg, level),
+    });
+    // Loaded beside the rest of the start (its failure only turns it off, and is logged).
+    void linux.prepareFastPath();
+    const datapath = new OwnedDatapath(linux, inventory, this.log);
     this.metrics.instrumentDatapath(datapath);
     if (datapath.fastPathStatus) this.fastPathStatus = datapath.fastPathStatus;
     this.reconciler = new Reconciler(this.hostId, this.cache, datapath, underlay.mtu, this.log);

@@ -113,6 +113,11 @@ export class LinuxDatapath {
     for (const b of change?.bindings ?? []) if (b.chainId !== null) this.fast.dropPort(b.ifname);
   }
 
+  /** Load the fast path now (the agent calls it at start, so that no attach waits for the verifier). */
+  prepareFastPath(): Promise<void> {
+    return this.fast.prepare();
+  }
+
   setFastPath(ports: FastPort[]): Promise<void> {
     return this.fast.setPorts(ports);
   }

@@ -54,8 +54,11 @@ struct counts {
 
 // Sizes: a host holds up to 16384 local ports and 262144 remote MACs across its bridges; full maps only mean
 // more frames on the bridge (an update that does not fit fails, and the agent leaves that port off the fast path).
+// Not preallocated: a preallocated hash takes its whole size at load (the remote MACs alone ~19 MB of kernel memory
+// per agent, and the time to allocate it), where most hosts hold a few hundred entries.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct port);
@@ -63,6 +66,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 262144);
 	__type(key, struct l2key);
 	__type(value, __u32);
@@ -70,6 +74,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct l2key);
 	__type(value, struct local);
@@ -77,6 +82,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct counts);

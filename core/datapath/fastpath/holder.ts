@@ -40,6 +40,11 @@ export class FastPathHolder {
     return this.loading;
   }
 
+  /** Load now rather than at the first bridge (the agent does, at start: the first attach should not wait for it). */
+  async prepare(): Promise<void> {
+    await this.get();
+  }
+
   private failed(what: string, e: unknown): void {
     const msg = `${what}: ${(e as Error).message}`;
     if (msg !== this.lastError) this.log(`fast path: ${msg} (those frames take the bridge)`, 'warn');
@@ -96,7 +101,7 @@ export class FastPathHolder {
     const fp = this.fp;
     if (!fp) {
       const state = this.enabled ? 'unavailable' : 'off';
-      const reason = this.enabled ? (this.unavailable ?? 'not loaded yet (no bridge on this host)') : 'turned off (--fast-path off)';
+      const reason = this.enabled ? (this.unavailable ?? 'loading') : 'turned off (--fast-path off)';
       return { state, reason, ports: [], outcomes: {}, counts: {} };
     }
     return {
