@@ -6,6 +6,7 @@ import test from 'ava';
 import { startCluster, eventually, type Cluster, type ClusterHost } from '../../testbed/cluster.js';
 import type { AgentStatus } from '../../core/agent/agent-status.js';
 import { PROTO_TCP } from '../../core/policy/simulate.js';
+import { sample, scrape } from '../../testbed/metrics.js';
 
 let cluster: Cluster | undefined;
 test.before(async () => {
@@ -43,6 +44,12 @@ test.serial('unfiltered ports ride the fast path; spoofing, filters and admin st
     t.true((await outcome(h2, 'rx_fast')) - rx0 > 1000, 'h2 delivered on the fast path');
     // The replies: b's tx on h2, a's rx on h1.
     t.true((await outcome(h2, 'tx_fast')) > 100 && (await outcome(h1, 'rx_fast')) > 100, 'the ACKs rode it back');
+    // Metrics: the outcomes, and b's "to the workload" counters include what rx delivered past its host-side veth
+    // (two 1 s streams at Gbit/s: far more than 10 MB; the veth's own transmit counter saw only the bridge's frames).
+    const m = await scrape(`${h2.runDir}/api.sock`);
+    t.true((sample(m, 'bees_fastpath_frames_total', { outcome: 'rx_fast' }) ?? 0) > 1000, 'bees_fastpath_frames_total');
+    t.is(sample(m, 'bees_fastpath_ports'), 1);
+    t.true((sample(m, 'bees_port_tx_bytes_total', { port: b.result.portId }) ?? 0) > 10e6, 'bees_port_tx_bytes_total counts the fast path');
   } finally {
     server.stop();
   }

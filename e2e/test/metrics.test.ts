@@ -4,37 +4,14 @@
 // agent's TCP metrics listener (--metrics-listen), scraped over the underlay with its bearer token.
 import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ETH_ARP, PROTO_ICMP } from '../../core/policy/simulate.js';
 import { eventually, startCluster } from '../../testbed/cluster.js';
+import { sample, scrape } from '../../testbed/metrics.js';
 
 /** The metrics port inside the host's namespace: each harness host has a network stack of its own. */
 const METRICS_PORT = 9878;
-
-function scrape(socket: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path: '/metrics', method: 'GET', timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString('utf8')));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET /metrics: ${res.statusCode} ${body}`))));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** The value of the one sample whose name is `name` and whose labels include `labels`; undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
-  }
-  return undefined;
-}
 
 test('port counters, drops by rule, latencies and reconcile lag of a real agent after real traffic', async (t) => {
   t.timeout(240_000);
