@@ -161,6 +161,8 @@ export class Agent {
   flowLog: FlowLog | undefined;
   /** The datapath's fast path as it stands (undefined before start or with a datapath that has none). */
   private fastPathStatus?: () => FastPathStatus;
+  /** Probes hold their packets' MACs off the fast path (probe.ts). */
+  private fastPathHolds?: { hold(macs: string[]): void; release(macs: string[]): Promise<void> };
   private prober: Prober | undefined;
   /** The store sequence the last completed reconcile pass had seen (metrics: reconcile lag). */
   appliedSeq = 0;
@@ -266,6 +268,7 @@ export class Agent {
     });
     // Loaded beside the rest of the start (its failure only turns it off, and is logged).
     void linux.prepareFastPath();
+    this.fastPathHolds = { hold: (macs) => linux.holdFastPath(macs), release: (macs) => linux.releaseFastPath(macs) };
     const datapath = new OwnedDatapath(linux, inventory, this.log);
     this.metrics.instrumentDatapath(datapath);
     if (datapath.fastPathStatus) this.fastPathStatus = datapath.fastPathStatus;
@@ -355,7 +358,7 @@ export class Agent {
     } catch (e) {
       this.log(`drop log unavailable (NFLOG group ${flowLog.group}): ${(e as Error).message}`, 'warn');
     }
-    const prober = new Prober(this.hostId, this.store, this.log);
+    const prober = new Prober(this.hostId, this.store, this.log, this.fastPathHolds);
     await prober.start().catch((e: Error) => this.log(`probes from other hosts will not be observed: ${e.message}`, 'warn'));
     this.prober = prober;
     traceLine('start: prober');

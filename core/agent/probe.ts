@@ -257,7 +257,34 @@ export class Prober {
     readonly hostId: string,
     private readonly store: Store,
     private readonly log: (msg: string) => void,
+    /**
+     * The datapath's fast path skips the bridge and its nftables, where the probe's packets are traced: their MACs
+     * are held off it while this host is armed.
+     */
+    private readonly fastPath?: { hold(macs: string[]): void; release(macs: string[]): Promise<void> },
   ) {}
+
+  /** Arm this host for `spec`, with its MACs held off the fast path until stopped. */
+  private async arm(spec: ProbeSpec): Promise<{ stop(): Promise<{ request: KernelLeg; reply: KernelLeg }> }> {
+    const macs = [spec.srcMac, spec.dstMac];
+    this.fastPath?.hold(macs);
+    const release = () => this.fastPath?.release(macs).catch((e: Error) => this.log(`probe ${spec.id}: ${e.message}`));
+    try {
+      const armed = await arm(spec);
+      return {
+        async stop() {
+          try {
+            return await armed.stop();
+          } finally {
+            await release();
+          }
+        },
+      };
+    } catch (e) {
+      await release();
+      throw e;
+    }
+  }
 
   /** Observe probes naming this host. */
   async start(): Promise<void> {
@@ -268,7 +295,7 @@ export class Prober {
         const id = key.slice(PROBE_PREFIX.length);
         live.add(id);
         if (!spec.hosts?.includes(this.hostId) || this.armed.has(id)) continue;
-        const armed = arm(spec);
+        const armed = this.arm(spec);
         this.armed.set(id, armed);
         void armed.then(
           () => this.store.putEphemeral(`${ARMED_PREFIX}${id}/${this.hostId}`, true),
@@ -299,7 +326,7 @@ export class Prober {
     const spec: ProbeSpec = { ...s, id: randomBytes(4).toString('hex') };
     const others = spec.hosts.filter((h) => h !== this.hostId);
     spec.hosts = others;
-    const mine = await arm(spec);
+    const mine = await this.arm(spec);
     let result: { request: KernelLeg; reply: KernelLeg } | undefined;
     const out: HostObservation[] = [];
     try {

@@ -113,6 +113,15 @@ export class LinuxDatapath {
     for (const b of change?.bindings ?? []) if (b.chainId !== null) this.fast.dropPort(b.ifname);
   }
 
+  /** Keep these MACs' frames on the bridge path until released (`bees trace --probe` traces them there). */
+  holdFastPath(macs: string[]): void {
+    this.fast.hold(macs);
+  }
+
+  releaseFastPath(macs: string[]): Promise<void> {
+    return this.fast.release(macs);
+  }
+
   /** Load the fast path now (the agent calls it at start, so that no attach waits for the verifier). */
   prepareFastPath(): Promise<void> {
     return this.fast.prepare();

@@ -102,6 +102,12 @@ export class FastPath {
   private readonly ports = new Map<string, PortEntry>();
   /** Devices whose clsact ingress carries our tx program (a veth keeps it for its life). */
   private readonly txAttached = new Set<number>();
+  /**
+   * MACs held off the fast path, with how many holds each (`bees trace --probe` traces a packet through the bridge's
+   * nftables on each host: its ports' frames must cross the bridge while it runs). Held remote MACs stay in the
+   * record and leave the kernel map; held local ports are dropped and come back at the next setPorts.
+   */
+  private readonly held = new Map<string, number>();
 
   private constructor(
     private readonly netns: string | undefined,
@@ -220,8 +226,35 @@ export class FastPath {
       b.remotes.delete(m);
     }
     for (const m of add.map(normalizeMac)) {
+      if (this.held.has(m)) b.remotes.add(m);
       // A full map leaves the MAC to the bridge: correct, only slower.
-      if (this.l.update(this.maps.remotes, l2key(b.vxIfindex, m), one, 0n) === 0) b.remotes.add(m);
+      else if (this.l.update(this.maps.remotes, l2key(b.vxIfindex, m), one, 0n) === 0) b.remotes.add(m);
+    }
+  }
+
+  /** Hold MACs off the fast path (local ports and remote entries) until `release`; holds nest. */
+  hold(macs: string[]): void {
+    for (const m of macs.map(normalizeMac)) {
+      const n = this.held.get(m) ?? 0;
+      this.held.set(m, n + 1);
+      if (n > 0) continue;
+      for (const b of this.bridges.values()) if (b.remotes.has(m)) this.l.remove(this.maps.remotes, l2key(b.vxIfindex, m));
+      for (const [ifname, p] of this.ports) if (p.mac === m) this.dropPort(ifname);
+    }
+  }
+
+  /** Ends a hold: remote entries return now, local ports at the caller's next setPorts. */
+  release(macs: string[]): void {
+    const one = u32(1);
+    for (const m of macs.map(normalizeMac)) {
+      const n = this.held.get(m) ?? 0;
+      if (n > 1) {
+        this.held.set(m, n - 1);
+        continue;
+      }
+      this.held.delete(m);
+      for (const b of this.bridges.values())
+        if (b.remotes.has(m) && this.l.update(this.maps.remotes, l2key(b.vxIfindex, m), one, 0n) !== 0) b.remotes.delete(m);
     }
   }
 
@@ -260,6 +293,10 @@ export class FastPath {
     for (const ifname of [...this.ports.keys()]) if (!wanted.has(ifname)) this.dropPort(ifname);
     const todo: FastPort[] = [];
     for (const p of want) {
+      if (this.held.has(normalizeMac(p.mac))) {
+        if (this.ports.has(p.ifname)) this.dropPort(p.ifname);
+        continue;
+      }
       const json = JSON.stringify([p.vni, normalizeMac(p.mac), p.ips, p.zone]);
       const had = this.ports.get(p.ifname);
       if (had?.json === json && this.bridges.get(p.vni)?.vxIfindex === had.vxIfindex) continue;

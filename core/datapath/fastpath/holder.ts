@@ -13,6 +13,8 @@ export class FastPathHolder {
   private lastError?: string;
   /** Interfaces left on the bridge path at the last setPorts, and why: logged when the set changes. */
   private lastSkipped = '';
+  /** The reconciler's last port list: a released hold puts its ports back from it. */
+  private lastPorts?: FastPort[];
 
   constructor(
     private readonly netns: string | undefined,
@@ -84,7 +86,19 @@ export class FastPathHolder {
     this.fp?.forgetDevice(ifname);
   }
 
+  /** Frames of these MACs take the bridge until `release` (a probe traces them through its nftables). */
+  hold(macs: string[]): void {
+    this.fp?.hold(macs);
+  }
+
+  /** Ends a hold: the held local ports come back at once, from the last port list. */
+  async release(macs: string[]): Promise<void> {
+    this.fp?.release(macs);
+    if (this.lastPorts) await this.setPorts(this.lastPorts);
+  }
+
   async setPorts(ports: FastPort[]): Promise<void> {
+    this.lastPorts = ports;
     const fp = this.fp ?? (ports.length ? await this.get() : undefined);
     if (!fp) return;
     try {
