@@ -89,6 +89,9 @@ function portValue(p: FastPort, vxIfindex: number): Buffer {
   return b;
 }
 
+/** What a port entry was written from: a change of any of it rewrites the entry. */
+const portJson = (p: FastPort): string => JSON.stringify([p.vni, normalizeMac(p.mac), p.ips, p.zone]);
+
 /** struct local { __u32 ifindex; __u16 zone; __u16 pad; } */
 function localValue(ifindex: number, zone: number): Buffer {
   const b = Buffer.alloc(8);
@@ -297,7 +300,7 @@ export class FastPath {
         if (this.ports.has(p.ifname)) this.dropPort(p.ifname);
         continue;
       }
-      const json = JSON.stringify([p.vni, normalizeMac(p.mac), p.ips, p.zone]);
+      const json = portJson(p);
       const had = this.ports.get(p.ifname);
       if (had?.json === json && this.bridges.get(p.vni)?.vxIfindex === had.vxIfindex) continue;
       if (had) this.dropPort(p.ifname);
@@ -351,7 +354,7 @@ export class FastPath {
           ifindex,
           vxIfindex: bridge.vxIfindex,
           mac,
-          json: JSON.stringify([p.vni, mac, p.ips, p.zone]),
+          json: portJson(p),
         });
       } catch (e) {
         this.l.remove(this.maps.ports, key);
